@@ -1,0 +1,26 @@
+"""Exceptions the engine raises on purpose.
+
+Each message is written for the person at the screen: it says what is wrong and what to do
+instead. The web app catches `ExplorerError` in one place and shows the message; the CLI prints it
+on one line and exits non-zero. Anything else escaping the engine is a bug.
+"""
+
+
+class ExplorerError(Exception):
+    """Base class: a problem the user can fix by changing their settings or their machine."""
+
+
+class InvalidSpecError(ExplorerError, ValueError):
+    """A setting is out of range or inconsistent with another one."""
+
+
+class UnsupportedError(ExplorerError):
+    """The chosen device cannot run the chosen combination (missing device, dtype it can't do)."""
+
+
+class MemoryGuardError(ExplorerError):
+    """The run would not fit in the memory that is free right now; refused before allocating."""
+
+
+class ModelLoadError(ExplorerError):
+    """The model's files could not be found or read."""

@@ -1,0 +1,90 @@
+"""Measurements as JSON (everything, raw timestamps included) and as a readable text table.
+
+The JSON is the output contract of `python -m lib run --json`: `spec`, `environment`, `load`,
+`summary` (metric name with unit -> median, spread, percentiles, n), `repetitions` (each with its
+raw token offsets from the request start and its own metrics), `warnings` and the generated text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lib.engine import Measurement
+from lib.memory import format_bytes
+from lib.stats import Summary, inter_token_latencies
+
+# name -> (label, plain meaning); shared by the CLI table and the web page.
+METRIC_LABELS = {
+    "ttft_s": ("Time to first token (TTFT)",
+               "How long until the first word appears: reading the prompt (prefill) plus one step."),
+    "tpot_s": ("Time per output token (TPOT)",
+               "Average time for each following token: the writing speed a reader sees."),
+    "e2e_s": ("End-to-end latency",
+              "From sending the request to the last token: the whole wait."),
+    "decode_tokens_per_s": ("Decode throughput",
+                            "Tokens written per second across the whole batch, after the first."),
+    "total_tokens_per_s": ("Total throughput",
+                           "Prompt and output tokens handled per second, across the batch."),
+    "requests_per_s": ("Requests per second", "How many whole requests finish per second."),
+    "peak_memory_bytes": ("Peak memory", "The most memory in use during a repetition."),
+    "itl_s": ("Inter-token latency (ITL)", "Each gap between two consecutive tokens."),
+}
+
+
+def to_dict(measurement: Measurement, summary: Summary) -> dict[str, Any]:
+    return {
+        "spec": measurement.spec.to_dict(),
+        "environment": measurement.environment,
+        "load": {"load_s": measurement.load_s, "source": measurement.load_source},
+        "warmup_s": list(measurement.warmup_s),
+        "prompt": {"note": measurement.prompt_note,
+                   "used_chat_template": measurement.used_chat_template},
+        "generated_text": measurement.generated_text,
+        "memory_method": measurement.memory_method,
+        "summary": summary.to_dict(),
+        "warnings": [vars(w) for w in summary.warnings],
+        "repetitions": [
+            {"token_offsets_s": [t - rep.start_s for t in rep.token_times_s],
+             "itl_s": inter_token_latencies(rep),
+             "peak_memory_bytes": rep.peak_memory_bytes,
+             "metrics": metrics}
+            for rep, metrics in zip(measurement.repetitions, summary.per_repetition)
+        ],
+    }
+
+
+def format_value(name: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if name.endswith("_bytes"):
+        return format_bytes(value)
+    if name.endswith("_per_s"):
+        return f"{value:,.1f}/s"
+    if name.endswith("_s"):
+        return f"{value * 1000:.1f} ms" if value < 10 else f"{value:.2f} s"
+    return f"{value:,.1f}"
+
+
+def to_text(measurement: Measurement, summary: Summary) -> str:
+    spec = measurement.spec
+    lines = [
+        f"{spec.model_id} on {spec.device} ({measurement.environment.get('cpu_model', '')}), "
+        f"{spec.dtype}, batch {spec.batch_size}, prompt {spec.prompt_tokens} tokens, "
+        f"output {spec.new_tokens} tokens, {spec.threads} threads",
+        f"model load: {measurement.load_s or 0:.2f} s ({measurement.load_source}); "
+        f"warm-up: {', '.join(f'{w:.2f} s' for w in measurement.warmup_s) or 'none'}",
+        "",
+        f"{'metric':<30}{'median':>12}{'p25':>12}{'p75':>12}{'p90':>12}{'p99':>12}{'n':>6}",
+    ]
+    for name, dist in summary.metrics.items():
+        row = [format_value(name, v) for v in
+               (dist.median, dist.to_dict()["p25"], dist.to_dict()["p75"],
+                dist.percentile(90), dist.percentile(99))]
+        lines.append(f"{METRIC_LABELS[name][0]:<30}" + "".join(f"{v:>12}" for v in row)
+                     + f"{dist.n:>6}")
+    for warning in summary.warnings:
+        lines.append(f"warning: {warning.message} {warning.hint}")
+    if measurement.prompt_note:
+        lines.append(f"note: {measurement.prompt_note}")
+    lines += ["", "generated text (first sequence):", measurement.generated_text]
+    return "\n".join(lines)

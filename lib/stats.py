@@ -1,0 +1,171 @@
+"""Metrics, percentiles and quality warnings, all derived from a Measurement's raw timestamps.
+
+Metric names follow DESIGN.md everywhere (engine, tables, charts, exports), with the unit in the
+name. Per timed repetition (a batch of `batch_size` identical requests that run together):
+    ttft_s               first token time - start (includes prefill)
+    e2e_s                last token time - start
+    tpot_s               (e2e - ttft) / (new_tokens - 1)          [absent when new_tokens == 1]
+    decode_tokens_per_s  batch * (new_tokens - 1) / (e2e - ttft)  [absent when new_tokens == 1]
+    total_tokens_per_s   batch * (prompt_tokens + new_tokens) / e2e
+    requests_per_s       batch / e2e
+    peak_memory_bytes    peak memory during the repetition
+Inter-token latencies (`itl_s`) are every gap between consecutive tokens of every repetition.
+
+Percentiles use linear interpolation between closest ranks (numpy's default). A percentile is
+only reported when there are enough samples for it to mean something (`MIN_SAMPLES`).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Sequence
+
+from lib.engine import Measurement, Repetition
+
+# p-th percentile needs about 1/(1-p) samples before even one sample lies above it.
+MIN_SAMPLES = {90: 10, 95: 20, 99: 100}
+# Interquartile range over median above this: the run was noisy (hyperfine and
+# torch.utils.benchmark use the same kind of threshold).
+NOISY_RELATIVE_IQR = 0.10
+# With fewer repetitions than this the median itself is shaky.
+FEW_REPETITIONS = 3
+
+REPETITION_METRICS = ("ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "total_tokens_per_s",
+                      "requests_per_s", "peak_memory_bytes")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """q in [0, 100], linear interpolation (numpy.percentile's default method)."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @cached_property
+    def median(self) -> float:
+        return percentile(self.values, 50)
+
+    @cached_property
+    def iqr(self) -> float:
+        return percentile(self.values, 75) - percentile(self.values, 25)
+
+    @property
+    def relative_iqr(self) -> float:
+        return self.iqr / self.median if self.median else 0.0
+
+    def percentile(self, q: float) -> float | None:
+        """None when there are too few samples for `q` to mean anything."""
+        if self.n < MIN_SAMPLES.get(int(q), 1):
+            return None
+        return percentile(self.values, q)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "median": self.median, "mean": statistics.fmean(self.values),
+            "min": min(self.values), "max": max(self.values),
+            "p10": percentile(self.values, 10), "p25": percentile(self.values, 25),
+            "p75": percentile(self.values, 75),
+            "p90": self.percentile(90), "p95": self.percentile(95), "p99": self.percentile(99),
+            "iqr": self.iqr, "n": self.n,
+        }
+
+
+@dataclass(frozen=True)
+class QualityWarning:
+    code: str        # stable identifier, e.g. "noisy"
+    message: str     # what is wrong, with the numbers
+    hint: str        # what to do about it
+
+
+def repetition_metrics(rep: Repetition, batch_size: int, prompt_tokens: int) -> dict[str, float]:
+    new_tokens = len(rep.token_times_s)
+    ttft = rep.token_times_s[0] - rep.start_s
+    e2e = rep.token_times_s[-1] - rep.start_s
+    metrics = {
+        "ttft_s": ttft, "e2e_s": e2e,
+        "total_tokens_per_s": batch_size * (prompt_tokens + new_tokens) / e2e,
+        "requests_per_s": batch_size / e2e,
+    }
+    if new_tokens > 1:
+        metrics["tpot_s"] = (e2e - ttft) / (new_tokens - 1)
+        metrics["decode_tokens_per_s"] = batch_size * (new_tokens - 1) / (e2e - ttft)
+    if rep.peak_memory_bytes is not None:
+        metrics["peak_memory_bytes"] = rep.peak_memory_bytes
+    return metrics
+
+
+def inter_token_latencies(rep: Repetition) -> list[float]:
+    times = rep.token_times_s
+    return [b - a for a, b in zip(times, times[1:])]
+
+
+@dataclass(frozen=True)
+class Summary:
+    per_repetition: tuple[dict[str, float], ...]
+    metrics: dict[str, Distribution]       # REPETITION_METRICS present in the data, plus itl_s
+    warnings: tuple[QualityWarning, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: dist.to_dict() for name, dist in self.metrics.items()}
+
+
+def summarize(measurement: Measurement) -> Summary:
+    spec = measurement.spec
+    per_rep = tuple(repetition_metrics(rep, spec.batch_size, spec.prompt_tokens)
+                    for rep in measurement.repetitions)
+    metrics = {name: Distribution(tuple(r[name] for r in per_rep))
+               for name in REPETITION_METRICS if per_rep and name in per_rep[0]}
+    itl = [gap for rep in measurement.repetitions for gap in inter_token_latencies(rep)]
+    if itl:
+        metrics["itl_s"] = Distribution(tuple(itl))
+    return Summary(per_rep, metrics, tuple(quality_warnings(metrics, measurement)))
+
+
+def quality_warnings(metrics: dict[str, Distribution], measurement: Measurement) -> list[QualityWarning]:
+    warnings = []
+    n = len(measurement.repetitions)
+    if n < FEW_REPETITIONS:
+        warnings.append(QualityWarning(
+            "few_repetitions", f"Only {n} repetition{'s' if n != 1 else ''} were timed.",
+            f"Use at least {FEW_REPETITIONS} repetitions (5 or more is better) so one slow run "
+            "cannot move the median."))
+    for name in ("ttft_s", "tpot_s", "e2e_s"):
+        dist = metrics.get(name)
+        if dist and dist.n >= 2 and dist.relative_iqr > NOISY_RELATIVE_IQR:
+            warnings.append(QualityWarning(
+                "noisy", f"{name} varied a lot between repetitions: the middle half spans "
+                f"{dist.relative_iqr:.0%} of the median (n={dist.n}).",
+                "Something else is probably using the machine. Close other programs, use fewer "
+                "CPU threads than cores, or add repetitions."))
+    for label, dist in (("Whole-request metrics (TTFT, e2e)", metrics.get("e2e_s")),
+                        ("Inter-token latency", metrics.get("itl_s"))):
+        if dist and dist.percentile(99) is None:
+            shown = "p90 is shown" if dist.percentile(90) is not None else "p90 and p99 are hidden"
+            warnings.append(QualityWarning(
+                "too_few_for_percentile", f"{label}: {dist.n} samples; {shown} (p90 needs "
+                f"{MIN_SAMPLES[90]} samples, p99 needs {MIN_SAMPLES[99]}).",
+                "For tail latency, raise repetitions or the minimum measuring time."))
+    if measurement.spec.warmup_runs == 0:
+        warnings.append(QualityWarning(
+            "no_warmup", "No warm-up run: the first repetition includes one-off start-up costs.",
+            "Use at least one warm-up run."))
+    if measurement.spec.device == "mps":
+        warnings.append(QualityWarning(
+            "mps_deferred_tokens", "On Apple MPS, transformers hands out each token one step "
+            "late, so TTFT includes one decode step.", "Compare TPOT rather than TTFT on MPS."))
+    return warnings
