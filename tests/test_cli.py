@@ -1,0 +1,85 @@
+"""`python -m lib run`: JSON contract, readable table, and one-line errors."""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "lib", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=dict(os.environ))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--batch", "0"], "batch_size must be between 1 and 64"),
+    (["run", "--dtype", "int3"], "invalid choice: 'int3'"),
+    (["run", "--new-tokens", "many"], "invalid int value: 'many'"),
+    (["run", "--prompt-tokens", "8190", "--new-tokens", "10"], "reads at most 8192 tokens"),
+    (["run", "--model", "gpt-9"], "Unknown model 'gpt-9'"),
+    (["fly"], "invalid choice: 'fly'"),
+])
+def test_bad_arguments_exit_nonzero_with_one_line(args, message):
+    result = cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="CUDA present")
+def test_missing_device_exits_nonzero():
+    result = cli("run", "--device", "cuda")
+    assert result.returncode == 2 and "not available on this machine" in result.stderr
+
+
+def test_oversized_batch_is_refused_without_allocating():
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result = cli("run", "--batch", "64", "--prompt-tokens", "8000", "--new-tokens", "100")
+    assert result.returncode == 2
+    assert "Not enough memory for batch 64 x 8100 tokens" in result.stderr
+    assert "Traceback" not in result.stderr
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert max(peak_kb, before) < 3 * 2**20          # the child never went past 3 GB
+
+
+def test_json_run_is_self_consistent():
+    result = cli("run", "--model", "smollm2-135m-instruct", "--device", "cpu", "--dtype",
+                 "float32", "--batch", "2", "--prompt-tokens", "64", "--new-tokens", "16",
+                 "--repetitions", "3", "--threads", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    summary, n, batch = data["summary"], 16, 2
+    for key in ("ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "total_tokens_per_s",
+                "requests_per_s", "peak_memory_bytes", "itl_s"):
+        assert summary[key]["n"] >= 1 and summary[key]["median"] > 0
+    assert data["spec"]["batch_size"] == 2 and data["spec"]["threads"] == 1
+    assert data["environment"]["torch"] and data["environment"]["cpu_model"]
+    # Exact per repetition, and within 2% on the medians (DESIGN.md definitions).
+    for rep in data["repetitions"]:
+        m = rep["metrics"]
+        assert len(rep["token_offsets_s"]) == n
+        assert m["e2e_s"] == pytest.approx(m["ttft_s"] + (n - 1) * m["tpot_s"], rel=1e-9)
+        assert m["decode_tokens_per_s"] == pytest.approx(
+            batch * (n - 1) / (m["e2e_s"] - m["ttft_s"]), rel=1e-9)
+        assert rep["token_offsets_s"][-1] == pytest.approx(m["e2e_s"])
+    med = {k: v["median"] for k, v in summary.items()}
+    assert med["e2e_s"] == pytest.approx(med["ttft_s"] + (n - 1) * med["tpot_s"], rel=0.02)
+    assert med["decode_tokens_per_s"] == pytest.approx(
+        batch * (n - 1) / (med["e2e_s"] - med["ttft_s"]), rel=0.02)
+
+
+def test_table_output_is_readable():
+    result = cli("run", "--batch", "1", "--prompt-tokens", "16", "--new-tokens", "4",
+                 "--repetitions", "2", "--min-duration", "0", "--prompt", "Hello there")
+    assert result.returncode == 0, result.stderr
+    assert "Time to first token (TTFT)" in result.stdout
+    assert "generated text" in result.stdout
+    assert "repeated" in result.stdout        # the note about fitting the user's prompt

@@ -1,0 +1,35 @@
+import pytest
+import torch
+
+from lib import devices
+from lib.errors import UnsupportedError
+
+
+def test_cpu_is_always_offered_and_gpus_only_when_present():
+    available = devices.available_devices()
+    assert available[0] == "cpu"
+    assert ("cuda" in available) == torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_cpu_runs_every_offered_dtype(dtype):
+    devices.check_supported("cpu", dtype)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_missing_device_is_explained():
+    with pytest.raises(UnsupportedError, match="not available on this machine.*cpu"):
+        devices.check_supported("cuda", "float32")
+
+
+def test_dtype_the_device_cannot_run_is_explained(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise RuntimeError('"addmm" not implemented for \'Half\'')
+    devices.check_supported.cache_clear()
+    monkeypatch.setattr(torch, "ones", refuse)
+    try:
+        with pytest.raises(UnsupportedError, match="cannot compute in float16.*Choose float32"):
+            devices.check_supported("cpu", "float16")
+    finally:
+        monkeypatch.undo()
+        devices.check_supported.cache_clear()
