@@ -24,3 +24,7 @@ class MemoryGuardError(ExplorerError):
 
 class ModelLoadError(ExplorerError):
     """The model's files could not be found or read."""
+
+
+class RunFailedError(ExplorerError):
+    """The model raised while running (e.g. PyTorch ran out of memory); nothing else is affected."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 from lib import devices, engine, models
+from lib.errors import RunFailedError
 from lib.runlock import measurement_slot
 from lib.spec import RunSpec
 
@@ -37,4 +38,13 @@ def run(spec: RunSpec, get_model: ModelGetter = models.load,
         loaded = get_model(spec.model_id, spec.device, spec.dtype, on_status)
         if on_status:
             on_status(f"Measuring: {describe(spec)}…")
-        return engine.measure(loaded, spec, on_progress=on_progress)
+        try:
+            return engine.measure(loaded, spec, on_progress=on_progress)
+        except (RuntimeError, MemoryError) as exc:
+            # PyTorch reports out-of-memory and kernel failures as RuntimeError; the model and
+            # the app are still fine, only this run is lost.
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise RunFailedError(
+                f"The run failed inside PyTorch ({type(exc).__name__}: {first_line}). Nothing "
+                "else was affected: try a smaller batch, a shorter prompt or another dtype, "
+                "and run again.") from exc

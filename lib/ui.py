@@ -60,7 +60,7 @@ def settings_sidebar() -> RunSpec | None:
     defaults = RunSpec()
     with st.sidebar:
         st.header("Settings")
-        st.caption("Shared by every page. Hover the ⓘ next to a setting for what it changes.")
+        st.caption("Shared by every page. Hover the ? next to a setting for what it changes.")
         model_id = _widget(st.selectbox, "model_id", options=list(models.CATALOG),
                            format_func=lambda m: models.CATALOG[m].display_name)
         entry = models.CATALOG[model_id]
@@ -77,8 +77,12 @@ def settings_sidebar() -> RunSpec | None:
         with st.expander("Measurement"):
             repetitions = _widget(st.number_input, "repetitions", min_value=1, max_value=100,
                                   value=defaults.repetitions)
-            threads = _widget(st.slider, "threads", min_value=1, max_value=default_threads(),
-                              value=defaults.threads)
+            if default_threads() > 1:
+                threads = _widget(st.slider, "threads", min_value=1,
+                                  max_value=default_threads(), value=defaults.threads)
+            else:
+                threads = 1
+                st.caption("CPU threads: 1 (this machine has one core).")
             warmup_runs = _widget(st.number_input, "warmup_runs", min_value=0, max_value=5,
                                   value=defaults.warmup_runs)
             min_duration_s = _widget(st.number_input, "min_duration_s", min_value=0.0,
@@ -111,12 +115,13 @@ def model_cache() -> models.ModelCache:
 
 def run_with_status(spec: RunSpec) -> Result | None:
     """Run `spec`, showing each stage; None (with the reason on the page) if it could not run."""
+    queue_notice = st.empty()
     status = st.status("Starting…", expanded=True)
     progress = status.progress(0.0)
 
     def on_wait(message: str) -> None:
         status.update(label="Waiting in the queue…", state="running")
-        status.info(message)
+        queue_notice.info(message)
 
     def on_status(message: str) -> None:
         status.update(label=message)
@@ -142,9 +147,11 @@ def run_with_status(spec: RunSpec) -> Result | None:
         measurement = runner.run(spec, get_model=get_model, on_status=on_status,
                                  on_progress=on_progress, on_wait=on_wait)
     except ExplorerError as exc:
+        queue_notice.empty()
         status.update(label="The run could not start", state="error", expanded=False)
         st.error(str(exc))
         return None
+    queue_notice.empty()
     if used[-1].loaded_at >= asked_at:
         model_note = (f"Model loaded in {measurement.load_s:.1f} s ({measurement.load_source}); "
                       "loading is never counted in a latency.")

@@ -65,7 +65,7 @@ st.caption("Percentiles say how slow the slower requests are: p90 means 9 in 10 
 st.dataframe(report.percentile_rows(summary), hide_index=True, width="stretch")
 for note in summary.warnings:
     if note.severity == "note":
-        st.caption(f"ℹ️ {note.message} {note.hint}")
+        st.caption(f"Note: {note.message} {note.hint}")
 
 with st.expander("Run details: settings, machine, raw data"):
     st.json({"spec": measurement.spec.to_dict(), "environment": measurement.environment,

@@ -119,3 +119,24 @@ def test_bad_input_shows_message_and_page_keeps_working(server, browser):
     assert page.locator('[data-testid="stException"]').count() == 0
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "playground-bad-input.png"), full_page=True)
+
+
+def test_second_session_waits_in_the_queue_and_is_told(server, browser):
+    first = browser.new_context().new_page()
+    second = browser.new_context().new_page()
+    for page in (first, second):
+        page.set_viewport_size({"width": 1400, "height": 2400})
+        page.goto(server)
+        page.get_by_role("button", name="Run").wait_for(timeout=60_000)
+    _set_number(first, "Output length (tokens)", 120)
+    _set_number(second, "Output length (tokens)", 4)
+    first.get_by_role("button", name="Run").click()
+    first.get_by_text("Measuring:").first.wait_for(timeout=120_000)
+    second.get_by_role("button", name="Run").click()
+    second.get_by_text("is using this machine").wait_for(timeout=30_000)
+    assert first.locator(".js-plotly-plot").count() == 0        # the first is still running
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    second.screenshot(path=str(ARTIFACTS / "playground-queued.png"))
+    for page in (first, second):
+        page.locator(".js-plotly-plot").first.wait_for(timeout=240_000)
+        assert page.locator('[data-testid="stException"]').count() == 0
