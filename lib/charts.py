@@ -22,7 +22,7 @@ def token_latency_figure(measurement: Measurement) -> go.Figure:
     for repetition, rows in decode.groupby("repetition"):
         figure.add_trace(go.Scatter(
             x=rows["token_index"], y=rows["latency_ms"], mode="lines",
-            line={"color": FAINT, "width": 1}, name=f"repetition {repetition}",
+            line={"color": FAINT, "width": 1}, name="single repetitions",
             legendgroup="reps", showlegend=bool(repetition == 1),
             hovertemplate="token %{x}: %{y:.1f} ms<extra>repetition " + str(repetition) + "</extra>"))
     if not decode.empty:

@@ -54,6 +54,7 @@ class Measurement:
     load_s: float | None = None
     load_source: str | None = None
     memory_method: str = ""
+    kv_cache_bytes_estimate: int | None = None   # from the architecture, not measured
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -85,10 +86,9 @@ def measure(loaded: Any, spec: RunSpec, clock: Clock | None = None,
 
     report = on_progress or (lambda stage, done, total: None)
     check_fits(loaded, spec)
-    memory.guard(
-        memory.estimate(loaded.shapes, spec.dtype, spec.batch_size, spec.prompt_tokens,
-                        spec.new_tokens, weights_loaded=True),
-        spec.device, f"batch {spec.batch_size} x {spec.total_tokens} tokens")
+    need = memory.estimate(loaded.shapes, spec.dtype, spec.batch_size, spec.prompt_tokens,
+                           spec.new_tokens, weights_loaded=True)
+    memory.guard(need, spec.device, f"batch {spec.batch_size} x {spec.total_tokens} tokens")
     torch.set_num_threads(spec.threads)
     clock = clock or DeviceClock(spec.device)
 
@@ -127,7 +127,7 @@ def measure(loaded: Any, spec: RunSpec, clock: Clock | None = None,
         used_chat_template=prompt.used_chat_template,
         generated_text=loaded.tokenizer.decode(generated, skip_special_tokens=True),
         load_s=getattr(loaded, "load_s", None), load_source=getattr(loaded, "source", None),
-        memory_method=peak.method)
+        memory_method=peak.method, kv_cache_bytes_estimate=need.kv_cache_bytes)
 
 
 def prepare_inputs(loaded: Any, spec: RunSpec) -> tuple[FittedPrompt, dict[str, Any]]:

@@ -105,7 +105,12 @@ def format_bytes(n: float) -> str:
 # --- measured peak -----------------------------------------------------------------------------
 
 class PeakMemory:
-    """Result holder filled when the `track_peak` block ends."""
+    """Result holder filled when the `track_peak` block ends.
+
+    `start_bytes` is only set where "peak - start" means what the block added: on CUDA (the
+    allocator counts live tensors). On CPU the C allocator keeps freed memory for reuse, so after
+    a warm-up the RSS barely moves and the difference would read as ~0.
+    """
     peak_bytes: int | None = None
     start_bytes: int | None = None
     method: str = ""
@@ -120,14 +125,14 @@ def track_peak(device: str):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         result.start_bytes = torch.cuda.memory_allocated()
-        result.method = "torch.cuda.max_memory_allocated"
+        result.method = "GPU memory held by tensors (torch.cuda.max_memory_allocated)"
         yield result
         torch.cuda.synchronize()
         result.peak_bytes = torch.cuda.max_memory_allocated()
         return
     resettable = _reset_rss_peak()
-    result.start_bytes = psutil.Process().memory_info().rss
-    result.method = "process RSS high-water mark" if resettable else "process RSS at end"
+    result.method = ("whole process memory (RSS), highest point" if resettable
+                     else "whole process memory (RSS), at the end")
     yield result
     hwm = _read_vm_hwm() if resettable else None
     result.peak_bytes = hwm if hwm is not None else psutil.Process().memory_info().rss

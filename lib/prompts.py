@@ -33,7 +33,8 @@ class FittedPrompt:
 
 def fit_prompt(tokenizer: Any, prompt_tokens: int, text: str | None = None) -> FittedPrompt:
     prefix, suffix = _template_parts(tokenizer)
-    room = prompt_tokens - len(prefix) - len(suffix)
+    template_tokens = len(prefix) + len(suffix)
+    room = prompt_tokens - template_tokens
     used_template = room >= MIN_TEMPLATE_ROOM
     if not used_template:
         prefix, suffix, room = [], [], prompt_tokens
@@ -53,7 +54,8 @@ def fit_prompt(tokenizer: Any, prompt_tokens: int, text: str | None = None) -> F
         if len(own) > room:
             body = own[:room]
             note = (f"Your prompt is {len(own)} tokens; only its first {room} were used so the "
-                    f"prompt is exactly {prompt_tokens} tokens.")
+                    f"prompt is exactly {prompt_tokens} tokens. Set the prompt length to "
+                    f"{prompt_tokens - room + len(own)} to send all of it.")
         elif len(own) < room:
             body = _repeat_to(own + _encode(tokenizer, " "), room)
             note = (f"Your prompt is {len(own)} tokens; it was repeated to fill {room} tokens so "
@@ -63,6 +65,11 @@ def fit_prompt(tokenizer: Any, prompt_tokens: int, text: str | None = None) -> F
         if used_template:
             note = ((note + " ") if note else "") + (
                 f"The chat template adds {prompt_tokens - room} tokens around it.")
+    if not used_template and template_tokens:
+        note = ((note + " ") if note else "") + (
+            f"At {prompt_tokens} tokens the prompt is too short for the model's chat template "
+            f"(it needs {template_tokens + MIN_TEMPLATE_ROOM}), so the model sees raw text and "
+            "its answer may be nonsense; the timing is still real.")
     ids = tuple(prefix + body + suffix)
     assert len(ids) == prompt_tokens, (len(ids), prompt_tokens)
     return FittedPrompt(ids, source_tokens, used_template, note)

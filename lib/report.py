@@ -28,9 +28,10 @@ METRIC_LABELS = {
                            "Prompt and output tokens handled per second, across the batch."),
     "requests_per_s": ("Requests per second", "How many whole requests finish per second."),
     "peak_memory_bytes": ("Peak memory",
-                          "The most memory the app used during a repetition (model included)."),
+                          "The most memory in use during a repetition: on CPU the whole app, "
+                          "with the model's weights and any other model kept loaded."),
     "run_memory_bytes": ("Memory added by the run",
-                         "How much the request itself added on top: KV cache and working memory."),
+                         "What the request itself added on the GPU: KV cache and working memory."),
     "itl_s": ("Inter-token latency (ITL)", "Each gap between two consecutive tokens."),
 }
 
@@ -45,6 +46,7 @@ def to_dict(measurement: Measurement, summary: Summary) -> dict[str, Any]:
                    "used_chat_template": measurement.used_chat_template},
         "generated_text": measurement.generated_text,
         "memory_method": measurement.memory_method,
+        "kv_cache_bytes_estimate": measurement.kv_cache_bytes_estimate,
         "summary": summary.to_dict(),
         "warnings": [dataclasses.asdict(w) for w in summary.warnings],
         "repetitions": [
@@ -65,7 +67,7 @@ def format_value(name: str, value: float | None) -> str:
     if name.endswith("_per_s"):
         return f"{value:,.1f}/s"
     if name.endswith("_s"):
-        return f"{value * 1000:.1f} ms" if value < 10 else f"{value:.2f} s"
+        return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
     return f"{value:,.1f}"
 
 
@@ -126,3 +128,27 @@ def percentile_rows(summary: Summary) -> list[dict[str, Any]]:
                 f"needs n ≥ {MIN_SAMPLES[q]}"
         rows.append(row)
     return rows
+
+
+def metric_cards(measurement: Measurement, summary: Summary) -> list[dict[str, str]]:
+    """One card per metric: label, median, spread (middle half, n) and plain meaning."""
+    cards = []
+    for name, (label, meaning) in METRIC_LABELS.items():
+        dist = summary.metrics.get(name)
+        if dist is None or name == "itl_s":
+            continue
+        quartiles = dist.to_dict()
+        cards.append({
+            "label": label, "value": format_value(name, dist.median), "meaning": meaning,
+            "spread": f"{format_value(name, quartiles['p25'])} – "
+                      f"{format_value(name, quartiles['p75'])} (n={dist.n})"})
+    kv = measurement.kv_cache_bytes_estimate
+    if kv is not None:
+        spec = measurement.spec
+        cards.append({
+            "label": "KV cache (estimate)", "value": format_bytes(kv),
+            "spread": f"{format_bytes(kv / (spec.batch_size * spec.total_tokens))} per token x "
+                      f"batch {spec.batch_size} x {spec.total_tokens} tokens",
+            "meaning": "Estimated from the model's shape, not measured: the keys and values the "
+                       "model remembers for every token so it doesn't re-read the prompt."})
+    return cards

@@ -157,13 +157,15 @@ def quality_warnings(metrics: dict[str, Distribution], measurement: Measurement)
             f"{NOISY_RELATIVE_IQR:.0%} of the median ({', '.join(noisy)}; n={n}).",
             "Something else is probably using the machine. Close other programs, use fewer CPU "
             "threads than cores, or add repetitions."))
-    for label, dist in (("Whole-request metrics (TTFT, e2e)", metrics.get("e2e_s")),
+    for label, dist in (("Per-request metrics (TTFT, TPOT, e2e)", metrics.get("e2e_s")),
                         ("Inter-token latency", metrics.get("itl_s"))):
-        if dist and dist.percentile(99) is None:
-            missing = "p99 is" if dist.percentile(90) is not None else "p90 and p99 are"
+        hidden = [f"p{q}" for q in MIN_SAMPLES if dist and dist.percentile(q) is None]
+        if hidden:
+            needs = ", ".join(f"p{q} needs {n}" for q, n in MIN_SAMPLES.items())
             warnings.append(QualityWarning(
-                "too_few_for_percentile", f"{label}: {dist.n} samples, so {missing} not shown "
-                f"(p90 needs {MIN_SAMPLES[90]} samples, p99 needs {MIN_SAMPLES[99]}).",
+                "too_few_for_percentile", f"{label}: {dist.n} samples, so "
+                f"{' and '.join(hidden)} {'is' if len(hidden) == 1 else 'are'} not shown "
+                f"({needs}).",
                 "For tail latency, raise repetitions or the minimum measuring time.",
                 severity="note"))
     if measurement.spec.warmup_runs == 0:

@@ -90,6 +90,8 @@ def settings_sidebar() -> RunSpec | None:
         with st.expander("Your own prompt"):
             prompt_text = _widget(st.text_area, "prompt_text", value="",
                                   placeholder="Leave empty to use the built-in prompt.")
+            if prompt_text and not prompt_text.strip():
+                st.caption("The box holds only spaces, so the built-in prompt is used.")
     try:
         spec = RunSpec(model_id=model_id, device=device, dtype=dtype, batch_size=batch_size,
                        prompt_tokens=int(prompt_tokens), new_tokens=int(new_tokens),

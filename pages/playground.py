@@ -27,27 +27,24 @@ if result is None:
 
 measurement, summary = result.measurement, result.summary
 if spec is not None and measurement.spec != spec:
-    st.caption("These results are from earlier settings; press Run to measure the current ones.")
+    st.info("The results below are from earlier settings. Press **Run** to measure the "
+            "current ones.")
+if measurement.prompt_note:
+    st.info(measurement.prompt_note)
 
 st.subheader("What the model wrote")
 st.caption(f"First of {measurement.spec.batch_size} sequence(s), greedy decoding, exactly "
            f"{measurement.spec.new_tokens} tokens.")
 st.text(measurement.generated_text)
-if measurement.prompt_note:
-    st.caption(measurement.prompt_note)
 
 st.subheader("Latency and throughput")
 st.caption(f"Median over {len(measurement.repetitions)} timed repetitions; the range below each "
            "number is the middle half of them (25th to 75th percentile). " + result.model_note)
-cards = [name for name in report.METRIC_LABELS if name in summary.metrics and name != "itl_s"]
+cards = report.metric_cards(measurement, summary)
 for row_start in range(0, len(cards), 4):
-    for column, name in zip(st.columns(4), cards[row_start:row_start + 4]):
-        label, meaning = report.METRIC_LABELS[name]
-        dist = summary.metrics[name]
-        q = dist.to_dict()
-        column.metric(label, report.format_value(name, dist.median), help=meaning)
-        column.caption(f"{report.format_value(name, q['p25'])} – "
-                       f"{report.format_value(name, q['p75'])} (n={dist.n})  \n{meaning}")
+    for column, card in zip(st.columns(4), cards[row_start:row_start + 4]):
+        column.metric(card["label"], card["value"], help=card["meaning"])
+        column.caption(f"{card['spread']}  \n{card['meaning']}")
 
 for warning in summary.warnings:
     if warning.severity == "warning":
@@ -61,15 +58,18 @@ st.plotly_chart(charts.token_latency_figure(measurement), width="stretch")
 
 st.subheader("Tail latency")
 st.caption("Percentiles say how slow the slower requests are: p90 means 9 in 10 were faster. "
-           "They need many samples to mean anything, so cells stay empty until there are enough.")
+           "They need many samples to mean anything, so a cell says how many it needs until "
+           "there are enough.")
 st.dataframe(report.percentile_rows(summary), hide_index=True, width="stretch")
 for note in summary.warnings:
     if note.severity == "note":
         st.caption(f"Note: {note.message} {note.hint}")
 
 with st.expander("Run details: settings, machine, raw data"):
-    st.json({"spec": measurement.spec.to_dict(), "environment": measurement.environment,
-             "warmup_s": measurement.warmup_s, "memory": measurement.memory_method})
+    st.markdown(f"**Warm-up runs (untimed):** "
+                f"{', '.join(f'{s:.2f} s' for s in measurement.warmup_s) or 'none'}  \n"
+                f"**How memory was read:** {measurement.memory_method}")
+    st.json({"spec": measurement.spec.to_dict(), "environment": measurement.environment})
     st.download_button("Download everything as JSON (raw per-token timestamps included)",
                        json.dumps(report.to_dict(measurement, summary), indent=2),
-                       file_name="measurement.json", mime="application/json")
+                       file_name="measurement.json", mime="application/json", on_click="ignore")

@@ -83,3 +83,18 @@ def test_table_output_is_readable():
     assert "Time to first token (TTFT)" in result.stdout
     assert "generated text" in result.stdout
     assert "repeated" in result.stdout        # the note about fitting the user's prompt
+
+
+def test_engine_and_cli_import_without_ui_packages():
+    """The GPU machine has torch and transformers but no Streamlit, plotly, pandas or gguf."""
+    code = (
+        "import sys\n"
+        "for name in ('streamlit', 'plotly', 'pandas', 'gguf'):\n"
+        "    sys.modules[name] = None   # import fails; find_spec says 'not installed'\n"
+        "import lib.cli, lib.runner, lib.report, lib.stats, lib.engine, lib.models\n"
+        "lib.models.shapes('smollm2-135m-instruct')\n"
+        "sys.exit(lib.cli.main(['run', '--help']))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "--prompt-tokens" in result.stdout

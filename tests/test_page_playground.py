@@ -40,10 +40,12 @@ def test_run_shows_metrics_text_chart_and_table(app):
     labels = [m.label for m in app.metric]
     for label in ("Time to first token (TTFT)", "Time per output token (TPOT)",
                   "End-to-end latency", "Decode throughput", "Total throughput",
-                  "Requests per second", "Peak memory"):
+                  "Requests per second", "Peak memory", "KV cache (estimate)"):
         assert label in labels
     ttft = next(m for m in app.metric if m.label.startswith("Time to first"))
     assert ttft.value.endswith("ms") or ttft.value.endswith(" s")
+    kv = next(m for m in app.metric if m.label == "KV cache (estimate)")
+    assert kv.value == "2.6 MB"          # 45 KB per token x batch 2 x 30 tokens
     assert app.text[0].value.strip()                       # the generated text
     assert len(app.get("plotly_chart")) == 1
     assert len(app.dataframe) == 1
@@ -51,7 +53,7 @@ def test_run_shows_metrics_text_chart_and_table(app):
     # Results persist across reruns (e.g. touching a widget) until the next Run.
     app.number_input(key="setting_new_tokens").set_value(7).run()
     assert len(app.get("plotly_chart")) == 1
-    assert any("earlier settings" in c.value for c in app.caption)
+    assert any("earlier settings" in i.value for i in app.info)
 
 
 def test_prompt_beyond_context_is_explained_and_app_keeps_working(app):
@@ -70,4 +72,4 @@ def test_own_prompt_is_fitted_with_a_note(app):
     app.text_area(key="setting_prompt_text").input("Why is the sky blue?").run()
     app.button[0].click().run()
     assert not app.exception
-    assert any("repeated to fill" in c.value for c in app.caption)
+    assert any("repeated to fill" in i.value for i in app.info)

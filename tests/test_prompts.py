@@ -48,3 +48,13 @@ def test_too_short_for_template_falls_back_to_plain_text():
     fitted = fit_prompt(TemplatedTokenizer(), 20, "hello")
     assert not fitted.used_chat_template
     assert len(fitted.token_ids) == 20
+
+
+def test_cut_note_says_how_to_send_everything():
+    fitted = fit_prompt(TemplatedTokenizer(), 60, "y" * 100)
+    assert "Set the prompt length to 118 to send all of it" in fitted.note
+
+
+def test_dropping_the_template_is_said():
+    fitted = fit_prompt(TemplatedTokenizer(), 20)
+    assert "too short for the model's chat template (it needs 26)" in fitted.note
