@@ -73,3 +73,13 @@ def test_own_prompt_is_fitted_with_a_note(app):
     app.button[0].click().run()
     assert not app.exception
     assert any("repeated to fill" in i.value for i in app.info)
+
+
+def test_batch_that_cannot_fit_is_refused_in_the_page(app):
+    set_settings(app, prompt_tokens=8000, new_tokens=100)
+    app.slider(key="setting_batch_size").set_value(64).run()
+    app.button[0].click().run()
+    assert not app.exception
+    message = app.error[0].value
+    assert "Not enough memory for batch 64 x 8100 tokens" in message
+    assert "smaller batch" in message
