@@ -36,6 +36,14 @@ def device_name(device: str) -> str:
     return "CPU"
 
 
+INT8_DEVICES = ("cpu",)     # torch.ao dynamic quantization has CPU kernels only
+
+
+def supported_dtypes(device: str) -> list[str]:
+    """The number formats to offer on `device`, in the order to show them."""
+    return list(TORCH_DTYPES) + (["int8"] if device in INT8_DEVICES else [])
+
+
 @functools.cache
 def check_supported(device: str, dtype: str) -> None:
     """Raise UnsupportedError unless `device` is present and can multiply matrices in `dtype`."""
@@ -43,6 +51,17 @@ def check_supported(device: str, dtype: str) -> None:
         raise UnsupportedError(
             f"Device {device!r} is not available on this machine (torch sees: "
             f"{', '.join(available_devices())}). Choose one of those.")
+    if dtype == "int8":
+        if device not in INT8_DEVICES:
+            raise UnsupportedError(
+                f"int8 here means torch's dynamic quantization, which only has CPU kernels; "
+                f"{device_name(device)} can't run it. Choose float16 or bfloat16 on the GPU, or "
+                "int8 on the CPU.")
+        if "qnnpack" not in torch.backends.quantized.supported_engines and \
+                "x86" not in torch.backends.quantized.supported_engines and \
+                "fbgemm" not in torch.backends.quantized.supported_engines:
+            raise UnsupportedError("This torch build has no int8 CPU kernels: choose float32.")
+        return
     if dtype not in TORCH_DTYPES:
         raise UnsupportedError(f"Unknown dtype {dtype!r}: choose one of {', '.join(TORCH_DTYPES)}.")
     try:

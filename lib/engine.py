@@ -23,6 +23,7 @@ from typing import Any, Callable
 from lib import memory
 from lib.environment import capture_environment
 from lib.errors import ExplorerError, InvalidSpecError
+from lib.catalog import ENCODER, RANDOM
 from lib.models import check_context
 from lib.prompts import FittedPrompt, fit_prompt
 from lib.spec import RunSpec
@@ -40,6 +41,7 @@ class Repetition:
     token_times_s: tuple[float, ...]      # when each generated token reached the host
     peak_memory_bytes: int | None
     start_memory_bytes: int | None = None  # memory in use when the repetition started
+    end_s: float | None = None             # encoders: when the forward pass finished
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ class Measurement:
     load_source: str | None = None
     memory_method: str = ""
     kv_cache_bytes_estimate: int | None = None   # from the architecture, not measured
+    quantize_s: float | None = None              # int8: quantization time, after loading
+    model_kind: str = "causal-lm"                # or "encoder": one forward pass, no tokens
+    weights: str = "trained"                     # "trained", "random" or "own"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -93,13 +98,19 @@ def measure(loaded: Any, spec: RunSpec, clock: Clock | None = None,
     clock = clock or DeviceClock(spec.device)
 
     prompt, generate_kwargs = prepare_inputs(loaded, spec)
+    encoder = loaded.entry.kind == ENCODER
+    if encoder:
+        generate_kwargs = {key: generate_kwargs[key] for key in ("input_ids", "attention_mask")}
+        call = loaded.model.__call__
+    else:
+        call = loaded.model.generate
 
     warmup_s = []
     with torch.inference_mode():
         for index in range(spec.warmup_runs):
             report("warm-up", index, spec.warmup_runs)
             started = clock.now()
-            loaded.model.generate(**generate_kwargs)
+            call(**generate_kwargs)
             warmup_s.append(clock.now() - started)
 
         repetitions: list[Repetition] = []
@@ -107,10 +118,19 @@ def measure(loaded: Any, spec: RunSpec, clock: Clock | None = None,
         output = None
         while _keep_going(len(repetitions), measured_s, spec):
             report("measuring", len(repetitions), spec.repetitions)
+            if encoder:
+                with memory.track_peak(spec.device) as peak:
+                    start_s = clock.now()
+                    call(**generate_kwargs)
+                    end_s = clock.now()
+                repetitions.append(Repetition(start_s, (), peak.peak_bytes, peak.start_bytes,
+                                              end_s=end_s))
+                measured_s += end_s - start_s
+                continue
             streamer = TokenTimestamps(clock)
             with memory.track_peak(spec.device) as peak:
                 start_s = clock.now()
-                output = loaded.model.generate(**generate_kwargs, streamer=streamer)
+                output = call(**generate_kwargs, streamer=streamer)
             if len(streamer.times_s) != spec.new_tokens:
                 raise ExplorerError(
                     f"The model produced {len(streamer.times_s)} tokens instead of "
@@ -120,14 +140,26 @@ def measure(loaded: Any, spec: RunSpec, clock: Clock | None = None,
             measured_s += streamer.times_s[-1] - start_s
         report("done", len(repetitions), len(repetitions))
 
-    generated = output[0, spec.prompt_tokens:].tolist()
     return Measurement(
         spec=spec, environment=capture_environment(spec.device, spec.threads),
         repetitions=tuple(repetitions), warmup_s=tuple(warmup_s), prompt_note=prompt.note,
         used_chat_template=prompt.used_chat_template,
-        generated_text=loaded.tokenizer.decode(generated, skip_special_tokens=True),
+        generated_text=_describe_output(loaded, spec, output),
         load_s=getattr(loaded, "load_s", None), load_source=getattr(loaded, "source", None),
-        memory_method=peak.method, kv_cache_bytes_estimate=need.kv_cache_bytes)
+        memory_method=peak.method, kv_cache_bytes_estimate=need.kv_cache_bytes,
+        quantize_s=getattr(loaded, "quantize_s", None), model_kind=loaded.entry.kind,
+        weights=loaded.entry.weights)
+
+
+def _describe_output(loaded: Any, spec: RunSpec, output: Any) -> str:
+    if loaded.entry.kind == ENCODER:
+        return (f"(An encoder writes no text: each of the {spec.batch_size} inputs became "
+                f"{loaded.shapes.hidden_size} numbers per token, pooled into one embedding.)")
+    if loaded.entry.weights == RANDOM:
+        return (f"(Random weights: the {spec.new_tokens} generated tokens are meaningless, so "
+                "they are not shown. The timing is real.)")
+    generated = output[0, spec.prompt_tokens:].tolist()
+    return loaded.tokenizer.decode(generated, skip_special_tokens=True)
 
 
 def prepare_inputs(loaded: Any, spec: RunSpec) -> tuple[FittedPrompt, dict[str, Any]]:

