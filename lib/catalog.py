@@ -14,6 +14,7 @@ build against it (within 1%), which checks these configurations were copied righ
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -163,8 +164,12 @@ def get_entry(model_id: str) -> CatalogEntry:
     return custom_entry(model_id)
 
 
+@functools.lru_cache(maxsize=32)
 def custom_entry(reference: str) -> CatalogEntry:
-    """Describe a local folder, a .gguf file or a hub id; reads only small metadata files."""
+    """Describe a local folder, a .gguf file or a hub id; reads only small metadata files.
+
+    Cached: the sidebar asks on every rerun. Failures are not cached, so a fixed path works.
+    """
     reference = reference.strip()
     path = Path(reference).expanduser()
     if path.suffix.lower() == ".gguf":

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from lib.engine import Measurement
-from lib.report import token_latency_rows
+from lib.report import request_latency_rows, token_latency_rows
 
 FAINT = "rgba(99, 110, 250, 0.25)"
 STRONG = "rgb(99, 110, 250)"
@@ -47,4 +47,22 @@ def token_latency_figure(measurement: Measurement) -> go.Figure:
         yaxis_rangemode="tozero", hovermode="closest", height=420,
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
         margin={"t": 80})
+    return figure
+
+
+def request_latency_figure(measurement: Measurement) -> go.Figure:
+    """Encoders: one bar per timed request (the whole batch in one forward pass)."""
+    frame = pd.DataFrame(request_latency_rows(measurement))
+    frame["latency_ms"] = frame["latency_s"] * 1000
+    median = frame["latency_ms"].median()
+    figure = go.Figure(go.Bar(
+        x=frame["repetition"], y=frame["latency_ms"], marker_color=STRONG,
+        name="one request", hovertemplate="repetition %{x}: %{y:.1f} ms<extra></extra>"))
+    figure.add_hline(y=median, line_dash="dash", line_color=TTFT_COLOR,
+                     annotation_text=f"median {median:.1f} ms")
+    figure.update_layout(
+        title=f"How long each request took (batch {measurement.spec.batch_size} x "
+              f"{measurement.spec.prompt_tokens} tokens)",
+        xaxis_title="timed repetition", yaxis_title="latency (ms)", yaxis_rangemode="tozero",
+        height=380, showlegend=False)
     return figure

@@ -43,11 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=default_threads(), help=_help("threads"))
     run.add_argument("--prompt", default=None, help=_help("prompt_text"))
     run.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    listing = commands.add_parser("models", help="list the model catalog with sizes and shapes")
+    listing.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "models":
+        return _models(as_json=args.json)
     try:
         spec = RunSpec(
             model_id=args.model, device=args.device, dtype=args.dtype, batch_size=args.batch,
@@ -61,6 +65,39 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _models(as_json: bool) -> int:
+    from lib import catalog, models
+    from lib.modelcard import format_count
+
+    rows = []
+    for model_id, entry in catalog.CATALOG.items():
+        shapes = models.shapes(model_id)
+        row = {"id": model_id, "display_name": entry.display_name, "kind": entry.kind,
+               "weights": entry.weights, "parameters": shapes.parameters,
+               "layers": shapes.layers, "hidden_size": shapes.hidden_size,
+               "attention_heads": shapes.attention_heads, "kv_heads": shapes.kv_heads,
+               "head_dim": shapes.head_dim, "vocab_size": shapes.vocab_size,
+               "context_length": shapes.context_length,
+               "kv_cache_bytes_per_token_bfloat16": shapes.kv_bytes_per_token("bfloat16"),
+               "weight_bytes": {d: shapes.weight_bytes(d) for d in
+                                ("float32", "bfloat16", "float16", "int8")}}
+        if shapes.active_parameters != shapes.parameters:
+            row["active_parameters"] = shapes.active_parameters
+        rows.append(row)
+    if as_json:
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    print(f"{'id':<32}{'params':>9}{'active':>9}{'layers':>7}{'hidden':>7}{'heads':>6}"
+          f"{'kv':>4}{'vocab':>8}{'context':>9}  kind/weights")
+    for r in rows:
+        active = format_count(r["active_parameters"]) if "active_parameters" in r else "-"
+        print(f"{r['id']:<32}{format_count(r['parameters']):>9}{active:>9}{r['layers']:>7}"
+              f"{r['hidden_size']:>7}{r['attention_heads']:>6}{r['kv_heads']:>4}"
+              f"{r['vocab_size']:>8}{r['context_length']:>9}  {r['kind']}/{r['weights']}")
+    return 0
 
 
 def _run(spec: RunSpec, as_json: bool) -> int:

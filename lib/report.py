@@ -40,7 +40,9 @@ def to_dict(measurement: Measurement, summary: Summary) -> dict[str, Any]:
     return {
         "spec": measurement.spec.to_dict(),
         "environment": measurement.environment,
-        "load": {"load_s": measurement.load_s, "source": measurement.load_source},
+        "load": {"load_s": measurement.load_s, "source": measurement.load_source,
+                 "quantize_s": measurement.quantize_s},
+        "model": {"kind": measurement.model_kind, "weights": measurement.weights},
         "warmup_s": list(measurement.warmup_s),
         "prompt": {"note": measurement.prompt_note,
                    "used_chat_template": measurement.used_chat_template},
@@ -78,6 +80,8 @@ def to_text(measurement: Measurement, summary: Summary) -> str:
         f"{spec.dtype}, batch {spec.batch_size}, prompt {spec.prompt_tokens} tokens, "
         f"output {spec.new_tokens} tokens, {spec.threads} threads",
         f"model load: {measurement.load_s or 0:.2f} s ({measurement.load_source}); "
+        + (f"int8 quantization: {measurement.quantize_s:.2f} s; "
+           if measurement.quantize_s is not None else "") +
         f"warm-up: {', '.join(f'{w:.2f} s' for w in measurement.warmup_s) or 'none'}",
         "",
         f"{'metric':<30}{'median':>12}{'p25':>12}{'p75':>12}{'p90':>12}{'p99':>12}{'n':>6}",
@@ -152,3 +156,9 @@ def metric_cards(measurement: Measurement, summary: Summary) -> list[dict[str, s
             "meaning": "Estimated from the model's shape, not measured: the keys and values the "
                        "model remembers for every token so it doesn't re-read the prompt."})
     return cards
+
+
+def request_latency_rows(measurement: Measurement) -> list[dict[str, Any]]:
+    """Tidy rows for encoders: one row per timed request (repetition)."""
+    return [{"repetition": index, "latency_s": rep.end_s - rep.start_s}
+            for index, rep in enumerate(measurement.repetitions, start=1)]

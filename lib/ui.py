@@ -18,7 +18,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from lib import devices, models, runner, stats
+from lib import catalog, devices, modelcard, models, runner, stats
 from lib.engine import Measurement
 from lib.errors import ExplorerError
 from lib.spec import RunSpec, default_threads, field_info
@@ -29,6 +29,10 @@ WIDGET_PREFIX = "setting_"         # widget keys: setting_<RunSpec field>
 
 MODEL_CACHE_ENTRIES = 2            # models kept in memory at once (each can be GBs)
 PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
+MAX_PROMPT_TOKENS = 131_072        # the longest context in the catalog
+GROUP_LABELS = {catalog.TRAINED: "Trained (real text)",
+                catalog.RANDOM: "Famous architectures, random weights",
+                catalog.OWN: "Your own model"}
 
 
 def run_app() -> None:
@@ -61,19 +65,23 @@ def settings_sidebar() -> RunSpec | None:
     with st.sidebar:
         st.header("Settings")
         st.caption("Shared by every page. Hover the ? next to a setting for what it changes.")
-        model_id = _widget(st.selectbox, "model_id", options=list(models.CATALOG),
-                           format_func=lambda m: models.CATALOG[m].display_name)
-        entry = models.CATALOG[model_id]
-        st.caption(entry.description)
+        model_id, entry = _model_picker()
         device = _widget(st.selectbox, "device", options=devices.available_devices())
-        dtype = _widget(st.selectbox, "dtype", options=list(devices.TORCH_DTYPES))
+        dtype = _widget(st.selectbox, "dtype", options=devices.supported_dtypes(device))
+        if device != "cpu":
+            st.caption("int8 is offered on the CPU only: torch's dynamic int8 quantization has "
+                       "no GPU kernels.")
         batch_size = _widget(st.slider, "batch_size", min_value=1, max_value=64,
                              value=defaults.batch_size)
+        # No per-model maximum here: a prompt beyond the model's context gets an explanation.
         prompt_tokens = _widget(st.number_input, "prompt_tokens", min_value=8,
-                                max_value=entry.context_length, value=defaults.prompt_tokens,
+                                max_value=MAX_PROMPT_TOKENS, value=defaults.prompt_tokens,
                                 step=8)
+        is_encoder = entry is not None and entry.kind == models.ENCODER
         new_tokens = _widget(st.number_input, "new_tokens", min_value=1, max_value=512,
-                             value=defaults.new_tokens, step=1)
+                             value=defaults.new_tokens, step=1, disabled=is_encoder)
+        if is_encoder:
+            st.caption("An encoder writes no tokens, so output length is not used.")
         with st.expander("Measurement"):
             repetitions = _widget(st.number_input, "repetitions", min_value=1, max_value=100,
                                   value=defaults.repetitions)
@@ -92,6 +100,9 @@ def settings_sidebar() -> RunSpec | None:
                                   placeholder="Leave empty to use the built-in prompt.")
             if prompt_text and not prompt_text.strip():
                 st.caption("The box holds only spaces, so the built-in prompt is used.")
+    if model_id is None:
+        st.session_state[KEY_SPEC] = None
+        return None
     try:
         spec = RunSpec(model_id=model_id, device=device, dtype=dtype, batch_size=batch_size,
                        prompt_tokens=int(prompt_tokens), new_tokens=int(new_tokens),
@@ -103,6 +114,60 @@ def settings_sidebar() -> RunSpec | None:
         spec = None
     st.session_state[KEY_SPEC] = spec
     return spec
+
+
+def _model_picker() -> tuple[str | None, catalog.CatalogEntry | None]:
+    """Group (trained / random / own), then the model; the user's own model is typed in."""
+    group = st.radio("Kind of model", options=list(catalog.GROUPS), format_func=GROUP_LABELS.get,
+                     key=WIDGET_PREFIX + "model_group",
+                     help="Trained models write real text. Random-weight models have the real "
+                          "shapes of famous models, so they run at the real speed, but their "
+                          "output is meaningless. Or bring your own.")
+    if group == catalog.OWN:
+        reference = st.text_input(
+            "Folder, .gguf file or hub id", key=WIDGET_PREFIX + "own_model",
+            placeholder="/path/to/model-folder  or  org/name",
+            help="A local Hugging Face folder (with config.json), a .gguf file, or a hub id "
+                 "such as HuggingFaceTB/SmolLM2-360M (only when this machine is online). "
+                 "Remote code is never run.").strip()
+        if not reference:
+            st.caption("Type a path or a hub id to use your own model.")
+            return None, None
+        try:
+            with st.spinner("Reading the model's configuration…"):
+                entry = catalog.get_entry(reference)
+        except ExplorerError as exc:
+            st.error(str(exc))
+            return None, None
+        st.caption(f"{entry.description} {'Encoder' if entry.kind == models.ENCODER else ''}")
+        return entry.model_id, entry
+    options = [m for m, e in catalog.CATALOG.items() if e.weights == group]
+    model_id = _widget(st.selectbox, "model_id", options=options,
+                       format_func=lambda m: catalog.CATALOG[m].display_name)
+    entry = catalog.CATALOG[model_id]
+    st.caption(entry.description)
+    return model_id, entry
+
+
+def model_card(spec: RunSpec) -> None:
+    """The chosen model's size, shape and memory needs, shown before anything loads."""
+    try:
+        entry = catalog.get_entry(spec.model_id)
+        card = modelcard.model_card(entry, models.shapes(spec.model_id), spec,
+                                    weights_loaded=loaded_now(spec))
+    except ExplorerError as exc:
+        st.error(str(exc))
+        return
+    with st.expander(f"About the model: {card.title} ({card.summary})"):
+        st.write(card.description)
+        st.markdown("\n".join(f"- **{label}:** {value}" for label, value in card.rows))
+        st.caption(f"Weights: {card.source}.")
+    (st.caption if card.fits else st.error)(card.memory_verdict)
+
+
+def loaded_now(spec: RunSpec) -> bool:
+    """Whether this spec's model is already in the server's memory (its weights are resident)."""
+    return (spec.model_id, spec.device, spec.dtype) in model_cache()
 
 
 def current_spec() -> RunSpec | None:
@@ -162,4 +227,7 @@ def run_with_status(spec: RunSpec) -> Result | None:
                       "earlier); loading is never counted in a latency.")
     status.update(label=f"Measured {len(measurement.repetitions)} repetitions", state="complete",
                   expanded=False)
+    if measurement.quantize_s is not None:
+        model_note += (f" Its Linear layers were quantized to int8 in {measurement.quantize_s:.1f} s "
+                       "(also not counted); int8 answers drift slightly from float32's.")
     return Result(measurement, stats.summarize(measurement), model_note)

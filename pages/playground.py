@@ -14,6 +14,8 @@ st.markdown(
     "you see a typical value (the median) and how much it varied.")
 
 spec = ui.current_spec()
+if spec is not None:
+    ui.model_card(spec)
 if st.button("Run", type="primary", disabled=spec is None):
     result = ui.run_with_status(spec)
     if result is not None:
@@ -33,8 +35,9 @@ if measurement.prompt_note:
     st.info(measurement.prompt_note)
 
 st.subheader("What the model wrote")
-st.caption(f"First of {measurement.spec.batch_size} sequence(s), greedy decoding, exactly "
-           f"{measurement.spec.new_tokens} tokens.")
+if measurement.model_kind != "encoder":
+    st.caption(f"First of {measurement.spec.batch_size} sequence(s), greedy decoding, exactly "
+               f"{measurement.spec.new_tokens} tokens.")
 st.text(measurement.generated_text)
 
 st.subheader("Latency and throughput")
@@ -50,11 +53,17 @@ for warning in summary.warnings:
     if warning.severity == "warning":
         st.warning(f"**{warning.message}** {warning.hint}")
 
-st.subheader("Every token, one by one")
-st.caption("Token 1 waits for the whole prompt to be read, so it takes longest (TTFT). Every "
-           "later token is one decode step: the gap since the token before it (inter-token "
-           "latency). Faint lines are single repetitions; the bold line is their median.")
-st.plotly_chart(charts.token_latency_figure(measurement), width="stretch")
+if measurement.model_kind == "encoder":
+    st.subheader("Every request")
+    st.caption("An encoder reads the whole input in one pass and writes no tokens, so there is "
+               "no first token and no decode: each bar is one timed request (the whole batch).")
+    st.plotly_chart(charts.request_latency_figure(measurement), width="stretch")
+else:
+    st.subheader("Every token, one by one")
+    st.caption("Token 1 waits for the whole prompt to be read, so it takes longest (TTFT). Every "
+               "later token is one decode step: the gap since the token before it (inter-token "
+               "latency). Faint lines are single repetitions; the bold line is their median.")
+    st.plotly_chart(charts.token_latency_figure(measurement), width="stretch")
 
 st.subheader("Tail latency")
 st.caption("Percentiles say how slow the slower requests are: p90 means 9 in 10 were faster. "

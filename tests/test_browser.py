@@ -140,3 +140,20 @@ def test_second_session_waits_in_the_queue_and_is_told(server, browser):
     for page in (first, second):
         page.locator(".js-plotly-plot").first.wait_for(timeout=240_000)
         assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_pick_a_random_weight_model_and_run_it(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 3400})
+    page.goto(server)
+    page.get_by_role("button", name="Run").wait_for(timeout=60_000)
+    page.get_by_text("Famous architectures, random weights").click()
+    page.get_by_text("About the model: GPT-2 (124M, 2019)").wait_for(timeout=30_000)
+    page.get_by_text("About the model: GPT-2 (124M, 2019)").click()       # open the card
+    page.get_by_text("each token of context costs 72.0 KB").wait_for()
+    _set_number(page, "Output length (tokens)", 6)
+    page.get_by_role("button", name="Run").click()
+    page.locator(".js-plotly-plot").first.wait_for(timeout=240_000)
+    page.get_by_text("Random weights: the 6 generated tokens are meaningless").wait_for()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "playground-gpt2.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0

@@ -98,3 +98,37 @@ def test_engine_and_cli_import_without_ui_packages():
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "--prompt-tokens" in result.stdout
+
+
+def test_models_lists_the_catalog_as_json():
+    result = cli("models", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["id"]: row for row in json.loads(result.stdout)}
+    assert len(rows) == 10
+    assert rows["smollm2-135m-instruct"]["weights"] == "trained"
+    assert rows["all-minilm-l6-v2"]["kind"] == "encoder"
+    assert rows["gpt2"]["parameters"] == 124_439_808
+    moe = rows["deepseek-v3-mini-moe"]
+    assert moe["active_parameters"] < moe["parameters"]
+    assert "active_parameters" not in rows["llama-3.2-1b"]
+    for row in rows.values():
+        assert {"layers", "hidden_size", "attention_heads", "kv_heads", "vocab_size",
+                "context_length"} <= set(row)
+
+
+def test_model_that_does_not_fit_is_refused_within_seconds():
+    result = cli("run", "--model", "deepseek-r1-distill-llama-8b", "--dtype", "float32",
+                 timeout=60)
+    assert result.returncode == 2
+    assert "Not enough memory for loading DeepSeek-R1-Distill-Llama-8B in float32" in result.stderr
+    assert "weights 29.9 GB" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_int8_run_reports_quantization_time():
+    result = cli("run", "--dtype", "int8", "--prompt-tokens", "24", "--new-tokens", "3",
+                 "--repetitions", "1", "--min-duration", "0", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["load"]["quantize_s"] > 0
+    assert data["spec"]["dtype"] == "int8"

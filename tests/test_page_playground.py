@@ -78,8 +78,60 @@ def test_own_prompt_is_fitted_with_a_note(app):
 def test_batch_that_cannot_fit_is_refused_in_the_page(app):
     set_settings(app, prompt_tokens=8000, new_tokens=100)
     app.slider(key="setting_batch_size").set_value(64).run()
+    # The model card says so before anything runs ...
+    assert any("does NOT fit" in e.value for e in app.error)
     app.button[0].click().run()
     assert not app.exception
-    message = app.error[0].value
+    # ... and Run is refused with the numbers and what to change.
+    message = next(e.value for e in app.error if "Not enough memory" in e.value)
     assert "Not enough memory for batch 64 x 8100 tokens" in message
     assert "smaller batch" in message
+
+
+def test_model_picker_groups_and_card(app):
+    assert app.radio(key="setting_model_group").options == [
+        "Trained (real text)", "Famous architectures, random weights", "Your own model"]
+    app.radio(key="setting_model_group").set_value("random").run()
+    picker = app.selectbox(key="setting_model_id")
+    assert "DeepSeek-R1-Distill-Llama-8B" in picker.options
+    picker.set_value("deepseek-v3-mini-moe").run()
+    card = app.expander[0]
+    assert "DeepSeek-V3-style" in card.label and "random weights" in card.label
+    text = " ".join(m.value for m in card.markdown)
+    assert "active per token" in text and "**Latent attention (MLA):**" in text
+    assert any("fits" in c.value for c in app.caption)
+    # The 8B model in float32 (32 GB) is refused before anything loads.
+    app.selectbox(key="setting_model_id").set_value("deepseek-r1-distill-llama-8b").run()
+    assert any("does NOT fit" in e.value for e in app.error)
+    app.button[0].click().run()
+    assert not app.exception
+    assert any("Not enough memory for loading DeepSeek-R1-Distill-Llama-8B" in e.value
+               for e in app.error)
+
+
+def test_encoder_run_shows_request_metrics(app):
+    app.selectbox(key="setting_model_id").set_value("all-minilm-l6-v2").run()
+    assert app.number_input(key="setting_new_tokens").disabled
+    set_settings(app, prompt_tokens=64, repetitions=2, min_duration_s=0.0)
+    app.button[0].click().run()
+    assert not app.exception and not app.error
+    labels = [m.label for m in app.metric]
+    assert "End-to-end latency" in labels and "Time to first token (TTFT)" not in labels
+    assert len(app.get("plotly_chart")) == 1
+
+
+def test_own_model_offline_hub_id_is_explained(app):
+    app.radio(key="setting_model_group").set_value("own").run()
+    app.text_input(key="setting_own_model").input("someone/some-model").run()
+    assert not app.exception
+    assert "can't reach the Hugging Face hub" in app.sidebar.error[0].value
+    assert app.button[0].disabled
+
+
+def test_int8_is_offered_on_cpu_with_quantization_time(app):
+    assert "int8" in app.selectbox(key="setting_dtype").options
+    app.selectbox(key="setting_dtype").set_value("int8").run()
+    set_settings(app, prompt_tokens=24, new_tokens=3, repetitions=1, min_duration_s=0.0)
+    app.button[0].click().run()
+    assert not app.exception and not app.error
+    assert any("quantized to int8 in" in c.value for c in app.caption)

@@ -1,0 +1,92 @@
+"""What a user sees about a model before anything loads: its size, shape, and memory needs.
+
+`model_card()` turns a catalog entry, its meta-device shapes and the chosen settings into plain
+rows and a memory verdict (fits / does not fit, with the numbers); the page and the CLI show
+them as they are. Nothing here allocates a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lib import memory
+from lib.catalog import ENCODER, GROUPS, CatalogEntry
+from lib.memory import Shapes, format_bytes
+from lib.spec import RunSpec
+
+
+WEIGHT_WORDS = {"trained": "trained weights", "random": "random weights",
+                "own": "your weights"}
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    title: str
+    summary: str                    # e.g. "135M parameters, trained weights"
+    description: str
+    source: str                     # where the weights come from, in words
+    rows: tuple[tuple[str, str], ...]
+    memory_needed_bytes: int
+    memory_free_bytes: int
+    memory_breakdown: str
+
+    @property
+    def fits(self) -> bool:
+        return self.memory_needed_bytes <= self.memory_free_bytes
+
+    @property
+    def memory_verdict(self) -> str:
+        verdict = "fits" if self.fits else "does NOT fit: the run will be refused"
+        return (f"This run needs about {format_bytes(self.memory_needed_bytes)} "
+                f"({self.memory_breakdown}); {format_bytes(self.memory_free_bytes)} is free "
+                f"now: it {verdict}.")
+
+
+def format_count(n: int) -> str:
+    for value, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= value:
+            return f"{n / value:.2f}{unit}" if n < 10 * value else f"{n / value:.1f}{unit}"
+    return str(n)
+
+
+def model_card(entry: CatalogEntry, shapes: Shapes, spec: RunSpec,
+               weights_loaded: bool = False) -> ModelCard:
+    params = format_count(shapes.parameters)
+    if shapes.active_parameters and shapes.active_parameters < shapes.parameters:
+        params += (f" in total, {format_count(shapes.active_parameters)} active per token "
+                   "(each token uses only some experts)")
+    attention = f"{shapes.attention_heads} heads"
+    if shapes.kv_heads != shapes.attention_heads:
+        attention += f", {shapes.kv_heads} key/value heads (grouped-query attention)"
+    rows = [
+        ("Parameters", params),
+        ("Layers", str(shapes.layers)),
+        ("Hidden size", str(shapes.hidden_size)),
+        ("Attention", attention),
+        ("Vocabulary", f"{shapes.vocab_size:,} tokens"),
+        ("Context length", f"{shapes.context_length:,} tokens"),
+        (f"Weights in {spec.dtype}", format_bytes(shapes.weight_bytes(spec.dtype))),
+    ]
+    if entry.kind == ENCODER:
+        rows.append(("KV cache", "none: an encoder reads the input once and writes no tokens"))
+    else:
+        per_token = shapes.kv_bytes_per_token(spec.dtype)
+        rows.append(("KV cache", f"each token of context costs {format_bytes(per_token)}"))
+        if shapes.latent_kv_elements_per_token:
+            latent = shapes.latent_kv_elements_per_token * memory.DTYPE_BYTES[spec.dtype]
+            rows.append(("Latent attention (MLA)",
+                         f"an engine that caches the compressed latent needs only "
+                         f"{format_bytes(latent)} per token ({per_token / latent:.0f}x less); "
+                         "transformers caches the full keys and values"))
+    need = memory.estimate(shapes, spec.dtype, spec.batch_size, spec.prompt_tokens,
+                           0 if entry.kind == ENCODER else spec.new_tokens,
+                           weights_loaded=weights_loaded)
+    breakdown = (f"weights {format_bytes(need.weights_bytes)}"
+                 + (" (already loaded)" if weights_loaded else "")
+                 + f", KV cache {format_bytes(need.kv_cache_bytes)}, working memory "
+                 f"{format_bytes(need.activations_bytes + need.margin_bytes)}")
+    return ModelCard(
+        title=entry.display_name, description=entry.description,
+        summary=f"{format_count(shapes.parameters)} parameters, {WEIGHT_WORDS[entry.weights]}",
+        source=GROUPS[entry.weights], rows=tuple(rows), memory_needed_bytes=need.total_bytes,
+        memory_free_bytes=memory.free_bytes(spec.device), memory_breakdown=breakdown)
