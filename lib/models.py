@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from lib.catalog import CATALOG, CAUSAL_LM, ENCODER, OWN, RANDOM, CatalogEntry, get_entry
-from lib.errors import InvalidSpecError, ModelLoadError
+from lib.errors import InvalidSpecError, MemoryGuardError, ModelLoadError
 from lib.memory import Shapes
 from lib.paths import cache_dir
 
@@ -364,7 +364,15 @@ class ModelCache:
             while len(self._models) >= self.max_entries:
                 self._models.popitem(last=False)
             _release_memory()
-            loaded = load(model_id, device, dtype, on_progress=on_progress)
+            try:
+                loaded = load(model_id, device, dtype, on_progress=on_progress)
+            except MemoryGuardError:
+                if not self._models:
+                    raise
+                # The models kept for later are in the way: drop them all and try once more.
+                self._models.clear()
+                _release_memory()
+                loaded = load(model_id, device, dtype, on_progress=on_progress)
             self._models[key] = loaded
             return loaded
 

@@ -117,8 +117,10 @@ def test_models_lists_the_catalog_as_json():
 
 
 def test_model_that_does_not_fit_is_refused_within_seconds():
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     result = cli("run", "--model", "deepseek-r1-distill-llama-8b", "--dtype", "float32",
                  timeout=60)
+    assert max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) < 3 * 2**20
     assert result.returncode == 2
     assert "Not enough memory for loading DeepSeek-R1-Distill-Llama-8B in float32" in result.stderr
     assert "weights 29.9 GB" in result.stderr

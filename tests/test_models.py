@@ -195,3 +195,21 @@ def test_model_cache_loads_once_and_evicts_least_recent(monkeypatch):
     cache.get("c", "cpu", "float32")              # evicts b
     assert ("b", "cpu", "float32") not in cache and ("a", "cpu", "float32") in cache
     assert loads == [("a", "cpu", "float32"), ("b", "cpu", "float32"), ("c", "cpu", "float32")]
+
+
+def test_model_cache_makes_room_when_memory_is_short(monkeypatch):
+    from lib.errors import MemoryGuardError
+    attempts = []
+
+    def picky_load(model_id, device, dtype, on_progress=None):
+        attempts.append(model_id)
+        if model_id == "big" and len(cache._models) > 0:
+            raise MemoryGuardError("Not enough memory")
+        return object()
+
+    monkeypatch.setattr(models, "load", picky_load)
+    cache = models.ModelCache(max_entries=2)
+    cache.get("small", "cpu", "float32")
+    cache.get("big", "cpu", "float32")
+    assert attempts == ["small", "big", "big"]
+    assert ("small", "cpu", "float32") not in cache and ("big", "cpu", "float32") in cache
