@@ -12,6 +12,7 @@ import sys
 
 from lib.errors import ExplorerError
 from lib.spec import DEFAULT_MODEL_ID, DEVICES, DTYPES, RunSpec, default_threads, field_info
+from lib.sweep import FACTORS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,22 +28,44 @@ def _help(name: str) -> str:
     return info["help"] + bounds
 
 
+def _add_spec_arguments(parser: argparse.ArgumentParser, repetitions: int,
+                        min_duration: float) -> None:
+    parser.add_argument("--model", default=DEFAULT_MODEL_ID, help=_help("model_id"))
+    parser.add_argument("--device", default="cpu", choices=DEVICES, help=_help("device"))
+    parser.add_argument("--dtype", default="float32", choices=DTYPES, help=_help("dtype"))
+    parser.add_argument("--batch", type=int, default=1, help=_help("batch_size"))
+    parser.add_argument("--prompt-tokens", type=int, default=64, help=_help("prompt_tokens"))
+    parser.add_argument("--new-tokens", type=int, default=32, help=_help("new_tokens"))
+    parser.add_argument("--repetitions", type=int, default=repetitions, help=_help("repetitions"))
+    parser.add_argument("--min-duration", type=float, default=min_duration,
+                        help=_help("min_duration_s"))
+    parser.add_argument("--warmup", type=int, default=1, help=_help("warmup_runs"))
+    parser.add_argument("--threads", type=int, default=default_threads(), help=_help("threads"))
+    parser.add_argument("--prompt", default=None, help=_help("prompt_text"))
+
+
+def _spec_from(args: argparse.Namespace) -> RunSpec:
+    return RunSpec(
+        model_id=args.model, device=args.device, dtype=args.dtype, batch_size=args.batch,
+        prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens,
+        repetitions=args.repetitions, min_duration_s=args.min_duration,
+        warmup_runs=args.warmup, threads=args.threads, prompt_text=args.prompt)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m lib", description="Inference Latency Explorer, headless.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = commands.add_parser("run", help="time one run and print its metrics")
-    run.add_argument("--model", default=DEFAULT_MODEL_ID, help=_help("model_id"))
-    run.add_argument("--device", default="cpu", choices=DEVICES, help=_help("device"))
-    run.add_argument("--dtype", default="float32", choices=DTYPES, help=_help("dtype"))
-    run.add_argument("--batch", type=int, default=1, help=_help("batch_size"))
-    run.add_argument("--prompt-tokens", type=int, default=64, help=_help("prompt_tokens"))
-    run.add_argument("--new-tokens", type=int, default=32, help=_help("new_tokens"))
-    run.add_argument("--repetitions", type=int, default=5, help=_help("repetitions"))
-    run.add_argument("--min-duration", type=float, default=1.0, help=_help("min_duration_s"))
-    run.add_argument("--warmup", type=int, default=1, help=_help("warmup_runs"))
-    run.add_argument("--threads", type=int, default=default_threads(), help=_help("threads"))
-    run.add_argument("--prompt", default=None, help=_help("prompt_text"))
+    _add_spec_arguments(run, repetitions=5, min_duration=1.0)
     run.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    sweep = commands.add_parser("sweep", help="vary one factor (or two) and tabulate the metrics")
+    _add_spec_arguments(sweep, repetitions=3, min_duration=0.5)
+    sweep.add_argument("--factor", required=True, help="what to vary: " + ", ".join(FACTORS))
+    sweep.add_argument("--values", default=None,
+                       help="comma-separated values (default: a sensible range per factor)")
+    sweep.add_argument("--factor2", default=None, help="a second factor, for a grid")
+    sweep.add_argument("--values2", default=None, help="values of the second factor")
+    sweep.add_argument("--csv", default=None, help="write the tidy table to this CSV file")
     listing = commands.add_parser("models", help="list the model catalog with sizes and shapes")
     listing.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     return parser
@@ -53,11 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "models":
         return _models(as_json=args.json)
     try:
-        spec = RunSpec(
-            model_id=args.model, device=args.device, dtype=args.dtype, batch_size=args.batch,
-            prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens,
-            repetitions=args.repetitions, min_duration_s=args.min_duration,
-            warmup_runs=args.warmup, threads=args.threads, prompt_text=args.prompt)
+        spec = _spec_from(args)
+        if args.command == "sweep":
+            return _sweep(spec, args)
         return _run(spec, as_json=args.json)
     except ExplorerError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -101,12 +122,9 @@ def _models(as_json: bool) -> int:
 
 
 def _run(spec: RunSpec, as_json: bool) -> int:
-    from transformers.utils import logging as hf_logging
-
     from lib import report, runner, stats
 
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    _quiet_transformers()
 
     def status(message: str) -> None:
         print(message, file=sys.stderr)
@@ -119,3 +137,61 @@ def _run(spec: RunSpec, as_json: bool) -> int:
     else:
         print(report.to_text(measurement, summary))
     return 0
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def _sweep(base: RunSpec, args: argparse.Namespace) -> int:
+    from lib import insights, models, runner, sweep
+
+    _quiet_transformers()
+    factor_values = []
+    for name, text in ((args.factor, args.values), (args.factor2, args.values2)):
+        if name is None:
+            continue
+        factor = sweep.get_factor(name)
+        values = sweep.parse_values(factor, text) if text else list(factor.default_values())
+        factor_values.append((factor, values))
+    cache = models.ModelCache(max_entries=1)
+
+    def run_point(spec: RunSpec):
+        return runner.run(spec, get_model=cache.get,
+                          on_wait=lambda message: print(message, file=sys.stderr))
+
+    def progress(done: int, total: int, values: dict, eta_s: float | None) -> None:
+        if done < total:
+            eta = f", about {eta_s:.0f} s left" if eta_s is not None else ""
+            print(f"point {done + 1}/{total}: {values}{eta}", file=sys.stderr)
+
+    result = sweep.run_sweep(base, factor_values, run_point, on_progress=progress)
+    table = sweep.rows(result)
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            f.write(sweep.to_csv(table))
+    names = [f"factor_{name}" for name in result.factors]
+    print(" ".join(f"{n[7:]:>10}" for n in names) + f"{'TTFT':>11}{'TPOT':>11}{'e2e':>11}"
+          f"{'decode/s':>10}{'req/s':>8}{'n':>4}  status")
+    for row in table:
+        cells = " ".join(f"{str(row[n]):>10}" for n in names)
+        if row["status"] == "measured":
+            print(cells + "".join(f"{report_ms(row[m]):>11}" for m in ("ttft_s", "tpot_s", "e2e_s"))
+                  + f"{row['decode_tokens_per_s'] or 0:>10.1f}{row['requests_per_s']:>8.2f}"
+                  f"{row['e2e_s_n']:>4}  measured")
+        else:
+            print(cells + f"  skipped: {row['skipped_reason']}")
+    if len(result.factors) == 1:
+        factor = FACTORS[result.factors[0]]
+        for sentence in insights.findings(table, factor.name, factor.label,
+                                          numeric=factor.parse is int):
+            print(f"- {sentence}")
+    if args.csv:
+        print(f"wrote {len(table)} rows to {args.csv}")
+    return 0
+
+
+def report_ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"

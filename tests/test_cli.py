@@ -134,3 +134,23 @@ def test_int8_run_reports_quantization_time():
     data = json.loads(result.stdout)
     assert data["load"]["quantize_s"] > 0
     assert data["spec"]["dtype"] == "int8"
+
+
+def test_sweep_writes_the_tidy_table_and_findings(tmp_path):
+    out = tmp_path / "sweep.csv"
+    result = cli("sweep", "--factor", "batch", "--values", "1,2", "--prompt-tokens", "16",
+                 "--new-tokens", "4", "--repetitions", "2", "--min-duration", "0",
+                 "--threads", "1", "--csv", str(out))
+    assert result.returncode == 0, result.stderr
+    import csv as csv_module
+    rows = list(csv_module.DictReader(out.open()))
+    assert [r["batch_size"] for r in rows] == ["1", "2"]
+    assert all(r["status"] == "measured" and float(r["ttft_s"]) > 0 for r in rows)
+    assert "From batch size 1 to 2, decode throughput" in result.stdout
+    assert "point 2/2" in result.stderr
+
+
+def test_sweep_bad_values_exit_with_one_line():
+    result = cli("sweep", "--factor", "batch", "--values", "1,two")
+    assert result.returncode == 2 and "whole numbers" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
