@@ -66,3 +66,127 @@ def request_latency_figure(measurement: Measurement) -> go.Figure:
         xaxis_title="timed repetition", yaxis_title="latency (ms)", yaxis_rangemode="tozero",
         height=380, showlegend=False)
     return figure
+
+
+# --- sweeps ------------------------------------------------------------------------------------
+
+LATENCY_SERIES = (("ttft_s", "TTFT", "rgb(239, 85, 59)"), ("tpot_s", "TPOT", "rgb(99, 110, 250)"),
+                  ("e2e_s", "end-to-end", "rgb(0, 160, 120)"))
+
+
+def _band(x, low, high, color: str, name: str) -> list[go.Scatter]:
+    """A shaded p10-p90 band: the upper edge, then the lower edge filled up to it."""
+    fill = color.replace("rgb", "rgba").replace(")", ", 0.15)")
+    return [go.Scatter(x=x, y=high, mode="lines", line={"width": 0}, showlegend=False,
+                       hoverinfo="skip", legendgroup=name),
+            go.Scatter(x=x, y=low, mode="lines", line={"width": 0}, fill="tonexty",
+                       fillcolor=fill, showlegend=False, hoverinfo="skip", legendgroup=name)]
+
+
+def _axis(figure: go.Figure, label: str, doubling: bool, categorical: bool) -> None:
+    if categorical:
+        figure.update_xaxes(type="category", title=label)
+    elif doubling:
+        figure.update_xaxes(type="log", title=f"{label} (log scale: each step doubles)")
+    else:
+        figure.update_xaxes(title=label)
+
+
+def sweep_latency_figure(frame: pd.DataFrame, factor: str, label: str, doubling: bool,
+                         categorical: bool) -> go.Figure:
+    measured = frame[frame["status"] == "measured"]
+    x = measured[f"factor_{factor}"].astype(str) if categorical else measured[f"factor_{factor}"]
+    figure = go.Figure()
+    for metric, name, color in LATENCY_SERIES:
+        if measured[metric].isna().all():
+            continue
+        figure.add_traces(_band(x, measured[f"{metric}_p10"] * 1000,
+                                measured[f"{metric}_p90"] * 1000, color, name))
+        figure.add_trace(go.Scatter(
+            x=x, y=measured[metric] * 1000, mode="lines+markers", name=f"{name} (median)",
+            line={"color": color, "width": 3}, legendgroup=name,
+            customdata=measured[[f"{metric}_p10", f"{metric}_p90", f"{metric}_n"]].assign(
+                **{f"{metric}_p10": measured[f"{metric}_p10"] * 1000,
+                   f"{metric}_p90": measured[f"{metric}_p90"] * 1000}).to_numpy(),
+            hovertemplate=f"{label} %{{x}}<br>{name}: %{{y:.1f}} ms (p10 %{{customdata[0]:.1f}}"
+                          " – p90 %{customdata[1]:.1f}, n=%{customdata[2]})<extra></extra>"))
+    _axis(figure, label, doubling, categorical)
+    figure.update_layout(title=f"Latency vs {label} (median; band: p10–p90)",
+                         yaxis_title="latency (ms)", yaxis_rangemode="tozero", height=420,
+                         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0})
+    return figure
+
+
+def sweep_throughput_figure(frame: pd.DataFrame, factor: str, label: str, doubling: bool,
+                            categorical: bool) -> go.Figure:
+    from plotly.subplots import make_subplots
+
+    measured = frame[frame["status"] == "measured"]
+    x = measured[f"factor_{factor}"].astype(str) if categorical else measured[f"factor_{factor}"]
+    figure = make_subplots(specs=[[{"secondary_y": True}]])
+    tokens = "decode_tokens_per_s" if measured["decode_tokens_per_s"].notna().any() \
+        else "total_tokens_per_s"
+    figure.add_trace(go.Scatter(
+        x=x, y=measured[tokens], mode="lines+markers", line={"color": STRONG, "width": 3},
+        name="decode tokens/s" if tokens == "decode_tokens_per_s" else "tokens/s",
+        customdata=measured[[f"{tokens}_n"]].to_numpy(),
+        hovertemplate="%{x}: %{y:.1f} tokens/s (n=%{customdata[0]})<extra></extra>"),
+        secondary_y=False)
+    figure.add_trace(go.Scatter(
+        x=x, y=measured["requests_per_s"], mode="lines+markers", name="requests/s",
+        line={"color": TTFT_COLOR, "width": 2, "dash": "dot"},
+        hovertemplate="%{x}: %{y:.2f} requests/s<extra></extra>"), secondary_y=True)
+    _axis(figure, label, doubling, categorical)
+    figure.update_yaxes(title_text="tokens per second", rangemode="tozero", secondary_y=False)
+    figure.update_yaxes(title_text="requests per second", rangemode="tozero", secondary_y=True)
+    figure.update_layout(title=f"Throughput vs {label} (medians)", height=420,
+                         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0})
+    return figure
+
+
+def sweep_tradeoff_figure(frame: pd.DataFrame) -> go.Figure:
+    """Batch sweeps: what each user waits per token vs what the machine produces."""
+    measured = frame[(frame["status"] == "measured") & frame["tpot_s"].notna()]
+    figure = go.Figure(go.Scatter(
+        x=measured["tpot_s"] * 1000, y=measured["decode_tokens_per_s"], mode="lines+markers+text",
+        text=[f"batch {b}" for b in measured["batch_size"]], textposition="top left",
+        line={"color": STRONG, "width": 2}, marker={"size": 9},
+        hovertemplate="%{text}: %{x:.1f} ms per token, %{y:.1f} tokens/s<extra></extra>"))
+    figure.update_layout(
+        title="The batching trade-off: more total throughput, slower tokens for each user",
+        xaxis_title="time per output token for each user (ms)",
+        yaxis_title="decode throughput, all users (tokens/s)", height=420,
+        xaxis_rangemode="tozero", yaxis_rangemode="tozero")
+    return figure
+
+
+def sweep_memory_figure(frame: pd.DataFrame, factor: str, label: str, doubling: bool,
+                        categorical: bool) -> go.Figure:
+    measured = frame[frame["status"] == "measured"]
+    x = measured[f"factor_{factor}"].astype(str) if categorical else measured[f"factor_{factor}"]
+    figure = go.Figure(go.Scatter(
+        x=x, y=measured["peak_memory_bytes"] / 2**20, mode="lines+markers",
+        line={"color": "rgb(171, 99, 250)", "width": 3}, name="peak memory",
+        hovertemplate="%{x}: %{y:.0f} MB<extra></extra>"))
+    _axis(figure, label, doubling, categorical)
+    figure.update_layout(title=f"Peak memory vs {label}", yaxis_title="MB", height=360,
+                         yaxis_rangemode="tozero")
+    return figure
+
+
+def sweep_heatmap_figure(frame: pd.DataFrame, factor_x: str, label_x: str, factor_y: str,
+                         label_y: str, metric: str, metric_label: str) -> go.Figure:
+    measured = frame[frame["status"] == "measured"]
+    grid = measured.pivot_table(index=f"factor_{factor_y}", columns=f"factor_{factor_x}",
+                                values=metric, aggfunc="first")
+    scale = 1000 if metric.endswith("_s") and not metric.endswith("_per_s") else 1
+    unit = "ms" if scale == 1000 else ""
+    figure = go.Figure(go.Heatmap(
+        z=grid.to_numpy() * scale, x=[str(v) for v in grid.columns],
+        y=[str(v) for v in grid.index], colorscale="Viridis",
+        texttemplate="%{z:.1f}", colorbar={"title": unit or metric_label},
+        hovertemplate=f"{label_x} %{{x}}, {label_y} %{{y}}: %{{z:.1f}} {unit}<extra></extra>"))
+    figure.update_layout(title=f"{metric_label} for each {label_x} x {label_y}",
+                         xaxis_title=label_x, yaxis_title=label_y, height=460,
+                         xaxis_type="category", yaxis_type="category")
+    return figure

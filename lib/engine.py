@@ -146,7 +146,8 @@ def measure(loaded: Any, spec: RunSpec, clock: Clock | None = None,
         used_chat_template=prompt.used_chat_template,
         generated_text=_describe_output(loaded, spec, output),
         load_s=getattr(loaded, "load_s", None), load_source=getattr(loaded, "source", None),
-        memory_method=peak.method, kv_cache_bytes_estimate=need.kv_cache_bytes,
+        memory_method=peak.method,
+        kv_cache_bytes_estimate=None if encoder else need.kv_cache_bytes,
         quantize_s=getattr(loaded, "quantize_s", None), model_kind=loaded.entry.kind,
         weights=loaded.entry.weights)
 

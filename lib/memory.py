@@ -104,7 +104,10 @@ def free_bytes(device: str) -> int:
     return int(psutil.virtual_memory().available)
 
 
-def guard(need: MemoryEstimate, device: str, what: str) -> None:
+RUN_ADVICE = "Try a smaller batch, a shorter prompt or output, bfloat16, or a smaller model."
+
+
+def guard(need: MemoryEstimate, device: str, what: str, advice: str = RUN_ADVICE) -> None:
     """Refuse `what` (a phrase like 'batch 64 x 8192 tokens') when it would not fit."""
     available = free_bytes(device)
     if need.total_bytes <= available:
@@ -113,15 +116,15 @@ def guard(need: MemoryEstimate, device: str, what: str) -> None:
         f"Not enough memory for {what}: it needs about {format_bytes(need.total_bytes)} "
         f"(weights {format_bytes(need.weights_bytes)}, KV cache {format_bytes(need.kv_cache_bytes)}, "
         f"working memory {format_bytes(need.activations_bytes + need.margin_bytes)}) but only "
-        f"{format_bytes(available)} is free on {device}. Try a smaller batch, a shorter prompt or "
-        "output, bfloat16, or a smaller model.")
+        f"{format_bytes(available)} is free on {device}. {advice}")
 
 
 def format_bytes(n: float) -> str:
+    """Decimal units (1 GB = 10^9 bytes), as model cards and shops use them."""
     for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
+        if abs(n) < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
+        n /= 1000
     raise AssertionError("unreachable")
 
 

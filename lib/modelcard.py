@@ -81,7 +81,10 @@ def model_card(entry: CatalogEntry, shapes: Shapes, spec: RunSpec,
     need = memory.estimate(shapes, spec.dtype, spec.batch_size, spec.prompt_tokens,
                            0 if entry.kind == ENCODER else spec.new_tokens,
                            weights_loaded=weights_loaded)
-    breakdown = (f"weights {format_bytes(need.weights_bytes)}"
+    weights_word = "weights"
+    if spec.dtype == "int8" and not weights_loaded:
+        weights_word = "weights while loading (float32, then the int8 copy)"
+    breakdown = (f"{weights_word} {format_bytes(need.weights_bytes)}"
                  + (" (already loaded)" if weights_loaded else "")
                  + f", KV cache {format_bytes(need.kv_cache_bytes)}, working memory "
                  f"{format_bytes(need.activations_bytes + need.margin_bytes)}")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from lib.catalog import CATALOG, CAUSAL_LM, ENCODER, OWN, RANDOM, CatalogEntry, get_entry
-from lib.errors import InvalidSpecError, MemoryGuardError, ModelLoadError
+from lib.errors import InvalidSpecError, ModelLoadError
 from lib.memory import Shapes
 from lib.paths import cache_dir
 
@@ -152,7 +152,7 @@ def load(model_id: str, device: str, dtype: str, on_progress: Progress | None = 
     entry = get_entry(model_id)
     devices.check_supported(device, dtype)
     memory.guard(memory.estimate(shapes(model_id), dtype, 1, 0, 0), device,
-                 f"loading {entry.display_name} in {dtype}")
+                 f"loading {entry.display_name} in {dtype}", advice=load_advice(model_id, dtype))
 
     build_dtype = devices.TORCH_DTYPES["float32" if dtype == "int8" else dtype]
     started = time.perf_counter()
@@ -176,6 +176,16 @@ def load(model_id: str, device: str, dtype: str, on_progress: Progress | None = 
     return LoadedModel(entry=entry, model=model, tokenizer=tokenizer, device=device, dtype=dtype,
                        load_s=load_s, source=source, loaded_at=time.time(),
                        quantize_s=quantize_s)
+
+
+def load_advice(model_id: str, dtype: str) -> str:
+    """What to try when the weights alone don't fit: a smaller dtype, with its size."""
+    from lib.memory import format_bytes
+    options = [f"{d} (weights about {format_bytes(shapes(model_id).weight_bytes(d))})"
+               for d in ("bfloat16", "int8") if d != dtype and
+               shapes(model_id).load_peak_bytes(d) < shapes(model_id).load_peak_bytes(dtype)]
+    return ("The weights alone don't fit. Choose " + (" or ".join(options) + ", or " if options
+                                                      else "") + "a smaller model.")
 
 
 def quantize_int8(model: Any) -> Any:
@@ -361,20 +371,25 @@ class ModelCache:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-            while len(self._models) >= self.max_entries:
-                self._models.popitem(last=False)
-            _release_memory()
-            try:
-                loaded = load(model_id, device, dtype, on_progress=on_progress)
-            except MemoryGuardError:
-                if not self._models:
-                    raise
-                # The models kept for later are in the way: drop them all and try once more.
-                self._models.clear()
-                _release_memory()
-                loaded = load(model_id, device, dtype, on_progress=on_progress)
+            self._make_room(model_id, device, dtype)
+            loaded = load(model_id, device, dtype, on_progress=on_progress)
             self._models[key] = loaded
             return loaded
+
+    def _make_room(self, model_id: str, device: str, dtype: str) -> None:
+        """Drop least recently used models: to stay within max_entries, and while the new one
+        would not fit in free memory. Drops nothing when even an empty cache would not do."""
+        from lib import memory
+
+        need = memory.estimate(shapes(model_id), dtype, 1, 0, 0).total_bytes
+        kept = sum(m.shapes.weight_bytes(m.dtype) for m in self._models.values()
+                   if m.device == device)
+        if need > memory.free_bytes(device) + kept:
+            return      # load() refuses it with the numbers; other sessions keep their models
+        while self._models and (len(self._models) >= self.max_entries
+                                or need > memory.free_bytes(device)):
+            self._models.popitem(last=False)
+            _release_memory()
 
     def __contains__(self, key: tuple[str, str, str]) -> bool:
         return key in self._models

@@ -157,7 +157,8 @@ def quality_warnings(metrics: dict[str, Distribution], measurement: Measurement)
             "few_repetitions", f"Only {n} repetition{'s' if n != 1 else ''} were timed.",
             f"Use at least {FEW_REPETITIONS} repetitions (5 or more is better) so one slow run "
             "cannot move the median."))
-    noisy = [f"{name} {metrics[name].relative_iqr:.0%}" for name in ("ttft_s", "tpot_s", "e2e_s")
+    short = {"ttft_s": "TTFT", "tpot_s": "TPOT", "e2e_s": "end-to-end"}
+    noisy = [f"{short[name]} {metrics[name].relative_iqr:.0%}" for name in short
              if name in metrics and metrics[name].n >= 2
              and metrics[name].relative_iqr > NOISY_RELATIVE_IQR]
     if noisy:

@@ -142,27 +142,35 @@ def _model_picker() -> tuple[str | None, catalog.CatalogEntry | None]:
         st.caption(f"{entry.description} {'Encoder' if entry.kind == models.ENCODER else ''}")
         return entry.model_id, entry
     options = [m for m, e in catalog.CATALOG.items() if e.weights == group]
-    model_id = _widget(st.selectbox, "model_id", options=options,
-                       format_func=lambda m: catalog.CATALOG[m].display_name)
+    # One widget per group, so switching groups and back keeps each group's choice.
+    info = field_info("model_id")
+    model_id = st.selectbox(info["label"], options=options, help=info["help"],
+                            key=f"{WIDGET_PREFIX}model_id_{group}",
+                            format_func=lambda m: catalog.CATALOG[m].display_name)
     entry = catalog.CATALOG[model_id]
     st.caption(entry.description)
     return model_id, entry
 
 
-def model_card(spec: RunSpec) -> None:
-    """The chosen model's size, shape and memory needs, shown before anything loads."""
+def model_card(spec: RunSpec) -> bool:
+    """The chosen model's size, shape and memory needs, shown before anything loads.
+
+    Returns False (with the reason shown) when the settings can't run as they are.
+    """
     try:
         entry = catalog.get_entry(spec.model_id)
         card = modelcard.model_card(entry, models.shapes(spec.model_id), spec,
                                     weights_loaded=loaded_now(spec))
+        models.check_context(entry, spec)
     except ExplorerError as exc:
         st.error(str(exc))
-        return
+        return False
     with st.expander(f"About the model: {card.title} ({card.summary})"):
         st.write(card.description)
         st.markdown("\n".join(f"- **{label}:** {value}" for label, value in card.rows))
         st.caption(f"Weights: {card.source}.")
     (st.caption if card.fits else st.error)(card.memory_verdict)
+    return True
 
 
 def loaded_now(spec: RunSpec) -> bool:

@@ -14,9 +14,8 @@ st.markdown(
     "you see a typical value (the median) and how much it varied.")
 
 spec = ui.current_spec()
-if spec is not None:
-    ui.model_card(spec)
-if st.button("Run", type="primary", disabled=spec is None):
+runnable = spec is not None and ui.model_card(spec)
+if st.button("Run", type="primary", disabled=not runnable):
     result = ui.run_with_status(spec)
     if result is not None:
         st.session_state[ui.KEY_RESULT] = result
@@ -28,9 +27,11 @@ if result is None:
     st.stop()
 
 measurement, summary = result.measurement, result.summary
-if spec is not None and measurement.spec != spec:
-    st.info("The results below are from earlier settings. Press **Run** to measure the "
-            "current ones.")
+if measurement.spec != spec:
+    earlier = measurement.spec
+    st.info(f"The results below are from earlier settings ({earlier.model_id}, {earlier.dtype}, "
+            f"batch {earlier.batch_size}, prompt {earlier.prompt_tokens}, output "
+            f"{earlier.new_tokens}). Press **Run** to measure the current ones.")
 if measurement.prompt_note:
     st.info(measurement.prompt_note)
 

@@ -24,7 +24,7 @@ def test_estimate_parts():
 
 
 def test_guard_refuses_with_numbers_and_advice(monkeypatch):
-    monkeypatch.setattr(memory, "free_bytes", lambda device: 1 * 2**30)
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 10**9)
     need = memory.estimate(SMOL, "float32", 64, 8000, 100)
     with pytest.raises(MemoryGuardError) as caught:
         memory.guard(need, "cpu", "batch 64 x 8100 tokens")
@@ -47,5 +47,5 @@ def test_peak_tracking_sees_an_allocation():
 
 def test_format_bytes():
     assert memory.format_bytes(512) == "512 B"
-    assert memory.format_bytes(46_080) == "45.0 KB"
-    assert memory.format_bytes(3 * 2**30) == "3.0 GB"
+    assert memory.format_bytes(46_080) == "46.1 KB"
+    assert memory.format_bytes(3 * 10**9) == "3.0 GB"

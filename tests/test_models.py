@@ -41,8 +41,10 @@ def test_mixture_of_experts_reports_active_parameters_and_latent_cache():
 
 
 def test_unknown_model_is_explained():
-    with pytest.raises(ModelLoadError, match="Unknown model 'gpt-9'.*smollm2-135m-instruct"):
+    with pytest.raises(ModelLoadError, match="Unknown model 'gpt-9'.*SmolLM2-135M-Instruct"):
         catalog.get_entry("gpt-9")
+    with pytest.raises(ModelLoadError, match="No folder or file at /no/such/folder"):
+        catalog.get_entry("/no/such/folder")
 
 
 def test_missing_paths_are_explained(tmp_path):
@@ -179,37 +181,54 @@ def test_own_folder_loads_without_remote_code(tmp_path, model_cache_dir):
     assert math.isfinite(summarize(measurement).metrics["e2e_s"].median)
 
 
-def test_model_cache_loads_once_and_evicts_least_recent(monkeypatch):
+class _Resident:
+    def __init__(self, model_id):
+        self.model_id, self.device, self.dtype = model_id, "cpu", "float32"
+        self.shapes = models.shapes(model_id)
+
+
+@pytest.fixture
+def fake_loads(monkeypatch):
     loads = []
 
     def fake_load(model_id, device, dtype, on_progress=None):
-        loads.append((model_id, device, dtype))
-        return object()
+        loads.append(model_id)
+        return _Resident(model_id)
 
     monkeypatch.setattr(models, "load", fake_load)
+    return loads
+
+
+def test_model_cache_loads_once_and_evicts_least_recent(fake_loads):
     cache = models.ModelCache(max_entries=2)
-    first = cache.get("a", "cpu", "float32")
-    assert cache.get("a", "cpu", "float32") is first
-    cache.get("b", "cpu", "float32")
-    cache.get("a", "cpu", "float32")              # a becomes most recent
-    cache.get("c", "cpu", "float32")              # evicts b
-    assert ("b", "cpu", "float32") not in cache and ("a", "cpu", "float32") in cache
-    assert loads == [("a", "cpu", "float32"), ("b", "cpu", "float32"), ("c", "cpu", "float32")]
+    first = cache.get("gpt2", "cpu", "float32")
+    assert cache.get("gpt2", "cpu", "float32") is first
+    cache.get("smollm2-360m", "cpu", "float32")
+    cache.get("gpt2", "cpu", "float32")                  # gpt2 becomes most recent
+    cache.get("qwen2.5-0.5b", "cpu", "float32")          # evicts smollm2-360m
+    assert ("smollm2-360m", "cpu", "float32") not in cache
+    assert ("gpt2", "cpu", "float32") in cache
+    assert fake_loads == ["gpt2", "smollm2-360m", "qwen2.5-0.5b"]
 
 
-def test_model_cache_makes_room_when_memory_is_short(monkeypatch):
-    from lib.errors import MemoryGuardError
-    attempts = []
+def test_model_cache_makes_room_only_when_that_helps(fake_loads, monkeypatch):
+    from lib import memory
+    cache = models.ModelCache(max_entries=3)
+    cache.get("gpt2", "cpu", "float32")
+    cache.get("smollm2-360m", "cpu", "float32")
+    # 3 GB free: Qwen2.5-0.5B (about 2.6 GB with margin) needs the older models gone.
+    free = {"bytes": 2.5e9}
+    monkeypatch.setattr(memory, "free_bytes", lambda device: free["bytes"])
+    original_pop = cache._models.popitem
 
-    def picky_load(model_id, device, dtype, on_progress=None):
-        attempts.append(model_id)
-        if model_id == "big" and len(cache._models) > 0:
-            raise MemoryGuardError("Not enough memory")
-        return object()
-
-    monkeypatch.setattr(models, "load", picky_load)
-    cache = models.ModelCache(max_entries=2)
-    cache.get("small", "cpu", "float32")
-    cache.get("big", "cpu", "float32")
-    assert attempts == ["small", "big", "big"]
-    assert ("small", "cpu", "float32") not in cache and ("big", "cpu", "float32") in cache
+    def pop_and_free(last=True):
+        key, model = original_pop(last=last)
+        free["bytes"] += model.shapes.weight_bytes("float32")
+        return key, model
+    monkeypatch.setattr(cache._models, "popitem", pop_and_free, raising=False)
+    cache.get("qwen2.5-0.5b", "cpu", "float32")
+    assert ("gpt2", "cpu", "float32") not in cache
+    # The 8B in float32 can never fit: nothing is dropped for it.
+    before = list(cache._models)
+    cache.get("deepseek-r1-distill-llama-8b", "cpu", "float32")    # fake load; real one refuses
+    assert all(key in cache for key in before)

@@ -67,7 +67,7 @@ def test_summary_warns_on_noise_and_few_samples():
     assert "noisy" not in {w.code for w in steady.warnings}
     noisy = summarize(_measurement([0.2, 0.3, 0.4, 0.5, 0.6]))
     codes = {w.code: w for w in noisy.warnings}
-    assert "noisy" in codes and "ttft_s" in codes["noisy"].message
+    assert "noisy" in codes and "TTFT" in codes["noisy"].message
     assert codes["noisy"].hint
     few = summarize(_measurement([0.3, 0.3], warmup=0))
     assert {"few_repetitions", "no_warmup", "too_few_for_percentile"} <= {w.code for w in few.warnings}
