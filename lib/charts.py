@@ -83,11 +83,14 @@ def _band(x, low, high, color: str, name: str) -> list[go.Scatter]:
                        fillcolor=fill, showlegend=False, hoverinfo="skip", legendgroup=name)]
 
 
-def _axis(figure: go.Figure, label: str, doubling: bool, categorical: bool) -> None:
+def _axis(figure: go.Figure, label: str, doubling: bool, categorical: bool,
+          values=None) -> None:
     if categorical:
         figure.update_xaxes(type="category", title=label)
     elif doubling:
-        figure.update_xaxes(type="log", title=f"{label} (log scale: each step doubles)")
+        ticks = sorted(set(values)) if values is not None else None
+        figure.update_xaxes(type="log", title=f"{label} (log scale: each step doubles)",
+                            tickvals=ticks, ticktext=[str(t) for t in ticks] if ticks else None)
     else:
         figure.update_xaxes(title=label)
 
@@ -110,7 +113,7 @@ def sweep_latency_figure(frame: pd.DataFrame, factor: str, label: str, doubling:
                    f"{metric}_p90": measured[f"{metric}_p90"] * 1000}).to_numpy(),
             hovertemplate=f"{label} %{{x}}<br>{name}: %{{y:.1f}} ms (p10 %{{customdata[0]:.1f}}"
                           " – p90 %{customdata[1]:.1f}, n=%{customdata[2]})<extra></extra>"))
-    _axis(figure, label, doubling, categorical)
+    _axis(figure, label, doubling, categorical, x)
     figure.update_layout(title=f"Latency vs {label} (median; band: p10–p90)",
                          yaxis_title="latency (ms)", yaxis_rangemode="tozero", height=420,
                          legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0})
@@ -136,7 +139,7 @@ def sweep_throughput_figure(frame: pd.DataFrame, factor: str, label: str, doubli
         x=x, y=measured["requests_per_s"], mode="lines+markers", name="requests/s",
         line={"color": TTFT_COLOR, "width": 2, "dash": "dot"},
         hovertemplate="%{x}: %{y:.2f} requests/s<extra></extra>"), secondary_y=True)
-    _axis(figure, label, doubling, categorical)
+    _axis(figure, label, doubling, categorical, x)
     figure.update_yaxes(title_text="tokens per second", rangemode="tozero", secondary_y=False)
     figure.update_yaxes(title_text="requests per second", rangemode="tozero", secondary_y=True)
     figure.update_layout(title=f"Throughput vs {label} (medians)", height=420,
@@ -168,7 +171,7 @@ def sweep_memory_figure(frame: pd.DataFrame, factor: str, label: str, doubling: 
         x=x, y=measured["peak_memory_bytes"] / 2**20, mode="lines+markers",
         line={"color": "rgb(171, 99, 250)", "width": 3}, name="peak memory",
         hovertemplate="%{x}: %{y:.0f} MB<extra></extra>"))
-    _axis(figure, label, doubling, categorical)
+    _axis(figure, label, doubling, categorical, x)
     figure.update_layout(title=f"Peak memory vs {label}", yaxis_title="MB", height=360,
                          yaxis_rangemode="tozero")
     return figure

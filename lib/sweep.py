@@ -186,3 +186,22 @@ def to_csv(table: list[dict[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows(table)
     return out.getvalue()
+
+
+def display_rows(table: list[dict[str, Any]], factors: Sequence[str]) -> list[dict[str, Any]]:
+    """The tidy table for people: factor values, readable medians with n, and why a point was
+    skipped. (The CSV keeps the raw numbers.)"""
+    from lib.report import METRIC_LABELS, format_value
+
+    shown = ("ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "requests_per_s",
+             "peak_memory_bytes")
+    rows = []
+    for row in table:
+        out = {FACTORS[name].label: row[f"factor_{name}"] for name in factors}
+        for metric in shown:
+            out[METRIC_LABELS[metric][0]] = format_value(metric, row[metric])
+        out["n"] = row["e2e_s_n"]
+        out["status"] = row["status"] if row["status"] == "measured" else \
+            f"skipped: {row['skipped_reason']}"
+        rows.append(out)
+    return rows

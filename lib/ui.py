@@ -18,13 +18,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from lib import catalog, devices, modelcard, models, runner, stats
+from lib import catalog, devices, modelcard, models, runner, stats, sweep
 from lib.engine import Measurement
 from lib.errors import ExplorerError
 from lib.spec import RunSpec, default_threads, field_info
 
 KEY_SPEC = "spec"                  # the RunSpec built from the sidebar this rerun
 KEY_RESULT = "playground_result"   # the last Result shown on the Playground
+KEY_SWEEP = "explore_sweep"        # the last SweepResult shown on Explore
+KEY_SWEEP_LIVE = "explore_live"    # the sweep in progress: its finished points, kept on Stop
 WIDGET_PREFIX = "setting_"         # widget keys: setting_<RunSpec field>
 
 MODEL_CACHE_ENTRIES = 2            # models kept in memory at once (each can be GBs)
@@ -43,6 +45,7 @@ def run_app() -> None:
     st.set_page_config(page_title="Inference Latency Explorer", page_icon="⏱️", layout="wide")
     page = st.navigation([
         st.Page(PAGES_DIR / "playground.py", title="Playground", icon="▶️", default=True),
+        st.Page(PAGES_DIR / "explore.py", title="Explore factors", icon="📈"),
     ])
     settings_sidebar()
     page.run()
@@ -239,3 +242,68 @@ def run_with_status(spec: RunSpec) -> Result | None:
         model_note += (f" Its Linear layers were quantized to int8 in {measurement.quantize_s:.1f} s "
                        "(also not counted); int8 answers drift slightly from float32's.")
     return Result(measurement, stats.summarize(measurement), model_note)
+
+
+def factor_values_input(factor: sweep.Factor, key: str, device: str) -> list | None:
+    """Values for one factor: a list to pick from, or numbers typed with commas."""
+    if factor.name in {"model", "dtype", "device"}:
+        options = {"model": list(catalog.CATALOG), "dtype": devices.supported_dtypes(device),
+                   "device": devices.available_devices()}[factor.name]
+        defaults = [v for v in factor.default_values() if v in options]
+        chosen = st.multiselect(
+            f"Values of {factor.label}", options, default=defaults, key=key,
+            format_func=lambda v: catalog.CATALOG[v].display_name if factor.name == "model"
+            else v)
+        return chosen or None
+    text = st.text_input(f"Values of {factor.label} (comma-separated)",
+                         value=", ".join(str(v) for v in factor.default_values()), key=key)
+    try:
+        return sweep.parse_values(factor, text)
+    except ExplorerError as exc:
+        st.error(str(exc))
+        return None
+
+
+def run_sweep_with_status(base: RunSpec,
+                          factor_values: list[tuple[sweep.Factor, list]]) -> sweep.SweepResult:
+    """Run a sweep showing which point runs, its repetitions and the time left.
+
+    Finished points go into session state as they finish, so a Stop (which reruns the page and
+    interrupts this one) keeps them: see `partial_sweep()`.
+    """
+    st.session_state[KEY_SWEEP_LIVE] = {"base": base, "planned": 0, "points": [],
+                                        "factors": [f.name for f, _ in factor_values]}
+    live = st.session_state[KEY_SWEEP_LIVE]
+    progress = st.progress(0.0, text="Starting the sweep…")
+    notice = st.empty()
+
+    def on_progress(done: int, total: int, values: dict, eta_s: float | None) -> None:
+        live["planned"] = total
+        if done >= total:
+            progress.progress(1.0, text=f"Done: {total} points")
+            return
+        where = ", ".join(f"{sweep.FACTORS[name].label} {value}" for name, value in values.items())
+        eta = f"; about {eta_s:.0f} s left" if eta_s is not None else ""
+        progress.progress(done / total, text=f"Point {done + 1} of {total}: {where} (at least "
+                          f"{base.repetitions} repetitions after a warm-up){eta}")
+
+    def run_point(spec: RunSpec):
+        def on_wait(message: str) -> None:
+            notice.info(message)
+        measurement = runner.run(spec, get_model=lambda *a: model_cache().get(*a), on_wait=on_wait)
+        notice.empty()
+        return measurement
+
+    result = sweep.run_sweep(base, factor_values, run_point, on_progress=on_progress,
+                             on_point=live["points"].append)
+    st.session_state.pop(KEY_SWEEP_LIVE, None)
+    return result
+
+
+def partial_sweep() -> sweep.SweepResult | None:
+    """A sweep interrupted by Stop (or any rerun): the points it finished, marked stopped."""
+    live = st.session_state.pop(KEY_SWEEP_LIVE, None)
+    if not live or not live["points"]:
+        return None
+    return sweep.SweepResult(live["base"], live["factors"], points=live["points"],
+                             stopped=True, planned=live["planned"])

@@ -159,3 +159,47 @@ def test_pick_a_random_weight_model_and_run_it(server, browser):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "playground-gpt2.png"), full_page=True)
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def _open_explore(page, server, output_tokens: int) -> None:
+    page.goto(server)
+    page.get_by_role("button", name="Run").wait_for(timeout=60_000)
+    _set_number(page, "Output length (tokens)", output_tokens)
+    _set_number(page, "Prompt length (tokens)", 16)
+    page.get_by_role("link", name="Explore factors").click()
+    page.get_by_role("button", name="Run sweep").wait_for(timeout=60_000)
+
+
+def test_explore_sweep_draws_every_chart(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 4200})
+    _open_explore(page, server, output_tokens=4)
+    values = page.get_by_label("Values of batch size (comma-separated)")
+    values.fill("1, 2, 4")
+    values.press("Enter")
+    page.wait_for_timeout(300)
+    page.get_by_role("button", name="Run sweep").click()
+    page.get_by_text("What changed").wait_for(timeout=240_000)
+    page.locator(".js-plotly-plot").nth(3).wait_for(timeout=60_000)
+    assert page.locator(".js-plotly-plot").count() == 4
+    page.get_by_text("From batch size 1 to 4, decode throughput").wait_for()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "explore-batch.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_stop_keeps_the_finished_points(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 3000})
+    _open_explore(page, server, output_tokens=48)
+    values = page.get_by_label("Values of batch size (comma-separated)")
+    values.fill("1, 2, 4, 8")
+    values.press("Enter")
+    page.wait_for_timeout(300)
+    page.get_by_role("button", name="Run sweep").click()
+    page.get_by_text("Point 2 of 4").wait_for(timeout=240_000)
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_text("Stopped:").wait_for(timeout=120_000)
+    text = page.get_by_text("Stopped:").inner_text()
+    assert "of 4 points were finished" in text and not text.startswith("Stopped: 0")
+    assert page.locator('[data-testid="stException"]').count() == 0
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "explore-stopped.png"), full_page=True)

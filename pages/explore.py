@@ -1,0 +1,106 @@
+"""Explore: vary one factor (or two) and see latency, throughput and memory curves."""
+
+import pandas as pd
+import streamlit as st
+
+from lib import charts, insights, sweep, ui
+
+HEATMAP_METRICS = {"tpot_s": "Time per output token (ms)", "ttft_s": "Time to first token (ms)",
+                   "e2e_s": "End-to-end latency (ms)", "decode_tokens_per_s": "Decode tokens/s",
+                   "requests_per_s": "Requests/s"}
+
+st.title("Explore factors")
+st.markdown(
+    "Pick **what to vary** and its values; every other setting comes from the sidebar. Each "
+    "point is a real, repeated measurement (after an untimed warm-up), so the charts show the "
+    "typical value and how much it varied. Points that cannot run are skipped with the reason.")
+
+spec = ui.current_spec()
+two = st.radio("Vary", ["one factor", "two factors (heatmap)"], horizontal=True,
+               key="explore_mode") == "two factors (heatmap)"
+factor_values = []
+defaults = ["batch", "prompt"]
+for index, column in enumerate(st.columns(2 if two else 1)):
+    with column:
+        name = st.selectbox(f"Factor {index + 1}" if two else "Factor", list(sweep.FACTORS),
+                            index=list(sweep.FACTORS).index(defaults[index]),
+                            format_func=lambda n: sweep.FACTORS[n].label.capitalize(),
+                            key=f"explore_factor_{index}")
+        values = ui.factor_values_input(sweep.FACTORS[name], f"explore_values_{index}_{name}",
+                                        spec.device if spec else "cpu")
+        if values:
+            factor_values.append((sweep.FACTORS[name], values))
+metric = None
+if two:
+    metric = st.selectbox("Heatmap shows", list(HEATMAP_METRICS), format_func=HEATMAP_METRICS.get,
+                          key="explore_heatmap_metric")
+
+ready = spec is not None and len(factor_values) == (2 if two else 1)
+if two and ready and factor_values[0][0].name == factor_values[1][0].name:
+    st.error("Pick two different factors.")
+    ready = False
+if ready:
+    count = len(sweep.grid(factor_values))
+    st.caption(f"{count} points, each timed at least {spec.repetitions} times after a warm-up "
+               f"(repetitions and minimum time are in the sidebar's Measurement section).")
+    if count > 30:
+        st.warning(f"{count} points will take a while on this machine. Fewer values, or fewer "
+                   "repetitions, make it quicker.")
+
+run_column, stop_column = st.columns([1, 4])
+start = run_column.button("Run sweep", type="primary", disabled=not ready)
+stop_column.button("Stop", help="Stops the sweep; finished points are kept.")
+
+if start:
+    st.session_state[ui.KEY_SWEEP] = ui.run_sweep_with_status(spec, factor_values)
+else:
+    partial = ui.partial_sweep()
+    if partial is not None:
+        st.session_state[ui.KEY_SWEEP] = partial
+
+result = st.session_state.get(ui.KEY_SWEEP)
+if result is None:
+    st.info("No sweep yet: choose a factor and press **Run sweep**. A 5-point batch sweep of "
+            "the default model takes under a minute here.")
+    st.stop()
+
+table = sweep.rows(result)
+frame = pd.DataFrame(table)
+if result.stopped:
+    st.warning(f"Stopped: {len(result.points)} of {result.planned} points were finished and are "
+               "shown below.")
+measured = frame[frame["status"] == "measured"]
+factors = [sweep.FACTORS[name] for name in result.factors]
+
+if len(factors) == 2 and not measured.empty:
+    chosen = metric or "tpot_s"
+    st.plotly_chart(charts.sweep_heatmap_figure(
+        frame, factors[0].name, factors[0].label, factors[1].name, factors[1].label, chosen,
+        HEATMAP_METRICS[chosen]), width="stretch")
+elif not measured.empty:
+    factor = factors[0]
+    categorical = factor.parse is not int
+    st.subheader("What changed")
+    for sentence in insights.findings(table, factor.name, factor.label, numeric=not categorical):
+        st.markdown(f"- {sentence}")
+    st.plotly_chart(charts.sweep_latency_figure(frame, factor.name, factor.label,
+                                                factor.doubling, categorical), width="stretch")
+    st.caption("TTFT: wait for the first token (includes reading the prompt). TPOT: time per "
+               "later token. End-to-end: the whole request. The shaded band spans the 10th to "
+               "90th percentile of the repetitions.")
+    st.plotly_chart(charts.sweep_throughput_figure(frame, factor.name, factor.label,
+                                                   factor.doubling, categorical), width="stretch")
+    if factor.name == "batch" and measured["tpot_s"].notna().any():
+        st.plotly_chart(charts.sweep_tradeoff_figure(frame), width="stretch")
+        st.caption("Each point is one batch size. Moving right, every user waits longer per "
+                   "token; moving up, the machine produces more tokens in total.")
+    st.plotly_chart(charts.sweep_memory_figure(frame, factor.name, factor.label,
+                                               factor.doubling, categorical), width="stretch")
+else:
+    st.error("No point of this sweep could run; the table below says why.")
+
+st.subheader("All points")
+st.caption("Medians over each point's repetitions (n); the CSV has p10 and p90 too.")
+st.dataframe(sweep.display_rows(table, result.factors), hide_index=True, width="stretch")
+st.download_button("Download the table as CSV", sweep.to_csv(table), file_name="sweep.csv",
+                   mime="text/csv", on_click="ignore")
