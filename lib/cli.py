@@ -11,7 +11,8 @@ import json
 import sys
 
 from lib.errors import ExplorerError
-from lib.spec import DEFAULT_MODEL_ID, DEVICES, DTYPES, RunSpec, default_threads, field_info
+from lib.spec import (ATTENTIONS, COMPILES, DEFAULT_MODEL_ID, DEVICES, DTYPES, KV_CACHES, RunSpec,
+                      default_threads, field_info)
 from lib.sweep import FACTORS
 
 
@@ -42,6 +43,9 @@ def _add_spec_arguments(parser: argparse.ArgumentParser, repetitions: int,
     parser.add_argument("--warmup", type=int, default=1, help=_help("warmup_runs"))
     parser.add_argument("--threads", type=int, default=default_threads(), help=_help("threads"))
     parser.add_argument("--prompt", default=None, help=_help("prompt_text"))
+    parser.add_argument("--attention", default="sdpa", choices=ATTENTIONS, help=_help("attention"))
+    parser.add_argument("--kv-cache", default="dynamic", choices=KV_CACHES, help=_help("kv_cache"))
+    parser.add_argument("--compile", default="off", choices=COMPILES, help=_help("compile"))
 
 
 def _spec_from(args: argparse.Namespace) -> RunSpec:
@@ -49,7 +53,8 @@ def _spec_from(args: argparse.Namespace) -> RunSpec:
         model_id=args.model, device=args.device, dtype=args.dtype, batch_size=args.batch,
         prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens,
         repetitions=args.repetitions, min_duration_s=args.min_duration,
-        warmup_runs=args.warmup, threads=args.threads, prompt_text=args.prompt)
+        warmup_runs=args.warmup, threads=args.threads, prompt_text=args.prompt,
+        attention=args.attention, kv_cache=args.kv_cache, compile=args.compile)
 
 
 def build_parser() -> argparse.ArgumentParser:

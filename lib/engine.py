@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from lib import memory
 from lib.environment import capture_environment
-from lib.errors import ExplorerError, InvalidSpecError
+from lib.errors import ExplorerError, InvalidSpecError, UnsupportedError
 from lib.catalog import ENCODER, RANDOM
 from lib.models import check_context
 from lib.prompts import FittedPrompt, fit_prompt
@@ -99,6 +99,10 @@ def measure(loaded: Any, spec: RunSpec, clock: Clock | None = None,
 
     prompt, generate_kwargs = prepare_inputs(loaded, spec)
     encoder = loaded.entry.kind == ENCODER
+    _set_attention(loaded.model, spec.attention)
+    # Compiling happens in the first call and may recompile in the second: warm up twice.
+    warmup_runs = max(spec.warmup_runs, 2) if spec.compile == "on" and not encoder \
+        else spec.warmup_runs
     if encoder:
         generate_kwargs = {key: generate_kwargs[key] for key in ("input_ids", "attention_mask")}
         call = loaded.model.__call__
@@ -107,8 +111,8 @@ def measure(loaded: Any, spec: RunSpec, clock: Clock | None = None,
 
     warmup_s = []
     with torch.inference_mode():
-        for index in range(spec.warmup_runs):
-            report("warm-up", index, spec.warmup_runs)
+        for index in range(warmup_runs):
+            report("warm-up", index, warmup_runs)
             started = clock.now()
             call(**generate_kwargs)
             warmup_s.append(clock.now() - started)
@@ -169,10 +173,33 @@ def prepare_inputs(loaded: Any, spec: RunSpec) -> tuple[FittedPrompt, dict[str, 
 
     prompt = fit_prompt(loaded.tokenizer, spec.prompt_tokens, spec.prompt_text)
     input_ids = torch.tensor([prompt.token_ids] * spec.batch_size, device=spec.device)
-    return prompt, dict(
+    kwargs = dict(
         input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
         max_new_tokens=spec.new_tokens, min_new_tokens=spec.new_tokens, do_sample=False,
         pad_token_id=_pad_token_id(loaded.tokenizer))
+    if spec.kv_cache == "static" or spec.compile == "on":
+        kwargs["cache_implementation"] = "static"
+    if spec.compile == "on":
+        from transformers import CompileConfig
+        config = CompileConfig()
+        config._compile_all_devices = True      # transformers compiles only on GPUs by default
+        kwargs["compile_config"] = config
+    else:
+        # transformers would otherwise compile by itself on a GPU whenever the cache is static.
+        kwargs["disable_compile"] = True
+    return prompt, kwargs
+
+
+def _set_attention(model: Any, attention: str) -> None:
+    """Switch the attention kernel of an already loaded model (it is shared, so always set)."""
+    setter = getattr(model, "set_attn_implementation", None)
+    if setter is None:
+        return
+    try:
+        setter(attention)
+    except (ValueError, ImportError) as exc:
+        raise UnsupportedError(f"This model can't use the {attention!r} attention kernel "
+                               f"({exc}). Choose the other one.") from exc
 
 
 def check_fits(loaded: Any, spec: RunSpec) -> None:

@@ -80,12 +80,15 @@ def _categorical(rows: list[dict[str, Any]], factor: str, label: str) -> list[st
     ordered = sorted(rows, key=lambda row: row[key])
     fastest, slowest = ordered[0], ordered[-1]
     ratio = slowest[key] / fastest[key]
+    if ratio - 1 <= NEGLIGIBLE:
+        return [f"Every {label} gave about the same {what} ({_ms(fastest[key])} to "
+                f"{_ms(slowest[key])}): here, this factor barely matters."]
     sentences = [
         f"Fastest {what}: {fastest[f'factor_{factor}']} ({_ms(fastest[key])}); slowest: "
         f"{slowest[f'factor_{factor}']} ({_ms(slowest[key])}), {ratio:.1f}x slower."]
     if key == "tpot_s":
         ttft = sorted(rows, key=lambda row: row["ttft_s"])
-        if ttft[0] is not fastest:
+        if ttft[0] is not fastest and ttft[-1]["ttft_s"] / ttft[0]["ttft_s"] - 1 > NEGLIGIBLE:
             sentences.append(
                 f"But the first token came soonest with {ttft[0][f'factor_{factor}']} "
                 f"({_ms(ttft[0]['ttft_s'])}): reading the prompt and writing tokens stress the "

@@ -20,6 +20,9 @@ from lib.errors import InvalidSpecError
 DEFAULT_MODEL_ID = "smollm2-135m-instruct"
 DEVICES = ("cpu", "cuda", "mps")
 DTYPES = ("float32", "bfloat16", "float16", "int8")
+ATTENTIONS = ("sdpa", "eager")
+KV_CACHES = ("dynamic", "static")
+COMPILES = ("off", "on")
 MAX_PROMPT_TEXT_CHARS = 100_000
 
 
@@ -79,6 +82,21 @@ class RunSpec:
         default_threads, "CPU threads",
         "How many CPU cores the arithmetic may use. More threads help big matrix products but fight "
         "with anything else running on the machine.", 1, None)
+    attention: str = _field(
+        "sdpa", "Attention kernel",
+        "How attention is computed. 'sdpa' calls PyTorch's fused kernel; 'eager' spells out every "
+        "step (scores, softmax, weighted sum) as separate operations. Same answer, different "
+        "speed.", choices=ATTENTIONS)
+    kv_cache: str = _field(
+        "dynamic", "KV cache",
+        "Where the model keeps what it remembers of earlier tokens. 'dynamic' grows it token by "
+        "token; 'static' reserves room for the whole prompt and output up front, so every step "
+        "has the same shapes (which torch.compile needs).", choices=KV_CACHES)
+    compile: str = _field(
+        "off", "torch.compile",
+        "Compile the decode step into fused code first. It can remove per-operation overhead, "
+        "but compiling takes about a minute on a CPU (timed apart, in the warm-up, never in a "
+        "latency). Uses a static KV cache.", choices=COMPILES)
     prompt_text: str | None = _field(
         None, "Your prompt (optional)",
         "Text to send instead of the built-in prompt. It is cut or repeated to the exact prompt "

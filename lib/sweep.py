@@ -27,7 +27,8 @@ from lib.spec import RunSpec, default_threads
 TABLE_METRICS = ("ttft_s", "tpot_s", "e2e_s", "itl_s", "decode_tokens_per_s",
                  "total_tokens_per_s", "requests_per_s", "peak_memory_bytes")
 SPEC_COLUMNS = ("model_id", "device", "dtype", "batch_size", "prompt_tokens", "new_tokens",
-                "threads", "repetitions", "min_duration_s", "warmup_runs")
+                "threads", "attention", "kv_cache", "compile", "repetitions", "min_duration_s",
+                "warmup_runs")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,9 @@ FACTORS: dict[str, Factor] = {f.name: f for f in [
            True),
     Factor("threads", "threads", "CPU threads",
            lambda: tuple(range(1, default_threads() + 1)), int),
+    Factor("attention", "attention", "attention kernel", lambda: ("sdpa", "eager")),
+    Factor("kv_cache", "kv_cache", "KV cache", lambda: ("dynamic", "static")),
+    Factor("compile", "compile", "torch.compile", lambda: ("off", "on")),
 ]}
 
 

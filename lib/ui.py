@@ -21,7 +21,7 @@ import streamlit as st
 from lib import catalog, devices, modelcard, models, runner, stats, sweep
 from lib.engine import Measurement
 from lib.errors import ExplorerError
-from lib.spec import RunSpec, default_threads, field_info
+from lib.spec import ATTENTIONS, COMPILES, KV_CACHES, RunSpec, default_threads, field_info
 
 KEY_SPEC = "spec"                  # the RunSpec built from the sidebar this rerun
 KEY_RESULT = "playground_result"   # the last Result shown on the Playground
@@ -98,6 +98,13 @@ def settings_sidebar() -> RunSpec | None:
                                   value=defaults.warmup_runs)
             min_duration_s = _widget(st.number_input, "min_duration_s", min_value=0.0,
                                      max_value=600.0, value=defaults.min_duration_s, step=0.5)
+        with st.expander("Software stack"):
+            attention = _widget(st.selectbox, "attention", options=list(ATTENTIONS))
+            kv_cache = _widget(st.selectbox, "kv_cache", options=list(KV_CACHES))
+            compile_ = _widget(st.selectbox, "compile", options=list(COMPILES))
+            if compile_ == "on":
+                st.warning("Compiling takes about a minute on a CPU before the first run; it is "
+                           "timed in the warm-up, never in a latency.")
         with st.expander("Your own prompt"):
             prompt_text = _widget(st.text_area, "prompt_text", value="",
                                   placeholder="Leave empty to use the built-in prompt.")
@@ -110,7 +117,8 @@ def settings_sidebar() -> RunSpec | None:
         spec = RunSpec(model_id=model_id, device=device, dtype=dtype, batch_size=batch_size,
                        prompt_tokens=int(prompt_tokens), new_tokens=int(new_tokens),
                        repetitions=int(repetitions), min_duration_s=float(min_duration_s),
-                       warmup_runs=int(warmup_runs), threads=threads,
+                       warmup_runs=int(warmup_runs), threads=threads, attention=attention,
+                       kv_cache=kv_cache, compile=compile_,
                        prompt_text=prompt_text if prompt_text.strip() else None)
     except ExplorerError as exc:
         st.sidebar.error(str(exc))
@@ -238,6 +246,9 @@ def run_with_status(spec: RunSpec) -> Result | None:
                       "earlier); loading is never counted in a latency.")
     status.update(label=f"Measured {len(measurement.repetitions)} repetitions", state="complete",
                   expanded=False)
+    if spec.compile == "on" and measurement.warmup_s:
+        model_note += (f" torch.compile: the first warm-up, which includes compiling, took "
+                       f"{measurement.warmup_s[0]:.1f} s (not counted in any latency).")
     if measurement.quantize_s is not None:
         model_note += (f" Its Linear layers were quantized to int8 in {measurement.quantize_s:.1f} s "
                        "(also not counted); int8 answers drift slightly from float32's.")
@@ -246,9 +257,10 @@ def run_with_status(spec: RunSpec) -> Result | None:
 
 def factor_values_input(factor: sweep.Factor, key: str, device: str) -> list | None:
     """Values for one factor: a list to pick from, or numbers typed with commas."""
-    if factor.name in {"model", "dtype", "device"}:
+    if factor.parse is not int:
         options = {"model": list(catalog.CATALOG), "dtype": devices.supported_dtypes(device),
-                   "device": devices.available_devices()}[factor.name]
+                   "device": devices.available_devices()}.get(factor.name) \
+            or list(factor.default_values())
         defaults = [v for v in factor.default_values() if v in options]
         chosen = st.multiselect(
             f"Values of {factor.label}", options, default=defaults, key=key,

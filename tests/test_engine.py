@@ -90,3 +90,26 @@ def test_streamer_skips_the_prompt():
     clock.advance(1.0)
     streamer.put("token")
     assert streamer.times_s == [6.0]
+
+
+def test_software_stack_reaches_generate():
+    loaded, clock = fake_loaded()
+    engine.measure(loaded, spec(kv_cache="static"), clock=clock)
+    call = loaded.model.calls[-1]
+    assert call["cache_implementation"] == "static" and call["disable_compile"] is True
+    loaded, clock = fake_loaded()
+    engine.measure(loaded, spec(compile="on", warmup_runs=1), clock=clock)
+    calls = loaded.model.calls
+    assert len(calls) == 2 + 3                  # compiling may take two warm-ups
+    assert calls[-1]["cache_implementation"] == "static"      # compile implies a static cache
+    assert calls[-1]["compile_config"]._compile_all_devices is True
+    assert "disable_compile" not in calls[-1]
+
+
+def test_attention_kernel_is_set_on_the_shared_model():
+    loaded, clock = fake_loaded()
+    seen = []
+    loaded.model.set_attn_implementation = seen.append
+    engine.measure(loaded, spec(attention="eager"), clock=clock)
+    engine.measure(loaded, spec(attention="sdpa"), clock=clock)
+    assert seen == ["eager", "sdpa"]

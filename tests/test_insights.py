@@ -38,3 +38,10 @@ def test_categorical_findings_name_fastest_and_slowest():
 def test_one_point_is_not_a_comparison():
     assert "nothing to compare" in findings([row(1, 0.1, 0.02, 50.0)], "batch", "batch size",
                                             True)[0]
+
+
+def test_categorical_ties_are_called_ties():
+    sentences = findings([row("sdpa", 0.18, 0.0393, 25.4), row("eager", 0.184, 0.0399, 25.1)],
+                         "dtype", "attention kernel", numeric=False)
+    assert sentences == ["Every attention kernel gave about the same time per output token "
+                         "(39 ms to 40 ms): here, this factor barely matters."]

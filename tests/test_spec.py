@@ -35,3 +35,13 @@ def test_every_field_carries_label_and_help():
     for name in RunSpec.__dataclass_fields__:
         info = field_info(name)
         assert info["label"] and len(info["help"]) > 20
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(attention="flash"), "attention must be one of sdpa, eager"),
+    (dict(kv_cache="paged"), "kv_cache must be one of dynamic, static"),
+    (dict(compile="yes"), "compile must be one of off, on"),
+])
+def test_software_stack_values_are_checked(changes, message):
+    with pytest.raises(InvalidSpecError, match=message):
+        RunSpec(**changes)
