@@ -178,10 +178,11 @@ def _sweep(base: RunSpec, args: argparse.Namespace) -> int:
         with open(args.csv, "w", newline="") as f:
             f.write(sweep.to_csv(table))
     names = [f"factor_{name}" for name in result.factors]
-    print(" ".join(f"{n[7:]:>10}" for n in names) + f"{'TTFT':>11}{'TPOT':>11}{'e2e':>11}"
-          f"{'decode/s':>10}{'req/s':>8}{'n':>4}  status")
+    widths = {n: max([len(n) - 7, 8] + [len(str(row[n])) for row in table]) for n in names}
+    print(" ".join(f"{n[7:]:>{widths[n]}}" for n in names) + f"{'TTFT':>11}{'TPOT':>11}"
+          f"{'e2e':>11}{'decode/s':>10}{'req/s':>8}{'n':>4}  status")
     for row in table:
-        cells = " ".join(f"{str(row[n]):>10}" for n in names)
+        cells = " ".join(f"{str(row[n]):>{widths[n]}}" for n in names)
         if row["status"] == "measured":
             print(cells + "".join(f"{report_ms(row[m]):>11}" for m in ("ttft_s", "tpot_s", "e2e_s"))
                   + f"{row['decode_tokens_per_s'] or 0:>10.1f}{row['requests_per_s']:>8.2f}"

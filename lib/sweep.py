@@ -177,6 +177,9 @@ def rows(result: SweepResult) -> list[dict[str, Any]]:
             row[f"{metric}_p10"] = stats.percentile(dist.values, 10) if dist else None
             row[f"{metric}_p90"] = stats.percentile(dist.values, 90) if dist else None
             row[f"{metric}_n"] = dist.n if dist else 0
+        warmups = point.measurement.warmup_s if point.measurement else ()
+        # The first warm-up holds one-off costs such as compiling: shown, never in a latency.
+        row["first_warmup_s"] = warmups[0] if warmups else None
         row["seconds_spent"] = point.seconds
         table.append(row)
     return table
@@ -205,6 +208,7 @@ def display_rows(table: list[dict[str, Any]], factors: Sequence[str]) -> list[di
         for metric in shown:
             out[METRIC_LABELS[metric][0]] = format_value(metric, row[metric])
         out["n"] = row["e2e_s_n"]
+        out["First warm-up (untimed)"] = format_value("first_warmup_s", row["first_warmup_s"])
         out["status"] = row["status"] if row["status"] == "measured" else \
             f"skipped: {row['skipped_reason']}"
         rows.append(out)

@@ -38,6 +38,7 @@ def test_batch_sweep_gives_an_exact_tidy_table():
         assert row["ttft_s_p10"] == pytest.approx(row["ttft_s"])
         assert row["ttft_s_n"] == 2 and row["itl_s_n"] == 8
         assert row["prompt_tokens"] == 16 and row["model_id"] == "smollm2-135m-instruct"
+        assert row["first_warmup_s"] == pytest.approx(row["e2e_s"])
 
 
 def test_a_point_that_cannot_run_is_skipped_and_the_sweep_goes_on():
