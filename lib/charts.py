@@ -116,6 +116,7 @@ def sweep_latency_figure(frame: pd.DataFrame, factor: str, label: str, doubling:
     _axis(figure, label, doubling, categorical, x)
     figure.update_layout(title=f"Latency vs {label} (median; band: p10–p90)",
                          yaxis_title="latency (ms)", yaxis_rangemode="tozero", height=420,
+                         hovermode="x unified",
                          legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0})
     return figure
 
@@ -143,6 +144,7 @@ def sweep_throughput_figure(frame: pd.DataFrame, factor: str, label: str, doubli
     figure.update_yaxes(title_text="tokens per second", rangemode="tozero", secondary_y=False)
     figure.update_yaxes(title_text="requests per second", rangemode="tozero", secondary_y=True)
     figure.update_layout(title=f"Throughput vs {label} (medians)", height=420,
+                         hovermode="x unified",
                          legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0})
     return figure
 
@@ -173,6 +175,7 @@ def sweep_memory_figure(frame: pd.DataFrame, factor: str, label: str, doubling: 
         hovertemplate="%{x}: %{y:.0f} MB<extra></extra>"))
     _axis(figure, label, doubling, categorical, x)
     figure.update_layout(title=f"Peak memory vs {label}", yaxis_title="MB", height=360,
+                         hovermode="x unified",
                          yaxis_rangemode="tozero")
     return figure
 

@@ -37,11 +37,22 @@ def findings(table: list[dict[str, Any]], factor: str, label: str,
         sentences += _numeric(measured, factor, label)
     else:
         sentences += _categorical(measured, factor, label)
-    if skipped:
-        values = ", ".join(str(row[f"factor_{factor}"]) for row in skipped)
-        sentences.append(f"{len(skipped)} point(s) could not run ({label} {values}); the "
-                         "table says why.")
+    for row in skipped:
+        reason = row["skipped_reason"].split(". ")[0].rstrip(".")
+        sentences.append(f"{label.capitalize()} {row[f'factor_{factor}']} could not run: "
+                         f"{reason}.")
     return sentences
+
+
+def _unsteady(rows: list[dict[str, Any]], key: str, factor: str, label: str) -> str:
+    """' (not steadily: ...)' when the metric went up and down along the factor, else ''."""
+    values = [row[key] for row in rows]
+    steps = [b - a for a, b in zip(values, values[1:])]
+    if all(s >= 0 for s in steps) or all(s <= 0 for s in steps) or len(values) < 3:
+        return ""
+    peak = max(rows, key=lambda row: row[key])
+    return (f", not steadily: it peaked at {_ms(peak[key])} at {label} "
+            f"{peak[f'factor_{factor}']}")
 
 
 def _numeric(rows: list[dict[str, Any]], factor: str, label: str) -> list[str]:
@@ -56,12 +67,14 @@ def _numeric(rows: list[dict[str, Any]], factor: str, label: str) -> list[str]:
             f"{span}, decode throughput {_ratio_words(throughput, 'grew', 'fell')} "
             f"({first['decode_tokens_per_s']:.1f} to {last['decode_tokens_per_s']:.1f} tokens/s) "
             f"while the time per token {_ratio_words(per_token, 'grew', 'shrank')} "
-            f"({_ms(first['tpot_s'])} to {_ms(last['tpot_s'])}).")
+            f"({_ms(first['tpot_s'])} to {_ms(last['tpot_s'])}"
+            f"{_unsteady(rows, 'tpot_s', factor, label)}).")
     if first["ttft_s"] and last["ttft_s"]:
         ttft = last["ttft_s"] / first["ttft_s"]
         sentences.append(
             f"{span}, the time to first token {_ratio_words(ttft, 'grew', 'shrank')} "
-            f"({_ms(first['ttft_s'])} to {_ms(last['ttft_s'])}).")
+            f"({_ms(first['ttft_s'])} to {_ms(last['ttft_s'])}"
+            f"{_unsteady(rows, 'ttft_s', factor, label)}).")
     elif first["e2e_s"] and last["e2e_s"]:
         e2e = last["e2e_s"] / first["e2e_s"]
         sentences.append(f"{span}, each request's latency {_ratio_words(e2e, 'grew', 'shrank')} "

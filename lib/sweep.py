@@ -205,11 +205,11 @@ def display_rows(table: list[dict[str, Any]], factors: Sequence[str]) -> list[di
     rows = []
     for row in table:
         out = {FACTORS[name].label: row[f"factor_{name}"] for name in factors}
+        out["status"] = row["status"] if row["status"] == "measured" else \
+            f"skipped: {row['skipped_reason']}"
         for metric in shown:
             out[METRIC_LABELS[metric][0]] = format_value(metric, row[metric])
         out["n"] = row["e2e_s_n"]
         out["First warm-up (untimed)"] = format_value("first_warmup_s", row["first_warmup_s"])
-        out["status"] = row["status"] if row["status"] == "measured" else \
-            f"skipped: {row['skipped_reason']}"
         rows.append(out)
     return rows

@@ -60,15 +60,16 @@ else:
 
 result = st.session_state.get(ui.KEY_SWEEP)
 if result is None:
-    st.info("No sweep yet: choose a factor and press **Run sweep**. A 5-point batch sweep of "
-            "the default model takes under a minute here.")
+    st.info("No sweep yet: choose a factor and its values, then press **Run sweep**. A batch "
+            "sweep 1, 2, 4, 8, 16 of the default model takes under a minute here.")
     st.stop()
 
 table = sweep.rows(result)
 frame = pd.DataFrame(table)
 if result.stopped:
     st.warning(f"Stopped: {len(result.points)} of {result.planned} points were finished and are "
-               "shown below.")
+               "shown below. The point being measured when you pressed Stop was discarded, and "
+               "the rest were not run.")
 measured = frame[frame["status"] == "measured"]
 factors = [sweep.FACTORS[name] for name in result.factors]
 
@@ -77,6 +78,12 @@ if len(factors) == 2 and not measured.empty:
     st.plotly_chart(charts.sweep_heatmap_figure(
         frame, factors[0].name, factors[0].label, factors[1].name, factors[1].label, chosen,
         HEATMAP_METRICS[chosen]), width="stretch")
+elif len(measured) == 1:
+    st.info("Only one point was measured, so there is no curve to draw: its numbers are in "
+            "the table below.")
+    for sentence in insights.findings(table, factors[0].name, factors[0].label,
+                                      numeric=factors[0].parse is int)[1:]:
+        st.markdown(f"- {sentence}")
 elif not measured.empty:
     factor = factors[0]
     categorical = factor.parse is not int

@@ -4,7 +4,8 @@ from lib.insights import findings
 def row(value, ttft, tpot, decode, e2e=None, memory=None, status="measured"):
     return {"factor_batch": value, "factor_dtype": value, "status": status, "ttft_s": ttft,
             "tpot_s": tpot, "decode_tokens_per_s": decode, "e2e_s": e2e or ttft,
-            "peak_memory_bytes": memory}
+            "peak_memory_bytes": memory,
+            "skipped_reason": "" if status == "measured" else "Too big for this machine. Try less."}
 
 
 def test_numeric_findings_state_the_measured_ratios():
@@ -32,7 +33,7 @@ def test_categorical_findings_name_fastest_and_slowest():
     assert sentences[0] == ("Fastest time per output token: float16 (17 ms); slowest: float32 "
                             "(43 ms), 2.5x slower.")
     assert sentences[1].startswith("But the first token came soonest with bfloat16 (52 ms)")
-    assert sentences[2] == "1 point(s) could not run (number format int8); the table says why."
+    assert sentences[2] == "Number format int8 could not run: Too big for this machine."
 
 
 def test_one_point_is_not_a_comparison():
@@ -45,3 +46,10 @@ def test_categorical_ties_are_called_ties():
                          "dtype", "attention kernel", numeric=False)
     assert sentences == ["Every attention kernel gave about the same time per output token "
                          "(39 ms to 40 ms): here, this factor barely matters."]
+
+
+def test_up_and_down_curves_are_not_sold_as_trends():
+    table = [row(1, 0.1, 0.040, 25.0), row(2, 0.2, 0.0685, 29.0), row(4, 0.3, 0.0599, 66.0),
+             row(8, 0.5, 0.0582, 137.0)]
+    sentence = findings(table, "batch", "batch size", numeric=True)[0]
+    assert "(40 ms to 58 ms, not steadily: it peaked at 68 ms at batch size 2)" in sentence

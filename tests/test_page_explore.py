@@ -54,7 +54,8 @@ def test_skipped_point_is_shown_with_its_reason(app):
     table = app.dataframe[0].value
     assert table["status"][0] == "measured"
     assert table["status"][1].startswith("skipped: ") and "reads at most 8192" in table["status"][1]
-    assert any("could not run" in m.value for m in app.markdown)
+    assert any("Prompt length (tokens) 9000 could not run: Prompt (9000)" in m.value
+               for m in app.markdown)
 
 
 def test_two_factor_sweep_draws_a_heatmap(app):
