@@ -200,6 +200,8 @@ def test_stop_keeps_the_finished_points(server, browser):
     page.get_by_text("Stopped:").wait_for(timeout=120_000)
     text = page.get_by_text("Stopped:").inner_text()
     assert "of 4 points were finished" in text and not text.startswith("Stopped: 0")
+    page.get_by_text("All points").wait_for(timeout=30_000)       # the kept points' table
+    page.locator("[data-testid=\"stDataFrame\"]").first.wait_for(timeout=30_000)
     assert page.locator('[data-testid="stException"]').count() == 0
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "explore-stopped.png"), full_page=True)
