@@ -114,11 +114,13 @@ def test_bad_input_shows_message_and_page_keeps_working(server, browser):
     page.get_by_role("button", name="Run").wait_for(timeout=60_000)
     _set_number(page, "Prompt length (tokens)", 8000)
     _set_number(page, "Output length (tokens)", 500)
+    from playwright.sync_api import expect
+
     page.get_by_text("reads at most 8192 tokens").wait_for(timeout=60_000)
-    assert page.get_by_role("button", name="Run").is_disabled()
+    expect(page.get_by_role("button", name="Run")).to_be_disabled(timeout=30_000)
     assert page.locator('[data-testid="stException"]').count() == 0
     _set_number(page, "Prompt length (tokens)", 64)           # fixed: Run works again
-    assert page.get_by_role("button", name="Run").is_enabled()
+    expect(page.get_by_role("button", name="Run")).to_be_enabled(timeout=30_000)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "playground-bad-input.png"), full_page=True)
 
