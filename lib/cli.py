@@ -71,6 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--factor2", default=None, help="a second factor, for a grid")
     sweep.add_argument("--values2", default=None, help="values of the second factor")
     sweep.add_argument("--csv", default=None, help="write the tidy table to this CSV file")
+    saved = commands.add_parser("history", help="list saved runs and sweeps")
+    saved.add_argument("--model", default=None, help="only this model id")
+    saved.add_argument("--device", default=None, help="only this device")
+    saved.add_argument("--since", default=None, help="only from this date on (YYYY-MM-DD)")
+    saved.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    export = commands.add_parser("export", help="print one saved run or sweep, everything included")
+    export.add_argument("entry_id", type=int, help="the id that `history` shows")
+    export.add_argument("--json", action="store_true", help="JSON (the default and only format)")
+    export.add_argument("--csv", action="store_true", help="the tidy table as CSV instead")
+    imported = commands.add_parser("import", help="add an exported JSON file to the history")
+    imported.add_argument("file", help="a file written by `export`")
     listing = commands.add_parser("models", help="list the model catalog with sizes and shapes")
     listing.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     return parser
@@ -81,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "models":
         return _models(as_json=args.json)
     try:
+        if args.command in {"history", "export", "import"}:
+            return _history(args)
         spec = _spec_from(args)
         if args.command == "sweep":
             return _sweep(spec, args)
@@ -127,7 +140,8 @@ def _models(as_json: bool) -> int:
 
 
 def _run(spec: RunSpec, as_json: bool) -> int:
-    from lib import report, runner, stats
+    from lib import history, report, runner, stats
+    from lib.store import Store
 
     _quiet_transformers()
 
@@ -136,6 +150,9 @@ def _run(spec: RunSpec, as_json: bool) -> int:
 
     measurement = runner.run(spec, on_status=status, on_wait=status)
     summary = stats.summarize(measurement)
+    entry_id, problem = history.save_run(Store(), measurement, summary)
+    status(f"saved as #{entry_id} (python -m lib export {entry_id})" if entry_id
+           else f"not saved: {problem}")
     if as_json:
         json.dump(report.to_dict(measurement, summary), sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -151,7 +168,8 @@ def _quiet_transformers() -> None:
 
 
 def _sweep(base: RunSpec, args: argparse.Namespace) -> int:
-    from lib import insights, models, runner, sweep
+    from lib import history, insights, models, runner, sweep
+    from lib.store import Store
 
     _quiet_transformers()
     factor_values = []
@@ -172,7 +190,13 @@ def _sweep(base: RunSpec, args: argparse.Namespace) -> int:
             eta = f", about {eta_s:.0f} s left" if eta_s is not None else ""
             print(f"point {done + 1}/{total}: {values}{eta}", file=sys.stderr)
 
-    result = sweep.run_sweep(base, factor_values, run_point, on_progress=progress)
+    recorder = history.SweepRecorder(Store(), base, [f.name for f, _ in factor_values],
+                                     len(sweep.grid(factor_values)))
+    result = sweep.run_sweep(base, factor_values, run_point, on_progress=progress,
+                             on_point=recorder.add)
+    recorder.finish(result.stopped)
+    print(f"saved as #{recorder.entry_id}" if recorder.problem is None
+          else f"not saved: {recorder.problem}", file=sys.stderr)
     table = sweep.rows(result)
     if args.csv:
         with open(args.csv, "w", newline="") as f:
@@ -201,3 +225,45 @@ def _sweep(base: RunSpec, args: argparse.Namespace) -> int:
 
 def report_ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def _history(args: argparse.Namespace) -> int:
+    from lib import history, stats, sweep
+    from lib.store import Store, StoreError
+
+    store = Store()
+    if args.command == "history":
+        entries = store.list(model_id=args.model, device=args.device, since=args.since)
+        if args.json:
+            json.dump(entries, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+            return 0
+        for e in entries:
+            origin = f"  imported from {e['imported_from']}" if e["imported_from"] else ""
+            points = f" {e['points']} points" if e["kind"] == "sweep" else ""
+            print(f"#{e['id']:<5}{e['created_at']}  {e['kind']:<6}{e['model_id']:<32}"
+                  f"{e['device']:<6}{e['status']}{points}{origin}  {e['note']}")
+        return 0
+    if args.command == "export":
+        document = store.export(args.entry_id)
+        if args.csv:
+            if document["kind"] == "sweep":
+                sys.stdout.write(sweep.to_csv(sweep.rows(history.sweep_from_document(document))))
+            else:
+                measurement = history.measurement_from_document(document)
+                summary = stats.summarize(measurement)
+                sys.stdout.write(sweep.to_csv([{**measurement.spec.to_dict(), **{
+                    f"{name}_{key}": value for name, dist in summary.metrics.items()
+                    for key, value in dist.to_dict().items()}}]))
+            return 0
+        json.dump(document, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    try:
+        with open(args.file) as f:
+            document = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"Can't read {args.file} as JSON ({exc}).") from exc
+    entry_id = store.import_document(document)
+    print(f"imported as #{entry_id}")
+    return 0

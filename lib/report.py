@@ -53,6 +53,8 @@ def to_dict(measurement: Measurement, summary: Summary) -> dict[str, Any]:
         "warnings": [dataclasses.asdict(w) for w in summary.warnings],
         "repetitions": [
             {"token_offsets_s": [t - rep.start_s for t in rep.token_times_s],
+             "end_offset_s": None if rep.end_s is None else rep.end_s - rep.start_s,
+             "start_memory_bytes": rep.start_memory_bytes,
              "itl_s": inter_token_latencies(rep),
              "peak_memory_bytes": rep.peak_memory_bytes,
              "metrics": metrics}

@@ -21,5 +21,7 @@ def model_cache_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(model_cache_dir, monkeypatch):
+def _isolated_cache(model_cache_dir, monkeypatch, tmp_path_factory):
     monkeypatch.setenv("ILE_CACHE_DIR", str(model_cache_dir))
+    # Run history goes to a throwaway folder, never the user's.
+    monkeypatch.setenv("ILE_DATA_DIR", str(tmp_path_factory.mktemp("ile-data")))

@@ -156,3 +156,36 @@ def test_sweep_bad_values_exit_with_one_line():
     result = cli("sweep", "--factor", "batch", "--values", "1,two")
     assert result.returncode == 2 and "whole numbers" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_history_export_import_round_trip(tmp_path):
+    run = cli("run", "--prompt-tokens", "16", "--new-tokens", "3", "--repetitions", "1",
+              "--min-duration", "0", "--threads", "1")
+    assert run.returncode == 0 and "saved as #" in run.stderr
+    listed = json.loads(cli("history", "--json").stdout)
+    entry_id = listed[0]["id"]
+    exported = cli("export", str(entry_id), "--json")
+    assert exported.returncode == 0
+    path = tmp_path / "run.json"
+    path.write_text(exported.stdout)
+    imported = cli("import", str(path))
+    assert imported.returncode == 0 and "imported as #" in imported.stdout
+    new_id = int(imported.stdout.split("#")[1])
+    again = json.loads(cli("export", str(new_id), "--json").stdout)
+    original = json.loads(exported.stdout)
+    assert again.pop("imported_from") and original.pop("imported_from") is None
+    assert again == original
+    table = cli("history").stdout
+    assert f"#{new_id}" in table and "imported from" in table
+    csv_text = cli("export", str(entry_id), "--csv").stdout
+    assert "ttft_s_median" in csv_text.splitlines()[0]
+
+
+def test_history_errors_are_one_line(tmp_path):
+    missing = cli("export", "999999")
+    assert missing.returncode == 2 and "No saved run or sweep with id 999999" in missing.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    result = cli("import", str(bad))
+    assert result.returncode == 2 and "Can't read" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,107 @@
+"""Runs and sweeps <-> the JSON documents the store keeps and exports.
+
+`run_document` / `sweep_document` / `point_document` write; `measurement_from_document` and
+`sweep_from_document` rebuild the engine's objects from raw timestamps, so every statistic and
+chart of a saved result is derived exactly as it was the day it was measured. The recorders
+save as results arrive and turn a store failure into a `problem` message instead of an error:
+a measurement is never lost because the history could not be written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lib import report, stats
+from lib.engine import Measurement, Repetition
+from lib.spec import RunSpec
+from lib.store import Store, StoreError
+from lib.sweep import PointResult, SweepResult
+
+
+def run_document(measurement: Measurement, summary: stats.Summary) -> dict[str, Any]:
+    return report.to_dict(measurement, summary)
+
+
+def measurement_from_document(document: dict[str, Any]) -> Measurement:
+    repetitions = tuple(
+        Repetition(start_s=0.0, token_times_s=tuple(rep["token_offsets_s"]),
+                   peak_memory_bytes=rep.get("peak_memory_bytes"),
+                   start_memory_bytes=rep.get("start_memory_bytes"),
+                   end_s=rep.get("end_offset_s"))
+        for rep in document["repetitions"])
+    load = document.get("load") or {}
+    model = document.get("model") or {}
+    return Measurement(
+        spec=RunSpec(**document["spec"]), environment=document.get("environment") or {},
+        repetitions=repetitions, warmup_s=tuple(document.get("warmup_s") or ()),
+        prompt_note=(document.get("prompt") or {}).get("note"),
+        used_chat_template=bool((document.get("prompt") or {}).get("used_chat_template")),
+        generated_text=document.get("generated_text", ""), load_s=load.get("load_s"),
+        load_source=load.get("source"), memory_method=document.get("memory_method", ""),
+        kv_cache_bytes_estimate=document.get("kv_cache_bytes_estimate"),
+        quantize_s=load.get("quantize_s"), model_kind=model.get("kind", "causal-lm"),
+        weights=model.get("weights", "trained"))
+
+
+def sweep_document(base: RunSpec, factors: list[str], planned: int) -> dict[str, Any]:
+    return {"base": base.to_dict(), "factors": factors, "planned": planned}
+
+
+def point_document(point: PointResult) -> dict[str, Any]:
+    return {"values": point.values, "skipped_reason": point.skipped_reason,
+            "seconds": point.seconds,
+            "spec": point.spec.to_dict() if point.spec else None,
+            "measurement": run_document(point.measurement, point.summary)
+            if point.measured else None}
+
+
+def sweep_from_document(document: dict[str, Any]) -> SweepResult:
+    points = []
+    for doc in document.get("points") or []:
+        point = PointResult(values=doc["values"], skipped_reason=doc.get("skipped_reason"),
+                            seconds=doc.get("seconds", 0.0))
+        if doc.get("measurement"):
+            point.measurement = measurement_from_document(doc["measurement"])
+            point.spec = point.measurement.spec
+            point.summary = stats.summarize(point.measurement)
+        points.append(point)
+    return SweepResult(RunSpec(**document["base"]), list(document["factors"]), points=points,
+                       stopped=document.get("status") == "partial",
+                       planned=document.get("planned", len(points)))
+
+
+def save_run(store: Store, measurement: Measurement, summary: stats.Summary) -> tuple[int | None, str | None]:
+    """(entry id, None) when saved; (None, why not) when the history can't be written."""
+    try:
+        return store.save_run(run_document(measurement, summary)), None
+    except StoreError as exc:
+        return None, str(exc)
+
+
+class SweepRecorder:
+    """Saves a sweep point by point; after a store failure it stops trying and says why."""
+
+    def __init__(self, store: Store, base: RunSpec, factors: list[str], planned: int) -> None:
+        self.store, self.entry_id, self.problem = store, None, None
+        try:
+            self.entry_id = store.start_sweep(sweep_document(base, factors, planned))
+        except StoreError as exc:
+            self.problem = str(exc)
+        self.position = 0
+
+    def add(self, point: PointResult) -> None:
+        if self.entry_id is None:
+            return
+        try:
+            self.store.add_sweep_point(self.entry_id, self.position, point_document(point))
+            self.position += 1
+        except StoreError as exc:
+            self.problem, self.entry_id = str(exc), None
+
+    def finish(self, stopped: bool) -> None:
+        if self.entry_id is None:
+            return
+        try:
+            self.store.finish_sweep(self.entry_id, stopped)
+        except StoreError as exc:
+            self.problem = str(exc)

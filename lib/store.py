@@ -1,0 +1,207 @@
+"""Run history in SQLite: every run and sweep, saved as it happens, exported and imported whole.
+
+One database file, `$ILE_DATA_DIR/history.sqlite3` (default `~/.local/share/inference-latency-
+explorer`). Promises:
+- Several processes and browser sessions may write at once: WAL journal, a busy timeout, one
+  short transaction per write.
+- A sweep's points are saved one by one as they finish, so a sweep killed half-way keeps its
+  finished points (its status stays "partial").
+- An export is one JSON document with everything (spec, environment, raw per-token timestamps,
+  summary); importing it back and exporting again gives the same document (plus where it came
+  from). No `eval`: only JSON goes in and out.
+- Any database problem (corrupt, locked, read-only) raises `StoreError` with what to do; the
+  caller keeps measuring and says the result was not saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from lib.errors import ExplorerError
+
+DATA_ENV = "ILE_DATA_DIR"
+EXPORT_FORMAT = "inference-latency-explorer/1"
+BUSY_TIMEOUT_S = 30.0
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,              -- 'run' or 'sweep'
+    created_at TEXT NOT NULL,        -- UTC, ISO 8601
+    model_id TEXT NOT NULL,
+    device TEXT NOT NULL,
+    status TEXT NOT NULL,            -- 'complete' or 'partial'
+    note TEXT NOT NULL DEFAULT '',
+    imported_from TEXT,              -- the machine an imported entry was measured on
+    document TEXT NOT NULL           -- JSON: spec, environment, summary, raw samples
+);
+CREATE TABLE IF NOT EXISTS sweep_points (
+    entry_id INTEGER NOT NULL REFERENCES entries(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    document TEXT NOT NULL,
+    PRIMARY KEY (entry_id, position)
+);
+"""
+
+
+class StoreError(ExplorerError):
+    """The history database can't be used; measuring still works, results aren't saved."""
+
+
+def default_path() -> Path:
+    root = os.environ.get(DATA_ENV) or Path.home() / ".local" / "share" / \
+        "inference-latency-explorer"
+    return Path(root) / "history.sqlite3"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Store:
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path else default_path()
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(self._advice(exc)) from exc
+        try:
+            connection.execute("PRAGMA foreign_keys = ON")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.executescript(SCHEMA)
+            with connection:                      # one transaction, committed or rolled back
+                yield connection
+        except sqlite3.Error as exc:
+            raise StoreError(self._advice(exc)) from exc
+        finally:
+            connection.close()
+
+    def _advice(self, exc: Exception) -> str:
+        text = str(exc)
+        if "not a database" in text or "malformed" in text:
+            fix = (f"The file is damaged: move {self.path} aside (your past results are in it) "
+                   "and a new history starts.")
+        elif "locked" in text or "busy" in text:
+            fix = "Another program holds it locked: close it, or wait and try again."
+        elif "readonly" in text or "read-only" in text or isinstance(exc, PermissionError):
+            fix = (f"It can't be written here: make {self.path.parent} writable, or set "
+                   f"{DATA_ENV} to a writable folder.")
+        else:
+            fix = f"Set {DATA_ENV} to another folder if this keeps happening."
+        return f"Run history unavailable ({text}). {fix}"
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def save_run(self, document: dict[str, Any]) -> int:
+        spec = document["spec"]
+        with self._connect() as db:
+            cursor = db.execute(
+                "INSERT INTO entries (kind, created_at, model_id, device, status, document) "
+                "VALUES ('run', ?, ?, ?, 'complete', ?)",
+                (_now(), spec["model_id"], spec["device"], json.dumps(document)))
+            return int(cursor.lastrowid)
+
+    def start_sweep(self, document: dict[str, Any]) -> int:
+        """A sweep entry with no points yet; points follow with `add_sweep_point`."""
+        base = document["base"]
+        with self._connect() as db:
+            cursor = db.execute(
+                "INSERT INTO entries (kind, created_at, model_id, device, status, document) "
+                "VALUES ('sweep', ?, ?, ?, 'partial', ?)",
+                (_now(), base["model_id"], base["device"], json.dumps(document)))
+            return int(cursor.lastrowid)
+
+    def add_sweep_point(self, entry_id: int, position: int, point: dict[str, Any]) -> None:
+        with self._connect() as db:
+            db.execute("INSERT OR REPLACE INTO sweep_points VALUES (?, ?, ?)",
+                       (entry_id, position, json.dumps(point)))
+
+    def finish_sweep(self, entry_id: int, stopped: bool) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE entries SET status = ? WHERE id = ?",
+                       ("partial" if stopped else "complete", entry_id))
+
+    def set_note(self, entry_id: int, note: str) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE entries SET note = ? WHERE id = ?", (note, entry_id))
+
+    def delete(self, entry_id: int) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def list(self, model_id: str | None = None, device: str | None = None,
+             since: str | None = None) -> list[dict[str, Any]]:
+        """Entries newest first, without their documents. `since`: an ISO date."""
+        query = ("SELECT e.id, e.kind, e.created_at, e.model_id, e.device, e.status, e.note, "
+                 "e.imported_from, (SELECT COUNT(*) FROM sweep_points p WHERE p.entry_id = e.id) "
+                 "FROM entries e WHERE 1 = 1")
+        args: list[Any] = []
+        for column, value in (("e.model_id", model_id), ("e.device", device)):
+            if value:
+                query += f" AND {column} = ?"
+                args.append(value)
+        if since:
+            query += " AND e.created_at >= ?"
+            args.append(since)
+        with self._connect() as db:
+            rows = db.execute(query + " ORDER BY e.id DESC", args).fetchall()
+        keys = ("id", "kind", "created_at", "model_id", "device", "status", "note",
+                "imported_from", "points")
+        return [dict(zip(keys, row)) for row in rows]
+
+    def export(self, entry_id: int) -> dict[str, Any]:
+        """Everything about one entry, as one JSON-ready document."""
+        with self._connect() as db:
+            row = db.execute("SELECT kind, created_at, status, note, imported_from, document "
+                             "FROM entries WHERE id = ?", (entry_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"No saved run or sweep with id {entry_id}: `python -m lib "
+                                 "history` lists them.")
+            points = [json.loads(doc) for (doc,) in db.execute(
+                "SELECT document FROM sweep_points WHERE entry_id = ? ORDER BY position",
+                (entry_id,))]
+        kind, created_at, status, note, imported_from, document = row
+        exported = {"format": EXPORT_FORMAT, "kind": kind, "created_at": created_at,
+                    "status": status, "note": note, "imported_from": imported_from,
+                    **json.loads(document)}
+        if kind == "sweep":
+            exported["points"] = points
+        return exported
+
+    def import_document(self, document: dict[str, Any]) -> int:
+        """Add an exported document; it is marked with the machine it was measured on."""
+        if document.get("format") != EXPORT_FORMAT or document.get("kind") not in {"run", "sweep"}:
+            raise StoreError("This file is not an Inference Latency Explorer export (its "
+                             f"'format' should be {EXPORT_FORMAT!r}).")
+        body = {k: v for k, v in document.items()
+                if k not in {"format", "kind", "created_at", "status", "note", "imported_from",
+                             "points"}}
+        spec = body.get("spec") or body.get("base") or {}
+        environment = body.get("environment") or {}
+        origin = document.get("imported_from") or ", ".join(
+            str(environment[k]) for k in ("gpu_name", "cpu_model") if environment.get(k)) \
+            or "unknown machine"
+        with self._connect() as db:
+            cursor = db.execute(
+                "INSERT INTO entries (kind, created_at, model_id, device, status, note, "
+                "imported_from, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (document["kind"], document.get("created_at") or _now(),
+                 spec.get("model_id", "?"), spec.get("device", "?"),
+                 document.get("status", "complete"), document.get("note", ""), origin,
+                 json.dumps(body)))
+            entry_id = int(cursor.lastrowid)
+            for position, point in enumerate(document.get("points") or []):
+                db.execute("INSERT INTO sweep_points VALUES (?, ?, ?)",
+                           (entry_id, position, json.dumps(point)))
+        return entry_id

@@ -1,0 +1,162 @@
+"""The history store: round trips, concurrent writers, a killed sweep, damaged files."""
+
+import json
+import multiprocessing
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lib import history, stats, sweep
+from lib.store import Store, StoreError
+from test_sweep import BASE, fake_runner
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(tmp_path / "history.sqlite3")
+
+
+def _measured():
+    measurement = fake_runner(BASE.replace(batch_size=2))
+    return measurement, stats.summarize(measurement)
+
+
+def test_run_round_trip_keeps_raw_samples_and_derived_numbers(store):
+    measurement, summary = _measured()
+    entry_id, problem = history.save_run(store, measurement, summary)
+    assert problem is None
+    exported = store.export(entry_id)
+    rebuilt = history.measurement_from_document(exported)
+    again = stats.summarize(rebuilt)
+    assert rebuilt.spec == measurement.spec
+    for name, dist in summary.metrics.items():
+        assert again.metrics[name].values == pytest.approx(dist.values)
+    listed = store.list()
+    assert listed[0]["id"] == entry_id and listed[0]["kind"] == "run"
+
+
+def test_export_import_export_is_identical_but_for_origin(store, tmp_path):
+    measurement, summary = _measured()
+    entry_id, _ = history.save_run(store, measurement, summary)
+    store.set_note(entry_id, "before class")
+    first = store.export(entry_id)
+    other = Store(tmp_path / "other.sqlite3")
+    imported = other.import_document(json.loads(json.dumps(first)))
+    second = other.export(imported)
+    assert second.pop("imported_from") == measurement.environment["cpu_model"]
+    assert first.pop("imported_from") is None
+    assert second == first
+    assert other.list()[0]["imported_from"]
+
+
+def test_sweep_points_are_saved_as_they_finish(store):
+    recorder = history.SweepRecorder(store, BASE, ["batch"], planned=3)
+    result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2, 4])],
+                             fake_runner, on_point=recorder.add)
+    recorder.finish(result.stopped)
+    exported = store.export(recorder.entry_id)
+    assert exported["status"] == "complete" and len(exported["points"]) == 3
+    rebuilt = history.sweep_from_document(exported)
+    for key in ("ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "factor_batch"):
+        assert [r[key] for r in sweep.rows(rebuilt)] == pytest.approx(
+            [r[key] for r in sweep.rows(result)])
+
+
+def _writer(path, worker, count):
+    store = Store(path)
+    for index in range(count):
+        store.start_sweep({"base": {"model_id": f"m{worker}", "device": "cpu"},
+                           "factors": [], "planned": index})
+
+
+def test_concurrent_writers_from_several_processes(tmp_path):
+    path = tmp_path / "shared.sqlite3"
+    workers = [multiprocessing.Process(target=_writer, args=(path, w, 15)) for w in range(4)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(60)
+        assert p.exitcode == 0
+    assert len(Store(path).list()) == 60
+
+
+def test_a_killed_sweep_keeps_its_finished_points(tmp_path):
+    env = dict(os.environ, ILE_DATA_DIR=str(tmp_path))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lib", "sweep", "--factor", "output", "--values", "2,3,64,128",
+         "--prompt-tokens", "16", "--repetitions", "1", "--min-duration", "0", "--threads", "1"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = Store(tmp_path / "history.sqlite3")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if store.path.exists() and store.list() and store.list()[0]["points"] >= 2:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+    entry = store.list()[0]
+    assert entry["kind"] == "sweep" and entry["status"] == "partial"
+    assert 2 <= entry["points"] < 4
+    rebuilt = history.sweep_from_document(store.export(entry["id"]))
+    assert [p.values["output"] for p in rebuilt.points][:2] == [2, 3]
+
+
+def test_damaged_file_gives_a_clear_message_and_measuring_goes_on(tmp_path):
+    path = tmp_path / "history.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    measurement, summary = _measured()
+    entry_id, problem = history.save_run(Store(path), measurement, summary)
+    assert entry_id is None
+    assert "damaged" in problem and str(path) in problem
+
+
+def test_read_only_folder_is_explained(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    Store(folder / "history.sqlite3").list()
+    os.chmod(folder, 0o500)
+    os.chmod(folder / "history.sqlite3", 0o400)
+    try:
+        if os.geteuid() == 0:
+            pytest.skip("root ignores file permissions")
+        with pytest.raises(StoreError, match="writable"):
+            Store(folder / "history.sqlite3").set_note(1, "x")
+    finally:
+        os.chmod(folder, 0o700)
+
+
+def test_locked_database_is_explained(tmp_path, monkeypatch):
+    path = tmp_path / "history.sqlite3"
+    Store(path).list()
+    monkeypatch.setattr("lib.store.BUSY_TIMEOUT_S", 0.2)
+    holder = sqlite3.connect(path)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreError, match="locked"):
+            Store(path).start_sweep({"base": {"model_id": "m", "device": "cpu"}})
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+def test_unknown_id_and_foreign_files_are_explained(store):
+    with pytest.raises(StoreError, match="No saved run or sweep with id 42"):
+        store.export(42)
+    with pytest.raises(StoreError, match="not an Inference Latency Explorer export"):
+        store.import_document({"hello": "world"})
+
+
+def test_read_only_database_is_explained_even_as_root(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+    monkeypatch.setattr(sqlite3, "connect", refuse)
+    with pytest.raises(StoreError, match="can't be written here.*ILE_DATA_DIR"):
+        Store(tmp_path / "history.sqlite3").list()
