@@ -196,3 +196,47 @@ def sweep_heatmap_figure(frame: pd.DataFrame, factor_x: str, label_x: str, facto
                          xaxis_title=label_x, yaxis_title=label_y, height=460,
                          xaxis_type="category", yaxis_type="category")
     return figure
+
+
+# --- history: comparing saved results ------------------------------------------------------------
+
+def compare_runs_figure(labelled: list[tuple[str, Measurement]]) -> go.Figure:
+    """Medians of TTFT, TPOT and end-to-end latency, one group of bars per saved run."""
+    from lib.stats import summarize
+
+    figure = go.Figure()
+    for metric, name, color in LATENCY_SERIES:
+        values, ns = [], []
+        for _, measurement in labelled:
+            dist = summarize(measurement).metrics.get(metric)
+            values.append(dist.median * 1000 if dist else None)
+            ns.append(dist.n if dist else 0)
+        figure.add_trace(go.Bar(
+            x=[label for label, _ in labelled], y=values, name=name, marker_color=color,
+            customdata=ns, hovertemplate=f"{name}: %{{y:.1f}} ms (n=%{{customdata}})"
+                                         "<extra>%{x}</extra>"))
+    figure.update_layout(title="Saved runs side by side (medians)", barmode="group",
+                         yaxis_title="latency (ms)", height=420,
+                         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0})
+    return figure
+
+
+def compare_sweeps_figure(labelled: list[tuple[str, pd.DataFrame]], factor: str, label: str,
+                          metric: str = "tpot_s") -> go.Figure:
+    """One line per saved sweep of the same factor: the metric's median at each value."""
+    figure = go.Figure()
+    categorical = False
+    for name, frame in labelled:
+        measured = frame[frame["status"] == "measured"]
+        x = measured[f"factor_{factor}"]
+        categorical = categorical or not pd.api.types.is_numeric_dtype(x)
+        figure.add_trace(go.Scatter(
+            x=x.astype(str) if categorical else x, y=measured[metric] * 1000,
+            mode="lines+markers", name=name,
+            customdata=measured[[f"{metric}_n"]].to_numpy(),
+            hovertemplate="%{x}: %{y:.1f} ms (n=%{customdata[0]})<extra>" + name + "</extra>"))
+    figure.update_xaxes(title=label, type="category" if categorical else None)
+    figure.update_layout(title=f"Saved sweeps overlaid: median {metric[:-2].upper()} vs {label}",
+                         yaxis_title="ms", yaxis_rangemode="tozero", height=420,
+                         hovermode="x unified")
+    return figure

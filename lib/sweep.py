@@ -109,6 +109,7 @@ class SweepResult:
     points: list[PointResult] = field(default_factory=list)
     stopped: bool = False                     # stopped early by the user
     planned: int = 0
+    saved: tuple[int | None, str | None] = (None, None)   # (history id, why not saved)
 
 
 PointRunner = Callable[[RunSpec], Measurement]

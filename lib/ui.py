@@ -18,7 +18,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from lib import catalog, devices, modelcard, models, runner, stats, sweep
+from lib import catalog, devices, history, modelcard, models, runner, stats, sweep
+from lib.store import Store
 from lib.engine import Measurement
 from lib.errors import ExplorerError
 from lib.spec import ATTENTIONS, COMPILES, KV_CACHES, RunSpec, default_threads, field_info
@@ -46,6 +47,7 @@ def run_app() -> None:
     page = st.navigation([
         st.Page(PAGES_DIR / "playground.py", title="Playground", icon="▶️", default=True),
         st.Page(PAGES_DIR / "explore.py", title="Explore factors", icon="📈"),
+        st.Page(PAGES_DIR / "history.py", title="History", icon="🗂️"),
     ])
     settings_sidebar()
     page.run()
@@ -56,14 +58,71 @@ class Result:
     measurement: Measurement
     summary: stats.Summary
     model_note: str          # how the model got ready, e.g. "loaded in 1.2 s" or "already in memory"
+    saved_id: int | None = None
+    save_problem: str | None = None
 
 
 def _widget(kind, name: str, **kwargs):
     info = field_info(name)
+    if WIDGET_PREFIX + name in st.session_state:
+        kwargs.pop("value", None)    # set by a shared link: a default too would be a conflict
     return kind(info["label"], help=info["help"], key=WIDGET_PREFIX + name, **kwargs)
 
 
+LINK_RESTORED = "_link_restored"
+EXPLORE_LINK_KEYS = ("factor", "values")
+
+
+def restore_from_link() -> None:
+    """Fill the widgets from the page's query parameters, once per browser session.
+
+    Opening a shared link restores the settings; it never starts a run by itself.
+    """
+    if st.session_state.get(LINK_RESTORED):
+        return
+    st.session_state[LINK_RESTORED] = True
+    params = st.query_params
+    defaults = RunSpec()
+    for name in RunSpec.__dataclass_fields__:
+        if name not in params:
+            continue
+        raw = params[name]
+        if name == "model_id":
+            entry = catalog.CATALOG.get(raw)
+            group = entry.weights if entry else catalog.OWN
+            st.session_state[WIDGET_PREFIX + "model_group"] = group
+            st.session_state[WIDGET_PREFIX + ("own_model" if group == catalog.OWN
+                                              else f"model_id_{group}")] = raw
+            continue
+        default = getattr(defaults, name)
+        try:
+            value = type(default)(raw) if default is not None else raw
+        except ValueError:
+            continue                  # a damaged link keeps that setting at its default
+        st.session_state[WIDGET_PREFIX + name] = value
+    if "factor" in params and params["factor"] in sweep.FACTORS:
+        st.session_state["explore_factor_0"] = params["factor"]
+        if "values" in params and sweep.FACTORS[params["factor"]].parse is int:
+            st.session_state[f"explore_values_0_{params['factor']}"] = params["values"]
+
+
+def share_link(spec: RunSpec, extra: dict[str, str] | None = None) -> None:
+    """Show a link that reopens this page with these settings (it does not start a run)."""
+    defaults = RunSpec()
+    params = {name: str(value) for name, value in spec.to_dict().items()
+              if value is not None and value != getattr(defaults, name)}
+    params.update(extra or {})
+    from urllib.parse import urlencode, urlsplit, urlunsplit
+    parts = urlsplit(st.context.url or "")
+    url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(params), ""))
+    with st.expander("Share these settings"):
+        st.caption("Anyone opening this link sees this page with these settings filled in; "
+                   "nothing runs until they press the button.")
+        st.code(url, language=None)
+
+
 def settings_sidebar() -> RunSpec | None:
+    restore_from_link()
     defaults = RunSpec()
     with st.sidebar:
         st.header("Settings")
@@ -252,7 +311,9 @@ def run_with_status(spec: RunSpec) -> Result | None:
     if measurement.quantize_s is not None:
         model_note += (f" Its Linear layers were quantized to int8 in {measurement.quantize_s:.1f} s "
                        "(also not counted); int8 answers drift slightly from float32's.")
-    return Result(measurement, stats.summarize(measurement), model_note)
+    summary = stats.summarize(measurement)
+    saved_id, problem = history.save_run(Store(), measurement, summary)
+    return Result(measurement, summary, model_note, saved_id, problem)
 
 
 def factor_values_input(factor: sweep.Factor, key: str, device: str) -> list | None:
@@ -267,8 +328,9 @@ def factor_values_input(factor: sweep.Factor, key: str, device: str) -> list | N
             format_func=lambda v: catalog.CATALOG[v].display_name if factor.name == "model"
             else v)
         return chosen or None
-    text = st.text_input(f"Values of {factor.label} (comma-separated)",
-                         value=", ".join(str(v) for v in factor.default_values()), key=key)
+    if key not in st.session_state:
+        st.session_state[key] = ", ".join(str(v) for v in factor.default_values())
+    text = st.text_input(f"Values of {factor.label} (comma-separated)", key=key)
     try:
         return sweep.parse_values(factor, text)
     except ExplorerError as exc:
@@ -283,9 +345,15 @@ def run_sweep_with_status(base: RunSpec,
     Finished points go into session state as they finish, so a Stop (which reruns the page and
     interrupts this one) keeps them: see `partial_sweep()`.
     """
+    factors = [f.name for f, _ in factor_values]
+    recorder = history.SweepRecorder(Store(), base, factors, len(sweep.grid(factor_values)))
     st.session_state[KEY_SWEEP_LIVE] = {"base": base, "planned": 0, "points": [],
-                                        "factors": [f.name for f, _ in factor_values]}
+                                        "factors": factors, "recorder": recorder}
     live = st.session_state[KEY_SWEEP_LIVE]
+
+    def on_point(point: sweep.PointResult) -> None:
+        live["points"].append(point)
+        recorder.add(point)
     progress = st.progress(0.0, text="Starting the sweep…")
     notice = st.empty()
 
@@ -307,8 +375,10 @@ def run_sweep_with_status(base: RunSpec,
         return measurement
 
     result = sweep.run_sweep(base, factor_values, run_point, on_progress=on_progress,
-                             on_point=live["points"].append)
+                             on_point=on_point)
+    recorder.finish(result.stopped)
     st.session_state.pop(KEY_SWEEP_LIVE, None)
+    result.saved = (recorder.entry_id, recorder.problem)
     return result
 
 
@@ -317,5 +387,8 @@ def partial_sweep() -> sweep.SweepResult | None:
     live = st.session_state.pop(KEY_SWEEP_LIVE, None)
     if not live or not live["points"]:
         return None
-    return sweep.SweepResult(live["base"], live["factors"], points=live["points"],
-                             stopped=True, planned=live["planned"])
+    live["recorder"].finish(stopped=True)
+    result = sweep.SweepResult(live["base"], live["factors"], points=live["points"],
+                               stopped=True, planned=live["planned"])
+    result.saved = (live["recorder"].entry_id, live["recorder"].problem)
+    return result

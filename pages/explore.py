@@ -22,8 +22,8 @@ factor_values = []
 defaults = ["batch", "prompt"]
 for index, column in enumerate(st.columns(2 if two else 1)):
     with column:
+        st.session_state.setdefault(f"explore_factor_{index}", defaults[index])
         name = st.selectbox(f"Factor {index + 1}" if two else "Factor", list(sweep.FACTORS),
-                            index=list(sweep.FACTORS).index(defaults[index]),
                             format_func=lambda n: sweep.FACTORS[n].label.capitalize(),
                             key=f"explore_factor_{index}")
         values = ui.factor_values_input(sweep.FACTORS[name], f"explore_values_{index}_{name}",
@@ -47,6 +47,9 @@ if ready:
         st.warning(f"{count} points will take a while on this machine. Fewer values, or fewer "
                    "repetitions, make it quicker.")
 
+if ready and not two:
+    ui.share_link(spec, {"factor": factor_values[0][0].name,
+                         "values": ",".join(str(v) for v in factor_values[0][1])})
 run_column, stop_column = st.columns([1, 4])
 start = run_column.button("Run sweep", type="primary", disabled=not ready)
 stop_column.button("Stop", help="Stops the sweep; finished points are kept.")
@@ -70,6 +73,11 @@ if result.stopped:
     st.warning(f"Stopped: {len(result.points)} of {result.planned} points were finished and are "
                "shown below. The point being measured when you pressed Stop was discarded, and "
                "the rest were not run.")
+saved_id, save_problem = result.saved
+if save_problem:
+    st.warning(f"This sweep is shown but NOT saved. {save_problem}")
+elif saved_id:
+    st.caption(f"Saved in History as #{saved_id}.")
 measured = frame[frame["status"] == "measured"]
 factors = [sweep.FACTORS[name] for name in result.factors]
 

@@ -15,6 +15,8 @@ st.markdown(
 
 spec = ui.current_spec()
 runnable = spec is not None and ui.model_card(spec)
+if spec is not None:
+    ui.share_link(spec)
 if st.button("Run", type="primary", disabled=not runnable):
     result = ui.run_with_status(spec)
     if result is not None:
@@ -34,6 +36,10 @@ if measurement.spec != spec:
             f"{earlier.new_tokens}). Press **Run** to measure the current ones.")
 if measurement.prompt_note:
     st.info(measurement.prompt_note)
+if result.save_problem:
+    st.warning(f"This result is shown but NOT saved. {result.save_problem}")
+elif result.saved_id:
+    st.caption(f"Saved in History as #{result.saved_id}.")
 
 st.subheader("What the model wrote")
 if measurement.model_kind != "encoder":

@@ -207,3 +207,35 @@ def test_stop_keeps_the_finished_points(server, browser):
     assert page.locator('[data-testid="stException"]').count() == 0
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "explore-stopped.png"), full_page=True)
+
+
+def test_shared_link_restores_settings_and_does_not_run(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 2000})
+    page.goto(server + "/?batch_size=4&new_tokens=7&dtype=bfloat16")
+    page.get_by_role("button", name="Run").wait_for(timeout=60_000)
+    from playwright.sync_api import expect
+    expect(page.get_by_label("Output length (tokens)", exact=True)).to_have_value("7")
+    # The model card (collapsed) is computed for the restored dtype.
+    page.get_by_text("Weights in bfloat16").first.wait_for(state="attached")
+    page.get_by_text("No results yet").wait_for()
+    assert page.locator(".js-plotly-plot").count() == 0
+    page.get_by_text("Share these settings").click()
+    page.get_by_text("batch_size=4").first.wait_for()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "shared-link.png"), full_page=True)
+
+
+def test_history_lists_what_was_run(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 2400})
+    page.goto(server)
+    page.get_by_role("button", name="Run").wait_for(timeout=60_000)
+    _set_number(page, "Output length (tokens)", 3)
+    page.get_by_role("button", name="Run").click()
+    page.get_by_text("Saved in History as #").wait_for(timeout=240_000)
+    page.get_by_role("link", name="History").click()
+    page.get_by_text("Select a row to open it").wait_for(timeout=60_000)
+    page.locator('[data-testid="stDataFrame"]').first.wait_for()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "history.png"), full_page=True)

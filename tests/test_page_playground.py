@@ -136,3 +136,21 @@ def test_int8_is_offered_on_cpu_with_quantization_time(app):
     app.button[0].click().run()
     assert not app.exception and not app.error
     assert any("quantized to int8 in" in c.value for c in app.caption)
+
+
+def test_shared_link_fills_the_widgets_without_running():
+    at = AppTest.from_file(ENTRY, default_timeout=120)
+    at.query_params.update({"batch_size": "4", "new_tokens": "7", "dtype": "bfloat16",
+                            "model_id": "gpt2", "prompt_tokens": "not-a-number"})
+    at.run()
+    assert not at.exception and not at.warning
+    assert at.slider(key="setting_batch_size").value == 4
+    assert at.number_input(key="setting_new_tokens").value == 7
+    assert at.selectbox(key="setting_dtype").value == "bfloat16"
+    assert at.radio(key="setting_model_group").value == "random"
+    assert at.selectbox(key="setting_model_id_random").value == "gpt2"
+    assert at.number_input(key="setting_prompt_tokens").value == 64     # damaged: default
+    assert "No results yet" in at.info[0].value                         # nothing ran
+    codes = [c.value for c in at.code]
+    assert any("batch_size=4" in c and "new_tokens=7" in c and "model_id=gpt2" in c
+               for c in codes)
