@@ -45,9 +45,10 @@ def run_app() -> None:
     """
     st.set_page_config(page_title="Inference Latency Explorer", page_icon="⏱️", layout="wide")
     page = st.navigation([
-        st.Page(PAGES_DIR / "playground.py", title="Playground", icon="▶️", default=True),
-        st.Page(PAGES_DIR / "explore.py", title="Explore factors", icon="📈"),
-        st.Page(PAGES_DIR / "history.py", title="History", icon="🗂️"),
+        st.Page(PAGES_DIR / "playground.py", title="Playground", icon=":material/play_arrow:",
+                default=True),
+        st.Page(PAGES_DIR / "explore.py", title="Explore factors", icon=":material/show_chart:"),
+        st.Page(PAGES_DIR / "history.py", title="History", icon=":material/history:"),
     ])
     settings_sidebar()
     page.run()
