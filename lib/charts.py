@@ -1,12 +1,18 @@
-"""Plotly figures, built from the tidy rows that lib.report produces. Pages only display them."""
+"""Plotly figures, built from a Measurement's raw rows (lib.report) or a sweep's tidy table
+(lib.table, as a DataFrame). Names, labels and units come from lib.metrics; nothing here
+summarizes data again. Pages only display the figures."""
 
 from __future__ import annotations
 
 import pandas as pd
 import plotly.graph_objects as go
 
-from lib.engine import Measurement
+from lib.metrics import LATENCIES, METRICS, SECONDS
 from lib.report import request_latency_rows, token_latency_rows
+from lib.results import Measurement
+from lib.stats import Summary
+from lib.sweep import Factor
+from lib.table import Status, stat_column
 
 FAINT = "rgba(99, 110, 250, 0.25)"
 STRONG = "rgb(99, 110, 250)"
@@ -70,8 +76,18 @@ def request_latency_figure(measurement: Measurement) -> go.Figure:
 
 # --- sweeps ------------------------------------------------------------------------------------
 
-LATENCY_SERIES = (("ttft_s", "TTFT", "rgb(239, 85, 59)"), ("tpot_s", "TPOT", "rgb(99, 110, 250)"),
-                  ("e2e_s", "end-to-end", "rgb(0, 160, 120)"))
+COLORS = {"ttft_s": "rgb(239, 85, 59)", "tpot_s": "rgb(99, 110, 250)",
+          "e2e_s": "rgb(0, 160, 120)"}
+LATENCY_SERIES = tuple((name, METRICS[name].short_label, COLORS[name]) for name in LATENCIES)
+
+
+def _measured(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["status"] == Status.MEASURED]
+
+
+def _x(measured: pd.DataFrame, factor: Factor) -> pd.Series:
+    values = measured[factor.column]
+    return values if factor.numeric else values.astype(str)
 
 
 def _band(x, low, high, color: str, name: str) -> list[go.Scatter]:
@@ -83,11 +99,11 @@ def _band(x, low, high, color: str, name: str) -> list[go.Scatter]:
                        fillcolor=fill, showlegend=False, hoverinfo="skip", legendgroup=name)]
 
 
-def _axis(figure: go.Figure, label: str, doubling: bool, categorical: bool,
-          values=None) -> None:
-    if categorical:
+def _axis(figure: go.Figure, factor: Factor, values=None) -> None:
+    label = factor.label
+    if not factor.numeric:
         figure.update_xaxes(type="category", title=label)
-    elif doubling:
+    elif factor.doubling:
         ticks = sorted(set(values)) if values is not None else None
         figure.update_xaxes(type="log", title=f"{label} (log scale: each step doubles)",
                             tickvals=ticks, ticktext=[str(t) for t in ticks] if ticks else None)
@@ -95,25 +111,25 @@ def _axis(figure: go.Figure, label: str, doubling: bool, categorical: bool,
         figure.update_xaxes(title=label)
 
 
-def sweep_latency_figure(frame: pd.DataFrame, factor: str, label: str, doubling: bool,
-                         categorical: bool) -> go.Figure:
-    measured = frame[frame["status"] == "measured"]
-    x = measured[f"factor_{factor}"].astype(str) if categorical else measured[f"factor_{factor}"]
+def sweep_latency_figure(frame: pd.DataFrame, factor: Factor) -> go.Figure:
+    label = factor.label
+    measured = _measured(frame)
+    x = _x(measured, factor)
     figure = go.Figure()
     for metric, name, color in LATENCY_SERIES:
         if measured[metric].isna().all():
             continue
-        figure.add_traces(_band(x, measured[f"{metric}_p10"] * 1000,
-                                measured[f"{metric}_p90"] * 1000, color, name))
+        figure.add_traces(_band(x, measured[stat_column(metric, "p10")] * 1000,
+                                measured[stat_column(metric, "p90")] * 1000, color, name))
         figure.add_trace(go.Scatter(
             x=x, y=measured[metric] * 1000, mode="lines+markers", name=f"{name} (median)",
             line={"color": color, "width": 3}, legendgroup=name,
-            customdata=measured[[f"{metric}_p10", f"{metric}_p90", f"{metric}_n"]].assign(
-                **{f"{metric}_p10": measured[f"{metric}_p10"] * 1000,
-                   f"{metric}_p90": measured[f"{metric}_p90"] * 1000}).to_numpy(),
+            customdata=measured[[stat_column(metric, "p10"), stat_column(metric, "p90"), stat_column(metric, "n")]].assign(
+                **{stat_column(metric, "p10"): measured[stat_column(metric, "p10")] * 1000,
+                   stat_column(metric, "p90"): measured[stat_column(metric, "p90")] * 1000}).to_numpy(),
             hovertemplate=f"{label} %{{x}}<br>{name}: %{{y:.1f}} ms (p10 %{{customdata[0]:.1f}}"
                           " – p90 %{customdata[1]:.1f}, n=%{customdata[2]})<extra></extra>"))
-    _axis(figure, label, doubling, categorical, x)
+    _axis(figure, factor, x)
     figure.update_layout(title=f"Latency vs {label} (median; band: p10–p90)",
                          yaxis_title="latency (ms)", yaxis_rangemode="tozero", height=420,
                          hovermode="x unified",
@@ -121,26 +137,26 @@ def sweep_latency_figure(frame: pd.DataFrame, factor: str, label: str, doubling:
     return figure
 
 
-def sweep_throughput_figure(frame: pd.DataFrame, factor: str, label: str, doubling: bool,
-                            categorical: bool) -> go.Figure:
+def sweep_throughput_figure(frame: pd.DataFrame, factor: Factor) -> go.Figure:
+    label = factor.label
     from plotly.subplots import make_subplots
 
-    measured = frame[frame["status"] == "measured"]
-    x = measured[f"factor_{factor}"].astype(str) if categorical else measured[f"factor_{factor}"]
+    measured = _measured(frame)
+    x = _x(measured, factor)
     figure = make_subplots(specs=[[{"secondary_y": True}]])
     tokens = "decode_tokens_per_s" if measured["decode_tokens_per_s"].notna().any() \
         else "total_tokens_per_s"
     figure.add_trace(go.Scatter(
         x=x, y=measured[tokens], mode="lines+markers", line={"color": STRONG, "width": 3},
         name="decode tokens/s" if tokens == "decode_tokens_per_s" else "tokens/s",
-        customdata=measured[[f"{tokens}_n"]].to_numpy(),
+        customdata=measured[[stat_column(tokens, "n")]].to_numpy(),
         hovertemplate="%{x}: %{y:.1f} tokens/s (n=%{customdata[0]})<extra></extra>"),
         secondary_y=False)
     figure.add_trace(go.Scatter(
         x=x, y=measured["requests_per_s"], mode="lines+markers", name="requests/s",
         line={"color": TTFT_COLOR, "width": 2, "dash": "dot"},
         hovertemplate="%{x}: %{y:.2f} requests/s<extra></extra>"), secondary_y=True)
-    _axis(figure, label, doubling, categorical, x)
+    _axis(figure, factor, x)
     figure.update_yaxes(title_text="tokens per second", rangemode="tozero", secondary_y=False)
     figure.update_yaxes(title_text="requests per second", rangemode="tozero", secondary_y=True)
     figure.update_layout(title=f"Throughput vs {label} (medians)", height=420,
@@ -151,7 +167,8 @@ def sweep_throughput_figure(frame: pd.DataFrame, factor: str, label: str, doubli
 
 def sweep_tradeoff_figure(frame: pd.DataFrame) -> go.Figure:
     """Batch sweeps: what each user waits per token vs what the machine produces."""
-    measured = frame[(frame["status"] == "measured") & frame["tpot_s"].notna()]
+    measured = _measured(frame)
+    measured = measured[measured["tpot_s"].notna()]
     figure = go.Figure(go.Scatter(
         x=measured["tpot_s"] * 1000, y=measured["decode_tokens_per_s"], mode="lines+markers+text",
         text=[f"batch {b}" for b in measured["batch_size"]], textposition="top left",
@@ -165,27 +182,28 @@ def sweep_tradeoff_figure(frame: pd.DataFrame) -> go.Figure:
     return figure
 
 
-def sweep_memory_figure(frame: pd.DataFrame, factor: str, label: str, doubling: bool,
-                        categorical: bool) -> go.Figure:
-    measured = frame[frame["status"] == "measured"]
-    x = measured[f"factor_{factor}"].astype(str) if categorical else measured[f"factor_{factor}"]
+def sweep_memory_figure(frame: pd.DataFrame, factor: Factor) -> go.Figure:
+    label = factor.label
+    measured = _measured(frame)
+    x = _x(measured, factor)
     figure = go.Figure(go.Scatter(
         x=x, y=measured["peak_memory_bytes"] / 2**20, mode="lines+markers",
         line={"color": "rgb(171, 99, 250)", "width": 3}, name="peak memory",
         hovertemplate="%{x}: %{y:.0f} MB<extra></extra>"))
-    _axis(figure, label, doubling, categorical, x)
+    _axis(figure, factor, x)
     figure.update_layout(title=f"Peak memory vs {label}", yaxis_title="MB", height=360,
                          hovermode="x unified",
                          yaxis_rangemode="tozero")
     return figure
 
 
-def sweep_heatmap_figure(frame: pd.DataFrame, factor_x: str, label_x: str, factor_y: str,
-                         label_y: str, metric: str, metric_label: str) -> go.Figure:
-    measured = frame[frame["status"] == "measured"]
-    grid = measured.pivot_table(index=f"factor_{factor_y}", columns=f"factor_{factor_x}",
+def sweep_heatmap_figure(frame: pd.DataFrame, factor_x: Factor, factor_y: Factor,
+                         metric: str) -> go.Figure:
+    label_x, label_y, metric_label = factor_x.label, factor_y.label, METRICS[metric].label
+    measured = _measured(frame)
+    grid = measured.pivot_table(index=factor_y.column, columns=factor_x.column,
                                 values=metric, aggfunc="first")
-    scale = 1000 if metric.endswith("_s") and not metric.endswith("_per_s") else 1
+    scale = 1000 if METRICS[metric].unit == SECONDS else 1
     unit = "ms" if scale == 1000 else ""
     figure = go.Figure(go.Heatmap(
         z=grid.to_numpy() * scale, x=[str(v) for v in grid.columns],
@@ -200,15 +218,13 @@ def sweep_heatmap_figure(frame: pd.DataFrame, factor_x: str, label_x: str, facto
 
 # --- history: comparing saved results ------------------------------------------------------------
 
-def compare_runs_figure(labelled: list[tuple[str, Measurement]]) -> go.Figure:
+def compare_runs_figure(labelled: list[tuple[str, Summary]]) -> go.Figure:
     """Medians of TTFT, TPOT and end-to-end latency, one group of bars per saved run."""
-    from lib.stats import summarize
-
     figure = go.Figure()
     for metric, name, color in LATENCY_SERIES:
         values, ns = [], []
-        for _, measurement in labelled:
-            dist = summarize(measurement).metrics.get(metric)
+        for _, summary in labelled:
+            dist = summary.metrics.get(metric)
             values.append(dist.median * 1000 if dist else None)
             ns.append(dist.n if dist else 0)
         figure.add_trace(go.Bar(
@@ -221,22 +237,18 @@ def compare_runs_figure(labelled: list[tuple[str, Measurement]]) -> go.Figure:
     return figure
 
 
-def compare_sweeps_figure(labelled: list[tuple[str, pd.DataFrame]], factor: str, label: str,
+def compare_sweeps_figure(labelled: list[tuple[str, pd.DataFrame]], factor: Factor,
                           metric: str = "tpot_s") -> go.Figure:
     """One line per saved sweep of the same factor: the metric's median at each value."""
     figure = go.Figure()
-    categorical = False
     for name, frame in labelled:
-        measured = frame[frame["status"] == "measured"]
-        x = measured[f"factor_{factor}"]
-        categorical = categorical or not pd.api.types.is_numeric_dtype(x)
+        measured = _measured(frame)
         figure.add_trace(go.Scatter(
-            x=x.astype(str) if categorical else x, y=measured[metric] * 1000,
-            mode="lines+markers", name=name,
-            customdata=measured[[f"{metric}_n"]].to_numpy(),
+            x=_x(measured, factor), y=measured[metric] * 1000, mode="lines+markers", name=name,
+            customdata=measured[[stat_column(metric, "n")]].to_numpy(),
             hovertemplate="%{x}: %{y:.1f} ms (n=%{customdata[0]})<extra>" + name + "</extra>"))
-    figure.update_xaxes(title=label, type="category" if categorical else None)
-    figure.update_layout(title=f"Saved sweeps overlaid: median {metric[:-2].upper()} vs {label}",
-                         yaxis_title="ms", yaxis_rangemode="tozero", height=420,
-                         hovermode="x unified")
+    figure.update_xaxes(title=factor.label, type=None if factor.numeric else "category")
+    figure.update_layout(
+        title=f"Saved sweeps overlaid: median {METRICS[metric].short_label} vs {factor.label}",
+        yaxis_title="ms", yaxis_rangemode="tozero", height=420, hovermode="x unified")
     return figure

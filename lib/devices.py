@@ -13,6 +13,7 @@ import functools
 import torch
 
 from lib.errors import UnsupportedError
+from lib.spec import DTYPES
 
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -41,7 +42,7 @@ INT8_DEVICES = ("cpu",)     # torch.ao dynamic quantization has CPU kernels only
 
 def supported_dtypes(device: str) -> list[str]:
     """The number formats to offer on `device`, in the order to show them."""
-    return list(TORCH_DTYPES) + (["int8"] if device in INT8_DEVICES else [])
+    return [d for d in DTYPES if d in TORCH_DTYPES or device in INT8_DEVICES]
 
 
 @functools.cache

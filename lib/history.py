@@ -1,18 +1,20 @@
 """Runs and sweeps <-> the JSON documents the store keeps and exports.
 
-`run_document` / `sweep_document` / `point_document` write; `measurement_from_document` and
-`sweep_from_document` rebuild the engine's objects from raw timestamps, so every statistic and
-chart of a saved result is derived exactly as it was the day it was measured. The recorders
-save as results arrive and turn a store failure into a `problem` message instead of an error:
-a measurement is never lost because the history could not be written.
+Saving belongs here, not in the pages or the CLI: `save_run` and `SweepRecorder` save as results
+arrive (to the default store unless given one) and turn a store failure into a `problem`
+message instead of an error: a measurement is never lost because the history could not be
+written. A run's document is `lib.report.to_dict`'s (the raw `lib.results` document plus its
+summary); `measurement_from_document` and `sweep_from_document` rebuild results from raw
+timestamps, so every statistic and chart of a saved result is derived as on the day it was
+measured.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from lib import report, stats
-from lib.engine import Measurement, Repetition
+from lib import report, results, stats
+from lib.results import Measurement
 from lib.spec import RunSpec
 from lib.store import Store, StoreError
 from lib.sweep import PointResult, SweepResult
@@ -23,24 +25,7 @@ def run_document(measurement: Measurement, summary: stats.Summary) -> dict[str, 
 
 
 def measurement_from_document(document: dict[str, Any]) -> Measurement:
-    repetitions = tuple(
-        Repetition(start_s=0.0, token_times_s=tuple(rep["token_offsets_s"]),
-                   peak_memory_bytes=rep.get("peak_memory_bytes"),
-                   start_memory_bytes=rep.get("start_memory_bytes"),
-                   end_s=rep.get("end_offset_s"))
-        for rep in document["repetitions"])
-    load = document.get("load") or {}
-    model = document.get("model") or {}
-    return Measurement(
-        spec=RunSpec(**document["spec"]), environment=document.get("environment") or {},
-        repetitions=repetitions, warmup_s=tuple(document.get("warmup_s") or ()),
-        prompt_note=(document.get("prompt") or {}).get("note"),
-        used_chat_template=bool((document.get("prompt") or {}).get("used_chat_template")),
-        generated_text=document.get("generated_text", ""), load_s=load.get("load_s"),
-        load_source=load.get("source"), memory_method=document.get("memory_method", ""),
-        kv_cache_bytes_estimate=document.get("kv_cache_bytes_estimate"),
-        quantize_s=load.get("quantize_s"), model_kind=model.get("kind", "causal-lm"),
-        weights=model.get("weights", "trained"))
+    return results.from_dict(document)
 
 
 def sweep_document(base: RunSpec, factors: list[str], planned: int) -> dict[str, Any]:
@@ -70,10 +55,11 @@ def sweep_from_document(document: dict[str, Any]) -> SweepResult:
                        planned=document.get("planned", len(points)))
 
 
-def save_run(store: Store, measurement: Measurement, summary: stats.Summary) -> tuple[int | None, str | None]:
+def save_run(measurement: Measurement, summary: stats.Summary,
+             store: Store | None = None) -> tuple[int | None, str | None]:
     """(entry id, None) when saved; (None, why not) when the history can't be written."""
     try:
-        return store.save_run(run_document(measurement, summary)), None
+        return (store or Store()).save_run(run_document(measurement, summary)), None
     except StoreError as exc:
         return None, str(exc)
 
@@ -81,10 +67,11 @@ def save_run(store: Store, measurement: Measurement, summary: stats.Summary) -> 
 class SweepRecorder:
     """Saves a sweep point by point; after a store failure it stops trying and says why."""
 
-    def __init__(self, store: Store, base: RunSpec, factors: list[str], planned: int) -> None:
-        self.store, self.entry_id, self.problem = store, None, None
+    def __init__(self, base: RunSpec, factors: list[str], planned: int,
+                 store: Store | None = None) -> None:
+        self.store, self.entry_id, self.problem = store or Store(), None, None
         try:
-            self.entry_id = store.start_sweep(sweep_document(base, factors, planned))
+            self.entry_id = self.store.start_sweep(sweep_document(base, factors, planned))
         except StoreError as exc:
             self.problem = str(exc)
         self.position = 0

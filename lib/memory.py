@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import psutil
 
 from lib.errors import MemoryGuardError
+from lib.metrics import format_bytes
 
 MARGIN_BYTES = 512 * 2**20          # the Python process, allocator slack, tokenizer, streamer
 MARGIN_FRACTION = 0.10              # plus 10% of everything estimated
@@ -117,15 +118,6 @@ def guard(need: MemoryEstimate, device: str, what: str, advice: str = RUN_ADVICE
         f"(weights {format_bytes(need.weights_bytes)}, KV cache {format_bytes(need.kv_cache_bytes)}, "
         f"working memory {format_bytes(need.activations_bytes + need.margin_bytes)}) but only "
         f"{format_bytes(available)} is free on {device}. {advice}")
-
-
-def format_bytes(n: float) -> str:
-    """Decimal units (1 GB = 10^9 bytes), as model cards and shops use them."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
 
 
 # --- measured peak -----------------------------------------------------------------------------

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lib import memory
-from lib.catalog import ENCODER, GROUPS, CatalogEntry
-from lib.memory import Shapes, format_bytes
+from lib.memory import MemoryEstimate, Shapes
+from lib.metrics import format_bytes
+from lib.models.catalog import ENCODER, GROUPS, CatalogEntry
 from lib.spec import RunSpec
 
 
@@ -49,8 +50,9 @@ def format_count(n: int) -> str:
     return str(n)
 
 
-def model_card(entry: CatalogEntry, shapes: Shapes, spec: RunSpec,
+def model_card(entry: CatalogEntry, shapes: Shapes, spec: RunSpec, need: MemoryEstimate,
                weights_loaded: bool = False) -> ModelCard:
+    """`need`: the backend's memory estimate for this spec (`Backend.run_need`)."""
     params = format_count(shapes.parameters)
     if shapes.active_parameters and shapes.active_parameters < shapes.parameters:
         params += (f" in total, {format_count(shapes.active_parameters)} active per token "
@@ -78,9 +80,6 @@ def model_card(entry: CatalogEntry, shapes: Shapes, spec: RunSpec,
                          f"an engine that caches the compressed latent needs only "
                          f"{format_bytes(latent)} per token ({per_token / latent:.0f}x less); "
                          "transformers caches the full keys and values"))
-    need = memory.estimate(shapes, spec.dtype, spec.batch_size, spec.prompt_tokens,
-                           0 if entry.kind == ENCODER else spec.new_tokens,
-                           weights_loaded=weights_loaded)
     weights_word = "weights"
     if spec.dtype == "int8" and not weights_loaded:
         weights_word = "weights while loading (float32, then the int8 copy)"

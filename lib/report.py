@@ -1,8 +1,10 @@
 """Measurements as JSON (everything, raw timestamps included) and as a readable text table.
 
-The JSON is the output contract of `python -m lib run --json`: `spec`, `environment`, `load`,
-`summary` (metric name with unit -> median, spread, percentiles, n), `repetitions` (each with its
-raw token offsets from the request start and its own metrics), `warnings` and the generated text.
+The JSON is the output contract of `python -m lib run --json`: `spec`, `environment`,
+`provenance` (backend, "measured" or "estimated", library versions), `load`, `summary` (metric
+name with unit -> median, spread, percentiles, n), `repetitions` (each with its raw token offsets
+from the request start and its own metrics), `warnings` and the generated text. Labels, units and
+meanings come from `lib.metrics`.
 """
 
 from __future__ import annotations
@@ -10,69 +12,31 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from lib.engine import Measurement
-from lib.memory import format_bytes
+from lib import metrics, results
+from lib.metrics import METRICS, format_bytes, format_value
+from lib.results import Measurement
 from lib.stats import MIN_SAMPLES, Summary, inter_token_latencies
-
-# name -> (label, plain meaning); shared by the CLI table and the web page.
-METRIC_LABELS = {
-    "ttft_s": ("Time to first token (TTFT)",
-               "How long until the first word appears: reading the prompt (prefill) plus one step."),
-    "tpot_s": ("Time per output token (TPOT)",
-               "Average time for each following token: the writing speed a reader sees."),
-    "e2e_s": ("End-to-end latency",
-              "From sending the request to the last token: the whole wait."),
-    "decode_tokens_per_s": ("Decode throughput",
-                            "Tokens written per second across the whole batch, after the first."),
-    "total_tokens_per_s": ("Total throughput",
-                           "Prompt and output tokens handled per second, across the batch."),
-    "requests_per_s": ("Requests per second", "How many whole requests finish per second."),
-    "peak_memory_bytes": ("Peak memory",
-                          "The most memory in use during a repetition: on CPU the whole app, "
-                          "with the model's weights and any other model kept loaded."),
-    "run_memory_bytes": ("Memory added by the run",
-                         "What the request itself added on the GPU: KV cache and working memory."),
-    "itl_s": ("Inter-token latency (ITL)", "Each gap between two consecutive tokens."),
-}
 
 
 def to_dict(measurement: Measurement, summary: Summary) -> dict[str, Any]:
-    return {
-        "spec": measurement.spec.to_dict(),
-        "environment": measurement.environment,
-        "load": {"load_s": measurement.load_s, "source": measurement.load_source,
-                 "quantize_s": measurement.quantize_s},
-        "model": {"kind": measurement.model_kind, "weights": measurement.weights},
-        "warmup_s": list(measurement.warmup_s),
-        "prompt": {"note": measurement.prompt_note,
-                   "used_chat_template": measurement.used_chat_template},
-        "generated_text": measurement.generated_text,
-        "memory_method": measurement.memory_method,
-        "kv_cache_bytes_estimate": measurement.kv_cache_bytes_estimate,
-        "summary": summary.to_dict(),
-        "warnings": [dataclasses.asdict(w) for w in summary.warnings],
-        "repetitions": [
-            {"token_offsets_s": [t - rep.start_s for t in rep.token_times_s],
-             "end_offset_s": None if rep.end_s is None else rep.end_s - rep.start_s,
-             "start_memory_bytes": rep.start_memory_bytes,
-             "itl_s": inter_token_latencies(rep),
-             "peak_memory_bytes": rep.peak_memory_bytes,
-             "metrics": metrics}
-            for rep, metrics in zip(measurement.repetitions, summary.per_repetition)
-        ],
-    }
+    """`results.to_dict`'s raw document plus what is derived from it: the summary, the
+    warnings, and each repetition's own metrics and inter-token latencies."""
+    document = results.to_dict(measurement)
+    document["summary"] = summary.to_dict()
+    document["warnings"] = [dataclasses.asdict(w) for w in summary.warnings]
+    for raw, rep, per_rep in zip(document["repetitions"], measurement.repetitions,
+                                 summary.per_repetition):
+        raw["itl_s"] = inter_token_latencies(rep)
+        raw["metrics"] = per_rep
+    return document
 
 
-def format_value(name: str, value: float | None) -> str:
-    if value is None:
-        return "-"
-    if name.endswith("_bytes"):
-        return format_bytes(value)
-    if name.endswith("_per_s"):
-        return f"{value:,.1f}/s"
-    if name.endswith("_s"):
-        return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
-    return f"{value:,.1f}"
+def summary_row(measurement: Measurement, summary: Summary) -> dict[str, Any]:
+    """One flat row for a single run's CSV: the spec, then `<metric>_<statistic>` columns."""
+    return {**measurement.spec.to_dict(), "backend": measurement.provenance.backend,
+            "provenance": measurement.provenance.kind,
+            **{f"{name}_{key}": value for name, dist in summary.metrics.items()
+               for key, value in dist.to_dict().items()}}
 
 
 def to_text(measurement: Measurement, summary: Summary) -> str:
@@ -92,7 +56,7 @@ def to_text(measurement: Measurement, summary: Summary) -> str:
         row = [format_value(name, v) for v in
                (dist.median, dist.to_dict()["p25"], dist.to_dict()["p75"],
                 dist.percentile(90), dist.percentile(99))]
-        lines.append(f"{METRIC_LABELS[name][0]:<30}" + "".join(f"{v:>12}" for v in row)
+        lines.append(f"{METRICS[name].label:<30}" + "".join(f"{v:>12}" for v in row)
                      + f"{dist.n:>6}")
     for warning in summary.warnings:
         lines.append(f"{warning.severity}: {warning.message} {warning.hint}")
@@ -122,11 +86,11 @@ def token_latency_rows(measurement: Measurement) -> list[dict[str, Any]]:
 def percentile_rows(summary: Summary) -> list[dict[str, Any]]:
     """Tail-latency table rows: p50/p90/p95/p99 with n, and why a cell is empty."""
     rows = []
-    for name in ("ttft_s", "tpot_s", "e2e_s", "itl_s"):
+    for name in metrics.TAIL_METRICS:
         dist = summary.metrics.get(name)
         if dist is None:
             continue
-        row = {"metric": METRIC_LABELS[name][0], "n": dist.n,
+        row = {"metric": METRICS[name].label, "n": dist.n,
                "p50": format_value(name, dist.median)}
         for q in (90, 95, 99):
             value = dist.percentile(q)
@@ -139,13 +103,14 @@ def percentile_rows(summary: Summary) -> list[dict[str, Any]]:
 def metric_cards(measurement: Measurement, summary: Summary) -> list[dict[str, str]]:
     """One card per metric: label, median, spread (middle half, n) and plain meaning."""
     cards = []
-    for name, (label, meaning) in METRIC_LABELS.items():
+    for name, metric in METRICS.items():
         dist = summary.metrics.get(name)
         if dist is None or name == "itl_s":
             continue
         quartiles = dist.to_dict()
         cards.append({
-            "label": label, "value": format_value(name, dist.median), "meaning": meaning,
+            "label": metric.label, "value": format_value(name, dist.median),
+            "meaning": metric.meaning,
             "spread": f"{format_value(name, quartiles['p25'])} – "
                       f"{format_value(name, quartiles['p75'])} (n={dist.n})"})
     kv = measurement.kv_cache_bytes_estimate
@@ -164,3 +129,24 @@ def request_latency_rows(measurement: Measurement) -> list[dict[str, Any]]:
     """Tidy rows for encoders: one row per timed request (repetition)."""
     return [{"repetition": index, "latency_s": rep.end_s - rep.start_s}
             for index, rep in enumerate(measurement.repetitions, start=1)]
+
+
+def sweep_text(table: list[dict[str, Any]], factors: list[str]) -> str:
+    """The tidy table as a text table: factor values, median latencies, throughputs, n."""
+    from lib.table import factor_column, is_measured, stat_column
+
+    columns = [factor_column(name) for name in factors]
+    widths = {c: max([len(name), 8] + [len(str(row[c])) for row in table])
+              for c, name in zip(columns, factors)}
+    lines = [" ".join(f"{name:>{widths[c]}}" for c, name in zip(columns, factors))
+             + "".join(f"{METRICS[m].short_label:>11}" for m in metrics.LATENCIES)
+             + f"{'decode/s':>10}{'req/s':>8}{'n':>4}  status"]
+    for row in table:
+        cells = " ".join(f"{str(row[c]):>{widths[c]}}" for c in columns)
+        if not is_measured(row):
+            lines.append(cells + f"  skipped: {row['skipped_reason']}")
+            continue
+        lines.append(cells + "".join(f"{format_value(m, row[m]):>11}" for m in metrics.LATENCIES)
+                     + f"{row['decode_tokens_per_s'] or 0:>10.1f}{row['requests_per_s']:>8.2f}"
+                     f"{row[stat_column('e2e_s', 'n')]:>4}  measured")
+    return "\n".join(lines)

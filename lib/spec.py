@@ -4,12 +4,15 @@ A frozen, hashable dataclass, so a run can be cached, saved and compared by valu
 carries its label, help text and bounds in `metadata`; the widgets and the CLI read them from
 there, so the explanation a user sees is written once. `__post_init__` rejects impossible values
 with a message that says what to choose instead. Checks that need the model (prompt + output longer
-than its context) or the machine (free memory, device present) live in `lib.models` and
-`lib.devices`, since a spec must be describable on any machine.
+than its context) or the machine (free memory, device present) live with the catalog entry and
+the backends, since a spec must be describable on any machine. `add_arguments` / `from_arguments`
+make the CLI's flags from the fields, and the sidebar draws its widgets from `field_info`: no
+other file restates a default, a bound or a choice.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from dataclasses import dataclass, field
@@ -24,15 +27,20 @@ ATTENTIONS = ("sdpa", "eager")
 KV_CACHES = ("dynamic", "static")
 COMPILES = ("off", "on")
 MAX_PROMPT_TEXT_CHARS = 100_000
+MAX_PROMPT_TOKENS = 131_072      # the longest context in the catalog
 
 
 def default_threads() -> int:
     return os.cpu_count() or 1
 
 
-def _field(default: Any, label: str, help: str, minimum: float | None = None,
-           maximum: float | None = None, choices: tuple[str, ...] | None = None):
-    metadata = {"label": label, "help": help, "min": minimum, "max": maximum, "choices": choices}
+def _field(default: Any, flag: str, label: str, help: str, minimum: float | None = None,
+           maximum: float | None = None, choices: tuple[str, ...] | None = None,
+           step: float | None = None, widget: str = "number"):
+    """A RunSpec field with everything the CLI flag and the sidebar widget are made from."""
+    metadata = {"flag": flag, "label": label, "help": help, "min": minimum, "max": maximum,
+                "choices": choices, "step": step,
+                "widget": "select" if choices else widget}
     if callable(default):
         return field(default_factory=default, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -41,66 +49,66 @@ def _field(default: Any, label: str, help: str, minimum: float | None = None,
 @dataclass(frozen=True)
 class RunSpec:
     model_id: str = _field(
-        DEFAULT_MODEL_ID, "Model",
+        DEFAULT_MODEL_ID, "--model", "Model",
         "Which neural network answers. Bigger models do more arithmetic per token, so they are slower.")
     device: str = _field(
-        "cpu", "Device",
+        "cpu", "--device", "Device",
         "Where the arithmetic happens: the processor (CPU) or a graphics card (CUDA, Apple MPS).",
         choices=DEVICES)
     dtype: str = _field(
-        "float32", "Number format (dtype)",
+        "float32", "--dtype", "Number format (dtype)",
         "How many bits each weight uses. float32 is the reference; bfloat16 and float16 use half the "
         "memory and are often faster, with slightly less precise results. int8 (CPU only) stores "
         "the big matrices in 8 bits: a quarter of the memory, answers drift slightly.",
         choices=DTYPES)
     batch_size: int = _field(
-        1, "Batch size",
+        1, "--batch", "Batch size",
         "How many requests are answered together in one pass. Larger batches raise total throughput "
-        "but make every request wait a little longer per token.", 1, 64)
+        "but make every request wait a little longer per token.", 1, 64, widget="slider")
     prompt_tokens: int = _field(
-        64, "Prompt length (tokens)",
+        64, "--prompt-tokens", "Prompt length (tokens)",
         "How much text goes in, counted in tokens (a token is roughly 3/4 of a word). The model reads "
-        "all of it before the first answer token: the 'prefill'.", 8, None)
+        "all of it before the first answer token: the 'prefill'.", 8, MAX_PROMPT_TOKENS, step=8)
     new_tokens: int = _field(
-        32, "Output length (tokens)",
+        32, "--new-tokens", "Output length (tokens)",
         "How many tokens the model writes. Each one costs one 'decode' step; the count is fixed so "
         "an early stop can't shorten the run.", 1, 512)
     repetitions: int = _field(
-        5, "Repetitions (at least)",
+        5, "--repetitions", "Repetitions (at least)",
         "How many times the same request is timed. More repetitions give a steadier median and "
         "make tail percentiles meaningful. Short runs repeat more until `min_duration_s` is reached.",
         1, 100)
     min_duration_s: float = _field(
-        1.0, "Minimum measuring time (s)",
+        1.0, "--min-duration", "Minimum measuring time (s)",
         "Keep repeating until at least this much time was measured, so very short runs still give "
-        "enough samples.", 0.0, 600.0)
+        "enough samples.", 0.0, 600.0, step=0.5)
     warmup_runs: int = _field(
-        1, "Warm-up runs",
+        1, "--warmup", "Warm-up runs",
         "Untimed runs with the exact same shapes first: the first call pays one-off costs (memory "
         "allocation, kernel selection) that a real service pays once, not per request.", 0, 5)
     threads: int = _field(
-        default_threads, "CPU threads",
+        default_threads, "--threads", "CPU threads",
         "How many CPU cores the arithmetic may use. More threads help big matrix products but fight "
-        "with anything else running on the machine.", 1, None)
+        "with anything else running on the machine.", 1, None, widget="slider")
     attention: str = _field(
-        "sdpa", "Attention kernel",
+        "sdpa", "--attention", "Attention kernel",
         "How attention is computed. 'sdpa' calls PyTorch's fused kernel; 'eager' spells out every "
         "step (scores, softmax, weighted sum) as separate operations. Same answer, different "
         "speed.", choices=ATTENTIONS)
     kv_cache: str = _field(
-        "dynamic", "KV cache",
+        "dynamic", "--kv-cache", "KV cache",
         "Where the model keeps what it remembers of earlier tokens. 'dynamic' grows it token by "
         "token; 'static' reserves room for the whole prompt and output up front, so every step "
         "has the same shapes (which torch.compile needs).", choices=KV_CACHES)
     compile: str = _field(
-        "off", "torch.compile",
+        "off", "--compile", "torch.compile",
         "Compile the decode step into fused code first. It can remove per-operation overhead, "
         "but compiling takes about a minute on a CPU (timed apart, in the warm-up, never in a "
         "latency). Uses a static KV cache.", choices=COMPILES)
     prompt_text: str | None = _field(
-        None, "Your prompt (optional)",
+        None, "--prompt", "Your prompt (optional)",
         "Text to send instead of the built-in prompt. It is cut or repeated to the exact prompt "
-        "length, so every run has the same shape.")
+        "length, so every run has the same shape.", widget="text")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -148,6 +156,45 @@ class RunSpec:
 
 
 def field_info(name: str) -> dict[str, Any]:
-    """Label, help and bounds of one RunSpec field, for widgets and CLI help."""
-    return dict(next(f for f in dataclasses.fields(RunSpec) if f.name == name).metadata)
+    """Flag, label, help, bounds, choices, step and widget kind of one RunSpec field, plus its
+    default: everything a widget or a CLI flag needs."""
+    spec_field = next(f for f in dataclasses.fields(RunSpec) if f.name == name)
+    default = spec_field.default_factory() if callable(spec_field.default_factory) \
+        else spec_field.default
+    return {**spec_field.metadata, "default": default, "type": _value_type(spec_field)}
+
+
+def field_names() -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(RunSpec))
+
+
+def _value_type(spec_field: dataclasses.Field) -> type:
+    annotation = str(spec_field.type)
+    return int if annotation == "int" else float if annotation == "float" else str
+
+
+def add_arguments(parser: argparse.ArgumentParser, defaults: dict[str, Any] | None = None) -> None:
+    """One CLI flag per RunSpec field, with its choices, default and help (bounds included).
+
+    `defaults` overrides a field's default for this command (sweeps repeat less per point).
+    """
+    for name in field_names():
+        info = field_info(name)
+        default = (defaults or {}).get(name, info["default"])
+        bounds = ""
+        if info["min"] is not None:
+            bounds = f" [{info['min']}..{info['max']}]" if info["max"] is not None \
+                else f" [>= {info['min']}]"
+        help_text = (info["help"] + bounds).replace("%", "%%") + " (default: %(default)s)"
+        kwargs: dict[str, Any] = {"dest": name, "default": default, "help": help_text}
+        if info["choices"]:
+            kwargs["choices"] = info["choices"]
+        elif info["type"] is not str:
+            kwargs["type"] = info["type"]
+        parser.add_argument(info["flag"], **kwargs)
+
+
+def from_arguments(args: argparse.Namespace) -> RunSpec:
+    """The RunSpec that `add_arguments`' flags describe; InvalidSpecError if impossible."""
+    return RunSpec(**{name: getattr(args, name) for name in field_names()})
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Sequence
 
-from lib.engine import Measurement, Repetition
+from lib.results import Measurement, Repetition
 
 # p-th percentile needs about 1/(1-p) samples before even one sample lies above it.
 MIN_SAMPLES = {90: 10, 95: 20, 99: 100}

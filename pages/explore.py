@@ -3,11 +3,11 @@
 import pandas as pd
 import streamlit as st
 
-from lib import charts, insights, sweep, ui
+from lib import charts, insights, sweep, table
+from lib.metrics import METRICS
+from lib.ui import links, running, sidebar, state
 
-HEATMAP_METRICS = {"tpot_s": "Time per output token (ms)", "ttft_s": "Time to first token (ms)",
-                   "e2e_s": "End-to-end latency (ms)", "decode_tokens_per_s": "Decode tokens/s",
-                   "requests_per_s": "Requests/s"}
+HEATMAP_METRICS = ("tpot_s", "ttft_s", "e2e_s", "decode_tokens_per_s", "requests_per_s")
 
 st.title("Explore factors")
 st.markdown(
@@ -15,25 +15,26 @@ st.markdown(
     "point is a real, repeated measurement (after an untimed warm-up), so the charts show the "
     "typical value and how much it varied. Points that cannot run are skipped with the reason.")
 
-spec = ui.current_spec()
+spec = sidebar.current_spec()
 two = st.radio("Vary", ["one factor", "two factors (heatmap)"], horizontal=True,
-               key="explore_mode") == "two factors (heatmap)"
+               key=state.EXPLORE_MODE) == "two factors (heatmap)"
 factor_values = []
 defaults = ["batch", "prompt"]
 for index, column in enumerate(st.columns(2 if two else 1)):
     with column:
-        st.session_state.setdefault(f"explore_factor_{index}", defaults[index])
+        st.session_state.setdefault(state.explore_factor(index), defaults[index])
         name = st.selectbox(f"Factor {index + 1}" if two else "Factor", list(sweep.FACTORS),
                             format_func=lambda n: sweep.FACTORS[n].label.capitalize(),
-                            key=f"explore_factor_{index}")
-        values = ui.factor_values_input(sweep.FACTORS[name], f"explore_values_{index}_{name}",
-                                        spec.device if spec else "cpu")
+                            key=state.explore_factor(index))
+        values = sidebar.factor_values_input(sweep.FACTORS[name], index,
+                                             spec.device if spec else "cpu")
         if values:
             factor_values.append((sweep.FACTORS[name], values))
 metric = None
 if two:
-    metric = st.selectbox("Heatmap shows", list(HEATMAP_METRICS), format_func=HEATMAP_METRICS.get,
-                          key="explore_heatmap_metric")
+    metric = st.selectbox("Heatmap shows", HEATMAP_METRICS,
+                          format_func=lambda name: METRICS[name].label,
+                          key=state.HEATMAP_METRIC)
 
 ready = spec is not None and len(factor_values) == (2 if two else 1)
 if two and ready and factor_values[0][0].name == factor_values[1][0].name:
@@ -48,27 +49,27 @@ if ready:
                    "repetitions, make it quicker.")
 
 if ready and not two:
-    ui.share_link(spec, {"factor": factor_values[0][0].name,
+    links.share_link(spec, {"factor": factor_values[0][0].name,
                          "values": ",".join(str(v) for v in factor_values[0][1])})
 run_column, stop_column = st.columns([1, 4])
 start = run_column.button("Run sweep", type="primary", disabled=not ready)
 stop_column.button("Stop", help="Stops the sweep; finished points are kept.")
 
 if start:
-    st.session_state[ui.KEY_SWEEP] = ui.run_sweep_with_status(spec, factor_values)
+    st.session_state[state.SWEEP] = running.run_sweep_with_status(spec, factor_values)
 else:
-    partial = ui.partial_sweep()
+    partial = running.partial_sweep()
     if partial is not None:
-        st.session_state[ui.KEY_SWEEP] = partial
+        st.session_state[state.SWEEP] = partial
 
-result = st.session_state.get(ui.KEY_SWEEP)
+result = st.session_state.get(state.SWEEP)
 if result is None:
     st.info("No sweep yet: choose a factor and its values, then press **Run sweep**. A batch "
             "sweep 1, 2, 4, 8, 16 of the default model takes under a minute here.")
     st.stop()
 
-table = sweep.rows(result)
-frame = pd.DataFrame(table)
+rows = table.rows(result)
+frame = pd.DataFrame(rows)
 if result.stopped:
     st.warning(f"Stopped: {len(result.points)} of {result.planned} points were finished and are "
                "shown below. The point being measured when you pressed Stop was discarded, and "
@@ -78,44 +79,38 @@ if save_problem:
     st.warning(f"This sweep is shown but NOT saved. {save_problem}")
 elif saved_id:
     st.caption(f"Saved in History as #{saved_id}.")
-measured = frame[frame["status"] == "measured"]
+measured = frame[frame["status"] == table.Status.MEASURED]
 factors = [sweep.FACTORS[name] for name in result.factors]
 
 if len(factors) == 2 and not measured.empty:
     chosen = metric or "tpot_s"
-    st.plotly_chart(charts.sweep_heatmap_figure(
-        frame, factors[0].name, factors[0].label, factors[1].name, factors[1].label, chosen,
-        HEATMAP_METRICS[chosen]), width="stretch")
+    st.plotly_chart(charts.sweep_heatmap_figure(frame, factors[0], factors[1], chosen),
+                    width="stretch")
 elif len(measured) == 1:
     st.info("Only one point was measured, so there is no curve to draw: its numbers are in "
             "the table below.")
-    for sentence in insights.findings(table, factors[0].name, factors[0].label,
-                                      numeric=factors[0].parse is int)[1:]:
+    for sentence in insights.findings(rows, factors[0])[1:]:
         st.markdown(f"- {sentence}")
 elif not measured.empty:
     factor = factors[0]
-    categorical = factor.parse is not int
     st.subheader("What changed")
-    for sentence in insights.findings(table, factor.name, factor.label, numeric=not categorical):
+    for sentence in insights.findings(rows, factor):
         st.markdown(f"- {sentence}")
-    st.plotly_chart(charts.sweep_latency_figure(frame, factor.name, factor.label,
-                                                factor.doubling, categorical), width="stretch")
+    st.plotly_chart(charts.sweep_latency_figure(frame, factor), width="stretch")
     st.caption("TTFT: wait for the first token (includes reading the prompt). TPOT: time per "
                "later token. End-to-end: the whole request. The shaded band spans the 10th to "
                "90th percentile of the repetitions.")
-    st.plotly_chart(charts.sweep_throughput_figure(frame, factor.name, factor.label,
-                                                   factor.doubling, categorical), width="stretch")
+    st.plotly_chart(charts.sweep_throughput_figure(frame, factor), width="stretch")
     if factor.name == "batch" and measured["tpot_s"].notna().any():
         st.plotly_chart(charts.sweep_tradeoff_figure(frame), width="stretch")
         st.caption("Each point is one batch size. Moving right, every user waits longer per "
                    "token; moving up, the machine produces more tokens in total.")
-    st.plotly_chart(charts.sweep_memory_figure(frame, factor.name, factor.label,
-                                               factor.doubling, categorical), width="stretch")
+    st.plotly_chart(charts.sweep_memory_figure(frame, factor), width="stretch")
 else:
     st.error("No point of this sweep could run; the table below says why.")
 
 st.subheader("All points")
 st.caption("Medians over each point's repetitions (n); the CSV has p10 and p90 too.")
-st.dataframe(sweep.display_rows(table, result.factors), hide_index=True, width="stretch")
-st.download_button("Download the table as CSV", sweep.to_csv(table), file_name="sweep.csv",
+st.dataframe(table.display_rows(rows, result.factors), hide_index=True, width="stretch")
+st.download_button("Download the table as CSV", table.to_csv(rows), file_name="sweep.csv",
                    mime="text/csv", on_click="ignore")

@@ -5,8 +5,10 @@ import json
 import pandas as pd
 import streamlit as st
 
-from lib import charts, history, report, stats, sweep
+from lib import charts, history, report, stats, sweep, table
+from lib.results import ENCODER
 from lib.store import Store, StoreError
+from lib.ui import state
 
 st.title("History")
 st.markdown("Every run and sweep is saved here automatically, with its settings, the machine it "
@@ -20,7 +22,7 @@ except StoreError as exc:
     st.stop()
 
 with st.expander("Import a result exported elsewhere (JSON)"):
-    upload = st.file_uploader("Exported JSON file", type=["json"], key="history_upload")
+    upload = st.file_uploader("Exported JSON file", type=["json"], key=state.HISTORY_UPLOAD)
     if upload is not None and st.button("Import it"):
         try:
             new_id = store.import_document(json.loads(upload.getvalue()))
@@ -37,9 +39,10 @@ if not everything:
 models_seen = sorted({e["model_id"] for e in everything})
 devices_seen = sorted({e["device"] for e in everything})
 left, middle, right = st.columns(3)
-model = left.selectbox("Model", ["all"] + models_seen, key="history_model")
-device = middle.selectbox("Device", ["all"] + devices_seen, key="history_device")
-since = right.date_input("Since", value=None, key="history_since")
+model_key, device_key, since_key = state.HISTORY_FILTERS
+model = left.selectbox("Model", ["all"] + models_seen, key=model_key)
+device = middle.selectbox("Device", ["all"] + devices_seen, key=device_key)
+since = right.date_input("Since", value=None, key=since_key)
 entries = store.list(model_id=None if model == "all" else model,
                      device=None if device == "all" else device,
                      since=since.isoformat() if since else None)
@@ -50,7 +53,7 @@ listing = pd.DataFrame([{
     "status": e["status"], "note": e["note"],
     "from": e["imported_from"] or "this machine"} for e in entries])
 picked = st.dataframe(listing, hide_index=True, width="stretch", on_select="rerun",
-                      selection_mode="multi-row", key="history_table")
+                      selection_mode="multi-row", key=state.HISTORY_TABLE)
 # A selection can outlive its rows (after a delete or a new filter): keep what still exists.
 rows = picked.selection.rows if picked and picked.selection else []
 chosen = [entries[i] for i in rows if i < len(entries)]
@@ -73,24 +76,20 @@ if len(chosen) == 1:
             column.metric(card["label"], card["value"], help=card["meaning"])
             column.caption(card["spread"])
         figure = charts.request_latency_figure(measurement) \
-            if measurement.model_kind == "encoder" else charts.token_latency_figure(measurement)
+            if measurement.model_kind == ENCODER else charts.token_latency_figure(measurement)
         st.plotly_chart(figure, width="stretch")
-        csv_text = sweep.to_csv([{**measurement.spec.to_dict(), **{
-            f"{name}_{key}": value for name, dist in summary.metrics.items()
-            for key, value in dist.to_dict().items()}}])
+        csv_text = table.to_csv([report.summary_row(measurement, summary)])
     else:
         result = history.sweep_from_document(document)
-        table = sweep.rows(result)
-        frame = pd.DataFrame(table)
+        rows = table.rows(result)
+        frame = pd.DataFrame(rows)
         factor = sweep.FACTORS[result.factors[0]]
-        if len(result.factors) == 1 and (frame["status"] == "measured").sum() >= 1:
-            st.plotly_chart(charts.sweep_latency_figure(
-                frame, factor.name, factor.label, factor.doubling, factor.parse is not int),
-                width="stretch")
-        st.dataframe(sweep.display_rows(table, result.factors), hide_index=True,
+        if len(result.factors) == 1 and (frame["status"] == table.Status.MEASURED).sum() >= 1:
+            st.plotly_chart(charts.sweep_latency_figure(frame, factor), width="stretch")
+        st.dataframe(table.display_rows(rows, result.factors), hide_index=True,
                      width="stretch")
-        csv_text = sweep.to_csv(table)
-    note = st.text_input("Note", value=entry["note"], key=f"history_note_{entry['id']}")
+        csv_text = table.to_csv(rows)
+    note = st.text_input("Note", value=entry["note"], key=state.history_note(entry["id"]))
     save_col, json_col, csv_col, delete_col = st.columns(4)
     if save_col.button("Save note"):
         store.set_note(entry["id"], note)
@@ -108,7 +107,8 @@ else:
     kinds = {e["kind"] for e in chosen}
     if kinds == {"run"}:
         labelled = [(f"#{e['id']} {e['model_id']} b{documents[e['id']]['spec']['batch_size']}",
-                     history.measurement_from_document(documents[e["id"]])) for e in chosen]
+                     stats.summarize(history.measurement_from_document(documents[e["id"]])))
+                    for e in chosen]
         st.plotly_chart(charts.compare_runs_figure(labelled), width="stretch")
     elif kinds == {"sweep"}:
         results = [(e, history.sweep_from_document(documents[e["id"]])) for e in chosen]
@@ -117,9 +117,8 @@ else:
             st.warning("To overlay sweeps, select sweeps of the same single factor.")
         else:
             factor = sweep.FACTORS[next(iter(factors))[0]]
-            labelled = [(f"#{e['id']} {e['model_id']}", pd.DataFrame(sweep.rows(r)))
+            labelled = [(f"#{e['id']} {e['model_id']}", pd.DataFrame(table.rows(r)))
                         for e, r in results]
-            st.plotly_chart(charts.compare_sweeps_figure(labelled, factor.name, factor.label),
-                            width="stretch")
+            st.plotly_chart(charts.compare_sweeps_figure(labelled, factor), width="stretch")
     else:
         st.warning("Select only runs, or only sweeps, to compare them.")

@@ -4,7 +4,9 @@ import json
 
 import streamlit as st
 
-from lib import charts, report, ui
+from lib import charts, report
+from lib.results import ENCODER
+from lib.ui import links, running, sidebar, state
 
 st.title("Playground")
 st.markdown(
@@ -13,16 +15,16 @@ st.markdown(
     "a time (**decode**). Each request is repeated several times after an untimed warm-up, so "
     "you see a typical value (the median) and how much it varied.")
 
-spec = ui.current_spec()
-runnable = spec is not None and ui.model_card(spec)
+spec = sidebar.current_spec()
+runnable = spec is not None and sidebar.model_card(spec)
 if spec is not None:
-    ui.share_link(spec)
+    links.share_link(spec)
 if st.button("Run", type="primary", disabled=not runnable):
-    result = ui.run_with_status(spec)
+    result = running.run_with_status(spec)
     if result is not None:
-        st.session_state[ui.KEY_RESULT] = result
+        st.session_state[state.RESULT] = result
 
-result = st.session_state.get(ui.KEY_RESULT)
+result = st.session_state.get(state.RESULT)
 if result is None:
     st.info("No results yet: press **Run**. The first run of a model also loads it (the embedded "
             "model takes about 20 s the very first time, then a second or two).")
@@ -42,7 +44,7 @@ elif result.saved_id:
     st.caption(f"Saved in History as #{result.saved_id}.")
 
 st.subheader("What the model wrote")
-if measurement.model_kind != "encoder":
+if measurement.model_kind != ENCODER:
     st.caption(f"First of {measurement.spec.batch_size} sequence(s), greedy decoding, exactly "
                f"{measurement.spec.new_tokens} tokens.")
 st.text(measurement.generated_text)
@@ -60,7 +62,7 @@ for warning in summary.warnings:
     if warning.severity == "warning":
         st.warning(f"**{warning.message}** {warning.hint}")
 
-if measurement.model_kind == "encoder":
+if measurement.model_kind == ENCODER:
     st.subheader("Every request")
     st.caption("An encoder reads the whole input in one pass and writes no tokens, so there is "
                "no first token and no decode: each bar is one timed request (the whole batch).")

@@ -25,3 +25,13 @@ def _isolated_cache(model_cache_dir, monkeypatch, tmp_path_factory):
     monkeypatch.setenv("ILE_CACHE_DIR", str(model_cache_dir))
     # Run history goes to a throwaway folder, never the user's.
     monkeypatch.setenv("ILE_DATA_DIR", str(tmp_path_factory.mktemp("ile-data")))
+
+
+@pytest.fixture
+def fake_backend():
+    """Every model runs on a fake backend with declared latencies (prefill 0.2 s, 50 ms/token)."""
+    from lib import backends
+    from lib.backends.fake import FakeBackend
+
+    with backends.use(FakeBackend()) as backend:
+        yield backend

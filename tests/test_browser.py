@@ -7,8 +7,11 @@ tests/artifacts/ for a person to look at. In CI (CI=true) a missing browser is a
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +27,15 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: its own process group, and SIGTERM when pytest dies, even by
+    SIGKILL (Linux), so a killed test run leaves no Streamlit server behind."""
+    os.setpgrp()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _require_browser() -> None:
@@ -55,7 +66,8 @@ def server(tmp_path_factory, model_cache_dir):
         process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
              "--server.address", "127.0.0.1", "--server.headless", "true"],
-            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -70,8 +82,13 @@ def server(tmp_path_factory, model_cache_dir):
                 time.sleep(0.5)
         yield url
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)       # the server and anything it started
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=20)
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
-"""The engine with a fake model whose latencies are declared: exact numbers."""
+"""The backend-neutral loop on the fake backend, whose latencies are declared: exact numbers."""
 
 import pytest
 
-from fakes import fake_loaded
+from fakes import FakeBackend, TINY_SHAPES, measure
 from lib import engine
-from lib.errors import InvalidSpecError, MemoryGuardError
+from lib.errors import InvalidSpecError, MemoryGuardError, UnsupportedError
 from lib.memory import Shapes
+from lib.results import MEASURED
 from lib.spec import RunSpec
 from lib.stats import summarize
 
@@ -18,8 +19,7 @@ def spec(**changes):
 
 
 def test_exact_metrics_from_declared_latencies():
-    loaded, clock = fake_loaded(prefill_s=0.2, decode_s=0.05)
-    measurement = engine.measure(loaded, spec(), clock=clock)
+    measurement = measure(spec(), prefill_s=0.2, decode_s=0.05)
     summary = summarize(measurement)
     assert len(measurement.repetitions) == 3
     assert summary.metrics["ttft_s"].median == pytest.approx(0.2)
@@ -32,84 +32,84 @@ def test_exact_metrics_from_declared_latencies():
     assert measurement.warmup_s == pytest.approx((0.7,))
 
 
-def test_warmup_uses_the_same_shapes_and_fixed_output_length():
-    loaded, clock = fake_loaded()
-    engine.measure(loaded, spec(warmup_runs=2), clock=clock)
-    calls = loaded.model.calls
-    assert len(calls) == 2 + 3
-    assert [c["streamed"] for c in calls] == [False, False, True, True, True]
-    assert {c["shape"] for c in calls} == {(2, 16)}
-    assert all(c["max_new_tokens"] == c["min_new_tokens"] == 11 for c in calls)
-    assert all(c["do_sample"] is False for c in calls)
+def test_provenance_and_load_time_come_from_the_backend():
+    measurement = measure(spec(), load_s=2.5)
+    assert measurement.provenance.backend == "fake" and measurement.provenance.kind == MEASURED
+    assert measurement.provenance.versions == {"fake": "1"}
+    assert measurement.load_s == 2.5 and measurement.measured
+
+
+def test_warmups_are_untimed_calls_with_the_same_shapes():
+    backend = FakeBackend()
+    measure(spec(warmup_runs=2), backend)
+    assert [c["timed"] for c in backend.calls] == [False, False, True, True, True]
+    assert {c["shape"] for c in backend.calls} == {(2, 16)}
+
+
+def test_compile_gets_a_second_warmup():
+    backend = FakeBackend()
+    measure(spec(compile="on", warmup_runs=1), backend)
+    assert [c["timed"] for c in backend.calls] == [False, False, True, True, True]
 
 
 def test_repeats_until_minimum_duration():
-    loaded, clock = fake_loaded(prefill_s=0.2, decode_s=0.05)   # 0.7 s per repetition
-    measurement = engine.measure(loaded, spec(repetitions=1, min_duration_s=2.0), clock=clock)
+    measurement = measure(spec(repetitions=1, min_duration_s=2.0), prefill_s=0.2, decode_s=0.05)
     assert len(measurement.repetitions) == 3                    # 0.7, 1.4, 2.1 s
 
 
 def test_noisy_run_is_flagged():
-    loaded, clock = fake_loaded(prefill_s=[0.1, 0.1, 0.4, 0.2, 0.6, 0.3], decode_s=0.05)
-    summary = summarize(engine.measure(loaded, spec(repetitions=5), clock=clock))
-    assert "noisy" in {w.code for w in summary.warnings}
+    measurement = measure(spec(repetitions=5), prefill_s=[0.1, 0.1, 0.4, 0.2, 0.6, 0.3])
+    assert "noisy" in {w.code for w in summarize(measurement).warnings}
 
 
 def test_progress_is_reported():
-    loaded, clock = fake_loaded()
+    backend = FakeBackend()
+    loaded = backend.load("smollm2-135m-instruct", "cpu", "float32")
     seen = []
-    engine.measure(loaded, spec(), clock=clock, on_progress=lambda *event: seen.append(event))
+    engine.measure(backend, loaded, spec(), on_progress=lambda *event: seen.append(event))
     assert seen[0] == ("warm-up", 0, 1)
     assert ("measuring", 2, 3) in seen
     assert seen[-1] == ("done", 3, 3)
 
 
 def test_prompt_longer_than_context_is_refused_before_running():
-    loaded, clock = fake_loaded()
+    backend = FakeBackend()
     with pytest.raises(InvalidSpecError, match="reads at most 8192 tokens"):
-        engine.measure(loaded, spec(prompt_tokens=8190, new_tokens=10), clock=clock)
-    assert loaded.model.calls == []
+        measure(spec(prompt_tokens=8190, new_tokens=10), backend)
+    assert backend.calls == []
 
 
-def test_batch_that_cannot_fit_is_refused_before_running():
-    loaded, clock = fake_loaded()
-    loaded.shapes = Shapes(parameters=135_000_000, layers=30, hidden_size=576,
-                           intermediate_size=1536, attention_heads=9, kv_heads=3, head_dim=64,
-                           vocab_size=49152)
+def test_batch_that_cannot_fit_is_refused_before_running(monkeypatch):
+    from lib import memory
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 2 * 10**9)
+    backend = FakeBackend()
     with pytest.raises(MemoryGuardError, match="Not enough memory.*smaller batch"):
-        engine.measure(loaded, spec(batch_size=64, prompt_tokens=8000, new_tokens=100),
-                       clock=clock)
-    assert loaded.model.calls == []
+        measure(spec(batch_size=64, prompt_tokens=8000, new_tokens=100), backend)
+    assert backend.calls == []
 
 
-def test_streamer_skips_the_prompt():
-    from lib.timing import ManualClock
-    clock = ManualClock(5.0)
-    streamer = engine.TokenTimestamps(clock)
-    streamer.put("prompt")
-    clock.advance(1.0)
-    streamer.put("token")
-    assert streamer.times_s == [6.0]
+def test_a_spec_for_another_model_is_refused():
+    backend = FakeBackend()
+    loaded = backend.load("gpt2", "cpu", "float32")
+    with pytest.raises(InvalidSpecError, match="load that first"):
+        engine.measure(backend, loaded, spec())
 
 
-def test_software_stack_reaches_generate():
-    loaded, clock = fake_loaded()
-    engine.measure(loaded, spec(kv_cache="static"), clock=clock)
-    call = loaded.model.calls[-1]
-    assert call["cache_implementation"] == "static" and call["disable_compile"] is True
-    loaded, clock = fake_loaded()
-    engine.measure(loaded, spec(compile="on", warmup_runs=1), clock=clock)
-    calls = loaded.model.calls
-    assert len(calls) == 2 + 3                  # compiling may take two warm-ups
-    assert calls[-1]["cache_implementation"] == "static"      # compile implies a static cache
-    assert calls[-1]["compile_config"]._compile_all_devices is True
-    assert "disable_compile" not in calls[-1]
+def test_a_stack_setting_the_backend_lacks_is_refused():
+    from lib.backends.encoder import BACKEND as encoder
+    from lib.models.catalog import get_entry
+    with pytest.raises(UnsupportedError, match="no KV cache setting: leave it at 'dynamic'"):
+        encoder.check(get_entry("all-minilm-l6-v2"), spec(kv_cache="static"))
 
 
-def test_attention_kernel_is_set_on_the_shared_model():
-    loaded, clock = fake_loaded()
-    seen = []
-    loaded.model.set_attn_implementation = seen.append
-    engine.measure(loaded, spec(attention="eager"), clock=clock)
-    engine.measure(loaded, spec(attention="sdpa"), clock=clock)
-    assert seen == ["eager", "sdpa"]
+def test_declared_memory_is_reported():
+    measurement = measure(spec(), memory_bytes=123_456)
+    assert {rep.peak_memory_bytes for rep in measurement.repetitions} == {123_456}
+    assert measurement.memory_method == "declared by the backend"
+
+
+def test_tiny_shapes_give_a_tiny_estimate():
+    from lib import memory
+    estimate = memory.estimate(TINY_SHAPES, "float32", 1, 8, 1)
+    assert estimate.weights_bytes == 4000
+    assert isinstance(TINY_SHAPES, Shapes)

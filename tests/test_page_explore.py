@@ -6,6 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 ENTRY = str(Path(__file__).with_name("app_entry.py"))
+pytestmark = pytest.mark.usefixtures("fake_backend")    # declared latencies: exact, fast
 EXPLORE = str(Path(__file__).resolve().parent.parent / "pages" / "explore.py")
 
 
@@ -37,7 +38,8 @@ def test_batch_sweep_draws_charts_findings_and_table(app):
     table = app.dataframe[0].value
     assert list(table["batch size"]) == [1, 2]
     assert (table["status"] == "measured").all()
-    assert table["Time to first token (TTFT)"][0].endswith("ms")
+    assert list(table["Time to first token (TTFT)"]) == ["200.0 ms", "200.0 ms"]
+    assert list(table["n"]) == [1, 1]
 
 
 def test_bad_values_are_explained_and_block_the_run(app):

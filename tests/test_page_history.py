@@ -5,9 +5,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from fakes import fake_runner
 from lib import history, stats
+from lib.spec import RunSpec
 from lib.store import Store
-from test_sweep import BASE, fake_runner
+
+BASE = RunSpec(prompt_tokens=16, new_tokens=5, repetitions=2, min_duration_s=0.0, threads=1)
 
 ENTRY = str(Path(__file__).with_name("app_entry.py"))
 HISTORY = str(Path(__file__).resolve().parent.parent / "pages" / "history.py")
@@ -19,7 +22,7 @@ def saved():
     ids = []
     for batch in (1, 2):
         measurement = fake_runner(BASE.replace(batch_size=batch))
-        ids.append(history.save_run(store, measurement, stats.summarize(measurement))[0])
+        ids.append(history.save_run(measurement, stats.summarize(measurement), store)[0])
     return store, ids
 
 
@@ -65,7 +68,7 @@ def select(at, rows):
     assert not at.exception
 
 
-def test_playground_run_is_saved_and_listed():
+def test_playground_run_is_saved_and_listed(fake_backend):
     at = AppTest.from_file(ENTRY, default_timeout=300)
     at.run()
     for key, value in (("prompt_tokens", 16), ("new_tokens", 2), ("repetitions", 1),

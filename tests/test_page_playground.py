@@ -5,7 +5,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from lib import devices
+
 ENTRY = str(Path(__file__).with_name("app_entry.py"))
+pytestmark = pytest.mark.usefixtures("fake_backend")    # declared latencies: exact, fast
 
 
 @pytest.fixture
@@ -25,8 +28,7 @@ def set_settings(at, **values):
 def test_page_renders_with_settings_and_no_results(app):
     assert app.title[0].value == "Playground"
     assert app.button[0].label == "Run"
-    assert app.selectbox(key="setting_device").options == ["cpu"] or "cpu" in \
-        app.selectbox(key="setting_device").options
+    assert app.selectbox(key="setting_device").options == devices.available_devices()
     assert "No results yet" in app.info[0].value
     assert not app.error
 
@@ -43,7 +45,9 @@ def test_run_shows_metrics_text_chart_and_table(app):
                   "Requests per second", "Peak memory", "KV cache (estimate)"):
         assert label in labels
     ttft = next(m for m in app.metric if m.label.startswith("Time to first"))
-    assert ttft.value.endswith("ms") or ttft.value.endswith(" s")
+    assert ttft.value == "200.0 ms"                        # the fake's declared prefill
+    tpot = next(m for m in app.metric if m.label.startswith("Time per output"))
+    assert tpot.value == "50.0 ms"
     kv = next(m for m in app.metric if m.label == "KV cache (estimate)")
     assert kv.value == "2.8 MB"          # 46 KB per token x batch 2 x 30 tokens
     assert app.text[0].value.strip()                       # the generated text
@@ -135,7 +139,7 @@ def test_int8_is_offered_on_cpu_with_quantization_time(app):
     set_settings(app, prompt_tokens=24, new_tokens=3, repetitions=1, min_duration_s=0.0)
     app.button[0].click().run()
     assert not app.exception and not app.error
-    assert any("quantized to int8 in" in c.value for c in app.caption)
+    assert any("quantized to int8 in 0.5 s" in c.value for c in app.caption)
 
 
 def test_shared_link_fills_the_widgets_without_running():
@@ -154,3 +158,18 @@ def test_shared_link_fills_the_widgets_without_running():
     codes = [c.value for c in at.code]
     assert any("batch_size=4" in c and "new_tokens=7" in c and "model_id=gpt2" in c
                for c in codes)
+
+
+@pytest.mark.slow
+def test_real_model_run_in_the_page():
+    """The same page on the real default model (no fake): real words, a chart, no error."""
+    from lib import backends
+    assert backends.for_model("smollm2-135m-instruct").name == "transformers"
+    at = AppTest.from_file(ENTRY, default_timeout=300)
+    at.run()
+    set_settings(at, prompt_tokens=24, new_tokens=6, repetitions=2, min_duration_s=0.0)
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert len(at.get("plotly_chart")) == 1
+    assert any(c.value.startswith("Saved in History as #") for c in at.caption)
+    assert sum(ch.isalpha() for ch in at.text[0].value) > 5          # real text was written

@@ -1,35 +1,57 @@
-"""lib.runner: checks before the queue, and a crash inside PyTorch becomes a clear message."""
+"""lib.runner on the fake backend: checks and memory before loading, crashes become messages."""
 
 import pytest
 
-from fakes import fake_loaded
-from lib import runner
-from lib.errors import InvalidSpecError, RunFailedError
+from fakes import FakeBackend
+from lib import backends, memory, runner
+from lib.errors import InvalidSpecError, MemoryGuardError, RunFailedError
+from lib.models.cache import ModelCache
 from lib.spec import RunSpec
 
 SPEC = RunSpec(prompt_tokens=16, new_tokens=3, repetitions=1, min_duration_s=0.0, threads=1)
 
 
-def test_context_is_checked_before_loading_anything():
-    def never(*args):
-        raise AssertionError("must not load")
+@pytest.fixture
+def fake():
+    with backends.use(FakeBackend()) as backend:
+        yield backend
+
+
+def test_context_is_checked_before_loading_anything(fake):
     with pytest.raises(InvalidSpecError, match="reads at most"):
-        runner.run(SPEC.replace(prompt_tokens=8190, new_tokens=10), get_model=never)
+        runner.run(SPEC.replace(prompt_tokens=8190, new_tokens=10))
+    assert fake.loads == []
 
 
-def test_runtime_error_in_the_model_becomes_run_failed():
-    loaded, _clock = fake_loaded()
+def test_a_run_that_cannot_fit_is_refused_before_loading(fake, monkeypatch):
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 3 * 10**9)
+    with pytest.raises(MemoryGuardError, match="Not enough memory for batch 64 x 8100 tokens"):
+        runner.run(SPEC.replace(batch_size=64, prompt_tokens=8000, new_tokens=100))
+    assert fake.loads == []
 
-    def explode(**kwargs):
+
+def test_weights_that_cannot_fit_are_refused_with_a_smaller_dtype(fake, monkeypatch):
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 20 * 10**9)
+    with pytest.raises(MemoryGuardError, match="loading DeepSeek-R1-Distill-Llama-8B in float32.*"
+                                               "Choose bfloat16"):
+        runner.run(SPEC.replace(model_id="deepseek-r1-distill-llama-8b"))
+    assert fake.loads == []
+
+
+def test_runtime_error_in_the_model_becomes_run_failed(fake):
+    def explode(spec):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore details")
-    loaded.model.generate = explode
+    fake.prefill_s = explode
     with pytest.raises(RunFailedError, match="out of memory. Tried to allocate 2.00 GiB\\). Nothing"):
-        runner.run(SPEC, get_model=lambda *args: loaded)
+        runner.run(SPEC)
 
 
-def test_statuses_are_reported_in_order():
-    loaded, _clock = fake_loaded()
+def test_statuses_are_reported_and_the_cache_is_reused(fake):
     seen = []
-    measurement = runner.run(SPEC, get_model=lambda *args: loaded, on_status=seen.append)
+    cache = ModelCache(max_entries=2)
+    measurement = runner.run(SPEC, cache=cache, on_status=seen.append)
+    runner.run(SPEC.replace(batch_size=2), cache=cache)
     assert seen and seen[-1].startswith("Measuring: smollm2-135m-instruct on cpu")
     assert len(measurement.repetitions) == 1
+    assert fake.loads == ["smollm2-135m-instruct"]                # loaded once
+    assert ("fake", "smollm2-135m-instruct", "cpu", "float32") in cache

@@ -1,14 +1,17 @@
+import argparse
+import dataclasses
+
 import pytest
 
 from lib.errors import InvalidSpecError
-from lib.spec import RunSpec, field_info
+from lib.spec import RunSpec, add_arguments, field_info, field_names, from_arguments
 
 
 @pytest.mark.parametrize("changes, message", [
     (dict(batch_size=0), "batch_size must be between 1 and 64"),
     (dict(batch_size=65), "batch_size must be between 1 and 64"),
     (dict(new_tokens=513), "new_tokens must be between 1 and 512"),
-    (dict(prompt_tokens=4), "prompt_tokens must be at least 8"),
+    (dict(prompt_tokens=4), "prompt_tokens must be between 8 and 131072"),
     (dict(dtype="int4"), "dtype must be one of float32, bfloat16, float16"),
     (dict(device="tpu"), "device must be one of cpu, cuda, mps"),
     (dict(new_tokens=2.5), "whole number"),
@@ -25,7 +28,7 @@ def test_impossible_values_are_rejected_with_a_fix(changes, message):
 def test_spec_is_frozen_and_hashable():
     spec = RunSpec()
     assert hash(spec) == hash(RunSpec())
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         spec.batch_size = 3
     assert spec.replace(batch_size=4).batch_size == 4
     assert spec.total_tokens == spec.prompt_tokens + spec.new_tokens
@@ -45,3 +48,25 @@ def test_every_field_carries_label_and_help():
 def test_software_stack_values_are_checked(changes, message):
     with pytest.raises(InvalidSpecError, match=message):
         RunSpec(**changes)
+
+
+def test_cli_flags_are_generated_from_the_fields():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, {"repetitions": 3})
+    actions = {a.dest: a for a in parser._actions if a.dest in field_names()}
+    assert set(actions) == set(field_names())
+    assert actions["dtype"].choices == ("float32", "bfloat16", "float16", "int8")
+    assert actions["batch_size"].option_strings == ["--batch"] and actions["batch_size"].type is int
+    assert actions["repetitions"].default == 3                  # the override
+    assert actions["min_duration_s"].default == 1.0 and actions["min_duration_s"].type is float
+    assert "[1..64]" in actions["batch_size"].help
+    spec = from_arguments(parser.parse_args(["--batch", "4", "--kv-cache", "static"]))
+    assert spec == RunSpec(batch_size=4, kv_cache="static", repetitions=3)
+
+
+def test_field_info_carries_what_a_widget_needs():
+    batch = field_info("batch_size")
+    assert (batch["min"], batch["max"], batch["default"], batch["widget"]) == (1, 64, 1, "slider")
+    assert field_info("dtype")["widget"] == "select"
+    assert field_info("prompt_tokens")["step"] == 8
+    assert field_info("prompt_text")["widget"] == "text" and field_info("prompt_text")["type"] is str

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lib.engine import Measurement, Repetition
+from lib.results import Measurement, Repetition
 from lib.spec import RunSpec
 from lib.stats import (MIN_SAMPLES, Distribution, inter_token_latencies, percentile,
                        repetition_metrics, summarize)

@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from lib import history, stats, sweep
+from fakes import fake_runner
+from lib import history, stats, sweep, table
+from lib.spec import RunSpec
 from lib.store import Store, StoreError
-from test_sweep import BASE, fake_runner
 
 ROOT = Path(__file__).resolve().parent.parent
+BASE = RunSpec(prompt_tokens=16, new_tokens=5, repetitions=2, min_duration_s=0.0,
+               warmup_runs=1, threads=1)
 
 
 @pytest.fixture
@@ -31,7 +34,7 @@ def _measured():
 
 def test_run_round_trip_keeps_raw_samples_and_derived_numbers(store):
     measurement, summary = _measured()
-    entry_id, problem = history.save_run(store, measurement, summary)
+    entry_id, problem = history.save_run(measurement, summary, store)
     assert problem is None
     exported = store.export(entry_id)
     rebuilt = history.measurement_from_document(exported)
@@ -45,7 +48,7 @@ def test_run_round_trip_keeps_raw_samples_and_derived_numbers(store):
 
 def test_export_import_export_is_identical_but_for_origin(store, tmp_path):
     measurement, summary = _measured()
-    entry_id, _ = history.save_run(store, measurement, summary)
+    entry_id, _ = history.save_run(measurement, summary, store)
     store.set_note(entry_id, "before class")
     first = store.export(entry_id)
     other = Store(tmp_path / "other.sqlite3")
@@ -58,7 +61,7 @@ def test_export_import_export_is_identical_but_for_origin(store, tmp_path):
 
 
 def test_sweep_points_are_saved_as_they_finish(store):
-    recorder = history.SweepRecorder(store, BASE, ["batch"], planned=3)
+    recorder = history.SweepRecorder(BASE, ["batch"], planned=3, store=store)
     result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2, 4])],
                              fake_runner, on_point=recorder.add)
     recorder.finish(result.stopped)
@@ -66,8 +69,8 @@ def test_sweep_points_are_saved_as_they_finish(store):
     assert exported["status"] == "complete" and len(exported["points"]) == 3
     rebuilt = history.sweep_from_document(exported)
     for key in ("ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "factor_batch"):
-        assert [r[key] for r in sweep.rows(rebuilt)] == pytest.approx(
-            [r[key] for r in sweep.rows(result)])
+        assert [r[key] for r in table.rows(rebuilt)] == pytest.approx(
+            [r[key] for r in table.rows(result)])
 
 
 def _writer(path, worker, count):
@@ -88,6 +91,7 @@ def test_concurrent_writers_from_several_processes(tmp_path):
     assert len(Store(path).list()) == 60
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_keeps_its_finished_points(tmp_path):
     env = dict(os.environ, ILE_DATA_DIR=str(tmp_path))
     process = subprocess.Popen(
@@ -113,7 +117,7 @@ def test_damaged_file_gives_a_clear_message_and_measuring_goes_on(tmp_path):
     path = tmp_path / "history.sqlite3"
     path.write_bytes(b"this is not a database" * 100)
     measurement, summary = _measured()
-    entry_id, problem = history.save_run(Store(path), measurement, summary)
+    entry_id, problem = history.save_run(measurement, summary, Store(path))
     assert entry_id is None
     assert "damaged" in problem and str(path) in problem
 

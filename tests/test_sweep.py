@@ -5,32 +5,23 @@ import io
 
 import pytest
 
-from fakes import FakeLoaded, FakeModel
-from lib import engine, sweep
+from fakes import fake_runner
+from lib import sweep, table
 from lib.errors import InvalidSpecError
 from lib.spec import RunSpec
-from lib.timing import ManualClock
 
 BASE = RunSpec(prompt_tokens=16, new_tokens=5, repetitions=2, min_duration_s=0.0,
                warmup_runs=1, threads=1)
 
 
-def fake_runner(spec):
-    """Declared latencies that grow with batch: prefill 0.1 s x batch, decode 0.02 + 0.01 x batch."""
-    clock = ManualClock()
-    loaded = FakeLoaded(model=FakeModel(clock, 0.1 * spec.batch_size,
-                                        0.02 + 0.01 * spec.batch_size))
-    return engine.measure(loaded, spec, clock=clock)
-
-
 def test_batch_sweep_gives_an_exact_tidy_table():
     batch = sweep.get_factor("batch")
     result = sweep.run_sweep(BASE, [(batch, [1, 2, 4])], fake_runner)
-    table = sweep.rows(result)
-    assert [row["factor_batch"] for row in table] == [1, 2, 4]
-    assert [row["batch_size"] for row in table] == [1, 2, 4]
-    for row, b in zip(table, [1, 2, 4]):
-        assert row["status"] == "measured"
+    rows = table.rows(result)
+    assert [row["factor_batch"] for row in rows] == [1, 2, 4]
+    assert [row["batch_size"] for row in rows] == [1, 2, 4]
+    for row, b in zip(rows, [1, 2, 4]):
+        assert row["status"] == table.Status.MEASURED
         assert row["ttft_s"] == pytest.approx(0.1 * b)
         assert row["tpot_s"] == pytest.approx(0.02 + 0.01 * b)
         assert row["e2e_s"] == pytest.approx(0.1 * b + 4 * (0.02 + 0.01 * b))
@@ -44,10 +35,11 @@ def test_batch_sweep_gives_an_exact_tidy_table():
 def test_a_point_that_cannot_run_is_skipped_and_the_sweep_goes_on():
     prompt = sweep.get_factor("prompt")
     result = sweep.run_sweep(BASE, [(prompt, [16, 9000, 32])], fake_runner)
-    table = sweep.rows(result)
-    assert [row["status"] for row in table] == ["measured", "skipped", "measured"]
-    assert "reads at most 8192 tokens" in table[1]["skipped_reason"]
-    assert table[1]["ttft_s"] is None and table[1]["prompt_tokens"] == 9000
+    rows = table.rows(result)
+    assert [row["status"] for row in rows] == [table.Status.MEASURED, table.Status.SKIPPED,
+                                               table.Status.MEASURED]
+    assert "reads at most 8192 tokens" in rows[1]["skipped_reason"]
+    assert rows[1]["ttft_s"] is None and rows[1]["prompt_tokens"] == 9000
 
 
 def test_stop_keeps_the_finished_points():
@@ -74,14 +66,16 @@ def test_two_factor_grid_and_progress():
 
 def test_csv_round_trips_the_table():
     result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2])], fake_runner)
-    table = sweep.rows(result)
-    parsed = list(csv.DictReader(io.StringIO(sweep.to_csv(table))))
+    rows = table.rows(result)
+    parsed = list(csv.DictReader(io.StringIO(table.to_csv(rows))))
     assert [float(r["ttft_s"]) for r in parsed] == pytest.approx([0.1, 0.2])
-    assert set(parsed[0]) == set(table[0])
+    assert set(parsed[0]) == set(rows[0])
+    assert parsed[0]["status"] == "measured"
 
 
 @pytest.mark.parametrize("name, text, message", [
     ("batch", "1,x", "whole numbers"), ("batch", "", "No values"), ("batch", "2,2", "twice"),
+    ("dtype", "float32,int3", "int3 is not a number format"), ("dtype", " ", "like float32"),
 ])
 def test_bad_values_are_explained(name, text, message):
     with pytest.raises(InvalidSpecError, match=message):

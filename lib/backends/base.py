@@ -1,0 +1,140 @@
+"""The seam: what every way of producing a result provides, and nothing more.
+
+A `Backend` says what it supports (model kinds, devices, dtypes, the RunSpec factors it honours)
+and whether its numbers are measured or estimated; it states its memory need before loading,
+loads a model (timed, the move to the device included), and prepares a `Session` for one spec.
+A `Session` runs one call with the spec's fixed shapes and returns its raw clock readings
+(`Timing`); it knows nothing of warm-ups, repetitions, statistics or memory tracking, which the
+backend-neutral loop in `lib.engine` owns. Like hyperfine's `Executor`, a backend can be swapped
+for a fake one (`lib.backends.fake`), so the loop is tested with exact numbers.
+
+Subclasses set the class attributes and implement `load` and `session`; the defaults below fit
+any backend that runs a torch model on this machine.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from lib.errors import UnsupportedError
+from lib.models.catalog import CAUSAL_LM, CatalogEntry, get_entry
+from lib.results import MEASURED
+from lib.spec import DEVICES, DTYPES, RunSpec, field_info
+from lib.timing import Clock, DeviceClock
+
+if TYPE_CHECKING:
+    from lib.memory import MemoryEstimate
+    from lib.models.cache import LoadedModel
+
+Progress = Callable[[str], None]
+# Settings of the software stack a backend may not have; all other RunSpec fields apply to any.
+STACK_FACTORS = ("attention", "kv_cache", "compile")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One call's raw clock readings, in seconds on the run's clock."""
+    start_s: float
+    token_times_s: tuple[float, ...] = ()     # when each generated token reached the host
+    end_s: float | None = None                # one-pass models: when the pass finished
+    peak_memory_bytes: int | None = None      # only from backends that don't measure_memory
+
+
+class Session(ABC):
+    """One spec prepared on one loaded model: every call has the same inputs and shapes."""
+    prompt_note: str | None = None            # what was done to the prompt, in plain words
+    used_chat_template: bool = False
+    warmup_runs: int = 1                      # untimed calls before the first timed one
+
+    @abstractmethod
+    def run(self, clock: Clock, timed: bool) -> Timing:
+        """One call. `timed`: record per-token times (warm-ups skip the recording)."""
+
+    @abstractmethod
+    def output_text(self) -> str:
+        """What the last call wrote, for people (or why it is not shown)."""
+
+
+class Backend(ABC):
+    name: str = ""                            # stable id, saved with every result
+    label: str = ""                           # for people
+    provenance: str = MEASURED                # or ESTIMATED
+    kinds: tuple[str, ...] = (CAUSAL_LM,)     # model kinds it can run
+    default_for: tuple[str, ...] = ()         # model kinds it runs unless told otherwise
+    devices: tuple[str, ...] = DEVICES
+    dtypes: tuple[str, ...] = DTYPES
+    factors: tuple[str, ...] = STACK_FACTORS  # the software-stack settings it honours
+    measures_memory: bool = True              # the engine tracks peak memory around each call
+
+    # --- before loading -------------------------------------------------------------------
+
+    def check(self, entry: CatalogEntry, spec: RunSpec) -> None:
+        """Cheap checks that need no model: kind, device, dtype, stack settings, context."""
+        if entry.kind not in self.kinds:
+            raise UnsupportedError(f"{self.label} can't run {entry.display_name} (a "
+                                   f"{entry.kind} model).")
+        if spec.device not in self.devices or spec.dtype not in self.dtypes:
+            raise UnsupportedError(
+                f"{self.label} runs on {', '.join(self.devices)} in {', '.join(self.dtypes)}; "
+                f"choose one of those instead of {spec.device} / {spec.dtype}.")
+        for name in STACK_FACTORS:
+            default = field_info(name)["default"]
+            if name not in self.factors and getattr(spec, name) != default:
+                raise UnsupportedError(
+                    f"{entry.display_name} runs with {self.label}, which has no "
+                    f"{field_info(name)['label']} setting: leave it at {default!r}.")
+        self.check_device(spec.device, spec.dtype)
+        entry.check_context(spec.prompt_tokens, spec.new_tokens)
+
+    def check_device(self, device: str, dtype: str) -> None:
+        from lib import devices
+        devices.check_supported(device, dtype)
+
+    def load_need(self, model_id: str, dtype: str) -> "MemoryEstimate":
+        """Memory to load the weights (the most held at once while loading)."""
+        from lib import memory
+        from lib.models.shapes import shapes
+        return memory.estimate(shapes(model_id), dtype, 1, 0, 0)
+
+    def run_need(self, spec: RunSpec, weights_loaded: bool) -> "MemoryEstimate":
+        """Memory for the whole run: weights unless loaded, KV cache, working memory."""
+        from lib import memory
+        from lib.models.shapes import shapes
+        new_tokens = spec.new_tokens if get_entry(spec.model_id).kind == CAUSAL_LM else 0
+        return memory.estimate(shapes(spec.model_id), spec.dtype, spec.batch_size,
+                               spec.prompt_tokens, new_tokens, weights_loaded=weights_loaded)
+
+    def guard_memory(self, spec: RunSpec, weights_loaded: bool) -> None:
+        """Refuse, before anything is allocated, a load or a run that would not fit."""
+        from lib import memory
+        if not weights_loaded:
+            self.guard_load(spec.model_id, spec.device, spec.dtype)
+        memory.guard(self.run_need(spec, weights_loaded), spec.device,
+                     f"batch {spec.batch_size} x {spec.total_tokens} tokens")
+
+    def guard_load(self, model_id: str, device: str, dtype: str) -> None:
+        from lib import memory
+        from lib.models.loading import load_advice
+        memory.guard(self.load_need(model_id, dtype), device,
+                     f"loading {get_entry(model_id).display_name} in {dtype}",
+                     advice=load_advice(model_id, dtype))
+
+    # --- loading and running --------------------------------------------------------------
+
+    @abstractmethod
+    def load(self, model_id: str, device: str, dtype: str,
+             on_progress: Progress | None = None) -> "LoadedModel":
+        """Load the model, timed (`load_s`) up to it being ready on the device."""
+
+    @abstractmethod
+    def session(self, loaded: "LoadedModel", spec: RunSpec) -> Session:
+        """Prepare `spec` on `loaded`: inputs built once, settings applied."""
+
+    def clock(self, device: str) -> Clock:
+        return DeviceClock(device)
+
+    def versions(self) -> dict[str, str]:
+        """Library versions that produced the numbers, saved with every result."""
+        return {}

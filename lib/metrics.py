@@ -1,0 +1,98 @@
+"""The metric registry: every number the app reports, named once, with its words and unit.
+
+Names follow DESIGN.md (unit in the name); `lib.stats` computes them, and the report, the CLI
+tables, the charts, the pages and the findings take their labels, units, plain meanings and
+"which way is better" from here, so a metric is explained the same way everywhere.
+`format_value` writes any value for people: seconds as ms or s, bytes in decimal units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SECONDS, TOKENS_PER_S, REQUESTS_PER_S, BYTES = "s", "tokens/s", "requests/s", "bytes"
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str                # as in tables, JSON and CSV, e.g. "ttft_s"
+    label: str               # for headings and cards
+    short_label: str         # for legends, axes and narrow columns
+    unit: str                # SECONDS, TOKENS_PER_S, REQUESTS_PER_S or BYTES
+    meaning: str             # one plain sentence
+    higher_is_better: bool
+
+    def format(self, value: float | None) -> str:
+        return format_value(self.name, value)
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in [
+    Metric("ttft_s", "Time to first token (TTFT)", "TTFT", SECONDS,
+           "How long until the first word appears: reading the prompt (prefill) plus one step.",
+           higher_is_better=False),
+    Metric("tpot_s", "Time per output token (TPOT)", "TPOT", SECONDS,
+           "Average time for each following token: the writing speed a reader sees.",
+           higher_is_better=False),
+    Metric("e2e_s", "End-to-end latency", "end-to-end", SECONDS,
+           "From sending the request to the last token: the whole wait.", higher_is_better=False),
+    Metric("decode_tokens_per_s", "Decode throughput", "decode tokens/s", TOKENS_PER_S,
+           "Tokens written per second across the whole batch, after the first.",
+           higher_is_better=True),
+    Metric("total_tokens_per_s", "Total throughput", "tokens/s", TOKENS_PER_S,
+           "Prompt and output tokens handled per second, across the batch.",
+           higher_is_better=True),
+    Metric("requests_per_s", "Requests per second", "requests/s", REQUESTS_PER_S,
+           "How many whole requests finish per second.", higher_is_better=True),
+    Metric("peak_memory_bytes", "Peak memory", "peak memory", BYTES,
+           "The most memory in use during a repetition: on CPU the whole app, with the model's "
+           "weights and any other model kept loaded.", higher_is_better=False),
+    Metric("run_memory_bytes", "Memory added by the run", "run memory", BYTES,
+           "What the request itself added on the GPU: KV cache and working memory.",
+           higher_is_better=False),
+    Metric("itl_s", "Inter-token latency (ITL)", "ITL", SECONDS,
+           "Each gap between two consecutive tokens.", higher_is_better=False),
+]}
+
+LATENCIES = ("ttft_s", "tpot_s", "e2e_s")        # per request, drawn together
+TAIL_METRICS = ("ttft_s", "tpot_s", "e2e_s", "itl_s")   # shown with p90/p95/p99
+
+
+def get(name: str) -> Metric:
+    return METRICS[name]
+
+
+def format_bytes(n: float) -> str:
+    """Decimal units (1 GB = 10^9 bytes), as model cards and shops use them."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def format_seconds(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def format_value(name: str, value: float | None) -> str:
+    """A metric's value for people; names outside the registry are read by their unit suffix."""
+    if value is None:
+        return "-"
+    unit = METRICS[name].unit if name in METRICS else _unit_from_name(name)
+    if unit == BYTES:
+        return format_bytes(value)
+    if unit in (TOKENS_PER_S, REQUESTS_PER_S):
+        return f"{value:,.1f}/s"
+    if unit == SECONDS:
+        return format_seconds(value)
+    return f"{value:,.1f}"
+
+
+def _unit_from_name(name: str) -> str | None:
+    if name.endswith("_bytes"):
+        return BYTES
+    if name.endswith("_per_s"):
+        return TOKENS_PER_S
+    if name.endswith("_s"):
+        return SECONDS
+    return None

@@ -1,0 +1,77 @@
+"""Model shapes before anything loads: a build of the configuration on the meta device.
+
+`shapes(model_id)` gives exact parameter counts (total, active per token for mixtures of
+experts, in Linear layers), layer and head numbers and the KV cache per token, in under a second
+and with no memory: memory is estimated from it before any weight is allocated. `config()` is
+the one place a catalog entry's published configuration becomes a transformers config; custom
+code is never run.
+"""
+
+from __future__ import annotations
+
+import functools
+from lib.errors import ModelLoadError
+from lib.memory import Shapes
+from lib.models.catalog import ENCODER, CatalogEntry, get_entry
+
+
+def config(entry: CatalogEntry):
+    from transformers import AutoConfig
+
+    values = dict(entry.config)
+    model_type = values.pop("model_type", None)
+    if model_type is None:
+        raise ModelLoadError(f"{entry.display_name}'s config.json has no model_type, so its "
+                             "architecture is unknown. Use a standard Hugging Face model.")
+    for key in ("transformers_version", "_name_or_path", "auto_map"):
+        values.pop(key, None)
+    try:
+        return AutoConfig.for_model(model_type, **values)
+    except (ValueError, KeyError) as exc:
+        raise ModelLoadError(f"transformers does not know the architecture {model_type!r} "
+                             f"({exc}). Custom code is never run here.") from exc
+
+
+def model_class(entry: CatalogEntry):
+    from transformers import AutoModel, AutoModelForCausalLM
+    return AutoModel if entry.kind == ENCODER else AutoModelForCausalLM
+
+
+@functools.cache
+def shapes(model_id: str) -> Shapes:
+    """Architecture numbers and exact parameter counts, from a build on the meta device."""
+    import torch
+
+    entry = get_entry(model_id)
+    cfg = config(entry)
+    with torch.device("meta"):
+        model = model_class(entry).from_config(cfg)
+    parameters = sum(p.numel() for p in model.parameters())     # tied weights counted once
+    embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    linear = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    routed = sum(p.numel() for name, p in model.named_parameters() if ".experts." in name)
+    experts = getattr(cfg, "n_routed_experts", None) or getattr(cfg, "num_local_experts", 0)
+    used = getattr(cfg, "num_experts_per_tok", 0) or 0
+    active = parameters - (routed * (1 - used / experts) if experts else 0)
+    heads = cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    latent = None
+    if entry.kind == ENCODER:
+        kv_elements = 0
+    elif getattr(cfg, "kv_lora_rank", None):     # multi-head latent attention
+        per_head = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim + cfg.v_head_dim
+        kv_elements = cfg.num_hidden_layers * kv_heads * per_head
+        latent = cfg.num_hidden_layers * (cfg.kv_lora_rank + cfg.qk_rope_head_dim)
+    else:
+        kv_elements = cfg.num_hidden_layers * kv_heads * head_dim * 2
+    intermediate = getattr(cfg, "intermediate_size", None) or \
+        getattr(cfg, "n_inner", None) or 4 * cfg.hidden_size
+    return Shapes(
+        parameters=parameters, active_parameters=int(active),
+        linear_parameters=sum(w.numel() for w in linear),
+        untied_linear_parameters=sum(w.numel() for w in linear if id(w) not in embedding_ids),
+        layers=cfg.num_hidden_layers, hidden_size=cfg.hidden_size,
+        intermediate_size=intermediate, attention_heads=heads, kv_heads=kv_heads,
+        head_dim=head_dim, vocab_size=cfg.vocab_size, context_length=entry.context_length,
+        kv_elements_per_token=kv_elements, latent_kv_elements_per_token=latent)

@@ -1,0 +1,102 @@
+"""The tidy table of a sweep: its row schema, written down once.
+
+One row per point, measured or skipped:
+- `factor_<name>` for each factor varied (`factor_column`), the point's value;
+- `status` (`Status.MEASURED` or `Status.SKIPPED`) and `skipped_reason`;
+- the spec's fields (`SPEC_COLUMNS`), so a row says everything about how it ran;
+- for each metric of `TABLE_METRICS`, its median under the metric's own name, plus `_p10`,
+  `_p90` and `_n` (`stat_column`): the same names as DESIGN.md's metrics;
+- `first_warmup_s` (one-off costs such as compiling: shown, never in a latency) and
+  `seconds_spent` (the point's wall time, loading included).
+The CLI writes it as CSV with the standard library; the web app builds a DataFrame from it, and
+charts and findings read it by these names only. No pandas here.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import io
+from typing import Any, Sequence
+
+from lib import stats
+from lib.metrics import METRICS, format_value
+from lib.spec import field_names
+from lib.sweep import FACTORS, SweepResult
+
+FACTOR_PREFIX = "factor_"
+TABLE_METRICS = ("ttft_s", "tpot_s", "e2e_s", "itl_s", "decode_tokens_per_s",
+                 "total_tokens_per_s", "requests_per_s", "peak_memory_bytes")
+SPREAD = ("p10", "p90")
+SPEC_COLUMNS = tuple(name for name in field_names() if name != "prompt_text")
+DISPLAY_METRICS = ("ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "requests_per_s",
+                   "peak_memory_bytes")
+
+
+class Status(enum.StrEnum):
+    MEASURED = "measured"
+    SKIPPED = "skipped"
+
+
+def factor_column(name: str) -> str:
+    return FACTOR_PREFIX + name
+
+
+def stat_column(metric: str, statistic: str) -> str:
+    """'ttft_s', 'p10' -> 'ttft_s_p10'; the median is the metric's own column."""
+    return metric if statistic == "median" else f"{metric}_{statistic}"
+
+
+def is_measured(row: dict[str, Any]) -> bool:
+    return row["status"] == Status.MEASURED
+
+
+def rows(result: SweepResult) -> list[dict[str, Any]]:
+    """The tidy table: one row per point (measured or skipped)."""
+    table = []
+    for point in result.points:
+        spec = point.spec or result.base
+        row: dict[str, Any] = {factor_column(name): point.values[name] for name in result.factors}
+        row["status"] = Status.MEASURED if point.measured else Status.SKIPPED
+        row["skipped_reason"] = point.skipped_reason or ""
+        row.update({column: getattr(spec, column) for column in SPEC_COLUMNS})
+        for name in result.factors:          # the spec may be missing if the value was invalid
+            row[FACTORS[name].field] = point.values[name]
+        for metric in TABLE_METRICS:
+            dist = point.summary.metrics.get(metric) if point.summary else None
+            row[metric] = dist.median if dist else None
+            for q in SPREAD:
+                row[stat_column(metric, q)] = \
+                    stats.percentile(dist.values, int(q[1:])) if dist else None
+            row[stat_column(metric, "n")] = dist.n if dist else 0
+        warmups = point.measurement.warmup_s if point.measurement else ()
+        row["first_warmup_s"] = warmups[0] if warmups else None
+        row["seconds_spent"] = point.seconds
+        table.append(row)
+    return table
+
+
+def to_csv(table: list[dict[str, Any]]) -> str:
+    if not table:
+        return ""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(table[0]))
+    writer.writeheader()
+    writer.writerows(table)
+    return out.getvalue()
+
+
+def display_rows(table: list[dict[str, Any]], factors: Sequence[str]) -> list[dict[str, Any]]:
+    """The tidy table for people: factor values, readable medians with n, and why a point was
+    skipped. (The CSV keeps the raw numbers.)"""
+    shown = []
+    for row in table:
+        out = {FACTORS[name].label: row[factor_column(name)] for name in factors}
+        out["status"] = str(row["status"]) if is_measured(row) else \
+            f"skipped: {row['skipped_reason']}"
+        for metric in DISPLAY_METRICS:
+            out[METRICS[metric].label] = format_value(metric, row[metric])
+        out["n"] = row[stat_column("e2e_s", "n")]
+        out["First warm-up (untimed)"] = format_value("first_warmup_s", row["first_warmup_s"])
+        shown.append(out)
+    return shown

@@ -1,0 +1,183 @@
+"""The shared settings sidebar, drawn from RunSpec's field metadata, and the model card.
+
+Every widget takes its label, help, bounds, step, choices and default from `lib.spec.field_info`;
+only what depends on this machine (devices present, dtypes they can run, cores) or on the
+chosen model (an encoder writes no tokens) is decided here. `settings_sidebar()` returns a
+RunSpec, or None with the reason shown, and stores it for the pages (`current_spec()`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from lib import backends, devices, modelcard, sweep
+from lib.errors import ExplorerError
+from lib.models import catalog
+from lib.models.shapes import shapes
+from lib.spec import RunSpec, default_threads, field_info
+from lib.ui import state
+from lib.ui.links import restore_from_link
+from lib.ui.running import model_cache
+
+GROUP_LABELS = {catalog.TRAINED: "Trained (real text)",
+                catalog.RANDOM: "Famous architectures, random weights",
+                catalog.OWN: "Your own model"}
+MEASUREMENT_FIELDS = ("repetitions", "threads", "warmup_runs", "min_duration_s")
+STACK_FIELDS = ("attention", "kv_cache", "compile")
+
+
+def widget(name: str, **overrides: Any) -> Any:
+    """The widget of one RunSpec field, as its metadata describes it."""
+    info = field_info(name)
+    common = {"label": info["label"], "help": info["help"], "key": state.setting(name),
+              "disabled": overrides.pop("disabled", False)}
+    # A value set by a shared link is in session state already; a default too would conflict.
+    value = {} if state.setting(name) in st.session_state else \
+        {"value": "" if info["default"] is None else info["default"]}
+    kind = info["widget"]
+    if kind == "select":
+        return st.selectbox(options=overrides.get("options", list(info["choices"])), **common)
+    if kind == "text":
+        return st.text_area(placeholder="Leave empty to use the built-in prompt.", **common,
+                            **value)
+    bounds = {"min_value": info["min"], "max_value": overrides.get("max_value", info["max"])}
+    if kind == "slider":
+        return st.slider(**bounds, **common, **value)
+    step = info["step"] or (1 if info["type"] is int else None)
+    return st.number_input(**bounds, step=step, **common, **value)
+
+
+def settings_sidebar() -> RunSpec | None:
+    restore_from_link()
+    values: dict[str, Any] = {}
+    with st.sidebar:
+        st.header("Settings")
+        st.caption("Shared by every page. Hover the ? next to a setting for what it changes.")
+        values["model_id"], entry = _model_picker()
+        values["device"] = widget("device", options=devices.available_devices())
+        values["dtype"] = widget("dtype", options=devices.supported_dtypes(values["device"]))
+        if values["device"] != "cpu":
+            st.caption("int8 is offered on the CPU only: torch's dynamic int8 quantization has "
+                       "no GPU kernels.")
+        values["batch_size"] = widget("batch_size")
+        # No per-model maximum here: a prompt beyond the model's context gets an explanation.
+        values["prompt_tokens"] = widget("prompt_tokens")
+        is_encoder = entry is not None and entry.kind == catalog.ENCODER
+        values["new_tokens"] = widget("new_tokens", disabled=is_encoder)
+        if is_encoder:
+            st.caption("An encoder writes no tokens, so output length is not used.")
+        with st.expander("Measurement"):
+            for name in MEASUREMENT_FIELDS:
+                if name == "threads" and default_threads() == 1:
+                    values[name] = 1
+                    st.caption("CPU threads: 1 (this machine has one core).")
+                    continue
+                values[name] = widget(name, **({"max_value": default_threads()}
+                                               if name == "threads" else {}))
+        with st.expander("Software stack"):
+            for name in STACK_FIELDS:
+                values[name] = widget(name)
+            if values["compile"] == "on":
+                st.warning("Compiling takes about a minute on a CPU before the first run; it is "
+                           "timed in the warm-up, never in a latency.")
+        with st.expander("Your own prompt"):
+            text = widget("prompt_text")
+            if text and not text.strip():
+                st.caption("The box holds only spaces, so the built-in prompt is used.")
+            values["prompt_text"] = text if text and text.strip() else None
+    spec = None
+    if values["model_id"] is not None:
+        try:
+            spec = RunSpec(**values)
+        except ExplorerError as exc:
+            st.sidebar.error(str(exc))
+    st.session_state[state.SPEC] = spec
+    return spec
+
+
+def current_spec() -> RunSpec | None:
+    return st.session_state.get(state.SPEC)
+
+
+def _model_picker() -> tuple[str | None, catalog.CatalogEntry | None]:
+    """Group (trained / random / own), then the model; the user's own model is typed in."""
+    group = st.radio("Kind of model", options=list(catalog.GROUPS), format_func=GROUP_LABELS.get,
+                     key=state.MODEL_GROUP,
+                     help="Trained models write real text. Random-weight models have the real "
+                          "shapes of famous models, so they run at the real speed, but their "
+                          "output is meaningless. Or bring your own.")
+    if group == catalog.OWN:
+        reference = st.text_input(
+            "Folder, .gguf file or hub id", key=state.OWN_MODEL,
+            placeholder="/path/to/model-folder  or  org/name",
+            help="A local Hugging Face folder (with config.json), a .gguf file, or a hub id "
+                 "such as HuggingFaceTB/SmolLM2-360M (only when this machine is online). "
+                 "Remote code is never run.").strip()
+        if not reference:
+            st.caption("Type a path or a hub id to use your own model.")
+            return None, None
+        try:
+            with st.spinner("Reading the model's configuration…"):
+                entry = catalog.get_entry(reference)
+        except ExplorerError as exc:
+            st.error(str(exc))
+            return None, None
+        st.caption(f"{entry.description} {'Encoder' if entry.kind == catalog.ENCODER else ''}")
+        return entry.model_id, entry
+    options = [m for m, e in catalog.CATALOG.items() if e.weights == group]
+    info = field_info("model_id")
+    model_id = st.selectbox(info["label"], options=options, help=info["help"],
+                            key=state.model_choice(group),
+                            format_func=lambda m: catalog.CATALOG[m].display_name)
+    entry = catalog.CATALOG[model_id]
+    st.caption(entry.description)
+    return model_id, entry
+
+
+def model_card(spec: RunSpec) -> bool:
+    """The chosen model's size, shape and memory needs, shown before anything loads.
+
+    Returns False (with the reason shown) when the settings can't run as they are.
+    """
+    try:
+        entry = catalog.get_entry(spec.model_id)
+        backend = backends.for_entry(entry)
+        loaded = model_cache().holds(backend, spec.model_id, spec.device, spec.dtype)
+        card = modelcard.model_card(entry, shapes(spec.model_id), spec,
+                                    backend.run_need(spec, weights_loaded=loaded),
+                                    weights_loaded=loaded)
+        entry.check_context(spec.prompt_tokens, spec.new_tokens)
+    except ExplorerError as exc:
+        st.error(str(exc))
+        return False
+    with st.expander(f"About the model: {card.title} ({card.summary})"):
+        st.write(card.description)
+        st.markdown("\n".join(f"- **{label}:** {value}" for label, value in card.rows))
+        st.caption(f"Weights: {card.source}.")
+    (st.caption if card.fits else st.error)(card.memory_verdict)
+    return True
+
+
+def factor_values_input(factor: sweep.Factor, index: int, device: str) -> list | None:
+    """Explore: the values of one factor, picked from a list or typed as numbers with commas."""
+    key = state.explore_values(index, factor.name)
+    if not factor.numeric:
+        options = {"model": list(catalog.CATALOG), "dtype": devices.supported_dtypes(device),
+                   "device": devices.available_devices()}.get(factor.name) \
+            or list(factor.default_values())
+        defaults = [v for v in factor.default_values() if v in options]
+        chosen = st.multiselect(
+            f"Values of {factor.label}", options, default=defaults, key=key,
+            format_func=lambda v: catalog.CATALOG[v].display_name if factor.name == "model"
+            else v)
+        return chosen or None
+    if key not in st.session_state:
+        st.session_state[key] = ", ".join(str(v) for v in factor.default_values())
+    text = st.text_input(f"Values of {factor.label} (comma-separated)", key=key)
+    try:
+        return sweep.parse_values(factor, text)
+    except ExplorerError as exc:
+        st.error(str(exc))
+        return None

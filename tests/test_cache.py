@@ -1,0 +1,51 @@
+"""The server-wide model cache, on the fake backend: loads once, keyed by backend, evicts well."""
+
+from fakes import FakeBackend
+from lib import memory
+from lib.models.cache import ModelCache
+
+
+def test_loads_once_and_evicts_least_recent():
+    fake = FakeBackend()
+    cache = ModelCache(max_entries=2)
+    first = cache.get(fake, "gpt2", "cpu", "float32")
+    assert cache.get(fake, "gpt2", "cpu", "float32") is first
+    cache.get(fake, "smollm2-360m", "cpu", "float32")
+    cache.get(fake, "gpt2", "cpu", "float32")                  # gpt2 becomes most recent
+    cache.get(fake, "qwen2.5-0.5b", "cpu", "float32")          # evicts smollm2-360m
+    assert ("fake", "smollm2-360m", "cpu", "float32") not in cache
+    assert ("fake", "gpt2", "cpu", "float32") in cache
+    assert fake.loads == ["gpt2", "smollm2-360m", "qwen2.5-0.5b"]
+
+
+def test_the_key_includes_the_backend():
+    one, other = FakeBackend(), FakeBackend()
+    other.name = "other-fake"
+    cache = ModelCache(max_entries=3)
+    a = cache.get(one, "gpt2", "cpu", "float32")
+    b = cache.get(other, "gpt2", "cpu", "float32")
+    assert a is not b and a.backend == "fake" and b.backend == "other-fake"
+    assert cache.holds(one, "gpt2", "cpu", "float32") and cache.holds(other, "gpt2", "cpu", "float32")
+
+
+def test_makes_room_only_when_that_helps(monkeypatch):
+    fake = FakeBackend()
+    cache = ModelCache(max_entries=3)
+    cache.get(fake, "gpt2", "cpu", "float32")
+    cache.get(fake, "smollm2-360m", "cpu", "float32")
+    # 2.5 GB free: Qwen2.5-0.5B (about 2.6 GB with margin) needs the older models gone.
+    free = {"bytes": 2.5e9}
+    monkeypatch.setattr(memory, "free_bytes", lambda device: free["bytes"])
+    original_pop = cache._models.popitem
+
+    def pop_and_free(last=True):
+        key, model = original_pop(last=last)
+        free["bytes"] += model.shapes.weight_bytes("float32")
+        return key, model
+    monkeypatch.setattr(cache._models, "popitem", pop_and_free, raising=False)
+    cache.get(fake, "qwen2.5-0.5b", "cpu", "float32")
+    assert ("fake", "gpt2", "cpu", "float32") not in cache
+    # The 8B in float32 can never fit: nothing is dropped for it.
+    before = list(cache._models)
+    cache.make_room(fake, "deepseek-r1-distill-llama-8b", "cpu", "float32")
+    assert all(key in cache for key in before)

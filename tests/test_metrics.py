@@ -1,0 +1,29 @@
+"""The metric registry: every metric stats computes is registered, and formatted by its unit."""
+
+import pytest
+
+from lib import metrics
+from lib.stats import REPETITION_METRICS
+
+
+def test_every_computed_metric_is_registered_with_words():
+    assert set(REPETITION_METRICS) | {"itl_s"} == set(metrics.METRICS)
+    for metric in metrics.METRICS.values():
+        assert metric.label and metric.short_label and len(metric.meaning) > 20
+        assert metric.unit in (metrics.SECONDS, metrics.TOKENS_PER_S, metrics.REQUESTS_PER_S,
+                               metrics.BYTES)
+
+
+def test_direction_of_better():
+    assert not metrics.get("ttft_s").higher_is_better
+    assert metrics.get("decode_tokens_per_s").higher_is_better
+
+
+@pytest.mark.parametrize("name, value, text", [
+    ("ttft_s", 0.2, "200.0 ms"), ("e2e_s", 2.5, "2.50 s"), ("decode_tokens_per_s", 1234.5,
+                                                            "1,234.5/s"),
+    ("peak_memory_bytes", 540_000_000, "540.0 MB"), ("tpot_s", None, "-"),
+    ("first_warmup_s", 0.05, "50.0 ms"),          # not a metric: read by its unit suffix
+])
+def test_format_value(name, value, text):
+    assert metrics.format_value(name, value) == text

@@ -1,0 +1,100 @@
+"""lib.results: one to_dict/from_dict pair, and documents saved before it still open the same.
+
+tests/fixtures/history-0ec4227.sqlite3 was written by the code at commit 0ec4227 (before the
+backend seam): runs of the trained, encoder and random-weight models, a batch sweep, a prompt
+sweep with a skipped point, a note and an import. Its CSV exports, written by that code too,
+are the numbers every entry must still give.
+"""
+
+import csv
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fakes import measure
+from lib import history, report, results, stats, table
+from lib.results import ENCODER, MEASURED, Provenance
+from lib.spec import RunSpec
+from lib.store import Store
+
+FIXTURES = Path(__file__).with_name("fixtures")
+OLD_DB = FIXTURES / "history-0ec4227.sqlite3"
+
+
+def same_numbers(left: dict, right: dict) -> bool:
+    """Nested dicts of numbers (or None) equal to floating-point rounding."""
+    assert left.keys() == right.keys()
+    for key, value in left.items():
+        if isinstance(value, dict):
+            same_numbers(value, right[key])
+        elif value is None or right[key] is None:
+            assert value is right[key], key
+        else:
+            assert value == pytest.approx(right[key]), key
+    return True
+
+
+def test_round_trip_keeps_everything():
+    measurement = measure(RunSpec(batch_size=2, prompt_tokens=16, new_tokens=4, repetitions=3,
+                                  min_duration_s=0.0, threads=1, prompt_text="Hello"))
+    again = results.from_dict(results.to_dict(measurement))
+    assert again.provenance == measurement.provenance
+    assert again.provenance.versions == {"fake": "1"}
+    assert again.spec == measurement.spec and again.warmup_s == measurement.warmup_s
+    assert again.prompt_note == measurement.prompt_note and again.load_s == measurement.load_s
+    assert same_numbers(stats.summarize(again).to_dict(), stats.summarize(measurement).to_dict())
+
+
+@pytest.fixture
+def old_store(tmp_path):
+    path = tmp_path / "history.sqlite3"
+    shutil.copy(OLD_DB, path)
+    return Store(path)
+
+
+def test_documents_saved_before_the_seam_open_with_their_saved_numbers(old_store):
+    entries = {e["id"]: e for e in old_store.list()}
+    assert [entries[i]["kind"] for i in range(1, 7)] == ["run"] * 3 + ["sweep"] * 2 + ["run"]
+    assert entries[1]["note"] == "before class" and entries[6]["imported_from"]
+    for entry_id in (1, 2, 3, 6):
+        document = old_store.export(entry_id)
+        measurement = history.measurement_from_document(document)
+        # No provenance was saved then: it is inferred from the model kind, as measured.
+        expected = "encoder" if measurement.model_kind == ENCODER else "transformers"
+        assert measurement.provenance.backend == expected
+        assert measurement.provenance.kind == MEASURED
+        assert measurement.provenance.versions["torch"] == document["environment"]["torch"]
+        # The summary stored that day and the one derived now are the same numbers.
+        assert same_numbers(stats.summarize(measurement).to_dict(), document["summary"])
+        rewritten = report.to_dict(measurement, stats.summarize(measurement))
+        assert same_numbers(rewritten["summary"], document["summary"])
+        assert [r["token_offsets_s"] for r in rewritten["repetitions"]] == \
+            [r["token_offsets_s"] for r in document["repetitions"]]
+
+
+@pytest.mark.parametrize("entry_id", [1, 2, 3, 4, 5, 6])
+def test_old_entries_export_the_same_csv_numbers(old_store, entry_id):
+    document = old_store.export(entry_id)
+    if document["kind"] == "sweep":
+        rows = table.rows(history.sweep_from_document(document))
+    else:
+        measurement = history.measurement_from_document(document)
+        rows = [report.summary_row(measurement, stats.summarize(measurement))]
+    new = list(csv.DictReader(io.StringIO(table.to_csv(rows))))
+    old = list(csv.DictReader((FIXTURES / f"history-0ec4227-{entry_id}.csv").open()))
+    assert len(new) == len(old)
+    for new_row, old_row in zip(new, old):
+        assert set(old_row) <= set(new_row)          # columns may be added, never lost
+        for column, value in old_row.items():
+            if column == "seconds_spent" or value == new_row[column]:
+                continue
+            assert float(new_row[column]) == pytest.approx(float(value)), column
+
+
+def test_provenance_defaults_for_a_minimal_document():
+    document = {"spec": RunSpec().to_dict(), "repetitions": [{"token_offsets_s": [0.1, 0.2]}]}
+    measurement = results.from_dict(document)
+    assert measurement.provenance == Provenance("transformers")
+    assert measurement.repetitions[0].token_times_s == (0.1, 0.2)
