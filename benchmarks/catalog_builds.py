@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib import catalog, engine, models, stats  # noqa: E402
+from lib import backends, engine, stats  # noqa: E402
+from lib.models import catalog  # noqa: E402
 from lib.errors import ExplorerError  # noqa: E402
 from lib.modelcard import format_count  # noqa: E402
 from lib.spec import RunSpec  # noqa: E402
@@ -35,13 +36,14 @@ def main() -> int:
           f"tok/s")
     for model_id in wanted:
         try:
-            loaded = models.load(model_id, "cpu", args.dtype)
+            backend = backends.for_model(model_id)
+            loaded = backend.load(model_id, "cpu", args.dtype)
         except ExplorerError as exc:
             print(f"{model_id:<32} refused: {exc}")
             continue
         spec = RunSpec(model_id=model_id, dtype=args.dtype, prompt_tokens=32, new_tokens=8,
                        repetitions=2, min_duration_s=0.0, threads=args.threads)
-        summary = stats.summarize(engine.measure(loaded, spec))
+        summary = stats.summarize(engine.measure(backend, loaded, spec))
         if "tpot_s" in summary.metrics:
             speed = f"{summary.metrics['tpot_s'].median * 1000:8.1f} ms/token"
             rate = summary.metrics["decode_tokens_per_s"].median

@@ -15,7 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib import models, runner, sweep  # noqa: E402
+from lib import backends, runner, sweep  # noqa: E402
+from lib.models.cache import ModelCache  # noqa: E402
 from lib.spec import RunSpec  # noqa: E402
 
 BUDGET_S = 60.0
@@ -26,14 +27,14 @@ def main() -> int:
     parser.add_argument("--values", default="1,2,4,8,16")
     args = parser.parse_args()
     base = RunSpec(prompt_tokens=64, new_tokens=16, repetitions=3, min_duration_s=0.5)
-    cache = models.ModelCache(max_entries=1)
+    cache = ModelCache(max_entries=1)
     started = time.perf_counter()
-    cache.get(base.model_id, base.device, base.dtype)
+    cache.get(backends.for_model(base.model_id), base.model_id, base.device, base.dtype)
     print(f"model ready in {time.perf_counter() - started:.1f} s (not part of the sweep figure)")
     factor = sweep.get_factor("batch")
     started = time.perf_counter()
     result = sweep.run_sweep(base, [(factor, sweep.parse_values(factor, args.values))],
-                             lambda spec: runner.run(spec, get_model=cache.get))
+                             lambda spec: runner.run(spec, cache=cache))
     total = time.perf_counter() - started
     for point in result.points:
         reps = len(point.measurement.repetitions) if point.measurement else 0

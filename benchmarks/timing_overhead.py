@@ -1,6 +1,7 @@
 """What per-token timestamps cost: streamed `generate` vs plain `generate`, measured in one run.
 
-The engine times every token through a tiny streamer (lib.engine.TokenTimestamps). DESIGN.md's
+The transformers backend times every token through a tiny streamer
+(lib.backends.transformers_lm.TokenTimestamps). DESIGN.md's
 rule: that must add under 2% to plain `generate`. This script alternates plain and streamed calls
 with identical shapes (so drift on a shared machine hits both alike) and prints the ratio of
 medians, plus the model's first (converting) and cached load times.
@@ -18,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib import engine, models, paths  # noqa: E402
+from lib import backends, paths  # noqa: E402
+from lib.backends.transformers_lm import TokenTimestamps  # noqa: E402
 from lib.spec import RunSpec  # noqa: E402
 from lib.timing import DeviceClock  # noqa: E402
 
@@ -31,8 +33,9 @@ def load_times(model_id: str) -> tuple[float, float]:
     previous = os.environ.get(paths.CACHE_ENV)
     with tempfile.TemporaryDirectory() as fresh:
         os.environ[paths.CACHE_ENV] = fresh
-        first = models.load(model_id, "cpu", "float32").load_s
-        cached = models.load(model_id, "cpu", "float32").load_s
+        backend = backends.for_model(model_id)
+        first = backend.load(model_id, "cpu", "float32").load_s
+        cached = backend.load(model_id, "cpu", "float32").load_s
     if previous is None:
         del os.environ[paths.CACHE_ENV]
     else:
@@ -63,8 +66,9 @@ def main() -> int:
                    prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens,
                    threads=args.threads)
     torch.set_num_threads(spec.threads)
-    loaded = models.load(spec.model_id, spec.device, spec.dtype)
-    _, kwargs = engine.prepare_inputs(loaded, spec)
+    backend = backends.for_model(spec.model_id)
+    loaded = backend.load(spec.model_id, spec.device, spec.dtype)
+    kwargs = backend.session(loaded, spec).kwargs          # the exact arguments a run uses
     clock = DeviceClock(spec.device)
     plain, streamed = [], []
 
@@ -77,12 +81,12 @@ def main() -> int:
         return clock.now() - start
 
     with torch.inference_mode():
-        timed(), timed(engine.TokenTimestamps(clock))        # warm-up, both paths
+        timed(), timed(TokenTimestamps(clock))        # warm-up, both paths
         for index in range(args.pairs):
             order = (False, True) if index % 2 == 0 else (True, False)
             for with_streamer in order:
                 if with_streamer:
-                    streamed.append(timed(engine.TokenTimestamps(clock)))
+                    streamed.append(timed(TokenTimestamps(clock)))
                 else:
                     plain.append(timed())
     ratio = statistics.median(streamed) / statistics.median(plain)

@@ -29,6 +29,11 @@ def registry() -> dict[str, Backend]:
         backend = getattr(importlib.import_module(f"{__name__}.{module.name}"), "BACKEND", None)
         if backend is not None:
             found[backend.name] = backend
+    for kind in {kind for backend in found.values() for kind in backend.default_for}:
+        defaults = [name for name, backend in found.items() if kind in backend.default_for]
+        if len(defaults) > 1:      # a subclass that forgot `default_for = ()`, say
+            raise RuntimeError(f"Backends {defaults} all claim {kind} models by default: "
+                               "exactly one may.")
     return found
 
 

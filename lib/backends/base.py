@@ -50,7 +50,12 @@ class Session(ABC):
 
     @abstractmethod
     def run(self, clock: Clock, timed: bool) -> Timing:
-        """One call. `timed`: record per-token times (warm-ups skip the recording)."""
+        """One call. `timed`: record per-token times (warm-ups skip the recording).
+
+        A generating model writes exactly `spec.new_tokens` tokens per call, never stopping at
+        an end-of-sequence token (as `generate` does with `min_new_tokens`), so every call has
+        the same shape and backends compare fairly.
+        """
 
     @abstractmethod
     def output_text(self) -> str:
