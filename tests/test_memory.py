@@ -35,14 +35,16 @@ def test_guard_refuses_with_numbers_and_advice(monkeypatch):
 
 
 def test_peak_tracking_sees_an_allocation():
-    import numpy as np
+    import mmap
+
     import psutil
     with memory.track_peak("cpu") as peak:
-        # Read inside the block: other threads may free memory between any earlier reading
-        # and the peak's reset.
+        # Read inside the block: other threads may free memory before the peak's reset.
         before = psutil.Process().memory_info().rss
-        block = np.ones(64 * 2**20 // 8)      # 64 MB, touched
-        del block
+        # Fresh anonymous pages, touched: malloc could instead reuse memory already resident.
+        block = mmap.mmap(-1, 64 * 2**20)
+        block.write(b"x" * (64 * 2**20))
+        block.close()
     assert peak.peak_bytes >= before + 60 * 2**20
     assert peak.method
 

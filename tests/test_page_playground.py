@@ -8,11 +8,11 @@ from streamlit.testing.v1 import AppTest
 from lib import devices
 
 ENTRY = str(Path(__file__).with_name("app_entry.py"))
-pytestmark = pytest.mark.usefixtures("fake_backend")    # declared latencies: exact, fast
 
 
 @pytest.fixture
-def app():
+def app(fake_backend):
+    """The page on the fake backend: declared latencies, exact and fast."""
     at = AppTest.from_file(ENTRY, default_timeout=300)
     at.run()
     assert not at.exception
