@@ -7,11 +7,8 @@ tests/artifacts/ for a person to look at. In CI (CI=true) a missing browser is a
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+import servers
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -28,14 +27,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: its own process group, and SIGTERM when pytest dies, even by
-    SIGKILL (Linux), so a killed test run leaves no Streamlit server behind."""
-    os.setpgrp()
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _require_browser() -> None:
@@ -67,7 +58,7 @@ def server(tmp_path_factory, model_cache_dir):
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
              "--server.address", "127.0.0.1", "--server.headless", "true"],
             cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent)
+            preexec_fn=servers.die_with_parent)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -82,13 +73,7 @@ def server(tmp_path_factory, model_cache_dir):
                 time.sleep(0.5)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)       # the server and anything it started
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=20)
+        servers.stop(process)
 
 
 @pytest.fixture
