@@ -124,9 +124,10 @@ def sweep_latency_figure(frame: pd.DataFrame, factor: Factor) -> go.Figure:
         figure.add_trace(go.Scatter(
             x=x, y=measured[metric] * 1000, mode="lines+markers", name=f"{name} (median)",
             line={"color": color, "width": 3}, legendgroup=name,
-            customdata=measured[[stat_column(metric, "p10"), stat_column(metric, "p90"), stat_column(metric, "n")]].assign(
-                **{stat_column(metric, "p10"): measured[stat_column(metric, "p10")] * 1000,
-                   stat_column(metric, "p90"): measured[stat_column(metric, "p90")] * 1000}).to_numpy(),
+            customdata=pd.DataFrame({
+                "p10_ms": measured[stat_column(metric, "p10")] * 1000,
+                "p90_ms": measured[stat_column(metric, "p90")] * 1000,
+                "n": measured[stat_column(metric, "n")]}).to_numpy(),
             hovertemplate=f"{label} %{{x}}<br>{name}: %{{y:.1f}} ms (p10 %{{customdata[0]:.1f}}"
                           " – p90 %{customdata[1]:.1f}, n=%{customdata[2]})<extra></extra>"))
     _axis(figure, factor, x)

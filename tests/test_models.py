@@ -10,7 +10,6 @@ import torch
 from lib import backends, engine
 from lib.errors import ModelLoadError, UnsupportedError
 from lib.models import catalog, loading
-from lib.models.cache import ModelCache
 from lib.models.shapes import shapes
 from lib.prompts import fit_prompt
 from lib.spec import RunSpec
@@ -95,9 +94,6 @@ def test_random_presets_build_tied_and_finite(model_id):
         logits = model(input_ids=ids).logits
     assert torch.isfinite(logits).all()
     assert logits.shape == (1, 12, shapes(model_id).vocab_size)
-
-
-TRANSFORMERS = backends.get("transformers")
 
 
 def load(model_id, dtype="float32"):
