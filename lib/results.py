@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from lib.models.catalog import CAUSAL_LM, ENCODER
 from lib.spec import RunSpec
 
 MEASURED, ESTIMATED = "measured", "estimated"
-CAUSAL_LM, ENCODER = "causal-lm", "encoder"
 
 
 @dataclass(frozen=True)

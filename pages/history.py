@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from lib import charts, history, report, stats, sweep, table
-from lib.results import ENCODER
+from lib.models.catalog import ENCODER
 from lib.store import Store, StoreError
 from lib.ui import state
 

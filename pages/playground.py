@@ -5,7 +5,7 @@ import json
 import streamlit as st
 
 from lib import charts, report
-from lib.results import ENCODER
+from lib.models.catalog import ENCODER
 from lib.ui import links, running, sidebar, state
 
 st.title("Playground")

@@ -15,7 +15,8 @@ import pytest
 
 from fakes import measure
 from lib import history, report, results, stats, table
-from lib.results import ENCODER, MEASURED, Provenance
+from lib.models.catalog import ENCODER
+from lib.results import MEASURED, Provenance
 from lib.spec import RunSpec
 from lib.store import Store
 
