@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from lib.metrics import LATENCIES, METRICS, SECONDS
+from lib.metrics import BYTES, LATENCIES, METRICS, SECONDS
 from lib.report import request_latency_rows, token_latency_rows
 from lib.results import Measurement
 from lib.stats import Summary
@@ -200,16 +200,16 @@ def sweep_memory_figure(frame: pd.DataFrame, factor: Factor) -> go.Figure:
 
 def sweep_heatmap_figure(frame: pd.DataFrame, factor_x: Factor, factor_y: Factor,
                          metric: str) -> go.Figure:
-    label_x, label_y, metric_label = factor_x.label, factor_y.label, METRICS[metric].label
+    label_x, label_y, metric_label = factor_x.label, factor_y.label, METRICS[metric].titled
     measured = _measured(frame)
     grid = measured.pivot_table(index=factor_y.column, columns=factor_x.column,
                                 values=metric, aggfunc="first")
-    scale = 1000 if METRICS[metric].unit == SECONDS else 1
-    unit = "ms" if scale == 1000 else ""
+    scale = {SECONDS: 1000, BYTES: 1 / 2**20}.get(METRICS[metric].unit, 1)
+    unit = METRICS[metric].display_unit
     figure = go.Figure(go.Heatmap(
         z=grid.to_numpy() * scale, x=[str(v) for v in grid.columns],
         y=[str(v) for v in grid.index], colorscale="Viridis",
-        texttemplate="%{z:.1f}", colorbar={"title": unit or metric_label},
+        texttemplate="%{z:.1f}", colorbar={"title": unit},
         hovertemplate=f"{label_x} %{{x}}, {label_y} %{{y}}: %{{z:.1f}} {unit}<extra></extra>"))
     figure.update_layout(title=f"{metric_label} for each {label_x} x {label_y}",
                          xaxis_title=label_x, yaxis_title=label_y, height=460,

@@ -42,7 +42,7 @@ def findings(table: list[dict[str, Any]], factor: Factor) -> list[str]:
         sentences += _categorical(measured, column, label)
     for row in skipped:
         reason = row["skipped_reason"].split(". ")[0].rstrip(".")
-        sentences.append(f"{label.capitalize()} {row[column]} could not run: {reason}.")
+        sentences.append(f"{factor.title} {row[column]} could not run: {reason}.")
     return sentences
 
 

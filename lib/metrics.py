@@ -25,6 +25,16 @@ class Metric:
     def format(self, value: float | None) -> str:
         return format_value(self.name, value)
 
+    @property
+    def display_unit(self) -> str:
+        """The unit charts draw it in: seconds as ms, bytes as MB."""
+        return {SECONDS: "ms", BYTES: "MB"}.get(self.unit, self.unit)
+
+    @property
+    def titled(self) -> str:
+        """The label with its unit, for axes, colour bars and pickers."""
+        return f"{self.label}, {self.display_unit}"
+
 
 METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("ttft_s", "Time to first token (TTFT)", "TTFT", SECONDS,

@@ -32,11 +32,13 @@ def to_dict(measurement: Measurement, summary: Summary) -> dict[str, Any]:
 
 
 def summary_row(measurement: Measurement, summary: Summary) -> dict[str, Any]:
-    """One flat row for a single run's CSV: the spec, then `<metric>_<statistic>` columns."""
-    return {**measurement.spec.to_dict(), "backend": measurement.provenance.backend,
-            "provenance": measurement.provenance.kind,
+    """One flat row for a single run's CSV: the spec, `<metric>_<statistic>` columns, then
+    where the numbers came from (new columns go last, so existing columns keep their place)."""
+    return {**measurement.spec.to_dict(),
             **{f"{name}_{key}": value for name, dist in summary.metrics.items()
-               for key, value in dist.to_dict().items()}}
+               for key, value in dist.to_dict().items()},
+            "backend": measurement.provenance.backend,
+            "provenance": measurement.provenance.kind}
 
 
 def to_text(measurement: Measurement, summary: Summary) -> str:

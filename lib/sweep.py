@@ -36,6 +36,11 @@ class Factor:
         from lib.table import factor_column
         return factor_column(self.name)
 
+    @property
+    def title(self) -> str:
+        """The label starting a sentence: 'KV cache', 'CPU threads' (not 'Kv cache')."""
+        return self.label[:1].upper() + self.label[1:]
+
     def parse(self, text: str) -> Any:
         return int(text) if self.numeric else text
 

@@ -28,7 +28,11 @@ FACTOR_PREFIX = "factor_"
 TABLE_METRICS = ("ttft_s", "tpot_s", "e2e_s", "itl_s", "decode_tokens_per_s",
                  "total_tokens_per_s", "requests_per_s", "peak_memory_bytes")
 SPREAD = ("p10", "p90")
-SPEC_COLUMNS = tuple(name for name in field_names() if name != "prompt_text")
+# How a point was measured comes after what was measured: the column order people's
+# spreadsheets have relied on since the first version.
+PROCEDURE_FIELDS = ("repetitions", "min_duration_s", "warmup_runs")
+SPEC_COLUMNS = tuple(name for name in field_names()
+                     if name not in PROCEDURE_FIELDS + ("prompt_text",)) + PROCEDURE_FIELDS
 DISPLAY_METRICS = ("ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "requests_per_s",
                    "peak_memory_bytes")
 

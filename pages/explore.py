@@ -24,7 +24,7 @@ for index, column in enumerate(st.columns(2 if two else 1)):
     with column:
         st.session_state.setdefault(state.explore_factor(index), defaults[index])
         name = st.selectbox(f"Factor {index + 1}" if two else "Factor", list(sweep.FACTORS),
-                            format_func=lambda n: sweep.FACTORS[n].label.capitalize(),
+                            format_func=lambda n: sweep.FACTORS[n].title,
                             key=state.explore_factor(index))
         values = sidebar.factor_values_input(sweep.FACTORS[name], index,
                                              spec.device if spec else "cpu")
@@ -33,7 +33,7 @@ for index, column in enumerate(st.columns(2 if two else 1)):
 metric = None
 if two:
     metric = st.selectbox("Heatmap shows", HEATMAP_METRICS,
-                          format_func=lambda name: METRICS[name].label,
+                          format_func=lambda name: METRICS[name].titled,
                           key=state.HEATMAP_METRIC)
 
 ready = spec is not None and len(factor_values) == (2 if two else 1)

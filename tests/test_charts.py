@@ -40,6 +40,11 @@ def test_heatmap_and_comparisons():
     heatmap = charts.sweep_heatmap_figure(pd.DataFrame(table.rows(result)), batch, output,
                                           "tpot_s")
     assert heatmap.data[0].z.ravel().tolist() == pytest.approx([30, 40, 30, 40])   # rows: output
+    assert heatmap.data[0].colorbar.title.text == "ms"
+    throughput = charts.sweep_heatmap_figure(pd.DataFrame(table.rows(result)), batch, output,
+                                             "decode_tokens_per_s")
+    assert throughput.data[0].colorbar.title.text == "tokens/s"
+    assert throughput.layout.title.text.startswith("Decode throughput, tokens/s for each")
     runs = [(f"b{b}", stats.summarize(fake_runner(BASE.replace(batch_size=b)))) for b in (1, 2)]
     bars = charts.compare_runs_figure(runs)
     assert list(next(t for t in bars.data if t.name == "TTFT").y) == pytest.approx([100, 200])

@@ -98,7 +98,8 @@ def test_a_spec_for_another_model_is_refused():
 def test_a_stack_setting_the_backend_lacks_is_refused():
     from lib.backends.encoder import BACKEND as encoder
     from lib.models.catalog import get_entry
-    with pytest.raises(UnsupportedError, match="no KV cache setting: leave it at 'dynamic'"):
+    with pytest.raises(UnsupportedError, match="can't use KV cache = 'static'.*Set KV cache back "
+                                               "to 'dynamic'"):
         encoder.check(get_entry("all-minilm-l6-v2"), spec(kv_cache="static"))
 
 

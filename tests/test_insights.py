@@ -55,3 +55,10 @@ def test_up_and_down_curves_are_not_sold_as_trends():
              row(8, 0.5, 0.0582, 137.0)]
     sentence = findings(table, BATCH)[0]
     assert "(40 ms to 58 ms, not steadily: it peaked at 68 ms at batch size 2)" in sentence
+
+
+def test_a_skipped_point_keeps_the_factor_name_as_written():
+    table = [{**row(value, 0.1, 0.02, 50.0, status=status), "factor_kv_cache": value}
+             for value, status in (("dynamic", "measured"), ("static", "skipped"))]
+    sentences = findings(table, FACTORS["kv_cache"])
+    assert sentences[-1] == "KV cache static could not run: Too big for this machine."

@@ -125,6 +125,18 @@ def test_encoder_run_shows_request_metrics(app):
     assert len(app.get("plotly_chart")) == 1
 
 
+def test_a_stack_setting_the_model_cannot_use_is_refused_before_run():
+    app = AppTest.from_file(ENTRY, default_timeout=120)        # the real backends; nothing runs
+    app.run()
+    app.selectbox(key="setting_model_id_trained").set_value("all-minilm-l6-v2").run()
+    app.selectbox(key="setting_kv_cache").set_value("static").run()
+    assert not app.exception
+    assert "can't use KV cache = 'static'" in app.error[0].value
+    assert app.button[0].disabled
+    app.selectbox(key="setting_kv_cache").set_value("dynamic").run()
+    assert not app.error and not app.button[0].disabled
+
+
 def test_own_model_offline_hub_id_is_explained(app):
     app.radio(key="setting_model_group").set_value("own").run()
     app.text_input(key="setting_own_model").input("someone/some-model").run()

@@ -87,9 +87,11 @@ class Backend(ABC):
         for name in STACK_FACTORS:
             default = field_info(name)["default"]
             if name not in self.factors and getattr(spec, name) != default:
+                label = field_info(name)["label"]
                 raise UnsupportedError(
-                    f"{entry.display_name} runs with {self.label}, which has no "
-                    f"{field_info(name)['label']} setting: leave it at {default!r}.")
+                    f"{entry.display_name} can't use {label} = {getattr(spec, name)!r}: the way "
+                    f"it runs here ({self.label}) has no such setting. Set {label} back to "
+                    f"{default!r} (Software stack, in the sidebar).")
         self.check_device(spec.device, spec.dtype)
         entry.check_context(spec.prompt_tokens, spec.new_tokens)
 

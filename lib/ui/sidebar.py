@@ -148,7 +148,7 @@ def model_card(spec: RunSpec) -> bool:
         card = modelcard.model_card(entry, shapes(spec.model_id), spec,
                                     backend.run_need(spec, weights_loaded=loaded),
                                     weights_loaded=loaded)
-        entry.check_context(spec.prompt_tokens, spec.new_tokens)
+        backend.check(entry, spec)           # everything that would refuse the run, up front
     except ExplorerError as exc:
         st.error(str(exc))
         return False
