@@ -204,7 +204,7 @@ def _history(args: argparse.Namespace) -> int:
             return _print_json(entries)
         for e in entries:
             origin = f"  imported from {e['imported_from']}" if e["imported_from"] else ""
-            points = f" {e['points']} points" if e["kind"] == "sweep" else ""
+            points = f" {e['points']} point{'s' if e['points'] != 1 else ''}" if e["kind"] == "sweep" else ""
             print(f"#{e['id']:<5}{e['created_at']}  {e['kind']:<6}{e['model_id']:<32}"
                   f"{e['device']:<6}{e['status']}{points}{origin}  {e['note']}")
         return 0

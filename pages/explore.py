@@ -42,7 +42,7 @@ if two and ready and factor_values[0][0].name == factor_values[1][0].name:
     ready = False
 if ready:
     count = len(sweep.grid(factor_values))
-    st.caption(f"{count} points, each timed at least {spec.repetitions} times after a warm-up "
+    st.caption(f"{count} point{'s' if count != 1 else ''}, each timed at least {spec.repetitions} times after a warm-up "
                f"(repetitions and minimum time are in the sidebar's Measurement section).")
     if count > 30:
         st.warning(f"{count} points will take a while on this machine. Fewer values, or fewer "

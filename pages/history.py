@@ -48,7 +48,7 @@ entries = store.list(model_id=None if model == "all" else model,
                      since=since.isoformat() if since else None)
 listing = pd.DataFrame([{
     "id": e["id"], "when (UTC)": e["created_at"].replace("T", " ").rstrip("Z"),
-    "kind": e["kind"] + (f" ({e['points']} points)" if e["kind"] == "sweep" else ""),
+    "kind": e["kind"] + (f" ({e['points']} point{'s' if e['points'] != 1 else ''})" if e["kind"] == "sweep" else ""),
     "model": e["model_id"], "device": e["device"],
     "status": e["status"], "note": e["note"],
     "from": e["imported_from"] or "this machine"} for e in entries])
