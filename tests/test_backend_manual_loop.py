@@ -70,6 +70,7 @@ def test_every_sequence_of_the_batch_matches_generate(loaded, prompt_tokens):
     assert loop.generated.tolist() == generate.output[:, spec.prompt_tokens:].tolist()
 
 
+@pytest.mark.slow
 def test_random_weights_preset_runs(model_cache_dir):
     backend = backends.get("manual-loop")
     gpt2 = backend.load("gpt2", "cpu", "bfloat16")
