@@ -27,6 +27,9 @@ class Repetition:
     peak_memory_bytes: int | None
     start_memory_bytes: int | None = None  # memory in use when the repetition started
     end_s: float | None = None             # encoders: when the forward pass finished
+    kv_cache_bytes: int | None = None      # the KV cache the call ended with (from its tensors)
+    other_cpu_percent: float | None = None  # machine CPU used by other processes meanwhile
+    load_average: float | None = None       # the 1-minute load average when it ended
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Measurement:
     quantize_s: float | None = None              # int8: quantization time, after loading
     model_kind: str = CAUSAL_LM                  # or ENCODER: one forward pass, no tokens
     weights: str = "trained"                     # "trained", "random" or "own"
+    weights_bytes: int | None = None             # resident weights, summed over the tensors
 
     @property
     def measured(self) -> bool:
@@ -69,7 +73,8 @@ def to_dict(measurement: Measurement) -> dict[str, Any]:
                        "versions": dict(measurement.provenance.versions)},
         "load": {"load_s": measurement.load_s, "source": measurement.load_source,
                  "quantize_s": measurement.quantize_s},
-        "model": {"kind": measurement.model_kind, "weights": measurement.weights},
+        "model": {"kind": measurement.model_kind, "weights": measurement.weights,
+                  "weights_bytes": measurement.weights_bytes},
         "warmup_s": list(measurement.warmup_s),
         "prompt": {"note": measurement.prompt_note,
                    "used_chat_template": measurement.used_chat_template},
@@ -80,7 +85,10 @@ def to_dict(measurement: Measurement) -> dict[str, Any]:
             {"token_offsets_s": [t - rep.start_s for t in rep.token_times_s],
              "end_offset_s": None if rep.end_s is None else rep.end_s - rep.start_s,
              "start_memory_bytes": rep.start_memory_bytes,
-             "peak_memory_bytes": rep.peak_memory_bytes}
+             "peak_memory_bytes": rep.peak_memory_bytes,
+             "kv_cache_bytes": rep.kv_cache_bytes,
+             "other_cpu_percent": rep.other_cpu_percent,
+             "load_average": rep.load_average}
             for rep in measurement.repetitions],
     }
 
@@ -95,7 +103,9 @@ def from_dict(document: dict[str, Any]) -> Measurement:
         Repetition(start_s=0.0, token_times_s=tuple(rep["token_offsets_s"]),
                    peak_memory_bytes=rep.get("peak_memory_bytes"),
                    start_memory_bytes=rep.get("start_memory_bytes"),
-                   end_s=rep.get("end_offset_s"))
+                   end_s=rep.get("end_offset_s"), kv_cache_bytes=rep.get("kv_cache_bytes"),
+                   other_cpu_percent=rep.get("other_cpu_percent"),
+                   load_average=rep.get("load_average"))
         for rep in document["repetitions"])
     load = document.get("load") or {}
     model = document.get("model") or {}
@@ -118,4 +128,4 @@ def from_dict(document: dict[str, Any]) -> Measurement:
         memory_method=document.get("memory_method", ""),
         kv_cache_bytes_estimate=document.get("kv_cache_bytes_estimate"),
         quantize_s=load.get("quantize_s"), model_kind=kind,
-        weights=model.get("weights", "trained"))
+        weights=model.get("weights", "trained"), weights_bytes=model.get("weights_bytes"))

@@ -28,11 +28,17 @@ from typing import Any, Sequence
 
 from lib.results import Measurement, Repetition
 
-# p-th percentile needs about 1/(1-p) samples before even one sample lies above it.
-MIN_SAMPLES = {90: 10, 95: 20, 99: 100}
+# The percentile gate, the same for every page, chart and export: the p-th percentile needs about
+# 1/(1-p) samples before even one sample lies above it (and p10 as many as p90, its mirror).
+# Below that, a spread is shown as the range of the samples (min to max), labelled as such.
+MIN_SAMPLES = {10: 10, 90: 10, 95: 20, 99: 100}
+TAIL_PERCENTILES = (90, 95, 99)
 # Interquartile range over median above this: the run was noisy (hyperfine and
 # torch.utils.benchmark use the same kind of threshold).
 NOISY_RELATIVE_IQR = 0.10
+# Other processes used more than this share of the machine's CPU while a run was timed: its
+# numbers are doubtful however tight they look (they are slow together).
+BUSY_OTHER_CPU_PERCENT = 25.0
 # With fewer repetitions than this the median itself is shaky.
 FEW_REPETITIONS = 3
 
@@ -77,15 +83,30 @@ class Distribution:
             return None
         return percentile(self.values, q)
 
+    def band(self) -> "Band":
+        """The spread to draw around the median: p10-p90 with enough samples, else the range."""
+        low, high = self.percentile(10), self.percentile(90)
+        if low is not None and high is not None:
+            return Band(low, high, "p10–p90")
+        return Band(min(self.values), max(self.values), "range")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "median": self.median, "mean": statistics.fmean(self.values),
             "min": min(self.values), "max": max(self.values),
-            "p10": percentile(self.values, 10), "p25": percentile(self.values, 25),
+            "p10": self.percentile(10), "p25": percentile(self.values, 25),
             "p75": percentile(self.values, 75),
             "p90": self.percentile(90), "p95": self.percentile(95), "p99": self.percentile(99),
             "iqr": self.iqr, "n": self.n,
         }
+
+
+@dataclass(frozen=True)
+class Band:
+    """A spread around a median: `kind` is "p10–p90", or "range" (min-max) with few samples."""
+    low: float
+    high: float
+    kind: str
 
 
 @dataclass(frozen=True)
@@ -149,6 +170,39 @@ def summarize(measurement: Measurement) -> Summary:
     return Summary(per_rep, metrics, tuple(quality_warnings(metrics, measurement)))
 
 
+NOISE_METRICS = {"ttft_s": "TTFT", "tpot_s": "TPOT", "e2e_s": "end-to-end"}
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Whether a result is doubtful, and why: its spread, or other programs using the CPU."""
+    noisy: bool
+    reasons: tuple[str, ...]
+    other_cpu_percent: float | None        # median over the repetitions; None if not recorded
+    load_average: float | None
+
+
+def point_noise(measurement: Measurement, summary: "Summary") -> Noise:
+    """The one noise rule, for the Playground's warning and every sweep point and chart."""
+    metrics = summary.metrics
+    spread = [f"{label} {metrics[name].relative_iqr:.0%}" for name, label in NOISE_METRICS.items()
+              if name in metrics and metrics[name].n >= 2
+              and metrics[name].relative_iqr > NOISY_RELATIVE_IQR]
+    reasons = []
+    if spread:
+        reasons.append(f"the middle half of the repetitions spans more than "
+                       f"{NOISY_RELATIVE_IQR:.0%} of the median ({', '.join(spread)})")
+    other = [rep.other_cpu_percent for rep in measurement.repetitions
+             if rep.other_cpu_percent is not None]
+    loads = [rep.load_average for rep in measurement.repetitions if rep.load_average is not None]
+    other_cpu = percentile(other, 50) if other else None
+    if other_cpu is not None and other_cpu > BUSY_OTHER_CPU_PERCENT:
+        reasons.append(f"other programs used {other_cpu:.0f}% of this machine's CPU while it "
+                       "was measured")
+    return Noise(bool(reasons), tuple(reasons), other_cpu,
+                 percentile(loads, 50) if loads else None)
+
+
 def quality_warnings(metrics: dict[str, Distribution], measurement: Measurement) -> list[QualityWarning]:
     warnings = []
     n = len(measurement.repetitions)
@@ -157,21 +211,17 @@ def quality_warnings(metrics: dict[str, Distribution], measurement: Measurement)
             "few_repetitions", f"Only {n} repetition{'s' if n != 1 else ''} were timed.",
             f"Use at least {FEW_REPETITIONS} repetitions (5 or more is better) so one slow run "
             "cannot move the median."))
-    short = {"ttft_s": "TTFT", "tpot_s": "TPOT", "e2e_s": "end-to-end"}
-    noisy = [f"{short[name]} {metrics[name].relative_iqr:.0%}" for name in short
-             if name in metrics and metrics[name].n >= 2
-             and metrics[name].relative_iqr > NOISY_RELATIVE_IQR]
-    if noisy:
+    noise = point_noise(measurement, Summary((), metrics, ()))
+    if noise.noisy:
         warnings.append(QualityWarning(
-            "noisy", f"Noisy run: the middle half of the repetitions spans more than "
-            f"{NOISY_RELATIVE_IQR:.0%} of the median ({', '.join(noisy)}; n={n}).",
+            "noisy", f"Noisy run: {'; and '.join(noise.reasons)} (n={n}).",
             "Something else is probably using the machine. Close other programs, use fewer CPU "
-            "threads than cores, or add repetitions."))
+            "threads than cores, or add repetitions; then run again."))
     for label, dist in (("Per-request metrics (TTFT, TPOT, e2e)", metrics.get("e2e_s")),
                         ("Inter-token latency", metrics.get("itl_s"))):
-        hidden = [f"p{q}" for q in MIN_SAMPLES if dist and dist.percentile(q) is None]
+        hidden = [f"p{q}" for q in TAIL_PERCENTILES if dist and dist.percentile(q) is None]
         if hidden:
-            needs = ", ".join(f"p{q} needs {n}" for q, n in MIN_SAMPLES.items())
+            needs = ", ".join(f"p{q} needs {MIN_SAMPLES[q]}" for q in TAIL_PERCENTILES)
             warnings.append(QualityWarning(
                 "too_few_for_percentile", f"{label}: {dist.n} samples, so "
                 f"{' and '.join(hidden)} {'is' if len(hidden) == 1 else 'are'} not shown "

@@ -4,8 +4,12 @@ One row per point, measured or skipped:
 - `factor_<name>` for each factor varied (`factor_column`), the point's value;
 - `status` (`Status.MEASURED` or `Status.SKIPPED`) and `skipped_reason`;
 - the spec's fields (`SPEC_COLUMNS`), so a row says everything about how it ran;
-- for each metric of `TABLE_METRICS`, its median under the metric's own name, plus `_p10`,
-  `_p90` and `_n` (`stat_column`): the same names as DESIGN.md's metrics;
+- for each metric of `TABLE_METRICS`, its median under the metric's own name, plus `_p10` and
+  `_p90` (empty below `stats.MIN_SAMPLES`: the one percentile gate), `_min`, `_max` and `_n`
+  (`stat_column`): the same names as DESIGN.md's metrics. Charts draw p10-p90 where present,
+  else the labelled min-max range (`band_columns`);
+- `noisy` (True/False: the point's spread or the machine's load makes it doubtful, see
+  `stats.point_noise`) and `other_cpu_percent` (CPU used by other processes while it ran);
 - `first_warmup_s` (one-off costs such as compiling: shown, never in a latency) and
   `seconds_spent` (the point's wall time, loading included).
 The CLI writes it as CSV with the standard library; the web app builds a DataFrame from it, and
@@ -28,6 +32,7 @@ FACTOR_PREFIX = "factor_"
 TABLE_METRICS = ("ttft_s", "tpot_s", "e2e_s", "itl_s", "decode_tokens_per_s",
                  "total_tokens_per_s", "requests_per_s", "peak_memory_bytes")
 SPREAD = ("p10", "p90")
+RANGE = ("min", "max")          # added later: at the end of the row
 # How a point was measured comes after what was measured: the column order people's
 # spreadsheets have relied on since the first version.
 PROCEDURE_FIELDS = ("repetitions", "min_duration_s", "warmup_runs")
@@ -51,6 +56,14 @@ def stat_column(metric: str, statistic: str) -> str:
     return metric if statistic == "median" else f"{metric}_{statistic}"
 
 
+def band_columns(row: dict[str, Any], metric: str) -> tuple[str, str, str]:
+    """The columns of the spread to draw for `metric` in `row`, and its label: p10-p90 when the
+    point has enough samples for them (the percentile gate), else the range of its samples."""
+    if row.get(stat_column(metric, "p10")) is not None:
+        return stat_column(metric, "p10"), stat_column(metric, "p90"), "p10–p90"
+    return stat_column(metric, "min"), stat_column(metric, "max"), "range"
+
+
 def is_measured(row: dict[str, Any]) -> bool:
     return row["status"] == Status.MEASURED
 
@@ -69,13 +82,20 @@ def rows(result: SweepResult) -> list[dict[str, Any]]:
         for metric in TABLE_METRICS:
             dist = point.summary.metrics.get(metric) if point.summary else None
             row[metric] = dist.median if dist else None
-            for q in SPREAD:
-                row[stat_column(metric, q)] = \
-                    stats.percentile(dist.values, int(q[1:])) if dist else None
+            summary = dist.to_dict() if dist else {}
+            for statistic in SPREAD:
+                row[stat_column(metric, statistic)] = summary.get(statistic)
             row[stat_column(metric, "n")] = dist.n if dist else 0
         warmups = point.measurement.warmup_s if point.measurement else ()
         row["first_warmup_s"] = warmups[0] if warmups else None
         row["seconds_spent"] = point.seconds
+        for metric in TABLE_METRICS:
+            dist = point.summary.metrics.get(metric) if point.summary else None
+            for statistic in RANGE:
+                row[stat_column(metric, statistic)] = dist.to_dict()[statistic] if dist else None
+        noise = stats.point_noise(point.measurement, point.summary) if point.summary else None
+        row["noisy"] = noise.noisy if noise else None
+        row["other_cpu_percent"] = noise.other_cpu_percent if noise else None
         table.append(row)
     return table
 

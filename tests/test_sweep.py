@@ -26,8 +26,12 @@ def test_batch_sweep_gives_an_exact_tidy_table():
         assert row["tpot_s"] == pytest.approx(0.02 + 0.01 * b)
         assert row["e2e_s"] == pytest.approx(0.1 * b + 4 * (0.02 + 0.01 * b))
         assert row["decode_tokens_per_s"] == pytest.approx(b / (0.02 + 0.01 * b))
-        assert row["ttft_s_p10"] == pytest.approx(row["ttft_s"])
-        assert row["ttft_s_n"] == 2 and row["itl_s_n"] == 8
+        # Two samples: below the percentile gate, so the spread is their range, labelled so.
+        assert row["ttft_s_p10"] is None and row["ttft_s_p90"] is None
+        assert row["ttft_s_min"] == pytest.approx(row["ttft_s"]) == row["ttft_s_max"]
+        assert table.band_columns(row, "ttft_s") == ("ttft_s_min", "ttft_s_max", "range")
+        assert row["itl_s_p10"] is None and row["itl_s_n"] == 8
+        assert row["ttft_s_n"] == 2 and row["noisy"] is False
         assert row["prompt_tokens"] == 16 and row["model_id"] == "smollm2-135m-instruct"
         assert row["first_warmup_s"] == pytest.approx(row["e2e_s"])
 
