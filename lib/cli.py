@@ -166,18 +166,30 @@ def _run_sweep(base: RunSpec, factor_values: list, csv_path: str | None) -> int:
 
     _quiet_transformers()
     cache = ModelCache(max_entries=1)
+    last_round = [0]
 
-    def progress(done: int, total: int, values: dict, eta_s: float | None) -> None:
-        if done < total:
-            eta = f", about {eta_s:.0f} s left" if eta_s is not None else ""
-            _say(f"point {done + 1}/{total}: {values}{eta}")
+    def progress(event: sweep.SweepProgress) -> None:
+        eta = f", about {event.eta_s:.0f} s left" if event.eta_s else ""
+        if event.phase == "loading":
+            _say(f"point {event.values}: checking and loading{eta}")
+        elif event.phase == "measuring" and event.round != last_round[0]:
+            last_round[0] = event.round
+            _say(f"round {event.round}: one repetition of each point being measured "
+                 f"({event.fraction:.0%} done{eta})")
 
     recorder = history.SweepRecorder(base, [f.name for f, _ in factor_values],
                                      len(sweep.grid(factor_values)))
-    result = sweep.run_sweep(base, factor_values,
-                             lambda spec: runner.run(spec, cache=cache, on_wait=_say),
-                             on_progress=progress, on_point=recorder.add)
+    description = f"sweep of {', '.join(f.label for f, _ in factor_values)} " \
+                  f"({len(sweep.grid(factor_values))} points)"
+    try:
+        with runner.SweepPoints(cache, description, on_wait=_say) as points:
+            result = sweep.run_sweep(base, factor_values, points, on_progress=progress,
+                                     on_point=recorder.add)
+    finally:
+        cache.close()
     recorder.finish(result.stopped)
+    for note in result.notes:
+        _say(note)
     _say(f"saved as #{recorder.entry_id}" if recorder.problem is None
          else f"not saved: {recorder.problem}")
     rows = table.rows(result)

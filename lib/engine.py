@@ -5,21 +5,28 @@ same shapes (exact prompt length, fixed output length) and returns raw clock rea
 1. The spec is checked against the model, and memory for the run against what is free now.
 2. `warmup_runs` untimed calls with those exact shapes come first (their times are kept, since
    the first one holds one-off costs such as compiling).
-3. Timed repetitions follow, each inside a peak-memory tracker, until both `repetitions` and
-   `min_duration_s` are reached (and never more than MAX_REPETITIONS).
+3. Timed repetitions follow, each inside a peak-memory tracker and a reading of what the rest of
+   the machine did meanwhile (other processes' CPU share, load average), until both
+   `repetitions` and `min_duration_s` are reached (and never more than MAX_REPETITIONS).
 The Measurement keeps every raw timestamp and says which backend produced it; `lib.stats`
 derives all metrics from them. Model loading happens before and is timed on its own.
+
+`Measurer` holds one spec's state between calls, so a sweep can visit its points in interleaved
+rounds (`lib.sweep`): warm up once, then one repetition per visit. `measure` runs one spec
+start to end. Both check `should_stop` between calls and hand it to the session, which may stop
+between tokens (`lib.errors.StoppedError`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Callable
 
 from lib import memory
 from lib.backends.base import Backend
 from lib.environment import capture_environment
-from lib.errors import InvalidSpecError
+from lib.errors import InvalidSpecError, StoppedError
 from lib.models.cache import LoadedModel
 from lib.results import Measurement, Provenance, Repetition
 from lib.spec import RunSpec
@@ -27,52 +34,112 @@ from lib.timing import Clock
 
 MAX_REPETITIONS = 1000     # hard stop for `min_duration_s` with very fast runs
 
-Progress = Callable[[str, int, int], None]   # (stage, done, total)
+# (stage, done, total, eta_s): stage is "warm-up", "measuring" or "done"; total is the number of
+# calls planned now (repetitions: revised from the pace when the minimum time asks for more);
+# eta_s is the time still needed, from the durations measured so far (None before the first).
+Progress = Callable[..., None]
+ShouldStop = Callable[[], bool]
+
+
+class Measurer:
+    """One spec on one loaded model: warm-ups, then timed repetitions one call at a time."""
+
+    def __init__(self, backend: Backend, loaded: LoadedModel, spec: RunSpec,
+                 clock: Clock | None = None, should_stop: ShouldStop | None = None) -> None:
+        check_matches(loaded, spec)
+        backend.check(loaded.entry, spec)
+        self.need = backend.run_need(spec, weights_loaded=True)
+        memory.guard(self.need, spec.device, f"batch {spec.batch_size} x {spec.total_tokens} tokens")
+        self.backend, self.loaded, self.spec = backend, loaded, spec
+        self.clock = clock or backend.clock(spec.device)
+        self.should_stop = should_stop or (lambda: False)
+        self.session = backend.session(loaded, spec)
+        self.session.should_stop = self.should_stop
+        self.warmup_s: list[float] = []
+        self.repetitions: list[Repetition] = []
+        self.measured_s = 0.0
+        self.method = ""
+
+    def warm_up(self, report: Progress | None = None) -> None:
+        for index in range(self.session.warmup_runs):
+            if report:
+                report("warm-up", index, self.session.warmup_runs, None)
+            self._check_stop()
+            timing = self.session.run(self.clock, timed=False)
+            self.warmup_s.append(_finished_at(timing) - timing.start_s)
+
+    def repeat(self) -> Repetition:
+        """One timed repetition, with its peak memory and the machine's load meanwhile."""
+        self._check_stop()
+        backend = self.backend
+        tracker = memory.track_peak(self.spec.device) if backend.measures_memory \
+            else contextlib.nullcontext(memory.PeakMemory())
+        with backend.machine_load() as load, tracker as peak:
+            timing = self.session.run(self.clock, timed=True)
+        self.method = peak.method or "declared by the backend"
+        repetition = Repetition(
+            timing.start_s, timing.token_times_s,
+            peak.peak_bytes if backend.measures_memory else timing.peak_memory_bytes,
+            peak.start_bytes, end_s=timing.end_s, kv_cache_bytes=timing.kv_cache_bytes,
+            other_cpu_percent=load.other_cpu_percent, load_average=load.load_average)
+        self.repetitions.append(repetition)
+        self.measured_s += _finished_at(timing) - timing.start_s
+        return repetition
+
+    @property
+    def satisfied(self) -> bool:
+        """Both the repetition count and the minimum measuring time are reached."""
+        return not _keep_going(len(self.repetitions), self.measured_s, self.spec)
+
+    def remaining(self) -> tuple[int, float | None]:
+        """Repetitions still needed to satisfy the spec (the count, or the minimum time at the
+        pace measured so far) and the time they will take (None before the first one)."""
+        done = len(self.repetitions)
+        by_count = max(self.spec.repetitions - done, 0)
+        if not done:
+            return by_count, None
+        per_repetition = self.measured_s / done
+        by_time = math.ceil(max(self.spec.min_duration_s - self.measured_s, 0) / per_repetition) \
+            if per_repetition > 0 else 0
+        count = max(by_count, min(by_time, MAX_REPETITIONS - done))
+        return count, count * per_repetition
+
+    def measurement(self) -> Measurement:
+        loaded, backend, session = self.loaded, self.backend, self.session
+        return Measurement(
+            spec=self.spec, environment=capture_environment(self.spec.device, self.spec.threads),
+            repetitions=tuple(self.repetitions), warmup_s=tuple(self.warmup_s),
+            prompt_note=session.prompt_note, used_chat_template=session.used_chat_template,
+            generated_text=session.output_text(),
+            provenance=Provenance(backend.name, backend.provenance, backend.versions()),
+            load_s=loaded.load_s, load_source=loaded.source, memory_method=self.method,
+            kv_cache_bytes_estimate=self.need.kv_cache_bytes or None, quantize_s=loaded.quantize_s,
+            model_kind=loaded.entry.kind, weights=loaded.entry.weights,
+            weights_bytes=loaded.weights_bytes,
+            memory_estimate_bytes=backend.run_need(self.spec, weights_loaded=False).total_bytes)
+
+    def _check_stop(self) -> None:
+        if self.should_stop():
+            raise StoppedError("Stopped: the run was ended before it finished, so nothing of it "
+                               "was kept. Press Run to measure again.")
 
 
 def measure(backend: Backend, loaded: LoadedModel, spec: RunSpec, clock: Clock | None = None,
-            on_progress: Progress | None = None) -> Measurement:
-    """Time `spec` on a model `backend` has loaded."""
-    report = on_progress or (lambda stage, done, total: None)
-    check_matches(loaded, spec)
-    backend.check(loaded.entry, spec)
-    need = backend.run_need(spec, weights_loaded=True)
-    memory.guard(need, spec.device, f"batch {spec.batch_size} x {spec.total_tokens} tokens")
-    clock = clock or backend.clock(spec.device)
-    session = backend.session(loaded, spec)
-
-    warmup_s = []
-    for index in range(session.warmup_runs):
-        report("warm-up", index, session.warmup_runs)
-        timing = session.run(clock, timed=False)
-        warmup_s.append(_finished_at(timing) - timing.start_s)
-
-    repetitions: list[Repetition] = []
-    measured_s = 0.0
-    method = ""
-    while _keep_going(len(repetitions), measured_s, spec):
-        report("measuring", len(repetitions), spec.repetitions)
-        tracker = memory.track_peak(spec.device) if backend.measures_memory \
-            else contextlib.nullcontext(memory.PeakMemory())
-        with tracker as peak:
-            timing = session.run(clock, timed=True)
-        method = peak.method or "declared by the backend"
-        repetitions.append(Repetition(
-            timing.start_s, timing.token_times_s,
-            peak.peak_bytes if backend.measures_memory else timing.peak_memory_bytes,
-            peak.start_bytes, end_s=timing.end_s))
-        measured_s += _finished_at(timing) - timing.start_s
-    report("done", len(repetitions), len(repetitions))
-
-    return Measurement(
-        spec=spec, environment=capture_environment(spec.device, spec.threads),
-        repetitions=tuple(repetitions), warmup_s=tuple(warmup_s),
-        prompt_note=session.prompt_note, used_chat_template=session.used_chat_template,
-        generated_text=session.output_text(),
-        provenance=Provenance(backend.name, backend.provenance, backend.versions()),
-        load_s=loaded.load_s, load_source=loaded.source, memory_method=method,
-        kv_cache_bytes_estimate=need.kv_cache_bytes or None, quantize_s=loaded.quantize_s,
-        model_kind=loaded.entry.kind, weights=loaded.entry.weights)
+            on_progress: Progress | None = None,
+            should_stop: ShouldStop | None = None) -> Measurement:
+    """Time `spec` on a model `backend` has loaded, start to end."""
+    report = on_progress or (lambda *event: None)
+    measurer = Measurer(backend, loaded, spec, clock, should_stop)
+    measurer.warm_up(report)
+    while not measurer.satisfied:
+        # "repetition 3 of 7": the total grows past `repetitions` when the minimum time needs it
+        left, eta_s = measurer.remaining()
+        done = len(measurer.repetitions)
+        report("measuring", done, done + max(left, 1), eta_s)
+        measurer.repeat()
+    done = len(measurer.repetitions)
+    report("done", done, done, 0.0)
+    return measurer.measurement()
 
 
 def check_matches(loaded: LoadedModel, spec: RunSpec) -> None:

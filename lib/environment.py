@@ -14,18 +14,24 @@ from typing import Any
 import psutil
 
 
-def capture_environment(device: str, threads: int) -> dict[str, Any]:
-    import torch
-    import transformers
+def _version(package: str) -> str | None:
+    """The installed version, read from the package's metadata (importing torch takes seconds)."""
+    from importlib import metadata
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
+
+def capture_environment(device: str, threads: int) -> dict[str, Any]:
     import lib
 
     env: dict[str, Any] = {
         "measured_at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "app_version": lib.__version__,
         "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
+        "torch": _version("torch"),
+        "transformers": _version("transformers"),
         "os": f"{platform.system()} {platform.release()}",
         "cpu_model": cpu_model(),
         "cpu_logical_cores": os.cpu_count(),
@@ -35,6 +41,7 @@ def capture_environment(device: str, threads: int) -> dict[str, Any]:
         "device": device,
     }
     if device == "cuda":
+        import torch
         props = torch.cuda.get_device_properties(0)
         env.update(gpu_name=props.name, gpu_memory_bytes=props.total_memory,
                    cuda_version=torch.version.cuda)

@@ -28,3 +28,11 @@ class ModelLoadError(ExplorerError):
 
 class RunFailedError(ExplorerError):
     """The model raised while running (e.g. PyTorch ran out of memory); nothing else is affected."""
+
+
+class StoppedError(ExplorerError):
+    """The person pressed Stop: the run ended early on purpose and nothing of it was kept."""
+
+
+class WorkerDiedError(ExplorerError):
+    """The process that held the model ended (killed for memory, or crashed); the app is fine."""

@@ -2,8 +2,11 @@
 
 The JSON is the output contract of `python -m lib run --json`: `spec`, `environment`,
 `provenance` (backend, "measured" or "estimated", library versions), `load`, `summary` (metric
-name with unit -> median, spread, percentiles, n), `repetitions` (each with its raw token offsets
-from the request start and its own metrics), `warnings` and the generated text. Labels, units and
+name with unit -> median, spread, percentiles, n; `peak_memory_bytes` is the model's worker
+process's peak), `memory` (that peak split into `weights_bytes`, `kv_cache_bytes` and
+`other_bytes`, beside `estimate_bytes`, the guard's estimate), `repetitions` (each with its raw
+token offsets from the request start, its own metrics, KV cache size and the CPU share other
+programs took meanwhile), `warnings` and the generated text. Labels, units and
 meanings come from `lib.metrics`.
 """
 
@@ -15,7 +18,7 @@ from typing import Any
 from lib import metrics, results
 from lib.metrics import METRICS, format_bytes, format_value
 from lib.results import Measurement
-from lib.stats import MIN_SAMPLES, Summary, inter_token_latencies
+from lib.stats import MIN_SAMPLES, Summary, inter_token_latencies, memory_breakdown
 
 
 def to_dict(measurement: Measurement, summary: Summary) -> dict[str, Any]:
@@ -24,6 +27,8 @@ def to_dict(measurement: Measurement, summary: Summary) -> dict[str, Any]:
     document = results.to_dict(measurement)
     document["summary"] = summary.to_dict()
     document["warnings"] = [dataclasses.asdict(w) for w in summary.warnings]
+    breakdown = memory_breakdown(measurement)
+    document["memory"] = breakdown.to_dict() if breakdown else None
     for raw, rep, per_rep in zip(document["repetitions"], measurement.repetitions,
                                  summary.per_repetition):
         raw["itl_s"] = inter_token_latencies(rep)
@@ -115,16 +120,41 @@ def metric_cards(measurement: Measurement, summary: Summary) -> list[dict[str, s
             "meaning": metric.meaning,
             "spread": f"{format_value(name, quartiles['p25'])} – "
                       f"{format_value(name, quartiles['p75'])} (n={dist.n})"})
-    kv = measurement.kv_cache_bytes_estimate
-    if kv is not None:
-        spec = measurement.spec
+    kv_estimate = measurement.kv_cache_bytes_estimate
+    breakdown = memory_breakdown(measurement)
+    spec = measurement.spec
+    if breakdown is not None and breakdown.kv_cache_bytes:
         cards.append({
-            "label": "KV cache (estimate)", "value": format_bytes(kv),
-            "spread": f"{format_bytes(kv / (spec.batch_size * spec.total_tokens))} per token x "
-                      f"batch {spec.batch_size} x {spec.total_tokens} tokens",
+            "label": "KV cache", "value": format_bytes(breakdown.kv_cache_bytes),
+            "spread": f"read from the cache's tensors; estimated {format_bytes(kv_estimate)}"
+                      if kv_estimate else "read from the cache's tensors",
+            "meaning": "The keys and values the model remembers for every token of the batch "
+                       "so it doesn't re-read the prompt: it grows with batch x tokens."})
+    elif kv_estimate is not None:
+        cards.append({
+            "label": "KV cache (estimate)", "value": format_bytes(kv_estimate),
+            "spread": f"{format_bytes(kv_estimate / (spec.batch_size * spec.total_tokens))} per "
+                      f"token x batch {spec.batch_size} x {spec.total_tokens} tokens",
             "meaning": "Estimated from the model's shape, not measured: the keys and values the "
                        "model remembers for every token so it doesn't re-read the prompt."})
     return cards
+
+
+def memory_sentence(measurement: Measurement) -> str | None:
+    """The peak memory split in words, beside the estimate made before the run."""
+    breakdown = memory_breakdown(measurement)
+    if breakdown is None or breakdown.weights_bytes is None:
+        return None
+    kv = format_bytes(breakdown.kv_cache_bytes) if breakdown.kv_cache_bytes is not None \
+        else "none"
+    sentence = (f"Peak memory of the model's own process: {format_bytes(breakdown.peak_bytes)} "
+                f"= weights {format_bytes(breakdown.weights_bytes)} + KV cache {kv} + the rest "
+                f"{format_bytes(breakdown.other_bytes)} (Python and PyTorch themselves, "
+                "activations, allocator slack).")
+    if breakdown.estimate_bytes:
+        sentence += (f" Estimated before the run: at most {format_bytes(breakdown.estimate_bytes)}"
+                     " (the memory guard's upper bound).")
+    return sentence
 
 
 def request_latency_rows(measurement: Measurement) -> list[dict[str, Any]]:

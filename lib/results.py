@@ -57,6 +57,7 @@ class Measurement:
     model_kind: str = CAUSAL_LM                  # or ENCODER: one forward pass, no tokens
     weights: str = "trained"                     # "trained", "random" or "own"
     weights_bytes: int | None = None             # resident weights, summed over the tensors
+    memory_estimate_bytes: int | None = None     # what the guard estimated for the whole run
 
     @property
     def measured(self) -> bool:
@@ -81,6 +82,7 @@ def to_dict(measurement: Measurement) -> dict[str, Any]:
         "generated_text": measurement.generated_text,
         "memory_method": measurement.memory_method,
         "kv_cache_bytes_estimate": measurement.kv_cache_bytes_estimate,
+        "memory_estimate_bytes": measurement.memory_estimate_bytes,
         "repetitions": [
             {"token_offsets_s": [t - rep.start_s for t in rep.token_times_s],
              "end_offset_s": None if rep.end_s is None else rep.end_s - rep.start_s,
@@ -127,5 +129,6 @@ def from_dict(document: dict[str, Any]) -> Measurement:
         load_s=load.get("load_s"), load_source=load.get("source"),
         memory_method=document.get("memory_method", ""),
         kv_cache_bytes_estimate=document.get("kv_cache_bytes_estimate"),
+        memory_estimate_bytes=document.get("memory_estimate_bytes"),
         quantize_s=load.get("quantize_s"), model_kind=kind,
         weights=model.get("weights", "trained"), weights_bytes=model.get("weights_bytes"))

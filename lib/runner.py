@@ -1,24 +1,32 @@
-"""The whole of one run, as the CLI and the web app both do it.
+"""The whole of one run (or one sweep's points), as the CLI and the web app both do it.
 
 Order matters: cheap checks first (settings, model kind, device, dtype, context length), then the
 machine-wide slot (`lib.runlock`), then memory (the load and the run, checked against free memory
-before a single weight is allocated), then the model (taken from the cache or loaded, timed on its
-own), then the measurement. The backend is the one that runs the model by default
-(`lib.backends.for_model`). A caller passes its `ModelCache` (the web app's is server-wide) and
-callbacks to show waiting, loading and progress.
+before a single weight is allocated), then the model (taken from the cache or loaded in its
+worker process, timed on its own), then the measurement, inside the worker. The backend is the
+one that runs the model by default (`lib.backends.for_model`). A caller passes its `ModelCache`
+(the web app's is server-wide) and callbacks to show waiting, loading and progress; `on_tick`
+is called a few times a second while the worker measures (a page's live clock, and the moment
+Streamlit's Stop takes effect).
+
+`SweepPoints` measures a sweep's points for `lib.sweep`, which visits them in interleaved rounds:
+it holds the slot for the whole sweep and pins the models of the points being measured.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Callable
 
-from lib import backends, engine
-from lib.errors import RunFailedError
+from lib import backends
 from lib.models.cache import ModelCache
 from lib.models.catalog import get_entry
-from lib.results import Measurement
+from lib.results import Measurement, Repetition
 from lib.runlock import measurement_slot
 from lib.spec import RunSpec
+from lib.worker import ModelHandle
+
+Say = Callable[[str], None]
 
 
 def preflight(spec: RunSpec) -> backends.Backend:
@@ -34,27 +42,88 @@ def describe(spec: RunSpec) -> str:
             f"{spec.prompt_tokens} prompt + {spec.new_tokens} output tokens")
 
 
-def run(spec: RunSpec, cache: ModelCache | None = None,
-        on_status: Callable[[str], None] | None = None,
-        on_progress: engine.Progress | None = None,
-        on_wait: Callable[[str], None] | None = None) -> Measurement:
+def prepare(spec: RunSpec, cache: ModelCache, on_status: Say | None = None) -> ModelHandle:
+    """Checks, memory, then the model from the cache (loaded if needed): call inside the slot."""
     backend = preflight(spec)
+    held = cache.holds(backend, spec.model_id, spec.device, spec.dtype)
+    if not held:
+        cache.make_room(backend, spec.model_id, spec.device, spec.dtype)
+    backend.guard_memory(spec, weights_loaded=held)
+    return cache.get(backend, spec.model_id, spec.device, spec.dtype, on_status)
+
+
+def run(spec: RunSpec, cache: ModelCache | None = None, on_status: Say | None = None,
+        on_progress: Callable[..., None] | None = None, on_wait: Say | None = None,
+        on_tick: Callable[[], None] | None = None) -> Measurement:
+    preflight(spec)
+    own_cache = cache is None
     cache = cache if cache is not None else ModelCache(max_entries=1)
-    with measurement_slot(describe(spec), on_wait=on_wait):
-        held = cache.holds(backend, spec.model_id, spec.device, spec.dtype)
-        if not held:
-            cache.make_room(backend, spec.model_id, spec.device, spec.dtype)
-        backend.guard_memory(spec, weights_loaded=held)
-        loaded = cache.get(backend, spec.model_id, spec.device, spec.dtype, on_status)
-        if on_status:
-            on_status(f"Measuring: {describe(spec)}…")
+    try:
+        with measurement_slot(describe(spec), on_wait=on_wait):
+            handle = prepare(spec, cache, on_status)
+            if on_status:
+                on_status(f"Measuring: {describe(spec)}…")
+            return handle.measure(spec, on_progress=on_progress, on_tick=on_tick)
+    finally:
+        if own_cache:
+            cache.close()
+
+
+class SweepPoints:
+    """Sweep points through the cache, for `lib.sweep.run_sweep`: use as a context manager
+    (it takes the measurement slot for the whole sweep, so rounds are not interleaved with
+    other people's runs)."""
+
+    def __init__(self, cache: ModelCache, description: str, on_status: Say | None = None,
+                 on_wait: Say | None = None, on_tick: Callable[[], None] | None = None) -> None:
+        self.cache, self.description = cache, description
+        self.on_status, self.on_wait, self.on_tick = on_status, on_wait, on_tick
+        self._handles: dict[RunSpec, ModelHandle] = {}
+        self._pins: Counter = Counter()
+        self._slot = None
+
+    def __enter__(self) -> "SweepPoints":
+        self._slot = measurement_slot(self.description, on_wait=self.on_wait)
+        self._slot.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for spec in list(self._handles):
+            self.forget(spec)
+        self._slot.__exit__(*exc)
+
+    def start(self, spec: RunSpec, on_progress: Callable[..., None] | None = None) -> None:
+        """Check and load (keeping the other points' models), then warm up."""
+        handle = prepare(spec, self.cache, self.on_status)
+        self._pin(handle)
+        self._handles[spec] = handle
         try:
-            return engine.measure(backend, loaded, spec, on_progress=on_progress)
-        except (RuntimeError, MemoryError) as exc:
-            # PyTorch reports out-of-memory and kernel failures as RuntimeError; the model and
-            # the app are still fine, only this run is lost.
-            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise RunFailedError(
-                f"The run failed inside PyTorch ({type(exc).__name__}: {first_line}). Nothing "
-                "else was affected: try a smaller batch, a shorter prompt or another dtype, "
-                "and run again.") from exc
+            handle.start(spec, on_progress, on_tick=self.on_tick)
+        except BaseException:
+            self.forget(spec)
+            raise
+
+    def repeat(self, spec: RunSpec) -> Repetition:
+        return self._handles[spec].repeat(spec, on_tick=self.on_tick)
+
+    def finish(self, spec: RunSpec) -> Measurement:
+        try:
+            return self._handles[spec].finish(spec)
+        finally:
+            self.forget(spec, told=True)
+
+    def forget(self, spec: RunSpec, told: bool = False) -> None:
+        handle = self._handles.pop(spec, None)
+        if handle is None:
+            return
+        if not told and handle.alive:
+            handle.forget(spec)
+        self._pins[handle.key] -= 1
+        if self._pins[handle.key] <= 0:
+            del self._pins[handle.key]
+            self.cache.unpin(handle.key)
+
+    def _pin(self, handle: ModelHandle) -> None:
+        if not self._pins[handle.key]:
+            self.cache.pin(handle.key)
+        self._pins[handle.key] += 1

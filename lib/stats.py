@@ -20,6 +20,7 @@ only reported when there are enough samples for it to mean something (`MIN_SAMPL
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from dataclasses import dataclass
@@ -184,7 +185,19 @@ class Noise:
 
 def point_noise(measurement: Measurement, summary: "Summary") -> Noise:
     """The one noise rule, for the Playground's warning and every sweep point and chart."""
-    metrics = summary.metrics
+    return noise(measurement.repetitions, summary.metrics)
+
+
+def repetitions_noise(repetitions: Sequence[Repetition], batch_size: int,
+                      prompt_tokens: int) -> Noise:
+    """`point_noise` for repetitions still being collected (a sweep deciding whether to go on)."""
+    per_rep = [repetition_metrics(rep, batch_size, prompt_tokens) for rep in repetitions]
+    metrics = {name: Distribution(tuple(r[name] for r in per_rep))
+               for name in NOISE_METRICS if per_rep and name in per_rep[0]}
+    return noise(repetitions, metrics)
+
+
+def noise(repetitions: Sequence[Repetition], metrics: dict[str, Distribution]) -> Noise:
     spread = [f"{label} {metrics[name].relative_iqr:.0%}" for name, label in NOISE_METRICS.items()
               if name in metrics and metrics[name].n >= 2
               and metrics[name].relative_iqr > NOISY_RELATIVE_IQR]
@@ -192,15 +205,45 @@ def point_noise(measurement: Measurement, summary: "Summary") -> Noise:
     if spread:
         reasons.append(f"the middle half of the repetitions spans more than "
                        f"{NOISY_RELATIVE_IQR:.0%} of the median ({', '.join(spread)})")
-    other = [rep.other_cpu_percent for rep in measurement.repetitions
-             if rep.other_cpu_percent is not None]
-    loads = [rep.load_average for rep in measurement.repetitions if rep.load_average is not None]
+    other = [rep.other_cpu_percent for rep in repetitions if rep.other_cpu_percent is not None]
+    loads = [rep.load_average for rep in repetitions if rep.load_average is not None]
     other_cpu = percentile(other, 50) if other else None
     if other_cpu is not None and other_cpu > BUSY_OTHER_CPU_PERCENT:
         reasons.append(f"other programs used {other_cpu:.0f}% of this machine's CPU while it "
                        "was measured")
     return Noise(bool(reasons), tuple(reasons), other_cpu,
                  percentile(loads, 50) if loads else None)
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    """The peak memory of a run, split: weights (summed over the model's tensors), the KV cache
+    (summed over the cache's tensors at the end of a call), and the rest (the Python
+    interpreter and libraries, activations, allocator slack). On CPU the peak is the worker
+    process's own high-water mark, so other models and the web server are not in it."""
+    peak_bytes: int
+    weights_bytes: int | None
+    kv_cache_bytes: int | None
+    other_bytes: int | None
+    estimate_bytes: int | None        # the guard's estimate before the run (an upper bound)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def memory_breakdown(measurement: Measurement) -> MemoryBreakdown | None:
+    peaks = [rep.peak_memory_bytes for rep in measurement.repetitions
+             if rep.peak_memory_bytes is not None]
+    if not peaks:
+        return None
+    peak = int(percentile(peaks, 50))          # the summary's median, so the two agree
+    kv = [rep.kv_cache_bytes for rep in measurement.repetitions if rep.kv_cache_bytes is not None]
+    weights = measurement.weights_bytes
+    kv_bytes = max(kv) if kv else None
+    other = None
+    if weights is not None:
+        other = max(peak - weights - (kv_bytes or 0), 0)
+    return MemoryBreakdown(peak, weights, kv_bytes, other, measurement.memory_estimate_bytes)
 
 
 def quality_warnings(metrics: dict[str, Distribution], measurement: Measurement) -> list[QualityWarning]:
@@ -211,10 +254,10 @@ def quality_warnings(metrics: dict[str, Distribution], measurement: Measurement)
             "few_repetitions", f"Only {n} repetition{'s' if n != 1 else ''} were timed.",
             f"Use at least {FEW_REPETITIONS} repetitions (5 or more is better) so one slow run "
             "cannot move the median."))
-    noise = point_noise(measurement, Summary((), metrics, ()))
-    if noise.noisy:
+    doubt = noise(measurement.repetitions, metrics)
+    if doubt.noisy:
         warnings.append(QualityWarning(
-            "noisy", f"Noisy run: {'; and '.join(noise.reasons)} (n={n}).",
+            "noisy", f"Noisy run: {'; and '.join(doubt.reasons)} (n={n}).",
             "Something else is probably using the machine. Close other programs, use fewer CPU "
             "threads than cores, or add repetitions; then run again."))
     for label, dist in (("Per-request metrics (TTFT, TPOT, e2e)", metrics.get("e2e_s")),

@@ -1,10 +1,12 @@
 """Sweeps: a base RunSpec + one or two factors with values -> one tidy table of results.
 
 A factor is a RunSpec field a user may vary (batch size, prompt length, dtype, model, ...).
-`run_sweep` measures every point of the grid through `lib.runner` (so the queue, the model cache
-and the memory guard apply to each point), keeps going when a point cannot run (it is recorded
-as skipped, with the reason), and stops between points when `should_stop()` says so, keeping
-what was finished. `lib.table` turns the results into the tidy table.
+`run_sweep` measures every point of the grid through a `PointMeasurer` (`lib.runner.SweepPoints`:
+the queue, the model cache and the memory guard apply to each point) in interleaved rounds, so
+points measured "one after the other" never meet different conditions: each round visits every
+point once, in a rotating order. It keeps going when a point cannot run (recorded as skipped,
+with the reason), and stops between repetitions when `should_stop()` says so, keeping the points
+that were finished. `lib.table` turns the results into the tidy table.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from lib import stats
-from lib.results import Measurement
-from lib.errors import ExplorerError, InvalidSpecError
+from lib.results import Measurement, Repetition
+from lib.errors import ExplorerError, InvalidSpecError, MemoryGuardError
 from lib.spec import (ATTENTIONS, COMPILES, DEFAULT_MODEL_ID, DTYPES, KV_CACHES, RunSpec,
                       default_threads, field_info)
 
@@ -106,6 +108,7 @@ class PointResult:
     summary: stats.Summary | None = None
     skipped_reason: str | None = None
     seconds: float = 0.0                      # wall time spent on the point, loading included
+    index: int = 0                            # its place in the grid
 
     @property
     def measured(self) -> bool:
@@ -120,10 +123,39 @@ class SweepResult:
     stopped: bool = False                     # stopped early by the user
     planned: int = 0
     saved: tuple[int | None, str | None] = (None, None)   # (history id, why not saved)
+    notes: list[str] = field(default_factory=list)        # how it was measured, in words
 
 
-PointRunner = Callable[[RunSpec], Measurement]
-Progress = Callable[[int, int, dict[str, Any], float | None], None]  # done, total, next, eta_s
+@dataclass(frozen=True)
+class SweepProgress:
+    """Where a sweep is, for a progress bar: `fraction` of the minimum work done, the point
+    being worked on and what happens to it (`phase`: "loading", "warm-up", "measuring"), and the
+    time left from the durations measured so far (None until there are some)."""
+    phase: str
+    values: dict[str, Any]
+    round: int
+    finished_points: int
+    total_points: int
+    repetition: int                # of the point being measured, 1-based
+    minimum_repetitions: int
+    fraction: float
+    eta_s: float | None
+
+
+class PointMeasurer(Protocol):
+    """What `run_sweep` needs per point (`lib.runner.SweepPoints`; fakes in tests)."""
+
+    def start(self, spec: RunSpec, on_progress: Callable[..., None] | None = None) -> None: ...
+    def repeat(self, spec: RunSpec) -> Repetition: ...
+    def finish(self, spec: RunSpec) -> Measurement: ...
+    def forget(self, spec: RunSpec) -> None: ...
+
+
+Progress = Callable[[SweepProgress], None]
+# A point still noisy after its minimum gets more repetitions, up to this many times its
+# minimum count, while the extra measured time stays below what its minimum took: a noisy
+# sweep takes at most about twice as long, and says which points it measured again.
+EXTRA_REPETITIONS_FACTOR = 2
 
 
 def grid(factor_values: Sequence[tuple[Factor, Sequence[Any]]]) -> list[dict[str, Any]]:
@@ -139,37 +171,193 @@ def check_grid(factor_values: Sequence[tuple[Factor, Sequence[Any]]]) -> None:
         raise InvalidSpecError("Pick two different factors for a two-factor sweep.")
 
 
+@dataclass
+class _Active:
+    """A point being measured: its repetitions so far and the wall time they took."""
+    point: PointResult
+    repetitions: list[Repetition] = field(default_factory=list)
+    measured_s: float = 0.0          # clock time of the repetitions (as the engine counts it)
+    call_s: list[float] = field(default_factory=list)   # wall time of each repeat call
+    minimum_s: float | None = None   # measured time when the minimum was reached
+
+    def minimum_met(self) -> bool:
+        spec = self.point.spec
+        return (len(self.repetitions) >= spec.repetitions
+                and self.measured_s >= spec.min_duration_s)
+
+    def complete(self) -> bool:
+        if not self.minimum_met():
+            return False
+        spec = self.point.spec
+        if self.minimum_s is None:
+            self.minimum_s = self.measured_s
+        if len(self.repetitions) >= EXTRA_REPETITIONS_FACTOR * spec.repetitions:
+            return True
+        if self.measured_s - self.minimum_s >= self.minimum_s:
+            return True
+        return not stats.repetitions_noise(self.repetitions, spec.batch_size,
+                                           spec.prompt_tokens).noisy
+
+    def remaining_s(self) -> float | None:
+        if not self.call_s:
+            return None
+        spec = self.point.spec
+        per_call = sum(self.call_s) / len(self.call_s)
+        per_rep = self.measured_s / len(self.repetitions) if self.repetitions else 0
+        by_time = (max(spec.min_duration_s - self.measured_s, 0) / per_rep) if per_rep else 0
+        return max(spec.repetitions - len(self.repetitions), by_time, 0) * per_call
+
+
 def run_sweep(base: RunSpec, factor_values: Sequence[tuple[Factor, Sequence[Any]]],
-              run_point: PointRunner, on_progress: Progress | None = None,
+              points: PointMeasurer, on_progress: Progress | None = None,
               should_stop: Callable[[], bool] | None = None,
               on_point: Callable[[PointResult], None] | None = None) -> SweepResult:
+    """Measure every point in interleaved rounds: each round visits every point being measured
+    once, starting one place later each time, so slow drift and other programs' load fall on
+    all points alike. A point is done at its minimum count and duration, or later while its
+    spread is too wide (see `EXTRA_REPETITIONS_FACTOR`). Points whose models don't fit in memory
+    together with the others' are measured in a later group (and the sweep says so)."""
     check_grid(factor_values)
-    points = grid(factor_values)
     by_name = {factor.name: factor for factor, _ in factor_values}
-    result = SweepResult(base, list(by_name), planned=len(points))
-    for index, values in enumerate(points):
-        if should_stop is not None and should_stop():
-            result.stopped = True
-            break
-        if on_progress is not None:
-            on_progress(index, len(points), values, _eta(result.points, len(points) - index))
-        point = PointResult(values)
-        started = time.perf_counter()
-        try:
-            point.spec = base.replace(**{by_name[n].field: v for n, v in values.items()})
-            point.measurement = run_point(point.spec)
-            point.summary = stats.summarize(point.measurement)
-        except ExplorerError as exc:
-            point.skipped_reason = str(exc)
-        point.seconds = time.perf_counter() - started
+    result = SweepResult(base, list(by_name), planned=len(grid(factor_values)))
+    pending = [PointResult(values, index=index) for index, values in enumerate(grid(factor_values))]
+    stop = should_stop or (lambda: False)
+    tracker = _Tracker(result, on_progress)
+    groups = 0
+
+    def finish_point(point: PointResult) -> None:
         result.points.append(point)
+        result.points.sort(key=lambda p: p.index)
         if on_point is not None:
             on_point(point)
-    if on_progress is not None and not result.stopped:
-        on_progress(len(points), len(points), {}, 0.0)
+
+    while pending and not result.stopped:
+        groups += 1
+        active: list[_Active] = []
+        for point in list(pending):
+            if stop():
+                result.stopped = True
+                break
+            started = time.perf_counter()
+            try:
+                point.spec = base.replace(**{by_name[n].field: v for n, v in point.values.items()})
+                tracker.show("loading", point, active, pending)
+                points.start(point.spec, lambda stage, done, total, eta_s=None, p=point:
+                             tracker.show("warm-up", p, active, pending))
+            except MemoryGuardError as exc:
+                if active:
+                    continue          # fits once the points being measured are done
+                point.skipped_reason = str(exc)
+            except ExplorerError as exc:
+                point.skipped_reason = str(exc)
+            point.seconds += time.perf_counter() - started
+            pending.remove(point)
+            if point.skipped_reason is not None:
+                finish_point(point)
+            else:
+                active.append(_Active(point))
+        if pending and active and groups == 1:
+            result.notes.append(
+                "Some points were measured in a later group, after the others finished, "
+                "because their models don't fit in memory together: slow changes in the "
+                "machine's speed could favour one group.")
+        _rounds(active, points, tracker, stop, result, finish_point, pending)
+    tracker.done()
+    extra = [p for p in result.points if p.measurement is not None and p.spec is not None
+             and len(p.measurement.repetitions) > p.spec.repetitions]
+    if extra:
+        result.notes.append(
+            "Points whose repetitions varied a lot were measured again (up to "
+            f"{EXTRA_REPETITIONS_FACTOR}x as often) to see if they settle: "
+            + ", ".join(f"{_where(p.values)} ({len(p.measurement.repetitions)} times)"
+                        for p in extra) + ".")
     return result
 
 
-def _eta(done: list[PointResult], remaining: int) -> float | None:
-    timed = [p.seconds for p in done if p.measured]
-    return sum(timed) / len(timed) * remaining if timed else None
+def _rounds(active: list[_Active], points: PointMeasurer, tracker: "_Tracker",
+            stop: Callable[[], bool], result: SweepResult,
+            finish_point: Callable[[PointResult], None], pending: list[PointResult]) -> None:
+    round_number = 0
+    while active:
+        tracker.round = round_number + 1
+        shift = round_number % len(active)
+        for item in active[shift:] + active[:shift]:
+            if stop():
+                result.stopped = True
+                for left in active:
+                    points.forget(left.point.spec)
+                return
+            tracker.show("measuring", item.point, active, pending, item)
+            started = time.perf_counter()
+            try:
+                repetition = points.repeat(item.point.spec)
+            except ExplorerError as exc:
+                item.point.skipped_reason = str(exc)
+                points.forget(item.point.spec)
+                item.call_s.append(time.perf_counter() - started)
+                continue
+            item.call_s.append(time.perf_counter() - started)
+            item.repetitions.append(repetition)
+            finished = repetition.token_times_s[-1] if repetition.token_times_s else repetition.end_s
+            item.measured_s += finished - repetition.start_s
+        round_number += 1
+        for item in list(active):
+            point = item.point
+            if point.skipped_reason is None and not item.complete():
+                continue
+            active.remove(item)
+            point.seconds += sum(item.call_s)
+            if point.skipped_reason is None:
+                point.measurement = points.finish(point.spec)
+                point.summary = stats.summarize(point.measurement)
+            tracker.finished += 1
+            finish_point(point)
+
+
+class _Tracker:
+    """Turns the sweep's state into `SweepProgress` reports, with an ETA from measured times."""
+
+    def __init__(self, result: SweepResult, on_progress: Progress | None) -> None:
+        self.result, self.on_progress = result, on_progress
+        self.finished = 0
+        self.round = 0
+        self.point_s: list[float] = []         # wall time of each finished point
+
+    def show(self, phase: str, point: PointResult, active: list[_Active],
+             pending: list[PointResult], item: _Active | None = None) -> None:
+        if self.on_progress is None:
+            return
+        total = self.result.planned
+        minimum = point.spec.repetitions if point.spec else self.result.base.repetitions
+        done_reps = sum(min(len(a.repetitions), a.point.spec.repetitions) for a in active)
+        planned_reps = max(total * self.result.base.repetitions, 1)
+        finished_reps = sum(min(len(p.measurement.repetitions), p.spec.repetitions)
+                            for p in self.result.points if p.measurement is not None)
+        finished_reps += self.result.base.repetitions * sum(
+            1 for p in self.result.points if p.measurement is None)
+        fraction = min((done_reps + finished_reps) / planned_reps, 1.0)
+        self.on_progress(SweepProgress(
+            phase, dict(point.values), self.round, len(self.result.points), total,
+            len(item.repetitions) + 1 if item else 0, minimum, fraction,
+            self._eta(active, pending)))
+
+    def _eta(self, active: list[_Active], pending: list[PointResult]) -> float | None:
+        if not active and not pending:
+            return 0.0
+        remaining = [a.remaining_s() for a in active]
+        measured = [p.seconds for p in self.result.points if p.measured]
+        if any(r is None for r in remaining) or not (active or measured):
+            return None                       # no duration measured yet to go by
+        total = sum(remaining)
+        started = [sum(a.call_s) + a.point.seconds for a in active]
+        per_point = (sum(measured) + sum(started) + total) / max(len(measured) + len(active), 1)
+        return total + per_point * len(pending)
+
+    def done(self) -> None:
+        if self.on_progress is not None and not self.result.stopped:
+            total = self.result.planned
+            self.on_progress(SweepProgress("done", {}, self.round, total, total, 0, 0, 1.0, 0.0))
+
+
+def _where(values: dict[str, Any]) -> str:
+    return ", ".join(f"{FACTORS[name].label} {value}" for name, value in values.items())

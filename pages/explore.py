@@ -72,8 +72,8 @@ rows = table.rows(result)
 frame = pd.DataFrame(rows)
 if result.stopped:
     st.warning(f"Stopped: {len(result.points)} of {result.planned} points were finished and are "
-               "shown below. The point being measured when you pressed Stop was discarded, and "
-               "the rest were not run.")
+               "shown below. Points still being measured when you pressed Stop were discarded, "
+               "and the rest were not run.")
 saved_id, save_problem = result.saved
 if save_problem:
     st.warning(f"This sweep is shown but NOT saved. {save_problem}")

@@ -19,7 +19,11 @@ spec = sidebar.current_spec()
 runnable = spec is not None and sidebar.model_card(spec)
 if spec is not None:
     links.share_link(spec)
-if st.button("Run", type="primary", disabled=not runnable):
+run_column, stop_column = st.columns([1, 4])
+start = run_column.button("Run", type="primary", disabled=not runnable)
+stop_column.button("Stop", help="Ends the run being measured (nothing of it is kept).")
+running.stopped_notice()
+if start:
     result = running.run_with_status(spec)
     if result is not None:
         st.session_state[state.RESULT] = result
@@ -57,6 +61,10 @@ for row_start in range(0, len(cards), 4):
     for column, card in zip(st.columns(4), cards[row_start:row_start + 4]):
         column.metric(card["label"], card["value"], help=card["meaning"])
         column.caption(f"{card['spread']}  \n{card['meaning']}")
+
+memory_words = report.memory_sentence(measurement)
+if memory_words:
+    st.caption(memory_words)
 
 for warning in summary.warnings:
     if warning.severity == "warning":

@@ -1,8 +1,9 @@
 """Helpers for tests on the fake backend (lib.backends.fake): declared latencies, exact numbers.
 
-`measure(spec, **declared)` times a spec on a fresh FakeBackend; `fake_runner(spec)` is a sweep
-point runner whose latencies grow with the batch size: prefill 0.1 s x batch, decode
-0.02 + 0.01 x batch seconds per token.
+`measure(spec, **declared)` times a spec on a fresh FakeBackend; `FakePoints()` measures sweep
+points (lib.sweep's PointMeasurer) on a backend whose latencies grow with the batch size:
+prefill 0.1 s x batch, decode 0.02 + 0.01 x batch seconds per token. It records the order in
+which points were visited.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from lib import engine
 from lib.backends.fake import FakeBackend, FakeTokenizer  # noqa: F401  (re-exported for tests)
 from lib.memory import Shapes
+from lib.models.catalog import get_entry
 from lib.results import Measurement
 from lib.spec import RunSpec
 
@@ -28,5 +30,40 @@ def batch_scaling_backend() -> FakeBackend:
                        decode_s=lambda spec: 0.02 + 0.01 * spec.batch_size)
 
 
+class FakePoints:
+    """Sweep points on fake models kept in this process (one per model/device/dtype)."""
+
+    def __init__(self, backend: FakeBackend | None = None) -> None:
+        self.backend = backend or batch_scaling_backend()
+        self.models: dict = {}
+        self.handles: dict = {}
+        self.visits: list[RunSpec] = []
+        self.forgotten: list[RunSpec] = []
+
+    def start(self, spec: RunSpec, on_progress=None, on_tick=None) -> None:
+        from lib.worker import LocalModel
+
+        self.backend.check(get_entry(spec.model_id), spec)
+        key = (spec.model_id, spec.device, spec.dtype)
+        if key not in self.models:
+            self.models[key] = LocalModel(self.backend, *key)
+        self.handles[spec] = self.models[key]
+        self.handles[spec].start(spec, on_progress)
+
+    def repeat(self, spec: RunSpec, on_tick=None):
+        self.visits.append(spec)
+        return self.handles[spec].repeat(spec)
+
+    def finish(self, spec: RunSpec) -> Measurement:
+        return self.handles.pop(spec).finish(spec)
+
+    def forget(self, spec: RunSpec) -> None:
+        self.forgotten.append(spec)
+        handle = self.handles.pop(spec, None)
+        if handle is not None:
+            handle.forget(spec)
+
+
 def fake_runner(spec: RunSpec) -> Measurement:
+    """One point measured start to end on the batch-scaling backend."""
     return measure(spec, batch_scaling_backend())

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from fakes import fake_runner
+from fakes import FakePoints, fake_runner
 from lib import charts, stats, sweep, table
 from lib.spec import RunSpec
 
@@ -12,7 +12,7 @@ BASE = RunSpec(prompt_tokens=16, new_tokens=5, repetitions=2, min_duration_s=0.0
 
 def frame_for(factor_name, values):
     factor = sweep.get_factor(factor_name)
-    result = sweep.run_sweep(BASE, [(factor, values)], fake_runner)
+    result = sweep.run_sweep(BASE, [(factor, values)], FakePoints())
     return pd.DataFrame(table.rows(result)), factor
 
 
@@ -36,7 +36,7 @@ def test_a_categorical_factor_gets_a_category_axis():
 
 def test_heatmap_and_comparisons():
     batch, output = sweep.get_factor("batch"), sweep.get_factor("output")
-    result = sweep.run_sweep(BASE, [(batch, [1, 2]), (output, [2, 3])], fake_runner)
+    result = sweep.run_sweep(BASE, [(batch, [1, 2]), (output, [2, 3])], FakePoints())
     heatmap = charts.sweep_heatmap_figure(pd.DataFrame(table.rows(result)), batch, output,
                                           "tpot_s")
     assert heatmap.data[0].z.ravel().tolist() == pytest.approx([30, 40, 30, 40])   # rows: output

@@ -67,9 +67,20 @@ def test_progress_is_reported():
     loaded = backend.load("smollm2-135m-instruct", "cpu", "float32")
     seen = []
     engine.measure(backend, loaded, spec(), on_progress=lambda *event: seen.append(event))
-    assert seen[0] == ("warm-up", 0, 1)
-    assert ("measuring", 2, 3) in seen
-    assert seen[-1] == ("done", 3, 3)
+    assert seen[0] == ("warm-up", 0, 1, None)
+    assert seen[1] == ("measuring", 0, 3, None)          # no pace known yet
+    assert seen[3] == ("measuring", 2, 3, pytest.approx(0.7))   # one more of 0.7 s each
+    assert seen[-1] == ("done", 3, 3, 0.0)
+
+
+def test_progress_counts_the_repetitions_the_minimum_time_needs():
+    backend = FakeBackend()
+    loaded = backend.load("smollm2-135m-instruct", "cpu", "float32")
+    seen = []
+    engine.measure(backend, loaded, spec(repetitions=1, min_duration_s=2.0),
+                   on_progress=lambda *event: seen.append(event))
+    # 0.7 s per repetition: after the first, 2 more reach 2 s, so "repetition 2 of 3".
+    assert [event[1:3] for event in seen if event[0] == "measuring"] == [(0, 1), (1, 3), (2, 3)]
 
 
 def test_prompt_longer_than_context_is_refused_before_running():

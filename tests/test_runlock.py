@@ -17,7 +17,9 @@ HOLDER = textwrap.dedent("""
 """)
 
 
-def test_second_caller_waits_and_is_told(model_cache_dir):
+def test_second_caller_waits_and_is_told_with_a_notice_that_counts_up(model_cache_dir,
+                                                                     monkeypatch):
+    monkeypatch.setattr(runlock, "WAIT_UPDATE_S", 0.2)
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, "1.5"], stdout=subprocess.PIPE,
                               text=True)
     assert holder.stdout.readline().strip() == "holding"
@@ -28,8 +30,9 @@ def test_second_caller_waits_and_is_told(model_cache_dir):
         assert runlock.current_holder()["description"] == "second run"
     released = float(holder.stdout.readline())
     holder.wait(timeout=10)
-    assert len(messages) == 1
-    assert "holder run" in messages[0] and "queued" in messages[0]
+    assert len(messages) >= 3                  # told again every 0.2 s of a ~1.5 s wait
+    assert "holder run" in messages[0] and "queued for 0 s" in messages[0]
+    assert "queued for 1 s" in messages[-1]
     assert entered >= released
 
 

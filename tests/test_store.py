@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fakes import fake_runner
+from fakes import FakePoints, fake_runner
 from lib import history, stats, sweep, table
 from lib.spec import RunSpec
 from lib.store import Store, StoreError
@@ -63,7 +63,7 @@ def test_export_import_export_is_identical_but_for_origin(store, tmp_path):
 def test_sweep_points_are_saved_as_they_finish(store):
     recorder = history.SweepRecorder(BASE, ["batch"], planned=3, store=store)
     result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2, 4])],
-                             fake_runner, on_point=recorder.add)
+                             FakePoints(), on_point=recorder.add)
     recorder.finish(result.stopped)
     exported = store.export(recorder.entry_id)
     assert exported["status"] == "complete" and len(exported["points"]) == 3

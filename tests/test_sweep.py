@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from fakes import fake_runner
+from fakes import FakePoints, fake_runner
 from lib import sweep, table
 from lib.errors import InvalidSpecError
 from lib.spec import RunSpec
@@ -16,7 +16,7 @@ BASE = RunSpec(prompt_tokens=16, new_tokens=5, repetitions=2, min_duration_s=0.0
 
 def test_batch_sweep_gives_an_exact_tidy_table():
     batch = sweep.get_factor("batch")
-    result = sweep.run_sweep(BASE, [(batch, [1, 2, 4])], fake_runner)
+    result = sweep.run_sweep(BASE, [(batch, [1, 2, 4])], FakePoints())
     rows = table.rows(result)
     assert [row["factor_batch"] for row in rows] == [1, 2, 4]
     assert [row["batch_size"] for row in rows] == [1, 2, 4]
@@ -38,7 +38,7 @@ def test_batch_sweep_gives_an_exact_tidy_table():
 
 def test_a_point_that_cannot_run_is_skipped_and_the_sweep_goes_on():
     prompt = sweep.get_factor("prompt")
-    result = sweep.run_sweep(BASE, [(prompt, [16, 9000, 32])], fake_runner)
+    result = sweep.run_sweep(BASE, [(prompt, [16, 9000, 32])], FakePoints())
     rows = table.rows(result)
     assert [row["status"] for row in rows] == [table.Status.MEASURED, table.Status.SKIPPED,
                                                table.Status.MEASURED]
@@ -46,30 +46,81 @@ def test_a_point_that_cannot_run_is_skipped_and_the_sweep_goes_on():
     assert rows[1]["ttft_s"] is None and rows[1]["prompt_tokens"] == 9000
 
 
-def test_stop_keeps_the_finished_points():
-    calls = []
-    result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2, 4, 8])], fake_runner,
-                             should_stop=lambda: len(calls) >= 2,
-                             on_point=calls.append)
+def test_stop_keeps_the_finished_points_and_drops_the_rest():
+    points = FakePoints()
+    # 1 and 2 need their 2 repetitions; after 5 visits the second round of a 4-point sweep is
+    # under way: nothing finished yet, so stop after the third round's first visit instead.
+    result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2])], points,
+                             should_stop=lambda: len(points.visits) >= 4)
+    assert not result.stopped and [p.values["batch"] for p in result.points] == [1, 2]
+    points = FakePoints()
+    result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2, 4, 8])], points,
+                             should_stop=lambda: len(points.visits) >= 6)
     assert result.stopped and result.planned == 4
-    assert [p.values["batch"] for p in result.points] == [1, 2]
-    assert all(p.measured for p in result.points)
+    assert result.points == []                   # no point had its 2 repetitions for all four
+    assert {s.batch_size for s in points.forgotten} == {1, 2, 4, 8}
+
+
+def test_rounds_visit_every_point_once_in_a_rotating_order():
+    points = FakePoints()
+    result = sweep.run_sweep(BASE.replace(repetitions=3), [(sweep.get_factor("batch"), [1, 2, 4])],
+                             points)
+    order = [spec.batch_size for spec in points.visits]
+    assert order == [1, 2, 4, 2, 4, 1, 4, 1, 2]
+    assert [len(p.measurement.repetitions) for p in result.points] == [3, 3, 3]
+    assert result.notes == []
+
+
+def test_a_noisy_point_gets_more_repetitions_within_its_budget():
+    from fakes import FakeBackend
+    # Batch 2's prefill jumps around: 0.1 / 0.4 s; batch 1 is steady.
+    noisy = FakeBackend(prefill_s=lambda spec: 0.1 if spec.batch_size == 1 else
+                        (0.1, 0.4)[sum(1 for c in noisy.calls if c["spec"].batch_size == 2) % 2],
+                        decode_s=0.02)
+    points = FakePoints(noisy)
+    result = sweep.run_sweep(BASE.replace(repetitions=3), [(sweep.get_factor("batch"), [1, 2])],
+                             points)
+    counts = {p.values["batch"]: len(p.measurement.repetitions) for p in result.points}
+    assert counts == {1: 3, 2: 6}                 # at most twice its minimum
+    assert "measured again" in result.notes[0] and "batch size 2 (6 times)" in result.notes[0]
+    assert table.rows(result)[1]["noisy"] is True and table.rows(result)[0]["noisy"] is False
+
+
+def test_points_that_do_not_fit_together_are_measured_in_a_later_group(monkeypatch):
+    from lib.errors import MemoryGuardError
+    points = FakePoints()
+    start = points.start
+
+    def refuse_while_others_are_loaded(spec, on_progress=None):
+        if spec.batch_size == 4 and points.handles:
+            raise MemoryGuardError("Not enough memory for batch 4 while the others are loaded.")
+        start(spec, on_progress)
+    points.start = refuse_while_others_are_loaded
+    result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2, 4])], points)
+    assert [p.measured for p in result.points] == [True, True, True]
+    assert [s.batch_size for s in points.visits] == [1, 2, 2, 1, 4, 4]
+    assert "later group" in result.notes[0]
 
 
 def test_two_factor_grid_and_progress():
     seen = []
     result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2]),
-                                    (sweep.get_factor("output"), [2, 3])], fake_runner,
-                             on_progress=lambda *event: seen.append(event))
+                                    (sweep.get_factor("output"), [2, 3])], FakePoints(),
+                             on_progress=seen.append)
     assert [p.values for p in result.points] == [
         {"batch": 1, "output": 2}, {"batch": 1, "output": 3},
         {"batch": 2, "output": 2}, {"batch": 2, "output": 3}]
-    assert seen[0][:2] == (0, 4) and seen[0][3] is None      # no estimate before a point ran
-    assert seen[1][3] is not None and seen[-1][:2] == (4, 4)
+    assert seen[0].phase == "loading" and seen[0].eta_s is None   # nothing measured yet
+    measuring = [event for event in seen if event.phase == "measuring"]
+    assert measuring[0].repetition == 1 and measuring[0].minimum_repetitions == 2
+    assert measuring[-1].eta_s is not None and measuring[-1].round == 2
+    fractions = [event.fraction for event in seen]
+    assert fractions == sorted(fractions) and seen[-1].phase == "done"
+    assert seen[-1].fraction == 1.0 and seen[-1].eta_s == 0.0
 
 
 def test_csv_round_trips_the_table():
-    result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2])], fake_runner)
+    result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2])], FakePoints())
     rows = table.rows(result)
     parsed = list(csv.DictReader(io.StringIO(table.to_csv(rows))))
     assert [float(r["ttft_s"]) for r in parsed] == pytest.approx([0.1, 0.2])

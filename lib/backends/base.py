@@ -40,6 +40,7 @@ class Timing:
     token_times_s: tuple[float, ...] = ()     # when each generated token reached the host
     end_s: float | None = None                # one-pass models: when the pass finished
     peak_memory_bytes: int | None = None      # only from backends that don't measure_memory
+    kv_cache_bytes: int | None = None         # the KV cache the call ended with, if it has one
 
 
 class Session(ABC):
@@ -47,6 +48,9 @@ class Session(ABC):
     prompt_note: str | None = None            # what was done to the prompt, in plain words
     used_chat_template: bool = False
     warmup_runs: int = 1                      # untimed calls before the first timed one
+    # Set by the engine: True once the person pressed Stop. A session that can stop between
+    # tokens checks it and raises lib.errors.StoppedError; the engine checks between calls.
+    should_stop: Callable[[], bool] = staticmethod(lambda: False)
 
     @abstractmethod
     def run(self, clock: Clock, timed: bool) -> Timing:
@@ -72,6 +76,7 @@ class Backend(ABC):
     dtypes: tuple[str, ...] = DTYPES
     factors: tuple[str, ...] = STACK_FACTORS  # the software-stack settings it honours
     measures_memory: bool = True              # the engine tracks peak memory around each call
+    isolate: bool = True                      # run its models in worker processes (lib.worker)
 
     # --- before loading -------------------------------------------------------------------
 
@@ -141,6 +146,12 @@ class Backend(ABC):
 
     def clock(self, device: str) -> Clock:
         return DeviceClock(device)
+
+    def machine_load(self):
+        """A context manager yielding what the rest of the machine did during a call
+        (`lib.machine_load.watch`); a fake declares it instead."""
+        from lib import machine_load
+        return machine_load.watch()
 
     def versions(self) -> dict[str, str]:
         """Library versions that produced the numbers, saved with every result."""

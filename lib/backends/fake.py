@@ -4,16 +4,19 @@ Time moves only on its `ManualClock`: `prefill_s` before the first token, `decod
 later one (an encoder's pass takes `prefill_s`). Each latency is a number, a sequence (one value
 per call, cycled, to make a run noisy on purpose) or a function of the RunSpec (to make a factor
 matter). Loading is instant and reports `load_s`; memory is declared too (`memory_bytes`), since
-the process's real memory says nothing about a fake model. The prompt is fitted with a tokenizer
+the process's real memory says nothing about a fake model, and so is the machine's load
+(`other_cpu_percent`: what other programs took while a call ran). The prompt is fitted with a tokenizer
 of one token per character, so prompt notes behave as with a real model. Nothing here is ever
 chosen for a user: tests install it with `lib.backends.use(FakeBackend(...))`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, Callable, Sequence, Union
 
+from lib.machine_load import Load
 from lib.backends.base import Backend, Progress, Session, Timing
 from lib.models.cache import LoadedModel
 from lib.models.catalog import CAUSAL_LM, ENCODER, get_entry
@@ -43,10 +46,13 @@ class FakeBackend(Backend):
     factors = ("attention", "kv_cache", "compile")
     measures_memory = False
 
+    isolate = False                                # nothing to isolate: no torch, no memory
+
     def __init__(self, prefill_s: Declared = 0.2, decode_s: Declared = 0.05,
-                 load_s: float = 1.5, memory_bytes: Declared = 600 * 2**20) -> None:
+                 load_s: float = 1.5, memory_bytes: Declared = 600 * 2**20,
+                 other_cpu_percent: Declared = 0.0) -> None:
         self.prefill_s, self.decode_s, self.load_s = prefill_s, decode_s, load_s
-        self.memory_bytes = memory_bytes
+        self.memory_bytes, self.other_cpu_percent = memory_bytes, other_cpu_percent
         self.clock_ = ManualClock()
         self.calls: list[dict[str, Any]] = []     # every call, for tests to inspect
         self.loads: list[str] = []
@@ -67,6 +73,15 @@ class FakeBackend(Backend):
 
     def clock(self, device: str) -> Clock:
         return self.clock_
+
+    @contextlib.contextmanager
+    def machine_load(self):
+        """The machine's load is declared too (other programs' CPU share, in percent), for the
+        call made inside the block."""
+        load = Load()
+        yield load
+        load.other_cpu_percent = self.declared(self.other_cpu_percent, self.calls[-1]["spec"])
+        load.load_average = 0.5
 
     def declared(self, value: Declared, spec: RunSpec) -> float:
         if callable(value):

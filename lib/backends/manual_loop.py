@@ -20,7 +20,8 @@ import inspect
 from typing import Any
 
 from lib.backends.base import Session, Timing
-from lib.backends.transformers_lm import TransformersBackend, set_attention
+from lib.backends.transformers_lm import TransformersBackend, cache_bytes, set_attention
+from lib.errors import StoppedError
 from lib.models.cache import LoadedModel
 from lib.models.catalog import CAUSAL_LM, RANDOM
 from lib.prompts import fit_prompt
@@ -88,10 +89,13 @@ class DecodeLoopSession(Session):
                 produced.append(tokens)
                 if timed:
                     times.append(clock.now())   # waits for the device: the token exists
+                if self.should_stop():
+                    raise StoppedError("Stopped: the run was ended before it finished, so "
+                                       "nothing of it was kept. Press Run to measure again.")
             self.generated = torch.cat(produced, dim=1)
         if not timed:
             return Timing(start_s, end_s=clock.now())
-        return Timing(start_s, tuple(times))
+        return Timing(start_s, tuple(times), kv_cache_bytes=cache_bytes(cache))
 
     def output_text(self) -> str:
         if self.loaded.entry.weights == RANDOM:

@@ -14,10 +14,10 @@ may recompile).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from lib.backends.base import Backend, Progress, Session, Timing
-from lib.errors import ExplorerError, UnsupportedError
+from lib.errors import ExplorerError, StoppedError, UnsupportedError
 from lib.models.cache import LoadedModel
 from lib.models.catalog import CAUSAL_LM, RANDOM, get_entry
 from lib.prompts import fit_prompt
@@ -29,10 +29,13 @@ class TokenTimestamps:
     """A `generate` streamer that only reads the clock (transformers' BaseStreamer protocol).
 
     `put` is called once with the prompt, then once per generation step with that step's tokens.
+    Untimed (`record=False`, warm-ups) it reads no clock. Either way it ends the call between two
+    tokens once `should_stop()` says so: Stop takes effect within one decode step.
     """
 
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
+    def __init__(self, clock: Clock, record: bool = True,
+                 should_stop: Callable[[], bool] = lambda: False) -> None:
+        self.clock, self.record, self.should_stop = clock, record, should_stop
         self.times_s: list[float] = []
         self._seen_prompt = False
 
@@ -40,7 +43,11 @@ class TokenTimestamps:
         if not self._seen_prompt:
             self._seen_prompt = True
             return
-        self.times_s.append(self.clock.now())
+        if self.record:
+            self.times_s.append(self.clock.now())
+        if self.should_stop():
+            raise StoppedError("Stopped: the run was ended before it finished, so nothing of it "
+                               "was kept. Press Run to measure again.")
 
     def end(self) -> None:
         pass
@@ -89,17 +96,22 @@ class GenerateSession(Session):
     def run(self, clock: Clock, timed: bool) -> Timing:
         import torch
 
-        streamer = TokenTimestamps(clock) if timed else None
+        streamer = TokenTimestamps(clock, record=timed, should_stop=self.should_stop)
         with torch.inference_mode():
             start_s = clock.now()
-            self.output = self.loaded.model.generate(**self.kwargs, streamer=streamer)
-        if streamer is None:
+            output = self.loaded.model.generate(**self.kwargs, streamer=streamer)
+        self.output = output.sequences
+        # `cache` since transformers 5.2x, `past_key_values` before (5.17 on the GPU machine).
+        kv_bytes = cache_bytes(output["cache"] if "cache" in output
+                               else output.get("past_key_values"))
+        output = None                          # the cache goes back to the allocator now
+        if not timed:
             return Timing(start_s, end_s=clock.now())
         if len(streamer.times_s) != self.spec.new_tokens:
             raise ExplorerError(
                 f"The model produced {len(streamer.times_s)} tokens instead of "
                 f"{self.spec.new_tokens}; this model does not honour a fixed output length.")
-        return Timing(start_s, tuple(streamer.times_s))
+        return Timing(start_s, tuple(streamer.times_s), kv_cache_bytes=kv_bytes)
 
     def output_text(self) -> str:
         if self.loaded.entry.weights == RANDOM:
@@ -118,7 +130,9 @@ def generate_arguments(spec: RunSpec, input_ids: Any, tokenizer: Any) -> dict[st
     kwargs: dict[str, Any] = dict(
         input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
         max_new_tokens=spec.new_tokens, min_new_tokens=spec.new_tokens, do_sample=False,
-        pad_token_id=_pad_token_id(tokenizer))
+        pad_token_id=_pad_token_id(tokenizer),
+        # The output object carries the KV cache, so its size is read, not guessed.
+        return_dict_in_generate=True)
     if spec.kv_cache == "static" or spec.compile == "on":
         kwargs["cache_implementation"] = "static"
     if spec.compile == "on":
@@ -130,6 +144,26 @@ def generate_arguments(spec: RunSpec, input_ids: Any, tokenizer: Any) -> dict[st
         # transformers would otherwise compile by itself on a GPU whenever the cache is static.
         kwargs["disable_compile"] = True
     return kwargs
+
+
+def cache_bytes(cache: Any) -> int | None:
+    """Bytes held by a transformers KV cache's tensors (keys and values of every layer); None
+    when the cache has no layers to read (then the estimate stands alone)."""
+    import torch
+
+    layers = getattr(cache, "layers", None)
+    if layers is None and isinstance(cache, (tuple, list)):      # the legacy tuple format
+        layers = cache
+    if not layers:
+        return None
+    total = 0
+    for layer in layers:
+        parts = (getattr(layer, "keys", None), getattr(layer, "values", None)) \
+            if not isinstance(layer, (tuple, list)) else layer
+        for tensor in parts:
+            if isinstance(tensor, torch.Tensor):
+                total += tensor.numel() * tensor.element_size()
+    return total
 
 
 def set_attention(model: Any, attention: str) -> None:

@@ -4,6 +4,10 @@ A `LoadedModel` is whatever a backend loaded (a transformers module and its toke
 backend's own handle), with how long loading took and where the weights came from. The
 `ModelCache` keeps a few of them, keyed by (backend, model, device, dtype), so a model loads
 once; the least recently used is dropped before a new one loads, so its memory is free for it.
+What it holds are `lib.worker` handles: each model lives in its own worker process (or in this
+one, for backends with nothing to isolate), so dropping a model ends its process and gives all
+of its memory back, and a worker that died is replaced on the next `get`. A sweep `pin`s the
+models it visits in turn, so loading one of them never drops another.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from lib.models.catalog import CatalogEntry
 if TYPE_CHECKING:
     from lib.backends.base import Backend
     from lib.memory import Shapes
+    from lib.worker import ModelHandle
 
 Progress = Callable[[str], None]
 CacheKey = tuple[str, str, str, str]       # backend, model id, device, dtype
@@ -35,6 +40,7 @@ class LoadedModel:
     source: str                       # how the weights got here, in words
     loaded_at: float = 0.0            # time.time() when loading finished
     quantize_s: float | None = None   # int8 only: time spent quantizing, after load_s
+    weights_bytes: int | None = None  # resident weights, summed over the model's tensors
 
     @property
     def model_id(self) -> str:
@@ -51,28 +57,34 @@ class LoadedModel:
 
 
 class ModelCache:
-    """Most recently used last; thread-safe. At most `max_entries` stay resident: each may take
-    gigabytes."""
+    """Most recently used last; thread-safe. At most `max_entries` stay resident (each may take
+    gigabytes), more while a sweep pins them."""
 
     def __init__(self, max_entries: int = 2) -> None:
         self.max_entries = max_entries
-        self._models: OrderedDict[CacheKey, LoadedModel] = OrderedDict()
+        self._models: OrderedDict[CacheKey, "ModelHandle"] = OrderedDict()
+        self._pinned: set[CacheKey] = set()
         self._lock = threading.RLock()
 
     def get(self, backend: "Backend", model_id: str, device: str, dtype: str,
-            on_progress: Progress | None = None) -> LoadedModel:
+            on_progress: Progress | None = None) -> "ModelHandle":
+        from lib.worker import handle_for
+
         key = (backend.name, model_id, device, dtype)
         with self._lock:
-            if key in self._models:
+            handle = self._models.get(key)
+            if handle is not None and handle.alive:
                 self._models.move_to_end(key)
-                return self._models[key]
+                return handle
+            self.drop(key)                       # a worker that died: start a fresh one
             self.make_room(backend, model_id, device, dtype)
-            loaded = backend.load(model_id, device, dtype, on_progress=on_progress)
-            self._models[key] = loaded
-            return loaded
+            handle = handle_for(backend, model_id, device, dtype, on_status=on_progress)
+            self._models[key] = handle
+            return handle
 
     def holds(self, backend: "Backend", model_id: str, device: str, dtype: str) -> bool:
-        return (backend.name, model_id, device, dtype) in self._models
+        handle = self._models.get((backend.name, model_id, device, dtype))
+        return handle is not None and handle.alive
 
     def make_room(self, backend: "Backend", model_id: str, device: str, dtype: str) -> None:
         """Drop least recently used models: to stay within max_entries, and while the new one
@@ -81,23 +93,54 @@ class ModelCache:
 
         need = backend.load_need(model_id, dtype).total_bytes
         with self._lock:
-            kept = sum(m.shapes.weight_bytes(m.dtype) for m in self._models.values()
-                       if m.device == device)
-            if need > memory.free_bytes(device) + kept:
+            if need > memory.free_bytes(device) + self.releasable_bytes(device):
                 return  # loading refuses it with the numbers; other sessions keep their models
-            while self._models and (len(self._models) >= self.max_entries
-                                    or need > memory.free_bytes(device)):
-                self._models.popitem(last=False)
-                _release_memory()
+            limit = max(self.max_entries, len(self._pinned) + 1)
+            while True:
+                unpinned = [key for key in self._models if key not in self._pinned]
+                if not unpinned or (len(self._models) < limit
+                                    and need <= memory.free_bytes(device)):
+                    return
+                self.drop(unpinned[0])
+
+    def releasable_bytes(self, device: str) -> int:
+        """Memory that dropping every unpinned model on `device` would give back (estimated
+        from their weights: a worker process gives back more, never less)."""
+        with self._lock:
+            return sum(handle.loaded.shapes.weight_bytes(handle.loaded.dtype)
+                       for key, handle in self._models.items()
+                       if key not in self._pinned and handle.loaded.device == device)
+
+    def drop(self, key: CacheKey) -> None:
+        with self._lock:
+            handle = self._models.pop(key, None)
+        if handle is not None:
+            handle.close()
+            _release_memory()
+
+    def pin(self, key: CacheKey) -> None:
+        """Keep this model loaded, whatever else loads, until `unpin` (a sweep's models)."""
+        with self._lock:
+            self._pinned.add(key)
+
+    def unpin(self, key: CacheKey) -> None:
+        with self._lock:
+            self._pinned.discard(key)
+
+    def close(self) -> None:
+        for key in list(self._models):
+            self.drop(key)
 
     def __contains__(self, key: CacheKey) -> bool:
         return key in self._models
 
 
 def _release_memory() -> None:
+    """Models that lived in this process: give their memory back now."""
     import gc
+    import sys
 
     gc.collect()
-    import torch
-    if torch.cuda.is_available():
+    torch = sys.modules.get("torch")     # never import torch here just to clean up
+    if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()

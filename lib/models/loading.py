@@ -59,7 +59,34 @@ def load(entry: CatalogEntry, device: str, dtype: str, backend: str,
         load_s = clock.now() - started
     return LoadedModel(backend=backend, entry=entry, model=model, tokenizer=tokenizer,
                        device=device, dtype=dtype, load_s=load_s, source=source,
-                       loaded_at=time.time(), quantize_s=quantize_s)
+                       loaded_at=time.time(), quantize_s=quantize_s,
+                       weights_bytes=tensor_bytes(model))
+
+
+def tensor_bytes(model: Any) -> int:
+    """Bytes the model's weights hold, summed over its tensors (shared ones counted once).
+
+    The state dict covers parameters, buffers and int8's packed weights alike."""
+    import torch
+
+    def tensors(values):
+        for value in values:
+            if isinstance(value, (tuple, list)):     # int8 Linear: (packed weight, bias)
+                yield from tensors(value)
+            elif isinstance(value, torch.Tensor):
+                yield value
+
+    seen, total = set(), 0
+    for tensor in tensors(model.state_dict().values()):
+        if tensor.is_quantized:
+            key, size = id(tensor), tensor.numel() * tensor.element_size()
+        else:
+            storage = tensor.untyped_storage()
+            key, size = (storage.data_ptr(), tensor.device), storage.nbytes()
+        if key not in seen:
+            seen.add(key)
+            total += size
+    return total
 
 
 def load_advice(model_id: str, dtype: str) -> str:

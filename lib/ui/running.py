@@ -10,6 +10,7 @@ with `st.error`: a failed run never takes the page down.
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -57,44 +58,103 @@ def error_boundary(on_error=None) -> Iterator[None]:
         raise Failed from exc
 
 
+class LiveProgress:
+    """The progress panel of a run or a sweep, open while it works: what happens now (queued,
+    loading, warm-up, measuring), a bar, repetition i of n, and a clock line with the time
+    spent and the time left, revised from measured durations and counted down between updates.
+    `tick()` is called a few times a second while the worker measures, so the clock moves, and
+    a Stop press takes effect within a tick."""
+
+    def __init__(self) -> None:
+        box = st.container(border=True)
+        self.headline = box.empty()
+        self.bar = box.progress(0.0)
+        self.clock = box.empty()
+        self.queue = box.empty()
+        self.started = time.monotonic()
+        self.eta_s: float | None = None
+        self.eta_at = self.started
+
+    def show(self, headline: str, fraction: float | None = None,
+             eta_s: float | None = None, keep_eta: bool = False) -> None:
+        self.headline.markdown(headline)
+        if fraction is not None:
+            self.bar.progress(min(max(fraction, 0.0), 1.0))
+        if not keep_eta:
+            self.eta_s, self.eta_at = eta_s, time.monotonic()
+        self.tick()
+
+    def queued(self, message: str) -> None:
+        self.headline.markdown("**Queued**: waiting for the machine")
+        self.queue.info(message)
+        self.tick()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        line = f"Time so far: {_clock(now - self.started)}"
+        if self.eta_s is not None:
+            left = self.eta_s - (now - self.eta_at)
+            line += (f" · about {_clock(left)} left (from the repetitions measured so far)"
+                     if left >= 1 else " · should finish any moment")
+        self.clock.caption(line)
+
+    def done(self) -> None:
+        self.headline.empty()
+        self.bar.empty()
+        self.clock.empty()
+        self.queue.empty()
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(int(round(seconds)), 0)
+    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
+
+
+def stopped_notice() -> None:
+    """After Stop: say what was stopped and what was kept (shown once, on the next rerun)."""
+    live = st.session_state.pop(state.RUN_LIVE, None)
+    if live:
+        st.warning(f"**Stopped.** The run of {live} was ended before it finished, so none of "
+                   "it was kept or saved. The model stays loaded: press **Run** to measure "
+                   "again.")
+
+
 def run_with_status(spec: RunSpec) -> Result | None:
     """Run `spec`, showing each stage; None (with the reason on the page) if it could not run."""
-    queue_notice = st.empty()
-    status = st.status("Starting…", expanded=True)
-    progress = status.progress(0.0)
-
-    def on_wait(message: str) -> None:
-        status.update(label="Waiting in the queue…", state="running")
-        queue_notice.info(message)
+    panel = LiveProgress()
+    st.session_state[state.RUN_LIVE] = runner.describe(spec)
 
     def on_status(message: str) -> None:
-        status.update(label=message)
-        status.write(message)
+        panel.queue.empty()
+        panel.show(f"**Loading**: {message}", keep_eta=True)
 
-    def on_progress(stage: str, done: int, total: int) -> None:
+    def on_progress(stage: str, done: int, total: int, eta_s: float | None = None) -> None:
+        panel.queue.empty()
         if stage == "warm-up":
-            progress.progress(0.0, text=f"Warm-up run {done + 1} of {total} (not timed)")
+            panel.show(f"**Warm-up** run {done + 1} of {total} (untimed: first-call costs "
+                       "stay out of the numbers)", 0.0)
         elif stage == "measuring":
-            fraction = min(done / max(total, 1), 1.0)
-            progress.progress(fraction, text=f"Timed repetition {done + 1} (at least {total})")
+            panel.show(f"**Measuring**: timed repetition {done + 1} of {total}",
+                       done / max(total, 1), eta_s)
         else:
-            progress.progress(1.0, text=f"Done: {done} repetitions timed")
+            panel.show(f"**Done**: {done} repetitions timed", 1.0, 0.0)
 
     def failed() -> None:
-        queue_notice.empty()
-        status.update(label="The run could not start", state="error", expanded=False)
+        st.session_state.pop(state.RUN_LIVE, None)
+        panel.done()
 
+    panel.show("**Starting**: checking the settings and the memory…", 0.0)
     try:
         with error_boundary(failed):
             backend = backends.for_model(spec.model_id)
             was_loaded = model_cache().holds(backend, spec.model_id, spec.device, spec.dtype)
             measurement = runner.run(spec, cache=model_cache(), on_status=on_status,
-                                     on_progress=on_progress, on_wait=on_wait)
+                                     on_progress=on_progress, on_wait=panel.queued,
+                                     on_tick=panel.tick)
     except Failed:
         return None
-    queue_notice.empty()
-    status.update(label=f"Measured {len(measurement.repetitions)} repetitions", state="complete",
-                  expanded=False)
+    st.session_state.pop(state.RUN_LIVE, None)
+    panel.done()
     summary = stats.summarize(measurement)
     saved_id, problem = history.save_run(measurement, summary)
     return Result(measurement, summary, _model_note(measurement, was_loaded), saved_id, problem)
@@ -118,39 +178,49 @@ def _model_note(measurement: Measurement, was_loaded: bool) -> str:
 
 def run_sweep_with_status(base: RunSpec,
                           factor_values: list[tuple[sweep.Factor, list]]) -> sweep.SweepResult:
-    """Run a sweep showing which point runs, its repetitions and the time left.
+    """Run a sweep showing the round, the point, its repetitions and the time left.
 
     Finished points go into session state as they finish, so a Stop (which reruns the page and
     interrupts this one) keeps them: see `partial_sweep()`.
     """
     factors = [f.name for f, _ in factor_values]
-    recorder = history.SweepRecorder(base, factors, len(sweep.grid(factor_values)))
-    live = {"base": base, "planned": 0, "points": [], "factors": factors, "recorder": recorder}
+    planned = len(sweep.grid(factor_values))
+    recorder = history.SweepRecorder(base, factors, planned)
+    live = {"base": base, "planned": planned, "points": [], "factors": factors,
+            "recorder": recorder}
     st.session_state[state.SWEEP_LIVE] = live
+    panel = LiveProgress()
 
     def on_point(point: sweep.PointResult) -> None:
         live["points"].append(point)
         recorder.add(point)
-    progress = st.progress(0.0, text="Starting the sweep…")
-    notice = st.empty()
 
-    def on_progress(done: int, total: int, values: dict, eta_s: float | None) -> None:
-        live["planned"] = total
-        if done >= total:
-            progress.progress(1.0, text=f"Done: {total} points")
-            return
-        where = ", ".join(f"{sweep.FACTORS[name].label} {value}" for name, value in values.items())
-        eta = f"; about {eta_s:.0f} s left" if eta_s is not None else ""
-        progress.progress(done / total, text=f"Point {done + 1} of {total}: {where} (at least "
-                          f"{base.repetitions} repetitions after a warm-up){eta}")
+    def on_progress(event: sweep.SweepProgress) -> None:
+        panel.queue.empty()
+        where = ", ".join(f"{sweep.FACTORS[name].label} {value}"
+                          for name, value in event.values.items())
+        finished = f"{event.finished_points} of {event.total_points} points finished"
+        if event.phase == "loading":
+            text = f"**Loading** {where} ({finished})"
+        elif event.phase == "warm-up":
+            text = f"**Warm-up** of {where}: untimed ({finished})"
+        elif event.phase == "measuring":
+            text = (f"**Measuring**, round {event.round} (each round times every point once, "
+                    f"in turn): {where}, repetition {event.repetition} of at least "
+                    f"{event.minimum_repetitions} ({finished})")
+        else:
+            text = f"**Done**: {event.total_points} points"
+        panel.show(text, event.fraction, event.eta_s)
 
-    def run_point(spec: RunSpec) -> Measurement:
-        measurement = runner.run(spec, cache=model_cache(), on_wait=notice.info)
-        notice.empty()
-        return measurement
-
-    result = sweep.run_sweep(base, factor_values, run_point, on_progress=on_progress,
-                             on_point=on_point)
+    description = f"sweep of {', '.join(f.label for f, _ in factor_values)} ({planned} points)"
+    panel.show(f"**Starting** a sweep of {planned} points…", 0.0)
+    with runner.SweepPoints(model_cache(), description,
+                            on_status=lambda message: panel.show(f"**Loading**: {message}",
+                                                                 keep_eta=True),
+                            on_wait=panel.queued, on_tick=panel.tick) as points:
+        result = sweep.run_sweep(base, factor_values, points, on_progress=on_progress,
+                                 on_point=on_point)
+    panel.done()
     recorder.finish(result.stopped)
     st.session_state.pop(state.SWEEP_LIVE, None)
     result.saved = (recorder.entry_id, recorder.problem)
@@ -163,7 +233,8 @@ def partial_sweep() -> sweep.SweepResult | None:
     if not live or not live["points"]:
         return None
     live["recorder"].finish(stopped=True)
-    result = sweep.SweepResult(live["base"], live["factors"], points=live["points"],
+    result = sweep.SweepResult(live["base"], live["factors"],
+                               points=sorted(live["points"], key=lambda p: p.index),
                                stopped=True, planned=live["planned"])
     result.saved = (live["recorder"].entry_id, live["recorder"].problem)
     return result

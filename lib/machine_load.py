@@ -1,0 +1,59 @@
+"""What the rest of the machine did while something was timed: other processes' CPU share.
+
+The measurement queue (`lib.runlock`) keeps our own runs apart, but not a browser, a compile or
+another person's program, which take cores from the model and slow it down. `watch()` reads the
+machine-wide CPU time (/proc/stat through psutil) and this process's own CPU time around a block:
+
+    other_cpu_percent = (machine busy time - this process's CPU time) / (wall time x cores) x 100
+
+so 50% on a 2-core machine is one core kept busy by something else. It also keeps the 1-minute
+load average at the end. The kernel counts CPU time in ticks (10 ms), so a very short block reads
+coarsely: the per-point median over repetitions is what `lib.stats.point_noise` judges.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+
+import psutil
+
+_NOT_BUSY = ("idle", "iowait", "guest", "guest_nice")   # guest time is already in user time
+
+
+@dataclass
+class Load:
+    other_cpu_percent: float | None = None
+    load_average: float | None = None
+
+
+def _machine_busy_s() -> float:
+    times = psutil.cpu_times()
+    return sum(value for name, value in times._asdict().items() if name not in _NOT_BUSY)
+
+
+def _own_cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+@contextlib.contextmanager
+def watch():
+    """Yields a `Load`, filled when the block ends (left empty where the OS can't tell)."""
+    load = Load()
+    try:
+        process = psutil.Process()
+        busy, own, wall = _machine_busy_s(), _own_cpu_s(process), time.monotonic()
+    except (psutil.Error, OSError, AttributeError):
+        yield load
+        return
+    yield load
+    elapsed = time.monotonic() - wall
+    cores = psutil.cpu_count() or 1
+    if elapsed > 0:
+        other = (_machine_busy_s() - busy) - (_own_cpu_s(process) - own)
+        load.other_cpu_percent = min(max(other / (elapsed * cores) * 100, 0.0), 100.0)
+    with contextlib.suppress(OSError, AttributeError):
+        load.load_average = os.getloadavg()[0]
