@@ -125,7 +125,7 @@ class Series:
     median: list
     low: list
     high: list
-    kinds: list[str]         # per point: "p10–p90" or "range"
+    kinds: list[str]         # per measured value: "p10–p90" or "range"
     hover: list[str]
     noisy: list[bool]
 
@@ -146,14 +146,14 @@ def series(measured: pd.DataFrame, factor: Factor, metric: str) -> Series:
     for row in records:
         low_column, high_column, kind = band_columns(row, metric)
         median, low, high = row.get(metric), row.get(low_column), row.get(high_column)
-        n = row.get(stat_column(metric, "n")) or 0
+        n = int(row.get(stat_column(metric, "n")) or 0)
         medians.append(None if median is None else median * scale)
         lows.append(None if low is None else low * scale)
         highs.append(None if high is None else high * scale)
-        kinds.append(kind)
         if median is None:
             hovers.append("not measured")
             continue
+        kinds.append(kind)            # only measured values decide what the subtitle says
         spread = f"{format_value(metric, low)} – {format_value(metric, high)}"
         spread = (f"p10–p90 {spread}, n={n}" if kind == "p10–p90" else
                   f"range of {n} sample{'s' if n != 1 else ''}: {spread}")
