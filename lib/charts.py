@@ -1,18 +1,33 @@
 """Plotly figures, built from a Measurement's raw rows (lib.report) or a sweep's tidy table
 (lib.table, as a DataFrame). Names, labels and units come from lib.metrics; nothing here
-summarizes data again. Pages only display the figures."""
+summarizes data again. Pages only display the figures.
+
+What every sweep chart promises: a numeric factor is drawn as lines through its points, a
+categorical one (model, dtype, ...) as bars, never as a line between categories. The spread
+around each median is p10–p90 where the point has the samples for it (the percentile gate) and
+the min–max range otherwise (`table.band_columns`), and the title and hover say which. Noisy
+points (`stats.point_noise`) are ringed (lines) or hatched (bars), with the reason on hover. One
+quantity per y axis, and a log axis is said to double only when its values do.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import Any
+
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
 
-from lib.metrics import BYTES, LATENCIES, METRICS, SECONDS
+from lib.insights import is_noisy, noise_reason
+from lib.metrics import LATENCIES, METRICS, format_number, format_value
 from lib.report import request_latency_rows, token_latency_rows
 from lib.results import Measurement
-from lib.stats import Summary
-from lib.sweep import Factor
-from lib.table import Status, stat_column
+from lib.stats import MIN_SAMPLES, Summary
+from lib.sweep import FACTORS, Factor
+from lib.table import Status, band_columns, stat_column
 
 FAINT = "rgba(99, 110, 250, 0.25)"
 STRONG = "rgb(99, 110, 250)"
@@ -79,6 +94,11 @@ def request_latency_figure(measurement: Measurement) -> go.Figure:
 COLORS = {"ttft_s": "rgb(239, 85, 59)", "tpot_s": "rgb(99, 110, 250)",
           "e2e_s": "rgb(0, 160, 120)"}
 LATENCY_SERIES = tuple((name, METRICS[name].short_label, COLORS[name]) for name in LATENCIES)
+MEMORY_COLOR = "rgb(171, 99, 250)"
+NOISY_COLOR = "rgb(230, 145, 0)"
+NOISY_RING = "⚠ noisy point (ringed): hover it for why"
+NOISY_HATCH = "⚠ noisy point (hatched): hover it for why"
+PERCENTILE_SAMPLES = MIN_SAMPLES[10]
 
 
 def _measured(frame: pd.DataFrame) -> pd.DataFrame:
@@ -90,128 +110,287 @@ def _x(measured: pd.DataFrame, factor: Factor) -> pd.Series:
     return values if factor.numeric else values.astype(str)
 
 
-def _band(x, low, high, color: str, name: str) -> list[go.Scatter]:
-    """A shaded p10-p90 band: the upper edge, then the lower edge filled up to it."""
+def _records(measured: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as dicts with pandas' NaN turned back into the table's None, so that
+    `band_columns` sees a missing p10 as missing."""
+    return [{key: None if isinstance(value, float) and math.isnan(value) else value
+             for key, value in row.items()} for row in measured.to_dict("records")]
+
+
+@dataclass(frozen=True)
+class Series:
+    """One metric over a sweep's measured points, in the metric's display unit: median, the
+    spread to draw (p10–p90 or range, per point), hover text and noise, ready to draw."""
+    x: list
+    median: list
+    low: list
+    high: list
+    kinds: list[str]         # per measured value: "p10–p90" or "range"
+    hover: list[str]
+    noisy: list[bool]
+
+    def errors(self) -> dict[str, Any]:
+        """Plotly's asymmetric error bars for this spread."""
+        return {"type": "data", "symmetric": False, "color": "rgba(60, 60, 60, 0.7)",
+                "array": [_gap(h, m) for m, h in zip(self.median, self.high)],
+                "arrayminus": [_gap(m, low) for m, low in zip(self.median, self.low)]}
+
+
+def _gap(a, b):
+    return None if a is None or b is None else a - b
+
+
+def series(measured: pd.DataFrame, factor: Factor, metric: str) -> Series:
+    records, scale = _records(measured), METRICS[metric].display_scale
+    medians, lows, highs, kinds, hovers = [], [], [], [], []
+    for row in records:
+        low_column, high_column, kind = band_columns(row, metric)
+        median, low, high = row.get(metric), row.get(low_column), row.get(high_column)
+        n = int(row.get(stat_column(metric, "n")) or 0)
+        medians.append(None if median is None else median * scale)
+        lows.append(None if low is None else low * scale)
+        highs.append(None if high is None else high * scale)
+        if median is None:
+            hovers.append("not measured")
+            continue
+        kinds.append(kind)            # only measured values decide what the subtitle says
+        spread = f"{format_value(metric, low)} – {format_value(metric, high)}"
+        spread = (f"p10–p90 {spread}, n={n}" if kind == "p10–p90" else
+                  f"range of {n} sample{'s' if n != 1 else ''}: {spread}")
+        text = f"{format_value(metric, median)} ({spread})"
+        hovers.append(text + (f"<br>⚠ noisy: {noise_reason(row)}" if is_noisy(row) else ""))
+    return Series(list(_x(measured, factor)), medians, lows, highs, kinds, hovers,
+                  [is_noisy(row) for row in records])
+
+
+def spread_note(kinds: list[str], shape: str = "band") -> str:
+    """What the drawn spread is, e.g. 'band: p10–p90 ...' or 'error bars: lowest to highest
+    sample (each point has fewer than 10, ...)'. kinds: one per point, from `band_columns`."""
+    found = set(kinds)
+    if found == {"p10–p90"}:
+        return f"{shape}: p10–p90, the middle 80% of each point's samples"
+    if found == {"range"}:
+        return (f"{shape}: lowest to highest sample (each point has fewer than "
+                f"{PERCENTILE_SAMPLES}, too few for p10–p90)")
+    return (f"{shape}: p10–p90 where a point has {PERCENTILE_SAMPLES} samples or more, else its "
+            "lowest to highest sample")
+
+
+def _title(figure: go.Figure, text: str, kinds: list[str], shape: str) -> None:
+    """A title, and under it what the marks mean: medians, and which spread is drawn."""
+    figure.update_layout(title={"text": text, "subtitle": {
+        "text": f"Medians; {spread_note(kinds, shape)}."}})
+
+
+def _band(s: Series, color: str, group: str, where: dict) -> list[go.Scatter]:
+    """A shaded spread: the upper edge, then the lower edge filled up to it."""
     fill = color.replace("rgb", "rgba").replace(")", ", 0.15)")
-    return [go.Scatter(x=x, y=high, mode="lines", line={"width": 0}, showlegend=False,
-                       hoverinfo="skip", legendgroup=name),
-            go.Scatter(x=x, y=low, mode="lines", line={"width": 0}, fill="tonexty",
-                       fillcolor=fill, showlegend=False, hoverinfo="skip", legendgroup=name)]
+    return [go.Scatter(x=s.x, y=s.high, mode="lines", line={"width": 0}, showlegend=False,
+                       hoverinfo="skip", legendgroup=group),
+            go.Scatter(x=s.x, y=s.low, mode="lines", line={"width": 0}, fill="tonexty",
+                       fillcolor=fill, showlegend=False, hoverinfo="skip", legendgroup=group)]
 
 
-def _axis(figure: go.Figure, factor: Factor, values=None) -> None:
-    label = factor.label
+def _draw(figure: go.Figure, s: Series, name: str, color: str, factor: Factor,
+          shaded: bool = True, **where) -> None:
+    """One metric: bars with error bars for a categorical factor; for a numeric one a line
+    through the medians, with a shaded band (or error bars where several lines overlap) and a
+    ring around each noisy point."""
+    hover = f"{name}: %{{customdata}}<extra></extra>"
     if not factor.numeric:
-        figure.update_xaxes(type="category", title=label)
-    elif factor.doubling:
-        ticks = sorted(set(values)) if values is not None else None
-        figure.update_xaxes(type="log", title=f"{label} (log scale: each step doubles)",
-                            tickvals=ticks, ticktext=[str(t) for t in ticks] if ticks else None)
-    else:
-        figure.update_xaxes(title=label)
+        figure.add_trace(go.Bar(
+            x=s.x, y=s.median, name=name, legendgroup=name, error_y=s.errors(),
+            marker={"color": color, "pattern": {"shape": ["x" if n else "" for n in s.noisy],
+                                                "fgcolor": NOISY_COLOR},
+                    "line": {"color": NOISY_COLOR, "width": [3 if n else 0 for n in s.noisy]}},
+            customdata=s.hover, hovertemplate=hover), **where)
+        return
+    if shaded:
+        for trace in _band(s, color, name, where):
+            figure.add_trace(trace, **where)
+    figure.add_trace(go.Scatter(
+        x=s.x, y=s.median, mode="lines+markers", name=name, legendgroup=name,
+        line={"color": color, "width": 3}, marker={"size": 8},
+        error_y=None if shaded else s.errors(), customdata=s.hover, hovertemplate=hover),
+        **where)
+    noisy = [i for i, flag in enumerate(s.noisy) if flag]
+    if noisy:
+        figure.add_trace(go.Scatter(
+            x=[s.x[i] for i in noisy], y=[s.median[i] for i in noisy], mode="markers",
+            name=NOISY_RING, legendgroup="noisy", legendrank=2000, hoverinfo="skip",
+            showlegend=not any(t.name == NOISY_RING for t in figure.data),
+            marker={"symbol": "circle-open", "size": 20, "color": NOISY_COLOR,
+                    "line": {"width": 3}}), **where)
+
+
+def _hatch_legend(figure: go.Figure, factor: Factor, noisy: bool) -> None:
+    """Bars carry their noise in a pattern, which needs its own legend entry."""
+    if noisy and not factor.numeric:
+        figure.add_trace(go.Scatter(
+            x=[None], y=[None], mode="markers", name=NOISY_HATCH, hoverinfo="skip",
+            legendrank=2000,
+            marker={"symbol": "square-x-open", "size": 14, "color": NOISY_COLOR}))
+
+
+def axis_note(factor: Factor, values) -> str:
+    """The x axis title: a log axis says 'each step doubles' only when every step does."""
+    if not factor.numeric or not _log_axis(factor, values):
+        return factor.label
+    ticks = sorted(set(values))
+    if len(ticks) < 2:
+        return f"{factor.label} (log scale)"
+    if all(b == 2 * a for a, b in zip(ticks, ticks[1:])):
+        return f"{factor.label} (log scale: each step doubles)"
+    return f"{factor.label} (log scale: equal distances are equal ratios)"
+
+
+def _log_axis(factor: Factor, values) -> bool:
+    return factor.doubling and all(value > 0 for value in values)
+
+
+def _axis(figure: go.Figure, factor: Factor, values, rows: int = 1) -> None:
+    """The x axis (or axes, shared by `rows` stacked subplots; the title goes on the lowest)."""
+    values = list(values)
+    title = {"title_text": axis_note(factor, values)}
+    bottom = {"row": rows, "col": 1} if rows > 1 else {}
+    if not factor.numeric:
+        figure.update_xaxes(type="category")
+    elif _log_axis(factor, values):
+        ticks = sorted(set(values))
+        figure.update_xaxes(type="log", tickvals=ticks, ticktext=[str(t) for t in ticks])
+    figure.update_xaxes(**title, **bottom)
+
+
+def _shape(factor: Factor) -> str:
+    return "shaded band" if factor.numeric else "error bars"
+
+
+def _legend_below(figure: go.Figure) -> None:
+    """Under the chart, at the bottom of the whole figure: above it, the subtitle lives."""
+    figure.update_layout(legend={"orientation": "h", "yref": "container", "y": 0,
+                                 "yanchor": "bottom", "x": 0})
+    figure.update_layout(margin={"b": 110})
 
 
 def sweep_latency_figure(frame: pd.DataFrame, factor: Factor) -> go.Figure:
-    label = factor.label
     measured = _measured(frame)
-    x = _x(measured, factor)
-    figure = go.Figure()
+    figure, kinds, noisy = go.Figure(), [], False
     for metric, name, color in LATENCY_SERIES:
         if measured[metric].isna().all():
             continue
-        figure.add_traces(_band(x, measured[stat_column(metric, "p10")] * 1000,
-                                measured[stat_column(metric, "p90")] * 1000, color, name))
-        figure.add_trace(go.Scatter(
-            x=x, y=measured[metric] * 1000, mode="lines+markers", name=f"{name} (median)",
-            line={"color": color, "width": 3}, legendgroup=name,
-            customdata=pd.DataFrame({
-                "p10_ms": measured[stat_column(metric, "p10")] * 1000,
-                "p90_ms": measured[stat_column(metric, "p90")] * 1000,
-                "n": measured[stat_column(metric, "n")]}).to_numpy(),
-            hovertemplate=f"{label} %{{x}}<br>{name}: %{{y:.1f}} ms (p10 %{{customdata[0]:.1f}}"
-                          " – p90 %{customdata[1]:.1f}, n=%{customdata[2]})<extra></extra>"))
-    _axis(figure, factor, x)
-    figure.update_layout(title=f"Latency vs {label} (median; band: p10–p90)",
-                         yaxis_title="latency (ms)", yaxis_rangemode="tozero", height=420,
-                         hovermode="x unified",
-                         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0})
+        s = series(measured, factor, metric)
+        _draw(figure, s, f"{name} (median)", color, factor)
+        kinds += s.kinds
+        noisy = noisy or any(s.noisy)
+    _hatch_legend(figure, factor, noisy)
+    _axis(figure, factor, _x(measured, factor))
+    _title(figure, f"Latency vs {factor.label}", kinds, _shape(factor))
+    figure.update_layout(yaxis_title="latency (ms)", yaxis_rangemode="tozero", height=440,
+                         hovermode="x unified", barmode="group", margin={"t": 100})
+    _legend_below(figure)
     return figure
 
 
 def sweep_throughput_figure(frame: pd.DataFrame, factor: Factor) -> go.Figure:
-    label = factor.label
-    from plotly.subplots import make_subplots
-
+    """Tokens/s and requests/s in two stacked charts, each on its own axis: on twin axes they
+    lay on top of each other and the second axis got odd ticks."""
     measured = _measured(frame)
-    x = _x(measured, factor)
-    figure = make_subplots(specs=[[{"secondary_y": True}]])
     tokens = "decode_tokens_per_s" if measured["decode_tokens_per_s"].notna().any() \
         else "total_tokens_per_s"
-    figure.add_trace(go.Scatter(
-        x=x, y=measured[tokens], mode="lines+markers", line={"color": STRONG, "width": 3},
-        name="decode tokens/s" if tokens == "decode_tokens_per_s" else "tokens/s",
-        customdata=measured[[stat_column(tokens, "n")]].to_numpy(),
-        hovertemplate="%{x}: %{y:.1f} tokens/s (n=%{customdata[0]})<extra></extra>"),
-        secondary_y=False)
-    figure.add_trace(go.Scatter(
-        x=x, y=measured["requests_per_s"], mode="lines+markers", name="requests/s",
-        line={"color": TTFT_COLOR, "width": 2, "dash": "dot"},
-        hovertemplate="%{x}: %{y:.2f} requests/s<extra></extra>"), secondary_y=True)
-    _axis(figure, factor, x)
-    figure.update_yaxes(title_text="tokens per second", rangemode="tozero", secondary_y=False)
-    figure.update_yaxes(title_text="requests per second", rangemode="tozero", secondary_y=True)
-    figure.update_layout(title=f"Throughput vs {label} (medians)", height=420,
-                         hovermode="x unified",
-                         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0})
+    words = ("decode tokens per second, all requests of the batch"
+             if tokens == "decode_tokens_per_s" else "tokens per second (prompt and output)")
+    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.14,
+                           subplot_titles=(words, "requests finished per second"))
+    kinds, noisy = [], False
+    for row, metric, color in ((1, tokens, STRONG), (2, "requests_per_s", TTFT_COLOR)):
+        s = series(measured, factor, metric)
+        _draw(figure, s, METRICS[metric].short_label, color, factor, row=row, col=1)
+        figure.update_yaxes(title_text=METRICS[metric].display_unit, rangemode="tozero",
+                            row=row, col=1)
+        kinds += s.kinds
+        noisy = noisy or any(s.noisy)
+    _hatch_legend(figure, factor, noisy)
+    _axis(figure, factor, _x(measured, factor), rows=2)
+    _title(figure, f"Throughput vs {factor.label}", kinds, _shape(factor))
+    figure.update_layout(height=600, hovermode="x unified", margin={"t": 110})
+    _legend_below(figure)
     return figure
 
 
 def sweep_tradeoff_figure(frame: pd.DataFrame) -> go.Figure:
     """Batch sweeps: what each user waits per token vs what the machine produces."""
     measured = _measured(frame)
-    measured = measured[measured["tpot_s"].notna()]
+    measured = measured[measured["tpot_s"].notna()].sort_values("batch_size")
+    per_token = series(measured, FACTORS["batch"], "tpot_s")
+    throughput = series(measured, FACTORS["batch"], "decode_tokens_per_s")
+    labels = [f"batch {b}" for b in measured["batch_size"]]
     figure = go.Figure(go.Scatter(
-        x=measured["tpot_s"] * 1000, y=measured["decode_tokens_per_s"], mode="lines+markers+text",
-        text=[f"batch {b}" for b in measured["batch_size"]], textposition="top left",
-        line={"color": STRONG, "width": 2}, marker={"size": 9},
-        hovertemplate="%{text}: %{x:.1f} ms per token, %{y:.1f} tokens/s<extra></extra>"))
+        x=per_token.median, y=throughput.median, mode="lines+markers+text", text=labels,
+        textposition="top left", line={"color": STRONG, "width": 2}, marker={"size": 9},
+        error_x=per_token.errors(), error_y=throughput.errors(), name="one batch size",
+        customdata=[f"{p}<br>decode throughput: {t}"
+                    for p, t in zip(per_token.hover, throughput.hover)],
+        hovertemplate="%{text}<br>time per token: %{customdata}<extra></extra>"))
+    noisy = [i for i, flag in enumerate(per_token.noisy) if flag]
+    if noisy:
+        figure.add_trace(go.Scatter(
+            x=[per_token.median[i] for i in noisy], y=[throughput.median[i] for i in noisy],
+            mode="markers", name=NOISY_RING, hoverinfo="skip",
+            marker={"symbol": "circle-open", "size": 20, "color": NOISY_COLOR,
+                    "line": {"width": 3}}))
+    _title(figure, "The batching trade-off: more total throughput, slower tokens for each user",
+           per_token.kinds + throughput.kinds, "error bars")
     figure.update_layout(
-        title="The batching trade-off: more total throughput, slower tokens for each user",
         xaxis_title="time per output token for each user (ms)",
-        yaxis_title="decode throughput, all users (tokens/s)", height=420,
-        xaxis_rangemode="tozero", yaxis_rangemode="tozero")
+        yaxis_title="decode throughput, all users (tokens/s)", height=440,
+        xaxis_rangemode="tozero", yaxis_rangemode="tozero", showlegend=bool(noisy))
+    _legend_below(figure)
     return figure
 
 
 def sweep_memory_figure(frame: pd.DataFrame, factor: Factor) -> go.Figure:
-    label = factor.label
     measured = _measured(frame)
-    x = _x(measured, factor)
-    figure = go.Figure(go.Scatter(
-        x=x, y=measured["peak_memory_bytes"] / 2**20, mode="lines+markers",
-        line={"color": "rgb(171, 99, 250)", "width": 3}, name="peak memory",
-        hovertemplate="%{x}: %{y:.0f} MB<extra></extra>"))
-    _axis(figure, factor, x)
-    figure.update_layout(title=f"Peak memory vs {label}", yaxis_title="MB", height=360,
-                         hovermode="x unified",
-                         yaxis_rangemode="tozero")
+    s = series(measured, factor, "peak_memory_bytes")
+    figure = go.Figure()
+    _draw(figure, s, "peak memory", MEMORY_COLOR, factor)
+    _hatch_legend(figure, factor, any(s.noisy))
+    _axis(figure, factor, _x(measured, factor))
+    _title(figure, f"Peak memory vs {factor.label}", s.kinds, _shape(factor))
+    figure.update_layout(yaxis_title=f"peak memory ({METRICS['peak_memory_bytes'].display_unit}, "
+                                     "1 MB = 1,000,000 bytes)",
+                         height=380, hovermode="x unified", yaxis_rangemode="tozero",
+                         margin={"t": 90})
+    _legend_below(figure)
     return figure
 
 
 def sweep_heatmap_figure(frame: pd.DataFrame, factor_x: Factor, factor_y: Factor,
                          metric: str) -> go.Figure:
+    """Two factors: one cell per point, its median written in it; ⚠ marks a noisy cell."""
     label_x, label_y, metric_label = factor_x.label, factor_y.label, METRICS[metric].titled
     measured = _measured(frame)
-    grid = measured.pivot_table(index=factor_y.column, columns=factor_x.column,
-                                values=metric, aggfunc="first")
-    scale = {SECONDS: 1000, BYTES: 1 / 2**20}.get(METRICS[metric].unit, 1)
-    unit = METRICS[metric].display_unit
+    scale, unit = METRICS[metric].display_scale, METRICS[metric].display_unit
+    xs = sorted(measured[factor_x.column].unique())
+    ys = sorted(measured[factor_y.column].unique())
+    cells = {(row[factor_x.column], row[factor_y.column]): row for row in _records(measured)}
+    z, text, hover = [], [], []
+    for y in ys:
+        z.append([]), text.append([]), hover.append([])
+        for x in xs:
+            row = cells.get((x, y), {})
+            value = row.get(metric)
+            z[-1].append(None if value is None else value * scale)
+            mark = " ⚠" if is_noisy(row) else ""
+            text[-1].append("" if value is None else format_number(value * scale) + mark)
+            hover[-1].append("not measured" if value is None else format_value(metric, value)
+                             + (f"<br>⚠ noisy: {noise_reason(row)}" if mark else ""))
     figure = go.Figure(go.Heatmap(
-        z=grid.to_numpy() * scale, x=[str(v) for v in grid.columns],
-        y=[str(v) for v in grid.index], colorscale="Viridis",
-        texttemplate="%{z:.1f}", colorbar={"title": unit},
-        hovertemplate=f"{label_x} %{{x}}, {label_y} %{{y}}: %{{z:.1f}} {unit}<extra></extra>"))
-    figure.update_layout(title=f"{metric_label} for each {label_x} x {label_y}",
+        z=z, x=[str(v) for v in xs], y=[str(v) for v in ys], colorscale="Viridis",
+        text=text, texttemplate="%{text}", colorbar={"title": unit}, customdata=hover,
+        hovertemplate=f"{label_x} %{{x}}, {label_y} %{{y}}: %{{customdata}}<extra></extra>"))
+    noisy_note = " (⚠ = noisy point: hover it for why)" if any(
+        is_noisy(row) for row in cells.values()) else ""
+    figure.update_layout(title=f"{metric_label} for each {label_x} x {label_y}{noisy_note}",
                          xaxis_title=label_x, yaxis_title=label_y, height=460,
                          xaxis_type="category", yaxis_type="category")
     return figure
@@ -220,36 +399,64 @@ def sweep_heatmap_figure(frame: pd.DataFrame, factor_x: Factor, factor_y: Factor
 # --- history: comparing saved results ------------------------------------------------------------
 
 def compare_runs_figure(labelled: list[tuple[str, Summary]]) -> go.Figure:
-    """Medians of TTFT, TPOT and end-to-end latency, one group of bars per saved run."""
-    figure = go.Figure()
+    """Medians of TTFT, TPOT and end-to-end latency, one group of bars per saved run, with the
+    spread of each as error bars (p10–p90, or the range below the percentile gate)."""
+    figure, kinds = go.Figure(), []
     for metric, name, color in LATENCY_SERIES:
-        values, ns = [], []
+        values, up, down, hover = [], [], [], []
         for _, summary in labelled:
             dist = summary.metrics.get(metric)
+            band = dist.band() if dist else None
             values.append(dist.median * 1000 if dist else None)
-            ns.append(dist.n if dist else 0)
+            up.append((band.high - dist.median) * 1000 if dist else None)
+            down.append((dist.median - band.low) * 1000 if dist else None)
+            if dist:
+                kinds.append(band.kind)
+                spread = f"{format_value(metric, band.low)} – {format_value(metric, band.high)}"
+                hover.append(f"{format_value(metric, dist.median)} ("
+                             + (f"p10–p90 {spread}, n={dist.n}" if band.kind == "p10–p90"
+                                else f"range of {dist.n} samples: {spread}") + ")")
+            else:
+                hover.append("not measured")
         figure.add_trace(go.Bar(
             x=[label for label, _ in labelled], y=values, name=name, marker_color=color,
-            customdata=ns, hovertemplate=f"{name}: %{{y:.1f}} ms (n=%{{customdata}})"
-                                         "<extra>%{x}</extra>"))
-    figure.update_layout(title="Saved runs side by side (medians)", barmode="group",
-                         yaxis_title="latency (ms)", height=420,
-                         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0})
+            error_y={"type": "data", "symmetric": False, "array": up, "arrayminus": down,
+                     "color": "rgba(60, 60, 60, 0.7)"},
+            customdata=hover, hovertemplate=f"{name}: %{{customdata}}<extra>%{{x}}</extra>"))
+    _title(figure, "Saved runs side by side", kinds, "error bars")
+    figure.update_layout(barmode="group",
+                         yaxis_title="latency (ms)", height=440, margin={"t": 100})
+    _legend_below(figure)
     return figure
 
 
 def compare_sweeps_figure(labelled: list[tuple[str, pd.DataFrame]], factor: Factor,
                           metric: str = "tpot_s") -> go.Figure:
-    """One line per saved sweep of the same factor: the metric's median at each value."""
-    figure = go.Figure()
-    for name, frame in labelled:
+    """One line (numeric factor) or group of bars (categorical) per saved sweep of the same
+    factor: the metric's median at each value, with its spread as error bars."""
+    figure, kinds, noisy, values = go.Figure(), [], False, []
+    for index, (name, frame) in enumerate(labelled):
         measured = _measured(frame)
-        figure.add_trace(go.Scatter(
-            x=_x(measured, factor), y=measured[metric] * 1000, mode="lines+markers", name=name,
-            customdata=measured[[stat_column(metric, "n")]].to_numpy(),
-            hovertemplate="%{x}: %{y:.1f} ms (n=%{customdata[0]})<extra>" + name + "</extra>"))
-    figure.update_xaxes(title=factor.label, type=None if factor.numeric else "category")
+        s = series(measured, factor, metric)
+        color = qualitative.Plotly[index % len(qualitative.Plotly)]
+        _draw(figure, s, name, _rgb(color), factor, shaded=False)
+        kinds += s.kinds
+        noisy = noisy or any(s.noisy)
+        values += list(_x(measured, factor))
+    _hatch_legend(figure, factor, noisy)
+    _axis(figure, factor, values)
+    metric_info = METRICS[metric]
+    _title(figure, f"Saved sweeps overlaid: {metric_info.short_label} vs {factor.label}", kinds,
+           "error bars")
     figure.update_layout(
-        title=f"Saved sweeps overlaid: median {METRICS[metric].short_label} vs {factor.label}",
-        yaxis_title="ms", yaxis_rangemode="tozero", height=420, hovermode="x unified")
+        yaxis_title=f"{metric_info.short_label} ({metric_info.display_unit})",
+        yaxis_rangemode="tozero", height=440,
+        hovermode="x unified", barmode="group", margin={"t": 100})
+    _legend_below(figure)
     return figure
+
+
+def _rgb(hex_color: str) -> str:
+    """'#636EFA' -> 'rgb(99, 110, 250)', the form `_band` can make transparent."""
+    red, green, blue = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgb({red}, {green}, {blue})"

@@ -2,29 +2,25 @@
 
 Each sentence compares measured points and states ratios with the numbers behind them, e.g.
 "From batch size 1 to 16, decode throughput grew 4.4x while each token took 3.6x longer". A
-ratio within NEGLIGIBLE of 1 is called "about the same", so noise is not sold as a finding.
+ratio within NEGLIGIBLE of 1 is called "about the same". A ratio is only stated when the data can
+carry it: if the two points' spreads overlap (p10–p90, or the range of their samples below the
+percentile gate: `table.band_columns`) or either point is noisy (`stats.point_noise`), the
+sentence says the difference is within the noise instead, and a last sentence names the noisy
+points and why. Noise is never sold as a finding.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from lib.metrics import format_bytes, format_number
+from lib.stats import BUSY_OTHER_CPU_PERCENT, NOISY_RELATIVE_IQR
 from lib.sweep import Factor
-from lib.table import is_measured
+from lib.table import band_columns, is_measured
 
 NEGLIGIBLE = 0.10      # ratios between 0.9x and 1.1x are "about the same"
-
-
-def _ratio_words(ratio: float, up: str, down: str) -> str:
-    if abs(ratio - 1) <= NEGLIGIBLE:
-        return "stayed about the same"
-    if ratio > 1:
-        return f"{up} {ratio:.1f}x"
-    return f"{down} {1 / ratio:.1f}x"
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+RERUN = "rerun on a quieter machine or with more repetitions to tell"
 
 
 def findings(table: list[dict[str, Any]], factor: Factor) -> list[str]:
@@ -37,17 +33,112 @@ def findings(table: list[dict[str, Any]], factor: Factor) -> list[str]:
         sentences.append("Fewer than two points were measured, so there is nothing to compare "
                          "yet.")
     elif factor.numeric:
-        sentences += _numeric(measured, column, label)
+        sentences += _numeric(measured, factor)
     else:
-        sentences += _categorical(measured, column, label)
+        sentences += _categorical(measured, factor)
+    noisy = [row for row in measured if is_noisy(row)]
+    if noisy:
+        named = "; ".join(f"{label} {row[column]} ({noise_reason(row)})" for row in noisy)
+        sentences.append(f"Noisy point{'s' if len(noisy) > 1 else ''}: {named}. "
+                         f"{'Their' if len(noisy) > 1 else 'Its'} numbers are doubtful.")
     for row in skipped:
         reason = row["skipped_reason"].split(". ")[0].rstrip(".")
         sentences.append(f"{factor.title} {row[column]} could not run: {reason}.")
     return sentences
 
 
+# --- whether two points can be compared ----------------------------------------------------------
+
+def _value(row: dict[str, Any], key: str) -> float | None:
+    value = row.get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
+
+
+def is_noisy(row: dict[str, Any]) -> bool:
+    """The row's `noisy` flag; absent or empty (a skipped point, an old table) is not noisy."""
+    return bool(_value(row, "noisy"))
+
+
+def noise_reason(row: dict[str, Any]) -> str:
+    """Why a noisy point is doubtful, in a few words. The table keeps the other programs' CPU
+    share; the other cause of `stats.point_noise` is the spread of the repetitions."""
+    other = _value(row, "other_cpu_percent")
+    if other is not None and other > BUSY_OTHER_CPU_PERCENT:
+        return f"other programs used {other:.0f}% of the CPU while it was measured"
+    return (f"its repetitions disagreed: their middle half spans more than "
+            f"{NOISY_RELATIVE_IQR:.0%} of the median")
+
+
+def spreads_overlap(a: dict[str, Any], b: dict[str, Any], key: str) -> bool | None:
+    """Whether the two points' spreads of `key` overlap (None if a spread is missing)."""
+    bands = []
+    for row in (a, b):
+        low, high, _ = band_columns(row, key)
+        bands.append((_value(row, low), _value(row, high)))
+    if any(edge is None for band in bands for edge in band):
+        return None
+    (low_a, high_a), (low_b, high_b) = bands
+    return low_a <= high_b and low_b <= high_a
+
+
+def _doubt(a: dict[str, Any], b: dict[str, Any], key: str, factor: Factor) -> str | None:
+    """Why comparing `key` between two points would sell noise as a finding, or None."""
+    noisy = [row for row in (a, b) if is_noisy(row)]
+    if len(noisy) == 2:
+        return "both points are noisy"
+    if noisy:
+        return f"{factor.label} {noisy[0][factor.column]} is a noisy point"
+    if spreads_overlap(a, b, key):
+        kinds = {band_columns(row, key)[2] for row in (a, b)}
+        return ("their p10–p90 spreads overlap" if kinds == {"p10–p90"}
+                else "the spreads of their samples overlap")
+    return None
+
+
+def _ratio(a: dict[str, Any], b: dict[str, Any], key: str, factor: Factor) -> float | None:
+    """b / a when that ratio is a finding ("about the same" included), None when it is noise.
+    A noisy point can't even show that nothing changed; a change under NEGLIGIBLE is "about
+    the same" even where the spreads overlap."""
+    ratio = b[key] / a[key]
+    if any(is_noisy(row) for row in (a, b)):
+        return None
+    if abs(ratio - 1) <= NEGLIGIBLE:
+        return ratio
+    return None if _doubt(a, b, key, factor) else ratio
+
+
+def _within_noise(a: dict[str, Any], b: dict[str, Any], parts: list[tuple[str, str, str]],
+                  key: str, factor: Factor) -> str:
+    """'Batch size 1 vs 16: the difference in time per token (20 ms vs 22 ms) is within the
+    noise (their p10–p90 spreads overlap); rerun ...'. parts: (what, value a, value b)."""
+    differences = " and ".join(f"{what} ({first} vs {second})" for what, first, second in parts)
+    verb = "differences in" if len(parts) > 1 else "difference in"
+    are = "are" if len(parts) > 1 else "is"
+    return (f"{factor.title} {a[factor.column]} vs {b[factor.column]}: the {verb} {differences} "
+            f"{are} within the noise ({_doubt(a, b, key, factor)}); {RERUN}.")
+
+
+# --- words ------------------------------------------------------------------------------------
+
+def _ratio_words(ratio: float, up: str, down: str) -> str:
+    if abs(ratio - 1) <= NEGLIGIBLE:
+        return "stayed about the same"
+    if ratio > 1:
+        return f"{up} {ratio:.1f}x"
+    return f"{down} {1 / ratio:.1f}x"
+
+
+def _ms(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    ms = seconds * 1000
+    return f"{ms:.0f} ms" if ms >= 10 else f"{format_number(ms)} ms"
+
+
 def _unsteady(rows: list[dict[str, Any]], key: str, column: str, label: str) -> str:
-    """' (not steadily: ...)' when the metric went up and down along the factor, else ''."""
+    """', not steadily: ...' when the metric went up and down along the factor, else ''."""
     values = [row[key] for row in rows]
     steps = [b - a for a, b in zip(values, values[1:])]
     if all(s >= 0 for s in steps) or all(s <= 0 for s in steps) or len(values) < 3:
@@ -57,44 +148,70 @@ def _unsteady(rows: list[dict[str, Any]], key: str, column: str, label: str) -> 
             f"{peak[column]}")
 
 
-def _numeric(rows: list[dict[str, Any]], column: str, label: str) -> list[str]:
+# --- the two kinds of factor ---------------------------------------------------------------------
+
+def _numeric(rows: list[dict[str, Any]], factor: Factor) -> list[str]:
+    column, label = factor.column, factor.label
     rows = sorted(rows, key=lambda row: row[column])
     first, last = rows[0], rows[-1]
     span = f"From {label} {first[column]} to {last[column]}"
     sentences = []
     if first["tpot_s"] and last["tpot_s"]:
-        throughput = last["decode_tokens_per_s"] / first["decode_tokens_per_s"]
-        per_token = last["tpot_s"] / first["tpot_s"]
-        sentences.append(
-            f"{span}, decode throughput {_ratio_words(throughput, 'grew', 'fell')} "
-            f"({first['decode_tokens_per_s']:.1f} to {last['decode_tokens_per_s']:.1f} tokens/s) "
-            f"while the time per token {_ratio_words(per_token, 'grew', 'shrank')} "
-            f"({_ms(first['tpot_s'])} to {_ms(last['tpot_s'])}"
-            f"{_unsteady(rows, 'tpot_s', column, label)}).")
+        throughput = _ratio(first, last, "decode_tokens_per_s", factor)
+        per_token = _ratio(first, last, "tpot_s", factor)
+        rates = (format_number(first["decode_tokens_per_s"]),
+                 format_number(last["decode_tokens_per_s"]))
+        said = []
+        if throughput is not None:
+            said.append(f"decode throughput {_ratio_words(throughput, 'grew', 'fell')} "
+                        f"({rates[0]} to {rates[1]} tokens/s)")
+        if per_token is not None:
+            said.append(f"the time per token {_ratio_words(per_token, 'grew', 'shrank')} "
+                        f"({_ms(first['tpot_s'])} to {_ms(last['tpot_s'])}"
+                        f"{_unsteady(rows, 'tpot_s', column, label)})")
+        if said:
+            sentences.append(f"{span}, {' while '.join(said)}.")
+        unsaid = []
+        if throughput is None:
+            unsaid.append(("decode throughput", f"{rates[0]} tokens/s", f"{rates[1]} tokens/s"))
+        if per_token is None:
+            unsaid.append(("time per token", _ms(first["tpot_s"]), _ms(last["tpot_s"])))
+        if unsaid:
+            key = "tpot_s" if per_token is None else "decode_tokens_per_s"
+            sentences.append(_within_noise(first, last, unsaid, key, factor))
     if first["ttft_s"] and last["ttft_s"]:
-        ttft = last["ttft_s"] / first["ttft_s"]
-        sentences.append(
-            f"{span}, the time to first token {_ratio_words(ttft, 'grew', 'shrank')} "
-            f"({_ms(first['ttft_s'])} to {_ms(last['ttft_s'])}"
-            f"{_unsteady(rows, 'ttft_s', column, label)}).")
+        sentences.append(_change(first, last, rows, "ttft_s", "the time to first token", factor))
     elif first["e2e_s"] and last["e2e_s"]:
-        e2e = last["e2e_s"] / first["e2e_s"]
-        sentences.append(f"{span}, each request's latency {_ratio_words(e2e, 'grew', 'shrank')} "
-                         f"({_ms(first['e2e_s'])} to {_ms(last['e2e_s'])}).")
-    if first["peak_memory_bytes"] and last["peak_memory_bytes"]:
-        grown = (last["peak_memory_bytes"] - first["peak_memory_bytes"]) / 2**20
-        if abs(grown) >= 1:
-            sentences.append(f"Peak memory went from {first['peak_memory_bytes'] / 2**20:.0f} MB "
-                             f"to {last['peak_memory_bytes'] / 2**20:.0f} MB.")
+        sentences.append(_change(first, last, rows, "e2e_s", "each request's latency", factor))
+    if first.get("peak_memory_bytes") and last.get("peak_memory_bytes"):
+        if abs(last["peak_memory_bytes"] - first["peak_memory_bytes"]) >= 1e6:
+            sentences.append(f"Peak memory went from {format_bytes(first['peak_memory_bytes'])} "
+                             f"to {format_bytes(last['peak_memory_bytes'])}.")
     return sentences
 
 
-def _categorical(rows: list[dict[str, Any]], column: str, label: str) -> list[str]:
+def _change(first: dict[str, Any], last: dict[str, Any], rows: list[dict[str, Any]], key: str,
+            what: str, factor: Factor) -> str:
+    ratio = _ratio(first, last, key, factor)
+    if ratio is None:
+        return _within_noise(first, last, [(what.removeprefix("the "), _ms(first[key]),
+                                            _ms(last[key]))], key, factor)
+    unsteady = _unsteady(rows, key, factor.column, factor.label) if key == "ttft_s" else ""
+    return (f"From {factor.label} {first[factor.column]} to {last[factor.column]}, {what} "
+            f"{_ratio_words(ratio, 'grew', 'shrank')} ({_ms(first[key])} to {_ms(last[key])}"
+            f"{unsteady}).")
+
+
+def _categorical(rows: list[dict[str, Any]], factor: Factor) -> list[str]:
+    column, label = factor.column, factor.label
     key = "tpot_s" if all(row["tpot_s"] for row in rows) else "e2e_s"
     what = "time per output token" if key == "tpot_s" else "request latency"
     ordered = sorted(rows, key=lambda row: row[key])
     fastest, slowest = ordered[0], ordered[-1]
-    ratio = slowest[key] / fastest[key]
+    ratio = _ratio(fastest, slowest, key, factor)
+    if ratio is None:
+        return [_within_noise(fastest, slowest,
+                              [(what, _ms(fastest[key]), _ms(slowest[key]))], key, factor)]
     if ratio - 1 <= NEGLIGIBLE:
         return [f"Every {label} gave about the same {what} ({_ms(fastest[key])} to "
                 f"{_ms(slowest[key])}): here, this factor barely matters."]
@@ -103,7 +220,8 @@ def _categorical(rows: list[dict[str, Any]], column: str, label: str) -> list[st
         f"{slowest[column]} ({_ms(slowest[key])}), {ratio:.1f}x slower."]
     if key == "tpot_s":
         ttft = sorted(rows, key=lambda row: row["ttft_s"])
-        if ttft[0] is not fastest and ttft[-1]["ttft_s"] / ttft[0]["ttft_s"] - 1 > NEGLIGIBLE:
+        if (ttft[0] is not fastest and ttft[-1]["ttft_s"] / ttft[0]["ttft_s"] - 1 > NEGLIGIBLE
+                and not _doubt(ttft[0], fastest, "ttft_s", factor)):
             sentences.append(
                 f"But the first token came soonest with {ttft[0][column]} "
                 f"({_ms(ttft[0]['ttft_s'])}): reading the prompt and writing tokens stress the "

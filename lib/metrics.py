@@ -3,11 +3,14 @@
 Names follow DESIGN.md (unit in the name); `lib.stats` computes them, and the report, the CLI
 tables, the charts, the pages and the findings take their labels, units, plain meanings and
 "which way is better" from here, so a metric is explained the same way everywhere.
-`format_value` writes any value for people: seconds as ms or s, bytes in decimal units.
+`format_value` writes any value for people: seconds as ms or s, bytes in decimal units (1 MB =
+10^6 bytes, in charts too), and small numbers with enough significant digits that none reads as
+zero ("0.049/s", never "0.0/s").
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 SECONDS, TOKENS_PER_S, REQUESTS_PER_S, BYTES = "s", "tokens/s", "requests/s", "bytes"
@@ -29,6 +32,12 @@ class Metric:
     def display_unit(self) -> str:
         """The unit charts draw it in: seconds as ms, bytes as MB."""
         return {SECONDS: "ms", BYTES: "MB"}.get(self.unit, self.unit)
+
+    @property
+    def display_scale(self) -> float:
+        """What a value in the metric's own unit is multiplied by to be in `display_unit`
+        (MB are decimal, as `format_bytes` writes them)."""
+        return {SECONDS: 1000, BYTES: 1e-6}.get(self.unit, 1)
 
     @property
     def titled(self) -> str:
@@ -80,8 +89,25 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+# Below 1, a number keeps this many significant digits: 0.049, 0.0049, never 0.0.
+SMALL_SIGNIFICANT_DIGITS = 2
+
+
+def format_number(value: float) -> str:
+    """One decimal from 1 up (1,234.5), two significant digits below 1 (0.49, 0.049, 0.0049),
+    and no exponent, which people outside engineering don't read."""
+    if value == 0:
+        return "0"
+    if abs(value) < 1:      # round first, so 0.0999 becomes 0.10, not 0.100
+        value = float(f"{value:.{SMALL_SIGNIFICANT_DIGITS}g}")
+    if abs(value) >= 1:
+        return f"{value:,.1f}"
+    decimals = SMALL_SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(abs(value)))
+    return f"{value:.{decimals}f}"
+
+
 def format_seconds(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+    return f"{format_number(seconds * 1000)} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
 def format_value(name: str, value: float | None) -> str:
@@ -92,10 +118,10 @@ def format_value(name: str, value: float | None) -> str:
     if unit == BYTES:
         return format_bytes(value)
     if unit in (TOKENS_PER_S, REQUESTS_PER_S):
-        return f"{value:,.1f}/s"
+        return f"{format_number(value)}/s"
     if unit == SECONDS:
         return format_seconds(value)
-    return f"{value:,.1f}"
+    return format_number(value)
 
 
 def _unit_from_name(name: str) -> str | None:

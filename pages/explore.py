@@ -98,8 +98,10 @@ elif not measured.empty:
         st.markdown(f"- {sentence}")
     st.plotly_chart(charts.sweep_latency_figure(frame, factor), width="stretch")
     st.caption("TTFT: wait for the first token (includes reading the prompt). TPOT: time per "
-               "later token. End-to-end: the whole request. The shaded band spans the 10th to "
-               "90th percentile of the repetitions.")
+               "later token. End-to-end: the whole request. The band or error bar is the "
+               "spread of the repetitions: the 10th to 90th percentile with 10 or more, else "
+               "lowest to highest (the subtitle says which). A ringed or hatched point is noisy: "
+               "hover it for why.")
     st.plotly_chart(charts.sweep_throughput_figure(frame, factor), width="stretch")
     if factor.name == "batch" and measured["tpot_s"].notna().any():
         st.plotly_chart(charts.sweep_tradeoff_figure(frame), width="stretch")

@@ -1,4 +1,5 @@
-"""Charts from a fake sweep's tidy table: the numbers drawn are the table's, in ms."""
+"""Charts from a fake sweep's tidy table: the numbers drawn are the table's, in display units;
+categories are bars, spreads follow the percentile gate, noisy points are marked."""
 
 import pandas as pd
 import pytest
@@ -8,6 +9,7 @@ from lib import charts, stats, sweep, table
 from lib.spec import RunSpec
 
 BASE = RunSpec(prompt_tokens=16, new_tokens=5, repetitions=2, min_duration_s=0.0, threads=1)
+LATENCY_NAMES = ("TTFT (median)", "TPOT (median)", "end-to-end (median)")
 
 
 def frame_for(factor_name, values):
@@ -16,22 +18,164 @@ def frame_for(factor_name, values):
     return pd.DataFrame(table.rows(result)), factor
 
 
-def test_latency_figure_draws_medians_and_bands_in_ms():
+def with_percentiles(frame, rows, metric, low, high, n=12):
+    """Pretend `rows` had n samples with this p10/p90 (seconds), as the percentile gate allows."""
+    frame = frame.copy()
+    for column in (f"{metric}_p10", f"{metric}_p90"):
+        frame[column] = frame[column].astype(object)
+    for index in rows:
+        frame.at[index, f"{metric}_p10"], frame.at[index, f"{metric}_p90"] = low, high
+        frame.at[index, f"{metric}_n"] = n
+    return frame
+
+
+def make_noisy(frame, index, other_cpu):
+    frame = frame.copy()
+    frame.at[index, "noisy"], frame.at[index, "other_cpu_percent"] = True, other_cpu
+    return frame
+
+
+def trace(figure, name):
+    return next(t for t in figure.data if t.name == name)
+
+
+def test_latency_figure_draws_medians_and_their_range_in_ms():
     frame, factor = frame_for("batch", [1, 2, 4])
     figure = charts.sweep_latency_figure(frame, factor)
-    medians = {t.name: list(t.y) for t in figure.data if t.name and "(median)" in t.name}
+    medians = {name: list(trace(figure, name).y) for name in LATENCY_NAMES}
     assert medians["TTFT (median)"] == pytest.approx([100, 200, 400])
     assert medians["TPOT (median)"] == pytest.approx([30, 40, 60])
     assert figure.layout.xaxis.type == "log" and list(figure.layout.xaxis.tickvals) == [1, 2, 4]
-    hover = next(t for t in figure.data if t.name == "TTFT (median)").customdata
-    assert [row[2] for row in hover] == [2, 2, 2]                   # n per point
+    assert all(t.mode != "markers" or t.name == charts.NOISY_RING for t in figure.data)
+    # 2 repetitions each: below the gate, so the spread is the range, and it says so
+    assert "lowest to highest sample (each point has fewer than 10" in \
+        figure.layout.title.subtitle.text
+    assert trace(figure, "TTFT (median)").customdata[0] == \
+        "100.0 ms (range of 2 samples: 100.0 ms – 100.0 ms)"
 
 
-def test_a_categorical_factor_gets_a_category_axis():
+def test_the_band_is_p10_p90_where_the_point_has_ten_samples_and_the_range_elsewhere():
+    frame, factor = frame_for("batch", [1, 2])
+    frame["ttft_s_min"], frame["ttft_s_max"] = [0.05, 0.15], [0.2, 0.3]
+    mixed = with_percentiles(frame, [0], "ttft_s", 0.09, 0.11)    # only batch 1 has 12 samples
+    figure = charts.sweep_latency_figure(mixed, factor)
+    upper, lower = [t for t in figure.data if t.legendgroup == "TTFT (median)"][:2]
+    assert list(upper.y) == pytest.approx([110, 300]) and list(lower.y) == pytest.approx([90, 150])
+    assert trace(figure, "TTFT (median)").customdata[0] == \
+        "100.0 ms (p10–p90 90.0 ms – 110.0 ms, n=12)"
+    assert trace(figure, "TTFT (median)").customdata[1].startswith("200.0 ms (range of 2 samples")
+    assert "p10–p90 where a point has 10 samples or more, else" in \
+        figure.layout.title.subtitle.text
+    everywhere = mixed
+    for metric in ("ttft_s", "tpot_s", "e2e_s"):
+        everywhere = with_percentiles(everywhere, [0, 1], metric, 0.01, 0.5)
+    subtitle = charts.sweep_latency_figure(everywhere, factor).layout.title.subtitle.text
+    assert subtitle == "Medians; shaded band: p10–p90, the middle 80% of each point's samples."
+
+
+def test_a_categorical_factor_is_bars_with_error_bars_never_a_line():
     frame, factor = frame_for("dtype", ["float32", "bfloat16"])
+    frame["tpot_s_min"], frame["tpot_s_max"] = [0.02, 0.025], [0.04, 0.05]
+    for figure in (charts.sweep_latency_figure(frame, factor),
+                   charts.sweep_throughput_figure(frame, factor),
+                   charts.sweep_memory_figure(frame, factor)):
+        assert figure.layout.xaxis.type == "category"
+        assert {t.type for t in figure.data} == {"bar"}
+        assert not any("lines" in (getattr(t, "mode", None) or "") for t in figure.data)
+    latency = charts.sweep_latency_figure(frame, factor)
+    tpot = trace(latency, "TPOT (median)")
+    assert list(tpot.x) == ["float32", "bfloat16"]
+    assert list(tpot.error_y.array) == pytest.approx([10, 20])        # max - median, in ms
+    assert list(tpot.error_y.arrayminus) == pytest.approx([10, 5])    # median - min
+    assert latency.layout.barmode == "group"
+    assert latency.layout.title.subtitle.text.startswith("Medians; error bars: lowest to highest")
+
+
+def test_noisy_points_are_ringed_on_lines_with_the_reason_on_hover():
+    frame, factor = frame_for("batch", [1, 2, 4])
+    figure = charts.sweep_latency_figure(make_noisy(frame, 1, 41.6), factor)
+    rings = [t for t in figure.data if t.legendgroup == "noisy"]
+    assert len(rings) == 3 and [list(t.x) for t in rings] == [[2]] * 3
+    assert list(rings[1].y) == pytest.approx([40])                  # on the TPOT median
+    assert [t.showlegend for t in rings] == [True, False, False]
+    assert rings[0].name == charts.NOISY_RING
+    hover = trace(figure, "TPOT (median)").customdata
+    assert "⚠ noisy: other programs used 42% of the CPU" in hover[1]
+    assert "noisy" not in hover[0] + hover[2]
+    clean = charts.sweep_latency_figure(frame, factor)
+    assert not any(t.legendgroup == "noisy" for t in clean.data)
+    for build in (charts.sweep_throughput_figure, charts.sweep_memory_figure):
+        noisy = build(make_noisy(frame, 1, 41.6), factor)
+        assert any(t.name == charts.NOISY_RING for t in noisy.data)
+    tradeoff = charts.sweep_tradeoff_figure(make_noisy(frame, 1, 41.6))
+    assert list(trace(tradeoff, charts.NOISY_RING).x) == pytest.approx([40])
+
+
+def test_noisy_bars_are_hatched_and_the_legend_says_so():
+    frame, factor = frame_for("dtype", ["float32", "bfloat16"])
+    figure = charts.sweep_latency_figure(make_noisy(frame, 0, None), factor)
+    assert list(trace(figure, "TTFT (median)").marker.pattern.shape) == ["x", ""]
+    assert any(t.name == charts.NOISY_HATCH for t in figure.data)
+    assert "its repetitions disagreed" in trace(figure, "TTFT (median)").customdata[0]
+    assert not any(t.name == charts.NOISY_HATCH
+                   for t in charts.sweep_latency_figure(frame, factor).data)
+
+
+def test_throughput_is_two_charts_one_quantity_per_axis():
+    frame, factor = frame_for("batch", [1, 2, 4])
+    figure = charts.sweep_throughput_figure(frame, factor)
+    tokens, requests = trace(figure, "decode tokens/s"), trace(figure, "requests/s")
+    assert (tokens.yaxis, requests.yaxis) == ("y", "y2")
+    assert figure.layout.yaxis2.overlaying is None and figure.layout.yaxis.overlaying is None
+    top, bottom = figure.layout.yaxis.domain, figure.layout.yaxis2.domain
+    assert bottom[1] < top[0]                                       # stacked, not on top
+    assert (figure.layout.yaxis.title.text, figure.layout.yaxis2.title.text) == \
+        ("tokens/s", "requests/s")
+    assert list(requests.y) == pytest.approx([1 / 0.22, 2 / 0.36, 4 / 0.64])
+    assert figure.layout.xaxis2.title.text == "batch size (log scale: each step doubles)"
+
+
+@pytest.mark.parametrize("name, values, note", [
+    ("batch", [1, 2, 4, 8], "batch size (log scale: each step doubles)"),
+    ("prompt", [100, 1000], "prompt length (tokens) (log scale: equal distances are equal ratios)"),
+    ("batch", [1, 2, 3], "batch size (log scale: equal distances are equal ratios)"),
+    ("threads", [1, 2], "CPU threads"),
+    ("dtype", ["float32", "bfloat16"], "number format"),
+])
+def test_the_axis_says_doubling_only_when_the_values_double(name, values, note):
+    assert charts.axis_note(sweep.get_factor(name), values) == note
+
+
+def test_the_log_note_reaches_the_chart():
+    frame, factor = frame_for("prompt", [100, 1000])
+    figure = charts.sweep_latency_figure(frame, factor)
+    assert figure.layout.xaxis.title.text.endswith("(log scale: equal distances are equal ratios)")
+
+
+def test_memory_is_drawn_in_the_decimal_megabytes_the_table_writes():
+    frame, factor = frame_for("batch", [1, 2])
     figure = charts.sweep_memory_figure(frame, factor)
-    assert figure.layout.xaxis.type == "category"
-    assert list(figure.data[0].x) == ["float32", "bfloat16"]
+    peak = frame["peak_memory_bytes"].iloc[0]
+    assert list(trace(figure, "peak memory").y) == pytest.approx([peak / 1e6] * 2)
+    assert "MB" in figure.layout.yaxis.title.text
+    assert trace(figure, "peak memory").customdata[0].startswith(
+        table.format_value("peak_memory_bytes", peak))
+
+
+def test_small_rates_keep_their_digits_in_hovers_and_cells():
+    frame, factor = frame_for("batch", [1, 2])
+    frame["requests_per_s"] = [0.049, 0.0049]
+    throughput = charts.sweep_throughput_figure(frame, factor)
+    assert [h.split(" (")[0] for h in trace(throughput, "requests/s").customdata] == \
+        ["0.049/s", "0.0049/s"]
+    batch, output = sweep.get_factor("batch"), sweep.get_factor("output")
+    result = sweep.run_sweep(BASE, [(batch, [1, 2]), (output, [2, 3])], fake_runner)
+    grid = pd.DataFrame(table.rows(result))
+    grid["requests_per_s"] = 0.049
+    heatmap = charts.sweep_heatmap_figure(make_noisy(grid, 0, 60.0), batch, output,
+                                          "requests_per_s")
+    assert list(heatmap.data[0].text[0]) == ["0.049 ⚠", "0.049"]
+    assert "⚠ = noisy point" in heatmap.layout.title.text
 
 
 def test_heatmap_and_comparisons():
@@ -39,7 +183,7 @@ def test_heatmap_and_comparisons():
     result = sweep.run_sweep(BASE, [(batch, [1, 2]), (output, [2, 3])], FakePoints())
     heatmap = charts.sweep_heatmap_figure(pd.DataFrame(table.rows(result)), batch, output,
                                           "tpot_s")
-    assert heatmap.data[0].z.ravel().tolist() == pytest.approx([30, 40, 30, 40])   # rows: output
+    assert [z for row in heatmap.data[0].z for z in row] == pytest.approx([30, 40, 30, 40])
     assert heatmap.data[0].colorbar.title.text == "ms"
     throughput = charts.sweep_heatmap_figure(pd.DataFrame(table.rows(result)), batch, output,
                                              "decode_tokens_per_s")
@@ -47,7 +191,16 @@ def test_heatmap_and_comparisons():
     assert throughput.layout.title.text.startswith("Decode throughput, tokens/s for each")
     runs = [(f"b{b}", stats.summarize(fake_runner(BASE.replace(batch_size=b)))) for b in (1, 2)]
     bars = charts.compare_runs_figure(runs)
-    assert list(next(t for t in bars.data if t.name == "TTFT").y) == pytest.approx([100, 200])
+    assert list(trace(bars, "TTFT").y) == pytest.approx([100, 200])
+    assert list(trace(bars, "TTFT").error_y.array) == pytest.approx([0, 0])
+    assert trace(bars, "TTFT").customdata[0] == \
+        "100.0 ms (range of 2 samples: 100.0 ms – 100.0 ms)"
+    assert "error bars: lowest to highest sample" in bars.layout.title.subtitle.text
     frame, factor = frame_for("batch", [1, 2])
     overlay = charts.compare_sweeps_figure([("a", frame), ("b", frame)], factor)
-    assert [y for t in overlay.data for y in t.y] == pytest.approx([30, 40, 30, 40])
+    lines = [t for t in overlay.data if t.name in ("a", "b")]
+    assert [y for t in lines for y in t.y] == pytest.approx([30, 40, 30, 40])
+    assert all(t.mode == "lines+markers" for t in lines)
+    dtype_frame, dtype = frame_for("dtype", ["float32", "bfloat16"])
+    categories = charts.compare_sweeps_figure([("a", dtype_frame), ("b", dtype_frame)], dtype)
+    assert {t.type for t in categories.data} == {"bar"}

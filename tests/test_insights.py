@@ -1,32 +1,94 @@
-from lib.insights import findings
+from lib.insights import findings, spreads_overlap
 from lib.sweep import FACTORS
 
 BATCH, DTYPE, ATTENTION = FACTORS["batch"], FACTORS["dtype"], FACTORS["attention"]
 
 
-def row(value, ttft, tpot, decode, e2e=None, memory=None, status="measured"):
-    return {"factor_batch": value, "factor_dtype": value, "factor_attention": value,
-            "status": status, "ttft_s": ttft,
-            "tpot_s": tpot, "decode_tokens_per_s": decode, "e2e_s": e2e or ttft,
-            "peak_memory_bytes": memory,
-            "skipped_reason": "" if status == "measured" else "Too big for this machine. Try less."}
+def row(value, ttft, tpot, decode, e2e=None, memory=None, status="measured", spread=0.02,
+        noisy=False, other_cpu=None, p10_p90=False):
+    """A tidy-table row; each metric's samples spread `spread` either side of its median, as
+    p10/p90 (`p10_p90`, 10 samples or more) or else as the min-max range of a few samples."""
+    medians = {"ttft_s": ttft, "tpot_s": tpot, "decode_tokens_per_s": decode,
+               "e2e_s": e2e or ttft}
+    out = {"factor_batch": value, "factor_dtype": value, "factor_attention": value,
+           "status": status, **medians, "peak_memory_bytes": memory,
+           "skipped_reason": "" if status == "measured" else "Too big for this machine. Try less.",
+           "noisy": noisy if status == "measured" else None, "other_cpu_percent": other_cpu}
+    for metric, median in medians.items():
+        low, high = (median * (1 - spread), median * (1 + spread)) if median else (None, None)
+        out.update({f"{metric}_p10": low if p10_p90 else None,
+                    f"{metric}_p90": high if p10_p90 else None,
+                    f"{metric}_min": low * 0.9 if low and p10_p90 else low,
+                    f"{metric}_max": high * 1.1 if high and p10_p90 else high})
+    return out
 
 
 def test_numeric_findings_state_the_measured_ratios():
-    table = [row(1, 0.1, 0.020, 50.0, memory=100 * 2**20),
-             row(16, 0.8, 0.072, 220.0, memory=300 * 2**20),
-             row(4, 0.3, 0.030, 130.0, memory=150 * 2**20)]
+    table = [row(1, 0.1, 0.020, 50.0, memory=100_000_000),
+             row(16, 0.8, 0.072, 220.0, memory=300_000_000),
+             row(4, 0.3, 0.030, 130.0, memory=150_000_000)]
     sentences = findings(table, BATCH)
-    assert sentences[0] == ("From batch size 1 to 16, decode throughput grew 4.4x (50.0 to 220.0 "
-                            "tokens/s) while the time per token grew 3.6x (20 ms to 72 ms).")
-    assert sentences[1] == ("From batch size 1 to 16, the time to first token grew 8.0x "
-                            "(100 ms to 800 ms).")
-    assert sentences[2] == "Peak memory went from 100 MB to 300 MB."
+    assert sentences == [
+        "From batch size 1 to 16, decode throughput grew 4.4x (50.0 to 220.0 tokens/s) while "
+        "the time per token grew 3.6x (20 ms to 72 ms).",
+        "From batch size 1 to 16, the time to first token grew 8.0x (100 ms to 800 ms).",
+        "Peak memory went from 100.0 MB to 300.0 MB."]          # decimal MB, as tables write
 
 
 def test_small_changes_are_called_the_same():
     sentences = findings([row(1, 0.1, 0.020, 50.0), row(2, 0.105, 0.021, 48.0)], BATCH)
     assert "decode throughput stayed about the same" in sentences[0]
+
+
+def test_overlapping_spreads_are_within_the_noise_not_a_ratio():
+    # TPOT 20 ms vs 24 ms (1.2x) but each point's samples spread 15%: the ranges overlap.
+    # Throughput 50 -> 330 tokens/s is far beyond its spread, so that ratio is still a finding.
+    table = [row(1, 0.1, 0.020, 50.0, spread=0.15), row(8, 0.8, 0.024, 330.0, spread=0.15)]
+    sentences = findings(table, BATCH)
+    assert sentences[0] == ("From batch size 1 to 8, decode throughput grew 6.6x "
+                            "(50.0 to 330.0 tokens/s).")
+    assert sentences[1] == (
+        "Batch size 1 vs 8: the difference in time per token (20 ms vs 24 ms) is within the "
+        "noise (the spreads of their samples overlap); rerun on a quieter machine or with more "
+        "repetitions to tell.")
+    assert "1.2x" not in " ".join(sentences)
+
+
+def test_the_same_medians_with_tight_spreads_are_a_finding():
+    table = [row(1, 0.1, 0.020, 50.0, spread=0.02), row(8, 0.8, 0.024, 330.0, spread=0.02)]
+    assert "the time per token grew 1.2x (20 ms to 24 ms)" in findings(table, BATCH)[0]
+
+
+def test_p10_p90_is_used_where_the_point_has_the_samples():
+    # p10-p90 (+-5%) are apart although the min-max ranges (+-15.5%) would overlap.
+    a, b = row(1, 0.1, 0.020, 50.0, spread=0.05, p10_p90=True), \
+        row(2, 0.1, 0.024, 50.0, spread=0.05, p10_p90=True)
+    assert spreads_overlap(a, b, "tpot_s") is False
+    assert spreads_overlap({**a, "tpot_s_p10": None}, b, "tpot_s") is True   # a: range
+    a_wide = row(1, 0.1, 0.021, 50.0, spread=0.10, p10_p90=True)     # 1.14x, overlapping
+    sentence = findings([a_wide, b], BATCH)[1]
+    assert "(their p10–p90 spreads overlap)" in sentence
+
+
+def test_a_noisy_point_is_named_and_never_sold_as_a_ratio():
+    table = [row(1, 0.1, 0.020, 50.0), row(4, 0.3, 0.030, 130.0),
+             row(16, 0.8, 0.072, 220.0, noisy=True, other_cpu=41.6)]
+    sentences = findings(table, BATCH)
+    assert sentences[0] == (
+        "Batch size 1 vs 16: the differences in decode throughput (50.0 tokens/s vs 220.0 "
+        "tokens/s) and time per token (20 ms vs 72 ms) are within the noise (batch size 16 is a "
+        "noisy point); rerun on a quieter machine or with more repetitions to tell.")
+    assert "within the noise" in sentences[1] and "time to first token" in sentences[1]
+    assert sentences[-1] == ("Noisy point: batch size 16 (other programs used 42% of the CPU "
+                             "while it was measured). Its numbers are doubtful.")
+    assert not any("x (" in s for s in sentences)                  # no "3.6x (...)" ratio
+
+
+def test_a_noisy_point_from_its_own_spread_says_so():
+    table = [row(1, 0.1, 0.020, 50.0, noisy=True, other_cpu=3.0), row(2, 0.2, 0.04, 50.0)]
+    assert findings(table, BATCH)[-1].startswith(
+        "Noisy point: batch size 1 (its repetitions disagreed: their middle half spans more "
+        "than 10% of the median)")
 
 
 def test_categorical_findings_name_fastest_and_slowest():
@@ -37,6 +99,15 @@ def test_categorical_findings_name_fastest_and_slowest():
                             "(43 ms), 2.5x slower.")
     assert sentences[1].startswith("But the first token came soonest with bfloat16 (52 ms)")
     assert sentences[2] == "Number format int8 could not run: Too big for this machine."
+
+
+def test_categorical_overlap_is_within_the_noise():
+    table = [row("float32", 0.134, 0.0300, 23.4, spread=0.2),
+             row("bfloat16", 0.052, 0.0237, 42.2, spread=0.2)]
+    assert findings(table, DTYPE) == [
+        "Number format bfloat16 vs float32: the difference in time per output token (24 ms vs "
+        "30 ms) is within the noise (the spreads of their samples overlap); rerun on a quieter "
+        "machine or with more repetitions to tell."]
 
 
 def test_one_point_is_not_a_comparison():
@@ -55,6 +126,12 @@ def test_up_and_down_curves_are_not_sold_as_trends():
              row(8, 0.5, 0.0582, 137.0)]
     sentence = findings(table, BATCH)[0]
     assert "(40 ms to 58 ms, not steadily: it peaked at 68 ms at batch size 2)" in sentence
+
+
+def test_small_rates_and_times_keep_their_digits():
+    table = [row(1, 0.0004, 0.0002, 0.049), row(2, 0.0009, 0.0004, 0.0049)]
+    sentence = findings(table, BATCH)[0]
+    assert "(0.049 to 0.0049 tokens/s)" in sentence and "(0.20 ms to 0.40 ms)" in sentence
 
 
 def test_a_skipped_point_keeps_the_factor_name_as_written():

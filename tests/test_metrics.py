@@ -24,6 +24,19 @@ def test_direction_of_better():
                                                             "1,234.5/s"),
     ("peak_memory_bytes", 540_000_000, "540.0 MB"), ("tpot_s", None, "-"),
     ("first_warmup_s", 0.05, "50.0 ms"),          # not a metric: read by its unit suffix
+    # small values keep two significant digits: never "0.0/s"
+    ("requests_per_s", 0.049, "0.049/s"), ("requests_per_s", 0.0049, "0.0049/s"),
+    ("requests_per_s", 0.491, "0.49/s"), ("requests_per_s", 0.0999, "0.10/s"),
+    ("decode_tokens_per_s", 0.000049, "0.000049/s"), ("itl_s", 0.00004, "0.040 ms"),
+    ("requests_per_s", 12.0, "12.0/s"),
 ])
 def test_format_value(name, value, text):
     assert metrics.format_value(name, value) == text
+
+
+def test_charts_draw_memory_in_the_same_decimal_megabytes_the_tables_write():
+    peak = metrics.get("peak_memory_bytes")
+    assert peak.display_unit == "MB"
+    assert f"{540_000_000 * peak.display_scale:.1f} MB" == metrics.format_bytes(540_000_000)
+    assert metrics.get("ttft_s").display_scale == 1000
+    assert metrics.get("requests_per_s").display_scale == 1
