@@ -169,7 +169,7 @@ def test_small_rates_keep_their_digits_in_hovers_and_cells():
     assert [h.split(" (")[0] for h in trace(throughput, "requests/s").customdata] == \
         ["0.049/s", "0.0049/s"]
     batch, output = sweep.get_factor("batch"), sweep.get_factor("output")
-    result = sweep.run_sweep(BASE, [(batch, [1, 2]), (output, [2, 3])], fake_runner)
+    result = sweep.run_sweep(BASE, [(batch, [1, 2]), (output, [2, 3])], FakePoints())
     grid = pd.DataFrame(table.rows(result))
     grid["requests_per_s"] = 0.049
     heatmap = charts.sweep_heatmap_figure(make_noisy(grid, 0, 60.0), batch, output,
