@@ -253,3 +253,54 @@ def compare_sweeps_figure(labelled: list[tuple[str, pd.DataFrame]], factor: Fact
         title=f"Saved sweeps overlaid: median {METRICS[metric].short_label} vs {factor.label}",
         yaxis_title="ms", yaxis_rangemode="tozero", height=420, hovermode="x unified")
     return figure
+
+
+def compare_overview_figure(labelled: list[tuple[str, Summary]]) -> go.Figure:
+    """Saved runs side by side in three panels with their own units: latency (TTFT, TPOT,
+    end-to-end, ms), throughput (decode and total tokens/s) and peak memory (MB)."""
+    from plotly.subplots import make_subplots
+
+    panels = (("Latency (ms, lower is better)", LATENCIES),
+              ("Throughput (tokens/s, higher is better)",
+               ("decode_tokens_per_s", "total_tokens_per_s")),
+              ("Peak memory (MB)", ("peak_memory_bytes",)))
+    figure = make_subplots(rows=1, cols=3, subplot_titles=[title for title, _ in panels])
+    colors = {**COLORS, "decode_tokens_per_s": "rgb(0, 160, 120)",
+              "total_tokens_per_s": "rgb(171, 99, 250)", "peak_memory_bytes": "rgb(120, 120, 120)"}
+    scale = {SECONDS: 1000, BYTES: 1e-6}
+    labels = [label for label, _ in labelled]
+    for column, (_, names) in enumerate(panels, start=1):
+        for name in names:
+            metric = METRICS[name]
+            values, ns = [], []
+            for _, summary in labelled:
+                dist = summary.metrics.get(name)
+                values.append(dist.median * scale.get(metric.unit, 1) if dist else None)
+                ns.append(dist.n if dist else 0)
+            figure.add_trace(go.Bar(
+                x=labels, y=values, name=metric.short_label,
+                marker_color=colors.get(name, STRONG), customdata=ns,
+                hovertemplate=f"{metric.short_label}: %{{y:.1f}} {metric.display_unit} "
+                              "(n=%{customdata})<extra>%{x}</extra>"), row=1, col=column)
+    figure.update_layout(title="Saved runs side by side (medians)", barmode="group", height=440,
+                         legend={"orientation": "h", "y": -0.15, "x": 0})
+    figure.update_yaxes(rangemode="tozero")
+    return figure
+
+
+def compare_sweeps_metric_figure(labelled: list[tuple[str, pd.DataFrame]], factor: Factor,
+                                 metric: str) -> go.Figure:
+    """One line per saved sweep of the same factor, for any metric, in its display unit."""
+    info = METRICS[metric]
+    scale = {SECONDS: 1000, BYTES: 1e-6}.get(info.unit, 1)
+    figure = go.Figure()
+    for name, frame in labelled:
+        measured = _measured(frame)
+        figure.add_trace(go.Scatter(
+            x=_x(measured, factor), y=measured[metric] * scale, mode="lines+markers", name=name,
+            hovertemplate=f"%{{x}}: %{{y:.1f}} {info.display_unit}<extra>{name}</extra>"))
+    figure.update_xaxes(title=factor.label, type=None if factor.numeric else "category")
+    figure.update_layout(title=f"Saved sweeps overlaid: median {info.short_label} vs "
+                               f"{factor.label}", yaxis_title=info.display_unit,
+                         yaxis_rangemode="tozero", height=380, hovermode="x unified")
+    return figure
