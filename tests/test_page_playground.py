@@ -211,3 +211,37 @@ def test_real_model_run_in_the_page():
     assert len(at.get("plotly_chart")) == 1
     assert any(c.value.startswith("Saved in History as #") for c in at.caption)
     assert sum(ch.isalpha() for ch in at.text[0].value) > 5          # real text was written
+
+
+# --- classroom mode ---------------------------------------------------------------------------
+
+def test_classroom_hides_own_models_and_refuses_them_in_links(monkeypatch):
+    monkeypatch.setenv("ILE_CLASSROOM", "1")
+    at = AppTest.from_file(ENTRY, default_timeout=120)
+    at.query_params.update({"model_id": "/home/teacher/secret-model", "new_tokens": "7"})
+    at.run()
+    assert not at.exception
+    assert at.radio(key="setting_model_group").options == [
+        "Trained (real text)", "Famous architectures, random weights"]
+    assert "classroom mode runs only the listed models" in at.sidebar.warning[0].value
+    assert at.number_input(key="setting_new_tokens").value == 7
+
+
+def test_classroom_second_run_of_one_visitor_is_told_to_wait(app, monkeypatch):
+    from lib import classroom
+    from lib.ui import classroom as classroom_ui
+    monkeypatch.setenv("ILE_CLASSROOM", "1")
+    monkeypatch.setattr(classroom_ui, "_client", lambda: ("carol-cookie", "s1", "192.0.2.12"))
+    set_settings(app, prompt_tokens=16, new_tokens=2, repetitions=1, min_duration_s=0.0)
+    turns = classroom_ui.run_turns()
+    owner = classroom.owner_id("carol-cookie", None)
+    with turns.turn(owner, "a run of gpt2"):          # her other tab's run, still queued
+        app.button[0].click().run()
+        assert not app.exception
+        assert "You already have a run waiting or running (a run of gpt2)" in \
+            app.warning[0].value
+        assert "No results yet" in app.info[0].value            # nothing ran
+    app.button[0].click().run()                                  # her turn again
+    assert not any("already have a run" in w.value for w in app.warning)
+    assert len(app.get("plotly_chart")) == 1
+    assert turns.active(owner) is None
