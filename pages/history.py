@@ -76,10 +76,10 @@ entries = store.list(model_id=None if model == "all" else model,
                      since=since.isoformat() if since else None, visible_to=visible_to)
 listing = pd.DataFrame([{
     "id": e["id"], "what": history.entry_label(e),
+    **({"whose": viewer.whose(e)} if viewer.classroom else {}),
     "when (UTC)": e["created_at"].replace("T", " ").rstrip("Z"),
     "device": e["device"], "status": e["status"], "note": e["note"],
-    "from": e["imported_from"] or "this machine",
-    **({"whose": viewer.whose(e)} if viewer.classroom else {})} for e in entries])
+    "from": e["imported_from"] or "this machine"} for e in entries])
 generation = st.session_state.get(state.HISTORY_TABLE_GENERATION, 0)
 picked = st.dataframe(listing, hide_index=True, width="stretch", on_select="rerun",
                       selection_mode="multi-row", key=state.history_table(generation))

@@ -28,7 +28,7 @@ from lib.ui import state
 EXPLORE_MODES = {"one": "one factor", "two": "two factors (heatmap)"}
 HEATMAP_METRICS = ("tpot_s", "ttft_s", "e2e_s", "decode_tokens_per_s", "requests_per_s")
 # A UDP "connect" sends nothing; it only asks the OS which interface would reach this address.
-_ROUTE_PROBE = ("192.0.2.255", 9)
+_ROUTE_PROBE = ("10.254.254.254", 1)
 
 
 @dataclass(frozen=True)
