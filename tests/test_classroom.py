@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from lib import classroom
-from lib.classroom import ClassroomError, RunTurns, Viewer
+from lib.classroom import ClassroomError, RunTurns
 
 
 def test_enabled_only_when_asked():
