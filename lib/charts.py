@@ -460,3 +460,55 @@ def _rgb(hex_color: str) -> str:
     """'#636EFA' -> 'rgb(99, 110, 250)', the form `_band` can make transparent."""
     red, green, blue = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
     return f"rgb({red}, {green}, {blue})"
+
+
+def compare_overview_figure(labelled: list[tuple[str, Summary]]) -> go.Figure:
+    """Saved runs side by side in three panels with their own units: latency (TTFT, TPOT,
+    end-to-end, ms), throughput (decode and total tokens/s) and peak memory (MB)."""
+    from plotly.subplots import make_subplots
+
+    panels = (("Latency (ms, lower is better)", LATENCIES),
+              ("Throughput (tokens/s, higher is better)",
+               ("decode_tokens_per_s", "total_tokens_per_s")),
+              ("Peak memory (MB)", ("peak_memory_bytes",)))
+    figure = make_subplots(rows=1, cols=3, subplot_titles=[title for title, _ in panels])
+    colors = {**COLORS, "decode_tokens_per_s": "rgb(0, 160, 120)",
+              "total_tokens_per_s": "rgb(171, 99, 250)", "peak_memory_bytes": "rgb(120, 120, 120)"}
+    labels = [label for label, _ in labelled]
+    for column, (_, names) in enumerate(panels, start=1):
+        for name in names:
+            metric = METRICS[name]
+            values, ns = [], []
+            for _, summary in labelled:
+                dist = summary.metrics.get(name)
+                values.append(dist.median * metric.display_scale if dist else None)
+                ns.append(dist.n if dist else 0)
+            figure.add_trace(go.Bar(
+                x=labels, y=values, name=metric.short_label,
+                marker_color=colors.get(name, STRONG), customdata=ns,
+                hovertemplate=f"{metric.short_label}: %{{y:.1f}} {metric.display_unit} "
+                              "(n=%{customdata})<extra>%{x}</extra>"), row=1, col=column)
+    figure.update_layout(title="Saved runs side by side (medians)", barmode="group", height=440,
+                         legend={"orientation": "h", "y": -0.15, "x": 0})
+    figure.update_yaxes(rangemode="tozero")
+    return figure
+
+
+def compare_sweeps_metric_figure(labelled: list[tuple[str, pd.DataFrame]], factor: Factor,
+                                 metric: str) -> go.Figure:
+    """One line per saved sweep of the same factor, for any metric, in its display unit."""
+    info = METRICS[metric]
+    scale = info.display_scale
+    figure = go.Figure()
+    for name, frame in labelled:
+        measured = _measured(frame)
+        figure.add_trace(go.Scatter(
+            x=_x(measured, factor), y=measured[metric] * scale, name=name,
+            # categories are dots: a line between two dtypes would suggest values in between
+            mode="lines+markers" if factor.numeric else "markers",
+            hovertemplate=f"%{{x}}: %{{y:.1f}} {info.display_unit}<extra>{name}</extra>"))
+    figure.update_xaxes(title=factor.label, type=None if factor.numeric else "category")
+    figure.update_layout(title=f"Saved sweeps overlaid: median {info.short_label} vs "
+                               f"{factor.label}", yaxis_title=info.display_unit,
+                         yaxis_rangemode="tozero", height=380, hovermode="x unified")
+    return figure

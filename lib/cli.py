@@ -1,4 +1,4 @@
-"""Command line: `python -m lib run|sweep|models|history|export|import ...`.
+"""Command line: `python -m lib run|sweep|models|history|export|import|share ...`.
 
 Needs only the engine's dependencies (torch, transformers, psutil), never Streamlit or plotly.
 Every argument is checked before torch or transformers is imported (RunSpec, the model id, the
@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--csv", action="store_true", help="the tidy table as CSV instead")
     imported = commands.add_parser("import", help="add an exported JSON file to the history")
     imported.add_argument("file", help="a file written by `export`")
+    shared = commands.add_parser(
+        "share", help="classroom mode: show a saved run or sweep to every visitor (or stop)")
+    shared.add_argument("entry_id", type=int, help="the id that `history` shows")
+    shared.add_argument("--off", action="store_true", help="stop sharing it")
     listing = commands.add_parser("models", help="list the model catalog with sizes and shapes")
     listing.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     return parser
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "models":
             return _models(as_json=args.json)
-        if args.command in {"history", "export", "import"}:
+        if args.command in {"history", "export", "import", "share"}:
             return _history(args)
         spec = run_spec.from_arguments(args)
         if args.command == "sweep":
@@ -216,9 +220,13 @@ def _history(args: argparse.Namespace) -> int:
             return _print_json(entries)
         for e in entries:
             origin = f"  imported from {e['imported_from']}" if e["imported_from"] else ""
-            points = f" {e['points']} point{'s' if e['points'] != 1 else ''}" if e["kind"] == "sweep" else ""
-            print(f"#{e['id']:<5}{e['created_at']}  {e['kind']:<6}{e['model_id']:<32}"
-                  f"{e['device']:<6}{e['status']}{points}{origin}  {e['note']}")
+            shared = "  shared" if e["shared"] else ""
+            print(f"#{e['id']:<5}{e['created_at']}  {e['device']:<6}{e['status']:<9}"
+                  f"{history.entry_label(e)}{shared}{origin}  {e['note']}")
+        return 0
+    if args.command == "share":
+        store.set_shared(args.entry_id, not args.off)
+        print(f"#{args.entry_id} is {'no longer ' if args.off else ''}shared with the class")
         return 0
     if args.command == "export":
         document = store.export(args.entry_id)

@@ -7,6 +7,11 @@ written. A run's document is `lib.report.to_dict`'s (the raw `lib.results` docum
 summary); `measurement_from_document` and `sweep_from_document` rebuild results from raw
 timestamps, so every statistic and chart of a saved result is derived as on the day it was
 measured.
+
+It also says, in words, what an entry is (`entry_label`: the factor varied, its values and the
+models a sweep really ran) and how saved settings differ (`settings_differences`). Every save
+takes an optional `owner` (lib.classroom's id of the browser session that measured it); without
+one the entry belongs to the host, as before classroom mode existed.
 """
 
 from __future__ import annotations
@@ -15,9 +20,12 @@ from typing import Any
 
 from lib import report, results, stats
 from lib.results import Measurement
-from lib.spec import RunSpec
+from lib.spec import RunSpec, field_info
 from lib.store import Store, StoreError
-from lib.sweep import PointResult, SweepResult
+from lib.sweep import FACTORS, PointResult, SweepResult
+
+# A run's label names these settings; a stack setting is named only when it isn't the default.
+STACK_FIELDS = ("attention", "kv_cache", "compile")
 
 
 def run_document(measurement: Measurement, summary: stats.Summary) -> dict[str, Any]:
@@ -56,10 +64,11 @@ def sweep_from_document(document: dict[str, Any]) -> SweepResult:
 
 
 def save_run(measurement: Measurement, summary: stats.Summary,
-             store: Store | None = None) -> tuple[int | None, str | None]:
-    """(entry id, None) when saved; (None, why not) when the history can't be written."""
+             store: Store | None = None, owner: str | None = None) -> tuple[int | None, str | None]:
+    """(entry id, None) when saved; (None, why not) when the history can't be written.
+    `owner`: the classroom owner id of whoever ran it (None: the host, the CLI)."""
     try:
-        return (store or Store()).save_run(run_document(measurement, summary)), None
+        return (store or Store()).save_run(run_document(measurement, summary), owner=owner), None
     except StoreError as exc:
         return None, str(exc)
 
@@ -68,10 +77,11 @@ class SweepRecorder:
     """Saves a sweep point by point; after a store failure it stops trying and says why."""
 
     def __init__(self, base: RunSpec, factors: list[str], planned: int,
-                 store: Store | None = None) -> None:
+                 store: Store | None = None, owner: str | None = None) -> None:
         self.store, self.entry_id, self.problem = store or Store(), None, None
         try:
-            self.entry_id = self.store.start_sweep(sweep_document(base, factors, planned))
+            self.entry_id = self.store.start_sweep(sweep_document(base, factors, planned),
+                                                   owner=owner)
         except StoreError as exc:
             self.problem = str(exc)
         self.position = 0
@@ -92,3 +102,98 @@ class SweepRecorder:
             self.store.finish_sweep(self.entry_id, stopped)
         except StoreError as exc:
             self.problem = str(exc)
+
+
+# --- words for people ------------------------------------------------------------------------
+
+def _distinct(values: list[Any]) -> list[Any]:
+    return list(dict.fromkeys(values))
+
+
+def _listed(values: list[Any]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def entry_label(entry: dict[str, Any]) -> str:
+    """What a History entry is, from what it measured (a `Store.list` entry), e.g.
+    'batch size sweep: 1, 8 — smollm2-135m-instruct', 'model sweep: gpt2, smollm2-360m',
+    'run: gpt2, batch 2, prompt 16, output 5, float32'."""
+    if entry["kind"] == "run":
+        return "run: " + run_settings_text(entry.get("spec") or {"model_id": entry["model_id"]})
+    factors = [name for name in entry.get("factors") or [] if name in FACTORS]
+    if not factors:
+        return f"sweep — {_listed(entry['models'])}"
+    title = " × ".join(FACTORS[name].label for name in factors)
+    values = []
+    for name in factors:
+        if name == "model":
+            values.append(_listed(entry["models"]) or "no model measured yet")
+        else:
+            values.append(_listed(_distinct([v.get(name) for v in entry["point_values"]
+                                             if name in v])) or "no points yet")
+    label = f"{title} sweep: {' × '.join(values)}"
+    if "model" not in factors:
+        label += f" — {_listed(entry['models'])}"
+    if entry.get("skipped"):
+        label += f" ({entry['skipped']} skipped)"
+    return label
+
+
+def run_settings_text(spec: dict[str, Any]) -> str:
+    """A run's model and key settings in a few words."""
+    parts = [spec["model_id"]]
+    for field, word in (("batch_size", "batch"), ("prompt_tokens", "prompt"),
+                        ("new_tokens", "output")):
+        if field in spec:
+            parts.append(f"{word} {spec[field]}")
+    if "dtype" in spec:
+        parts.append(spec["dtype"])
+    defaults = RunSpec().to_dict()
+    parts += [f"{name.replace('_', ' ')} {spec[name]}" for name in STACK_FIELDS
+              if name in spec and spec[name] != defaults[name]]
+    return ", ".join(parts)
+
+
+def settings_differences(specs: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+    """Across several saved settings (RunSpec dicts): (the settings every one shares, the
+    names of those that differ), in RunSpec's field order."""
+    names = [name for name in RunSpec().to_dict() if any(name in s for s in specs)]
+    same, differing = {}, []
+    for name in names:
+        values = [s.get(name) for s in specs]
+        if all(v == values[0] for v in values):
+            same[name] = values[0]
+        else:
+            differing.append(name)
+    return same, differing
+
+
+def spec_changes(earlier: RunSpec, now: RunSpec, ignore: set[str] = frozenset()) -> list[str]:
+    """Each setting that changed since `earlier`, in words: 'Output length (tokens) 6, now 7'."""
+    changes = []
+    for name, before in earlier.to_dict().items():
+        after = getattr(now, name)
+        if name not in ignore and before != after:
+            shown = [("none" if v is None else (v[:20] + "…" if isinstance(v, str) and len(v) > 20
+                                                else v)) for v in (before, after)]
+            changes.append(f"{field_info(name)['label']} {shown[0]}, now {shown[1]}")
+    return changes
+
+
+def sweep_changes(base: RunSpec, request: list[tuple[str, list | None]], now: RunSpec,
+                  now_request: list[tuple[str, list]]) -> list[str]:
+    """How the sweep shown (its base settings, factors and values) differs from the page now.
+    `request`'s values may be None when unknown: only the factor is compared then."""
+    def names(pairs):
+        return " × ".join(FACTORS[name].label for name, _ in pairs) or "no factor with valid values"
+
+    changes = []
+    if [name for name, _ in request] != [name for name, _ in now_request]:
+        changes.append(f"it varied {names(request)}, now {names(now_request)}")
+    else:
+        for (name, before), (_, after) in zip(request, now_request):
+            if before is not None and list(before) != list(after):
+                changes.append(f"values of {FACTORS[name].label} {_listed(before)}, now "
+                               f"{_listed(after)}")
+    varied = {FACTORS[name].field for name, _ in [*request, *now_request] if name in FACTORS}
+    return changes + spec_changes(base, now, ignore=varied)

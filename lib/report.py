@@ -7,13 +7,17 @@ process's peak), `memory` (that peak split into `weights_bytes`, `kv_cache_bytes
 `other_bytes`, beside `estimate_bytes`, the guard's estimate), `repetitions` (each with its raw
 token offsets from the request start, its own metrics, KV cache size and the CPU share other
 programs took meanwhile), `warnings` and the generated text. Labels, units and
-meanings come from `lib.metrics`.
+meanings come from `lib.metrics`. `export_file_name` names a downloaded file after what it
+holds (kind, factor, models, date), in characters every file system accepts.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import datetime
+import re
+from pathlib import PurePosixPath
+from typing import Any, Sequence
 
 from lib import metrics, results
 from lib.metrics import METRICS, format_bytes, format_value
@@ -182,3 +186,38 @@ def sweep_text(table: list[dict[str, Any]], factors: list[str]) -> str:
                      + f"{row['decode_tokens_per_s'] or 0:>10.1f}{row['requests_per_s']:>8.2f}"
                      f"{row[stat_column('e2e_s', 'n')]:>4}  measured")
     return "\n".join(lines)
+
+
+MAX_MODELS_IN_NAME = 3
+
+
+def _safe(text: str) -> str:
+    """Lower-case letters, digits, '-' and single dots inside a word; nothing else."""
+    text = re.sub(r"[^a-z0-9.]+", "-", text.lower())
+    text = re.sub(r"\.{2,}", ".", text)
+    text = re.sub(r"-?\.-?", lambda m: "." if m.group(0) == "." else "-", text)
+    return text.strip("-.")
+
+
+def _model_word(model_id: str) -> str:
+    """A catalog id as it is; a path by its last part (not the folders of someone's disk)."""
+    if model_id.startswith(("/", ".", "~")) or "\\" in model_id:
+        model_id = PurePosixPath(model_id.replace("\\", "/")).name or model_id
+    return _safe(model_id)
+
+
+def export_file_name(kind: str, models: Sequence[str], extension: str,
+                     factors: Sequence[str] = (),
+                     when: str | datetime.date | None = None) -> str:
+    """e.g. `ile-sweep-batch-smollm2-135m-instruct-2026-11-30.csv`, `ile-run-gpt2-2026-11-30.json`.
+
+    `when`: the entry's ISO timestamp or a date (default: today, UTC)."""
+    if when is None:
+        when = datetime.datetime.now(datetime.timezone.utc).date()
+    day = when.isoformat() if isinstance(when, datetime.date) else str(when)[:10]
+    words = [_model_word(m) for m in dict.fromkeys(models) if m][:MAX_MODELS_IN_NAME]
+    extra = len(dict.fromkeys(models)) - len(words)
+    if extra > 0:
+        words.append(f"and-{extra}-more")
+    parts = ["ile", _safe(kind)] + [_safe(f) for f in factors] + words + [_safe(day)]
+    return "-".join(p for p in parts if p) + "." + _safe(extension)

@@ -11,6 +11,9 @@ explorer`). Promises:
   from). No `eval`: only JSON goes in and out.
 - Any database problem (corrupt, locked, read-only) raises `StoreError` with what to do; the
   caller keeps measuring and says the result was not saved.
+- Each entry has an owner (a one-way browser id from `lib.classroom`, or NULL for the host, the
+  CLI and databases written before owners existed) and a shared flag. Older databases gain both
+  columns the first time they are opened (`_migrate`); nothing else about them changes.
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ CREATE TABLE IF NOT EXISTS entries (
     status TEXT NOT NULL,            -- 'complete' or 'partial'
     note TEXT NOT NULL DEFAULT '',
     imported_from TEXT,              -- the machine an imported entry was measured on
-    document TEXT NOT NULL           -- JSON: spec, environment, summary, raw samples
+    document TEXT NOT NULL,          -- JSON: spec, environment, summary, raw samples
+    owner TEXT,                      -- lib.classroom owner id; NULL: the host or the CLI
+    shared INTEGER NOT NULL DEFAULT 0  -- 1: the host shows it to the whole class
 );
 CREATE TABLE IF NOT EXISTS sweep_points (
     entry_id INTEGER NOT NULL REFERENCES entries(id) ON DELETE CASCADE,
@@ -47,6 +52,9 @@ CREATE TABLE IF NOT EXISTS sweep_points (
     PRIMARY KEY (entry_id, position)
 );
 """
+
+# Columns added after the first release, with their definitions: added to older files on open.
+ADDED_COLUMNS = {"owner": "TEXT", "shared": "INTEGER NOT NULL DEFAULT 0"}
 
 
 class StoreError(ExplorerError):
@@ -57,6 +65,30 @@ def default_path() -> Path:
     root = os.environ.get(DATA_ENV) or Path.home() / ".local" / "share" / \
         "inference-latency-explorer"
     return Path(root) / "history.sqlite3"
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    """Bring a database written by an older version up to this schema, in place."""
+    present = {row[1] for row in connection.execute("PRAGMA table_info(entries)")}
+    for column, definition in ADDED_COLUMNS.items():
+        if column not in present:
+            try:
+                connection.execute(f"ALTER TABLE entries ADD COLUMN {column} {definition}")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):     # another process added it first
+                    raise
+
+
+def _models_run(entry: dict[str, Any], points: list[tuple[dict, str | None]]) -> list[str]:
+    """The models an entry really measured, in order of first appearance."""
+    if entry["kind"] == "run":
+        return [entry["model_id"]]
+    models = [model for _, model in points if model]
+    if not models and "model" in entry["factors"]:
+        models = [values.get("model") for values, _ in points if values.get("model")]
+    if not models and "model" not in entry["factors"]:
+        models = [entry["model_id"]]
+    return list(dict.fromkeys(models))
 
 
 def _now() -> str:
@@ -78,6 +110,7 @@ class Store:
             connection.execute("PRAGMA foreign_keys = ON")
             connection.execute("PRAGMA journal_mode = WAL")
             connection.executescript(SCHEMA)
+            _migrate(connection)
             with connection:                      # one transaction, committed or rolled back
                 yield connection
         except sqlite3.Error as exc:
@@ -101,23 +134,23 @@ class Store:
 
     # --- writing ------------------------------------------------------------------------------
 
-    def save_run(self, document: dict[str, Any]) -> int:
+    def save_run(self, document: dict[str, Any], owner: str | None = None) -> int:
         spec = document["spec"]
         with self._connect() as db:
             cursor = db.execute(
-                "INSERT INTO entries (kind, created_at, model_id, device, status, document) "
-                "VALUES ('run', ?, ?, ?, 'complete', ?)",
-                (_now(), spec["model_id"], spec["device"], json.dumps(document)))
+                "INSERT INTO entries (kind, created_at, model_id, device, status, document, "
+                "owner) VALUES ('run', ?, ?, ?, 'complete', ?, ?)",
+                (_now(), spec["model_id"], spec["device"], json.dumps(document), owner))
             return int(cursor.lastrowid)
 
-    def start_sweep(self, document: dict[str, Any]) -> int:
+    def start_sweep(self, document: dict[str, Any], owner: str | None = None) -> int:
         """A sweep entry with no points yet; points follow with `add_sweep_point`."""
         base = document["base"]
         with self._connect() as db:
             cursor = db.execute(
-                "INSERT INTO entries (kind, created_at, model_id, device, status, document) "
-                "VALUES ('sweep', ?, ?, ?, 'partial', ?)",
-                (_now(), base["model_id"], base["device"], json.dumps(document)))
+                "INSERT INTO entries (kind, created_at, model_id, device, status, document, "
+                "owner) VALUES ('sweep', ?, ?, ?, 'partial', ?, ?)",
+                (_now(), base["model_id"], base["device"], json.dumps(document), owner))
             return int(cursor.lastrowid)
 
     def add_sweep_point(self, entry_id: int, position: int, point: dict[str, Any]) -> None:
@@ -130,35 +163,84 @@ class Store:
             db.execute("UPDATE entries SET status = ? WHERE id = ?",
                        ("partial" if stopped else "complete", entry_id))
 
-    def set_note(self, entry_id: int, note: str) -> None:
-        with self._connect() as db:
-            db.execute("UPDATE entries SET note = ? WHERE id = ?", (note, entry_id))
+    def set_note(self, entry_id: int, note: str, only_owner: str | None = None) -> bool:
+        """Change the note; with `only_owner`, only if that owner's entry. True if changed."""
+        return self._update_own("UPDATE entries SET note = ?", (note,), entry_id, only_owner)
 
-    def delete(self, entry_id: int) -> None:
+    def delete(self, entry_id: int, only_owner: str | None = None) -> bool:
+        """Remove it for good; with `only_owner`, only if that owner's entry. True if deleted."""
+        return self._update_own("DELETE FROM entries", (), entry_id, only_owner)
+
+    def set_shared(self, entry_id: int, shared: bool) -> None:
+        """Show it to (or hide it from) every classroom visitor. The host's decision."""
         with self._connect() as db:
-            db.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
+            cursor = db.execute("UPDATE entries SET shared = ? WHERE id = ?",
+                                (int(shared), entry_id))
+            if cursor.rowcount == 0:
+                raise StoreError(f"No saved run or sweep with id {entry_id}: `python -m lib "
+                                 "history` lists them.")
+
+    def _update_own(self, statement: str, args: tuple, entry_id: int,
+                    only_owner: str | None) -> bool:
+        query, query_args = statement + " WHERE id = ?", [*args, entry_id]
+        if only_owner is not None:
+            query += " AND owner = ?"
+            query_args.append(only_owner)
+        with self._connect() as db:
+            return db.execute(query, query_args).rowcount > 0
 
     # --- reading ------------------------------------------------------------------------------
 
     def list(self, model_id: str | None = None, device: str | None = None,
-             since: str | None = None) -> list[dict[str, Any]]:
-        """Entries newest first, without their documents. `since`: an ISO date."""
+             since: str | None = None, visible_to: str | None = None) -> list[dict[str, Any]]:
+        """Entries newest first, without their documents. `since`: an ISO date.
+
+        Each entry also says what it measured, for labels (`lib.history.entry_label`): `spec`
+        (a run's settings), `factors` (a sweep's), `point_values` (each saved point's factor
+        values) and `models` (the models it really ran: a model sweep's come from its points,
+        not from the settings it started with). `model_id` matches any of those models.
+        `visible_to`: only that owner's entries and the shared ones (a classroom visitor).
+        """
         query = ("SELECT e.id, e.kind, e.created_at, e.model_id, e.device, e.status, e.note, "
-                 "e.imported_from, (SELECT COUNT(*) FROM sweep_points p WHERE p.entry_id = e.id) "
+                 "e.imported_from, (SELECT COUNT(*) FROM sweep_points p WHERE p.entry_id = e.id), "
+                 "e.owner, e.shared, json_extract(e.document, '$.factors'), "
+                 "CASE e.kind WHEN 'run' THEN json_extract(e.document, '$.spec') END "
                  "FROM entries e WHERE 1 = 1")
         args: list[Any] = []
-        for column, value in (("e.model_id", model_id), ("e.device", device)):
-            if value:
-                query += f" AND {column} = ?"
-                args.append(value)
+        if device:
+            query += " AND e.device = ?"
+            args.append(device)
         if since:
             query += " AND e.created_at >= ?"
             args.append(since)
+        if visible_to is not None:
+            query += " AND (e.owner = ? OR e.shared = 1)"
+            args.append(visible_to)
         with self._connect() as db:
             rows = db.execute(query + " ORDER BY e.id DESC", args).fetchall()
+            points = db.execute(
+                "SELECT entry_id, json_extract(document, '$.values'), "
+                "json_extract(document, '$.measurement.spec.model_id') FROM sweep_points "
+                "ORDER BY entry_id, position").fetchall()
         keys = ("id", "kind", "created_at", "model_id", "device", "status", "note",
-                "imported_from", "points")
-        return [dict(zip(keys, row)) for row in rows]
+                "imported_from", "points", "owner", "shared")
+        per_entry: dict[int, list[tuple[dict, str | None]]] = {}
+        for entry_id, values, measured_model in points:
+            per_entry.setdefault(entry_id, []).append((json.loads(values or "{}"),
+                                                       measured_model))
+        entries = []
+        for row in rows:
+            entry = dict(zip(keys, row[:11]))
+            entry["shared"] = bool(entry["shared"])
+            entry["factors"] = json.loads(row[11]) if row[11] else []
+            entry["spec"] = json.loads(row[12]) if row[12] else None
+            saved_points = per_entry.get(entry["id"], [])
+            entry["point_values"] = [values for values, _ in saved_points]
+            entry["skipped"] = sum(1 for _, model in saved_points if model is None)
+            entry["models"] = _models_run(entry, saved_points)
+            if model_id is None or model_id in entry["models"]:
+                entries.append(entry)
+        return entries
 
     def export(self, entry_id: int) -> dict[str, Any]:
         """Everything about one entry, as one JSON-ready document."""
@@ -179,9 +261,11 @@ class Store:
             exported["points"] = points
         return exported
 
-    def import_document(self, document: dict[str, Any]) -> int:
-        """Add an exported document; it is marked with the machine it was measured on."""
-        if document.get("format") != EXPORT_FORMAT or document.get("kind") not in {"run", "sweep"}:
+    def import_document(self, document: dict[str, Any], owner: str | None = None) -> int:
+        """Add an exported document; it is marked with the machine it was measured on and
+        belongs to `owner` (whoever imported it), never to the owner it had elsewhere."""
+        if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT \
+                or document.get("kind") not in {"run", "sweep"}:
             raise StoreError("This file is not an Inference Latency Explorer export (its "
                              f"'format' should be {EXPORT_FORMAT!r}).")
         body = {k: v for k, v in document.items()
@@ -195,11 +279,11 @@ class Store:
         with self._connect() as db:
             cursor = db.execute(
                 "INSERT INTO entries (kind, created_at, model_id, device, status, note, "
-                "imported_from, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "imported_from, document, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (document["kind"], document.get("created_at") or _now(),
                  spec.get("model_id", "?"), spec.get("device", "?"),
                  document.get("status", "complete"), document.get("note", ""), origin,
-                 json.dumps(body)))
+                 json.dumps(body), owner))
             entry_id = int(cursor.lastrowid)
             for position, point in enumerate(document.get("points") or []):
                 db.execute("INSERT INTO sweep_points VALUES (?, ?, ?)",

@@ -3,11 +3,12 @@
 import pandas as pd
 import streamlit as st
 
-from lib import charts, insights, sweep, table
+from lib import charts, history, insights, report, sweep, table
 from lib.metrics import METRICS
-from lib.ui import links, running, sidebar, state
+from lib.ui import classroom, links, running, sidebar, state
+from lib.ui.links import HEATMAP_METRICS
 
-HEATMAP_METRICS = ("tpot_s", "ttft_s", "e2e_s", "decode_tokens_per_s", "requests_per_s")
+state.restore_page_settings()           # Streamlit forgets them while another page shows
 
 st.title("Explore factors")
 st.markdown(
@@ -48,26 +49,52 @@ if ready:
         st.warning(f"{count} points will take a while on this machine. Fewer values, or fewer "
                    "repetitions, make it quicker.")
 
-if ready and not two:
-    links.share_link(spec, {"factor": factor_values[0][0].name,
-                         "values": ",".join(str(v) for v in factor_values[0][1])})
+request = [(factor.name, list(values)) for factor, values in factor_values]
+result = st.session_state.get(state.SWEEP)
+stale = []
+if result is not None and spec is not None:
+    stale = history.sweep_changes(result.base, st.session_state.get(state.SWEEP_REQUEST) or
+                                  [(name, None) for name in result.factors], spec, request)
+if spec is not None:
+    params = {"mode": "two" if two else "one", "metric": metric} if two else {}
+    for index, (factor, values) in enumerate(factor_values):
+        suffix = "" if index == 0 else "2"
+        params[f"factor{suffix}"] = factor.name
+        params[f"values{suffix}"] = ",".join(str(v) for v in values)
+    links.share_link(spec, {k: v for k, v in params.items() if v is not None},
+                     caption="Anyone opening this link sees this page with the factor, values "
+                             "and settings above filled in; nothing runs until they press "
+                             "**Run sweep**." + (" The results below are from earlier "
+                                                 "settings, so the link won't reproduce them."
+                                                 if stale else ""))
 run_column, stop_column = st.columns([1, 4])
 start = run_column.button("Run sweep", type="primary", disabled=not ready)
 stop_column.button("Stop", help="Stops the sweep; finished points are kept.")
 
 if start:
-    st.session_state[state.SWEEP] = running.run_sweep_with_status(spec, factor_values)
+    with classroom.run_turn(f"a sweep of {', '.join(f.label for f, _ in factor_values)}") \
+            as allowed:
+        if allowed:
+            st.session_state[state.SWEEP_REQUEST] = request
+            st.session_state[state.SWEEP] = running.run_sweep_with_status(spec, factor_values)
+            stale = []
 else:
     partial = running.partial_sweep()
     if partial is not None:
         st.session_state[state.SWEEP] = partial
 
 result = st.session_state.get(state.SWEEP)
+if result is not None and spec is not None:
+    stale = history.sweep_changes(result.base, st.session_state.get(state.SWEEP_REQUEST) or
+                                  [(name, None) for name in result.factors], spec, request)
 if result is None:
     st.info("No sweep yet: choose a factor and its values, then press **Run sweep**. A batch "
             "sweep 1, 2, 4, 8, 16 of the default model takes under a minute here.")
     st.stop()
 
+if stale:
+    st.info("These results are from earlier settings: " + "; ".join(stale) + ". Press **Run "
+            "sweep** to measure the current ones.")
 rows = table.rows(result)
 frame = pd.DataFrame(rows)
 if result.stopped:
@@ -114,5 +141,7 @@ else:
 st.subheader("All points")
 st.caption("Medians over each point's repetitions (n); the CSV has p10 and p90 too.")
 st.dataframe(table.display_rows(rows, result.factors), hide_index=True, width="stretch")
-st.download_button("Download the table as CSV", table.to_csv(rows), file_name="sweep.csv",
+models = [r["model_id"] for r in rows if table.is_measured(r)] or [result.base.model_id]
+st.download_button("Download the table as CSV", table.to_csv(rows),
+                   file_name=report.export_file_name("sweep", models, "csv", result.factors),
                    mime="text/csv", on_click="ignore")

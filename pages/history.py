@@ -1,22 +1,43 @@
-"""History: saved runs and sweeps, opened again, compared, annotated, exported, imported."""
+"""History: saved runs and sweeps, opened again, compared, annotated, shared, exported, imported.
+
+In classroom mode (lib.classroom) a visitor sees their own entries and the shared ones, and
+changes only their own; the host sees and manages everything and shares entries with the class.
+"""
 
 import json
 
 import pandas as pd
 import streamlit as st
 
-from lib import charts, history, report, stats, sweep, table
+from lib import charts, classroom, history, report, stats, sweep, table
+from lib.errors import ExplorerError
+from lib.metrics import METRICS, format_value
 from lib.models.catalog import ENCODER
+from lib.spec import field_info
 from lib.store import Store, StoreError
+from lib.ui import classroom as classroom_ui
 from lib.ui import state
+
+COMPARE_METRICS = ("ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "total_tokens_per_s",
+                   "requests_per_s", "peak_memory_bytes")
 
 st.title("History")
 st.markdown("Every run and sweep is saved here automatically, with its settings, the machine it "
             "ran on and every raw timing. Select one to open it, or several to compare them.")
+viewer = classroom_ui.current_viewer()
+if (explanation := classroom_ui.explain(viewer)) is not None:
+    st.info(explanation)
 
 store = Store()
+visible_to = None if viewer.is_host else viewer.owner
+
+
+def listed() -> list[dict]:
+    return store.list(visible_to=visible_to)
+
+
 try:
-    everything = store.list()
+    everything = listed()
 except StoreError as exc:
     st.error(str(exc))
     st.stop()
@@ -25,36 +46,44 @@ with st.expander("Import a result exported elsewhere (JSON)"):
     upload = st.file_uploader("Exported JSON file", type=["json"], key=state.HISTORY_UPLOAD)
     if upload is not None and st.button("Import it"):
         try:
-            new_id = store.import_document(json.loads(upload.getvalue()))
+            document = json.loads(upload.getvalue())
+            if viewer.classroom and isinstance(document, dict):
+                specs = [document.get("spec") or document.get("base") or {}] + \
+                    [p.get("spec") or {} for p in document.get("points") or []]
+                classroom.check_models([s.get("model_id", "") for s in specs], "This file")
+            new_id = store.import_document(document, owner=viewer.owner)
             st.success(f"Imported as #{new_id}, marked with the machine it was measured on.")
-            everything = store.list()
-        except (ValueError, StoreError) as exc:
+            everything = listed()
+        except (ValueError, ExplorerError) as exc:
             st.error(f"Could not import that file: {exc}")
 
 if not everything:
     st.info("Nothing saved yet: results appear here after a run on the Playground or a sweep "
-            "on Explore factors.")
+            "on Explore factors." + (" The host's shared results appear here too."
+                                     if viewer.classroom and not viewer.is_host else ""))
     st.stop()
 
-models_seen = sorted({e["model_id"] for e in everything})
+models_seen = sorted({m for e in everything for m in e["models"]})
 devices_seen = sorted({e["device"] for e in everything})
 left, middle, right = st.columns(3)
 model_key, device_key, since_key = state.HISTORY_FILTERS
-model = left.selectbox("Model", ["all"] + models_seen, key=model_key)
+model = left.selectbox("Model", ["all"] + models_seen, key=model_key,
+                       help="Entries that ran this model (a model sweep counts for each).")
 device = middle.selectbox("Device", ["all"] + devices_seen, key=device_key)
 since = right.date_input("Since", value=None, key=since_key)
 entries = store.list(model_id=None if model == "all" else model,
                      device=None if device == "all" else device,
-                     since=since.isoformat() if since else None)
+                     since=since.isoformat() if since else None, visible_to=visible_to)
 listing = pd.DataFrame([{
-    "id": e["id"], "when (UTC)": e["created_at"].replace("T", " ").rstrip("Z"),
-    "kind": e["kind"] + (f" ({e['points']} point{'s' if e['points'] != 1 else ''})" if e["kind"] == "sweep" else ""),
-    "model": e["model_id"], "device": e["device"],
-    "status": e["status"], "note": e["note"],
+    "id": e["id"], "what": history.entry_label(e),
+    **({"whose": viewer.whose(e)} if viewer.classroom else {}),
+    "when (UTC)": e["created_at"].replace("T", " ").rstrip("Z"),
+    "device": e["device"], "status": e["status"], "note": e["note"],
     "from": e["imported_from"] or "this machine"} for e in entries])
+generation = st.session_state.get(state.HISTORY_TABLE_GENERATION, 0)
 picked = st.dataframe(listing, hide_index=True, width="stretch", on_select="rerun",
-                      selection_mode="multi-row", key=state.HISTORY_TABLE)
-# A selection can outlive its rows (after a delete or a new filter): keep what still exists.
+                      selection_mode="multi-row", key=state.history_table(generation))
+# A selection can outlive its rows (after a new filter): keep what still exists.
 rows = picked.selection.rows if picked and picked.selection else []
 chosen = [entries[i] for i in rows if i < len(entries)]
 
@@ -62,10 +91,17 @@ if not chosen:
     st.caption("Select a row to open it; select several to compare.")
     st.stop()
 
+
+def forget_selection() -> None:
+    """A new listing widget: the old selection must not open the row that moves up."""
+    st.session_state[state.HISTORY_TABLE_GENERATION] = generation + 1
+
+
 documents = {e["id"]: store.export(e["id"]) for e in chosen}
-if len(chosen) == 1:
-    entry, document = chosen[0], documents[chosen[0]["id"]]
-    st.subheader(f"#{entry['id']}: {entry['kind']} of {entry['model_id']} on {entry['device']}")
+
+
+def show_one(entry: dict, document: dict) -> None:
+    st.subheader(f"#{entry['id']}: {history.entry_label(entry)}, on {entry['device']}")
     if entry["imported_from"]:
         st.caption(f"Imported; measured on {entry['imported_from']}.")
     if entry["kind"] == "run":
@@ -79,46 +115,108 @@ if len(chosen) == 1:
             if measurement.model_kind == ENCODER else charts.token_latency_figure(measurement)
         st.plotly_chart(figure, width="stretch")
         csv_text = table.to_csv([report.summary_row(measurement, summary)])
+        factors = []
     else:
         result = history.sweep_from_document(document)
-        rows = table.rows(result)
-        frame = pd.DataFrame(rows)
+        sweep_rows = table.rows(result)
+        frame = pd.DataFrame(sweep_rows)
         factor = sweep.FACTORS[result.factors[0]]
         if len(result.factors) == 1 and (frame["status"] == table.Status.MEASURED).sum() >= 1:
             st.plotly_chart(charts.sweep_latency_figure(frame, factor), width="stretch")
-        st.dataframe(table.display_rows(rows, result.factors), hide_index=True,
+        st.dataframe(table.display_rows(sweep_rows, result.factors), hide_index=True,
                      width="stretch")
-        csv_text = table.to_csv(rows)
-    note = st.text_input("Note", value=entry["note"], key=state.history_note(entry["id"]))
+        csv_text = table.to_csv(sweep_rows)
+        factors = result.factors
+    editable = viewer.can_edit(entry)
+    note = st.text_input("Note", value=entry["note"], key=state.history_note(entry["id"]),
+                         disabled=not editable,
+                         help=None if editable else "Only its owner (or the host) can change it.")
+
+    def name(extension: str) -> str:
+        return report.export_file_name(entry["kind"], entry["models"], extension, factors,
+                                       entry["created_at"])
+
     save_col, json_col, csv_col, delete_col = st.columns(4)
-    if save_col.button("Save note"):
-        store.set_note(entry["id"], note)
+    if editable and save_col.button("Save note"):
+        store.set_note(entry["id"], note, only_owner=None if viewer.is_host else viewer.owner)
         st.rerun()
     json_col.download_button("Export JSON", json.dumps(document, indent=2),
-                             file_name=f"ile-{entry['kind']}-{entry['id']}.json",
-                             mime="application/json", on_click="ignore")
-    csv_col.download_button("Export CSV", csv_text, file_name=f"ile-{entry['id']}.csv",
-                            mime="text/csv", on_click="ignore")
-    if delete_col.button("Delete", help="Removes it from this machine's history for good."):
-        store.delete(entry["id"])
-        st.rerun()
+                             file_name=name("json"), mime="application/json", on_click="ignore")
+    csv_col.download_button("Export CSV", csv_text, file_name=name("csv"), mime="text/csv",
+                            on_click="ignore")
+    if editable and delete_col.button("Delete",
+                                      help="Removes it from this machine's history for good."):
+        if store.delete(entry["id"], only_owner=None if viewer.is_host else viewer.owner):
+            forget_selection()
+            st.rerun()
+        st.error("It could not be deleted: only its owner or the host can delete it.")
+    if not editable:
+        st.caption("Shared by the host: you can open and export it, not change or delete it.")
+    if viewer.classroom and viewer.is_host:
+        label = "Stop sharing" if entry["shared"] else "Share with the class"
+        if st.button(label, help="Shared results appear in every visitor's History."):
+            store.set_shared(entry["id"], not entry["shared"])
+            st.rerun()
     st.caption("Charts have a camera icon (top right, on hover) that saves them as PNG.")
+
+
+def show_settings(entries_and_specs: list[tuple[dict, dict]], ignore: set[str]) -> None:
+    """The settings that differ, highlighted one row per entry; the same ones said once."""
+    specs = [{k: v for k, v in spec.items() if k not in ignore} for _, spec in entries_and_specs]
+    same, differing = history.settings_differences(specs)
+    st.subheader("Settings")
+    if differing:
+        frame = pd.DataFrame([{"entry": f"#{e['id']}",
+                               **{field_info(n)["label"]: str(s.get(n)) for n in differing}}
+                              for (e, _), s in zip(entries_and_specs, specs)])
+        st.caption("Only the settings that differ between them, highlighted:")
+        st.dataframe(frame.style.map(lambda _: "background-color: #fff3b0",
+                                     subset=[field_info(n)["label"] for n in differing]),
+                     hide_index=True, width="stretch")
+    else:
+        st.caption("They all used the same settings.")
+    st.caption("Same in all: " + "; ".join(f"{field_info(n)['label']} {v}" for n, v in
+                                           same.items() if v is not None) + ".")
+
+
+def compare_runs(selected: list[dict]) -> None:
+    summaries = [(e, stats.summarize(history.measurement_from_document(documents[e["id"]])))
+                 for e in selected]
+    st.plotly_chart(charts.compare_overview_figure([(f"#{e['id']}", s) for e, s in summaries]),
+                    width="stretch")
+    st.caption("Medians over each run's repetitions; n is how many. Latency: lower is better. "
+               "Throughput: higher is better. Memory: what the process held at its peak.")
+    st.dataframe(pd.DataFrame([{
+        "entry": f"#{e['id']}", "what": history.entry_label(e),
+        **{METRICS[m].label: format_value(m, s.metrics[m].median) if m in s.metrics else "–"
+           for m in COMPARE_METRICS},
+        "n": s.metrics["e2e_s"].n if "e2e_s" in s.metrics else 0} for e, s in summaries]),
+        hide_index=True, width="stretch")
+    show_settings([(e, documents[e["id"]]["spec"]) for e in selected], set())
+
+
+def compare_sweeps(selected: list[dict]) -> None:
+    results = [(e, history.sweep_from_document(documents[e["id"]])) for e in selected]
+    factor_sets = {tuple(r.factors) for _, r in results}
+    if len(factor_sets) != 1 or len(next(iter(factor_sets))) != 1:
+        st.warning("To overlay sweeps, select sweeps of the same single factor.")
+        return
+    factor = sweep.FACTORS[next(iter(factor_sets))[0]]
+    labelled = [(f"#{e['id']}", pd.DataFrame(table.rows(r))) for e, r in results]
+    st.plotly_chart(charts.compare_sweeps_figure(labelled, factor), width="stretch")
+    for metric in ("decode_tokens_per_s", "peak_memory_bytes"):
+        st.plotly_chart(charts.compare_sweeps_metric_figure(labelled, factor, metric),
+                        width="stretch")
+    show_settings([(e, documents[e["id"]]["base"]) for e in selected], {factor.field})
+
+
+if len(chosen) == 1:
+    show_one(chosen[0], documents[chosen[0]["id"]])
 else:
     kinds = {e["kind"] for e in chosen}
     if kinds == {"run"}:
-        labelled = [(f"#{e['id']} {e['model_id']} b{documents[e['id']]['spec']['batch_size']}",
-                     stats.summarize(history.measurement_from_document(documents[e["id"]])))
-                    for e in chosen]
-        st.plotly_chart(charts.compare_runs_figure(labelled), width="stretch")
+        compare_runs(chosen)
     elif kinds == {"sweep"}:
-        results = [(e, history.sweep_from_document(documents[e["id"]])) for e in chosen]
-        factors = {tuple(r.factors) for _, r in results}
-        if len(factors) != 1 or len(next(iter(factors))) != 1:
-            st.warning("To overlay sweeps, select sweeps of the same single factor.")
-        else:
-            factor = sweep.FACTORS[next(iter(factors))[0]]
-            labelled = [(f"#{e['id']} {e['model_id']}", pd.DataFrame(table.rows(r)))
-                        for e, r in results]
-            st.plotly_chart(charts.compare_sweeps_figure(labelled, factor), width="stretch")
+        compare_sweeps(chosen)
     else:
         st.warning("Select only runs, or only sweeps, to compare them.")

@@ -4,9 +4,9 @@ import json
 
 import streamlit as st
 
-from lib import charts, report
+from lib import charts, history, report
 from lib.models.catalog import ENCODER
-from lib.ui import links, running, sidebar, state
+from lib.ui import classroom, links, running, sidebar, state
 
 st.title("Playground")
 st.markdown(
@@ -24,9 +24,11 @@ start = run_column.button("Run", type="primary", disabled=not runnable)
 stop_column.button("Stop", help="Ends the run being measured (nothing of it is kept).")
 running.stopped_notice()
 if start:
-    result = running.run_with_status(spec)
-    if result is not None:
-        st.session_state[state.RESULT] = result
+    with classroom.run_turn(f"a run of {spec.model_id}") as allowed:
+        if allowed:
+            result = running.run_with_status(spec)
+            if result is not None:
+                st.session_state[state.RESULT] = result
 
 result = st.session_state.get(state.RESULT)
 if result is None:
@@ -35,11 +37,10 @@ if result is None:
     st.stop()
 
 measurement, summary = result.measurement, result.summary
-if measurement.spec != spec:
-    earlier = measurement.spec
-    st.info(f"The results below are from earlier settings ({earlier.model_id}, {earlier.dtype}, "
-            f"batch {earlier.batch_size}, prompt {earlier.prompt_tokens}, output "
-            f"{earlier.new_tokens}). Press **Run** to measure the current ones.")
+if spec is not None and measurement.spec != spec:
+    st.info("These results are from earlier settings: "
+            + "; ".join(history.spec_changes(measurement.spec, spec))
+            + ". Press **Run** to measure the current ones.")
 if measurement.prompt_note:
     st.info(measurement.prompt_note)
 if result.save_problem:
@@ -98,4 +99,6 @@ with st.expander("Run details: settings, machine, raw data"):
     st.json({"spec": measurement.spec.to_dict(), "environment": measurement.environment})
     st.download_button("Download everything as JSON (raw per-token timestamps included)",
                        json.dumps(report.to_dict(measurement, summary), indent=2),
-                       file_name="measurement.json", mime="application/json", on_click="ignore")
+                       file_name=report.export_file_name("run", [measurement.spec.model_id],
+                                                         "json"),
+                       mime="application/json", on_click="ignore")

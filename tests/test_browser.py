@@ -241,3 +241,118 @@ def test_history_lists_what_was_run(server, browser):
     assert page.locator('[data-testid="stException"]').count() == 0
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "history.png"), full_page=True)
+
+
+# --- classroom mode: two browsers, a host and a student ---------------------------------------
+
+@pytest.fixture
+def classroom_server(tmp_path, model_cache_dir):
+    """A classroom server listening on the network, with a history the host wrote earlier:
+    one run shared with the class, one kept private."""
+    _require_browser()
+    from fakes import fake_runner
+    from lib import history, stats
+    from lib.spec import RunSpec
+    from lib.store import Store
+    from lib.ui.links import network_address
+
+    network = network_address()
+    if network is None:
+        pytest.skip("this machine has no network address for a second 'computer' to use")
+    store = Store(tmp_path / "data" / "history.sqlite3")
+    ids = {}
+    for name, batch in (("shared", 2), ("private", 4)):
+        spec = RunSpec(prompt_tokens=16, new_tokens=3, repetitions=2, min_duration_s=0.0,
+                       threads=1, batch_size=batch)
+        measurement = fake_runner(spec)
+        ids[name] = history.save_run(measurement, stats.summarize(measurement), store)[0]
+    store.set_shared(ids["shared"], True)
+    port = _free_port()
+    log = tmp_path / "streamlit.log"
+    env = dict(os.environ, ILE_CACHE_DIR=str(model_cache_dir), ILE_CLASSROOM="1",
+               ILE_DATA_DIR=str(tmp_path / "data"))
+    with open(log, "w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.address", "0.0.0.0", "--server.headless", "true"],
+            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            preexec_fn=servers.die_with_parent)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
+                                            timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("Streamlit did not start:\n" + log.read_text()) from None
+                time.sleep(0.5)
+        yield {"host": f"http://127.0.0.1:{port}", "student": f"http://{network}:{port}",
+               "network": network, "port": port, "store": store, "ids": ids}
+    finally:
+        servers.stop(process)
+
+
+def _open_history(page, url):
+    page.goto(url)
+    page.get_by_role("button", name="Run").wait_for(timeout=60_000)
+    page.get_by_role("link", name="History").click()
+    page.get_by_text("Classroom mode").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(500)
+
+
+def _select_first_row(page):
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    grid.wait_for()
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)     # the first row's checkbox
+
+
+def test_classroom_host_and_student_see_and_do_different_things(classroom_server, browser):
+    from playwright.sync_api import expect
+    server = classroom_server
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    host = browser.new_context(viewport={"width": 1400, "height": 2000}).new_page()
+    student = browser.new_context(viewport={"width": 1400, "height": 2000}).new_page()
+
+    # The student (another computer): no "your own model", and only the shared entry.
+    student.goto(server["student"])
+    student.get_by_role("button", name="Run").wait_for(timeout=60_000)
+    student.get_by_text("Famous architectures, random weights").wait_for()
+    assert student.get_by_text("Your own model").count() == 0
+    _open_history(student, server["student"])
+    student.get_by_text("Classroom mode: you see your own results").wait_for()
+    _select_first_row(student)
+    student.get_by_text(f"#{server['ids']['shared']}: run:").wait_for(timeout=30_000)
+    student.get_by_text("Shared by the host").wait_for()
+    assert student.get_by_role("button", name="Delete").count() == 0
+    assert student.get_by_text(f"#{server['ids']['private']}").count() == 0
+    assert student.get_by_text("run: smollm2-135m-instruct, batch 2").count() >= 1
+    assert student.get_by_text("run: smollm2-135m-instruct, batch 4").count() == 0
+    student.screenshot(path=str(ARTIFACTS / "classroom-student.png"), full_page=True)
+
+    # The host (this computer): everything, a share button, and a link students can open.
+    host.goto(server["host"])
+    host.get_by_role("button", name="Run").wait_for(timeout=60_000)
+    host.get_by_text("Share these settings").click()
+    host.get_by_text(f"http://{server['network']}:{server['port']}").first.wait_for()
+    host.get_by_text("their own computer").wait_for()
+    _open_history(host, server["host"])
+    host.get_by_text("you are the host").wait_for()
+    _select_first_row(host)                                   # the newest: the private one
+    host.get_by_text(f"#{server['ids']['private']}: run:").wait_for(timeout=30_000)
+    host.get_by_role("button", name="Share with the class").click()
+    expect(host.get_by_role("button", name="Stop sharing")).to_be_visible(timeout=30_000)
+    host.screenshot(path=str(ARTIFACTS / "classroom-host.png"), full_page=True)
+    assert all(e["shared"] for e in server["store"].list())
+
+    # The student now sees both; still no Delete for either.
+    _open_history(student, server["student"])
+    student.get_by_text("run: smollm2-135m-instruct, batch 4").first.wait_for(
+        state="attached", timeout=30_000)               # the grid's cells are drawn on a canvas
+    student.screenshot(path=str(ARTIFACTS / "classroom-student-after-share.png"),
+                       full_page=True)
+    for page in (host, student):
+        assert page.locator('[data-testid="stException"]').count() == 0

@@ -70,3 +70,55 @@ def test_two_factor_sweep_draws_a_heatmap(app):
     charts = app.get("plotly_chart")
     assert len(charts) == 1
     assert len(app.dataframe[0].value) == 4
+
+
+HISTORY = str(Path(__file__).resolve().parent.parent / "pages" / "history.py")
+
+
+def test_factor_and_values_survive_a_visit_to_another_page(app):
+    app.selectbox(key="explore_factor_0").set_value("output").run()
+    app.text_input(key="explore_values_0_output").input("2, 3").run()
+    app.button[0].click().run()
+    assert not app.exception and not app.error
+    app.switch_page(HISTORY).run()
+    app.switch_page(EXPLORE).run()
+    assert not app.exception
+    assert app.selectbox(key="explore_factor_0").value == "output"
+    assert app.text_input(key="explore_values_0_output").value == "2, 3"
+    assert not any("earlier settings" in i.value for i in app.info)
+    link = next(c.value for c in app.code if "factor=" in c.value)
+    assert "factor=output" in link and "values=2%2C3" in link
+
+
+def test_results_from_other_settings_say_so(app):
+    app.text_input(key="explore_values_0_batch").input("1, 2").run()
+    app.button[0].click().run()
+    app.selectbox(key="explore_factor_0").set_value("prompt").run()
+    note = next(i.value for i in app.info if "earlier settings" in i.value)
+    assert note.startswith("These results are from earlier settings: it varied batch size, "
+                           "now prompt length (tokens)")
+    app.selectbox(key="explore_factor_0").set_value("batch").run()
+    assert not any("earlier settings" in i.value for i in app.info)
+    app.number_input(key="setting_new_tokens").set_value(4).run()
+    note = next(i.value for i in app.info if "earlier settings" in i.value)
+    assert "Output length (tokens) 3, now 4" in note
+
+
+def test_a_link_opens_explore_with_two_factors_and_refuses_bad_values():
+    at = AppTest.from_file(ENTRY, default_timeout=120)
+    at.query_params.update({"mode": "two", "factor": "batch", "values": "1,4",
+                            "factor2": "dtype", "values2": "float32,bfloat16",
+                            "metric": "ttft_s", "new_tokens": "2"})
+    at.run()
+    at.switch_page(EXPLORE).run()
+    assert not at.exception and not at.sidebar.warning
+    assert at.radio(key="explore_mode").value == "two factors (heatmap)"
+    assert at.text_input(key="explore_values_0_batch").value == "1,4"
+    assert at.multiselect(key="explore_values_1_dtype").value == ["float32", "bfloat16"]
+    assert at.selectbox(key="explore_heatmap_metric").value == "ttft_s"
+    assert not at.warning                     # no "default and session state" conflict
+
+    damaged = AppTest.from_file(ENTRY, default_timeout=120)
+    damaged.query_params.update({"factor": "batch", "values": "1,zero"})
+    damaged.run()
+    assert "values of batch size = '1,zero'" in damaged.sidebar.warning[0].value

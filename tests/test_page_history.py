@@ -1,14 +1,16 @@
-"""AppTest of the History page: saved runs listed, opened, compared, noted, deleted."""
+"""AppTest of the History page: saved runs listed, opened, compared, noted, deleted, and
+classroom mode (each visitor sees their own entries and the shared ones)."""
 
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fakes import fake_runner
-from lib import history, stats
+from fakes import FakePoints, fake_runner
+from lib import classroom, history, stats, sweep
 from lib.spec import RunSpec
 from lib.store import Store
+from lib.ui import classroom as classroom_ui
 
 BASE = RunSpec(prompt_tokens=16, new_tokens=5, repetitions=2, min_duration_s=0.0, threads=1)
 
@@ -48,22 +50,28 @@ def test_lists_opens_notes_and_deletes(saved):
     assert any("Select a row" in c.value for c in at.caption)
     # AppTest can't click dataframe rows; selection goes through the widget's state.
     select(at, [0])
-    assert at.subheader[0].value.startswith(f"#{ids[1]}: run of smollm2-135m-instruct")
+    assert at.subheader[0].value == (f"#{ids[1]}: run: smollm2-135m-instruct, batch 2, prompt "
+                                     "16, output 5, float32, on cpu")
     assert len(at.get("plotly_chart")) == 1 and len(at.metric) == 4
     at.text_input(key=f"history_note_{ids[1]}").input("before class").run()
     next(b for b in at.button if b.label == "Save note").click().run()
     assert store.list()[0]["note"] == "before class"
     select(at, [0, 1])
     assert len(at.get("plotly_chart")) == 1                 # the side-by-side comparison
-    select(at, [1])
+    select(at, [0])
     next(b for b in at.button if b.label == "Delete").click().run()
-    assert [e["id"] for e in store.list()] == [ids[1]]
+    assert [e["id"] for e in store.list()] == [ids[0]]
     assert not at.exception
+    # The row that moved up into the deleted one's place does not open by itself.
+    assert not at.subheader
+    assert any("Select a row" in c.value for c in at.caption)
 
 
 def select(at, rows):
-    at.session_state["history_table"] = {"selection": {"rows": rows, "columns": [],
-                                                       "cells": []}}
+    generation = at.session_state["_history_table_generation"] \
+        if "_history_table_generation" in at.session_state else 0
+    key = "history_table" + (f"_{generation}" if generation else "")
+    at.session_state[key] = {"selection": {"rows": rows, "columns": [], "cells": []}}
     at.run()
     assert not at.exception
 
@@ -78,4 +86,124 @@ def test_playground_run_is_saved_and_listed(fake_backend):
     assert any(c.value.startswith("Saved in History as #") for c in at.caption)
     at.switch_page(HISTORY).run()
     assert not at.exception
-    assert at.dataframe[0].value["model"][0] == "smollm2-135m-instruct"
+    assert at.dataframe[0].value["what"][0].startswith("run: smollm2-135m-instruct, batch 1")
+
+
+def save_sweep(store, factor, values, base=BASE, owner=None):
+    recorder = history.SweepRecorder(base, [factor], len(values), store=store, owner=owner)
+    result = sweep.run_sweep(base, [(sweep.get_factor(factor), values)], FakePoints(),
+                             on_point=recorder.add)
+    recorder.finish(result.stopped)
+    return recorder.entry_id
+
+
+def test_sweeps_are_labelled_with_factor_values_and_models_run():
+    store = Store()
+    save_sweep(store, "batch", [1, 8])
+    # Started from the sidebar's default model, but it ran only these two.
+    save_sweep(store, "model", ["gpt2", "smollm2-360m"])
+    at = open_history()
+    assert list(at.dataframe[0].value["what"]) == [
+        "model sweep: gpt2, smollm2-360m",
+        "batch size sweep: 1, 8 — smollm2-135m-instruct"]
+    at.selectbox(key="history_model").set_value("gpt2").run()
+    assert list(at.dataframe[0].value["what"]) == ["model sweep: gpt2, smollm2-360m"]
+
+
+def test_compare_runs_shows_throughput_memory_numbers_and_what_differs():
+    store = Store()
+    for spec in (BASE.replace(batch_size=1), BASE.replace(batch_size=4, dtype="bfloat16")):
+        measurement = fake_runner(spec)
+        history.save_run(measurement, stats.summarize(measurement), store)
+    at = open_history()
+    select(at, [0, 1])
+    figure = at.get("plotly_chart")[0].proto.spec
+    assert "Throughput" in figure and "Peak memory" in figure and "Latency" in figure
+    numbers = at.dataframe[1].value
+    assert list(numbers["entry"]) == ["#2", "#1"]
+    for column in ("Time to first token (TTFT)", "Decode throughput", "Total throughput",
+                   "Peak memory"):
+        assert column in numbers.columns
+    assert list(numbers["Time to first token (TTFT)"]) == ["400.0 ms", "100.0 ms"]
+    differing = at.dataframe[2].value
+    assert list(differing.columns) == ["entry", "Number format (dtype)", "Batch size"]
+    assert list(differing["Batch size"]) == ["4", "1"]
+    same = next(c.value for c in at.caption if c.value.startswith("Same in all:"))
+    assert "Prompt length (tokens) 16" in same and "Batch size" not in same
+
+
+def test_export_names_say_what_they_hold(monkeypatch):
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+    names = []
+    load = MemoryMediaFileStorage.load_and_get_id
+
+    def recording(self, data, mimetype, kind, filename=None):
+        names.append(filename)
+        return load(self, data, mimetype, kind, filename)
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", recording)
+    store = Store()
+    save_sweep(store, "batch", [1, 2])
+    at = open_history()
+    select(at, [0])
+    day = store.list()[0]["created_at"][:10]
+    assert names == [f"ile-sweep-batch-smollm2-135m-instruct-{day}.json",
+                     f"ile-sweep-batch-smollm2-135m-instruct-{day}.csv"]
+
+
+# --- classroom mode ---------------------------------------------------------------------------
+
+def as_visitor(monkeypatch, cookie, address):
+    """This test's browser: its cookie and the address it connects from."""
+    monkeypatch.setattr(classroom_ui, "_client", lambda: (cookie, "session", address))
+
+
+@pytest.fixture
+def classroom_store(monkeypatch):
+    monkeypatch.setenv("ILE_CLASSROOM", "1")
+    store = Store()
+    alice, bob = (classroom.owner_id(c, None) for c in ("alice-cookie", "bob-cookie"))
+    ids = {}
+    for who, batch in (("alice", 1), ("bob", 2)):
+        measurement = fake_runner(BASE.replace(batch_size=batch))
+        ids[who] = history.save_run(measurement, stats.summarize(measurement), store,
+                                    owner={"alice": alice, "bob": bob}[who])[0]
+    measurement = fake_runner(BASE.replace(batch_size=4))
+    ids["host"] = history.save_run(measurement, stats.summarize(measurement), store)[0]
+    return store, ids
+
+
+def test_classroom_visitors_see_their_own_and_shared_only(classroom_store, monkeypatch):
+    store, ids = classroom_store
+    as_visitor(monkeypatch, "alice-cookie", "192.0.2.10")
+    at = open_history()
+    assert "Classroom mode: you see your own results" in at.info[0].value
+    assert list(at.dataframe[0].value["id"]) == [ids["alice"]]
+    store.set_shared(ids["bob"], True)
+    at.run()
+    table = at.dataframe[0].value
+    assert list(table["id"]) == [ids["bob"], ids["alice"]]
+    assert list(table["whose"]) == ["another visitor (shared)", "you"]
+    # Bob's shared entry opens and exports, but can't be changed or deleted by Alice.
+    select(at, [0])
+    assert at.text_input(key=f"history_note_{ids['bob']}").disabled
+    assert not [b for b in at.button if b.label in {"Delete", "Save note"}]
+    assert not store.delete(ids["bob"], only_owner=classroom.owner_id("alice-cookie", None))
+    assert ids["bob"] in [e["id"] for e in store.list()]
+    # Her own: deletable.
+    select(at, [1])
+    next(b for b in at.button if b.label == "Delete").click().run()
+    assert ids["alice"] not in [e["id"] for e in store.list()]
+
+
+def test_classroom_host_sees_everything_and_shares(classroom_store, monkeypatch):
+    store, ids = classroom_store
+    as_visitor(monkeypatch, "teacher-cookie", None)          # loopback: Streamlit says None
+    at = open_history()
+    assert "you are the host" in at.info[0].value
+    assert set(at.dataframe[0].value["id"]) == set(ids.values())
+    select(at, [list(at.dataframe[0].value["id"]).index(ids["alice"])])
+    next(b for b in at.button if b.label == "Share with the class").click().run()
+    assert next(e for e in store.list() if e["id"] == ids["alice"])["shared"]
+    as_visitor(monkeypatch, "bob-cookie", "192.0.2.11")
+    at = open_history()
+    assert set(at.dataframe[0].value["id"]) == {ids["alice"], ids["bob"]}

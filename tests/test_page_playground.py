@@ -159,7 +159,11 @@ def test_shared_link_fills_the_widgets_without_running():
     at.query_params.update({"batch_size": "4", "new_tokens": "7", "dtype": "bfloat16",
                             "model_id": "gpt2", "prompt_tokens": "not-a-number"})
     at.run()
-    assert not at.exception and not at.warning
+    assert not at.exception
+    # The damaged value is refused with a visible note, not silently replaced.
+    assert len(at.sidebar.warning) == 1
+    assert "Prompt length (tokens) = 'not-a-number': not a whole number" in \
+        at.sidebar.warning[0].value
     assert at.slider(key="setting_batch_size").value == 4
     assert at.number_input(key="setting_new_tokens").value == 7
     assert at.selectbox(key="setting_dtype").value == "bfloat16"
@@ -170,6 +174,28 @@ def test_shared_link_fills_the_widgets_without_running():
     codes = [c.value for c in at.code]
     assert any("batch_size=4" in c and "new_tokens=7" in c and "model_id=gpt2" in c
                for c in codes)
+
+
+def test_out_of_range_link_value_is_refused_with_a_note():
+    at = AppTest.from_file(ENTRY, default_timeout=120)
+    at.query_params.update({"prompt_tokens": "9999999", "batch_size": "3"})
+    at.run()
+    assert not at.exception
+    note = at.sidebar.warning[0].value
+    assert "Prompt length (tokens) = '9999999'" in note and "between" in note
+    assert at.number_input(key="setting_prompt_tokens").value == 64     # its default, unchanged
+    assert at.slider(key="setting_batch_size").value == 3
+    next(b for b in at.sidebar.button if b.label == "OK, hide this").click().run()
+    assert not at.sidebar.warning
+
+
+def test_stale_result_names_what_changed(app):
+    set_settings(app, prompt_tokens=16, new_tokens=2, repetitions=1, min_duration_s=0.0)
+    app.button[0].click().run()
+    assert not any("earlier settings" in i.value for i in app.info)
+    set_settings(app, new_tokens=3)
+    note = next(i.value for i in app.info if "earlier settings" in i.value)
+    assert "These results are from earlier settings: Output length (tokens) 2, now 3" in note
 
 
 @pytest.mark.slow
@@ -185,3 +211,37 @@ def test_real_model_run_in_the_page():
     assert len(at.get("plotly_chart")) == 1
     assert any(c.value.startswith("Saved in History as #") for c in at.caption)
     assert sum(ch.isalpha() for ch in at.text[0].value) > 5          # real text was written
+
+
+# --- classroom mode ---------------------------------------------------------------------------
+
+def test_classroom_hides_own_models_and_refuses_them_in_links(monkeypatch):
+    monkeypatch.setenv("ILE_CLASSROOM", "1")
+    at = AppTest.from_file(ENTRY, default_timeout=120)
+    at.query_params.update({"model_id": "/home/teacher/secret-model", "new_tokens": "7"})
+    at.run()
+    assert not at.exception
+    assert at.radio(key="setting_model_group").options == [
+        "Trained (real text)", "Famous architectures, random weights"]
+    assert "classroom mode runs only the listed models" in at.sidebar.warning[0].value
+    assert at.number_input(key="setting_new_tokens").value == 7
+
+
+def test_classroom_second_run_of_one_visitor_is_told_to_wait(app, monkeypatch):
+    from lib import classroom
+    from lib.ui import classroom as classroom_ui
+    monkeypatch.setenv("ILE_CLASSROOM", "1")
+    monkeypatch.setattr(classroom_ui, "_client", lambda: ("carol-cookie", "s1", "192.0.2.12"))
+    set_settings(app, prompt_tokens=16, new_tokens=2, repetitions=1, min_duration_s=0.0)
+    turns = classroom_ui.run_turns()
+    owner = classroom.owner_id("carol-cookie", None)
+    with turns.turn(owner, "a run of gpt2"):          # her other tab's run, still queued
+        app.button[0].click().run()
+        assert not app.exception
+        assert "You already have a run waiting or running (a run of gpt2)" in \
+            app.warning[0].value
+        assert "No results yet" in app.info[0].value            # nothing ran
+    app.button[0].click().run()                                  # her turn again
+    assert not any("already have a run" in w.value for w in app.warning)
+    assert len(app.get("plotly_chart")) == 1
+    assert turns.active(owner) is None

@@ -164,3 +164,58 @@ def test_read_only_database_is_explained_even_as_root(tmp_path, monkeypatch):
     monkeypatch.setattr(sqlite3, "connect", refuse)
     with pytest.raises(StoreError, match="can't be written here.*ILE_DATA_DIR"):
         Store(tmp_path / "history.sqlite3").list()
+
+
+def test_old_database_gains_owner_and_shared_and_still_opens(tmp_path):
+    import shutil
+    path = tmp_path / "history.sqlite3"
+    shutil.copy(ROOT / "tests" / "fixtures" / "history-0ec4227.sqlite3", path)
+    store = Store(path)
+    entries = store.list()
+    assert [e["id"] for e in entries] == [6, 5, 4, 3, 2, 1]
+    assert all(e["owner"] is None and e["shared"] is False for e in entries)
+    columns = {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(entries)")}
+    assert {"owner", "shared"} <= columns
+    assert store.export(4)["kind"] == "sweep"                     # documents untouched
+    store.set_shared(4, True)
+    assert Store(path).list()[2]["shared"] is True                # and reopening is fine
+
+
+def test_owners_see_their_own_and_shared_and_change_only_their_own(store):
+    measurement, summary = _measured()
+    mine, _ = history.save_run(measurement, summary, store, owner="alice")
+    theirs, _ = history.save_run(measurement, summary, store, owner="bob")
+    legacy, _ = history.save_run(measurement, summary, store)
+    assert [e["id"] for e in store.list(visible_to="alice")] == [mine]
+    store.set_shared(theirs, True)
+    assert [e["id"] for e in store.list(visible_to="alice")] == [theirs, mine]
+    assert len(store.list()) == 3                                  # the host sees all
+    assert not store.delete(theirs, only_owner="alice")
+    assert not store.set_note(legacy, "x", only_owner="alice")
+    assert store.set_note(mine, "mine", only_owner="alice")
+    assert store.delete(mine, only_owner="alice")
+    assert [e["id"] for e in store.list()] == [legacy, theirs]
+    with pytest.raises(StoreError, match="No saved run or sweep with id 99"):
+        store.set_shared(99, True)
+
+
+def test_sweep_owner_and_models_come_from_its_points(store):
+    recorder = history.SweepRecorder(BASE, ["model"], planned=2, store=store, owner="alice")
+    result = sweep.run_sweep(BASE, [(sweep.get_factor("model"), ["gpt2", "smollm2-360m"])],
+                             FakePoints(), on_point=recorder.add)
+    recorder.finish(result.stopped)
+    entry = store.list()[0]
+    assert entry["owner"] == "alice" and entry["factors"] == ["model"]
+    assert entry["model_id"] == "smollm2-135m-instruct"           # the sidebar's, never run
+    assert entry["models"] == ["gpt2", "smollm2-360m"]
+    assert [e["id"] for e in store.list(model_id="gpt2")] == [entry["id"]]
+    assert store.list(model_id="smollm2-135m-instruct") == []
+
+
+def test_import_belongs_to_the_importer(store, tmp_path):
+    measurement, summary = _measured()
+    entry_id, _ = history.save_run(measurement, summary, store, owner="alice")
+    other = Store(tmp_path / "other.sqlite3")
+    imported = other.import_document(store.export(entry_id), owner="bob")
+    assert other.list()[0]["owner"] == "bob" and other.list()[0]["id"] == imported
+    assert "owner" not in store.export(entry_id)          # an export never carries the owner

@@ -21,7 +21,7 @@ from lib.errors import ExplorerError
 from lib.models.cache import ModelCache
 from lib.results import Measurement
 from lib.spec import RunSpec
-from lib.ui import state
+from lib.ui import classroom, state
 
 MODEL_CACHE_ENTRIES = 2            # models kept in memory at once (each can be GBs)
 
@@ -156,7 +156,7 @@ def run_with_status(spec: RunSpec) -> Result | None:
     st.session_state.pop(state.RUN_LIVE, None)
     panel.done()
     summary = stats.summarize(measurement)
-    saved_id, problem = history.save_run(measurement, summary)
+    saved_id, problem = history.save_run(measurement, summary, owner=classroom.current_owner())
     return Result(measurement, summary, _model_note(measurement, was_loaded), saved_id, problem)
 
 
@@ -185,7 +185,7 @@ def run_sweep_with_status(base: RunSpec,
     """
     factors = [f.name for f, _ in factor_values]
     planned = len(sweep.grid(factor_values))
-    recorder = history.SweepRecorder(base, factors, planned)
+    recorder = history.SweepRecorder(base, factors, planned, owner=classroom.current_owner())
     live = {"base": base, "planned": planned, "points": [], "factors": factors,
             "recorder": recorder}
     st.session_state[state.SWEEP_LIVE] = live

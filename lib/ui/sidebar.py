@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from lib import backends, devices, modelcard, sweep
+from lib import backends, classroom, devices, modelcard, sweep
 from lib.errors import ExplorerError
 from lib.models import catalog
 from lib.models.shapes import shapes
@@ -102,8 +102,12 @@ def current_spec() -> RunSpec | None:
 
 
 def _model_picker() -> tuple[str | None, catalog.CatalogEntry | None]:
-    """Group (trained / random / own), then the model; the user's own model is typed in."""
-    group = st.radio("Kind of model", options=list(catalog.GROUPS), format_func=GROUP_LABELS.get,
+    """Group (trained / random / own), then the model; the user's own model is typed in.
+    Classroom mode offers the catalog only: no paths or hub ids typed in by visitors."""
+    groups = [g for g in catalog.GROUPS if g != catalog.OWN or not classroom.enabled()]
+    if st.session_state.get(state.MODEL_GROUP) not in groups:
+        st.session_state.pop(state.MODEL_GROUP, None)
+    group = st.radio("Kind of model", options=groups, format_func=GROUP_LABELS.get,
                      key=state.MODEL_GROUP,
                      help="Trained models write real text. Random-weight models have the real "
                           "shapes of famous models, so they run at the real speed, but their "
@@ -167,9 +171,11 @@ def factor_values_input(factor: sweep.Factor, index: int, device: str) -> list |
         options = {"model": list(catalog.CATALOG), "dtype": devices.supported_dtypes(device),
                    "device": devices.available_devices()}.get(factor.name) \
             or list(factor.default_values())
-        defaults = [v for v in factor.default_values() if v in options]
+        # Values kept from another page or a link are in session state; a default too conflicts.
+        defaults = {} if key in st.session_state else \
+            {"default": [v for v in factor.default_values() if v in options]}
         chosen = st.multiselect(
-            f"Values of {factor.label}", options, default=defaults, key=key,
+            f"Values of {factor.label}", options, **defaults, key=key,
             format_func=lambda v: catalog.CATALOG[v].display_name if factor.name == "model"
             else v)
         return chosen or None

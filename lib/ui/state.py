@@ -2,9 +2,15 @@
 
 Pages and lib.ui modules read and write session state only through these names, so a key
 written in one file is never a string retyped in another.
+
+Streamlit forgets the value of a widget whose page is not shown (visit History, come back: the
+Explore factor is back to its default). `restore_page_settings()` keeps a copy of a page's
+widget values under one key of its own and puts them back when the page is shown again.
 """
 
 from __future__ import annotations
+
+import streamlit as st
 
 SPEC = "spec"                      # the RunSpec built from the sidebar this rerun
 RESULT = "playground_result"       # the last Result shown on the Playground
@@ -14,9 +20,15 @@ RUN_LIVE = "playground_live"       # the run in progress (its description): gone
 LINK_RESTORED = "_link_restored"   # a shared link's settings were applied this session
 EXPLORE_MODE = "explore_mode"      # one factor or two
 HEATMAP_METRIC = "explore_heatmap_metric"
+SWEEP_REQUEST = "explore_request"  # the factors and values of the sweep shown (for the stale note)
+KEPT = "_kept_page_settings"       # copies of page widgets' values, kept while another page shows
+LINK_NOTES = "_link_notes"         # a shared link's values that could not be used, and why
 HISTORY_TABLE = "history_table"    # the History listing's row selection
+HISTORY_TABLE_GENERATION = "_history_table_generation"   # a new listing after a delete
 HISTORY_UPLOAD = "history_upload"
 HISTORY_FILTERS = ("history_model", "history_device", "history_since")
+EXPLORE_WIDGETS = ("explore_mode", "explore_factor_", "explore_values_",
+                   "explore_heatmap_metric")   # every Explore widget key starts with one of these
 WIDGET_PREFIX = "setting_"         # sidebar widgets: setting_<RunSpec field>
 MODEL_GROUP = WIDGET_PREFIX + "model_group"
 OWN_MODEL = WIDGET_PREFIX + "own_model"
@@ -42,3 +54,27 @@ def explore_values(index: int, factor: str) -> str:
 
 def history_note(entry_id: int) -> str:
     return f"history_note_{entry_id}"
+
+
+def history_table(generation: int) -> str:
+    """The listing's key: a new one after a delete, so no selection carries over to the row
+    that moved into the deleted one's place."""
+    return HISTORY_TABLE if not generation else f"{HISTORY_TABLE}_{generation}"
+
+
+def restore_page_settings(prefixes: tuple[str, ...] = EXPLORE_WIDGETS) -> None:
+    """Call first thing on a page: puts back its widgets' values that Streamlit dropped while
+    another page was shown, then keeps a copy of the current ones."""
+    kept = st.session_state.setdefault(KEPT, {})
+    for key, value in kept.items():
+        if key.startswith(prefixes) and key not in st.session_state:
+            st.session_state[key] = value
+    for key in list(st.session_state):
+        if isinstance(key, str) and key.startswith(prefixes):
+            kept[key] = st.session_state[key]
+
+
+def keep(key: str, value) -> None:
+    """Set a page widget's value from outside its page (a shared link), kept like the rest."""
+    st.session_state[key] = value
+    st.session_state.setdefault(KEPT, {})[key] = value

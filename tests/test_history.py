@@ -1,0 +1,48 @@
+"""lib.history's words: entry labels, settings differences and what changed since a result."""
+
+from lib import history
+from lib.spec import RunSpec
+
+
+def entry(**fields):
+    base = {"kind": "sweep", "model_id": "smollm2-135m-instruct", "factors": [],
+            "point_values": [], "models": ["smollm2-135m-instruct"], "skipped": 0, "spec": None}
+    return {**base, **fields}
+
+
+def test_sweep_labels_name_factor_values_and_models_run():
+    assert history.entry_label(entry(factors=["batch"],
+                                     point_values=[{"batch": 1}, {"batch": 8}])) == \
+        "batch size sweep: 1, 8 — smollm2-135m-instruct"
+    assert history.entry_label(entry(factors=["model"], models=["gpt2", "smollm2-360m"],
+                                     point_values=[{"model": "gpt2"},
+                                                   {"model": "smollm2-360m"}])) == \
+        "model sweep: gpt2, smollm2-360m"
+    two = entry(factors=["batch", "output"], skipped=1,
+                point_values=[{"batch": 1, "output": 8}, {"batch": 1, "output": 16},
+                              {"batch": 2, "output": 8}])
+    assert history.entry_label(two) == \
+        "batch size × output length (tokens) sweep: 1, 2 × 8, 16 — smollm2-135m-instruct " \
+        "(1 skipped)"
+    assert history.entry_label(entry(factors=["prompt"])) == \
+        "prompt length (tokens) sweep: no points yet — smollm2-135m-instruct"
+
+
+def test_run_label_names_model_and_key_settings():
+    spec = RunSpec(model_id="gpt2", batch_size=2, prompt_tokens=16, new_tokens=5,
+                   attention="eager").to_dict()
+    assert history.entry_label({"kind": "run", "model_id": "gpt2", "spec": spec}) == \
+        "run: gpt2, batch 2, prompt 16, output 5, float32, attention eager"
+
+
+def test_settings_differences_and_changes():
+    a, b = RunSpec(batch_size=1), RunSpec(batch_size=4, dtype="bfloat16")
+    same, differing = history.settings_differences([a.to_dict(), b.to_dict()])
+    assert differing == ["dtype", "batch_size"]
+    assert same["prompt_tokens"] == 64 and "batch_size" not in same
+    assert history.spec_changes(a, b) == ["Number format (dtype) float32, now bfloat16",
+                                          "Batch size 1, now 4"]
+    assert history.sweep_changes(a, [("batch", [1, 2])], b, [("batch", [1, 2])]) == \
+        ["Number format (dtype) float32, now bfloat16"]
+    assert history.sweep_changes(a, [("batch", [1, 2])], a, [("batch", [1, 4])]) == \
+        ["values of batch size 1, 2, now 1, 4"]

@@ -1,0 +1,26 @@
+"""lib.report.export_file_name: downloads say what they hold, in safe characters."""
+
+import datetime
+import re
+
+from lib.report import export_file_name
+
+
+def test_names_say_kind_factor_model_and_date():
+    assert export_file_name("sweep", ["smollm2-135m-instruct"], "csv", ["batch"],
+                            "2026-11-30T10:11:12Z") == \
+        "ile-sweep-batch-smollm2-135m-instruct-2026-11-30.csv"
+    assert export_file_name("run", ["gpt2"], "json", when=datetime.date(2026, 11, 30)) == \
+        "ile-run-gpt2-2026-11-30.json"
+    assert export_file_name("sweep", ["gpt2", "smollm2-360m", "qwen2.5-0.5b", "a", "b"], "csv",
+                            ["model"], "2026-11-30") == \
+        "ile-sweep-model-gpt2-smollm2-360m-qwen2.5-0.5b-and-2-more-2026-11-30.csv"
+
+
+def test_paths_and_odd_characters_are_made_safe():
+    name = export_file_name("run", ["/home/Ann Smith/../models/My Model v2.gguf"], "json",
+                            when="2026-11-30")
+    assert name == "ile-run-my-model-v2.gguf-2026-11-30.json"
+    for model in ("org/Name", "a\\b:c*?", "..", "模型"):
+        assert re.fullmatch(r"[a-z0-9][a-z0-9.-]*\.json",
+                            export_file_name("run", [model], "json", when="2026-11-30"))
