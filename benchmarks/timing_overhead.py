@@ -1,10 +1,14 @@
-"""What per-token timestamps cost: streamed `generate` vs plain `generate`, measured in one run.
+"""What our timing costs, measured in one run: per-token timestamps, and the worker process.
 
+1. Streamed `generate` vs plain `generate`:
 The transformers backend times every token through a tiny streamer
 (lib.backends.transformers_lm.TokenTimestamps). DESIGN.md's
 rule: that must add under 2% to plain `generate`. This script alternates plain and streamed calls
 with identical shapes (so drift on a shared machine hits both alike) and prints the ratio of
 medians, plus the model's first (converting) and cached load times.
+2. The model in a worker process (lib.worker, how the app runs it) vs the same model in this
+process: alternating one timed repetition on each, it prints the ratio of median TTFT and of
+median TPOT. Rule (issue 9): the worker adds under 2% to both.
 
     .venv/bin/python benchmarks/timing_overhead.py [--pairs 15] [--new-tokens 64] [--device cpu]
 """
@@ -53,6 +57,7 @@ def main() -> int:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-load-times", action="store_true")
+    parser.add_argument("--skip-worker", action="store_true")
     args = parser.parse_args()
 
     import torch
@@ -97,7 +102,40 @@ def main() -> int:
     verdict = "OK" if ratio - 1 < MAX_OVERHEAD else "OVER BUDGET"
     print(f"overhead ratio: {ratio:.4f} ({(ratio - 1) * 100:+.2f}%, budget "
           f"{MAX_OVERHEAD:.0%}) {verdict}")
+    if not args.skip_worker:
+        worker_overhead(backend, loaded, spec, args.pairs)
     return 0
+
+
+def worker_overhead(backend, loaded, spec: RunSpec, pairs: int) -> None:
+    """Alternate one timed repetition in this process and one in the worker, same spec."""
+    from lib import engine
+    from lib.stats import repetition_metrics
+    from lib.worker import WorkerModel
+
+    local = engine.Measurer(backend, loaded, spec)
+    local.warm_up()
+    worker = WorkerModel(backend, spec.model_id, spec.device, spec.dtype)
+    try:
+        worker.start(spec)
+        here, there = [], []
+        for index in range(pairs):
+            order = (local.repeat, lambda: worker.repeat(spec))
+            for call in (order if index % 2 == 0 else order[::-1]):
+                rep = call()
+                (here if call is local.repeat else there).append(
+                    repetition_metrics(rep, spec.batch_size, spec.prompt_tokens))
+    finally:
+        worker.close()
+    print(f"worker process vs in-process, {pairs} alternating repetitions each:")
+    for metric in ("ttft_s", "tpot_s"):
+        inside = statistics.median(r[metric] for r in here)
+        outside = statistics.median(r[metric] for r in there)
+        ratio = outside / inside
+        verdict = "OK" if ratio - 1 < MAX_OVERHEAD else "OVER BUDGET"
+        print(f"  {metric}: in-process {inside * 1000:.2f} ms, worker {outside * 1000:.2f} ms, "
+              f"ratio {ratio:.4f} ({(ratio - 1) * 100:+.2f}%, budget {MAX_OVERHEAD:.0%}) "
+              f"{verdict}")
 
 
 if __name__ == "__main__":

@@ -121,6 +121,9 @@ def display_rows(table: list[dict[str, Any]], factors: Sequence[str]) -> list[di
         for metric in DISPLAY_METRICS:
             out[METRICS[metric].label] = format_value(metric, row[metric])
         out["n"] = row[stat_column("e2e_s", "n")]
+        out["Noisy"] = "⚠ yes" if row.get("noisy") else ("no" if is_measured(row) else "")
+        other = row.get("other_cpu_percent")
+        out["Other programs' CPU"] = f"{other:.0f}%" if other is not None else ""
         out["First warm-up (untimed)"] = format_value("first_warmup_s", row["first_warmup_s"])
         shown.append(out)
     return shown

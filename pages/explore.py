@@ -108,6 +108,16 @@ elif saved_id:
     st.caption(f"Saved in History as #{saved_id}.")
 measured = frame[frame["status"] == table.Status.MEASURED]
 factors = [sweep.FACTORS[name] for name in result.factors]
+st.caption("Measured in interleaved rounds: each round times every point once, starting one "
+           "point later each time, so a slow-down of the machine hits every point alike.")
+for note in result.notes:
+    st.caption(note)
+noisy = [row for row in rows if table.is_measured(row) and row["noisy"]]
+if noisy:
+    st.warning(f"**{len(noisy)} of {len(measured)} points are noisy** (marked on the charts): "
+               "their repetitions disagree, or other programs took the CPU while they ran. "
+               "Differences smaller than their spread are not findings; close other programs "
+               "or rerun on a quieter machine.")
 
 if len(factors) == 2 and not measured.empty:
     chosen = metric or "tpot_s"
@@ -139,7 +149,9 @@ else:
     st.error("No point of this sweep could run; the table below says why.")
 
 st.subheader("All points")
-st.caption("Medians over each point's repetitions (n); the CSV has p10 and p90 too.")
+st.caption("Medians over each point's repetitions (n). The CSV has the lowest and highest "
+           "sample of each point, p10 and p90 where a point has 10 or more samples, whether it "
+           "was noisy and how much CPU other programs took while it ran.")
 st.dataframe(table.display_rows(rows, result.factors), hide_index=True, width="stretch")
 models = [r["model_id"] for r in rows if table.is_measured(r)] or [result.base.model_id]
 st.download_button("Download the table as CSV", table.to_csv(rows),

@@ -122,3 +122,18 @@ def test_a_link_opens_explore_with_two_factors_and_refuses_bad_values():
     damaged.query_params.update({"factor": "batch", "values": "1,zero"})
     damaged.run()
     assert "values of batch size = '1,zero'" in damaged.sidebar.warning[0].value
+
+
+def test_points_measured_while_other_programs_took_the_cpu_are_flagged(app, fake_backend):
+    # Batch 2 ran while something else took 60% of the machine (declared by the fake).
+    fake_backend.other_cpu_percent = lambda spec: 60.0 if spec.batch_size == 2 else 2.0
+    app.text_input(key="explore_values_0_batch").input("1, 2").run()
+    app.button[0].click().run()
+    assert not app.exception and not app.error
+    assert any("1 of 2 points are noisy" in w.value for w in app.warning)
+    table = app.dataframe[0].value
+    assert list(table["Noisy"]) == ["no", "⚠ yes"]
+    assert list(table["Other programs' CPU"]) == ["2%", "60%"]
+    findings = " ".join(m.value for m in app.markdown)
+    assert "within the noise" in findings or "Noisy point" in findings
+    assert any("interleaved rounds" in c.value for c in app.caption)

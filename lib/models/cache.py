@@ -73,7 +73,9 @@ class ModelCache:
         key = (backend.name, model_id, device, dtype)
         with self._lock:
             handle = self._models.get(key)
-            if handle is not None and handle.alive:
+            # Backends are one object each; a different one under the same name (a test's new
+            # fake) must not measure on the old one's model.
+            if handle is not None and handle.alive and handle.backend is backend:
                 self._models.move_to_end(key)
                 return handle
             self.drop(key)                       # a worker that died: start a fresh one
@@ -84,7 +86,7 @@ class ModelCache:
 
     def holds(self, backend: "Backend", model_id: str, device: str, dtype: str) -> bool:
         handle = self._models.get((backend.name, model_id, device, dtype))
-        return handle is not None and handle.alive
+        return handle is not None and handle.alive and handle.backend is backend
 
     def make_room(self, backend: "Backend", model_id: str, device: str, dtype: str) -> None:
         """Drop least recently used models: to stay within max_entries, and while the new one
