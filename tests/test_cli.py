@@ -92,6 +92,18 @@ def test_json_run_is_self_consistent():
     assert data["provenance"]["backend"] == "transformers"
     assert data["provenance"]["kind"] == "measured"
     assert data["provenance"]["versions"]["torch"] == data["environment"]["torch"]
+    # The peak is the model's worker process alone, split exactly into its parts.
+    memory, spec = data["memory"], data["spec"]
+    from lib.models.shapes import shapes
+    model = shapes(spec["model_id"])
+    assert memory["peak_bytes"] == int(summary["peak_memory_bytes"]["median"])
+    assert memory["weights_bytes"] == model.weight_bytes("float32")
+    # The cache holds every token but the last one written (it is never fed back).
+    assert memory["kv_cache_bytes"] == model.kv_bytes_per_token("float32") * batch * (64 + n - 1)
+    assert memory["peak_bytes"] == (memory["weights_bytes"] + memory["kv_cache_bytes"]
+                                    + memory["other_bytes"])
+    assert memory["peak_bytes"] <= memory["estimate_bytes"]
+    assert all(rep["other_cpu_percent"] is not None for rep in data["repetitions"])
 
 
 def test_table_output_is_readable():
@@ -171,8 +183,10 @@ def test_sweep_writes_the_tidy_table_and_findings(tmp_path):
     rows = list(csv_module.DictReader(out.open()))
     assert [r["batch_size"] for r in rows] == ["1", "2"]
     assert all(r["status"] == "measured" and float(r["ttft_s"]) > 0 for r in rows)
-    assert "From batch size 1 to 2, decode throughput" in result.stdout
-    assert "point 2/2" in result.stderr
+    assert "decode throughput" in result.stdout
+    assert "round 2" in result.stderr
+    assert {r["noisy"] for r in rows} <= {"True", "False"}
+    assert all(0 <= float(r["other_cpu_percent"]) <= 100 for r in rows)
 
 
 def test_sweep_bad_values_exit_with_one_line():

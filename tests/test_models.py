@@ -198,3 +198,27 @@ def test_own_folder_loads_without_remote_code(tmp_path, model_cache_dir):
     assert "no tokenizer there" in own.source
     measurement = run(own, _quick(str(tmp_path), prompt_tokens=16))
     assert math.isfinite(summarize(measurement).metrics["e2e_s"].median)
+
+
+@pytest.mark.slow
+def test_worker_memory_is_the_models_own_and_halves_in_bfloat16(model_cache_dir):
+    """Two dtypes of the default model in two workers of one cache: each peak is its own
+    process's (the other model is not in it), and the weights halve exactly."""
+    from lib import runner
+    from lib.models.cache import ModelCache
+
+    cache = ModelCache(max_entries=2)
+    spec = RunSpec(batch_size=1, prompt_tokens=32, new_tokens=4, repetitions=2,
+                   min_duration_s=0.0, threads=1)
+    try:
+        full = runner.run(spec, cache=cache)
+        half = runner.run(spec.replace(dtype="bfloat16"), cache=cache)
+        assert len(cache._models) == 2 and all(h.alive for h in cache._models.values())
+    finally:
+        cache.close()
+    assert full.weights_bytes == 2 * half.weights_bytes
+    full_peak = summarize(full).metrics["peak_memory_bytes"].median
+    half_peak = summarize(half).metrics["peak_memory_bytes"].median
+    # The bfloat16 worker's peak lacks the float32 model: it is smaller by about its weights.
+    assert half_peak < full_peak - 0.5 * half.weights_bytes
+    assert half.repetitions[0].kv_cache_bytes * 2 == full.repetitions[0].kv_cache_bytes
