@@ -112,18 +112,19 @@ def percentile_rows(summary: Summary) -> list[dict[str, Any]]:
 
 
 def metric_cards(measurement: Measurement, summary: Summary) -> list[dict[str, str]]:
-    """One card per metric: label, median, spread (middle half, n) and plain meaning."""
+    """One card per metric: label, median, spread (the percentile gate's: p10-p90 with 10 or
+    more samples, else the range of the samples, n) and plain meaning."""
     cards = []
     for name, metric in METRICS.items():
         dist = summary.metrics.get(name)
         if dist is None or name == "itl_s":
             continue
-        quartiles = dist.to_dict()
+        band = dist.band()
         cards.append({
             "label": metric.label, "value": format_value(name, dist.median),
             "meaning": metric.meaning,
-            "spread": f"{format_value(name, quartiles['p25'])} – "
-                      f"{format_value(name, quartiles['p75'])} (n={dist.n})"})
+            "spread": f"{format_value(name, band.low)} – {format_value(name, band.high)} "
+                      f"({band.kind}, n={dist.n})"})
     kv_estimate = measurement.kv_cache_bytes_estimate
     breakdown = memory_breakdown(measurement)
     spec = measurement.spec

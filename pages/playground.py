@@ -56,7 +56,8 @@ st.text(measurement.generated_text)
 
 st.subheader("Latency and throughput")
 st.caption(f"Median over {len(measurement.repetitions)} timed repetitions; the range below each "
-           "number is the middle half of them (25th to 75th percentile). " + result.model_note)
+           "number is their spread: the 10th to 90th percentile with 10 or more repetitions, else "
+           "the lowest to the highest (\"range\"). " + result.model_note)
 cards = report.metric_cards(measurement, summary)
 for row_start in range(0, len(cards), 4):
     for column, card in zip(st.columns(4), cards[row_start:row_start + 4]):

@@ -24,3 +24,19 @@ def test_paths_and_odd_characters_are_made_safe():
     for model in ("org/Name", "a\\b:c*?", "..", "模型"):
         assert re.fullmatch(r"[a-z0-9][a-z0-9.-]*\.json",
                             export_file_name("run", [model], "json", when="2026-11-30"))
+
+
+def test_cards_follow_the_one_percentile_gate():
+    from fakes import measure
+    from lib import report, stats
+    from lib.spec import RunSpec
+
+    few = measure(RunSpec(prompt_tokens=16, new_tokens=4, repetitions=3, min_duration_s=0.0,
+                          threads=1), prefill_s=[0.1, 0.2, 0.3, 0.4])
+    cards = {c["label"]: c for c in report.metric_cards(few, stats.summarize(few))}
+    # Warm-up took 0.1 s; the timed ones 0.2, 0.3, 0.4: too few for p10/p90, so the range.
+    assert cards["Time to first token (TTFT)"]["spread"] == "200.0 ms – 400.0 ms (range, n=3)"
+    many = measure(RunSpec(prompt_tokens=16, new_tokens=4, repetitions=10, min_duration_s=0.0,
+                           threads=1), prefill_s=[0.1 * k for k in range(1, 12)])
+    cards = {c["label"]: c for c in report.metric_cards(many, stats.summarize(many))}
+    assert cards["Time to first token (TTFT)"]["spread"].endswith("(p10–p90, n=10)")
