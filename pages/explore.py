@@ -51,8 +51,12 @@ if ready:
 if ready and not two:
     links.share_link(spec, {"factor": factor_values[0][0].name,
                          "values": ",".join(str(v) for v in factor_values[0][1])})
+refused, planned, memory_note = sidebar.sweep_memory_note(spec, factor_values) if ready \
+    else (0, 0, None)
+if memory_note:
+    (st.error if refused == planned else st.warning)(memory_note)
 run_column, stop_column = st.columns([1, 4])
-start = run_column.button("Run sweep", type="primary", disabled=not ready)
+start = run_column.button("Run sweep", type="primary", disabled=not ready or (planned > 0 and refused == planned))
 stop_column.button("Stop", help="Stops the sweep; finished points are kept.")
 
 if start:

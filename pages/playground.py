@@ -16,10 +16,13 @@ st.markdown(
     "you see a typical value (the median) and how much it varied.")
 
 spec = sidebar.current_spec()
-runnable = spec is not None and sidebar.model_card(spec)
+blocker = sidebar.model_card_blocker(spec) if spec is not None else "Pick a model first."
 if spec is not None:
     links.share_link(spec)
-if st.button("Run", type="primary", disabled=not runnable):
+run_column, reason_column = st.columns([1, 4])
+if blocker:
+    reason_column.caption(blocker)
+if run_column.button("Run", type="primary", disabled=blocker is not None):
     result = running.run_with_status(spec)
     if result is not None:
         st.session_state[state.RESULT] = result
