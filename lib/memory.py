@@ -92,9 +92,12 @@ class Shapes:
         return self.parameters * DTYPE_BYTES[dtype]
 
     def load_peak_bytes(self, dtype: str) -> int:
-        """Most memory while loading: int8 first loads float32, then quantizes a copy."""
+        """Most memory while loading. int8 loads float32, then `quantize_dynamic` deep-copies
+        the model before quantizing the copy: two float32 models and the int8 weights at once
+        (and the process keeps most of it: the freed pieces are small, so the C allocator holds
+        on to them)."""
         if dtype == "int8":
-            return self.parameters * 4 + self.linear_parameters
+            return 2 * self.parameters * 4 + self.linear_parameters
         return self.weight_bytes(dtype)
 
 

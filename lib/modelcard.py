@@ -66,7 +66,8 @@ def model_card(entry: CatalogEntry, shapes: Shapes, spec: RunSpec,
         (f"Weights in {spec.dtype}", format_bytes(shapes.weight_bytes(spec.dtype))),
     ]
     if spec.dtype == "int8":
-        rows.append(("While loading", "the float32 weights and their int8 copy, "
+        rows.append(("While loading", "the float32 weights twice (torch copies the model "
+                     "before quantizing it) and the int8 weights, "
                      f"{format_bytes(shapes.load_peak_bytes('int8'))} at most"))
     if entry.kind == ENCODER:
         rows.append(("KV cache", "none: an encoder reads the input once and writes no tokens"))
