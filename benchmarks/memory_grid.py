@@ -90,7 +90,8 @@ def measure(point: Point, env: dict[str, str] | None = None) -> Outcome:
     if process.returncode != 0:
         raise RuntimeError(f"{point} failed ({process.returncode}): {stderr[-2000:]}")
     document = json.loads(stdout)
-    return Outcome(point, estimate_bytes(point), int(document["summary"]["peak_memory_bytes"]["max"]),
+    run_peak = int(document["summary"]["peak_memory_bytes"]["max"])
+    return Outcome(point, estimate_bytes(point), run_peak,
                    usage.ru_maxrss * 1024, seconds)
 
 
@@ -109,11 +110,9 @@ def main() -> int:
           f"{'time':>7}")
     for point in grid(args.models, args.quick):
         outcome = measure(point)
-        name = (f"{point.model_id} {point.dtype} {point.attention} "
-                f"{point.batch_size}x{point.prompt_tokens}+{point.new_tokens}")
-        print(f"{name:<58}{outcome.estimate_bytes / 1e9:>9.2f}G{outcome.run_peak_bytes / 1e9:>9.2f}G"
-              f"{outcome.process_peak_bytes / 1e9:>9.2f}G{outcome.ratio:>9.2f}"
-              f"{outcome.seconds:>6.0f}s", flush=True)
+        print(f"{str(point):<58}{outcome.estimate_bytes / 1e9:>9.2f}G"
+              f"{outcome.run_peak_bytes / 1e9:>9.2f}G{outcome.process_peak_bytes / 1e9:>9.2f}G"
+              f"{outcome.ratio:>9.2f}{outcome.seconds:>6.0f}s", flush=True)
     return 0
 
 

@@ -56,7 +56,8 @@ refused, planned, memory_note = sidebar.sweep_memory_note(spec, factor_values) i
 if memory_note:
     (st.error if refused == planned else st.warning)(memory_note)
 run_column, stop_column = st.columns([1, 4])
-start = run_column.button("Run sweep", type="primary", disabled=not ready or (planned > 0 and refused == planned))
+every_point_refused = planned > 0 and refused == planned
+start = run_column.button("Run sweep", type="primary", disabled=not ready or every_point_refused)
 stop_column.button("Stop", help="Stops the sweep; finished points are kept.")
 
 if start:

@@ -134,8 +134,8 @@ def test_every_option_offered_fits(fake_backend, free):
     verdict = fake_backend.assess_memory(spec, weights_loaded=False)
     options = _options(verdict.advice)
     assert options, verdict.advice
-    changes = {"the sdpa attention kernel": {"attention": "sdpa"}, "bfloat16": {"dtype": "bfloat16"},
-               "int8": {"dtype": "int8"}}
+    changes = {"the sdpa attention kernel": {"attention": "sdpa"},
+               "bfloat16": {"dtype": "bfloat16"}, "int8": {"dtype": "int8"}}
     for option in options:
         if option.startswith("batch "):
             change = {"batch_size": int(option.split()[1])}

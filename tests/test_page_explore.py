@@ -70,3 +70,18 @@ def test_two_factor_sweep_draws_a_heatmap(app):
     charts = app.get("plotly_chart")
     assert len(charts) == 1
     assert len(app.dataframe[0].value) == 4
+
+
+def test_points_that_cannot_fit_are_named_before_the_sweep(app, monkeypatch):
+    from lib import memory
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 2 * 10**9)
+    app.slider(key="setting_batch_size").set_value(8).run()
+    app.selectbox(key="explore_factor_0").set_value("prompt").run()
+    app.text_input(key="explore_values_0_prompt").input("16, 4096, 9000").run()
+    # 9000 is skipped for the context (the sweep says why), not counted as a memory refusal.
+    assert "1 of 3 points don't fit in the memory free now" in app.warning[0].value
+    assert "refused: prompt length (tokens) 4096. The first needs about" in app.warning[0].value
+    assert not app.button[0].disabled
+    app.text_input(key="explore_values_0_prompt").input("4096, 8000").run()
+    assert "2 of 2 points don't fit" in app.error[0].value
+    assert app.button[0].disabled

@@ -182,20 +182,25 @@ def sweep_memory_note(base: RunSpec, factor_values: list) -> tuple[int, int, str
     for values in points:
         try:
             spec = base.replace(**{by_name[n].field: v for n, v in values.items()})
-            backend = backends.for_model(spec.model_id)
+            entry = catalog.get_entry(spec.model_id)
+            backend = backends.for_entry(entry)
+            backend.check(entry, spec)
             loaded = model_cache().holds(backend, spec.model_id, spec.device, spec.dtype)
-            if not backend.assess_memory(spec, weights_loaded=loaded).fits:
-                refused.append(values)
+            verdict = backend.assess_memory(spec, weights_loaded=loaded)
+            if not verdict.fits:
+                refused.append((values, verdict))
         except ExplorerError:
-            continue                 # the sweep records why; memory is not the reason
+            continue                 # skipped for another reason, which the sweep records
     if not refused:
         return 0, len(points), None
     names = "; ".join(", ".join(f"{by_name[n].label} {v}" for n, v in values.items())
-                      for values in refused[:5])
+                      for values, _verdict in refused[:5])
     more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
+    first = refused[0][1]
     return len(refused), len(points), (
         f"{len(refused)} of {len(points)} points don't fit in the memory free now and will be "
-        f"refused: {names}{more}.")
+        f"refused: {names}{more}. The first needs about {format_bytes(first.need.total_bytes)} "
+        f"and {format_bytes(first.available_bytes)} is available. {first.advice}")
 
 
 def factor_values_input(factor: sweep.Factor, index: int, device: str) -> list | None:
