@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from lib.spec import RunSpec
 
 MARGIN_BYTES = 512 * 2**20          # the Python process, allocator slack, tokenizer, streamer
-MARGIN_FRACTION = 0.10              # plus 10% of everything estimated, for fragmentation
+MARGIN_FRACTION = 0.15              # plus 15% of everything estimated, for fragmentation
 # Bytes per number of activations and KV cache. int8 (dynamic quantization) keeps activations
 # and the KV cache in float32; only Linear weights are int8.
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 4}
@@ -53,7 +53,7 @@ EAGER_SCORE_COPIES = 2
 MLP_COPIES = 4
 # Norms upcast to float32; with the residual stream and a layer's input and output that makes
 # this many batch x prompt x hidden float32 tensors alive at once.
-HIDDEN_FLOAT32_COPIES = 6
+HIDDEN_FLOAT32_COPIES = 10
 # Queries, keys, values, their rotary-embedded and head-repeated copies and the attention output,
 # in units of batch x prompt x heads x head_dim.
 ATTENTION_IO_COPIES = 6
