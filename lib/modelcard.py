@@ -1,8 +1,9 @@
 """What a user sees about a model before anything loads: its size, shape, and memory needs.
 
 `model_card()` turns a catalog entry, its meta-device shapes and the chosen settings into plain
-rows and a memory verdict (fits / does not fit, with the numbers); the page and the CLI show
-them as they are. Nothing here allocates a model.
+rows, next to the backend's memory verdict (`lib.memory.MemoryVerdict`: fits / does not fit,
+with the numbers), the very one the guard enforces; the page and the CLI show them as they are.
+Nothing here allocates a model.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lib import memory
-from lib.memory import MemoryEstimate, Shapes
+from lib.memory import MemoryVerdict, Shapes
 from lib.metrics import format_bytes
 from lib.models.catalog import ENCODER, GROUPS, CatalogEntry
 from lib.spec import RunSpec
@@ -27,20 +28,15 @@ class ModelCard:
     description: str
     source: str                     # where the weights come from, in words
     rows: tuple[tuple[str, str], ...]
-    memory_needed_bytes: int
-    memory_free_bytes: int
-    memory_breakdown: str
+    memory: MemoryVerdict           # the same verdict the guard enforces
 
     @property
     def fits(self) -> bool:
-        return self.memory_needed_bytes <= self.memory_free_bytes
+        return self.memory.fits
 
     @property
     def memory_verdict(self) -> str:
-        verdict = "fits" if self.fits else "does NOT fit: the run will be refused"
-        return (f"This run needs about {format_bytes(self.memory_needed_bytes)} "
-                f"({self.memory_breakdown}); {format_bytes(self.memory_free_bytes)} is free "
-                f"now: it {verdict}.")
+        return self.memory.message
 
 
 def format_count(n: int) -> str:
@@ -50,9 +46,9 @@ def format_count(n: int) -> str:
     return str(n)
 
 
-def model_card(entry: CatalogEntry, shapes: Shapes, spec: RunSpec, need: MemoryEstimate,
-               weights_loaded: bool = False) -> ModelCard:
-    """`need`: the backend's memory estimate for this spec (`Backend.run_need`)."""
+def model_card(entry: CatalogEntry, shapes: Shapes, spec: RunSpec,
+               verdict: MemoryVerdict) -> ModelCard:
+    """`verdict`: the backend's memory verdict for this spec (`Backend.assess_memory`)."""
     params = format_count(shapes.parameters)
     if shapes.active_parameters and shapes.active_parameters < shapes.parameters:
         params += (f" in total, {format_count(shapes.active_parameters)} active per token "
@@ -69,6 +65,10 @@ def model_card(entry: CatalogEntry, shapes: Shapes, spec: RunSpec, need: MemoryE
         ("Context length", f"{shapes.context_length:,} tokens"),
         (f"Weights in {spec.dtype}", format_bytes(shapes.weight_bytes(spec.dtype))),
     ]
+    if spec.dtype == "int8":
+        rows.append(("While loading", "the float32 weights twice (torch copies the model "
+                     "before quantizing it) and the int8 weights, "
+                     f"{format_bytes(shapes.load_peak_bytes('int8'))} at most"))
     if entry.kind == ENCODER:
         rows.append(("KV cache", "none: an encoder reads the input once and writes no tokens"))
     else:
@@ -80,15 +80,7 @@ def model_card(entry: CatalogEntry, shapes: Shapes, spec: RunSpec, need: MemoryE
                          f"an engine that caches the compressed latent needs only "
                          f"{format_bytes(latent)} per token ({per_token / latent:.0f}x less); "
                          "transformers caches the full keys and values"))
-    weights_word = "weights"
-    if spec.dtype == "int8" and not weights_loaded:
-        weights_word = "weights while loading (float32, then the int8 copy)"
-    breakdown = (f"{weights_word} {format_bytes(need.weights_bytes)}"
-                 + (" (already loaded)" if weights_loaded else "")
-                 + f", KV cache {format_bytes(need.kv_cache_bytes)}, working memory "
-                 f"{format_bytes(need.activations_bytes + need.margin_bytes)}")
     return ModelCard(
         title=entry.display_name, description=entry.description,
         summary=f"{format_count(shapes.parameters)} parameters, {WEIGHT_WORDS[entry.weights]}",
-        source=GROUPS[entry.weights], rows=tuple(rows), memory_needed_bytes=need.total_bytes,
-        memory_free_bytes=memory.free_bytes(spec.device), memory_breakdown=breakdown)
+        source=GROUPS[entry.weights], rows=tuple(rows), memory=verdict)

@@ -67,8 +67,13 @@ if spec is not None:
                              "**Run sweep**." + (" The results below are from earlier "
                                                  "settings, so the link won't reproduce them."
                                                  if stale else ""))
+refused, planned, memory_note = sidebar.sweep_memory_note(spec, factor_values) if ready \
+    else (0, 0, None)
+if memory_note:
+    (st.error if refused == planned else st.warning)(memory_note)
 run_column, stop_column = st.columns([1, 4])
-start = run_column.button("Run sweep", type="primary", disabled=not ready)
+every_point_refused = planned > 0 and refused == planned
+start = run_column.button("Run sweep", type="primary", disabled=not ready or every_point_refused)
 stop_column.button("Stop", help="Stops the sweep; finished points are kept.")
 
 if start:

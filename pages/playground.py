@@ -16,12 +16,14 @@ st.markdown(
     "you see a typical value (the median) and how much it varied.")
 
 spec = sidebar.current_spec()
-runnable = spec is not None and sidebar.model_card(spec)
+blocker = sidebar.model_card_blocker(spec) if spec is not None else "Pick a model first."
 if spec is not None:
     links.share_link(spec)
-run_column, stop_column = st.columns([1, 4])
-start = run_column.button("Run", type="primary", disabled=not runnable)
+run_column, stop_column, reason_column = st.columns([1, 1, 4])
+start = run_column.button("Run", type="primary", disabled=blocker is not None)
 stop_column.button("Stop", help="Ends the run being measured (nothing of it is kept).")
+if blocker:
+    reason_column.caption(blocker)
 running.stopped_notice()
 if start:
     with classroom.run_turn(f"a run of {spec.model_id}") as allowed:

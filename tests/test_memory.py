@@ -1,11 +1,24 @@
+import re
+
 import pytest
 
-from lib import memory
+from lib import memory, runner
 from lib.errors import MemoryGuardError
 from lib.memory import Shapes
+from lib.models.loading import load_advice
+from lib.spec import RunSpec
 
 SMOL = Shapes(parameters=134_515_008, layers=30, hidden_size=576, intermediate_size=1536,
               attention_heads=9, kv_heads=3, head_dim=64, vocab_size=49152)
+
+
+@pytest.fixture
+def free(monkeypatch):
+    """Pretend `free.bytes` are free: every verdict reads them through `memory.free_bytes`."""
+    class Free:
+        bytes = 10**9
+    monkeypatch.setattr(memory, "free_bytes", lambda device: Free.bytes)
+    return Free
 
 
 def test_kv_cache_per_token():
@@ -23,15 +36,139 @@ def test_estimate_parts():
     assert loaded.weights_bytes == 0
 
 
-def test_guard_refuses_with_numbers_and_advice(monkeypatch):
-    monkeypatch.setattr(memory, "free_bytes", lambda device: 10**9)
+def test_eager_attention_counts_every_copy_of_its_scores():
+    # batch 8 x 9 heads x 2048 x 2048 scores: float32 holds two copies at once; bfloat16 its
+    # masked scores (2 bytes), softmax's float32 copy and float32 output (4 + 4).
+    scores = 8 * 9 * 2048 * 2048
+    for dtype, per_score in (("float32", 8), ("bfloat16", 10)):
+        eager = memory.estimate(SMOL, dtype, 8, 2048, 8, attention="eager")
+        sdpa = memory.estimate(SMOL, dtype, 8, 2048, 8, attention="sdpa")
+        assert eager.activations_bytes >= scores * per_score > sdpa.activations_bytes
+    # An unknown kernel is assumed to materialize them too.
+    assert memory.estimate(SMOL, "float32", 8, 2048, 8, attention="flex") == \
+        memory.estimate(SMOL, "float32", 8, 2048, 8, attention="eager")
+
+
+def test_static_cache_has_a_mask_over_prompt_and_output():
+    dynamic = memory.estimate(SMOL, "float32", 4, 1024, 64, attention="sdpa")
+    static = memory.estimate(SMOL, "float32", 4, 1024, 64, attention="sdpa", kv_cache="static")
+    assert static.kv_cache_bytes == dynamic.kv_cache_bytes
+    assert static.activations_bytes > dynamic.activations_bytes - dynamic.kv_cache_bytes // 30
+
+
+@pytest.mark.parametrize("field", ["batch_size", "prompt_tokens", "new_tokens"])
+def test_estimate_grows_with_each_size(field):
+    # The advice finds the largest size that fits by bisection: it relies on this.
+    base = {"batch_size": 4, "prompt_tokens": 512, "new_tokens": 32}
+    totals = [memory.estimate(SMOL, "bfloat16", **{**base, field: value}).total_bytes
+              for value in (1, 2, 3, 8, 64, 65)]
+    assert totals == sorted(totals) and len(set(totals)) == len(totals)
+
+
+def test_verdict_message_carries_the_numbers(free):
     need = memory.estimate(SMOL, "float32", 64, 8000, 100)
+    verdict = memory.assess(need, "cpu", "batch 64 x 8100 tokens", advice="Use batch 2.")
+    assert not verdict.fits and verdict.free_bytes == 10**9
+    assert verdict.message.startswith("Not enough memory for batch 64 x 8100 tokens: it needs "
+                                      f"about {memory.format_bytes(need.total_bytes)}")
+    assert "only 1.0 GB is free on cpu" in verdict.message
+    assert verdict.message.endswith("Use batch 2.")
     with pytest.raises(MemoryGuardError) as caught:
-        memory.guard(need, "cpu", "batch 64 x 8100 tokens")
-    message = str(caught.value)
-    assert "batch 64 x 8100 tokens" in message and "1.0 GB is free" in message
-    assert "smaller batch" in message
+        verdict.enforce()
+    assert str(caught.value) == verdict.message
     memory.guard(memory.estimate(SMOL, "float32", 1, 8, 1, weights_loaded=True), "cpu", "tiny")
+
+
+def test_releasable_memory_counts_and_is_said(free):
+    need = memory.estimate(SMOL, "float32", 1, 64, 8)
+    free.bytes = need.total_bytes - 100
+    assert not memory.assess(need, "cpu", "it").fits
+    verdict = memory.assess(need, "cpu", "it", releasable_bytes=200)
+    assert verdict.fits and "that other loaded models would give back" in verdict.message
+
+
+def test_card_and_guard_give_the_same_verdict(fake_backend, free):
+    spec = RunSpec(batch_size=64, prompt_tokens=4096, new_tokens=4)
+    card = fake_backend.assess_memory(spec, weights_loaded=False)
+    with pytest.raises(MemoryGuardError) as caught:
+        fake_backend.guard_memory(spec, weights_loaded=False)
+    assert str(caught.value) == card.message
+    # Same function as the low-level estimate, so the numbers match it too.
+    assert card.need == fake_backend.run_need(spec, weights_loaded=False)
+    free.bytes = 10**12
+    assert fake_backend.guard_memory(spec, weights_loaded=False).fits
+
+
+def test_the_cli_command_of_the_issue_is_refused_before_loading(fake_backend, free):
+    free.bytes = 24 * 10**9
+    spec = RunSpec(model_id="smollm2-1.7b", batch_size=64, prompt_tokens=4096, new_tokens=4)
+    with pytest.raises(MemoryGuardError, match="batch 64 x 4100 tokens of SmolLM2-1.7B"):
+        runner.run(spec)
+    assert fake_backend.loads == []
+
+
+def _options(advice: str) -> list[str]:
+    match = re.match(r"Any one of these fits: (.*); or choose a smaller model\.", advice)
+    return match.group(1).split(", ") if match else []
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "int8"])
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_advice_never_proposes_what_is_selected(fake_backend, free, dtype, attention):
+    spec = RunSpec(batch_size=1, prompt_tokens=8192 - 64, new_tokens=64, dtype=dtype,
+                   attention=attention)
+    free.bytes = int(0.9 * fake_backend.run_need(spec, weights_loaded=False).total_bytes)
+    verdict = fake_backend.assess_memory(spec, weights_loaded=False)
+    assert not verdict.fits
+    options = _options(verdict.advice)
+    assert dtype not in options and not any(o.startswith("batch") for o in options)
+    if attention == "sdpa":
+        assert "the sdpa attention kernel" not in options
+    if dtype in ("bfloat16", "float16"):
+        assert "bfloat16" not in options and "float16" not in options   # same size
+
+
+def test_every_option_offered_fits(fake_backend, free):
+    free.bytes = 6 * 10**9
+    spec = RunSpec(batch_size=16, prompt_tokens=2048, new_tokens=64, attention="eager")
+    verdict = fake_backend.assess_memory(spec, weights_loaded=False)
+    options = _options(verdict.advice)
+    assert options, verdict.advice
+    changes = {"the sdpa attention kernel": {"attention": "sdpa"},
+               "bfloat16": {"dtype": "bfloat16"}, "int8": {"dtype": "int8"}}
+    for option in options:
+        if option.startswith("batch "):
+            change = {"batch_size": int(option.split()[1])}
+            bigger = {"batch_size": change["batch_size"] + 1}
+        elif option.startswith("a prompt of at most"):
+            change = {"prompt_tokens": int(option.split()[5].replace(",", ""))}
+            bigger = {"prompt_tokens": change["prompt_tokens"] + 8}
+        else:
+            change, bigger = changes[option], None
+        assert fake_backend.assess_memory(spec.replace(**change), False).fits, option
+        if bigger:       # the largest that fits, not just one that does
+            assert not fake_backend.assess_memory(spec.replace(**bigger), False).fits, option
+
+
+def test_weights_that_alone_do_not_fit_get_load_advice(fake_backend, free):
+    free.bytes = 20 * 10**9
+    spec = RunSpec(model_id="deepseek-r1-distill-llama-8b", dtype="bfloat16")
+    free.bytes = 10 * 10**9
+    verdict = fake_backend.assess_memory(spec, weights_loaded=False)
+    assert "The weights alone don't fit. Choose a smaller model." == verdict.advice
+    with pytest.raises(MemoryGuardError, match="loading DeepSeek-R1-Distill-Llama-8B in bfloat16"):
+        fake_backend.guard_load(spec.model_id, "cpu", "bfloat16")
+
+
+def test_load_advice_offers_only_smaller_dtypes_the_device_has():
+    assert "bfloat16" in load_advice("smollm2-1.7b", "float32")
+    assert "Choose bfloat16" not in load_advice("smollm2-1.7b", "bfloat16")
+    assert "int8" not in load_advice("smollm2-1.7b", "bfloat16")        # int8 loads float32
+    assert "bfloat16" not in load_advice("smollm2-1.7b", "float16")     # same size
+    assert "int8" not in load_advice("smollm2-1.7b", "float32", device="cuda")
+    # With the memory known, only what fits is offered.
+    assert load_advice("smollm2-1.7b", "float32", available_bytes=10**9) == \
+        "The weights alone don't fit. Choose a smaller model."
 
 
 def test_peak_tracking_sees_an_allocation():

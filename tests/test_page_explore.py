@@ -137,3 +137,18 @@ def test_points_measured_while_other_programs_took_the_cpu_are_flagged(app, fake
     findings = " ".join(m.value for m in app.markdown)
     assert "within the noise" in findings or "Noisy point" in findings
     assert any("interleaved rounds" in c.value for c in app.caption)
+
+
+def test_points_that_cannot_fit_are_named_before_the_sweep(app, monkeypatch):
+    from lib import memory
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 2 * 10**9)
+    app.slider(key="setting_batch_size").set_value(8).run()
+    app.selectbox(key="explore_factor_0").set_value("prompt").run()
+    app.text_input(key="explore_values_0_prompt").input("16, 4096, 9000").run()
+    # 9000 is skipped for the context (the sweep says why), not counted as a memory refusal.
+    assert "1 of 3 points don't fit in the memory free now" in app.warning[0].value
+    assert "refused: prompt length (tokens) 4096. The first needs about" in app.warning[0].value
+    assert not app.button[0].disabled
+    app.text_input(key="explore_values_0_prompt").input("4096, 8000").run()
+    assert "2 of 2 points don't fit" in app.error[0].value
+    assert app.button[0].disabled

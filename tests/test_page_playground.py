@@ -83,14 +83,13 @@ def test_own_prompt_is_fitted_with_a_note(app):
 def test_batch_that_cannot_fit_is_refused_in_the_page(app):
     set_settings(app, prompt_tokens=8000, new_tokens=100)
     app.slider(key="setting_batch_size").set_value(64).run()
-    # The model card says so before anything runs ...
-    assert any("does NOT fit" in e.value for e in app.error)
-    app.button[0].click().run()
-    assert not app.exception
-    # ... and Run is refused with the numbers and what to change.
-    message = next(e.value for e in app.error if "Not enough memory" in e.value)
+    # The model card says so before anything runs, with what to change ...
+    message = next(e.value for e in app.error if "does NOT fit" in e.value)
     assert "Not enough memory for batch 64 x 8100 tokens" in message
-    assert "smaller batch" in message
+    assert "Any one of these fits: batch " in message
+    # ... and Run is off, with the reason next to it.
+    assert app.button[0].disabled
+    assert any("Run is off: this run needs about" in c.value for c in app.caption)
 
 
 def test_model_picker_groups_and_card(app):
@@ -105,13 +104,11 @@ def test_model_picker_groups_and_card(app):
     text = " ".join(m.value for m in card.markdown)
     assert "active per token" in text and "**Latent attention (MLA):**" in text
     assert any("fits" in c.value for c in app.caption)
-    # The 8B model in float32 (32 GB) is refused before anything loads.
+    # The 8B model in float32 (32 GB) can't be run: the card says why, Run is off.
     app.selectbox(key="setting_model_id_random").set_value("deepseek-r1-distill-llama-8b").run()
-    assert any("does NOT fit" in e.value for e in app.error)
-    app.button[0].click().run()
-    assert not app.exception
-    assert any("Not enough memory for loading DeepSeek-R1-Distill-Llama-8B" in e.value
-               for e in app.error)
+    message = next(e.value for e in app.error if "does NOT fit" in e.value)
+    assert "DeepSeek-R1-Distill-Llama-8B in float32" in message
+    assert app.button[0].disabled
 
 
 def test_encoder_run_shows_request_metrics(app):

@@ -25,15 +25,16 @@ def test_context_is_checked_before_loading_anything(fake):
 
 def test_a_run_that_cannot_fit_is_refused_before_loading(fake, monkeypatch):
     monkeypatch.setattr(memory, "free_bytes", lambda device: 3 * 10**9)
-    with pytest.raises(MemoryGuardError, match="Not enough memory for batch 64 x 8100 tokens"):
+    with pytest.raises(MemoryGuardError, match="Not enough memory for batch 64 x 8100 tokens of "
+                                               "SmolLM2-135M-Instruct in float32"):
         runner.run(SPEC.replace(batch_size=64, prompt_tokens=8000, new_tokens=100))
     assert fake.loads == []
 
 
 def test_weights_that_cannot_fit_are_refused_with_a_smaller_dtype(fake, monkeypatch):
     monkeypatch.setattr(memory, "free_bytes", lambda device: 20 * 10**9)
-    with pytest.raises(MemoryGuardError, match="loading DeepSeek-R1-Distill-Llama-8B in float32.*"
-                                               "Choose bfloat16"):
+    with pytest.raises(MemoryGuardError, match="DeepSeek-R1-Distill-Llama-8B in float32.*"
+                                               "weights alone don't fit. Choose bfloat16"):
         runner.run(SPEC.replace(model_id="deepseek-r1-distill-llama-8b"))
     assert fake.loads == []
 

@@ -25,7 +25,7 @@ from lib.spec import DEVICES, DTYPES, RunSpec, field_info
 from lib.timing import Clock, DeviceClock
 
 if TYPE_CHECKING:
-    from lib.memory import MemoryEstimate
+    from lib.memory import MemoryEstimate, MemoryVerdict
     from lib.models.cache import LoadedModel
 
 Progress = Callable[[str], None]
@@ -115,23 +115,65 @@ class Backend(ABC):
         from lib import memory
         from lib.models.shapes import shapes
         new_tokens = spec.new_tokens if get_entry(spec.model_id).kind == CAUSAL_LM else 0
+        static = spec.kv_cache == "static" or spec.compile == "on"    # compiling uses it too
         return memory.estimate(shapes(spec.model_id), spec.dtype, spec.batch_size,
-                               spec.prompt_tokens, new_tokens, weights_loaded=weights_loaded)
+                               spec.prompt_tokens, new_tokens, weights_loaded=weights_loaded,
+                               attention=spec.attention,
+                               kv_cache="static" if static else "dynamic")
 
-    def guard_memory(self, spec: RunSpec, weights_loaded: bool) -> None:
-        """Refuse, before anything is allocated, a load or a run that would not fit."""
-        from lib import memory
-        if not weights_loaded:
-            self.guard_load(spec.model_id, spec.device, spec.dtype)
-        memory.guard(self.run_need(spec, weights_loaded), spec.device,
-                     f"batch {spec.batch_size} x {spec.total_tokens} tokens")
+    def assess_memory(self, spec: RunSpec, weights_loaded: bool,
+                      releasable_bytes: int = 0) -> "MemoryVerdict":
+        """The one memory verdict for `spec`: the model card shows it, the guard enforces it.
 
-    def guard_load(self, model_id: str, device: str, dtype: str) -> None:
+        `weights_loaded`: the model is in the cache already. `releasable_bytes`: what the cache
+        would free by dropping other models first (`ModelCache` computes it). When it does not
+        fit, the advice names only changes from these settings that would make it fit.
+        """
+        import dataclasses
+
         from lib import memory
         from lib.models.loading import load_advice
-        memory.guard(self.load_need(model_id, dtype), device,
-                     f"loading {get_entry(model_id).display_name} in {dtype}",
-                     advice=load_advice(model_id, dtype))
+        entry = get_entry(spec.model_id)
+        verdict = memory.assess(
+            self.run_need(spec, weights_loaded), spec.device,
+            f"batch {spec.batch_size} x {spec.total_tokens} tokens of {entry.display_name} in "
+            f"{spec.dtype}", releasable_bytes=releasable_bytes,
+            weights_loaded=weights_loaded)
+        if verdict.fits:
+            return verdict
+        if not weights_loaded and \
+                self.load_need(spec.model_id, spec.dtype).total_bytes > verdict.available_bytes:
+            advice = load_advice(spec.model_id, spec.dtype, spec.device, verdict.available_bytes)
+        else:
+            advice = memory.run_advice(spec, self.run_need, verdict.available_bytes,
+                                       weights_loaded, self._offered_dtypes(spec.device),
+                                       can_switch_attention="attention" in self.factors)
+        return dataclasses.replace(verdict, advice=advice)
+
+    def guard_memory(self, spec: RunSpec, weights_loaded: bool,
+                     releasable_bytes: int = 0) -> "MemoryVerdict":
+        """Refuse, before anything is allocated, a load or a run that would not fit."""
+        return self.assess_memory(spec, weights_loaded, releasable_bytes).enforce()
+
+    def guard_load(self, model_id: str, device: str, dtype: str,
+                   releasable_bytes: int = 0) -> "MemoryVerdict":
+        """Refuse loading weights that alone would not fit (the run is checked by
+        `guard_memory`, which includes them)."""
+        import dataclasses
+
+        from lib import memory
+        from lib.models.loading import load_advice
+        verdict = memory.assess(self.load_need(model_id, dtype), device,
+                                f"loading {get_entry(model_id).display_name} in {dtype}",
+                                releasable_bytes=releasable_bytes)
+        if not verdict.fits:
+            verdict = dataclasses.replace(verdict, advice=load_advice(
+                model_id, dtype, device, verdict.available_bytes))
+        return verdict.enforce()
+
+    def _offered_dtypes(self, device: str) -> tuple[str, ...]:
+        from lib import devices
+        return tuple(d for d in devices.supported_dtypes(device) if d in self.dtypes)
 
     # --- loading and running --------------------------------------------------------------
 

@@ -89,12 +89,24 @@ def tensor_bytes(model: Any) -> int:
     return total
 
 
-def load_advice(model_id: str, dtype: str) -> str:
-    """What to try when the weights alone don't fit: a smaller dtype, with its size."""
+def load_advice(model_id: str, dtype: str, device: str = "cpu",
+                available_bytes: int | None = None) -> str:
+    """What to try when the weights alone don't fit: another dtype this device offers whose
+    loading needs less (and fits, when `available_bytes` is known), with its size; never the
+    dtype already chosen."""
+    from lib import memory
+    from lib.devices import supported_dtypes
     from lib.metrics import format_bytes
-    options = [f"{d} (weights about {format_bytes(shapes(model_id).weight_bytes(d))})"
-               for d in ("bfloat16", "int8") if d != dtype and
-               shapes(model_id).load_peak_bytes(d) < shapes(model_id).load_peak_bytes(dtype)]
+
+    shape = shapes(model_id)
+    options = []
+    for other in ("bfloat16", "int8"):
+        if other == dtype or other not in supported_dtypes(device) or \
+                shape.load_peak_bytes(other) >= shape.load_peak_bytes(dtype):
+            continue
+        need = memory.estimate(shape, other, 1, 0, 0).total_bytes
+        if available_bytes is None or need <= available_bytes:
+            options.append(f"{other} (weights about {format_bytes(shape.weight_bytes(other))})")
     return ("The weights alone don't fit. Choose " + (" or ".join(options) + ", or " if options
                                                       else "") + "a smaller model.")
 

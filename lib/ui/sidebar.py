@@ -14,6 +14,7 @@ import streamlit as st
 
 from lib import backends, classroom, devices, modelcard, sweep
 from lib.errors import ExplorerError
+from lib.metrics import format_bytes
 from lib.models import catalog
 from lib.models.shapes import shapes
 from lib.spec import RunSpec, default_threads, field_info
@@ -141,27 +142,69 @@ def _model_picker() -> tuple[str | None, catalog.CatalogEntry | None]:
 
 
 def model_card(spec: RunSpec) -> bool:
-    """The chosen model's size, shape and memory needs, shown before anything loads.
+    """The model card (see `model_card_blocker`); True when the settings can run."""
+    return model_card_blocker(spec) is None
 
-    Returns False (with the reason shown) when the settings can't run as they are.
+
+def model_card_blocker(spec: RunSpec) -> str | None:
+    """The chosen model's size, shape and memory verdict, shown before anything loads.
+
+    Returns None when the settings can run, else a short reason to show next to a disabled Run
+    button (the card above it holds the whole explanation). The memory verdict is the backend's
+    `assess_memory`, the very one its guard enforces, so the card and a refusal never disagree.
     """
     try:
         entry = catalog.get_entry(spec.model_id)
         backend = backends.for_entry(entry)
         loaded = model_cache().holds(backend, spec.model_id, spec.device, spec.dtype)
-        card = modelcard.model_card(entry, shapes(spec.model_id), spec,
-                                    backend.run_need(spec, weights_loaded=loaded),
-                                    weights_loaded=loaded)
+        verdict = backend.assess_memory(spec, weights_loaded=loaded)
+        card = modelcard.model_card(entry, shapes(spec.model_id), spec, verdict)
         backend.check(entry, spec)           # everything that would refuse the run, up front
     except ExplorerError as exc:
         st.error(str(exc))
-        return False
+        return "Run is off until the problem above is fixed."
     with st.expander(f"About the model: {card.title} ({card.summary})"):
         st.write(card.description)
         st.markdown("\n".join(f"- **{label}:** {value}" for label, value in card.rows))
         st.caption(f"Weights: {card.source}.")
     (st.caption if card.fits else st.error)(card.memory_verdict)
-    return True
+    if card.fits:
+        return None
+    return (f"Run is off: this run needs about {format_bytes(verdict.need.total_bytes)} and "
+            f"{format_bytes(verdict.available_bytes)} is available. What to change is above.")
+
+
+def sweep_memory_note(base: RunSpec, factor_values: list) -> tuple[int, int, str | None]:
+    """Explore: how many points of the grid the memory guard would refuse right now.
+
+    Returns (refused, total, a sentence naming the refused points or None). Each point is judged
+    by the backend's `assess_memory`, as the sweep's guard will judge it.
+    """
+    refused = []
+    points = sweep.grid(factor_values)
+    by_name = {factor.name: factor for factor, _ in factor_values}
+    for values in points:
+        try:
+            spec = base.replace(**{by_name[n].field: v for n, v in values.items()})
+            entry = catalog.get_entry(spec.model_id)
+            backend = backends.for_entry(entry)
+            backend.check(entry, spec)
+            loaded = model_cache().holds(backend, spec.model_id, spec.device, spec.dtype)
+            verdict = backend.assess_memory(spec, weights_loaded=loaded)
+            if not verdict.fits:
+                refused.append((values, verdict))
+        except ExplorerError:
+            continue                 # skipped for another reason, which the sweep records
+    if not refused:
+        return 0, len(points), None
+    names = "; ".join(", ".join(f"{by_name[n].label} {v}" for n, v in values.items())
+                      for values, _verdict in refused[:5])
+    more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
+    first = refused[0][1]
+    return len(refused), len(points), (
+        f"{len(refused)} of {len(points)} points don't fit in the memory free now and will be "
+        f"refused: {names}{more}. The first needs about {format_bytes(first.need.total_bytes)} "
+        f"and {format_bytes(first.available_bytes)} is available. {first.advice}")
 
 
 def factor_values_input(factor: sweep.Factor, index: int, device: str) -> list | None:

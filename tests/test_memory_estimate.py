@@ -1,0 +1,42 @@
+"""The memory estimate is an upper bound of real runs: measured peaks against it over a grid.
+
+Each point runs `python -m lib run --json` in a fresh process, with no warm-up, so the first
+call's allocations are measured, and compares the whole process's peak RSS (Python, torch,
+loading and the run: `wait4`'s `ru_maxrss`) and the run's own peak (`summary.peak_memory_bytes`)
+with what the guard estimates before loading. With no swap, a peak above the estimate is a run
+the guard lets through into an OOM kill. The grid covers what moves the estimate: eager and
+sdpa attention, float32, bfloat16 and int8, a static cache, a trained model and a random-weight
+preset; shapes are small enough for the whole file to take a few minutes on 2 cores
+(benchmarks/memory_grid.py runs the larger grid, up to batch 8 x 2048).
+"""
+
+import pytest
+
+from benchmarks.memory_grid import Point, measure
+
+pytestmark = pytest.mark.slow
+
+SMOL = "smollm2-135m-instruct"
+GRID = [
+    Point(SMOL, "float32", "eager", 2, 1024),      # scores: float32 product and masked copy
+    Point(SMOL, "bfloat16", "eager", 2, 1024),     # scores + softmax's float32 copy and output
+    Point(SMOL, "float32", "sdpa", 4, 512, 16),    # fused kernel, KV cache growing by copies
+    Point(SMOL, "float32", "sdpa", 2, 512, 8, "static"),
+    Point(SMOL, "int8", "eager", 1, 1024),         # float32 twice while quantizing
+    Point("smollm2-360m", "bfloat16", "sdpa", 1, 512),   # random weights, built
+]
+# Pessimism allowed: beyond this the guard refuses runs that would have fitted.
+MAX_RATIO = 2.0
+
+
+@pytest.mark.parametrize("point", GRID, ids=str)
+def test_real_peak_stays_under_the_estimate(point, model_cache_dir):
+    import os
+    outcome = measure(point, env={**os.environ, "ILE_CACHE_DIR": str(model_cache_dir)})
+    peak = max(outcome.process_peak_bytes, outcome.run_peak_bytes)
+    assert peak <= outcome.estimate_bytes, (
+        f"{point}: the run used {peak / 1e9:.2f} GB, more than the "
+        f"{outcome.estimate_bytes / 1e9:.2f} GB estimated")
+    assert outcome.estimate_bytes <= MAX_RATIO * peak, (
+        f"{point}: estimated {outcome.estimate_bytes / 1e9:.2f} GB for a peak of "
+        f"{peak / 1e9:.2f} GB")
