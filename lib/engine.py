@@ -48,8 +48,7 @@ class Measurer:
                  clock: Clock | None = None, should_stop: ShouldStop | None = None) -> None:
         check_matches(loaded, spec)
         backend.check(loaded.entry, spec)
-        self.need = backend.run_need(spec, weights_loaded=True)
-        memory.guard(self.need, spec.device, f"batch {spec.batch_size} x {spec.total_tokens} tokens")
+        self.need = backend.guard_memory(spec, weights_loaded=True).need
         self.backend, self.loaded, self.spec = backend, loaded, spec
         self.clock = clock or backend.clock(spec.device)
         self.should_stop = should_stop or (lambda: False)

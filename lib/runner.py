@@ -42,13 +42,23 @@ def describe(spec: RunSpec) -> str:
             f"{spec.prompt_tokens} prompt + {spec.new_tokens} output tokens")
 
 
-def prepare(spec: RunSpec, cache: ModelCache, on_status: Say | None = None) -> ModelHandle:
-    """Checks, memory, then the model from the cache (loaded if needed): call inside the slot."""
-    backend = preflight(spec)
+def memory_verdict(spec: RunSpec, cache: ModelCache):
+    """The one memory verdict for `spec` with this cache: the model card shows it, `prepare`
+    enforces it. A model the cache holds needs no room for its weights; otherwise the cache
+    may drop the models nobody is using to make room (`releasable_bytes`)."""
+    backend = backends.for_model(spec.model_id)
     held = cache.holds(backend, spec.model_id, spec.device, spec.dtype)
-    if not held:
+    return backend.assess_memory(spec, weights_loaded=held,
+                                 releasable_bytes=0 if held else cache.releasable_bytes(spec.device))
+
+
+def prepare(spec: RunSpec, cache: ModelCache, on_status: Say | None = None) -> ModelHandle:
+    """Checks, memory (refused before any weight is loaded), then the model from the cache
+    (loaded in a worker if needed): call inside the slot."""
+    backend = preflight(spec)
+    memory_verdict(spec, cache).enforce()
+    if not cache.holds(backend, spec.model_id, spec.device, spec.dtype):
         cache.make_room(backend, spec.model_id, spec.device, spec.dtype)
-    backend.guard_memory(spec, weights_loaded=held)
     return cache.get(backend, spec.model_id, spec.device, spec.dtype, on_status)
 
 

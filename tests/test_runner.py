@@ -56,3 +56,22 @@ def test_statuses_are_reported_and_the_cache_is_reused(fake):
     assert len(measurement.repetitions) == 1
     assert fake.loads == ["smollm2-135m-instruct"]                # loaded once
     assert ("fake", "smollm2-135m-instruct", "cpu", "float32") in cache
+
+
+def test_models_nobody_uses_count_as_room_and_a_refused_model_is_never_cached(fake, monkeypatch):
+    cache = ModelCache(max_entries=3)
+    runner.run(SPEC.replace(model_id="qwen2.5-0.5b"), cache=cache)      # ~2 GB of weights
+    # 2 GB free: SmolLM2-1.7B (~6.8 GB in float32) fits only if the cached model goes; even
+    # then it does not, so it is refused before loading, and the cached model stays.
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 2 * 10**9)
+    verdict = runner.memory_verdict(SPEC.replace(model_id="smollm2-1.7b"), cache)
+    assert not verdict.fits and verdict.releasable_bytes > 1.9e9
+    with pytest.raises(MemoryGuardError) as refused:
+        runner.run(SPEC.replace(model_id="smollm2-1.7b"), cache=cache)
+    assert str(refused.value).startswith(verdict.message[:60])    # the card's very words
+    assert fake.loads == ["qwen2.5-0.5b"]
+    assert list(cache._models) == [("fake", "qwen2.5-0.5b", "cpu", "float32")]
+    # With room once the cached model goes, the smaller one runs and takes its place.
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 1 * 10**9)
+    small = SPEC.replace(model_id="smollm2-360m")
+    assert runner.memory_verdict(small, cache).fits

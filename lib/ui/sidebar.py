@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from lib import backends, classroom, devices, modelcard, sweep
+from lib import backends, classroom, devices, modelcard, runner, sweep
 from lib.errors import ExplorerError
 from lib.metrics import format_bytes
 from lib.models import catalog
@@ -156,8 +156,7 @@ def model_card_blocker(spec: RunSpec) -> str | None:
     try:
         entry = catalog.get_entry(spec.model_id)
         backend = backends.for_entry(entry)
-        loaded = model_cache().holds(backend, spec.model_id, spec.device, spec.dtype)
-        verdict = backend.assess_memory(spec, weights_loaded=loaded)
+        verdict = runner.memory_verdict(spec, model_cache())
         card = modelcard.model_card(entry, shapes(spec.model_id), spec, verdict)
         backend.check(entry, spec)           # everything that would refuse the run, up front
     except ExplorerError as exc:
@@ -189,8 +188,7 @@ def sweep_memory_note(base: RunSpec, factor_values: list) -> tuple[int, int, str
             entry = catalog.get_entry(spec.model_id)
             backend = backends.for_entry(entry)
             backend.check(entry, spec)
-            loaded = model_cache().holds(backend, spec.model_id, spec.device, spec.dtype)
-            verdict = backend.assess_memory(spec, weights_loaded=loaded)
+            verdict = runner.memory_verdict(spec, model_cache())
             if not verdict.fits:
                 refused.append((values, verdict))
         except ExplorerError:
