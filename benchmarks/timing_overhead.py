@@ -119,12 +119,10 @@ def worker_overhead(backend, loaded, spec: RunSpec, pairs: int) -> None:
     try:
         worker.start(spec)
         here, there = [], []
+        calls = ((here, local.repeat), (there, lambda: worker.repeat(spec)))
         for index in range(pairs):
-            order = (local.repeat, lambda: worker.repeat(spec))
-            for call in (order if index % 2 == 0 else order[::-1]):
-                rep = call()
-                (here if call is local.repeat else there).append(
-                    repetition_metrics(rep, spec.batch_size, spec.prompt_tokens))
+            for samples, call in (calls if index % 2 == 0 else calls[::-1]):
+                samples.append(repetition_metrics(call(), spec.batch_size, spec.prompt_tokens))
     finally:
         worker.close()
     print(f"worker process vs in-process, {pairs} alternating repetitions each:")

@@ -109,6 +109,7 @@ class PointResult:
     skipped_reason: str | None = None
     seconds: float = 0.0                      # wall time spent on the point, loading included
     index: int = 0                            # its place in the grid
+    stopped_early: bool = False               # Stop came before its minimum repetitions
 
     @property
     def measured(self) -> bool:
@@ -261,7 +262,12 @@ def run_sweep(base: RunSpec, factor_values: Sequence[tuple[Factor, Sequence[Any]
                 "Some points were measured in a later group, after the others finished, "
                 "because their models don't fit in memory together: slow changes in the "
                 "machine's speed could favour one group.")
-        _rounds(active, points, tracker, stop, result, finish_point, pending)
+        try:
+            _rounds(active, points, tracker, stop, result, finish_point, pending)
+        except BaseException:
+            # Streamlit's Stop (a rerun) or Ctrl-C: keep what the active points measured.
+            _keep_what_was_measured(active, points, result, finish_point)
+            raise
     tracker.done()
     extra = [p for p in result.points if p.measurement is not None and p.spec is not None
              and len(p.measurement.repetitions) > p.spec.repetitions]
@@ -283,9 +289,7 @@ def _rounds(active: list[_Active], points: PointMeasurer, tracker: "_Tracker",
         shift = round_number % len(active)
         for item in active[shift:] + active[:shift]:
             if stop():
-                result.stopped = True
-                for left in active:
-                    points.forget(left.point.spec)
+                _keep_what_was_measured(active, points, result, finish_point)
                 return
             tracker.show("measuring", item.point, active, pending, item)
             started = time.perf_counter()
@@ -312,6 +316,27 @@ def _rounds(active: list[_Active], points: PointMeasurer, tracker: "_Tracker",
                 point.summary = stats.summarize(point.measurement)
             tracker.finished += 1
             finish_point(point)
+
+
+def _keep_what_was_measured(active: list[_Active], points: PointMeasurer, result: SweepResult,
+                            finish_point: Callable[[PointResult], None]) -> None:
+    """Stop: with interleaved rounds every point is part-way, so keep each point's repetitions
+    (marked as stopped early, with their count) rather than throw the whole sweep away."""
+    result.stopped = True
+    for item in list(active):
+        active.remove(item)
+        point = item.point
+        point.seconds += sum(item.call_s)
+        if point.skipped_reason is not None or not item.repetitions:
+            points.forget(point.spec)
+            continue
+        try:
+            point.measurement = points.finish(point.spec)
+        except ExplorerError:
+            continue
+        point.summary = stats.summarize(point.measurement)
+        point.stopped_early = not item.minimum_met()
+        finish_point(point)
 
 
 class _Tracker:

@@ -9,7 +9,8 @@ One row per point, measured or skipped:
   (`stat_column`): the same names as DESIGN.md's metrics. Charts draw p10-p90 where present,
   else the labelled min-max range (`band_columns`);
 - `noisy` (True/False: the point's spread or the machine's load makes it doubtful, see
-  `stats.point_noise`) and `other_cpu_percent` (CPU used by other processes while it ran);
+  `stats.point_noise`) and `other_cpu_percent` (CPU used by other processes while it ran), and
+  `stopped_early` (Stop came before the point had its minimum repetitions);
 - `first_warmup_s` (one-off costs such as compiling: shown, never in a latency) and
   `seconds_spent` (the point's wall time, loading included).
 The CLI writes it as CSV with the standard library; the web app builds a DataFrame from it, and
@@ -96,6 +97,7 @@ def rows(result: SweepResult) -> list[dict[str, Any]]:
         noise = stats.point_noise(point.measurement, point.summary) if point.summary else None
         row["noisy"] = noise.noisy if noise else None
         row["other_cpu_percent"] = noise.other_cpu_percent if noise else None
+        row["stopped_early"] = point.stopped_early
         table.append(row)
     return table
 
@@ -118,6 +120,8 @@ def display_rows(table: list[dict[str, Any]], factors: Sequence[str]) -> list[di
         out = {FACTORS[name].label: row[factor_column(name)] for name in factors}
         out["status"] = str(row["status"]) if is_measured(row) else \
             f"skipped: {row['skipped_reason']}"
+        if row.get("stopped_early"):
+            out["status"] = "measured, stopped early (fewer repetitions than asked)"
         for metric in DISPLAY_METRICS:
             out[METRICS[metric].label] = format_value(metric, row[metric])
         out["n"] = row[stat_column("e2e_s", "n")]

@@ -103,9 +103,12 @@ if stale:
 rows = table.rows(result)
 frame = pd.DataFrame(rows)
 if result.stopped:
-    st.warning(f"Stopped: {len(result.points)} of {result.planned} points were finished and are "
-               "shown below. Points still being measured when you pressed Stop were discarded, "
-               "and the rest were not run.")
+    early = sum(1 for point in result.points if point.stopped_early)
+    st.warning(f"Stopped: {len(result.points)} of {result.planned} points have results, shown "
+               "below" + (f"; {early} of them were stopped before their minimum repetitions "
+                          "(marked \"stopped early\" in the table: fewer samples, so treat "
+                          "them with care)" if early else "") +
+               ". Points not started yet were not run.")
 saved_id, save_problem = result.saved
 if save_problem:
     st.warning(f"This sweep is shown but NOT saved. {save_problem}")

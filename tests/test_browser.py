@@ -137,7 +137,7 @@ def test_second_session_waits_in_the_queue_and_is_told(server, browser):
     _set_number(first, "Output length (tokens)", 120)
     _set_number(second, "Output length (tokens)", 4)
     first.get_by_role("button", name="Run").click()
-    first.get_by_text("Measuring:").first.wait_for(timeout=120_000)
+    first.get_by_text("timed repetition").first.wait_for(timeout=120_000)
     second.get_by_role("button", name="Run").click()
     second.get_by_text("is using this machine").wait_for(timeout=30_000)
     assert first.locator(".js-plotly-plot").count() == 0        # the first is still running
@@ -146,6 +146,26 @@ def test_second_session_waits_in_the_queue_and_is_told(server, browser):
     for page in (first, second):
         page.locator(".js-plotly-plot").first.wait_for(timeout=240_000)
         assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_playground_stop_ends_the_run_and_says_so(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 2000})
+    page.goto(server)
+    page.get_by_role("button", name="Run").wait_for(timeout=60_000)
+    _set_number(page, "Output length (tokens)", 200)
+    page.get_by_role("button", name="Run").click()
+    page.get_by_text("timed repetition 1 of").wait_for(timeout=240_000)
+    page.get_by_text("Time so far:").wait_for()
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_text("Stopped.").wait_for(timeout=120_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "playground-stopped.png"), full_page=True)
+    # The model stayed loaded and ready: a short run works at once.
+    _set_number(page, "Output length (tokens)", 3)
+    page.get_by_role("button", name="Run").click()
+    page.locator(".js-plotly-plot").first.wait_for(timeout=240_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
 
 
 def test_pick_a_random_weight_model_and_run_it(server, browser):
@@ -199,11 +219,12 @@ def test_stop_keeps_the_finished_points(server, browser):
     values.press("Enter")
     page.wait_for_timeout(300)
     page.get_by_role("button", name="Run sweep").click()
-    page.get_by_text("Point 2 of 4").wait_for(timeout=240_000)
+    page.get_by_text("Measuring, round 2").wait_for(timeout=240_000)
     page.get_by_role("button", name="Stop").click()
     page.get_by_text("Stopped:").wait_for(timeout=120_000)
     text = page.get_by_text("Stopped:").inner_text()
-    assert "of 4 points were finished" in text and not text.startswith("Stopped: 0")
+    # Interleaved rounds: every point is part-way; each keeps what it measured.
+    assert text.startswith("Stopped: 4 of 4 points have results") and "stopped early" in text
     page.get_by_text("All points").wait_for(timeout=30_000)       # the kept points' table
     page.locator("[data-testid=\"stDataFrame\"]").first.wait_for(timeout=30_000)
     assert page.locator('[data-testid="stException"]').count() == 0

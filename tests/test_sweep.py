@@ -46,19 +46,32 @@ def test_a_point_that_cannot_run_is_skipped_and_the_sweep_goes_on():
     assert rows[1]["ttft_s"] is None and rows[1]["prompt_tokens"] == 9000
 
 
-def test_stop_keeps_the_finished_points_and_drops_the_rest():
+def test_stop_keeps_what_each_point_measured_marked_as_stopped_early():
     points = FakePoints()
-    # 1 and 2 need their 2 repetitions; after 5 visits the second round of a 4-point sweep is
-    # under way: nothing finished yet, so stop after the third round's first visit instead.
-    result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2])], points,
-                             should_stop=lambda: len(points.visits) >= 4)
-    assert not result.stopped and [p.values["batch"] for p in result.points] == [1, 2]
-    points = FakePoints()
-    result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2, 4, 8])], points,
-                             should_stop=lambda: len(points.visits) >= 6)
+    # Round 1 visits 1, 2, 4, 8; round 2 starts one later: 2, 4, then Stop.
+    result = sweep.run_sweep(BASE.replace(repetitions=3), [(sweep.get_factor("batch"), [1, 2, 4, 8])],
+                             points, should_stop=lambda: len(points.visits) >= 6)
     assert result.stopped and result.planned == 4
-    assert result.points == []                   # no point had its 2 repetitions for all four
-    assert {s.batch_size for s in points.forgotten} == {1, 2, 4, 8}
+    assert [len(p.measurement.repetitions) for p in result.points] == [1, 2, 2, 1]
+    assert all(p.stopped_early for p in result.points)
+    rows = table.rows(result)
+    assert [row["stopped_early"] for row in rows] == [True] * 4
+    assert table.display_rows(rows, ["batch"])[0]["status"].startswith("measured, stopped early")
+
+
+def test_an_interrupt_keeps_what_was_measured_then_goes_on_up():
+    points = FakePoints()
+    kept = []
+
+    def interrupt(event):
+        if event.phase == "measuring" and len(points.visits) >= 3:
+            raise KeyboardInterrupt        # what Streamlit's Stop does inside a callback
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2])], points,
+                        on_progress=interrupt, on_point=kept.append)
+    # Rounds: 1, 2 then 2, 1: batch 2 had its 2 repetitions, batch 1 one.
+    assert [(p.values["batch"], len(p.measurement.repetitions)) for p in kept] == [(1, 1), (2, 2)]
+    assert [p.stopped_early for p in kept] == [True, False]
 
 
 def test_rounds_visit_every_point_once_in_a_rotating_order():

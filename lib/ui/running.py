@@ -126,7 +126,8 @@ def run_with_status(spec: RunSpec) -> Result | None:
 
     def on_status(message: str) -> None:
         panel.queue.empty()
-        panel.show(f"**Loading**: {message}", keep_eta=True)
+        phase = "Measuring" if message.startswith("Measuring") else "Loading"
+        panel.show(f"**{phase}**: {message.removeprefix('Measuring: ')}", keep_eta=True)
 
     def on_progress(stage: str, done: int, total: int, eta_s: float | None = None) -> None:
         panel.queue.empty()
