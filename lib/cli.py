@@ -178,8 +178,9 @@ def _run_sweep(base: RunSpec, factor_values: list, csv_path: str | None) -> int:
             _say(f"point {event.values}: checking and loading{eta}")
         elif event.phase == "measuring" and event.round != last_round[0]:
             last_round[0] = event.round
-            _say(f"round {event.round}: one repetition of each point being measured "
-                 f"({event.fraction:.0%} done{eta})")
+            what = "one repetition of each point being measured" if event.fraction < 1 else \
+                "extra repetitions for points whose repetitions disagree"
+            _say(f"round {event.round}: {what} ({event.fraction:.0%} done{eta})")
 
     recorder = history.SweepRecorder(base, [f.name for f, _ in factor_values],
                                      len(sweep.grid(factor_values)))

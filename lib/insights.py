@@ -184,9 +184,15 @@ def _numeric(rows: list[dict[str, Any]], factor: Factor) -> list[str]:
     elif first["e2e_s"] and last["e2e_s"]:
         sentences.append(_change(first, last, rows, "e2e_s", "each request's latency", factor))
     if first.get("peak_memory_bytes") and last.get("peak_memory_bytes"):
-        if abs(last["peak_memory_bytes"] - first["peak_memory_bytes"]) >= 1e6:
+        grown = last["peak_memory_bytes"] - first["peak_memory_bytes"]
+        if abs(grown) >= max(1e6, 0.01 * first["peak_memory_bytes"]):
+            sign = "+" if grown > 0 else "-"
             sentences.append(f"Peak memory went from {format_bytes(first['peak_memory_bytes'])} "
-                             f"to {format_bytes(last['peak_memory_bytes'])}.")
+                             f"to {format_bytes(last['peak_memory_bytes'])} "
+                             f"({sign}{format_bytes(abs(grown))}).")
+        else:
+            sentences.append(f"Peak memory stayed about the same "
+                             f"({format_bytes(first['peak_memory_bytes'])}).")
     return sentences
 
 

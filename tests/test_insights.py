@@ -32,7 +32,7 @@ def test_numeric_findings_state_the_measured_ratios():
         "From batch size 1 to 16, decode throughput grew 4.4x (50.0 to 220.0 tokens/s) while "
         "the time per token grew 3.6x (20 ms to 72 ms).",
         "From batch size 1 to 16, the time to first token grew 8.0x (100 ms to 800 ms).",
-        "Peak memory went from 100.0 MB to 300.0 MB."]          # decimal MB, as tables write
+        "Peak memory went from 100.0 MB to 300.0 MB (+200.0 MB)."]          # decimal MB, as tables write
 
 
 def test_small_changes_are_called_the_same():
@@ -139,3 +139,10 @@ def test_a_skipped_point_keeps_the_factor_name_as_written():
              for value, status in (("dynamic", "measured"), ("static", "skipped"))]
     sentences = findings(table, FACTORS["kv_cache"])
     assert sentences[-1] == "KV cache static could not run: Too big for this machine."
+
+
+def test_memory_that_barely_moved_is_said_to_stay_the_same():
+    rows = [row(1, 0.1, 0.02, 50.0, memory=1.000e9), row(8, 0.1, 0.02, 400.0, memory=1.004e9)]
+    sentences = findings(rows, BATCH)
+    assert "Peak memory stayed about the same (1.0 GB)." in sentences
+    assert not any("went from 1.0 GB to 1.0 GB" in s for s in sentences)

@@ -206,8 +206,10 @@ def run_sweep_with_status(base: RunSpec,
         elif event.phase == "warm-up":
             text = f"**Warm-up** of {where}: untimed ({finished})"
         elif event.phase == "measuring":
+            extra = " (an extra round: the repetitions of some points disagree)" \
+                if event.fraction >= 1 else ""
             text = (f"**Measuring**, round {event.round} (each round times every point once, "
-                    f"in turn): {where}, repetition {event.repetition} of at least "
+                    f"in turn){extra}: {where}, repetition {event.repetition} of at least "
                     f"{event.minimum_repetitions} ({finished})")
         else:
             text = f"**Done**: {event.total_points} points"
