@@ -1,7 +1,8 @@
 """How long a typical sweep takes: the 5-point batch sweep of the default model (prompt 64,
 16 new tokens) with the sweep defaults (at least 3 repetitions and 0.5 s per point, one warm-up).
 The product promise is under a minute on a 2-core CPU; this prints the figure, measured now,
-with the model already loaded (its load time is printed apart).
+with the model already loaded in its worker (its load time is printed apart). The points are
+measured in interleaved rounds, and noisy points get extra repetitions, as in the app.
 
     .venv/bin/python benchmarks/sweep_speed.py [--values 1,2,4,8,16]
 """
@@ -33,12 +34,18 @@ def main() -> int:
     print(f"model ready in {time.perf_counter() - started:.1f} s (not part of the sweep figure)")
     factor = sweep.get_factor("batch")
     started = time.perf_counter()
-    result = sweep.run_sweep(base, [(factor, sweep.parse_values(factor, args.values))],
-                             lambda spec: runner.run(spec, cache=cache))
+    try:
+        with runner.SweepPoints(cache, "sweep_speed benchmark") as points:
+            result = sweep.run_sweep(base, [(factor, sweep.parse_values(factor, args.values))],
+                                     points)
+    finally:
+        cache.close()
     total = time.perf_counter() - started
     for point in result.points:
         reps = len(point.measurement.repetitions) if point.measurement else 0
         print(f"batch {point.values['batch']:>3}: {point.seconds:5.1f} s ({reps} repetitions)")
+    for note in result.notes:
+        print(note)
     verdict = "OK" if total < BUDGET_S else "OVER BUDGET"
     print(f"{len(result.points)}-point batch sweep: {total:.1f} s (budget {BUDGET_S:.0f} s, "
           f"ratio {total / BUDGET_S:.2f}) {verdict}")
