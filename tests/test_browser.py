@@ -205,7 +205,9 @@ def test_explore_sweep_draws_every_chart(server, browser):
     page.get_by_text("What changed").wait_for(timeout=240_000)
     page.locator(".js-plotly-plot").nth(3).wait_for(timeout=60_000)
     assert page.locator(".js-plotly-plot").count() == 4
-    page.get_by_text("From batch size 1 to 4, decode throughput").wait_for()
+    # A finding about batch 1 against 4: a ratio, or "within the noise" on a busy machine.
+    import re
+    page.get_by_text(re.compile(r"(From batch size 1 to 4|Batch size 1 vs 4)")).first.wait_for()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "explore-batch.png"), full_page=True)
     assert page.locator('[data-testid="stException"]').count() == 0
@@ -221,7 +223,11 @@ def test_stop_keeps_the_finished_points(server, browser):
     page.get_by_role("button", name="Run sweep").click()
     page.get_by_text("Measuring, round 2").wait_for(timeout=240_000)
     page.get_by_role("button", name="Stop").click()
-    page.get_by_text("Stopped:").wait_for(timeout=120_000)
+    try:
+        page.get_by_text("Stopped:").wait_for(timeout=120_000)
+    finally:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "explore-stopped.png"), full_page=True)
     text = page.get_by_text("Stopped:").inner_text()
     # Interleaved rounds: every point is part-way; each keeps what it measured.
     assert text.startswith("Stopped: 4 of 4 points have results") and "stopped early" in text

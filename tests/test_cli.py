@@ -159,8 +159,10 @@ def test_model_that_does_not_fit_is_refused_within_seconds():
                  timeout=60)
     assert max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) < 3 * 2**20
     assert result.returncode == 2
-    assert "Not enough memory for loading DeepSeek-R1-Distill-Llama-8B in float32" in result.stderr
-    assert "weights 32.1 GB" in result.stderr and "Choose bfloat16 (weights about 16.1 GB)" in result.stderr
+    assert "Not enough memory for batch 1 x 96 tokens of DeepSeek-R1-Distill-Llama-8B in " \
+           "float32" in result.stderr
+    assert "weights 32.1 GB" in result.stderr
+    assert "The weights alone don't fit. Choose bfloat16 (weights about 16.1 GB)" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 

@@ -10,6 +10,7 @@ with `st.error`: a failed run never takes the page down.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from dataclasses import dataclass
 from typing import Iterator
@@ -24,6 +25,7 @@ from lib.spec import RunSpec
 from lib.ui import classroom, state
 
 MODEL_CACHE_ENTRIES = 2            # models kept in memory at once (each can be GBs)
+STOP_WAIT_S = 60.0                 # how long a page waits for a stopped sweep to wrap up
 
 
 @st.cache_resource(show_spinner=False)
@@ -188,7 +190,7 @@ def run_sweep_with_status(base: RunSpec,
     planned = len(sweep.grid(factor_values))
     recorder = history.SweepRecorder(base, factors, planned, owner=classroom.current_owner())
     live = {"base": base, "planned": planned, "points": [], "factors": factors,
-            "recorder": recorder}
+            "recorder": recorder, "ended": threading.Event()}
     st.session_state[state.SWEEP_LIVE] = live
     panel = LiveProgress()
 
@@ -221,8 +223,11 @@ def run_sweep_with_status(base: RunSpec,
                             on_status=lambda message: panel.show(f"**Loading**: {message}",
                                                                  keep_eta=True),
                             on_wait=panel.queued, on_tick=panel.tick) as points:
-        result = sweep.run_sweep(base, factor_values, points, on_progress=on_progress,
-                                 on_point=on_point)
+        try:
+            result = sweep.run_sweep(base, factor_values, points, on_progress=on_progress,
+                                     on_point=on_point)
+        finally:
+            live["ended"].set()
     panel.done()
     recorder.finish(result.stopped)
     st.session_state.pop(state.SWEEP_LIVE, None)
@@ -231,8 +236,13 @@ def run_sweep_with_status(base: RunSpec,
 
 
 def partial_sweep() -> sweep.SweepResult | None:
-    """A sweep interrupted by Stop (or any rerun): the points it finished, marked stopped."""
+    """A sweep interrupted by Stop (or any rerun): the points it finished, marked stopped.
+
+    Streamlit starts the new page run while the interrupted one is still keeping what its
+    points measured (asking each worker for it), so wait for that to end first."""
     live = st.session_state.pop(state.SWEEP_LIVE, None)
+    if live:
+        live["ended"].wait(timeout=STOP_WAIT_S)
     if not live or not live["points"]:
         return None
     live["recorder"].finish(stopped=True)
