@@ -111,6 +111,12 @@ def show_one(entry: dict, document: dict) -> None:
         for column, card in zip(st.columns(4), cards):
             column.metric(card["label"], card["value"], help=card["meaning"])
             column.caption(card["spread"])
+        memory_words = report.memory_sentence(measurement)
+        if memory_words:
+            st.caption(memory_words)
+        for warning in summary.warnings:
+            if warning.code == "noisy":
+                st.warning(f"**{warning.message}** {warning.hint}")
         figure = charts.request_latency_figure(measurement) \
             if measurement.model_kind == ENCODER else charts.token_latency_figure(measurement)
         st.plotly_chart(figure, width="stretch")
