@@ -63,8 +63,10 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("requests_per_s", "Requests per second", "requests/s", REQUESTS_PER_S,
            "How many whole requests finish per second.", higher_is_better=True),
     Metric("peak_memory_bytes", "Peak memory", "peak memory", BYTES,
-           "The most memory in use during a repetition: on CPU the whole app, with the model's "
-           "weights and any other model kept loaded.", higher_is_better=False),
+           "The most memory in use during a repetition by the model's own process: its "
+           "weights, KV cache, working memory, Python and PyTorch (on a GPU: memory held by "
+           "tensors). The web app and other loaded models are not in it.",
+           higher_is_better=False),
     Metric("run_memory_bytes", "Memory added by the run", "run memory", BYTES,
            "What the request itself added on the GPU: KV cache and working memory.",
            higher_is_better=False),

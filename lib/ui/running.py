@@ -68,7 +68,8 @@ class LiveProgress:
     a Stop press takes effect within a tick."""
 
     def __init__(self) -> None:
-        box = st.container(border=True)
+        self.slot = st.empty()               # the whole panel goes when the work is done
+        box = self.slot.container(border=True)
         self.headline = box.empty()
         self.bar = box.progress(0.0)
         self.clock = box.empty()
@@ -101,10 +102,7 @@ class LiveProgress:
         self.clock.caption(line)
 
     def done(self) -> None:
-        self.headline.empty()
-        self.bar.empty()
-        self.clock.empty()
-        self.queue.empty()
+        self.slot.empty()
 
 
 def _clock(seconds: float) -> str:
