@@ -215,12 +215,13 @@ def _categorical(rows: list[dict[str, Any]], factor: Factor) -> list[str]:
     ordered = sorted(rows, key=lambda row: row[key])
     fastest, slowest = ordered[0], ordered[-1]
     ratio = _ratio(fastest, slowest, key, factor)
+    memory = _categorical_memory(rows, column)
     if ratio is None:
         return [_within_noise(fastest, slowest,
-                              [(what, _ms(fastest[key]), _ms(slowest[key]))], key, factor)]
+                              [(what, _ms(fastest[key]), _ms(slowest[key]))], key, factor)] + memory
     if ratio - 1 <= NEGLIGIBLE:
         return [f"Every {label} gave about the same {what} ({_ms(fastest[key])} to "
-                f"{_ms(slowest[key])}): here, this factor barely matters."]
+                f"{_ms(slowest[key])}): here, this factor barely matters."] + memory
     sentences = [
         f"Fastest {what}: {fastest[column]} ({_ms(fastest[key])}); slowest: "
         f"{slowest[column]} ({_ms(slowest[key])}), {ratio:.1f}x slower."]
@@ -232,4 +233,19 @@ def _categorical(rows: list[dict[str, Any]], factor: Factor) -> list[str]:
                 f"But the first token came soonest with {ttft[0][column]} "
                 f"({_ms(ttft[0]['ttft_s'])}): reading the prompt and writing tokens stress the "
                 "hardware differently.")
-    return sentences
+    return sentences + memory
+
+
+def _categorical_memory(rows: list[dict[str, Any]], column: str) -> list[str]:
+    """Peak memory is not slowed by other programs: a difference is stated even when the
+    latencies are noisy."""
+    measured = [row for row in rows if row.get("peak_memory_bytes")]
+    if len(measured) < 2:
+        return []
+    ordered = sorted(measured, key=lambda row: row["peak_memory_bytes"])
+    low, high = ordered[0], ordered[-1]
+    if high["peak_memory_bytes"] < 1.05 * low["peak_memory_bytes"]:
+        return [f"Peak memory stayed about the same ({format_bytes(low['peak_memory_bytes'])})."]
+    return [f"Least peak memory: {low[column]} ({format_bytes(low['peak_memory_bytes'])}); most: "
+            f"{high[column]} ({format_bytes(high['peak_memory_bytes'])}), "
+            f"{high['peak_memory_bytes'] / low['peak_memory_bytes']:.1f}x as much."]

@@ -332,12 +332,27 @@ def track_peak(device: str):
         torch.cuda.synchronize()
         result.peak_bytes = torch.cuda.max_memory_allocated()
         return
+    _give_back_free_memory()
     resettable = _reset_rss_peak()
     result.method = ("whole process memory (RSS), highest point" if resettable
                      else "whole process memory (RSS), at the end")
     yield result
     hwm = _read_vm_hwm() if resettable else None
     result.peak_bytes = hwm if hwm is not None else psutil.Process().memory_info().rss
+
+
+def _give_back_free_memory() -> None:
+    """glibc keeps freed memory for reuse, so after a big repetition the process's RSS stays
+    high and every later, smaller one would report the big one's peak (a sweep's points share
+    one worker). malloc_trim hands the free memory back first; it runs before the timed call."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass                      # not glibc: peaks may include memory kept from earlier calls
 
 
 def _reset_rss_peak() -> bool:

@@ -157,8 +157,8 @@ def memory_sentence(measurement: Measurement) -> str | None:
                 f"{format_bytes(breakdown.other_bytes)} (Python and PyTorch themselves, "
                 "activations, allocator slack).")
     if breakdown.estimate_bytes:
-        sentence += (f" Estimated before the run: at most {format_bytes(breakdown.estimate_bytes)}"
-                     " (the memory guard's upper bound).")
+        sentence += (f" The memory guard's upper bound for this whole process, weights "
+                     f"included: {format_bytes(breakdown.estimate_bytes)}.")
     return sentence
 
 

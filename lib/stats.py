@@ -198,7 +198,7 @@ def repetitions_noise(repetitions: Sequence[Repetition], batch_size: int,
 
 
 def noise(repetitions: Sequence[Repetition], metrics: dict[str, Distribution]) -> Noise:
-    spread = [f"{label} {metrics[name].relative_iqr:.0%}" for name, label in NOISE_METRICS.items()
+    spread = [f"{label} {metrics[name].relative_iqr:.1%}" for name, label in NOISE_METRICS.items()
               if name in metrics and metrics[name].n >= 2
               and metrics[name].relative_iqr > NOISY_RELATIVE_IQR]
     reasons = []

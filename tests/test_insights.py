@@ -146,3 +146,12 @@ def test_memory_that_barely_moved_is_said_to_stay_the_same():
     sentences = findings(rows, BATCH)
     assert "Peak memory stayed about the same (1.0 GB)." in sentences
     assert not any("went from 1.0 GB to 1.0 GB" in s for s in sentences)
+
+
+def test_categorical_memory_is_stated_even_when_latencies_are_noisy():
+    rows = [row("float32", 0.2, 0.060, 16.0, memory=960e6, noisy=True, other_cpu=40.0),
+            row("bfloat16", 0.1, 0.055, 18.0, memory=696e6, noisy=True, other_cpu=40.0)]
+    sentences = findings(rows, DTYPE)
+    assert any("within the noise" in s for s in sentences)
+    assert "Least peak memory: bfloat16 (696.0 MB); most: float32 (960.0 MB), 1.4x as much." \
+        in sentences

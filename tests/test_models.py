@@ -222,3 +222,22 @@ def test_worker_memory_is_the_models_own_and_halves_in_bfloat16(model_cache_dir)
     # The bfloat16 worker's peak lacks the float32 model: it is smaller by about its weights.
     assert half_peak < full_peak - 0.5 * half.weights_bytes
     assert half.repetitions[0].kv_cache_bytes * 2 == full.repetitions[0].kv_cache_bytes
+
+
+@pytest.mark.slow
+def test_a_small_run_after_a_big_one_in_the_same_worker_reports_its_own_peak(model_cache_dir):
+    """Sweep points share a worker; freed memory is handed back before each repetition, so a
+    batch-1 point measured after a batch-8 one does not inherit the bigger peak."""
+    from lib import backends
+    from lib.worker import WorkerModel
+
+    worker = WorkerModel(backends.get("transformers"), DEFAULT, "cpu", "float32")
+    try:
+        def peak(batch):
+            spec = RunSpec(batch_size=batch, prompt_tokens=256, new_tokens=4, repetitions=2,
+                           min_duration_s=0.0, threads=1)
+            return summarize(worker.measure(spec)).metrics["peak_memory_bytes"].median
+        big, small = peak(8), peak(1)
+    finally:
+        worker.close()
+    assert small < big - 100e6          # batch 8 x 256 tokens needs ~250 MB more here
