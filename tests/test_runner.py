@@ -32,7 +32,7 @@ def test_a_run_that_cannot_fit_is_refused_before_loading(fake, monkeypatch):
 
 
 def test_weights_that_cannot_fit_are_refused_with_a_smaller_dtype(fake, monkeypatch):
-    monkeypatch.setattr(memory, "free_bytes", lambda device: 20 * 10**9)
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 21 * 10**9)
     with pytest.raises(MemoryGuardError, match="DeepSeek-R1-Distill-Llama-8B in float32.*"
                                                "weights alone don't fit. Choose bfloat16"):
         runner.run(SPEC.replace(model_id="deepseek-r1-distill-llama-8b"))
