@@ -5,11 +5,12 @@ Off by default (one person, one machine: everyone is the host and sees everythin
 - every browser session has an *owner*: a hash of its browser cookie (so two tabs of one browser
   are one person), else of the Streamlit session id. The hash is one-way: the store never holds
   the cookie itself;
-- the *host* is whoever opens the app on the machine that serves it (a loopback address). The
-  host sees every entry, marks entries shared with the class, and may delete or annotate any;
+- the *host* is whoever entered the host code (`lib.access`; not whoever connects from a loopback
+  address, since behind a reverse proxy every visitor does). The host sees every entry, marks entries shared with the class, and may delete or annotate any;
 - everyone else sees their own entries plus the shared ones, and deletes or annotates only
   their own;
-- models are the catalog's only: no local paths or hub ids typed in, linked or imported;
+- visitors run the catalog's models only: no local paths or hub ids typed in, linked or
+  imported (the host may);
 - each owner has at most one run queued or running at a time (`RunTurns`): a second press, from
   another tab say, is told to wait instead of piling up in the machine's queue.
 This module is pure (no Streamlit): `lib.ui.classroom` reads the browser's cookie and address.
@@ -105,13 +106,12 @@ class Viewer:
 HOST = Viewer(owner=None, is_host=True)          # classroom off, or the CLI
 
 
-def viewer(cookie: str | None, session_id: str | None, address: str | None,
+def viewer(cookie: str | None, session_id: str | None, host_code_entered: bool,
            environ: dict[str, str] | None = None) -> Viewer:
     """The viewer of one browser session. With classroom mode off everyone is the host."""
     if not enabled(environ):
         return HOST
-    return Viewer(owner=owner_id(cookie, session_id), is_host=is_loopback(address),
-                  classroom=True)
+    return Viewer(owner=owner_id(cookie, session_id), is_host=host_code_entered, classroom=True)
 
 
 def check_models(model_ids: Iterable[str], where: str) -> None:

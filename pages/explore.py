@@ -3,10 +3,12 @@
 import pandas as pd
 import streamlit as st
 
-from lib import charts, history, insights, report, sweep, table
+from lib import charts, history, insights, report, sweep, table, text, ui
 from lib.metrics import METRICS
 from lib.ui import classroom, links, running, sidebar, state
 from lib.ui.links import HEATMAP_METRICS
+
+ui.require_router()             # a deep link after a restart runs through the router
 
 state.restore_page_settings()           # Streamlit forgets them while another page shows
 
@@ -70,7 +72,7 @@ if spec is not None:
 refused, planned, memory_note = sidebar.sweep_memory_note(spec, factor_values) if ready \
     else (0, 0, None)
 if memory_note:
-    (st.error if refused == planned else st.warning)(memory_note)
+    (st.error if refused == planned else st.warning)(text.md(memory_note))
 run_column, stop_column = st.columns([1, 4])
 every_point_refused = planned > 0 and refused == planned
 start = run_column.button("Run sweep", type="primary", disabled=not ready or every_point_refused)
@@ -98,7 +100,7 @@ if result is None:
     st.stop()
 
 if stale:
-    st.info("These results are from earlier settings: " + "; ".join(stale) + ". Press **Run "
+    st.info("These results are from earlier settings: " + text.md("; ".join(stale)) + ". Press **Run "
             "sweep** to measure the current ones.")
 rows = table.rows(result)
 frame = pd.DataFrame(rows)
@@ -111,7 +113,7 @@ if result.stopped:
                ". Points not started yet were not run.")
 saved_id, save_problem = result.saved
 if save_problem:
-    st.warning(f"This sweep is shown but NOT saved. {save_problem}")
+    st.warning(f"This sweep is shown but NOT saved. {text.md(save_problem)}")
 elif saved_id:
     st.caption(f"Saved in History as #{saved_id}.")
 measured = frame[frame["status"] == table.Status.MEASURED]
@@ -119,7 +121,7 @@ factors = [sweep.FACTORS[name] for name in result.factors]
 st.caption("Measured in interleaved rounds: each round times every point once, starting one "
            "point later each time, so a slow-down of the machine hits every point alike.")
 for note in result.notes:
-    st.caption(note)
+    st.caption(text.md(note))
 noisy = [row for row in rows if table.is_measured(row) and row["noisy"]]
 if noisy:
     st.warning(f"**{len(noisy)} of {len(measured)} points are noisy** (marked on the charts): "
@@ -135,12 +137,12 @@ elif len(measured) == 1:
     st.info("Only one point was measured, so there is no curve to draw: its numbers are in "
             "the table below.")
     for sentence in insights.findings(rows, factors[0])[1:]:
-        st.markdown(f"- {sentence}")
+        st.markdown(f"- {text.md(sentence)}")
 elif not measured.empty:
     factor = factors[0]
     st.subheader("What changed")
     for sentence in insights.findings(rows, factor):
-        st.markdown(f"- {sentence}")
+        st.markdown(f"- {text.md(sentence)}")
     st.plotly_chart(charts.sweep_latency_figure(frame, factor), width="stretch")
     st.caption("TTFT: wait for the first token (includes reading the prompt). TPOT: time per "
                "later token. End-to-end: the whole request. The band or error bar is the "

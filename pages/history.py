@@ -9,7 +9,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from lib import charts, classroom, history, report, stats, sweep, table
+from lib import charts, classroom, history, report, stats, sweep, table, ui
 from lib.errors import ExplorerError
 from lib.metrics import METRICS, format_value
 from lib.models.catalog import ENCODER
@@ -17,6 +17,8 @@ from lib.spec import field_info
 from lib.store import Store, StoreError
 from lib.ui import classroom as classroom_ui
 from lib.ui import state
+
+ui.require_router()             # a deep link after a restart runs through the router
 
 COMPARE_METRICS = ("ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "total_tokens_per_s",
                    "requests_per_s", "peak_memory_bytes")

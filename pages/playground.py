@@ -4,9 +4,11 @@ import json
 
 import streamlit as st
 
-from lib import charts, history, report
+from lib import charts, history, report, text, ui
 from lib.models.catalog import ENCODER
 from lib.ui import classroom, links, running, sidebar, state
+
+ui.require_router()             # a deep link after a restart runs through the router
 
 st.title("Playground")
 st.markdown(
@@ -23,7 +25,7 @@ run_column, stop_column, reason_column = st.columns([1, 1, 4])
 start = run_column.button("Run", type="primary", disabled=blocker is not None)
 stop_column.button("Stop", help="Ends the run being measured (nothing of it is kept).")
 if blocker:
-    reason_column.caption(blocker)
+    reason_column.caption(text.md(blocker))
 running.stopped_notice()
 if start:
     with classroom.run_turn(f"a run of {spec.model_id}") as allowed:
@@ -41,12 +43,12 @@ if result is None:
 measurement, summary = result.measurement, result.summary
 if spec is not None and measurement.spec != spec:
     st.info("These results are from earlier settings: "
-            + "; ".join(history.spec_changes(measurement.spec, spec))
+            + text.md("; ".join(history.spec_changes(measurement.spec, spec)))
             + ". Press **Run** to measure the current ones.")
 if measurement.prompt_note:
-    st.info(measurement.prompt_note)
+    st.info(text.md(measurement.prompt_note))
 if result.save_problem:
-    st.warning(f"This result is shown but NOT saved. {result.save_problem}")
+    st.warning(f"This result is shown but NOT saved. {text.md(result.save_problem)}")
 elif result.saved_id:
     st.caption(f"Saved in History as #{result.saved_id}.")
 
@@ -59,7 +61,7 @@ st.text(measurement.generated_text)
 st.subheader("Latency and throughput")
 st.caption(f"Median over {len(measurement.repetitions)} timed repetitions; the range below each "
            "number is their spread: the 10th to 90th percentile with 10 or more repetitions, else "
-           "the lowest to the highest (\"range\"). " + result.model_note)
+           "the lowest to the highest (\"range\"). " + text.md(result.model_note))
 cards = report.metric_cards(measurement, summary)
 for row_start in range(0, len(cards), 4):
     for column, card in zip(st.columns(4), cards[row_start:row_start + 4]):
@@ -68,11 +70,11 @@ for row_start in range(0, len(cards), 4):
 
 memory_words = report.memory_sentence(measurement)
 if memory_words:
-    st.caption(memory_words)
+    st.caption(text.md(memory_words))
 
 for warning in summary.warnings:
     if warning.severity == "warning":
-        st.warning(f"**{warning.message}** {warning.hint}")
+        st.warning(f"**{text.md(warning.message)}** {text.md(warning.hint)}")
 
 if measurement.model_kind == ENCODER:
     st.subheader("Every request")
@@ -93,12 +95,12 @@ st.caption("Percentiles say how slow the slower requests are: p90 means 9 in 10 
 st.dataframe(report.percentile_rows(summary), hide_index=True, width="stretch")
 for note in summary.warnings:
     if note.severity == "note":
-        st.caption(f"Note: {note.message} {note.hint}")
+        st.caption(f"Note: {text.md(note.message)} {text.md(note.hint)}")
 
 with st.expander("Run details: settings, machine, raw data"):
     st.markdown(f"**Warm-up runs (untimed):** "
                 f"{', '.join(f'{s:.2f} s' for s in measurement.warmup_s) or 'none'}  \n"
-                f"**How memory was read:** {measurement.memory_method}")
+                f"**How memory was read:** {text.md(measurement.memory_method)}")
     st.json({"spec": measurement.spec.to_dict(), "environment": measurement.environment})
     st.download_button("Download everything as JSON (raw per-token timestamps included)",
                        json.dumps(report.to_dict(measurement, summary), indent=2),

@@ -35,3 +35,15 @@ def fake_backend():
 
     with backends.use(FakeBackend()) as backend:
         yield backend
+
+
+CLASSROOM_ACCESS_CODE, CLASSROOM_HOST_CODE = "class-code-1", "host-code-1"
+
+
+@pytest.fixture
+def classroom_on(monkeypatch):
+    """Classroom mode with both codes set (`fakes.enter_classroom(at)` gets an AppTest past them)."""
+    monkeypatch.setenv("ILE_CLASSROOM", "1")
+    monkeypatch.setenv("ILE_ACCESS_CODE", CLASSROOM_ACCESS_CODE)
+    monkeypatch.setenv("ILE_HOST_CODE", CLASSROOM_HOST_CODE)
+

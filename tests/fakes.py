@@ -8,6 +8,8 @@ which points were visited.
 
 from __future__ import annotations
 
+import re
+
 from lib import engine
 from lib.backends.fake import FakeBackend, FakeTokenizer  # noqa: F401  (re-exported for tests)
 from lib.memory import Shapes
@@ -67,3 +69,16 @@ class FakePoints:
 def fake_runner(spec: RunSpec) -> Measurement:
     """One point measured start to end on the batch-scaling backend."""
     return measure(spec, batch_scaling_backend())
+
+
+def enter_classroom(at, host: bool = False):
+    """This AppTest session has entered the access code (and the host code when `host`)."""
+    from lib.ui import state
+    at.session_state[state.ACCESS_GRANTED] = True
+    at.session_state[state.HOST_GRANTED] = host
+    return at
+
+
+def plain(markdown: str) -> str:
+    """What a reader sees of Markdown that `lib.text.md` escaped: the backslashes go."""
+    return re.sub(r"\\(.)", r"\1", markdown)

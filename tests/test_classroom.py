@@ -37,11 +37,11 @@ def test_owner_is_one_way_stable_per_browser_and_distinct():
 
 
 def test_viewers_in_and_out_of_classroom():
-    off = classroom.viewer("cookie", "s", "192.0.2.9", environ={})
+    off = classroom.viewer("cookie", "s", False, environ={})
     assert off.is_host and off.owner is None and not off.classroom
     on = {"ILE_CLASSROOM": "1"}
-    student = classroom.viewer("cookie", "s", "192.0.2.9", environ=on)
-    host = classroom.viewer("teacher", "t", None, environ=on)
+    student = classroom.viewer("cookie", "s", False, environ=on)
+    host = classroom.viewer("teacher", "t", True, environ=on)   # entered the host code
     assert student.classroom and not student.is_host and host.is_host
     mine = {"owner": student.owner, "shared": False}
     theirs = {"owner": "someone-else", "shared": False}

@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from fakes import plain
+
 ENTRY = str(Path(__file__).with_name("app_entry.py"))
 pytestmark = pytest.mark.usefixtures("fake_backend")    # declared latencies: exact, fast
 EXPLORE = str(Path(__file__).resolve().parent.parent / "pages" / "explore.py")
@@ -33,7 +35,7 @@ def test_batch_sweep_draws_charts_findings_and_table(app):
     app.button[0].click().run()
     assert not app.exception and not app.error
     assert len(app.get("plotly_chart")) == 4          # latency, throughput, trade-off, memory
-    findings = " ".join(m.value for m in app.markdown)
+    findings = " ".join(plain(m.value) for m in app.markdown)
     assert "From batch size 1 to 2, decode throughput" in findings
     table = app.dataframe[0].value
     assert list(table["batch size"]) == [1, 2]
@@ -44,7 +46,7 @@ def test_batch_sweep_draws_charts_findings_and_table(app):
 
 def test_bad_values_are_explained_and_block_the_run(app):
     app.text_input(key="explore_values_0_batch").input("1, two").run()
-    assert "whole numbers" in app.error[0].value
+    assert "whole numbers" in plain(app.error[0].value)
     assert app.button[0].disabled
 
 
@@ -56,7 +58,7 @@ def test_skipped_point_is_shown_with_its_reason(app):
     table = app.dataframe[0].value
     assert table["status"][0] == "measured"
     assert table["status"][1].startswith("skipped: ") and "reads at most 8192" in table["status"][1]
-    assert any("Prompt length (tokens) 9000 could not run: Prompt (9000)" in m.value
+    assert any("Prompt length (tokens) 9000 could not run: Prompt (9000)" in plain(m.value)
                for m in app.markdown)
 
 
@@ -94,13 +96,13 @@ def test_results_from_other_settings_say_so(app):
     app.text_input(key="explore_values_0_batch").input("1, 2").run()
     app.button[0].click().run()
     app.selectbox(key="explore_factor_0").set_value("prompt").run()
-    note = next(i.value for i in app.info if "earlier settings" in i.value)
+    note = next(plain(i.value) for i in app.info if "earlier settings" in plain(i.value))
     assert note.startswith("These results are from earlier settings: it varied batch size, "
                            "now prompt length (tokens)")
     app.selectbox(key="explore_factor_0").set_value("batch").run()
     assert not any("earlier settings" in i.value for i in app.info)
     app.number_input(key="setting_new_tokens").set_value(4).run()
-    note = next(i.value for i in app.info if "earlier settings" in i.value)
+    note = next(plain(i.value) for i in app.info if "earlier settings" in plain(i.value))
     assert "Output length (tokens) 3, now 4" in note
 
 
@@ -121,7 +123,7 @@ def test_a_link_opens_explore_with_two_factors_and_refuses_bad_values():
     damaged = AppTest.from_file(ENTRY, default_timeout=120)
     damaged.query_params.update({"factor": "batch", "values": "1,zero"})
     damaged.run()
-    assert "values of batch size = '1,zero'" in damaged.sidebar.warning[0].value
+    assert "values of batch size = '1,zero'" in plain(damaged.sidebar.warning[0].value)
 
 
 def test_points_measured_while_other_programs_took_the_cpu_are_flagged(app, fake_backend):
@@ -134,7 +136,7 @@ def test_points_measured_while_other_programs_took_the_cpu_are_flagged(app, fake
     table = app.dataframe[0].value
     assert list(table["Noisy"]) == ["no", "⚠ yes"]
     assert list(table["Other programs' CPU"]) == ["2%", "60%"]
-    findings = " ".join(m.value for m in app.markdown)
+    findings = " ".join(plain(m.value) for m in app.markdown)
     assert "within the noise" in findings or "Noisy point" in findings
     assert any("interleaved rounds" in c.value for c in app.caption)
 
@@ -146,9 +148,9 @@ def test_points_that_cannot_fit_are_named_before_the_sweep(app, monkeypatch):
     app.selectbox(key="explore_factor_0").set_value("prompt").run()
     app.text_input(key="explore_values_0_prompt").input("16, 4096, 9000").run()
     # 9000 is skipped for the context (the sweep says why), not counted as a memory refusal.
-    assert "1 of 3 points don't fit in the memory free now" in app.warning[0].value
-    assert "refused: prompt length (tokens) 4096. The first needs about" in app.warning[0].value
+    assert "1 of 3 points don't fit in the memory free now" in plain(app.warning[0].value)
+    assert "refused: prompt length (tokens) 4096. The first needs about" in plain(app.warning[0].value)
     assert not app.button[0].disabled
     app.text_input(key="explore_values_0_prompt").input("4096, 8000").run()
-    assert "2 of 2 points don't fit" in app.error[0].value
+    assert "2 of 2 points don't fit" in plain(app.error[0].value)
     assert app.button[0].disabled

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fakes import FakePoints, fake_runner
+from fakes import FakePoints, enter_classroom, fake_runner
 from lib import classroom, history, stats, sweep
 from lib.spec import RunSpec
 from lib.store import Store
@@ -30,6 +30,7 @@ def saved():
 
 def open_history():
     at = AppTest.from_file(ENTRY, default_timeout=120)
+    enter_classroom(at)              # in classroom mode: past the access code (else unused)
     at.run()
     at.switch_page(HISTORY).run()
     assert not at.exception
@@ -152,14 +153,13 @@ def test_export_names_say_what_they_hold(monkeypatch):
 
 # --- classroom mode ---------------------------------------------------------------------------
 
-def as_visitor(monkeypatch, cookie, address):
-    """This test's browser: its cookie and the address it connects from."""
-    monkeypatch.setattr(classroom_ui, "_client", lambda: (cookie, "session", address))
+def as_visitor(monkeypatch, cookie, host=False):
+    """This test's browser: its cookie, and whether it entered the host code."""
+    monkeypatch.setattr(classroom_ui, "_client", lambda: (cookie, "session", host))
 
 
 @pytest.fixture
-def classroom_store(monkeypatch):
-    monkeypatch.setenv("ILE_CLASSROOM", "1")
+def classroom_store(classroom_on):
     store = Store()
     alice, bob = (classroom.owner_id(c, None) for c in ("alice-cookie", "bob-cookie"))
     ids = {}
@@ -174,7 +174,7 @@ def classroom_store(monkeypatch):
 
 def test_classroom_visitors_see_their_own_and_shared_only(classroom_store, monkeypatch):
     store, ids = classroom_store
-    as_visitor(monkeypatch, "alice-cookie", "192.0.2.10")
+    as_visitor(monkeypatch, "alice-cookie")
     at = open_history()
     assert "Classroom mode: you see your own results" in at.info[0].value
     assert list(at.dataframe[0].value["id"]) == [ids["alice"]]
@@ -197,13 +197,13 @@ def test_classroom_visitors_see_their_own_and_shared_only(classroom_store, monke
 
 def test_classroom_host_sees_everything_and_shares(classroom_store, monkeypatch):
     store, ids = classroom_store
-    as_visitor(monkeypatch, "teacher-cookie", None)          # loopback: Streamlit says None
+    as_visitor(monkeypatch, "teacher-cookie", host=True)
     at = open_history()
     assert "you are the host" in at.info[0].value
     assert set(at.dataframe[0].value["id"]) == set(ids.values())
     select(at, [list(at.dataframe[0].value["id"]).index(ids["alice"])])
     next(b for b in at.button if b.label == "Share with the class").click().run()
     assert next(e for e in store.list() if e["id"] == ids["alice"])["shared"]
-    as_visitor(monkeypatch, "bob-cookie", "192.0.2.11")
+    as_visitor(monkeypatch, "bob-cookie")
     at = open_history()
     assert set(at.dataframe[0].value["id"]) == {ids["alice"], ids["bob"]}

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from fakes import enter_classroom, plain
 from lib import devices
 
 ENTRY = str(Path(__file__).with_name("app_entry.py"))
@@ -64,7 +65,7 @@ def test_prompt_beyond_context_is_explained_and_app_keeps_working(app):
     set_settings(app, prompt_tokens=8000, new_tokens=500)
     assert not app.exception
     # Explained before anything runs, and Run is disabled until it is fixed.
-    assert "reads at most 8192 tokens" in app.error[0].value
+    assert "reads at most 8192 tokens" in plain(app.error[0].value)
     assert app.button[0].disabled
     set_settings(app, prompt_tokens=16, new_tokens=2, repetitions=1, min_duration_s=0.0)
     app.button[0].click().run()
@@ -84,12 +85,12 @@ def test_batch_that_cannot_fit_is_refused_in_the_page(app):
     set_settings(app, prompt_tokens=8000, new_tokens=100)
     app.slider(key="setting_batch_size").set_value(64).run()
     # The model card says so before anything runs, with what to change ...
-    message = next(e.value for e in app.error if "does NOT fit" in e.value)
+    message = next(plain(e.value) for e in app.error if "does NOT fit" in plain(e.value))
     assert "Not enough memory for batch 64 x 8100 tokens" in message
     assert "Any one of these fits: batch " in message
     # ... and Run is off, with the reason next to it.
     assert app.button[0].disabled
-    assert any("Run is off: this run needs about" in c.value for c in app.caption)
+    assert any("Run is off: this run needs about" in plain(c.value) for c in app.caption)
 
 
 def test_model_picker_groups_and_card(app):
@@ -100,13 +101,13 @@ def test_model_picker_groups_and_card(app):
     assert "DeepSeek-R1-Distill-Llama-8B" in picker.options
     picker.set_value("deepseek-v3-mini-moe").run()
     card = app.expander[0]
-    assert "DeepSeek-V3-style" in card.label and "random weights" in card.label
-    text = " ".join(m.value for m in card.markdown)
+    assert "DeepSeek-V3-style" in plain(card.label) and "random weights" in plain(card.label)
+    text = " ".join(plain(m.value) for m in card.markdown)
     assert "active per token" in text and "**Latent attention (MLA):**" in text
     assert any("fits" in c.value for c in app.caption)
     # The 8B model in float32 (32 GB) can't be run: the card says why, Run is off.
     app.selectbox(key="setting_model_id_random").set_value("deepseek-r1-distill-llama-8b").run()
-    message = next(e.value for e in app.error if "does NOT fit" in e.value)
+    message = next(plain(e.value) for e in app.error if "does NOT fit" in plain(e.value))
     assert "DeepSeek-R1-Distill-Llama-8B in float32" in message
     assert app.button[0].disabled
 
@@ -128,7 +129,7 @@ def test_a_stack_setting_the_model_cannot_use_is_refused_before_run():
     app.selectbox(key="setting_model_id_trained").set_value("all-minilm-l6-v2").run()
     app.selectbox(key="setting_kv_cache").set_value("static").run()
     assert not app.exception
-    assert "can't use KV cache = 'static'" in app.error[0].value
+    assert "can't use KV cache = 'static'" in plain(app.error[0].value)
     assert app.button[0].disabled
     app.selectbox(key="setting_kv_cache").set_value("dynamic").run()
     assert not app.error and not app.button[0].disabled
@@ -138,7 +139,7 @@ def test_own_model_offline_hub_id_is_explained(app):
     app.radio(key="setting_model_group").set_value("own").run()
     app.text_input(key="setting_own_model").input("someone/some-model").run()
     assert not app.exception
-    assert "can't reach the Hugging Face hub" in app.sidebar.error[0].value
+    assert "can't reach the Hugging Face hub" in plain(app.sidebar.error[0].value)
     assert app.button[0].disabled
 
 
@@ -148,7 +149,7 @@ def test_int8_is_offered_on_cpu_with_quantization_time(app):
     set_settings(app, prompt_tokens=24, new_tokens=3, repetitions=1, min_duration_s=0.0)
     app.button[0].click().run()
     assert not app.exception and not app.error
-    assert any("quantized to int8 in 0.5 s" in c.value for c in app.caption)
+    assert any("quantized to int8 in 0.5 s" in plain(c.value) for c in app.caption)
 
 
 def test_shared_link_fills_the_widgets_without_running():
@@ -160,7 +161,7 @@ def test_shared_link_fills_the_widgets_without_running():
     # The damaged value is refused with a visible note, not silently replaced.
     assert len(at.sidebar.warning) == 1
     assert "Prompt length (tokens) = 'not-a-number': not a whole number" in \
-        at.sidebar.warning[0].value
+        plain(at.sidebar.warning[0].value)
     assert at.slider(key="setting_batch_size").value == 4
     assert at.number_input(key="setting_new_tokens").value == 7
     assert at.selectbox(key="setting_dtype").value == "bfloat16"
@@ -178,7 +179,7 @@ def test_out_of_range_link_value_is_refused_with_a_note():
     at.query_params.update({"prompt_tokens": "9999999", "batch_size": "3"})
     at.run()
     assert not at.exception
-    note = at.sidebar.warning[0].value
+    note = plain(at.sidebar.warning[0].value)
     assert "Prompt length (tokens) = '9999999'" in note and "between" in note
     assert at.number_input(key="setting_prompt_tokens").value == 64     # its default, unchanged
     assert at.slider(key="setting_batch_size").value == 3
@@ -191,7 +192,7 @@ def test_stale_result_names_what_changed(app):
     app.button[0].click().run()
     assert not any("earlier settings" in i.value for i in app.info)
     set_settings(app, new_tokens=3)
-    note = next(i.value for i in app.info if "earlier settings" in i.value)
+    note = next(plain(i.value) for i in app.info if "earlier settings" in plain(i.value))
     assert "These results are from earlier settings: Output length (tokens) 2, now 3" in note
 
 
@@ -212,23 +213,22 @@ def test_real_model_run_in_the_page():
 
 # --- classroom mode ---------------------------------------------------------------------------
 
-def test_classroom_hides_own_models_and_refuses_them_in_links(monkeypatch):
-    monkeypatch.setenv("ILE_CLASSROOM", "1")
-    at = AppTest.from_file(ENTRY, default_timeout=120)
+def test_classroom_hides_own_models_and_refuses_them_in_links(classroom_on):
+    at = enter_classroom(AppTest.from_file(ENTRY, default_timeout=120))
     at.query_params.update({"model_id": "/home/teacher/secret-model", "new_tokens": "7"})
     at.run()
     assert not at.exception
     assert at.radio(key="setting_model_group").options == [
         "Trained (real text)", "Famous architectures, random weights"]
-    assert "classroom mode runs only the listed models" in at.sidebar.warning[0].value
+    assert "classroom mode runs only the listed models" in plain(at.sidebar.warning[0].value)
     assert at.number_input(key="setting_new_tokens").value == 7
 
 
-def test_classroom_second_run_of_one_visitor_is_told_to_wait(app, monkeypatch):
+def test_classroom_second_run_of_one_visitor_is_told_to_wait(app, monkeypatch, classroom_on):
     from lib import classroom
     from lib.ui import classroom as classroom_ui
-    monkeypatch.setenv("ILE_CLASSROOM", "1")
-    monkeypatch.setattr(classroom_ui, "_client", lambda: ("carol-cookie", "s1", "192.0.2.12"))
+    enter_classroom(app)
+    monkeypatch.setattr(classroom_ui, "_client", lambda: ("carol-cookie", "s1", False))
     set_settings(app, prompt_tokens=16, new_tokens=2, repetitions=1, min_duration_s=0.0)
     turns = classroom_ui.run_turns()
     owner = classroom.owner_id("carol-cookie", None)
@@ -236,7 +236,7 @@ def test_classroom_second_run_of_one_visitor_is_told_to_wait(app, monkeypatch):
         app.button[0].click().run()
         assert not app.exception
         assert "You already have a run waiting or running (a run of gpt2)" in \
-            app.warning[0].value
+            plain(app.warning[0].value)
         assert "No results yet" in app.info[0].value            # nothing ran
     app.button[0].click().run()                                  # her turn again
     assert not any("already have a run" in w.value for w in app.warning)

@@ -3,7 +3,7 @@
 `current_viewer()` turns this browser session into a `lib.classroom.Viewer`: the owner id is a
 hash of Streamlit's XSRF cookie (`_streamlit_xsrf`, set once per browser, so every tab of one
 browser is one person; the session id when the cookie is missing), and the host is a session
-whose address is loopback (`st.context.ip_address` is None for those). `run_turn()` holds the
+that entered the host code (`lib.ui.access`). `run_turn()` holds the
 owner's one queued-or-running run; `RunTurns` is server-wide (`st.cache_resource`).
 """
 
@@ -15,22 +15,23 @@ from typing import Iterator
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from lib import classroom
+from lib import classroom, text
 from lib.classroom import ClassroomError, RunTurns, Viewer
+from lib.ui import state
 
 COOKIE = "_streamlit_xsrf"
 
 
-def _client() -> tuple[str | None, str | None, str | None]:
-    """(browser cookie, session id, address) of this session; tests replace it."""
+def _client() -> tuple[str | None, str | None, bool]:
+    """(browser cookie, session id, host code entered) of this session; tests replace it."""
     ctx = get_script_run_ctx()
     return (st.context.cookies.get(COOKIE), ctx.session_id if ctx else None,
-            st.context.ip_address)
+            bool(st.session_state.get(state.HOST_GRANTED)))
 
 
 def current_viewer() -> Viewer:
-    cookie, session_id, address = _client()
-    return classroom.viewer(cookie, session_id, address)
+    cookie, session_id, host = _client()
+    return classroom.viewer(cookie, session_id, host)
 
 
 def current_owner() -> str | None:
@@ -54,7 +55,7 @@ def run_turn(description: str) -> Iterator[bool]:
             stack.enter_context(run_turns().turn(viewer.owner if viewer.classroom else None,
                                                  description))
         except ClassroomError as exc:
-            st.warning(str(exc))
+            st.warning(text.md(exc))
             yield False
             return
         yield True
@@ -65,7 +66,7 @@ def explain(viewer: Viewer) -> str | None:
     if not viewer.classroom:
         return None
     if viewer.is_host:
-        return ("Classroom mode, and you are the host (this app runs on your computer): you see "
+        return ("Classroom mode, and you are the host (you entered the host code): you see "
                 "everyone's results, and **Share with the class** shows one to every visitor.")
     return ("Classroom mode: you see your own results and those the host shared with the "
             "class. Only your own can be deleted or given a note.")

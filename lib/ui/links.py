@@ -19,7 +19,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import streamlit as st
 
-from lib import classroom, devices, sweep
+from lib import classroom, devices, sweep, text
 from lib.errors import ExplorerError
 from lib.models import catalog
 from lib.spec import RunSpec, default_threads, field_info, field_names
@@ -102,7 +102,7 @@ def restore_from_link() -> None:
     if notes:
         box = st.sidebar.container(border=True)
         box.warning("This link had settings that could not be used; they keep their defaults:\n"
-                    + "\n".join(f"- {note}" for note in notes))
+                    + "\n".join(f"- {text.md(note)}" for note in notes))
         if box.button("OK, hide this", key="link_notes_ok"):
             st.session_state[state.LINK_NOTES] = []
             st.rerun()
@@ -220,7 +220,7 @@ def share_link(spec: RunSpec, extra: dict[str, str] | None = None,
                               "filled in; nothing runs until they press the button.")
         st.code(link.url, language=None)
         if link.note:
-            st.caption(link.note)
+            st.caption(text.md(link.note))
         if link.this_computer:
             st.caption("On this computer only:")
             st.code(link.this_computer, language=None)

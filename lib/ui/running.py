@@ -17,7 +17,7 @@ from typing import Iterator
 
 import streamlit as st
 
-from lib import backends, history, runner, stats, sweep
+from lib import backends, history, runner, stats, sweep, text
 from lib.errors import ExplorerError
 from lib.models.cache import ModelCache
 from lib.results import Measurement
@@ -56,7 +56,7 @@ def error_boundary(on_error=None) -> Iterator[None]:
     except ExplorerError as exc:
         if on_error is not None:
             on_error()
-        st.error(str(exc))
+        st.error(text.md(exc))               # lib's messages are plain text, and may quote input
         raise Failed from exc
 
 
@@ -89,7 +89,7 @@ class LiveProgress:
 
     def queued(self, message: str) -> None:
         self.headline.markdown("**Queued**: waiting for the machine")
-        self.queue.info(message)
+        self.queue.info(text.md(message))
         self.tick()
 
     def tick(self) -> None:
@@ -114,7 +114,7 @@ def stopped_notice() -> None:
     """After Stop: say what was stopped and what was kept (shown once, on the next rerun)."""
     live = st.session_state.pop(state.RUN_LIVE, None)
     if live:
-        st.warning(f"**Stopped.** The run of {live} was ended before it finished, so none of "
+        st.warning(f"**Stopped.** The run of {text.md(live)} was ended before it finished, so none of "
                    "it was kept or saved. The model stays loaded: press **Run** to measure "
                    "again.")
 
@@ -127,7 +127,7 @@ def run_with_status(spec: RunSpec) -> Result | None:
     def on_status(message: str) -> None:
         panel.queue.empty()
         phase = "Measuring" if message.startswith("Measuring") else "Loading"
-        panel.show(f"**{phase}**: {message.removeprefix('Measuring: ')}", keep_eta=True)
+        panel.show(f"**{phase}**: {text.md(message.removeprefix('Measuring: '))}", keep_eta=True)
 
     def on_progress(stage: str, done: int, total: int, eta_s: float | None = None) -> None:
         panel.queue.empty()
@@ -198,28 +198,28 @@ def run_sweep_with_status(base: RunSpec,
 
     def on_progress(event: sweep.SweepProgress) -> None:
         panel.queue.empty()
-        where = ", ".join(f"{sweep.FACTORS[name].label} {value}"
-                          for name, value in event.values.items())
+        where = text.md(", ".join(f"{sweep.FACTORS[name].label} {value}"
+                                  for name, value in event.values.items()))
         finished = f"{event.finished_points} of {event.total_points} points finished"
         if event.phase == "loading":
-            text = f"**Loading** {where} ({finished})"
+            headline = f"**Loading** {where} ({finished})"
         elif event.phase == "warm-up":
-            text = f"**Warm-up** of {where}: untimed ({finished})"
+            headline = f"**Warm-up** of {where}: untimed ({finished})"
         elif event.phase == "measuring":
             extra = " (an extra round: the repetitions of some points disagree)" \
                 if event.fraction >= 1 else ""
-            text = (f"**Measuring**, round {event.round} (each round times every point once, "
-                    f"in turn){extra}: {where}, repetition {event.repetition} of at least "
-                    f"{event.minimum_repetitions} ({finished})")
+            headline = (f"**Measuring**, round {event.round} (each round times every point "
+                        f"once, in turn){extra}: {where}, repetition {event.repetition} of at "
+                        f"least {event.minimum_repetitions} ({finished})")
         else:
-            text = f"**Done**: {event.total_points} points"
-        panel.show(text, event.fraction, event.eta_s)
+            headline = f"**Done**: {event.total_points} points"
+        panel.show(headline, event.fraction, event.eta_s)
 
     description = f"sweep of {', '.join(f.label for f, _ in factor_values)} ({planned} points)"
     panel.show(f"**Starting** a sweep of {planned} points…", 0.0)
     with runner.SweepPoints(model_cache(), description,
-                            on_status=lambda message: panel.show(f"**Loading**: {message}",
-                                                                 keep_eta=True),
+                            on_status=lambda message: panel.show(
+                                f"**Loading**: {text.md(message)}", keep_eta=True),
                             on_wait=panel.queued, on_tick=panel.tick) as points:
         try:
             result = sweep.run_sweep(base, factor_values, points, on_progress=on_progress,

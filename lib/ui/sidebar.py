@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from lib import backends, classroom, devices, modelcard, runner, sweep
+from lib import backends, classroom, devices, modelcard, runner, sweep, text
 from lib.errors import ExplorerError
 from lib.metrics import format_bytes
 from lib.models import catalog
@@ -84,16 +84,16 @@ def settings_sidebar() -> RunSpec | None:
                 st.warning("Compiling takes about a minute on a CPU before the first run; it is "
                            "timed in the warm-up, never in a latency.")
         with st.expander("Your own prompt"):
-            text = widget("prompt_text")
-            if text and not text.strip():
+            prompt = widget("prompt_text")
+            if prompt and not prompt.strip():
                 st.caption("The box holds only spaces, so the built-in prompt is used.")
-            values["prompt_text"] = text if text and text.strip() else None
+            values["prompt_text"] = prompt if prompt and prompt.strip() else None
     spec = None
     if values["model_id"] is not None:
         try:
             spec = RunSpec(**values)
         except ExplorerError as exc:
-            st.sidebar.error(str(exc))
+            st.sidebar.error(text.md(exc))
     st.session_state[state.SPEC] = spec
     return spec
 
@@ -127,9 +127,10 @@ def _model_picker() -> tuple[str | None, catalog.CatalogEntry | None]:
             with st.spinner("Reading the model's configuration…"):
                 entry = catalog.get_entry(reference)
         except ExplorerError as exc:
-            st.error(str(exc))
+            st.error(text.md(exc))
             return None, None
-        st.caption(f"{entry.description} {'Encoder' if entry.kind == catalog.ENCODER else ''}")
+        st.caption(text.md(f"{entry.description} "
+                           f"{'Encoder' if entry.kind == catalog.ENCODER else ''}"))
         return entry.model_id, entry
     options = [m for m, e in catalog.CATALOG.items() if e.weights == group]
     info = field_info("model_id")
@@ -160,13 +161,14 @@ def model_card_blocker(spec: RunSpec) -> str | None:
         card = modelcard.model_card(entry, shapes(spec.model_id), spec, verdict)
         backend.check(entry, spec)           # everything that would refuse the run, up front
     except ExplorerError as exc:
-        st.error(str(exc))
+        st.error(text.md(exc))
         return "Run is off until the problem above is fixed."
-    with st.expander(f"About the model: {card.title} ({card.summary})"):
-        st.write(card.description)
-        st.markdown("\n".join(f"- **{label}:** {value}" for label, value in card.rows))
-        st.caption(f"Weights: {card.source}.")
-    (st.caption if card.fits else st.error)(card.memory_verdict)
+    with st.expander(text.md(f"About the model: {card.title} ({card.summary})")):
+        st.markdown(text.md(card.description))
+        st.markdown("\n".join(f"- **{text.md(label)}:** {text.md(value)}"
+                               for label, value in card.rows))
+        st.caption(text.md(f"Weights: {card.source}."))
+    (st.caption if card.fits else st.error)(text.md(card.memory_verdict))
     if card.fits:
         return None
     return (f"Run is off: this run needs about {format_bytes(verdict.need.total_bytes)} and "
@@ -222,9 +224,9 @@ def factor_values_input(factor: sweep.Factor, index: int, device: str) -> list |
         return chosen or None
     if key not in st.session_state:
         st.session_state[key] = ", ".join(str(v) for v in factor.default_values())
-    text = st.text_input(f"Values of {factor.label} (comma-separated)", key=key)
+    typed = st.text_input(f"Values of {factor.label} (comma-separated)", key=key)
     try:
-        return sweep.parse_values(factor, text)
+        return sweep.parse_values(factor, typed)
     except ExplorerError as exc:
-        st.error(str(exc))
+        st.error(text.md(exc))
         return None
