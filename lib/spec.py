@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -198,3 +199,42 @@ def from_arguments(args: argparse.Namespace) -> RunSpec:
     """The RunSpec that `add_arguments`' flags describe; InvalidSpecError if impossible."""
     return RunSpec(**{name: getattr(args, name) for name in field_names()})
 
+
+
+def machine_bounds(name: str) -> tuple[float | None, float | None]:
+    """A numeric setting's lowest and highest value on this machine: the field's bounds, with
+    threads capped at the cores present."""
+    info = field_info(name)
+    high = default_threads() if name == "threads" else info["max"]
+    return info["min"], high
+
+
+def parse_value(name: str, raw: str) -> Any:
+    """One setting written as text (a link's query parameter), checked like a CLI argument:
+    its type (finite numbers only) and its choices. Bounds are `clamp`'s job."""
+    info = field_info(name)
+    kind = info["type"]
+    value: Any = raw
+    if kind is not str:
+        try:
+            value = kind(raw.strip())
+        except (ValueError, OverflowError):
+            raise InvalidSpecError(f"not {'a whole number' if kind is int else 'a number'}") \
+                from None
+        if not math.isfinite(value):
+            raise InvalidSpecError("not a finite number")
+    if info["choices"] and value not in info["choices"]:
+        raise InvalidSpecError(f"choose from {', '.join(info['choices'])}")
+    return value
+
+
+def clamp(name: str, value: Any) -> tuple[Any, str | None]:
+    """A numeric value moved into this machine's range, with a note saying so (None if kept)."""
+    low, high = machine_bounds(name)
+    if low is not None and value < low:
+        return type(value)(low), f"below the lowest value {low}, so {low} is used"
+    if high is not None and value > high:
+        why = f"this machine has {high} cores" if name == "threads" else \
+            f"above the highest value {high}"
+        return type(value)(high), f"{why}, so {high} is used"
+    return value, None

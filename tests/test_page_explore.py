@@ -115,7 +115,7 @@ def test_a_link_opens_explore_with_two_factors_and_refuses_bad_values():
     at.switch_page(EXPLORE).run()
     assert not at.exception and not at.sidebar.warning
     assert at.radio(key="explore_mode").value == "two factors (heatmap)"
-    assert at.text_input(key="explore_values_0_batch").value == "1,4"
+    assert at.text_input(key="explore_values_0_batch").value == "1, 4"
     assert at.multiselect(key="explore_values_1_dtype").value == ["float32", "bfloat16"]
     assert at.selectbox(key="explore_heatmap_metric").value == "ttft_s"
     assert not at.warning                     # no "default and session state" conflict
@@ -124,6 +124,18 @@ def test_a_link_opens_explore_with_two_factors_and_refuses_bad_values():
     damaged.query_params.update({"factor": "batch", "values": "1,zero"})
     damaged.run()
     assert "values of batch size = '1,zero'" in plain(damaged.sidebar.warning[0].value)
+
+
+def test_link_factor_values_outside_this_machine_are_moved_into_range_with_a_note():
+    at = AppTest.from_file(ENTRY, default_timeout=120)
+    at.query_params.update({"factor": "batch", "values": "1,2,99999,0"})
+    at.run()
+    at.switch_page(EXPLORE).run()
+    assert not at.exception
+    note = plain(at.sidebar.warning[0].value)
+    assert "99999 is above the highest value 64, so 64 is used" in note
+    assert "0 is below the lowest value 1, so 1 is used" in note
+    assert at.text_input(key="explore_values_0_batch").value == "1, 2, 64"
 
 
 def test_points_measured_while_other_programs_took_the_cpu_are_flagged(app, fake_backend):

@@ -174,14 +174,15 @@ def test_shared_link_fills_the_widgets_without_running():
                for c in codes)
 
 
-def test_out_of_range_link_value_is_refused_with_a_note():
+def test_out_of_range_link_value_is_moved_into_range_with_a_note():
     at = AppTest.from_file(ENTRY, default_timeout=120)
     at.query_params.update({"prompt_tokens": "9999999", "batch_size": "3"})
     at.run()
     assert not at.exception
     note = plain(at.sidebar.warning[0].value)
-    assert "Prompt length (tokens) = '9999999'" in note and "between" in note
-    assert at.number_input(key="setting_prompt_tokens").value == 64     # its default, unchanged
+    assert "Prompt length (tokens) = '9999999': above the highest value 131072, so 131072 " \
+        "is used" in note
+    assert at.number_input(key="setting_prompt_tokens").value == 131072
     assert at.slider(key="setting_batch_size").value == 3
     next(b for b in at.sidebar.button if b.label == "OK, hide this").click().run()
     assert not at.sidebar.warning
@@ -242,3 +243,48 @@ def test_classroom_second_run_of_one_visitor_is_told_to_wait(app, monkeypatch, c
     assert not any("already have a run" in w.value for w in app.warning)
     assert len(app.get("plotly_chart")) == 1
     assert turns.active(owner) is None
+
+
+# --- hostile links (issue 10, finding 3) --------------------------------------------------------
+
+@pytest.mark.parametrize("params, setting, value, words", [
+    ({"batch_size": "-1"}, "batch_size", 1, "Batch size = '-1': below the lowest value 1, so 1 "
+                                            "is used"),
+    ({"batch_size": "1000"}, "batch_size", 64, "above the highest value 64, so 64 is used"),
+    ({"new_tokens": "99999"}, "new_tokens", 512, "above the highest value 512, so 512 is used"),
+    ({"threads": "9999"}, "threads", None, "cores, so"),
+    ({"min_duration_s": "nan"}, "min_duration_s", 1.0, "not a finite number; it keeps its "
+                                                      "default"),
+    ({"repetitions": "1e3"}, "repetitions", 5, "not a whole number; it keeps its default"),
+    ({"attention": "fastest"}, "attention", "sdpa", "choose from sdpa, eager; it keeps"),
+    ({"device": "tpu"}, "device", "cpu", "choose from cpu, cuda, mps; it keeps"),
+    ({"batch_size": "9" * 5000}, "batch_size", 1, "not a whole number"),
+])
+def test_every_link_value_is_checked_like_a_cli_argument(params, setting, value, words):
+    from lib.spec import default_threads
+    at = AppTest.from_file(ENTRY, default_timeout=120)
+    at.query_params.update(params)
+    at.run()
+    assert not at.exception and not at.error
+    assert len(at.sidebar.warning) == 1                     # one notice, naming the value
+    assert words in plain(at.sidebar.warning[0].value)
+    widget = next(w for w in at.sidebar if getattr(w, "key", None) == f"setting_{setting}") \
+        if setting != "threads" else at.slider(key="setting_threads")
+    assert widget.value == (default_threads() if value is None else value)
+    assert "No results yet" in at.info[0].value             # a link never starts a run
+
+
+def test_markdown_in_a_linked_model_id_is_shown_as_text():
+    at = AppTest.from_file(ENTRY, default_timeout=120)
+    at.query_params.update({
+        "model_id": "[Your session expired - click here](https://evil.example/login)"})
+    at.run()
+    assert not at.exception
+    message = at.sidebar.error[0].value
+    # Shown, but every bracket, parenthesis and colon escaped: no link, no bare URL to click.
+    assert "[Your session expired - click here](https:/evil.example/login)" in plain(message)
+    assert "](" not in message and "https:" not in message      # (the path lost one slash)
+    image = AppTest.from_file(ENTRY, default_timeout=120)
+    image.query_params.update({"model_id": "![x](https://tracker.example/pixel.png)"})
+    image.run()
+    assert "![" not in image.sidebar.error[0].value

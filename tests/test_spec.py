@@ -70,3 +70,25 @@ def test_field_info_carries_what_a_widget_needs():
     assert field_info("dtype")["widget"] == "select"
     assert field_info("prompt_tokens")["step"] == 8
     assert field_info("prompt_text")["widget"] == "text" and field_info("prompt_text")["type"] is str
+
+
+def test_parse_value_checks_type_finiteness_and_choices():
+    from lib.spec import parse_value
+    assert parse_value("batch_size", " 8 ") == 8 and parse_value("min_duration_s", "0.5") == 0.5
+    for name, raw, words in [("batch_size", "two", "not a whole number"),
+                             ("batch_size", "1.5", "not a whole number"),
+                             ("min_duration_s", "nan", "not a finite number"),
+                             ("min_duration_s", "-inf", "not a finite number"),
+                             ("dtype", "float64", "choose from float32")]:
+        with pytest.raises(InvalidSpecError, match=words):
+            parse_value(name, raw)
+
+
+def test_clamp_moves_values_into_this_machines_range():
+    from lib.spec import clamp, default_threads
+    assert clamp("batch_size", 8) == (8, None)
+    assert clamp("batch_size", 0) == (1, "below the lowest value 1, so 1 is used")
+    assert clamp("new_tokens", 10**30)[0] == 512
+    assert clamp("threads", 10_000) == (default_threads(),
+                                        f"this machine has {default_threads()} cores, so "
+                                        f"{default_threads()} is used")

@@ -25,7 +25,8 @@ COOKIE = "_streamlit_xsrf"
 def _client() -> tuple[str | None, str | None, bool]:
     """(browser cookie, session id, host code entered) of this session; tests replace it."""
     ctx = get_script_run_ctx()
-    return (st.context.cookies.get(COOKIE), ctx.session_id if ctx else None,
+    cookie = st.context.cookies.get(COOKIE)
+    return (cookie if isinstance(cookie, str) else None, ctx.session_id if ctx else None,
             bool(st.session_state.get(state.HOST_GRANTED)))
 
 

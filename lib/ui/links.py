@@ -1,9 +1,11 @@
 """Shareable links: a page's settings in its URL, restored once per browser session.
 
 Opening a link fills the sidebar (and Explore's mode, factors, values and heatmap metric) from
-the query parameters; it never starts a run by itself. A value that can't be used (damaged, out
-of range, a model path in classroom mode) is refused with a note in the sidebar saying which and
-why, and that setting keeps its default: nothing is silently changed into something else.
+the query parameters; it never starts a run by itself. Each parameter is checked like the CLI
+argument of the same RunSpec field: a value that is not one at all (damaged, an unknown choice, a
+model path in classroom mode) is ignored and that setting keeps its default; a number outside
+this machine's range is moved to the nearest end of it. Either way one note in the sidebar says
+which and why: nothing is silently changed into something else.
 
 `build_share_link` is the pure part: the link is built from the address the browser used, and
 when that address is loopback (localhost, 127.0.0.1, ::1), which on a student's computer means
@@ -22,7 +24,7 @@ import streamlit as st
 from lib import classroom, devices, sweep, text
 from lib.errors import ExplorerError
 from lib.models import catalog
-from lib.spec import RunSpec, default_threads, field_info, field_names
+from lib.spec import RunSpec, clamp, field_info, field_names, parse_value
 from lib.ui import state
 
 EXPLORE_MODES = {"one": "one factor", "two": "two factors (heatmap)"}
@@ -101,7 +103,7 @@ def restore_from_link() -> None:
     notes = st.session_state.get(state.LINK_NOTES)
     if notes:
         box = st.sidebar.container(border=True)
-        box.warning("This link had settings that could not be used; they keep their defaults:\n"
+        box.warning("This link had settings that could not be used as they were:\n"
                     + "\n".join(f"- {text.md(note)}" for note in notes))
         if box.button("OK, hide this", key="link_notes_ok"):
             st.session_state[state.LINK_NOTES] = []
@@ -115,10 +117,12 @@ def _apply(params: dict[str, str]) -> list[str]:
         if name not in params:
             continue
         raw = params[name]
+        shown = text.one_line(repr(raw), 80)
+        label = field_info(name)["label"]
         if name == "model_id":
             entry = catalog.CATALOG.get(raw)
             if entry is None and in_class:
-                notes.append(f"model {raw!r}: classroom mode runs only the listed models.")
+                notes.append(f"model {shown}: classroom mode runs only the listed models.")
                 continue
             group = entry.weights if entry else catalog.OWN
             st.session_state[state.MODEL_GROUP] = group
@@ -126,28 +130,29 @@ def _apply(params: dict[str, str]) -> list[str]:
                              else state.model_choice(group)] = raw
             continue
         try:
-            value = _checked(name, raw)
-        except (ValueError, ExplorerError) as exc:
-            notes.append(f"{field_info(name)['label']} = {raw!r}: {exc}")
+            value, clamped = _checked(name, raw)
+        except ExplorerError as exc:
+            notes.append(f"{label} = {shown}: {str(exc).rstrip('.')}; it keeps its default.")
             continue
+        if clamped:
+            notes.append(f"{label} = {shown}: {clamped}.")
         st.session_state[state.setting(name)] = value
     notes += _apply_explore(params, in_class)
     return notes
 
 
-def _checked(name: str, raw: str):
-    info = field_info(name)
-    try:
-        value = info["type"](raw)
-    except ValueError:
-        kind = {int: "a whole number", float: "a number"}.get(info["type"], "text")
-        raise ValueError(f"not {kind}") from None
-    RunSpec().replace(**{name: value})           # the spec's own bounds and choices, its words
-    if name == "threads" and value > default_threads():
-        raise ValueError(f"this machine has {default_threads()} cores")
+def _checked(name: str, raw: str) -> tuple[object, str | None]:
+    """The value a link's parameter asks for, as a CLI argument would be checked (the same
+    RunSpec metadata): refused when it is not a value of the setting at all, moved into this
+    machine's range (with the reason) when it is one but out of range."""
+    value = parse_value(name, raw)
+    note = None
+    if field_info(name)["type"] is not str:
+        value, note = clamp(name, value)
     if name == "device" and value not in devices.available_devices():
-        raise ValueError("this machine has no such device")
-    return value
+        raise ExplorerError("this machine has no such device")
+    RunSpec().replace(**{name: value})           # anything else the spec itself refuses
+    return value, note
 
 
 def _apply_explore(params: dict[str, str], in_class: bool) -> list[str]:
@@ -157,39 +162,59 @@ def _apply_explore(params: dict[str, str], in_class: bool) -> list[str]:
         if mode in EXPLORE_MODES:
             state.keep(state.EXPLORE_MODE, EXPLORE_MODES[mode])
         else:
-            notes.append(f"mode = {mode!r}: use 'one' or 'two'.")
+            notes.append(f"mode = {text.one_line(repr(mode), 80)}: use 'one' or 'two'.")
     for index, (factor_key, values_key) in enumerate((("factor", "values"),
                                                        ("factor2", "values2"))):
         if factor_key not in params:
             continue
         factor = sweep.FACTORS.get(params[factor_key])
         if factor is None:
-            notes.append(f"{factor_key} = {params[factor_key]!r}: not a factor "
+            notes.append(f"{factor_key} = {text.one_line(repr(params[factor_key]), 80)}: not a factor "
                          f"({', '.join(sweep.FACTORS)}).")
             continue
         state.keep(state.explore_factor(index), factor.name)
         if values_key not in params:
             continue
+        shown = text.one_line(repr(params[values_key]), 80)
         try:
             values = _factor_values(factor, params[values_key], in_class)
         except ExplorerError as exc:
-            notes.append(f"values of {factor.label} = {params[values_key]!r}: {exc}")
+            notes.append(f"values of {factor.label} = {shown}: {str(exc).rstrip('.')}; the "
+                         "default values are used.")
             continue
-        state.keep(state.explore_values(index, factor.name),
-                   params[values_key] if factor.numeric else values)
+        if factor.numeric:
+            values, moved = _clamped_values(factor, values)
+            if moved:
+                notes.append(f"values of {factor.label} = {shown}: {moved}.")
+            values = ", ".join(str(v) for v in values)       # what the text box holds
+        state.keep(state.explore_values(index, factor.name), values)
     metric = params.get("metric")
     if metric is not None:
         if metric in HEATMAP_METRICS:
             state.keep(state.HEATMAP_METRIC, metric)
         else:
-            notes.append(f"metric = {metric!r}: choose from {', '.join(HEATMAP_METRICS)}.")
+            notes.append(f"metric = {text.one_line(repr(metric), 80)}: choose from "
+                         f"{', '.join(HEATMAP_METRICS)}.")
     return notes
 
 
-def _factor_values(factor: sweep.Factor, text: str, in_class: bool) -> list:
+def _clamped_values(factor: sweep.Factor, values: list) -> tuple[list, str | None]:
+    """Numeric factor values moved into this machine's range (duplicates dropped), and a note
+    naming the ones that moved."""
+    kept, moved = [], []
+    for value in values:
+        new, why = clamp(factor.field, value)
+        if why:
+            moved.append(f"{value} is {why}")
+        if new not in kept:
+            kept.append(new)
+    return kept, "; ".join(moved) or None
+
+
+def _factor_values(factor: sweep.Factor, typed: str, in_class: bool) -> list:
     if factor.numeric:
-        return sweep.parse_values(factor, text)
-    values = [v.strip() for v in text.split(",") if v.strip()]
+        return sweep.parse_values(factor, typed)
+    values = [v.strip() for v in typed.split(",") if v.strip()]
     options = {"model": list(catalog.CATALOG), "device": devices.available_devices(),
                "dtype": devices.supported_dtypes("cpu")}.get(factor.name) \
         or list(factor.default_values())

@@ -12,13 +12,13 @@ from typing import Any
 
 import streamlit as st
 
-from lib import backends, classroom, devices, modelcard, runner, sweep, text
+from lib import backends, devices, modelcard, runner, sweep, text
 from lib.errors import ExplorerError
 from lib.metrics import format_bytes
 from lib.models import catalog
 from lib.models.shapes import shapes
 from lib.spec import RunSpec, default_threads, field_info
-from lib.ui import state
+from lib.ui import access, state
 from lib.ui.links import restore_from_link
 from lib.ui.running import model_cache
 
@@ -104,8 +104,8 @@ def current_spec() -> RunSpec | None:
 
 def _model_picker() -> tuple[str | None, catalog.CatalogEntry | None]:
     """Group (trained / random / own), then the model; the user's own model is typed in.
-    Classroom mode offers the catalog only: no paths or hub ids typed in by visitors."""
-    groups = [g for g in catalog.GROUPS if g != catalog.OWN or not classroom.enabled()]
+    Classroom mode offers visitors the catalog only: paths and hub ids are the host's."""
+    groups = [g for g in catalog.GROUPS if g != catalog.OWN or access.is_host()]
     if st.session_state.get(state.MODEL_GROUP) not in groups:
         st.session_state.pop(state.MODEL_GROUP, None)
     group = st.radio("Kind of model", options=groups, format_func=GROUP_LABELS.get,
