@@ -148,3 +148,34 @@ class Attempts:
     def succeeded(self, address: str | None) -> None:
         with self._lock:
             self._failures.pop(address or "", None)
+
+
+PASS_HOURS = 12.0              # a browser that entered a code is remembered for a school day
+
+
+class Passes:
+    """Browsers that entered a code, so a reload or a new tab does not ask again.
+
+    Keyed by the one-way owner id of the browser's cookie (`lib.classroom.owner_id`), which
+    only that browser holds; kept in server memory, so a restart asks everyone again.
+    Thread-safe."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._until: dict[tuple[str, str], float] = {}
+
+    def grant(self, browser: str | None, what: str) -> None:
+        if browser:
+            with self._lock:
+                self._until[(browser, what)] = self._clock() + PASS_HOURS * 3600
+
+    def holds(self, browser: str | None, what: str) -> bool:
+        if not browser:
+            return False
+        with self._lock:
+            return self._until.get((browser, what), 0.0) > self._clock()
+
+    def revoke(self, browser: str | None, what: str) -> None:
+        with self._lock:
+            self._until.pop((browser or "", what), None)

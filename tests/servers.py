@@ -12,9 +12,16 @@ import contextlib
 import ctypes
 import os
 import signal
+import socket
 import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
 
 PR_SET_PDEATHSIG = 1
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def die_with_parent() -> None:
@@ -31,3 +38,39 @@ def stop(process: subprocess.Popen, timeout_s: float = 20) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=timeout_s)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def streamlit_app(log_path: Path, env: dict[str, str], args: list[str] = (),
+                  port: int | None = None) -> Iterator[int]:
+    """`streamlit run app.py` from the repository root, as a user starts it, plus `args`;
+    yields its port once /_stcore/health answers (checked on 127.0.0.1)."""
+    port = port or free_port()
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.headless", "true", *args],
+            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
+                                            timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("Streamlit did not start:\n" + log_path.read_text()) \
+                        from None
+                time.sleep(0.5)
+        yield port
+    finally:
+        stop(process)

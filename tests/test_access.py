@@ -71,3 +71,19 @@ def test_wrong_codes_make_one_address_wait_longer_and_longer():
     assert attempts.wait_s("192.0.2.9") == access.MAX_WAIT_S
     now[0] += access.FORGET_AFTER_S + 1
     assert attempts.wait_s("192.0.2.9") == 0
+
+
+def test_passes_remember_a_browser_for_a_day_and_can_be_revoked():
+    now = [0.0]
+    passes = access.Passes(clock=lambda: now[0])
+    passes.grant("browser-a", "access")
+    assert passes.holds("browser-a", "access")
+    assert not passes.holds("browser-a", "host") and not passes.holds("browser-b", "access")
+    assert not passes.holds(None, "access")
+    passes.grant(None, "access")                  # no cookie: nothing to remember it by
+    assert not passes.holds(None, "access")
+    now[0] += access.PASS_HOURS * 3600 + 1
+    assert not passes.holds("browser-a", "access")
+    passes.grant("browser-a", "host")
+    passes.revoke("browser-a", "host")
+    assert not passes.holds("browser-a", "host")

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 import servers
+from conftest import CLASSROOM_ACCESS_CODE, CLASSROOM_HOST_CODE
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -41,39 +37,13 @@ def _require_browser() -> None:
         pytest.skip("Chromium or Playwright not installed (scripts/setup.sh --test installs them)")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, model_cache_dir):
     _require_browser()
-    port = _free_port()
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
     env = dict(os.environ, ILE_CACHE_DIR=str(model_cache_dir))
-    with open(log, "w") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true"],
-            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-            preexec_fn=servers.die_with_parent)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("Streamlit did not start:\n" + log.read_text()) from None
-                time.sleep(0.5)
-        yield url
-    finally:
-        servers.stop(process)
+    with servers.streamlit_app(log, env) as port:          # the project's config: 127.0.0.1
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture
@@ -294,32 +264,13 @@ def classroom_server(tmp_path, model_cache_dir):
         measurement = fake_runner(spec)
         ids[name] = history.save_run(measurement, stats.summarize(measurement), store)[0]
     store.set_shared(ids["shared"], True)
-    port = _free_port()
     log = tmp_path / "streamlit.log"
     env = dict(os.environ, ILE_CACHE_DIR=str(model_cache_dir), ILE_CLASSROOM="1",
-               ILE_DATA_DIR=str(tmp_path / "data"))
-    with open(log, "w") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-             "--server.address", "0.0.0.0", "--server.headless", "true"],
-            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-            preexec_fn=servers.die_with_parent)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
-                                            timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("Streamlit did not start:\n" + log.read_text()) from None
-                time.sleep(0.5)
+               ILE_DATA_DIR=str(tmp_path / "data"), ILE_ACCESS_CODE=CLASSROOM_ACCESS_CODE,
+               ILE_HOST_CODE=CLASSROOM_HOST_CODE)
+    with servers.streamlit_app(log, env, ["--server.address", "0.0.0.0"]) as port:
         yield {"host": f"http://127.0.0.1:{port}", "student": f"http://{network}:{port}",
                "network": network, "port": port, "store": store, "ids": ids}
-    finally:
-        servers.stop(process)
 
 
 def _open_history(page, url):
@@ -328,6 +279,13 @@ def _open_history(page, url):
     page.get_by_role("link", name="History").click()
     page.get_by_text("Classroom mode").first.wait_for(timeout=60_000)
     page.wait_for_timeout(500)
+
+
+def _enter_code(page, label: str, code: str, button: str) -> None:
+    box = page.get_by_label(label)
+    box.wait_for(timeout=60_000)
+    box.fill(code)
+    page.get_by_role("button", name=button).click()
 
 
 def _select_first_row(page):
@@ -344,8 +302,13 @@ def test_classroom_host_and_student_see_and_do_different_things(classroom_server
     host = browser.new_context(viewport={"width": 1400, "height": 2000}).new_page()
     student = browser.new_context(viewport={"width": 1400, "height": 2000}).new_page()
 
-    # The student (another computer): no "your own model", and only the shared entry.
+    # The student (another computer): the access code first; then no "your own model", and
+    # only the shared entry.
     student.goto(server["student"])
+    assert student.get_by_role("button", name="Run").count() == 0
+    _enter_code(student, "Access code", "wrong-code", "Enter")
+    student.get_by_text("That is not the access code").wait_for(timeout=30_000)
+    _enter_code(student, "Access code", CLASSROOM_ACCESS_CODE, "Enter")
     student.get_by_role("button", name="Run").wait_for(timeout=60_000)
     student.get_by_text("Famous architectures, random weights").wait_for()
     assert student.get_by_text("Your own model").count() == 0
@@ -360,14 +323,19 @@ def test_classroom_host_and_student_see_and_do_different_things(classroom_server
     assert student.get_by_text("run: smollm2-135m-instruct, batch 4").count() == 0
     student.screenshot(path=str(ARTIFACTS / "classroom-student.png"), full_page=True)
 
-    # The host (this computer): everything, a share button, and a link students can open.
+    # The host: the access code, then the host code in the sidebar; then everything, a share
+    # button, and a link students can open.
     host.goto(server["host"])
+    _enter_code(host, "Access code", CLASSROOM_ACCESS_CODE, "Enter")
     host.get_by_role("button", name="Run").wait_for(timeout=60_000)
+    host.get_by_text("Host", exact=True).click()
+    _enter_code(host, "Host code", CLASSROOM_HOST_CODE, "Sign in as host")
+    host.get_by_text("Your own model", exact=True).wait_for(timeout=30_000)
     host.get_by_text("Share these settings").click()
     host.get_by_text(f"http://{server['network']}:{server['port']}").first.wait_for()
     host.get_by_text("their own computer").wait_for()
     _open_history(host, server["host"])
-    host.get_by_text("you are the host").wait_for()
+    host.get_by_text("Classroom mode, and you are the host").wait_for()
     _select_first_row(host)                                   # the newest: the private one
     host.get_by_text(f"#{server['ids']['private']}: run:").wait_for(timeout=30_000)
     host.get_by_role("button", name="Share with the class").click()

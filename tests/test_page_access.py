@@ -18,9 +18,11 @@ pytestmark = pytest.mark.usefixtures("fake_backend")
 
 @pytest.fixture(autouse=True)
 def _fresh_attempts():
-    access_ui.attempts.clear()            # wrong codes of one test don't slow the next
+    for remembered in (access_ui.attempts, access_ui.passes):
+        remembered.clear()                # one test's codes neither slow nor open the next
     yield
-    access_ui.attempts.clear()
+    for remembered in (access_ui.attempts, access_ui.passes):
+        remembered.clear()
 
 
 def open_app(**query):
@@ -112,3 +114,17 @@ def test_an_unexpected_error_is_logged_not_shown(monkeypatch, caplog):
     record = next(r for r in caplog.records if "unexpected error" in r.getMessage())
     assert "secret/path exploded" in record.exc_text and record.getMessage().split()[-1][:-1] \
         in message
+
+
+def test_a_browser_that_entered_the_codes_is_not_asked_again(classroom_on, monkeypatch):
+    from lib.ui import classroom as classroom_ui
+    monkeypatch.setattr(classroom_ui, "_client", lambda: ("dana-cookie", "s1", False))
+    at = open_app()
+    enter_code(at, CLASSROOM_ACCESS_CODE)
+    enter_code(at, CLASSROOM_HOST_CODE, key="host_code_input", button="Sign in as host")
+    again = open_app()                                  # a reload: a new session, same cookie
+    assert any(b.label == "Run" for b in again.button)
+    assert again.session_state[state.HOST_GRANTED]
+    monkeypatch.setattr(classroom_ui, "_client", lambda: ("eve-cookie", "s2", False))
+    other = open_app()                                  # another browser is still asked
+    assert "Enter the access code" in other.info[0].value

@@ -32,19 +32,20 @@ def run_app() -> None:
     the browser as one plain message with a reference to find it in the log: no server paths or
     code go to the browser (`client.showErrorDetails = "none"` covers what escapes even this).
     """
-    from lib.ui.access import admit, host_sign_in
+    from lib.ui.access import admitted, door, host_sign_in
     from lib.ui.sidebar import settings_sidebar
 
     PagesManager.uses_pages_directory = False      # see require_router
     st.set_page_config(page_title="Inference Latency Explorer", page_icon="⏱️", layout="wide")
-    admitted = admit()
+    admitted_now = admitted()
     page = st.navigation([
         st.Page(PAGES_DIR / "playground.py", title="Playground", icon=":material/play_arrow:",
                 default=True),
         st.Page(PAGES_DIR / "explore.py", title="Explore factors", icon=":material/show_chart:"),
         st.Page(PAGES_DIR / "history.py", title="History", icon=":material/history:"),
-    ], position="sidebar" if admitted else "hidden")
-    if not admitted:
+    ], position="sidebar" if admitted_now else "hidden")
+    door(admitted_now)
+    if not admitted_now:
         return
     _routing.active = True
     try:

@@ -1,8 +1,9 @@
-"""The door of the web app: `admit()` runs before any page or sidebar is drawn.
+"""The door of the web app: `admitted()` and `door()` run before any page or sidebar is drawn.
 
 It applies `lib.access.decide` to this browser session: local use passes straight through,
 other computers are turned away unless classroom mode is on, and in classroom mode the access
-code is asked for once per browser session. `host_sign_in()` is the sidebar box where the
+code is asked for once per browser (remembered for a school day by the browser's cookie, so a
+reload or a new tab does not ask again: `passes()`). `host_sign_in()` is the sidebar box where the
 person running a classroom enters the host code to unlock host actions for their session.
 Wrong codes are counted per client address server-wide (`attempts()`), so opening many tabs
 does not give more guesses.
@@ -17,6 +18,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from lib import access, classroom, text
+from lib.ui import classroom as classroom_ui
 from lib.ui import state
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,17 @@ log = logging.getLogger(__name__)
 @st.cache_resource(show_spinner=False)
 def attempts() -> access.Attempts:
     return access.Attempts()
+
+
+@st.cache_resource(show_spinner=False)
+def passes() -> access.Passes:
+    return access.Passes()
+
+
+def _browser() -> str | None:
+    """This browser's one-way id (from its cookie), None without a cookie."""
+    cookie = classroom_ui._client()[0]
+    return classroom.owner_id(cookie, None) if cookie else None
 
 
 def _secrets() -> dict:
@@ -45,24 +58,43 @@ def client_address() -> str | None:
     return address if isinstance(address, str) else None
 
 
-def admit() -> bool:
-    """True when this session may see the app; otherwise the reason or the code form is shown."""
-    decision = access.decide(client_address(), st.get_option("server.address"),
-                             classroom.enabled(), codes())
+def _decision() -> access.Decision:
+    return access.decide(client_address(), st.get_option("server.address"),
+                         classroom.enabled(), codes())
+
+
+def admitted() -> bool:
+    """Whether this session may see the app now (draws nothing: the router calls it before
+    `st.navigation`, which must come before any element)."""
+    decision = _decision()
     if not decision.allowed:
-        st.title("Inference Latency Explorer")
+        return False
+    if not decision.needs_code:
+        return True
+    browser = _browser()
+    if passes().holds(browser, "access"):
+        st.session_state[state.ACCESS_GRANTED] = True
+        if passes().holds(browser, "host"):
+            st.session_state[state.HOST_GRANTED] = True
+    return bool(st.session_state.get(state.ACCESS_GRANTED))
+
+
+def door(admitted_now: bool) -> None:
+    """What this session sees at the door: the refusal, the code form, or (let in) a warning
+    when the app is listening on the network without classroom mode."""
+    decision = _decision()
+    if admitted_now:
+        if decision.message:
+            st.warning(text.md(decision.message))
+        return
+    st.title("Inference Latency Explorer")
+    if not decision.allowed:
         st.error(text.md(decision.message))
-        return False
-    if decision.needs_code and not st.session_state.get(state.ACCESS_GRANTED):
+    else:
         _code_form()
-        return False
-    if decision.message:
-        st.warning(text.md(decision.message))
-    return True
 
 
 def _code_form() -> None:
-    st.title("Inference Latency Explorer")
     st.info("This app is open to a classroom. Enter the access code the person running it gave "
             "you.")
     with st.form("access_code_form"):
@@ -71,6 +103,7 @@ def _code_form() -> None:
     if entered:
         if _check(given, codes().access, "access"):
             st.session_state[state.ACCESS_GRANTED] = True
+            passes().grant(_browser(), "access")
             st.rerun()
 
 
@@ -102,10 +135,11 @@ def host_sign_in() -> None:
         return
     with st.sidebar.expander("Host" + (" (signed in)" if is_host() else "")):
         if is_host():
-            st.caption("You are the host in this browser tab: you see everyone's results, "
+            st.caption("You are the host in this browser: you see everyone's results, "
                        "share them with the class, and may use your own model folders.")
             if st.button("Sign out as host", key="host_sign_out"):
                 st.session_state[state.HOST_GRANTED] = False
+                passes().revoke(_browser(), "host")
                 st.rerun()
             return
         host_code = codes().host
@@ -120,4 +154,5 @@ def host_sign_in() -> None:
             entered = st.form_submit_button("Sign in as host")
         if entered and _check(given, host_code, "host"):
             st.session_state[state.HOST_GRANTED] = True
+            passes().grant(_browser(), "host")
             st.rerun()
