@@ -128,3 +128,14 @@ def test_a_browser_that_entered_the_codes_is_not_asked_again(classroom_on, monke
     monkeypatch.setattr(classroom_ui, "_client", lambda: ("eve-cookie", "s2", False))
     other = open_app()                                  # another browser is still asked
     assert "Enter the access code" in other.info[0].value
+
+
+def test_codes_can_come_from_the_secrets_file(monkeypatch):
+    monkeypatch.setenv("ILE_CLASSROOM", "1")
+    for name in ("ILE_ACCESS_CODE", "ILE_HOST_CODE"):
+        monkeypatch.delenv(name, raising=False)
+    at = AppTest.from_file(ENTRY, default_timeout=120)
+    at.secrets["access_code"] = "from-the-secrets-file"
+    at.run()
+    enter_code(at, "from-the-secrets-file")
+    assert any(b.label == "Run" for b in at.button)
