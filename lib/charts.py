@@ -8,6 +8,12 @@ around each median is p10–p90 where the point has the samples for it (the perc
 the min–max range otherwise (`table.band_columns`), and the title and hover say which. Noisy
 points (`stats.point_noise`) are ringed (lines) or hatched (bars), with the reason on hover. One
 quantity per y axis, and a log axis is said to double only when its values do.
+
+Plotly renders labels, legends, tick labels and hover text as a subset of HTML, and model ids
+and the labels callers pass in come from users: each goes through `lib.text.html` here, and no
+caller's text goes into a hover template (`%{fullData.name}` names a trace there instead).
+The number of traces doesn't grow with the data: beyond REPETITION_LINES repetitions, the
+per-token chart draws a p10–p90 band instead of one line per repetition.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from lib import text
 from lib.insights import is_noisy, noise_reason
 from lib.metrics import LATENCIES, METRICS, format_number, format_value
 from lib.report import request_latency_rows, token_latency_rows
@@ -32,20 +39,39 @@ from lib.table import Status, band_columns, stat_column
 FAINT = "rgba(99, 110, 250, 0.25)"
 STRONG = "rgb(99, 110, 250)"
 TTFT_COLOR = "rgb(239, 85, 59)"
+# Up to this many repetitions each is its own faint line; beyond, one p10–p90 band stands for
+# them all. One trace per repetition took minutes to build and draw for 20,000 repetitions.
+REPETITION_LINES = 100
+# Encoders: one bar per request up to this many (a run stops at 1000), one line beyond.
+REQUEST_BARS = 1000
 
 
 def token_latency_figure(measurement: Measurement) -> go.Figure:
-    """Latency of every generated token: TTFT for token 1, then each inter-token gap."""
-    frame = pd.DataFrame(token_latency_rows(measurement))
+    """Latency of every generated token: TTFT for token 1, then each inter-token gap. Each
+    repetition is a faint line, or, beyond REPETITION_LINES of them, the band where the middle
+    80% of them lie at each token: at most 4 traces, however many repetitions."""
+    frame = _frame(token_latency_rows(measurement), ("repetition", "token_index", "latency_s"))
     frame["latency_ms"] = frame["latency_s"] * 1000
     figure = go.Figure()
     decode = frame[frame["token_index"] > 1]
-    for repetition, rows in decode.groupby("repetition"):
+    repetitions = len(measurement.repetitions)
+    if repetitions <= REPETITION_LINES:
+        for repetition, rows in decode.groupby("repetition"):
+            figure.add_trace(go.Scatter(
+                x=rows["token_index"], y=rows["latency_ms"], mode="lines",
+                line={"color": FAINT, "width": 1}, name="single repetitions",
+                legendgroup="reps", showlegend=bool(repetition == 1),
+                hovertemplate="token %{x}: %{y:.1f} ms<extra>repetition " + str(repetition)
+                              + "</extra>"))
+    elif not decode.empty:
+        by_token = decode.groupby("token_index")["latency_ms"]
+        low, high = by_token.quantile(0.1), by_token.quantile(0.9)
+        figure.add_trace(go.Scatter(x=high.index, y=high.values, mode="lines", line={"width": 0},
+                                    showlegend=False, hoverinfo="skip", legendgroup="reps"))
         figure.add_trace(go.Scatter(
-            x=rows["token_index"], y=rows["latency_ms"], mode="lines",
-            line={"color": FAINT, "width": 1}, name="single repetitions",
-            legendgroup="reps", showlegend=bool(repetition == 1),
-            hovertemplate="token %{x}: %{y:.1f} ms<extra>repetition " + str(repetition) + "</extra>"))
+            x=low.index, y=low.values, mode="lines", line={"width": 0}, fill="tonexty",
+            fillcolor=FAINT, legendgroup="reps", hoverinfo="skip",
+            name=f"middle 80% of {repetitions:,} repetitions (p10–p90 of each token)"))
     if not decode.empty:
         median = decode.groupby("token_index")["latency_ms"].median().reset_index()
         figure.add_trace(go.Scatter(
@@ -71,14 +97,23 @@ def token_latency_figure(measurement: Measurement) -> go.Figure:
     return figure
 
 
+def _frame(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
+    """These columns of tidy rows, read column by column: for half a million rows (1000
+    repetitions of 512 tokens) a fraction of the time pandas takes reading dicts row by row."""
+    return pd.DataFrame({key: [row[key] for row in rows] for key in columns})
+
+
 def request_latency_figure(measurement: Measurement) -> go.Figure:
-    """Encoders: one bar per timed request (the whole batch in one forward pass)."""
+    """Encoders: one bar per timed request (the whole batch in one forward pass); one line
+    through them beyond REQUEST_BARS requests."""
     frame = pd.DataFrame(request_latency_rows(measurement))
     frame["latency_ms"] = frame["latency_s"] * 1000
     median = frame["latency_ms"].median()
-    figure = go.Figure(go.Bar(
-        x=frame["repetition"], y=frame["latency_ms"], marker_color=STRONG,
-        name="one request", hovertemplate="repetition %{x}: %{y:.1f} ms<extra></extra>"))
+    requests = {"x": frame["repetition"], "y": frame["latency_ms"], "name": "one request",
+                "hovertemplate": "repetition %{x}: %{y:.1f} ms<extra></extra>"}
+    figure = go.Figure(go.Bar(marker_color=STRONG, **requests) if len(frame) <= REQUEST_BARS
+                       else go.Scatter(mode="lines", line={"color": STRONG, "width": 1},
+                                       **requests))
     figure.add_hline(y=median, line_dash="dash", line_color=TTFT_COLOR,
                      annotation_text=f"median {median:.1f} ms")
     figure.update_layout(
@@ -106,8 +141,9 @@ def _measured(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _x(measured: pd.DataFrame, factor: Factor) -> pd.Series:
+    """The factor's values to draw: numbers, or categories as Plotly shows text (escaped)."""
     values = measured[factor.column]
-    return values if factor.numeric else values.astype(str)
+    return values if factor.numeric else values.astype(str).map(text.html)
 
 
 def _records(measured: pd.DataFrame) -> list[dict[str, Any]]:
@@ -157,8 +193,8 @@ def series(measured: pd.DataFrame, factor: Factor, metric: str) -> Series:
         spread = f"{format_value(metric, low)} – {format_value(metric, high)}"
         spread = (f"p10–p90 {spread}, n={n}" if kind == "p10–p90" else
                   f"range of {n} sample{'s' if n != 1 else ''}: {spread}")
-        text = f"{format_value(metric, median)} ({spread})"
-        hovers.append(text + (f"<br>⚠ noisy: {noise_reason(row)}" if is_noisy(row) else ""))
+        words = f"{format_value(metric, median)} ({spread})"
+        hovers.append(words + (f"<br>⚠ noisy: {noise_reason(row)}" if is_noisy(row) else ""))
     return Series(list(_x(measured, factor)), medians, lows, highs, kinds, hovers,
                   [is_noisy(row) for row in records])
 
@@ -196,7 +232,7 @@ def _draw(figure: go.Figure, s: Series, name: str, color: str, factor: Factor,
     """One metric: bars with error bars for a categorical factor; for a numeric one a line
     through the medians, with a shaded band (or error bars where several lines overlap) and a
     ring around each noisy point."""
-    hover = f"{name}: %{{customdata}}<extra></extra>"
+    hover = "%{fullData.name}: %{customdata}<extra></extra>"
     if not factor.numeric:
         figure.add_trace(go.Bar(
             x=s.x, y=s.median, name=name, legendgroup=name, error_y=s.errors(),
@@ -373,20 +409,20 @@ def sweep_heatmap_figure(frame: pd.DataFrame, factor_x: Factor, factor_y: Factor
     xs = sorted(measured[factor_x.column].unique())
     ys = sorted(measured[factor_y.column].unique())
     cells = {(row[factor_x.column], row[factor_y.column]): row for row in _records(measured)}
-    z, text, hover = [], [], []
+    z, written, hover = [], [], []
     for y in ys:
-        z.append([]), text.append([]), hover.append([])
+        z.append([]), written.append([]), hover.append([])
         for x in xs:
             row = cells.get((x, y), {})
             value = row.get(metric)
             z[-1].append(None if value is None else value * scale)
             mark = " ⚠" if is_noisy(row) else ""
-            text[-1].append("" if value is None else format_number(value * scale) + mark)
+            written[-1].append("" if value is None else format_number(value * scale) + mark)
             hover[-1].append("not measured" if value is None else format_value(metric, value)
                              + (f"<br>⚠ noisy: {noise_reason(row)}" if mark else ""))
     figure = go.Figure(go.Heatmap(
-        z=z, x=[str(v) for v in xs], y=[str(v) for v in ys], colorscale="Viridis",
-        text=text, texttemplate="%{text}", colorbar={"title": unit}, customdata=hover,
+        z=z, x=[text.html(v) for v in xs], y=[text.html(v) for v in ys], colorscale="Viridis",
+        text=written, texttemplate="%{text}", colorbar={"title": unit}, customdata=hover,
         hovertemplate=f"{label_x} %{{x}}, {label_y} %{{y}}: %{{customdata}}<extra></extra>"))
     noisy_note = " (⚠ = noisy point: hover it for why)" if any(
         is_noisy(row) for row in cells.values()) else ""
@@ -419,7 +455,8 @@ def compare_runs_figure(labelled: list[tuple[str, Summary]]) -> go.Figure:
             else:
                 hover.append("not measured")
         figure.add_trace(go.Bar(
-            x=[label for label, _ in labelled], y=values, name=name, marker_color=color,
+            x=[text.html(label) for label, _ in labelled], y=values, name=name,
+            marker_color=color,
             error_y={"type": "data", "symmetric": False, "array": up, "arrayminus": down,
                      "color": "rgba(60, 60, 60, 0.7)"},
             customdata=hover, hovertemplate=f"{name}: %{{customdata}}<extra>%{{x}}</extra>"))
@@ -439,7 +476,7 @@ def compare_sweeps_figure(labelled: list[tuple[str, pd.DataFrame]], factor: Fact
         measured = _measured(frame)
         s = series(measured, factor, metric)
         color = qualitative.Plotly[index % len(qualitative.Plotly)]
-        _draw(figure, s, name, _rgb(color), factor, shaded=False)
+        _draw(figure, s, text.html(name), _rgb(color), factor, shaded=False)
         kinds += s.kinds
         noisy = noisy or any(s.noisy)
         values += list(_x(measured, factor))
@@ -474,7 +511,7 @@ def compare_overview_figure(labelled: list[tuple[str, Summary]]) -> go.Figure:
     figure = make_subplots(rows=1, cols=3, subplot_titles=[title for title, _ in panels])
     colors = {**COLORS, "decode_tokens_per_s": "rgb(0, 160, 120)",
               "total_tokens_per_s": "rgb(171, 99, 250)", "peak_memory_bytes": "rgb(120, 120, 120)"}
-    labels = [label for label, _ in labelled]
+    labels = [text.html(label) for label, _ in labelled]
     for column, (_, names) in enumerate(panels, start=1):
         for name in names:
             metric = METRICS[name]
@@ -503,10 +540,11 @@ def compare_sweeps_metric_figure(labelled: list[tuple[str, pd.DataFrame]], facto
     for name, frame in labelled:
         measured = _measured(frame)
         figure.add_trace(go.Scatter(
-            x=_x(measured, factor), y=measured[metric] * scale, name=name,
+            x=_x(measured, factor), y=measured[metric] * scale, name=text.html(name),
             # categories are dots: a line between two dtypes would suggest values in between
             mode="lines+markers" if factor.numeric else "markers",
-            hovertemplate=f"%{{x}}: %{{y:.1f}} {info.display_unit}<extra>{name}</extra>"))
+            hovertemplate=f"%{{x}}: %{{y:.1f}} {info.display_unit}"
+                          "<extra>%{fullData.name}</extra>"))
     figure.update_xaxes(title=factor.label, type=None if factor.numeric else "category")
     figure.update_layout(title=f"Saved sweeps overlaid: median {info.short_label} vs "
                                f"{factor.label}", yaxis_title=info.display_unit,

@@ -1,4 +1,4 @@
-"""Command line: `python -m lib run|sweep|models|history|export|import|share ...`.
+"""Command line: `python -m lib run|sweep|models|history|export|import|delete|share ...`.
 
 Needs only the engine's dependencies (torch, transformers, psutil), never Streamlit or plotly.
 Every argument is checked before torch or transformers is imported (RunSpec, the model id, the
@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--csv", action="store_true", help="the tidy table as CSV instead")
     imported = commands.add_parser("import", help="add an exported JSON file to the history")
     imported.add_argument("file", help="a file written by `export`")
+    deleted = commands.add_parser("delete", help="remove a saved run or sweep for good")
+    deleted.add_argument("entry_id", type=int, help="the id that `history` shows")
     shared = commands.add_parser(
         "share", help="classroom mode: show a saved run or sweep to every visitor (or stop)")
     shared.add_argument("entry_id", type=int, help="the id that `history` shows")
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "models":
             return _models(as_json=args.json)
-        if args.command in {"history", "export", "import", "share"}:
+        if args.command in {"history", "export", "import", "delete", "share"}:
             return _history(args)
         spec = run_spec.from_arguments(args)
         if args.command == "sweep":
@@ -211,8 +213,8 @@ def _run_sweep(base: RunSpec, factor_values: list, csv_path: str | None) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from lib import history, report, stats, table
-    from lib.store import Store, StoreError
+    from lib import history
+    from lib.store import DamagedEntryError, Store, StoreError
 
     store = Store()
     if args.command == "history":
@@ -230,20 +232,23 @@ def _history(args: argparse.Namespace) -> int:
         print(f"#{args.entry_id} is {'no longer ' if args.off else ''}shared with the class")
         return 0
     if args.command == "export":
-        document = store.export(args.entry_id)
+        try:
+            document = store.export(args.entry_id)
+            opened = history.open_entry(document, args.entry_id)   # the CSV, and a check
+        except DamagedEntryError as exc:
+            raise DamagedEntryError(f"#{args.entry_id}", f"{exc.reason.rstrip('.')}. `python -m "
+                                    f"lib delete {args.entry_id}` removes it.") from None
         if not args.csv:
             return _print_json(document)
-        if document["kind"] == "sweep":
-            sys.stdout.write(table.to_csv(table.rows(history.sweep_from_document(document))))
-        else:
-            measurement = history.measurement_from_document(document)
-            sys.stdout.write(table.to_csv([report.summary_row(
-                measurement, stats.summarize(measurement))]))
+        sys.stdout.write(opened.csv)
         return 0
-    try:
-        with open(args.file) as f:
-            document = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise StoreError(f"Can't read {args.file} as JSON ({exc}).") from exc
-    print(f"imported as #{store.import_document(document)}")
+    if args.command == "delete":
+        if not store.delete(args.entry_id):
+            raise StoreError(f"No saved run or sweep with id {args.entry_id}: `python -m lib "
+                             "history` lists them.")
+        print(f"deleted #{args.entry_id}")
+        return 0
+    from lib import imports
+
+    print(f"imported as #{store.import_document(imports.check_file(args.file).document)}")
     return 0

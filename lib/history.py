@@ -6,7 +6,12 @@ message instead of an error: a measurement is never lost because the history cou
 written. A run's document is `lib.report.to_dict`'s (the raw `lib.results` document plus its
 summary); `measurement_from_document` and `sweep_from_document` rebuild results from raw
 timestamps, so every statistic and chart of a saved result is derived as on the day it was
-measured.
+measured. Both check every field they read (`lib.schema`) and name the one that is wrong.
+
+Opening a saved entry is `open_entry`: everything History shows and exports for it (summary,
+metric cards, the sweep's tidy table, the CSV), built at once, or `DamagedEntryError` saying why
+not. An entry edited by hand or written by another version never reaches a page as a traceback,
+and an import is opened the same way before it is stored (`lib.imports`).
 
 It also says, in words, what an entry is (`entry_label`: the factor varied, its values and the
 models a sweep really ran) and how saved settings differ (`settings_differences`). Every save
@@ -16,12 +21,13 @@ one the entry belongs to the host, as before classroom mode existed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from lib import report, results, stats
+from lib import report, results, schema, stats, table, text
 from lib.results import Measurement
 from lib.spec import RunSpec, field_info
-from lib.store import Store, StoreError
+from lib.store import DamagedEntryError, Store, StoreError
 from lib.sweep import FACTORS, PointResult, SweepResult
 
 # A run's label names these settings; a stack setting is named only when it isn't the default.
@@ -32,8 +38,8 @@ def run_document(measurement: Measurement, summary: stats.Summary) -> dict[str, 
     return report.to_dict(measurement, summary)
 
 
-def measurement_from_document(document: dict[str, Any]) -> Measurement:
-    return results.from_dict(document)
+def measurement_from_document(document: Any, path: str = "") -> Measurement:
+    return results.from_dict(document, path)
 
 
 def sweep_document(base: RunSpec, factors: list[str], planned: int) -> dict[str, Any]:
@@ -48,19 +54,95 @@ def point_document(point: PointResult) -> dict[str, Any]:
             if point.measured else None}
 
 
-def sweep_from_document(document: dict[str, Any]) -> SweepResult:
-    points = []
-    for doc in document.get("points") or []:
-        point = PointResult(values=doc["values"], skipped_reason=doc.get("skipped_reason"),
-                            seconds=doc.get("seconds", 0.0))
-        if doc.get("measurement"):
-            point.measurement = measurement_from_document(doc["measurement"])
-            point.spec = point.measurement.spec
-            point.summary = stats.summarize(point.measurement)
-        points.append(point)
-    return SweepResult(RunSpec(**document["base"]), list(document["factors"]), points=points,
-                       stopped=document.get("status") == "partial",
-                       planned=document.get("planned", len(points)))
+def sweep_from_document(document: Any, path: str = "") -> SweepResult:
+    """A sweep and its points, every field checked (DocumentError names the wrong one). Each
+    point's values must hold a value of the right kind for every factor: the table, labels and
+    charts are drawn from them."""
+    document = schema.mapping(document, path)
+    base = results.spec_from_saved(schema.member(document, "base", path, required=True),
+                                   schema.at(path, "base"))
+    where = schema.at(path, "factors")
+    names = schema.items(schema.member(document, "factors", path, required=True), where)
+    factors = [schema.choice(name, schema.at(where, index), FACTORS)
+               for index, name in enumerate(names)]
+    if not 1 <= len(set(factors)) == len(factors) <= 2:
+        raise schema.DocumentError(f"{where}: expected one factor, or two different ones")
+    where = schema.at(path, "points")
+    points = [_point(point, schema.at(where, index), factors) for index, point in
+              enumerate(schema.optional(document, "points", path, schema.items) or [])]
+    planned = schema.optional(document, "planned", path, schema.number, 0, whole=True)
+    return SweepResult(base, factors, points=points, stopped=document.get("status") == "partial",
+                       planned=len(points) if planned is None else planned)
+
+
+def _point(document: Any, path: str, factors: list[str]) -> PointResult:
+    document = schema.mapping(document, path)
+    where = schema.at(path, "values")
+    saved = schema.mapping(schema.member(document, "values", path, required=True), where)
+    values = {}
+    for name in factors:
+        value = schema.member(saved, name, where, required=True)
+        values[name] = schema.number(value, schema.at(where, name), whole=True) \
+            if FACTORS[name].numeric else schema.string(value, schema.at(where, name))
+    point = PointResult(
+        values=values,
+        skipped_reason=schema.optional(document, "skipped_reason", path, schema.string),
+        seconds=schema.optional(document, "seconds", path, schema.number, 0) or 0.0)
+    if document.get("measurement") is not None:
+        point.measurement = measurement_from_document(document["measurement"],
+                                                      schema.at(path, "measurement"))
+        point.spec = point.measurement.spec
+        point.summary = stats.summarize(point.measurement)
+    return point
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A saved run or sweep rebuilt from its raw data, with everything History shows of it."""
+    kind: str                                  # "run" or "sweep"
+    rows: list[dict[str, Any]]                 # its CSV: a run's summary row, a sweep's table
+    measurement: Measurement | None = None     # a run's
+    summary: stats.Summary | None = None
+    cards: list[dict[str, str]] = field(default_factory=list)
+    memory_sentence: str | None = None
+    sweep: SweepResult | None = None           # a sweep's
+    display_rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def csv(self) -> str:
+        return table.to_csv(self.rows)
+
+
+def open_entry(document: Any, entry_id: int | None = None) -> Opened:
+    """An exported entry (`Store.export`'s document) opened as History shows it.
+
+    Raises DamagedEntryError, naming the field when a check finds it, for any document that
+    can't be: written by another version, edited by hand, or a bug of this one. `entry_id`
+    only makes the message say which entry.
+    """
+    which = f"#{entry_id}" if entry_id is not None else "It"
+    try:
+        return _open(document)
+    except schema.DocumentError as exc:
+        raise DamagedEntryError(which, str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - what no check foresaw is still one entry's problem
+        raise DamagedEntryError(which, f"{type(exc).__name__}: "
+                                       f"{text.one_line(exc, limit=300)}") from exc
+
+
+def _open(document: Any) -> Opened:
+    document = schema.mapping(document, "")
+    kind = schema.choice(schema.member(document, "kind", "", required=True), "kind",
+                         ("run", "sweep"))
+    if kind == "sweep":
+        result = sweep_from_document(document)
+        rows = table.rows(result)
+        return Opened(kind, rows, sweep=result,
+                      display_rows=table.display_rows(rows, result.factors))
+    measurement = measurement_from_document(document)
+    summary = stats.summarize(measurement)
+    return Opened(kind, [report.summary_row(measurement, summary)], measurement, summary,
+                  report.metric_cards(measurement, summary), report.memory_sentence(measurement))
 
 
 def save_run(measurement: Measurement, summary: stats.Summary,
@@ -107,7 +189,12 @@ class SweepRecorder:
 # --- words for people ------------------------------------------------------------------------
 
 def _distinct(values: list[Any]) -> list[Any]:
-    return list(dict.fromkeys(values))
+    """In order of first appearance; by their text, so that a damaged entry's values (lists,
+    objects) can't stop the listing."""
+    seen: dict[str, Any] = {}
+    for value in values:
+        seen.setdefault(str(value), value)
+    return list(seen.values())
 
 
 def _listed(values: list[Any]) -> str:
@@ -119,7 +206,8 @@ def entry_label(entry: dict[str, Any]) -> str:
     'batch size sweep: 1, 8 — smollm2-135m-instruct', 'model sweep: gpt2, smollm2-360m',
     'run: gpt2, batch 2, prompt 16, output 5, float32'."""
     if entry["kind"] == "run":
-        return "run: " + run_settings_text(entry.get("spec") or {"model_id": entry["model_id"]})
+        return "run: " + run_settings_text({"model_id": entry["model_id"],
+                                            **(entry.get("spec") or {})})
     factors = [name for name in entry.get("factors") or [] if name in FACTORS]
     if not factors:
         return f"sweep — {_listed(entry['models'])}"
@@ -141,13 +229,13 @@ def entry_label(entry: dict[str, Any]) -> str:
 
 def run_settings_text(spec: dict[str, Any]) -> str:
     """A run's model and key settings in a few words."""
-    parts = [spec["model_id"]]
-    for field, word in (("batch_size", "batch"), ("prompt_tokens", "prompt"),
-                        ("new_tokens", "output")):
-        if field in spec:
-            parts.append(f"{word} {spec[field]}")
+    parts = [str(spec.get("model_id", "?"))]
+    for name, word in (("batch_size", "batch"), ("prompt_tokens", "prompt"),
+                       ("new_tokens", "output")):
+        if name in spec:
+            parts.append(f"{word} {spec[name]}")
     if "dtype" in spec:
-        parts.append(spec["dtype"])
+        parts.append(str(spec["dtype"]))
     defaults = RunSpec().to_dict()
     parts += [f"{name.replace('_', ' ')} {spec[name]}" for name in STACK_FIELDS
               if name in spec and spec[name] != defaults[name]]

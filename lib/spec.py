@@ -169,6 +169,37 @@ def field_names() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(RunSpec))
 
 
+def from_saved(fields: dict[str, Any]) -> RunSpec:
+    """The RunSpec a saved document describes, written by any version on any machine.
+
+    Fields this version doesn't know are ignored (a newer version wrote them); missing ones take
+    their defaults (an older one didn't have them). Every bound and choice is checked as usual,
+    but not this machine's own limit: a run measured with 32 threads elsewhere still opens on a
+    laptop with 4 cores. InvalidSpecError says which field is wrong.
+    """
+    known = {name: fields[name] for name in field_names() if name in fields}
+    for name, value in known.items():
+        if _value_type(_field_of(name)) is str and not isinstance(value, str) and \
+                not (name == "prompt_text" and value is None):
+            raise InvalidSpecError(f"{name} must be text (got {type(value).__name__}).")
+        # NaN passes every bound (each comparison is False); a JSON parser reads NaN.
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidSpecError(f"{name} must be a finite number (got {value}).")
+    threads = known.pop("threads", None)
+    if threads is None:
+        return RunSpec(**known)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise InvalidSpecError(f"threads must be a whole number of at least 1 (got {threads!r}).")
+    spec = RunSpec(**known, threads=1)
+    # Frozen: set once, here, before anyone holds it. Only the machine check is skipped.
+    object.__setattr__(spec, "threads", threads)
+    return spec
+
+
+def _field_of(name: str) -> dataclasses.Field:
+    return next(f for f in dataclasses.fields(RunSpec) if f.name == name)
+
+
 def _value_type(spec_field: dataclasses.Field) -> type:
     annotation = str(spec_field.type)
     return int if annotation == "int" else float if annotation == "float" else str

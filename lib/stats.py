@@ -67,12 +67,18 @@ class Distribution:
         return len(self.values)
 
     @cached_property
+    def ordered(self) -> tuple[float, ...]:
+        """Sorted once: each percentile sorts its input, and an already sorted one takes linear
+        time (a 1000 x 512-token run has half a million inter-token latencies)."""
+        return tuple(sorted(self.values))
+
+    @cached_property
     def median(self) -> float:
-        return percentile(self.values, 50)
+        return percentile(self.ordered, 50)
 
     @cached_property
     def iqr(self) -> float:
-        return percentile(self.values, 75) - percentile(self.values, 25)
+        return percentile(self.ordered, 75) - percentile(self.ordered, 25)
 
     @property
     def relative_iqr(self) -> float:
@@ -82,7 +88,7 @@ class Distribution:
         """None when there are too few samples for `q` to mean anything."""
         if self.n < MIN_SAMPLES.get(int(q), 1):
             return None
-        return percentile(self.values, q)
+        return percentile(self.ordered, q)
 
     def band(self) -> "Band":
         """The spread to draw around the median: p10-p90 with enough samples, else the range."""
@@ -95,8 +101,8 @@ class Distribution:
         return {
             "median": self.median, "mean": statistics.fmean(self.values),
             "min": min(self.values), "max": max(self.values),
-            "p10": self.percentile(10), "p25": percentile(self.values, 25),
-            "p75": percentile(self.values, 75),
+            "p10": self.percentile(10), "p25": percentile(self.ordered, 25),
+            "p75": percentile(self.ordered, 75),
             "p90": self.percentile(90), "p95": self.percentile(95), "p99": self.percentile(99),
             "iqr": self.iqr, "n": self.n,
         }

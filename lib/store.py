@@ -61,6 +61,15 @@ class StoreError(ExplorerError):
     """The history database can't be used; measuring still works, results aren't saved."""
 
 
+class DamagedEntryError(StoreError):
+    """One saved entry can't be opened (edited by hand, or written by another version); the
+    others can, and it can still be deleted. `reason` is the message without the entry."""
+
+    def __init__(self, which: str, reason: str) -> None:
+        super().__init__(f"{which} can't be opened: {reason}")
+        self.reason = reason
+
+
 def default_path() -> Path:
     root = os.environ.get(DATA_ENV) or Path.home() / ".local" / "share" / \
         "inference-latency-explorer"
@@ -85,10 +94,29 @@ def _models_run(entry: dict[str, Any], points: list[tuple[dict, str | None]]) ->
         return [entry["model_id"]]
     models = [model for _, model in points if model]
     if not models and "model" in entry["factors"]:
-        models = [values.get("model") for values, _ in points if values.get("model")]
+        models = [values["model"] for values, _ in points
+                  if isinstance(values.get("model"), str) and values["model"]]
     if not models and "model" not in entry["factors"]:
         models = [entry["model_id"]]
     return list(dict.fromkeys(models))
+
+
+def _decoded(fragment: Any, kind: type, default: Any) -> Any:
+    """A JSON value `json_extract` returned, if it is a `kind` (an array or object comes back as
+    JSON text): an entry edited by hand may hold anything there, and must not stop the list."""
+    if not isinstance(fragment, str):
+        return default
+    try:
+        value = json.loads(fragment)
+    except ValueError:
+        return default
+    return value if isinstance(value, kind) else default
+
+
+def _storable(entry_id: int) -> bool:
+    """Whether an id can be in the table at all: SQLite's integers have 64 bits, and a larger
+    one (`export 99999999999999999999`) is simply not there, not an OverflowError."""
+    return -2 ** 63 <= entry_id < 2 ** 63
 
 
 def _now() -> str:
@@ -175,13 +203,15 @@ class Store:
         """Show it to (or hide it from) every classroom visitor. The host's decision."""
         with self._connect() as db:
             cursor = db.execute("UPDATE entries SET shared = ? WHERE id = ?",
-                                (int(shared), entry_id))
-            if cursor.rowcount == 0:
+                                (int(shared), entry_id)) if _storable(entry_id) else None
+            if cursor is None or cursor.rowcount == 0:
                 raise StoreError(f"No saved run or sweep with id {entry_id}: `python -m lib "
                                  "history` lists them.")
 
     def _update_own(self, statement: str, args: tuple, entry_id: int,
                     only_owner: str | None) -> bool:
+        if not _storable(entry_id):
+            return False
         query, query_args = statement + " WHERE id = ?", [*args, entry_id]
         if only_owner is not None:
             query += " AND owner = ?"
@@ -203,8 +233,11 @@ class Store:
         """
         query = ("SELECT e.id, e.kind, e.created_at, e.model_id, e.device, e.status, e.note, "
                  "e.imported_from, (SELECT COUNT(*) FROM sweep_points p WHERE p.entry_id = e.id), "
-                 "e.owner, e.shared, json_extract(e.document, '$.factors'), "
-                 "CASE e.kind WHEN 'run' THEN json_extract(e.document, '$.spec') END "
+                 "e.owner, e.shared, "
+                 # A damaged entry's document may not even be JSON: it is listed all the same.
+                 "CASE WHEN json_valid(e.document) THEN json_extract(e.document, '$.factors') END, "
+                 "CASE WHEN e.kind = 'run' AND json_valid(e.document) "
+                 "THEN json_extract(e.document, '$.spec') END "
                  "FROM entries e WHERE 1 = 1")
         args: list[Any] = []
         if device:
@@ -221,19 +254,21 @@ class Store:
             points = db.execute(
                 "SELECT entry_id, json_extract(document, '$.values'), "
                 "json_extract(document, '$.measurement.spec.model_id') FROM sweep_points "
-                "ORDER BY entry_id, position").fetchall()
+                "WHERE json_valid(document) ORDER BY entry_id, position").fetchall()
         keys = ("id", "kind", "created_at", "model_id", "device", "status", "note",
                 "imported_from", "points", "owner", "shared")
         per_entry: dict[int, list[tuple[dict, str | None]]] = {}
         for entry_id, values, measured_model in points:
-            per_entry.setdefault(entry_id, []).append((json.loads(values or "{}"),
-                                                       measured_model))
+            per_entry.setdefault(entry_id, []).append((
+                _decoded(values, dict, {}),
+                measured_model if isinstance(measured_model, str) else None))
         entries = []
         for row in rows:
             entry = dict(zip(keys, row[:11]))
             entry["shared"] = bool(entry["shared"])
-            entry["factors"] = json.loads(row[11]) if row[11] else []
-            entry["spec"] = json.loads(row[12]) if row[12] else None
+            entry["factors"] = [name for name in _decoded(row[11], list, [])
+                                if isinstance(name, str)]
+            entry["spec"] = _decoded(row[12], dict, None)
             saved_points = per_entry.get(entry["id"], [])
             entry["point_values"] = [values for values, _ in saved_points]
             entry["skipped"] = sum(1 for _, model in saved_points if model is None)
@@ -243,20 +278,29 @@ class Store:
         return entries
 
     def export(self, entry_id: int) -> dict[str, Any]:
-        """Everything about one entry, as one JSON-ready document."""
+        """Everything about one entry, as one JSON-ready document. DamagedEntryError when what
+        it saved is not even JSON (`lib.history.open_entry` checks the rest)."""
         with self._connect() as db:
             row = db.execute("SELECT kind, created_at, status, note, imported_from, document "
-                             "FROM entries WHERE id = ?", (entry_id,)).fetchone()
+                             "FROM entries WHERE id = ?", (entry_id,)).fetchone() \
+                if _storable(entry_id) else None
             if row is None:
                 raise StoreError(f"No saved run or sweep with id {entry_id}: `python -m lib "
                                  "history` lists them.")
-            points = [json.loads(doc) for (doc,) in db.execute(
+            point_texts = [doc for (doc,) in db.execute(
                 "SELECT document FROM sweep_points WHERE entry_id = ? ORDER BY position",
                 (entry_id,))]
         kind, created_at, status, note, imported_from, document = row
+        try:
+            body = json.loads(document)
+            points = [json.loads(text) for text in point_texts]
+        except (TypeError, ValueError) as exc:
+            raise DamagedEntryError(f"#{entry_id}", f"what it saved is not JSON ({exc}).") \
+                from exc
+        if not isinstance(body, dict):
+            raise DamagedEntryError(f"#{entry_id}", "what it saved is not a JSON object.")
         exported = {"format": EXPORT_FORMAT, "kind": kind, "created_at": created_at,
-                    "status": status, "note": note, "imported_from": imported_from,
-                    **json.loads(document)}
+                    "status": status, "note": note, "imported_from": imported_from, **body}
         if kind == "sweep":
             exported["points"] = points
         return exported

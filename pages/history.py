@@ -2,6 +2,9 @@
 
 In classroom mode (lib.classroom) a visitor sees their own entries and the shared ones, and
 changes only their own; the host sees and manages everything and shares entries with the class.
+Everything an entry holds came from whoever measured or imported it: its text reaches Markdown
+only through `lib.text.md`. An entry that can't be opened (edited by hand, or saved by another
+version) says why, and its note, export and Delete controls are drawn all the same.
 """
 
 import json
@@ -9,7 +12,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from lib import charts, classroom, history, report, stats, sweep, table, ui
+from lib import charts, classroom, history, imports, report, sweep, table, text, ui
 from lib.errors import ExplorerError
 from lib.metrics import METRICS, format_value
 from lib.models.catalog import ENCODER
@@ -48,16 +51,16 @@ with st.expander("Import a result exported elsewhere (JSON)"):
     upload = st.file_uploader("Exported JSON file", type=["json"], key=state.HISTORY_UPLOAD)
     if upload is not None and st.button("Import it"):
         try:
-            document = json.loads(upload.getvalue())
-            if viewer.classroom and isinstance(document, dict):
-                specs = [document.get("spec") or document.get("base") or {}] + \
-                    [p.get("spec") or {} for p in document.get("points") or []]
-                classroom.check_models([s.get("model_id", "") for s in specs], "This file")
-            new_id = store.import_document(document, owner=viewer.owner)
+            checked = imports.check_bytes(upload.getvalue(), upload.name)
+            if viewer.classroom:
+                classroom.check_models(checked.models, "This file")
+            new_id = store.import_document(checked.document, owner=viewer.owner)
             st.success(f"Imported as #{new_id}, marked with the machine it was measured on.")
             everything = listed()
-        except (ValueError, ExplorerError) as exc:
-            st.error(f"Could not import that file: {exc}")
+        except imports.ImportRefusedError as exc:
+            st.error(text.md(exc))
+        except ExplorerError as exc:
+            st.error(text.md(f"Could not import that file: {exc}"))
 
 if not everything:
     st.info("Nothing saved yet: results appear here after a run on the Playground or a sweep "
@@ -99,46 +102,66 @@ def forget_selection() -> None:
     st.session_state[state.HISTORY_TABLE_GENERATION] = generation + 1
 
 
-documents = {e["id"]: store.export(e["id"]) for e in chosen}
+documents, opened, problems = {}, {}, {}
+for chosen_entry in chosen:
+    entry_id = chosen_entry["id"]
+    try:
+        documents[entry_id] = store.export(entry_id)
+        opened[entry_id] = history.open_entry(documents[entry_id], entry_id)
+    except StoreError as exc:                  # DamagedEntryError: this entry only
+        problems[entry_id] = str(exc)
 
 
-def show_one(entry: dict, document: dict) -> None:
-    st.subheader(f"#{entry['id']}: {history.entry_label(entry)}, on {entry['device']}")
+def show_one(entry: dict) -> None:
+    st.subheader(f"#{entry['id']}: {text.md(history.entry_label(entry))}, on "
+                 f"{text.md(entry['device'])}")
     if entry["imported_from"]:
-        st.caption(f"Imported; measured on {entry['imported_from']}.")
-    if entry["kind"] == "run":
-        measurement = history.measurement_from_document(document)
-        summary = stats.summarize(measurement)
-        cards = report.metric_cards(measurement, summary)[:4]
-        for column, card in zip(st.columns(4), cards):
-            column.metric(card["label"], card["value"], help=card["meaning"])
-            column.caption(card["spread"])
-        memory_words = report.memory_sentence(measurement)
-        if memory_words:
-            st.caption(memory_words)
-        for warning in summary.warnings:
-            if warning.code == "noisy":
-                st.warning(f"**{warning.message}** {warning.hint}")
-        figure = charts.request_latency_figure(measurement) \
-            if measurement.model_kind == ENCODER else charts.token_latency_figure(measurement)
-        st.plotly_chart(figure, width="stretch")
-        csv_text = table.to_csv([report.summary_row(measurement, summary)])
-        factors = []
-    else:
-        result = history.sweep_from_document(document)
-        sweep_rows = table.rows(result)
-        frame = pd.DataFrame(sweep_rows)
-        factor = sweep.FACTORS[result.factors[0]]
-        if len(result.factors) == 1 and (frame["status"] == table.Status.MEASURED).sum() >= 1:
-            st.plotly_chart(charts.sweep_latency_figure(frame, factor), width="stretch")
-        st.dataframe(table.display_rows(sweep_rows, result.factors), hide_index=True,
-                     width="stretch")
-        csv_text = table.to_csv(sweep_rows)
-        factors = result.factors
+        st.caption(f"Imported; measured on {text.md(entry['imported_from'])}.")
+    body = st.container()      # above the controls, filled after them: nothing in it hides them
+    show_controls(entry)
+    with body:
+        if entry["id"] in problems:
+            st.error(text.md(f"{problems[entry['id']].rstrip('.')}. It was probably edited by "
+                             "hand or saved by another version of the app: you can still export "
+                             "its JSON, or delete it below."))
+        elif opened[entry["id"]].kind == "run":
+            show_run(opened[entry["id"]])
+        else:
+            show_sweep(opened[entry["id"]])
+
+
+def show_run(run: history.Opened) -> None:
+    for column, card in zip(st.columns(4), run.cards[:4]):
+        column.metric(card["label"], card["value"], help=card["meaning"])
+        column.caption(card["spread"])
+    if run.memory_sentence:
+        st.caption(run.memory_sentence)
+    for warning in run.summary.warnings:
+        if warning.code == "noisy":
+            st.warning(f"**{text.md(warning.message)}** {text.md(warning.hint)}")
+    measurement = run.measurement
+    figure = charts.request_latency_figure(measurement) \
+        if measurement.model_kind == ENCODER else charts.token_latency_figure(measurement)
+    st.plotly_chart(figure, width="stretch")
+
+
+def show_sweep(opened_sweep: history.Opened) -> None:
+    result = opened_sweep.sweep
+    if len(result.factors) == 1 and any(table.is_measured(row) for row in opened_sweep.rows):
+        st.plotly_chart(charts.sweep_latency_figure(pd.DataFrame(opened_sweep.rows),
+                                                    sweep.FACTORS[result.factors[0]]),
+                        width="stretch")
+    st.dataframe(opened_sweep.display_rows, hide_index=True, width="stretch")
+
+
+def show_controls(entry: dict) -> None:
+    """Note, exports, Delete and sharing: drawn for every entry, even one that can't be opened."""
     editable = viewer.can_edit(entry)
     note = st.text_input("Note", value=entry["note"], key=state.history_note(entry["id"]),
                          disabled=not editable,
                          help=None if editable else "Only its owner (or the host) can change it.")
+    entry_opened = opened.get(entry["id"])
+    factors = entry_opened.sweep.factors if entry_opened and entry_opened.sweep else []
 
     def name(extension: str) -> str:
         return report.export_file_name(entry["kind"], entry["models"], extension, factors,
@@ -148,10 +171,15 @@ def show_one(entry: dict, document: dict) -> None:
     if editable and save_col.button("Save note"):
         store.set_note(entry["id"], note, only_owner=None if viewer.is_host else viewer.owner)
         st.rerun()
-    json_col.download_button("Export JSON", json.dumps(document, indent=2),
-                             file_name=name("json"), mime="application/json", on_click="ignore")
-    csv_col.download_button("Export CSV", csv_text, file_name=name("csv"), mime="text/csv",
-                            on_click="ignore")
+    if entry["id"] in documents:
+        document = documents[entry["id"]]
+        # Written on click: a big run's JSON takes a second or two, and tens of MB to send.
+        json_col.download_button("Export JSON", lambda: json.dumps(document, indent=2),
+                                 file_name=name("json"), mime="application/json",
+                                 on_click="ignore")
+    if entry_opened is not None:
+        csv_col.download_button("Export CSV", entry_opened.csv, file_name=name("csv"),
+                                mime="text/csv", on_click="ignore")
     if editable and delete_col.button("Delete",
                                       help="Removes it from this machine's history for good."):
         if store.delete(entry["id"], only_owner=None if viewer.is_host else viewer.owner):
@@ -183,13 +211,12 @@ def show_settings(entries_and_specs: list[tuple[dict, dict]], ignore: set[str]) 
                      hide_index=True, width="stretch")
     else:
         st.caption("They all used the same settings.")
-    st.caption("Same in all: " + "; ".join(f"{field_info(n)['label']} {v}" for n, v in
-                                           same.items() if v is not None) + ".")
+    st.caption("Same in all: " + "; ".join(f"{field_info(n)['label']} {text.md(v)}"
+                                           for n, v in same.items() if v is not None) + ".")
 
 
 def compare_runs(selected: list[dict]) -> None:
-    summaries = [(e, stats.summarize(history.measurement_from_document(documents[e["id"]])))
-                 for e in selected]
+    summaries = [(e, opened[e["id"]].summary) for e in selected]
     st.plotly_chart(charts.compare_overview_figure([(f"#{e['id']}", s) for e, s in summaries]),
                     width="stretch")
     st.caption("Medians over each run's repetitions; n is how many. Latency: lower is better. "
@@ -200,31 +227,37 @@ def compare_runs(selected: list[dict]) -> None:
            for m in COMPARE_METRICS},
         "n": s.metrics["e2e_s"].n if "e2e_s" in s.metrics else 0} for e, s in summaries]),
         hide_index=True, width="stretch")
-    show_settings([(e, documents[e["id"]]["spec"]) for e in selected], set())
+    show_settings([(e, opened[e["id"]].measurement.spec.to_dict()) for e in selected], set())
 
 
 def compare_sweeps(selected: list[dict]) -> None:
-    results = [(e, history.sweep_from_document(documents[e["id"]])) for e in selected]
+    results = [(e, opened[e["id"]].sweep) for e in selected]
     factor_sets = {tuple(r.factors) for _, r in results}
     if len(factor_sets) != 1 or len(next(iter(factor_sets))) != 1:
         st.warning("To overlay sweeps, select sweeps of the same single factor.")
         return
     factor = sweep.FACTORS[next(iter(factor_sets))[0]]
-    labelled = [(f"#{e['id']}", pd.DataFrame(table.rows(r))) for e, r in results]
+    labelled = [(f"#{e['id']}", pd.DataFrame(opened[e["id"]].rows)) for e, _ in results]
     st.plotly_chart(charts.compare_sweeps_figure(labelled, factor), width="stretch")
     for metric in ("decode_tokens_per_s", "peak_memory_bytes"):
         st.plotly_chart(charts.compare_sweeps_metric_figure(labelled, factor, metric),
                         width="stretch")
-    show_settings([(e, documents[e["id"]]["base"]) for e in selected], {factor.field})
+    show_settings([(e, r.base.to_dict()) for e, r in results], {factor.field})
 
 
 if len(chosen) == 1:
-    show_one(chosen[0], documents[chosen[0]["id"]])
+    show_one(chosen[0])
 else:
-    kinds = {e["kind"] for e in chosen}
-    if kinds == {"run"}:
-        compare_runs(chosen)
+    for damaged in [e for e in chosen if e["id"] in problems]:
+        st.error(text.md(f"{problems[damaged['id']].rstrip('.')}. Select it alone to export "
+                         "or delete it."))
+    comparable = [e for e in chosen if e["id"] in opened]
+    kinds = {opened[e["id"]].kind for e in comparable}
+    if len(comparable) < 2:
+        st.caption("Select at least two entries that open to compare them.")
+    elif kinds == {"run"}:
+        compare_runs(comparable)
     elif kinds == {"sweep"}:
-        compare_sweeps(chosen)
+        compare_sweeps(comparable)
     else:
         st.warning("Select only runs, or only sweeps, to compare them.")

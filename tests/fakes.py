@@ -3,7 +3,8 @@
 `measure(spec, **declared)` times a spec on a fresh FakeBackend; `FakePoints()` measures sweep
 points (lib.sweep's PointMeasurer) on a backend whose latencies grow with the batch size:
 prefill 0.1 s x batch, decode 0.02 + 0.01 x batch seconds per token. It records the order in
-which points were visited.
+which points were visited. `many_repetitions(count)` is a Measurement with that many repetitions,
+made without measuring (charts and History must stay quick however many there are).
 """
 
 from __future__ import annotations
@@ -82,3 +83,20 @@ def enter_classroom(at, host: bool = False):
 def plain(markdown: str) -> str:
     """What a reader sees of Markdown that `lib.text.md` escaped: the backslashes go."""
     return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def many_repetitions(count: int, tokens: int = 5, kind: str | None = None,
+                     spec: RunSpec | None = None) -> Measurement:
+    """`count` repetitions whose per-token gaps are 20-29 ms, each as often (r % 10); an
+    encoder's (`kind="encoder"`) forward passes take 50-59 ms."""
+    from lib.results import Repetition
+
+    spec = (spec or RunSpec(prompt_tokens=16, repetitions=2, min_duration_s=0.0, threads=1)
+            ).replace(new_tokens=max(tokens, 1))
+    if kind == "encoder":
+        reps = tuple(Repetition(0.0, (), None, end_s=0.05 + 0.001 * (r % 10))
+                     for r in range(count))
+        return Measurement(spec, {}, reps, (), None, False, "", model_kind="encoder")
+    reps = tuple(Repetition(0.0, tuple(0.1 + (0.02 + 0.001 * (r % 10)) * i for i in range(tokens)),
+                            None) for r in range(count))
+    return Measurement(spec, {}, reps, (), None, False, "")

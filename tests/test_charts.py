@@ -1,10 +1,12 @@
 """Charts from a fake sweep's tidy table: the numbers drawn are the table's, in display units;
 categories are bars, spreads follow the percentile gate, noisy points are marked."""
 
+import json
+
 import pandas as pd
 import pytest
 
-from fakes import FakePoints, fake_runner
+from fakes import FakePoints, fake_runner, many_repetitions
 from lib import charts, stats, sweep, table
 from lib.spec import RunSpec
 
@@ -204,3 +206,58 @@ def test_heatmap_and_comparisons():
     dtype_frame, dtype = frame_for("dtype", ["float32", "bfloat16"])
     categories = charts.compare_sweeps_figure([("a", dtype_frame), ("b", dtype_frame)], dtype)
     assert {t.type for t in categories.data} == {"bar"}
+
+
+# --- many repetitions, and text from users -------------------------------------------------------
+
+def test_the_token_chart_has_a_few_traces_however_many_repetitions():
+    few = charts.token_latency_figure(many_repetitions(charts.REPETITION_LINES))
+    assert len(few.data) == charts.REPETITION_LINES + 2      # one line each, median, TTFT
+    many = charts.token_latency_figure(many_repetitions(20_000))
+    assert len(many.data) == 4                               # band (two edges), median, TTFT
+    band = trace(many, "middle 80% of 20,000 repetitions (p10–p90 of each token)")
+    upper = many.data[0]
+    # Gaps of 20-29 ms, each as often: p10 is 20.9 ms, p90 28.1 ms at every token.
+    assert list(band.y) == pytest.approx([20.9] * 4) and list(upper.y) == pytest.approx([28.1] * 4)
+    assert list(band.x) == [2, 3, 4, 5] and band.fill == "tonexty"
+    assert trace(many, "median over 20000 repetitions").y[0] == pytest.approx(24.5)
+
+
+def test_the_request_chart_is_one_trace_and_a_line_beyond_its_bars():
+    bars = charts.request_latency_figure(many_repetitions(charts.REQUEST_BARS, kind="encoder"))
+    assert [t.type for t in bars.data] == ["bar"]
+    line = charts.request_latency_figure(many_repetitions(20_000, kind="encoder"))
+    assert [(t.type, t.mode) for t in line.data] == [("scatter", "lines")]
+    assert len(line.data[0].y) == 20_000
+
+
+HOSTILE_MODEL = '<a href="https://evil.example/login">Session expired</a><img src=x>'
+
+
+def spec_text(figure) -> str:
+    """The figure as the browser gets it (to_json writes / as \\u002f: read it back)."""
+    return json.dumps(json.loads(figure.to_json()), ensure_ascii=False)
+
+
+def test_text_from_users_reaches_plotly_escaped():
+    frame, factor = frame_for("model", ["gpt2", "smollm2-360m"])
+    frame[factor.column] = [HOSTILE_MODEL, "gpt2"]
+    escaped = "&lt;a href=&quot;https://evil.example/login&quot;&gt;Session expired&lt;/a&gt;" \
+              "&lt;img src=x&gt;"
+    for figure in (charts.sweep_latency_figure(frame, factor),
+                   charts.sweep_memory_figure(frame, factor),
+                   charts.compare_sweeps_figure([(HOSTILE_MODEL, frame)], factor),
+                   charts.compare_sweeps_metric_figure([(HOSTILE_MODEL, frame)], factor,
+                                                       "tpot_s")):
+        spec = spec_text(figure)
+        assert "<a href" not in spec and "<img" not in spec and escaped in spec
+        assert all(HOSTILE_MODEL not in (t.hovertemplate or "") for t in figure.data)
+    runs = [(HOSTILE_MODEL, stats.summarize(fake_runner(BASE)))]
+    for figure in (charts.compare_runs_figure(runs), charts.compare_overview_figure(runs)):
+        assert "<a href" not in spec_text(figure) and escaped in spec_text(figure)
+    batch, model = sweep.get_factor("batch"), sweep.get_factor("model")
+    result = sweep.run_sweep(BASE, [(batch, [1]), (model, ["gpt2"])], FakePoints())
+    grid = pd.DataFrame(table.rows(result))
+    grid[model.column] = HOSTILE_MODEL
+    heatmap = charts.sweep_heatmap_figure(grid, batch, model, "tpot_s")
+    assert list(heatmap.data[0].y) == [escaped]

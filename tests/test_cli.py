@@ -226,5 +226,6 @@ def test_history_errors_are_one_line(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     result = cli("import", str(bad))
-    assert result.returncode == 2 and "Can't read" in result.stderr
+    assert result.returncode == 2 and "Can't import" in result.stderr and "not JSON" in \
+        result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -1,8 +1,12 @@
-"""The CLI's history subcommands in-process (fast): labels in `history`, and `share`."""
+"""The CLI's history subcommands in-process (fast): labels in `history`, `share`, `delete`, and
+`export` of ids that aren't there or entries that can't be opened (`import` is in
+test_imports.py)."""
+
+import sqlite3
 
 from fakes import FakePoints, fake_runner
 from lib import cli as cli_module
-from lib import history, sweep
+from lib import history, stats, sweep
 from lib.spec import RunSpec
 from lib.store import Store
 
@@ -22,3 +26,53 @@ def test_share_marks_an_entry_and_history_labels_it(capsys):
     assert Store().list()[0]["shared"] is False
     assert cli_module.main(["share", "4242"]) == 2
     assert "No saved run or sweep with id 4242" in capsys.readouterr().err
+
+
+def saved_run(store):
+    measurement = fake_runner(RunSpec(prompt_tokens=16, new_tokens=3, repetitions=2,
+                                      min_duration_s=0.0, threads=1))
+    return history.save_run(measurement, stats.summarize(measurement), store)[0]
+
+
+def test_delete_removes_an_entry_and_explains_an_unknown_id(capsys):
+    store = Store()
+    entry_id = saved_run(store)
+    assert cli_module.main(["delete", str(entry_id)]) == 0
+    assert capsys.readouterr().out.strip() == f"deleted #{entry_id}"
+    assert store.list() == []
+    for unknown in (str(entry_id), "99999999999999999999", "-5"):
+        assert cli_module.main(["delete", unknown]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"error: No saved run or sweep with id {unknown}: `python -m lib history` "
+                       "lists them."]
+
+
+def test_huge_ids_are_not_there_rather_than_an_overflow(capsys):
+    for command in (["export", "99999999999999999999"], ["export", "99999999999999999999",
+                                                         "--csv"],
+                    ["share", "99999999999999999999"]):
+        assert cli_module.main(command) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "No saved run or sweep with id 99999999999999999999" in err[0]
+
+
+def test_a_damaged_entry_exports_a_clear_message_not_a_traceback(capsys):
+    store = Store()
+    good = store.export(saved_run(store))
+    damaged = store.save_run({k: v for k, v in good.items() if k != "repetitions"})
+    with sqlite3.connect(store.path) as db:
+        not_json = db.execute(
+            "INSERT INTO entries (kind, created_at, model_id, device, status, document) "
+            "VALUES ('sweep', '2026-01-01T00:00:00Z', 'x', 'cpu', 'complete', '{oops')").lastrowid
+    for entry_id, reason in ((damaged, "repetitions: missing"),
+                             (not_json, "what it saved is not JSON")):
+        for flag in ("--json", "--csv"):
+            assert cli_module.main(["export", str(entry_id), flag]) == 2
+            out, err = capsys.readouterr()
+            assert not out
+            [line] = err.strip().splitlines()
+            assert line.startswith(f"error: #{entry_id} can't be opened: {reason}")
+            assert line.endswith(f". `python -m lib delete {entry_id}` removes it.")
+    assert cli_module.main(["history"]) == 0                 # the list still shows them all
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3
+    assert cli_module.main(["delete", str(not_json)]) == 0

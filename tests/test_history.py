@@ -1,5 +1,7 @@
 """lib.history's words: entry labels, settings differences and what changed since a result."""
 
+import pytest
+
 from lib import history
 from lib.spec import RunSpec
 
@@ -46,3 +48,19 @@ def test_settings_differences_and_changes():
         ["Number format (dtype) float32, now bfloat16"]
     assert history.sweep_changes(a, [("batch", [1, 2])], a, [("batch", [1, 4])]) == \
         ["values of batch size 1, 2, now 1, 4"]
+
+
+def test_open_entry_names_what_is_wrong_and_never_raises_anything_else():
+    from lib.store import DamagedEntryError
+
+    sweep_document = {"kind": "sweep", "base": RunSpec().to_dict(), "factors": ["batch"],
+                      "points": [{"values": {"batch": 1}, "measurement": {
+                          "spec": RunSpec().to_dict(),
+                          "repetitions": [{"token_offsets_s": [0.1]}] * 3 + [{}]}}]}
+    with pytest.raises(DamagedEntryError, match=r"^#7 can't be opened: points\[0\]\.measurement"
+                                                r"\.repetitions\[3\]\.token_offsets_s: missing$"):
+        history.open_entry(sweep_document, 7)
+    with pytest.raises(DamagedEntryError, match="^It can't be opened: kind: missing"):
+        history.open_entry({"spec": {}})
+    opened = history.open_entry({**sweep_document, "points": []})
+    assert opened.kind == "sweep" and opened.rows == [] and opened.csv == ""

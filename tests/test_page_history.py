@@ -1,12 +1,16 @@
 """AppTest of the History page: saved runs listed, opened, compared, noted, deleted, and
 classroom mode (each visitor sees their own entries and the shared ones)."""
 
+import json
+import re
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fakes import FakePoints, enter_classroom, fake_runner
+from fakes import FakePoints, enter_classroom, fake_runner, many_repetitions, plain
 from lib import classroom, history, stats, sweep
 from lib.spec import RunSpec
 from lib.store import Store
@@ -51,8 +55,8 @@ def test_lists_opens_notes_and_deletes(saved):
     assert any("Select a row" in c.value for c in at.caption)
     # AppTest can't click dataframe rows; selection goes through the widget's state.
     select(at, [0])
-    assert at.subheader[0].value == (f"#{ids[1]}: run: smollm2-135m-instruct, batch 2, prompt "
-                                     "16, output 5, float32, on cpu")
+    assert plain(at.subheader[0].value) == (f"#{ids[1]}: run: smollm2-135m-instruct, batch 2, "
+                                            "prompt 16, output 5, float32, on cpu")
     assert len(at.get("plotly_chart")) == 1 and len(at.metric) == 4
     at.text_input(key=f"history_note_{ids[1]}").input("before class").run()
     next(b for b in at.button if b.label == "Save note").click().run()
@@ -66,6 +70,11 @@ def test_lists_opens_notes_and_deletes(saved):
     # The row that moved up into the deleted one's place does not open by itself.
     assert not at.subheader
     assert any("Select a row" in c.value for c in at.caption)
+
+
+def plain(markdown):
+    """What Markdown written with `lib.text.md` shows: the text without its escapes."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def select(at, rows):
@@ -134,14 +143,22 @@ def test_compare_runs_shows_throughput_memory_numbers_and_what_differs():
 
 
 def test_export_names_say_what_they_hold(monkeypatch):
+    from streamlit.runtime.media_file_manager import MediaFileManager
     from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
-    names = []
+    names, written_on_click = [], {}
     load = MemoryMediaFileStorage.load_and_get_id
+    defer = MediaFileManager.add_deferred
 
     def recording(self, data, mimetype, kind, filename=None):
         names.append(filename)
         return load(self, data, mimetype, kind, filename)
+
+    def recording_deferred(self, data_callable, mimetype, coordinates, file_name=None, **kw):
+        names.append(file_name)
+        written_on_click[file_name] = data_callable
+        return defer(self, data_callable, mimetype, coordinates, file_name, **kw)
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", recording)
+    monkeypatch.setattr(MediaFileManager, "add_deferred", recording_deferred)
     store = Store()
     save_sweep(store, "batch", [1, 2])
     at = open_history()
@@ -149,6 +166,7 @@ def test_export_names_say_what_they_hold(monkeypatch):
     day = store.list()[0]["created_at"][:10]
     assert names == [f"ile-sweep-batch-smollm2-135m-instruct-{day}.json",
                      f"ile-sweep-batch-smollm2-135m-instruct-{day}.csv"]
+    assert json.loads(written_on_click[names[0]]()) == store.export(store.list()[0]["id"])
 
 
 # --- classroom mode ---------------------------------------------------------------------------
@@ -207,3 +225,90 @@ def test_classroom_host_sees_everything_and_shares(classroom_store, monkeypatch)
     as_visitor(monkeypatch, "bob-cookie")
     at = open_history()
     assert set(at.dataframe[0].value["id"]) == {ids["alice"], ids["bob"]}
+
+
+# --- untrusted entries: hostile text, damaged documents, huge ones ------------------------------
+
+LINK = "[Your session expired - click here](https://evil.example/login)"
+IMAGE = "![x](https://tracker.example/p.png)"
+UNESCAPED_LINK = re.compile(r"(?<!\\)\]\(")       # `](` is how every Markdown link starts
+
+
+def markdown_shown(at) -> list[str]:
+    """Every text the page handed to Streamlit's Markdown renderer."""
+    elements = [*at.title, *at.header, *at.subheader, *at.markdown, *at.caption, *at.error,
+                *at.warning, *at.info, *at.success]
+    return [e.value for e in elements] + [e.label for e in at.expander]
+
+
+def upload(at, name, data):
+    at.file_uploader(key="history_upload").set_value((name, data, "application/json")).run()
+    next(b for b in at.button if b.label == "Import it").click().run()
+    assert not at.exception
+
+
+def test_text_from_an_import_is_shown_as_written_never_as_markdown(saved):
+    store, ids = saved
+    document = store.export(ids[0])
+    document["spec"]["model_id"] = LINK
+    document.update(note=f"{IMAGE} {LINK}", imported_from=LINK)
+    at = open_history()
+    upload(at, f"{LINK}.json", json.dumps({**document, "kind": LINK}).encode())
+    assert plain(at.error[0].value).startswith(f"Can't import {LINK}.json: kind: expected one "
+                                               "of run, sweep, not text")
+    upload(at, "hostile.json", json.dumps(document).encode())
+    assert at.success[0].value.startswith("Imported as #3")
+    select(at, [0])
+    assert plain(at.subheader[0].value).startswith(f"#3: run: {LINK}, batch 1")
+    assert any(plain(c.value) == f"Imported; measured on {LINK}." for c in at.caption)
+    assert at.text_input(key="history_note_3").value == f"{IMAGE} {LINK}"   # kept as written
+    shown = markdown_shown(at)
+    assert not [text for text in shown if UNESCAPED_LINK.search(text)]
+    assert not at.exception
+
+
+def test_damaged_entries_say_why_and_can_still_be_deleted(saved):
+    store, ids = saved
+    good = store.export(ids[0])
+    no_repetitions = {k: v for k, v in good.items() if k != "repetitions"}
+    damaged = [
+        store.save_run(no_repetitions),                                        # the finding
+        store.save_run({**good, "spec": {**good["spec"], "batch_size": 1000}}),
+        store.start_sweep({"base": good["spec"], "factors": ["batch"], "planned": 1}),
+    ]
+    store.add_sweep_point(damaged[-1], 0, {"values": "abc"})
+    with sqlite3.connect(store.path) as db:                                    # edited by hand
+        for document in ("not JSON at all", '{"spec": "hello", "factors": 5}', "[1, 2]"):
+            damaged.append(db.execute(
+                "INSERT INTO entries (kind, created_at, model_id, device, status, document) "
+                "VALUES ('run', '2026-01-01T00:00:00Z', 'x', 'cpu', 'complete', ?)",
+                (document,)).lastrowid)
+    at = open_history()
+    listed = list(at.dataframe[0].value["id"])
+    assert set(listed) == {*ids, *damaged}
+    for entry_id in damaged:
+        select(at, [listed.index(entry_id)])
+        assert not at.exception, entry_id
+        assert plain(at.error[0].value).startswith(f"#{entry_id} can't be opened: "), entry_id
+        assert [b.label for b in at.button if b.label == "Delete"] == ["Delete"], entry_id
+    select(at, [listed.index(damaged[0]), listed.index(ids[0]), listed.index(ids[1])])
+    assert not at.exception and "can't be opened" in plain(at.error[0].value)
+    assert len(at.get("plotly_chart")) == 1              # the two good runs, compared
+    for entry_id in damaged:
+        select(at, [list(at.dataframe[0].value["id"]).index(entry_id)])
+        next(b for b in at.button if b.label == "Delete").click().run()
+        assert not at.exception
+    assert [e["id"] for e in store.list()] == ids[::-1]
+
+
+def test_an_entry_of_20000_repetitions_opens_with_a_few_traces():
+    measurement = many_repetitions(20_000, spec=BASE)
+    history.save_run(measurement, stats.summarize(measurement), Store())
+    at = open_history()
+    started = time.perf_counter()
+    select(at, [0])
+    opened_s = time.perf_counter() - started
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert len(figure["data"]) == 4              # band edges, median, TTFT: not 20,002 lines
+    assert "middle 80% of 20,000 repetitions" in figure["data"][1]["name"]
+    print(f"opened a 20,000-repetition run in History in {opened_s:.2f} s")

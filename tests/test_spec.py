@@ -4,7 +4,8 @@ import dataclasses
 import pytest
 
 from lib.errors import InvalidSpecError
-from lib.spec import RunSpec, add_arguments, field_info, field_names, from_arguments
+from lib.spec import (RunSpec, add_arguments, field_info, field_names, from_arguments,
+                      from_saved)
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -92,3 +93,24 @@ def test_clamp_moves_values_into_this_machines_range():
     assert clamp("threads", 10_000) == (default_threads(),
                                         f"this machine has {default_threads()} cores, so "
                                         f"{default_threads()} is used")
+
+
+def test_a_saved_spec_opens_from_any_version_and_any_machine():
+    saved = {**RunSpec(batch_size=4).to_dict(), "draft_model": "tiny", "threads": 10_000}
+    saved.pop("compile")                              # written before it existed
+    spec = from_saved(saved)
+    assert spec.batch_size == 4 and spec.threads == 10_000 and spec.compile == "off"
+    assert spec == from_saved(spec.to_dict()) and hash(spec) == hash(from_saved(spec.to_dict()))
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(model_id=5), "model_id must be text"),
+    (dict(prompt_text=["a"]), "prompt_text must be text"),
+    (dict(threads="8"), "threads must be a whole number of at least 1"),
+    (dict(threads=0), "threads must be a whole number of at least 1"),
+    (dict(batch_size=1000), "batch_size must be between 1 and 64"),
+    (dict(min_duration_s=float("nan")), "min_duration_s must be a finite number"),
+])
+def test_a_saved_spec_is_still_checked(fields, message):
+    with pytest.raises(InvalidSpecError, match=message):
+        from_saved({**RunSpec().to_dict(), **fields})

@@ -222,3 +222,40 @@ def test_import_belongs_to_the_importer(store, tmp_path):
     imported = other.import_document(store.export(entry_id), owner="bob")
     assert other.list()[0]["owner"] == "bob" and other.list()[0]["id"] == imported
     assert "owner" not in store.export(entry_id)          # an export never carries the owner
+
+
+def test_entries_edited_by_hand_are_still_listed_and_labelled(store):
+    entry_id, _ = history.save_run(*_measured(), store)
+    hand_edited = [
+        "not JSON at all",
+        json.dumps({"spec": "hello"}),
+        json.dumps({"spec": {"batch_size": [1]}}),
+    ]
+    with sqlite3.connect(store.path) as db:
+        ids = [db.execute("INSERT INTO entries (kind, created_at, model_id, device, status, "
+                          "document) VALUES ('run', '2026-01-01T00:00:00Z', 'm', 'cpu', "
+                          "'complete', ?)", (document,)).lastrowid for document in hand_edited]
+        sweep_id = db.execute(
+            "INSERT INTO entries (kind, created_at, model_id, device, status, document) VALUES "
+            "('sweep', '2026-01-01T00:00:00Z', 'm', 'cpu', 'partial', ?)",
+            (json.dumps({"factors": [["batch"], 5, "batch"]}),)).lastrowid
+        for position, point in enumerate(['{"values": [1, 2]}', "{oops",
+                                          json.dumps({"values": {"batch": [1]},
+                                                      "measurement": {"spec": {"model_id": 5}}})]):
+            db.execute("INSERT INTO sweep_points VALUES (?, ?, ?)", (sweep_id, position, point))
+    listed = {e["id"]: e for e in store.list()}
+    assert set(listed) == {entry_id, sweep_id, *ids}
+    assert [listed[i]["spec"] for i in ids] == [None, None, {"batch_size": [1]}]
+    assert history.entry_label(listed[ids[2]]) == "run: m, batch [1]"
+    assert listed[sweep_id]["factors"] == ["batch"] and listed[sweep_id]["models"] == ["m"]
+    assert history.entry_label(listed[sweep_id]) == "batch size sweep: [1] — m (2 skipped)"
+    assert store.list(model_id="m")
+
+
+def test_ids_sqlite_cannot_hold_are_simply_not_there(store):
+    huge = 10 ** 20
+    with pytest.raises(StoreError, match=f"No saved run or sweep with id {huge}"):
+        store.export(huge)
+    with pytest.raises(StoreError, match=f"No saved run or sweep with id {huge}"):
+        store.set_shared(huge, True)
+    assert store.delete(huge) is False and store.set_note(huge, "x") is False
