@@ -136,7 +136,7 @@ def _run(spec: RunSpec, as_json: bool) -> int:
     _quiet_transformers()
     measurement = runner.run(spec, on_status=_say, on_wait=_say)
     summary = stats.summarize(measurement)
-    entry_id, problem = history.save_run(measurement, summary)
+    entry_id, problem = history.save_run(measurement, summary, on_wait=_say)
     _say(f"saved as #{entry_id} (python -m lib export {entry_id})" if entry_id
          else f"not saved: {problem}")
     if as_json:
@@ -185,7 +185,7 @@ def _run_sweep(base: RunSpec, factor_values: list, csv_path: str | None) -> int:
             _say(f"round {event.round}: {what} ({event.fraction:.0%} done{eta})")
 
     recorder = history.SweepRecorder(base, [f.name for f, _ in factor_values],
-                                     len(sweep.grid(factor_values)))
+                                     len(sweep.grid(factor_values)), on_wait=_say)
     description = f"sweep of {', '.join(f.label for f, _ in factor_values)} " \
                   f"({len(sweep.grid(factor_values))} points)"
     try:
@@ -216,7 +216,7 @@ def _history(args: argparse.Namespace) -> int:
     from lib import history
     from lib.store import DamagedEntryError, Store, StoreError
 
-    store = Store()
+    store = Store(on_wait=_say)
     if args.command == "history":
         entries = store.list(model_id=args.model, device=args.device, since=args.since)
         if args.json:

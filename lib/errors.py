@@ -36,3 +36,7 @@ class StoppedError(ExplorerError):
 
 class WorkerDiedError(ExplorerError):
     """The process that held the model ended (killed for memory, or crashed); the app is fine."""
+
+
+class QueueError(ExplorerError):
+    """The measurement queue's folder can't be used safely (`lib.paths.runtime_dir`)."""

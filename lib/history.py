@@ -16,13 +16,15 @@ and an import is opened the same way before it is stored (`lib.imports`).
 It also says, in words, what an entry is (`entry_label`: the factor varied, its values and the
 models a sweep really ran) and how saved settings differ (`settings_differences`). Every save
 takes an optional `owner` (lib.classroom's id of the browser session that measured it); without
-one the entry belongs to the host, as before classroom mode existed.
+one the entry belongs to the host, as before classroom mode existed. Saves also take an
+`on_wait`, told when a save waits for a database another program keeps locked; a result is
+never called saved unless the store committed it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from lib import report, results, schema, stats, table, text
 from lib.results import Measurement
@@ -146,11 +148,16 @@ def _open(document: Any) -> Opened:
 
 
 def save_run(measurement: Measurement, summary: stats.Summary,
-             store: Store | None = None, owner: str | None = None) -> tuple[int | None, str | None]:
+             store: Store | None = None, owner: str | None = None,
+             on_wait: Callable[[str], None] | None = None) -> tuple[int | None, str | None]:
     """(entry id, None) when saved; (None, why not) when the history can't be written.
-    `owner`: the classroom owner id of whoever ran it (None: the host, the CLI)."""
+    `owner`: the classroom owner id of whoever ran it (None: the host, the CLI). `on_wait`
+    hears that the database is locked by another program and the save waits for it."""
+    store = store or Store()
+    if on_wait is not None:
+        store.on_wait = on_wait
     try:
-        return (store or Store()).save_run(run_document(measurement, summary), owner=owner), None
+        return store.save_run(run_document(measurement, summary), owner=owner), None
     except StoreError as exc:
         return None, str(exc)
 
@@ -159,8 +166,11 @@ class SweepRecorder:
     """Saves a sweep point by point; after a store failure it stops trying and says why."""
 
     def __init__(self, base: RunSpec, factors: list[str], planned: int,
-                 store: Store | None = None, owner: str | None = None) -> None:
+                 store: Store | None = None, owner: str | None = None,
+                 on_wait: Callable[[str], None] | None = None) -> None:
         self.store, self.entry_id, self.problem = store or Store(), None, None
+        if on_wait is not None:          # a locked database: said once per save that waits
+            self.store.on_wait = on_wait
         try:
             self.entry_id = self.store.start_sweep(sweep_document(base, factors, planned),
                                                    owner=owner)

@@ -11,6 +11,10 @@ Streamlit's Stop takes effect).
 
 `SweepPoints` measures a sweep's points for `lib.sweep`, which visits them in interleaved rounds:
 it holds the slot for the whole sweep and pins the models of the points being measured.
+
+While a run holds the slot, the people queued behind it see how long it may take: an estimate
+from its settings first (`rough_duration_s`), then the engine's or the sweep's own estimate
+from the repetitions measured so far (`Slot.update`).
 """
 
 from __future__ import annotations
@@ -19,14 +23,29 @@ from collections import Counter
 from typing import Callable
 
 from lib import backends
+from lib.errors import ExplorerError
 from lib.models.cache import ModelCache
-from lib.models.catalog import get_entry
+from lib.models.catalog import ENCODER, get_entry
 from lib.results import Measurement, Repetition
-from lib.runlock import measurement_slot
+from lib.runlock import Slot, measurement_slot
 from lib.spec import RunSpec
 from lib.worker import ModelHandle
 
 Say = Callable[[str], None]
+
+# How long a run will hold the machine, before any of it is measured: only for the notice of
+# those queued behind it, which calls it an estimate, and replaced by the engine's estimate from
+# measured repetitions after the first one. Deliberately simple: loading, then per call a
+# prefill at FLOPS_PER_S and one step per output token that reads every weight at
+# WEIGHT_BYTES_PER_S (decode is memory-bound), or at least STEP_FLOOR_S (launch overheads).
+# Numbers of the order measured on the machines in DESIGN.md, not of any one machine.
+ASSUMED_LOAD_S = 15.0                  # a worker process starting and reading the weights
+ASSUMED_COMPILE_S = 60.0               # torch.compile's first warm-up on a CPU
+DEVICE_SPEED = {                       # (FLOPS_PER_S, WEIGHT_BYTES_PER_S, STEP_FLOOR_S)
+    "cpu": (50e9, 10e9, 0.005),
+    "cuda": (100e12, 2e12, 0.015),
+    "mps": (5e12, 100e9, 0.010),
+}
 
 
 def preflight(spec: RunSpec) -> backends.Backend:
@@ -62,27 +81,64 @@ def prepare(spec: RunSpec, cache: ModelCache, on_status: Say | None = None) -> M
     return cache.get(backend, spec.model_id, spec.device, spec.dtype, on_status)
 
 
+def rough_duration_s(spec: RunSpec, weights_loaded: bool = False) -> float | None:
+    """A guess of how long `spec` holds the machine (see ASSUMED_LOAD_S); None if its shapes
+    can't be known without loading it."""
+    from lib.models.shapes import shapes
+
+    try:
+        shape = shapes(spec.model_id)
+        encoder = get_entry(spec.model_id).kind == ENCODER
+    except ExplorerError:
+        return None
+    flops, weight_bytes_per_s, step_floor_s = DEVICE_SPEED.get(spec.device, DEVICE_SPEED["cpu"])
+    active = shape.active_parameters or shape.parameters
+    prefill_s = 2 * active * spec.batch_size * spec.prompt_tokens / flops
+    step_s = max(shape.weight_bytes(spec.dtype) / weight_bytes_per_s,
+                 2 * active * spec.batch_size / flops, step_floor_s)
+    call_s = prefill_s + (0 if encoder else spec.new_tokens * step_s)
+    return ((0.0 if weights_loaded else ASSUMED_LOAD_S)
+            + (ASSUMED_COMPILE_S if spec.compile == "on" else 0.0)
+            + spec.warmup_runs * call_s + max(spec.repetitions * call_s, spec.min_duration_s))
+
+
 def run(spec: RunSpec, cache: ModelCache | None = None, on_status: Say | None = None,
         on_progress: Callable[..., None] | None = None, on_wait: Say | None = None,
         on_tick: Callable[[], None] | None = None) -> Measurement:
-    preflight(spec)
+    backend = preflight(spec)
     own_cache = cache is None
     cache = cache if cache is not None else ModelCache(max_entries=1)
+    held = cache.holds(backend, spec.model_id, spec.device, spec.dtype)
     try:
-        with measurement_slot(describe(spec), on_wait=on_wait):
+        with measurement_slot(describe(spec), on_wait=on_wait,
+                              estimate_s=rough_duration_s(spec, weights_loaded=held)) as slot:
             handle = prepare(spec, cache, on_status)
             if on_status:
                 on_status(f"Measuring: {describe(spec)}…")
-            return handle.measure(spec, on_progress=on_progress, on_tick=on_tick)
+            return handle.measure(spec, on_progress=_telling(slot, spec, on_progress),
+                                  on_tick=on_tick)
     finally:
         if own_cache:
             cache.close()
 
 
+def _telling(slot: Slot, spec: RunSpec, on_progress: Callable[..., None] | None):
+    """Progress that also keeps the queue's estimate true: from the settings once the model
+    is loaded, then the engine's own from measured repetitions."""
+    def progress(stage: str, done: int, total: int, eta_s: float | None = None) -> None:
+        if stage == "warm-up" and done == 0:
+            slot.update(rough_duration_s(spec, weights_loaded=True), source="settings")
+        slot.update(eta_s)
+        if on_progress is not None:
+            on_progress(stage, done, total, eta_s)
+    return progress
+
+
 class SweepPoints:
     """Sweep points through the cache, for `lib.sweep.run_sweep`: use as a context manager
     (it takes the measurement slot for the whole sweep, so rounds are not interleaved with
-    other people's runs)."""
+    other people's runs). `run_sweep` tells it its progress (`progress`), so the queue's
+    estimate follows the sweep's."""
 
     def __init__(self, cache: ModelCache, description: str, on_status: Say | None = None,
                  on_wait: Say | None = None, on_tick: Callable[[], None] | None = None) -> None:
@@ -91,10 +147,13 @@ class SweepPoints:
         self._handles: dict[RunSpec, ModelHandle] = {}
         self._pins: Counter = Counter()
         self._slot = None
+        self._held: Slot | None = None
+        self._point_s: float | None = None       # a point's rough duration, model loaded
+        self._measured = False
 
     def __enter__(self) -> "SweepPoints":
         self._slot = measurement_slot(self.description, on_wait=self.on_wait)
-        self._slot.__enter__()
+        self._held = self._slot.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -102,8 +161,21 @@ class SweepPoints:
             self.forget(spec)
         self._slot.__exit__(*exc)
 
+    def progress(self, event) -> None:
+        """A `lib.sweep.SweepProgress`: its time left (measured) goes to the queue; until
+        there is one, the points left times the last point's rough duration."""
+        if self._held is None:
+            return
+        if event.eta_s is not None:
+            self._measured = True
+            self._held.update(event.eta_s)
+        elif not self._measured and self._point_s is not None:
+            left = event.total_points - event.finished_points
+            self._held.update(ASSUMED_LOAD_S + left * self._point_s, source="settings")
+
     def start(self, spec: RunSpec, on_progress: Callable[..., None] | None = None) -> None:
         """Check and load (keeping the other points' models), then warm up."""
+        self._point_s = rough_duration_s(spec, weights_loaded=True)
         handle = prepare(spec, self.cache, self.on_status)
         self._pin(handle)
         self._handles[spec] = handle

@@ -2,15 +2,22 @@
 
 One database file, `$ILE_DATA_DIR/history.sqlite3` (default `~/.local/share/inference-latency-
 explorer`). Promises:
-- Several processes and browser sessions may write at once: WAL journal, a busy timeout, one
-  short transaction per write.
+- Several processes and browser sessions may write at once: WAL journal, one short transaction
+  per write. A database another program keeps locked is waited for, in short tries: after
+  `BUSY_NOTICE_S` the caller's `on_wait` (and the log) says so, and after `BUSY_TIMEOUT_S` it
+  gives up with `StoreError`; neither a run nor the History page hangs on it.
+- A write is saved once SQLite has committed it to a file that passed `PRAGMA quick_check` when
+  it was opened (checked once per version of the file, so it costs milliseconds). A damaged file
+  is never written to, never reported as saved and never deleted: the message says where it is
+  and to move it aside.
 - A sweep's points are saved one by one as they finish, so a sweep killed half-way keeps its
   finished points (its status stays "partial").
 - An export is one JSON document with everything (spec, environment, raw per-token timestamps,
   summary); importing it back and exporting again gives the same document (plus where it came
   from). No `eval`: only JSON goes in and out.
-- Any database problem (corrupt, locked, read-only) raises `StoreError` with what to do; the
-  caller keeps measuring and says the result was not saved.
+- Any database problem raises `StoreError` saying which one (damaged file, locked by another
+  program, read-only file or folder, full disk) and what to do; the caller keeps measuring and
+  says the result was not saved.
 - Each entry has an owner (a one-way browser id from `lib.classroom`, or NULL for the host, the
   CLI and databases written before owners existed) and a shared flag. Older databases gain both
   columns the first time they are opened (`_migrate`); nothing else about them changes.
@@ -19,18 +26,23 @@ explorer`). Promises:
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import logging
 import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, TypeVar
 
 from lib.errors import ExplorerError
 
 DATA_ENV = "ILE_DATA_DIR"
 EXPORT_FORMAT = "inference-latency-explorer/1"
-BUSY_TIMEOUT_S = 30.0
+BUSY_NOTICE_S = 2.0         # a database locked this long: say that we wait
+BUSY_TIMEOUT_S = 10.0       # ... and give up after this long (the result is still shown)
+BUSY_TRY_S = 0.25           # SQLite's own wait per try, short so the loop can speak in time
+BUSY_PAUSE_S = 0.05         # between tries
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -68,6 +80,12 @@ class DamagedEntryError(StoreError):
     def __init__(self, which: str, reason: str) -> None:
         super().__init__(f"{which} can't be opened: {reason}")
         self.reason = reason
+
+
+T = TypeVar("T")
+_log = logging.getLogger(__name__)
+# Files that passed `PRAGMA quick_check`: path -> (device, inode, size, modified) when checked.
+_INTACT: dict[str, tuple[int, int, int, int]] = {}
 
 
 def default_path() -> Path:
@@ -123,73 +141,160 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-class Store:
-    def __init__(self, path: Path | str | None = None) -> None:
-        self.path = Path(path) if path else default_path()
+def _busy(exc: Exception) -> bool:
+    """Another connection holds a lock this statement needs (worth trying again)."""
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in str(exc) \
+        or "table is locked" in str(exc) or "busy" in str(exc)
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+
+def _quick_check(connection: sqlite3.Connection) -> list[str]:
+    """SQLite's structural check of the whole file, without the slow index cross-checks: ['ok']
+    or what is wrong."""
+    return [row[0] for row in connection.execute("PRAGMA quick_check")]
+
+
+class Store:
+    """The history file at `path` (default: `default_path()`). `on_wait` hears, once per call,
+    that the database is locked by another program and this call waits for it."""
+
+    def __init__(self, path: Path | str | None = None,
+                 on_wait: Callable[[str], None] | None = None) -> None:
+        self.path = Path(path) if path else default_path()
+        self.on_wait = on_wait
+
+    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` in one transaction, committed or rolled back, tried again while another
+        program keeps the database locked (see BUSY_NOTICE_S, BUSY_TIMEOUT_S)."""
+        started, told = time.monotonic(), False
+        while True:
+            try:
+                return self._try(work)
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise StoreError(self._advice(exc)) from exc
+                waited = time.monotonic() - started
+                if waited >= BUSY_TIMEOUT_S:
+                    raise StoreError(
+                        f"The history database {self.path} is locked by another program; gave "
+                        f"up after waiting {waited:.0f} s. Close the program that holds it (a "
+                        "database browser, or a stuck copy of this app), then try again."
+                    ) from exc
+                if waited >= BUSY_NOTICE_S and not told:
+                    told = True
+                    self._tell_waiting()
+            except (OSError, sqlite3.Error) as exc:
+                raise StoreError(self._advice(exc)) from exc
+            time.sleep(BUSY_PAUSE_S)
+
+    def _try(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, timeout=BUSY_TRY_S)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(self._advice(exc)) from exc
-        try:
+            self._check_intact(connection)
             connection.execute("PRAGMA foreign_keys = ON")
             connection.execute("PRAGMA journal_mode = WAL")
             connection.executescript(SCHEMA)
             _migrate(connection)
             with connection:                      # one transaction, committed or rolled back
-                yield connection
-        except sqlite3.Error as exc:
-            raise StoreError(self._advice(exc)) from exc
+                return work(connection)
         finally:
-            connection.close()
+            # After a commit the data is safe in the WAL file; a failed checkpoint on close
+            # loses nothing, so it must not turn a saved result into "not saved".
+            with contextlib.suppress(sqlite3.Error):
+                connection.close()
+
+    def _check_intact(self, connection: sqlite3.Connection) -> None:
+        """Refuse a damaged file before anything is written to it: `PRAGMA quick_check`, once
+        per version of the file (its identity, size and modification time)."""
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            return                                # a new history: nothing to check yet
+        version = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+        key = str(self.path.resolve())
+        if _INTACT.get(key) == version:
+            return
+        verdict = _quick_check(connection)
+        if verdict != ["ok"]:
+            problem = next((line for text in verdict for line in text.splitlines()
+                            if line and not line.startswith("***")), "failed its check")
+            raise StoreError(self._damaged(problem))
+        _INTACT[key] = version
+
+    def _tell_waiting(self) -> None:
+        notice = (f"Still waiting for the history database (locked by another program) at "
+                  f"{self.path}: giving up after {BUSY_TIMEOUT_S:.0f} s if it stays locked.")
+        if self.on_wait is not None:
+            _log.info(notice)
+            self.on_wait(notice)
+        else:
+            _log.warning(notice)
+
+    def _damaged(self, detail: str) -> str:
+        return (f"The history file {self.path} is damaged ({detail[:120]}), so nothing can be "
+                "saved to it. Nothing was deleted: move it aside (rename it, for example to "
+                f"{self.path.name}.damaged) and the app starts a new, empty history there; "
+                f"`sqlite3 {self.path.name}.damaged .recover` may rescue past results.")
 
     def _advice(self, exc: Exception) -> str:
         text = str(exc)
-        if "not a database" in text or "malformed" in text:
-            fix = (f"The file is damaged: move {self.path} aside (your past results are in it) "
-                   "and a new history starts.")
-        elif "locked" in text or "busy" in text:
-            fix = "Another program holds it locked: close it, or wait and try again."
-        elif "readonly" in text or "read-only" in text or isinstance(exc, PermissionError):
-            fix = (f"It can't be written here: make {self.path.parent} writable, or set "
-                   f"{DATA_ENV} to a writable folder.")
-        else:
-            fix = f"Set {DATA_ENV} to another folder if this keeps happening."
-        return f"Run history unavailable ({text}). {fix}"
+        name = getattr(exc, "sqlite_errorname", None) or ""
+        if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text \
+                or "not a database" in text:
+            return self._damaged(text)
+        if name.startswith("SQLITE_FULL") or "disk is full" in text \
+                or getattr(exc, "errno", None) == errno.ENOSPC:
+            return (f"The disk holding {self.path} is full ({text}): free some space, or set "
+                    f"{DATA_ENV} to a folder on another disk.")
+        if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")) \
+                or "readonly" in text or "read-only" in text or "unable to open" in text \
+                or isinstance(exc, PermissionError) or getattr(exc, "errno", None) == errno.EROFS:
+            return self._read_only(text)
+        if _busy(exc):
+            return (f"The history database {self.path} is locked by another program ({text}): "
+                    "close the program that holds it, then try again.")
+        return f"Run history unavailable ({text}). Set {DATA_ENV} to another folder if this " \
+            "keeps happening."
+
+    def _read_only(self, text: str) -> str:
+        folder = next(f for f in (self.path.parent, *self.path.parent.parents) if f.is_dir())
+        if not os.access(folder, os.W_OK | os.X_OK):      # the folder, or where it would go
+            return (f"The history folder {folder} is read-only ({text}), so the history can't "
+                    f"be written there: make it writable, or set {DATA_ENV} to a writable "
+                    "folder.")
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            return (f"The history file {self.path} is read-only ({text}): make it writable "
+                    f"(chmod u+w), or set {DATA_ENV} to another folder.")
+        return (f"The history in {self.path} can't be written here ({text}): make "
+                f"{self.path.parent} writable, or set {DATA_ENV} to a writable folder.")
 
     # --- writing ------------------------------------------------------------------------------
 
     def save_run(self, document: dict[str, Any], owner: str | None = None) -> int:
+        """The new entry's id, once committed."""
         spec = document["spec"]
-        with self._connect() as db:
-            cursor = db.execute(
-                "INSERT INTO entries (kind, created_at, model_id, device, status, document, "
-                "owner) VALUES ('run', ?, ?, ?, 'complete', ?, ?)",
-                (_now(), spec["model_id"], spec["device"], json.dumps(document), owner))
-            return int(cursor.lastrowid)
+        row = (_now(), spec["model_id"], spec["device"], json.dumps(document), owner)
+        return self._run(lambda db: int(db.execute(
+            "INSERT INTO entries (kind, created_at, model_id, device, status, document, "
+            "owner) VALUES ('run', ?, ?, ?, 'complete', ?, ?)", row).lastrowid))
 
     def start_sweep(self, document: dict[str, Any], owner: str | None = None) -> int:
         """A sweep entry with no points yet; points follow with `add_sweep_point`."""
         base = document["base"]
-        with self._connect() as db:
-            cursor = db.execute(
-                "INSERT INTO entries (kind, created_at, model_id, device, status, document, "
-                "owner) VALUES ('sweep', ?, ?, ?, 'partial', ?, ?)",
-                (_now(), base["model_id"], base["device"], json.dumps(document), owner))
-            return int(cursor.lastrowid)
+        row = (_now(), base["model_id"], base["device"], json.dumps(document), owner)
+        return self._run(lambda db: int(db.execute(
+            "INSERT INTO entries (kind, created_at, model_id, device, status, document, "
+            "owner) VALUES ('sweep', ?, ?, ?, 'partial', ?, ?)", row).lastrowid))
 
     def add_sweep_point(self, entry_id: int, position: int, point: dict[str, Any]) -> None:
-        with self._connect() as db:
-            db.execute("INSERT OR REPLACE INTO sweep_points VALUES (?, ?, ?)",
-                       (entry_id, position, json.dumps(point)))
+        row = (entry_id, position, json.dumps(point))
+        self._run(lambda db: db.execute("INSERT OR REPLACE INTO sweep_points VALUES (?, ?, ?)",
+                                        row))
 
     def finish_sweep(self, entry_id: int, stopped: bool) -> None:
-        with self._connect() as db:
-            db.execute("UPDATE entries SET status = ? WHERE id = ?",
-                       ("partial" if stopped else "complete", entry_id))
+        self._run(lambda db: db.execute("UPDATE entries SET status = ? WHERE id = ?",
+                                        ("partial" if stopped else "complete", entry_id)))
 
     def set_note(self, entry_id: int, note: str, only_owner: str | None = None) -> bool:
         """Change the note; with `only_owner`, only if that owner's entry. True if changed."""
@@ -201,12 +306,12 @@ class Store:
 
     def set_shared(self, entry_id: int, shared: bool) -> None:
         """Show it to (or hide it from) every classroom visitor. The host's decision."""
-        with self._connect() as db:
-            cursor = db.execute("UPDATE entries SET shared = ? WHERE id = ?",
-                                (int(shared), entry_id)) if _storable(entry_id) else None
-            if cursor is None or cursor.rowcount == 0:
-                raise StoreError(f"No saved run or sweep with id {entry_id}: `python -m lib "
-                                 "history` lists them.")
+        changed = self._run(lambda db: db.execute("UPDATE entries SET shared = ? WHERE id = ?",
+                                                  (int(shared), entry_id)).rowcount) \
+            if _storable(entry_id) else 0
+        if changed == 0:
+            raise StoreError(f"No saved run or sweep with id {entry_id}: `python -m lib "
+                             "history` lists them.")
 
     def _update_own(self, statement: str, args: tuple, entry_id: int,
                     only_owner: str | None) -> bool:
@@ -216,8 +321,7 @@ class Store:
         if only_owner is not None:
             query += " AND owner = ?"
             query_args.append(only_owner)
-        with self._connect() as db:
-            return db.execute(query, query_args).rowcount > 0
+        return self._run(lambda db: db.execute(query, query_args).rowcount > 0)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -249,12 +353,13 @@ class Store:
         if visible_to is not None:
             query += " AND (e.owner = ? OR e.shared = 1)"
             args.append(visible_to)
-        with self._connect() as db:
-            rows = db.execute(query + " ORDER BY e.id DESC", args).fetchall()
-            points = db.execute(
-                "SELECT entry_id, json_extract(document, '$.values'), "
-                "json_extract(document, '$.measurement.spec.model_id') FROM sweep_points "
-                "WHERE json_valid(document) ORDER BY entry_id, position").fetchall()
+        def read(db: sqlite3.Connection) -> tuple[list, list]:
+            return (db.execute(query + " ORDER BY e.id DESC", args).fetchall(),
+                    db.execute("SELECT entry_id, json_extract(document, '$.values'), "
+                               "json_extract(document, '$.measurement.spec.model_id') "
+                               "FROM sweep_points WHERE json_valid(document) "
+                               "ORDER BY entry_id, position").fetchall())
+        rows, points = self._run(read)
         keys = ("id", "kind", "created_at", "model_id", "device", "status", "note",
                 "imported_from", "points", "owner", "shared")
         per_entry: dict[int, list[tuple[dict, str | None]]] = {}
@@ -280,7 +385,7 @@ class Store:
     def export(self, entry_id: int) -> dict[str, Any]:
         """Everything about one entry, as one JSON-ready document. DamagedEntryError when what
         it saved is not even JSON (`lib.history.open_entry` checks the rest)."""
-        with self._connect() as db:
+        def read(db: sqlite3.Connection) -> tuple[tuple, list]:
             row = db.execute("SELECT kind, created_at, status, note, imported_from, document "
                              "FROM entries WHERE id = ?", (entry_id,)).fetchone() \
                 if _storable(entry_id) else None
@@ -290,6 +395,8 @@ class Store:
             point_texts = [doc for (doc,) in db.execute(
                 "SELECT document FROM sweep_points WHERE entry_id = ? ORDER BY position",
                 (entry_id,))]
+            return row, point_texts
+        row, point_texts = self._run(read)
         kind, created_at, status, note, imported_from, document = row
         try:
             body = json.loads(document)
@@ -320,7 +427,7 @@ class Store:
         origin = document.get("imported_from") or ", ".join(
             str(environment[k]) for k in ("gpu_name", "cpu_model") if environment.get(k)) \
             or "unknown machine"
-        with self._connect() as db:
+        def insert(db: sqlite3.Connection) -> int:
             cursor = db.execute(
                 "INSERT INTO entries (kind, created_at, model_id, device, status, note, "
                 "imported_from, document, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -332,4 +439,5 @@ class Store:
             for position, point in enumerate(document.get("points") or []):
                 db.execute("INSERT INTO sweep_points VALUES (?, ?, ?)",
                            (entry_id, position, json.dumps(point)))
-        return entry_id
+            return entry_id
+        return self._run(insert)

@@ -144,7 +144,8 @@ class SweepProgress:
 
 
 class PointMeasurer(Protocol):
-    """What `run_sweep` needs per point (`lib.runner.SweepPoints`; fakes in tests)."""
+    """What `run_sweep` needs per point (`lib.runner.SweepPoints`; fakes in tests). One that
+    also has a `progress(event)` method hears every `SweepProgress`, as `on_progress` does."""
 
     def start(self, spec: RunSpec, on_progress: Callable[..., None] | None = None) -> None: ...
     def repeat(self, spec: RunSpec) -> Repetition: ...
@@ -223,7 +224,8 @@ def run_sweep(base: RunSpec, factor_values: Sequence[tuple[Factor, Sequence[Any]
     result = SweepResult(base, list(by_name), planned=len(grid(factor_values)))
     pending = [PointResult(values, index=index) for index, values in enumerate(grid(factor_values))]
     stop = should_stop or (lambda: False)
-    tracker = _Tracker(result, on_progress)
+    listeners = [f for f in (getattr(points, "progress", None), on_progress) if f is not None]
+    tracker = _Tracker(result, listeners)
     groups = 0
 
     def finish_point(point: PointResult) -> None:
@@ -342,15 +344,15 @@ def _keep_what_was_measured(active: list[_Active], points: PointMeasurer, result
 class _Tracker:
     """Turns the sweep's state into `SweepProgress` reports, with an ETA from measured times."""
 
-    def __init__(self, result: SweepResult, on_progress: Progress | None) -> None:
-        self.result, self.on_progress = result, on_progress
+    def __init__(self, result: SweepResult, listeners: list[Progress]) -> None:
+        self.result, self.listeners = result, listeners
         self.finished = 0
         self.round = 0
         self.point_s: list[float] = []         # wall time of each finished point
 
     def show(self, phase: str, point: PointResult, active: list[_Active],
              pending: list[PointResult], item: _Active | None = None) -> None:
-        if self.on_progress is None:
+        if not self.listeners:
             return
         total = self.result.planned
         minimum = point.spec.repetitions if point.spec else self.result.base.repetitions
@@ -361,10 +363,14 @@ class _Tracker:
         finished_reps += self.result.base.repetitions * sum(
             1 for p in self.result.points if p.measurement is None)
         fraction = min((done_reps + finished_reps) / planned_reps, 1.0)
-        self.on_progress(SweepProgress(
+        self._tell(SweepProgress(
             phase, dict(point.values), self.round, len(self.result.points), total,
             len(item.repetitions) + 1 if item else 0, minimum, fraction,
             self._eta(active, pending)))
+
+    def _tell(self, event: SweepProgress) -> None:
+        for listener in self.listeners:
+            listener(event)
 
     def _eta(self, active: list[_Active], pending: list[PointResult]) -> float | None:
         if not active and not pending:
@@ -379,9 +385,9 @@ class _Tracker:
         return total + per_point * len(pending)
 
     def done(self) -> None:
-        if self.on_progress is not None and not self.result.stopped:
+        if not self.result.stopped:
             total = self.result.planned
-            self.on_progress(SweepProgress("done", {}, self.round, total, total, 0, 0, 1.0, 0.0))
+            self._tell(SweepProgress("done", {}, self.round, total, total, 0, 0, 1.0, 0.0))
 
 
 def _where(values: dict[str, Any]) -> str:

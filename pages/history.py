@@ -33,7 +33,8 @@ viewer = classroom_ui.current_viewer()
 if (explanation := classroom_ui.explain(viewer)) is not None:
     st.info(explanation)
 
-store = Store()
+wait_notice = st.empty()          # a history locked by another program: say we wait
+store = Store(on_wait=wait_notice.info)
 visible_to = None if viewer.is_host else viewer.owner
 
 
@@ -46,6 +47,7 @@ try:
 except StoreError as exc:
     st.error(str(exc))
     st.stop()
+wait_notice.empty()
 
 with st.expander("Import a result exported elsewhere (JSON)"):
     upload = st.file_uploader("Exported JSON file", type=["json"], key=state.HISTORY_UPLOAD)

@@ -1,6 +1,7 @@
 """Shared fixtures: one model cache folder for the whole test session.
 
-The cache is `$ILE_TEST_CACHE_DIR` when set (CI sets it so the converted model is reused between
+The measurement queue (lib.runlock) gets a folder of its own per test session. The cache is
+`$ILE_TEST_CACHE_DIR` when set (CI sets it so the converted model is reused between
 runs), else a temporary folder; the first test that loads the default model pays the one-off
 conversion.
 """
@@ -18,6 +19,20 @@ def model_cache_dir(tmp_path_factory) -> Path:
     path = Path(os.environ.get("ILE_TEST_CACHE_DIR") or tmp_path_factory.mktemp("ile-cache"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_measurement_queue(tmp_path_factory):
+    """This test session's own queue folder (lib.runlock): parallel test runs and the app never
+    wait for each other. Set in os.environ, so servers and CLI processes started by tests
+    queue with this session."""
+    before = os.environ.get("ILE_RUNTIME_DIR")
+    os.environ["ILE_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("ile-runtime"))
+    yield
+    if before is None:
+        os.environ.pop("ILE_RUNTIME_DIR", None)
+    else:
+        os.environ["ILE_RUNTIME_DIR"] = before
 
 
 @pytest.fixture(autouse=True)

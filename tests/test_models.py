@@ -1,7 +1,9 @@
 """The catalog and model loading, for real and offline."""
 
+import json
 import math
 import re
+import shutil
 import time
 
 import pytest
@@ -10,6 +12,7 @@ import torch
 from lib import backends, engine
 from lib.errors import ModelLoadError, UnsupportedError
 from lib.models import catalog, loading
+from lib.models.gguf import converted_folder
 from lib.models.shapes import shapes
 from lib.prompts import fit_prompt
 from lib.spec import RunSpec
@@ -54,6 +57,39 @@ def test_missing_paths_are_explained(tmp_path):
         catalog.get_entry(str(tmp_path / "absent.gguf"))
     with pytest.raises(ModelLoadError, match="has no config.json"):
         catalog.get_entry(str(tmp_path))
+
+
+def test_the_tokenizer_folder_is_made_again_after_the_cache_is_cleaned(tmp_path, monkeypatch):
+    monkeypatch.setenv("ILE_CACHE_DIR", str(tmp_path / "cache"))
+    made = []
+
+    def convert(entry):                        # the real one takes ~20 s: its result, in short
+        folder = converted_folder(entry)
+        folder.mkdir(parents=True)
+        (folder / "tokenizer.json").write_text("{}")
+        made.append(folder)
+        return folder
+    monkeypatch.setattr(loading, "convert_gguf", convert)
+    assert loading._default_tokenizer_folder().exists()
+    shutil.rmtree(tmp_path / "cache")
+    assert loading._default_tokenizer_folder().exists()        # not a remembered, deleted path
+    assert len(made) == 2
+
+
+def test_an_own_folder_is_described_afresh_after_it_changes(tmp_path):
+    folder = tmp_path / "mine"
+
+    def write(positions):
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"model_type": "gpt2",
+                                                         "n_positions": positions}))
+    write(128)
+    assert catalog.get_entry(str(folder)).context_length == 128
+    shutil.rmtree(folder)
+    with pytest.raises(ModelLoadError, match="No folder or file at"):
+        catalog.get_entry(str(folder))
+    write(1024)
+    assert catalog.get_entry(str(folder)).context_length == 1024
 
 
 def test_hub_id_offline_fails_fast_with_advice(monkeypatch):
@@ -241,3 +277,24 @@ def test_a_small_run_after_a_big_one_in_the_same_worker_reports_its_own_peak(mod
     finally:
         worker.close()
     assert small < big - 100e6          # batch 8 x 256 tokens needs ~250 MB more here
+
+
+@pytest.mark.slow
+def test_random_preset_builds_again_after_the_cache_folder_is_deleted(loaded, model_cache_dir,
+                                                                       tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ILE_CACHE_DIR", str(cache))
+    conversions = []
+
+    def convert(entry):     # the real conversion (~20 s) is tested above; its result, copied
+        target = converted_folder(entry)
+        shutil.copytree(model_cache_dir / "models" / entry.model_id, target,
+                        ignore=shutil.ignore_patterns("*.safetensors"))
+        conversions.append(target)
+        return target
+    monkeypatch.setattr(loading, "convert_gguf", convert)
+    first = load("gpt2")
+    shutil.rmtree(cache)
+    again = load("gpt2")            # once failed: "Repo id must be ..." for the deleted folder
+    assert len(conversions) == 2 and (cache / "models" / DEFAULT / "tokenizer.json").exists()
+    assert again.tokenizer.encode("hello world") == first.tokenizer.encode("hello world")

@@ -41,6 +41,31 @@ def open_history():
     return at
 
 
+def test_locked_history_shows_a_waiting_notice_then_why_instead_of_hanging(saved, monkeypatch):
+    monkeypatch.setattr("lib.store.BUSY_TRY_S", 0.05)
+    monkeypatch.setattr("lib.store.BUSY_NOTICE_S", 0.2)
+    monkeypatch.setattr("lib.store.BUSY_TIMEOUT_S", 0.8)
+    store, _ = saved
+    holder = sqlite3.connect(store.path)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")      # keeps even readers out
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("UPDATE entries SET note = note")
+    try:
+        at = AppTest.from_file(ENTRY, default_timeout=120)
+        at.run()
+        started = time.monotonic()
+        at.switch_page(HISTORY).run()
+        took = time.monotonic() - started
+    finally:
+        holder.rollback()
+        holder.close()
+    assert not at.exception
+    assert took < 8
+    assert any("waiting for the history database (locked by another program)" in notice.value
+               for notice in at.info)
+    assert "locked by another program" in at.error[0].value
+
+
 def test_empty_history_says_so():
     at = open_history()
     assert "Nothing saved yet" in at.info[0].value

@@ -3,7 +3,7 @@
 import pytest
 
 from fakes import FakeBackend
-from lib import backends, memory, runner
+from lib import backends, memory, runlock, runner, sweep
 from lib.errors import InvalidSpecError, MemoryGuardError, RunFailedError
 from lib.models.cache import ModelCache
 from lib.spec import RunSpec
@@ -75,3 +75,36 @@ def test_models_nobody_uses_count_as_room_and_a_refused_model_is_never_cached(fa
     monkeypatch.setattr(memory, "free_bytes", lambda device: 1 * 10**9)
     small = SPEC.replace(model_id="smollm2-360m")
     assert runner.memory_verdict(small, cache).fits
+
+
+def test_the_queue_sees_an_estimate_from_the_settings_then_from_measured_repetitions(fake):
+    seen = []
+
+    def progress(stage, done, total, eta_s=None):
+        seen.append((stage, eta_s, runlock.current_holder()))
+    runner.run(SPEC.replace(repetitions=3, warmup_runs=1), on_progress=progress)
+    stage, _, holder = seen[0]
+    assert stage == "warm-up" and holder["eta_from"] == "settings" and holder["eta_s"] > 0
+    measured = next((eta, holder) for stage, eta, holder in seen
+                    if stage == "measuring" and eta is not None)
+    assert measured[1]["eta_from"] == "measured" and measured[1]["eta_s"] == measured[0]
+    assert runlock.current_holder() is None
+
+
+def test_rough_duration_counts_loading_warm_up_and_the_minimum_time():
+    spec = SPEC.replace(repetitions=2, warmup_runs=1, min_duration_s=0.0)
+    loaded = runner.rough_duration_s(spec, weights_loaded=True)
+    assert 0 < loaded < runner.rough_duration_s(spec, weights_loaded=False)
+    assert runner.rough_duration_s(spec.replace(min_duration_s=60.0), True) >= 60.0
+    assert runner.rough_duration_s(spec.replace(repetitions=20), True) > loaded
+
+
+def test_a_sweep_tells_the_queue_its_estimate(fake):
+    seen = []
+    with runner.SweepPoints(ModelCache(max_entries=2), "sweep of batch size") as points:
+        sweep.run_sweep(SPEC.replace(repetitions=2), [(sweep.get_factor("batch"), [1, 2])],
+                        points, on_progress=lambda event: seen.append(
+                            (event, runlock.current_holder())))
+    sources = [holder.get("eta_from") for _, holder in seen]
+    assert "settings" in sources and sources[-1] == "measured"
+    assert all(holder["description"] == "sweep of batch size" for _, holder in seen)

@@ -1,12 +1,15 @@
 """The history store: round trips, concurrent writers, a killed sweep, damaged files."""
 
+import errno
 import json
 import multiprocessing
 import os
+import random
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,6 +17,7 @@ import pytest
 
 from fakes import FakePoints, fake_runner
 from lib import history, stats, sweep, table
+from lib import store as store_module
 from lib.spec import RunSpec
 from lib.store import Store, StoreError
 
@@ -259,3 +263,184 @@ def test_ids_sqlite_cannot_hold_are_simply_not_there(store):
     with pytest.raises(StoreError, match=f"No saved run or sweep with id {huge}"):
         store.set_shared(huge, True)
     assert store.delete(huge) is False and store.set_note(huge, "x") is False
+
+
+# --- a damaged, busy, read-only or full history is never reported as saved (issue 10) --------
+
+def _fill_and_damage(path: Path) -> bytes:
+    """A history of several pages, then random bytes over its middle third (header intact)."""
+    store = Store(path)
+    measurement, summary = _measured()
+    for _ in range(20):
+        history.save_run(measurement, summary, store)
+    data = bytearray(path.read_bytes())
+    assert len(data) >= 16 * 4096 and not Path(f"{path}-wal").exists()   # all in the file
+    start, end = len(data) // 3, 2 * len(data) // 3
+    data[start:end] = random.Random(1).randbytes(end - start)
+    time.sleep(0.05)                       # a new modification time, even on a coarse clock
+    path.write_bytes(bytes(data))
+    return bytes(data)
+
+
+def test_damaged_pages_are_never_reported_as_saved(tmp_path):
+    path = tmp_path / "history.sqlite3"
+    damaged = _fill_and_damage(path)
+    measurement, summary = _measured()
+    entry_id, problem = history.save_run(measurement, summary, Store(path))
+    assert entry_id is None
+    assert f"The history file {path} is damaged" in problem and "move it aside" in problem
+    with pytest.raises(StoreError, match="is damaged"):
+        Store(path).list()
+    assert path.read_bytes() == damaged                  # user data is never touched
+
+
+def test_cli_says_not_saved_for_a_damaged_history(tmp_path, monkeypatch, capsys, fake_backend):
+    from lib import cli
+    monkeypatch.setenv("ILE_DATA_DIR", str(tmp_path))
+    _fill_and_damage(tmp_path / "history.sqlite3")
+    assert cli.main(["run", "--prompt-tokens", "16", "--new-tokens", "3", "--repetitions", "1",
+                     "--min-duration", "0", "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "saved as #" not in err
+    assert "not saved: The history file" in err and "is damaged" in err
+
+
+def test_integrity_is_checked_once_per_version_of_the_file(store, monkeypatch):
+    store.list()                                     # makes the file
+    store.list()                                     # checks it
+    checks = []
+    real = store_module._quick_check
+    monkeypatch.setattr(store_module, "_quick_check",
+                        lambda connection: checks.append(1) or real(connection))
+    store.list()
+    store.list()
+    assert checks == []                              # unchanged since the last check
+    measurement, summary = _measured()
+    history.save_run(measurement, summary, store)    # the file changes: checked again next time
+    store.list()
+    assert len(checks) == 1
+
+
+@pytest.fixture
+def quick_busy(monkeypatch):
+    """A waiting notice after 0.2 s and giving up after 0.8 s, so tests stay fast."""
+    monkeypatch.setattr(store_module, "BUSY_TRY_S", 0.05)
+    monkeypatch.setattr(store_module, "BUSY_NOTICE_S", 0.2)
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.8)
+
+
+def test_busy_limits_are_a_notice_after_2_s_and_a_bound():
+    assert store_module.BUSY_NOTICE_S == 2.0
+    assert 2.0 < store_module.BUSY_TIMEOUT_S <= 15.0
+
+
+def _lock_exclusively(path: Path, readers_too: bool = False) -> sqlite3.Connection:
+    holder = sqlite3.connect(path, check_same_thread=False)
+    if readers_too:                        # a program that keeps even readers out
+        holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("UPDATE entries SET note = note")
+    return holder
+
+
+def test_locked_database_says_it_waits_then_gives_up_unsaved(tmp_path, quick_busy):
+    path = tmp_path / "history.sqlite3"
+    Store(path).list()
+    holder = _lock_exclusively(path)
+    told = []
+    started = time.monotonic()
+    try:
+        measurement, summary = _measured()
+        entry_id, problem = history.save_run(
+            measurement, summary, Store(path),
+            on_wait=lambda message: told.append((time.monotonic() - started, message)))
+    finally:
+        holder.rollback()
+        holder.close()
+    took = time.monotonic() - started
+    assert entry_id is None
+    assert "locked by another program" in problem and str(path) in problem
+    assert 0.8 <= took < 2.5
+    assert len(told) == 1 and 0.2 <= told[0][0] < 0.6
+    assert "waiting for the history database (locked by another program)" in told[0][1]
+
+
+def test_a_lock_released_while_waiting_still_saves(tmp_path, quick_busy):
+    path = tmp_path / "history.sqlite3"
+    Store(path).list()
+    holder = _lock_exclusively(path)
+    release = threading.Timer(0.5, lambda: (holder.rollback(), holder.close()))
+    release.start()
+    told = []
+    measurement, summary = _measured()
+    entry_id, problem = history.save_run(measurement, summary, Store(path), on_wait=told.append)
+    release.join()
+    assert problem is None and entry_id == 1
+    assert len(told) == 1
+    assert [e["id"] for e in Store(path).list()] == [1]
+
+
+def test_sweep_recorder_passes_the_waiting_notice_on(tmp_path, quick_busy):
+    path = tmp_path / "history.sqlite3"
+    Store(path).list()
+    holder = _lock_exclusively(path)
+    told = []
+    try:
+        recorder = history.SweepRecorder(BASE, ["batch"], 2, store=Store(path, on_wait=told.append))
+    finally:
+        holder.rollback()
+        holder.close()
+    assert recorder.entry_id is None and "locked by another program" in recorder.problem
+    assert told and "waiting for the history database" in told[0]
+
+
+def test_read_only_file_is_named(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root ignores file permissions")
+    path = tmp_path / "history.sqlite3"
+    Store(path).list()
+    os.chmod(path, 0o400)
+    measurement, summary = _measured()
+    _, problem = history.save_run(measurement, summary, Store(path))
+    assert f"The history file {path} is read-only" in problem
+
+
+def test_read_only_folder_is_named(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root ignores file permissions")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    os.chmod(folder, 0o500)
+    try:
+        measurement, summary = _measured()
+        _, problem = history.save_run(measurement, summary, Store(folder / "history.sqlite3"))
+        assert f"The history folder {folder} is read-only" in problem
+        assert "ILE_DATA_DIR" in problem
+    finally:
+        os.chmod(folder, 0o700)
+
+
+class _FullDisk(sqlite3.Connection):
+    def execute(self, sql, *args):
+        if sql.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            raise sqlite3.OperationalError("database or disk is full")
+        return super().execute(sql, *args)
+
+
+def test_full_disk_is_named(tmp_path, monkeypatch):
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect",
+                        lambda *args, **kwargs: real_connect(*args, factory=_FullDisk, **kwargs))
+    measurement, summary = _measured()
+    path = tmp_path / "history.sqlite3"
+    entry_id, problem = history.save_run(measurement, summary, Store(path))
+    assert entry_id is None
+    assert f"The disk holding {path} is full" in problem and "free some space" in problem
+
+
+def test_no_space_for_the_folder_is_named(tmp_path, monkeypatch):
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(Path, "mkdir", no_space)
+    with pytest.raises(StoreError, match="is full"):
+        Store(tmp_path / "new" / "history.sqlite3").list()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,13 +186,30 @@ def get_entry(model_id: str) -> CatalogEntry:
     return custom_entry(model_id)
 
 
-@functools.lru_cache(maxsize=32)
 def custom_entry(reference: str) -> CatalogEntry:
     """Describe a local folder, a .gguf file or a hub id; reads only small metadata files.
 
-    Cached: the sidebar asks on every rerun. Failures are not cached, so a fixed path works.
+    Cached, since the sidebar asks on every rerun, but only while the file or folder named is
+    the same (its config.json or the file itself: identity, size, modification time): one
+    deleted, replaced or edited is described afresh. Failures are not cached, so a fixed path
+    works.
     """
-    reference = reference.strip()
+    return _described(reference.strip(), _version(reference.strip()))
+
+
+def _version(reference: str) -> tuple | None:
+    path = Path(reference).expanduser()
+    for candidate in (path / "config.json", path):
+        try:
+            info = os.stat(candidate)
+        except OSError:
+            continue
+        return (str(candidate), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    return None
+
+
+@functools.lru_cache(maxsize=32)
+def _described(reference: str, version: tuple | None) -> CatalogEntry:
     path = Path(reference).expanduser()
     if path.suffix.lower() == ".gguf":
         if not path.is_file():

@@ -13,7 +13,6 @@ uses `trust_remote_code`.
 
 from __future__ import annotations
 
-import functools
 import time
 import warnings
 from pathlib import Path
@@ -209,10 +208,12 @@ def _from_folder(entry: CatalogEntry, folder: Path, common: dict, source: str, s
     return model, tokenizer, source
 
 
-@functools.cache
 def _default_tokenizer_folder() -> Path:
+    """The converted default model's folder, converted again if the cache was cleaned: looked
+    up on every call, never remembered (a remembered path outlives a deleted folder)."""
     folder = converted_folder(CATALOG[DEFAULT_MODEL_ID])
-    return folder if folder.exists() else convert_gguf(CATALOG[DEFAULT_MODEL_ID])
+    return folder if (folder / "tokenizer.json").exists() \
+        else convert_gguf(CATALOG[DEFAULT_MODEL_ID])
 
 
 def _default_tokenizer(say: Progress):

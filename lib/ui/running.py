@@ -157,7 +157,10 @@ def run_with_status(spec: RunSpec) -> Result | None:
     st.session_state.pop(state.RUN_LIVE, None)
     panel.done()
     summary = stats.summarize(measurement)
-    saved_id, problem = history.save_run(measurement, summary, owner=classroom.current_owner())
+    notice = st.empty()                  # a history locked by another program: say we wait
+    saved_id, problem = history.save_run(measurement, summary, owner=classroom.current_owner(),
+                                         on_wait=notice.info)
+    notice.empty()
     return Result(measurement, summary, _model_note(measurement, was_loaded), saved_id, problem)
 
 
@@ -186,7 +189,9 @@ def run_sweep_with_status(base: RunSpec,
     """
     factors = [f.name for f, _ in factor_values]
     planned = len(sweep.grid(factor_values))
-    recorder = history.SweepRecorder(base, factors, planned, owner=classroom.current_owner())
+    notice = st.empty()                  # a history locked by another program: say we wait
+    recorder = history.SweepRecorder(base, factors, planned, owner=classroom.current_owner(),
+                                     on_wait=notice.info)
     live = {"base": base, "planned": planned, "points": [], "factors": factors,
             "recorder": recorder, "ended": threading.Event()}
     st.session_state[state.SWEEP_LIVE] = live
@@ -228,6 +233,7 @@ def run_sweep_with_status(base: RunSpec,
             live["ended"].set()
     panel.done()
     recorder.finish(result.stopped)
+    notice.empty()
     st.session_state.pop(state.SWEEP_LIVE, None)
     result.saved = (recorder.entry_id, recorder.problem)
     return result
@@ -243,6 +249,7 @@ def partial_sweep() -> sweep.SweepResult | None:
         live["ended"].wait(timeout=STOP_WAIT_S)
     if not live or not live["points"]:
         return None
+    live["recorder"].store.on_wait = st.empty().info      # this page run's, not the stopped one's
     live["recorder"].finish(stopped=True)
     result = sweep.SweepResult(live["base"], live["factors"],
                                points=sorted(live["points"], key=lambda p: p.index),
