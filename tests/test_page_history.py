@@ -97,11 +97,6 @@ def test_lists_opens_notes_and_deletes(saved):
     assert any("Select a row" in c.value for c in at.caption)
 
 
-def plain(markdown):
-    """What Markdown written with `lib.text.md` shows: the text without its escapes."""
-    return re.sub(r"\\(.)", r"\1", markdown)
-
-
 def select(at, rows):
     generation = at.session_state["_history_table_generation"] \
         if "_history_table_generation" in at.session_state else 0
