@@ -34,7 +34,7 @@ if (explanation := classroom_ui.explain(viewer)) is not None:
     st.info(explanation)
 
 wait_notice = st.empty()          # a history locked by another program: say we wait
-store = Store(on_wait=wait_notice.info)
+store = Store(on_wait=lambda message: wait_notice.info(text.md(message)))
 visible_to = None if viewer.is_host else viewer.owner
 
 
@@ -42,10 +42,21 @@ def listed() -> list[dict]:
     return store.list(visible_to=visible_to)
 
 
+def stored(action, *args, **kwargs):
+    """A store call made by a button or a filter: its StoreError (locked, damaged, read-only)
+    is shown as its message, and the page stops there instead of failing."""
+    try:
+        return action(*args, **kwargs)
+    except StoreError as exc:
+        wait_notice.empty()
+        st.error(text.md(exc))
+        st.stop()
+
+
 try:
     everything = listed()
 except StoreError as exc:
-    st.error(str(exc))
+    st.error(text.md(exc))
     st.stop()
 wait_notice.empty()
 
@@ -78,7 +89,7 @@ model = left.selectbox("Model", ["all"] + models_seen, key=model_key,
                        help="Entries that ran this model (a model sweep counts for each).")
 device = middle.selectbox("Device", ["all"] + devices_seen, key=device_key)
 since = right.date_input("Since", value=None, key=since_key)
-entries = store.list(model_id=None if model == "all" else model,
+entries = stored(store.list, model_id=None if model == "all" else model,
                      device=None if device == "all" else device,
                      since=since.isoformat() if since else None, visible_to=visible_to)
 listing = pd.DataFrame([{
@@ -171,7 +182,8 @@ def show_controls(entry: dict) -> None:
 
     save_col, json_col, csv_col, delete_col = st.columns(4)
     if editable and save_col.button("Save note"):
-        store.set_note(entry["id"], note, only_owner=None if viewer.is_host else viewer.owner)
+        stored(store.set_note, entry["id"], note,
+               only_owner=None if viewer.is_host else viewer.owner)
         st.rerun()
     if entry["id"] in documents:
         document = documents[entry["id"]]
@@ -184,7 +196,8 @@ def show_controls(entry: dict) -> None:
                                 mime="text/csv", on_click="ignore")
     if editable and delete_col.button("Delete",
                                       help="Removes it from this machine's history for good."):
-        if store.delete(entry["id"], only_owner=None if viewer.is_host else viewer.owner):
+        if stored(store.delete, entry["id"],
+                  only_owner=None if viewer.is_host else viewer.owner):
             forget_selection()
             st.rerun()
         st.error("It could not be deleted: only its owner or the host can delete it.")
@@ -193,7 +206,7 @@ def show_controls(entry: dict) -> None:
     if viewer.classroom and viewer.is_host:
         label = "Stop sharing" if entry["shared"] else "Share with the class"
         if st.button(label, help="Shared results appear in every visitor's History."):
-            store.set_shared(entry["id"], not entry["shared"])
+            stored(store.set_shared, entry["id"], not entry["shared"])
             st.rerun()
     st.caption("Charts have a camera icon (top right, on hover) that saves them as PNG.")
 

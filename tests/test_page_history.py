@@ -61,9 +61,28 @@ def test_locked_history_shows_a_waiting_notice_then_why_instead_of_hanging(saved
         holder.close()
     assert not at.exception
     assert took < 8
-    assert any("waiting for the history database (locked by another program)" in notice.value
-               for notice in at.info)
+    assert any("waiting for the history database (locked by another program)" in
+               plain(notice.value) for notice in at.info)
     assert "locked by another program" in at.error[0].value
+
+
+def test_a_button_pressed_while_the_history_is_locked_says_why(saved, monkeypatch):
+    monkeypatch.setattr("lib.store.BUSY_TRY_S", 0.05)
+    monkeypatch.setattr("lib.store.BUSY_NOTICE_S", 0.2)
+    monkeypatch.setattr("lib.store.BUSY_TIMEOUT_S", 0.8)
+    store, ids = saved
+    at = open_history()
+    select(at, [0])
+    holder = sqlite3.connect(store.path)
+    holder.execute("BEGIN IMMEDIATE")                     # writers wait; readers still read
+    try:
+        next(b for b in at.button if b.label == "Delete").click().run()
+    finally:
+        holder.rollback()
+        holder.close()
+    assert not at.exception
+    assert "locked by another program" in plain(at.error[0].value)
+    assert {e["id"] for e in store.list()} == set(ids)    # nothing lost, nothing half-done
 
 
 def test_empty_history_says_so():
