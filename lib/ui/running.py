@@ -159,7 +159,7 @@ def run_with_status(spec: RunSpec) -> Result | None:
     summary = stats.summarize(measurement)
     notice = st.empty()                  # a history locked by another program: say we wait
     saved_id, problem = history.save_run(measurement, summary, owner=classroom.current_owner(),
-                                         on_wait=notice.info)
+                                         on_wait=lambda message: notice.info(text.md(message)))
     notice.empty()
     return Result(measurement, summary, _model_note(measurement, was_loaded), saved_id, problem)
 
@@ -191,7 +191,7 @@ def run_sweep_with_status(base: RunSpec,
     planned = len(sweep.grid(factor_values))
     notice = st.empty()                  # a history locked by another program: say we wait
     recorder = history.SweepRecorder(base, factors, planned, owner=classroom.current_owner(),
-                                     on_wait=notice.info)
+                                     on_wait=lambda message: notice.info(text.md(message)))
     live = {"base": base, "planned": planned, "points": [], "factors": factors,
             "recorder": recorder, "ended": threading.Event()}
     st.session_state[state.SWEEP_LIVE] = live
@@ -249,7 +249,8 @@ def partial_sweep() -> sweep.SweepResult | None:
         live["ended"].wait(timeout=STOP_WAIT_S)
     if not live or not live["points"]:
         return None
-    live["recorder"].store.on_wait = st.empty().info      # this page run's, not the stopped one's
+    waiting = st.empty()                 # this page run's, not the stopped one's
+    live["recorder"].store.on_wait = lambda message: waiting.info(text.md(message))
     live["recorder"].finish(stopped=True)
     result = sweep.SweepResult(live["base"], live["factors"],
                                points=sorted(live["points"], key=lambda p: p.index),
