@@ -6,7 +6,8 @@ Off by default (one person, one machine: everyone is the host and sees everythin
   are one person), else of the Streamlit session id. The hash is one-way: the store never holds
   the cookie itself;
 - the *host* is whoever entered the host code (`lib.access`; not whoever connects from a loopback
-  address, since behind a reverse proxy every visitor does). The host sees every entry, marks entries shared with the class, and may delete or annotate any;
+  address, since behind a reverse proxy every visitor does). The host sees every entry, marks
+  entries shared with the class, and may delete or annotate any;
 - everyone else sees their own entries plus the shared ones, and deletes or annotates only
   their own;
 - visitors run the catalog's models only: no local paths or hub ids typed in, linked or

@@ -114,8 +114,8 @@ def stopped_notice() -> None:
     """After Stop: say what was stopped and what was kept (shown once, on the next rerun)."""
     live = st.session_state.pop(state.RUN_LIVE, None)
     if live:
-        st.warning(f"**Stopped.** The run of {text.md(live)} was ended before it finished, so none of "
-                   "it was kept or saved. The model stays loaded: press **Run** to measure "
+        st.warning(f"**Stopped.** The run of {text.md(live)} was ended before it finished, so "
+                   "none of it was kept or saved. The model stays loaded: press **Run** to measure "
                    "again.")
 
 
