@@ -23,7 +23,7 @@ from lib.models.cache import ModelCache
 from lib.models.catalog import get_entry
 from lib.results import Measurement, Repetition
 from lib.runlock import measurement_slot
-from lib.spec import RunSpec
+from lib.spec import RunSpec, check_threads
 from lib.worker import ModelHandle
 
 Say = Callable[[str], None]
@@ -31,6 +31,7 @@ Say = Callable[[str], None]
 
 def preflight(spec: RunSpec) -> backends.Backend:
     """Checks that need no model; returns the backend that will run it."""
+    check_threads(spec.threads)
     entry = get_entry(spec.model_id)
     backend = backends.for_entry(entry)
     backend.check(entry, spec)
