@@ -2,6 +2,6 @@
 
 import sys
 
-from lib.cli import main
+from lib.cli import entry
 
-sys.exit(main())
+sys.exit(entry())

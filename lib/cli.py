@@ -1,66 +1,109 @@
 """Command line: `python -m lib run|sweep|models|history|export|import|delete|share ...`.
 
 Needs only the engine's dependencies (torch, transformers, psutil), never Streamlit or plotly.
-Every argument is checked before torch or transformers is imported (RunSpec, the model id, the
-context length, the factor values), so a bad one is refused within a second or two; bad
-arguments and refused runs exit with status 2 and one line on stderr, no traceback. The run
-flags are generated from RunSpec (`lib.spec.add_arguments`).
+Every argument is checked before torch or transformers is imported and before anything is saved
+(RunSpec, the model id, the context length, the cores, every point of a sweep, the prompt file,
+the CSV path), so a bad one is refused within a second or two and a refused sweep leaves no
+history entry; bad arguments and refused runs exit with status 2 and one line on stderr, no
+traceback. The run flags are generated from RunSpec (`lib.spec.add_arguments`); the parser and
+the types that refuse hostile values are in `lib.cli_arguments`.
+
+What it prints is text from outside the app too (model ids, notes of imported entries, a
+model's generated text), so every line goes through `_out` or `_say`, which pass it through
+`lib.text.terminal`: nothing printed can move the cursor, clear the screen or retitle the
+window. JSON output is strict: a number that is not finite (NaN, infinity) is written as null,
+"no value", never as the `NaN` strict parsers reject. `entry()`, which `python -m lib` runs,
+ends quietly when the reader of stdout goes away (`python -m lib history | head`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 
+from lib import cli_arguments as arguments
 from lib import spec as run_spec
-from lib.errors import ExplorerError
+from lib.errors import ExplorerError, InvalidSpecError
 from lib.spec import RunSpec
 from lib.sweep import FACTORS
+from lib.text import one_line, terminal
 
 SWEEP_DEFAULTS = {"repetitions": 3, "min_duration_s": 0.5}    # per point: a sweep has many
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:          # one line, exit 2, no usage dump
-        self.exit(2, f"error: {message} (see `python -m lib {self.prog.split()[-1]} --help`)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m lib", description="Inference Latency Explorer, headless.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = arguments.Parser(prog="python -m lib",
+                              description="Inference Latency Explorer, headless.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=arguments.Parser)
     run = commands.add_parser("run", help="time one run and print its metrics")
-    run_spec.add_arguments(run)
+    _add_spec_arguments(run)
     run.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     sweep = commands.add_parser("sweep", help="vary one factor (or two) and tabulate the metrics")
-    run_spec.add_arguments(sweep, SWEEP_DEFAULTS)
+    _add_spec_arguments(sweep, SWEEP_DEFAULTS)
     sweep.add_argument("--factor", required=True, choices=list(FACTORS), help="what to vary")
-    sweep.add_argument("--values", default=None,
+    sweep.add_argument("--values", default=None, type=arguments.text,
                        help="comma-separated values (default: a sensible range per factor)")
     sweep.add_argument("--factor2", default=None, choices=list(FACTORS),
                        help="a second factor, for a grid")
-    sweep.add_argument("--values2", default=None, help="values of the second factor")
-    sweep.add_argument("--csv", default=None, help="write the tidy table to this CSV file")
+    sweep.add_argument("--values2", default=None, type=arguments.text,
+                       help="values of the second factor")
+    sweep.add_argument("--csv", default=None, type=arguments.csv_path,
+                       help="write the tidy table to this CSV file")
     saved = commands.add_parser("history", help="list saved runs and sweeps")
-    saved.add_argument("--model", default=None, help="only this model id")
-    saved.add_argument("--device", default=None, help="only this device")
-    saved.add_argument("--since", default=None, help="only from this date on (YYYY-MM-DD)")
+    saved.add_argument("--model", default=None, type=arguments.text, help="only this model id")
+    saved.add_argument("--device", default=None, type=arguments.text, help="only this device")
+    saved.add_argument("--since", default=None, type=arguments.date,
+                       help="only from this date on (YYYY-MM-DD)")
     saved.add_argument("--json", action="store_true", help="print JSON instead of a table")
     export = commands.add_parser("export", help="print one saved run or sweep, everything included")
-    export.add_argument("entry_id", type=int, help="the id that `history` shows")
+    export.add_argument("entry_id", type=arguments.entry_id, help="the id that `history` shows")
     export.add_argument("--json", action="store_true", help="JSON (the default)")
     export.add_argument("--csv", action="store_true", help="the tidy table as CSV instead")
     imported = commands.add_parser("import", help="add an exported JSON file to the history")
     imported.add_argument("file", help="a file written by `export`")
     deleted = commands.add_parser("delete", help="remove a saved run or sweep for good")
-    deleted.add_argument("entry_id", type=int, help="the id that `history` shows")
+    deleted.add_argument("entry_id", type=arguments.entry_id,
+                         help="the id that `history` shows")
     shared = commands.add_parser(
         "share", help="classroom mode: show a saved run or sweep to every visitor (or stop)")
-    shared.add_argument("entry_id", type=int, help="the id that `history` shows")
+    shared.add_argument("entry_id", type=arguments.entry_id, help="the id that `history` shows")
     shared.add_argument("--off", action="store_true", help="stop sharing it")
     listing = commands.add_parser("models", help="list the model catalog with sizes and shapes")
     listing.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     return parser
+
+
+def _add_spec_arguments(parser: argparse.ArgumentParser, defaults: dict | None = None) -> None:
+    """RunSpec's flags, plus --prompt-file: the prompt from a file, instead of --prompt."""
+    prompt = parser.add_mutually_exclusive_group()
+    run_spec.add_arguments(parser, defaults, groups={"prompt_text": prompt})
+    prompt.add_argument(
+        "--prompt-file", dest="prompt_text", type=arguments.prompt_file, default=argparse.SUPPRESS,
+        metavar="PATH", help="read the prompt from this UTF-8 text file ('-': standard input), "
+        f"at most {arguments.PROMPT_FILE_MAX_BYTES:,} bytes")
+
+
+# --- running ----------------------------------------------------------------------------------
+
+def entry() -> int | str | None:
+    """What `python -m lib` runs: `main`, ending quietly when the reader of stdout goes away
+    (`python -m lib history | head -1`). As Python's documentation advises (signal module, "Note
+    on SIGPIPE"), stdout is pointed at /dev/null so the interpreter's last flush can't fail
+    again, and the exit status is 1."""
+    try:
+        try:
+            status = main()
+        except SystemExit as exc:          # --help, or argparse refusing an argument
+            status = exc.code
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,25 +115,33 @@ def main(argv: list[str] | None = None) -> int:
             return _history(args)
         spec = run_spec.from_arguments(args)
         if args.command == "sweep":
-            return _sweep(spec, args)
-        _check_model(spec)
+            return _run_sweep(spec, _sweep_request(spec, args), args.csv)
+        _check_runnable(spec)
         return _run(spec, as_json=args.json)
     except ExplorerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say(f"error: {one_line(exc, arguments.ERROR_MAX_CHARS)}")
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _say("interrupted")
         return 130
 
 
-def _check_model(spec: RunSpec) -> None:
-    """The model exists and the prompt fits its context: no torch needed for either."""
+def _check_runnable(spec: RunSpec) -> None:
+    """The cores, the model and the context: every check that needs neither torch nor the
+    model's weights."""
     from lib.models.catalog import get_entry
+    run_spec.check_threads(spec.threads)
     get_entry(spec.model_id).check_context(spec.prompt_tokens, spec.new_tokens)
 
 
+def _out(text: str) -> None:
+    """Everything printed on stdout goes through here: cleaned for a terminal."""
+    print(terminal(text))
+
+
 def _say(message: str) -> None:
-    print(message, file=sys.stderr)
+    """Everything printed on stderr goes through here: cleaned for a terminal."""
+    print(terminal(message), file=sys.stderr)
 
 
 def _models(as_json: bool) -> int:
@@ -114,20 +165,30 @@ def _models(as_json: bool) -> int:
         rows.append(row)
     if as_json:
         return _print_json(rows)
-    print(f"{'id':<32}{'params':>9}{'active':>9}{'layers':>7}{'hidden':>7}{'heads':>6}"
-          f"{'kv':>4}{'vocab':>8}{'context':>9}  kind/weights")
+    _out(f"{'id':<32}{'params':>9}{'active':>9}{'layers':>7}{'hidden':>7}{'heads':>6}"
+         f"{'kv':>4}{'vocab':>8}{'context':>9}  kind/weights")
     for r in rows:
         active = format_count(r["active_parameters"]) if "active_parameters" in r else "-"
-        print(f"{r['id']:<32}{format_count(r['parameters']):>9}{active:>9}{r['layers']:>7}"
-              f"{r['hidden_size']:>7}{r['attention_heads']:>6}{r['kv_heads']:>4}"
-              f"{r['vocab_size']:>8}{r['context_length']:>9}  {r['kind']}/{r['weights']}")
+        _out(f"{r['id']:<32}{format_count(r['parameters']):>9}{active:>9}{r['layers']:>7}"
+             f"{r['hidden_size']:>7}{r['attention_heads']:>6}{r['kv_heads']:>4}"
+             f"{r['vocab_size']:>8}{r['context_length']:>9}  {r['kind']}/{r['weights']}")
     return 0
 
 
 def _print_json(value) -> int:
-    json.dump(value, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    _out(json.dumps(_finite(value), indent=2, allow_nan=False))
     return 0
+
+
+def _finite(value):
+    """`value` with every non-finite number as None: JSON has no NaN or infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _run(spec: RunSpec, as_json: bool) -> int:
@@ -141,7 +202,7 @@ def _run(spec: RunSpec, as_json: bool) -> int:
          else f"not saved: {problem}")
     if as_json:
         return _print_json(report.to_dict(measurement, summary))
-    print(report.to_text(measurement, summary))
+    _out(report.to_text(measurement, summary))
     return 0
 
 
@@ -151,9 +212,16 @@ def _quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
-def _sweep(base: RunSpec, args: argparse.Namespace) -> int:
+def _sweep_request(base: RunSpec, args: argparse.Namespace) -> list:
+    """The factors and their values, every point of the grid checked as a run would be, so a
+    sweep that can't run is refused before its history entry exists. A point only its model
+    can't take (a prompt longer than its context) is skipped by the sweep, as in the app;
+    a grid of nothing but such points is refused."""
     from lib import sweep
+    from lib.models.catalog import get_entry
 
+    if args.values2 is not None and args.factor2 is None:
+        raise InvalidSpecError("--values2 needs --factor2: name the factor those values are of.")
     factor_values = []
     for name, text in ((args.factor, args.values), (args.factor2, args.values2)):
         if name is None:
@@ -163,7 +231,17 @@ def _sweep(base: RunSpec, args: argparse.Namespace) -> int:
             else list(factor.default_values())
         factor_values.append((factor, values))
     sweep.check_grid(factor_values)
-    return _run_sweep(base, factor_values, args.csv)
+    points, unrunnable = sweep.grid(factor_values), []
+    for values in points:
+        spec = sweep.point_spec(base, factor_values, values)
+        run_spec.check_threads(spec.threads)
+        try:
+            get_entry(spec.model_id).check_context(spec.prompt_tokens, spec.new_tokens)
+        except InvalidSpecError as exc:
+            unrunnable.append(exc)
+    if len(unrunnable) == len(points):
+        raise unrunnable[0]
+    return factor_values
 
 
 def _run_sweep(base: RunSpec, factor_values: list, csv_path: str | None) -> int:
@@ -201,14 +279,19 @@ def _run_sweep(base: RunSpec, factor_values: list, csv_path: str | None) -> int:
          else f"not saved: {recorder.problem}")
     rows = table.rows(result)
     if csv_path:
-        with open(csv_path, "w", newline="") as f:
-            f.write(table.to_csv(rows))
-    print(report.sweep_text(rows, result.factors))
+        try:
+            with open(csv_path, "w", newline="") as f:
+                f.write(table.to_csv(rows))
+        except OSError as exc:
+            raise ExplorerError(f"Could not write {csv_path} ({arguments.reason(exc)}); the "
+                                "sweep itself is in the history (python -m lib history).") \
+                from None
+    _out(report.sweep_text(rows, result.factors))
     if len(result.factors) == 1:
         for sentence in insights.findings(rows, FACTORS[result.factors[0]]):
-            print(f"- {sentence}")
+            _out(f"- {sentence}")
     if csv_path:
-        print(f"wrote {len(rows)} rows to {csv_path}")
+        _out(f"wrote {len(rows)} rows to {csv_path}")
     return 0
 
 
@@ -222,14 +305,17 @@ def _history(args: argparse.Namespace) -> int:
         if args.json:
             return _print_json(entries)
         for e in entries:
-            origin = f"  imported from {e['imported_from']}" if e["imported_from"] else ""
+            # An imported entry's every field is someone else's text: one line per entry.
+            cell = {key: one_line(e[key] or "", 300) for key in
+                    ("created_at", "device", "status", "imported_from", "note")}
+            origin = f"  imported from {cell['imported_from']}" if e["imported_from"] else ""
             shared = "  shared" if e["shared"] else ""
-            print(f"#{e['id']:<5}{e['created_at']}  {e['device']:<6}{e['status']:<9}"
-                  f"{history.entry_label(e)}{shared}{origin}  {e['note']}")
+            _out(f"#{e['id']:<5}{cell['created_at']}  {cell['device']:<6}{cell['status']:<9}"
+                 f"{one_line(history.entry_label(e), 300)}{shared}{origin}  {cell['note']}")
         return 0
     if args.command == "share":
         store.set_shared(args.entry_id, not args.off)
-        print(f"#{args.entry_id} is {'no longer ' if args.off else ''}shared with the class")
+        _out(f"#{args.entry_id} is {'no longer ' if args.off else ''}shared with the class")
         return 0
     if args.command == "export":
         try:
@@ -240,15 +326,15 @@ def _history(args: argparse.Namespace) -> int:
                                     f"lib delete {args.entry_id}` removes it.") from None
         if not args.csv:
             return _print_json(document)
-        sys.stdout.write(opened.csv)
+        sys.stdout.write(terminal(opened.csv))
         return 0
     if args.command == "delete":
         if not store.delete(args.entry_id):
             raise StoreError(f"No saved run or sweep with id {args.entry_id}: `python -m lib "
                              "history` lists them.")
-        print(f"deleted #{args.entry_id}")
+        _out(f"deleted #{args.entry_id}")
         return 0
     from lib import imports
 
-    print(f"imported as #{store.import_document(imports.check_file(args.file).document)}")
+    _out(f"imported as #{store.import_document(imports.check_file(args.file).document)}")
     return 0

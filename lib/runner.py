@@ -28,7 +28,7 @@ from lib.models.cache import ModelCache
 from lib.models.catalog import ENCODER, get_entry
 from lib.results import Measurement, Repetition
 from lib.runlock import Slot, measurement_slot
-from lib.spec import RunSpec
+from lib.spec import RunSpec, check_threads
 from lib.worker import ModelHandle
 
 Say = Callable[[str], None]
@@ -50,6 +50,7 @@ DEVICE_SPEED = {                       # (FLOPS_PER_S, WEIGHT_BYTES_PER_S, STEP_
 
 def preflight(spec: RunSpec) -> backends.Backend:
     """Checks that need no model; returns the backend that will run it."""
+    check_threads(spec.threads)
     entry = get_entry(spec.model_id)
     backend = backends.for_entry(entry)
     backend.check(entry, spec)

@@ -29,10 +29,26 @@ KV_CACHES = ("dynamic", "static")
 COMPILES = ("off", "on")
 MAX_PROMPT_TEXT_CHARS = 100_000
 MAX_PROMPT_TOKENS = 131_072      # the longest context in the catalog
+MAX_MODEL_ID_CHARS = 4096        # Linux's longest path (PATH_MAX); ids are far shorter
 
 
 def default_threads() -> int:
-    return os.cpu_count() or 1
+    """The CPU cores this process may use: its affinity mask where the system has one (a
+    container or `taskset` may allow fewer cores than the machine has), else all of them."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:         # macOS and Windows have no affinity mask
+        return os.cpu_count() or 1
+
+
+def check_threads(threads: int) -> None:
+    """More threads than cores only makes them take turns, so a run on this machine may use at
+    most its cores. Not one of RunSpec's own checks: a run saved on a bigger machine must still
+    open here."""
+    cores = default_threads()
+    if threads > cores:
+        raise InvalidSpecError(f"threads={threads}, but this machine has {cores} CPU cores: "
+                               f"use at most {cores}.")
 
 
 def _field(default: Any, flag: str, label: str, help: str, minimum: float | None = None,
@@ -114,6 +130,10 @@ class RunSpec:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if isinstance(value, str) and not is_utf8(value):
+                raise InvalidSpecError(
+                    f"{f.name} is not valid UTF-8 text: some of its bytes don't decode. Type it "
+                    "again, or save it as UTF-8 first.")
             choices = f.metadata["choices"]
             if choices and value not in choices:
                 raise InvalidSpecError(
@@ -125,11 +145,17 @@ class RunSpec:
                 raise InvalidSpecError(f"{f.name} must be a number (got {value!r}).")
             if f.type == "int" and not isinstance(value, int):
                 raise InvalidSpecError(f"{f.name} must be a whole number (got {value!r}).")
+            if isinstance(value, float) and not math.isfinite(value):   # NaN passes any bound
+                raise InvalidSpecError(f"{f.name} must be a finite number (got {value}).")
             if (lo is not None and value < lo) or (hi is not None and value > hi):
                 bounds = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
                 raise InvalidSpecError(f"{f.name} must be {bounds} (got {value}).")
         if not self.model_id.strip():
             raise InvalidSpecError("model_id is empty: pick a model from the catalog.")
+        if len(self.model_id) > MAX_MODEL_ID_CHARS:
+            raise InvalidSpecError(
+                f"model_id is {len(self.model_id):,} characters long; a catalog id, a folder or "
+                f"file path, or a hub id has at most {MAX_MODEL_ID_CHARS:,}.")
         if self.threads > max(default_threads(), 1) * 4:
             raise InvalidSpecError(
                 f"threads={self.threads} is far more than this machine's {default_threads()} cores: "
@@ -154,6 +180,16 @@ class RunSpec:
 
     def replace(self, **changes: Any) -> "RunSpec":
         return dataclasses.replace(self, **changes)
+
+
+def is_utf8(text: str) -> bool:
+    """False for text holding lone surrogates: bytes that did not decode (Python hands a
+    command line's or a file name's bytes over that way), which no file or page can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def field_info(name: str) -> dict[str, Any]:
@@ -205,10 +241,13 @@ def _value_type(spec_field: dataclasses.Field) -> type:
     return int if annotation == "int" else float if annotation == "float" else str
 
 
-def add_arguments(parser: argparse.ArgumentParser, defaults: dict[str, Any] | None = None) -> None:
+def add_arguments(parser: argparse.ArgumentParser, defaults: dict[str, Any] | None = None,
+                  groups: dict[str, Any] | None = None) -> None:
     """One CLI flag per RunSpec field, with its choices, default and help (bounds included).
 
-    `defaults` overrides a field's default for this command (sweeps repeat less per point).
+    `defaults` overrides a field's default for this command (sweeps repeat less per point);
+    `groups` puts a field's flag in an argument group of the parser (e.g. a mutually exclusive
+    one, for another way to give the same value).
     """
     for name in field_names():
         info = field_info(name)
@@ -223,7 +262,7 @@ def add_arguments(parser: argparse.ArgumentParser, defaults: dict[str, Any] | No
             kwargs["choices"] = info["choices"]
         elif info["type"] is not str:
             kwargs["type"] = info["type"]
-        parser.add_argument(info["flag"], **kwargs)
+        (groups or {}).get(name, parser).add_argument(info["flag"], **kwargs)
 
 
 def from_arguments(args: argparse.Namespace) -> RunSpec:

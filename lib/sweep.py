@@ -173,6 +173,14 @@ def check_grid(factor_values: Sequence[tuple[Factor, Sequence[Any]]]) -> None:
         raise InvalidSpecError("Pick two different factors for a two-factor sweep.")
 
 
+def point_spec(base: RunSpec, factor_values: Sequence[tuple[Factor, Sequence[Any]]],
+               values: dict[str, Any]) -> RunSpec:
+    """The settings of the grid point at `values` (InvalidSpecError for an impossible value,
+    such as a batch of 0)."""
+    by_name = {factor.name: factor for factor, _ in factor_values}
+    return base.replace(**{by_name[name].field: value for name, value in values.items()})
+
+
 @dataclass
 class _Active:
     """A point being measured: its repetitions so far and the wall time they took."""
@@ -243,7 +251,7 @@ def run_sweep(base: RunSpec, factor_values: Sequence[tuple[Factor, Sequence[Any]
                 break
             started = time.perf_counter()
             try:
-                point.spec = base.replace(**{by_name[n].field: v for n, v in point.values.items()})
+                point.spec = point_spec(base, factor_values, point.values)
                 tracker.show("loading", point, active, pending)
                 points.start(point.spec, lambda stage, done, total, eta_s=None, p=point:
                              tracker.show("warm-up", p, active, pending))

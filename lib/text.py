@@ -16,7 +16,9 @@ One rule, one helper per medium:
 - `terminal(value)`: for everything the CLI prints: escape sequences and other control
   characters removed, newlines and tabs kept.
 All three first drop control characters (except newline and tab) and Unicode direction
-overrides, which can make text read differently from what it is.
+overrides, which can make text read differently from what it is, and show lone surrogates (bytes
+that were not UTF-8, as Python hands over a command line's or a file name's) as U+FFFD: they
+can't be encoded as UTF-8, so a terminal or a browser can't be given them as they are.
 Lib's own messages are plain text by contract (the CLI prints them as they are), so the web app
 escapes whole messages with `md()`; page code writes Markdown only around escaped values.
 """
@@ -32,13 +34,14 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 # ANSI/VT escape sequences: CSI (ESC [ ... final), OSC (ESC ] ... BEL or ESC \), and two-byte ones.
 _ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]"
                      r"|\x9b[0-?]*[ -/]*[@-~]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _MD_SPECIAL = re.compile("([" + re.escape(string.punctuation) + "])")
 
 
 def clean(value: object) -> str:
     """`str(value)` without escape sequences and control characters (newline and tab kept)."""
     text = value if isinstance(value, str) else str(value)
-    return _CONTROL.sub("", _ESCAPE.sub("", text))
+    return _SURROGATE.sub("\ufffd", _CONTROL.sub("", _ESCAPE.sub("", text)))
 
 
 def md(value: object) -> str:

@@ -220,6 +220,24 @@ def test_history_export_import_round_trip(tmp_path):
     assert "ttft_s_median" in csv_text.splitlines()[0]
 
 
+@pytest.mark.parametrize("config, weights, message", [
+    ('{"model_type": "gpt2", "n_layer": 2}', "pytorch_model.bin",
+     "are in pickle format, which can run code when loaded; this app loads only safetensors or "
+     "GGUF weights. Convert them"),
+    ('{"model_type": "gpt2",\n "n_layer": 2,,}', "model.safetensors",
+     "config.json is not valid JSON (line 2, column 15"),
+    ('["gpt2"]', "model.safetensors", "holds a JSON array, not an object of settings"),
+    ('{"model_type": "gpt2", "n_positions": "long"}', "model.safetensors",
+     "'n_positions' should be a positive whole number"),
+])
+def test_a_hostile_model_folder_is_refused_in_one_line(tmp_path, config, weights, message):
+    (tmp_path / "config.json").write_text(config)
+    (tmp_path / weights).write_bytes(b"\x80\x04K\x01.")          # a pickle of the number 1
+    result = cli("run", "--model", str(tmp_path), timeout=60)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
 def test_history_errors_are_one_line(tmp_path):
     missing = cli("export", "999999")
     assert missing.returncode == 2 and "No saved run or sweep with id 999999" in missing.stderr

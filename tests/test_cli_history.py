@@ -4,6 +4,8 @@ test_imports.py)."""
 
 import sqlite3
 
+import pytest
+
 from fakes import FakePoints, fake_runner
 from lib import cli as cli_module
 from lib import history, stats, sweep
@@ -40,11 +42,15 @@ def test_delete_removes_an_entry_and_explains_an_unknown_id(capsys):
     assert cli_module.main(["delete", str(entry_id)]) == 0
     assert capsys.readouterr().out.strip() == f"deleted #{entry_id}"
     assert store.list() == []
-    for unknown in (str(entry_id), "99999999999999999999", "-5"):
+    for unknown in (str(entry_id), "99999999999999999999"):
         assert cli_module.main(["delete", unknown]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert err == [f"error: No saved run or sweep with id {unknown}: `python -m lib history` "
                        "lists them."]
+    with pytest.raises(SystemExit) as refused:
+        cli_module.main(["delete", "-5"])
+    assert refused.value.code == 2
+    assert "'-5' is not an id that `history` shows" in capsys.readouterr().err
 
 
 def test_huge_ids_are_not_there_rather_than_an_overflow(capsys):

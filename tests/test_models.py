@@ -83,6 +83,7 @@ def test_an_own_folder_is_described_afresh_after_it_changes(tmp_path):
         folder.mkdir()
         (folder / "config.json").write_text(json.dumps({"model_type": "gpt2",
                                                          "n_positions": positions}))
+        (folder / "model.safetensors").write_bytes(b"")    # only its name is read here
     write(128)
     assert catalog.get_entry(str(folder)).context_length == 128
     shutil.rmtree(folder)
@@ -298,3 +299,127 @@ def test_random_preset_builds_again_after_the_cache_folder_is_deleted(loaded, mo
     again = load("gpt2")            # once failed: "Repo id must be ..." for the deleted folder
     assert len(conversions) == 2 and (cache / "models" / DEFAULT / "tokenizer.json").exists()
     assert again.tokenizer.encode("hello world") == first.tokenizer.encode("hello world")
+
+
+# --- hostile model folders: refused with a plain message, never loaded ------------------------
+
+GPT2_TINY = {"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 2, "n_positions": 128,
+             "vocab_size": 50257}
+
+
+class _RunsCode:
+    """Unpickling this creates a folder: proof that code ran when the weights were read."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+        return os.mkdir, (self.marker,)
+
+
+def _folder(tmp_path, config=GPT2_TINY, weights=("model.safetensors", b""), name="model"):
+    """A model folder (entries and shapes are cached by path: one name per configuration)."""
+    import json
+    import pickle
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
+    name, content = weights
+    if content == "pickle":
+        content = pickle.dumps({"weight": _RunsCode(tmp_path / "code-ran")})
+    (folder / name).write_bytes(content)
+    return folder
+
+
+PICKLE = ("pytorch_model.bin", "pickle")
+
+
+def test_pickle_weights_are_refused_before_anything_reads_them(tmp_path):
+    folder = _folder(tmp_path, weights=PICKLE)
+    with pytest.raises(ModelLoadError, match=r"weights in .* \(pytorch_model.bin\) are in pickle "
+                       r"format, which can run code when loaded; this app loads only safetensors "
+                       r"or GGUF weights. Convert them .*save_pretrained"):
+        catalog.get_entry(str(folder))
+    entry = catalog.CatalogEntry(str(folder), "model", "", catalog.OWN, GPT2_TINY,
+                                 local_path=str(folder))
+    with pytest.raises(ModelLoadError, match="pickle format"):        # the loading API too
+        loading.load(entry, "cpu", "float32", "transformers")
+    assert not (tmp_path / "code-ran").exists()
+
+
+def test_a_folder_without_weights_is_refused(tmp_path):
+    with pytest.raises(ModelLoadError, match=r"has no weights \(no \*.safetensors file\)"):
+        catalog.get_entry(str(_folder(tmp_path, weights=("README.md", b"hi"))))
+
+
+@pytest.mark.parametrize("config, message", [
+    ('{"model_type": "gpt2",\n "n_layer": 2,,\n}', r"config.json is not valid JSON \(line 2, "),
+    ("[1, 2, 3]", "holds a JSON array, not an object of settings"),
+    ('"gpt2"', "holds a JSON string, not an object of settings"),
+    ({**GPT2_TINY, "n_positions": "lots"}, "'n_positions' should be a positive whole number, "
+                                           "not string \"lots\""),
+    ({**GPT2_TINY, "n_layer": -2}, "'n_layer' should be a positive whole number"),
+    ({**GPT2_TINY, "n_embd": 64.5}, "'n_embd' should be a positive whole number"),
+    ({**GPT2_TINY, "vocab_size": True}, "'vocab_size' should be a positive whole number"),
+    ({**GPT2_TINY, "model_type": 7}, "'model_type' should be a JSON string, not number 7"),
+    ({**GPT2_TINY, "architectures": "GPT2LMHeadModel"}, "'architectures' should be a JSON array"),
+    ({**GPT2_TINY, "architectures": [1]}, "'architectures' should list class names"),
+])
+def test_a_bad_config_json_is_explained(tmp_path, config, message):
+    with pytest.raises(ModelLoadError, match=re.escape(message) if "\\(" not in message
+                       else message):
+        catalog.get_entry(str(_folder(tmp_path, config=config)))
+
+
+def test_a_config_json_that_is_not_text_or_too_big_is_explained(tmp_path):
+    folder = _folder(tmp_path)
+    (folder / "config.json").write_bytes(b'{"a": "\xff\xfe"}')
+    with pytest.raises(ModelLoadError, match=r"is not UTF-8 text \(the byte at offset 7 can't "):
+        catalog.get_entry(str(folder))
+    (folder / "config.json").write_bytes(b" " * (9 * 2**20))
+    with pytest.raises(ModelLoadError, match="larger than 8 MiB"):
+        catalog.get_entry(str(folder))
+    (folder / "config.json").unlink()
+    (folder / "config.json").symlink_to("/dev/zero")
+    with pytest.raises(ModelLoadError, match="has no config.json"):
+        catalog.get_entry(str(folder))
+
+
+def test_settings_transformers_cannot_build_are_a_model_load_error(tmp_path):
+    folder = _folder(tmp_path, config={**GPT2_TINY, "model_type": "evil"}, name="unknown")
+    with pytest.raises(ModelLoadError, match="transformers does not know the architecture"):
+        shapes(str(folder))
+    folder = _folder(tmp_path, config={**GPT2_TINY, "layer_norm_epsilon": "x"}, name="typed")
+    with pytest.raises(ModelLoadError, match="config.json has a setting transformers can't use"):
+        shapes(str(folder))
+    folder = _folder(tmp_path, config={**GPT2_TINY, "n_embd": 63})     # not a multiple of heads
+    with pytest.raises(ModelLoadError, match="transformers can't build model from its config"):
+        shapes(str(folder))
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "x" * 300, "/etc/passwd"])
+def test_odd_model_paths_are_explained(path):
+    with pytest.raises(ModelLoadError, match="No folder or file|Neither a model folder|Unknown"):
+        catalog.get_entry(path)
+
+
+def test_a_damaged_safetensors_file_is_a_model_load_error(tmp_path):
+    folder = _folder(tmp_path, weights=("model.safetensors", b"\xff" * 64))
+    entry = catalog.get_entry(str(folder))
+    with pytest.raises(ModelLoadError, match="Could not read the model in"):
+        loading.load(entry, "cpu", "float32", "transformers")
+
+
+@pytest.mark.parametrize("config, weights, message", [
+    (GPT2_TINY, PICKLE, "are in pickle format, which can run code when loaded"),
+    ("{not json", ("model.safetensors", b""), "config.json is not valid JSON (line 1"),
+])
+def test_the_cli_refuses_a_hostile_folder_in_one_line(tmp_path, capsys, config, weights,
+                                                       message):
+    from lib import cli
+    folder = _folder(tmp_path, config=config, weights=weights)
+    assert cli.main(["run", "--model", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "code-ran").exists()

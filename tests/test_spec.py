@@ -20,6 +20,10 @@ from lib.spec import (RunSpec, add_arguments, field_info, field_names, from_argu
     (dict(threads=10_000), "far more than this machine"),
     (dict(prompt_text="   "), "Your prompt is empty"),
     (dict(model_id=" "), "model_id is empty"),
+    (dict(min_duration_s=float("nan")), "min_duration_s must be a finite number"),
+    (dict(min_duration_s=float("inf")), "min_duration_s must be a finite number"),
+    (dict(prompt_text="caf\udcff"), "prompt_text is not valid UTF-8 text"),
+    (dict(model_id="x" * 5000), "model_id is 5,000 characters long"),
 ])
 def test_impossible_values_are_rejected_with_a_fix(changes, message):
     with pytest.raises(InvalidSpecError, match=message):
@@ -114,3 +118,13 @@ def test_a_saved_spec_opens_from_any_version_and_any_machine():
 def test_a_saved_spec_is_still_checked(fields, message):
     with pytest.raises(InvalidSpecError, match=message):
         from_saved({**RunSpec().to_dict(), **fields})
+
+
+def test_threads_beyond_this_machines_cores_are_refused_where_a_run_starts(monkeypatch):
+    """Not by RunSpec itself: a run saved on a bigger machine must still open here."""
+    from lib import spec as spec_module
+    monkeypatch.setattr(spec_module, "default_threads", lambda: 2)
+    assert RunSpec(threads=4).threads == 4
+    spec_module.check_threads(2)
+    with pytest.raises(InvalidSpecError, match="threads=4, but this machine has 2 CPU cores"):
+        spec_module.check_threads(4)

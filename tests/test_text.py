@@ -42,3 +42,10 @@ def test_terminal_strips_escape_sequences_and_controls_keeps_newlines():
 def test_one_line_folds_and_clips():
     assert text.one_line("a\n\nb  c") == "a b c"
     assert text.one_line("x" * 300, limit=10) == "x" * 9 + "…"
+
+
+def test_bytes_that_were_not_utf8_show_as_replacement_characters():
+    import os
+    typed = "caf" + os.fsdecode(b"\xff\xfe")          # how Python hands over such a command line
+    assert text.terminal(typed) == "caf\ufffd\ufffd"
+    assert text.md(typed).encode("utf-8") and text.html(typed).encode("utf-8")

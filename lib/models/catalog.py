@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import json
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lib.errors import InvalidSpecError, ModelLoadError
+from lib.spec import MAX_MODEL_ID_CHARS
+from lib.text import one_line
 
 TRAINED, RANDOM, OWN = "trained", "random", "own"
 CAUSAL_LM, ENCODER = "causal-lm", "encoder"
@@ -192,9 +194,13 @@ def custom_entry(reference: str) -> CatalogEntry:
     Cached, since the sidebar asks on every rerun, but only while the file or folder named is
     the same (its config.json or the file itself: identity, size, modification time): one
     deleted, replaced or edited is described afresh. Failures are not cached, so a fixed path
-    works.
+    works. A folder's files are checked here (`lib.models.files`), before anything loads them.
     """
-    return _described(reference.strip(), _version(reference.strip()))
+    reference = reference.strip()
+    if len(reference) > MAX_MODEL_ID_CHARS:
+        raise ModelLoadError(f"That model reference is {len(reference):,} characters long; a "
+                             f"path or hub id has at most {MAX_MODEL_ID_CHARS:,}.")
+    return _described(reference, _version(reference))
 
 
 def _version(reference: str) -> tuple | None:
@@ -210,33 +216,53 @@ def _version(reference: str) -> tuple | None:
 
 @functools.lru_cache(maxsize=32)
 def _described(reference: str, version: tuple | None) -> CatalogEntry:
+    from lib.models import files
+
     path = Path(reference).expanduser()
+    kind = _path_kind(path)
     if path.suffix.lower() == ".gguf":
-        if not path.is_file():
-            raise ModelLoadError(f"No GGUF file at {path}. Check the path (it must point to a "
-                                 ".gguf file on this machine).")
+        if kind != "file":
+            raise ModelLoadError(f"No GGUF file at {_shown(path)}. Check the path (it must point "
+                                 "to a .gguf file on this machine).")
         return CatalogEntry(f"{path}", path.name, f"Your GGUF file {path}.", OWN,
                             _gguf_config(path), local_path=str(path))
-    if path.is_dir():
+    if kind == "folder":
         config_file = path / "config.json"
-        if not config_file.is_file():
-            raise ModelLoadError(f"{path} has no config.json, so it is not a Hugging Face model "
-                                 "folder. Point to the folder that holds config.json and the "
-                                 "weights (*.safetensors).")
-        config = json.loads(config_file.read_text())
+        if _path_kind(config_file) != "file":
+            raise ModelLoadError(f"{_shown(path)} has no config.json, so it is not a Hugging Face "
+                                 "model folder. Point to the folder that holds config.json and "
+                                 "the weights (*.safetensors).")
+        config = files.read_config(config_file)
+        files.check_weights(path)
         kind = ENCODER if _is_encoder(config) else CAUSAL_LM
         return CatalogEntry(f"{path}", path.name, f"Your model folder {path}.", OWN, config,
                             kind=kind, local_path=str(path))
-    if _HUB_ID.match(reference) and not path.exists() and not reference.startswith((".", "/", "~")):
+    if _HUB_ID.match(reference) and kind is None and not reference.startswith((".", "/", "~")):
         return CatalogEntry(reference, reference, f"{reference} from the Hugging Face hub.", OWN,
                             _hub_config(reference), hub_id=reference)
     if reference.startswith(("/", ".", "~")) or "\\" in reference or reference.count("/") > 1:
-        raise ModelLoadError(f"No folder or file at {path}. Check the path: it must be a folder "
+        what = "No folder or file" if kind is None else "Neither a model folder nor a .gguf file"
+        raise ModelLoadError(f"{what} at {_shown(path)}. Check the path: it must be a folder "
                              "with config.json, or a .gguf file, on this machine.")
     raise ModelLoadError(
-        f"Unknown model {reference!r}. Pick one from the list "
+        f"Unknown model {_shown(reference)!r}. Pick one from the list "
         f"({', '.join(e.display_name for e in CATALOG.values())}), or give a local folder with "
         "config.json, a .gguf file, or a hub id like 'org/name'.")
+
+
+def _path_kind(path: Path) -> str | None:
+    """'folder', 'file' (a regular one), 'other' (a device, a FIFO, a socket) or None (nothing
+    there, or a path the system can't even look up, such as one with a name too long)."""
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return None
+    return "folder" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+
+
+def _shown(value: object) -> str:
+    """A path or id as quoted in a message: clipped, so the advice after it stays in sight."""
+    return one_line(value, 300)
 
 
 def _is_encoder(config: dict[str, Any]) -> bool:

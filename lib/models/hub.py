@@ -2,14 +2,14 @@
 
 Every call first checks, within a few seconds, that the hub answers at all; offline it raises a
 `ModelLoadError` that says what to do instead, rather than hanging on retries. Remote code is
-never trusted.
+never trusted, and a downloaded config.json is checked like a local one (`lib.models.files`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -40,8 +40,11 @@ def fetch_config(hub_id: str) -> dict[str, Any]:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError
 
+    from lib.models import files
+
     try:
-        return json.loads(open(hf_hub_download(hub_id, "config.json")).read())
+        downloaded = hf_hub_download(hub_id, "config.json")
     except (HfHubHTTPError, OSError, ValueError) as exc:
         raise ModelLoadError(f"Could not get {hub_id}'s config.json from the hub ({exc}). "
                              "Check the id (it looks like 'org/name').") from exc
+    return files.read_config(Path(downloaded))

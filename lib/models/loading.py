@@ -8,7 +8,9 @@ quantization is timed apart (`quantize_s`): neither is ever mixed into a latency
 Random-weight presets are built without random initialization (`no_init_weights`), then every
 weight is filled by copying one small random buffer: seconds, not minutes, for billions of
 parameters. Tied embeddings are re-tied and norms set to 1, so logits are finite. Nothing here
-uses `trust_remote_code`.
+uses `trust_remote_code`, and folders and the hub are read with `use_safetensors=True`: weights
+in pickle format are never opened (a folder that has only those is refused with how to convert
+them, `lib.models.files`), and a damaged or hostile weight file is a `ModelLoadError`.
 """
 
 from __future__ import annotations
@@ -175,20 +177,29 @@ def _load_weights(entry: CatalogEntry, torch_dtype: Any, say: Progress):
     hub.check_reachable(entry.hub_id)
     say(f"Downloading {entry.hub_id} from the hub…")
     try:
-        model = loader.from_pretrained(entry.hub_id, **common)
+        model = loader.from_pretrained(entry.hub_id, use_safetensors=True, **common)
         tokenizer = AutoTokenizer.from_pretrained(entry.hub_id)
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"Could not load {entry.hub_id} from the hub ({exc}).") from exc
+        raise ModelLoadError(
+            f"Could not load {entry.hub_id} from the hub ({exc}). Only safetensors weights are "
+            "loaded: pickle files (pytorch_model.bin) can run code when opened.") from exc
     return model, tokenizer, f"downloaded from the hub ({entry.hub_id})"
 
 
 def _from_folder(entry: CatalogEntry, folder: Path, common: dict, source: str, say: Progress):
+    from safetensors import SafetensorError
     from transformers import AutoTokenizer
 
+    from lib.models.files import check_weights
+
+    check_weights(folder)               # pickle weights alone: refused before transformers looks
     say(f"Loading {entry.display_name}…")
     try:
-        model = model_class(entry).from_pretrained(folder, local_files_only=True, **common)
-    except (OSError, ValueError) as exc:
+        model = model_class(entry).from_pretrained(folder, local_files_only=True,
+                                                   use_safetensors=True, **common)
+    # A damaged or hostile file fails in many ways: a truncated safetensors header, shapes
+    # that don't match config.json (RuntimeError), a size field of the wrong kind (TypeError).
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError, SafetensorError) as exc:
         raise ModelLoadError(
             f"Could not read the model in {folder} ({exc}). If it is the app's cache, delete "
             "that folder and run again to convert it afresh.") from exc

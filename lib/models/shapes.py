@@ -4,32 +4,40 @@
 experts, in Linear layers), layer and head numbers and the KV cache per token, in under a second
 and with no memory: memory is estimated from it before any weight is allocated. `config()` is
 the one place a catalog entry's published configuration becomes a transformers config; custom
-code is never run.
+code is never run. A user's config.json that transformers can't build from is a `ModelLoadError`,
+never a traceback.
 """
 
 from __future__ import annotations
 
 import functools
+
 from lib.errors import ModelLoadError
 from lib.memory import Shapes
-from lib.models.catalog import ENCODER, CatalogEntry, get_entry
+from lib.models.catalog import ENCODER, OWN, CatalogEntry, get_entry
+from lib.text import one_line
 
 
 def config(entry: CatalogEntry):
-    from transformers import AutoConfig
+    from transformers import CONFIG_MAPPING, AutoConfig
 
     values = dict(entry.config)
     model_type = values.pop("model_type", None)
     if model_type is None:
         raise ModelLoadError(f"{entry.display_name}'s config.json has no model_type, so its "
                              "architecture is unknown. Use a standard Hugging Face model.")
+    if model_type not in CONFIG_MAPPING:
+        raise ModelLoadError(f"transformers does not know the architecture "
+                             f"{one_line(model_type, 100)!r}. Custom code is never run here.")
     for key in ("transformers_version", "_name_or_path", "auto_map"):
         values.pop(key, None)
     try:
         return AutoConfig.for_model(model_type, **values)
-    except (ValueError, KeyError) as exc:
-        raise ModelLoadError(f"transformers does not know the architecture {model_type!r} "
-                             f"({exc}). Custom code is never run here.") from exc
+    except Exception as exc:     # a user's setting of the wrong kind: TypeError, ValueError, or
+        if entry.weights != OWN:     # huggingface_hub's StrictDataclassError, by version
+            raise                # the catalog's own configurations: a bug, shown as one
+        raise ModelLoadError(f"{entry.display_name}'s config.json has a setting transformers "
+                             f"can't use ({one_line(exc)}).") from exc
 
 
 def model_class(entry: CatalogEntry):
@@ -44,8 +52,16 @@ def shapes(model_id: str) -> Shapes:
 
     entry = get_entry(model_id)
     cfg = config(entry)
-    with torch.device("meta"):
-        model = model_class(entry).from_config(cfg)
+    try:
+        with torch.device("meta"):
+            model = model_class(entry).from_config(cfg)
+    except Exception as exc:     # a user's settings fail in many of transformers' own ways
+        if entry.weights != OWN:
+            raise                # the catalog's own configurations: a bug, shown as one
+        raise ModelLoadError(
+            f"transformers can't build {entry.display_name} from its config.json "
+            f"({type(exc).__name__}: {one_line(exc)}). Check its settings, or copy it again from "
+            "where the model came from.") from exc
     parameters = sum(p.numel() for p in model.parameters())     # tied weights counted once
     embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
     linear = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]

@@ -1,0 +1,341 @@
+"""The CLI's arguments (lib.cli_arguments, lib.cli) against hostile values, in-process on the
+fake backend (fast).
+
+`test_every_argument_survives_hostile_values` builds its argument list from the parsers
+themselves, so a new flag is covered the day it is added: every invocation ends with status 0
+(it passed validation and measured, instantly, on the fake backend) or 2 (one line on stderr,
+no traceback, nothing saved). `import`, `export` and `delete` are left out: their validation
+belongs to the history import work (issue 10), which tests them itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lib import cli, cli_arguments, spec as spec_module
+from lib.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMANDS = ("run", "sweep", "history", "models", "share")
+NOT_UTF8 = os.fsdecode(b"\xff\xfe")
+HOSTILE = ["", "nan", "NaN", "inf", "-inf", "99999999999999999999", "1e309", "-1", NOT_UTF8,
+           "9" * 5000]
+PATHS = ["dev-zero", "directory", "link-to-dev-zero", "dangling-link", "fifo"]
+# What each command needs besides the argument under test (a small grid keeps sweeps quick).
+BASE = {"run": {}, "sweep": {"--factor": "batch", "--values": "1,2"}, "history": {},
+        "models": {}, "share": {"entry_id": "1"}}
+
+
+def _arguments() -> list[tuple[str, argparse.Action]]:
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [(command, action) for command in COMMANDS
+            for action in commands.choices[command]._actions
+            if not isinstance(action, argparse._HelpAction)]
+
+
+def _name(action: argparse.Action) -> str:
+    return action.option_strings[0] if action.option_strings else action.dest
+
+
+def _argv(command: str, action: argparse.Action, value: str | None) -> list[str]:
+    values = dict(BASE[command])
+    if action.nargs == 0:
+        values[_name(action)] = None
+    else:
+        values[_name(action)] = value
+    argv = [command]
+    for key, item in values.items():
+        if key.startswith("-"):
+            argv += [key] if item is None else [key, item]
+        else:
+            argv.append(item)
+    return argv
+
+
+def _hostile_path(kind: str, folder: Path) -> str:
+    if kind == "dev-zero":
+        return "/dev/zero"
+    if kind == "directory":
+        return str(folder)
+    path = folder / kind
+    if kind == "link-to-dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "dangling-link":
+        path.symlink_to(folder / "nothing-here")
+    else:
+        os.mkfifo(path)
+    return str(path)
+
+
+@pytest.fixture(autouse=True)
+def _no_garbage_collection(monkeypatch):
+    """A fake model holds no memory, so closing the model cache needn't collect garbage (with
+    torch imported, a collection takes a quarter of a second: most of a fake run's time)."""
+    from lib.models import cache
+    monkeypatch.setattr(cache, "_release_memory", lambda: None)
+
+
+def invoke(argv: list[str], capsys) -> tuple[int, str, str]:
+    """`python -m lib ARGV` in this process: (status, stdout, stderr)."""
+    try:
+        status = cli.main(argv)
+    except SystemExit as exc:           # argparse's own refusals and --help
+        status = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def _saved_entries() -> list:
+    """The history's entries (opening the database only if it exists: that takes time)."""
+    from lib.store import default_path
+    return Store().list() if default_path().exists() else []
+
+
+def assert_clean_outcome(argv, status, out, err):
+    assert status in (0, 2), (argv, status, err)
+    assert "Traceback" not in err
+    assert "\x1b" not in out + err
+    if status == 2:
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (argv, err)
+        assert _saved_entries() == [], f"{argv} was refused but left a history entry"
+    if status == 0 and "--json" in argv:
+        json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} in JSON output"))
+
+
+ARGUMENTS = _arguments()
+# Hundreds of invocations, about 10 ms each: a refusal is quick, and a run measures instantly.
+MATRIX = [(command, action, value) for command, action in ARGUMENTS
+          for value in ([None] if action.nargs == 0 else HOSTILE + PATHS)]
+
+
+@pytest.mark.parametrize("command, action, value", [
+    pytest.param(command, action, value, id=f"{command} {_name(action)} {value!r:.20}")
+    for command, action, value in MATRIX])
+def test_every_argument_survives_hostile_values(command, action, value, fake_backend, capsys,
+                                                 tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)             # a --csv that is accepted writes here
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    if value in PATHS:
+        value = _hostile_path(value, tmp_path)
+    argv = _argv(command, action, value)
+    assert_clean_outcome(argv, *invoke(argv, capsys))
+
+
+def test_the_matrix_covers_every_argument():
+    names = {(command, _name(action)) for command, action in ARGUMENTS}
+    assert {("run", "--prompt-file"), ("sweep", "--values2"), ("history", "--since"),
+            ("share", "entry_id"), ("run", "--min-duration")} <= names
+    assert {command for command, _ in names} == set(COMMANDS)
+
+
+# --- each finding of issue 10, on its own ---------------------------------------------------
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--prompt", NOT_UTF8], "prompt_text is not valid UTF-8 text"),
+    (["run", "--model", NOT_UTF8], "model_id is not valid UTF-8 text"),
+    (["history", "--device", NOT_UTF8], "not valid UTF-8 text"),
+    (["run", "--min-duration", "nan"], "min_duration_s must be a finite number"),
+    (["run", "--min-duration=-inf"], "min_duration_s must be a finite number"),
+    (["run", "--min-duration", "1e309"], "min_duration_s must be a finite number"),
+    (["run", "--model", "9" * 5000], "model_id is 5,000 characters long"),
+    (["history", "--since", "last tuesday"], "'last tuesday' is not a date like 2025-01-31"),
+    (["history", "--since", "2025-02-30"], "is not a date like"),
+    (["share", "99999999999999999999"], "No saved run or sweep with id 99999999999999999999"),
+    (["share", "-5"], "is not an id that `history` shows"),
+    (["share", "-1"], "is not an id that `history` shows"),
+    (["sweep", "--factor", "batch", "--values", "1,nan"], "whole numbers"),
+    (["sweep", "--factor", "batch", "--values", "1,inf"], "whole numbers"),
+    (["sweep", "--factor", "batch", "--values", "1,99999999999999999999"],
+     "batch_size must be between 1 and 64"),
+    (["sweep", "--factor", "batch", "--values", "-1"], "batch_size must be between 1 and 64"),
+    (["sweep", "--factor", "batch", "--values", " , "], "No values given for batch size"),
+    (["sweep", "--factor", "batch", "--values2", "1,2"], "--values2 needs --factor2"),
+])
+def test_bad_values_are_refused_in_one_line(argv, message, fake_backend, capsys):
+    status, out, err = invoke(argv, capsys)
+    assert status == 2 and message in err, err
+    assert len(err.strip().splitlines()) == 1 and out == ""
+    assert NOT_UTF8 not in err
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["fly"], "(see `python -m lib --help`)"),
+    (["run", "--batch", "x"], "(see `python -m lib run --help`)"),
+    (["sweep"], "(see `python -m lib sweep --help`)"),
+])
+def test_error_hints_name_the_right_help(argv, hint, capsys):
+    status, _, err = invoke(argv, capsys)
+    assert status == 2 and err.strip().endswith(hint), err
+
+
+def test_threads_are_capped_at_this_machines_cores(fake_backend, capsys, monkeypatch):
+    monkeypatch.setattr(spec_module, "default_threads", lambda: 2)
+    status, _, err = invoke(["run", "--threads", "3"], capsys)
+    assert status == 2
+    assert "threads=3, but this machine has 2 CPU cores: use at most 2" in err
+    status, _, err = invoke(["sweep", "--factor", "threads", "--values", "1,3"], capsys)
+    assert status == 2 and "this machine has 2 CPU cores" in err
+    assert Store().list() == []
+
+
+def test_default_threads_are_the_cores_this_process_may_use(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
+    assert spec_module.default_threads() == 3
+
+
+@pytest.mark.parametrize("argv", [
+    ["sweep", "--factor", "batch", "--factor2", "batch"],
+    ["sweep", "--factor", "batch", "--values", "0,1"],
+    ["sweep", "--factor", "model", "--values", "smollm2-135m-instruct,gpt-9"],
+    ["sweep", "--factor", "batch", "--model", "gpt-9"],
+    ["sweep", "--factor", "prompt", "--values", "8192,16384", "--model", "gpt2"],
+    ["sweep", "--factor", "batch", "--csv", "/no/such/folder/out.csv"],
+])
+def test_a_refused_sweep_leaves_no_history_entry(argv, fake_backend, capsys):
+    status, _, err = invoke(argv, capsys)
+    assert status == 2 and err.startswith("error: "), err
+    assert Store().list() == []
+    assert fake_backend.loads == []                       # no model was loaded either
+
+
+def test_a_sweep_with_some_impossible_points_still_runs(fake_backend, capsys):
+    """A point the model can't take (context too long) is a skip, as in the app; only a grid
+    with no possible point is refused."""
+    status, out, err = invoke(["sweep", "--factor", "prompt", "--values", "512,2048",
+                               "--model", "gpt2", "--new-tokens", "4"], capsys)
+    assert status == 0, err
+    assert len(Store().list()) == 1
+
+
+def test_json_output_is_strict():
+    buffer = io.StringIO()
+    sys_stdout, sys.stdout = sys.stdout, buffer
+    try:
+        cli._print_json({"median": float("nan"), "values": [1.0, float("inf"), -float("inf")]})
+    finally:
+        sys.stdout = sys_stdout
+    assert json.loads(buffer.getvalue()) == {"median": None, "values": [1.0, None, None]}
+
+
+def test_history_shows_hostile_notes_and_ids_without_their_escapes(capsys):
+    from fakes import measure
+    from lib import history, stats
+    from lib.spec import RunSpec
+
+    measurement = measure(RunSpec(prompt_tokens=16, new_tokens=3, repetitions=1,
+                                  min_duration_s=0.0, threads=1))
+    entry_id, _ = history.save_run(measurement, stats.summarize(measurement))
+    document = Store().export(entry_id)
+    document.update(note="\x1b[2J\x1b]0;pwned\x07cleared\u202e", imported_from="\x1b[31mred")
+    document["spec"]["model_id"] = "evil\x1b]0;title\x07-model"
+    Store().import_document(document)
+    status, out, err = invoke(["history"], capsys)
+    assert status == 0 and err == ""
+    assert "cleared" in out and "evil-model" in out and "red" in out
+    assert not any(ch in out for ch in "\x1b\x07\u202e")
+
+
+def test_error_messages_lose_their_escapes(fake_backend, capsys):
+    status, _, err = invoke(["run", "--model", "gpt\x1b]0;pwned\x07-9"], capsys)
+    assert status == 2 and "Unknown model 'gpt-9'" in err and "\x1b" not in err
+
+
+def test_help_and_argparse_messages_lose_their_escapes(capsys):
+    status, _, err = invoke(["run", "--dtype", "\x1b[2Jint3"], capsys)
+    assert status == 2 and "invalid choice" in err and "\x1b" not in err
+
+
+# --- --prompt-file ----------------------------------------------------------------------------
+
+def _run_json(argv, capsys) -> dict:
+    status, out, err = invoke(["run", *argv, "--json", "--new-tokens", "2", "--repetitions", "1",
+                               "--min-duration", "0"], capsys)
+    assert status == 0, err
+    return json.loads(out)
+
+
+def test_prompt_file_is_read_as_the_prompt(tmp_path, fake_backend, capsys):
+    path = tmp_path / "prompt.txt"
+    path.write_text("Tell me about caches. ✓\n", encoding="utf-8")
+    assert _run_json(["--prompt-file", str(path)], capsys)["spec"]["prompt_text"] == \
+        "Tell me about caches. ✓\n"
+
+
+def test_prompt_file_dash_reads_standard_input(fake_backend, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("from a pipe".encode())))
+    assert _run_json(["--prompt-file", "-"], capsys)["spec"]["prompt_text"] == "from a pipe"
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("huge", "is larger than 400,000 bytes"),
+    ("not-utf8", "is not UTF-8 text (the byte at offset 6 can't be decoded)"),
+    ("empty", "Your prompt is empty"),
+    ("missing", "Can't read"),
+    ("dev-zero", "is not a regular file"),
+    ("directory", "is not a regular file"),
+    ("link-to-dev-zero", "is not a regular file"),
+    ("fifo", "is not a regular file"),
+])
+def test_prompt_file_refusals(kind, message, tmp_path, fake_backend, capsys):
+    if kind in PATHS:
+        path = _hostile_path(kind, tmp_path)
+    else:
+        path = tmp_path / kind
+        if kind == "huge":
+            path.write_bytes(b"a" * (10 * 2**20))        # 10 MB: too long for --prompt too
+        elif kind == "not-utf8":
+            path.write_bytes(b"hello \xff\xfe")
+        elif kind == "empty":
+            path.write_bytes(b"  \n")
+    status, out, err = invoke(["run", "--prompt-file", str(path)], capsys)
+    assert status == 2 and message in err, err
+    assert len(err.strip().splitlines()) == 1 and fake_backend.loads == []
+
+
+def test_prompt_and_prompt_file_exclude_each_other(tmp_path, capsys):
+    path = tmp_path / "p.txt"
+    path.write_text("hi")
+    status, _, err = invoke(["run", "--prompt", "x", "--prompt-file", str(path)], capsys)
+    assert status == 2 and "not allowed with argument --prompt" in err
+
+
+def test_prompt_file_limit_follows_the_longest_prompt():
+    assert cli_arguments.PROMPT_FILE_MAX_BYTES == 4 * spec_module.MAX_PROMPT_TEXT_CHARS
+
+
+# --- the shell around main ------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, status", [
+    (["history"], {1}),
+    (["--help"], {0, 1}),         # argparse itself ignores a failed write of the help
+])
+def test_a_closed_pipe_ends_quietly(args, status, tmp_path):
+    """`python -m lib history | head -1`: the reader left; no BrokenPipeError traceback."""
+    from fakes import measure
+    from lib import history, stats
+    from lib.spec import RunSpec
+
+    measurement = measure(RunSpec(prompt_tokens=16, new_tokens=3, repetitions=1,
+                                  min_duration_s=0.0, threads=1))
+    for _ in range(3):
+        history.save_run(measurement, stats.summarize(measurement))
+    read_end, write_end = os.pipe()
+    os.close(read_end)                     # nobody will ever read: the first write fails
+    try:
+        result = subprocess.run([sys.executable, "-m", "lib", *args], cwd=ROOT,
+                                stdout=write_end, stderr=subprocess.PIPE, text=True,
+                                timeout=60, env=dict(os.environ))
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode in status     # 1: what Python's docs do on EPIPE (see lib/cli.py)
