@@ -4,8 +4,8 @@ fake backend (fast).
 `test_every_argument_survives_hostile_values` builds its argument list from the parsers
 themselves, so a new flag is covered the day it is added: every invocation ends with status 0
 (it passed validation and measured, instantly, on the fake backend) or 2 (one line on stderr,
-no traceback, nothing saved). `import`, `export` and `delete` are left out: their validation
-belongs to the history import work (issue 10), which tests them itself.
+no traceback, nothing saved). Every command is in it, `import`, `export` and `delete` too
+(their file checks are tested in detail in test_imports.py).
 """
 
 from __future__ import annotations
@@ -24,14 +24,15 @@ from lib import cli, cli_arguments, spec as spec_module
 from lib.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = ("run", "sweep", "history", "models", "share")
+COMMANDS = ("run", "sweep", "history", "models", "share", "export", "delete", "import")
 NOT_UTF8 = os.fsdecode(b"\xff\xfe")
 HOSTILE = ["", "nan", "NaN", "inf", "-inf", "99999999999999999999", "1e309", "-1", NOT_UTF8,
            "9" * 5000]
 PATHS = ["dev-zero", "directory", "link-to-dev-zero", "dangling-link", "fifo"]
 # What each command needs besides the argument under test (a small grid keeps sweeps quick).
 BASE = {"run": {}, "sweep": {"--factor": "batch", "--values": "1,2"}, "history": {},
-        "models": {}, "share": {"entry_id": "1"}}
+        "models": {}, "share": {"entry_id": "1"}, "export": {"entry_id": "1"},
+        "delete": {"entry_id": "1"}, "import": {}}
 
 
 def _arguments() -> list[tuple[str, argparse.Action]]:
@@ -134,7 +135,8 @@ def test_every_argument_survives_hostile_values(command, action, value, fake_bac
 def test_the_matrix_covers_every_argument():
     names = {(command, _name(action)) for command, action in ARGUMENTS}
     assert {("run", "--prompt-file"), ("sweep", "--values2"), ("history", "--since"),
-            ("share", "entry_id"), ("run", "--min-duration")} <= names
+            ("share", "entry_id"), ("run", "--min-duration"), ("export", "--csv"),
+            ("delete", "entry_id"), ("import", "file")} <= names
     assert {command for command, _ in names} == set(COMMANDS)
 
 
