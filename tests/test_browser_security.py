@@ -58,6 +58,7 @@ def test_markdown_in_a_link_is_shown_as_text_not_a_link(fresh_server, browser):
               + "&batch_size=1000")
     page.get_by_text("Your session expired - click here").first.wait_for(timeout=60_000)
     page.get_by_text("above the highest value 64, so 64 is used").wait_for()
+    page.get_by_role("heading", name="Playground").wait_for(timeout=60_000)
     assert page.locator('a[href*="evil.example"]').count() == 0
     assert page.locator('[data-testid="stException"]').count() == 0
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
