@@ -1,4 +1,4 @@
-"""Command line: `python -m lib run|sweep|models|history|export|import|delete|share ...`.
+"""Command line: `python -m lib run|sweep|models|machine|history|export|import|delete|share ...`.
 
 Needs only the engine's dependencies (torch, transformers, psutil), never Streamlit or plotly.
 Every argument is checked before torch or transformers is imported and before anything is saved
@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     shared.add_argument("--off", action="store_true", help="stop sharing it")
     listing = commands.add_parser("models", help="list the model catalog with sizes and shapes")
     listing.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    machine = commands.add_parser(
+        "machine", help="this machine's ceilings: memory bandwidth, matmul FLOP/s per dtype, "
+        "per-layer overhead (measured once, a few seconds, then kept)")
+    machine.add_argument("--refresh", action="store_true",
+                         help="measure again instead of using the kept figures")
+    machine.add_argument("--json", action="store_true",
+                         help="print one JSON object, keyed by device, instead of text")
     return parser
 
 
@@ -111,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "models":
             return _models(as_json=args.json)
+        if args.command == "machine":
+            return _machine(refresh=args.refresh, as_json=args.json)
         if args.command in {"history", "export", "import", "delete", "share"}:
             return _history(args)
         spec = run_spec.from_arguments(args)
@@ -172,6 +181,21 @@ def _models(as_json: bool) -> int:
         _out(f"{r['id']:<32}{format_count(r['parameters']):>9}{active:>9}{r['layers']:>7}"
              f"{r['hidden_size']:>7}{r['attention_heads']:>6}{r['kv_heads']:>4}"
              f"{r['vocab_size']:>8}{r['context_length']:>9}  {r['kind']}/{r['weights']}")
+    return 0
+
+
+def _machine(refresh: bool, as_json: bool) -> int:
+    from lib import ceilings
+
+    def progress(what: str, fraction: float) -> None:
+        _say(f"measuring: {what} ({fraction:.0%})")
+
+    found = ceilings.available(refresh=refresh, on_progress=progress, on_wait=_say)
+    if as_json:
+        return _print_json({device: c.to_dict() for device, c in found.items()})
+    for c in found.values():
+        for line in ceilings.describe(c):
+            _out(line)
     return 0
 
 
