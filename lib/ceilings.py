@@ -24,6 +24,7 @@ the machine-wide measurement slot (`lib.runlock`), so it never overlaps a run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from lib.errors import UnsupportedError
+from lib.errors import RunFailedError, UnsupportedError
 
 CACHE_FILE = "ceilings.json"
 CACHE_FORMAT = 1
@@ -156,7 +157,7 @@ def measure(device: str = "cpu", on_progress: Progress | None = None) -> Ceiling
     details: dict[str, Any] = {}
     torch.set_num_threads(threads)
     try:
-        with torch.inference_mode():
+        with _failures_explained(device), torch.inference_mode():
             tell("memory bandwidth", 0.0)
             bandwidth = _bandwidth(torch, device, clock, details)
             flops: dict[str, float] = {}
@@ -170,9 +171,12 @@ def measure(device: str = "cpu", on_progress: Progress | None = None) -> Ceiling
                     notes.append(f"{dtype}: not measured ({_first_line(exc)}).")
         tell("per-layer overhead of a decode step", (len(MATMUL_DTYPES) + 1)
              / (len(MATMUL_DTYPES) + 2))
-        overhead = _layer_overhead(torch, device, clock, details)
+        with _failures_explained(device):
+            overhead = _layer_overhead(torch, device, clock, details)
     finally:
         torch.set_num_threads(before)
+        if device == "cuda":
+            torch.cuda.empty_cache()     # give the buffers back: free memory is read by runs
     tell("done", 1.0)
     if "int8" in flops:
         notes.append("int8: " + ("dynamic-quantized Linear (what --dtype int8 runs)"
@@ -186,6 +190,18 @@ def measure(device: str = "cpu", on_progress: Progress | None = None) -> Ceiling
                f"{threads_used}",
         device_name=_device_name(device, device_name), threads=threads, measured_at=measured_at,
         measure_s=time.perf_counter() - started, notes=tuple(notes), details=details)
+
+
+@contextlib.contextmanager
+def _failures_explained(device: str):
+    """A kernel that fails (out of memory, a driver error) ends measuring with a message that
+    says what to do, never a traceback."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as exc:
+        raise RunFailedError(
+            f"Measuring the {device}'s ceilings failed ({_first_line(exc)}). Close programs "
+            "that use it and measure again (python -m lib machine --refresh).") from exc
 
 
 def _device_name(device: str, device_name: Callable[[str], str]) -> str:
@@ -322,7 +338,7 @@ def _layer_overhead(torch, device: str, clock, details: dict) -> float:
     from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
     from transformers.utils import logging as hf_logging
 
-    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32   # MPS: bf16 not everywhere
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:

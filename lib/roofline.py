@@ -148,19 +148,20 @@ def touched_expert_share(shapes: "Shapes", tokens: int) -> float:
 
 def _weight_bytes(shapes: "Shapes", dtype: str, tokens: int,
                   weight_bytes_per_param: float | None) -> float:
-    untouched = shapes.routed_parameters * (1 - touched_expert_share(shapes, tokens))
-    if shapes.routed_parameters:
-        read = shapes.parameters - _gathered_parameters(shapes) - untouched
-    else:
+    """Bytes of the weights a forward pass over `tokens` tokens reads."""
+    if shapes.experts and shapes.routed_parameters:
+        unused = 1 - touched_expert_share(shapes, tokens)
+        read = shapes.parameters - _gathered_parameters(shapes) - shapes.routed_parameters * unused
+        linear = shapes.linear_parameters - shapes.routed_linear_parameters * unused
+    else:       # dense, or experts not described: the active parameters, whatever the batch
         read = _multiplied_parameters(shapes)
+        inactive = shapes.parameters - (shapes.active_parameters or shapes.parameters)
+        linear = max(0, shapes.linear_parameters - inactive)
     if weight_bytes_per_param is not None:
         return read * weight_bytes_per_param
     if dtype != "int8":
         return read * DTYPE_BYTES[dtype]
-    # Dynamic quantization: Linear weights in one byte, the rest (and embeddings) float32.
-    routed_linear_untouched = shapes.routed_linear_parameters * \
-        (1 - touched_expert_share(shapes, tokens))
-    linear = shapes.linear_parameters - routed_linear_untouched
+    # Dynamic quantization: Linear weights in one byte, the rest float32.
     return (read - linear) * FLOAT32_BYTES + linear
 
 

@@ -173,3 +173,14 @@ def test_real_measurement_is_sane_and_quick(tmp_path, monkeypatch):
     assert found.layer_overhead_s is not None and 0 <= found.layer_overhead_s < 0.05
     assert found.threads >= 1 and "torch" in found.source
     assert ceilings.machine_ceilings("cpu") == found              # kept
+
+
+def test_a_failing_kernel_is_a_message_not_a_traceback(monkeypatch):
+    from lib.errors import RunFailedError
+
+    def out_of_memory(*args):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 1.00 GiB\nmore detail")
+    monkeypatch.setattr(ceilings, "_bandwidth", out_of_memory)
+    with pytest.raises(RunFailedError, match=r"failed \(RuntimeError: CUDA out of memory\. "
+                                             r"Tried to allocate 1\.00 GiB\)\. Close"):
+        ceilings.measure("cpu")

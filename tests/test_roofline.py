@@ -281,3 +281,22 @@ def test_roofline_imports_without_torch():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_hand_built_shapes_without_expert_counts_read_the_active_parameters():
+    """What an estimator may build for a model never loaded: no embedding or expert details."""
+    from lib.memory import Shapes
+    r1_like = Shapes(parameters=671_000_000_000, active_parameters=37_000_000_000, layers=61,
+                     hidden_size=7168, intermediate_size=18432, attention_heads=128,
+                     kv_heads=128, head_dim=128, vocab_size=129280,
+                     kv_elements_per_token=61 * 128 * (192 + 128),
+                     latent_kv_elements_per_token=61 * (512 + 64))
+    spec = RunSpec(model_id="gpt2", dtype="bfloat16", batch_size=8)
+    c = costs(r1_like, spec, devices=8, weight_bytes_per_param=1)
+    gathered = 129280 * 7168                     # untied unless known otherwise
+    assert c.decode.weight_bytes == (37_000_000_000 - gathered) / 8
+    assert c.decode.kv_bytes == 8 * (64 + 16 + 1) * 61 * 576 * 2 / 8
+    routed = Shapes(**{**r1_like.__dict__, "experts": 256, "experts_per_token": 8,
+                       "routed_parameters": 650_000_000_000})
+    assert costs(routed, spec, devices=8, weight_bytes_per_param=1).decode.weight_bytes > \
+        c.decode.weight_bytes                    # 8 tokens touch more experts than one
