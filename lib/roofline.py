@@ -90,7 +90,8 @@ def costs(shapes: "Shapes", spec: "RunSpec", devices: int = 1,
     if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
         raise InvalidSpecError(f"devices must be a whole number of at least 1 (got {devices!r}).")
     if weight_bytes_per_param is not None and not (
-            math.isfinite(weight_bytes_per_param) and weight_bytes_per_param > 0):
+            isinstance(weight_bytes_per_param, (int, float))
+            and math.isfinite(weight_bytes_per_param) and weight_bytes_per_param > 0):
         raise InvalidSpecError("weight_bytes_per_param must be a positive number "
                                f"(got {weight_bytes_per_param!r}).")
     batch, prompt = spec.batch_size, spec.prompt_tokens
@@ -117,7 +118,8 @@ def costs(shapes: "Shapes", spec: "RunSpec", devices: int = 1,
             kv_bytes=batch * (context + 1) * kv_per_token / devices,
             flops=(2 * batch * per_token + batch * pair_flops * context) / devices)
     return Costs(prefill, decode, shapes.layers, batch, prompt, context if has_decode else 0.0,
-                 devices, has_decode, moe=bool(shapes.routed_parameters))
+                 devices, has_decode, moe=_multiplied_parameters(shapes) < shapes.parameters
+                 - _gathered_parameters(shapes))
 
 
 def _gathered_parameters(shapes: "Shapes") -> int:
@@ -277,8 +279,8 @@ def format_flops_rate(flops_per_s: float) -> str:
 def sentences(costs: Costs, floor: Floor, measured_ttft_s: float | None,
               measured_tpot_s: float | None, bandwidth: float, flops: float) -> list[str]:
     """What bounds each phase, in plain words with the numbers, e.g. "Each new token reads all
-    538.0 MB of weights: at 20.0 GB/s that takes at least 26.9 ms; this run took 40 ms, 67% of
-    the way to the floor." An overhead-bound phase gets a second sentence saying where the
+    538.0 MB of weights: at 20.0 GB/s that takes at least 26.9 ms; this run took 40.0 ms, 67%
+    of the way to the floor." An overhead-bound phase gets a second sentence saying where the
     rest of the time went."""
     said = _phase_sentences(
         "prefill", costs, costs.prefill, floor.prefill_memory_s, floor.prefill_compute_s,
@@ -327,7 +329,8 @@ def _phase_sentences(phase: str, costs: Costs, cost: PhaseCost, memory_s: float,
         return [sentence]
     rest = measured_s - physical
     per_layer = rest / costs.layers if costs.layers else 0.0
-    step = "per token" if phase == "decode" else "for the prompt"
+    step = "for the prompt" if phase == "prefill" else \
+        "per token" if costs.batch_size == 1 else "per step"
     return [sentence,
             f"That is overhead-bound: the arithmetic and memory traffic would allow "
             f"{format_seconds(physical)} {step}; the other {format_seconds(rest)} is mostly "

@@ -62,7 +62,7 @@ def test_gpt2_float32_counts_by_hand():
     assert c.prefill.flops == (2 * (64 * (GPT2_MULTIPLIED - GPT2_TOKEN_EMBEDDING)
                                     + GPT2_TOKEN_EMBEDDING)
                                + GPT2_ATTENTION_PER_PAIR * 64 * 65 / 2)
-    assert c.layers == 12 and c.has_decode
+    assert c.layers == 12 and c.has_decode and not c.moe
 
 
 def test_gpt2_int8_reads_only_linear_weights_as_bytes():
@@ -294,6 +294,7 @@ def test_hand_built_shapes_without_expert_counts_read_the_active_parameters():
     spec = RunSpec(model_id="gpt2", dtype="bfloat16", batch_size=8)
     c = costs(r1_like, spec, devices=8, weight_bytes_per_param=1)
     gathered = 129280 * 7168                     # untied unless known otherwise
+    assert c.moe
     assert c.decode.weight_bytes == (37_000_000_000 - gathered) / 8
     assert c.decode.kv_bytes == 8 * (64 + 16 + 1) * 61 * 576 * 2 / 8
     routed = Shapes(**{**r1_like.__dict__, "experts": 256, "experts_per_token": 8,
