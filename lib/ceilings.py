@@ -24,6 +24,7 @@ the machine-wide measurement slot (`lib.runlock`), so it never overlaps a run.
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import dataclasses
 import json
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from lib import machine_load
 from lib.errors import RunFailedError, UnsupportedError
 
 CACHE_FILE = "ceilings.json"
@@ -49,11 +51,13 @@ LLC_MULTIPLE = 8
 BUFFER_MIN_BYTES = {"cpu": 256 * 2**20, "cuda": 2**30, "mps": 256 * 2**20}
 BUFFER_MEMORY_SHARE = 8
 FALLBACK_LLC_BYTES = 32 * 2**20
-# Matmul size: doubled from the smallest until one product takes GROW_UNTIL_S (big enough for
-# the kernel to reach its speed, small enough to stay quick), at most the device's largest.
+# Matmul size: doubled from the device's smallest until the best of two products takes
+# GROW_UNTIL_S (big enough for the kernel to reach its speed, and for a thread that waits for
+# a busy core not to dominate; small enough to stay quick), at most the device's largest.
 MATMUL_SIZES = (256, 512, 1024, 2048, 4096, 8192)
-MATMUL_MAX_SIZE = {"cpu": 2048, "cuda": 8192, "mps": 4096}
+MATMUL_SIZE_RANGE = {"cpu": (512, 2048), "cuda": (1024, 8192), "mps": (512, 4096)}
 GROW_UNTIL_S = 0.005
+GROW_TIMINGS = 2
 # Every figure is the best of at least MIN_REPEATS samples, more while within KERNEL_BUDGET_S.
 # A sample repeats its kernel until it lasts SAMPLE_S, so a GPU's launch latency doesn't count.
 MIN_REPEATS, MAX_REPEATS = 3, 10
@@ -68,6 +72,10 @@ OVERHEAD_WARMUP_STEPS = 3
 OVERHEAD_STEPS = 16
 OVERHEAD_ROUNDS = 3
 MEASURE_ESTIMATE_S = 6.0          # what those waiting in the queue are told
+# Other programs taking more of the CPU than this while measuring make the figures low (on 2
+# cores, one busy core halved bfloat16 matmul and worse): the ceilings say so.
+BUSY_PERCENT = 10.0
+BUSY_RETRY_S = 600.0              # such figures are measured again, at most this often
 
 _log = logging.getLogger(__name__)
 Progress = Callable[[str, float], None]     # (what is being measured, fraction done)
@@ -84,6 +92,7 @@ class Ceilings:
     threads: int | None = None                   # CPU threads used while measuring
     measured_at: str = ""                        # UTC, ISO 8601
     measure_s: float | None = None               # how long measuring took
+    other_cpu_percent: float | None = None       # CPU other programs took meanwhile
     notes: tuple[str, ...] = ()                  # dtypes skipped and why, kernels used
     details: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
@@ -113,6 +122,9 @@ class Ceilings:
         overhead = values.get("layer_overhead_s")
         if overhead is not None and not (_number(overhead) and overhead >= 0):
             raise ValueError(f"layer_overhead_s is not a number of seconds: {overhead!r}")
+        busy = values.get("other_cpu_percent")
+        if busy is not None and not _number(busy):
+            raise ValueError(f"other_cpu_percent is not a number: {busy!r}")
         if values.get("device") not in ("cpu", "cuda", "mps"):
             raise ValueError(f"unknown device {values.get('device')!r}")
         for name in ("source", "device_name", "measured_at"):
@@ -157,30 +169,18 @@ def measure(device: str = "cpu", on_progress: Progress | None = None) -> Ceiling
     details: dict[str, Any] = {}
     torch.set_num_threads(threads)
     try:
-        with _failures_explained(device), torch.inference_mode():
-            tell("memory bandwidth", 0.0)
-            bandwidth = _bandwidth(torch, device, clock, details)
-            flops: dict[str, float] = {}
-            for done, dtype in enumerate(MATMUL_DTYPES, start=1):
-                tell(f"{dtype} matrix products", done / (len(MATMUL_DTYPES) + 2))
-                try:
-                    flops[dtype] = _matmul_flops(torch, device, dtype, clock, details)
-                except (RuntimeError, NotImplementedError, TypeError, AttributeError) as exc:
-                    if dtype == "float32":
-                        raise
-                    notes.append(f"{dtype}: not measured ({_first_line(exc)}).")
-        tell("per-layer overhead of a decode step", (len(MATMUL_DTYPES) + 1)
-             / (len(MATMUL_DTYPES) + 2))
-        with _failures_explained(device):
-            overhead = _layer_overhead(torch, device, clock, details)
+        with machine_load.watch() as load:
+            bandwidth, flops, overhead = _measure_all(torch, device, clock, tell, notes, details)
     finally:
         torch.set_num_threads(before)
         if device == "cuda":
             torch.cuda.empty_cache()     # give the buffers back: free memory is read by runs
     tell("done", 1.0)
-    if "int8" in flops:
-        notes.append("int8: " + ("dynamic-quantized Linear (what --dtype int8 runs)"
-                                 if device == "cpu" else "torch._int_mm"))
+    busy = load.other_cpu_percent
+    if busy is not None and busy > BUSY_PERCENT:
+        notes.append(f"Other programs used {busy:.0f}% of the CPU while this was measured, so "
+                     "these figures are probably too low: measure again when the machine is "
+                     "quieter (python -m lib machine --refresh).")
     measured_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     threads_used = f", {threads} threads" if device == "cpu" else ""
     return Ceilings(
@@ -189,7 +189,34 @@ def measure(device: str = "cpu", on_progress: Progress | None = None) -> Ceiling
         source=f"measured on this machine {measured_at[:10]}, torch {torch.__version__}"
                f"{threads_used}",
         device_name=_device_name(device, device_name), threads=threads, measured_at=measured_at,
-        measure_s=time.perf_counter() - started, notes=tuple(notes), details=details)
+        measure_s=time.perf_counter() - started, other_cpu_percent=busy, notes=tuple(notes),
+        details=details)
+
+
+def _measure_all(torch, device: str, clock, tell: Progress, notes: list[str],
+                 details: dict) -> tuple[float, dict[str, float], float]:
+    """Bandwidth, FLOP/s per dtype and per-layer overhead, in that order; a dtype the device
+    can't multiply in is left out with the reason in `notes`."""
+    steps = len(MATMUL_DTYPES) + 2
+    flops: dict[str, float] = {}
+    with _failures_explained(device), torch.inference_mode():
+        tell("memory bandwidth", 0.0)
+        bandwidth = _bandwidth(torch, device, clock, details)
+        for done, dtype in enumerate(MATMUL_DTYPES, start=1):
+            tell(f"{dtype} matrix products", done / steps)
+            try:
+                flops[dtype] = _matmul_flops(torch, device, dtype, clock, details)
+            except (RuntimeError, NotImplementedError, TypeError, AttributeError) as exc:
+                if dtype == "float32":
+                    raise
+                notes.append(f"{dtype}: not measured ({_first_line(exc)}).")
+    if "int8" in flops:
+        notes.append("int8: " + ("dynamic-quantized Linear (what --dtype int8 runs)"
+                                 if device == "cpu" else "torch._int_mm"))
+    tell("per-layer overhead of a decode step", (steps - 1) / steps)
+    with _failures_explained(device):
+        overhead = _layer_overhead(torch, device, clock, details)
+    return bandwidth, flops, overhead
 
 
 @contextlib.contextmanager
@@ -320,15 +347,19 @@ def _quantized_linear(torch, size: int) -> Callable[[], Any]:
 
 
 def _grown_size(device: str, product_of: Callable[[int], Callable[[], Any]], clock) -> int:
-    """The first size whose product takes GROW_UNTIL_S, or the device's largest."""
-    largest = MATMUL_MAX_SIZE.get(device, 2048)
-    size = MATMUL_SIZES[0]
-    for size in (s for s in MATMUL_SIZES if s <= largest):
+    """The first size whose product takes GROW_UNTIL_S (best of GROW_TIMINGS), or the
+    device's largest."""
+    smallest, largest = MATMUL_SIZE_RANGE.get(device, MATMUL_SIZE_RANGE["cpu"])
+    size = smallest
+    for size in (s for s in MATMUL_SIZES if smallest <= s <= largest):
         product = product_of(size)
         product()
-        start = clock.now()
-        product()
-        if clock.now() - start >= GROW_UNTIL_S:
+        best_s = math.inf
+        for _ in range(GROW_TIMINGS):
+            start = clock.now()
+            product()
+            best_s = min(best_s, clock.now() - start)
+        if best_s >= GROW_UNTIL_S:
             break
     return size
 
@@ -461,21 +492,34 @@ def machine_ceilings(device: str = "cpu", refresh: bool = False,
                      on_wait: Callable[[str], None] | None = None) -> Ceilings:
     """This machine's ceilings on `device`: from the cache, else measured (and kept).
 
-    Measuring waits for the measurement slot (`on_wait` hears the waiting notice); whoever
-    measured meanwhile is used instead, unless `refresh`."""
+    Figures that other programs disturbed are measured again when BUSY_RETRY_S old, until a
+    quiet measurement replaces them. Measuring waits for the measurement slot (`on_wait` hears
+    the waiting notice); figures someone measured meanwhile are used instead, unless
+    `refresh`."""
     from lib.runlock import measurement_slot
 
     if not refresh:
         found = cached(device)
-        if found is not None:
+        if found is not None and not _measure_again(found):
             return found
     with measurement_slot(f"measuring this machine's {device} ceilings", on_wait=on_wait,
                           estimate_s=MEASURE_ESTIMATE_S):
         found = None if refresh else cached(device)
-        if found is None:
+        if found is None or _measure_again(found):
             found = measure(device, on_progress)
             _write_cache(machine_identity(device), found)
     return found
+
+
+def _measure_again(ceilings: Ceilings) -> bool:
+    """Figures measured while other programs were busy, and not measured again for a while."""
+    if ceilings.other_cpu_percent is None or ceilings.other_cpu_percent <= BUSY_PERCENT:
+        return False
+    try:
+        measured = calendar.timegm(time.strptime(ceilings.measured_at, "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return True
+    return time.time() - measured >= BUSY_RETRY_S
 
 
 def available(refresh: bool = False, on_progress: Progress | None = None,

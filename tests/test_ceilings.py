@@ -155,6 +155,7 @@ def test_matrices_grow_until_a_product_takes_long_enough():
         return lambda: clock.advance((size / 1024) ** 3 * 0.004)   # 4 ms at 1024
     assert ceilings._grown_size("cpu", product_of, clock) == 2048
     assert ceilings._grown_size("cuda", lambda size: lambda: None, clock) == 8192
+    assert ceilings._grown_size("cpu", lambda size: lambda: clock.advance(1), clock) == 512
 
 
 def test_last_level_cache_size_is_read_or_assumed():
@@ -184,3 +185,36 @@ def test_a_failing_kernel_is_a_message_not_a_traceback(monkeypatch):
     with pytest.raises(RunFailedError, match=r"failed \(RuntimeError: CUDA out of memory\. "
                                              r"Tried to allocate 1\.00 GiB\)\. Close"):
         ceilings.measure("cpu")
+
+
+@pytest.mark.parametrize("busy_percent, age_s, measured_again", [
+    (None, 10**6, False), (5.0, 10**6, False),            # quiet: kept for good
+    (60.0, 60, False),                                     # busy, but just measured
+    (60.0, ceilings.BUSY_RETRY_S + 1, True),               # busy and old: tried again
+])
+def test_figures_disturbed_by_other_programs_are_measured_again_later(
+        measured, busy_percent, age_s, measured_again):
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - age_s))
+    values = {**DECLARED.to_dict(), "other_cpu_percent": busy_percent, "measured_at": at}
+    entry = {"machine": ceilings.machine_identity("cpu"), "ceilings": values}
+    ceilings.cache_path().write_text(json.dumps({"format": 1, "entries": [entry]}))
+    ceilings.machine_ceilings("cpu")
+    assert measured == (["cpu"] if measured_again else [])
+
+
+def test_a_busy_machine_is_noted_with_what_to_do(monkeypatch):
+    import contextlib
+
+    from lib import machine_load
+
+    @contextlib.contextmanager
+    def busy():
+        yield machine_load.Load(other_cpu_percent=50.0)
+    monkeypatch.setattr(machine_load, "watch", busy)
+    monkeypatch.setattr(ceilings, "_measure_all",
+                        lambda *args: (2e10, {"float32": 1e11}, 1e-4))
+    found = ceilings.measure("cpu")
+    assert found.other_cpu_percent == 50.0 and found.memory_bandwidth_bytes_per_s == 2e10
+    assert any("Other programs used 50% of the CPU" in note and "--refresh" in note
+               for note in found.notes)
+    assert "torch" in found.source and found.threads >= 1
