@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from lib import ceilings, cli
+from lib import ceilings, cli, probes
 from lib.ceilings import Ceilings
 from lib.errors import UnsupportedError
 from lib.timing import ManualClock
@@ -145,7 +145,7 @@ def test_best_rate_is_the_best_sample():
     def call():
         clock.advance(next(durations))
     # First call untimed, the second sizes the samples (one call each), then the best of them.
-    assert ceilings._best_rate(1e9, call, clock) == pytest.approx(1e9 / 0.01)
+    assert probes.best_rate(1e9, call, clock) == pytest.approx(1e9 / 0.01)
 
 
 def test_matrices_grow_until_a_product_takes_long_enough():
@@ -153,13 +153,13 @@ def test_matrices_grow_until_a_product_takes_long_enough():
 
     def product_of(size):
         return lambda: clock.advance((size / 1024) ** 3 * 0.004)   # 4 ms at 1024
-    assert ceilings._grown_size("cpu", product_of, clock) == 2048
-    assert ceilings._grown_size("cuda", lambda size: lambda: None, clock) == 8192
-    assert ceilings._grown_size("cpu", lambda size: lambda: clock.advance(1), clock) == 512
+    assert probes.grown_size("cpu", product_of, clock) == 2048
+    assert probes.grown_size("cuda", lambda size: lambda: None, clock) == 8192
+    assert probes.grown_size("cpu", lambda size: lambda: clock.advance(1), clock) == 512
 
 
 def test_last_level_cache_size_is_read_or_assumed():
-    assert ceilings.last_level_cache_bytes() >= 2**20
+    assert probes.last_level_cache_bytes() >= 2**20
 
 
 @pytest.mark.slow
@@ -181,7 +181,7 @@ def test_a_failing_kernel_is_a_message_not_a_traceback(monkeypatch):
 
     def out_of_memory(*args):
         raise RuntimeError("CUDA out of memory. Tried to allocate 1.00 GiB\nmore detail")
-    monkeypatch.setattr(ceilings, "_bandwidth", out_of_memory)
+    monkeypatch.setattr(probes, "memory_bandwidth", out_of_memory)
     with pytest.raises(RunFailedError, match=r"failed \(RuntimeError: CUDA out of memory\. "
                                              r"Tried to allocate 1\.00 GiB\)\. Close"):
         ceilings.measure("cpu")
@@ -211,7 +211,7 @@ def test_a_busy_machine_is_noted_with_what_to_do(monkeypatch):
     def busy():
         yield machine_load.Load(other_cpu_percent=50.0)
     monkeypatch.setattr(machine_load, "watch", busy)
-    monkeypatch.setattr(ceilings, "_measure_all",
+    monkeypatch.setattr(probes, "measure_all",
                         lambda *args: (2e10, {"float32": 1e11}, 1e-4))
     found = ceilings.measure("cpu")
     assert found.other_cpu_percent == 50.0 and found.memory_bandwidth_bytes_per_s == 2e10
