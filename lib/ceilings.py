@@ -12,14 +12,18 @@
   Llama-shaped models that differ only in layer count are timed decoding token by token, and the
   difference per layer is the slope. Their arithmetic is negligible, so the slope is Python and
   kernel-launch overhead, which no bandwidth or FLOP figure explains.
-It times through `lib.timing.DeviceClock` (waiting for the GPU before every clock reading) and
-with the threads the app uses by default (`lib.spec.default_threads()`), restoring torch's
-setting afterwards.
+The kernels are in `lib.probes`; they time through `lib.timing.DeviceClock` (waiting for the
+GPU before every clock reading), with the threads the app uses by default
+(`lib.spec.default_threads()`), restoring torch's setting afterwards. Other programs' share of
+the CPU meanwhile is recorded (`lib.machine_load`): above BUSY_PERCENT the figures carry a note
+that they are probably low.
 
 `machine_ceilings()` measures once per machine (CPU model, cores, memory, GPU, torch version)
-and keeps the result as JSON in `lib.paths.cache_dir()`; `refresh=True` measures again. A cache
-file that can't be read or makes no sense is measured over, never a traceback. Measuring takes
-the machine-wide measurement slot (`lib.runlock`), so it never overlaps a run.
+and keeps the result as JSON in `lib.paths.cache_dir()`; `refresh=True` measures again, and
+figures disturbed by other programs are measured again after BUSY_RETRY_S. A cache file that
+can't be read or makes no sense is measured over, never a traceback. Measuring takes the
+machine-wide measurement slot (`lib.runlock`), so it never overlaps a run. Importing this
+module needs neither torch nor Streamlit.
 """
 
 from __future__ import annotations

@@ -4,7 +4,11 @@ measures for real."""
 
 import json
 import math
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +17,7 @@ from lib.ceilings import Ceilings
 from lib.errors import UnsupportedError
 from lib.timing import ManualClock
 
+ROOT = Path(__file__).resolve().parent.parent
 DECLARED = Ceilings(device="cpu", memory_bandwidth_bytes_per_s=20e9,
                     matmul_flops_per_s={"float32": 1e11, "bfloat16": 3e11},
                     layer_overhead_s=2e-4, source="declared for a test", threads=2)
@@ -218,3 +223,20 @@ def test_a_busy_machine_is_noted_with_what_to_do(monkeypatch):
     assert any("Other programs used 50% of the CPU" in note and "--refresh" in note
                for note in found.notes)
     assert "torch" in found.source and found.threads >= 1
+
+
+def test_kept_ceilings_are_read_without_torch(tmp_path):
+    """The app's pages read the kept figures; importing torch there would cost seconds."""
+    code = (
+        "import json, sys\n"
+        "from lib import ceilings\n"
+        "values = {'device': 'cpu', 'memory_bandwidth_bytes_per_s': 2e10,\n"
+        "          'matmul_flops_per_s': {'float32': 1e11}}\n"
+        "entry = {'machine': ceilings.machine_identity('cpu'), 'ceilings': values}\n"
+        "ceilings.cache_path().write_text(json.dumps({'format': 1, 'entries': [entry]}))\n"
+        "assert ceilings.machine_ceilings('cpu').memory_bandwidth_bytes_per_s == 2e10\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60,
+                            env={**os.environ, "ILE_CACHE_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
