@@ -13,7 +13,9 @@ Plotly renders labels, legends, tick labels and hover text as a subset of HTML, 
 and the labels callers pass in come from users: each goes through `lib.text.html` here, and no
 caller's text goes into a hover template (`%{fullData.name}` names a trace there instead).
 The number of traces doesn't grow with the data: beyond REPETITION_LINES repetitions, the
-per-token chart draws a p10–p90 band instead of one line per repetition.
+per-token chart draws a p10–p90 band instead of one line per repetition. Where the machine's
+ceilings were recorded, latency charts carry a dashed floor and throughput charts a dashed
+ceiling (`lib.chart_floors`), named as estimates.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from lib import text
+from lib import chart_floors, text
 from lib.insights import is_noisy, noise_reason
 from lib.metrics import LATENCIES, METRICS, format_number, format_value
 from lib.report import request_latency_rows, token_latency_rows
@@ -86,6 +88,7 @@ def token_latency_figure(measurement: Measurement) -> go.Figure:
         marker={"color": TTFT_COLOR, "size": 11, "symbol": "diamond"},
         name="first token (TTFT, includes prefill)",
         hovertemplate="TTFT: %{y:.1f} ms<extra></extra>"))
+    chart_floors.add_token_floors(figure, measurement, STRONG, TTFT_COLOR)
     figure.add_annotation(x=1, y=ttft_median, text=f"TTFT {ttft_median:.0f} ms", showarrow=True,
                           arrowhead=2, ax=40, ay=-30, font={"color": TTFT_COLOR})
     figure.update_layout(
@@ -316,6 +319,7 @@ def sweep_latency_figure(frame: pd.DataFrame, factor: Factor) -> go.Figure:
             continue
         s = series(measured, factor, metric)
         _draw(figure, s, f"{name} (median)", color, factor)
+        chart_floors.add_sweep_floor(figure, measured, factor, metric, s.x, color)
         kinds += s.kinds
         noisy = noisy or any(s.noisy)
     _hatch_legend(figure, factor, noisy)
@@ -341,6 +345,7 @@ def sweep_throughput_figure(frame: pd.DataFrame, factor: Factor) -> go.Figure:
     for row, metric, color in ((1, tokens, STRONG), (2, "requests_per_s", TTFT_COLOR)):
         s = series(measured, factor, metric)
         _draw(figure, s, METRICS[metric].short_label, color, factor, row=row, col=1)
+        chart_floors.add_sweep_floor(figure, measured, factor, metric, s.x, color, row=row, col=1)
         figure.update_yaxes(title_text=METRICS[metric].display_unit, rangemode="tozero",
                             row=row, col=1)
         kinds += s.kinds

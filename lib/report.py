@@ -33,11 +33,23 @@ def to_dict(measurement: Measurement, summary: Summary) -> dict[str, Any]:
     document["warnings"] = [dataclasses.asdict(w) for w in summary.warnings]
     breakdown = memory_breakdown(measurement)
     document["memory"] = breakdown.to_dict() if breakdown else None
+    document["floor"] = floor_section(measurement, summary)
     for raw, rep, per_rep in zip(document["repetitions"], measurement.repetitions,
                                  summary.per_repetition):
         raw["itl_s"] = inter_token_latencies(rep)
         raw["metrics"] = per_rep
     return document
+
+
+def floor_section(measurement: Measurement, summary: Summary) -> dict[str, Any] | None:
+    """The run's physical floor and how far from it the medians are (`lib.floors`), or None
+    when the machine's ceilings were not recorded with it."""
+    from lib import floors
+
+    def median(name: str) -> float | None:
+        dist = summary.metrics.get(name)
+        return dist.median if dist else None
+    return floors.judged(measurement, median("ttft_s") or median("e2e_s"), median("tpot_s"))
 
 
 def summary_row(measurement: Measurement, summary: Summary) -> dict[str, Any]:

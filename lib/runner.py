@@ -19,6 +19,7 @@ from the repetitions measured so far (`Slot.update`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from typing import Callable
 
@@ -26,7 +27,7 @@ from lib import backends
 from lib.errors import ExplorerError
 from lib.models.cache import ModelCache
 from lib.models.catalog import ENCODER, get_entry
-from lib.results import Measurement, Repetition
+from lib.results import MEASURED, Measurement, Repetition
 from lib.runlock import Slot, measurement_slot
 from lib.spec import RunSpec, check_threads
 from lib.worker import ModelHandle
@@ -110,17 +111,50 @@ def run(spec: RunSpec, cache: ModelCache | None = None, on_status: Say | None = 
     own_cache = cache is None
     cache = cache if cache is not None else ModelCache(max_entries=1)
     held = cache.holds(backend, spec.model_id, spec.device, spec.dtype)
+    if backend.provenance == MEASURED:
+        measure_ceilings((spec.device,), on_status, on_wait)
     try:
         with measurement_slot(describe(spec), on_wait=on_wait,
                               estimate_s=rough_duration_s(spec, weights_loaded=held)) as slot:
             handle = prepare(spec, cache, on_status)
             if on_status:
                 on_status(f"Measuring: {describe(spec)}…")
-            return handle.measure(spec, on_progress=_telling(slot, spec, on_progress),
-                                  on_tick=on_tick)
+            measurement = handle.measure(spec, on_progress=_telling(slot, spec, on_progress),
+                                         on_tick=on_tick)
+            return with_ceilings(measurement)
     finally:
         if own_cache:
             cache.close()
+
+
+def measure_ceilings(devices: tuple[str, ...], on_status: Say | None = None,
+                     on_wait: Say | None = None) -> None:
+    """Before a run takes the slot: this machine's ceilings on `devices`, measured once per
+    machine (a few seconds, in the slot of their own) and kept, so every run's floor can be
+    drawn (`with_ceilings`). A device whose ceilings can't be measured goes without floors."""
+    from lib import ceilings
+
+    def progress(what: str, fraction: float) -> None:
+        if on_status is not None:
+            on_status(f"Measuring this machine's ceilings, once: {what}")
+    for device in devices:
+        try:
+            ceilings.machine_ceilings(device, on_progress=progress, on_wait=on_wait)
+        except ExplorerError:
+            continue
+
+
+def with_ceilings(measurement: Measurement) -> Measurement:
+    """The measurement with its device's ceilings (as measured before, `measure_ceilings`)
+    in its environment, so its floors (`lib.floors`) can be drawn wherever it is opened, on
+    any machine. Estimates, and devices never measured, go without."""
+    from lib import ceilings
+
+    found = ceilings.cached(measurement.spec.device)
+    if measurement.provenance.kind != MEASURED or found is None:
+        return measurement
+    return dataclasses.replace(
+        measurement, environment={**measurement.environment, "ceilings": found.to_dict()})
 
 
 def _telling(slot: Slot, spec: RunSpec, on_progress: Callable[..., None] | None):
@@ -153,6 +187,8 @@ class SweepPoints:
         self._measured = False
 
     def __enter__(self) -> "SweepPoints":
+        from lib.devices import available_devices
+        measure_ceilings(tuple(available_devices()), self.on_status, self.on_wait)
         self._slot = measurement_slot(self.description, on_wait=self.on_wait)
         self._held = self._slot.__enter__()
         return self
@@ -191,7 +227,7 @@ class SweepPoints:
 
     def finish(self, spec: RunSpec) -> Measurement:
         try:
-            return self._handles[spec].finish(spec)
+            return with_ceilings(self._handles[spec].finish(spec))
         finally:
             self.forget(spec, told=True)
 

@@ -12,7 +12,10 @@ One row per point, measured or skipped:
   `stats.point_noise`) and `other_cpu_percent` (CPU used by other processes while it ran), and
   `stopped_early` (Stop came before the point had its minimum repetitions);
 - `first_warmup_s` (one-off costs such as compiling: shown, never in a latency) and
-  `seconds_spent` (the point's wall time, loading included).
+  `seconds_spent` (the point's wall time, loading included);
+- `floor_<metric>` for each metric of `floors.FLOOR_METRICS`: the physical floor of a latency
+  (or ceiling of a throughput) that the machine's memory bandwidth and arithmetic allow
+  (`lib.floors`; an estimate, empty when the point's machine ceilings were not recorded).
 The CLI writes it as CSV with the standard library; the web app builds a DataFrame from it, and
 charts and findings read it by these names only. No pandas here.
 """
@@ -24,7 +27,7 @@ import enum
 import io
 from typing import Any, Sequence
 
-from lib import stats
+from lib import floors, stats
 from lib.metrics import METRICS, format_value
 from lib.spec import field_names
 from lib.sweep import FACTORS, SweepResult
@@ -50,6 +53,11 @@ class Status(enum.StrEnum):
 
 def factor_column(name: str) -> str:
     return FACTOR_PREFIX + name
+
+
+def floor_column(metric: str) -> str:
+    """'tpot_s' -> 'floor_tpot_s': the physical floor (an estimate) beside the measurement."""
+    return f"floor_{metric}"
 
 
 def stat_column(metric: str, statistic: str) -> str:
@@ -98,6 +106,9 @@ def rows(result: SweepResult) -> list[dict[str, Any]]:
         row["noisy"] = noise.noisy if noise else None
         row["other_cpu_percent"] = noise.other_cpu_percent if noise else None
         row["stopped_early"] = point.stopped_early
+        limits = floors.metric_floors(point.measurement) if point.measurement else {}
+        for metric in floors.FLOOR_METRICS:
+            row[floor_column(metric)] = limits.get(metric)
         table.append(row)
     return table
 

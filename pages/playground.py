@@ -4,7 +4,7 @@ import json
 
 import streamlit as st
 
-from lib import charts, history, report, text, ui
+from lib import charts, floors, history, report, text, ui
 from lib.models.catalog import ENCODER
 from lib.ui import classroom, links, running, sidebar, state
 
@@ -27,6 +27,7 @@ stop_column.button("Stop", help="Ends the run being measured (nothing of it is k
 if blocker:
     reason_column.caption(text.md(blocker))
 running.stopped_notice()
+running.machine_panel()
 if start:
     with classroom.run_turn(f"a run of {spec.model_id}") as allowed:
         if allowed:
@@ -71,6 +72,18 @@ for row_start in range(0, len(cards), 4):
 memory_words = report.memory_sentence(measurement)
 if memory_words:
     st.caption(text.md(memory_words))
+
+ttft_median = summary.metrics["ttft_s"].median if "ttft_s" in summary.metrics else \
+    summary.metrics["e2e_s"].median
+tpot_median = summary.metrics["tpot_s"].median if "tpot_s" in summary.metrics else None
+why = floors.sentences(measurement, ttft_median, tpot_median)
+if why:
+    st.subheader("Why it takes this long")
+    st.caption("The floor is the least time this machine's memory speed and arithmetic allow "
+               "for this model and these settings, worked out from the model's size and the "
+               "machine's measured ceilings (below): an estimate, drawn dashed on the charts.")
+    for sentence in why:
+        st.markdown(f"- {text.md(sentence)}")
 
 for warning in summary.warnings:
     if warning.severity == "warning":

@@ -42,6 +42,22 @@ def _isolated_cache(model_cache_dir, monkeypatch, tmp_path_factory):
     monkeypatch.setenv("ILE_DATA_DIR", str(tmp_path_factory.mktemp("ile-data")))
 
 
+@pytest.fixture(autouse=True)
+def _declared_ceilings(request, monkeypatch):
+    """Fast tests run on a machine with declared ceilings (`fakes.DECLARED_CEILINGS`), so no
+    run measures this machine's (a few seconds of full load); the slow tests (real models,
+    the browser) and lib.ceilings' own tests measure for real."""
+    if request.node.get_closest_marker("slow") or request.module.__name__ == "test_ceilings":
+        return
+    from fakes import DECLARED_CEILINGS
+    from lib import ceilings
+
+    monkeypatch.setattr(ceilings, "machine_ceilings",
+                        lambda device="cpu", refresh=False, on_progress=None, on_wait=None:
+                        DECLARED_CEILINGS)
+    monkeypatch.setattr(ceilings, "cached", lambda device="cpu": DECLARED_CEILINGS)
+
+
 @pytest.fixture
 def fake_backend():
     """Every model runs on a fake backend with declared latencies (prefill 0.2 s, 50 ms/token)."""

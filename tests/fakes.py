@@ -13,6 +13,7 @@ import re
 
 from lib import engine
 from lib.backends.fake import FakeBackend, FakeTokenizer  # noqa: F401  (re-exported for tests)
+from lib.ceilings import Ceilings
 from lib.memory import Shapes
 from lib.models.catalog import get_entry
 from lib.results import Measurement
@@ -100,3 +101,16 @@ def many_repetitions(count: int, tokens: int = 5, kind: str | None = None,
     reps = tuple(Repetition(0.0, tuple(0.1 + (0.02 + 0.001 * (r % 10)) * i for i in range(tokens)),
                             None) for r in range(count))
     return Measurement(spec, {}, reps, (), None, False, "")
+
+
+# A machine with round ceilings: 10 GB/s of memory, 100 GFLOP/s in float32 (200 in bfloat16),
+# half a millisecond per layer per decode step.
+DECLARED_CEILINGS = Ceilings("cpu", 10e9, {"float32": 100e9, "bfloat16": 200e9},
+                             layer_overhead_s=0.0005, source="declared by the tests")
+
+
+def with_declared_ceilings(measurement: Measurement) -> Measurement:
+    """The measurement as if measured on the DECLARED_CEILINGS machine."""
+    import dataclasses
+    return dataclasses.replace(measurement, environment={
+        **measurement.environment, "ceilings": DECLARED_CEILINGS.to_dict()})

@@ -257,3 +257,45 @@ def partial_sweep() -> sweep.SweepResult | None:
                                stopped=True, planned=live["planned"])
     result.saved = (live["recorder"].entry_id, live["recorder"].problem)
     return result
+
+
+def machine_panel() -> None:
+    """'This machine': its measured ceilings (memory bandwidth, arithmetic per number format,
+    the fixed cost per layer), measured once, a few seconds, in the measurement slot so no run
+    is disturbed, and refreshable."""
+    from lib import ceilings, devices
+    from lib.metrics import format_bytes
+
+    with st.expander("This machine: how fast its memory and arithmetic are"):
+        st.caption("Every latency has a floor: the time to move the model's bytes at this "
+                   "machine's memory speed, or to do its arithmetic at its peak, whichever is "
+                   "longer. These ceilings are measured here (a large memory copy, large matrix "
+                   "products), once, and kept.")
+        found = {device: ceilings.cached(device) for device in devices.available_devices()}
+        for device, measured in found.items():
+            if measured is None:
+                st.caption(f"{device}: not measured yet (the first run measures it).")
+                continue
+            flops = ", ".join(f"{dtype} {value / 1e9:,.0f} GFLOP/s"
+                              for dtype, value in measured.matmul_flops_per_s.items())
+            overhead = (f"; about {measured.layer_overhead_s * 1e3:.2f} ms per layer per token "
+                        "in eager transformers" if measured.layer_overhead_s else "")
+            st.markdown(text.md(
+                f"{device}: memory {format_bytes(measured.memory_bandwidth_bytes_per_s)}/s; "
+                f"matrix arithmetic {flops}{overhead}. ({measured.source})"))
+        if st.button("Measure again" if any(found.values()) else "Measure now",
+                     help="A few seconds; waits for any run in progress to finish first."):
+            panel = LiveProgress()
+            panel.show("**Measuring** this machine's ceilings (a few seconds)…", 0.0)
+            try:
+                with error_boundary(panel.done):
+                    for device in found:       # each waits for the measurement slot itself
+                        ceilings.machine_ceilings(
+                            device, refresh=True, on_wait=panel.queued,
+                            on_progress=lambda what, fraction: panel.show(
+                                f"**Measuring** this machine's ceilings: {text.md(what)}",
+                                fraction))
+            except Failed:
+                return
+            panel.done()
+            st.rerun()

@@ -1,0 +1,82 @@
+"""The physical floor under a measurement: what its machine's memory and arithmetic allowed.
+
+Every live run records the ceilings of the machine it ran on (`environment["ceilings"]`, from
+`lib.ceilings`); with the model's shapes (`lib.models.shapes`) and the run's settings,
+`lib.roofline` gives the bytes and FLOPs of the prefill and of one decode step, their floor
+times and which limit binds. This module applies that to saved things:
+- `judged(measurement, summary)`: the run JSON's `floor` object (None when the run has no
+  ceilings, e.g. one saved before they were recorded, or its model's shapes can't be read);
+- `metric_floors(...)`: the same floor for each charted metric (latencies are floors,
+  throughputs ceilings), for the sweep table's `floor_*` columns and the dashed chart lines;
+- `sentences(...)`: the plain-words explanation the Playground shows.
+Floors are estimates by nature: everything that shows them says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lib import roofline
+from lib.ceilings import Ceilings
+from lib.errors import ExplorerError
+from lib.results import Measurement
+
+# Each charted metric and how its floor follows from the TTFT and TPOT floors.
+FLOOR_METRICS = ("ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "total_tokens_per_s",
+                 "requests_per_s")
+
+
+def _parts(measurement: Measurement):
+    """(costs, floor, bandwidth, flops) for this measurement, or None."""
+    try:
+        limits = Ceilings.from_dict((measurement.environment or {}).get("ceilings"))
+    except ValueError:
+        return None               # not recorded (older runs, estimates), or not readable
+    try:
+        from lib.models.shapes import shapes
+        costs = roofline.costs(shapes(measurement.spec.model_id), measurement.spec)
+    except (ExplorerError, OSError, ValueError):
+        return None               # a model folder that is gone, a config that no longer reads
+    bandwidth = limits.memory_bandwidth_bytes_per_s
+    flops = limits.peak_flops(measurement.spec.dtype)
+    return costs, roofline.floor(costs, bandwidth, flops, limits.source), bandwidth, flops
+
+
+def judged(measurement: Measurement, ttft_s: float | None,
+           tpot_s: float | None) -> dict[str, Any] | None:
+    """The run JSON's `floor` object for these measured medians (see `roofline.judge`)."""
+    parts = _parts(measurement)
+    if parts is None:
+        return None
+    costs, floor, _, _ = parts
+    return roofline.judge(costs, floor, ttft_s, tpot_s)
+
+
+def sentences(measurement: Measurement, ttft_s: float | None,
+              tpot_s: float | None) -> list[str]:
+    parts = _parts(measurement)
+    if parts is None:
+        return []
+    costs, floor, bandwidth, flops = parts
+    return roofline.sentences(costs, floor, ttft_s, tpot_s, bandwidth, flops)
+
+
+def metric_floors(measurement: Measurement) -> dict[str, float]:
+    """The floor of each metric in FLOOR_METRICS this run has (lowest latencies, highest
+    throughputs the machine's memory and arithmetic allow); empty without ceilings."""
+    parts = _parts(measurement)
+    if parts is None:
+        return {}
+    _, floor, _, _ = parts
+    spec = measurement.spec
+    ttft = floor.ttft_s
+    if measurement.model_kind == "encoder":
+        return {"ttft_s": ttft, "e2e_s": ttft, "requests_per_s": spec.batch_size / ttft,
+                "total_tokens_per_s": spec.batch_size * spec.prompt_tokens / ttft}
+    tpot = floor.tpot_s
+    e2e = ttft + (spec.new_tokens - 1) * tpot
+    floors = {"ttft_s": ttft, "e2e_s": e2e, "requests_per_s": spec.batch_size / e2e,
+              "total_tokens_per_s": spec.batch_size * (spec.prompt_tokens + spec.new_tokens) / e2e}
+    if spec.new_tokens > 1:               # as lib.stats: one token has no decode step to time
+        floors.update(tpot_s=tpot, decode_tokens_per_s=spec.batch_size / tpot)
+    return floors

@@ -1,0 +1,115 @@
+"""lib.floors and its uses: a run's floor from the ceilings recorded with it, the sweep table's
+floor columns, the dashed lines on the charts, the run JSON's `floor` object, and the runner
+recording the ceilings. On the declared machine of `fakes.DECLARED_CEILINGS`: exact numbers."""
+
+import pandas as pd
+import pytest
+
+from fakes import DECLARED_CEILINGS, FakePoints, fake_runner, with_declared_ceilings
+from lib import charts, floors, report, roofline, runner, stats, sweep, table
+from lib.chart_floors import floor_name
+from lib.models.shapes import shapes
+from lib.spec import RunSpec
+
+BASE = RunSpec(prompt_tokens=16, new_tokens=5, repetitions=2, min_duration_s=0.0, threads=1)
+
+
+def test_a_runs_floor_is_the_roofline_of_its_recorded_ceilings():
+    measurement = with_declared_ceilings(fake_runner(BASE.replace(batch_size=2)))
+    costs = roofline.costs(shapes(BASE.model_id), measurement.spec)
+    expected = roofline.floor(costs, 10e9, 100e9)
+    limits = floors.metric_floors(measurement)
+    assert limits["ttft_s"] == expected.ttft_s and limits["tpot_s"] == expected.tpot_s
+    assert limits["e2e_s"] == pytest.approx(expected.ttft_s + 4 * expected.tpot_s)
+    assert limits["decode_tokens_per_s"] == pytest.approx(2 / expected.tpot_s)
+    assert limits["requests_per_s"] == pytest.approx(2 / limits["e2e_s"])
+    assert limits["total_tokens_per_s"] == pytest.approx(2 * 21 / limits["e2e_s"])
+    judged = floors.judged(measurement, 0.4, 0.05)
+    assert judged["tpot_s"] == expected.tpot_s
+    assert judged["decode_bound"] in {"memory", "compute", "overhead"}
+    assert judged["decode_bandwidth_utilisation"] == pytest.approx(expected.decode_memory_s / 0.05)
+
+
+def test_bfloat16_uses_its_own_peak():
+    measurement = with_declared_ceilings(fake_runner(BASE.replace(dtype="bfloat16")))
+    judged = floors.judged(measurement, 0.4, 0.05)
+    assert judged["matmul_flops_per_s"] == DECLARED_CEILINGS.peak_flops("bfloat16") == 200e9
+
+
+def test_without_recorded_ceilings_there_is_no_floor():
+    measurement = fake_runner(BASE)                 # saved before ceilings were recorded
+    assert floors.metric_floors(measurement) == {} and floors.judged(measurement, 1, 1) is None
+    assert floors.sentences(measurement, 1, 1) == []
+    assert report.to_dict(measurement, stats.summarize(measurement))["floor"] is None
+
+
+def test_the_run_json_has_the_floor_object():
+    measurement = with_declared_ceilings(fake_runner(BASE))
+    document = report.to_dict(measurement, stats.summarize(measurement))
+    assert {"ttft_s", "tpot_s", "decode_bound", "prefill_bound", "decode_bandwidth_utilisation",
+            "prefill_compute_utilisation"} <= set(document["floor"])
+    assert document["environment"]["ceilings"]["memory_bandwidth_bytes_per_s"] == 10e9
+
+
+def test_one_output_token_has_no_decode_floor():
+    limits = floors.metric_floors(with_declared_ceilings(fake_runner(BASE.replace(new_tokens=1))))
+    assert "tpot_s" not in limits and "decode_tokens_per_s" not in limits
+    assert limits["e2e_s"] == limits["ttft_s"]
+
+
+def _sweep_frame(values, with_ceilings=True):
+    factor = sweep.get_factor("batch")
+    result = sweep.run_sweep(BASE, [(factor, values)], FakePoints())
+    if with_ceilings:
+        for point in result.points:
+            point.measurement = with_declared_ceilings(point.measurement)
+    return result, pd.DataFrame(table.rows(result)), factor
+
+
+def test_the_sweep_table_ends_with_the_floor_columns():
+    result, frame, _ = _sweep_frame([1, 4])
+    columns = list(frame.columns)
+    assert columns[-len(floors.FLOOR_METRICS):] == [f"floor_{m}" for m in floors.FLOOR_METRICS]
+    for point, row in zip(result.points, table.rows(result)):
+        limits = floors.metric_floors(point.measurement)
+        assert row["floor_tpot_s"] == limits["tpot_s"]
+    assert frame["floor_tpot_s"].iloc[1] > frame["floor_tpot_s"].iloc[0]   # batch 4 reads more
+
+
+def test_latency_and_throughput_charts_draw_the_floor_dashed_and_name_it_an_estimate():
+    _, frame, factor = _sweep_frame([1, 2, 4])
+    latency = charts.sweep_latency_figure(frame, factor)
+    tpot_floor = next(t for t in latency.data if t.name == floor_name("tpot_s"))
+    assert tpot_floor.line.dash == "dash" and "estimate" in tpot_floor.name
+    assert list(tpot_floor.y) == pytest.approx([v * 1000 for v in frame["floor_tpot_s"]])
+    throughput = charts.sweep_throughput_figure(frame, factor)
+    names = {t.name for t in throughput.data}
+    assert floor_name("decode_tokens_per_s") in names and "ceiling" in \
+        floor_name("decode_tokens_per_s")
+    _, bare, _ = _sweep_frame([1, 2], with_ceilings=False)
+    assert not [t for t in charts.sweep_latency_figure(bare, factor).data
+                if t.name and "estimate" in t.name]
+
+
+def test_a_categorical_factor_gets_a_dash_over_each_bar():
+    factor = sweep.get_factor("dtype")
+    result = sweep.run_sweep(BASE, [(factor, ["float32", "bfloat16"])], FakePoints())
+    for point in result.points:
+        point.measurement = with_declared_ceilings(point.measurement)
+    figure = charts.sweep_latency_figure(pd.DataFrame(table.rows(result)), factor)
+    marks = next(t for t in figure.data if t.name == floor_name("tpot_s"))
+    assert marks.mode == "markers" and marks.marker.symbol == "line-ew-open"
+
+
+def test_the_per_token_chart_draws_both_floors():
+    figure = charts.token_latency_figure(with_declared_ceilings(fake_runner(BASE)))
+    names = {t.name for t in figure.data}
+    assert {floor_name("tpot_s"), floor_name("ttft_s")} <= names
+    assert not {floor_name("tpot_s")} & {t.name for t in
+                                         charts.token_latency_figure(fake_runner(BASE)).data}
+
+
+def test_the_runner_records_the_ceilings_with_every_live_run(fake_backend):
+    measurement = runner.run(BASE)
+    assert measurement.environment["ceilings"] == DECLARED_CEILINGS.to_dict()
+    assert floors.metric_floors(measurement)
