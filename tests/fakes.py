@@ -100,3 +100,29 @@ def many_repetitions(count: int, tokens: int = 5, kind: str | None = None,
     reps = tuple(Repetition(0.0, tuple(0.1 + (0.02 + 0.001 * (r % 10)) * i for i in range(tokens)),
                             None) for r in range(count))
     return Measurement(spec, {}, reps, (), None, False, "")
+
+
+# This machine's ceilings, declared: measuring them takes seconds (lib.ceilings), and a test
+# needs exact numbers. Shaped like lib.ceilings.Ceilings.
+DECLARED_CEILINGS = dict(
+    device="cpu", memory_bandwidth_bytes_per_s=12e9, layer_overhead_s=0.3e-3,
+    matmul_flops_per_s={"float32": 100e9, "bfloat16": 60e9, "float16": 20e9, "int8": 150e9},
+    source="measured on this machine (declared by the test)")
+
+
+def declare_ceilings(monkeypatch, **changes) -> list[str]:
+    """`hardware.get("this")` built from DECLARED_CEILINGS (with `changes`), never measured;
+    returns the list of devices it was asked for (each time it would have measured)."""
+    import types
+
+    from lib import hardware
+
+    asked: list[str] = []
+
+    def machine_ceilings(device: str):
+        asked.append(device)
+        return types.SimpleNamespace(**{**DECLARED_CEILINGS, **changes})
+
+    monkeypatch.setattr(hardware, "_machine_ceilings", machine_ceilings)
+    hardware.this.cache_clear()          # callers clear it again when they end
+    return asked
