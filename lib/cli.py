@@ -1,4 +1,4 @@
-"""Command line: `python -m lib run|sweep|estimate|hardware|models|history|export|import|...`.
+"""Command line: `python -m lib run|sweep|estimate|hardware|machine|models|history|export|...`.
 
 Needs only the engine's dependencies (torch, transformers, psutil), never Streamlit or plotly.
 Every argument is checked before torch or transformers is imported and before anything is saved
@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     profiles.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     listing = commands.add_parser("models", help="list the model catalog with sizes and shapes")
     listing.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    machine = commands.add_parser(
+        "machine", help="this machine's ceilings: memory bandwidth, matmul FLOP/s per dtype, "
+        "per-layer overhead (measured once, a few seconds, then kept)")
+    machine.add_argument("--refresh", action="store_true",
+                         help="measure again instead of using the kept figures")
+    machine.add_argument("--json", action="store_true",
+                         help="print one JSON object, keyed by device, instead of text")
     return parser
 
 
@@ -130,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "models":
             return _models(as_json=args.json)
+        if args.command == "machine":
+            return _machine(refresh=args.refresh, as_json=args.json)
         if args.command == "hardware":
             return _hardware(as_json=args.json)
         if args.command == "estimate":
@@ -265,6 +274,21 @@ def _estimate_text(result) -> str:
     lines += [f"memory: {result.memory_verdict}", "", "assumptions:"]
     lines += [f"- {sentence}" for sentence in result.assumptions]
     return "\n".join(lines)
+
+
+def _machine(refresh: bool, as_json: bool) -> int:
+    from lib import ceilings
+
+    def progress(what: str, fraction: float) -> None:
+        _say(f"measuring: {what} ({fraction:.0%})")
+
+    found = ceilings.available(refresh=refresh, on_progress=progress, on_wait=_say)
+    if as_json:
+        return _print_json({device: c.to_dict() for device, c in found.items()})
+    for c in found.values():
+        for line in ceilings.describe(c):
+            _out(line)
+    return 0
 
 
 def _print_json(value) -> int:

@@ -143,15 +143,17 @@ def split_dtype(dtype: str) -> tuple[str, str | None]:
 
 
 def check(spec: RunSpec, hardware_id: str, gpus: int, weights: str | None = None) -> None:
-    """Everything an estimate refuses, before any arithmetic and without measuring this
-    machine: the profile id, the device count, the number format and the context."""
+    """Everything an estimate refuses, before any arithmetic: the profile id (`this`: this
+    machine's device, measured now if it never was), the device count, the number format and
+    the context."""
     from lib import hardware
 
     if isinstance(gpus, bool) or not isinstance(gpus, int) or not 1 <= gpus <= MAX_DEVICES:
         raise InvalidSpecError(f"gpus must be a whole number between 1 and {MAX_DEVICES} (got "
                                f"{gpus!r}): how many devices share the model.")
     if hardware_id == THIS:
-        name, linked = "This machine", False           # estimated as one device
+        # Built (measured, if never before) here, before any run takes the measurement slot.
+        name, linked = hardware.this(spec.device).name, False     # estimated as one device
     else:
         profile = hardware.get(hardware_id)
         name, linked = profile.name, profile.interconnect_bytes_per_s is not None

@@ -150,7 +150,22 @@ def get(hardware_id: str, device: str = "cpu") -> Hardware:
 
 
 def _machine_ceilings(device: str):
-    from lib import ceilings
+    """The cached ceilings, else measured now. Measuring takes the measurement slot, which is
+    not re-entrant: from inside a run or sweep of this process it would wait for itself, so
+    it is refused there (estimates check `this` before the slot is taken, which measures)."""
+    import os
+
+    from lib import ceilings, runlock
+
+    found = ceilings.cached(device)
+    if found is not None:
+        return found
+    holder = runlock.current_holder()
+    if holder is not None and holder.get("pid") == os.getpid():
+        raise UnsupportedError(
+            f"This machine's {device} ceilings are not measured yet, and measuring them now "
+            "would wait for the very run that asks: measure them first (python -m lib "
+            "machine), then estimate again.")
     return ceilings.machine_ceilings(device)
 
 

@@ -80,6 +80,13 @@ class Shapes:
     context_length: int = 0
     kv_elements_per_token: int | None = None   # keys + values over all layers, one token
     latent_kv_elements_per_token: int | None = None   # MLA: what a latent-caching engine keeps
+    # For the roofline (lib.roofline): embedding tables no Linear shares are only gathered, one
+    # row per token, never read whole (None: unknown, then the input embedding if untied).
+    embedding_parameters: int | None = None
+    routed_parameters: int = 0                 # mixtures of experts: all routed experts' weights
+    routed_linear_parameters: int = 0          # ... of them in nn.Linear layers (int8 quantizes)
+    experts: int = 0                           # routed experts per MoE layer
+    experts_per_token: int = 0                 # ... of which each token uses this many
 
     def kv_bytes_per_token(self, dtype: str) -> int:
         """Keys and values, for every layer, for one token of one sequence."""

@@ -63,9 +63,13 @@ def shapes(model_id: str) -> Shapes:
             f"({type(exc).__name__}: {one_line(exc)}). Check its settings, or copy it again from "
             "where the model came from.") from exc
     parameters = sum(p.numel() for p in model.parameters())     # tied weights counted once
-    embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    embeddings = [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding)]
+    embedding_ids = {id(w) for w in embeddings}
     linear = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    linear_ids = {id(w) for w in linear}
     routed = sum(p.numel() for name, p in model.named_parameters() if ".experts." in name)
+    routed_linear = sum(m.weight.numel() for name, m in model.named_modules()
+                        if isinstance(m, torch.nn.Linear) and ".experts." in f"{name}.")
     experts = getattr(cfg, "n_routed_experts", None) or getattr(cfg, "num_local_experts", 0)
     used = getattr(cfg, "num_experts_per_tok", 0) or 0
     active = parameters - (routed * (1 - used / experts) if experts else 0)
@@ -90,4 +94,8 @@ def shapes(model_id: str) -> Shapes:
         layers=cfg.num_hidden_layers, hidden_size=cfg.hidden_size,
         intermediate_size=intermediate, attention_heads=heads, kv_heads=kv_heads,
         head_dim=head_dim, vocab_size=cfg.vocab_size, context_length=entry.context_length,
-        kv_elements_per_token=kv_elements, latent_kv_elements_per_token=latent)
+        kv_elements_per_token=kv_elements, latent_kv_elements_per_token=latent,
+        embedding_parameters=sum(w.numel() for w in embeddings if id(w) not in linear_ids),
+        routed_parameters=routed if experts else 0,
+        routed_linear_parameters=routed_linear if experts else 0,
+        experts=int(experts or 0), experts_per_token=int(used) if experts else 0)

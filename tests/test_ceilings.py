@@ -1,0 +1,186 @@
+"""This machine's ceilings: cached once per machine, refreshable, damage measured over, and
+`python -m lib machine`. Fast tests replace the measuring with declared Ceilings; one slow test
+measures for real."""
+
+import json
+import math
+import time
+
+import pytest
+
+from lib import ceilings, cli
+from lib.ceilings import Ceilings
+from lib.errors import UnsupportedError
+from lib.timing import ManualClock
+
+DECLARED = Ceilings(device="cpu", memory_bandwidth_bytes_per_s=20e9,
+                    matmul_flops_per_s={"float32": 1e11, "bfloat16": 3e11},
+                    layer_overhead_s=2e-4, source="declared for a test", threads=2)
+
+
+@pytest.fixture
+def measured(monkeypatch, tmp_path):
+    """`ceilings.measure` replaced by one that counts its calls and returns DECLARED (for the
+    device asked), with a cache folder of this test's own."""
+    monkeypatch.setenv("ILE_CACHE_DIR", str(tmp_path))
+    calls = []
+
+    def fake_measure(device="cpu", on_progress=None):
+        calls.append(device)
+        if on_progress:
+            on_progress("memory bandwidth", 0.0)
+        return Ceilings(**{**DECLARED.to_dict(), "device": device,
+                           "notes": (f"measurement {len(calls)}",)})
+    monkeypatch.setattr(ceilings, "measure", fake_measure)
+    return calls
+
+
+def test_measured_once_then_reused(measured):
+    first = ceilings.machine_ceilings("cpu")
+    again = ceilings.machine_ceilings("cpu")
+    assert measured == ["cpu"]
+    assert first == again and again.notes == ("measurement 1",)
+    assert ceilings.cache_path().exists()
+
+
+def test_refresh_measures_again(measured):
+    ceilings.machine_ceilings("cpu")
+    fresh = ceilings.machine_ceilings("cpu", refresh=True)
+    assert measured == ["cpu", "cpu"] and fresh.notes == ("measurement 2",)
+    assert ceilings.machine_ceilings("cpu").notes == ("measurement 2",)   # the new ones kept
+
+
+def test_another_machine_or_torch_version_measures_its_own(measured, monkeypatch):
+    ceilings.machine_ceilings("cpu")
+    here = ceilings.machine_identity("cpu")
+    monkeypatch.setattr(ceilings, "machine_identity", lambda device: {**here, "torch": "9.9"})
+    ceilings.machine_ceilings("cpu")
+    assert measured == ["cpu", "cpu"]
+    entries = json.loads(ceilings.cache_path().read_text())["entries"]
+    assert [e["machine"]["torch"] for e in entries] == [here["torch"], "9.9"]
+
+
+@pytest.mark.parametrize("damage", [
+    b"", b"{", b"\xff\xfe not text", b"[]", b'{"entries": 5}', b'{"entries": [7, "x"]}',
+    "entry with negative bandwidth", "entry with NaN flops", "entry with no float32",
+    "entry with text overhead", "entry with an unknown device",
+])
+def test_damaged_cache_is_measured_over(measured, damage):
+    path = ceilings.cache_path()
+    if isinstance(damage, bytes):
+        path.write_bytes(damage)
+    else:
+        values = DECLARED.to_dict()
+        if "negative" in damage:
+            values["memory_bandwidth_bytes_per_s"] = -1
+        elif "NaN" in damage:
+            values["matmul_flops_per_s"] = {"float32": "NaN"}
+        elif "float32" in damage:
+            values["matmul_flops_per_s"] = {"bfloat16": 1e11}
+        elif "overhead" in damage:
+            values["layer_overhead_s"] = "fast"
+        else:
+            values["device"] = "abacus"
+        entry = {"machine": ceilings.machine_identity("cpu"), "ceilings": values}
+        path.write_text(json.dumps({"format": 1, "entries": [entry]}))
+    found = ceilings.machine_ceilings("cpu")
+    assert measured == ["cpu"] and found.memory_bandwidth_bytes_per_s == 20e9
+    ceilings.machine_ceilings("cpu")                  # the file is whole again: reused
+    assert measured == ["cpu"]
+
+
+def test_an_unwritable_cache_still_gives_the_ceilings(measured, monkeypatch, tmp_path):
+    blocked = tmp_path / "ceilings.json"
+    blocked.mkdir()                                   # a folder where the file should be
+    assert ceilings.machine_ceilings("cpu").memory_bandwidth_bytes_per_s == 20e9
+    assert not list(tmp_path.glob(".ceilings.json.*"))   # no temporary file left behind
+
+
+def test_round_trip_and_peak_flops_fallback():
+    again = Ceilings.from_dict(json.loads(json.dumps(DECLARED.to_dict())))
+    assert again == DECLARED and hash(again) == hash(DECLARED)
+    assert DECLARED.peak_flops("bfloat16") == 3e11
+    assert DECLARED.peak_flops("int8") == 1e11            # not measured: float32's figure
+
+
+def test_available_covers_every_device_torch_sees(measured, monkeypatch):
+    from lib import devices
+    monkeypatch.setattr(devices, "available_devices", lambda: ["cpu", "cuda"])
+    monkeypatch.setattr(devices, "device_name", lambda device: "Test GPU")
+    found = ceilings.available()
+    assert list(found) == ["cpu", "cuda"] and found["cuda"].device == "cuda"
+    assert measured == ["cpu", "cuda"]
+    ceilings.available()
+    assert measured == ["cpu", "cuda"]
+
+
+def test_machine_json_via_the_cli(measured, capsys):
+    assert cli.main(["machine", "--json"]) == 0
+    out, err = capsys.readouterr()
+    document = json.loads(out)
+    cpu = document["cpu"]
+    assert cpu["memory_bandwidth_bytes_per_s"] == 20e9
+    assert cpu["matmul_flops_per_s"] == {"float32": 1e11, "bfloat16": 3e11}
+    assert cpu["layer_overhead_s"] == 2e-4 and cpu["source"] == "declared for a test"
+    assert "measuring: memory bandwidth" in err              # progress on stderr only
+    assert cli.main(["machine", "--json"]) == 0 and measured == ["cpu"]
+    assert cli.main(["machine", "--refresh"]) == 0 and measured == ["cpu", "cpu"]
+    text = capsys.readouterr().out
+    assert "memory bandwidth    20.0 GB/s" in text and "0.20 ms per decoder layer" in text
+    assert "matmul bfloat16" in text and "300.0 billion operations/s" in text
+
+
+def test_missing_device_is_refused_with_what_to_choose():
+    from lib.devices import available_devices
+    if "cuda" in available_devices():
+        pytest.skip("CUDA present")
+    with pytest.raises(UnsupportedError, match="not available on this machine"):
+        ceilings.measure("cuda")
+
+
+def test_best_rate_is_the_best_sample():
+    clock = ManualClock()
+    durations = iter([0.5, 0.02, 0.03, 0.01, 0.04] + [0.05] * 20)
+
+    def call():
+        clock.advance(next(durations))
+    # First call untimed, the second sizes the samples (one call each), then the best of them.
+    assert ceilings._best_rate(1e9, call, clock) == pytest.approx(1e9 / 0.01)
+
+
+def test_matrices_grow_until_a_product_takes_long_enough():
+    clock = ManualClock()
+
+    def product_of(size):
+        return lambda: clock.advance((size / 1024) ** 3 * 0.004)   # 4 ms at 1024
+    assert ceilings._grown_size("cpu", product_of, clock) == 2048
+    assert ceilings._grown_size("cuda", lambda size: lambda: None, clock) == 8192
+
+
+def test_last_level_cache_size_is_read_or_assumed():
+    assert ceilings.last_level_cache_bytes() >= 2**20
+
+
+@pytest.mark.slow
+def test_real_measurement_is_sane_and_quick(tmp_path, monkeypatch):
+    monkeypatch.setenv("ILE_CACHE_DIR", str(tmp_path))
+    started = time.perf_counter()
+    found = ceilings.machine_ceilings("cpu", refresh=True)
+    assert time.perf_counter() - started < 30
+    assert 1e8 < found.memory_bandwidth_bytes_per_s < 1e13
+    assert 1e8 < found.matmul_flops_per_s["float32"] < 1e15
+    assert all(math.isfinite(v) and v > 0 for v in found.matmul_flops_per_s.values())
+    assert found.layer_overhead_s is not None and 0 <= found.layer_overhead_s < 0.05
+    assert found.threads >= 1 and "torch" in found.source
+    assert ceilings.machine_ceilings("cpu") == found              # kept
+
+
+def test_a_failing_kernel_is_a_message_not_a_traceback(monkeypatch):
+    from lib.errors import RunFailedError
+
+    def out_of_memory(*args):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 1.00 GiB\nmore detail")
+    monkeypatch.setattr(ceilings, "_bandwidth", out_of_memory)
+    with pytest.raises(RunFailedError, match=r"failed \(RuntimeError: CUDA out of memory\. "
+                                             r"Tried to allocate 1\.00 GiB\)\. Close"):
+        ceilings.measure("cpu")
