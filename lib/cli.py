@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     estimated.add_argument("--json", action="store_true",
                            help="print one JSON object instead of text")
     profiles = commands.add_parser("hardware", help="list the hardware profiles for estimates")
-    profiles.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    profiles.add_argument("--json", action="store_true",
+                          help="print a JSON list instead of a table")
     listing = commands.add_parser("models", help="list the model catalog with sizes and shapes")
     listing.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     machine = commands.add_parser(
