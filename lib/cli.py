@@ -230,13 +230,13 @@ def _hardware(as_json: bool) -> int:
     profiles = hardware.profiles()
     if as_json:
         return _print_json([profile.to_dict() for profile in profiles.values()])
-    _out(f"{'id':<14}{'bandwidth':>12}{'bf16 FLOP/s':>13}{'memory':>10}{'link':>11}  name")
+    _out(f"{'id':<14}{'bandwidth':>12}{'bf16 FLOP/s':>13}{'memory':>10}{'link':>13}  name")
     for profile in profiles.values():
         link = profile.interconnect_bytes_per_s
         _out(f"{profile.id:<14}{format_bytes(profile.memory_bandwidth_bytes_per_s) + '/s':>12}"
              f"{profile.peak_flops('bfloat16') / 1e12:>9,.1f} T/s"
              f"{format_bytes(profile.memory_bytes):>10}"
-             f"{format_bytes(link) + '/s' if link else '-':>11}  {profile.name}")
+             f"{format_bytes(link) + '/s' if link else '-':>13}  {profile.name}")
     _out("sources: python -m lib hardware --json")
     return 0
 
@@ -261,11 +261,13 @@ def _estimate(args: argparse.Namespace) -> int:
 
 
 def _estimate_text(result) -> str:
+    from lib import estimator
     from lib.metrics import METRICS
 
     spec = result.spec
-    lines = [f"ESTIMATE (not measured): {spec.model_id} on {result.gpus} x "
-             f"{result.hardware.name}, {result.weights_dtype}, batch {spec.batch_size}, prompt "
+    lines = [f"ESTIMATE (not measured): {spec.model_id} on "
+             f"{estimator.devices_words(result.hardware, result.gpus)}, "
+             f"{result.weights_dtype}, batch {spec.batch_size}, prompt "
              f"{spec.prompt_tokens} tokens, output {spec.new_tokens} tokens, compile "
              f"{spec.compile}", ""]
     for name, value in result.summary.items():

@@ -249,7 +249,8 @@ def estimate(spec: RunSpec, hardware_id: str = THIS, gpus: int = 1,
     verdict = _verdict(entry.display_name, spec, weights_dtype, profile, gpus, need, usable,
                        needed)
 
-    floor = roofline.floor(costs, profile.memory_bandwidth_bytes_per_s, peak_flops)
+    floor = roofline.floor(costs, profile.memory_bandwidth_bytes_per_s, peak_flops,
+                           source=f"{profile.name}: {profile.source}")
     judged = roofline.judge(costs, floor, None if encoder else summary["ttft_s"], tpot)
     if encoder:
         judged = {**judged, "prefill_bound": roofline.bound(
@@ -365,29 +366,36 @@ def _memory_need(shape: memory.Shapes, spec: RunSpec, float8: bool, encoder: boo
     return MemoryNeed(float(weights), kv_cache, float(run.working_bytes))
 
 
+def devices_words(profile: Hardware, gpus: int) -> str:
+    """'8 x NVIDIA H200 SXM 141GB', or the profile's name alone for one device."""
+    return profile.name if gpus == 1 else f"{gpus} x {profile.name}"
+
+
 def _verdict(model: str, spec: RunSpec, weights_dtype: str, profile: Hardware, gpus: int,
              need: MemoryNeed, usable: float, needed: int | None) -> str:
     what = (f"{model} in {weights_dtype}, batch {spec.batch_size} x {spec.total_tokens:,} "
             "tokens")
     total = need.weights_bytes + need.kv_cache_bytes
+    several = gpus > 1 or needed is None or needed > gpus
+    split = ", split over the devices," if several else ""
     holds = (f"weights {format_bytes(need.weights_bytes)} + KV cache "
-             f"{format_bytes(need.kv_cache_bytes)}, split over the devices, + working memory "
-             f"{format_bytes(need.working_bytes)} on each")
-    room = (f"{format_bytes(usable)} usable on each {profile.name} "
-            f"({MEMORY_HEADROOM_FRACTION:.0%} of its {format_bytes(profile.memory_bytes)} kept "
+             f"{format_bytes(need.kv_cache_bytes)}{split} + working memory "
+             f"{format_bytes(need.working_bytes)}{' on each' if several else ''}")
+    room = (f"{format_bytes(usable)} usable{' on each' if several else ''} "
+            f"({MEMORY_HEADROOM_FRACTION:.0%} of {format_bytes(profile.memory_bytes)} kept "
             "free)")
     if needed is None:
         return (f"{what} does not fit on any number of {profile.name}: {holds}, and "
                 f"{room}. Choose a smaller batch, prompt or model.")
-    count = f"{needed} device{'s' if needed > 1 else ''}"
     if needed <= gpus:
-        return (f"{what} fits on {gpus} x {profile.name}: each holds about "
-                f"{format_bytes(need.per_device(gpus))} ({holds}; {room}); it needs at least "
-                f"{count}.")
+        fits = (f"{what} fits on {devices_words(profile, gpus)}: "
+                f"{'each holds' if gpus > 1 else 'it needs'} about "
+                f"{format_bytes(need.per_device(gpus))} ({holds}; {room})")
+        return fits + (f"; {needed} would do." if needed < gpus else ".")
     advice = f"use --gpus {needed}" + (
         " (or --dtype float8, as it is published)" if weights_dtype != "float8" and
         get_entry(spec.model_id).published_dtype == "float8" else "")
-    return (f"{what} does NOT fit on {gpus} x {profile.name}: it needs "
+    return (f"{what} does NOT fit on {devices_words(profile, gpus)}: it needs "
             f"{format_bytes(total)} ({holds}), and {room}. It needs at least {needed} of "
             f"them: {advice}.")
 
@@ -397,8 +405,10 @@ def _assumptions(profile: Hardware, spec: RunSpec, gpus: int, stack: str, weight
                  overhead_words: str, overlap: bool, shape: memory.Shapes,
                  encoder: bool) -> list[str]:
     bandwidth = profile.memory_bandwidth_bytes_per_s
-    figures = (f"{profile.name}: {format_bytes(bandwidth)}/s memory bandwidth, "
-               f"{peak_flops / 1e12:,.1f} TFLOP/s {profile.flops_dtype(weights_dtype)} matmuls, "
+    rate = f"{peak_flops / 1e12:,.1f} TFLOP/s" if peak_flops >= 1e12 else \
+        f"{peak_flops / 1e9:,.0f} GFLOP/s"
+    figures = (f"{profile.name}: {format_bytes(bandwidth)}/s memory bandwidth, {rate} "
+               f"{profile.flops_dtype(weights_dtype)} matmuls, "
                f"{format_bytes(profile.memory_bytes)} of memory")
     said = [f"{figures} ({'measured here: ' if profile.measured else 'source: '}"
             f"{profile.source})."]
@@ -452,7 +462,8 @@ def _assumptions(profile: Hardware, spec: RunSpec, gpus: int, stack: str, weight
             f"{ALL_REDUCE_LATENCY_S * 1e6:.0f} us each ({SOURCES['all_reduce']}: 17-29 us "
             "per all-reduce on 2-8 A100s).")
     said.append(f"Memory: weights + KV cache for batch x (prompt + output) tokens + working "
-                f"memory (lib.memory's estimate), weights and cache split over the devices; "
+                "memory (lib.memory's estimate)"
+                f"{', weights and cache split over the devices' if gpus > 1 else ''}; "
                 f"{MEMORY_HEADROOM_FRACTION:.0%} of each device kept free "
                 f"({SOURCES['headroom']}).")
     return said

@@ -80,7 +80,8 @@ def test_deepseek_r1_memory_verdict_matches_hand_numbers():
     assert float8.fits and float8.devices_needed == 6
     assert float8.weights_dtype == "float8"
     assert float8.memory_need.weights_bytes == 671_026_404_352
-    assert "fits on 8 x NVIDIA H200" in float8.memory_verdict
+    assert "fits on 8 x NVIDIA H200 SXM 141GB: each holds about" in float8.memory_verdict
+    assert float8.memory_verdict.endswith("; 6 would do.")
     assert float8.summary["peak_memory_bytes"] == pytest.approx(671.0e9 / 8, rel=0.02)
     wide = estimator.estimate(bf16("deepseek-r1"), H200, 8)
     assert not wide.fits and wide.devices_needed == 11
@@ -277,7 +278,7 @@ def test_cli_estimate_prints_one_json_object(capsys):
                                       "hardware": H200, "gpus": 1}
     assert {"ttft_s", "tpot_s", "prefill_bound", "decode_bound"} <= set(document["floor"])
     assert document["bound"] == {"prefill": "overhead", "decode": "overhead"}
-    assert document["assumptions"] and "fits on 1 x NVIDIA H200" in document["memory_verdict"]
+    assert document["assumptions"] and "fits on NVIDIA H200 SXM 141GB: it needs about" in document["memory_verdict"]
     assert document["spec"]["hardware"] == H200 and document["spec"]["repetitions"] == 1
 
 
