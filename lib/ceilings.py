@@ -12,62 +12,45 @@
   Llama-shaped models that differ only in layer count are timed decoding token by token, and the
   difference per layer is the slope. Their arithmetic is negligible, so the slope is Python and
   kernel-launch overhead, which no bandwidth or FLOP figure explains.
-It times through `lib.timing.DeviceClock` (waiting for the GPU before every clock reading) and
-with the threads the app uses by default (`lib.spec.default_threads()`), restoring torch's
-setting afterwards.
+The kernels are in `lib.probes`; they time through `lib.timing.DeviceClock` (waiting for the
+GPU before every clock reading), with the threads the app uses by default
+(`lib.spec.default_threads()`), restoring torch's setting afterwards. Other programs' share of
+the CPU meanwhile is recorded (`lib.machine_load`): above BUSY_PERCENT the figures carry a note
+that they are probably low.
 
 `machine_ceilings()` measures once per machine (CPU model, cores, memory, GPU, torch version)
-and keeps the result as JSON in `lib.paths.cache_dir()`; `refresh=True` measures again. A cache
-file that can't be read or makes no sense is measured over, never a traceback. Measuring takes
-the machine-wide measurement slot (`lib.runlock`), so it never overlaps a run.
+and keeps the result as JSON in `lib.paths.cache_dir()`; `refresh=True` measures again, and
+figures disturbed by other programs are measured again after BUSY_RETRY_S. A cache file that
+can't be read or makes no sense is measured over, never a traceback. Measuring takes the
+machine-wide measurement slot (`lib.runlock`), so it never overlaps a run. Importing this
+module needs neither torch nor Streamlit.
 """
 
 from __future__ import annotations
 
-import contextlib
+import calendar
 import dataclasses
 import json
 import logging
 import math
 import os
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from lib.errors import RunFailedError, UnsupportedError
+from lib import machine_load
+from lib.errors import UnsupportedError
 
 CACHE_FILE = "ceilings.json"
 CACHE_FORMAT = 1
 CACHE_MAX_ENTRIES = 20            # machines x torch versions kept; the oldest go first
-MATMUL_DTYPES = ("float32", "bfloat16", "float16", "int8")
 
-# Bandwidth buffers: this many times the last-level cache, and at least BUFFER_MIN_BYTES, so the
-# cache holds a sliver of them; never more than 1/BUFFER_MEMORY_SHARE of the free memory each.
-LLC_MULTIPLE = 8
-BUFFER_MIN_BYTES = {"cpu": 256 * 2**20, "cuda": 2**30, "mps": 256 * 2**20}
-BUFFER_MEMORY_SHARE = 8
-FALLBACK_LLC_BYTES = 32 * 2**20
-# Matmul size: doubled from the smallest until one product takes GROW_UNTIL_S (big enough for
-# the kernel to reach its speed, small enough to stay quick), at most the device's largest.
-MATMUL_SIZES = (256, 512, 1024, 2048, 4096, 8192)
-MATMUL_MAX_SIZE = {"cpu": 2048, "cuda": 8192, "mps": 4096}
-GROW_UNTIL_S = 0.005
-# Every figure is the best of at least MIN_REPEATS samples, more while within KERNEL_BUDGET_S.
-# A sample repeats its kernel until it lasts SAMPLE_S, so a GPU's launch latency doesn't count.
-MIN_REPEATS, MAX_REPEATS = 3, 10
-KERNEL_BUDGET_S = 0.15
-SAMPLE_S = 0.005
-MAX_CALLS_PER_SAMPLE = 1000
-# Layer overhead: decode steps of two models that differ only in layer count, interleaved in
-# rounds (the best median of each model) so a burst of load elsewhere hits both alike.
-OVERHEAD_LAYERS = (2, 10)
-OVERHEAD_PROMPT_TOKENS = 8
-OVERHEAD_WARMUP_STEPS = 3
-OVERHEAD_STEPS = 16
-OVERHEAD_ROUNDS = 3
 MEASURE_ESTIMATE_S = 6.0          # what those waiting in the queue are told
+# Other programs taking more of the CPU than this while measuring make the figures low (on 2
+# cores, one busy core halved bfloat16 matmul and worse): the ceilings say so.
+BUSY_PERCENT = 10.0
+BUSY_RETRY_S = 600.0              # such figures are measured again, at most this often
 
 _log = logging.getLogger(__name__)
 Progress = Callable[[str, float], None]     # (what is being measured, fraction done)
@@ -84,6 +67,7 @@ class Ceilings:
     threads: int | None = None                   # CPU threads used while measuring
     measured_at: str = ""                        # UTC, ISO 8601
     measure_s: float | None = None               # how long measuring took
+    other_cpu_percent: float | None = None       # CPU other programs took meanwhile
     notes: tuple[str, ...] = ()                  # dtypes skipped and why, kernels used
     details: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
@@ -113,6 +97,9 @@ class Ceilings:
         overhead = values.get("layer_overhead_s")
         if overhead is not None and not (_number(overhead) and overhead >= 0):
             raise ValueError(f"layer_overhead_s is not a number of seconds: {overhead!r}")
+        busy = values.get("other_cpu_percent")
+        if busy is not None and not _number(busy):
+            raise ValueError(f"other_cpu_percent is not a number: {busy!r}")
         if values.get("device") not in ("cpu", "cuda", "mps"):
             raise ValueError(f"unknown device {values.get('device')!r}")
         for name in ("source", "device_name", "measured_at"):
@@ -142,6 +129,7 @@ def measure(device: str = "cpu", on_progress: Progress | None = None) -> Ceiling
     """Measure `device`'s ceilings now (a few seconds); see the module for what and how."""
     import torch
 
+    from lib import probes
     from lib.devices import available_devices, device_name
     from lib.spec import default_threads
     from lib.timing import DeviceClock
@@ -157,30 +145,18 @@ def measure(device: str = "cpu", on_progress: Progress | None = None) -> Ceiling
     details: dict[str, Any] = {}
     torch.set_num_threads(threads)
     try:
-        with _failures_explained(device), torch.inference_mode():
-            tell("memory bandwidth", 0.0)
-            bandwidth = _bandwidth(torch, device, clock, details)
-            flops: dict[str, float] = {}
-            for done, dtype in enumerate(MATMUL_DTYPES, start=1):
-                tell(f"{dtype} matrix products", done / (len(MATMUL_DTYPES) + 2))
-                try:
-                    flops[dtype] = _matmul_flops(torch, device, dtype, clock, details)
-                except (RuntimeError, NotImplementedError, TypeError, AttributeError) as exc:
-                    if dtype == "float32":
-                        raise
-                    notes.append(f"{dtype}: not measured ({_first_line(exc)}).")
-        tell("per-layer overhead of a decode step", (len(MATMUL_DTYPES) + 1)
-             / (len(MATMUL_DTYPES) + 2))
-        with _failures_explained(device):
-            overhead = _layer_overhead(torch, device, clock, details)
+        with machine_load.watch() as load, probes.failures_explained(device):
+            bandwidth, flops, overhead = probes.measure_all(device, clock, tell, notes, details)
     finally:
         torch.set_num_threads(before)
         if device == "cuda":
             torch.cuda.empty_cache()     # give the buffers back: free memory is read by runs
     tell("done", 1.0)
-    if "int8" in flops:
-        notes.append("int8: " + ("dynamic-quantized Linear (what --dtype int8 runs)"
-                                 if device == "cpu" else "torch._int_mm"))
+    busy = load.other_cpu_percent
+    if busy is not None and busy > BUSY_PERCENT:
+        notes.append(f"Other programs used {busy:.0f}% of the CPU while this was measured, so "
+                     "these figures are probably too low: measure again when the machine is "
+                     "quieter (python -m lib machine --refresh).")
     measured_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     threads_used = f", {threads} threads" if device == "cpu" else ""
     return Ceilings(
@@ -189,19 +165,8 @@ def measure(device: str = "cpu", on_progress: Progress | None = None) -> Ceiling
         source=f"measured on this machine {measured_at[:10]}, torch {torch.__version__}"
                f"{threads_used}",
         device_name=_device_name(device, device_name), threads=threads, measured_at=measured_at,
-        measure_s=time.perf_counter() - started, notes=tuple(notes), details=details)
-
-
-@contextlib.contextmanager
-def _failures_explained(device: str):
-    """A kernel that fails (out of memory, a driver error) ends measuring with a message that
-    says what to do, never a traceback."""
-    try:
-        yield
-    except (RuntimeError, MemoryError) as exc:
-        raise RunFailedError(
-            f"Measuring the {device}'s ceilings failed ({_first_line(exc)}). Close programs "
-            "that use it and measure again (python -m lib machine --refresh).") from exc
+        measure_s=time.perf_counter() - started, other_cpu_percent=busy, notes=tuple(notes),
+        details=details)
 
 
 def _device_name(device: str, device_name: Callable[[str], str]) -> str:
@@ -209,179 +174,6 @@ def _device_name(device: str, device_name: Callable[[str], str]) -> str:
         from lib.environment import cpu_model
         return cpu_model()
     return device_name(device)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
-
-
-def _best_rate(work: float, call: Callable[[], Any], clock) -> float:
-    """`work` per second of `call` at its best: at least MIN_REPEATS samples, more while within
-    KERNEL_BUDGET_S; the first call is never timed (allocation, kernel selection)."""
-    call()
-    start = clock.now()
-    call()
-    single_s = max(clock.now() - start, 1e-7)
-    calls = max(1, min(MAX_CALLS_PER_SAMPLE, math.ceil(SAMPLE_S / single_s)))
-    best_s, samples, began = math.inf, 0, clock.now()
-    while samples < MIN_REPEATS or (samples < MAX_REPEATS
-                                    and clock.now() - began < KERNEL_BUDGET_S):
-        start = clock.now()
-        for _ in range(calls):
-            call()
-        best_s = min(best_s, (clock.now() - start) / calls)
-        samples += 1
-    return work / best_s
-
-
-def _bandwidth(torch, device: str, clock, details: dict) -> float:
-    size = _buffer_bytes(torch, device)
-    elements = size // 4
-    a, b, c = (torch.empty(elements, dtype=torch.float32, device=device) for _ in range(3))
-    # Touch every page first: the first write to a page is a page fault, not bandwidth.
-    a.zero_()
-    b.fill_(1.0)
-    c.fill_(2.0)
-    copy = _best_rate(2 * elements * 4, lambda: a.copy_(b), clock)
-    triad = _best_rate(3 * elements * 4, lambda: torch.add(b, c, alpha=3.0, out=a), clock)
-    details.update(buffer_bytes=elements * 4, copy_bytes_per_s=copy, triad_bytes_per_s=triad)
-    return max(copy, triad)
-
-
-def _buffer_bytes(torch, device: str) -> int:
-    if device == "cuda":
-        free, _total = torch.cuda.mem_get_info()
-        cache = torch.cuda.get_device_properties(0).L2_cache_size
-    else:
-        import psutil
-        free, cache = psutil.virtual_memory().available, last_level_cache_bytes()
-    wanted = max(LLC_MULTIPLE * cache, BUFFER_MIN_BYTES[device])
-    return int(min(wanted, free // BUFFER_MEMORY_SHARE))
-
-
-def last_level_cache_bytes() -> int:
-    """The CPU's largest cache (Linux sysfs), else FALLBACK_LLC_BYTES."""
-    root = Path("/sys/devices/system/cpu/cpu0/cache")
-    largest = 0
-    try:
-        for index in root.glob("index*"):
-            text = (index / "size").read_text().strip().upper()
-            units = {"K": 2**10, "M": 2**20, "G": 2**30}
-            number = int(text.rstrip("KMG")) * units.get(text[-1:], 1)
-            largest = max(largest, number)
-    except (OSError, ValueError):
-        return FALLBACK_LLC_BYTES
-    return largest or FALLBACK_LLC_BYTES
-
-
-def _matmul_flops(torch, device: str, dtype: str, clock, details: dict) -> float:
-    """Dense FLOP/s of one square product in `dtype`, at the size `_grown_size` picks."""
-    import torch.nn.functional as F
-
-    def product_of(size: int) -> Callable[[], Any]:
-        if dtype != "int8":
-            dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16,
-                      "float16": torch.float16}
-            x = torch.randn(size, size, device=device).to(dtypes[dtype])
-            w = torch.randn(size, size, device=device).to(dtypes[dtype])
-            return lambda: F.linear(x, w)
-        if device == "cuda":
-            x = torch.randint(-128, 128, (size, size), dtype=torch.int8, device=device)
-            w = torch.randint(-128, 128, (size, size), dtype=torch.int8, device=device)
-            return lambda: torch._int_mm(x, w)
-        if device != "cpu":
-            raise NotImplementedError(f"torch has no int8 matrix product on {device}")
-        return _quantized_linear(torch, size)
-
-    size = _grown_size(device, product_of, clock)
-    details.setdefault("matmul_sizes", {})[dtype] = size
-    return _best_rate(2 * size**3, product_of(size), clock)
-
-
-def _quantized_linear(torch, size: int) -> Callable[[], Any]:
-    """The int8 kernel the app's int8 runs use: torch.ao's dynamic-quantized Linear."""
-    import warnings
-
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
-
-    if not {"x86", "fbgemm", "qnnpack", "onednn"} & set(torch.backends.quantized.supported_engines):
-        raise NotImplementedError("this torch build has no int8 CPU kernels")
-    with warnings.catch_warnings():          # torch.ao announces its deprecation on every call
-        warnings.simplefilter("ignore")
-        layer = DynamicLinear(size, size)
-    x = torch.randn(size, size)
-
-    def product():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return layer(x)
-    return product
-
-
-def _grown_size(device: str, product_of: Callable[[int], Callable[[], Any]], clock) -> int:
-    """The first size whose product takes GROW_UNTIL_S, or the device's largest."""
-    largest = MATMUL_MAX_SIZE.get(device, 2048)
-    size = MATMUL_SIZES[0]
-    for size in (s for s in MATMUL_SIZES if s <= largest):
-        product = product_of(size)
-        product()
-        start = clock.now()
-        product()
-        if clock.now() - start >= GROW_UNTIL_S:
-            break
-    return size
-
-
-def _layer_overhead(torch, device: str, clock, details: dict) -> float:
-    """Seconds per decoder layer of an eager decode step: the slope between two tiny models."""
-    from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
-    from transformers.utils import logging as hf_logging
-
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32   # MPS: bf16 not everywhere
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            models = {layers: LlamaForCausalLM(LlamaConfig(
-                hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-                num_attention_heads=4, num_key_value_heads=2, vocab_size=256,
-                max_position_embeddings=512, attn_implementation="sdpa")).to(device, dtype).eval()
-                for layers in OVERHEAD_LAYERS}
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    step_s = {layers: math.inf for layers in OVERHEAD_LAYERS}
-    for _round in range(OVERHEAD_ROUNDS):
-        for layers, model in models.items():
-            step_s[layers] = min(step_s[layers],
-                                 _decode_step_s(torch, model, device, clock, DynamicCache))
-    few, many = OVERHEAD_LAYERS
-    details["layer_step_s"] = {str(layers): seconds for layers, seconds in step_s.items()}
-    return max(0.0, (step_s[many] - step_s[few]) / (many - few))
-
-
-def _decode_step_s(torch, model, device: str, clock, cache_class) -> float:
-    """Median seconds of one-token decode steps after a short prompt, as the app's loop runs
-    them (a DynamicCache, the argmax fed back)."""
-    import inspect
-
-    params = inspect.signature(model.forward).parameters
-    # transformers 5 renamed `past_key_values` to `cache`; the old name goes through a
-    # deprecation shim on every call, which would be timed.
-    cache_arg = "cache" if "cache" in params else "past_key_values"
-    cache = cache_class(config=model.config)
-    tokens = torch.zeros(1, OVERHEAD_PROMPT_TOKENS, dtype=torch.long, device=device)
-    times = []
-    with torch.inference_mode():
-        for step in range(OVERHEAD_WARMUP_STEPS + OVERHEAD_STEPS + 1):
-            start = clock.now()
-            logits = model(input_ids=tokens, use_cache=True, **{cache_arg: cache}).logits
-            tokens = logits[:, -1:].argmax(dim=-1)
-            end = clock.now()
-            if step > OVERHEAD_WARMUP_STEPS:          # step 0 is the prefill
-                times.append(end - start)
-    return statistics.median(times)
 
 
 # --- cached per machine ------------------------------------------------------------------------
@@ -461,21 +253,34 @@ def machine_ceilings(device: str = "cpu", refresh: bool = False,
                      on_wait: Callable[[str], None] | None = None) -> Ceilings:
     """This machine's ceilings on `device`: from the cache, else measured (and kept).
 
-    Measuring waits for the measurement slot (`on_wait` hears the waiting notice); whoever
-    measured meanwhile is used instead, unless `refresh`."""
+    Figures that other programs disturbed are measured again when BUSY_RETRY_S old, until a
+    quiet measurement replaces them. Measuring waits for the measurement slot (`on_wait` hears
+    the waiting notice); figures someone measured meanwhile are used instead, unless
+    `refresh`."""
     from lib.runlock import measurement_slot
 
     if not refresh:
         found = cached(device)
-        if found is not None:
+        if found is not None and not _measure_again(found):
             return found
     with measurement_slot(f"measuring this machine's {device} ceilings", on_wait=on_wait,
                           estimate_s=MEASURE_ESTIMATE_S):
         found = None if refresh else cached(device)
-        if found is None:
+        if found is None or _measure_again(found):
             found = measure(device, on_progress)
             _write_cache(machine_identity(device), found)
     return found
+
+
+def _measure_again(ceilings: Ceilings) -> bool:
+    """Figures measured while other programs were busy, and not measured again for a while."""
+    if ceilings.other_cpu_percent is None or ceilings.other_cpu_percent <= BUSY_PERCENT:
+        return False
+    try:
+        measured = calendar.timegm(time.strptime(ceilings.measured_at, "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return True
+    return time.time() - measured >= BUSY_RETRY_S
 
 
 def available(refresh: bool = False, on_progress: Progress | None = None,

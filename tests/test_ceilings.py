@@ -4,15 +4,20 @@ measures for real."""
 
 import json
 import math
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from lib import ceilings, cli
+from lib import ceilings, cli, probes
 from lib.ceilings import Ceilings
 from lib.errors import UnsupportedError
 from lib.timing import ManualClock
 
+ROOT = Path(__file__).resolve().parent.parent
 DECLARED = Ceilings(device="cpu", memory_bandwidth_bytes_per_s=20e9,
                     matmul_flops_per_s={"float32": 1e11, "bfloat16": 3e11},
                     layer_overhead_s=2e-4, source="declared for a test", threads=2)
@@ -145,7 +150,7 @@ def test_best_rate_is_the_best_sample():
     def call():
         clock.advance(next(durations))
     # First call untimed, the second sizes the samples (one call each), then the best of them.
-    assert ceilings._best_rate(1e9, call, clock) == pytest.approx(1e9 / 0.01)
+    assert probes.best_rate(1e9, call, clock) == pytest.approx(1e9 / 0.01)
 
 
 def test_matrices_grow_until_a_product_takes_long_enough():
@@ -153,12 +158,13 @@ def test_matrices_grow_until_a_product_takes_long_enough():
 
     def product_of(size):
         return lambda: clock.advance((size / 1024) ** 3 * 0.004)   # 4 ms at 1024
-    assert ceilings._grown_size("cpu", product_of, clock) == 2048
-    assert ceilings._grown_size("cuda", lambda size: lambda: None, clock) == 8192
+    assert probes.grown_size("cpu", product_of, clock) == 2048
+    assert probes.grown_size("cuda", lambda size: lambda: None, clock) == 8192
+    assert probes.grown_size("cpu", lambda size: lambda: clock.advance(1), clock) == 512
 
 
 def test_last_level_cache_size_is_read_or_assumed():
-    assert ceilings.last_level_cache_bytes() >= 2**20
+    assert probes.last_level_cache_bytes() >= 2**20
 
 
 @pytest.mark.slow
@@ -180,7 +186,57 @@ def test_a_failing_kernel_is_a_message_not_a_traceback(monkeypatch):
 
     def out_of_memory(*args):
         raise RuntimeError("CUDA out of memory. Tried to allocate 1.00 GiB\nmore detail")
-    monkeypatch.setattr(ceilings, "_bandwidth", out_of_memory)
+    monkeypatch.setattr(probes, "memory_bandwidth", out_of_memory)
     with pytest.raises(RunFailedError, match=r"failed \(RuntimeError: CUDA out of memory\. "
                                              r"Tried to allocate 1\.00 GiB\)\. Close"):
         ceilings.measure("cpu")
+
+
+@pytest.mark.parametrize("busy_percent, age_s, measured_again", [
+    (None, 10**6, False), (5.0, 10**6, False),            # quiet: kept for good
+    (60.0, 60, False),                                     # busy, but just measured
+    (60.0, ceilings.BUSY_RETRY_S + 1, True),               # busy and old: tried again
+])
+def test_figures_disturbed_by_other_programs_are_measured_again_later(
+        measured, busy_percent, age_s, measured_again):
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - age_s))
+    values = {**DECLARED.to_dict(), "other_cpu_percent": busy_percent, "measured_at": at}
+    entry = {"machine": ceilings.machine_identity("cpu"), "ceilings": values}
+    ceilings.cache_path().write_text(json.dumps({"format": 1, "entries": [entry]}))
+    ceilings.machine_ceilings("cpu")
+    assert measured == (["cpu"] if measured_again else [])
+
+
+def test_a_busy_machine_is_noted_with_what_to_do(monkeypatch):
+    import contextlib
+
+    from lib import machine_load
+
+    @contextlib.contextmanager
+    def busy():
+        yield machine_load.Load(other_cpu_percent=50.0)
+    monkeypatch.setattr(machine_load, "watch", busy)
+    monkeypatch.setattr(probes, "measure_all",
+                        lambda *args: (2e10, {"float32": 1e11}, 1e-4))
+    found = ceilings.measure("cpu")
+    assert found.other_cpu_percent == 50.0 and found.memory_bandwidth_bytes_per_s == 2e10
+    assert any("Other programs used 50% of the CPU" in note and "--refresh" in note
+               for note in found.notes)
+    assert "torch" in found.source and found.threads >= 1
+
+
+def test_kept_ceilings_are_read_without_torch(tmp_path):
+    """The app's pages read the kept figures; importing torch there would cost seconds."""
+    code = (
+        "import json, sys\n"
+        "from lib import ceilings\n"
+        "values = {'device': 'cpu', 'memory_bandwidth_bytes_per_s': 2e10,\n"
+        "          'matmul_flops_per_s': {'float32': 1e11}}\n"
+        "entry = {'machine': ceilings.machine_identity('cpu'), 'ceilings': values}\n"
+        "ceilings.cache_path().write_text(json.dumps({'format': 1, 'entries': [entry]}))\n"
+        "assert ceilings.machine_ceilings('cpu').memory_bandwidth_bytes_per_s == 2e10\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60,
+                            env={**os.environ, "ILE_CACHE_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
