@@ -1,4 +1,4 @@
-"""Command line: `python -m lib run|sweep|models|machine|history|export|import|delete|share ...`.
+"""Command line: `python -m lib run|sweep|estimate|hardware|machine|models|history|export|...`.
 
 Needs only the engine's dependencies (torch, transformers, psutil), never Streamlit or plotly.
 Every argument is checked before torch or transformers is imported and before anything is saved
@@ -7,6 +7,14 @@ the CSV path), so a bad one is refused within a second or two and a refused swee
 history entry; bad arguments and refused runs exit with status 2 and one line on stderr, no
 traceback. The run flags are generated from RunSpec (`lib.spec.add_arguments`); the parser and
 the types that refuse hostile values are in `lib.cli_arguments`.
+
+`estimate` takes the run flags with `--hardware` (default `this`, this machine's measured
+ceilings) and `--gpus`, and prints one prediction, never saved (`run --hardware ID` saves one
+to the history, marked estimated); its `--dtype` also takes float8 (1-byte weights, bfloat16
+activations), the number format DeepSeek-R1 is published in, which nothing here runs live; left
+out, it is the model's published one (float8 for DeepSeek-R1), else float32 as for `run`. A
+model that doesn't fit on the devices asked for is refused with how many it needs.
+`hardware` lists the profiles with their figures and sources.
 
 What it prints is text from outside the app too (model ids, notes of imported entries, a
 model's generated text), so every line goes through `_out` or `_say`, which pass it through
@@ -26,12 +34,14 @@ import sys
 
 from lib import cli_arguments as arguments
 from lib import spec as run_spec
-from lib.errors import ExplorerError, InvalidSpecError
+from lib.errors import ExplorerError, InvalidSpecError, UnsupportedError
 from lib.spec import RunSpec
 from lib.sweep import FACTORS
 from lib.text import one_line, terminal
 
 SWEEP_DEFAULTS = {"repetitions": 3, "min_duration_s": 0.5}    # per point: a sweep has many
+THIS_MACHINE = "this"                      # lib.hardware.THIS, without importing it here
+ESTIMATE_DTYPES = run_spec.DTYPES + ("float8",)   # lib.estimator.ESTIMATE_DTYPES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
         "share", help="classroom mode: show a saved run or sweep to every visitor (or stop)")
     shared.add_argument("entry_id", type=arguments.entry_id, help="the id that `history` shows")
     shared.add_argument("--off", action="store_true", help="stop sharing it")
+    estimated = commands.add_parser(
+        "estimate", help="predict a run on a hardware profile (this machine, H200, TPU, ...)")
+    _add_spec_arguments(estimated, {"hardware": THIS_MACHINE, "dtype": None},
+                        choices={"dtype": ESTIMATE_DTYPES})
+    estimated.add_argument("--json", action="store_true",
+                           help="print one JSON object instead of text")
+    profiles = commands.add_parser("hardware", help="list the hardware profiles for estimates")
+    profiles.add_argument("--json", action="store_true",
+                          help="print a JSON list instead of a table")
     listing = commands.add_parser("models", help="list the model catalog with sizes and shapes")
     listing.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     machine = commands.add_parser(
@@ -83,10 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_spec_arguments(parser: argparse.ArgumentParser, defaults: dict | None = None) -> None:
+def _add_spec_arguments(parser: argparse.ArgumentParser, defaults: dict | None = None,
+                        choices: dict | None = None) -> None:
     """RunSpec's flags, plus --prompt-file: the prompt from a file, instead of --prompt."""
     prompt = parser.add_mutually_exclusive_group()
-    run_spec.add_arguments(parser, defaults, groups={"prompt_text": prompt})
+    run_spec.add_arguments(parser, defaults, groups={"prompt_text": prompt}, choices=choices)
     prompt.add_argument(
         "--prompt-file", dest="prompt_text", type=arguments.prompt_file, default=argparse.SUPPRESS,
         metavar="PATH", help="read the prompt from this UTF-8 text file ('-': standard input), "
@@ -120,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             return _models(as_json=args.json)
         if args.command == "machine":
             return _machine(refresh=args.refresh, as_json=args.json)
+        if args.command == "hardware":
+            return _hardware(as_json=args.json)
+        if args.command == "estimate":
+            return _estimate(args)
         if args.command in {"history", "export", "import", "delete", "share"}:
             return _history(args)
         spec = run_spec.from_arguments(args)
@@ -137,10 +161,23 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check_runnable(spec: RunSpec) -> None:
     """The cores, the model and the context: every check that needs neither torch nor the
-    model's weights."""
-    from lib.models.catalog import get_entry
+    model's weights (an estimate: its profile and device count; a live run: a model that is
+    never run live)."""
     run_spec.check_threads(spec.threads)
-    get_entry(spec.model_id).check_context(spec.prompt_tokens, spec.new_tokens)
+    _check_point(spec)
+
+
+def _check_point(spec: RunSpec) -> None:
+    """What refuses one run or sweep point, cheaply (InvalidSpecError, UnsupportedError)."""
+    from lib.models.catalog import get_entry
+
+    entry = get_entry(spec.model_id)
+    entry.check_context(spec.prompt_tokens, spec.new_tokens)
+    if spec.hardware is None:
+        entry.check_live()
+    else:
+        from lib import estimator
+        estimator.check(spec, spec.hardware, spec.gpus)
 
 
 def _out(text: str) -> None:
@@ -171,6 +208,8 @@ def _models(as_json: bool) -> int:
                "weight_bytes": {d: shape.weight_bytes(d) for d in run_spec.DTYPES}}
         if shape.active_parameters != shape.parameters:
             row["active_parameters"] = shape.active_parameters
+        if entry.estimate_only:
+            row["estimate_only"] = True
         rows.append(row)
     if as_json:
         return _print_json(rows)
@@ -182,6 +221,62 @@ def _models(as_json: bool) -> int:
              f"{r['hidden_size']:>7}{r['attention_heads']:>6}{r['kv_heads']:>4}"
              f"{r['vocab_size']:>8}{r['context_length']:>9}  {r['kind']}/{r['weights']}")
     return 0
+
+
+def _hardware(as_json: bool) -> int:
+    from lib import hardware
+    from lib.metrics import format_bytes
+
+    profiles = hardware.profiles()
+    if as_json:
+        return _print_json([profile.to_dict() for profile in profiles.values()])
+    _out(f"{'id':<14}{'bandwidth':>12}{'bf16 FLOP/s':>13}{'memory':>10}{'link':>13}  name")
+    for profile in profiles.values():
+        link = profile.interconnect_bytes_per_s
+        _out(f"{profile.id:<14}{format_bytes(profile.memory_bandwidth_bytes_per_s) + '/s':>12}"
+             f"{profile.peak_flops('bfloat16') / 1e12:>9,.1f} T/s"
+             f"{format_bytes(profile.memory_bytes):>10}"
+             f"{format_bytes(link) + '/s' if link else '-':>13}  {profile.name}")
+    _out("sources: python -m lib hardware --json")
+    return 0
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    """One estimate, printed, never saved: refused (status 2) when the model doesn't fit on
+    the devices asked for, with how many it needs."""
+    from lib import estimator
+    from lib.models.catalog import get_entry
+
+    requested = args.dtype
+    args.dtype = run_spec.field_info("dtype")["default"]      # checked below, once known
+    spec = run_spec.from_arguments(args)
+    dtype = requested or get_entry(spec.model_id).published_dtype or spec.dtype
+    spec_dtype, weights = estimator.split_dtype(dtype)
+    spec = spec.replace(dtype=spec_dtype)
+    result = estimator.estimate(spec, spec.hardware, spec.gpus, weights).enforce()
+    if args.json:
+        return _print_json(result.to_dict())
+    _out(_estimate_text(result))
+    return 0
+
+
+def _estimate_text(result) -> str:
+    from lib import estimator
+    from lib.metrics import METRICS
+
+    spec = result.spec
+    lines = [f"ESTIMATE (not measured): {spec.model_id} on "
+             f"{estimator.devices_words(result.hardware, result.gpus)}, "
+             f"{result.weights_dtype}, batch {spec.batch_size}, prompt "
+             f"{spec.prompt_tokens} tokens, output {spec.new_tokens} tokens, compile "
+             f"{spec.compile}", ""]
+    for name, value in result.summary.items():
+        lines.append(f"{METRICS[name].label:<30}{METRICS[name].format(value):>14}")
+    lines.append("")
+    lines += [f"{phase}: limited by {term}" for phase, term in result.bound.items()]
+    lines += [f"memory: {result.memory_verdict}", "", "assumptions:"]
+    lines += [f"- {sentence}" for sentence in result.assumptions]
+    return "\n".join(lines)
 
 
 def _machine(refresh: bool, as_json: bool) -> int:
@@ -242,7 +337,6 @@ def _sweep_request(base: RunSpec, args: argparse.Namespace) -> list:
     can't take (a prompt longer than its context) is skipped by the sweep, as in the app;
     a grid of nothing but such points is refused."""
     from lib import sweep
-    from lib.models.catalog import get_entry
 
     if args.values2 is not None and args.factor2 is None:
         raise InvalidSpecError("--values2 needs --factor2: name the factor those values are of.")
@@ -260,8 +354,8 @@ def _sweep_request(base: RunSpec, args: argparse.Namespace) -> list:
         spec = sweep.point_spec(base, factor_values, values)
         run_spec.check_threads(spec.threads)
         try:
-            get_entry(spec.model_id).check_context(spec.prompt_tokens, spec.new_tokens)
-        except InvalidSpecError as exc:
+            _check_point(spec)
+        except (InvalidSpecError, UnsupportedError) as exc:
             unrunnable.append(exc)
     if len(unrunnable) == len(points):
         raise unrunnable[0]

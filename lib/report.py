@@ -22,6 +22,7 @@ from typing import Any, Sequence
 from lib import metrics, results
 from lib.metrics import METRICS, format_bytes, format_value
 from lib.results import Measurement
+from lib.spec import LATER_FIELDS
 from lib.stats import MIN_SAMPLES, Summary, inter_token_latencies, memory_breakdown
 
 
@@ -55,11 +56,13 @@ def floor_section(measurement: Measurement, summary: Summary) -> dict[str, Any] 
 def summary_row(measurement: Measurement, summary: Summary) -> dict[str, Any]:
     """One flat row for a single run's CSV: the spec, `<metric>_<statistic>` columns, then
     where the numbers came from (new columns go last, so existing columns keep their place)."""
-    return {**measurement.spec.to_dict(),
+    spec = measurement.spec.to_dict()
+    later = {name: spec.pop(name) for name in LATER_FIELDS}
+    return {**spec,
             **{f"{name}_{key}": value for name, dist in summary.metrics.items()
                for key, value in dist.to_dict().items()},
             "backend": measurement.provenance.backend,
-            "provenance": measurement.provenance.kind}
+            "provenance": measurement.provenance.kind, **later}
 
 
 def to_text(measurement: Measurement, summary: Summary) -> str:

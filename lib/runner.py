@@ -4,7 +4,8 @@ Order matters: cheap checks first (settings, model kind, device, dtype, context 
 machine-wide slot (`lib.runlock`), then memory (the load and the run, checked against free memory
 before a single weight is allocated), then the model (taken from the cache or loaded in its
 worker process, timed on its own), then the measurement, inside the worker. The backend is the
-one that runs the model by default (`lib.backends.for_model`). A caller passes its `ModelCache`
+one that runs the model by default, or the estimator for a spec naming a hardware profile
+(`lib.backends.for_spec`). A caller passes its `ModelCache`
 (the web app's is server-wide) and callbacks to show waiting, loading and progress; `on_tick`
 is called a few times a second while the worker measures (a page's live clock, and the moment
 Streamlit's Stop takes effect).
@@ -53,7 +54,7 @@ def preflight(spec: RunSpec) -> backends.Backend:
     """Checks that need no model; returns the backend that will run it."""
     check_threads(spec.threads)
     entry = get_entry(spec.model_id)
-    backend = backends.for_entry(entry)
+    backend = backends.for_spec(spec)
     backend.check(entry, spec)
     return backend
 
@@ -67,7 +68,7 @@ def memory_verdict(spec: RunSpec, cache: ModelCache):
     """The one memory verdict for `spec` with this cache: the model card shows it, `prepare`
     enforces it. A model the cache holds needs no room for its weights; otherwise the cache
     may drop the models nobody is using to make room (`releasable_bytes`)."""
-    backend = backends.for_model(spec.model_id)
+    backend = backends.for_spec(spec)
     held = cache.holds(backend, spec.model_id, spec.device, spec.dtype)
     return backend.assess_memory(spec, weights_loaded=held,
                                  releasable_bytes=0 if held else cache.releasable_bytes(spec.device))
@@ -88,6 +89,8 @@ def rough_duration_s(spec: RunSpec, weights_loaded: bool = False) -> float | Non
     can't be known without loading it."""
     from lib.models.shapes import shapes
 
+    if spec.hardware is not None:
+        return 0.0                     # an estimate is computed in a moment: nothing runs
     try:
         shape = shapes(spec.model_id)
         encoder = get_entry(spec.model_id).kind == ENCODER

@@ -30,6 +30,13 @@ COMPILES = ("off", "on")
 MAX_PROMPT_TEXT_CHARS = 100_000
 MAX_PROMPT_TOKENS = 131_072      # the longest context in the catalog
 MAX_MODEL_ID_CHARS = 4096        # Linux's longest path (PATH_MAX); ids are far shorter
+MAX_HARDWARE_ID_CHARS = 100      # profile ids are short words ("h200"); lib.hardware checks them
+MAX_DEVICES = 1024               # the most devices an estimate spreads a model over
+# Fields added after CSV exports existed: their columns go at the end of a row, since people's
+# spreadsheets read columns by position (lib.report.summary_row, lib.table.rows).
+LATER_FIELDS = ("hardware", "gpus")
+# An estimate (a spec with `hardware`) is computed, not timed: once, with nothing to warm up.
+ESTIMATE_SETTINGS = {"repetitions": 1, "warmup_runs": 0, "min_duration_s": 0.0}
 
 
 def default_threads() -> int:
@@ -126,6 +133,19 @@ class RunSpec:
         None, "--prompt", "Your prompt (optional)",
         "Text to send instead of the built-in prompt. It is cut or repeated to the exact prompt "
         "length, so every run has the same shape.", widget="text")
+    hardware: str | None = _field(
+        None, "--hardware", "Hardware to estimate on",
+        "Leave empty to measure on this machine. Name a hardware profile instead (h200, "
+        "tpu-v6e, laptop-cpu, 'this' for this machine's measured ceilings; `python -m lib "
+        "hardware` lists them) to get an ESTIMATE from a model of that hardware: nothing is "
+        "timed, so it counts as one repetition with no warm-up, and it is marked estimated "
+        "everywhere.", widget="text")
+    gpus: int = _field(
+        1, "--gpus", "Devices (estimates only)",
+        "How many devices of the hardware profile share the model: its matrices are split "
+        "across them (tensor parallelism; a mixture of experts spreads its experts), which "
+        "divides the memory each one reads per token but adds communication between them.",
+        1, MAX_DEVICES)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -160,6 +180,19 @@ class RunSpec:
             raise InvalidSpecError(
                 f"threads={self.threads} is far more than this machine's {default_threads()} cores: "
                 f"use at most {default_threads()}.")
+        if self.hardware is not None:
+            if not self.hardware.strip() or len(self.hardware) > MAX_HARDWARE_ID_CHARS:
+                raise InvalidSpecError(
+                    "hardware must name a hardware profile such as h200 or this (`python -m "
+                    "lib hardware` lists them), or be left empty to measure on this machine.")
+            for name, value in ESTIMATE_SETTINGS.items():
+                # Frozen: set once, here, before anyone holds it. Repetitions, warm-up and a
+                # minimum time have no meaning for a number that is computed.
+                object.__setattr__(self, name, value)
+        elif self.gpus != 1:
+            raise InvalidSpecError(
+                f"gpus={self.gpus} applies to estimates only: name a hardware profile too "
+                "(e.g. --hardware h200 --gpus 8), or use 1 to measure on this machine.")
         if self.prompt_text is not None:
             if not self.prompt_text.strip():
                 raise InvalidSpecError("Your prompt is empty: type some text, or clear the box to "
@@ -216,7 +249,7 @@ def from_saved(fields: dict[str, Any]) -> RunSpec:
     known = {name: fields[name] for name in field_names() if name in fields}
     for name, value in known.items():
         if _value_type(_field_of(name)) is str and not isinstance(value, str) and \
-                not (name == "prompt_text" and value is None):
+                not (_optional(name) and value is None):
             raise InvalidSpecError(f"{name} must be text (got {type(value).__name__}).")
         # NaN passes every bound (each comparison is False); a JSON parser reads NaN.
         if isinstance(value, float) and not math.isfinite(value):
@@ -236,21 +269,29 @@ def _field_of(name: str) -> dataclasses.Field:
     return next(f for f in dataclasses.fields(RunSpec) if f.name == name)
 
 
+def _optional(name: str) -> bool:
+    """A field that may hold None (its annotation says `| None`)."""
+    return "None" in str(_field_of(name).type)
+
+
 def _value_type(spec_field: dataclasses.Field) -> type:
     annotation = str(spec_field.type)
     return int if annotation == "int" else float if annotation == "float" else str
 
 
 def add_arguments(parser: argparse.ArgumentParser, defaults: dict[str, Any] | None = None,
-                  groups: dict[str, Any] | None = None) -> None:
+                  groups: dict[str, Any] | None = None,
+                  choices: dict[str, tuple] | None = None) -> None:
     """One CLI flag per RunSpec field, with its choices, default and help (bounds included).
 
     `defaults` overrides a field's default for this command (sweeps repeat less per point);
     `groups` puts a field's flag in an argument group of the parser (e.g. a mutually exclusive
-    one, for another way to give the same value).
+    one, for another way to give the same value); `choices` widens a field's choices for this
+    command (estimates take float8, which the command maps onto a spec itself).
     """
     for name in field_names():
-        info = field_info(name)
+        info = {**field_info(name), **({"choices": choices[name]} if name in (choices or {})
+                                       else {})}
         default = (defaults or {}).get(name, info["default"])
         bounds = ""
         if info["min"] is not None:

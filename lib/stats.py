@@ -15,7 +15,9 @@ An encoder writes no tokens: its e2e_s is one forward pass, total_tokens_per_s c
 tokens only, and TTFT/TPOT/decode throughput don't apply.
 
 Percentiles use linear interpolation between closest ranks (numpy's default). A percentile is
-only reported when there are enough samples for it to mean something (`MIN_SAMPLES`).
+only reported when there are enough samples for it to mean something (`MIN_SAMPLES`). An
+estimate (Provenance.kind "estimated") is one computed repetition, not a sample: its
+distributions report the value and n = 1, never a percentile, a quartile or a spread.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 @dataclass(frozen=True)
 class Distribution:
     values: tuple[float, ...]
+    estimated: bool = False          # computed by a model of the hardware, not measured
 
     @property
     def n(self) -> int:
@@ -85,19 +88,26 @@ class Distribution:
         return self.iqr / self.median if self.median else 0.0
 
     def percentile(self, q: float) -> float | None:
-        """None when there are too few samples for `q` to mean anything."""
-        if self.n < MIN_SAMPLES.get(int(q), 1):
+        """None when there are too few samples for `q` to mean anything (or none at all:
+        an estimate)."""
+        if self.estimated or self.n < MIN_SAMPLES.get(int(q), 1):
             return None
         return percentile(self.ordered, q)
 
     def band(self) -> "Band":
         """The spread to draw around the median: p10-p90 with enough samples, else the range."""
+        if self.estimated:
+            return Band(self.median, self.median, "estimate")
         low, high = self.percentile(10), self.percentile(90)
         if low is not None and high is not None:
             return Band(low, high, "p10–p90")
         return Band(min(self.values), max(self.values), "range")
 
     def to_dict(self) -> dict[str, Any]:
+        if self.estimated:
+            return {"median": self.median, "mean": self.median, "min": self.median,
+                    "max": self.median, "p10": None, "p25": None, "p75": None, "p90": None,
+                    "p95": None, "p99": None, "iqr": None, "n": self.n}
         return {
             "median": self.median, "mean": statistics.fmean(self.values),
             "min": min(self.values), "max": max(self.values),
@@ -110,7 +120,8 @@ class Distribution:
 
 @dataclass(frozen=True)
 class Band:
-    """A spread around a median: `kind` is "p10–p90", or "range" (min-max) with few samples."""
+    """A spread around a median: `kind` is "p10–p90", or "range" (min-max) with few samples,
+    or "estimate" (no spread: low = high = the estimate)."""
     low: float
     high: float
     kind: str
@@ -169,11 +180,13 @@ def summarize(measurement: Measurement) -> Summary:
     spec = measurement.spec
     per_rep = tuple(repetition_metrics(rep, spec.batch_size, spec.prompt_tokens)
                     for rep in measurement.repetitions)
-    metrics = {name: Distribution(tuple(r[name] for r in per_rep))
+    estimated = not measurement.measured
+    metrics = {name: Distribution(tuple(r[name] for r in per_rep), estimated)
                for name in REPETITION_METRICS if per_rep and name in per_rep[0]}
     itl = [gap for rep in measurement.repetitions for gap in inter_token_latencies(rep)]
     if itl:
-        metrics["itl_s"] = Distribution(tuple(itl))
+        # An estimate's gaps are all one TPOT: its one value, not a distribution of them.
+        metrics["itl_s"] = Distribution(tuple(itl[:1]) if estimated else tuple(itl), estimated)
     return Summary(per_rep, metrics, tuple(quality_warnings(metrics, measurement)))
 
 
@@ -253,6 +266,14 @@ def memory_breakdown(measurement: Measurement) -> MemoryBreakdown | None:
 
 
 def quality_warnings(metrics: dict[str, Distribution], measurement: Measurement) -> list[QualityWarning]:
+    if not measurement.measured:
+        # Repetitions, noise, warm-up and percentiles are about measuring: an estimate has one
+        # note instead, saying what it is.
+        return [QualityWarning(
+            "estimated", "Estimated, not measured: these numbers come from a model of the "
+            "hardware (its bandwidth, compute and the software stack's overheads), not a clock.",
+            "Treat them as a prediction; measure on the real hardware to check.",
+            severity="note")]
     warnings = []
     n = len(measurement.repetitions)
     if n < FEW_REPETITIONS:

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 from lib import floors, stats
 from lib.metrics import METRICS, format_value
-from lib.spec import field_names
+from lib.spec import LATER_FIELDS, field_names
 from lib.sweep import FACTORS, SweepResult
 
 FACTOR_PREFIX = "factor_"
@@ -41,7 +41,8 @@ RANGE = ("min", "max")          # added later: at the end of the row
 # spreadsheets have relied on since the first version.
 PROCEDURE_FIELDS = ("repetitions", "min_duration_s", "warmup_runs")
 SPEC_COLUMNS = tuple(name for name in field_names()
-                     if name not in PROCEDURE_FIELDS + ("prompt_text",)) + PROCEDURE_FIELDS
+                     if name not in PROCEDURE_FIELDS + ("prompt_text",) + LATER_FIELDS) \
+    + PROCEDURE_FIELDS
 DISPLAY_METRICS = ("ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "requests_per_s",
                    "peak_memory_bytes")
 
@@ -106,6 +107,7 @@ def rows(result: SweepResult) -> list[dict[str, Any]]:
         row["noisy"] = noise.noisy if noise else None
         row["other_cpu_percent"] = noise.other_cpu_percent if noise else None
         row["stopped_early"] = point.stopped_early
+        row.update({column: getattr(spec, column) for column in LATER_FIELDS})
         limits = floors.metric_floors(point.measurement) if point.measurement else {}
         for metric in floors.FLOOR_METRICS:
             row[floor_column(metric)] = limits.get(metric)

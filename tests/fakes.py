@@ -114,3 +114,29 @@ def with_declared_ceilings(measurement: Measurement) -> Measurement:
     import dataclasses
     return dataclasses.replace(measurement, environment={
         **measurement.environment, "ceilings": DECLARED_CEILINGS.to_dict()})
+
+
+# This machine's ceilings, declared: measuring them takes seconds (lib.ceilings), and a test
+# needs exact numbers. Shaped like lib.ceilings.Ceilings.
+DECLARED_THIS = dict(
+    device="cpu", memory_bandwidth_bytes_per_s=12e9, layer_overhead_s=0.3e-3,
+    matmul_flops_per_s={"float32": 100e9, "bfloat16": 60e9, "float16": 20e9, "int8": 150e9},
+    source="measured on this machine (declared by the test)")
+
+
+def declare_ceilings(monkeypatch, **changes) -> list[str]:
+    """`hardware.get("this")` built from DECLARED_THIS (with `changes`), never measured;
+    returns the list of devices it was asked for (each time it would have measured)."""
+    import types
+
+    from lib import hardware
+
+    asked: list[str] = []
+
+    def machine_ceilings(device: str):
+        asked.append(device)
+        return types.SimpleNamespace(**{**DECLARED_THIS, **changes})
+
+    monkeypatch.setattr(hardware, "_machine_ceilings", machine_ceilings)
+    hardware.this.cache_clear()          # callers clear it again when they end
+    return asked

@@ -141,7 +141,10 @@ def test_models_lists_the_catalog_as_json():
     result = cli("models", "--json")
     assert result.returncode == 0, result.stderr
     rows = {row["id"]: row for row in json.loads(result.stdout)}
-    assert len(rows) == 10
+    assert len(rows) == 11
+    assert rows["deepseek-r1"]["estimate_only"] is True
+    assert rows["deepseek-r1"]["parameters"] == 671_026_404_352
+    assert "estimate_only" not in rows["gpt2"]
     assert rows["smollm2-135m-instruct"]["weights"] == "trained"
     assert rows["all-minilm-l6-v2"]["kind"] == "encoder"
     assert rows["gpt2"]["parameters"] == 124_439_808

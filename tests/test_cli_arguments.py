@@ -24,13 +24,15 @@ from lib import cli, cli_arguments, spec as spec_module
 from lib.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = ("run", "sweep", "history", "models", "share", "export", "delete", "import")
+COMMANDS = ("run", "sweep", "estimate", "hardware", "history", "models", "share", "export",
+            "delete", "import")
 NOT_UTF8 = os.fsdecode(b"\xff\xfe")
 HOSTILE = ["", "nan", "NaN", "inf", "-inf", "99999999999999999999", "1e309", "-1", NOT_UTF8,
            "9" * 5000]
 PATHS = ["dev-zero", "directory", "link-to-dev-zero", "dangling-link", "fifo"]
 # What each command needs besides the argument under test (a small grid keeps sweeps quick).
-BASE = {"run": {}, "sweep": {"--factor": "batch", "--values": "1,2"}, "history": {},
+BASE = {"run": {}, "sweep": {"--factor": "batch", "--values": "1,2"},
+        "estimate": {"--hardware": "h200"}, "hardware": {}, "history": {},
         "models": {}, "share": {"entry_id": "1"}, "export": {"entry_id": "1"},
         "delete": {"entry_id": "1"}, "import": {}}
 
@@ -75,6 +77,17 @@ def _hostile_path(kind: str, folder: Path) -> str:
     else:
         os.mkfifo(path)
     return str(path)
+
+
+@pytest.fixture(autouse=True)
+def _declared_ceilings(monkeypatch):
+    """`this` (estimate's default, the first hardware profile) from declared ceilings:
+    measuring them takes seconds."""
+    from fakes import declare_ceilings
+    from lib import hardware
+    declare_ceilings(monkeypatch)
+    yield
+    hardware.this.cache_clear()
 
 
 @pytest.fixture(autouse=True)
@@ -136,7 +149,8 @@ def test_the_matrix_covers_every_argument():
     names = {(command, _name(action)) for command, action in ARGUMENTS}
     assert {("run", "--prompt-file"), ("sweep", "--values2"), ("history", "--since"),
             ("share", "entry_id"), ("run", "--min-duration"), ("export", "--csv"),
-            ("delete", "entry_id"), ("import", "file")} <= names
+            ("delete", "entry_id"), ("import", "file"), ("estimate", "--hardware"),
+            ("estimate", "--gpus"), ("run", "--hardware"), ("hardware", "--json")} <= names
     assert {command for command, _ in names} == set(COMMANDS)
 
 

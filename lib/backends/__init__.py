@@ -3,7 +3,8 @@
 A backend module defines `BACKEND`, an instance; this package finds them by listing its own
 folder, so adding a way to run models is one new file. `for_entry` picks the backend that runs a
 catalog entry by default (transformers `generate` for causal LMs, a forward pass for encoders).
-Tests swap every choice for a fake with `use(FakeBackend(...))`.
+`for_spec` sends a spec that names a hardware profile to the estimator. Tests swap every other
+choice for a fake with `use(FakeBackend(...))`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import contextlib
 import functools
 import importlib
 import pkgutil
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from lib.backends.base import Backend
 from lib.errors import UnsupportedError
 from lib.models.catalog import CatalogEntry, get_entry
+
+if TYPE_CHECKING:
+    from lib.spec import RunSpec
 
 _forced: list[Backend] = []
 
@@ -60,6 +64,15 @@ def for_model(model_id: str) -> Backend:
     return for_entry(get_entry(model_id))
 
 
+def for_spec(spec: "RunSpec") -> Backend:
+    """The backend that produces `spec`'s result: the estimator when it names a hardware
+    profile (even under `use`: an estimate loads nothing, so tests need no fake for it),
+    else the one that runs its model."""
+    if spec.hardware is not None:
+        return registry()["estimator"]
+    return for_model(spec.model_id)
+
+
 @contextlib.contextmanager
 def use(backend: Backend) -> Iterator[Backend]:
     """Run everything inside the block on `backend` (tests: a fake with declared latencies)."""
@@ -70,4 +83,4 @@ def use(backend: Backend) -> Iterator[Backend]:
         _forced.remove(backend)
 
 
-__all__ = ["Backend", "for_entry", "for_model", "get", "registry", "use"]
+__all__ = ["Backend", "for_entry", "for_model", "for_spec", "get", "registry", "use"]

@@ -77,11 +77,14 @@ class Backend(ABC):
     factors: tuple[str, ...] = STACK_FACTORS  # the software-stack settings it honours
     measures_memory: bool = True              # the engine tracks peak memory around each call
     isolate: bool = True                      # run its models in worker processes (lib.worker)
+    holds_weights: bool = True                # its loaded models take memory (not an estimate)
 
     # --- before loading -------------------------------------------------------------------
 
     def check(self, entry: CatalogEntry, spec: RunSpec) -> None:
         """Cheap checks that need no model: kind, device, dtype, stack settings, context."""
+        if self.provenance == MEASURED:
+            entry.check_live()
         if entry.kind not in self.kinds:
             raise UnsupportedError(f"{self.label} can't run {entry.display_name} (a "
                                    f"{entry.kind} model).")

@@ -93,6 +93,8 @@ class ModelCache:
         would not fit in free memory. Drops nothing when even an empty cache would not do."""
         from lib import memory
 
+        if not backend.holds_weights:
+            return      # an estimate loads nothing: no other model needs to make way for it
         need = backend.load_need(model_id, dtype).total_bytes
         with self._lock:
             if need > memory.free_bytes(device) + self.releasable_bytes(device):
@@ -111,7 +113,8 @@ class ModelCache:
         with self._lock:
             return sum(handle.loaded.shapes.weight_bytes(handle.loaded.dtype)
                        for key, handle in self._models.items()
-                       if key not in self._pinned and handle.loaded.device == device)
+                       if key not in self._pinned and handle.loaded.device == device
+                       and handle.backend.holds_weights)
 
     def drop(self, key: CacheKey) -> None:
         with self._lock:

