@@ -76,6 +76,11 @@ if memory_words:
 ttft_median = summary.metrics["ttft_s"].median if "ttft_s" in summary.metrics else \
     summary.metrics["e2e_s"].median
 tpot_median = summary.metrics["tpot_s"].median if "tpot_s" in summary.metrics else None
+if not measurement.measured:
+    st.warning(f"**This is an ESTIMATE, not a measurement.** Nothing ran: the numbers come from "
+               f"a model of {text.md(measurement.spec.hardware)} × {measurement.spec.gpus} "
+               "(its memory speed, arithmetic and per-layer costs). Choose *This machine: "
+               "measure it live* in the sidebar to measure.")
 why = floors.sentences(measurement, ttft_median, tpot_median)
 if why:
     st.subheader("Why it takes this long")
@@ -84,6 +89,15 @@ if why:
                "machine's measured ceilings (below): an estimate, drawn dashed on the charts.")
     for sentence in why:
         st.markdown(f"- {text.md(sentence)}")
+
+beside = running.estimate_beside(measurement, summary)
+if beside is not None:
+    st.subheader("Measured vs. estimated on this machine")
+    st.caption("The estimator predicts the same settings from a model of this machine (its "
+               "measured memory speed, arithmetic and cost per layer): the ratio says how far "
+               "the model is from what really happened, and the sentence why.")
+    st.dataframe(beside.table(), hide_index=True)
+    st.markdown(text.md(beside.reason))
 
 for warning in summary.warnings:
     if warning.severity == "warning":

@@ -288,3 +288,29 @@ def test_markdown_in_a_linked_model_id_is_shown_as_text():
     image.query_params.update({"model_id": "![x](https://tracker.example/pixel.png)"})
     image.run()
     assert "![" not in image.sidebar.error[0].value
+
+
+# --- why, what if (issue 11) --------------------------------------------------------------------
+
+def test_a_run_says_why_and_sits_beside_its_estimate(app):
+    set_settings(app, prompt_tokens=16, new_tokens=3, repetitions=1, min_duration_s=0.0)
+    app.button[0].click().run()
+    assert not app.exception and not app.error
+    headers = [h.value for h in app.subheader]
+    assert "Why it takes this long" in headers
+    assert "Measured vs. estimated on this machine" in headers
+    why = " ".join(plain(m.value) for m in app.markdown)
+    assert "at least" in why                                  # a floor, with its number
+    table = next(d.value for d in app.dataframe if "measured ÷ estimated" in d.value.columns)
+    assert list(table["metric"])[:2] == ["TTFT", "TPOT"]
+    assert any("This machine: how fast its memory and arithmetic are" in e.label
+               for e in app.expander)
+
+
+def test_an_estimate_on_other_hardware_is_labelled_and_runs_nothing(app):
+    app.selectbox(key="setting_hardware").set_value("h200").run()
+    set_settings(app, prompt_tokens=16, new_tokens=3)
+    app.button[0].click().run()
+    assert not app.exception
+    assert "This is an ESTIMATE, not a measurement" in app.warning[0].value
+    assert "Measured vs. estimated on this machine" not in [h.value for h in app.subheader]

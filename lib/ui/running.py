@@ -299,3 +299,18 @@ def machine_panel() -> None:
                 return
             panel.done()
             st.rerun()
+
+
+def estimate_beside(measurement: Measurement, summary: stats.Summary):
+    """The estimate for a live run's settings on this machine, compared with it (`lib.gap`);
+    None for an estimate, or when this machine has no estimate for it."""
+    from lib import estimator, gap
+    from lib.hardware import THIS
+
+    if not measurement.measured:
+        return None
+    try:
+        predicted = estimator.estimate(measurement.spec, THIS)
+    except ExplorerError:
+        return None
+    return gap.compare(measurement, summary, predicted)

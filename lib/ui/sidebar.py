@@ -83,6 +83,7 @@ def settings_sidebar() -> RunSpec | None:
             if values["compile"] == "on":
                 st.warning("Compiling takes about a minute on a CPU before the first run; it is "
                            "timed in the warm-up, never in a latency.")
+        values["hardware"], values["gpus"] = _hardware_picker()
         with st.expander("Your own prompt"):
             prompt = widget("prompt_text")
             if prompt and not prompt.strip():
@@ -96,6 +97,33 @@ def settings_sidebar() -> RunSpec | None:
             st.sidebar.error(text.md(exc))
     st.session_state[state.SPEC] = spec
     return spec
+
+
+def _hardware_picker() -> tuple[str | None, int]:
+    """'What if': measure here (the default), or estimate on a hardware profile."""
+    from lib import hardware
+
+    key = state.setting("hardware")
+    options: list[str | None] = [None, *hardware.ids()]
+    if st.session_state.get(key) not in options:
+        st.session_state.pop(key, None)             # a stale or damaged value: measure here
+    names = {profile_id: hardware.table()[profile_id].name
+             for profile_id in hardware.table()}
+    with st.expander("What if: other hardware (estimates)"):
+        chosen = st.selectbox(
+            field_info("hardware")["label"], options, key=key,
+            format_func=lambda h: "This machine: measure it live" if h is None else
+            "This machine: estimate (no run)" if h == hardware.THIS else
+            f"{names.get(h, h)}: estimate", help=field_info("hardware")["help"])
+        if chosen is None:
+            st.caption("Runs are measured here, now. Pick a profile to see what other "
+                       "hardware would do: an ESTIMATE from a model of that hardware "
+                       "(`python -m lib hardware` lists them with their sources).")
+            return None, 1
+        gpus = widget("gpus")
+        st.caption("Estimates are computed, not measured: they are labelled as such on every "
+                   "page, in History and in exports.")
+    return chosen, gpus
 
 
 def current_spec() -> RunSpec | None:
@@ -132,7 +160,12 @@ def _model_picker() -> tuple[str | None, catalog.CatalogEntry | None]:
         st.caption(text.md(f"{entry.description} "
                            f"{'Encoder' if entry.kind == catalog.ENCODER else ''}"))
         return entry.model_id, entry
-    options = [m for m, e in catalog.CATALOG.items() if e.weights == group]
+    estimating = st.session_state.get(state.setting("hardware")) is not None
+    # Estimation-only entries (DeepSeek-R1 at full size) are offered when estimating.
+    options = [m for m, e in catalog.CATALOG.items()
+               if e.weights == group and (estimating or not e.estimate_only)]
+    if st.session_state.get(state.model_choice(group)) not in options:
+        st.session_state.pop(state.model_choice(group), None)
     info = field_info("model_id")
     model_id = st.selectbox(info["label"], options=options, help=info["help"],
                             key=state.model_choice(group),
