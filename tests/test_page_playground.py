@@ -53,7 +53,7 @@ def test_run_shows_metrics_text_chart_and_table(app):
     assert kv.value == "2.8 MB"          # 46 KB per token x batch 2 x 30 tokens
     assert app.text[0].value.strip()                       # the generated text
     assert len(app.get("plotly_chart")) == 1
-    assert len(app.dataframe) == 1
+    assert len(app.dataframe) == 2           # the percentiles, and measured vs. estimated
     assert any("p99" in c.value for c in app.caption)      # why tail percentiles are hidden
     # Results persist across reruns (e.g. touching a widget) until the next Run.
     app.number_input(key="setting_new_tokens").set_value(7).run()
