@@ -51,7 +51,10 @@ REQUEST_BARS = 1000
 def token_latency_figure(measurement: Measurement) -> go.Figure:
     """Latency of every generated token: TTFT for token 1, then each inter-token gap. Each
     repetition is a faint line, or, beyond REPETITION_LINES of them, the band where the middle
-    80% of them lie at each token: at most 4 traces, however many repetitions."""
+    80% of them lie at each token: at most 4 traces, however many repetitions. An estimate
+    is one modelled line, named so (`estimated_token_figure`)."""
+    if not measurement.measured:
+        return estimated_token_figure(measurement)
     frame = _frame(token_latency_rows(measurement), ("repetition", "token_index", "latency_s"))
     frame["latency_ms"] = frame["latency_s"] * 1000
     figure = go.Figure()
@@ -100,6 +103,36 @@ def token_latency_figure(measurement: Measurement) -> go.Figure:
     return figure
 
 
+def estimated_token_figure(measurement: Measurement) -> go.Figure:
+    """An estimate's per-token chart: the modelled TTFT and one line at the modelled TPOT,
+    named "estimate", dotted, with no repetitions, median or spread (nothing was timed)."""
+    frame = _frame(token_latency_rows(measurement), ("repetition", "token_index", "latency_s"))
+    frame = frame[frame["repetition"] == 1]          # an estimate is one computed repetition
+    frame["latency_ms"] = frame["latency_s"] * 1000
+    decode = frame[frame["token_index"] > 1]
+    figure = go.Figure()
+    if not decode.empty:
+        figure.add_trace(go.Scatter(
+            x=decode["token_index"], y=decode["latency_ms"], mode="lines",
+            line={"color": STRONG, "width": 3, "dash": "dot"}, name="estimate",
+            hovertemplate="token %{x}: %{y:.1f} ms (estimated)<extra></extra>"))
+    ttft_ms = float(frame["latency_ms"].iloc[0])
+    figure.add_trace(go.Scatter(
+        x=[1], y=[ttft_ms], mode="markers",
+        marker={"color": TTFT_COLOR, "size": 11, "symbol": "diamond-open", "line": {"width": 2}},
+        name="first token (TTFT, includes prefill): estimate",
+        hovertemplate="TTFT: %{y:.1f} ms (estimated)<extra></extra>"))
+    figure.add_annotation(x=1, y=ttft_ms, text=f"TTFT {ttft_ms:.0f} ms (estimate)",
+                          showarrow=True, arrowhead=2, ax=40, ay=-30, font={"color": TTFT_COLOR})
+    figure.update_layout(
+        title="ESTIMATE, not measured: how long each generated token would take",
+        xaxis_title="generated token (1 = first token)", yaxis_title="latency (ms)",
+        yaxis_rangemode="tozero", hovermode="closest", height=420,
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+        margin={"t": 80})
+    return figure
+
+
 def _frame(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
     """These columns of tidy rows, read column by column: for half a million rows (1000
     repetitions of 512 tokens) a fraction of the time pandas takes reading dicts row by row."""
@@ -117,11 +150,19 @@ def request_latency_figure(measurement: Measurement) -> go.Figure:
     figure = go.Figure(go.Bar(marker_color=STRONG, **requests) if len(frame) <= REQUEST_BARS
                        else go.Scatter(mode="lines", line={"color": STRONG, "width": 1},
                                        **requests))
+    what = f"batch {measurement.spec.batch_size} x {measurement.spec.prompt_tokens} tokens"
+    if not measurement.measured:         # one computed request: no median of anything
+        figure.update_traces(name="estimate", marker_pattern_shape="/",
+                             hovertemplate="%{y:.1f} ms (estimated)<extra></extra>")
+        figure.update_layout(title=f"ESTIMATE, not measured: how long a request would take "
+                                   f"({what})", xaxis_title="estimated request",
+                             yaxis_title="latency (ms)", yaxis_rangemode="tozero", height=380,
+                             showlegend=True)
+        return figure
     figure.add_hline(y=median, line_dash="dash", line_color=TTFT_COLOR,
                      annotation_text=f"median {median:.1f} ms")
     figure.update_layout(
-        title=f"How long each request took (batch {measurement.spec.batch_size} x "
-              f"{measurement.spec.prompt_tokens} tokens)",
+        title=f"How long each request took ({what})",
         xaxis_title="timed repetition", yaxis_title="latency (ms)", yaxis_rangemode="tozero",
         height=380, showlegend=False)
     return figure

@@ -1,7 +1,8 @@
 """What a run would take on hardware that is not here: roofline floors plus what real stacks add.
 
 `estimate(spec, hardware_id, gpus)` predicts one request batch of `spec` on `gpus` devices of a
-hardware profile (`lib.hardware`) and returns an `Estimate`: the run's summary metrics as single
+hardware profile (`lib.hardware`; `estimate_on(spec, ceilings)` on the machine whose measured
+ceilings a saved run recorded) and returns an `Estimate`: the run's summary metrics as single
 numbers (`ttft_s`, `tpot_s`, `e2e_s`, throughputs, `peak_memory_bytes` per device), the roofline
 `floor` judged against them, which term bounds each phase, every assumption in plain words with
 its source, and a memory verdict (fits, or how many devices it needs). The model, per phase:
@@ -31,12 +32,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lib import memory
+from lib.ceilings import Ceilings
 from lib.errors import InvalidSpecError, MemoryGuardError, UnsupportedError
 from lib.hardware import THIS, Hardware
 from lib.metrics import format_bytes
 from lib.models.catalog import ENCODER, get_entry
 from lib.results import ESTIMATED
-from lib.spec import DTYPES, MAX_DEVICES, RunSpec
+from lib.spec import DTYPES, MAX_DEVICES, RunSpec, from_saved
 
 FLOAT8 = "float8"
 ESTIMATE_DTYPES = DTYPES + (FLOAT8,)     # float8: weights only, 1 byte; never run live here
@@ -187,14 +189,32 @@ def estimate(spec: RunSpec, hardware_id: str = THIS, gpus: int = 1,
              weights: str | None = None) -> Estimate:
     """Predict `spec` on `gpus` devices of the profile `hardware_id` (`this`: this machine's
     measured ceilings, on spec.device). `weights="float8"` stores weights in 1 byte."""
-    from lib import roofline
-    from lib.models.shapes import shapes
-
     from lib import hardware
 
     check(spec, hardware_id, gpus, weights)
-    profile = hardware.get(hardware_id, spec.device)
-    spec = spec.replace(hardware=hardware_id, gpus=gpus)
+    return _estimate(spec, hardware.get(hardware_id, spec.device), gpus, weights)
+
+
+def estimate_on(spec: RunSpec, ceilings: Ceilings, memory_bytes: float = 0.0,
+                name: str | None = None) -> Estimate:
+    """Predict `spec` on one device of the machine whose `lib.ceilings.Ceilings` these are
+    (those recorded with a saved run, `environment["ceilings"]`), as `estimate(spec, "this")`
+    does with this machine's: how History's error ledger judges a run measured anywhere.
+    `memory_bytes` (that machine's memory) only feeds the memory verdict."""
+    from lib import hardware
+
+    get_entry(spec.model_id).check_context(spec.prompt_tokens, spec.new_tokens)
+    label = name or f"{ceilings.device_name or ceilings.device}, measured"
+    return _estimate(spec, hardware.from_ceilings(ceilings, label, memory_bytes), 1, None)
+
+
+def _estimate(spec: RunSpec, profile: Hardware, gpus: int, weights: str | None) -> Estimate:
+    from lib import roofline
+    from lib.models.shapes import shapes
+
+    # As a saved spec is read: a run measured with more threads than this machine has is
+    # estimated all the same.
+    spec = from_saved({**spec.to_dict(), "hardware": profile.id, "gpus": gpus})
     entry = get_entry(spec.model_id)
     shape = shapes(spec.model_id)
     encoder = entry.kind == ENCODER

@@ -7,6 +7,8 @@ Apple M-series, phone NPU, Jetson, A100 ... TPU v6e), each with its source. Tabl
 the vendor's published peaks (dense, per device); `measured` tells the estimator which kind of
 number it holds, since a datasheet peak is never reached and a measured ceiling already is what
 this machine sustains. `get(id)` refuses an unknown id with the list of known ones.
+`from_ceilings` builds such a measured profile from any machine's ceilings (those a saved run
+recorded: History's error ledger judges each run on its own machine).
 
 `Hardware.peak_flops(dtype)` answers for any dtype: the figure for it, else the nearest one
 the device has (`flops_dtype` names which), so a phone NPU without float32 still gets a number
@@ -19,10 +21,13 @@ import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lib.errors import UnsupportedError
 from lib.text import one_line
+
+if TYPE_CHECKING:
+    from lib.ceilings import Ceilings
 
 TABLE_PATH = Path(__file__).parent / "data" / "hardware.json"
 THIS = "this"
@@ -114,16 +119,24 @@ def this(device: str = "cpu") -> Hardware:
         raise UnsupportedError(f"This machine has no {device}: estimate on "
                                f"{' or '.join(devices.available_devices())}, or pick a "
                                "hardware profile (python -m lib hardware).")
-    ceilings = _machine_ceilings(device)
-    label = _device_label(device)
+    return from_ceilings(_machine_ceilings(device), f"This machine ({_device_label(device)})",
+                         float(_memory_bytes(device)), device)
+
+
+def from_ceilings(ceilings: Ceilings, name: str, memory_bytes: float = 0.0,
+                  device: str | None = None) -> Hardware:
+    """A measured profile (id `this`) from a machine's `lib.ceilings.Ceilings`: this machine's,
+    or those recorded with a saved run (`environment["ceilings"]`), so a run measured elsewhere
+    is estimated on its own machine. `memory_bytes` only feeds the memory verdict; `device`
+    (default: the ceilings') says whether it is a CPU or a GPU."""
+    device = device or ceilings.device
     return Hardware(
-        id=THIS, name=f"This machine ({label})",
-        kind="cpu" if device == "cpu" else "gpu",
+        id=THIS, name=name, kind="cpu" if device == "cpu" else "gpu",
         memory_bandwidth_bytes_per_s=ceilings.memory_bandwidth_bytes_per_s,
         matmul_flops_per_s=dict(ceilings.matmul_flops_per_s),
-        memory_bytes=float(_memory_bytes(device)), source=ceilings.source,
-        notes="Measured here: sustained bandwidth (a copy over buffers far larger than the "
-              "caches) and matmul rates, not datasheet peaks.",
+        memory_bytes=memory_bytes, source=ceilings.source,
+        notes="Measured on the machine itself: sustained bandwidth (a copy over buffers far "
+              "larger than the caches) and matmul rates, not datasheet peaks.",
         measured=True, layer_overhead_s=ceilings.layer_overhead_s)
 
 

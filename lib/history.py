@@ -14,7 +14,8 @@ not. An entry edited by hand or written by another version never reaches a page 
 and an import is opened the same way before it is stored (`lib.imports`).
 
 It also says, in words, what an entry is (`entry_label`: the factor varied, its values and the
-models a sweep really ran) and how saved settings differ (`settings_differences`). Every save
+models a sweep really ran; `estimate_words` and `provenance_mark`: that its numbers are
+estimates, not measurements) and how saved settings differ (`settings_differences`). Every save
 takes an optional `owner` (lib.classroom's id of the browser session that measured it); without
 one the entry belongs to the host, as before classroom mode existed. Saves also take an
 `on_wait`, told when a save waits for a database another program keeps locked; a result is
@@ -235,6 +236,47 @@ def entry_label(entry: dict[str, Any]) -> str:
     if entry.get("skipped"):
         label += f" ({entry['skipped']} skipped)"
     return label
+
+
+def hardware_words(hardware_id: str, gpus: int) -> str:
+    """'NVIDIA H200 SXM 141GB x 8': a hardware profile by its name (`this`: this machine's
+    measured ceilings; an id this version doesn't know, as it was saved)."""
+    from lib import hardware
+
+    if hardware_id == hardware.THIS:
+        name = "this machine (its measured ceilings)"
+    else:
+        profile = hardware.table().get(hardware_id)
+        name = profile.name if profile is not None else hardware_id
+    return f"{name} x {gpus}"
+
+
+def estimate_words(opened: Opened) -> str | None:
+    """How an opened entry says it holds estimates, None when all of it was measured:
+    'ESTIMATE (not measured) from a model of NVIDIA H200 SXM 141GB x 1'; a sweep mixing both
+    names the hardware its estimated points were modelled on."""
+    if opened.kind == "run":
+        measurements = [opened.measurement]
+    else:
+        measurements = [p.measurement for p in opened.sweep.points if p.measured]
+    estimated = [m for m in measurements if not m.measured]
+    if not estimated:
+        return None
+    models = _listed(_distinct([hardware_words(m.spec.hardware or "?", m.spec.gpus)
+                                for m in estimated]))
+    if len(estimated) == len(measurements):
+        return f"ESTIMATE (not measured) from a model of {models}"
+    return (f"PARTLY ESTIMATED: {len(estimated)} of {len(measurements)} points come from a "
+            f"model of {models}, not a measurement")
+
+
+def provenance_mark(entry: dict[str, Any]) -> str:
+    """What follows an entry's name where entries are compared: '', ' (estimate)' or
+    ' (partly estimated)' (`Store.list`'s `provenance`)."""
+    provenance = entry.get("provenance", results.MEASURED)
+    if provenance == results.MEASURED:
+        return ""
+    return " (estimate)" if provenance == results.ESTIMATED else " (partly estimated)"
 
 
 def run_settings_text(spec: dict[str, Any]) -> str:

@@ -128,26 +128,30 @@ def percentile_rows(summary: Summary) -> list[dict[str, Any]]:
 
 def metric_cards(measurement: Measurement, summary: Summary) -> list[dict[str, str]]:
     """One card per metric: label, median, spread (the percentile gate's: p10-p90 with 10 or
-    more samples, else the range of the samples, n) and plain meaning."""
+    more samples, else the range of the samples, n; an estimate's says it is one) and plain
+    meaning."""
     cards = []
     for name, metric in METRICS.items():
         dist = summary.metrics.get(name)
         if dist is None or name == "itl_s":
             continue
         band = dist.band()
-        cards.append({
-            "label": metric.label, "value": format_value(name, dist.median),
-            "meaning": metric.meaning,
-            "spread": f"{format_value(name, band.low)} – {format_value(name, band.high)} "
-                      f"({band.kind}, n={dist.n})"})
+        # An estimate is one computed number: no spread to show, and it says what it is.
+        spread = "estimated, not measured" if dist.estimated else \
+            f"{format_value(name, band.low)} – {format_value(name, band.high)} " \
+            f"({band.kind}, n={dist.n})"
+        cards.append({"label": metric.label, "value": format_value(name, dist.median),
+                      "meaning": metric.meaning, "spread": spread})
     kv_estimate = measurement.kv_cache_bytes_estimate
     breakdown = memory_breakdown(measurement)
     spec = measurement.spec
     if breakdown is not None and breakdown.kv_cache_bytes:
+        read = "read from the cache's tensors" if measurement.measured else \
+            "estimated from the model's shapes, not measured"
         cards.append({
             "label": "KV cache", "value": format_bytes(breakdown.kv_cache_bytes),
-            "spread": f"read from the cache's tensors; estimated {format_bytes(kv_estimate)}"
-                      if kv_estimate else "read from the cache's tensors",
+            "spread": f"{read}; estimated {format_bytes(kv_estimate)}"
+                      if kv_estimate and measurement.measured else read,
             "meaning": "The keys and values the model remembers for every token of the batch "
                        "so it doesn't re-read the prompt: it grows with batch x tokens."})
     elif kv_estimate is not None:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from lib.errors import ExplorerError
+from lib.results import ESTIMATED, MEASURED
 
 DATA_ENV = "ILE_DATA_DIR"
 EXPORT_FORMAT = "inference-latency-explorer/1"
@@ -117,6 +118,22 @@ def _models_run(entry: dict[str, Any], points: list[tuple[dict, str | None]]) ->
     if not models and "model" not in entry["factors"]:
         models = [entry["model_id"]]
     return list(dict.fromkeys(models))
+
+
+def _provenance(kind: str, run_kind: Any, base_hardware: Any, point_kinds: list[Any]) -> str:
+    """"measured", "estimated" or "measured and estimated": what an entry's numbers are. A
+    document that doesn't say was measured (written before estimates existed); a sweep with no
+    point yet is what its settings ask for (a hardware profile: estimated)."""
+    if kind == "run":
+        kinds = {run_kind}
+    elif point_kinds:
+        kinds = set(point_kinds)
+    else:
+        kinds = {ESTIMATED if isinstance(base_hardware, str) else MEASURED}
+    estimated, measured = ESTIMATED in kinds, bool(kinds - {ESTIMATED})
+    if estimated and measured:
+        return f"{MEASURED} and {ESTIMATED}"
+    return ESTIMATED if estimated else MEASURED
 
 
 def _decoded(fragment: Any, kind: type, default: Any) -> Any:
@@ -333,6 +350,8 @@ class Store:
         (a run's settings), `factors` (a sweep's), `point_values` (each saved point's factor
         values) and `models` (the models it really ran: a model sweep's come from its points,
         not from the settings it started with). `model_id` matches any of those models.
+        `provenance` says whether its numbers were "measured", "estimated" (a model of the
+        hardware: lib.estimator) or, for a sweep mixing both, "measured and estimated".
         `visible_to`: only that owner's entries and the shared ones (a classroom visitor).
         """
         query = ("SELECT e.id, e.kind, e.created_at, e.model_id, e.device, e.status, e.note, "
@@ -341,7 +360,11 @@ class Store:
                  # A damaged entry's document may not even be JSON: it is listed all the same.
                  "CASE WHEN json_valid(e.document) THEN json_extract(e.document, '$.factors') END, "
                  "CASE WHEN e.kind = 'run' AND json_valid(e.document) "
-                 "THEN json_extract(e.document, '$.spec') END "
+                 "THEN json_extract(e.document, '$.spec') END, "
+                 "CASE WHEN json_valid(e.document) "
+                 "THEN json_extract(e.document, '$.provenance.kind') END, "
+                 "CASE WHEN json_valid(e.document) "
+                 "THEN json_extract(e.document, '$.base.hardware') END "
                  "FROM entries e WHERE 1 = 1")
         args: list[Any] = []
         if device:
@@ -356,17 +379,21 @@ class Store:
         def read(db: sqlite3.Connection) -> tuple[list, list]:
             return (db.execute(query + " ORDER BY e.id DESC", args).fetchall(),
                     db.execute("SELECT entry_id, json_extract(document, '$.values'), "
-                               "json_extract(document, '$.measurement.spec.model_id') "
+                               "json_extract(document, '$.measurement.spec.model_id'), "
+                               "json_extract(document, '$.measurement.provenance.kind') "
                                "FROM sweep_points WHERE json_valid(document) "
                                "ORDER BY entry_id, position").fetchall())
         rows, points = self._run(read)
         keys = ("id", "kind", "created_at", "model_id", "device", "status", "note",
                 "imported_from", "points", "owner", "shared")
         per_entry: dict[int, list[tuple[dict, str | None]]] = {}
-        for entry_id, values, measured_model in points:
+        point_kinds: dict[int, list[Any]] = {}
+        for entry_id, values, measured_model, kind in points:
             per_entry.setdefault(entry_id, []).append((
                 _decoded(values, dict, {}),
                 measured_model if isinstance(measured_model, str) else None))
+            if isinstance(measured_model, str):         # a measured (not skipped) point
+                point_kinds.setdefault(entry_id, []).append(kind)
         entries = []
         for row in rows:
             entry = dict(zip(keys, row[:11]))
@@ -378,6 +405,8 @@ class Store:
             entry["point_values"] = [values for values, _ in saved_points]
             entry["skipped"] = sum(1 for _, model in saved_points if model is None)
             entry["models"] = _models_run(entry, saved_points)
+            entry["provenance"] = _provenance(entry["kind"], row[13], row[14],
+                                              point_kinds.get(entry["id"], []))
             if model_id is None or model_id in entry["models"]:
                 entries.append(entry)
         return entries

@@ -12,7 +12,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from lib import charts, classroom, history, imports, report, sweep, table, text, ui
+from lib import charts, classroom, history, imports, ledger, report, sweep, table, text, ui
 from lib.errors import ExplorerError
 from lib.metrics import METRICS, format_value
 from lib.models.catalog import ENCODER
@@ -51,6 +51,33 @@ def stored(action, *args, **kwargs):
         wait_notice.empty()
         st.error(text.md(exc))
         st.stop()
+
+
+def show_ledger(entries: list[dict]) -> None:
+    """The error ledger: every saved live run beside its estimate (lib.ledger), in words and
+    per factor. Judged once per entry per process, so it costs nothing on later clicks."""
+    try:
+        judged = ledger.build(store, entries)
+    except StoreError as exc:
+        st.error(text.md(exc))
+        return
+    st.markdown("Every saved live run (and measured sweep point) beside what the estimator "
+                "predicts for the same settings on the machine it ran on, from the ceilings "
+                "measured there: error = estimate / measured − 1. *Off by* is the median of "
+                "the errors' sizes (the middle case); *too fast* means the estimate predicted "
+                "less time than was measured.")
+    for said in judged.sentences():
+        st.markdown(f"- {text.md(said)}")
+    if not judged.judged:
+        return
+    st.caption(f"Per factor: the runs grouped by their value of it. Each sweep point counts as "
+               f"one run; fewer than {ledger.MIN_RUNS_TO_JUDGE} runs are too few to judge, and "
+               "'within the noise' means the miss is no larger than the runs' own spread.")
+    for tab, name in zip(st.tabs([factor.title for factor in sweep.FACTORS.values()]),
+                         sweep.FACTORS):
+        with tab:
+            st.dataframe(pd.DataFrame(judged.factor_rows(name)), hide_index=True,
+                         width="stretch")
 
 
 try:
@@ -94,6 +121,7 @@ entries = stored(store.list, model_id=None if model == "all" else model,
                      since=since.isoformat() if since else None, visible_to=visible_to)
 listing = pd.DataFrame([{
     "id": e["id"], "what": history.entry_label(e),
+    "measured / estimated": e["provenance"],
     **({"whose": viewer.whose(e)} if viewer.classroom else {}),
     "when (UTC)": e["created_at"].replace("T", " ").rstrip("Z"),
     "device": e["device"], "status": e["status"], "note": e["note"],
@@ -101,6 +129,8 @@ listing = pd.DataFrame([{
 generation = st.session_state.get(state.HISTORY_TABLE_GENERATION, 0)
 picked = st.dataframe(listing, hide_index=True, width="stretch", on_select="rerun",
                       selection_mode="multi-row", key=state.history_table(generation))
+with st.expander("How good are the estimates? (error ledger)"):
+    show_ledger(everything)          # every entry this viewer may see, whatever the filters
 # A selection can outlive its rows (after a new filter): keep what still exists.
 rows = picked.selection.rows if picked and picked.selection else []
 chosen = [entries[i] for i in rows if i < len(entries)]
@@ -126,8 +156,15 @@ for chosen_entry in chosen:
 
 
 def show_one(entry: dict) -> None:
-    st.subheader(f"#{entry['id']}: {text.md(history.entry_label(entry))}, on "
-                 f"{text.md(entry['device'])}")
+    estimated = history.estimate_words(opened[entry["id"]]) if entry["id"] in opened else None
+    if estimated and opened[entry["id"]].kind == "run":     # no device of this machine ran it
+        st.subheader(f"#{entry['id']}: {text.md(estimated)} — "
+                     f"{text.md(history.entry_label(entry))}")
+    else:
+        st.subheader(f"#{entry['id']}: {text.md(history.entry_label(entry))}, on "
+                     f"{text.md(entry['device'])}")
+        if estimated:
+            st.warning(text.md(estimated) + ".")
     if entry["imported_from"]:
         st.caption(f"Imported; measured on {text.md(entry['imported_from'])}.")
     body = st.container()      # above the controls, filled after them: nothing in it hides them
@@ -152,6 +189,8 @@ def show_run(run: history.Opened) -> None:
     for warning in run.summary.warnings:
         if warning.code == "noisy":
             st.warning(f"**{text.md(warning.message)}** {text.md(warning.hint)}")
+        elif warning.code == "estimated":
+            st.info(f"**{text.md(warning.message)}** {text.md(warning.hint)}")
     measurement = run.measurement
     figure = charts.request_latency_figure(measurement) \
         if measurement.model_kind == ENCODER else charts.token_latency_figure(measurement)
@@ -230,14 +269,19 @@ def show_settings(entries_and_specs: list[tuple[dict, dict]], ignore: set[str]) 
                                            for n, v in same.items() if v is not None) + ".")
 
 
+def compared_name(entry: dict) -> str:
+    """An entry's name where entries are compared: '#4', '#5 (estimate)'."""
+    return f"#{entry['id']}{history.provenance_mark(entry)}"
+
+
 def compare_runs(selected: list[dict]) -> None:
     summaries = [(e, opened[e["id"]].summary) for e in selected]
-    st.plotly_chart(charts.compare_overview_figure([(f"#{e['id']}", s) for e, s in summaries]),
-                    width="stretch")
+    st.plotly_chart(charts.compare_overview_figure([(compared_name(e), s)
+                                                    for e, s in summaries]), width="stretch")
     st.caption("Medians over each run's repetitions; n is how many. Latency: lower is better. "
                "Throughput: higher is better. Memory: what the process held at its peak.")
     st.dataframe(pd.DataFrame([{
-        "entry": f"#{e['id']}", "what": history.entry_label(e),
+        "entry": compared_name(e), "what": history.entry_label(e),
         **{METRICS[m].label: format_value(m, s.metrics[m].median) if m in s.metrics else "–"
            for m in COMPARE_METRICS},
         "n": s.metrics["e2e_s"].n if "e2e_s" in s.metrics else 0} for e, s in summaries]),
@@ -252,7 +296,7 @@ def compare_sweeps(selected: list[dict]) -> None:
         st.warning("To overlay sweeps, select sweeps of the same single factor.")
         return
     factor = sweep.FACTORS[next(iter(factor_sets))[0]]
-    labelled = [(f"#{e['id']}", pd.DataFrame(opened[e["id"]].rows)) for e, _ in results]
+    labelled = [(compared_name(e), pd.DataFrame(opened[e["id"]].rows)) for e, _ in results]
     st.plotly_chart(charts.compare_sweeps_figure(labelled, factor), width="stretch")
     for metric in ("decode_tokens_per_s", "peak_memory_bytes"):
         st.plotly_chart(charts.compare_sweeps_metric_figure(labelled, factor, metric),

@@ -231,6 +231,24 @@ def test_the_request_chart_is_one_trace_and_a_line_beyond_its_bars():
     assert len(line.data[0].y) == 20_000
 
 
+def test_an_estimate_is_drawn_as_one_modelled_line_named_estimate():
+    import dataclasses
+
+    from lib.results import ESTIMATED, Provenance
+    estimate = dataclasses.replace(many_repetitions(1, tokens=5),
+                                   provenance=Provenance("estimator", ESTIMATED))
+    figure = charts.token_latency_figure(estimate)
+    assert [t.name for t in figure.data] == ["estimate",
+                                            "first token (TTFT, includes prefill): estimate"]
+    assert list(figure.data[0].x) == [2, 3, 4, 5] and figure.data[0].line.dash == "dot"
+    assert figure.layout.title.text.startswith("ESTIMATE, not measured")
+    encoder = dataclasses.replace(many_repetitions(1, kind="encoder"),
+                                  provenance=Provenance("estimator", ESTIMATED))
+    request = charts.request_latency_figure(encoder)
+    assert [t.name for t in request.data] == ["estimate"] and not request.layout.shapes
+    assert request.layout.title.text.startswith("ESTIMATE, not measured")
+
+
 HOSTILE_MODEL = '<a href="https://evil.example/login">Session expired</a><img src=x>'
 
 

@@ -64,3 +64,41 @@ def test_open_entry_names_what_is_wrong_and_never_raises_anything_else():
         history.open_entry({"spec": {}})
     opened = history.open_entry({**sweep_document, "points": []})
     assert opened.kind == "sweep" and opened.rows == [] and opened.csv == ""
+
+
+def test_estimates_are_listed_exported_and_named_as_estimates():
+    from fakes import fake_runner
+    from lib import runner, stats
+    from lib.store import Store
+
+    store = Store()
+    estimate = runner.run(RunSpec(model_id="gpt2", hardware="h200", gpus=2, new_tokens=3))
+    estimate_id, _ = history.save_run(estimate, stats.summarize(estimate), store)
+    measured = fake_runner(RunSpec(prompt_tokens=16, new_tokens=3, repetitions=1,
+                                   min_duration_s=0.0, threads=1))
+    measured_id, _ = history.save_run(measured, stats.summarize(measured), store)
+    # A sweep mixing this machine's measurements with a profile's estimates.
+    sweep_id = store.start_sweep(history.sweep_document(measured.spec, ["batch"], 2))
+    for position, point in enumerate((measured, estimate)):
+        store.add_sweep_point(sweep_id, position, {
+            "values": {"batch": position + 1},
+            "measurement": history.run_document(point, stats.summarize(point))})
+    empty_estimate_sweep = store.start_sweep(history.sweep_document(
+        RunSpec(hardware="tpu-v6e"), ["batch"], 2))
+    listed = {e["id"]: e for e in store.list()}
+    assert [listed[i]["provenance"] for i in (estimate_id, measured_id, sweep_id,
+                                              empty_estimate_sweep)] == \
+        ["estimated", "measured", "measured and estimated", "estimated"]
+    assert [history.provenance_mark(listed[i]) for i in (estimate_id, measured_id, sweep_id)] \
+        == [" (estimate)", "", " (partly estimated)"]
+    exported = store.export(estimate_id)
+    assert exported["provenance"]["kind"] == "estimated"
+    assert exported["provenance"]["backend"] == "estimator"
+    assert history.estimate_words(history.open_entry(exported)) == \
+        "ESTIMATE (not measured) from a model of NVIDIA H200 SXM 141GB x 2"
+    assert history.estimate_words(history.open_entry(store.export(measured_id))) is None
+    assert history.estimate_words(history.open_entry(store.export(sweep_id))) == \
+        "PARTLY ESTIMATED: 1 of 2 points come from a model of NVIDIA H200 SXM 141GB x 2, " \
+        "not a measurement"
+    assert history.hardware_words("this", 1) == "this machine (its measured ceilings) x 1"
+    assert history.hardware_words("h900", 4) == "h900 x 4"      # saved by a newer version

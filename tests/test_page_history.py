@@ -351,3 +351,41 @@ def test_an_entry_of_20000_repetitions_opens_with_a_few_traces():
     assert len(figure["data"]) == 4              # band edges, median, TTFT: not 20,002 lines
     assert "middle 80% of 20,000 repetitions" in figure["data"][1]["name"]
     print(f"opened a 20,000-repetition run in History in {opened_s:.2f} s")
+
+
+# --- estimates and the error ledger -------------------------------------------------------------
+
+def test_the_error_ledger_and_an_estimate_labelled_as_one():
+    from fakes import with_declared_ceilings
+    from lib import runner
+
+    store = Store()
+    for batch in (1, 2):
+        measurement = with_declared_ceilings(fake_runner(BASE.replace(batch_size=batch)))
+        history.save_run(measurement, stats.summarize(measurement), store)
+    estimate = runner.run(RunSpec(model_id="gpt2", hardware="h200", new_tokens=4))
+    estimate_id, _ = history.save_run(estimate, stats.summarize(estimate), store)
+    at = open_history()
+    ledger_box = next(e for e in at.expander
+                      if e.label == "How good are the estimates? (error ledger)")
+    said = [plain(m.value) for m in ledger_box.markdown]
+    assert any(line.startswith("- Only 2 saved runs: too few to judge the estimate of the "
+                               "time per token") for line in said)
+    assert "- 1 estimate is never in it: an estimate is a prediction, not a measurement." in said
+    assert [tab.label for tab in ledger_box.tabs] == [f.title for f in sweep.FACTORS.values()]
+    by_batch = next(tab for tab in ledger_box.tabs if tab.label == "Batch size")
+    assert list(by_batch.dataframe[0].value["Batch size"]) == ["1", "2"]
+    assert list(at.dataframe[0].value["measured / estimated"]) == \
+        ["estimated", "measured", "measured"]
+    select(at, [0])
+    assert plain(at.subheader[0].value) == (
+        f"#{estimate_id}: ESTIMATE (not measured) from a model of NVIDIA H200 SXM 141GB x 1 "
+        "— run: gpt2, batch 1, prompt 64, output 4, float32")
+    assert [c.value for c in at.caption].count("estimated, not measured") == 4   # the cards
+    assert any(plain(i.value).startswith("**Estimated, not measured") for i in at.info)
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    names = [trace.get("name", "") for trace in figure["data"]]
+    assert "estimate" in names and not any("median over" in n for n in names)
+    assert figure["layout"]["title"]["text"].startswith("ESTIMATE, not measured")
+    select(at, [0, 1])
+    assert list(at.dataframe[-2].value["entry"]) == [f"#{estimate_id} (estimate)", "#2"]
