@@ -7,7 +7,10 @@ categorical one (model, dtype, ...) as bars, never as a line between categories.
 around each median is p10–p90 where the point has the samples for it (the percentile gate) and
 the min–max range otherwise (`table.band_columns`), and the title and hover say which. Noisy
 points (`stats.point_noise`) are ringed (lines) or hatched (bars), with the reason on hover. One
-quantity per y axis, and a log axis is said to double only when its values do.
+quantity per y axis, and a log axis is said to double only when its values do. Estimated
+points (a hardware profile, `table.is_estimated`) are unmistakable: lighter, diagonally hatched
+bars and "(estimate)" in their category; open diamonds on a dotted line; "est." in a heatmap
+cell; "estimate, not measured" on hover, and no spread (the subtitle says so).
 
 Plotly renders labels, legends, tick labels and hover text as a subset of HTML, and model ids
 and the labels callers pass in come from users: each goes through `lib.text.html` here, and no
@@ -36,7 +39,7 @@ from lib.report import request_latency_rows, token_latency_rows
 from lib.results import Measurement
 from lib.stats import MIN_SAMPLES, Summary
 from lib.sweep import FACTORS, Factor
-from lib.table import Status, band_columns, stat_column
+from lib.table import Status, band_columns, is_estimated, stat_column
 
 FAINT = "rgba(99, 110, 250, 0.25)"
 STRONG = "rgb(99, 110, 250)"
@@ -177,6 +180,10 @@ MEMORY_COLOR = "rgb(171, 99, 250)"
 NOISY_COLOR = "rgb(230, 145, 0)"
 NOISY_RING = "⚠ noisy point (ringed): hover it for why"
 NOISY_HATCH = "⚠ noisy point (hatched): hover it for why"
+ESTIMATE_HATCH = "estimate (lighter, hatched /): a model of the hardware, not measured"
+ESTIMATE_OPACITY = 0.45
+ESTIMATE_HATCH_COLOR = "rgba(255, 255, 255, 0.9)"      # white stripes over the lighter bar
+ESTIMATE_WORDS = "estimate, not measured: no spread"
 PERCENTILE_SAMPLES = MIN_SAMPLES[10]
 
 
@@ -185,9 +192,19 @@ def _measured(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _x(measured: pd.DataFrame, factor: Factor) -> pd.Series:
-    """The factor's values to draw: numbers, or categories as Plotly shows text (escaped)."""
+    """The factor's values to draw: numbers, or categories as Plotly shows text (escaped),
+    an estimated point's saying so: 'NVIDIA H200 SXM 141GB (estimate)'."""
     values = measured[factor.column]
-    return values if factor.numeric else values.astype(str).map(text.html)
+    if factor.numeric:
+        return values
+    estimated = measured.get("provenance", pd.Series("", index=measured.index)) == "estimated"
+    return pd.Series([text.html(category_label(factor, value, flag))
+                      for value, flag in zip(values, estimated)], index=measured.index)
+
+
+def category_label(factor: Factor, value: Any, estimated: bool) -> str:
+    """A category as drawn (not yet escaped): its words, plus '(estimate)' for an estimate."""
+    return factor.value_label(value) + (" (estimate)" if estimated else "")
 
 
 def _records(measured: pd.DataFrame) -> list[dict[str, Any]]:
@@ -205,9 +222,10 @@ class Series:
     median: list
     low: list
     high: list
-    kinds: list[str]         # per measured value: "p10–p90" or "range"
+    kinds: list[str]         # per measured value: "p10–p90", "range" or "estimate"
     hover: list[str]
     noisy: list[bool]
+    estimated: list[bool]
 
     def errors(self) -> dict[str, Any]:
         """Plotly's asymmetric error bars for this spread."""
@@ -226,6 +244,8 @@ def series(measured: pd.DataFrame, factor: Factor, metric: str) -> Series:
     for row in records:
         low_column, high_column, kind = band_columns(row, metric)
         median, low, high = row.get(metric), row.get(low_column), row.get(high_column)
+        if kind == "estimate":
+            low = high = None         # one computed value: no spread to draw
         n = int(row.get(stat_column(metric, "n")) or 0)
         medians.append(None if median is None else median * scale)
         lows.append(None if low is None else low * scale)
@@ -234,19 +254,29 @@ def series(measured: pd.DataFrame, factor: Factor, metric: str) -> Series:
             hovers.append("not measured")
             continue
         kinds.append(kind)            # only measured values decide what the subtitle says
+        if kind == "estimate":
+            hovers.append(f"{format_value(metric, median)} ({ESTIMATE_WORDS})")
+            continue
         spread = f"{format_value(metric, low)} – {format_value(metric, high)}"
         spread = (f"p10–p90 {spread}, n={n}" if kind == "p10–p90" else
                   f"range of {n} sample{'s' if n != 1 else ''}: {spread}")
         words = f"{format_value(metric, median)} ({spread})"
         hovers.append(words + (f"<br>⚠ noisy: {noise_reason(row)}" if is_noisy(row) else ""))
     return Series(list(_x(measured, factor)), medians, lows, highs, kinds, hovers,
-                  [is_noisy(row) for row in records])
+                  [is_noisy(row) for row in records], [is_estimated(row) for row in records])
 
 
 def spread_note(kinds: list[str], shape: str = "band") -> str:
     """What the drawn spread is, e.g. 'band: p10–p90 ...' or 'error bars: lowest to highest
     sample (each point has fewer than 10, ...)'. kinds: one per point, from `band_columns`."""
     found = set(kinds)
+    if found == {"estimate"}:
+        return "estimate: no spread (each point is computed from a model of its hardware, " \
+               "not measured)"
+    if "estimate" in found:
+        return (spread_note([kind for kind in kinds if kind != "estimate"], shape)
+                + "; estimated points (lighter, hatched or open diamonds): no spread, not "
+                  "measured")
     if found == {"p10–p90"}:
         return f"{shape}: p10–p90, the middle 80% of each point's samples"
     if found == {"range"}:
@@ -258,8 +288,9 @@ def spread_note(kinds: list[str], shape: str = "band") -> str:
 
 def _title(figure: go.Figure, text: str, kinds: list[str], shape: str) -> None:
     """A title, and under it what the marks mean: medians, and which spread is drawn."""
+    what = "Estimates" if kinds and set(kinds) == {"estimate"} else "Medians"
     figure.update_layout(title={"text": text, "subtitle": {
-        "text": f"Medians; {spread_note(kinds, shape)}."}})
+        "text": f"{what}; {spread_note(kinds, shape)}."}})
 
 
 def _band(s: Series, color: str, group: str, where: dict) -> list[go.Scatter]:
@@ -277,20 +308,30 @@ def _draw(figure: go.Figure, s: Series, name: str, color: str, factor: Factor,
     through the medians, with a shaded band (or error bars where several lines overlap) and a
     ring around each noisy point."""
     hover = "%{fullData.name}: %{customdata}<extra></extra>"
+    every_estimate = bool(s.estimated) and all(s.estimated)
+    if every_estimate:
+        name = name.replace("(median)", "(estimate)")
     if not factor.numeric:
         figure.add_trace(go.Bar(
             x=s.x, y=s.median, name=name, legendgroup=name, error_y=s.errors(),
-            marker={"color": color, "pattern": {"shape": ["x" if n else "" for n in s.noisy],
-                                                "fgcolor": NOISY_COLOR},
+            marker={"color": color,
+                    "opacity": [ESTIMATE_OPACITY if e else 1.0 for e in s.estimated],
+                    "pattern": {"shape": ["x" if n else "/" if e else ""
+                                          for n, e in zip(s.noisy, s.estimated)],
+                                "fgcolor": [NOISY_COLOR if n else ESTIMATE_HATCH_COLOR
+                                            for n in s.noisy]},
                     "line": {"color": NOISY_COLOR, "width": [3 if n else 0 for n in s.noisy]}},
             customdata=s.hover, hovertemplate=hover), **where)
         return
-    if shaded:
+    if shaded and not every_estimate:
         for trace in _band(s, color, name, where):
             figure.add_trace(trace, **where)
     figure.add_trace(go.Scatter(
         x=s.x, y=s.median, mode="lines+markers", name=name, legendgroup=name,
-        line={"color": color, "width": 3}, marker={"size": 8},
+        line={"color": color, "width": 3, "dash": "dot" if any(s.estimated) else "solid"},
+        marker={"size": [11 if e else 8 for e in s.estimated],
+                "symbol": ["diamond-open" if e else "circle" for e in s.estimated],
+                "line": {"width": 2, "color": color}},
         error_y=None if shaded else s.errors(), customdata=s.hover, hovertemplate=hover),
         **where)
     noisy = [i for i, flag in enumerate(s.noisy) if flag]
@@ -303,13 +344,18 @@ def _draw(figure: go.Figure, s: Series, name: str, color: str, factor: Factor,
                     "line": {"width": 3}}), **where)
 
 
-def _hatch_legend(figure: go.Figure, factor: Factor, noisy: bool) -> None:
-    """Bars carry their noise in a pattern, which needs its own legend entry."""
+def _hatch_legend(figure: go.Figure, factor: Factor, noisy: bool,
+                  estimated: bool = False) -> None:
+    """Bars carry their noise, or being estimates, in a pattern: each needs a legend entry."""
     if noisy and not factor.numeric:
         figure.add_trace(go.Scatter(
             x=[None], y=[None], mode="markers", name=NOISY_HATCH, hoverinfo="skip",
             legendrank=2000,
             marker={"symbol": "square-x-open", "size": 14, "color": NOISY_COLOR}))
+    if estimated and not factor.numeric:
+        figure.add_trace(go.Scatter(
+            x=[None], y=[None], mode="markers", name=ESTIMATE_HATCH, hoverinfo="skip",
+            legendrank=2001, marker={"symbol": "square-open", "size": 14, "color": "gray"}))
 
 
 def axis_note(factor: Factor, values) -> str:
@@ -363,7 +409,7 @@ def sweep_latency_figure(frame: pd.DataFrame, factor: Factor) -> go.Figure:
         chart_floors.add_sweep_floor(figure, measured, factor, metric, s.x, color)
         kinds += s.kinds
         noisy = noisy or any(s.noisy)
-    _hatch_legend(figure, factor, noisy)
+    _hatch_legend(figure, factor, noisy, "estimate" in kinds)
     _axis(figure, factor, _x(measured, factor))
     _title(figure, f"Latency vs {factor.label}", kinds, _shape(factor))
     figure.update_layout(yaxis_title="latency (ms)", yaxis_rangemode="tozero", height=440,
@@ -391,7 +437,7 @@ def sweep_throughput_figure(frame: pd.DataFrame, factor: Factor) -> go.Figure:
                             row=row, col=1)
         kinds += s.kinds
         noisy = noisy or any(s.noisy)
-    _hatch_legend(figure, factor, noisy)
+    _hatch_legend(figure, factor, noisy, "estimate" in kinds)
     _axis(figure, factor, _x(measured, factor), rows=2)
     _title(figure, f"Throughput vs {factor.label}", kinds, _shape(factor))
     figure.update_layout(height=600, hovermode="x unified", margin={"t": 110})
@@ -405,7 +451,8 @@ def sweep_tradeoff_figure(frame: pd.DataFrame) -> go.Figure:
     measured = measured[measured["tpot_s"].notna()].sort_values("batch_size")
     per_token = series(measured, FACTORS["batch"], "tpot_s")
     throughput = series(measured, FACTORS["batch"], "decode_tokens_per_s")
-    labels = [f"batch {b}" for b in measured["batch_size"]]
+    labels = [f"batch {b}" + (" (estimate)" if e else "")
+              for b, e in zip(measured["batch_size"], per_token.estimated)]
     figure = go.Figure(go.Scatter(
         x=per_token.median, y=throughput.median, mode="lines+markers+text", text=labels,
         textposition="top left", line={"color": STRONG, "width": 2}, marker={"size": 9},
@@ -435,7 +482,7 @@ def sweep_memory_figure(frame: pd.DataFrame, factor: Factor) -> go.Figure:
     s = series(measured, factor, "peak_memory_bytes")
     figure = go.Figure()
     _draw(figure, s, "peak memory", MEMORY_COLOR, factor)
-    _hatch_legend(figure, factor, any(s.noisy))
+    _hatch_legend(figure, factor, any(s.noisy), "estimate" in s.kinds)
     _axis(figure, factor, _x(measured, factor))
     _title(figure, f"Peak memory vs {factor.label}", s.kinds, _shape(factor))
     figure.update_layout(yaxis_title=f"peak memory ({METRICS['peak_memory_bytes'].display_unit}, "
@@ -448,34 +495,51 @@ def sweep_memory_figure(frame: pd.DataFrame, factor: Factor) -> go.Figure:
 
 def sweep_heatmap_figure(frame: pd.DataFrame, factor_x: Factor, factor_y: Factor,
                          metric: str) -> go.Figure:
-    """Two factors: one cell per point, its median written in it; ⚠ marks a noisy cell."""
+    """Two factors: one cell per point, its median written in it; ⚠ marks a noisy cell,
+    "est." an estimated one (a hardware profile: not measured), and a skipped point's cell
+    says so, with the reason on hover."""
     label_x, label_y, metric_label = factor_x.label, factor_y.label, METRICS[metric].titled
-    measured = _measured(frame)
     scale, unit = METRICS[metric].display_scale, METRICS[metric].display_unit
-    xs = sorted(measured[factor_x.column].unique())
-    ys = sorted(measured[factor_y.column].unique())
-    cells = {(row[factor_x.column], row[factor_y.column]): row for row in _records(measured)}
+    records = _records(frame)
+    xs = sorted(frame[factor_x.column].unique())
+    ys = sorted(frame[factor_y.column].unique())
+    cells = {(row[factor_x.column], row[factor_y.column]): row for row in records}
     z, written, hover = [], [], []
     for y in ys:
         z.append([]), written.append([]), hover.append([])
         for x in xs:
             row = cells.get((x, y), {})
-            value = row.get(metric)
+            value = row.get(metric) if row.get("status") == Status.MEASURED else None
             z[-1].append(None if value is None else value * scale)
-            mark = " ⚠" if is_noisy(row) else ""
+            mark = " ⚠" if is_noisy(row) else " est." if is_estimated(row) else ""
+            if row.get("status") == Status.SKIPPED:
+                written[-1].append("skipped")
+                hover[-1].append("skipped: " + text.html(row.get("skipped_reason") or ""))
+                continue
             written[-1].append("" if value is None else format_number(value * scale) + mark)
             hover[-1].append("not measured" if value is None else format_value(metric, value)
-                             + (f"<br>⚠ noisy: {noise_reason(row)}" if mark else ""))
+                             + (f"<br>⚠ noisy: {noise_reason(row)}" if is_noisy(row) else "")
+                             + (f" ({ESTIMATE_WORDS})" if is_estimated(row) else ""))
     figure = go.Figure(go.Heatmap(
-        z=z, x=[text.html(v) for v in xs], y=[text.html(v) for v in ys], colorscale="Viridis",
-        text=written, texttemplate="%{text}", colorbar={"title": unit}, customdata=hover,
+        z=z, x=_heatmap_labels(factor_x, xs), y=_heatmap_labels(factor_y, ys),
+        colorscale="Viridis", text=written, texttemplate="%{text}", colorbar={"title": unit},
+        customdata=hover,
         hovertemplate=f"{label_x} %{{x}}, {label_y} %{{y}}: %{{customdata}}<extra></extra>"))
-    noisy_note = " (⚠ = noisy point: hover it for why)" if any(
-        is_noisy(row) for row in cells.values()) else ""
-    figure.update_layout(title=f"{metric_label} for each {label_x} x {label_y}{noisy_note}",
+    notes = [note for flag, note in (
+        (any(is_noisy(row) for row in records), "⚠ = noisy point: hover it for why"),
+        (any(is_estimated(row) and row.get("status") == Status.MEASURED for row in records),
+         "est. = estimated from a model of the hardware, not measured")) if flag]
+    figure.update_layout(title=f"{metric_label} for each {label_x} x {label_y}"
+                               + (f" ({'; '.join(notes)})" if notes else ""),
                          xaxis_title=label_x, yaxis_title=label_y, height=460,
                          xaxis_type="category", yaxis_type="category")
     return figure
+
+
+def _heatmap_labels(factor: Factor, values: list) -> list[str]:
+    """A heatmap axis's categories (escaped): a hardware profile says '(estimate)'."""
+    return [text.html(category_label(factor, value, factor.estimated(value)))
+            for value in values]
 
 
 # --- history: comparing saved results ------------------------------------------------------------
@@ -526,7 +590,7 @@ def compare_sweeps_figure(labelled: list[tuple[str, pd.DataFrame]], factor: Fact
         kinds += s.kinds
         noisy = noisy or any(s.noisy)
         values += list(_x(measured, factor))
-    _hatch_legend(figure, factor, noisy)
+    _hatch_legend(figure, factor, noisy, "estimate" in kinds)
     _axis(figure, factor, values)
     metric_info = METRICS[metric]
     _title(figure, f"Saved sweeps overlaid: {metric_info.short_label} vs {factor.label}", kinds,

@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_spec_arguments(sweep, SWEEP_DEFAULTS)
     sweep.add_argument("--factor", required=True, choices=list(FACTORS), help="what to vary")
     sweep.add_argument("--values", default=None, type=arguments.text,
-                       help="comma-separated values (default: a sensible range per factor)")
+                       help="comma-separated values (default: a sensible range per factor); "
+                            "device also takes hardware profile ids (h200, tpu-v6e, ...), "
+                            "estimated instead of measured")
     sweep.add_argument("--factor2", default=None, choices=list(FACTORS),
                        help="a second factor, for a grid")
     sweep.add_argument("--values2", default=None, type=arguments.text,

@@ -8,6 +8,8 @@ times and which limit binds. This module applies that to saved things:
   ceilings, e.g. one saved before they were recorded, or its model's shapes can't be read);
 - `metric_floors(...)`: the same floor for each charted metric (latencies are floors,
   throughputs ceilings), for the sweep table's `floor_*` columns and the dashed chart lines;
+  for an estimate, the floor of its hardware profile (peak figures, per device of `gpus`),
+  so a chart mixing this machine with an H200 draws each point's own physics limit;
 - `sentences(...)`: the plain-words explanation the Playground shows.
 Floors are estimates by nature: everything that shows them says so.
 """
@@ -61,13 +63,34 @@ def sentences(measurement: Measurement, ttft_s: float | None,
     return roofline.sentences(costs, floor, ttft_s, tpot_s, bandwidth, flops)
 
 
+def _profile_floor(measurement: Measurement):
+    """An estimate's floor: its hardware profile's figures (None for a live run)."""
+    spec = measurement.spec
+    if measurement.measured or spec.hardware is None:
+        return None
+    from lib import ceilings, hardware
+    from lib.models.shapes import shapes
+    if spec.hardware == hardware.THIS and ceilings.cached(spec.device) is None:
+        return None               # opening a table must never start measuring this machine
+    try:
+        profile = hardware.get(spec.hardware, spec.device)
+        costs = roofline.costs(shapes(spec.model_id), spec, devices=spec.gpus)
+        return roofline.floor(costs, profile.memory_bandwidth_bytes_per_s,
+                              profile.peak_flops(spec.dtype), profile.source)
+    except (ExplorerError, OSError, ValueError):
+        return None               # a profile or model this version no longer knows
+
+
 def metric_floors(measurement: Measurement) -> dict[str, float]:
     """The floor of each metric in FLOOR_METRICS this run has (lowest latencies, highest
-    throughputs the machine's memory and arithmetic allow); empty without ceilings."""
-    parts = _parts(measurement)
-    if parts is None:
-        return {}
-    _, floor, _, _ = parts
+    throughputs the machine's memory and arithmetic allow); empty without ceilings. An
+    estimate's is its hardware profile's."""
+    floor = _profile_floor(measurement)
+    if floor is None:
+        parts = _parts(measurement)
+        if parts is None:
+            return {}
+        _, floor, _, _ = parts
     spec = measurement.spec
     ttft = floor.ttft_s
     if measurement.model_kind == "encoder":

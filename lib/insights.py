@@ -7,6 +7,11 @@ carry it: if the two points' spreads overlap (p10–p90, or the range of their s
 percentile gate: `table.band_columns`) or either point is noisy (`stats.point_noise`), the
 sentence says the difference is within the noise instead, and a last sentence names the noisy
 points and why. Noise is never sold as a finding.
+
+Estimated points (a hardware profile: `table.is_estimated`) are one computed value each, not
+samples: no spread or noise verdict is applied to them, and every sentence that names one
+says "estimated" (and "measured" for the point it is compared with), e.g. "NVIDIA H200 SXM
+141GB (estimated) would write tokens 25x faster than this machine's cpu (measured)".
 """
 
 from __future__ import annotations
@@ -17,9 +22,13 @@ from typing import Any
 from lib.metrics import format_bytes, format_number
 from lib.stats import BUSY_OTHER_CPU_PERCENT, NOISY_RELATIVE_IQR
 from lib.sweep import Factor
-from lib.table import band_columns, is_measured
+from lib.table import band_columns, is_estimated, is_measured
 
 NEGLIGIBLE = 0.10      # ratios between 0.9x and 1.1x are "about the same"
+ESTIMATES_ARE_NOT_SAMPLES = (
+    "Estimated points come from a model of their hardware (its published figures and the "
+    "software stack's overheads), not from a clock: they have no spread, and a ratio against a "
+    "measured point compares a prediction with a measurement.")
 RERUN = "rerun on a quieter machine or with more repetitions to tell"
 
 
@@ -29,6 +38,7 @@ def findings(table: list[dict[str, Any]], factor: Factor) -> list[str]:
     measured = [row for row in table if is_measured(row)]
     sentences = []
     skipped = [row for row in table if not is_measured(row)]
+    estimated = [row for row in measured if is_estimated(row)]
     if len(measured) < 2:
         sentences.append("Fewer than two points were measured, so there is nothing to compare "
                          "yet.")
@@ -36,6 +46,12 @@ def findings(table: list[dict[str, Any]], factor: Factor) -> list[str]:
         sentences += _numeric(measured, factor)
     else:
         sentences += _categorical(measured, factor)
+        if estimated and len(estimated) < len(measured):
+            sentences += _versus(measured, factor)
+    if estimated:
+        sentences.append(ESTIMATES_ARE_NOT_SAMPLES if len(estimated) < len(measured) else
+                         "Every point here is an estimate from a model of the hardware, not a "
+                         "measurement: each is one computed value, with no spread and no noise.")
     noisy = [row for row in measured if is_noisy(row)]
     if noisy:
         named = "; ".join(f"{label} {row[column]} ({noise_reason(row)})" for row in noisy)
@@ -84,12 +100,15 @@ def spreads_overlap(a: dict[str, Any], b: dict[str, Any], key: str) -> bool | No
 
 
 def _doubt(a: dict[str, Any], b: dict[str, Any], key: str, factor: Factor) -> str | None:
-    """Why comparing `key` between two points would sell noise as a finding, or None."""
+    """Why comparing `key` between two points would sell noise as a finding, or None. An
+    estimate has no samples: its distance from another point is never noise."""
     noisy = [row for row in (a, b) if is_noisy(row)]
     if len(noisy) == 2:
         return "both points are noisy"
     if noisy:
         return f"{factor.label} {noisy[0][factor.column]} is a noisy point"
+    if is_estimated(a) or is_estimated(b):
+        return None
     if spreads_overlap(a, b, key):
         kinds = {band_columns(row, key)[2] for row in (a, b)}
         return ("their p10–p90 spreads overlap" if kinds == {"p10–p90"}
@@ -100,8 +119,11 @@ def _doubt(a: dict[str, Any], b: dict[str, Any], key: str, factor: Factor) -> st
 def _ratio(a: dict[str, Any], b: dict[str, Any], key: str, factor: Factor) -> float | None:
     """b / a when that ratio is a finding ("about the same" included), None when it is noise.
     A noisy point can't even show that nothing changed; a change under NEGLIGIBLE is "about
-    the same" even where the spreads overlap."""
+    the same" even where the spreads overlap. Against an estimate the ratio is always stated:
+    it compares a prediction with a measurement, and a noisy measurement is named apart."""
     ratio = b[key] / a[key]
+    if is_estimated(a) or is_estimated(b):
+        return ratio
     if any(is_noisy(row) for row in (a, b)):
         return None
     if abs(ratio - 1) <= NEGLIGIBLE:
@@ -208,14 +230,53 @@ def _change(first: dict[str, Any], last: dict[str, Any], rows: list[dict[str, An
             f"{unsteady}).")
 
 
+def _named(row: dict[str, Any], factor: Factor, rows: list[dict[str, Any]],
+           amount: str | None = None) -> str:
+    """A point as a sentence names it, with an amount if given: as written when every point
+    is measured ('gpt2 (20 ms)'), else in words saying which it is ('NVIDIA H200 SXM 141GB
+    (5.1 ms, estimated)', "this machine's cpu (measured)")."""
+    value = row[factor.column]
+    if not any(is_estimated(other) for other in rows):
+        return f"{value} ({amount})" if amount else str(value)
+    kind = "estimated" if is_estimated(row) else "measured"
+    here = "this machine's " if factor.name == "device" and kind == "measured" else ""
+    return f"{here}{factor.value_label(value)} ({f'{amount}, ' if amount else ''}{kind})"
+
+
+def _versus(rows: list[dict[str, Any]], factor: Factor) -> list[str]:
+    """Each estimated point against the fastest measured one: 'NVIDIA H200 SXM 141GB
+    (estimated) would write tokens 25x faster than this machine's cpu (measured): 5.1 ms vs
+    128 ms per token.'"""
+    key = "tpot_s" if all(row["tpot_s"] for row in rows) else "e2e_s"
+    doing, unit = ("write tokens", "per token") if key == "tpot_s" else \
+        ("answer each request", "per request")
+    measured = [row for row in rows if not is_estimated(row)]
+    best = min(measured, key=lambda row: row[key])
+    sentences = []
+    for row in rows:
+        if not is_estimated(row):
+            continue
+        ratio = best[key] / row[key]
+        if abs(ratio - 1) <= NEGLIGIBLE:
+            how = "about as fast as"
+        else:
+            how = f"{ratio:.1f}x faster than" if ratio > 1 else f"{1 / ratio:.1f}x slower than"
+        doubtful = (f" (the measurement is noisy: {noise_reason(best)})"
+                    if is_noisy(best) else "")
+        sentences.append(f"{_named(row, factor, rows)} would {doing} {how} "
+                         f"{_named(best, factor, rows)}: {_ms(row[key])} vs {_ms(best[key])} "
+                         f"{unit}{doubtful}.")
+    return sentences
+
+
 def _categorical(rows: list[dict[str, Any]], factor: Factor) -> list[str]:
-    column, label = factor.column, factor.label
+    label = factor.label
     key = "tpot_s" if all(row["tpot_s"] for row in rows) else "e2e_s"
     what = "time per output token" if key == "tpot_s" else "request latency"
     ordered = sorted(rows, key=lambda row: row[key])
     fastest, slowest = ordered[0], ordered[-1]
     ratio = _ratio(fastest, slowest, key, factor)
-    memory = _categorical_memory(rows, column)
+    memory = _categorical_memory(rows, factor)
     if ratio is None:
         return [_within_noise(fastest, slowest,
                               [(what, _ms(fastest[key]), _ms(slowest[key]))], key, factor)] + memory
@@ -223,22 +284,22 @@ def _categorical(rows: list[dict[str, Any]], factor: Factor) -> list[str]:
         return [f"Every {label} gave about the same {what} ({_ms(fastest[key])} to "
                 f"{_ms(slowest[key])}): here, this factor barely matters."] + memory
     sentences = [
-        f"Fastest {what}: {fastest[column]} ({_ms(fastest[key])}); slowest: "
-        f"{slowest[column]} ({_ms(slowest[key])}), {ratio:.1f}x slower."]
+        f"Fastest {what}: {_named(fastest, factor, rows, _ms(fastest[key]))}; slowest: "
+        f"{_named(slowest, factor, rows, _ms(slowest[key]))}, {ratio:.1f}x slower."]
     if key == "tpot_s":
         ttft = sorted(rows, key=lambda row: row["ttft_s"])
         if (ttft[0] is not fastest and ttft[-1]["ttft_s"] / ttft[0]["ttft_s"] - 1 > NEGLIGIBLE
                 and not _doubt(ttft[0], fastest, "ttft_s", factor)):
             sentences.append(
-                f"But the first token came soonest with {ttft[0][column]} "
-                f"({_ms(ttft[0]['ttft_s'])}): reading the prompt and writing tokens stress the "
-                "hardware differently.")
+                f"But the first token came soonest with "
+                f"{_named(ttft[0], factor, rows, _ms(ttft[0]['ttft_s']))}: reading the prompt "
+                "and writing tokens stress the hardware differently.")
     return sentences + memory
 
 
-def _categorical_memory(rows: list[dict[str, Any]], column: str) -> list[str]:
+def _categorical_memory(rows: list[dict[str, Any]], factor: Factor) -> list[str]:
     """Peak memory is not slowed by other programs: a difference is stated even when the
-    latencies are noisy."""
+    latencies are noisy. (An estimate's is each of its devices'.)"""
     measured = [row for row in rows if row.get("peak_memory_bytes")]
     if len(measured) < 2:
         return []
@@ -246,6 +307,7 @@ def _categorical_memory(rows: list[dict[str, Any]], column: str) -> list[str]:
     low, high = ordered[0], ordered[-1]
     if high["peak_memory_bytes"] < 1.05 * low["peak_memory_bytes"]:
         return [f"Peak memory stayed about the same ({format_bytes(low['peak_memory_bytes'])})."]
-    return [f"Least peak memory: {low[column]} ({format_bytes(low['peak_memory_bytes'])}); most: "
-            f"{high[column]} ({format_bytes(high['peak_memory_bytes'])}), "
+    return [f"Least peak memory: "
+            f"{_named(low, factor, rows, format_bytes(low['peak_memory_bytes']))}; most: "
+            f"{_named(high, factor, rows, format_bytes(high['peak_memory_bytes']))}, "
             f"{high['peak_memory_bytes'] / low['peak_memory_bytes']:.1f}x as much."]

@@ -202,9 +202,10 @@ def sweep_text(table: list[dict[str, Any]], factors: list[str]) -> str:
         if not is_measured(row):
             lines.append(cells + f"  skipped: {row['skipped_reason']}")
             continue
+        provenance = row.get("provenance") or "measured"      # or "estimated"
         lines.append(cells + "".join(f"{format_value(m, row[m]):>11}" for m in metrics.LATENCIES)
                      + f"{row['decode_tokens_per_s'] or 0:>10.1f}{row['requests_per_s']:>8.2f}"
-                     f"{row[stat_column('e2e_s', 'n')]:>4}  measured")
+                     f"{row[stat_column('e2e_s', 'n')]:>4}  {provenance}")
     return "\n".join(lines)
 
 

@@ -1,6 +1,11 @@
 """Sweeps: a base RunSpec + one or two factors with values -> one tidy table of results.
 
 A factor is a RunSpec field a user may vary (batch size, prompt length, dtype, model, ...).
+The device factor also takes hardware profile ids (`lib.hardware`): a device of this machine is
+measured, a profile is estimated (`lib.backends.estimator`), so one sweep can set this laptop's
+measurements beside an H200's and a TPU's estimates. `Factor.spec_fields` says which RunSpec
+fields a value sets (for a profile: `hardware`), and `Factor.estimated` whether its points are
+estimates; a saved sweep's device values (plain device names) mean what they always meant.
 `run_sweep` measures every point of the grid through a `PointMeasurer` (`lib.runner.SweepPoints`:
 the queue, the model cache and the memory guard apply to each point) in interleaved rounds, so
 points measured "one after the other" never meet different conditions: each round visits every
@@ -19,8 +24,8 @@ from typing import Any, Callable, Protocol, Sequence
 from lib import stats
 from lib.results import Measurement, Repetition
 from lib.errors import ExplorerError, InvalidSpecError, MemoryGuardError
-from lib.spec import (ATTENTIONS, COMPILES, DEFAULT_MODEL_ID, DTYPES, KV_CACHES, RunSpec,
-                      default_threads, field_info)
+from lib.spec import (ATTENTIONS, COMPILES, DEFAULT_MODEL_ID, DEVICES, DTYPES, KV_CACHES,
+                      RunSpec, default_threads, field_info)
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,11 @@ class Factor:
     default_values: Callable[[], tuple]
     numeric: bool = False        # whole numbers, typed with commas; else picked from a list
     doubling: bool = False       # values grow by doubling: draw on a log axis
+    # When a value sets more than `field` (the device factor: a profile id sets `hardware`),
+    # the RunSpec fields it sets; its accepted values beyond the field's choices; its words.
+    settings: Callable[[Any], dict[str, Any]] | None = None
+    more_choices: Callable[[], tuple] | None = None
+    words: Callable[[Any], str] | None = None
 
     @property
     def column(self) -> str:
@@ -46,16 +56,69 @@ class Factor:
     def parse(self, text: str) -> Any:
         return int(text) if self.numeric else text
 
+    def spec_fields(self, value: Any) -> dict[str, Any]:
+        """The RunSpec fields that `value` sets at a point: {field: value} for most factors."""
+        return self.settings(value) if self.settings else {self.field: value}
+
+    def choices(self) -> tuple | None:
+        """Every value it accepts, or None for any value of the right type (numbers)."""
+        choices = field_info(self.field)["choices"]
+        if not choices:
+            return None
+        return tuple(choices) + (self.more_choices() if self.more_choices else ())
+
+    def estimated(self, value: Any) -> bool:
+        """Whether its points at `value` are estimated (a hardware profile), not measured."""
+        return self.spec_fields(value).get("hardware") is not None
+
+    def value_label(self, value: Any) -> str:
+        """A value in words, for charts and sentences ('NVIDIA H200 SXM 141GB' for h200)."""
+        return self.words(value) if self.words else str(value)
+
 
 def _devices() -> tuple:
     from lib.devices import available_devices
     return tuple(available_devices())
 
 
+def device_values() -> list[str]:
+    """What the device factor offers: this machine's devices (measured), then every hardware
+    profile (estimated)."""
+    return list(_devices()) + list(_profile_ids())
+
+
+def _device_settings(value: str) -> dict[str, Any]:
+    """A device of this machine is measured on it (no hardware profile, one device); any other
+    value names a hardware profile, estimated (`lib.estimator` ignores the device then, except
+    for `this`, this machine's own device modelled from its measured ceilings)."""
+    if value in DEVICES:
+        return {"device": value, "hardware": None, "gpus": 1}
+    return {"hardware": value}
+
+
+def _profile_ids() -> tuple:
+    from lib import hardware
+    return hardware.ids()
+
+
+def _device_words(value: str) -> str:
+    """'cpu' stays 'cpu'; a profile id becomes its name without the parenthesis ('NVIDIA H200
+    SXM 141GB'); `this` is this machine as the estimator models it."""
+    from lib import hardware
+
+    if value in DEVICES:
+        return value
+    if value == hardware.THIS:
+        return "This machine, modelled"
+    profile = hardware.table().get(value)
+    return profile.name.split(" (")[0] if profile is not None else str(value)
+
+
 FACTORS: dict[str, Factor] = {f.name: f for f in [
     Factor("model", "model_id", "model",
            lambda: (DEFAULT_MODEL_ID, "gpt2", "smollm2-360m", "qwen2.5-0.5b")),
-    Factor("device", "device", "device", _devices),
+    Factor("device", "device", "device", _devices, settings=_device_settings,
+           more_choices=_profile_ids, words=_device_words),
     Factor("dtype", "dtype", "number format", lambda: DTYPES),
     Factor("batch", "batch_size", "batch size", lambda: (1, 2, 4, 8, 16), True, True),
     Factor("prompt", "prompt_tokens", "prompt length (tokens)",
@@ -90,7 +153,7 @@ def parse_values(factor: Factor, text: str) -> list[Any]:
         raise InvalidSpecError(
             f"Values for {factor.label} must be whole numbers separated by commas "
             f"(got {text!r}).") from None
-    choices = field_info(factor.field)["choices"]
+    choices = factor.choices()
     unknown = [value for value in values if choices and value not in choices]
     if unknown:
         raise InvalidSpecError(f"{', '.join(map(str, unknown))} is not a {factor.label}: choose "
@@ -178,7 +241,21 @@ def point_spec(base: RunSpec, factor_values: Sequence[tuple[Factor, Sequence[Any
     """The settings of the grid point at `values` (InvalidSpecError for an impossible value,
     such as a batch of 0)."""
     by_name = {factor.name: factor for factor, _ in factor_values}
-    return base.replace(**{by_name[name].field: value for name, value in values.items()})
+    changes: dict[str, Any] = {}
+    for name, value in values.items():
+        changes.update(by_name[name].spec_fields(value))
+    return base.replace(**changes)
+
+
+def estimated_points(base: RunSpec, factor_values: Sequence[tuple[Factor, Sequence[Any]]]) -> int:
+    """How many of the grid's points are estimates (on a hardware profile), not measured."""
+    count = 0
+    for values in grid(factor_values):
+        try:
+            count += point_spec(base, factor_values, values).hardware is not None
+        except ExplorerError:
+            continue                 # skipped when the sweep runs, with its reason
+    return count
 
 
 @dataclass
@@ -199,6 +276,8 @@ class _Active:
         if not self.minimum_met():
             return False
         spec = self.point.spec
+        if spec.hardware is not None:
+            return True              # an estimate is computed once: it has no noise to settle
         if self.minimum_s is None:
             self.minimum_s = self.measured_s
         if len(self.repetitions) >= EXTRA_REPETITIONS_FACTOR * spec.repetitions:
@@ -256,8 +335,9 @@ def run_sweep(base: RunSpec, factor_values: Sequence[tuple[Factor, Sequence[Any]
                 points.start(point.spec, lambda stage, done, total, eta_s=None, p=point:
                              tracker.show("warm-up", p, active, pending))
             except MemoryGuardError as exc:
-                if active:
+                if active and point.spec.hardware is None:
                     continue          # fits once the points being measured are done
+                # (an estimate's hardware is not this machine: waiting frees nothing there)
                 point.skipped_reason = str(exc)
             except ExplorerError as exc:
                 point.skipped_reason = str(exc)
@@ -364,9 +444,9 @@ class _Tracker:
             return
         total = self.result.planned
         minimum = point.spec.repetitions if point.spec else self.result.base.repetitions
-        done_reps = sum(min(len(a.repetitions), a.point.spec.repetitions) for a in active)
+        done_reps = sum(self._share(len(a.repetitions), a.point.spec) for a in active)
         planned_reps = max(total * self.result.base.repetitions, 1)
-        finished_reps = sum(min(len(p.measurement.repetitions), p.spec.repetitions)
+        finished_reps = sum(self._share(len(p.measurement.repetitions), p.spec)
                             for p in self.result.points if p.measurement is not None)
         finished_reps += self.result.base.repetitions * sum(
             1 for p in self.result.points if p.measurement is None)
@@ -375,6 +455,10 @@ class _Tracker:
             phase, dict(point.values), self.round, len(self.result.points), total,
             len(item.repetitions) + 1 if item else 0, minimum, fraction,
             self._eta(active, pending)))
+
+    def _share(self, repetitions: int, spec: RunSpec) -> float:
+        """Repetitions done, in the base's units: an estimate's one repetition is all of it."""
+        return min(repetitions, spec.repetitions) * self.result.base.repetitions / spec.repetitions
 
     def _tell(self, event: SweepProgress) -> None:
         for listener in self.listeners:

@@ -15,7 +15,11 @@ One row per point, measured or skipped:
   `seconds_spent` (the point's wall time, loading included);
 - `floor_<metric>` for each metric of `floors.FLOOR_METRICS`: the physical floor of a latency
   (or ceiling of a throughput) that the machine's memory bandwidth and arithmetic allow
-  (`lib.floors`; an estimate, empty when the point's machine ceilings were not recorded).
+  (`lib.floors`; an estimate, empty when the point's machine ceilings were not recorded; for
+  an estimated point, the floor of its hardware profile);
+- `provenance` (`measured`, or `estimated` for a point on a hardware profile: one computed
+  value, so no p10/p90, a min and max equal to it, n = 1 and no `noisy` verdict; a skipped
+  point says which it would have been). Added last, after the floors.
 The CLI writes it as CSV with the standard library; the web app builds a DataFrame from it, and
 charts and findings read it by these names only. No pandas here.
 """
@@ -29,6 +33,7 @@ from typing import Any, Sequence
 
 from lib import floors, stats
 from lib.metrics import METRICS, format_value
+from lib.results import ESTIMATED, MEASURED
 from lib.spec import LATER_FIELDS, field_names
 from lib.sweep import FACTORS, SweepResult
 
@@ -43,6 +48,7 @@ PROCEDURE_FIELDS = ("repetitions", "min_duration_s", "warmup_runs")
 SPEC_COLUMNS = tuple(name for name in field_names()
                      if name not in PROCEDURE_FIELDS + ("prompt_text",) + LATER_FIELDS) \
     + PROCEDURE_FIELDS
+PROVENANCE_LABEL = "measured / estimated"
 DISPLAY_METRICS = ("ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "requests_per_s",
                    "peak_memory_bytes")
 
@@ -68,27 +74,37 @@ def stat_column(metric: str, statistic: str) -> str:
 
 def band_columns(row: dict[str, Any], metric: str) -> tuple[str, str, str]:
     """The columns of the spread to draw for `metric` in `row`, and its label: p10-p90 when the
-    point has enough samples for them (the percentile gate), else the range of its samples."""
+    point has enough samples for them (the percentile gate), else the range of its samples;
+    "estimate" for an estimated point (its min and max are the estimate: no spread)."""
+    if is_estimated(row):
+        return stat_column(metric, "min"), stat_column(metric, "max"), "estimate"
     if row.get(stat_column(metric, "p10")) is not None:
         return stat_column(metric, "p10"), stat_column(metric, "p90"), "p10–p90"
     return stat_column(metric, "min"), stat_column(metric, "max"), "range"
 
 
 def is_measured(row: dict[str, Any]) -> bool:
+    """The point has results (measured live, or estimated): not skipped."""
     return row["status"] == Status.MEASURED
+
+
+def is_estimated(row: dict[str, Any]) -> bool:
+    """The point's numbers come from a model of the hardware, not from a clock."""
+    return row.get("provenance") == ESTIMATED
 
 
 def rows(result: SweepResult) -> list[dict[str, Any]]:
     """The tidy table: one row per point (measured or skipped)."""
     table = []
     for point in result.points:
-        spec = point.spec or result.base
+        settings = (point.spec or result.base).to_dict()
+        if point.spec is None:               # missing if the value was invalid, or not saved
+            for name in result.factors:
+                settings.update(FACTORS[name].spec_fields(point.values[name]))
         row: dict[str, Any] = {factor_column(name): point.values[name] for name in result.factors}
         row["status"] = Status.MEASURED if point.measured else Status.SKIPPED
         row["skipped_reason"] = point.skipped_reason or ""
-        row.update({column: getattr(spec, column) for column in SPEC_COLUMNS})
-        for name in result.factors:          # the spec may be missing if the value was invalid
-            row[FACTORS[name].field] = point.values[name]
+        row.update({column: settings[column] for column in SPEC_COLUMNS})
         for metric in TABLE_METRICS:
             dist = point.summary.metrics.get(metric) if point.summary else None
             row[metric] = dist.median if dist else None
@@ -103,14 +119,19 @@ def rows(result: SweepResult) -> list[dict[str, Any]]:
             dist = point.summary.metrics.get(metric) if point.summary else None
             for statistic in RANGE:
                 row[stat_column(metric, statistic)] = dist.to_dict()[statistic] if dist else None
-        noise = stats.point_noise(point.measurement, point.summary) if point.summary else None
+        estimated = point.measurement.provenance.kind == ESTIMATED if point.measurement \
+            else settings["hardware"] is not None
+        # An estimate is one computed value: there is nothing to be noisy.
+        noise = stats.point_noise(point.measurement, point.summary) \
+            if point.summary and not estimated else None
         row["noisy"] = noise.noisy if noise else None
         row["other_cpu_percent"] = noise.other_cpu_percent if noise else None
         row["stopped_early"] = point.stopped_early
-        row.update({column: getattr(spec, column) for column in LATER_FIELDS})
+        row.update({column: settings[column] for column in LATER_FIELDS})
         limits = floors.metric_floors(point.measurement) if point.measurement else {}
         for metric in floors.FLOOR_METRICS:
             row[floor_column(metric)] = limits.get(metric)
+        row["provenance"] = ESTIMATED if estimated else MEASURED
         table.append(row)
     return table
 
@@ -131,14 +152,18 @@ def display_rows(table: list[dict[str, Any]], factors: Sequence[str]) -> list[di
     shown = []
     for row in table:
         out = {FACTORS[name].label: row[factor_column(name)] for name in factors}
-        out["status"] = str(row["status"]) if is_measured(row) else \
+        out["status"] = (ESTIMATED if is_estimated(row) else str(row["status"])) \
+            if is_measured(row) else \
             f"skipped: {row['skipped_reason']}"
         if row.get("stopped_early"):
             out["status"] = "measured, stopped early (fewer repetitions than asked)"
+        out[PROVENANCE_LABEL] = row.get("provenance") or MEASURED
         for metric in DISPLAY_METRICS:
             out[METRICS[metric].label] = format_value(metric, row[metric])
         out["n"] = row[stat_column("e2e_s", "n")]
-        out["Noisy"] = "⚠ yes" if row.get("noisy") else ("no" if is_measured(row) else "")
+        out["Noisy"] = "⚠ yes" if row.get("noisy") else (
+            "" if not is_measured(row) else
+            "n/a: an estimate" if is_estimated(row) else "no")
         other = row.get("other_cpu_percent")
         out["Other programs' CPU"] = f"{other:.0f}%" if other is not None else ""
         out["First warm-up (untimed)"] = format_value("first_warmup_s", row["first_warmup_s"])

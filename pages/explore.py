@@ -45,8 +45,12 @@ if two and ready and factor_values[0][0].name == factor_values[1][0].name:
     ready = False
 if ready:
     count = len(sweep.grid(factor_values))
+    estimates = sweep.estimated_points(spec, factor_values)
     st.caption(f"{count} point{'s' if count != 1 else ''}, each timed at least {spec.repetitions} times after a warm-up "
-               f"(repetitions and minimum time are in the sidebar's Measurement section).")
+               f"(repetitions and minimum time are in the sidebar's Measurement section)."
+               + (f" {estimates} of them {'is an estimate' if estimates == 1 else 'are estimates'}"
+                  ": computed once from a model of the hardware, nothing runs." if estimates
+                  else ""))
     if count > 30:
         st.warning(f"{count} points will take a while on this machine. Fewer values, or fewer "
                    "repetitions, make it quicker.")
@@ -122,6 +126,11 @@ st.caption("Measured in interleaved rounds: each round times every point once, s
            "point later each time, so a slow-down of the machine hits every point alike.")
 for note in result.notes:
     st.caption(text.md(note))
+if any(table.is_estimated(row) for row in rows if table.is_measured(row)):
+    st.caption("Estimated points (marked *estimate*: lighter and hatched, or open diamonds, or "
+               "*est.* in a heatmap) come from a model of their hardware, not from a clock: one "
+               "computed value each, with no spread and no noise. The dashed floors still "
+               "apply: each is the physics limit of its point's own hardware.")
 noisy = [row for row in rows if table.is_measured(row) and row["noisy"]]
 if noisy:
     st.warning(f"**{len(noisy)} of {len(measured)} points are noisy** (marked on the charts): "

@@ -140,3 +140,17 @@ def declare_ceilings(monkeypatch, **changes) -> list[str]:
     monkeypatch.setattr(hardware, "_machine_ceilings", machine_ceilings)
     hardware.this.cache_clear()          # callers clear it again when they end
     return asked
+
+
+def sweep_through_runner(base: RunSpec, factor_values: list):
+    """A sweep as the app and the CLI run it (lib.runner.SweepPoints with a model cache), so a
+    point on a hardware profile goes to the estimator while the rest run on whatever backend
+    the test installed (`backends.use`, e.g. the `fake_backend` fixture)."""
+    from lib import runner, sweep
+    from lib.models.cache import ModelCache
+
+    # Not closed: its fake and estimator models hold nothing, and closing collects garbage
+    # (a third of a second per test).
+    cache = ModelCache(max_entries=4)
+    with runner.SweepPoints(cache, "a test sweep") as points:
+        return sweep.run_sweep(base, factor_values, points)

@@ -279,3 +279,59 @@ def test_text_from_users_reaches_plotly_escaped():
     grid[model.column] = HOSTILE_MODEL
     heatmap = charts.sweep_heatmap_figure(grid, batch, model, "tpot_s")
     assert list(heatmap.data[0].y) == [escaped]
+
+
+# --- estimated points (a hardware profile): unmistakable -----------------------------------------
+
+@pytest.fixture
+def devices_frame(fake_backend):
+    from fakes import sweep_through_runner
+    factor = sweep.get_factor("device")
+    result = sweep_through_runner(BASE, [(factor, ["cpu", "h200"])])
+    return pd.DataFrame(table.rows(result)), factor
+
+
+def test_estimated_bars_are_lighter_hatched_and_say_estimate(devices_frame):
+    frame, factor = devices_frame
+    figure = charts.sweep_latency_figure(frame, factor)
+    tpot = trace(figure, "TPOT (median)")
+    assert list(tpot.x) == ["cpu", "NVIDIA H200 SXM 141GB (estimate)"]
+    assert list(tpot.marker.opacity) == [1.0, charts.ESTIMATE_OPACITY]
+    assert list(tpot.marker.pattern.shape) == ["", "/"]
+    assert tpot.customdata[1].endswith("(estimate, not measured: no spread)")
+    assert tpot.error_y.array[1] is None                  # no spread drawn for an estimate
+    assert any(t.name == charts.ESTIMATE_HATCH for t in figure.data)
+    assert figure.layout.title.subtitle.text.endswith(
+        "; estimated points (lighter, hatched or open diamonds): no spread, not measured.")
+    floor = trace(figure, "TPOT floor (physics limit, an estimate)")
+    assert list(floor.x) == list(tpot.x)                  # each point's own hardware's floor
+
+
+def test_a_chart_of_estimates_only_says_no_spread(fake_backend):
+    from fakes import sweep_through_runner
+    batch = sweep.get_factor("batch")
+    result = sweep_through_runner(BASE.replace(hardware="h200"), [(batch, [1, 2, 4])])
+    figure = charts.sweep_latency_figure(pd.DataFrame(table.rows(result)), batch)
+    assert figure.layout.title.subtitle.text == (
+        "Estimates; estimate: no spread (each point is computed from a model of its hardware, "
+        "not measured).")
+    line = trace(figure, "TPOT (estimate)")
+    assert line.line.dash == "dot" and set(line.marker.symbol) == {"diamond-open"}
+    assert not any(t.fill == "tonexty" for t in figure.data)      # no band to shade
+    tradeoff = charts.sweep_tradeoff_figure(pd.DataFrame(table.rows(result)))
+    assert list(tradeoff.data[0].text)[0] == "batch 1 (estimate)"
+
+
+def test_heatmap_cells_of_estimates_say_est_and_refused_ones_say_why(fake_backend):
+    from fakes import sweep_through_runner
+    device, batch = sweep.get_factor("device"), sweep.get_factor("batch")
+    result = sweep_through_runner(BASE, [(device, ["cpu", "h200"]), (batch, [1, 2])])
+    frame = pd.DataFrame(table.rows(result))
+    frame.loc[3, ["status", "skipped_reason"]] = ["skipped", "Too big for one H200."]
+    heatmap = charts.sweep_heatmap_figure(frame, device, batch, "tpot_s")
+    assert list(heatmap.data[0].x) == ["cpu", "NVIDIA H200 SXM 141GB (estimate)"]
+    cells = [list(row) for row in heatmap.data[0].text]
+    assert cells[0][0] == "50.0" and cells[0][1].endswith(" est.") and cells[1][1] == "skipped"
+    assert heatmap.data[0].customdata[1][1] == "skipped: Too big for one H200."
+    assert "est. = estimated from a model of the hardware, not measured" in \
+        heatmap.layout.title.text

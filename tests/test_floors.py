@@ -66,10 +66,11 @@ def _sweep_frame(values, with_ceilings=True):
     return result, pd.DataFrame(table.rows(result)), factor
 
 
-def test_the_sweep_table_ends_with_the_floor_columns():
+def test_the_sweep_table_ends_with_the_floor_columns_then_provenance():
     result, frame, _ = _sweep_frame([1, 4])
     columns = list(frame.columns)
-    assert columns[-len(floors.FLOOR_METRICS):] == [f"floor_{m}" for m in floors.FLOOR_METRICS]
+    floor_columns = [f"floor_{m}" for m in floors.FLOOR_METRICS]
+    assert columns[-len(floor_columns) - 1:] == floor_columns + ["provenance"]
     for point, row in zip(result.points, table.rows(result)):
         limits = floors.metric_floors(point.measurement)
         assert row["floor_tpot_s"] == limits["tpot_s"]

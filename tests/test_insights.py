@@ -155,3 +155,57 @@ def test_categorical_memory_is_stated_even_when_latencies_are_noisy():
     assert any("within the noise" in s for s in sentences)
     assert "Least peak memory: bfloat16 (696.0 MB); most: float32 (960.0 MB), 1.4x as much." \
         in sentences
+
+
+# --- estimated points: labelled, and never judged as samples ------------------------------------
+
+DEVICE = FACTORS["device"]
+
+
+def device_row(value, tpot, provenance, spread=0.02, memory=None):
+    """A device sweep's row: estimates have one value (min = max = it, no p10/p90)."""
+    out = row(value, tpot * 2, tpot, 1 / tpot, memory=memory,
+              spread=0.0 if provenance == "estimated" else spread)
+    out.update(factor_device=value, provenance=provenance,
+               noisy=None if provenance == "estimated" else False)
+    return out
+
+
+def test_a_measured_point_against_an_estimate_says_which_is_which():
+    sentences = findings([device_row("cpu", 0.125, "measured"),
+                          device_row("h200", 0.005, "estimated")], DEVICE)
+    assert sentences[0] == ("Fastest time per output token: NVIDIA H200 SXM 141GB (5.0 ms, "
+                            "estimated); slowest: this machine's cpu (125 ms, measured), "
+                            "25.0x slower.")
+    assert sentences[1] == ("NVIDIA H200 SXM 141GB (estimated) would write tokens 25.0x "
+                            "faster than this machine's cpu (measured): 5.0 ms vs 125 ms per "
+                            "token.")
+    assert "compares a prediction with a measurement" in sentences[-1]
+
+
+def test_an_estimate_inside_a_measured_spread_is_not_called_noise():
+    # The cpu's samples span 10-30 ms; the estimate of 15 ms lies inside: still a ratio.
+    sentences = findings([device_row("cpu", 0.020, "measured", spread=0.5),
+                          device_row("tpu-v6e", 0.015, "estimated")], DEVICE)
+    assert not any("noise" in sentence for sentence in sentences)
+    assert "would write tokens 1.3x faster than this machine's cpu (measured)" in sentences[1]
+
+
+def test_a_sweep_of_estimates_states_its_ratios_and_says_they_are_estimates():
+    estimated = [dict(row(b, 0.1 * b, 0.02, 50.0 * b, spread=0.0), provenance="estimated",
+                      noisy=None) for b in (1, 8)]
+    sentences = findings(estimated, BATCH)
+    assert sentences[0].startswith("From batch size 1 to 8, decode throughput grew 8.0x")
+    assert sentences[-1].startswith("Every point here is an estimate from a model of the "
+                                    "hardware, not a measurement")
+
+
+def test_a_noisy_measurement_against_an_estimate_keeps_the_ratio_and_says_it_is_noisy():
+    cpu = dict(device_row("cpu", 0.25, "measured"), noisy=True, other_cpu_percent=42.0)
+    sentences = findings([cpu, device_row("h200", 0.019, "estimated")], DEVICE)
+    assert not any("within the noise" in sentence for sentence in sentences)
+    assert sentences[1] == ("NVIDIA H200 SXM 141GB (estimated) would write tokens 13.2x "
+                            "faster than this machine's cpu (measured): 19 ms vs 250 ms per "
+                            "token (the measurement is noisy: other programs used 42% of the "
+                            "CPU while it was measured).")
+    assert sentences[-1].startswith("Noisy point: device cpu")

@@ -36,3 +36,15 @@ def test_no_network_or_loopback_only_server_is_explained():
 
 def test_no_browser_address_gives_a_relative_link():
     assert build_share_link("", {"a": "1"}, "192.0.2.2").url == "?a=1"
+
+
+def test_a_link_may_name_hardware_profiles_for_the_device_factor():
+    import pytest
+
+    from lib import sweep
+    from lib.errors import ExplorerError
+    from lib.ui import links
+    device = sweep.FACTORS["device"]
+    assert links._factor_values(device, "cpu, h200,tpu-v6e", False) == ["cpu", "h200", "tpu-v6e"]
+    with pytest.raises(ExplorerError, match="h300 can't be used: choose from cpu"):
+        links._factor_values(device, "cpu,h300", False)

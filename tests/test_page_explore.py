@@ -166,3 +166,24 @@ def test_points_that_cannot_fit_are_named_before_the_sweep(app, monkeypatch):
     app.text_input(key="explore_values_0_prompt").input("4096, 8000").run()
     assert "2 of 2 points don't fit" in plain(app.error[0].value)
     assert app.button[0].disabled
+
+
+def test_a_device_sweep_sets_this_machine_beside_an_h200_estimate(app):
+    app.selectbox(key="explore_factor_0").set_value("device").run()
+    values = app.multiselect(key="explore_values_0_device")
+    assert values.options[0] == "cpu" and "This machine, modelled (estimate)" in values.options
+    assert "NVIDIA H200 SXM 141GB (estimate)" in values.options
+    assert "Google Cloud TPU v6e Trillium (estimate)" in values.options
+    assert any("are hardware profiles" in plain(c.value) and "dashed floors still apply"
+               in plain(c.value) for c in app.caption)
+    values.set_value(["cpu", "h200"]).run()
+    assert any("1 of them is an estimate" in plain(c.value) for c in app.caption)
+    app.button[0].click().run()
+    assert not app.exception and not app.error
+    table = app.dataframe[0].value
+    assert list(table["device"]) == ["cpu", "h200"]
+    assert list(table["measured / estimated"]) == ["measured", "estimated"]
+    findings = " ".join(plain(m.value) for m in app.markdown)
+    assert "NVIDIA H200 SXM 141GB (estimated) would write tokens" in findings
+    assert any("Estimated points (marked" in plain(c.value) for c in app.caption)
+    assert len(app.get("plotly_chart")) == 3          # latency, throughput, memory

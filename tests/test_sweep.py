@@ -153,3 +153,94 @@ def test_bad_values_are_explained(name, text, message):
 def test_unknown_factor_is_explained():
     with pytest.raises(InvalidSpecError, match="Unknown factor 'colour'.*batch"):
         sweep.get_factor("colour")
+
+
+# --- the device factor: this machine's devices (measured) and hardware profiles (estimated) ----
+
+def test_device_values_are_this_machines_devices_or_hardware_profiles():
+    device = sweep.get_factor("device")
+    assert sweep.parse_values(device, "cpu,h200,tpu-v6e") == ["cpu", "h200", "tpu-v6e"]
+    with pytest.raises(InvalidSpecError, match="h300 is not a device: choose from cpu, cuda, "
+                                               "mps, this, laptop-cpu"):
+        sweep.parse_values(device, "cpu,h300")
+    factors = [(device, ["cpu", "h200"])]
+    live, estimated = (sweep.point_spec(BASE, factors, {"device": d}) for d in ("cpu", "h200"))
+    assert (live.device, live.hardware) == ("cpu", None)
+    assert (estimated.device, estimated.hardware, estimated.repetitions) == ("cpu", "h200", 1)
+    # From an estimate's base, a device of this machine is measured again, on one device.
+    back = sweep.point_spec(BASE.replace(hardware="h200", gpus=8), factors, {"device": "cpu"})
+    assert (back.hardware, back.gpus) == (None, 1)
+    assert [device.estimated(v) for v in ("cpu", "cuda", "h200", "this")] == \
+        [False, False, True, True]
+    assert device.value_label("h200") == "NVIDIA H200 SXM 141GB"
+    assert device.value_label("cpu") == "cpu"
+    assert sweep.estimated_points(BASE, [(device, ["cpu", "h200", "tpu-v6e"])]) == 2
+
+
+def test_a_device_sweep_measures_cpu_and_estimates_h200(fake_backend):
+    from lib import estimator
+    from fakes import sweep_through_runner
+
+    result = sweep_through_runner(BASE, [(sweep.get_factor("device"), ["cpu", "h200"])])
+    rows = table.rows(result)
+    cpu, h200 = rows
+    assert [row["provenance"] for row in rows] == ["measured", "estimated"]
+    assert list(cpu)[-1] == "provenance"          # after the floor columns: old ones keep place
+    assert (cpu["device"], cpu["hardware"], cpu["ttft_s_n"]) == ("cpu", None, 2)
+    assert cpu["tpot_s"] == pytest.approx(0.05) and cpu["noisy"] is False
+    expected = estimator.estimate(BASE.replace(hardware="h200"), "h200").summary
+    assert (h200["device"], h200["hardware"], h200["status"]) == ("cpu", "h200", "measured")
+    assert h200["tpot_s"] == pytest.approx(expected["tpot_s"]) and h200["tpot_s_n"] == 1
+    assert h200["tpot_s_p10"] is None and h200["tpot_s_min"] == h200["tpot_s_max"]
+    assert h200["noisy"] is None and h200["other_cpu_percent"] is None   # not a sample
+    assert table.band_columns(h200, "tpot_s") == ("tpot_s_min", "tpot_s_max", "estimate")
+    # Its floor is the H200's own physics limit, far below this machine's.
+    assert 0 < h200["floor_tpot_s"] < h200["tpot_s"] and h200["floor_tpot_s"] < cpu["floor_tpot_s"]
+    shown = table.display_rows(rows, ["device"])
+    assert [row["measured / estimated"] for row in shown] == ["measured", "estimated"]
+    assert [row["status"] for row in shown] == ["measured", "estimated"]
+    assert shown[1]["Noisy"] == "n/a: an estimate"
+    assert result.notes == []
+
+
+def test_device_by_batch_skips_what_a_profile_cannot_hold_with_the_reason(fake_backend):
+    from fakes import sweep_through_runner
+
+    # 64 x 8,005 tokens of KV cache: an H200 holds it, a 16 GB TPU v5e doesn't.
+    result = sweep_through_runner(BASE.replace(prompt_tokens=8000), [
+        (sweep.get_factor("device"), ["h200", "tpu-v5e"]), (sweep.get_factor("batch"), [1, 64])])
+    rows = table.rows(result)
+    assert [(r["factor_device"], r["factor_batch"], r["status"]) for r in rows] == [
+        ("h200", 1, "measured"), ("h200", 64, "measured"),
+        ("tpu-v5e", 1, "measured"), ("tpu-v5e", 64, "skipped")]
+    assert "does not fit on any number of Google Cloud TPU v5e" in rows[3]["skipped_reason"]
+    assert all(row["provenance"] == "estimated" for row in rows)
+    assert result.notes == []        # an estimate refused is not "measured in a later group"
+
+
+def test_a_saved_device_sweep_keeps_its_meaning():
+    # Saved before profiles existed: plain device names, a skipped point without its spec.
+    result = sweep.SweepResult(BASE, ["device"], points=[
+        sweep.PointResult({"device": "cuda"}, skipped_reason="This machine has no cuda.")])
+    row = table.rows(result)[0]
+    assert (row["device"], row["hardware"], row["provenance"]) == ("cuda", None, "measured")
+
+
+def test_cli_sweeps_this_machine_against_an_h200(fake_backend, tmp_path, capsys):
+    import csv as csv_module
+
+    from lib import cli
+    out = tmp_path / "devices.csv"
+    status = cli.main(["sweep", "--factor", "device", "--values", "cpu,h200", "--prompt-tokens",
+                       "16", "--new-tokens", "5", "--repetitions", "2", "--threads", "1",
+                       "--csv", str(out)])
+    printed, said = capsys.readouterr()
+    assert status == 0, said
+    lines = printed.splitlines()
+    assert lines[1].split()[0] == "cpu" and lines[1].endswith("measured")
+    assert lines[2].split()[0] == "h200" and lines[2].endswith("estimated")
+    assert any("NVIDIA H200 SXM 141GB (estimated) would write tokens" in line
+               and "than this machine's cpu (measured)" in line for line in lines)
+    parsed = list(csv_module.DictReader(out.open()))
+    assert [(r["hardware"], r["provenance"]) for r in parsed] == [("", "measured"),
+                                                                  ("h200", "estimated")]

@@ -215,7 +215,7 @@ def _factor_values(factor: sweep.Factor, typed: str, in_class: bool) -> list:
     if factor.numeric:
         return sweep.parse_values(factor, typed)
     values = [v.strip() for v in typed.split(",") if v.strip()]
-    options = {"model": list(catalog.CATALOG), "device": devices.available_devices(),
+    options = {"model": list(catalog.CATALOG), "device": sweep.device_values(),
                "dtype": devices.supported_dtypes("cpu")}.get(factor.name) \
         or list(factor.default_values())
     unknown = [v for v in values if v not in options]

@@ -219,7 +219,9 @@ def sweep_memory_note(base: RunSpec, factor_values: list) -> tuple[int, int, str
     by_name = {factor.name: factor for factor, _ in factor_values}
     for values in points:
         try:
-            spec = base.replace(**{by_name[n].field: v for n, v in values.items()})
+            spec = sweep.point_spec(base, factor_values, values)
+            if spec.hardware is not None:
+                continue             # an estimate: judged against its hardware, in the sweep
             entry = catalog.get_entry(spec.model_id)
             backend = backends.for_entry(entry)
             backend.check(entry, spec)
@@ -240,20 +242,42 @@ def sweep_memory_note(base: RunSpec, factor_values: list) -> tuple[int, int, str
         f"and {format_bytes(first.available_bytes)} is available. {first.advice}")
 
 
+ESTIMATE_CAPTION = (
+    "Values marked **(estimate)** are hardware profiles, not devices of this machine: their "
+    "points are estimates from a model of that hardware (its published bandwidth and FLOP/s "
+    "plus the software stack's overheads), computed in a moment and never measured. This "
+    "machine's devices are measured as usual. The dashed floors still apply: each point's is "
+    "the physics limit of its own hardware.")
+
+
+def factor_options(factor: sweep.Factor, device: str) -> list:
+    """The values Explore offers for a factor picked from a list: for the device factor, this
+    machine's devices (measured) and then every hardware profile (estimated)."""
+    return {"model": list(catalog.CATALOG), "dtype": devices.supported_dtypes(device),
+            "device": sweep.device_values()}.get(factor.name) \
+        or list(factor.default_values())
+
+
+def option_label(factor: sweep.Factor, value: Any) -> str:
+    """'SmolLM2 135M Instruct', 'cpu', 'NVIDIA H200 SXM 141GB (estimate)'."""
+    if factor.name == "model":
+        return catalog.CATALOG[value].display_name
+    return factor.value_label(value) + (" (estimate)" if factor.estimated(value) else "")
+
+
 def factor_values_input(factor: sweep.Factor, index: int, device: str) -> list | None:
     """Explore: the values of one factor, picked from a list or typed as numbers with commas."""
     key = state.explore_values(index, factor.name)
     if not factor.numeric:
-        options = {"model": list(catalog.CATALOG), "dtype": devices.supported_dtypes(device),
-                   "device": devices.available_devices()}.get(factor.name) \
-            or list(factor.default_values())
+        options = factor_options(factor, device)
         # Values kept from another page or a link are in session state; a default too conflicts.
         defaults = {} if key in st.session_state else \
             {"default": [v for v in factor.default_values() if v in options]}
         chosen = st.multiselect(
             f"Values of {factor.label}", options, **defaults, key=key,
-            format_func=lambda v: catalog.CATALOG[v].display_name if factor.name == "model"
-            else v)
+            format_func=lambda v: option_label(factor, v))
+        if factor.name == "device":
+            st.caption(ESTIMATE_CAPTION)
         return chosen or None
     if key not in st.session_state:
         st.session_state[key] = ", ".join(str(v) for v in factor.default_values())
