@@ -50,7 +50,9 @@ def sweep_document(base: RunSpec, factors: list[str], planned: int) -> dict[str,
 
 
 def point_document(point: PointResult) -> dict[str, Any]:
-    return {"values": point.values, "skipped_reason": point.skipped_reason,
+    """One point as saved. Points are saved as they finish (estimates first, say); `index`,
+    the point's place in the grid, puts them back in the grid's order when reopened."""
+    return {"values": point.values, "index": point.index, "skipped_reason": point.skipped_reason,
             "seconds": point.seconds,
             "spec": point.spec.to_dict() if point.spec else None,
             "measurement": run_document(point.measurement, point.summary)
@@ -71,14 +73,16 @@ def sweep_from_document(document: Any, path: str = "") -> SweepResult:
     if not 1 <= len(set(factors)) == len(factors) <= 2:
         raise schema.DocumentError(f"{where}: expected one factor, or two different ones")
     where = schema.at(path, "points")
-    points = [_point(point, schema.at(where, index), factors) for index, point in
+    points = [_point(point, schema.at(where, index), factors, index) for index, point in
               enumerate(schema.optional(document, "points", path, schema.items) or [])]
+    points.sort(key=lambda point: point.index)          # the grid's order, not finishing order
     planned = schema.optional(document, "planned", path, schema.number, 0, whole=True)
     return SweepResult(base, factors, points=points, stopped=document.get("status") == "partial",
                        planned=len(points) if planned is None else planned)
 
 
-def _point(document: Any, path: str, factors: list[str]) -> PointResult:
+def _point(document: Any, path: str, factors: list[str], position: int) -> PointResult:
+    """A saved point; without a saved `index` (older versions), its place in the file."""
     document = schema.mapping(document, path)
     where = schema.at(path, "values")
     saved = schema.mapping(schema.member(document, "values", path, required=True), where)
@@ -91,6 +95,8 @@ def _point(document: Any, path: str, factors: list[str]) -> PointResult:
         values=values,
         skipped_reason=schema.optional(document, "skipped_reason", path, schema.string),
         seconds=schema.optional(document, "seconds", path, schema.number, 0) or 0.0)
+    index = schema.optional(document, "index", path, schema.number, 0, whole=True)
+    point.index = position if index is None else index
     if document.get("measurement") is not None:
         point.measurement = measurement_from_document(document["measurement"],
                                                       schema.at(path, "measurement"))

@@ -102,3 +102,18 @@ def test_estimates_are_listed_exported_and_named_as_estimates():
         "not a measurement"
     assert history.hardware_words("this", 1) == "this machine (its measured ceilings) x 1"
     assert history.hardware_words("h900", 4) == "h900 x 4"      # saved by a newer version
+
+
+def test_a_reopened_sweep_lists_its_points_in_the_grids_order_not_the_finishing_order():
+    from fakes import FakePoints
+    from lib import sweep
+    from lib.history import point_document, sweep_from_document
+    base = RunSpec(prompt_tokens=16, new_tokens=3, repetitions=2, min_duration_s=0.0, threads=1)
+    result = sweep.run_sweep(base, [(sweep.get_factor("batch"), [1, 2, 4])], FakePoints())
+    documents = [point_document(point) for point in result.points]
+    document = {"base": base.to_dict(), "factors": ["batch"], "points": documents[::-1]}
+    reopened = sweep_from_document(document)
+    assert [p.values["batch"] for p in reopened.points] == [1, 2, 4]
+    older = {**document, "points": [{k: v for k, v in d.items() if k != "index"}
+                                    for d in documents[::-1]]}      # saved before `index`
+    assert [p.values["batch"] for p in sweep_from_document(older).points] == [4, 2, 1]
