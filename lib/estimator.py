@@ -8,6 +8,7 @@ numbers (`ttft_s`, `tpot_s`, `e2e_s`, throughputs, `peak_memory_bytes` per devic
 its source, and a memory verdict (fits, or how many devices it needs). The model, per phase:
 
     work      = max(bytes moved / achieved bandwidth, FLOPs / achieved FLOP/s)   (lib.roofline)
+                (on a CPU the attention's FLOPs run at its own kernel's lower rate)
     overhead  = layers x a fixed cost per layer (eager kernel launches; far less compiled)
     phase     = max(overhead, work) on an accelerator (the host launches while it computes),
                 overhead + work on a CPU (one thread does both)
@@ -16,8 +17,9 @@ its source, and a memory verdict (fits, or how many devices it needs). The model
 Bytes and FLOPs are per device: tensor parallelism divides weights and KV cache, and a mixture
 of experts spreads its experts (expert parallelism). Achieved bandwidth and FLOP/s are
 published fractions of a datasheet's peak for accelerators, and for CPUs fractions of the
-measured (sustained) ceilings calibrated against runs here (median error 15% TTFT, 18% TPOT on
-8 runs). Every constant below says where it comes from; MoE and multi-device figures have no
+measured (sustained) ceilings, calibrated against runs and single kernels here (on a CPU,
+attention runs at a rate of its own; benchmarks/estimator_accuracy.py measures the error over
+16 runs). Every constant below says where it comes from; MoE and multi-device figures have no
 calibration of their own. Float8 weights (DeepSeek-R1 as published) are an
 estimator-only number format: `split_dtype` maps it to a bfloat16 run with 1-byte weights.
 
@@ -75,13 +77,38 @@ DATASHEET_COMPUTE_FRACTION = 0.75
 # 51 GB/s triad lib.ceilings measured (matrix-vector products on 2 threads are far from a
 # streaming copy), so 22%; compiled code gained ~1.4x (DESIGN.md), so 30%. Matrix products
 # reach a share of the measured matmul rate that grows with their rows (tokens): a 64-token
-# prefill reached ~48%, a 256-token one ~80%, as rows / (rows + 64) gives; never below 10%
-# (decode's few rows). A table CPU's theoretical bandwidth is reached at most ~75% by a
-# streaming copy (assumed), so its fraction is that share of this machine's.
+# prefill reached ~48%, a 256-token one ~80%, as rows / (rows + 64) gives. A table CPU's
+# theoretical bandwidth is reached at most ~75% by a streaming copy (assumed), so its fraction
+# is that share of this machine's.
 CPU_BANDWIDTH_FRACTION = {"eager": 0.22, "compiled": 0.30}
 CPU_HALF_PEAK_ROWS = 64
-CPU_MIN_COMPUTE_FRACTION = 0.10
 CPU_DATASHEET_SUSTAINED_FRACTION = 0.75
+# A decode step's products have batch-size rows, too few for rows / (rows + 64): their share
+# has a floor. Every Linear of SmolLM2-135M, GPT-2 and SmolLM2-360M run on 4 rows
+# (benchmarks/cpu_kernels.py) reached 7.5-9.5% of the float32 ceiling in float32 (2.7x the
+# arithmetic of 1 row took 1.6x its time: the few-row float32 kernel is compute-limited), and
+# 10.6-13% of the bfloat16 ceiling in bfloat16, where 4 rows took barely longer than 1 (still
+# bound by the weight stream, so 10% stays a safe floor). The old 10% for every dtype made
+# float32 decode at batch 4 ~25% too fast (benchmarks/estimator_accuracy.py).
+CPU_MIN_COMPUTE_FRACTION = {"float32": 0.08, "other": 0.10}
+# Attention on a CPU is no product of the weights: torch's scaled_dot_product_attention runs
+# its own kernel (flash attention for CPU), far below the matmul rate, accumulating in float32
+# whatever the number format. Timed alone (benchmarks/cpu_kernels.py, the three models' heads,
+# head_dim 64, against a float32 ceiling of 183 GFLOP/s), FLOPs counted as lib.roofline does:
+# - a causal prefill of P tokens: 41-47 GFLOP/s at P = 64, 67-74 at P = 256, ~100 at P = 1024,
+#   float32 and bfloat16 alike, at every batch size: 0.5 of the float32 rate x P / (P + 64)
+#   gives 46, 73 and 86. SmolLM2-135M at batch 4 x 256 tokens spends 4.5 ms per layer on it,
+#   16% of its TTFT; at the products' rate it would have been 0.8 ms. (float16 reached only
+#   23-35 GFLOP/s at P = 128-256, but its products are slower still on this CPU.)
+# - a decode step (one query per sequence): float32 12-39 GFLOP/s, 0.15 of the float32 rate;
+#   16-bit formats take a slow path: bfloat16 3.2-4.6 GFLOP/s (55-80 ns per head and cached
+#   key), 0.022 of it; float16 2.2-2.9 GFLOP/s, 0.015. That is 16 ms of SmolLM2-135M's
+#   bfloat16 step at batch 4 and a 264-token context, which its TPOT showed (64 ms, against
+#   47 ms at a 72-token context).
+# On a CPU they add to the products' arithmetic (kernels run one after another); the weight
+# stream still bounds the step from below (lib.estimator._phase).
+CPU_PREFILL_ATTENTION_FRACTION = 0.5
+CPU_DECODE_ATTENTION_FRACTION = {"float32": 0.15, "bfloat16": 0.022, "float16": 0.015}
 # A GPU measured here (this machine's CUDA): its copy bandwidth is already sustained, and the
 # H200's datasheet fraction over its measured copy fraction (0.65 / 0.85) is about 0.75.
 MEASURED_GPU_BANDWIDTH_FRACTION = 0.75
@@ -232,11 +259,13 @@ def _estimate(spec: RunSpec, profile: Hardware, gpus: int, weights: str | None) 
     activation_bytes = memory.DTYPE_BYTES[spec.dtype]
 
     prefill_tokens = spec.batch_size * spec.prompt_tokens
+    attention_flops = _attention_flops(shape, costs)
     prefill = _phase(costs.prefill, bandwidth,
-                     _compute_fraction(profile, prefill_tokens) * peak_flops,
+                     _compute_fraction(profile, prefill_tokens, spec.dtype) * peak_flops,
                      shape.layers * layer_overhead_s,
                      _communication_s(profile, gpus, shape, prefill_tokens * activation_bytes),
-                     overlap)
+                     overlap, attention_flops["prefill"],
+                     _attention_rate(profile, spec, "prefill"))
     breakdown = {"prefill": prefill}
     summary: dict[str, float] = {}
     if encoder or spec.new_tokens == 1:
@@ -244,10 +273,11 @@ def _estimate(spec: RunSpec, profile: Hardware, gpus: int, weights: str | None) 
         e2e = prefill["total_s"]
     else:
         decode = _phase(costs.decode, bandwidth,
-                        _compute_fraction(profile, spec.batch_size) * peak_flops,
+                        _compute_fraction(profile, spec.batch_size, spec.dtype) * peak_flops,
                         shape.layers * layer_overhead_s,
                         _communication_s(profile, gpus, shape,
-                                         spec.batch_size * activation_bytes), overlap)
+                                         spec.batch_size * activation_bytes), overlap,
+                        attention_flops["decode"], _attention_rate(profile, spec, "decode"))
         breakdown["decode"] = decode
         tpot = decode["total_s"]
         e2e = prefill["total_s"] + (spec.new_tokens - 1) * tpot
@@ -297,11 +327,20 @@ def _bandwidth_fraction(profile: Hardware, stack: str) -> float:
     return MEASURED_GPU_BANDWIDTH_FRACTION if profile.measured else DATASHEET_BANDWIDTH_FRACTION
 
 
-def _compute_fraction(profile: Hardware, rows: int) -> float:
-    """The share of the matmul figure that products with `rows` tokens reach."""
+def _compute_fraction(profile: Hardware, rows: int, dtype: str) -> float:
+    """The share of the matmul figure that products with `rows` tokens reach in `dtype`."""
     if profile.kind == "cpu":
-        return max(rows / (rows + CPU_HALF_PEAK_ROWS), CPU_MIN_COMPUTE_FRACTION)
+        return max(rows / (rows + CPU_HALF_PEAK_ROWS), _least_compute_fraction(dtype))
     return MEASURED_GPU_COMPUTE_FRACTION if profile.measured else DATASHEET_COMPUTE_FRACTION
+
+
+def _least_compute_fraction(dtype: str) -> float:
+    return CPU_MIN_COMPUTE_FRACTION.get(dtype, CPU_MIN_COMPUTE_FRACTION["other"])
+
+
+def _decode_attention_fraction(dtype: str) -> float:
+    # int8 runs its attention in float32 (only the Linear layers are quantized).
+    return CPU_DECODE_ATTENTION_FRACTION.get(dtype, CPU_DECODE_ATTENTION_FRACTION["float32"])
 
 
 def _layer_overhead(profile: Hardware, model_type: str | None,
@@ -332,17 +371,52 @@ def _layer_overhead(profile: Hardware, model_type: str | None,
     return eager_s, words
 
 
+def _attention_flops(shape: memory.Shapes, costs: Any) -> dict[str, float]:
+    """The attention part of each phase's FLOPs, as lib.roofline counts it inside them: QK^T
+    and AV, 2 FLOPs x (key + value width) per (query, key) pair over all heads and layers; a
+    causal prefill has P(P+1)/2 pairs per sequence (an encoder P^2), a decode step its context."""
+    if shape.kv_elements_per_token:
+        per_pair = 2 * shape.kv_elements_per_token * shape.attention_heads / shape.kv_heads
+    else:
+        per_pair = 2 * 2 * shape.layers * shape.attention_heads * shape.head_dim
+    prompt = costs.prompt_tokens
+    pairs = prompt * (prompt + 1) / 2 if costs.has_decode else prompt * prompt
+    per_sequence = costs.batch_size * per_pair / costs.devices
+    return {"prefill": per_sequence * pairs, "decode": per_sequence * costs.decode_context_tokens}
+
+
+def _attention_rate(profile: Hardware, spec: RunSpec, phase: str) -> float | None:
+    """FLOP/s of the attention kernel on a CPU (see CPU_PREFILL_ATTENTION_FRACTION), a share
+    of the float32 matmul figure; None elsewhere: accelerators' attention runs at their matmul
+    rate here."""
+    if profile.kind != "cpu":
+        return None
+    float32 = profile.peak_flops("float32")
+    if phase == "prefill":
+        rows = spec.prompt_tokens
+        return CPU_PREFILL_ATTENTION_FRACTION * rows / (rows + CPU_HALF_PEAK_ROWS) * float32
+    return _decode_attention_fraction(spec.dtype) * float32
+
+
 def _phase(cost: Any, bandwidth: float, flops: float, overhead_s: float,
-           communication_s: float, overlap: bool) -> dict[str, Any]:
+           communication_s: float, overlap: bool, attention_flops: float = 0.0,
+           attention_flops_per_s: float | None = None) -> dict[str, Any]:
+    """One phase's terms. With `attention_flops_per_s` (CPUs), the attention part of the
+    FLOPs runs at that rate after the products, and `compute_s` is both together."""
     memory_s = cost.bytes_moved / bandwidth
-    compute_s = cost.flops / flops
+    attention_s = 0.0
+    if attention_flops_per_s:
+        attention_s = attention_flops / attention_flops_per_s
+        compute_s = (cost.flops - attention_flops) / flops + attention_s
+    else:
+        compute_s = cost.flops / flops
     work_s = max(memory_s, compute_s)
     busy_s = max(overhead_s, work_s) if overlap else overhead_s + work_s
     terms = {"memory": memory_s, "compute": compute_s, "overhead": overhead_s,
              "communication": communication_s}
-    return {"memory_s": memory_s, "compute_s": compute_s, "overhead_s": overhead_s,
-            "communication_s": communication_s, "total_s": busy_s + communication_s,
-            "limited_by": max(terms, key=terms.get)}
+    return {"memory_s": memory_s, "compute_s": compute_s, "attention_s": attention_s,
+            "overhead_s": overhead_s, "communication_s": communication_s,
+            "total_s": busy_s + communication_s, "limited_by": max(terms, key=terms.get)}
 
 
 def _communication_s(profile: Hardware, gpus: int, shape: memory.Shapes,
@@ -443,8 +517,14 @@ def _assumptions(profile: Hardware, spec: RunSpec, gpus: int, stack: str, weight
             f"Achieved: {bandwidth_fraction:.0%} of the {which} "
             f"bandwidth ({stack} decode on a CPU streams weights far below a streaming copy), "
             f"and matrix products with m tokens reach m / (m + {CPU_HALF_PEAK_ROWS}) of the "
-            f"matmul rate, at least {CPU_MIN_COMPUTE_FRACTION:.0%} (calibrated against eager "
-            "runs of SmolLM2, GPT-2 and Qwen2.5 on 2 cores of an AMD EPYC).")
+            f"matmul rate, at least {_least_compute_fraction(spec.dtype):.0%} (calibrated "
+            "against eager runs of SmolLM2, GPT-2 and Qwen2.5 on 2 cores of an AMD EPYC).")
+        said.append(
+            "Attention runs in its own kernel, after the products and slower: a prompt of P "
+            f"tokens at {CPU_PREFILL_ATTENTION_FRACTION:.0%} x P / (P + {CPU_HALF_PEAK_ROWS}) "
+            "of the float32 matmul rate, a decode step at "
+            f"{_decode_attention_fraction(spec.dtype):.1%} of it (measured alone here: "
+            "benchmarks/cpu_kernels.py; 16-bit decode attention takes a slow path).")
     elif profile.measured:
         said.append(
             f"Achieved: {bandwidth_fraction:.0%} of the measured bandwidth and "

@@ -141,6 +141,28 @@ def test_this_machine_adds_overhead_to_measured_work():
     assert any("measured here" in sentence for sentence in result.assumptions)
 
 
+def test_a_cpu_runs_attention_in_a_kernel_of_its_own():
+    # SmolLM2-135M: QK^T and AV cost 4 x 30 layers x 9 heads x 64 FLOPs per (query, key) pair;
+    # a causal prompt of 256 tokens has 256 x 257 / 2 pairs, a decode step its mean context.
+    per_pair = 4 * 30 * 9 * 64
+    spec = bf16("smollm2-135m-instruct", batch_size=4, prompt_tokens=256, new_tokens=16)
+    float32 = 100e9                                   # the declared float32 ceiling
+    result = estimator.estimate(spec, "this")
+    prefill_rate = estimator.CPU_PREFILL_ATTENTION_FRACTION * 256 / (256 + 64) * float32
+    assert result.breakdown["prefill"]["attention_s"] == pytest.approx(
+        4 * per_pair * 256 * 257 / 2 / prefill_rate)
+    decode = result.breakdown["decode"]
+    assert decode["attention_s"] == pytest.approx(
+        4 * per_pair * (256 + 8) / (estimator.CPU_DECODE_ATTENTION_FRACTION["bfloat16"] * float32))
+    assert decode["attention_s"] < decode["compute_s"]          # a part of the arithmetic
+    longer = estimator.estimate(spec.replace(prompt_tokens=512), "this")
+    assert longer.breakdown["decode"]["attention_s"] > decode["attention_s"]
+    float32_run = estimator.estimate(spec.replace(dtype="float32"), "this")
+    assert float32_run.breakdown["decode"]["attention_s"] < decode["attention_s"] / 5
+    # An accelerator's attention runs at its matmul rate: no term of its own.
+    assert estimator.estimate(spec, H200).breakdown["decode"]["attention_s"] == 0
+
+
 def test_every_assumption_names_its_source():
     result = estimator.estimate(bf16("smollm2-135m-instruct"), H200, 2)
     words = " ".join(result.assumptions)

@@ -1,0 +1,264 @@
+"""How close the estimator comes on this machine: measured TTFT and TPOT against
+`lib.estimator.estimate(spec, "this")` over a grid of models, number formats, batch sizes and
+prompt lengths (issue 11, item 5).
+
+This machine's ceilings (`python -m lib machine`) are what the estimate is built from, so they
+are measured first, on the quiet machine, and kept as the app keeps them (`--kept-ceilings`
+uses the ones measured before). Then each group of points (one batch size and prompt length, a
+few models x number formats) is measured as the app sweeps it (`lib.runner.SweepPoints`, interleaved rounds, the sweep defaults of at least 3
+repetitions and 0.5 s per point, one warm-up), so the medians are what the app would show. Each
+point's estimate is set beside its median, and the script prints per point the ratio
+estimate / measured, then for TTFT and TPOT the median absolute error |est/meas - 1|, the bias
+(median signed error: positive means the estimator is slow, i.e. pessimistic) and whether the
+goal is met: at most 25% for TPOT and 35% for TTFT on this CPU.
+
+Other programs using the CPU slow the measurements and not the estimates: the load before the
+run and during each point (other processes' share of the CPU, as each repetition recorded it)
+is printed, with a warning above `lib.stats.BUSY_OTHER_CPU_PERCENT`. Run it on a quiet machine.
+A shared virtual machine's speed also drifts in ways no load figure shows (its host is busy),
+and a ceilings measurement is a few seconds' snapshot: they are measured again after the grid
+(not kept), with the drift and the errors the estimates would have had with those.
+
+    .venv/bin/python benchmarks/estimator_accuracy.py [--quick] [--json] [--kept-ceilings]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lib import ceilings, estimator, machine_load, runlock, runner, stats, sweep  # noqa: E402
+from lib.models.cache import ModelCache  # noqa: E402
+from lib.spec import RunSpec  # noqa: E402
+
+GOAL = {"ttft_s": 0.35, "tpot_s": 0.25}        # median |estimate / measured - 1| at most
+METRICS = {"ttft_s": "TTFT", "tpot_s": "TPOT"}
+NEW_TOKENS = 16
+LOAD_SAMPLE_S = 3.0                            # how long the load is watched before the run
+BUSY_PERCENT = stats.BUSY_OTHER_CPU_PERCENT
+# The ceilings measured after the grid differ from those before by more than this: the machine's
+# speed moved (a busy host shows in no load figure), and the errors say as much about which
+# few seconds the ceilings were measured in as about the estimator.
+DRIFT_WARNING = 0.15
+DEFAULT, GPT2, MIDDLE = "smollm2-135m-instruct", "gpt2", "smollm2-360m"
+DTYPES = ("float32", "bfloat16")
+
+
+@dataclass(frozen=True)
+class Group:
+    """One sweep: a batch size and a prompt length, its models x number formats interleaved."""
+    batch_size: int
+    prompt_tokens: int
+    models: tuple[str, ...]
+    dtypes: tuple[str, ...] = DTYPES
+
+
+# 16 points: the default model at every batch x prompt x dtype; GPT-2 (another layer family,
+# 12 wide layers) and SmolLM2-360M (2.7x the weights) at two corners each, so every model meets
+# both batch sizes, both prompt lengths and both dtypes.
+GRID = (Group(1, 64, (DEFAULT, GPT2)), Group(4, 256, (DEFAULT, GPT2)),
+        Group(1, 256, (DEFAULT, MIDDLE)), Group(4, 64, (DEFAULT, MIDDLE)))
+QUICK = (Group(1, 64, (DEFAULT, GPT2)),)
+
+
+def quiet_load(seconds: float = LOAD_SAMPLE_S) -> machine_load.Load:
+    """Other programs' share of the CPU over `seconds` while this process sleeps."""
+    with machine_load.watch() as load:
+        time.sleep(seconds)
+    return load
+
+
+def measure_group(group: Group, cache: ModelCache, say) -> list[sweep.PointResult]:
+    base = RunSpec(batch_size=group.batch_size, prompt_tokens=group.prompt_tokens,
+                   new_tokens=NEW_TOKENS, repetitions=3, min_duration_s=0.5)
+    factors = [(sweep.get_factor("model"), list(group.models)),
+               (sweep.get_factor("dtype"), list(group.dtypes))]
+    description = f"estimator accuracy, batch {group.batch_size}, prompt {group.prompt_tokens}"
+    say(f"measuring {description}: {len(group.models) * len(group.dtypes)} points")
+    with runner.SweepPoints(cache, description) as points:
+        result = sweep.run_sweep(base, factors, points)
+    for note in result.notes:
+        say(f"  {note}")
+    return result.points
+
+
+def compare(point: sweep.PointResult, after: ceilings.Ceilings) -> dict[str, Any]:
+    """One point: its settings, medians, estimates (on this machine as the app has it, and
+    from the ceilings measured `after` the grid), ratios and the load while it ran."""
+    spec = point.spec
+    row: dict[str, Any] = {"model": spec.model_id, "dtype": spec.dtype,
+                           "batch": spec.batch_size, "prompt": spec.prompt_tokens,
+                           "new_tokens": spec.new_tokens}
+    if not point.measured:
+        return {**row, "skipped": point.skipped_reason}
+    estimate = estimator.estimate(spec, "this")
+    estimate_after = estimator.estimate_on(spec, after)
+    for metric in METRICS:
+        measured = point.summary.metrics[metric].median
+        estimated = estimate.summary[metric]
+        row[metric] = {"measured": measured, "estimated": estimated,
+                       "ratio": estimated / measured,
+                       "ratio_after": estimate_after.summary[metric] / measured}
+    row["bound"] = dict(estimate.bound)
+    row["repetitions"] = len(point.measurement.repetitions)
+    busy = [rep.other_cpu_percent for rep in point.measurement.repetitions
+            if rep.other_cpu_percent is not None]
+    row["other_cpu_percent"] = statistics.median(busy) if busy else None
+    return row
+
+
+def errors(rows: list[dict[str, Any]], ratio: str = "ratio") -> dict[str, Any]:
+    """Per metric: median |est/meas - 1|, bias (median signed error), worst, and the goal."""
+    found = {}
+    for metric, goal in GOAL.items():
+        signed = [row[metric][ratio] - 1 for row in rows if "skipped" not in row]
+        if not signed:
+            continue
+        median_error = statistics.median(abs(e) for e in signed)
+        found[metric] = {"median_abs_error": median_error, "bias": statistics.median(signed),
+                         "worst_abs_error": max(abs(e) for e in signed),
+                         "goal": goal, "met": median_error <= goal}
+    return found
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    measured = [row for row in rows if "skipped" not in row]
+    summary: dict[str, Any] = {"points": len(measured), "skipped": len(rows) - len(measured)}
+    summary.update(errors(rows))
+    summary["with_ceilings_after"] = errors(rows, "ratio_after")
+    busy = [row["other_cpu_percent"] for row in measured if row["other_cpu_percent"] is not None]
+    summary["other_cpu_percent_median"] = statistics.median(busy) if busy else None
+    summary["other_cpu_percent_max"] = max(busy) if busy else None
+    summary["goal_met"] = all(summary.get(m, {}).get("met", False) for m in GOAL)
+    return summary
+
+
+def table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+    header = (f"{'point':<42} {'TTFT ms':>8} {'est':>8} {'ratio':>6}   {'TPOT ms':>8} "
+              f"{'est':>7} {'ratio':>6}  {'bound (prefill/decode)':<23} {'other CPU':>9}")
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        name = f"{row['model']} {row['dtype']} b{row['batch']} p{row['prompt']}"
+        if "skipped" in row:
+            lines.append(f"{name:<42} skipped: {row['skipped']}")
+            continue
+        ttft, tpot = row["ttft_s"], row["tpot_s"]
+        bound = f"{row['bound'].get('prefill', '-')}/{row['bound'].get('decode', '-')}"
+        busy = row["other_cpu_percent"]
+        lines.append(
+            f"{name:<42} {ttft['measured'] * 1e3:8.1f} {ttft['estimated'] * 1e3:8.1f} "
+            f"{ttft['ratio']:6.2f}   {tpot['measured'] * 1e3:8.2f} {tpot['estimated'] * 1e3:7.2f} "
+            f"{tpot['ratio']:6.2f}  {bound:<23} "
+            f"{'?' if busy is None else f'{busy:.0f}%':>9}")
+    lines.append("")
+    for metric, name in METRICS.items():
+        if metric not in summary:
+            continue
+        figures = summary[metric]
+        verdict = "MET" if figures["met"] else "NOT MET"
+        lines.append(f"{name}: median |est/meas - 1| {figures['median_abs_error']:.1%} (goal "
+                     f"<= {figures['goal']:.0%}) {verdict}; bias {figures['bias']:+.1%} "
+                     f"(+ = estimate slower); worst {figures['worst_abs_error']:.1%}")
+    lines.append(f"{summary['points']} points measured, {summary['skipped']} skipped; goal "
+                 f"{'met' if summary['goal_met'] else 'NOT met'}")
+    after = summary.get("with_ceilings_after", {})
+    if after:
+        lines.append("with the ceilings measured after the grid instead: " + "; ".join(
+            f"{name} {after[metric]['median_abs_error']:.1%} (bias "
+            f"{after[metric]['bias']:+.1%})" for metric, name in METRICS.items()
+            if metric in after))
+    return "\n".join(lines)
+
+
+def drift(before: ceilings.Ceilings, after: ceilings.Ceilings) -> dict[str, float]:
+    """after / before - 1 for the figures the CPU estimate uses."""
+    changes = {"memory_bandwidth": after.memory_bandwidth_bytes_per_s
+               / before.memory_bandwidth_bytes_per_s - 1}
+    for dtype in DTYPES:
+        changes[f"matmul_{dtype}"] = (after.matmul_flops_per_s[dtype]
+                                      / before.matmul_flops_per_s[dtype] - 1)
+    if before.layer_overhead_s and after.layer_overhead_s:
+        changes["layer_overhead"] = after.layer_overhead_s / before.layer_overhead_s - 1
+    return changes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="4 points only (a smoke run)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    parser.add_argument("--kept-ceilings", action="store_true",
+                        help="use the ceilings measured before instead of measuring them now")
+    args = parser.parse_args()
+    say = (lambda text: print(text, file=sys.stderr)) if args.json else print
+
+    before = quiet_load()
+    say(f"other programs' CPU share before the run: {before.other_cpu_percent:.0f}% "
+        f"(load average {before.load_average:.2f})")
+    if (before.other_cpu_percent or 0) > BUSY_PERCENT:
+        say(f"WARNING: other programs take more than {BUSY_PERCENT:.0f}% of the CPU: the "
+            "measurements will be slow and the errors mean little. Rerun when it is quiet.")
+    found = ceilings.machine_ceilings("cpu", refresh=not args.kept_ceilings)
+    for line in ceilings.describe(found):
+        say(line)
+    if (found.other_cpu_percent or 0) > ceilings.BUSY_PERCENT:
+        say(f"WARNING: the ceilings were measured while other programs took "
+            f"{found.other_cpu_percent:.0f}% of the CPU: rerun when "
+            "the machine is quiet.")
+    if args.kept_ceilings:
+        say(f"(kept ceilings, measured {found.measured_at})")
+
+    groups = QUICK if args.quick else GRID
+    distinct = {(model, dtype) for g in groups for model in g.models for dtype in g.dtypes}
+    cache = ModelCache(max_entries=len(distinct))      # each model loads once for all groups
+    started = time.perf_counter()
+    try:
+        measured = [point for group in groups for point in measure_group(group, cache, say)]
+    finally:
+        cache.close()
+    seconds = time.perf_counter() - started
+    with runlock.measurement_slot("estimator accuracy: the ceilings again"):
+        after = ceilings.measure("cpu")                # not kept: only to see the drift
+    rows = [compare(point, after) for point in measured]
+    summary = summarize(rows)
+    summary["seconds"] = seconds
+    summary["other_cpu_percent_before"] = before.other_cpu_percent
+    summary["ceilings_drift"] = drift(found, after)
+    say("ceilings measured again after the grid: " + ", ".join(
+        f"{name} {change:+.0%}" for name, change in summary["ceilings_drift"].items()))
+    moved = [name for name, change in summary["ceilings_drift"].items()
+             if abs(change) > DRIFT_WARNING]
+    summary["ceilings_moved"] = moved
+    if moved:
+        say(f"WARNING: {', '.join(moved)} moved by more than {DRIFT_WARNING:.0%} between the "
+            "ceilings measured before and after the grid: the estimates depend on a few "
+            "seconds' snapshot of a machine whose speed drifts. Compare both lines of errors, "
+            "and run again.")
+    if (summary["other_cpu_percent_max"] or 0) > BUSY_PERCENT:
+        say(f"WARNING: other programs took up to {summary['other_cpu_percent_max']:.0f}% of the "
+            "CPU during some points: their measurements are slow, rerun when it is quiet.")
+    if args.json:
+        print(json.dumps({"ceilings": found.to_dict(), "ceilings_after": after.to_dict(),
+                          "points": rows, "summary": summary}, indent=1))
+    else:
+        print(table(rows, summary))
+        print(f"measured in {seconds:.0f} s; other programs' CPU share: "
+              f"{before.other_cpu_percent:.0f}% before, median "
+              f"{_percent(summary['other_cpu_percent_median'])} and at most "
+              f"{_percent(summary['other_cpu_percent_max'])} during the points")
+    return 0
+
+
+def _percent(value: float | None) -> str:
+    return "?" if value is None else f"{value:.0f}%"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
