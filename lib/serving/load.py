@@ -1,0 +1,297 @@
+"""The load generator: many requests at once, as a server's users send them.
+
+Two shapes of load, as in vLLM's `bench serve`, AIPerf and GuideLLM:
+- closed loop ("concurrency"): N users, each sending its next request as soon as its last one
+  ended, so exactly N requests are in flight;
+- open loop ("rate"): requests arrive on a schedule, whatever the server is doing: Poisson
+  arrivals (independent users), gamma arrivals with a burstiness setting (vLLM's `--burstiness`:
+  below 1 burstier than Poisson, above 1 more even), or a constant rate.
+
+At each level the first requests are a warm-up (the server fills its batch, the queue builds up)
+and are left out of the statistics, as are the cool-down requests sent after the measured ones
+so that every measured request sees the full load to its end; cool-down requests are cancelled
+once the last measured one ends. Each request's prompt is different (prefix caches can't skip
+the work), with exactly the asked number of tokens by the model's tokenizer.
+
+`run_load` returns raw `RequestRecord`s per level; `lib.serving.measures` derives everything.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from lib.errors import InvalidSpecError, StoppedError
+from lib.serving import records
+from lib.serving.records import COOLDOWN, MEASURED, WARMUP, Endpoint, RequestRecord
+
+CONCURRENCY, RATE = "concurrency", "rate"
+MODES = (CONCURRENCY, RATE)
+ARRIVALS = ("poisson", "gamma", "constant")
+MAX_CONCURRENCY = 256
+MAX_RATE = 1000.0
+MAX_REQUESTS = 10_000
+MAX_LEVELS = 20
+MAX_NEW_TOKENS = 4096
+MAX_IN_FLIGHT = 512          # open loop: beyond this many unanswered requests, stop sending more
+LATE_S = 0.05                # a send this late against its schedule counts as late
+
+Send = Callable[..., RequestRecord]      # lib.serving.client.stream's signature
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """One load sweep: the shape of the load, its levels, and what each request asks."""
+    mode: str = RATE
+    levels: tuple[float, ...] = (0.5, 1.0, 2.0)
+    requests: int = 20           # measured requests per level
+    warmup: int = 2              # requests per level sent first and left out
+    arrival: str = "poisson"     # open loop only
+    burstiness: float = 1.0      # gamma arrivals' shape: 1 = Poisson
+    prompt_tokens: int = 64
+    new_tokens: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise InvalidSpecError(f"Load shape {self.mode!r}: choose {' or '.join(MODES)}.")
+        if not self.levels:
+            raise InvalidSpecError("Give at least one load level.")
+        if len(self.levels) > MAX_LEVELS:
+            raise InvalidSpecError(f"{len(self.levels)} load levels: use at most {MAX_LEVELS}.")
+        for level in self.levels:
+            if not isinstance(level, (int, float)) or not math.isfinite(level) or level <= 0:
+                raise InvalidSpecError(f"Load level {level!r}: every level must be a positive "
+                                       "number.")
+            if self.mode == CONCURRENCY and (level != int(level) or level > MAX_CONCURRENCY):
+                raise InvalidSpecError(f"Concurrency {level:g}: use whole numbers from 1 to "
+                                       f"{MAX_CONCURRENCY}.")
+            if self.mode == RATE and level > MAX_RATE:
+                raise InvalidSpecError(f"Rate {level:g} requests/s: use at most {MAX_RATE:g}.")
+        if len(set(self.levels)) != len(self.levels):
+            raise InvalidSpecError("Each load level may appear once: remove the repeated one.")
+        _whole(self.requests, "Requests per level", 1, MAX_REQUESTS)
+        _whole(self.warmup, "Warm-up requests", 0, MAX_REQUESTS)
+        _whole(self.prompt_tokens, "Prompt length", 1, 131_072)
+        _whole(self.new_tokens, "Output length", 1, MAX_NEW_TOKENS)
+        _whole(self.seed, "Seed", 0, 2**31 - 1)
+        if self.arrival not in ARRIVALS:
+            raise InvalidSpecError(f"Arrivals {self.arrival!r}: choose one of "
+                                   f"{', '.join(ARRIVALS)}.")
+        if not (isinstance(self.burstiness, (int, float)) and math.isfinite(self.burstiness)
+                and 0.01 <= self.burstiness <= 100):
+            raise InvalidSpecError(f"Burstiness {self.burstiness!r}: use a number from 0.01 to "
+                                   "100 (1 = Poisson, lower = burstier).")
+
+    @property
+    def unit(self) -> str:
+        return "concurrent requests" if self.mode == CONCURRENCY else "requests/s"
+
+    def warmup_at(self, level: float) -> int:
+        """A closed loop's first `level` requests start together into an empty server: at least
+        that many are warm-up, so measured requests find the batch already full."""
+        return max(self.warmup, int(level)) if self.mode == CONCURRENCY else self.warmup
+
+    def estimate_s(self, seconds_per_request: float) -> float:
+        """A rough duration for the queue notice (an estimate, from a guessed request time)."""
+        total = 0.0
+        for level in self.levels:
+            count = self.requests + self.warmup_at(level)
+            total += count * seconds_per_request / level if self.mode == CONCURRENCY \
+                else count / level + seconds_per_request
+        return total
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "levels": list(self.levels)}
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> "LoadPlan":
+        fields = {name: document[name] for name in cls.__dataclass_fields__ if name in document}
+        if "levels" in fields:
+            fields["levels"] = tuple(fields["levels"])
+        return cls(**fields)
+
+
+def _whole(value: Any, what: str, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidSpecError(f"{what} {value!r}: use a whole number from {low} to {high}.")
+
+
+def intervals(plan: LoadPlan, rate: float, count: int) -> list[float]:
+    """Gaps between arrivals, mean 1/rate, seeded so a rerun offers the same schedule."""
+    rng = random.Random(f"{plan.seed}:{rate}")
+    if plan.arrival == "constant":
+        return [1.0 / rate] * count
+    if plan.arrival == "gamma":
+        shape = plan.burstiness
+        return [rng.gammavariate(shape, 1.0 / (rate * shape)) for _ in range(count)]
+    return [rng.expovariate(rate) for _ in range(count)]
+
+
+@dataclass
+class LevelRun:
+    """One level's raw outcome: every request it sent, on the run's clock."""
+    offered: float
+    records: list[RequestRecord] = field(default_factory=list)
+    late_sends: int = 0            # open loop: sends later than LATE_S against the schedule
+    max_late_s: float = 0.0
+    stopped: bool = False
+
+
+class _Level:
+    """Shared state of one level's sending threads."""
+
+    def __init__(self, plan: LoadPlan, level: float, stop: threading.Event) -> None:
+        self.warmup = plan.warmup_at(level)
+        self.measured_end = self.warmup + plan.requests
+        self.lock = threading.Lock()
+        self.next_index = 0
+        self.measured_done = 0
+        self.in_flight = 0
+        self.all_measured_done = threading.Event()
+        self.cooldown_cancel = threading.Event()     # set when the last measured one ends
+        self.stop = stop
+        self.records: list[RequestRecord] = []
+        self.total = plan.requests
+
+    def take(self) -> tuple[int, str] | None:
+        """The next request's index and phase, or None when nothing more is to be sent."""
+        with self.lock:
+            if self.all_measured_done.is_set() or self.stop.is_set():
+                return None
+            index = self.next_index
+            if index >= 2 * self.measured_end + MAX_IN_FLIGHT:
+                return None
+            self.next_index += 1
+            self.in_flight += 1
+            phase = WARMUP if index < self.warmup else \
+                MEASURED if index < self.measured_end else COOLDOWN
+            return index, phase
+
+    def done(self, record: RequestRecord) -> None:
+        with self.lock:
+            self.records.append(record)
+            self.in_flight -= 1
+            if record.phase == MEASURED:
+                self.measured_done += 1
+                if self.measured_done == self.total:
+                    self.all_measured_done.set()
+                    self.cooldown_cancel.set()
+
+    def cancel_for(self, phase: str) -> threading.Event:
+        return self.cooldown_cancel if phase == COOLDOWN else self.stop
+
+
+def run_load(plan: LoadPlan, endpoint: Endpoint, send: Send,
+             prompt_for: Callable[[int], str], count_tokens: Callable[[str], int] | None = None,
+             on_progress: Callable[[str, float], None] | None = None,
+             stop: threading.Event | None = None,
+             clock: Callable[[], float] = time.perf_counter) -> tuple[float, list[LevelRun]]:
+    """Every level in order; returns the run's start on `clock` and each level's records.
+
+    `send` is `lib.serving.client.stream` (a fake in tests); `prompt_for(i)` the i-th
+    request's prompt, distinct for each request. `on_progress(words, fraction)` hears about
+    every finished request. Stop (`stop` set) cancels what is in flight and ends the run with
+    the levels measured so far (the last one marked stopped)."""
+    stop = stop or threading.Event()
+    origin = clock()
+    finished: list[LevelRun] = []
+    counter = [0]                 # prompts are distinct across levels too
+
+    def prompt() -> str:
+        with counter_lock:
+            counter[0] += 1
+            return prompt_for(counter[0])
+    counter_lock = threading.Lock()
+
+    for number, level in enumerate(plan.levels):
+        state = _Level(plan, level, stop)
+        per_level = 1.0 / len(plan.levels)
+
+        def request(index: int, phase: str) -> None:
+            try:
+                record = send(endpoint, prompt(), plan.new_tokens, index=index, phase=phase,
+                              clock=clock, cancel=state.cancel_for(phase),
+                              count_tokens=count_tokens)
+            except Exception as exc:  # noqa: BLE001 - a sender's bug is one failed request
+                now = clock()
+                record = RequestRecord(index=index, phase=phase, sent_s=now, end_s=now,
+                                       status=records.FAILED, asked_tokens=plan.new_tokens,
+                                       reason=f"the load generator failed: {exc}")
+            state.done(record)
+            if on_progress is not None:
+                measured = min(state.measured_done, plan.requests)
+                on_progress(f"{_level_words(plan, level)}: {measured} of {plan.requests} "
+                            "measured requests done",
+                            (number + measured / plan.requests) * per_level)
+
+        run = LevelRun(level)
+        if plan.mode == CONCURRENCY:
+            _closed_loop(state, int(level), request)
+        else:
+            _open_loop(plan, state, level, request, run, clock)
+        run.records = sorted(state.records, key=lambda r: r.index)
+        run.stopped = stop.is_set()
+        finished.append(run)
+        if stop.is_set():
+            break
+    last = finished[-1]
+    if last.stopped and not any(r.phase == MEASURED and r.status != records.CANCELLED
+                                for r in last.records):
+        finished.pop()            # stopped before it measured anything: nothing to show of it
+    if not finished:
+        raise StoppedError("Stopped before any level was measured: nothing was kept.")
+    return origin, finished
+
+
+def _closed_loop(state: _Level, users: int, request: Callable[[int, str], None]) -> None:
+    def user() -> None:
+        while (taken := state.take()) is not None:
+            request(*taken)
+    threads = [threading.Thread(target=user, name=f"load-user-{i}", daemon=True)
+               for i in range(users)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _open_loop(plan: LoadPlan, state: _Level, rate: float,
+               request: Callable[[int, str], None], run: LevelRun,
+               clock: Callable[[], float]) -> None:
+    gaps = iter(intervals(plan, rate, 2 * state.measured_end + MAX_IN_FLIGHT))
+    threads: list[threading.Thread] = []
+    due = clock()
+    while True:
+        now = clock()
+        if due > now:
+            # Wake early if the measured requests are done or Stop is pressed.
+            if state.all_measured_done.wait(due - now) or state.stop.is_set():
+                break
+        late = clock() - due
+        if state.in_flight >= MAX_IN_FLIGHT:
+            # The server fell this far behind: sending more only grows the queue.
+            if state.all_measured_done.wait(0.05) or state.stop.is_set():
+                break
+            continue
+        taken = state.take()
+        if taken is None:
+            break
+        if late > LATE_S:
+            run.late_sends += 1
+            run.max_late_s = max(run.max_late_s, late)
+        thread = threading.Thread(target=request, args=taken, name=f"load-{taken[0]}",
+                                  daemon=True)
+        thread.start()
+        threads.append(thread)
+        due += next(gaps)
+    for thread in threads:
+        thread.join()
+
+
+def _level_words(plan: LoadPlan, level: float) -> str:
+    return f"{level:g} concurrent" if plan.mode == CONCURRENCY else f"{level:g} requests/s"
