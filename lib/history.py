@@ -116,6 +116,7 @@ class Opened:
     memory_sentence: str | None = None
     sweep: SweepResult | None = None           # a sweep's
     display_rows: list[dict[str, Any]] = field(default_factory=list)
+    load: Any = None                           # a load run's (lib.serving.report.LoadResult)
 
     @property
     def csv(self) -> str:
@@ -142,7 +143,12 @@ def open_entry(document: Any, entry_id: int | None = None) -> Opened:
 def _open(document: Any) -> Opened:
     document = schema.mapping(document, "")
     kind = schema.choice(schema.member(document, "kind", "", required=True), "kind",
-                         ("run", "sweep"))
+                         ("run", "sweep", "load"))
+    if kind == "load":
+        from lib.serving import report as load_report
+        loaded = load_report.from_dict(document)
+        rows = load_report.level_rows(loaded)
+        return Opened(kind, rows, load=loaded, display_rows=rows)
     if kind == "sweep":
         result = sweep_from_document(document)
         rows = table.rows(result)
@@ -225,6 +231,8 @@ def entry_label(entry: dict[str, Any]) -> str:
     if entry["kind"] == "run":
         return "run: " + run_settings_text({"model_id": entry["model_id"],
                                             **(entry.get("spec") or {})})
+    if entry["kind"] == "load":
+        return "load sweep: " + load_words(entry.get("plan") or {}) + f" — {entry['model_id']}"
     factors = [name for name in entry.get("factors") or [] if name in FACTORS]
     if not factors:
         return f"sweep — {_listed(entry['models'])}"
@@ -244,6 +252,13 @@ def entry_label(entry: dict[str, Any]) -> str:
     return label
 
 
+def load_words(plan: dict[str, Any]) -> str:
+    """A load run's levels in words: '0.5, 1, 2 requests/s' or '1, 4, 16 concurrent'."""
+    levels = plan.get("levels") if isinstance(plan.get("levels"), list) else []
+    shown = ", ".join(f"{level:g}" for level in levels if isinstance(level, int | float)) or "?"
+    return shown + (" concurrent" if plan.get("mode") == "concurrency" else " requests/s")
+
+
 def hardware_words(hardware_id: str, gpus: int) -> str:
     """'NVIDIA H200 SXM 141GB x 8': a hardware profile by its name (`this`: this machine's
     measured ceilings; an id this version doesn't know, as it was saved)."""
@@ -261,6 +276,8 @@ def estimate_words(opened: Opened) -> str | None:
     """How an opened entry says it holds estimates, None when all of it was measured:
     'ESTIMATE (not measured) from a model of NVIDIA H200 SXM 141GB x 1'; a sweep mixing both
     names the hardware its estimated points were modelled on."""
+    if opened.kind == "load":
+        return None                      # a server under load is always measured
     if opened.kind == "run":
         measurements = [opened.measurement]
     else:

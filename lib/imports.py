@@ -176,7 +176,7 @@ def _checked(document: Any) -> Checked:
         raise ImportRefusedError(f"it is not an Inference Latency Explorer export (its "
                                  f"'format' should be {EXPORT_FORMAT!r}).")
     kind = schema.choice(schema.member(document, "kind", "", required=True), "kind",
-                         ("run", "sweep"))
+                         ("run", "sweep", "load"))
     created_at = schema.optional(document, "created_at", "", schema.string, limit=40)
     if created_at is not None and not CREATED_AT.fullmatch(created_at):
         raise schema.DocumentError("created_at: expected a UTC time like 2026-11-30T14:05:00Z")
@@ -195,7 +195,8 @@ def _checked(document: Any) -> Checked:
                 _count_repetitions(point["measurement"], f"points[{index}].measurement.")
     else:
         clean.pop("points", None)                    # a run has none; never store stray ones
-        _count_repetitions(document, "")
+        if kind == "run":
+            _count_repetitions(document, "")
     opened = history.open_entry(clean)
     models = _models(opened)
     for model in models:
@@ -214,6 +215,8 @@ def _count_repetitions(document: dict[str, Any], path: str) -> None:
 
 
 def _models(opened: history.Opened) -> tuple[str, ...]:
+    if opened.kind == "load":
+        return (opened.load.model,)
     if opened.kind == "run":
         return (opened.measurement.spec.model_id,)
     result = opened.sweep

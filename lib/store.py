@@ -47,7 +47,7 @@ BUSY_PAUSE_S = 0.05         # between tries
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,              -- 'run' or 'sweep'
+    kind TEXT NOT NULL,              -- 'run', 'sweep' or 'load' (lib.serving)
     created_at TEXT NOT NULL,        -- UTC, ISO 8601
     model_id TEXT NOT NULL,
     device TEXT NOT NULL,
@@ -109,7 +109,7 @@ def _migrate(connection: sqlite3.Connection) -> None:
 
 def _models_run(entry: dict[str, Any], points: list[tuple[dict, str | None]]) -> list[str]:
     """The models an entry really measured, in order of first appearance."""
-    if entry["kind"] == "run":
+    if entry["kind"] in ("run", "load"):
         return [entry["model_id"]]
     models = [model for _, model in points if model]
     if not models and "model" in entry["factors"]:
@@ -124,6 +124,8 @@ def _provenance(kind: str, run_kind: Any, base_hardware: Any, point_kinds: list[
     """"measured", "estimated" or "measured and estimated": what an entry's numbers are. A
     document that doesn't say was measured (written before estimates existed); a sweep with no
     point yet is what its settings ask for (a hardware profile: estimated)."""
+    if kind == "load":                   # a server under load: always measured
+        return MEASURED
     if kind == "run":
         kinds = {run_kind}
     elif point_kinds:
@@ -134,6 +136,15 @@ def _provenance(kind: str, run_kind: Any, base_hardware: Any, point_kinds: list[
     if estimated and measured:
         return f"{MEASURED} and {ESTIMATED}"
     return ESTIMATED if estimated else MEASURED
+
+
+def _load_model(document: dict[str, Any]) -> str:
+    """The model a load run's server ran: the catalog id for a local server, else the name the
+    server gave it."""
+    target = document.get("target") if isinstance(document.get("target"), dict) else {}
+    endpoint = target.get("endpoint") if isinstance(target.get("endpoint"), dict) else {}
+    model = target.get("model_id") or endpoint.get("model") or "?"
+    return model if isinstance(model, str) else "?"
 
 
 def _decoded(fragment: Any, kind: type, default: Any) -> Any:
@@ -296,6 +307,13 @@ class Store:
             "INSERT INTO entries (kind, created_at, model_id, device, status, document, "
             "owner) VALUES ('run', ?, ?, ?, 'complete', ?, ?)", row).lastrowid))
 
+    def save_load(self, document: dict[str, Any], owner: str | None = None) -> int:
+        """A load run (`lib.serving.report.to_dict`): the new entry's id, once committed."""
+        row = (_now(), _load_model(document), json.dumps(document), owner)
+        return self._run(lambda db: int(db.execute(
+            "INSERT INTO entries (kind, created_at, model_id, device, status, document, "
+            "owner) VALUES ('load', ?, ?, 'server', 'complete', ?, ?)", row).lastrowid))
+
     def start_sweep(self, document: dict[str, Any], owner: str | None = None) -> int:
         """A sweep entry with no points yet; points follow with `add_sweep_point`."""
         base = document["base"]
@@ -347,7 +365,7 @@ class Store:
         """Entries newest first, without their documents. `since`: an ISO date.
 
         Each entry also says what it measured, for labels (`lib.history.entry_label`): `spec`
-        (a run's settings), `factors` (a sweep's), `point_values` (each saved point's factor
+        (a run's settings), `plan` (a load run's levels), `factors` (a sweep's), `point_values` (each saved point's factor
         values) and `models` (the models it really ran: a model sweep's come from its points,
         not from the settings it started with). `model_id` matches any of those models.
         `provenance` says whether its numbers were "measured", "estimated" (a model of the
@@ -360,7 +378,9 @@ class Store:
                  # A damaged entry's document may not even be JSON: it is listed all the same.
                  "CASE WHEN json_valid(e.document) THEN json_extract(e.document, '$.factors') END, "
                  "CASE WHEN e.kind = 'run' AND json_valid(e.document) "
-                 "THEN json_extract(e.document, '$.spec') END, "
+                 "THEN json_extract(e.document, '$.spec') "
+                 "WHEN e.kind = 'load' AND json_valid(e.document) "
+                 "THEN json_extract(e.document, '$.plan') END, "
                  "CASE WHEN json_valid(e.document) "
                  "THEN json_extract(e.document, '$.provenance.kind') END, "
                  "CASE WHEN json_valid(e.document) "
@@ -401,6 +421,8 @@ class Store:
             entry["factors"] = [name for name in _decoded(row[11], list, [])
                                 if isinstance(name, str)]
             entry["spec"] = _decoded(row[12], dict, None)
+            if entry["kind"] == "load":      # the column holds a load run's plan, not a spec
+                entry["plan"], entry["spec"] = entry["spec"], None
             saved_points = per_entry.get(entry["id"], [])
             entry["point_values"] = [values for values, _ in saved_points]
             entry["skipped"] = sum(1 for _, model in saved_points if model is None)
@@ -445,13 +467,15 @@ class Store:
         """Add an exported document; it is marked with the machine it was measured on and
         belongs to `owner` (whoever imported it), never to the owner it had elsewhere."""
         if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT \
-                or document.get("kind") not in {"run", "sweep"}:
+                or document.get("kind") not in {"run", "sweep", "load"}:
             raise StoreError("This file is not an Inference Latency Explorer export (its "
                              f"'format' should be {EXPORT_FORMAT!r}).")
         body = {k: v for k, v in document.items()
                 if k not in {"format", "kind", "created_at", "status", "note", "imported_from",
                              "points"}}
-        spec = body.get("spec") or body.get("base") or {}
+        spec = body.get("spec") or body.get("base") or \
+            ({"model_id": _load_model(body), "device": "server"}
+             if document["kind"] == "load" else {})
         environment = body.get("environment") or {}
         origin = document.get("imported_from") or ", ".join(
             str(environment[k]) for k in ("gpu_name", "cpu_model") if environment.get(k)) \

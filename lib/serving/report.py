@@ -86,7 +86,7 @@ def _level(offered: float, records: tuple[RequestRecord, ...], slo: Slo | None,
 def to_dict(load: LoadResult) -> dict[str, Any]:
     found = load.knee
     return {
-        "kind": KIND, "format": 1, "target": load.target, "plan": load.plan.to_dict(),
+        "kind": KIND, "load_version": 1, "target": load.target, "plan": load.plan.to_dict(),
         "slo": load.slo.to_dict() if load.slo else None, "environment": load.environment,
         "stopped": load.stopped, "knee": found.to_dict() if found else None,
         "findings": load.findings,
