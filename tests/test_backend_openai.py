@@ -12,7 +12,7 @@ from lib.spec import RunSpec
 from lib.stats import summarize
 from sse_server import Reply, ScriptedServer
 
-TTFT_S, GAP_S, NEW_TOKENS = 0.12, 0.03, 4
+TTFT_S, GAP_S, NEW_TOKENS = 0.08, 0.03, 4
 
 
 def spec(**changes):
@@ -42,12 +42,13 @@ def test_engine_measures_the_server():
     with ScriptedServer(Reply(chunks)) as server:
         backend = backend_for(server)
         loaded = backend.load(spec().model_id, "cpu", "float32")
-        measurement = engine.measure(backend, loaded, spec())
+        measurement = engine.measure(backend, loaded, spec(warmup_runs=0))
     assert backend.endpoint.fixed_length == "vllm" and "min_tokens" in loaded.source
     posts = [r["body"] for r in server.requests if r["method"] == "POST"]
-    assert len(posts) == 1 + 1 + 2                  # probe, warm-up, repetitions
+    assert len(posts) == 1 + 2                      # the probe, then the repetitions
     assert all(body["max_tokens"] == body["min_tokens"] == NEW_TOKENS for body in posts[1:])
-    assert len(posts[1]["prompt"]) == 16            # one token per character: exact length
+    assert len(posts[1]["prompt"]) == 16           # one token per character: exact length
+    assert len(measurement.repetitions) == 2
     for repetition in measurement.repetitions:
         times = repetition.token_times_s
         ttft = times[0] - repetition.start_s
