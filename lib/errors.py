@@ -40,3 +40,8 @@ class WorkerDiedError(ExplorerError):
 
 class QueueError(ExplorerError):
     """The measurement queue's folder can't be used safely (`lib.paths.runtime_dir`)."""
+
+
+class ServingError(ExplorerError):
+    """A server to measure can't be used as given: a bad address, nothing answering, a refused
+    key, a model it doesn't offer (`lib.serving.client`)."""
