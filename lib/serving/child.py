@@ -11,8 +11,9 @@ ends at once. `PR_SET_PDEATHSIG` would not do: it fires when the creating *threa
 Streamlit runs each script in a short-lived thread. A `getppid()` poll is the backstop. The host
 is not an option: it is always 127.0.0.1, so nothing here can listen on other interfaces.
 
-Exit codes: 0 stopped (EOF, parent gone, SIGTERM), 3 the HTTP server ended on its own (most
-often: the port was taken between the parent choosing it and this process binding it).
+Exit codes: 0 stopped (EOF, parent gone, SIGTERM), 1 the model failed to load (its traceback is
+in the log), 2 no model folder there, 3 the HTTP server ended on its own (most often: the port
+was taken between the parent choosing it and this process binding it).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import threading
 import time
 
 HOST = "127.0.0.1"
+EXIT_NO_MODEL = 2
 EXIT_SERVER_ENDED = 3
 SHUTDOWN_GRACE_S = 2.0       # for uvicorn to close its sockets before os._exit
 PARENT_POLL_S = 1.0
@@ -42,6 +44,11 @@ def main(argv: list[str] | None = None) -> None:
     # Started before the model loads: a parent that dies during a long load takes us with it.
     threading.Thread(target=_watch_parent, args=(parent,), name="ile-parent-watch",
                      daemon=True).start()
+
+    if not os.path.isfile(os.path.join(args.model, "config.json")):
+        # Said before torch is even imported: seconds sooner than transformers would.
+        print(f"[ile] no model folder at {args.model} (config.json is missing)", flush=True)
+        os._exit(EXIT_NO_MODEL)
 
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
