@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -122,6 +123,7 @@ def test_a_child_that_ends_at_once_is_a_clear_error_with_its_log(monkeypatch, tm
     assert "exit code 2" in str(refusal.value)
     assert "no model folder at" in str(refusal.value)        # the log's tail
     assert not server.running and server.pid is None
+    assert server.log_path.exists()               # kept: the error names it
 
 
 def test_stop_is_idempotent_and_kills_a_child_that_ignores_sigterm(monkeypatch):
@@ -180,17 +182,30 @@ def _refused(port: int) -> bool:
 def _gone(pid: int, port: int) -> bool:
     deadline = time.monotonic() + GONE_WITHIN_S
     while time.monotonic() < deadline:
-        if not psutil.pid_exists(pid) and _refused(port):
+        if _ended(pid) and _refused(port):
             return True
         time.sleep(0.2)
     return False
+
+
+def _ended(pid: int) -> bool:
+    """Exited: gone, or a zombie its new parent (init, a container's PID 1) has yet to reap."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 @pytest.mark.slow
 def test_a_real_server_answers_on_loopback_only_and_stop_frees_its_port():
     with LocalServer(DEFAULT, max_concurrency=2, prompt_tokens=64, new_tokens=16,
                      say=lambda message: None) as server:
-        server.start()
+        # Started from a thread that then ends, as Streamlit does: the server stays up.
+        starter = threading.Thread(target=server.start)
+        starter.start()
+        starter.join()
+        time.sleep(1.0)
+        assert server.running
         pid, port = server.pid, server.port
         print(f"started in {server.started_in_s:.1f} s, warmed in {server.warmed_in_s:.2f} s")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
@@ -202,13 +217,16 @@ def test_a_real_server_answers_on_loopback_only_and_stop_frees_its_port():
                      if c.status == psutil.CONN_LISTEN]
         assert listening and {c.laddr.ip for c in listening} == {"127.0.0.1"}
         assert all(c.laddr.port == port for c in listening)
+        log_path = server.log_path
     assert not psutil.pid_exists(pid)
     assert _refused(port)
+    assert not log_path.exists()
     server.stop()                                 # again: nothing happens
 
 
 @pytest.mark.slow
-def test_the_server_dies_with_a_parent_killed_by_sigkill(tmp_path):
+@pytest.mark.parametrize("parent_ends", ["killed with SIGKILL", "exits normally"])
+def test_the_server_dies_with_the_process_that_started_it(tmp_path, parent_ends):
     script = tmp_path / "parent.py"
     script.write_text(textwrap.dedent(f"""
         import sys, time
@@ -216,19 +234,39 @@ def test_the_server_dies_with_a_parent_killed_by_sigkill(tmp_path):
         from lib.serving.local import LocalServer
         server = LocalServer({DEFAULT!r}, say=lambda message: None).start()
         print(server.pid, server.port, flush=True)
-        time.sleep(600)
+        sys.stdin.readline()          # a line: exit normally (atexit); else killed meanwhile
     """))
-    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ})
+    parent = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
     try:
         pid, port = map(int, parent.stdout.readline().split())
         assert psutil.pid_exists(pid) and not _refused(port)
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(timeout=10)
+        ended = time.monotonic()
+        if parent_ends == "killed with SIGKILL":
+            parent.send_signal(signal.SIGKILL)
+        else:
+            parent.stdin.write("exit\n")
+            parent.stdin.flush()
+        parent.wait(timeout=15)
         assert _gone(pid, port), "the server outlived the process that started it"
+        print(f"server gone {time.monotonic() - ended:.2f} s after its parent was {parent_ends}")
     finally:
         parent.kill()
         parent.wait()
+
+
+@pytest.mark.slow
+def test_a_port_taken_before_the_child_binds_it_is_retried_on_another(monkeypatch):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1]])
+        real_free_port = local.free_port
+        monkeypatch.setattr(local, "free_port", lambda: next(ports, None) or real_free_port())
+        with LocalServer(DEFAULT, say=lambda message: None) as server:
+            server.start()
+            assert server.port != taken.getsockname()[1]
+            assert _completion(server.endpoint, tokens=2)[-1]["usage"]["completion_tokens"] == 2
 
 
 @pytest.mark.slow

@@ -336,6 +336,9 @@ class LocalServer:
         warmed = time.perf_counter()
         try:
             self._warm()
+        except LocalServerError:
+            self._stop(keep_log=True)
+            raise
         except BaseException:
             self.stop()
             raise
@@ -390,7 +393,7 @@ class LocalServer:
                 tail = self.log_tail()
                 if re.search(r"address already in use|errno 98", tail, re.IGNORECASE):
                     raise _PortTaken()
-                self.stop()
+                self._stop(keep_log=True)
                 raise LocalServerError(
                     f"The local server ended while starting (exit code {code}). Last lines of "
                     f"its log ({self.log_path}):\n{tail}")
@@ -402,7 +405,7 @@ class LocalServer:
                 pass                        # not listening yet
             if time.perf_counter() > deadline:
                 tail = self.log_tail()
-                self.stop()
+                self._stop(keep_log=True)
                 raise LocalServerError(
                     f"The local server did not answer /health in time. Last lines of its log "
                     f"({self.log_path}):\n{tail}")
@@ -419,13 +422,20 @@ class LocalServer:
             with urllib.request.urlopen(request, timeout=WARM_TIMEOUT_S) as answer:
                 answer.read()
         except (urllib.error.URLError, OSError) as exc:
+            if self._process is None:
+                raise StoppedError("The local server was stopped while it was starting.") \
+                    from None
             raise LocalServerError(
                 f"The local server started but its warm-up request failed ({exc}). Last lines "
                 f"of its log ({self.log_path}):\n{self.log_tail()}") from exc
 
     def stop(self) -> None:
         """End the child's whole process group: close the pipe (the child exits on EOF),
-        SIGTERM, then SIGKILL after `STOP_GRACE_S`. Safe to call any number of times."""
+        SIGTERM, then SIGKILL after `STOP_GRACE_S`. Safe to call any number of times. Its log
+        is deleted, except after a failed start (the error names it)."""
+        self._stop(keep_log=False)
+
+    def _stop(self, keep_log: bool) -> None:
         with self._lock:
             process, self._process = self._process, None
             if self._pipe_write is not None:
@@ -444,6 +454,9 @@ class LocalServer:
         # The child may have left helpers in its group; none of them outlives it.
         _signal_group(process.pid, signal.SIGKILL)
         process.wait()
+        if not keep_log and self.log_path is not None:
+            with contextlib.suppress(OSError):
+                self.log_path.unlink()
 
     def __enter__(self) -> "LocalServer":
         return self
