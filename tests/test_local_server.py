@@ -5,6 +5,7 @@ process that started it, even when that process is killed with SIGKILL."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
@@ -165,7 +166,7 @@ def _completion(endpoint, tokens: int = 5) -> list[dict]:
                             "do_sample": False})}).encode()
     request = urllib.request.Request(f"{endpoint.base_url}/completions", data=body,
                                      headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as answer:
+    with local._DIRECT.open(request, timeout=60) as answer:
         lines = answer.read().decode().splitlines()
     return [json.loads(line[len("data: "):]) for line in lines
             if line.startswith("data: ") and line != "data: [DONE]"]
@@ -208,15 +209,15 @@ def test_a_real_server_answers_on_loopback_only_and_stop_frees_its_port():
         assert server.running
         pid, port = server.pid, server.port
         print(f"started in {server.started_in_s:.1f} s, warmed in {server.warmed_in_s:.2f} s")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
+        with local._DIRECT.open(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
             assert json.loads(answer.read()) == {"status": "ok"}
         events = _completion(server.endpoint, tokens=5)
         assert events[-1]["usage"]["completion_tokens"] == 5
         assert "".join(e["choices"][0].get("text", "") for e in events)
         listening = [c for c in psutil.Process(pid).net_connections(kind="inet")
                      if c.status == psutil.CONN_LISTEN]
-        assert listening and {c.laddr.ip for c in listening} == {"127.0.0.1"}
-        assert all(c.laddr.port == port for c in listening)
+        assert {(c.laddr.ip, c.laddr.port) for c in listening} == {("127.0.0.1", port)}
+        assert local.listening_addresses(pid) == {("127.0.0.1", port)}
         log_path = server.log_path
     assert not psutil.pid_exists(pid)
     assert _refused(port)
@@ -257,16 +258,30 @@ def test_the_server_dies_with_the_process_that_started_it(tmp_path, parent_ends)
 
 @pytest.mark.slow
 def test_a_port_taken_before_the_child_binds_it_is_retried_on_another(monkeypatch):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        ports = iter([taken.getsockname()[1]])
-        real_free_port = local.free_port
-        monkeypatch.setattr(local, "free_port", lambda: next(ports, None) or real_free_port())
+    """Another program that takes the port first and even answers /health is not our server."""
+    class Impostor(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"status": "ok"}')
+
+        def log_message(self, *args):
+            pass
+
+    impostor = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Impostor)
+    threading.Thread(target=impostor.serve_forever, daemon=True).start()
+    taken = impostor.server_address[1]
+    ports = iter([taken])
+    real_free_port = local.free_port
+    monkeypatch.setattr(local, "free_port", lambda: next(ports, None) or real_free_port())
+    try:
         with LocalServer(DEFAULT, say=lambda message: None) as server:
             server.start()
-            assert server.port != taken.getsockname()[1]
+            assert server.port != taken
             assert _completion(server.endpoint, tokens=2)[-1]["usage"]["completion_tokens"] == 2
+    finally:
+        impostor.shutdown()
+        impostor.server_close()
 
 
 @pytest.mark.slow

@@ -67,6 +67,9 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "vocab.txt")
 VOCABULARY_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Requests to our own child go straight to it, never through an HTTP(S)_PROXY from the
+# environment (which would not reach 127.0.0.1, or would see the traffic).
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class LocalServerError(ExplorerError):
@@ -331,6 +334,10 @@ class LocalServer:
                     raise LocalServerError(
                         f"The local server could not bind a free port {PORT_ATTEMPTS} times in "
                         "a row (other programs took each one first). Try again.") from None
+            except BaseException:
+                # Interrupted while waiting (Ctrl-C, a Streamlit rerun): no server left behind.
+                self.stop()
+                raise
         self.started_in_s = time.perf_counter() - began
         self.say(f"Server up in {self.started_in_s:.1f} s; warming the model with one request…")
         warmed = time.perf_counter()
@@ -398,8 +405,11 @@ class LocalServer:
                     f"The local server ended while starting (exit code {code}). Last lines of "
                     f"its log ({self.log_path}):\n{tail}")
             try:
-                with urllib.request.urlopen(url, timeout=2.0) as answer:
-                    if answer.status == 200:
+                with _DIRECT.open(url, timeout=2.0) as answer:
+                    # Only our child's answer counts: another program that took the port
+                    # first may answer /health too (our child then ends: _PortTaken).
+                    if answer.status == 200 and \
+                            listening_addresses(process.pid) == {(HOST, self.port)}:
                         return
             except (urllib.error.URLError, OSError):
                 pass                        # not listening yet
@@ -419,7 +429,7 @@ class LocalServer:
         request = urllib.request.Request(f"{self.base_url}/completions", data=body,
                                          headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=WARM_TIMEOUT_S) as answer:
+            with _DIRECT.open(request, timeout=WARM_TIMEOUT_S) as answer:
                 answer.read()
         except (urllib.error.URLError, OSError) as exc:
             if self._process is None:
@@ -501,6 +511,17 @@ class LocalServer:
             text = self.log_path.read_text(errors="replace")
             return "\n".join(text.rstrip().splitlines()[-lines:])
         return ""
+
+
+def listening_addresses(pid: int) -> set[tuple[str, int]]:
+    """The (address, port) pairs process `pid` listens on (TCP)."""
+    import psutil
+
+    try:
+        connections = psutil.Process(pid).net_connections(kind="inet")
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return set()
+    return {(c.laddr.ip, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN}
 
 
 class _PortTaken(Exception):
