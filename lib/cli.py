@@ -1,4 +1,4 @@
-"""Command line: `python -m lib run|sweep|estimate|hardware|machine|models|history|export|...`.
+"""Command line: `python -m lib run|sweep|load|estimate|hardware|machine|models|history|...`.
 
 Needs only the engine's dependencies (torch, transformers, psutil), never Streamlit or plotly.
 Every argument is checked before torch or transformers is imported and before anything is saved
@@ -14,7 +14,8 @@ to the history, marked estimated); its `--dtype` also takes float8 (1-byte weigh
 activations), the number format DeepSeek-R1 is published in, which nothing here runs live; left
 out, it is the model's published one (float8 for DeepSeek-R1), else float32 as for `run`. A
 model that doesn't fit on the devices asked for is refused with how many it needs.
-`hardware` lists the profiles with their figures and sources.
+`hardware` lists the profiles with their figures and sources. `load` measures a server under
+load (`lib.cli_load`).
 
 What it prints is text from outside the app too (model ids, notes of imported entries, a
 model's generated text), so every line goes through `_out` or `_say`, which pass it through
@@ -94,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="print a JSON list instead of a table")
     listing = commands.add_parser("models", help="list the model catalog with sizes and shapes")
     listing.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    from lib import cli_load
+    cli_load.add_parser(commands)
     machine = commands.add_parser(
         "machine", help="this machine's ceilings: memory bandwidth, matmul FLOP/s per dtype, "
         "per-layer overhead (measured once, a few seconds, then kept)")
@@ -146,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             return _hardware(as_json=args.json)
         if args.command == "estimate":
             return _estimate(args)
+        if args.command == "load":
+            from lib import cli_load
+            _quiet_transformers()
+            return cli_load.run(args, _out, _say, _print_json)
         if args.command in {"history", "export", "import", "delete", "share"}:
             return _history(args)
         spec = run_spec.from_arguments(args)

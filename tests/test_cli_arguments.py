@@ -22,9 +22,10 @@ import pytest
 
 from lib import cli, cli_arguments, spec as spec_module
 from lib.store import Store
+from sse_server import closed_port_url
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = ("run", "sweep", "estimate", "hardware", "history", "models", "share", "export",
+COMMANDS = ("run", "sweep", "load", "estimate", "hardware", "history", "models", "share", "export",
             "delete", "import")
 NOT_UTF8 = os.fsdecode(b"\xff\xfe")
 HOSTILE = ["", "nan", "NaN", "inf", "-inf", "99999999999999999999", "1e309", "-1", NOT_UTF8,
@@ -32,6 +33,8 @@ HOSTILE = ["", "nan", "NaN", "inf", "-inf", "99999999999999999999", "1e309", "-1
 PATHS = ["dev-zero", "directory", "link-to-dev-zero", "dangling-link", "fifo"]
 # What each command needs besides the argument under test (a small grid keeps sweeps quick).
 BASE = {"run": {}, "sweep": {"--factor": "batch", "--values": "1,2"},
+        # a load run against a closed port: every accepted value ends at "Nothing answers"
+        "load": {"--target": closed_port_url(), "--rates": "1", "--requests": "1"},
         "estimate": {"--hardware": "h200"}, "hardware": {}, "history": {},
         "models": {}, "share": {"entry_id": "1"}, "export": {"entry_id": "1"},
         "delete": {"entry_id": "1"}, "import": {}}

@@ -82,10 +82,10 @@ def measure(target: Target, plan: LoadPlan, slo: Slo | None, *, say: Say = lambd
             else:
                 endpoint = Endpoint(client.check_url(target.url), target.model, target.api,
                                     target.api_key, timeout_s=target.timeout_s)
-                tokenizer, words = _default_tokenizer(say), None
+                tokenizer, words = None, None
+            endpoint, probe_note = client.probe(endpoint)
+            tokenizer = tokenizer or _default_tokenizer(say)
             count = _counter(tokenizer)
-            say("Checking the server…")
-            endpoint, probe_note = client.probe(endpoint, count_tokens=count)
             prompts = _Prompts(tokenizer, plan.prompt_tokens, chat=endpoint.api == "chat")
             say("Sending requests…")
             origin, runs = run_load(plan, endpoint, client.stream, prompts.text,
