@@ -221,9 +221,11 @@ def _knee_sentence(found: Knee | None, levels: list[dict[str, Any]], mode: str,
     if found is None:
         low, _ = ttft_tail(first)
         high, statistic = ttft_tail(last)
+        change = "did not grow" if high <= low else \
+            f"grew {high / low:.1f}x, less than {KNEE_GROWTH:g}x or within the spread"
         return (f"No knee up to {_level(last['offered'], unit)}: the {statistic} time to first "
-                f"token went from {format_seconds(low)} to {format_seconds(high)}, less than "
-                f"{KNEE_GROWTH:g}x or within the spread, so the server kept up. Try higher levels "
+                f"token went from {format_seconds(low)} at the lightest load to "
+                f"{format_seconds(high)} ({change}), so the server kept up. Try higher levels "
                 "to find where it saturates.")
     after = next(s for s in levels if s["offered"] == found.saturated)
     why = "requests wait in a queue before the server starts on them"
