@@ -294,7 +294,7 @@ def test_text_from_an_import_is_shown_as_written_never_as_markdown(saved):
     at = open_history()
     upload(at, f"{LINK}.json", json.dumps({**document, "kind": LINK}).encode())
     assert plain(at.error[0].value).startswith(f"Can't import {LINK}.json: kind: expected one "
-                                               "of run, sweep, not text")
+                                               "of run, sweep, load, not text")
     upload(at, "hostile.json", json.dumps(document).encode())
     assert at.success[0].value.startswith("Imported as #3")
     select(at, [0])
