@@ -305,3 +305,29 @@ def test_a_damaged_document_names_its_bad_field(damage, field):
     damage(document)
     with pytest.raises(DocumentError, match=field.replace("[", r"\[").replace("]", r"\]")):
         report.from_dict(document)
+
+
+def test_progress_is_said_on_the_calling_thread_and_leaving_cancels_the_requests():
+    """A page draws progress only from its own script thread; when the person leaves the page
+    mid-run, Streamlit raises in that thread, and no request may go on loading the server."""
+    server = OneAtATime(prefill=0.01, step=0.01)
+    caller = threading.current_thread()
+    threads_heard = set()
+
+    class Left(BaseException):
+        pass
+
+    def progress(words, fraction):
+        threads_heard.add(threading.current_thread())
+        if fraction > 0:
+            raise Left
+    plan = LoadPlan(mode="concurrency", levels=(3,), requests=30, warmup=0, new_tokens=50)
+    started = time.monotonic()
+    with pytest.raises(Left):
+        run_load(plan, ENDPOINT, server, str, on_progress=progress)
+    assert threads_heard == {caller}
+    assert time.monotonic() - started < 3
+    deadline = time.monotonic() + 1
+    while server.in_flight and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.in_flight == 0

@@ -39,6 +39,8 @@ MAX_LEVELS = 20
 MAX_NEW_TOKENS = 4096
 MAX_IN_FLIGHT = 512          # open loop: beyond this many unanswered requests, stop sending more
 LATE_S = 0.05                # a send this late against its schedule counts as late
+PROGRESS_S = 0.25            # progress is said at least this often while requests run
+JOIN_ON_ABORT_S = 5.0        # an aborted run waits this long for its cancelled requests
 
 Send = Callable[..., RequestRecord]      # lib.serving.client.stream's signature
 
@@ -157,6 +159,11 @@ class _Level:
         self.stop = stop
         self.records: list[RequestRecord] = []
         self.total = plan.requests
+        self.threads: list[threading.Thread] = []
+
+    def start(self, thread: threading.Thread) -> None:
+        self.threads.append(thread)
+        thread.start()
 
     def take(self) -> tuple[int, str] | None:
         """The next request's index and phase, or None when nothing more is to be sent."""
@@ -194,8 +201,8 @@ def run_load(plan: LoadPlan, endpoint: Endpoint, send: Send,
     """Every level in order; returns the run's start on `clock` and each level's records.
 
     `send` is `lib.serving.client.stream` (a fake in tests); `prompt_for(i)` the i-th
-    request's prompt, distinct for each request. `on_progress(words, fraction)` hears about
-    every finished request. Stop (`stop` set) cancels what is in flight and ends the run with
+    request's prompt, distinct for each request. `on_progress(words, fraction)` hears how many
+    measured requests are done, always on the calling thread. Stop (`stop` set) cancels what is in flight and ends the run with
     the levels measured so far (the last one marked stopped)."""
     stop = stop or threading.Event()
     origin = clock()
@@ -210,7 +217,7 @@ def run_load(plan: LoadPlan, endpoint: Endpoint, send: Send,
 
     for number, level in enumerate(plan.levels):
         state = _Level(plan, level, stop)
-        per_level = 1.0 / len(plan.levels)
+        told = [-1]
 
         def request(index: int, phase: str) -> None:
             try:
@@ -223,17 +230,30 @@ def run_load(plan: LoadPlan, endpoint: Endpoint, send: Send,
                                        status=records.FAILED, asked_tokens=plan.new_tokens,
                                        reason=f"the load generator failed: {exc}")
             state.done(record)
-            if on_progress is not None:
-                measured = min(state.measured_done, plan.requests)
+
+        def tell() -> None:
+            """Progress, said from the thread that called run_load (a page can only draw
+            from its own script thread)."""
+            measured = min(state.measured_done, plan.requests)
+            if on_progress is not None and measured != told[0]:
+                told[0] = measured
                 on_progress(f"{_level_words(plan, level)}: {measured} of {plan.requests} "
                             "measured requests done",
-                            (number + measured / plan.requests) * per_level)
+                            (number + measured / plan.requests) / len(plan.levels))
 
         run = LevelRun(level)
-        if plan.mode == CONCURRENCY:
-            _closed_loop(state, int(level), request)
-        else:
-            _open_loop(plan, state, level, request, run, clock)
+        try:
+            if plan.mode == CONCURRENCY:
+                _closed_loop(state, int(level), request, tell)
+            else:
+                _open_loop(plan, state, level, request, run, clock, tell)
+        except BaseException:
+            # Anything that ends the caller (a page left mid-run, Ctrl-C) ends the requests
+            # too: none keeps loading the server after the run is gone.
+            stop.set()
+            for thread in state.threads:
+                thread.join(timeout=JOIN_ON_ABORT_S)
+            raise
         run.records = sorted(state.records, key=lambda r: r.index)
         run.stopped = stop.is_set()
         finished.append(run)
@@ -248,35 +268,34 @@ def run_load(plan: LoadPlan, endpoint: Endpoint, send: Send,
     return origin, finished
 
 
-def _closed_loop(state: _Level, users: int, request: Callable[[int, str], None]) -> None:
+def _closed_loop(state: _Level, users: int, request: Callable[[int, str], None],
+                 tell: Callable[[], None]) -> None:
     def user() -> None:
         while (taken := state.take()) is not None:
             request(*taken)
-    threads = [threading.Thread(target=user, name=f"load-user-{i}", daemon=True)
-               for i in range(users)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for i in range(users):
+        state.start(threading.Thread(target=user, name=f"load-user-{i}", daemon=True))
+    _wait_all(state, tell)
 
 
 def _open_loop(plan: LoadPlan, state: _Level, rate: float,
                request: Callable[[int, str], None], run: LevelRun,
-               clock: Callable[[], float]) -> None:
+               clock: Callable[[], float], tell: Callable[[], None]) -> None:
     gaps = iter(intervals(plan, rate, 2 * state.measured_end + MAX_IN_FLIGHT))
-    threads: list[threading.Thread] = []
     due = clock()
-    while True:
+    while not (state.all_measured_done.is_set() or state.stop.is_set()):
         now = clock()
         if due > now:
-            # Wake early if the measured requests are done or Stop is pressed.
-            if state.all_measured_done.wait(due - now) or state.stop.is_set():
-                break
-        late = clock() - due
+            # Wake early if the measured requests are done or Stop is pressed, and at least
+            # every PROGRESS_S to say how far it got.
+            state.all_measured_done.wait(min(due - now, PROGRESS_S))
+            tell()
+            continue
+        late = now - due
         if state.in_flight >= MAX_IN_FLIGHT:
             # The server fell this far behind: sending more only grows the queue.
-            if state.all_measured_done.wait(0.05) or state.stop.is_set():
-                break
+            state.all_measured_done.wait(PROGRESS_S)
+            tell()
             continue
         taken = state.take()
         if taken is None:
@@ -284,13 +303,18 @@ def _open_loop(plan: LoadPlan, state: _Level, rate: float,
         if late > LATE_S:
             run.late_sends += 1
             run.max_late_s = max(run.max_late_s, late)
-        thread = threading.Thread(target=request, args=taken, name=f"load-{taken[0]}",
-                                  daemon=True)
-        thread.start()
-        threads.append(thread)
+        state.start(threading.Thread(target=request, args=taken, name=f"load-{taken[0]}",
+                                     daemon=True))
         due += next(gaps)
-    for thread in threads:
-        thread.join()
+    _wait_all(state, tell)
+
+
+def _wait_all(state: _Level, tell: Callable[[], None]) -> None:
+    for thread in list(state.threads):
+        while thread.is_alive():
+            thread.join(PROGRESS_S)
+            tell()
+    tell()
 
 
 def _level_words(plan: LoadPlan, level: float) -> str:
