@@ -76,6 +76,7 @@ def test_check_refuses_a_model_kind_the_backend_cannot_run():
         backends.get("transformers").check(get_entry("all-minilm-l6-v2"), RunSpec())
 
 
+@pytest.mark.slow
 def test_memory_need_counts_output_tokens_only_for_generating_models():
     spec = RunSpec(model_id="all-minilm-l6-v2", batch_size=2, prompt_tokens=64, new_tokens=500)
     need = backends.get("encoder").run_need(spec, weights_loaded=True)

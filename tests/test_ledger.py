@@ -146,6 +146,7 @@ def test_sweep_points_count_and_imported_runs_are_judged_on_their_own_machine():
     assert imported.errors != pytest.approx(errors(spec))
 
 
+@pytest.mark.slow
 def test_each_entry_is_judged_once_so_history_stays_quick(monkeypatch):
     store = Store()
     document = store.export(save(store, declared_run(BASE)))

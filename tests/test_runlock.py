@@ -23,6 +23,7 @@ HOLDER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_second_caller_waits_and_is_told_with_a_notice_that_counts_up(model_cache_dir,
                                                                      monkeypatch):
     monkeypatch.setattr(runlock, "WAIT_UPDATE_S", 0.2)
@@ -144,6 +145,7 @@ def test_a_waiter_that_died_keeps_nobody_waiting(monkeypatch):
     assert not list((paths.runtime_dir() / runlock.QUEUE_FOLDER).glob("*.ticket"))
 
 
+@pytest.mark.slow
 def test_the_notice_counts_up_and_gives_an_estimate_the_holder_revises(monkeypatch):
     monkeypatch.setattr(runlock, "WAIT_UPDATE_S", 0.1)
     with _held(estimate_s=90) as slot:
@@ -163,6 +165,7 @@ def test_the_notice_counts_up_and_gives_an_estimate_the_holder_revises(monkeypat
     assert re.search(r"Yours should start in about (29|30) s \(an estimate\)", last)
 
 
+@pytest.mark.slow
 def test_cleaning_the_cache_folder_during_a_run_frees_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(runlock, "WAIT_UPDATE_S", 0.1)
     cache = tmp_path / "cache"
@@ -179,6 +182,7 @@ def test_cleaning_the_cache_folder_during_a_run_frees_nothing(tmp_path, monkeypa
     assert messages and entered >= released
 
 
+@pytest.mark.slow
 def test_a_holder_puts_back_a_lock_file_removed_under_it(tmp_path, monkeypatch):
     monkeypatch.setattr(runlock, "WAIT_UPDATE_S", 0.1)
     monkeypatch.setenv("ILE_RUNTIME_DIR", str(tmp_path / "run"))

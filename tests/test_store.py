@@ -343,6 +343,7 @@ def _lock_exclusively(path: Path, readers_too: bool = False) -> sqlite3.Connecti
     return holder
 
 
+@pytest.mark.slow
 def test_locked_database_says_it_waits_then_gives_up_unsaved(tmp_path, quick_busy):
     path = tmp_path / "history.sqlite3"
     Store(path).list()
@@ -380,6 +381,7 @@ def test_a_lock_released_while_waiting_still_saves(tmp_path, quick_busy):
     assert [e["id"] for e in Store(path).list()] == [1]
 
 
+@pytest.mark.slow
 def test_sweep_recorder_passes_the_waiting_notice_on(tmp_path, quick_busy):
     path = tmp_path / "history.sqlite3"
     Store(path).list()
