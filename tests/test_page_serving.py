@@ -171,13 +171,18 @@ def test_the_api_key_reaches_the_server_only(monkeypatch):
                [*at.markdown, *at.caption, *at.info, *at.warning])
 
 
-def test_a_server_url_is_the_host_s_in_classroom_mode(classroom_on, measured):
+def test_a_server_url_is_the_host_s_in_classroom_mode_a_local_server_anyone_s(classroom_on,
+                                                                              measured):
     student = open_page(classroom=True)
     student.radio(key=state.SERVING_TARGET).set_value("url").run()
     assert "only the host can measure a server URL" in plain(student.warning[0].value)
     assert student.text_input(key=state.SERVING_URL).disabled
     assert run_button(student).disabled
     assert not measured
+    student.radio(key=state.SERVING_TARGET).set_value("local").run()
+    run_button(student).click().run()
+    assert not student.exception
+    assert measured.pop()["target"].kind == "local"
 
     host = open_page(classroom=True, host=True)
     host.radio(key=state.SERVING_TARGET).set_value("url").run()
@@ -187,14 +192,6 @@ def test_a_server_url_is_the_host_s_in_classroom_mode(classroom_on, measured):
     assert not host.exception
     assert measured[0]["target"].url == "http://10.0.0.5:8000/v1"
     assert measured[0]["owner"] is not None          # saved as the host's, like other runs
-
-
-def test_a_local_server_is_anyone_s_in_classroom_mode(classroom_on, measured):
-    student = open_page(classroom=True)
-    run_button(student).click().run()
-    assert not student.exception
-    assert measured[0]["target"].kind == "local"
-    assert measured[0]["owner"] is not None
 
 
 def test_a_stopped_run_shows_what_it_measured_on_the_next_page_run(measured):
