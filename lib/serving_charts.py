@@ -99,8 +99,9 @@ def _mark_knee(figure: go.Figure, load: LoadResult) -> None:
     figure.add_shape(type="line", xref="x", yref="paper", x0=found.saturated,
                      x1=found.saturated, y0=0, y1=1, name="knee",
                      line={"color": KNEE_COLOR, "width": 2, "dash": "dash"},
+                     # Written down the line: across the top it ran into the panel titles.
                      label={"text": f"knee: saturated above {level_words(load, found.last_ok)}",
-                            "textposition": "end", "textangle": 0, "xanchor": "right",
+                            "textposition": "middle", "textangle": -90,
                             "font": {"color": KNEE_COLOR}})
 
 
@@ -196,7 +197,7 @@ def tradeoff_figure(load: LoadResult) -> go.Figure:
     per_user = [level.summary["output_tokens_per_s_per_user"] for level in levels]
     labels = [short_level(load, level.offered) for level in levels]
     figure = go.Figure(go.Scatter(
-        x=total, y=per_user, mode="lines+markers+text", text=labels, textposition="top right",
+        x=total, y=per_user, mode="lines+markers+text", text=labels, textposition="top center",
         line={"color": STREAM_COLOR, "width": 2}, marker={"size": 9}, name="one load level",
         customdata=[f"{level_words(load, level.offered)}: the server wrote "
                     f"{format_number(t)} tokens/s in total; each user's answer streamed at "
@@ -207,7 +208,9 @@ def tradeoff_figure(load: LoadResult) -> go.Figure:
         title="The trade-off: more users, more total output, slower answers for each",
         xaxis_title="total output of the server (tokens/s)",
         yaxis_title="speed each user sees (tokens/s)", height=440,
-        xaxis_rangemode="tozero", yaxis_rangemode="tozero", showlegend=False)
+        # Room on the right and at the top for the labels of the outermost points.
+        xaxis_range=[0, max(total, default=1) * 1.2 or 1],
+        yaxis_range=[0, max(per_user, default=1) * 1.2 or 1], showlegend=False)
     return figure
 
 

@@ -36,6 +36,9 @@ with st.expander("The words used here"):
         "- Warm-up requests at each level are sent first and not counted, so the numbers show "
         "the steady state, not an empty server.")
 
+st.caption("The sidebar's settings belong to the Playground and Explore pages: this page has "
+           "its own below, and measures a server, not the model in this app's memory.")
+
 viewer = classroom.current_viewer()
 serving_form.defaults()
 st.subheader("Where the requests go")
