@@ -104,8 +104,9 @@ with st.expander("Import a result exported elsewhere (JSON)"):
 
 if not everything:
     st.info("Nothing saved yet: results appear here after a run on the Playground, a sweep "
-            "on Explore factors or a load sweep on Serving under load." + (" The host's shared results appear here too."
-                                     if viewer.classroom and not viewer.is_host else ""))
+            "on Explore factors or a load sweep on Serving under load."
+            + (" The host's shared results appear here too."
+               if viewer.classroom and not viewer.is_host else ""))
     st.stop()
 
 models_seen = sorted({m for e in everything for m in e["models"]})

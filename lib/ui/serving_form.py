@@ -184,7 +184,8 @@ def plan_form() -> LoadPlan | None:
                                           "queue is already in its steady state.")
     prompt = columns[2].number_input("Prompt length per request (tokens)", 1, 8192,
                                      key=state.SERVING_PROMPT)
-    new = columns[3].number_input("Answer length per request (tokens)", 1, 4096, key=state.SERVING_NEW)
+    new = columns[3].number_input("Answer length per request (tokens)", 1, 4096,
+                                  key=state.SERVING_NEW)
     try:
         plan = LoadPlan(mode=mode, levels=parse_levels(typed), requests=int(requests),
                         warmup=int(warmup), arrival=arrival, burstiness=float(burstiness),
