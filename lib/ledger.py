@@ -231,6 +231,8 @@ def judge_entry(store: Store, entry_id: int) -> EntryVerdict:
         opened = history.open_entry(store.export(entry_id), entry_id)
     except DamagedEntryError:
         return EntryVerdict(skipped=(DAMAGED,))
+    if opened.kind == "load":
+        return EntryVerdict()        # a server under load: the estimator predicts no queue
     runs = [(opened.measurement, opened.summary)] if opened.kind == "run" else \
         [(point.measurement, point.summary) for point in opened.sweep.points if point.measured]
     judged, skipped, estimates = [], [], 0

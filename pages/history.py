@@ -19,7 +19,7 @@ from lib.models.catalog import ENCODER
 from lib.spec import field_info
 from lib.store import Store, StoreError
 from lib.ui import classroom as classroom_ui
-from lib.ui import state
+from lib.ui import serving_view, state
 
 ui.require_router()             # a deep link after a restart runs through the router
 
@@ -103,9 +103,10 @@ with st.expander("Import a result exported elsewhere (JSON)"):
             st.error(text.md(f"Could not import that file: {exc}"))
 
 if not everything:
-    st.info("Nothing saved yet: results appear here after a run on the Playground or a sweep "
-            "on Explore factors." + (" The host's shared results appear here too."
-                                     if viewer.classroom and not viewer.is_host else ""))
+    st.info("Nothing saved yet: results appear here after a run on the Playground, a sweep "
+            "on Explore factors or a load sweep on Serving under load."
+            + (" The host's shared results appear here too."
+               if viewer.classroom and not viewer.is_host else ""))
     st.stop()
 
 models_seen = sorted({m for e in everything for m in e["models"]})
@@ -176,6 +177,11 @@ def show_one(entry: dict) -> None:
                              "its JSON, or delete it below."))
         elif opened[entry["id"]].kind == "run":
             show_run(opened[entry["id"]])
+        elif opened[entry["id"]].kind == "load":
+            # Export JSON and Export CSV (the levels) are the controls'; the requests' CSV is
+            # the view's.
+            serving_view.show(opened[entry["id"]].load, f"history_{entry['id']}",
+                              exports=("requests",), when=entry["created_at"])
         else:
             show_sweep(opened[entry["id"]])
 
@@ -311,6 +317,9 @@ else:
         st.error(text.md(f"{problems[damaged['id']].rstrip('.')}. Select it alone to export "
                          "or delete it."))
     comparable = [e for e in chosen if e["id"] in opened]
+    if any(opened[e["id"]].kind == "load" for e in comparable):
+        st.caption("Load sweeps are not compared here yet: select one alone to open it.")
+        comparable = [e for e in comparable if opened[e["id"]].kind != "load"]
     kinds = {opened[e["id"]].kind for e in comparable}
     if len(comparable) < 2:
         st.caption("Select at least two entries that open to compare them.")

@@ -154,3 +154,62 @@ def sweep_through_runner(base: RunSpec, factor_values: list):
     cache = ModelCache(max_entries=4)
     with runner.SweepPoints(cache, "a test sweep") as points:
         return sweep.run_sweep(base, factor_values, points)
+
+
+# --- load runs (lib.serving) ---------------------------------------------------------------------
+
+SERVING_ENDPOINT = {"base_url": "http://127.0.0.1:8000/v1", "model": "smollm2-135m-instruct",
+                    "api": "completions", "fixed_length": "transformers", "timeout_s": 120.0,
+                    "api_key": "none"}
+
+
+def load_request(index, sent, ttft, gaps, phase="measured", status="ok", reason=""):
+    """A streamed request: sent at `sent`, first token after `ttft`, then one token per gap."""
+    from lib.serving.records import RequestRecord
+
+    chunks = [sent + ttft]
+    for gap in gaps:
+        chunks.append(chunks[-1] + gap)
+    if status == "failed":
+        return RequestRecord(index=index, phase=phase, sent_s=sent, status=status,
+                             end_s=sent + ttft, asked_tokens=len(chunks), reason=reason)
+    return RequestRecord(index=index, phase=phase, sent_s=sent, status=status,
+                         first_token_s=chunks[0], chunk_s=tuple(chunks),
+                         chunk_tokens=(1,) * len(chunks), end_s=chunks[-1],
+                         asked_tokens=len(chunks), output_tokens=len(chunks))
+
+
+# TTFT of the measured requests per concurrency: flat at 1 and 2, a knee at 4.
+KNEE_TTFTS = {1: 0.20, 2: 0.22, 4: 1.0, 8: 3.0}
+
+
+def load_result(levels=(1, 2, 4, 8), measured=12, ttfts=None, slo=True, target=None,
+                failed_at=8, mode="concurrency"):
+    """A closed-loop load run, made by hand: per level two warm-up requests, `measured` measured
+    ones (TTFT from `ttfts`, rising by 1% a request; 7 tokens 50 ms apart), a cool-down one
+    cancelled, and at level `failed_at` one measured request failed with HTTP 503."""
+    from lib.serving import load, measures, report
+
+    ttfts = ttfts or KNEE_TTFTS
+    plan = load.LoadPlan(mode=mode, levels=tuple(float(v) for v in levels), requests=measured,
+                         warmup=2, prompt_tokens=64, new_tokens=8)
+    runs, clock = [], 100.0
+    for level in levels:
+        base = ttfts.get(level, 0.2)
+        records = [load_request(0, clock, 0.3, [0.05] * 7, phase="warm-up"),
+                   load_request(1, clock, 0.3, [0.05] * 7, phase="warm-up")]
+        for i in range(measured):
+            records.append(load_request(2 + i, clock + 0.1 * i, base * (1 + 0.01 * i),
+                                        [0.05] * 7))
+        if level == failed_at:
+            records.append(load_request(2 + measured, clock + 0.1 * measured, 0.4, [],
+                                        status="failed", reason="HTTP 503: server busy"))
+        records.append(load_request(len(records), clock + 0.1 * measured + 0.2, 0.3, [0.05],
+                                    phase="cool-down", status="cancelled"))
+        runs.append(load.LevelRun(float(level), records))
+        clock += 20.0
+    target = target or {"kind": "local", "endpoint": dict(SERVING_ENDPOINT),
+                        "server": "transformers serve with SmolLM2-135M-Instruct",
+                        "model_id": "smollm2-135m-instruct", "probe": "fixed length: yes"}
+    return report.result(target, plan, measures.SLO_PRESETS["mlperf-server"] if slo else None,
+                         0.0, runs, {"host": "test"})

@@ -161,3 +161,14 @@ def test_each_entry_is_judged_once_so_history_stays_quick(monkeypatch):
     monkeypatch.setattr(Store, "export", lambda self, entry_id: exported.append(entry_id))
     again = ledger.build(store, entries)
     assert exported == [] and again.overall("tpot_s") == first.overall("tpot_s")
+
+
+def test_a_load_sweep_is_left_out_of_the_ledger_not_a_crash():
+    from fakes import load_result
+    from lib.serving import session
+
+    store = Store()
+    load_id, _ = session.save_load(load_result(), store=store)
+    assert ledger.judge_entry(store, load_id) == ledger.EntryVerdict()
+    built = ledger.build(store, store.list())
+    assert not built.judged and not built.skipped

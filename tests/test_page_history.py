@@ -389,3 +389,33 @@ def test_the_error_ledger_and_an_estimate_labelled_as_one():
     assert figure["layout"]["title"]["text"].startswith("ESTIMATE, not measured")
     select(at, [0, 1])
     assert list(at.dataframe[-2].value["entry"]) == [f"#{estimate_id} (estimate)", "#2"]
+
+
+def test_a_load_sweep_opens_with_its_findings_charts_and_table(saved):
+    from fakes import load_result
+    from lib.serving import session
+
+    store, ids = saved
+    load_id, problem = session.save_load(load_result(), store=store)
+    assert problem is None
+    at = open_history()
+    assert list(at.dataframe[0].value["what"])[0].startswith("load sweep: 1, 2, 4, 8")
+    select(at, [0])
+    assert plain(at.subheader[0].value).startswith(f"#{load_id}: load sweep")
+    said = " ".join(plain(m.value) for m in at.markdown)
+    assert "Above 2 concurrent requests the p90 time to first token grows 5.0x" in said
+    assert len(at.get("plotly_chart")) == 4       # latency, throughput, trade-off, timeline
+    assert list(at.dataframe[1].value["load"])[-1] == "8 concurrent requests"
+    labels = [b.label for b in at.get("download_button")]
+    assert {"Export JSON", "Export CSV", "Download every request as CSV"} <= set(labels)
+    at.selectbox(key=f"history_{load_id}_timeline_level").set_value(2.0).run()
+    assert not at.exception
+    at.text_input(key=f"history_note_{load_id}").input("8 users is too many").run()
+    next(b for b in at.button if b.label == "Save note").click().run()
+    assert next(e for e in store.list() if e["id"] == load_id)["note"] == "8 users is too many"
+    select(at, [0, 1])                             # a load sweep beside a run: not compared
+    assert any("Load sweeps are not compared here yet" in c.value for c in at.caption)
+    assert not at.exception
+    select(at, [0])
+    next(b for b in at.button if b.label == "Delete").click().run()
+    assert load_id not in [e["id"] for e in store.list()]

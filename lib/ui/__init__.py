@@ -42,6 +42,7 @@ def run_app() -> None:
         st.Page(PAGES_DIR / "playground.py", title="Playground", icon=":material/play_arrow:",
                 default=True),
         st.Page(PAGES_DIR / "explore.py", title="Explore factors", icon=":material/show_chart:"),
+        st.Page(PAGES_DIR / "serving.py", title="Serving under load", icon=":material/group:"),
         st.Page(PAGES_DIR / "history.py", title="History", icon=":material/history:"),
     ], position="sidebar" if admitted_now else "hidden")
     door(admitted_now)

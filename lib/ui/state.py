@@ -31,6 +31,28 @@ HISTORY_UPLOAD = "history_upload"
 HISTORY_FILTERS = ("history_model", "history_device", "history_since")
 EXPLORE_WIDGETS = ("explore_mode", "explore_factor_", "explore_values_",
                    "explore_heatmap_metric")   # every Explore widget key starts with one of these
+SERVING_RESULT = "_serving_result"  # the last load run shown on Serving (lib.serving.session.Outcome)
+SERVING_LIVE = "_serving_live"      # the load run in progress: its thread, Stop, what it measured
+SERVING_WIDGETS = ("serving_",)     # every Serving widget key starts with this
+SERVING_TARGET = "serving_target"   # "local" or "url"
+SERVING_MODEL = "serving_model"     # local: the catalog model
+SERVING_DTYPE = "serving_dtype"
+SERVING_BATCHING = "serving_batching"
+SERVING_URL = "serving_url"
+SERVING_SERVED_MODEL = "serving_served_model"
+SERVING_API = "serving_api"
+SERVING_API_KEY = "serving_api_key"  # only ever here: never in a link, the history or a log
+SERVING_TIMEOUT = "serving_timeout"
+SERVING_MODE = "serving_mode"
+SERVING_ARRIVAL = "serving_arrival"
+SERVING_BURSTINESS = "serving_burstiness"
+SERVING_REQUESTS = "serving_requests"
+SERVING_WARMUP = "serving_warmup"
+SERVING_PROMPT = "serving_prompt"
+SERVING_NEW = "serving_new"
+SERVING_SLO = "serving_slo"
+SERVING_SLO_TTFT = "serving_slo_ttft_ms"
+SERVING_SLO_TPOT = "serving_slo_tpot_ms"
 WIDGET_PREFIX = "setting_"         # sidebar widgets: setting_<RunSpec field>
 MODEL_GROUP = WIDGET_PREFIX + "model_group"
 OWN_MODEL = WIDGET_PREFIX + "own_model"
@@ -52,6 +74,16 @@ def explore_factor(index: int) -> str:
 
 def explore_values(index: int, factor: str) -> str:
     return f"explore_values_{index}_{factor}"
+
+
+def serving_levels(mode: str) -> str:
+    """One levels box per load shape, so switching shapes keeps each one's levels."""
+    return f"serving_levels_{mode}"
+
+
+def timeline_level(where: str) -> str:
+    """The level whose requests the timeline shows, per place a load run is shown."""
+    return f"{where}_timeline_level"
 
 
 def history_note(entry_id: int) -> str:

@@ -1,0 +1,216 @@
+"""The Serving page's settings, read into lib.serving's own types: where the requests go
+(`session.Target`), the load (`LoadPlan`) and the latency targets (`Slo`).
+
+Each reader draws its widgets and returns the value, or None with the problem shown in words
+(the checks are lib's: `LoadPlan`, `Target`, `client.check_url`), so a bad value blocks Run
+instead of failing it. The API key is a password box whose value lives only in this
+session's state: it goes into the `Target` handed to the run, never into a link, the history,
+an export or a log (`Endpoint.public()` leaves it out).
+
+In classroom mode a server URL is a host action: the app's server would send requests to any
+address typed, including ones inside the school's network that students should not reach.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lib import text
+from lib.errors import ExplorerError, InvalidSpecError
+from lib.models import catalog
+from lib.serving import client, measures, session
+from lib.serving.load import ARRIVALS, CONCURRENCY, RATE, LoadPlan
+from lib.serving.measures import Slo
+from lib.ui import state
+
+TARGETS = {session.LOCAL: "Start a local server on this computer",
+           session.URL: "A server URL (any OpenAI-compatible server)"}
+SHAPES = {CONCURRENCY: "fixed number of users (closed loop)",
+          RATE: "requests per second (open loop)"}
+DEFAULT_LEVELS = {CONCURRENCY: "1, 2, 4, 8", RATE: "0.5, 1, 2, 4"}
+ARRIVAL_WORDS = {"poisson": "Poisson: independent users, random gaps",
+                 "gamma": "bursty (gamma): clumps and lulls",
+                 "constant": "constant: evenly spaced"}
+LOCAL_DTYPES = ("float32", "bfloat16")
+OWN_SLO = "own"
+# Widgets' first values, put in session state once (a widget given both a default and a kept
+# value from session state makes Streamlit warn).
+DEFAULTS = {state.SERVING_DTYPE: "float32", state.SERVING_BATCHING: True,
+            state.SERVING_TIMEOUT: 120.0, state.SERVING_BURSTINESS: 0.5,
+            state.SERVING_REQUESTS: 10, state.SERVING_WARMUP: 2, state.SERVING_PROMPT: 64,
+            state.SERVING_NEW: 32, state.SERVING_SLO: measures.DEFAULT_SLO,
+            state.SERVING_SLO_TTFT: 2000.0, state.SERVING_SLO_TPOT: 200.0,
+            **{state.serving_levels(mode): levels for mode, levels in DEFAULT_LEVELS.items()}}
+URL_IS_HOST_ONLY = ("In classroom mode only the host can measure a server URL: the requests "
+                    "would come from this app's computer, which can reach addresses your own "
+                    "browser can't. Enter the host code in the sidebar, or start a local "
+                    "server instead.")
+
+
+def parse_levels(typed: str) -> tuple[float, ...]:
+    """'1, 2, 4, 8' -> (1.0, 2.0, 4.0, 8.0); anything else says how to write it."""
+    pieces = [piece.strip() for piece in typed.replace(";", ",").split(",")]
+    if not any(pieces):
+        raise InvalidSpecError("Type the load levels, separated by commas, e.g. 1, 2, 4, 8.")
+    levels = []
+    for piece in pieces:
+        if not piece:
+            continue
+        try:
+            levels.append(float(piece))
+        except ValueError:
+            raise InvalidSpecError(f"{text.one_line(piece, 40)!r} is not a number: type the "
+                                   "load levels as numbers separated by commas, e.g. "
+                                   "1, 2, 4, 8 or 0.5, 1, 2, 4.") from None
+    return tuple(levels)
+
+
+def local_models() -> list[str]:
+    """Catalog models a local `transformers serve` can run: text generators, live ones."""
+    return [model_id for model_id, entry in catalog.CATALOG.items()
+            if entry.kind == catalog.CAUSAL_LM and not entry.estimate_only]
+
+
+def _model_words(model_id: str) -> str:
+    entry = catalog.CATALOG[model_id]
+    return entry.display_name + (" (random weights: real speed, meaningless text)"
+                                 if entry.weights == catalog.RANDOM else "")
+
+
+def url_allowed(viewer) -> bool:
+    return not viewer.classroom or viewer.is_host
+
+
+def defaults() -> None:
+    """Call before any of the forms: each widget's first value."""
+    for key, value in DEFAULTS.items():
+        st.session_state.setdefault(key, value)
+
+
+def target_form(viewer) -> tuple[session.Target | None, str | None]:
+    """The target's widgets; (Target, None), or (None, why Run can't start)."""
+    kind = st.radio("What to measure", list(TARGETS), format_func=TARGETS.get,
+                    key=state.SERVING_TARGET, horizontal=True)
+    if kind == session.LOCAL:
+        return _local_form()
+    return _url_form(url_allowed(viewer))
+
+
+def _local_form() -> tuple[session.Target | None, str | None]:
+    options = local_models()
+    if st.session_state.get(state.SERVING_MODEL) not in options:
+        st.session_state[state.SERVING_MODEL] = options[0]
+    left, middle, right = st.columns([3, 1, 2])
+    model_id = left.selectbox("Model", options, format_func=_model_words,
+                              key=state.SERVING_MODEL,
+                              help="The app starts `transformers serve` with this model on "
+                                   "this computer (listening to this computer only), measures "
+                                   "it, then stops it.")
+    dtype = middle.radio("Numbers", LOCAL_DTYPES, key=state.SERVING_DTYPE,
+                         help="bfloat16 halves the memory and is often faster on this CPU.")
+    batching = right.toggle("Continuous batching", key=state.SERVING_BATCHING,
+                            help="On: the server runs many requests together, adding new ones "
+                                 "as others finish. Off: one request at a time, so the queue "
+                                 "grows at once.")
+    right.caption("On: requests share the model's passes. Off: one at a time, the others wait.")
+    left.caption(text.md(catalog.CATALOG[model_id].description))
+    return session.Target(kind=session.LOCAL, model_id=model_id, dtype=dtype,
+                          continuous_batching=batching), None
+
+
+def _url_form(allowed: bool) -> tuple[session.Target | None, str | None]:
+    if not allowed:
+        st.warning(URL_IS_HOST_ONLY)
+    url = st.text_input("Server address", key=state.SERVING_URL, disabled=not allowed,
+                        placeholder="http://127.0.0.1:8000/v1",
+                        help="The OpenAI-compatible API's base address (vLLM, SGLang, TGI, "
+                             "llama.cpp, transformers serve…).")
+    left, middle, right = st.columns([2, 1, 1])
+    model = left.text_input("Model name (blank: the server's first)",
+                            key=state.SERVING_SERVED_MODEL, disabled=not allowed)
+    api = middle.radio("API", ("completions", "chat"), key=state.SERVING_API,
+                       disabled=not allowed, help="completions: plain text in, text out. "
+                                                  "chat: messages, with the model's template.")
+    timeout = right.number_input("Timeout per request (s)", min_value=1.0, max_value=3600.0,
+                                 step=10.0, key=state.SERVING_TIMEOUT,
+                                 disabled=not allowed)
+    key = st.text_input("API key (optional)", type="password", key=state.SERVING_API_KEY,
+                        disabled=not allowed,
+                        help="Sent to the server with each request and nowhere else.")
+    st.caption("The API key stays in this browser session's memory only: it is never saved, "
+               "exported, put in a link or written to a log.")
+    if not allowed:
+        return None, URL_IS_HOST_ONLY
+    if not url.strip():
+        return None, "Type the server's address first."
+    try:
+        checked = client.check_url(url)
+        return session.Target(kind=session.URL, url=checked, model=model.strip(), api=api,
+                              api_key=key or None, timeout_s=float(timeout)), None
+    except ExplorerError as exc:
+        st.error(text.md(exc))
+        return None, "Fix the address first."
+
+
+def plan_form() -> LoadPlan | None:
+    """The load's widgets; the plan, or None with its problem shown."""
+    mode = st.radio("Load shape", list(SHAPES), format_func=SHAPES.get, key=state.SERVING_MODE,
+                    horizontal=True,
+                    help="Closed loop: N users, each sending again as soon as its answer ends. "
+                         "Open loop: requests arrive on a schedule whatever the server does, as "
+                         "on a public service.")
+    levels_key = state.serving_levels(mode)
+    typed = st.text_input("Levels: users at once" if mode == CONCURRENCY
+                          else "Levels: requests per second", key=levels_key,
+                          help=f"Separated by commas, lightest first, e.g. "
+                               f"{DEFAULT_LEVELS[mode]}. Doubling each time finds the knee "
+                               "quickly.")
+    arrival, burstiness = "poisson", 1.0
+    if mode == RATE:
+        left, right = st.columns(2)
+        arrival = left.radio("Arrivals", ARRIVALS, format_func=ARRIVAL_WORDS.get,
+                             key=state.SERVING_ARRIVAL)
+        if arrival == "gamma":
+            burstiness = right.slider("Burstiness", 0.1, 4.0, step=0.1,
+                                      key=state.SERVING_BURSTINESS,
+                                      help="1 is Poisson; below 1 burstier (clumps of "
+                                           "requests), above 1 more even.")
+    columns = st.columns(4)
+    requests = columns[0].number_input("Requests per level", 1, 10_000,
+                                       key=state.SERVING_REQUESTS,
+                                       help="Measured ones. p90 needs 10, p99 needs 100.")
+    warmup = columns[1].number_input("Warm-up requests", 0, 1000, key=state.SERVING_WARMUP,
+                                     help="Sent first at each level and left out, so the "
+                                          "queue is already in its steady state.")
+    prompt = columns[2].number_input("Prompt length per request (tokens)", 1, 8192,
+                                     key=state.SERVING_PROMPT)
+    new = columns[3].number_input("Answer length per request (tokens)", 1, 4096,
+                                  key=state.SERVING_NEW)
+    try:
+        plan = LoadPlan(mode=mode, levels=parse_levels(typed), requests=int(requests),
+                        warmup=int(warmup), arrival=arrival, burstiness=float(burstiness),
+                        prompt_tokens=int(prompt), new_tokens=int(new))
+    except InvalidSpecError as exc:
+        st.error(text.md(exc))
+        return None
+    return plan
+
+
+def slo_form() -> Slo:
+    """The latency targets goodput counts against: an MLPerf preset, or the user's own."""
+    options = [*measures.SLO_PRESETS, OWN_SLO]
+    chosen = st.selectbox("Latency targets (for goodput)", options,
+                          key=state.SERVING_SLO,
+                          format_func=lambda name: "my own" if name == OWN_SLO
+                          else measures.SLO_PRESETS[name].name,
+                          help="A request is good when its time to first token and its time "
+                               "per output token both meet these. MLPerf's are for big "
+                               "models on datacenter GPUs: a small CPU may meet none.")
+    if chosen != OWN_SLO:
+        return measures.SLO_PRESETS[chosen]
+    left, right = st.columns(2)
+    ttft_ms = left.number_input("Time to first token at most (ms)", 1.0, 600_000.0,
+                                key=state.SERVING_SLO_TTFT)
+    tpot_ms = right.number_input("Time per output token at most (ms)", 0.1, 60_000.0,
+                                 key=state.SERVING_SLO_TPOT)
+    return Slo(ttft_ms / 1000, tpot_ms / 1000)

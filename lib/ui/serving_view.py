@@ -1,0 +1,120 @@
+"""One load run shown in full, the same on the Serving page and in History: what it found in
+words, the four charts (`lib.serving_charts`), the per-level table, and its exports.
+
+Everything a run holds that came from outside (the server's address and words, the model's
+name, failure reasons inside findings) reaches Markdown only through `lib.text.md`. Exports
+are `lib.serving.report`'s: the saved document (never an API key: `Endpoint.public()`), one
+CSV row per level, one per request.
+"""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from lib import report as run_report
+from lib import serving_charts, table, text
+from lib.serving import report
+from lib.serving.report import LoadResult
+from lib.ui import state
+
+EXPORTS = ("json", "levels", "requests")
+
+
+def show(load: LoadResult, where: str, entry_id: int | None = None,
+         save_error: str | None = None, exports: tuple[str, ...] = EXPORTS,
+         when: str | None = None) -> None:
+    """Draw `load`; `where` keeps this place's widgets apart ("serving", "history_12")."""
+    _what_was_measured(load)
+    if load.stopped:
+        st.warning("**Stopped.** The run was ended early: the levels below are the ones "
+                   "measured before Stop, the last one perhaps with fewer requests.")
+    st.subheader("What it shows")
+    for sentence in load.findings:
+        st.markdown(f"- {text.md(sentence)}")
+
+    st.plotly_chart(serving_charts.latency_figure(load), width="stretch")
+    st.caption("Each panel: the median (solid) and the slower requests' times (p90 dashed, "
+               "p99 dotted, drawn only at levels with enough requests to mean anything). Flat "
+               "lines mean the server keeps up; a line shooting up is the queue growing: the "
+               "knee. A log scale is used when the values span more than 10x.")
+    st.plotly_chart(serving_charts.throughput_figure(load), width="stretch")
+    st.caption("Below the knee, more load means more finished requests; past it the server is "
+               "at capacity: throughput levels off and only the waits grow. Goodput counts only "
+               "the requests that met the latency targets.")
+    st.plotly_chart(serving_charts.tradeoff_figure(load), width="stretch")
+    st.caption("Each point is one load level. Moving right, the server writes more tokens in "
+               "total; moving down, each user's answer streams more slowly.")
+    _timeline(load, where)
+
+    st.subheader("Every level")
+    st.dataframe(serving_charts.display_rows(load), hide_index=True, width="stretch")
+    st.caption("Measured requests only (warm-up and cool-down left out). A dash means that "
+               "percentile needs more requests than the level had (p90: 10, p99: 100).")
+    _exports(load, where, exports, when)
+    if save_error:
+        st.warning(f"This load run is shown but NOT saved. {text.md(save_error)}")
+    elif entry_id is not None:
+        st.caption(f"Saved as #{entry_id} in History.")
+
+
+def _what_was_measured(load: LoadResult) -> None:
+    target = load.target
+    endpoint = target.get("endpoint") or {}
+    where = target.get("server") or f"the server at {endpoint.get('base_url', '?')}"
+    plan = load.plan
+    shape = (f"{plan.arrival} arrivals" + (f", burstiness {plan.burstiness:g}"
+                                           if plan.arrival == "gamma" else "")
+             if plan.mode == "rate" else "each user sends again as soon as an answer ends")
+    st.caption(text.md(
+        f"Measured: {where}, model {load.model} ({endpoint.get('api', 'completions')} API). "
+        f"Load: {', '.join(f'{v:g}' for v in plan.levels)} {plan.unit} ({shape}); "
+        f"{plan.requests} measured requests per level after {plan.warmup} warm-up; prompts of "
+        f"{plan.prompt_tokens} tokens, answers of {plan.new_tokens} tokens."))
+    if target.get("probe"):
+        st.caption(text.md(target["probe"]))
+
+
+def _timeline(load: LoadResult, where: str) -> None:
+    levels = sorted(load.levels, key=lambda level: level.offered)
+    if not levels:
+        return
+    offered = [level.offered for level in levels]
+    key = state.timeline_level(where)
+    if st.session_state.get(key) not in offered:
+        st.session_state[key] = offered[-1]        # the heaviest load shows the queue best
+    chosen = st.selectbox("Timeline of the requests at", offered, key=key,
+                          format_func=lambda v: serving_charts.level_words(load, v))
+    level = next(level for level in levels if level.offered == chosen)
+    st.plotly_chart(serving_charts.timeline_figure(load, level), width="stretch")
+    st.caption("One bar per request, in the order sent: the light part is the wait for the "
+               "first token (queueing, then reading the prompt), the strong part is the answer "
+               "streaming. Under light load the light parts stay short; past the knee they grow "
+               "request after request. Grey bars are warm-up and cool-down requests, not "
+               "counted; red ones failed (hover for why).")
+
+
+def _exports(load: LoadResult, where: str, exports: tuple[str, ...], when: str | None) -> None:
+    models = [load.model]
+
+    def name(extension: str, extra: tuple[str, ...] = ()) -> str:
+        return run_report.export_file_name("load", models, extension, extra, when)
+
+    columns = st.columns(max(len(exports), 1))
+    for column, what in zip(columns, exports):
+        if what == "json":
+            column.download_button("Download everything as JSON (every request's timestamps)",
+                                   lambda: json.dumps(report.to_dict(load), indent=2),
+                                   file_name=name("json"), mime="application/json",
+                                   on_click="ignore", key=f"{where}_export_json")
+        elif what == "levels":
+            column.download_button("Download the levels as CSV",
+                                   table.to_csv(report.level_rows(load)),
+                                   file_name=name("csv", ("levels",)), mime="text/csv",
+                                   on_click="ignore", key=f"{where}_export_levels")
+        elif what == "requests":
+            column.download_button("Download every request as CSV",
+                                   lambda: table.to_csv(report.request_rows(load)),
+                                   file_name=name("csv", ("requests",)), mime="text/csv",
+                                   on_click="ignore", key=f"{where}_export_requests")

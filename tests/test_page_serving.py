@@ -1,0 +1,211 @@
+"""AppTest of the Serving under load page through the real router: the load run itself is a
+fake (`lib.serving.session.measure`, or the client under the real `measure`), so these are quick
+and exact; the real server and the browser are in the slow lane."""
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fakes import FakeTokenizer, enter_classroom, load_result, plain
+from lib.errors import ServingError
+from lib.serving import client, session
+from lib.serving.records import MEASURED, OK, RequestRecord
+from lib.store import Store
+from lib.ui import state
+
+ENTRY = str(Path(__file__).with_name("app_entry.py"))
+SERVING = str(Path(__file__).resolve().parent.parent / "pages" / "serving.py")
+SECRET = "sk-SECRET-key-never-saved-123"
+
+
+@pytest.fixture
+def measured(monkeypatch):
+    """`session.measure` replaced: returns the hand-made knee run, saved like the real one."""
+    calls = []
+
+    def measure(target, plan, slo, *, say, on_progress, on_wait, stop, owner):
+        calls.append({"target": target, "plan": plan, "slo": slo, "owner": owner})
+        say("Starting the local server…")
+        on_progress("1 concurrent: 12 of 12 measured requests done", 0.25)
+        loaded = load_result()
+        entry_id, problem = session.save_load(loaded, owner=owner)
+        return session.Outcome(loaded, entry_id, problem, "fixed length: yes")
+
+    monkeypatch.setattr(session, "measure", measure)
+    return calls
+
+
+def open_page(classroom=False, host=False):
+    at = AppTest.from_file(ENTRY, default_timeout=60)
+    if classroom:
+        enter_classroom(at, host=host)
+    at.run()
+    at.switch_page(SERVING).run()
+    assert not at.exception
+    return at
+
+
+def run_button(at):
+    return next(b for b in at.button if b.label == "Run load sweep")
+
+
+def words(at):
+    return " ".join(plain(m.value) for m in at.markdown)
+
+
+def test_a_newcomer_sees_the_page_explained_and_ready_to_run():
+    at = open_page()
+    assert at.title[0].value == "Serving under load"
+    assert "knee" in words(at)
+    assert not at.error
+    assert "No load sweep yet" in at.info[0].value
+    assert at.radio(key=state.SERVING_TARGET).value == "local"
+    assert at.text_input(key=state.serving_levels("concurrency")).value == "1, 2, 4, 8"
+    assert not run_button(at).disabled
+
+
+@pytest.mark.parametrize("typed, said", [
+    ("1, two", "'two' is not a number"),
+    ("1, 2.5", "Concurrency 2.5: use whole numbers"),
+    ("", "Type the load levels"),
+])
+def test_bad_levels_are_explained_and_block_the_run(measured, typed, said):
+    at = open_page()
+    at.text_input(key=state.serving_levels("concurrency")).input(typed).run()
+    assert said in plain(at.error[0].value)
+    assert run_button(at).disabled                 # a browser can't press it
+    assert not measured
+
+
+def test_a_run_shows_findings_charts_table_and_where_it_was_saved(measured):
+    at = open_page()
+    run_button(at).click().run()
+    assert not at.exception and not at.error
+    call = measured[0]
+    assert call["target"].kind == "local" and call["target"].model_id == "smollm2-135m-instruct"
+    assert call["plan"].levels == (1.0, 2.0, 4.0, 8.0) and call["plan"].mode == "concurrency"
+    assert call["slo"].name.startswith("MLPerf server")
+    said = words(at)
+    assert "Above 2 concurrent requests the p90 time to first token grows 5.0x" in said
+    assert "HTTP 503: server busy" in said
+    assert len(at.get("plotly_chart")) == 4       # latency, throughput, trade-off, timeline
+    frame = at.dataframe[0].value
+    assert list(frame["load"]) == ["1 concurrent requests", "2 concurrent requests",
+                                   "4 concurrent requests", "8 concurrent requests"]
+    saved = next(c.value for c in at.caption if c.value.startswith("Saved as #"))
+    entry_id = int(saved.split("#")[1].split()[0])
+    assert Store().export(entry_id)["kind"] == "load"
+    # The timeline shows another level when asked, and the results stay.
+    at.selectbox(key=state.timeline_level("serving")).set_value(1.0).run()
+    assert not at.exception and len(at.get("plotly_chart")) == 4
+
+
+def test_a_refused_server_is_said_and_the_page_keeps_working(monkeypatch):
+    def refused(*args, **kwargs):
+        raise ServingError("Nothing answers at http://127.0.0.1:9/v1: is the server running?")
+    monkeypatch.setattr(session, "measure", refused)
+    at = open_page()
+    run_button(at).click().run()
+    assert not at.exception
+    assert "Nothing answers at http://127.0.0.1:9/v1" in plain(at.error[0].value)
+    assert "No load sweep yet" in at.info[0].value
+    at.text_input(key=state.serving_levels("concurrency")).input("1, 2").run()
+    assert not at.exception and not run_button(at).disabled
+
+
+def test_an_unexpected_failure_is_contained_by_the_router(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(session, "measure", broken)
+    at = open_page()
+    run_button(at).click().run()
+    assert "Something went wrong on this page" in at.error[0].value
+
+
+def fake_stream(seen):
+    """`client.stream` answering at once: 8 tokens, on the load generator's clock."""
+    def stream(endpoint, prompt, new_tokens, *, index, phase, clock, cancel, count_tokens):
+        seen.append(endpoint.api_key)
+        now = clock()
+        chunks = tuple(now + 0.01 * (i + 1) for i in range(new_tokens))
+        return RequestRecord(index=index, phase=phase, sent_s=now, status=OK,
+                             first_token_s=chunks[0], chunk_s=chunks,
+                             chunk_tokens=(1,) * new_tokens, end_s=chunks[-1],
+                             asked_tokens=new_tokens, output_tokens=new_tokens)
+    return stream
+
+
+def test_the_api_key_reaches_the_server_only(monkeypatch):
+    """The real `measure`, the client faked: the key typed goes with every request and nowhere
+    else: not the saved entry, not the exports, not the page's address."""
+    seen = []
+    monkeypatch.setattr(client, "probe", lambda endpoint, count_tokens=None:
+                        (endpoint.with_mode("vllm"), "fixed length: yes"))
+    monkeypatch.setattr(client, "stream", fake_stream(seen))
+    monkeypatch.setattr(session, "_default_tokenizer", lambda say: FakeTokenizer())
+    at = open_page()
+    at.radio(key=state.SERVING_TARGET).set_value("url").run()
+    at.text_input(key=state.SERVING_URL).input("http://127.0.0.1:8000").run()
+    at.text_input(key=state.SERVING_API_KEY).input(SECRET).run()
+    at.text_input(key=state.serving_levels("concurrency")).input("1, 2").run()
+    at.number_input(key=state.SERVING_REQUESTS).set_value(3).run()
+    at.number_input(key=state.SERVING_NEW).set_value(4).run()
+    run_button(at).click().run()
+    assert not at.exception and not at.error
+    assert seen and set(seen) == {SECRET}
+    outcome = at.session_state[state.SERVING_RESULT]
+    assert outcome.load.target["endpoint"]["base_url"] == "http://127.0.0.1:8000/v1"
+    assert outcome.load.target["endpoint"]["api_key"] == "set"
+    from lib.serving import report
+    for exported in (json.dumps(report.to_dict(outcome.load)),
+                     json.dumps(report.level_rows(outcome.load)),
+                     json.dumps(report.request_rows(outcome.load)),
+                     json.dumps(Store().export(outcome.entry_id)),
+                     json.dumps(Store().list())):
+        assert SECRET not in exported
+    assert SECRET not in json.dumps(at.query_params.to_dict() if hasattr(at.query_params, "to_dict")
+                                    else dict(at.query_params))
+    assert all(SECRET not in plain(element.value) for element in
+               [*at.markdown, *at.caption, *at.info, *at.warning])
+
+
+def test_a_server_url_is_the_host_s_in_classroom_mode_a_local_server_anyone_s(classroom_on,
+                                                                              measured):
+    student = open_page(classroom=True)
+    student.radio(key=state.SERVING_TARGET).set_value("url").run()
+    assert "only the host can measure a server URL" in plain(student.warning[0].value)
+    assert student.text_input(key=state.SERVING_URL).disabled
+    assert run_button(student).disabled
+    assert not measured
+    student.radio(key=state.SERVING_TARGET).set_value("local").run()
+    run_button(student).click().run()
+    assert not student.exception
+    assert measured.pop()["target"].kind == "local"
+
+    host = open_page(classroom=True, host=True)
+    host.radio(key=state.SERVING_TARGET).set_value("url").run()
+    assert not host.text_input(key=state.SERVING_URL).disabled
+    host.text_input(key=state.SERVING_URL).input("http://10.0.0.5:8000/v1").run()
+    run_button(host).click().run()
+    assert not host.exception
+    assert measured[0]["target"].url == "http://10.0.0.5:8000/v1"
+    assert measured[0]["owner"] is not None          # saved as the host's, like other runs
+
+
+def test_a_stopped_run_shows_what_it_measured_on_the_next_page_run(measured):
+    """Stop interrupts the page's drawing; the run's thread wraps up, and the next page run
+    shows the levels it kept (`serving_run.stopped_load`)."""
+    from lib.ui.serving_run import LiveLoad
+
+    at = open_page()
+    live = LiveLoad("load sweep (1, 2 concurrent requests)")
+    live.outcome = session.Outcome(load_result(levels=(1, 2)), 7, None, "")
+    live.ended.set()
+    at.session_state[state.SERVING_LIVE] = live
+    at.run()
+    assert not at.exception
+    assert live.stop.is_set()
+    assert "Saved as #7 in History." in [c.value for c in at.caption]
+    assert state.SERVING_LIVE not in at.session_state
