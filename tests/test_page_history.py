@@ -41,6 +41,7 @@ def open_history():
     return at
 
 
+@pytest.mark.slow
 def test_locked_history_shows_a_waiting_notice_then_why_instead_of_hanging(saved, monkeypatch):
     monkeypatch.setattr("lib.store.BUSY_TRY_S", 0.05)
     monkeypatch.setattr("lib.store.BUSY_NOTICE_S", 0.2)
@@ -66,6 +67,7 @@ def test_locked_history_shows_a_waiting_notice_then_why_instead_of_hanging(saved
     assert "locked by another program" in at.error[0].value
 
 
+@pytest.mark.slow
 def test_a_button_pressed_while_the_history_is_locked_says_why(saved, monkeypatch):
     monkeypatch.setattr("lib.store.BUSY_TRY_S", 0.05)
     monkeypatch.setattr("lib.store.BUSY_NOTICE_S", 0.2)
@@ -340,6 +342,7 @@ def test_damaged_entries_say_why_and_can_still_be_deleted(saved):
     assert [e["id"] for e in store.list()] == ids[::-1]
 
 
+@pytest.mark.slow
 def test_an_entry_of_20000_repetitions_opens_with_a_few_traces():
     measurement = many_repetitions(20_000, spec=BASE)
     history.save_run(measurement, stats.summarize(measurement), Store())

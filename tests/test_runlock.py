@@ -11,6 +11,8 @@ import textwrap
 import threading
 import time
 
+import pytest
+
 from lib import paths, runlock
 
 HOLDER = textwrap.dedent("""

@@ -217,16 +217,16 @@ def test_a_closed_loop_keeps_exactly_n_requests_in_flight_and_excludes_warm_up()
 
 
 def test_an_open_loop_past_capacity_queues_and_the_knee_shows():
-    server = OneAtATime(prefill=0.02, step=0.004)           # ~0.05 s each: 20 requests/s max
-    plan = LoadPlan(mode="rate", levels=(10, 80), requests=10, warmup=2, new_tokens=8,
+    server = OneAtATime(prefill=0.01, step=0.002)           # ~0.025 s each: 40 requests/s max
+    plan = LoadPlan(mode="rate", levels=(10, 200), requests=6, warmup=1, new_tokens=8,
                     arrival="constant")
     origin, runs = run_load(plan, ENDPOINT, server, lambda i: f"p{i}")
     loaded = report.result({"kind": "url", "endpoint": ENDPOINT.public()}, plan,
                            Slo(0.2, 0.05), origin, runs, {})
     light, heavy = loaded.summaries
     assert heavy["ttft_s"]["median"] > 3 * light["ttft_s"]["median"]
-    assert heavy["achieved_requests_per_s"] < 0.9 * 80
-    assert loaded.knee is not None and loaded.knee.saturated == 80
+    assert heavy["achieved_requests_per_s"] < 0.9 * 200
+    assert loaded.knee is not None and loaded.knee.saturated == 200
     assert "saturated" in loaded.findings[0]
     assert all(r.sent_s >= 0 for level in loaded.levels for r in level.records)
 
