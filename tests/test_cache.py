@@ -1,5 +1,7 @@
 """The server-wide model cache, on the fake backend: loads once, keyed by backend, evicts well."""
 
+import pytest
+
 from fakes import FakeBackend
 from lib import memory
 from lib.models.cache import ModelCache
@@ -51,6 +53,7 @@ def test_makes_room_only_when_that_helps(monkeypatch):
     assert all(key in cache for key in before)
 
 
+@pytest.mark.slow
 def test_a_pinned_model_is_never_dropped_and_the_limit_grows_for_it():
     fake = FakeBackend()
     cache = ModelCache(max_entries=1)

@@ -179,6 +179,7 @@ def test_a_bad_sweep_export_is_refused_naming_the_field(sweep_export, damage, me
     assert Store().list() == []
 
 
+@pytest.mark.slow
 def test_counts_are_limited_before_anything_is_built(run_export, sweep_export):
     # The finding: 96,339 repetitions imported in seconds, then every opening took minutes.
     many = changed(run_export, [{"token_offsets_s": [0.1]}] * 96_339, "repetitions")

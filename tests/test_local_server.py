@@ -126,6 +126,7 @@ def test_a_child_that_ends_at_once_is_a_clear_error_with_its_log(monkeypatch, tm
     assert server.log_path.exists()               # kept: the error names it
 
 
+@pytest.mark.slow
 def test_stop_is_idempotent_and_kills_a_child_that_ignores_sigterm(monkeypatch):
     monkeypatch.setattr(local, "STOP_GRACE_S", 0.5)
     server = LocalServer(DEFAULT)

@@ -62,6 +62,7 @@ def test_skipped_point_is_shown_with_its_reason(app):
                for m in app.markdown)
 
 
+@pytest.mark.slow
 def test_two_factor_sweep_draws_a_heatmap(app):
     app.radio(key="explore_mode").set_value("two factors (heatmap)").run()
     app.text_input(key="explore_values_0_batch").input("1, 2").run()
@@ -77,6 +78,7 @@ def test_two_factor_sweep_draws_a_heatmap(app):
 HISTORY = str(Path(__file__).resolve().parent.parent / "pages" / "history.py")
 
 
+@pytest.mark.slow
 def test_factor_and_values_survive_a_visit_to_another_page(app):
     app.selectbox(key="explore_factor_0").set_value("output").run()
     app.text_input(key="explore_values_0_output").input("2, 3").run()
@@ -92,6 +94,7 @@ def test_factor_and_values_survive_a_visit_to_another_page(app):
     assert "factor=output" in link and "values=2%2C3" in link
 
 
+@pytest.mark.slow
 def test_results_from_other_settings_say_so(app):
     app.text_input(key="explore_values_0_batch").input("1, 2").run()
     app.button[0].click().run()
@@ -138,6 +141,7 @@ def test_link_factor_values_outside_this_machine_are_moved_into_range_with_a_not
     assert at.text_input(key="explore_values_0_batch").value == "1, 2, 64"
 
 
+@pytest.mark.slow
 def test_points_measured_while_other_programs_took_the_cpu_are_flagged(app, fake_backend):
     # Batch 2 ran while something else took 60% of the machine (declared by the fake).
     fake_backend.other_cpu_percent = lambda spec: 60.0 if spec.batch_size == 2 else 2.0

@@ -254,6 +254,7 @@ def test_classroom_visitors_see_their_own_and_shared_only(classroom_store, monke
     assert ids["alice"] not in [e["id"] for e in store.list()]
 
 
+@pytest.mark.slow
 def test_classroom_host_sees_everything_and_shares(classroom_store, monkeypatch):
     store, ids = classroom_store
     as_visitor(monkeypatch, "teacher-cookie", host=True)
@@ -308,6 +309,7 @@ def test_text_from_an_import_is_shown_as_written_never_as_markdown(saved):
     assert not at.exception
 
 
+@pytest.mark.slow
 def test_damaged_entries_say_why_and_can_still_be_deleted(saved):
     store, ids = saved
     good = store.export(ids[0])
@@ -358,6 +360,7 @@ def test_an_entry_of_20000_repetitions_opens_with_a_few_traces():
 
 # --- estimates and the error ledger -------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_error_ledger_and_an_estimate_labelled_as_one():
     from fakes import with_declared_ceilings
     from lib import runner

@@ -225,6 +225,7 @@ def test_classroom_hides_own_models_and_refuses_them_in_links(classroom_on):
     assert at.number_input(key="setting_new_tokens").value == 7
 
 
+@pytest.mark.slow
 def test_classroom_second_run_of_one_visitor_is_told_to_wait(app, monkeypatch, classroom_on):
     from lib import classroom
     from lib.ui import classroom as classroom_ui

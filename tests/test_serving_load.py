@@ -321,7 +321,7 @@ def test_progress_is_said_on_the_calling_thread_and_leaving_cancels_the_requests
         threads_heard.add(threading.current_thread())
         if fraction > 0:
             raise Left
-    plan = LoadPlan(mode="concurrency", levels=(3,), requests=30, warmup=0, new_tokens=20)
+    plan = LoadPlan(mode="concurrency", levels=(3,), requests=30, warmup=0, new_tokens=8)
     started = time.monotonic()
     with pytest.raises(Left):
         run_load(plan, ENDPOINT, server, str, on_progress=progress)

@@ -366,6 +366,7 @@ def test_locked_database_says_it_waits_then_gives_up_unsaved(tmp_path, quick_bus
     assert "waiting for the history database (locked by another program)" in told[0][1]
 
 
+@pytest.mark.slow
 def test_a_lock_released_while_waiting_still_saves(tmp_path, quick_busy):
     path = tmp_path / "history.sqlite3"
     Store(path).list()

@@ -226,6 +226,7 @@ def test_a_saved_device_sweep_keeps_its_meaning():
     assert (row["device"], row["hardware"], row["provenance"]) == ("cuda", None, "measured")
 
 
+@pytest.mark.slow
 def test_cli_sweeps_this_machine_against_an_h200(fake_backend, tmp_path, capsys):
     import csv as csv_module
 
