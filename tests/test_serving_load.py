@@ -331,3 +331,15 @@ def test_progress_is_said_on_the_calling_thread_and_leaving_cancels_the_requests
     while server.in_flight and time.monotonic() < deadline:
         time.sleep(0.01)
     assert server.in_flight == 0
+
+
+def test_a_knee_while_throughput_still_grows_is_not_called_saturation():
+    """Closed loop: at 4 users each waits for the others' prefills (TTFT 3x), but the server
+    finishes twice the tokens per second: busy and sharing, not yet saturated."""
+    one = _level(1, [0.2] * 10, spacing=1.0)
+    four = _level(4, [0.6] * 10, spacing=0.5)
+    sentence = measures.findings([one, four], "concurrency", "concurrent requests", None)[0]
+    assert sentence.startswith("Above 1 concurrent requests the p90 time to first token "
+                               "grows 3.0x")
+    assert "still grew" in sentence and "wait for each other" in sentence
+    assert "saturated" not in sentence

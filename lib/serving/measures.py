@@ -228,15 +228,26 @@ def _knee_sentence(found: Knee | None, levels: list[dict[str, Any]], mode: str,
                 f"{format_seconds(high)} ({change}), so the server kept up. Try higher levels "
                 "to find where it saturates.")
     after = next(s for s in levels if s["offered"] == found.saturated)
-    why = "requests wait in a queue before the server starts on them"
-    if mode == "rate" and after["achieved_requests_per_s"] is not None \
-            and after["achieved_requests_per_s"] < KEEPS_UP * after["offered"]:
-        why += (f", and it finished only {after['achieved_requests_per_s']:.2g} requests/s of "
-                f"the {after['offered']:g} offered")
-    return (f"Above {_level(found.last_ok, unit)} the {found.statistic} time to first token grows {found.growth:.1f}x "
-            f"({format_seconds(found.before_s)} at the lightest load → "
-            f"{format_seconds(found.after_s)} at {_level(found.saturated, unit)}): the server "
-            f"is saturated: {why}.")
+    before = next(s for s in levels if s["offered"] == found.last_ok)
+    grew = f"the {found.statistic} time to first token grows {found.growth:.1f}x " \
+           f"({format_seconds(found.before_s)} at the lightest load → " \
+           f"{format_seconds(found.after_s)} at {_level(found.saturated, unit)})"
+    behind = mode == "rate" and after["achieved_requests_per_s"] is not None \
+        and after["achieved_requests_per_s"] < KEEPS_UP * after["offered"]
+    more = (after["output_tokens_per_s"] or 0) / before["output_tokens_per_s"] \
+        if before.get("output_tokens_per_s") else None
+    if behind:
+        return (f"Above {_level(found.last_ok, unit)} {grew}: the server is saturated. It "
+                f"finished only {after['achieved_requests_per_s']:.2g} requests/s of the "
+                f"{after['offered']:g} offered, so requests wait in a growing queue before it "
+                "starts on them.")
+    if more is not None and more < PLATEAU:
+        return (f"Above {_level(found.last_ok, unit)} {grew}, while the total output grew only "
+                f"{more:.2f}x: the server is saturated, and extra requests only wait in a queue.")
+    growth = f", while the total output still grew {more:.1f}x" if more is not None else ""
+    return (f"Above {_level(found.last_ok, unit)} {grew}{growth}: requests now wait for each "
+            "other. The server shares its time among them, close to what it can carry; "
+            "more load will mostly add waiting.")
 
 
 def _throughput_sentences(levels: list[dict[str, Any]], unit: str) -> list[str]:
