@@ -147,3 +147,19 @@ def test_a_rate_sweep_on_the_real_local_server_shows_ttft_growing(capsys):
     assert document["target"]["kind"] == "local"
     assert "transformers serve" in document["target"]["server"]
     assert "generation_config" in err          # the fixed length it found, said in words
+
+
+def test_stop_pressed_while_the_server_gets_ready_sends_nothing():
+    import threading
+
+    from lib.errors import StoppedError
+    from lib.serving.load import LoadPlan
+    stop = threading.Event()
+    stop.set()
+    with ScriptedServer(Reply(CHUNKS)) as server:
+        target = session.Target(session.URL, url=server.base_url)
+        with pytest.raises(StoppedError, match="nothing was kept"):
+            session.measure(target, LoadPlan(levels=(1,)), None, stop=stop)
+        posts = [r for r in server.requests if r["method"] == "POST"]
+    assert len(posts) == 1                       # the probe only
+    assert not default_path().exists() or not Store().list()

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from lib.errors import InvalidSpecError
+from lib.errors import InvalidSpecError, StoppedError
 from lib.serving import report
 from lib.serving.load import LoadPlan, run_load
 from lib.serving.measures import Slo
@@ -84,6 +84,8 @@ def measure(target: Target, plan: LoadPlan, slo: Slo | None, *, say: Say = lambd
                                     target.api_key, timeout_s=target.timeout_s)
                 tokenizer, words = None, None
             endpoint, probe_note = client.probe(endpoint)
+            if stop.is_set():          # pressed while the server started: send nothing
+                raise StoppedError("Stopped before any request was sent: nothing was kept.")
             tokenizer = tokenizer or _default_tokenizer(say)
             count = _counter(tokenizer)
             prompts = _Prompts(tokenizer, plan.prompt_tokens, chat=endpoint.api == "chat")
