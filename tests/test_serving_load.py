@@ -343,3 +343,12 @@ def test_a_knee_while_throughput_still_grows_is_not_called_saturation():
                                "grows 3.0x")
     assert "still grew" in sentence and "wait for each other" in sentence
     assert "saturated" not in sentence
+
+
+def test_answers_that_stopped_early_are_named_never_hidden():
+    records = [record(0, 0.0, 0.2, [0.1] * 3),
+               record(1, 1.0, 0.2, [0.1] * 2, status=SHORT, reason="ended early")]
+    summary = measures.level_summary(1.0, records, None)
+    assert summary["stopped_early"] == 1 and summary["completed"] == 2
+    said = measures.findings([summary], "rate", "requests/s", None)
+    assert "At 1 requests/s, 1 answer of 2 stopped before the asked length" in " ".join(said)

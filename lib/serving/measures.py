@@ -205,9 +205,13 @@ def findings(summaries: list[dict[str, Any]], mode: str, unit: str,
             said.append(f"At {_level(level['offered'], unit)}, {level['failed']} of "
                         f"{level['requests']} requests failed: {reasons}.")
         if level["stopped_early"]:
-            said.append(f"At {_level(level['offered'], unit)}, {level['stopped_early']} answers "
-                        "stopped before the asked length (the server does not accept a fixed "
-                        "length): they are counted with the tokens they had.")
+            count = level["stopped_early"]
+            said.append(f"At {_level(level['offered'], unit)}, {count} "
+                        f"{'answer' if count == 1 else 'answers'} of {level['requests']} "
+                        "stopped before the asked length: the server ended "
+                        f"{'it' if count == 1 else 'them'} at an end-of-text token (it ignored "
+                        "the fixed length asked, or does not accept one). They are counted "
+                        "with the tokens they had.")
     return said
 
 
