@@ -11,10 +11,10 @@ import json
 import pytest
 
 from fakes import FakeTokenizer
-from lib import cli
 from lib.serving import session
 from lib.store import Store, default_path
 from sse_server import Reply, ScriptedServer, closed_port_url
+from test_cli_arguments import invoke
 
 KEY = "sk-test-0123456789-secret"
 CHUNKS = [(0.02, "a", 1), (0.005, "b", 1), (0.005, "c", 1), (0.005, "d", 1)]
@@ -25,15 +25,6 @@ def _fake_tokenizer(monkeypatch):
     """SmolLM2's tokenizer makes URL prompts; a fake one keeps these tests fast (and free of
     the one-off conversion of the embedded model)."""
     monkeypatch.setattr(session, "_default_tokenizer", lambda say: FakeTokenizer())
-
-
-def invoke(argv, capsys):
-    try:
-        status = cli.main(argv)
-    except SystemExit as exc:
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def test_load_prints_one_json_object_with_a_level_per_value(capsys, monkeypatch):
