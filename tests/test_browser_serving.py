@@ -108,3 +108,51 @@ def test_a_newcomer_starts_the_local_server_and_sees_the_load_sweep(server, brow
     _no_exception(page)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "serving-local.png"), full_page=True)
+
+
+def test_killing_the_app_mid_run_leaves_no_server_behind(browser, tmp_path,  # noqa: F811
+                                                        model_cache_dir):
+    """The app started `transformers serve`, then dies without warning (SIGKILL: no atexit,
+    no finally): its child server must go too, and free its port."""
+    import signal
+    import time
+
+    import psutil
+
+    log = tmp_path / "streamlit.log"
+    env = dict(os.environ, ILE_CACHE_DIR=str(model_cache_dir))
+    with servers.streamlit_app(log, env) as port:
+        app = next(p for p in psutil.Process().children()
+                   if "streamlit" in " ".join(p.cmdline()) and str(port) in p.cmdline())
+        page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        _open_serving(page, f"http://127.0.0.1:{port}")
+        levels = page.get_by_role("textbox", name="Levels: users at once")
+        levels.fill("2")
+        levels.press("Enter")
+        _set_number(page, "Requests per level", 500)
+        page.get_by_role("button", name="Run load sweep").click()
+        deadline, children = time.monotonic() + 180, []
+        while time.monotonic() < deadline and not children:
+            children = [p for p in app.children(recursive=True)
+                        if "lib.serving.child" in " ".join(p.cmdline())]
+            time.sleep(0.5)
+        assert children, "the page never started the local server"
+        page.get_by_text("measured requests done").first.wait_for(timeout=180_000)
+        listening = [c.laddr.port for c in children[0].net_connections(kind="inet")
+                     if c.status == psutil.CONN_LISTEN]
+        app.send_signal(signal.SIGKILL)
+        app.wait(timeout=15)
+        gone_by = time.monotonic() + 15
+        while time.monotonic() < gone_by and any(
+                c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children):
+            time.sleep(0.2)
+        assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children), \
+            "the local server outlived the app"
+        for server_port in listening:
+            with pytest.raises(ConnectionRefusedError):
+                socket_connect(server_port)
+
+
+def socket_connect(port: int) -> None:
+    import socket
+    socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
