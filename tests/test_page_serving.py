@@ -90,6 +90,8 @@ def test_a_run_shows_findings_charts_table_and_where_it_was_saved(measured):
     said = words(at)
     assert "Above 2 concurrent requests the p90 time to first token grows 5.0x" in said
     assert "HTTP 503: server busy" in said
+    assert any(plain(c.value).startswith("Output tokens were counted from")
+               for c in at.caption)             # says how chunks became tokens
     assert len(at.get("plotly_chart")) == 4       # latency, throughput, trade-off, timeline
     frame = at.dataframe[0].value
     assert list(frame["load"]) == ["1 concurrent requests", "2 concurrent requests",

@@ -352,3 +352,9 @@ def test_answers_that_stopped_early_are_named_never_hidden():
     assert summary["stopped_early"] == 1 and summary["completed"] == 2
     said = measures.findings([summary], "rate", "requests/s", None)
     assert "At 1 requests/s, 1 answer of 2 stopped before the asked length" in " ".join(said)
+
+
+def test_the_result_says_how_tokens_were_counted():
+    loaded = _loaded()
+    assert loaded.counting.startswith("Output tokens were counted from one token per chunk")
+    assert "spread evenly" in loaded.counting

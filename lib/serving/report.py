@@ -64,6 +64,22 @@ class LoadResult:
         return said
 
     @property
+    def counting(self) -> str:
+        """How the output tokens were counted and timed, in words (the issue's "say which")."""
+        from lib.serving.records import FROM_CHUNKS, FROM_TOKENIZER, FROM_USAGE, MEASURED
+        sources = {r.token_source for level in self.levels for r in level.records
+                   if r.phase == MEASURED and r.chunk_s}
+        words = {FROM_USAGE: "the server's own usage report",
+                 FROM_TOKENIZER: "counting each chunk's text with the tokenizer (the server sent "
+                                 "no usage report)",
+                 FROM_CHUNKS: "one token per chunk (neither a usage report nor a tokenizer was "
+                              "available)"}
+        said = " and ".join(words.get(source, source) for source in sorted(sources)) or "none"
+        return (f"Output tokens were counted from {said}. A chunk that carries several tokens "
+                "has them spread evenly over the time since the chunk before it, since only "
+                "their number is known.")
+
+    @property
     def model(self) -> str:
         return self.target.get("model_id") or self.target["endpoint"]["model"]
 

@@ -74,6 +74,8 @@ def _what_was_measured(load: LoadResult) -> None:
         f"{plan.prompt_tokens} tokens, answers of {plan.new_tokens} tokens."))
     if target.get("probe"):
         st.caption(text.md(target["probe"]))
+    st.caption(text.md(load.counting + (f" Prompts were made with {target['prompt_tokenizer']} "
+                                        "tokenizer." if target.get("prompt_tokenizer") else "")))
 
 
 def _timeline(load: LoadResult, where: str) -> None:
