@@ -7,7 +7,7 @@ What the figures promise:
   and p99 only at the levels that have the samples for them (`lib.stats.MIN_SAMPLES`); a
   y axis goes logarithmic when its values span more than `LOG_SPAN`; the knee
   (`lib.serving.measures.knee`) is a dashed vertical line at the first saturated level,
-  labelled "knee: saturated above X", with the saturated region shaded;
+  labelled "knee: waits grew Nx by X" (its first saturated level), with the saturated region shaded;
 - throughput against offered load: requests finished per second (and, for an open loop, the
   offered rate as a dashed line y = x), goodput where there are latency targets, and output
   tokens per second;
@@ -28,6 +28,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from lib import text
+from lib.serving import measures
 from lib.metrics import format_number, format_seconds
 from lib.serving.load import RATE
 from lib.serving.records import CANCELLED, FAILED, MEASURED, RequestRecord
@@ -56,8 +57,8 @@ LATENCY_PANELS = (
 
 
 def level_words(load: LoadResult, offered: float) -> str:
-    """'4 concurrent requests' or '2 requests/s'."""
-    return f"{offered:g} {load.plan.unit}"
+    """'4 concurrent requests' or '2 requests/s' ('1 request/s')."""
+    return measures.level_words(offered, load.plan.unit)
 
 
 def short_level(load: LoadResult, offered: float) -> str:
@@ -100,7 +101,8 @@ def _mark_knee(figure: go.Figure, load: LoadResult) -> None:
                      x1=found.saturated, y0=0, y1=1, name="knee",
                      line={"color": KNEE_COLOR, "width": 2, "dash": "dash"},
                      # Written down the line: across the top it ran into the panel titles.
-                     label={"text": f"knee: saturated above {level_words(load, found.last_ok)}",
+                     label={"text": f"knee: waits grew {found.growth:.1f}x by "
+                                    f"{level_words(load, found.saturated)}",
                             "textposition": "middle", "textangle": -90,
                             "font": {"color": KNEE_COLOR}})
 

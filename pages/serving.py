@@ -50,15 +50,17 @@ if plan is None and blocker is None:
     blocker = "Fix the load settings above first."
 if plan is not None:
     total = sum(plan.requests + plan.warmup_at(level) for level in plan.levels)
-    st.caption(f"{total} requests in all ({len(plan.levels)} levels). Roughly "
-               f"{plan.estimate_s(session.SECONDS_PER_REQUEST_GUESS) / 60:.0f} min or more "
-               "on this computer (an estimate from a guessed 2 s per request; starting a "
-               "local server adds a minute or so).")
+    minutes = plan.estimate_s(session.SECONDS_PER_REQUEST_GUESS) / 60
+    st.caption(f"{total} requests in all ({len(plan.levels)} levels, warm-up included). "
+               + (f"Roughly {minutes:.0f} min" if minutes >= 1.5 else "About a minute")
+               + " or more on this computer: an estimate from a guessed 2 s per request, "
+               "served one after another (starting a local server adds a minute or so).")
 
 run_column, stop_column, reason_column = st.columns([1, 1, 4])
 start = run_column.button("Run load sweep", type="primary", disabled=blocker is not None)
-stop_column.button("Stop", help="Cancels the requests in flight; the levels already measured "
-                                "are kept and saved.")
+stop_column.button("Stop", disabled=not start,       # only while a run is going on
+                   help="Cancels the requests in flight; the levels already measured "
+                        "are kept and saved.")
 if blocker:
     reason_column.caption(text.md(blocker))
 

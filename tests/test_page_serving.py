@@ -94,7 +94,7 @@ def test_a_run_shows_findings_charts_table_and_where_it_was_saved(measured):
                for c in at.caption)             # says how chunks became tokens
     assert len(at.get("plotly_chart")) == 4       # latency, throughput, trade-off, timeline
     frame = at.dataframe[0].value
-    assert list(frame["load"]) == ["1 concurrent requests", "2 concurrent requests",
+    assert list(frame["load"]) == ["1 concurrent request", "2 concurrent requests",
                                    "4 concurrent requests", "8 concurrent requests"]
     saved = next(c.value for c in at.caption if c.value.startswith("Saved as #"))
     entry_id = int(saved.split("#")[1].split()[0])

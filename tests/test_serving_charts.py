@@ -45,7 +45,8 @@ def test_the_knee_is_marked_at_the_first_saturated_level():
                    serving_charts.throughput_figure(loaded)):
         line = next(shape for shape in figure.layout.shapes if shape.name == "knee")
         assert line.x0 == line.x1 == 4.0
-        assert line.label.text == "knee: saturated above 2 concurrent requests"
+        assert line.label.text == (f"knee: waits grew {loaded.knee.growth:.1f}x by 4 "
+                                   "concurrent requests")
         band = next(shape for shape in figure.layout.shapes if shape.name == "saturated")
         assert (band.x0, band.x1) == (4.0, 8.0)
 
@@ -109,7 +110,7 @@ def test_user_text_is_escaped_for_plotly():
 
 def test_the_table_says_which_percentiles_need_more_samples():
     rows = serving_charts.display_rows(load_result())
-    assert [row["load"] for row in rows] == ["1 concurrent requests", "2 concurrent requests",
+    assert [row["load"] for row in rows] == ["1 concurrent request", "2 concurrent requests",
                                              "4 concurrent requests", "8 concurrent requests"]
     assert rows[0]["TTFT p99"] == "-"
     assert rows[0]["TPOT median"] == "50.0 ms"

@@ -202,7 +202,7 @@ def test_check_url_normalises(given, expected):
 
 @pytest.mark.parametrize("given,words", [
     ("ftp://host/v1", "http or https"), ("host:8000", "http or https"), ("", "http or https"),
-    ("http://user:pass@host/v1", "API key box"), ("http://host/v1?key=1", "API key box"),
+    ("http://user:pass@host/v1", "API key field"), ("http://host/v1?key=1", "API key field"),
     ("http://host/v1#x", "fragment"), ("http://host:99999/v1", "port"),
 ])
 def test_check_url_refuses_with_advice(given, words):

@@ -95,7 +95,7 @@ def test_the_knee_is_the_first_level_whose_tail_grows_clearly():
     assert found.growth == pytest.approx(levels[2]["ttft_s"]["p90"]
                                          / levels[0]["ttft_s"]["p90"])
     sentence = measures.findings(levels, "rate", "requests/s", None)[0]
-    assert sentence.startswith("Above 1 requests/s the p90 time to first token grows")
+    assert sentence.startswith("Above 1 request/s the p90 time to first token grows")
     assert "saturated" in sentence
 
 
@@ -105,7 +105,7 @@ def test_no_knee_is_claimed_inside_the_spread():
     heavy = _level(1.0, [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 1.9, 2.0])
     assert measures.knee([light, heavy]) is None
     assert measures.findings([light, heavy], "rate", "requests/s", None)[0].startswith(
-        "No knee up to 1 requests/s")
+        "No knee up to 1 request/s")
 
 
 def test_few_samples_compare_medians_and_say_so():
@@ -119,7 +119,7 @@ def test_few_samples_compare_medians_and_say_so():
 def test_goodput_finding_names_the_best_level_and_the_targets():
     levels = [_level(1, [0.2] * 10), _level(2, [0.3] * 5 + [3.0] * 5)]
     said = " ".join(measures.findings(levels, "rate", "requests/s", Slo(2.0, 0.2, "test")))
-    assert "peaks at" in said and "at 1 requests/s (100% of its requests met them)" in said
+    assert "peaks at" in said and "at 1 request/s (100% of its requests met them)" in said
     assert "at 2 requests/s 50% did" in said
 
 
@@ -201,7 +201,7 @@ class OneAtATime:
 def test_a_closed_loop_keeps_exactly_n_requests_in_flight_and_excludes_warm_up():
     server = OneAtATime()
     plan = LoadPlan(mode="concurrency", levels=(3,), requests=6, warmup=1, new_tokens=4)
-    _, runs = run_load(plan, ENDPOINT, server, lambda i: f"prompt {i}")
+    _, runs, _ = run_load(plan, ENDPOINT, server, lambda i: f"prompt {i}")
     records = runs[0].records
     phases = [r.phase for r in records]
     assert phases[:3] == [WARMUP] * 3                   # at least the concurrency is warm-up
@@ -220,7 +220,7 @@ def test_an_open_loop_past_capacity_queues_and_the_knee_shows():
     server = OneAtATime(prefill=0.01, step=0.002)           # ~0.025 s each: 40 requests/s max
     plan = LoadPlan(mode="rate", levels=(10, 200), requests=6, warmup=1, new_tokens=8,
                     arrival="constant")
-    origin, runs = run_load(plan, ENDPOINT, server, lambda i: f"p{i}")
+    origin, runs, _ = run_load(plan, ENDPOINT, server, lambda i: f"p{i}")
     loaded = report.result({"kind": "url", "endpoint": ENDPOINT.public()}, plan,
                            Slo(0.2, 0.05), origin, runs, {})
     light, heavy = loaded.summaries
@@ -241,9 +241,19 @@ def test_stop_ends_the_run_with_the_levels_measured_so_far():
         levels_seen.append(words)
         if words.startswith("2 concurrent"):
             stop.set()
-    _, runs = run_load(plan, ENDPOINT, server, str, on_progress=progress, stop=stop)
+    origin, runs, stopped = run_load(plan, ENDPOINT, server, str, on_progress=progress,
+                                     stop=stop)
+    assert stopped
     assert runs[0].offered == 1 and not runs[0].stopped
     assert len(runs) <= 2 and (len(runs) == 1 or runs[1].stopped)
+    # Stopped before the second level measured anything: the result still says it was stopped,
+    # and names the level it never measured.
+    loaded = report.result({"kind": "url", "endpoint": ENDPOINT.public()}, plan, None, origin,
+                           runs[:1], {}, stopped=stopped)
+    assert loaded.stopped
+    assert loaded.findings[-1] == ("The run was stopped: the levels shown are the ones measured "
+                                   "before; not measured: 2 concurrent requests.")
+    assert report.from_dict(report.to_dict(loaded)).stopped
 
 
 def test_stop_before_anything_is_measured_keeps_nothing():
@@ -257,7 +267,7 @@ def test_a_sender_that_raises_is_one_failed_request_not_a_crash():
     def broken(*args, **kwargs):
         raise RuntimeError("bug")
     plan = LoadPlan(mode="concurrency", levels=(2,), requests=3, warmup=0)
-    _, runs = run_load(plan, ENDPOINT, broken, str)
+    _, runs, _ = run_load(plan, ENDPOINT, broken, str)
     measured_ = [r for r in runs[0].records if r.phase == MEASURED]
     assert len(measured_) == 3 and all(r.status == FAILED for r in measured_)
     assert "bug" in measured_[0].reason
@@ -339,7 +349,7 @@ def test_a_knee_while_throughput_still_grows_is_not_called_saturation():
     one = _level(1, [0.2] * 10, spacing=1.0)
     four = _level(4, [0.6] * 10, spacing=0.5)
     sentence = measures.findings([one, four], "concurrency", "concurrent requests", None)[0]
-    assert sentence.startswith("Above 1 concurrent requests the p90 time to first token "
+    assert sentence.startswith("Above 1 concurrent request the p90 time to first token "
                                "grows 3.0x")
     assert "still grew" in sentence and "wait for each other" in sentence
     assert "saturated" not in sentence
@@ -351,10 +361,21 @@ def test_answers_that_stopped_early_are_named_never_hidden():
     summary = measures.level_summary(1.0, records, None)
     assert summary["stopped_early"] == 1 and summary["completed"] == 2
     said = measures.findings([summary], "rate", "requests/s", None)
-    assert "At 1 requests/s, 1 answer of 2 stopped before the asked length" in " ".join(said)
+    assert "At 1 request/s, 1 answer of 2 stopped before the asked length" in " ".join(said)
 
 
 def test_the_result_says_how_tokens_were_counted():
     loaded = _loaded()
     assert loaded.counting.startswith("Output tokens were counted from one token per chunk")
     assert "spread evenly" in loaded.counting
+
+
+def test_throughput_that_falls_under_load_is_said_to_fall():
+    """The reviewer's case: at 4 users the server finished half as much as at 1."""
+    one = _level(1, [0.2] * 10, spacing=1.0)
+    four = _level(4, [2.0] * 10, spacing=2.0)
+    assert four["output_tokens_per_s"] < one["output_tokens_per_s"] / 1.5
+    said = measures.findings([one, four], "concurrency", "concurrent requests", None)
+    assert "while the total output fell from" in said[0] and "saturated" in said[0]
+    assert said[1].startswith("Total output fell from")
+    assert not any("stayed near" in sentence or "grew only" in sentence for sentence in said)

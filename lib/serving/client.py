@@ -73,10 +73,12 @@ def check_url(text: str) -> str:
                            "http://127.0.0.1:8000/v1 (http or https, a host, a port).")
     if parts.username is not None or parts.password is not None:
         raise ServingError("The address holds a user name or password; remove it and put the "
-                           "key in the API key box (or --api-key-env), which is never saved.")
+                           "key in the page's API key field (on the command line: --api-key-env), which is "
+                           "never saved.")
     if parts.query or parts.fragment or given.endswith(("?", "#")):
         raise ServingError("The address has a query (?…) or fragment (#…); remove it. A key "
-                           "goes in the API key box (or --api-key-env), never in the address.")
+                           "goes in the page's API key field (on the command line: --api-key-env), never in "
+                           "the address.")
     try:
         parts.port
     except ValueError:
@@ -534,7 +536,7 @@ def _nothing_answers(endpoint: Endpoint) -> str:
 def _key_refused(endpoint: Endpoint, status: int) -> str:
     given = "the key given" if endpoint.api_key else "no key"
     return (f"The server refused the API key (HTTP {status}, {given}): set the right key in "
-            "the API key box or with --api-key-env.")
+            "the page's API key field (on the command line: --api-key-env).")
 
 
 def _failure_advice(endpoint: Endpoint, record: RequestRecord) -> str:

@@ -67,7 +67,8 @@ class LoadPlan:
             raise InvalidSpecError(f"{len(self.levels)} load levels: use at most {MAX_LEVELS}.")
         for level in self.levels:
             if not isinstance(level, (int, float)) or not math.isfinite(level) or level <= 0:
-                raise InvalidSpecError(f"Load level {level!r}: every level must be a positive "
+                shown = f"{level:g}" if isinstance(level, (int, float)) else repr(level)
+                raise InvalidSpecError(f"Load level {shown}: every level must be a positive "
                                        "number.")
             if self.mode == CONCURRENCY and (level != int(level) or level > MAX_CONCURRENCY):
                 raise InvalidSpecError(f"Concurrency {level:g}: use whole numbers from 1 to "
@@ -103,8 +104,10 @@ class LoadPlan:
         total = 0.0
         for level in self.levels:
             count = self.requests + self.warmup_at(level)
-            total += count * seconds_per_request / level if self.mode == CONCURRENCY \
-                else count / level + seconds_per_request
+            # A server rarely serves N users N times as fast: count them one after another
+            # (closed loop), or at least at the rate's own pace (open loop).
+            total += count * seconds_per_request if self.mode == CONCURRENCY \
+                else max(count / level, count * seconds_per_request / 4) + seconds_per_request
         return total
 
     def to_dict(self) -> dict[str, Any]:
@@ -197,8 +200,11 @@ def run_load(plan: LoadPlan, endpoint: Endpoint, send: Send,
              prompt_for: Callable[[int], str], count_tokens: Callable[[str], int] | None = None,
              on_progress: Callable[[str, float], None] | None = None,
              stop: threading.Event | None = None,
-             clock: Callable[[], float] = time.perf_counter) -> tuple[float, list[LevelRun]]:
-    """Every level in order; returns the run's start on `clock` and each level's records.
+             clock: Callable[[], float] = time.perf_counter
+             ) -> tuple[float, list[LevelRun], bool]:
+    """Every level in order; returns the run's start on `clock`, each measured level's records,
+    and whether Stop ended the run (the levels after it, and one it stopped before it measured
+    anything, are not in the list).
 
     `send` is `lib.serving.client.stream` (a fake in tests); `prompt_for(i)` the i-th
     request's prompt, distinct for each request. `on_progress(words, fraction)` hears how many
@@ -265,7 +271,7 @@ def run_load(plan: LoadPlan, endpoint: Endpoint, send: Send,
         finished.pop()            # stopped before it measured anything: nothing to show of it
     if not finished:
         raise StoppedError("Stopped before any level was measured: nothing was kept.")
-    return origin, finished
+    return origin, finished, stop.is_set()
 
 
 def _closed_loop(state: _Level, users: int, request: Callable[[int, str], None],

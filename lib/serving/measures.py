@@ -215,8 +215,14 @@ def findings(summaries: list[dict[str, Any]], mode: str, unit: str,
     return said
 
 
-def _level(offered: float, unit: str) -> str:
+def level_words(offered: float, unit: str) -> str:
+    """'4 concurrent requests', '1 concurrent request', '0.5 requests/s', '1 request/s'."""
+    if offered == 1:
+        unit = unit.replace("requests", "request", 1)
     return f"{offered:g} {unit}"
+
+
+_level = level_words
 
 
 def _knee_sentence(found: Knee | None, levels: list[dict[str, Any]], mode: str,
@@ -246,8 +252,11 @@ def _knee_sentence(found: Knee | None, levels: list[dict[str, Any]], mode: str,
                 f"{after['offered']:g} offered, so requests wait in a growing queue before it "
                 "starts on them.")
     if more is not None and more < PLATEAU:
-        return (f"Above {_level(found.last_ok, unit)} {grew}, while the total output grew only "
-                f"{more:.2f}x: the server is saturated, and extra requests only wait in a queue.")
+        change = (f"fell from {before['output_tokens_per_s']:.3g} to "
+                  f"{after['output_tokens_per_s']:.3g} tokens/s" if more < 1 else
+                  f"grew only {more:.2f}x")
+        return (f"Above {_level(found.last_ok, unit)} {grew}, while the total output {change}: "
+                "the server is saturated, and extra requests only wait in a queue.")
     growth = f", while the total output still grew {more:.1f}x" if more is not None else ""
     return (f"Above {_level(found.last_ok, unit)} {grew}{growth}: requests now wait for each "
             "other. The server shares its time among them, close to what it can carry; "
@@ -261,15 +270,29 @@ def _throughput_sentences(levels: list[dict[str, Any]], unit: str) -> list[str]:
         return []
     best_offered, best = max(tokens, key=lambda item: item[1])
     first_offered, first = tokens[0]
-    said = [f"Total output rose from {first:.3g} tokens/s at {_level(first_offered, unit)} to "
-            f"{best:.3g} tokens/s at {_level(best_offered, unit)} ({best / first:.1f}x)."
-            if best > first * PLATEAU else
-            f"Total output stayed near {first:.3g} tokens/s from {_level(first_offered, unit)} "
-            f"on: more load did not make the server produce more."]
+    last_offered, last = tokens[-1]
+    if best > first * PLATEAU:
+        said = [f"Total output rose from {first:.3g} tokens/s at "
+                f"{_level(first_offered, unit)} to {best:.3g} tokens/s at "
+                f"{_level(best_offered, unit)} ({best / first:.1f}x)."]
+    elif last < first / PLATEAU:
+        said = [f"Total output fell from {first:.3g} tokens/s at {_level(first_offered, unit)} "
+                f"to {last:.3g} tokens/s at {_level(last_offered, unit)}: more load made this "
+                "server produce less, not more."]
+    else:
+        said = [f"Total output stayed near {first:.3g} tokens/s from "
+                f"{_level(first_offered, unit)} on: more load did not make the server produce "
+                "more."]
     later = [(offered, value) for offered, value in tokens if offered > best_offered]
-    if later and best > 0 and all(value < best * PLATEAU for _, value in later):
-        said.append(f"Past {_level(best_offered, unit)} the total output stops growing: the "
-                    "server is at its capacity, and extra requests only wait longer.")
+    if best > first * PLATEAU and later and best > 0:
+        if later[-1][1] < best / PLATEAU:
+            said.append(f"Past {_level(best_offered, unit)} the total output fell, to "
+                        f"{later[-1][1]:.3g} tokens/s at {_level(later[-1][0], unit)}: beyond "
+                        "its capacity the server produced less, and extra requests only wait "
+                        "longer.")
+        elif all(value < best * PLATEAU for _, value in later):
+            said.append(f"Past {_level(best_offered, unit)} the total output stops growing: "
+                        "the server is at its capacity, and extra requests only wait longer.")
     users = [(s["offered"], s["output_tokens_per_s_per_user"]) for s in levels
              if s["output_tokens_per_s_per_user"]]
     if len(users) >= 2 and users[-1][1] < users[0][1] / PLATEAU:

@@ -60,7 +60,11 @@ class LoadResult:
                     "behind the schedule): this computer was too busy to keep the pace, so the "
                     "load offered there was a little lower than asked.")
         if self.stopped:
-            said.append("The run was stopped: the levels shown are the ones measured before.")
+            measured_levels = {level.offered for level in self.levels}
+            skipped = [f"{value:g}" for value in self.plan.levels if value not in measured_levels]
+            said.append("The run was stopped: the levels shown are the ones measured before"
+                        + (f"; not measured: {', '.join(skipped)} {self.plan.unit}."
+                           if skipped else "."))
         return said
 
     @property
@@ -85,12 +89,14 @@ class LoadResult:
 
 
 def result(target: dict[str, Any], plan: LoadPlan, slo: Slo | None, origin: float,
-           runs: list[LevelRun], environment: dict[str, Any]) -> LoadResult:
-    """The measured levels, their clocks made relative to the run's start."""
+           runs: list[LevelRun], environment: dict[str, Any],
+           stopped: bool = False) -> LoadResult:
+    """The measured levels, their clocks made relative to the run's start; `stopped`: Stop
+    ended the run (`run_load` says so)."""
     levels = tuple(_level(run.offered, tuple(r.shifted(origin) for r in run.records), slo,
                           run.late_sends, run.max_late_s, run.stopped) for run in runs)
     return LoadResult(target, plan, slo, levels, environment,
-                      stopped=any(level.stopped for level in levels))
+                      stopped=stopped or any(level.stopped for level in levels))
 
 
 def _level(offered: float, records: tuple[RequestRecord, ...], slo: Slo | None,

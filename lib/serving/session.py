@@ -90,8 +90,9 @@ def measure(target: Target, plan: LoadPlan, slo: Slo | None, *, say: Say = lambd
             count = _counter(tokenizer)
             prompts = _Prompts(tokenizer, plan.prompt_tokens, chat=endpoint.api == "chat")
             say("Sending requests…")
-            origin, runs = run_load(plan, endpoint, client.stream, prompts.text,
-                                    count_tokens=count, on_progress=on_progress, stop=stop)
+            origin, runs, stopped = run_load(plan, endpoint, client.stream, prompts.text,
+                                             count_tokens=count, on_progress=on_progress,
+                                             stop=stop)
         finally:
             if server is not None:
                 say("Stopping the local server…")
@@ -105,7 +106,8 @@ def measure(target: Target, plan: LoadPlan, slo: Slo | None, *, say: Say = lambd
     if target.kind == LOCAL:
         target_words.update(dtype=target.dtype, continuous_batching=target.continuous_batching,
                             started_in_s=getattr(server, "started_in_s", None))
-    loaded = report.result(target_words, plan, slo, origin, runs, _environment())
+    loaded = report.result(target_words, plan, slo, origin, runs, _environment(),
+                           stopped=stopped)
     entry_id = save_error = None
     if save:
         entry_id, save_error = save_load(loaded, owner=owner, store=store, on_wait=on_wait)

@@ -52,10 +52,13 @@ def parse_levels(typed: str) -> tuple[float, ...]:
     pieces = [piece.strip() for piece in typed.replace(";", ",").split(",")]
     if not any(pieces):
         raise InvalidSpecError("Type the load levels, separated by commas, e.g. 1, 2, 4, 8.")
+    while pieces and not pieces[-1]:        # "1, 2, 4," : a trailing comma is forgiven
+        pieces.pop()
     levels = []
     for piece in pieces:
         if not piece:
-            continue
+            raise InvalidSpecError("Two commas with no number between them: type the load "
+                                   "levels as numbers separated by commas, e.g. 1, 2, 4, 8.")
         try:
             levels.append(float(piece))
         except ValueError:
@@ -181,7 +184,11 @@ def plan_form() -> LoadPlan | None:
                                        help="Measured ones. p90 needs 10, p99 needs 100.")
     warmup = columns[1].number_input("Warm-up requests", 0, 1000, key=state.SERVING_WARMUP,
                                      help="Sent first at each level and left out, so the "
-                                          "queue is already in its steady state.")
+                                          "queue is already in its steady state. With a "
+                                          "fixed number of users, at least one per user. "
+                                          "After the measured ones, cool-down requests keep "
+                                          "the load up until the last measured one ends; they "
+                                          "are cancelled then and not counted either.")
     prompt = columns[2].number_input("Prompt length per request (tokens)", 1, 8192,
                                      key=state.SERVING_PROMPT)
     new = columns[3].number_input("Answer length per request (tokens)", 1, 4096,

@@ -63,19 +63,29 @@ def _what_was_measured(load: LoadResult) -> None:
     target = load.target
     endpoint = target.get("endpoint") or {}
     where = target.get("server") or f"the server at {endpoint.get('base_url', '?')}"
+    if target.get("kind") != "local":           # a local server's words already name it
+        where += f", model {load.model}"
     plan = load.plan
     shape = (f"{plan.arrival} arrivals" + (f", burstiness {plan.burstiness:g}"
                                            if plan.arrival == "gamma" else "")
              if plan.mode == "rate" else "each user sends again as soon as an answer ends")
     st.caption(text.md(
-        f"Measured: {where}, model {load.model} ({endpoint.get('api', 'completions')} API). "
+        f"Measured: {where} ({endpoint.get('api', 'completions')} API). "
         f"Load: {', '.join(f'{v:g}' for v in plan.levels)} {plan.unit} ({shape}); "
-        f"{plan.requests} measured requests per level after {plan.warmup} warm-up; prompts of "
+        f"{plan.requests} measured requests per level, after {_warmup_words(plan)} and "
+        "before cool-down requests that keep the load up until the last measured one ends "
+        "(neither counted); prompts of "
         f"{plan.prompt_tokens} tokens, answers of {plan.new_tokens} tokens."))
     if target.get("probe"):
         st.caption(text.md(target["probe"]))
     st.caption(text.md(load.counting + (f" Prompts were made with {target['prompt_tokenizer']} "
                                         "tokenizer." if target.get("prompt_tokenizer") else "")))
+
+
+def _warmup_words(plan) -> str:
+    if plan.mode == "concurrency":
+        return f"at least {plan.warmup} warm-up requests (at least one per user)"
+    return f"{plan.warmup} warm-up requests"
 
 
 def _timeline(load: LoadResult, where: str) -> None:
