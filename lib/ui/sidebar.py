@@ -55,7 +55,8 @@ def settings_sidebar() -> RunSpec | None:
     values: dict[str, Any] = {}
     with st.sidebar:
         st.header("Settings")
-        st.caption("Shared by every page. Hover the ? next to a setting for what it changes.")
+        st.caption("Shared by the Playground and Explore pages (Serving under load has its "
+                   "own). Hover the ? next to a setting for what it changes.")
         values["model_id"], entry = _model_picker()
         values["device"] = widget("device", options=devices.available_devices())
         values["dtype"] = widget("dtype", options=devices.supported_dtypes(values["device"]))
