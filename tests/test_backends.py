@@ -22,8 +22,8 @@ def test_every_backend_module_is_found_by_its_name():
 def test_default_backend_follows_the_model_kind():
     assert backends.for_model("smollm2-135m-instruct").name == "transformers"
     assert backends.for_model("all-minilm-l6-v2").name == "encoder"
-    with pytest.raises(UnsupportedError, match="No backend called 'llama.cpp'"):
-        backends.get("llama.cpp")
+    with pytest.raises(UnsupportedError, match="No backend called 'vllm'"):
+        backends.get("vllm")
 
 
 def test_use_swaps_every_choice_for_the_fake():
