@@ -7,11 +7,11 @@ it; `scripts/setup.sh --stacks` installs it.
 
 Exact shapes, like every backend: the prompt is fitted to exactly `prompt_tokens` ids by
 `lib.prompts.fit_prompt`, through a small adapter around the GGUF's own tokenizer and chat
-template (`GgufTokenizer`). Generation is the low-level loop `eval` (prefill, then one token per
-step) + `sample` (greedy), which never looks at end-of-sequence, so every call writes exactly
-`new_tokens` tokens. The clock is read after each `sample`: the first reading (prefill + first
-sample) is the first token, as with transformers' streamer; the last sampled token is, as there,
-never fed back. `reset` before each call makes the next `eval` drop the whole KV cache.
+template (`GgufTokenizer`). Generation is the low-level loop `eval` (prefill, then one token
+per step) + a greedy argmax of the last logits, which never looks at end-of-sequence, so every
+call writes exactly `new_tokens` tokens. The clock is read after each token is picked: the first
+reading (prefill + first pick) is the first token, as with transformers' streamer; the last
+token is, as there, never fed back. `reset` before each call makes the next `eval` drop the whole KV cache.
 
 Memory: the engine measures the worker process's RSS like for transformers (llama.cpp's buffers
 and the touched pages of the mmap'd GGUF file are in it); the weights are reported as the GGUF
@@ -154,6 +154,7 @@ class LlamaSession(Session):
         prompt = fit_prompt(loaded.tokenizer, spec.prompt_tokens, spec.prompt_text)
         self.prompt_note, self.used_chat_template = prompt.note, prompt.used_chat_template
         self.prompt_ids = list(prompt.token_ids)
+        self.n_vocab = self.llm.n_vocab()
         self.output: list[int] = []
         self.warmup_runs = spec.warmup_runs
 
@@ -165,7 +166,7 @@ class LlamaSession(Session):
         for index in range(self.spec.new_tokens):
             if index:
                 llm.eval([out[-1]])
-            out.append(llm.sample(temp=0.0, repeat_penalty=1.0))     # greedy, EOS ignored
+            out.append(self._greedy())                # EOS is never looked at
             if timed:
                 times.append(clock.now())
             if self.should_stop():
@@ -174,6 +175,18 @@ class LlamaSession(Session):
         end_s = clock.now()
         self.output = out
         return Timing(start_s, tuple(times)) if timed else Timing(start_s, end_s=end_s)
+
+    def _greedy(self) -> int:
+        """The most likely next token, read straight from the last position's logits.
+
+        `Llama.sample(temp=0)` gives the same token but builds a sampler chain each call
+        (0.37 ms here, 4% of a decode step); the argmax costs 0.05 ms."""
+        import llama_cpp
+        import numpy as np
+
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1),
+                                       shape=(self.n_vocab,))
+        return int(logits.argmax())
 
     def output_text(self) -> str:
         return self.loaded.tokenizer.decode(self.output) if self.output else ""
