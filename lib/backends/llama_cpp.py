@@ -11,7 +11,8 @@ template (`GgufTokenizer`). Generation is the low-level loop `eval` (prefill, th
 per step) + a greedy argmax of the last logits, which never looks at end-of-sequence, so every
 call writes exactly `new_tokens` tokens. The clock is read after each token is picked: the first
 reading (prefill + first pick) is the first token, as with transformers' streamer; the last
-token is, as there, never fed back. `reset` before each call makes the next `eval` drop the whole KV cache.
+token is, as there, never fed back. `reset` before each call makes the next `eval` drop the
+whole KV cache.
 
 Memory: the engine measures the worker process's RSS like for transformers (llama.cpp's buffers
 and the touched pages of the mmap'd GGUF file are in it); the weights are reported as the GGUF
