@@ -113,7 +113,7 @@ class Measurer:
             provenance=Provenance(backend.name, backend.provenance, backend.versions()),
             load_s=loaded.load_s, load_source=loaded.source, memory_method=self.method,
             kv_cache_bytes_estimate=self.need.kv_cache_bytes or None, quantize_s=loaded.quantize_s,
-            model_kind=loaded.entry.kind, weights=loaded.entry.weights,
+            build_s=loaded.build_s, model_kind=loaded.entry.kind, weights=loaded.entry.weights,
             weights_bytes=loaded.weights_bytes,
             memory_estimate_bytes=backend.run_need(self.spec, weights_loaded=False).total_bytes)
 

@@ -73,7 +73,9 @@ def to_text(measurement: Measurement, summary: Summary) -> str:
         f"output {spec.new_tokens} tokens, {spec.threads} threads",
         f"model load: {measurement.load_s or 0:.2f} s ({measurement.load_source}); "
         + (f"int8 quantization: {measurement.quantize_s:.2f} s; "
-           if measurement.quantize_s is not None else "") +
+           if measurement.quantize_s is not None else "")
+        + (f"weights converted for {spec.stack} (once): {measurement.build_s:.2f} s; "
+           if measurement.build_s is not None else "") +
         f"warm-up: {', '.join(f'{w:.2f} s' for w in measurement.warmup_s) or 'none'}",
         "",
         f"{'metric':<30}{'median':>12}{'p25':>12}{'p75':>12}{'p90':>12}{'p99':>12}{'n':>6}",

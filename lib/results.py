@@ -61,6 +61,7 @@ class Measurement:
     memory_method: str = ""
     kv_cache_bytes_estimate: int | None = None   # from the architecture, not measured
     quantize_s: float | None = None              # int8: quantization time, after loading
+    build_s: float | None = None                 # a stack's converted file, built before loading
     model_kind: str = CAUSAL_LM                  # or ENCODER: one forward pass, no tokens
     weights: str = "trained"                     # "trained", "random" or "own"
     weights_bytes: int | None = None             # resident weights, summed over the tensors
@@ -80,7 +81,7 @@ def to_dict(measurement: Measurement) -> dict[str, Any]:
                        "kind": measurement.provenance.kind,
                        "versions": dict(measurement.provenance.versions)},
         "load": {"load_s": measurement.load_s, "source": measurement.load_source,
-                 "quantize_s": measurement.quantize_s},
+                 "quantize_s": measurement.quantize_s, "build_s": measurement.build_s},
         "model": {"kind": measurement.model_kind, "weights": measurement.weights,
                   "weights_bytes": measurement.weights_bytes},
         "warmup_s": list(measurement.warmup_s),
@@ -155,7 +156,8 @@ def from_dict(document: Any, path: str = "") -> Measurement:
         memory_method=schema.optional(document, "memory_method", path, schema.string) or "",
         kv_cache_bytes_estimate=number(document, "kv_cache_bytes_estimate", path),
         memory_estimate_bytes=number(document, "memory_estimate_bytes", path),
-        quantize_s=number(load, "quantize_s", load_path), model_kind=kind,
+        quantize_s=number(load, "quantize_s", load_path),
+        build_s=number(load, "build_s", load_path), model_kind=kind,
         weights=schema.optional(model, "weights", model_path, schema.string) or "trained",
         weights_bytes=number(model, "weights_bytes", model_path))
 

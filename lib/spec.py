@@ -20,10 +20,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lib.errors import InvalidSpecError
+from lib.stacks import FORMATS, STACK_NAMES, TRANSFORMERS
 
 DEFAULT_MODEL_ID = "smollm2-135m-instruct"
 DEVICES = ("cpu", "cuda", "mps")
-DTYPES = ("float32", "bfloat16", "float16", "int8")
+DTYPES = tuple(FORMATS)   # float32 bfloat16 float16 int8 (torch), q8_0 q4_k_m q4_1 (GGUF), int4
+# Other names people use for the same formats (GGUF's F32/F16, ONNX's fp32/fp16): accepted
+# wherever a dtype is typed, and saved under the name above.
+DTYPE_ALIASES = {"f32": "float32", "fp32": "float32", "f16": "float16", "fp16": "float16",
+                 "bf16": "bfloat16"}
 ATTENTIONS = ("sdpa", "eager")
 KV_CACHES = ("dynamic", "static")
 COMPILES = ("off", "on")
@@ -34,7 +39,7 @@ MAX_HARDWARE_ID_CHARS = 100      # profile ids are short words ("h200"); lib.har
 MAX_DEVICES = 1024               # the most devices an estimate spreads a model over
 # Fields added after CSV exports existed: their columns go at the end of a row, since people's
 # spreadsheets read columns by position (lib.report.summary_row, lib.table.rows).
-LATER_FIELDS = ("hardware", "gpus")
+LATER_FIELDS = ("hardware", "gpus", "stack")
 # An estimate (a spec with `hardware`) is computed, not timed: once, with nothing to warm up.
 ESTIMATE_SETTINGS = {"repetitions": 1, "warmup_runs": 0, "min_duration_s": 0.0}
 
@@ -83,7 +88,11 @@ class RunSpec:
         "float32", "--dtype", "Number format (dtype)",
         "How many bits each weight uses. float32 is the reference; bfloat16 and float16 use half the "
         "memory and are often faster, with slightly less precise results. int8 (CPU only) stores "
-        "the big matrices in 8 bits: a quarter of the memory, answers drift slightly.",
+        "the big matrices in 8 bits: a quarter of the memory, answers drift slightly. Each "
+        "software stack has its own formats: llama.cpp runs float32 (F32), float16 (F16), "
+        "q8_0, q4_k_m and q4_1 (GGUF); ONNX Runtime runs float32 and int4. Fewer bits per "
+        "weight means less memory to read for every token. f32, f16, fp32, fp16 and bf16 are "
+        "accepted as other names.",
         choices=DTYPES)
     batch_size: int = _field(
         1, "--batch", "Batch size",
@@ -146,8 +155,18 @@ class RunSpec:
         "across them (tensor parallelism; a mixture of experts spreads its experts), which "
         "divides the memory each one reads per token but adds communication between them.",
         1, MAX_DEVICES)
+    stack: str = _field(
+        TRANSFORMERS, "--stack", "Software stack",
+        "Which inference engine runs the model: transformers (PyTorch, the reference), "
+        "llama.cpp (C/C++ kernels on GGUF files) or ONNX Runtime (an exported, optimized graph). "
+        "Same model, same prompt and output length; the engine alone changes how fast it goes. "
+        "llama.cpp and ONNX Runtime run on the CPU and are added by `scripts/setup.sh --stacks`.",
+        choices=STACK_NAMES)
 
     def __post_init__(self) -> None:
+        if isinstance(self.dtype, str) and self.dtype in DTYPE_ALIASES:
+            # Frozen: set once, here, before anyone holds it. One name per format is saved.
+            object.__setattr__(self, "dtype", DTYPE_ALIASES[self.dtype])
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, str) and not is_utf8(value):
@@ -300,7 +319,9 @@ def add_arguments(parser: argparse.ArgumentParser, defaults: dict[str, Any] | No
         help_text = (info["help"] + bounds).replace("%", "%%") + " (default: %(default)s)"
         kwargs: dict[str, Any] = {"dest": name, "default": default, "help": help_text}
         if info["choices"]:
-            kwargs["choices"] = info["choices"]
+            kwargs["choices"] = info["choices"] + (tuple(DTYPE_ALIASES) if name == "dtype"
+                                                   else ())
+            kwargs["metavar"] = "{" + ",".join(info["choices"]) + "}"
         elif info["type"] is not str:
             kwargs["type"] = info["type"]
         (groups or {}).get(name, parser).add_argument(info["flag"], **kwargs)
@@ -334,6 +355,8 @@ def parse_value(name: str, raw: str) -> Any:
                 from None
         if not math.isfinite(value):
             raise InvalidSpecError("not a finite number")
+    if name == "dtype":
+        value = DTYPE_ALIASES.get(value, value)
     if info["choices"] and value not in info["choices"]:
         raise InvalidSpecError(f"choose from {', '.join(info['choices'])}")
     return value

@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from lib.errors import InvalidSpecError
+from lib.errors import InvalidSpecError, UnsupportedError
 from lib.spec import (RunSpec, add_arguments, field_info, field_names, from_arguments,
                       from_saved)
 
@@ -13,7 +13,8 @@ from lib.spec import (RunSpec, add_arguments, field_info, field_names, from_argu
     (dict(batch_size=65), "batch_size must be between 1 and 64"),
     (dict(new_tokens=513), "new_tokens must be between 1 and 512"),
     (dict(prompt_tokens=4), "prompt_tokens must be between 8 and 131072"),
-    (dict(dtype="int4"), "dtype must be one of float32, bfloat16, float16"),
+    (dict(dtype="int3"), "dtype must be one of float32, bfloat16, float16"),
+    (dict(stack="vllm"), "stack must be one of transformers, llama.cpp, onnxruntime"),
     (dict(device="tpu"), "device must be one of cpu, cuda, mps"),
     (dict(new_tokens=2.5), "whole number"),
     (dict(threads=0), "threads must be at least 1"),
@@ -60,7 +61,10 @@ def test_cli_flags_are_generated_from_the_fields():
     add_arguments(parser, {"repetitions": 3})
     actions = {a.dest: a for a in parser._actions if a.dest in field_names()}
     assert set(actions) == set(field_names())
-    assert actions["dtype"].choices == ("float32", "bfloat16", "float16", "int8")
+    assert actions["dtype"].choices[:8] == ("float32", "bfloat16", "float16", "int8", "q8_0",
+                                            "q4_k_m", "q4_1", "int4")
+    assert set(actions["dtype"].choices[8:]) == {"f32", "fp32", "f16", "fp16", "bf16"}
+    assert actions["stack"].choices == ("transformers", "llama.cpp", "onnxruntime")
     assert actions["batch_size"].option_strings == ["--batch"] and actions["batch_size"].type is int
     assert actions["repetitions"].default == 3                  # the override
     assert actions["min_duration_s"].default == 1.0 and actions["min_duration_s"].type is float
@@ -128,3 +132,22 @@ def test_threads_beyond_this_machines_cores_are_refused_where_a_run_starts(monke
     spec_module.check_threads(2)
     with pytest.raises(InvalidSpecError, match="threads=4, but this machine has 2 CPU cores"):
         spec_module.check_threads(4)
+
+
+def test_other_names_of_a_format_are_saved_under_one_name():
+    assert RunSpec(dtype="f16").dtype == "float16"
+    assert RunSpec(dtype="fp32").dtype == "float32"
+    assert RunSpec(dtype="bf16").dtype == "bfloat16"
+    assert RunSpec(dtype="f16") == RunSpec(dtype="float16")
+
+
+def test_a_format_of_another_stack_is_refused_with_the_stack_that_runs_it():
+    from lib.models.catalog import get_entry
+    from lib import backends
+
+    spec = RunSpec(dtype="q4_k_m")
+    backend = backends.for_spec(spec)
+    assert backend.name == "transformers"
+    with pytest.raises(UnsupportedError, match="does not run weights in Q4_K_M. It is a format "
+                                               "of llama.cpp: choose that stack"):
+        backend.check(get_entry(spec.model_id), spec)

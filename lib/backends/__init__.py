@@ -64,13 +64,33 @@ def for_model(model_id: str) -> Backend:
     return for_entry(get_entry(model_id))
 
 
+def for_stack(entry: CatalogEntry, stack: str) -> Backend:
+    """The backend that runs `entry` on software stack `stack` (lib.stacks): transformers'
+    own choice by model kind, or the stack's backend (which checks, when asked, that it is
+    installed and runs this model)."""
+    from lib.stacks import TRANSFORMERS, get_stack
+
+    if _forced:
+        return _forced[-1]
+    if stack == TRANSFORMERS:
+        return for_entry(entry)
+    chosen = get_stack(stack)
+    backend = registry().get(chosen.backend)
+    if backend is None:
+        raise UnsupportedError(f"{chosen.label} has no backend in this version of the app.")
+    if entry.kind not in backend.kinds:
+        raise UnsupportedError(f"{chosen.label} can't run {entry.display_name} (a {entry.kind} "
+                               "model): choose the transformers stack for it.")
+    return backend
+
+
 def for_spec(spec: "RunSpec") -> Backend:
     """The backend that produces `spec`'s result: the estimator when it names a hardware
     profile (even under `use`: an estimate loads nothing, so tests need no fake for it),
-    else the one that runs its model."""
+    else the one that runs its model on its software stack."""
     if spec.hardware is not None:
         return registry()["estimator"]
-    return for_model(spec.model_id)
+    return for_stack(get_entry(spec.model_id), spec.stack)
 
 
 @contextlib.contextmanager
@@ -83,4 +103,4 @@ def use(backend: Backend) -> Iterator[Backend]:
         _forced.remove(backend)
 
 
-__all__ = ["Backend", "for_entry", "for_model", "for_spec", "get", "registry", "use"]
+__all__ = ["Backend", "for_entry", "for_model", "for_spec", "for_stack", "get", "registry", "use"]

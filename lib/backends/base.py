@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Callable
 from lib.errors import UnsupportedError
 from lib.models.catalog import CAUSAL_LM, CatalogEntry, get_entry
 from lib.results import MEASURED
-from lib.spec import DEVICES, DTYPES, RunSpec, field_info
+from lib.spec import DEVICES, RunSpec, field_info
+from lib.stacks import STACKS, TRANSFORMERS, check_format, get_stack
 from lib.timing import Clock, DeviceClock
 
 if TYPE_CHECKING:
@@ -73,7 +74,10 @@ class Backend(ABC):
     kinds: tuple[str, ...] = (CAUSAL_LM,)     # model kinds it can run
     default_for: tuple[str, ...] = ()         # model kinds it runs unless told otherwise
     devices: tuple[str, ...] = DEVICES
-    dtypes: tuple[str, ...] = DTYPES
+    # The software stack it is (lib.stacks): its formats are the dtypes it runs, and it must be
+    # installed. None: not a stack of its own (the estimator, a fake, a remote server).
+    stack: str | None = TRANSFORMERS
+    dtypes: tuple[str, ...] = STACKS[TRANSFORMERS].dtypes
     factors: tuple[str, ...] = STACK_FACTORS  # the software-stack settings it honours
     measures_memory: bool = True              # the engine tracks peak memory around each call
     isolate: bool = True                      # run its models in worker processes (lib.worker)
@@ -88,6 +92,9 @@ class Backend(ABC):
         if entry.kind not in self.kinds:
             raise UnsupportedError(f"{self.label} can't run {entry.display_name} (a "
                                    f"{entry.kind} model).")
+        if self.stack is not None:
+            get_stack(self.stack).require()
+            check_format(self.stack, spec.dtype)
         if spec.device not in self.devices or spec.dtype not in self.dtypes:
             raise UnsupportedError(
                 f"{self.label} runs on {', '.join(self.devices)} in {', '.join(self.dtypes)}; "

@@ -23,7 +23,7 @@ from lib.memory import MemoryEstimate, MemoryVerdict
 from lib.models.cache import LoadedModel
 from lib.models.catalog import CAUSAL_LM, ENCODER, CatalogEntry, get_entry
 from lib.results import ESTIMATED
-from lib.spec import RunSpec
+from lib.spec import DTYPES, RunSpec
 from lib.timing import Clock, ManualClock
 
 
@@ -47,6 +47,8 @@ class EstimatorBackend(Backend):
     label = "estimator (a model of the hardware: nothing is measured)"
     provenance = ESTIMATED
     kinds = (CAUSAL_LM, ENCODER)
+    stack = None                # it models every stack's formats by their bytes per weight
+    dtypes = DTYPES
     measures_memory = False
     isolate = False
     holds_weights = False

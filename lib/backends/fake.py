@@ -21,7 +21,7 @@ from lib.backends.base import Backend, Progress, Session, Timing
 from lib.models.cache import LoadedModel
 from lib.models.catalog import CAUSAL_LM, ENCODER, get_entry
 from lib.prompts import fit_prompt
-from lib.spec import RunSpec
+from lib.spec import DTYPES, RunSpec
 from lib.timing import Clock, ManualClock
 
 Declared = Union[float, Sequence[float], Callable[[RunSpec], float]]
@@ -44,6 +44,8 @@ class FakeBackend(Backend):
     label = "fake backend (declared latencies)"
     kinds = (CAUSAL_LM, ENCODER)
     factors = ("attention", "kv_cache", "compile")
+    stack = None                                   # stands in for any stack, in every format
+    dtypes = DTYPES
     measures_memory = False
 
     isolate = False                                # nothing to isolate: no torch, no memory

@@ -30,6 +30,7 @@ from lib.models.cache import LoadedModel
 from lib.models.catalog import CAUSAL_LM, get_entry, package_file
 from lib.prompts import fit_prompt
 from lib.spec import RunSpec
+from lib.stacks import LLAMA_CPP, STACKS
 from lib.timing import Clock, DeviceClock
 
 INSTALL_HINT = ("llama.cpp is not installed: run `scripts/setup.sh --stacks` (it installs "
@@ -103,9 +104,8 @@ class LlamaCppBackend(Backend):
     kinds = (CAUSAL_LM,)
     default_for = ()
     devices = ("cpu",)
-    # The spike runs the GGUF file as shipped (Q4_1) under the default dtype; the weight format
-    # of a llama.cpp run needs its own factor (F32/F16/Q8_0/Q4_K_M) in the full issue.
-    dtypes = ("float32",)
+    stack = LLAMA_CPP
+    dtypes = STACKS[LLAMA_CPP].dtypes
     factors = ()                       # no attention kernel, static cache or torch.compile
 
     def check(self, entry, spec: RunSpec) -> None:

@@ -41,6 +41,7 @@ class OpenAICompatBackend(Backend):
     name = "openai"
     label = "OpenAI-compatible server"
     default_for = ()
+    stack = None                     # the server is its own software stack
     dtypes = DTYPES                  # the server decides its precision; the spec's is a label
     factors = ()                     # the server's software stack is the server's
     measures_memory = False

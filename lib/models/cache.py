@@ -41,6 +41,9 @@ class LoadedModel:
     loaded_at: float = 0.0            # time.time() when loading finished
     quantize_s: float | None = None   # int8 only: time spent quantizing, after load_s
     weights_bytes: int | None = None  # resident weights, summed over the model's tensors
+    # Time spent building the stack's own copy of the weights (a GGUF or ONNX file in another
+    # format) the first time it was needed, before load_s; None when a cached copy was read.
+    build_s: float | None = None
 
     @property
     def model_id(self) -> str:

@@ -177,6 +177,10 @@ def _model_note(measurement: Measurement, was_loaded: bool) -> str:
     if measurement.quantize_s is not None:
         note += (f" Its Linear layers were quantized to int8 in {measurement.quantize_s:.1f} s "
                  "(also not counted); int8 answers drift slightly from float32's.")
+    if measurement.build_s is not None:
+        note += (f" First use of {measurement.spec.dtype} on {measurement.spec.stack}: its copy "
+                 f"of the weights was built in {measurement.build_s:.1f} s and saved in the "
+                 "cache folder, so later loads skip it (not counted in any latency either).")
     return note
 
 

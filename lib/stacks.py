@@ -1,0 +1,148 @@
+"""Software stacks: the engines that can run the same model, and the weight formats each offers.
+
+A stack is a whole inference engine: transformers (PyTorch, the app's reference), llama.cpp
+(through llama-cpp-python, on GGUF files) or ONNX Runtime (through onnxruntime-genai, on a
+graph its model builder writes). Each runs through its own backend (`lib.backends`), with the
+same warm-up, repetition and timing rules, so a sweep over stacks is a fair comparison.
+
+The optional stacks are native packages, installed by `scripts/setup.sh --stacks`; this module
+only looks them up (`installed`, `version`), never imports them, so the app and the CLI work
+without them and say how to add them.
+
+A weight format is a `dtype` value (`lib.spec.DTYPES`): the torch ones (float32, bfloat16,
+float16, int8), llama.cpp's GGUF types (q8_0, q4_k_m, q4_1; float32 and float16 are its F32 and
+F16) and ONNX Runtime's int4. `FORMATS` says, for each, how many bits a weight takes on average
+(what the memory estimate and the estimator's floors read) and in words what it is.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import importlib.util
+from dataclasses import dataclass
+
+from lib.errors import UnsupportedError
+
+TRANSFORMERS, LLAMA_CPP, ONNXRUNTIME = "transformers", "llama.cpp", "onnxruntime"
+SETUP_COMMAND = "scripts/setup.sh --stacks"
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str                     # the `stack` value (RunSpec, CLI, saved results)
+    label: str                    # for people
+    backend: str                  # the backend (lib.backends) that runs it
+    module: str                   # importable when installed
+    packages: tuple[str, ...]     # pip distributions whose versions are shown and saved
+    dtypes: tuple[str, ...]       # the weight formats it runs (RunSpec dtype values)
+    optional: bool                # installed only by `scripts/setup.sh --stacks`
+    words: str                    # what it is, in a sentence
+
+    @property
+    def installed(self) -> bool:
+        return installed(self.name)
+
+    def versions(self) -> dict[str, str]:
+        """Installed versions of its packages ({} when it is not installed)."""
+        found = {}
+        for package in self.packages:
+            try:
+                found[package] = importlib.metadata.version(package)
+            except importlib.metadata.PackageNotFoundError:
+                pass
+        return found
+
+    def missing_reason(self) -> str:
+        """Why it can't run here, and how to add it (for an error, an option or a skip)."""
+        return (f"{self.label} is not installed on this machine. Whoever set up the app adds "
+                f"it with `{SETUP_COMMAND}` (it builds native code once, a few minutes), then "
+                "restarts the app.")
+
+    def require(self) -> None:
+        """Raise UnsupportedError with `missing_reason` unless it is installed."""
+        if not self.installed:
+            raise UnsupportedError(self.missing_reason())
+
+
+STACKS: dict[str, Stack] = {s.name: s for s in [
+    Stack(TRANSFORMERS, "transformers (PyTorch)", "transformers", "transformers",
+          ("transformers", "torch"), ("float32", "bfloat16", "float16", "int8"), False,
+          "Hugging Face transformers on PyTorch: the reference way to run a model, flexible "
+          "and readable, one PyTorch operation at a time."),
+    Stack(LLAMA_CPP, "llama.cpp", "llama.cpp", "llama_cpp", ("llama-cpp-python",),
+          ("float32", "float16", "q8_0", "q4_k_m", "q4_1"), True,
+          "llama.cpp, a C/C++ engine built for running language models on ordinary "
+          "computers: hand-written kernels that read quantized weights (GGUF files) directly."),
+    Stack(ONNXRUNTIME, "ONNX Runtime", "onnxruntime", "onnxruntime_genai",
+          ("onnxruntime-genai", "onnxruntime"), ("float32", "int4"), True,
+          "Microsoft's ONNX Runtime with its generate() API: the model is exported once to a "
+          "fixed graph of operations, which the runtime fuses and optimizes before running."),
+]}
+STACK_NAMES = tuple(STACKS)
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str                     # the dtype value
+    label: str                    # for people
+    weight_bits: float            # stored bits per weight of the big matrices, scales included
+    words: str
+
+
+FORMATS: dict[str, Format] = {f.name: f for f in [
+    Format("float32", "float32 (F32)", 32, "32-bit floating point: the reference."),
+    Format("bfloat16", "bfloat16", 16, "16-bit brain floating point: float32's range, fewer "
+           "digits."),
+    Format("float16", "float16 (F16)", 16, "16-bit floating point."),
+    Format("int8", "int8 (dynamic)", 8, "torch's dynamic quantization: Linear weights in 8 bits, "
+           "the rest float32."),
+    Format("q8_0", "Q8_0", 8.5, "llama.cpp's 8-bit format: blocks of 32 weights, each with its "
+           "own 16-bit scale (8.5 bits per weight)."),
+    Format("q4_k_m", "Q4_K_M", 4.9, "llama.cpp's most deployed 4-bit mix: 4-bit 'k-quant' "
+           "super-blocks, with a few sensitive matrices kept at 6 bits (about 4.9 bits per "
+           "weight)."),
+    Format("q4_1", "Q4_1", 5.0, "llama.cpp's older 4-bit format: blocks of 32 weights with a "
+           "scale and an offset (5 bits per weight). The default model ships in it."),
+    Format("int4", "int4 (block 32)", 5.1, "ONNX Runtime's 4-bit weights (MatMulNBits): blocks "
+           "of 32 with a float scale and a 4-bit zero point (about 5.1 bits per weight)."),
+]}
+
+
+def get_stack(name: str) -> Stack:
+    try:
+        return STACKS[name]
+    except KeyError:
+        raise UnsupportedError(f"No software stack called {name!r}: choose one of "
+                               f"{', '.join(STACKS)}.") from None
+
+
+@functools.cache
+def _found(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def installed(name: str) -> bool:
+    """Whether the stack's package can be imported here (looked up, not imported)."""
+    return _found(get_stack(name).module)
+
+
+def stacks_for(dtype: str) -> tuple[str, ...]:
+    """The stacks that run weights in `dtype`."""
+    return tuple(s.name for s in STACKS.values() if dtype in s.dtypes)
+
+
+def check_format(stack: str, dtype: str) -> None:
+    """UnsupportedError saying which stack runs `dtype` when `stack` does not."""
+    chosen = get_stack(stack)
+    if dtype in chosen.dtypes:
+        return
+    others = [STACKS[name].label for name in stacks_for(dtype)]
+    where = f" It is a format of {' and '.join(others)}: choose that stack (Software stack, " \
+            "in the sidebar), or" if others else " Choose"
+    raise UnsupportedError(
+        f"{chosen.label} does not run weights in {FORMATS[dtype].label}.{where} one of its own "
+        f"formats: {', '.join(chosen.dtypes)}.")
