@@ -26,6 +26,7 @@ the run through /proc/self/clear_refs, so earlier runs don't count), and
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -45,8 +46,13 @@ MARGIN_FRACTION = 0.20              # plus 20% of everything estimated: fragment
 #                                     what the grid could not explain (see the commit log)
 # Bytes per number of activations and KV cache. int8 (dynamic quantization) keeps activations
 # and the KV cache in float32; only Linear weights are int8.
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 4}
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 4,
+               # The block formats of llama.cpp (GGUF) and ONNX Runtime (int4) store only the
+               # weights in few bits; both compute in float32. (llama.cpp keeps its KV cache in
+               # float16: its backend sizes that itself.)
+               "q8_0": 4, "q4_k_m": 4, "q4_1": 4, "int4": 4}
 FLOAT32_BYTES = 4
+BLOCK_FORMATS = ("q8_0", "q4_k_m", "q4_1", "int4")   # weights in blocks of few bits + scales
 # Eager attention holds, per score, at its worst moment: the masked scores in the model's dtype,
 # the float32 copy softmax makes of them (reduced precision only) and softmax's float32 output.
 # In float32 the moment before is as large: the raw product and the scaled copy.
@@ -96,9 +102,14 @@ class Shapes:
         return elements * DTYPE_BYTES[dtype]
 
     def weight_bytes(self, dtype: str) -> int:
-        """Resident weights once loaded (int8: quantized Linear weights, the rest float32)."""
+        """Resident weights once loaded (int8: quantized Linear weights, the rest float32; a
+        block format: every weight at its average bits, scales included, lib.stacks.FORMATS)."""
+        from lib.stacks import FORMATS
+
         if dtype == "int8":
             return (self.parameters - self.untied_linear_parameters) * 4 + self.linear_parameters
+        if dtype in BLOCK_FORMATS:
+            return math.ceil(self.parameters * FORMATS[dtype].weight_bits / 8)
         return self.parameters * DTYPE_BYTES[dtype]
 
     def load_peak_bytes(self, dtype: str) -> int:
