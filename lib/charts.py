@@ -501,8 +501,7 @@ def sweep_heatmap_figure(frame: pd.DataFrame, factor_x: Factor, factor_y: Factor
     label_x, label_y, metric_label = factor_x.label, factor_y.label, METRICS[metric].titled
     scale, unit = METRICS[metric].display_scale, METRICS[metric].display_unit
     records = _records(frame)
-    xs = sorted(frame[factor_x.column].unique())
-    ys = sorted(frame[factor_y.column].unique())
+    xs, ys = _heatmap_values(frame, factor_x), _heatmap_values(frame, factor_y)
     cells = {(row[factor_x.column], row[factor_y.column]): row for row in records}
     z, written, hover = [], [], []
     for y in ys:
@@ -527,6 +526,8 @@ def sweep_heatmap_figure(frame: pd.DataFrame, factor_x: Factor, factor_y: Factor
         hovertemplate=f"{label_x} %{{x}}, {label_y} %{{y}}: %{{customdata}}<extra></extra>"))
     notes = [note for flag, note in (
         (any(is_noisy(row) for row in records), "⚠ = noisy point: hover it for why"),
+        (any(row.get("status") == Status.SKIPPED for row in records),
+         "skipped = could not run: hover it for why"),
         (any(is_estimated(row) and row.get("status") == Status.MEASURED for row in records),
          "est. = estimated from a model of the hardware, not measured")) if flag]
     figure.update_layout(title=f"{metric_label} for each {label_x} x {label_y}"
@@ -534,6 +535,13 @@ def sweep_heatmap_figure(frame: pd.DataFrame, factor_x: Factor, factor_y: Factor
                          xaxis_title=label_x, yaxis_title=label_y, height=460,
                          xaxis_type="category", yaxis_type="category")
     return figure
+
+
+def _heatmap_values(frame: pd.DataFrame, factor: Factor) -> list:
+    """A heatmap axis's values: numbers in order, categories in the order they were chosen
+    (stacks and formats as listed, not alphabetically)."""
+    values = frame[factor.column]
+    return sorted(values.unique()) if factor.numeric else list(dict.fromkeys(values))
 
 
 def _heatmap_labels(factor: Factor, values: list) -> list[str]:

@@ -8,6 +8,14 @@ percentile gate: `table.band_columns`) or either point is noisy (`stats.point_no
 sentence says the difference is within the noise instead, and a last sentence names the noisy
 points and why. Noise is never sold as a finding.
 
+The software stack (alone, or against the number format in a heatmap) gets its own findings
+(`stack_findings`): each point's trade-off against a reference point (transformers float32
+when it was measured, else the first point), because a stack often writes tokens faster but
+reads the prompt slower, e.g. "llama.cpp Q4_K_M writes tokens 3.1x faster than transformers
+float32 (12 ms vs 37 ms per token), but reads the prompt 2.2x slower (440 ms vs 200 ms to the
+first token)"; then which point had the lowest time per token and time to first token, and
+the peak memory of each against the reference.
+
 Estimated points (a hardware profile: `table.is_estimated`) are one computed value each, not
 samples: no spread or noise verdict is applied to them, and every sentence that names one
 says "estimated" (and "measured" for the point it is compared with), e.g. "NVIDIA H200 SXM
@@ -17,11 +25,12 @@ says "estimated" (and "measured" for the point it is compared with), e.g. "NVIDI
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from lib.metrics import format_bytes, format_number
+from lib.stacks import STACKS, TRANSFORMERS
 from lib.stats import BUSY_OTHER_CPU_PERCENT, NOISY_RELATIVE_IQR
-from lib.sweep import Factor
+from lib.sweep import Factor, format_name, stack_name
 from lib.table import band_columns, is_estimated, is_measured
 
 NEGLIGIBLE = 0.10      # ratios between 0.9x and 1.1x are "about the same"
@@ -44,6 +53,8 @@ def findings(table: list[dict[str, Any]], factor: Factor) -> list[str]:
                          "yet.")
     elif factor.numeric:
         sentences += _numeric(measured, factor)
+    elif factor.name == "stack":
+        sentences += stack_findings(measured)
     else:
         sentences += _categorical(measured, factor)
         if estimated and len(estimated) < len(measured):
@@ -58,9 +69,39 @@ def findings(table: list[dict[str, Any]], factor: Factor) -> list[str]:
         sentences.append(f"Noisy point{'s' if len(noisy) > 1 else ''}: {named}. "
                          f"{'Their' if len(noisy) > 1 else 'Its'} numbers are doubtful.")
     for row in skipped:
-        reason = row["skipped_reason"].split(". ")[0].rstrip(".")
-        sentences.append(f"{factor.title} {row[column]} could not run: {reason}.")
+        sentences.append(f"{factor.title} {factor.value_label(row[column])} could not run: "
+                         f"{_first_sentence(row['skipped_reason'])}.")
     return sentences
+
+
+def heatmap_findings(table: list[dict[str, Any]], factors: Sequence[Factor]) -> list[str]:
+    """Sentences about a two-factor sweep: the stack's trade-offs for a stack x number format
+    grid, and for any grid the cells that could not run, grouped by why."""
+    measured = [row for row in table if is_measured(row)]
+    sentences = []
+    if {factor.name for factor in factors} == {"stack", "dtype"} and len(measured) >= 2:
+        sentences += stack_findings(measured)
+    skipped = [row for row in table if not is_measured(row)]
+    unrun = [row for row in skipped if {factor.name for factor in factors} >= {"stack", "dtype"}
+             and row.get("stack") in STACKS and row.get("dtype") not in STACKS[row["stack"]].dtypes]
+    if unrun:
+        by_stack: dict[str, list[str]] = {}
+        for row in unrun:
+            by_stack.setdefault(stack_name(row["stack"]), []).append(format_name(row["dtype"]))
+        sentences.append("Not run, since the stack doesn't run that format: " + "; ".join(
+            f"{name} {', '.join(formats)}" for name, formats in by_stack.items()) + ".")
+    by_reason: dict[str, list[str]] = {}
+    for row in skipped:
+        if row not in unrun:
+            cell = ", ".join(factor.value_label(row[factor.column]) for factor in factors)
+            by_reason.setdefault(_first_sentence(row["skipped_reason"]), []).append(cell)
+    for reason, cells in by_reason.items():
+        sentences.append(f"{'; '.join(cells)}: could not run: {reason}.")
+    return sentences
+
+
+def _first_sentence(reason: str) -> str:
+    return (reason or "no reason was recorded").split(". ")[0].rstrip(".")
 
 
 # --- whether two points can be compared ----------------------------------------------------------
@@ -99,14 +140,17 @@ def spreads_overlap(a: dict[str, Any], b: dict[str, Any], key: str) -> bool | No
     return low_a <= high_b and low_b <= high_a
 
 
-def _doubt(a: dict[str, Any], b: dict[str, Any], key: str, factor: Factor) -> str | None:
+def _doubt(a: dict[str, Any], b: dict[str, Any], key: str, factor: Factor | None,
+           named: Callable[[dict[str, Any]], str] | None = None) -> str | None:
     """Why comparing `key` between two points would sell noise as a finding, or None. An
-    estimate has no samples: its distance from another point is never noise."""
+    estimate has no samples: its distance from another point is never noise. `named`: how a
+    point is named (default: the factor's label and value, 'batch size 16')."""
     noisy = [row for row in (a, b) if is_noisy(row)]
     if len(noisy) == 2:
         return "both points are noisy"
     if noisy:
-        return f"{factor.label} {noisy[0][factor.column]} is a noisy point"
+        name = named(noisy[0]) if named else f"{factor.label} {noisy[0][factor.column]}"
+        return f"{name} is a noisy point"
     if is_estimated(a) or is_estimated(b):
         return None
     if spreads_overlap(a, b, key):
@@ -116,7 +160,7 @@ def _doubt(a: dict[str, Any], b: dict[str, Any], key: str, factor: Factor) -> st
     return None
 
 
-def _ratio(a: dict[str, Any], b: dict[str, Any], key: str, factor: Factor) -> float | None:
+def _ratio(a: dict[str, Any], b: dict[str, Any], key: str, factor: Factor | None) -> float | None:
     """b / a when that ratio is a finding ("about the same" included), None when it is noise.
     A noisy point can't even show that nothing changed; a change under NEGLIGIBLE is "about
     the same" even where the spreads overlap. Against an estimate the ratio is always stated:
@@ -311,3 +355,115 @@ def _categorical_memory(rows: list[dict[str, Any]], factor: Factor) -> list[str]
             f"{_named(low, factor, rows, format_bytes(low['peak_memory_bytes']))}; most: "
             f"{_named(high, factor, rows, format_bytes(high['peak_memory_bytes']))}, "
             f"{high['peak_memory_bytes'] / low['peak_memory_bytes']:.1f}x as much."]
+
+
+# --- the software stack ------------------------------------------------------------------------
+
+def point_name(row: dict[str, Any]) -> str:
+    """A point of a stack sweep as sentences name it: its stack and its weight format,
+    'llama.cpp Q4_K_M', 'transformers float32'."""
+    return f"{stack_name(row.get('stack') or TRANSFORMERS)} {format_name(row['dtype'])}"
+
+
+def reference_point(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the other stacks are compared with: transformers float32 (the app's reference
+    way to run a model) when it was measured, else the first point."""
+    return next((row for row in rows if (row.get("stack") or TRANSFORMERS) == TRANSFORMERS
+                 and row["dtype"] == "float32"), rows[0])
+
+
+def stack_findings(rows: list[dict[str, Any]]) -> list[str]:
+    """From the measured rows of a stack sweep (or a stack x number format grid): each point
+    against the reference, decoding (time per token) and prefill (time to first token) apart;
+    which point had the lowest of each; and peak memory against the reference's."""
+    if len(rows) < 2:
+        return []
+    reference = reference_point(rows)
+    sentences = [_trade_off(row, reference) for row in rows if row is not reference]
+    sentences += _lowest_sentences(rows)
+    memory = _memory_against(rows, reference)
+    return sentences + ([memory] if memory else [])
+
+
+# (key, verb phrase, what the difference is in, what its numbers are)
+_DECODE = ("tpot_s", "writes tokens", "time per token", "per token")
+_PREFILL = ("ttft_s", "reads the prompt", "time to first token", "to the first token")
+_REQUEST = ("e2e_s", "answers each request", "request latency", "per request")
+
+
+def _trade_off(row: dict[str, Any], reference: dict[str, Any]) -> str:
+    """'llama.cpp Q4_K_M writes tokens 3.1x faster than transformers float32 (12 ms vs 37 ms
+    per token), but reads the prompt 2.2x slower (440 ms vs 200 ms to the first token).'"""
+    name, against = point_name(row), point_name(reference)
+    aspects = [_DECODE, _PREFILL] if row["tpot_s"] and reference["tpot_s"] else [_REQUEST]
+    said, unsaid, directions = [], [], []
+    for key, verb, what, unit in aspects:
+        numbers = f"{_ms(row[key])} vs {_ms(reference[key])}"
+        ratio = _ratio(reference, row, key, None)
+        if ratio is None:
+            unsaid.append((what, numbers, key))
+            continue
+        if abs(ratio - 1) <= NEGLIGIBLE:
+            how, direction = "about as fast", 0
+        else:
+            how, direction = (f"{ratio:.1f}x slower", -1) if ratio > 1 else \
+                (f"{1 / ratio:.1f}x faster", 1)
+        directions.append(direction)
+        than = f" {'as' if direction == 0 else 'than'} {against}" if not said else ""
+        said.append(f"{verb} {how}{than} ({numbers} {unit})")
+    if said:
+        link = ", but " if len(set(directions)) == 2 and 0 not in directions else ", and "
+        sentence = f"{name} {link.join(said)}"
+        if unsaid:
+            what, numbers, key = unsaid[0]
+            sentence += (f"; the difference in {what} ({numbers}) is within the noise "
+                         f"({_doubt(reference, row, key, None, point_name)})")
+        return sentence + "."
+    differences = " and ".join(f"{what} ({numbers})" for what, numbers, _ in unsaid)
+    plural = len(unsaid) > 1
+    return (f"{name} vs {against}: the difference{'s' if plural else ''} in {differences} "
+            f"{'are' if plural else 'is'} within the noise "
+            f"({_doubt(reference, row, unsaid[0][2], None, point_name)}); {RERUN}.")
+
+
+def _lowest(rows: list[dict[str, Any]], key: str) -> tuple[dict[str, Any], str]:
+    """The point with the lowest `key`, and ', within the noise of X (13 ms)' when the
+    runner-up can't be told apart from it."""
+    ordered = sorted((row for row in rows if row.get(key)), key=lambda row: row[key])
+    best = ordered[0]
+    if len(ordered) > 1 and _doubt(best, ordered[1], key, None, point_name):
+        return best, f", within the noise of {point_name(ordered[1])} ({_ms(ordered[1][key])})"
+    return best, ""
+
+
+def _lowest_sentences(rows: list[dict[str, Any]]) -> list[str]:
+    """'Lowest time per token: llama.cpp Q4_K_M (12 ms); lowest time to first token:
+    transformers bfloat16 (150 ms).'"""
+    if not all(row.get("tpot_s") for row in rows):
+        best, caveat = _lowest(rows, "e2e_s")
+        return [f"Lowest request latency: {point_name(best)} ({_ms(best['e2e_s'])}{caveat})."]
+    decode, decode_caveat = _lowest(rows, "tpot_s")
+    prefill, prefill_caveat = _lowest(rows, "ttft_s")
+    if decode is prefill and not decode_caveat and not prefill_caveat:
+        return [f"{point_name(decode)} had both the lowest time per token "
+                f"({_ms(decode['tpot_s'])}) and the lowest time to first token "
+                f"({_ms(prefill['ttft_s'])})."]
+    return [f"Lowest time per token: {point_name(decode)} ({_ms(decode['tpot_s'])}"
+            f"{decode_caveat}); lowest time to first token: {point_name(prefill)} "
+            f"({_ms(prefill['ttft_s'])}{prefill_caveat})."]
+
+
+def _memory_against(rows: list[dict[str, Any]], reference: dict[str, Any]) -> str | None:
+    """'Peak memory against transformers float32 (560.0 MB): llama.cpp Q4_K_M 210.0 MB
+    (0.4x).' A difference under 5% is 'about the same'."""
+    base = reference.get("peak_memory_bytes")
+    others = [row for row in rows if row is not reference and row.get("peak_memory_bytes")]
+    if not base or not others:
+        return None
+    parts = []
+    for row in others:
+        ratio = row["peak_memory_bytes"] / base
+        how = "about the same" if abs(ratio - 1) < 0.05 else f"{ratio:.1f}x"
+        parts.append(f"{point_name(row)} {format_bytes(row['peak_memory_bytes'])} ({how})")
+    return (f"Peak memory against {point_name(reference)} ({format_bytes(base)}): "
+            f"{', '.join(parts)}.")

@@ -6,6 +6,9 @@ measured, a profile is estimated (`lib.backends.estimator`), so one sweep can se
 measurements beside an H200's and a TPU's estimates. `Factor.spec_fields` says which RunSpec
 fields a value sets (for a profile: `hardware`), and `Factor.estimated` whether its points are
 estimates; a saved sweep's device values (plain device names) mean what they always meant.
+The stack factor (`lib.stacks`) sets the engine that runs the model: a stack that isn't
+installed, has no backend, or doesn't run a point's weight format makes that point a skipped
+one with the reason, like any other point that cannot run.
 `run_sweep` measures every point of the grid through a `PointMeasurer` (`lib.runner.SweepPoints`:
 the queue, the model cache and the memory guard apply to each point) in interleaved rounds, so
 points measured "one after the other" never meet different conditions: each round visits every
@@ -26,6 +29,9 @@ from lib.results import Measurement, Repetition
 from lib.errors import ExplorerError, InvalidSpecError, MemoryGuardError
 from lib.spec import (ATTENTIONS, COMPILES, DEFAULT_MODEL_ID, DEVICES, DTYPES, KV_CACHES,
                       RunSpec, default_threads, field_info)
+from lib.stacks import FORMATS, STACK_NAMES, STACKS, TRANSFORMERS
+
+STACK_SETTINGS = ("attention", "kv_cache", "compile")    # transformers' (lib.backends.base)
 
 
 @dataclass(frozen=True)
@@ -114,12 +120,34 @@ def _device_words(value: str) -> str:
     return profile.name.split(" (")[0] if profile is not None else str(value)
 
 
+def format_name(dtype: str) -> str:
+    """A weight format as charts and sentences name it: 'float32', 'Q4_K_M', 'int8'."""
+    return FORMATS[dtype].label.split(" (")[0] if dtype in FORMATS else str(dtype)
+
+
+def stack_name(stack: str) -> str:
+    """A software stack as charts and sentences name it: 'transformers', 'llama.cpp'."""
+    return STACKS[stack].label.split(" (")[0] if stack in STACKS else str(stack)
+
+
+def _stack_settings(value: str) -> dict[str, Any]:
+    """Attention kernel, KV cache and torch.compile are transformers' own settings: another
+    stack's point runs with their defaults (its own kernels and cache) instead of being
+    refused for a setting it doesn't have."""
+    if value == TRANSFORMERS:
+        return {"stack": value}
+    return {"stack": value, **{name: field_info(name)["default"] for name in STACK_SETTINGS}}
+
+
 FACTORS: dict[str, Factor] = {f.name: f for f in [
     Factor("model", "model_id", "model",
            lambda: (DEFAULT_MODEL_ID, "gpt2", "smollm2-360m", "qwen2.5-0.5b")),
     Factor("device", "device", "device", _devices, settings=_device_settings,
            more_choices=_profile_ids, words=_device_words),
-    Factor("dtype", "dtype", "number format", lambda: DTYPES),
+    Factor("dtype", "dtype", "number format", lambda: DTYPES,
+           words=lambda value: format_name(value)),
+    Factor("stack", "stack", "software stack", lambda: STACK_NAMES, settings=_stack_settings,
+           words=stack_name),
     Factor("batch", "batch_size", "batch size", lambda: (1, 2, 4, 8, 16), True, True),
     Factor("prompt", "prompt_tokens", "prompt length (tokens)",
            lambda: (16, 32, 64, 128, 256, 512, 1024), True, True),

@@ -23,14 +23,17 @@ two = st.radio("Vary", ["one factor", "two factors (heatmap)"], horizontal=True,
                key=state.EXPLORE_MODE) == "two factors (heatmap)"
 factor_values = []
 defaults = ["batch", "prompt"]
+for index, default in enumerate(defaults):
+    st.session_state.setdefault(state.explore_factor(index), default)
 for index, column in enumerate(st.columns(2 if two else 1)):
     with column:
-        st.session_state.setdefault(state.explore_factor(index), defaults[index])
         name = st.selectbox(f"Factor {index + 1}" if two else "Factor", list(sweep.FACTORS),
                             format_func=lambda n: sweep.FACTORS[n].title,
                             key=state.explore_factor(index))
+        other = st.session_state.get(state.explore_factor(1 - index)) if two else None
         values = sidebar.factor_values_input(sweep.FACTORS[name], index,
-                                             spec.device if spec else "cpu")
+                                             spec.device if spec else "cpu",
+                                             spec.stack if spec else "transformers", other)
         if values:
             factor_values.append((sweep.FACTORS[name], values))
 metric = None

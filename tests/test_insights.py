@@ -209,3 +209,107 @@ def test_a_noisy_measurement_against_an_estimate_keeps_the_ratio_and_says_it_is_
                             "token (the measurement is noisy: other programs used 42% of the "
                             "CPU while it was measured).")
     assert sentences[-1].startswith("Noisy point: device cpu")
+
+
+# --- the software stack ----------------------------------------------------------------------
+
+STACK = FACTORS["stack"]
+
+
+def stack_row(stack, dtype, ttft, tpot, memory=None, **kwargs):
+    """A point of a stack sweep (or a stack x number format grid)."""
+    return {**row(stack, ttft, tpot, tpot and 1 / tpot, memory=memory, **kwargs),
+            "factor_stack": stack,
+            "stack": stack, "dtype": dtype}
+
+
+def test_a_stack_sweep_states_each_trade_off_against_transformers_float32():
+    table = [stack_row("llama.cpp", "q4_k_m", 0.44, 0.012, memory=210_000_000),
+             stack_row("transformers", "float32", 0.20, 0.037, memory=560_000_000),
+             stack_row("onnxruntime", "int4", 0.15, 0.019, memory=300_000_000)]
+    assert findings(table, STACK) == [
+        "llama.cpp Q4_K_M writes tokens 3.1x faster than transformers float32 (12 ms vs 37 ms "
+        "per token), but reads the prompt 2.2x slower (440 ms vs 200 ms to the first token).",
+        "ONNX Runtime int4 writes tokens 1.9x faster than transformers float32 (19 ms vs 37 ms "
+        "per token), and reads the prompt 1.3x faster (150 ms vs 200 ms to the first token).",
+        "Lowest time per token: llama.cpp Q4_K_M (12 ms); lowest time to first token: "
+        "ONNX Runtime int4 (150 ms).",
+        "Peak memory against transformers float32 (560.0 MB): llama.cpp Q4_K_M 210.0 MB "
+        "(0.4x), ONNX Runtime int4 300.0 MB (0.5x)."]
+
+
+def test_a_stack_difference_inside_the_spreads_is_within_the_noise():
+    # TTFT 200 ms vs 230 ms, each spread 15%: overlapping, so no ratio for the prompt.
+    table = [stack_row("transformers", "float32", 0.20, 0.037, spread=0.15),
+             stack_row("llama.cpp", "float32", 0.23, 0.012, spread=0.15)]
+    sentences = findings(table, STACK)
+    assert sentences[0] == (
+        "llama.cpp float32 writes tokens 3.1x faster than transformers float32 (12 ms vs 37 ms "
+        "per token); the difference in time to first token (230 ms vs 200 ms) is within the "
+        "noise (the spreads of their samples overlap).")
+    assert sentences[1] == ("Lowest time per token: llama.cpp float32 (12 ms); lowest time to "
+                            "first token: transformers float32 (200 ms, within the noise of "
+                            "llama.cpp float32 (230 ms)).")
+    assert "1.1x" not in " ".join(sentences) and "1.2x" not in " ".join(sentences)
+
+
+def test_a_noisy_stack_point_is_never_a_ratio():
+    table = [stack_row("transformers", "float32", 0.20, 0.037),
+             stack_row("llama.cpp", "q8_0", 0.40, 0.015, noisy=True, other_cpu=55.0)]
+    sentences = findings(table, STACK)
+    assert sentences[0] == (
+        "llama.cpp Q8_0 vs transformers float32: the differences in time per token (15 ms vs "
+        "37 ms) and time to first token (400 ms vs 200 ms) are within the noise (llama.cpp Q8_0 "
+        "is a noisy point); rerun on a quieter machine or with more repetitions to tell.")
+
+
+def test_without_transformers_float32_the_first_point_is_the_reference():
+    table = [stack_row("llama.cpp", "q4_1", 0.30, 0.010),
+             stack_row("llama.cpp", "float16", 0.30, 0.020)]
+    sentences = findings(table, STACK)
+    assert sentences[0] == (
+        "llama.cpp float16 writes tokens 2.0x slower than llama.cpp Q4_1 (20 ms vs 10 ms per "
+        "token), and reads the prompt about as fast (300 ms vs 300 ms to the first token).")
+    assert sentences[1] == ("Lowest time per token: llama.cpp Q4_1 (10 ms); lowest time to "
+                            "first token: llama.cpp Q4_1 (300 ms, within the noise of llama.cpp "
+                            "float16 (300 ms)).")
+
+
+def test_a_skipped_stack_says_why_in_its_own_words():
+    table = [stack_row("transformers", "float32", 0.20, 0.037),
+             stack_row("llama.cpp", "float32", 0.30, 0.012),
+             {**stack_row("onnxruntime", "float32", None, None, status="skipped"),
+              "skipped_reason": "ONNX Runtime has no backend in this version of the app."}]
+    assert findings(table, STACK)[-1] == (
+        "Software stack ONNX Runtime could not run: ONNX Runtime has no backend in this version "
+        "of the app.")
+
+
+def test_a_stack_by_format_heatmap_has_trade_offs_and_groups_the_formats_not_run():
+    from lib.insights import heatmap_findings
+
+    skipped = {"status": "skipped"}
+    table = [stack_row("transformers", "float32", 0.20, 0.040),
+             stack_row("llama.cpp", "float32", 0.25, 0.020),
+             {**stack_row("transformers", "q4_k_m", None, None, **skipped),
+              "skipped_reason": "transformers (PyTorch) does not run weights in Q4_K_M. It is..."},
+             stack_row("llama.cpp", "q4_k_m", 0.30, 0.010),
+             {**stack_row("llama.cpp", "int8", None, None, **skipped),
+              "skipped_reason": "llama.cpp does not run weights in int8 (dynamic). Choose..."},
+             {**stack_row("onnxruntime", "float32", None, None, **skipped),
+              "skipped_reason": "ONNX Runtime has no backend in this version of the app."}]
+    for cell in table:
+        cell["factor_dtype"] = cell["dtype"]
+    assert heatmap_findings(table, [STACK, FACTORS["dtype"]]) == [
+        "llama.cpp float32 writes tokens 2.0x faster than transformers float32 (20 ms vs 40 ms "
+        "per token), but reads the prompt 1.2x slower (250 ms vs 200 ms to the first token).",
+        "llama.cpp Q4_K_M writes tokens 4.0x faster than transformers float32 (10 ms vs 40 ms "
+        "per token), but reads the prompt 1.5x slower (300 ms vs 200 ms to the first token).",
+        "Lowest time per token: llama.cpp Q4_K_M (10 ms); lowest time to first token: "
+        "transformers float32 (200 ms).",
+        "Not run, since the stack doesn't run that format: transformers Q4_K_M; llama.cpp int8.",
+        "ONNX Runtime, float32: could not run: ONNX Runtime has no backend in this version of "
+        "the app."]
+    # Any other pair of factors gets no stack sentences, only the cells that could not run.
+    assert heatmap_findings(table, [STACK, BATCH])[-1].endswith(
+        "could not run: ONNX Runtime has no backend in this version of the app.")

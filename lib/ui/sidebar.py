@@ -1,8 +1,10 @@
 """The shared settings sidebar, drawn from RunSpec's field metadata, and the model card.
 
 Every widget takes its label, help, bounds, step, choices and default from `lib.spec.field_info`;
-only what depends on this machine (devices present, dtypes they can run, cores) or on the
-chosen model (an encoder writes no tokens) is decided here. `settings_sidebar()` returns a
+only what depends on this machine (devices present, dtypes they can run, cores, software stacks
+installed), on the chosen stack (its own weight formats; attention, KV cache and torch.compile
+are transformers' settings) or on the chosen model (an encoder writes no tokens) is decided
+here. `settings_sidebar()` returns a
 RunSpec, or None with the reason shown, and stores it for the pages (`current_spec()`).
 """
 
@@ -18,6 +20,7 @@ from lib.metrics import format_bytes
 from lib.models import catalog
 from lib.models.shapes import shapes
 from lib.spec import RunSpec, default_threads, field_info
+from lib.stacks import FORMATS, STACKS, TRANSFORMERS
 from lib.ui import access, state
 from lib.ui.links import restore_from_link
 from lib.ui.running import model_cache
@@ -39,7 +42,8 @@ def widget(name: str, **overrides: Any) -> Any:
         {"value": "" if info["default"] is None else info["default"]}
     kind = info["widget"]
     if kind == "select":
-        return st.selectbox(options=overrides.get("options", list(info["choices"])), **common)
+        return st.selectbox(options=overrides.get("options", list(info["choices"])),
+                            format_func=overrides.get("format_func", str), **common)
     if kind == "text":
         return st.text_area(placeholder="Leave empty to use the built-in prompt.", **common,
                             **value)
@@ -59,10 +63,8 @@ def settings_sidebar() -> RunSpec | None:
                    "own). Hover the ? next to a setting for what it changes.")
         values["model_id"], entry = _model_picker()
         values["device"] = widget("device", options=devices.available_devices())
-        values["dtype"] = widget("dtype", options=devices.supported_dtypes(values["device"]))
-        if values["device"] != "cpu":
-            st.caption("int8 is offered on the CPU only: torch's dynamic int8 quantization has "
-                       "no GPU kernels.")
+        values["stack"] = _stack_picker()
+        values["dtype"] = _dtype_picker(values["stack"], values["device"])
         values["batch_size"] = widget("batch_size")
         # No per-model maximum here: a prompt beyond the model's context gets an explanation.
         values["prompt_tokens"] = widget("prompt_tokens")
@@ -78,9 +80,16 @@ def settings_sidebar() -> RunSpec | None:
                     continue
                 values[name] = widget(name, **({"max_value": default_threads()}
                                                if name == "threads" else {}))
-        with st.expander("Software stack"):
-            for name in STACK_FIELDS:
-                values[name] = widget(name)
+        with st.expander("Software stack settings"):
+            if values["stack"] != TRANSFORMERS:
+                values.update({name: field_info(name)["default"] for name in STACK_FIELDS})
+                st.caption(text.md(
+                    f"Attention kernel, KV cache and torch.compile are transformers settings: "
+                    f"{sweep.stack_name(values['stack'])} has its own kernels and cache. Choose the "
+                    "transformers stack to change them."))
+            else:
+                for name in STACK_FIELDS:
+                    values[name] = widget(name)
             if values["compile"] == "on":
                 st.warning("Compiling takes about a minute on a CPU before the first run; it is "
                            "timed in the warm-up, never in a latency.")
@@ -98,6 +107,52 @@ def settings_sidebar() -> RunSpec | None:
             st.sidebar.error(text.md(exc))
     st.session_state[state.SPEC] = spec
     return spec
+
+
+def _stack_option(name: str) -> str:
+    chosen = STACKS[name]
+    return chosen.label + (" (not installed)" if chosen.optional and not chosen.installed
+                           else "")
+
+
+def _stack_picker() -> str:
+    """The software stack: every one is offered, a missing one marked, so people see what the
+    app can compare; choosing a missing one says how to add it (and the model card keeps Run
+    off)."""
+    key = state.setting("stack")
+    if st.session_state.get(key) not in STACKS:
+        st.session_state.pop(key, None)             # a stale or damaged value: the default
+    chosen = widget("stack", options=list(STACKS), format_func=_stack_option)
+    if STACKS[chosen].optional and not STACKS[chosen].installed:
+        st.error(text.md(STACKS[chosen].missing_reason()))
+    return chosen
+
+
+def dtype_options(stack: str, device: str) -> list[str]:
+    """The number formats to offer: the stack's own, and for transformers only those the
+    device can run (int8 has CPU kernels only)."""
+    formats = STACKS[stack].dtypes
+    if stack != TRANSFORMERS:
+        return list(formats)
+    return [d for d in devices.supported_dtypes(device) if d in formats]
+
+
+def _dtype_picker(stack: str, device: str) -> str:
+    """The number format, among the chosen stack's. A format the stack doesn't run (it was
+    chosen for another stack) becomes float32, which every stack runs, and a note says so."""
+    options = dtype_options(stack, device)
+    key = state.setting("dtype")
+    earlier = st.session_state.get(key)
+    if earlier is not None and earlier not in options:
+        st.session_state[key] = "float32" if "float32" in options else options[0]
+        st.info(text.md(f"{sweep.stack_name(stack)} does not run weights in "
+                        f"{FORMATS[earlier].label if earlier in FORMATS else earlier}, so the "
+                        f"number format is now {st.session_state[key]}."))
+    chosen = widget("dtype", options=options, format_func=lambda d: FORMATS[d].label)
+    if stack == TRANSFORMERS and device != "cpu":
+        st.caption("int8 is offered on the CPU only: torch's dynamic int8 quantization has "
+                   "no GPU kernels.")
+    return chosen
 
 
 def _hardware_picker() -> tuple[str | None, int]:
@@ -188,9 +243,12 @@ def model_card_blocker(spec: RunSpec) -> str | None:
     button (the card above it holds the whole explanation). The memory verdict is the backend's
     `assess_memory`, the very one its guard enforces, so the card and a refusal never disagree.
     """
+    chosen = STACKS[spec.stack]
+    if spec.hardware is None and chosen.optional and not chosen.installed:
+        return f"Run is off: {chosen.label} is not installed here (the sidebar says how to add it)."
     try:
         entry = catalog.get_entry(spec.model_id)
-        backend = backends.for_entry(entry)
+        backend = backends.for_spec(spec)
         verdict = runner.memory_verdict(spec, model_cache())
         card = modelcard.model_card(entry, shapes(spec.model_id), spec, verdict)
         backend.check(entry, spec)           # everything that would refuse the run, up front
@@ -224,7 +282,7 @@ def sweep_memory_note(base: RunSpec, factor_values: list) -> tuple[int, int, str
             if spec.hardware is not None:
                 continue             # an estimate: judged against its hardware, in the sweep
             entry = catalog.get_entry(spec.model_id)
-            backend = backends.for_entry(entry)
+            backend = backends.for_spec(spec)
             backend.check(entry, spec)
             verdict = runner.memory_verdict(spec, model_cache())
             if not verdict.fits:
@@ -251,26 +309,45 @@ ESTIMATE_CAPTION = (
     "the physics limit of its own hardware.")
 
 
-def factor_options(factor: sweep.Factor, device: str) -> list:
+STACK_CAPTION = (
+    "Each stack runs the same model with the same prompt and output length, timed the same way. "
+    "A stack that isn't installed here, or doesn't run a point's number format, makes that "
+    "point a skipped one: the table and the chart say why. Attention kernel, KV cache and "
+    "torch.compile apply to transformers only.")
+
+
+def factor_options(factor: sweep.Factor, device: str, stack: str = TRANSFORMERS,
+                   other: str | None = None) -> list:
     """The values Explore offers for a factor picked from a list: for the device factor, this
-    machine's devices (measured) and then every hardware profile (estimated)."""
-    return {"model": list(catalog.CATALOG), "dtype": devices.supported_dtypes(device),
-            "device": sweep.device_values()}.get(factor.name) \
+    machine's devices (measured) and then every hardware profile (estimated); for the number
+    format, the sidebar's stack's formats, or every format when the other factor is the stack
+    (a stack x format grid: the cells a stack doesn't run are skipped, and say so)."""
+    if factor.name == "dtype":
+        return devices.supported_dtypes(device) if other == "stack" \
+            else dtype_options(stack, device)
+    return {"model": list(catalog.CATALOG), "device": sweep.device_values()}.get(factor.name) \
         or list(factor.default_values())
 
 
 def option_label(factor: sweep.Factor, value: Any) -> str:
-    """'SmolLM2 135M Instruct', 'cpu', 'NVIDIA H200 SXM 141GB (estimate)'."""
+    """'SmolLM2 135M Instruct', 'cpu', 'NVIDIA H200 SXM 141GB (estimate)', 'llama.cpp'."""
     if factor.name == "model":
         return catalog.CATALOG[value].display_name
+    if factor.name == "stack":
+        return _stack_option(value)
     return factor.value_label(value) + (" (estimate)" if factor.estimated(value) else "")
 
 
-def factor_values_input(factor: sweep.Factor, index: int, device: str) -> list | None:
-    """Explore: the values of one factor, picked from a list or typed as numbers with commas."""
+def factor_values_input(factor: sweep.Factor, index: int, device: str,
+                        stack: str = TRANSFORMERS, other: str | None = None) -> list | None:
+    """Explore: the values of one factor, picked from a list or typed as numbers with commas.
+    `stack`: the sidebar's; `other`: the other factor of a two-factor sweep."""
     key = state.explore_values(index, factor.name)
     if not factor.numeric:
-        options = factor_options(factor, device)
+        options = factor_options(factor, device, stack, other)
+        if key in st.session_state and not set(st.session_state[key]) <= set(options):
+            # Formats of another stack (the sidebar's changed): keep those still offered.
+            st.session_state[key] = [v for v in st.session_state[key] if v in options]
         # Values kept from another page or a link are in session state; a default too conflicts.
         defaults = {} if key in st.session_state else \
             {"default": [v for v in factor.default_values() if v in options]}
@@ -279,6 +356,8 @@ def factor_values_input(factor: sweep.Factor, index: int, device: str) -> list |
             format_func=lambda v: option_label(factor, v))
         if factor.name == "device":
             st.caption(ESTIMATE_CAPTION)
+        if factor.name == "stack":
+            st.caption(STACK_CAPTION)
         return chosen or None
     if key not in st.session_state:
         st.session_state[key] = ", ".join(str(v) for v in factor.default_values())
