@@ -183,7 +183,10 @@ def _check_point(spec: RunSpec) -> None:
     entry = get_entry(spec.model_id)
     entry.check_context(spec.prompt_tokens, spec.new_tokens)
     if spec.hardware is None:
+        from lib.stacks import check_format, get_stack
         entry.check_live()
+        get_stack(spec.stack).require()
+        check_format(spec.stack, spec.dtype)
     else:
         from lib import estimator
         estimator.check(spec, spec.hardware, spec.gpus)
@@ -414,9 +417,10 @@ def _run_sweep(base: RunSpec, factor_values: list, csv_path: str | None) -> int:
                                 "sweep itself is in the history (python -m lib history).") \
                 from None
     _out(report.sweep_text(rows, result.factors))
-    if len(result.factors) == 1:
-        for sentence in insights.findings(rows, FACTORS[result.factors[0]]):
-            _out(f"- {sentence}")
+    factors = [FACTORS[name] for name in result.factors]
+    for sentence in (insights.findings(rows, factors[0]) if len(factors) == 1
+                     else insights.heatmap_findings(rows, factors)):
+        _out(f"- {sentence}")
     if csv_path:
         _out(f"wrote {len(rows)} rows to {csv_path}")
     return 0

@@ -30,6 +30,7 @@ from typing import Any, Callable
 from lib import report, results, schema, stats, table, text
 from lib.results import Measurement
 from lib.spec import RunSpec, field_info
+from lib.stacks import TRANSFORMERS
 from lib.store import DamagedEntryError, Store, StoreError
 from lib.sweep import FACTORS, PointResult, SweepResult
 
@@ -247,6 +248,8 @@ def entry_label(entry: dict[str, Any]) -> str:
     label = f"{title} sweep: {' × '.join(values)}"
     if "model" not in factors:
         label += f" — {_listed(entry['models'])}"
+    if "stack" not in factors and entry.get("stack") not in (None, TRANSFORMERS):
+        label += f" on {entry['stack']}"
     if entry.get("skipped"):
         label += f" ({entry['skipped']} skipped)"
     return label
@@ -311,6 +314,8 @@ def run_settings_text(spec: dict[str, Any]) -> str:
             parts.append(f"{word} {spec[name]}")
     if "dtype" in spec:
         parts.append(str(spec["dtype"]))
+    if spec.get("stack", TRANSFORMERS) != TRANSFORMERS:
+        parts.append(f"on {spec['stack']}")
     defaults = RunSpec().to_dict()
     parts += [f"{name.replace('_', ' ')} {spec[name]}" for name in STACK_FIELDS
               if name in spec and spec[name] != defaults[name]]

@@ -100,6 +100,11 @@ def heatmap_findings(table: list[dict[str, Any]], factors: Sequence[Factor]) -> 
     return sentences
 
 
+def skipped_reason_words(row: dict[str, Any]) -> str:
+    """Why a skipped point could not run, in its first sentence."""
+    return _first_sentence(row.get("skipped_reason") or "")
+
+
 def _first_sentence(reason: str) -> str:
     return (reason or "no reason was recorded").split(". ")[0].rstrip(".")
 
@@ -460,6 +465,8 @@ def _memory_against(rows: list[dict[str, Any]], reference: dict[str, Any]) -> st
     others = [row for row in rows if row is not reference and row.get("peak_memory_bytes")]
     if not base or not others:
         return None
+    if all(abs(row["peak_memory_bytes"] / base - 1) < 0.05 for row in others):
+        return f"Peak memory was about the same everywhere ({format_bytes(base)})."
     parts = []
     for row in others:
         ratio = row["peak_memory_bytes"] / base

@@ -23,6 +23,7 @@ from lib import metrics, results
 from lib.metrics import METRICS, format_bytes, format_value
 from lib.results import Measurement
 from lib.spec import LATER_FIELDS
+from lib.stacks import TRANSFORMERS
 from lib.stats import MIN_SAMPLES, Summary, inter_token_latencies, memory_breakdown
 
 
@@ -65,11 +66,29 @@ def summary_row(measurement: Measurement, summary: Summary) -> dict[str, Any]:
             "provenance": measurement.provenance.kind, **later}
 
 
+def stack_sentence(measurement: Measurement) -> str | None:
+    """Which software stack ran, its versions and the weight format, e.g. 'Ran on llama.cpp
+    (llama-cpp-python 0.3.36), weights Q4_K_M.'; None for an estimate (nothing ran)."""
+    from lib.stacks import STACKS
+    from lib.sweep import format_name, stack_name
+
+    if not measurement.measured:
+        return None
+    spec, versions = measurement.spec, measurement.provenance.versions
+    packages = STACKS[spec.stack].packages if spec.stack in STACKS else ()
+    shown = {name: version for name, version in versions.items() if name in packages} \
+        or dict(versions)
+    words = ", ".join(f"{name} {version}" for name, version in shown.items())
+    return (f"Ran on {stack_name(spec.stack)}" + (f" ({words})" if words else "")
+            + f", weights {format_name(spec.dtype)}.")
+
+
 def to_text(measurement: Measurement, summary: Summary) -> str:
     spec = measurement.spec
+    stack = "" if spec.stack == TRANSFORMERS else f" on {spec.stack}"
     lines = [
         f"{spec.model_id} on {spec.device} ({measurement.environment.get('cpu_model', '')}), "
-        f"{spec.dtype}, batch {spec.batch_size}, prompt {spec.prompt_tokens} tokens, "
+        f"{spec.dtype}{stack}, batch {spec.batch_size}, prompt {spec.prompt_tokens} tokens, "
         f"output {spec.new_tokens} tokens, {spec.threads} threads",
         f"model load: {measurement.load_s or 0:.2f} s ({measurement.load_source}); "
         + (f"int8 quantization: {measurement.quantize_s:.2f} s; "

@@ -31,6 +31,7 @@ from lib.models.catalog import ENCODER, get_entry
 from lib.results import MEASURED, Measurement, Repetition
 from lib.runlock import Slot, measurement_slot
 from lib.spec import RunSpec, check_threads
+from lib.stacks import TRANSFORMERS
 from lib.worker import ModelHandle
 
 Say = Callable[[str], None]
@@ -60,7 +61,8 @@ def preflight(spec: RunSpec) -> backends.Backend:
 
 
 def describe(spec: RunSpec) -> str:
-    return (f"{spec.model_id} on {spec.device} in {spec.dtype}, batch {spec.batch_size}, "
+    stack = "" if spec.stack == TRANSFORMERS else f" with {spec.stack}"
+    return (f"{spec.model_id} on {spec.device} in {spec.dtype}{stack}, batch {spec.batch_size}, "
             f"{spec.prompt_tokens} prompt + {spec.new_tokens} output tokens")
 
 

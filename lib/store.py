@@ -367,7 +367,8 @@ class Store:
         Each entry also says what it measured, for labels (`lib.history.entry_label`): `spec`
         (a run's settings), `plan` (a load run's levels), `factors` (a sweep's), `point_values` (each saved point's factor
         values) and `models` (the models it really ran: a model sweep's come from its points,
-        not from the settings it started with). `model_id` matches any of those models.
+        not from the settings it started with), `stack` (a sweep's software stack; None when
+        it saved none). `model_id` matches any of those models.
         `provenance` says whether its numbers were "measured", "estimated" (a model of the
         hardware: lib.estimator) or, for a sweep mixing both, "measured and estimated".
         `visible_to`: only that owner's entries and the shared ones (a classroom visitor).
@@ -384,7 +385,9 @@ class Store:
                  "CASE WHEN json_valid(e.document) "
                  "THEN json_extract(e.document, '$.provenance.kind') END, "
                  "CASE WHEN json_valid(e.document) "
-                 "THEN json_extract(e.document, '$.base.hardware') END "
+                 "THEN json_extract(e.document, '$.base.hardware') END, "
+                 "CASE WHEN json_valid(e.document) "
+                 "THEN json_extract(e.document, '$.base.stack') END "
                  "FROM entries e WHERE 1 = 1")
         args: list[Any] = []
         if device:
@@ -429,6 +432,8 @@ class Store:
             entry["models"] = _models_run(entry, saved_points)
             entry["provenance"] = _provenance(entry["kind"], row[13], row[14],
                                               point_kinds.get(entry["id"], []))
+            # A sweep's software stack (older ones have none: transformers, as they ran).
+            entry["stack"] = row[15] if isinstance(row[15], str) else None
             if model_id is None or model_id in entry["models"]:
                 entries.append(entry)
         return entries

@@ -143,6 +143,11 @@ if noisy:
 
 if len(factors) == 2 and not measured.empty:
     chosen = metric or "tpot_s"
+    sentences = insights.heatmap_findings(rows, factors)
+    if sentences:
+        st.subheader("What changed")
+        for sentence in sentences:
+            st.markdown(f"- {text.md(sentence)}")
     st.plotly_chart(charts.sweep_heatmap_figure(frame, factors[0], factors[1], chosen),
                     width="stretch")
 elif len(measured) == 1:
@@ -168,7 +173,8 @@ elif not measured.empty:
                    "token; moving up, the machine produces more tokens in total.")
     st.plotly_chart(charts.sweep_memory_figure(frame, factor), width="stretch")
 else:
-    st.error("No point of this sweep could run; the table below says why.")
+    st.error("No point of this sweep could run: " + text.md("; ".join(
+        dict.fromkeys(insights.skipped_reason_words(row) for row in rows))) + ".")
 
 st.subheader("All points")
 st.caption("Medians over each point's repetitions (n). The CSV has the lowest and highest "

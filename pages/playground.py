@@ -59,6 +59,10 @@ if measurement.model_kind != ENCODER:
                f"{measurement.spec.new_tokens} tokens.")
 st.text(measurement.generated_text)
 
+stack_words = report.stack_sentence(measurement)
+if stack_words:
+    st.caption(text.md(stack_words))
+
 st.subheader("Latency and throughput")
 st.caption(f"Median over {len(measurement.repetitions)} timed repetitions; the range below each "
            "number is their spread: the 10th to 90th percentile with 10 or more repetitions, else "

@@ -213,3 +213,37 @@ def load_result(levels=(1, 2, 4, 8), measured=12, ttfts=None, slo=True, target=N
                         "model_id": "smollm2-135m-instruct", "probe": "fixed length: yes"}
     return report.result(target, plan, measures.SLO_PRESETS["mlperf-server"] if slo else None,
                          0.0, runs, {"host": "test"})
+
+
+class StackFake(FakeBackend):
+    """A fake that is one software stack (lib.stacks): it runs that stack's formats only,
+    and must be installed, as the stack's real backend does; its versions are that stack's
+    packages at `version`."""
+
+    def __init__(self, stack: str, version: str = "9.9.9", **declared) -> None:
+        from lib.stacks import STACKS
+
+        super().__init__(**declared)
+        self.stack, self.name, self.version = stack, f"fake-{stack}", version
+        self.dtypes = STACKS[stack].dtypes
+
+    def versions(self) -> dict[str, str]:
+        from lib.stacks import STACKS
+        return {package: self.version for package in STACKS[self.stack].packages}
+
+
+def use_stack_fakes(monkeypatch, fakes: dict, missing: tuple = ()) -> dict:
+    """Each stack in `fakes` (name -> StackFake) runs on its fake; any other has no backend
+    (as ONNX Runtime before its backend), and the stacks in `missing` are not installed."""
+    from lib import backends, stacks
+    from lib.errors import UnsupportedError
+
+    def for_stack(entry, stack):
+        if stack not in fakes:
+            raise UnsupportedError(f"{stacks.STACKS[stack].label} has no backend in this "
+                                   "version of the app.")
+        return fakes[stack]
+
+    monkeypatch.setattr(backends, "for_stack", for_stack)
+    monkeypatch.setattr(stacks, "installed", lambda name: name not in missing)
+    return fakes

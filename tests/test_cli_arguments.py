@@ -160,7 +160,8 @@ def test_the_matrix_covers_every_argument():
     assert {("run", "--prompt-file"), ("sweep", "--values2"), ("history", "--since"),
             ("share", "entry_id"), ("run", "--min-duration"), ("export", "--csv"),
             ("delete", "entry_id"), ("import", "file"), ("estimate", "--hardware"),
-            ("estimate", "--gpus"), ("run", "--hardware"), ("hardware", "--json")} <= names
+            ("estimate", "--gpus"), ("run", "--hardware"), ("hardware", "--json"),
+            ("run", "--stack"), ("sweep", "--stack"), ("estimate", "--stack")} <= names
     assert {command for command, _ in names} == set(COMMANDS)
 
 

@@ -147,7 +147,7 @@ def run_with_status(spec: RunSpec) -> Result | None:
     panel.show("**Starting**: checking the settings and the memory…", 0.0)
     try:
         with error_boundary(failed):
-            backend = backends.for_model(spec.model_id)
+            backend = backends.for_spec(spec)
             was_loaded = model_cache().holds(backend, spec.model_id, spec.device, spec.dtype)
             measurement = runner.run(spec, cache=model_cache(), on_status=on_status,
                                      on_progress=on_progress, on_wait=panel.queued,
@@ -178,7 +178,8 @@ def _model_note(measurement: Measurement, was_loaded: bool) -> str:
         note += (f" Its Linear layers were quantized to int8 in {measurement.quantize_s:.1f} s "
                  "(also not counted); int8 answers drift slightly from float32's.")
     if measurement.build_s is not None:
-        note += (f" First use of {measurement.spec.dtype} on {measurement.spec.stack}: its copy "
+        note += (f" First use of {sweep.format_name(measurement.spec.dtype)} on "
+                 f"{sweep.stack_name(measurement.spec.stack)}: its copy "
                  f"of the weights was built in {measurement.build_s:.1f} s and saved in the "
                  "cache folder, so later loads skip it (not counted in any latency either).")
     return note
