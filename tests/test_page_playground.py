@@ -144,7 +144,7 @@ def test_own_model_offline_hub_id_is_explained(app):
 
 
 def test_int8_is_offered_on_cpu_with_quantization_time(app):
-    assert "int8" in app.selectbox(key="setting_dtype").options
+    assert "int8 (dynamic)" in app.selectbox(key="setting_dtype").options      # as labelled
     app.selectbox(key="setting_dtype").set_value("int8").run()
     set_settings(app, prompt_tokens=24, new_tokens=3, repetitions=1, min_duration_s=0.0)
     app.button[0].click().run()

@@ -85,8 +85,8 @@ def settings_sidebar() -> RunSpec | None:
                 values.update({name: field_info(name)["default"] for name in STACK_FIELDS})
                 st.caption(text.md(
                     f"Attention kernel, KV cache and torch.compile are transformers settings: "
-                    f"{sweep.stack_name(values['stack'])} has its own kernels and cache. Choose the "
-                    "transformers stack to change them."))
+                    f"{sweep.stack_name(values['stack'])} has its own kernels and cache. "
+                    "Choose the transformers stack to change them."))
             else:
                 for name in STACK_FIELDS:
                     values[name] = widget(name)
