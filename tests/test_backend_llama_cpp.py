@@ -114,6 +114,31 @@ def test_your_gguf_file_runs_only_in_the_format_it_is_stored_in():
         gguf_formats.check_supported(folder, "q4_1")
 
 
+def test_a_file_that_would_not_fit_on_disk_is_never_started(tiny_presets, tmp_path,
+                                                           monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    monkeypatch.setenv("ILE_CACHE_DIR", str(tmp_path))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(2**30, 2**30, 10 * 2**20))
+    with pytest.raises(UnsupportedError, match=r"\(q4_k_m, float16\) need about .* of disk, but "
+                                               r"only 10\.5 MB is free"):
+        gguf_formats.gguf_file(tiny_presets["tiny-qwen2"], "q4_k_m")
+    assert not any((tmp_path / "gguf").rglob("*.gguf"))
+
+
+def test_a_failed_build_leaves_neither_the_file_nor_its_staging_copy(tmp_path):
+    def fails(staging):
+        staging.write_bytes(b"half a file")
+        raise OSError("disk went away")
+    with pytest.raises(OSError, match="disk went away"):
+        gguf_formats._atomic_write(tmp_path / "q8_0.gguf", fails)
+    assert list(tmp_path.iterdir()) == []
+    gguf_formats._atomic_write(tmp_path / "q8_0.gguf", lambda staging: staging.write_bytes(b"x"))
+    assert [p.name for p in tmp_path.iterdir()] == ["q8_0.gguf"]
+
+
 def test_context_is_what_llama_cpp_allocates():
     from lib.backends.llama_cpp import context_size
     assert context_size(llama_spec(prompt_tokens=64, new_tokens=32)) == 512   # never below load's

@@ -86,7 +86,8 @@ def gguf_file(entry: CatalogEntry, dtype: str, on_progress: Progress | None = No
 def existing_file(entry: CatalogEntry, dtype: str) -> Path | None:
     """The file llama.cpp opens for `entry` in `dtype` when it needs no building, else None."""
     if entry.weights == OWN:
-        return Path(entry.local_path)
+        own = (entry.local_path or "").lower().endswith(".gguf")
+        return Path(entry.local_path) if own else None
     if _is_packaged_gguf(entry) and file_type(package_file(entry)) == dtype:
         return package_file(entry)
     path = cached_path(entry, dtype)
