@@ -44,7 +44,7 @@ from lib.spec import DEFAULT_MODEL_ID
 Progress = Callable[[str], None]
 # llama.h's `llama_ftype` values (the GGUF key general.file_type) of the formats offered.
 FILE_TYPES = {"float32": 0, "float16": 1, "q4_1": 3, "q8_0": 7, "q4_k_m": 15}
-ARCHITECTURES = {"llama": "Llama", "qwen2": "Qwen2"}   # model_type -> family, as llama.cpp names it
+ARCHITECTURES = ("llama", "qwen2")  # preset model types it writes (SmolLM2 is llama)
 FILL_ELEMENTS = 1 << 20           # one buffer of N(0, 0.02) values, copied into every weight
 CHUNK_BYTES = 64 * 2**20          # written at a time
 DISK_SLACK_BYTES = 256 * 2**20    # tokenizer metadata, alignment, and room left for the system
@@ -330,7 +330,7 @@ def random_weights(entry: CatalogEntry, dtype: str, path: Path) -> None:
     ones = functools.partial(_constant_tensor, value=1.0)
     zeros = functools.partial(_constant_tensor, value=0.0)
     tensors = [matrix("token_embd.weight", (cfg.vocab_size, hidden))]
-    if "rope_type" in rope and rope["rope_type"] == "llama3":
+    if rope.get("rope_type") == "llama3":
         factors = _llama3_rope_factors(rope, rope_theta, head_dim)
         tensors.append(Tensor("rope_freqs.weight", factors.shape, np.float32, factors.tofile))
     for layer in range(layers):
