@@ -133,7 +133,7 @@ def test_engine_and_cli_import_without_ui_packages():
                   "--repetitions", "--min-duration", "--warmup", "--threads", "--attention",
                   "--kv-cache", "--compile", "--prompt"):
         assert field in result.stdout
-    assert "{float32,bfloat16,float16,int8}" in result.stdout
+    assert "{float32,bfloat16,float16,int8,q8_0,q4_k_m,q4_1,int4}" in result.stdout
     assert "(default: 64)" in result.stdout and "(default: sdpa)" in result.stdout
 
 
