@@ -186,8 +186,6 @@ class OnnxRuntimeBackend(Backend):
 
     def load(self, model_id: str, device: str, dtype: str,
              on_progress: Progress | None = None) -> LoadedModel:
-        from transformers import AutoTokenizer
-
         entry = get_entry(model_id)
         entry.check_live()
         self.check_device(device, dtype)
@@ -196,6 +194,8 @@ class OnnxRuntimeBackend(Backend):
         self.guard_load(model_id, device, dtype)
         say = on_progress or (lambda message: None)
         folder, build_s = onnx_build.built(entry, dtype, say)
+        from transformers import AutoTokenizer
+
         say(f"Opening {entry.display_name} ({dtype}) with ONNX Runtime…")
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
