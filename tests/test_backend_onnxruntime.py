@@ -101,6 +101,27 @@ def test_memory_guard_refuses_before_exporting(monkeypatch, installed, empty_cac
     assert not (empty_cache / "onnx" / DEFAULT / "int4").exists()
 
 
+def test_memory_advice_offers_the_format_that_fits(monkeypatch, installed, empty_cache,
+                                                  no_export):
+    from lib import runner
+    from lib.models.cache import ModelCache
+
+    _fake_export(DEFAULT, "int4")
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 2**30)
+    with pytest.raises(MemoryGuardError, match=r"first loads the whole model in float32, which "
+                       r"doesn't fit\. Choose int4 \(weights about"):
+        runner.prepare(onnx_spec(dtype="float32"), ModelCache())
+
+
+def _fake_export(model_id: str, dtype: str) -> None:
+    """An export's files in the cache: 51,000 bytes of graph and weights."""
+    folder = onnx_build.onnx_folder(model_id, dtype)
+    folder.mkdir(parents=True)
+    (folder / "genai_config.json").write_text("{}")
+    (folder / "model.onnx").write_bytes(b"x" * 1000)
+    (folder / "model.onnx.data").write_bytes(b"x" * 50_000)
+
+
 def test_memory_need_before_and_after_the_export(empty_cache):
     spec = onnx_spec(batch_size=2, prompt_tokens=100, new_tokens=20)
     shape = shapes(DEFAULT)
@@ -111,11 +132,7 @@ def test_memory_need_before_and_after_the_export(empty_cache):
     export = onnx_build.build_need_bytes(get_entry(DEFAULT))
     assert before.weights_bytes + before.kv_cache_bytes + before.activations_bytes >= export
 
-    folder = onnx_build.onnx_folder(DEFAULT, "int4")
-    folder.mkdir(parents=True)
-    (folder / "genai_config.json").write_text("{}")
-    (folder / "model.onnx").write_bytes(b"x" * 1000)
-    (folder / "model.onnx.data").write_bytes(b"x" * 50_000)
+    _fake_export(DEFAULT, "int4")
     after = backend().run_need(spec, weights_loaded=False)
     assert after.weights_bytes == 51_000
     assert after.kv_cache_bytes == before.kv_cache_bytes

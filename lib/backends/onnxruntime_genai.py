@@ -173,14 +173,14 @@ class OnnxRuntimeBackend(Backend):
         from lib.models.shapes import shapes
 
         built = onnx_build.is_built(onnx_build.onnx_folder(model_id, dtype))
-        what = "The weights alone don't fit" if built else \
-            "Exporting it for ONNX Runtime first loads the whole model in float32, which doesn't fit"
-        others = [other for other in self.dtypes if other != dtype
-                  and self.load_need(model_id, other).total_bytes <= available_bytes]
-        choice = "".join(f"{other} (weights about "
-                         f"{format_bytes(shapes(model_id).weight_bytes(other))}), or "
-                         for other in others[:1])
-        return f"{what}. Choose {choice}a smaller model."
+        what = "The weights alone don't fit" if built else ("Exporting it for ONNX Runtime "
+                                                            "first loads the whole model in "
+                                                            "float32, which doesn't fit")
+        for other in self.dtypes:
+            if other != dtype and self.load_need(model_id, other).total_bytes <= available_bytes:
+                size = format_bytes(shapes(model_id).weight_bytes(other))
+                return f"{what}. Choose {other} (weights about {size}), or a smaller model."
+        return f"{what}. Choose a smaller model."
 
     # --- loading and running --------------------------------------------------------------
 
@@ -194,14 +194,8 @@ class OnnxRuntimeBackend(Backend):
         self.guard_load(model_id, device, dtype)
         say = on_progress or (lambda message: None)
         folder, build_s = onnx_build.built(entry, dtype, say)
-        from transformers import AutoTokenizer
-
         say(f"Opening {entry.display_name} ({dtype}) with ONNX Runtime…")
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"The ONNX export in {folder} has no usable tokenizer ({exc}). "
-                                 "Delete that folder and run again to export it afresh.") from exc
+        tokenizer = _tokenizer(folder)
         clock = DeviceClock("cpu")
         started = clock.now()
         handle = OrtModel(folder, default_threads())
@@ -220,6 +214,18 @@ class OnnxRuntimeBackend(Backend):
 
     def versions(self) -> dict[str, str]:
         return STACKS[ONNXRUNTIME].versions()
+
+
+def _tokenizer(folder: Path) -> Any:
+    """The transformers tokenizer the builder copied beside the graph (the source folder's
+    files), so prompts are the same ids as on the transformers stack."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"The ONNX export in {folder} has no usable tokenizer ({exc}). "
+                             "Delete that folder and run again to export it afresh.") from exc
 
 
 class GeneratorSession(Session):
