@@ -15,8 +15,8 @@ What it promises:
   child that dies early is reported with the last lines of that log.
 
 `serve_folder(model_id)` prepares what the server loads: the default model's converted folder,
-a random-weight preset saved once as safetensors with SmolLM2's tokenizer, or your own folder.
-Nothing here imports Streamlit or torch at import time.
+a random-weight preset saved once as safetensors with SmolLM2's tokenizer (lib.models.saved), or
+your own folder. Nothing here imports Streamlit or torch at import time.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -59,12 +58,6 @@ PORT_ATTEMPTS = 3               # a port taken between choosing and binding: try
 # 256-token pages and 60% of the machine's memory on CPU).
 CB_PAGE_TOKENS = 256
 CB_MAX_BATCH_TOKENS = 8192
-# Random presets are saved once in bfloat16 (half the disk and half the memory while saving);
-# the server casts them to the dtype asked for, and random values time like any others.
-SAVE_DTYPE = "bfloat16"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "chat_template.jinja", "tokenizer.model", "vocab.json", "merges.txt",
-                   "vocab.txt")
 VOCABULARY_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Requests to our own child go straight to it, never through an HTTP(S)_PROXY from the
@@ -80,13 +73,14 @@ class LocalServerError(ExplorerError):
 
 def serve_folder(model_id: str, say: Say = print) -> Path:
     """A folder `transformers serve` can load for `model_id` (created once where needed)."""
+    from lib.models import saved
     from lib.models.catalog import OWN, RANDOM
 
     entry = _servable_entry(model_id)
     if entry.weights == RANDOM:
-        return _random_folder(entry, say)
+        return saved.random_folder(entry, say)
     if entry.weights != OWN:
-        return _default_folder(entry, say) if entry.package_path.endswith(".gguf") \
+        return saved.converted(entry, say) if entry.package_path.endswith(".gguf") \
             else _with_tokenizer(_package_folder(entry), entry.display_name)
     if entry.hub_id:
         return _hub_folder(entry.hub_id, say)
@@ -110,77 +104,6 @@ def _servable_entry(model_id: str):
             "text-generation server cannot serve it. Pick a model that writes text "
             "(SmolLM2-135M-Instruct, or any random-weight preset).")
     return entry
-
-
-def _default_folder(entry, say: Say) -> Path:
-    from lib.models.gguf import convert_gguf, converted_folder
-
-    folder = converted_folder(entry)
-    if (folder / "config.json").exists():
-        return folder
-    say(f"First use of {entry.display_name}: converting it from its GGUF file to plain weights "
-        "(about 20 s, once)…")
-    return convert_gguf(entry)
-
-
-def _package_folder(entry) -> Path:
-    from lib.models.catalog import package_file
-    return package_file(entry)
-
-
-def _random_folder(entry, say: Say) -> Path:
-    """Random weights saved once (safetensors) with SmolLM2's tokenizer, through a staging
-    folder and an atomic rename: two processes preparing it at once both end with a good copy."""
-    from lib.devices import TORCH_DTYPES
-    from lib.models.loading import build_random
-    from lib.paths import cache_dir
-
-    target = cache_dir() / "served" / entry.model_id
-    if (target / "config.json").exists():
-        return target
-    tokenizer_folder = _default_tokenizer_folder(say)
-    _check_disk(entry, target.parent)
-    say(f"First use of {entry.display_name} as a server: saving its random weights once…")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{entry.model_id}-", dir=target.parent))
-    try:
-        model = build_random(entry, TORCH_DTYPES[SAVE_DTYPE])
-        model.save_pretrained(staging)
-        del model
-        for name in TOKENIZER_FILES:
-            if (tokenizer_folder / name).exists():
-                shutil.copy2(tokenizer_folder / name, staging / name)
-        try:
-            os.rename(staging, target)
-        except OSError:
-            if not (target / "config.json").exists():
-                raise
-            # Another process saved the same preset first; theirs is as good as ours.
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-def _default_tokenizer_folder(say: Say) -> Path:
-    from lib.models.catalog import CATALOG
-    from lib.spec import DEFAULT_MODEL_ID
-
-    return _default_folder(CATALOG[DEFAULT_MODEL_ID], say)
-
-
-def _check_disk(entry, folder: Path) -> None:
-    from lib.metrics import format_bytes
-    from lib.models.shapes import shapes
-
-    need = shapes(entry.model_id).weight_bytes(SAVE_DTYPE)
-    folder.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(folder).free
-    if need * 1.1 > free:
-        raise UnsupportedError(
-            f"Serving {entry.display_name} needs its random weights saved once "
-            f"({format_bytes(need)} in {SAVE_DTYPE}), but only {format_bytes(free)} is free "
-            f"in {folder}. Free some disk space, set ILE_CACHE_DIR to a larger disk, or pick a "
-            "smaller model.")
 
 
 def _with_tokenizer(folder: Path, name: str) -> Path:
