@@ -145,12 +145,25 @@ def spreads_overlap(a: dict[str, Any], b: dict[str, Any], key: str) -> bool | No
     return low_a <= high_b and low_b <= high_a
 
 
+def samples_apart(a: dict[str, Any], b: dict[str, Any], key: str) -> bool:
+    """Whether the lowest-to-highest ranges of the two points' samples of `key` don't touch."""
+    edges = [(_value(row, f"{key}_min"), _value(row, f"{key}_max")) for row in (a, b)]
+    if any(edge is None for pair in edges for edge in pair):
+        return False
+    (low_a, high_a), (low_b, high_b) = edges
+    return high_a < low_b or high_b < low_a
+
+
 def _doubt(a: dict[str, Any], b: dict[str, Any], key: str, factor: Factor | None,
            named: Callable[[dict[str, Any]], str] | None = None) -> str | None:
     """Why comparing `key` between two points would sell noise as a finding, or None. An
     estimate has no samples: its distance from another point is never noise. `named`: how a
     point is named (default: the factor's label and value, 'batch size 16')."""
     noisy = [row for row in (a, b) if is_noisy(row)]
+    if noisy and samples_apart(a, b, key):
+        # Every sample of one point beats every sample of the other, measured in the same
+        # interleaved rounds: whatever disturbed them, the order is not the noise's doing.
+        noisy = []
     if len(noisy) == 2:
         return "both points are noisy"
     if noisy:
@@ -167,14 +180,15 @@ def _doubt(a: dict[str, Any], b: dict[str, Any], key: str, factor: Factor | None
 
 def _ratio(a: dict[str, Any], b: dict[str, Any], key: str, factor: Factor | None) -> float | None:
     """b / a when that ratio is a finding ("about the same" included), None when it is noise.
-    A noisy point can't even show that nothing changed; a change under NEGLIGIBLE is "about
-    the same" even where the spreads overlap. Against an estimate the ratio is always stated:
-    it compares a prediction with a measurement, and a noisy measurement is named apart."""
+    A noisy point can't even show that nothing changed, only a difference larger than all of
+    its samples' scatter (`samples_apart`); a change under NEGLIGIBLE is "about the same" even
+    where the spreads overlap. Against an estimate the ratio is always stated: it compares a
+    prediction with a measurement, and a noisy measurement is named apart."""
     ratio = b[key] / a[key]
     if is_estimated(a) or is_estimated(b):
         return ratio
     if any(is_noisy(row) for row in (a, b)):
-        return None
+        return ratio if samples_apart(a, b, key) else None
     if abs(ratio - 1) <= NEGLIGIBLE:
         return ratio
     return None if _doubt(a, b, key, factor) else ratio

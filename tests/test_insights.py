@@ -72,7 +72,7 @@ def test_p10_p90_is_used_where_the_point_has_the_samples():
 
 def test_a_noisy_point_is_named_and_never_sold_as_a_ratio():
     table = [row(1, 0.1, 0.020, 50.0), row(4, 0.3, 0.030, 130.0),
-             row(16, 0.8, 0.072, 220.0, noisy=True, other_cpu=41.6)]
+             row(16, 0.8, 0.072, 220.0, noisy=True, other_cpu=41.6, spread=0.9)]
     sentences = findings(table, BATCH)
     assert sentences[0] == (
         "Batch size 1 vs 16: the differences in decode throughput (50.0 tokens/s vs 220.0 "
@@ -149,8 +149,10 @@ def test_memory_that_barely_moved_is_said_to_stay_the_same():
 
 
 def test_categorical_memory_is_stated_even_when_latencies_are_noisy():
-    rows = [row("float32", 0.2, 0.060, 16.0, memory=960e6, noisy=True, other_cpu=40.0),
-            row("bfloat16", 0.1, 0.055, 18.0, memory=696e6, noisy=True, other_cpu=40.0)]
+    rows = [row("float32", 0.2, 0.060, 16.0, memory=960e6, noisy=True, other_cpu=40.0,
+                spread=0.9),
+            row("bfloat16", 0.1, 0.055, 18.0, memory=696e6, noisy=True, other_cpu=40.0,
+                spread=0.9)]
     sentences = findings(rows, DTYPE)
     assert any("within the noise" in s for s in sentences)
     assert "Least peak memory: bfloat16 (696.0 MB); most: float32 (960.0 MB), 1.4x as much." \
@@ -255,7 +257,10 @@ def test_a_stack_difference_inside_the_spreads_is_within_the_noise():
 
 def test_a_noisy_stack_point_is_never_a_ratio():
     table = [stack_row("transformers", "float32", 0.20, 0.037),
-             stack_row("llama.cpp", "q8_0", 0.40, 0.015, noisy=True, other_cpu=55.0)]
+             stack_row("llama.cpp", "q8_0", 0.40, 0.015, noisy=True, other_cpu=55.0,
+                       spread=0.9),
+             ]
+    table[1]["tpot_s_max"] = 0.040         # one of its samples as slow as the reference's
     sentences = findings(table, STACK)
     assert sentences[0] == (
         "llama.cpp Q8_0 vs transformers float32: the differences in time per token (15 ms vs "
@@ -313,3 +318,18 @@ def test_a_stack_by_format_heatmap_has_trade_offs_and_groups_the_formats_not_run
     # Any other pair of factors gets no stack sentences, only the cells that could not run.
     assert heatmap_findings(table, [STACK, BATCH])[-1].endswith(
         "could not run: ONNX Runtime has no backend in this version of the app.")
+
+
+def test_a_noisy_point_whose_every_sample_is_apart_still_gives_its_ratio():
+    """A busy machine blurs the size of a gap, not its direction: when every sample of one
+    point beats every sample of the other (same interleaved rounds), the ratio is stated."""
+    table = [stack_row("transformers", "float32", 0.20, 0.060, noisy=True, other_cpu=60.0,
+                       spread=0.3),
+             stack_row("llama.cpp", "q4_k_m", 0.21, 0.008, noisy=True, other_cpu=60.0,
+                       spread=0.3)]
+    from lib.insights import heatmap_findings
+    sentences = heatmap_findings(table, [STACK, FACTORS["dtype"]])
+    assert sentences[0].startswith("llama.cpp Q4_K_M writes tokens 7.5x faster than "
+                                   "transformers float32 (8.0 ms vs 60 ms per token)")
+    assert "time to first token (210 ms vs 200 ms) is within the noise (both points are " \
+           "noisy)" in sentences[0]
