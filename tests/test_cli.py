@@ -119,11 +119,13 @@ def test_engine_and_cli_import_without_ui_packages():
     """The GPU machine has torch and transformers but no Streamlit, plotly, pandas or gguf."""
     code = (
         "import sys\n"
-        "for name in ('streamlit', 'plotly', 'pandas', 'gguf'):\n"
+        "for name in ('streamlit', 'plotly', 'pandas', 'gguf', 'llama_cpp', 'onnxruntime_genai',\n"
+        "             'onnxruntime'):\n"
         "    sys.modules[name] = None   # import fails; find_spec says 'not installed'\n"
         "import lib.cli, lib.runner, lib.report, lib.stats, lib.engine, lib.backends\n"
         "import lib.models.shapes, lib.models.loading\n"
-        "assert set(lib.backends.registry()) >= {'transformers', 'encoder'}\n"
+        "assert set(lib.backends.registry()) >= {'transformers', 'encoder', 'llama.cpp',\n"
+        "                                         'onnxruntime'}\n"
         "lib.models.shapes.shapes('smollm2-135m-instruct')\n"
         "sys.exit(lib.cli.main(['run', '--help']))\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
