@@ -203,6 +203,7 @@ def _say(message: str) -> None:
 
 
 def _models(as_json: bool) -> int:
+    from lib import backends
     from lib.modelcard import format_count
     from lib.models.catalog import CATALOG
     from lib.models.shapes import shapes
@@ -217,7 +218,8 @@ def _models(as_json: bool) -> int:
                "head_dim": shape.head_dim, "vocab_size": shape.vocab_size,
                "context_length": shape.context_length,
                "kv_cache_bytes_per_token_bfloat16": shape.kv_bytes_per_token("bfloat16"),
-               "weight_bytes": {d: shape.weight_bytes(d) for d in run_spec.DTYPES}}
+               "weight_bytes": {d: shape.weight_bytes(d) for d in run_spec.DTYPES},
+               "stacks": list(backends.stacks_for(entry))}
         if shape.active_parameters != shape.parameters:
             row["active_parameters"] = shape.active_parameters
         if entry.estimate_only:
@@ -226,12 +228,13 @@ def _models(as_json: bool) -> int:
     if as_json:
         return _print_json(rows)
     _out(f"{'id':<32}{'params':>9}{'active':>9}{'layers':>7}{'hidden':>7}{'heads':>6}"
-         f"{'kv':>4}{'vocab':>8}{'context':>9}  kind/weights")
+         f"{'kv':>4}{'vocab':>8}{'context':>9}  {'kind/weights':<18}stacks")
     for r in rows:
         active = format_count(r["active_parameters"]) if "active_parameters" in r else "-"
         _out(f"{r['id']:<32}{format_count(r['parameters']):>9}{active:>9}{r['layers']:>7}"
              f"{r['hidden_size']:>7}{r['attention_heads']:>6}{r['kv_heads']:>4}"
-             f"{r['vocab_size']:>8}{r['context_length']:>9}  {r['kind']}/{r['weights']}")
+             f"{r['vocab_size']:>8}{r['context_length']:>9}  "
+             f"{r['kind'] + '/' + r['weights']:<18}{', '.join(r['stacks'])}")
     return 0
 
 

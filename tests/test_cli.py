@@ -153,6 +153,10 @@ def test_models_lists_the_catalog_as_json():
     moe = rows["deepseek-v3-mini-moe"]
     assert moe["active_parameters"] < moe["parameters"]
     assert "active_parameters" not in rows["llama-3.2-1b"]
+    # Which engines run each entry: the Llama/Qwen2 families on all three, the rest on one.
+    assert rows["smollm2-135m-instruct"]["stacks"] == ["transformers", "llama.cpp", "onnxruntime"]
+    assert rows["qwen2.5-0.5b"]["stacks"] == ["transformers", "llama.cpp", "onnxruntime"]
+    assert rows["gpt2"]["stacks"] == rows["all-minilm-l6-v2"]["stacks"] == ["transformers"]
     for row in rows.values():
         assert {"layers", "hidden_size", "attention_heads", "kv_heads", "vocab_size",
                 "context_length"} <= set(row)

@@ -84,6 +84,24 @@ def for_stack(entry: CatalogEntry, stack: str) -> Backend:
     return backend
 
 
+def stacks_for(entry: CatalogEntry) -> tuple[str, ...]:
+    """The software stacks that run `entry` here, installed or not (lib.stacks names)."""
+    from lib.stacks import STACKS
+
+    found = []
+    for name in STACKS:
+        try:
+            backend = registry().get(STACKS[name].backend) if name != "transformers" \
+                else for_entry(entry)
+            if backend is None:
+                continue
+            backend.check_model(entry)
+        except UnsupportedError:
+            continue
+        found.append(name)
+    return tuple(found)
+
+
 def for_spec(spec: "RunSpec") -> Backend:
     """The backend that produces `spec`'s result: the estimator when it names a hardware
     profile (even under `use`: an estimate loads nothing, so tests need no fake for it),

@@ -110,6 +110,13 @@ class Backend(ABC):
         self.check_device(spec.device, spec.dtype)
         entry.check_context(spec.prompt_tokens, spec.new_tokens)
 
+    def check_model(self, entry: CatalogEntry) -> None:
+        """UnsupportedError unless it can run `entry` at all (in some format, on some device):
+        what the catalog says of which stacks run a model."""
+        if entry.kind not in self.kinds:
+            raise UnsupportedError(f"{self.label} can't run {entry.display_name} (a "
+                                   f"{entry.kind} model).")
+
     def check_device(self, device: str, dtype: str) -> None:
         from lib import devices
         devices.check_supported(device, dtype)

@@ -152,6 +152,10 @@ class LlamaCppBackend(Backend):
                                    "the transformers stack to vary batch size.")
         gguf_formats.check_supported(entry, spec.dtype)
 
+    def check_model(self, entry) -> None:
+        super().check_model(entry)
+        gguf_formats.check_supported(entry, None)
+
     def check_device(self, device: str, dtype: str) -> None:
         if device != "cpu":
             raise UnsupportedError(f"llama.cpp runs on the CPU here, not {device}: choose cpu, "

@@ -107,6 +107,10 @@ class OnnxRuntimeBackend(Backend):
         super().check(entry, spec)
         onnx_build.check_supported(entry)
 
+    def check_model(self, entry) -> None:
+        super().check_model(entry)
+        onnx_build.check_supported(entry)
+
     def check_device(self, device: str, dtype: str) -> None:
         # Its formats are not torch dtypes, and ONNX Runtime's CPU kernels need no probe.
         if device not in self.devices:

@@ -98,9 +98,9 @@ def cached_path(entry: CatalogEntry, dtype: str) -> Path:
     return cache_dir() / "gguf" / entry.model_id / f"{dtype}.gguf"
 
 
-def check_supported(entry: CatalogEntry, dtype: str) -> None:
+def check_supported(entry: CatalogEntry, dtype: str | None) -> None:
     """UnsupportedError, saying what to choose instead, unless llama.cpp here can run `entry`
-    in `dtype` (checked before anything is built or opened)."""
+    in `dtype` (checked before anything is built or opened; None: in some format)."""
     if entry.weights == OWN:
         if not (entry.local_path or "").lower().endswith(".gguf"):
             raise UnsupportedError(
@@ -108,7 +108,7 @@ def check_supported(entry: CatalogEntry, dtype: str) -> None:
                 "Choose the transformers stack for it, or convert it to a .gguf file with "
                 "llama.cpp's convert_hf_to_gguf.py and give that file.")
         stored = file_type(Path(entry.local_path))
-        if stored != dtype:
+        if dtype is not None and stored != dtype:
             what = f"in {stored}" if stored else "in a format this app does not offer"
             raise UnsupportedError(
                 f"Your file {Path(entry.local_path).name} is stored {what}, and llama.cpp runs "
