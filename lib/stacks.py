@@ -146,3 +146,21 @@ def check_format(stack: str, dtype: str) -> None:
     raise UnsupportedError(
         f"{chosen.label} does not run weights in {FORMATS[dtype].label}.{where} one of its own "
         f"formats: {', '.join(chosen.dtypes)}.")
+
+
+def kv_bytes_per_number(stack: str, dtype: str) -> int:
+    """Bytes of one number of the KV cache (and of the attention reading it) when `stack` runs
+    weights in `dtype`: what the memory estimate, the roofline and the estimator count.
+
+    llama.cpp keeps its cache in float16 whatever the weights (its default cache type, F16).
+    ONNX Runtime's models from its builder for the CPU, float32 and int4 alike, keep inputs,
+    outputs and cache in float32. transformers keeps it in the model's dtype, float32 for int8
+    (dynamic quantization touches only the Linear weights).
+    """
+    from lib.memory import DTYPE_BYTES
+
+    if stack == LLAMA_CPP:
+        return 2
+    if stack == ONNXRUNTIME:
+        return 4
+    return DTYPE_BYTES[dtype]
