@@ -414,6 +414,11 @@ def test_cli_estimates_a_stacks_format(capsys):
     assert gguf["weights_dtype"] == "q4_k_m" and gguf["spec"]["stack"] == "llama.cpp"
     assert gguf["floor"]["tpot_s"] < f16["floor"]["tpot_s"] * 0.35      # 4.9 of 16 bits + cache
     assert any(s.startswith("Q4_K_M weights are read at 4.9 bits") for s in gguf["assumptions"])
+    status, out, err = invoke(["estimate", "--hardware", H200, "--dtype", "q4_k_m", "--stack",
+                               "llama.cpp"], capsys)
+    assert status == 0 and out.startswith(
+        "ESTIMATE (not measured): smollm2-135m-instruct on NVIDIA H200 SXM 141GB, q4_k_m, batch "
+        "1, prompt 64 tokens, output 32 tokens, llama.cpp\n"), err
 
 
 def test_cli_estimate_text_says_it_is_an_estimate(capsys):
