@@ -12,7 +12,8 @@ without them and say how to add them.
 A weight format is a `dtype` value (`lib.spec.DTYPES`): the torch ones (float32, bfloat16,
 float16, int8), llama.cpp's GGUF types (q8_0, q4_k_m, q4_1; float32 and float16 are its F32 and
 F16) and ONNX Runtime's int4. `FORMATS` says, for each, how many bits a weight takes on average
-(what the memory estimate and the estimator's floors read) and in words what it is.
+(what the memory estimate and the estimator's floors read) and in words what it is;
+`kv_bytes_per_number` how wide each stack keeps its KV cache, which need not be the weights'.
 """
 
 from __future__ import annotations
