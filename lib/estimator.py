@@ -96,9 +96,9 @@ DATASHEET_COMPUTE_FRACTION = 0.75
 # prefill reached ~48%, a 256-token one ~80%, as rows / (rows + 64) gives. A table CPU's
 # theoretical bandwidth is reached at most ~75% by a streaming copy (assumed), so its fraction
 # is that share of this machine's.
-# llama.cpp streamed weights far better than torch: F32 at 18.7 ms per step (540 MB, 29 GB/s,
-# 0.67 of the 42.9 GB/s triad measured alongside), F16 at 10.6 ms (271 MB, 26 GB/s, 0.60):
-# "native", 0.65.
+# llama.cpp streamed weights far better than torch: F32 at 18.7-19.4 ms per step (540 MB,
+# 28-29 GB/s, 0.65-0.67 of the 42.9 GB/s triad), F16 at 10.6-11.2 ms (271 MB, 24-26 GB/s,
+# 0.57-0.60), over three quiet runs: "native", 0.65.
 CPU_BANDWIDTH_FRACTION = {"eager": 0.22, "compiled": 0.30, "native": 0.65}
 CPU_HALF_PEAK_ROWS = 64
 CPU_DATASHEET_SUSTAINED_FRACTION = 0.75
@@ -113,7 +113,7 @@ CPU_MIN_COMPUTE_FRACTION = {"float32": 0.08, "other": 0.10}
 # llama.cpp's block formats were no faster for fewer bytes: Q8_0, Q4_K_M and Q4_1 (145, 105 and
 # 98 MB) all took 7.6-8.5 ms per step, bound by widening and multiplying the blocks: 0.27 GFLOP
 # in ~7.5 ms (less the overhead), 0.2 of the 183 GFLOP/s float32 figure. Its 64-token prefill
-# (115 ms F32 to 195 ms Q4_1) fits the rows / (rows + 64) rule above (~150 ms).
+# (115-127 ms for F32 to 190-199 ms for Q4_1) fits the rows / (rows + 64) rule above (153 ms).
 NATIVE_CPU_MIN_COMPUTE_FRACTION = 0.20
 # Attention on a CPU is no product of the weights: torch's scaled_dot_product_attention runs
 # its own kernel (flash attention for CPU), far below the matmul rate, accumulating in float32
@@ -595,7 +595,7 @@ def _assumptions(profile: Hardware, spec: RunSpec, gpus: int, engine: str, weigh
             if engine == "native" else
             "calibrated against eager runs of SmolLM2, GPT-2 and Qwen2.5 on 2 cores of an AMD "
             "EPYC")
-        streams = ("llama.cpp streamed F32 and F16 weights at 60-67% of this machine's"
+        streams = ("llama.cpp streamed F32 and F16 weights at 57-67% of this machine's"
                    if engine == "native" else
                    f"{engine} decode on a CPU streams weights far below")
         said.append(
