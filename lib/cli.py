@@ -280,11 +280,12 @@ def _estimate_text(result) -> str:
     from lib.metrics import METRICS
 
     spec = result.spec
+    # A native stack has no compile setting: it is named instead.
+    engine = f"compile {spec.compile}" if spec.stack == "transformers" else spec.stack
     lines = [f"ESTIMATE (not measured): {spec.model_id} on "
              f"{estimator.devices_words(result.hardware, result.gpus)}, "
              f"{result.weights_dtype}, batch {spec.batch_size}, prompt "
-             f"{spec.prompt_tokens} tokens, output {spec.new_tokens} tokens, compile "
-             f"{spec.compile}", ""]
+             f"{spec.prompt_tokens} tokens, output {spec.new_tokens} tokens, {engine}", ""]
     for name, value in result.summary.items():
         lines.append(f"{METRICS[name].label:<30}{METRICS[name].format(value):>14}")
     lines.append("")

@@ -9,7 +9,8 @@ its source, and a memory verdict (fits, or how many devices it needs). The model
 
     work      = max(bytes moved / achieved bandwidth, FLOPs / achieved FLOP/s)   (lib.roofline)
                 (on a CPU the attention's FLOPs run at its own kernel's lower rate)
-    overhead  = layers x a fixed cost per layer (eager kernel launches; far less compiled)
+    overhead  = layers x a fixed cost per layer (eager kernel launches; far less compiled, or
+                in a native engine: llama.cpp, ONNX Runtime)
     phase     = max(overhead, work) on an accelerator (the host launches while it computes),
                 overhead + work on a CPU (one thread does both)
               + communication (2 all-reduces per layer) when the model is split over devices
@@ -22,6 +23,10 @@ attention runs at a rate of its own; benchmarks/estimator_accuracy.py measures t
 16 runs). Every constant below says where it comes from; MoE and multi-device figures have no
 calibration of their own. Float8 weights (DeepSeek-R1 as published) are an
 estimator-only number format: `split_dtype` maps it to a bfloat16 run with 1-byte weights.
+The software stack (`spec.stack`) sets how weights, cache and arithmetic are counted: a block
+format (Q8_0, Q4_K_M, Q4_1, int4) is read at its bits per weight and multiplied in the
+activations' format (`lib.roofline.matmul_dtype`), the KV cache has the stack's width
+(`lib.stacks.kv_bytes_per_number`), and an estimate refuses a format its stack does not run.
 
 An Estimate is never a measurement: `lib.backends.estimator` turns it into one repetition
 marked "estimated", and nothing derives percentiles from it.
@@ -34,13 +39,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lib import memory
+from lib.backends.base import STACK_FACTORS
 from lib.ceilings import Ceilings
 from lib.errors import InvalidSpecError, MemoryGuardError, UnsupportedError
 from lib.hardware import THIS, Hardware
 from lib.metrics import format_bytes
 from lib.models.catalog import ENCODER, get_entry
 from lib.results import ESTIMATED
-from lib.spec import DTYPES, MAX_DEVICES, RunSpec, from_saved
+from lib.spec import DTYPES, MAX_DEVICES, RunSpec, field_info, from_saved
+from lib.stacks import FORMATS, STACKS, TRANSFORMERS, check_format, kv_bytes_per_number
 
 FLOAT8 = "float8"
 ESTIMATE_DTYPES = DTYPES + (FLOAT8,)     # float8: weights only, 1 byte; never run live here
@@ -62,6 +69,15 @@ EAGER_CPU_LAYER_OVERHEAD_S = 0.21e-3
 # CUDA) replays them as one graph. Assumed to leave a tenth of the eager overhead: no
 # measurement of it is at hand, and the issue's H200 calibration run can replace it.
 COMPILED_OVERHEAD_FRACTION = 0.10
+# llama.cpp and ONNX Runtime are native engines: a forward pass is one C/C++ graph of fused
+# kernels with no Python between operations (and CUDA graphs on GPUs), so their fixed cost per
+# layer is taken as compiled code's: COMPILED_OVERHEAD_FRACTION of eager's, assumed as there
+# (the llama.cpp steps below leave no room to measure it apart). Their other figures on a CPU
+# come from llama.cpp (llama-cpp-python 0.3.36 on the development machine's 2 cores) decoding
+# SmolLM2-135M at batch 1 after a 64-token prompt, from GGUF files requantized from the shipped
+# Q4_1 one (benchmarks/llama_cpp_cpu.py, on a quiet machine). ONNX Runtime was not measured: it
+# is assumed to behave like llama.cpp.
+NATIVE_STACKS = ("llama.cpp", "onnxruntime")
 
 # --- achieved fractions of the hardware's figures -----------------------------------------------
 # Datasheet peaks are never reached. Decode: 65% of peak bandwidth, between the 55-60% that
@@ -80,7 +96,10 @@ DATASHEET_COMPUTE_FRACTION = 0.75
 # prefill reached ~48%, a 256-token one ~80%, as rows / (rows + 64) gives. A table CPU's
 # theoretical bandwidth is reached at most ~75% by a streaming copy (assumed), so its fraction
 # is that share of this machine's.
-CPU_BANDWIDTH_FRACTION = {"eager": 0.22, "compiled": 0.30}
+# llama.cpp streamed weights far better than torch: F32 at 18.7-19.4 ms per step (540 MB,
+# 28-29 GB/s, 0.65-0.67 of the 42.9 GB/s triad), F16 at 10.6-11.2 ms (271 MB, 24-26 GB/s,
+# 0.57-0.60), over three quiet runs: "native", 0.65.
+CPU_BANDWIDTH_FRACTION = {"eager": 0.22, "compiled": 0.30, "native": 0.65}
 CPU_HALF_PEAK_ROWS = 64
 CPU_DATASHEET_SUSTAINED_FRACTION = 0.75
 # A decode step's products have batch-size rows, too few for rows / (rows + 64): their share
@@ -91,6 +110,11 @@ CPU_DATASHEET_SUSTAINED_FRACTION = 0.75
 # bound by the weight stream, so 10% stays a safe floor). The old 10% for every dtype made
 # float32 decode at batch 4 ~25% too fast (benchmarks/estimator_accuracy.py).
 CPU_MIN_COMPUTE_FRACTION = {"float32": 0.08, "other": 0.10}
+# llama.cpp's block formats were no faster for fewer bytes: Q8_0, Q4_K_M and Q4_1 (145, 105 and
+# 98 MB) all took 7.6-8.5 ms per step, bound by widening and multiplying the blocks: 0.27 GFLOP
+# in ~7.5 ms (less the overhead), 0.2 of the 183 GFLOP/s float32 figure. Its 64-token prefill
+# (115-127 ms for F32 to 190-199 ms for Q4_1) fits the rows / (rows + 64) rule above (153 ms).
+NATIVE_CPU_MIN_COMPUTE_FRACTION = 0.20
 # Attention on a CPU is no product of the weights: torch's scaled_dot_product_attention runs
 # its own kernel (flash attention for CPU), far below the matmul rate, accumulating in float32
 # whatever the number format. Timed alone (benchmarks/cpu_kernels.py, the three models' heads,
@@ -209,7 +233,28 @@ def check(spec: RunSpec, hardware_id: str, gpus: int, weights: str | None = None
     if weights == FLOAT8 and spec.dtype not in ("bfloat16", "float16"):
         raise InvalidSpecError("float8 weights run with 16-bit activations: use dtype "
                                "bfloat16 with them.")
+    _check_stack(spec, weights)
     get_entry(spec.model_id).check_context(spec.prompt_tokens, spec.new_tokens)
+
+
+def _check_stack(spec: RunSpec, weights: str | None) -> None:
+    """A stack estimates only the formats it runs (float8, an estimate-only format, only with
+    transformers' settings) and only the settings it has, as a live run refuses them."""
+    stack = STACKS[spec.stack]
+    if weights == FLOAT8 and spec.stack != TRANSFORMERS:
+        raise UnsupportedError(f"{stack.label} has no float8 format: estimate float8 weights "
+                               "with --stack transformers, or choose one of its own formats: "
+                               f"{', '.join(stack.dtypes)}.")
+    check_format(spec.stack, spec.dtype)
+    if spec.stack == TRANSFORMERS:
+        return
+    for name in STACK_FACTORS:
+        default = field_info(name)["default"]
+        if getattr(spec, name) != default:
+            label = field_info(name)["label"]
+            raise UnsupportedError(f"{stack.label} has no {label} setting (it is "
+                                   f"{getattr(spec, name)!r} here): set it back to "
+                                   f"{default!r} to estimate {stack.label}.")
 
 
 def estimate(spec: RunSpec, hardware_id: str = THIS, gpus: int = 1,
@@ -246,26 +291,28 @@ def _estimate(spec: RunSpec, profile: Hardware, gpus: int, weights: str | None) 
     shape = shapes(spec.model_id)
     encoder = entry.kind == ENCODER
     weights_dtype = weights or spec.dtype
-    compiled = spec.compile == "on"
-    stack = "compiled" if compiled else "eager"
+    engine = _engine(spec)
+    # The format the products run in (a block format's weights are widened to it); float8
+    # weights run at the float8 figure, with bfloat16 activations.
+    products = roofline.matmul_dtype(spec.stack, spec.dtype, profile.kind != "cpu")
     costs = roofline.costs(shape, spec, devices=gpus,
                            weight_bytes_per_param=1.0 if weights == FLOAT8 else None)
-    peak_flops = profile.peak_flops(weights_dtype)
-    bandwidth_fraction = _bandwidth_fraction(profile, stack)
+    peak_flops = profile.peak_flops(weights or products)
+    bandwidth_fraction = _bandwidth_fraction(profile, engine)
     bandwidth = bandwidth_fraction * profile.memory_bandwidth_bytes_per_s
     layer_overhead_s, overhead_words = _layer_overhead(profile, entry.config.get("model_type"),
-                                                       compiled)
+                                                       engine != "eager")
     overlap = profile.kind != "cpu"
-    activation_bytes = memory.DTYPE_BYTES[spec.dtype]
+    activation_bytes = memory.DTYPE_BYTES[products]
 
     prefill_tokens = spec.batch_size * spec.prompt_tokens
     attention_flops = _attention_flops(shape, costs)
     prefill = _phase(costs.prefill, bandwidth,
-                     _compute_fraction(profile, prefill_tokens, spec.dtype) * peak_flops,
+                     _compute_fraction(profile, prefill_tokens, products, engine) * peak_flops,
                      shape.layers * layer_overhead_s,
                      _communication_s(profile, gpus, shape, prefill_tokens * activation_bytes),
                      overlap, attention_flops["prefill"],
-                     _attention_rate(profile, spec, "prefill"))
+                     _attention_rate(profile, spec, products, "prefill"))
     breakdown = {"prefill": prefill}
     summary: dict[str, float] = {}
     if encoder or spec.new_tokens == 1:
@@ -273,11 +320,13 @@ def _estimate(spec: RunSpec, profile: Hardware, gpus: int, weights: str | None) 
         e2e = prefill["total_s"]
     else:
         decode = _phase(costs.decode, bandwidth,
-                        _compute_fraction(profile, spec.batch_size, spec.dtype) * peak_flops,
+                        _compute_fraction(profile, spec.batch_size, products, engine)
+                        * peak_flops,
                         shape.layers * layer_overhead_s,
                         _communication_s(profile, gpus, shape,
                                          spec.batch_size * activation_bytes), overlap,
-                        attention_flops["decode"], _attention_rate(profile, spec, "decode"))
+                        attention_flops["decode"],
+                        _attention_rate(profile, spec, products, "decode"))
         breakdown["decode"] = decode
         tpot = decode["total_s"]
         e2e = prefill["total_s"] + (spec.new_tokens - 1) * tpot
@@ -308,8 +357,8 @@ def _estimate(spec: RunSpec, profile: Hardware, gpus: int, weights: str | None) 
         judged = {**judged, "prefill_bound": roofline.bound(
             floor.prefill_memory_s, floor.prefill_compute_s, e2e)}
     bound = {phase: terms["limited_by"] for phase, terms in breakdown.items()}
-    assumptions = _assumptions(profile, spec, gpus, stack, weights_dtype, peak_flops,
-                               bandwidth_fraction, layer_overhead_s,
+    assumptions = _assumptions(profile, spec, gpus, engine, weights_dtype, products,
+                               peak_flops, bandwidth_fraction, layer_overhead_s,
                                overhead_words, overlap, shape, encoder)
     return Estimate(spec=spec, hardware=profile, gpus=gpus, summary=summary, floor=judged,
                     assumptions=assumptions, memory_verdict=verdict,
@@ -319,22 +368,31 @@ def _estimate(spec: RunSpec, profile: Hardware, gpus: int, weights: str | None) 
 
 # --- the pieces -----------------------------------------------------------------------------------
 
-def _bandwidth_fraction(profile: Hardware, stack: str) -> float:
+def _engine(spec: RunSpec) -> str:
+    """How the stack runs a forward pass: "eager" or "compiled" transformers, or "native"."""
+    if spec.stack in NATIVE_STACKS:
+        return "native"
+    return "compiled" if spec.compile == "on" else "eager"
+
+
+def _bandwidth_fraction(profile: Hardware, engine: str) -> float:
     """The share of the profile's bandwidth figure that weights and cache stream at."""
     if profile.kind == "cpu":
         sustained = 1.0 if profile.measured else CPU_DATASHEET_SUSTAINED_FRACTION
-        return sustained * CPU_BANDWIDTH_FRACTION[stack]
+        return sustained * CPU_BANDWIDTH_FRACTION[engine]
     return MEASURED_GPU_BANDWIDTH_FRACTION if profile.measured else DATASHEET_BANDWIDTH_FRACTION
 
 
-def _compute_fraction(profile: Hardware, rows: int, dtype: str) -> float:
+def _compute_fraction(profile: Hardware, rows: int, dtype: str, engine: str) -> float:
     """The share of the matmul figure that products with `rows` tokens reach in `dtype`."""
     if profile.kind == "cpu":
-        return max(rows / (rows + CPU_HALF_PEAK_ROWS), _least_compute_fraction(dtype))
+        return max(rows / (rows + CPU_HALF_PEAK_ROWS), _least_compute_fraction(dtype, engine))
     return MEASURED_GPU_COMPUTE_FRACTION if profile.measured else DATASHEET_COMPUTE_FRACTION
 
 
-def _least_compute_fraction(dtype: str) -> float:
+def _least_compute_fraction(dtype: str, engine: str) -> float:
+    if engine == "native":
+        return NATIVE_CPU_MIN_COMPUTE_FRACTION
     return CPU_MIN_COMPUTE_FRACTION.get(dtype, CPU_MIN_COMPUTE_FRACTION["other"])
 
 
@@ -385,17 +443,17 @@ def _attention_flops(shape: memory.Shapes, costs: Any) -> dict[str, float]:
     return {"prefill": per_sequence * pairs, "decode": per_sequence * costs.decode_context_tokens}
 
 
-def _attention_rate(profile: Hardware, spec: RunSpec, phase: str) -> float | None:
+def _attention_rate(profile: Hardware, spec: RunSpec, dtype: str, phase: str) -> float | None:
     """FLOP/s of the attention kernel on a CPU (see CPU_PREFILL_ATTENTION_FRACTION), a share
-    of the float32 matmul figure; None elsewhere: accelerators' attention runs at their matmul
-    rate here."""
+    of the float32 matmul figure, for products in `dtype`; None elsewhere: accelerators'
+    attention runs at their matmul rate here."""
     if profile.kind != "cpu":
         return None
     float32 = profile.peak_flops("float32")
     if phase == "prefill":
         rows = spec.prompt_tokens
         return CPU_PREFILL_ATTENTION_FRACTION * rows / (rows + CPU_HALF_PEAK_ROWS) * float32
-    return _decode_attention_fraction(spec.dtype) * float32
+    return _decode_attention_fraction(dtype) * float32
 
 
 def _phase(cost: Any, bandwidth: float, flops: float, overhead_s: float,
@@ -452,7 +510,8 @@ def _memory_need(shape: memory.Shapes, spec: RunSpec, float8: bool, encoder: boo
     static = spec.kv_cache == "static" or spec.compile == "on"
     run = memory.estimate(shape, spec.dtype, spec.batch_size, spec.prompt_tokens,
                           0 if encoder else spec.new_tokens, weights_loaded=True,
-                          attention=spec.attention, kv_cache="static" if static else "dynamic")
+                          attention=spec.attention, kv_cache="static" if static else "dynamic",
+                          stack=spec.stack)
     weights = shape.parameters if float8 else shape.weight_bytes(spec.dtype)
     kv_cache = float(run.kv_cache_bytes)
     if shape.latent_kv_elements_per_token and shape.kv_elements_per_token:
@@ -460,6 +519,22 @@ def _memory_need(shape: memory.Shapes, spec: RunSpec, float8: bool, encoder: boo
         # lib.roofline counts it, not the decompressed keys and values transformers keeps.
         kv_cache *= shape.latent_kv_elements_per_token / shape.kv_elements_per_token
     return MemoryNeed(float(weights), kv_cache, float(run.working_bytes))
+
+
+def _format_words(spec: RunSpec, products: str) -> list[str]:
+    """What the stack's weight format and cache mean for the bytes and the arithmetic."""
+    said = []
+    if spec.dtype in memory.BLOCK_FORMATS:
+        weight_format = FORMATS[spec.dtype]
+        said.append(f"{weight_format.label} weights are read at {weight_format.weight_bits:g} "
+                    f"bits each and multiplied in {products} (the estimate assumes the engine "
+                    "dequantizes on the fly).")
+    if spec.stack != TRANSFORMERS:
+        width = kv_bytes_per_number(spec.stack, spec.dtype)
+        said.append(f"{STACKS[spec.stack].label} keeps its KV cache in "
+                    f"{'float16' if width == 2 else 'float32'} ({width} bytes a number), "
+                    "whatever the weights.")
+    return said
 
 
 def devices_words(profile: Hardware, gpus: int) -> str:
@@ -496,35 +571,46 @@ def _verdict(model: str, spec: RunSpec, weights_dtype: str, profile: Hardware, g
             f"them: {advice}.")
 
 
-def _assumptions(profile: Hardware, spec: RunSpec, gpus: int, stack: str, weights_dtype: str,
-                 peak_flops: float, bandwidth_fraction: float, layer_overhead_s: float,
-                 overhead_words: str, overlap: bool, shape: memory.Shapes,
-                 encoder: bool) -> list[str]:
+def _assumptions(profile: Hardware, spec: RunSpec, gpus: int, engine: str, weights_dtype: str,
+                 products: str, peak_flops: float, bandwidth_fraction: float,
+                 layer_overhead_s: float, overhead_words: str, overlap: bool,
+                 shape: memory.Shapes, encoder: bool) -> list[str]:
     bandwidth = profile.memory_bandwidth_bytes_per_s
     rate = f"{peak_flops / 1e12:,.1f} TFLOP/s" if peak_flops >= 1e12 else \
         f"{peak_flops / 1e9:,.0f} GFLOP/s"
+    multiplied = weights_dtype if weights_dtype == FLOAT8 else products
     figures = (f"{profile.name}: {format_bytes(bandwidth)}/s memory bandwidth, {rate} "
-               f"{profile.flops_dtype(weights_dtype)} matmuls, "
+               f"{profile.flops_dtype(multiplied)} matmuls, "
                f"{format_bytes(profile.memory_bytes)} of memory")
     said = [f"{figures} ({'measured here: ' if profile.measured else 'source: '}"
             f"{profile.source})."]
-    if profile.flops_dtype(weights_dtype) != weights_dtype:
-        said.append(f"{profile.name} has no {weights_dtype} matmul figure; its "
-                    f"{profile.flops_dtype(weights_dtype)} figure is used.")
+    if profile.flops_dtype(multiplied) != multiplied:
+        said.append(f"{profile.name} has no {multiplied} matmul figure; its "
+                    f"{profile.flops_dtype(multiplied)} figure is used.")
+    said += _format_words(spec, products)
     if profile.kind == "cpu":
         which = "measured" if profile.measured else "datasheet"
+        calibrated = (
+            "measured with llama.cpp on SmolLM2-135M here; ONNX Runtime assumed alike"
+            if engine == "native" else
+            "calibrated against eager runs of SmolLM2, GPT-2 and Qwen2.5 on 2 cores of an AMD "
+            "EPYC")
+        streams = ("llama.cpp streamed F32 and F16 weights at 57-67% of this machine's"
+                   if engine == "native" else
+                   f"{engine} decode on a CPU streams weights far below")
         said.append(
             f"Achieved: {bandwidth_fraction:.0%} of the {which} "
-            f"bandwidth ({stack} decode on a CPU streams weights far below a streaming copy), "
+            f"bandwidth ({streams} a streaming copy), "
             f"and matrix products with m tokens reach m / (m + {CPU_HALF_PEAK_ROWS}) of the "
-            f"matmul rate, at least {_least_compute_fraction(spec.dtype):.0%} (calibrated "
-            "against eager runs of SmolLM2, GPT-2 and Qwen2.5 on 2 cores of an AMD EPYC).")
+            f"matmul rate, at least {_least_compute_fraction(products, engine):.0%} "
+            f"({calibrated}).")
         said.append(
             "Attention runs in its own kernel, after the products and slower: a prompt of P "
             f"tokens at {CPU_PREFILL_ATTENTION_FRACTION:.0%} x P / (P + {CPU_HALF_PEAK_ROWS}) "
             "of the float32 matmul rate, a decode step at "
-            f"{_decode_attention_fraction(spec.dtype):.1%} of it (measured alone here: "
-            "benchmarks/cpu_kernels.py; 16-bit decode attention takes a slow path).")
+            f"{_decode_attention_fraction(products):.1%} of it (measured alone here with "
+            "transformers: benchmarks/cpu_kernels.py; 16-bit decode attention takes a slow "
+            "path).")
     elif profile.measured:
         said.append(
             f"Achieved: {bandwidth_fraction:.0%} of the measured bandwidth and "
@@ -535,8 +621,11 @@ def _assumptions(profile: Hardware, spec: RunSpec, gpus: int, stack: str, weight
             f"Achieved: {bandwidth_fraction:.0%} of the datasheet bandwidth and "
             f"{DATASHEET_COMPUTE_FRACTION:.0%} of the dense matmul peak "
             f"({SOURCES['datasheet_fractions']}).")
-    stack_words = ("compiled (torch.compile with a static KV cache)" if stack == "compiled"
-                   else "eager transformers (torch.compile off, dynamic KV cache)")
+    stack_words = {
+        "compiled": "compiled (torch.compile with a static KV cache)",
+        "eager": "eager transformers (torch.compile off, dynamic KV cache)",
+        "native": f"{STACKS[spec.stack].label}, a native engine (fused C/C++ kernels, no "
+                  "Python between operations: its overhead is taken as compiled code's)"}[engine]
     said.append(f"Software stack: {stack_words}; fixed overhead {overhead_words}: "
                 f"{shape.layers} layers x {layer_overhead_s * 1e3:.3f} ms = "
                 f"{shape.layers * layer_overhead_s * 1e3:.1f} ms per forward pass.")

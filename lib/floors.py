@@ -11,6 +11,9 @@ times and which limit binds. This module applies that to saved things:
   for an estimate, the floor of its hardware profile (peak figures, per device of `gpus`),
   so a chart mixing this machine with an H200 draws each point's own physics limit;
 - `sentences(...)`: the plain-words explanation the Playground shows.
+Bytes and arithmetic follow the run's software stack and weight format (`lib.roofline.costs`,
+`matmul_dtype`): a llama.cpp Q4_K_M run's decode floor is its 4.9-bit weights and float16
+cache over this machine's measured bandwidth, its arithmetic at the float32 rate.
 Floors are estimates by nature: everything that shows them says so.
 """
 
@@ -39,8 +42,10 @@ def _parts(measurement: Measurement):
         costs = roofline.costs(shapes(measurement.spec.model_id), measurement.spec)
     except (ExplorerError, OSError, ValueError):
         return None               # a model folder that is gone, a config that no longer reads
+    spec = measurement.spec
     bandwidth = limits.memory_bandwidth_bytes_per_s
-    flops = limits.peak_flops(measurement.spec.dtype)
+    flops = limits.peak_flops(roofline.matmul_dtype(spec.stack, spec.dtype,
+                                                    limits.device != "cpu"))
     return costs, roofline.floor(costs, bandwidth, flops, limits.source), bandwidth, flops
 
 
@@ -75,8 +80,9 @@ def _profile_floor(measurement: Measurement):
     try:
         profile = hardware.get(spec.hardware, spec.device)
         costs = roofline.costs(shapes(spec.model_id), spec, devices=spec.gpus)
+        products = roofline.matmul_dtype(spec.stack, spec.dtype, profile.kind != "cpu")
         return roofline.floor(costs, profile.memory_bandwidth_bytes_per_s,
-                              profile.peak_flops(spec.dtype), profile.source)
+                              profile.peak_flops(products), profile.source)
     except (ExplorerError, OSError, ValueError):
         return None               # a profile or model this version no longer knows
 

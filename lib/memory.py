@@ -48,8 +48,8 @@ MARGIN_FRACTION = 0.20              # plus 20% of everything estimated: fragment
 # and the KV cache in float32; only Linear weights are int8.
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 4,
                # The block formats of llama.cpp (GGUF) and ONNX Runtime (int4) store only the
-               # weights in few bits; both compute in float32. (llama.cpp keeps its KV cache in
-               # float16: its backend sizes that itself.)
+               # weights in few bits; both compute in float32 on a CPU. (The KV cache's width
+               # depends on the stack too: lib.stacks.kv_bytes_per_number.)
                "q8_0": 4, "q4_k_m": 4, "q4_1": 4, "int4": 4}
 FLOAT32_BYTES = 4
 BLOCK_FORMATS = ("q8_0", "q4_k_m", "q4_1", "int4")   # weights in blocks of few bits + scales
@@ -94,12 +94,15 @@ class Shapes:
     experts: int = 0                           # routed experts per MoE layer
     experts_per_token: int = 0                 # ... of which each token uses this many
 
-    def kv_bytes_per_token(self, dtype: str) -> int:
-        """Keys and values, for every layer, for one token of one sequence."""
+    def kv_bytes_per_token(self, dtype: str, stack: str = "transformers") -> int:
+        """Keys and values, for every layer, for one token of one sequence, as `stack` keeps
+        them with weights in `dtype` (lib.stacks.kv_bytes_per_number)."""
+        from lib.stacks import kv_bytes_per_number
+
         elements = self.kv_elements_per_token
         if elements is None:
             elements = 2 * self.layers * self.kv_heads * self.head_dim
-        return elements * DTYPE_BYTES[dtype]
+        return elements * kv_bytes_per_number(stack, dtype)
 
     def weight_bytes(self, dtype: str) -> int:
         """Resident weights once loaded (int8: quantized Linear weights, the rest float32; a
@@ -141,16 +144,17 @@ class MemoryEstimate:
 
 def estimate(shapes: Shapes, dtype: str, batch_size: int, prompt_tokens: int, new_tokens: int,
              weights_loaded: bool = False, attention: str = "eager",
-             kv_cache: str = "dynamic") -> MemoryEstimate:
+             kv_cache: str = "dynamic", stack: str = "transformers") -> MemoryEstimate:
     """Upper bound of the memory one run adds. `weights_loaded`: weights are already resident.
 
     `attention` is the kernel ("eager" materializes the scores, "sdpa" does not; an unknown one
     counts as eager), `kv_cache` "dynamic" (grows by copying) or "static" (allocated once for
-    prompt + output, and the mask spans all of it).
+    prompt + output, and the mask spans all of it). `stack` sets the KV cache's width
+    (lib.stacks.kv_bytes_per_number: llama.cpp keeps float16 whatever the weights).
     """
     weights = 0 if weights_loaded else shapes.load_peak_bytes(dtype)
     total_tokens = prompt_tokens + new_tokens
-    kv = shapes.kv_bytes_per_token(dtype) * batch_size * total_tokens
+    kv = shapes.kv_bytes_per_token(dtype, stack) * batch_size * total_tokens
     # A dynamic cache grows by torch.cat: one layer's keys or values are held twice meanwhile.
     growing = kv // shapes.layers if new_tokens and kv_cache == "dynamic" and shapes.layers \
         else 0

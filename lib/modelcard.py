@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lib import memory
 from lib.memory import MemoryVerdict, Shapes
 from lib.metrics import format_bytes
 from lib.models.catalog import ENCODER, GROUPS, CatalogEntry
 from lib.spec import RunSpec
+from lib.stacks import kv_bytes_per_number
 
 
 WEIGHT_WORDS = {"trained": "trained weights", "random": "random weights",
@@ -72,10 +72,11 @@ def model_card(entry: CatalogEntry, shapes: Shapes, spec: RunSpec,
     if entry.kind == ENCODER:
         rows.append(("KV cache", "none: an encoder reads the input once and writes no tokens"))
     else:
-        per_token = shapes.kv_bytes_per_token(spec.dtype)
+        per_token = shapes.kv_bytes_per_token(spec.dtype, spec.stack)
         rows.append(("KV cache", f"each token of context costs {format_bytes(per_token)}"))
         if shapes.latent_kv_elements_per_token:
-            latent = shapes.latent_kv_elements_per_token * memory.DTYPE_BYTES[spec.dtype]
+            latent = shapes.latent_kv_elements_per_token * kv_bytes_per_number(spec.stack,
+                                                                               spec.dtype)
             rows.append(("Latent attention (MLA)",
                          f"an engine that caches the compressed latent needs only "
                          f"{format_bytes(latent)} per token ({per_token / latent:.0f}x less); "

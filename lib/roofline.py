@@ -10,15 +10,18 @@ overhead-bound: Python, kernel launches and framework bookkeeping, not physics, 
 What `costs()` counts, per phase (prefill: the whole prompt of the whole batch; decode: one step
 for the whole batch, at the mean context prompt + new_tokens / 2):
 - weights read once per forward pass, at the dtype's width (int8: nn.Linear weights one byte,
-  everything else float32, as `Shapes.weight_bytes`). Embedding tables no Linear shares are only
-  gathered, a row per token, so they are left out; a tied LM head reads its table whole and is
-  counted. Mixtures of experts read the experts their tokens use: one token uses
+  everything else float32, as `Shapes.weight_bytes`; a block format of llama.cpp or ONNX
+  Runtime: its average bits per weight, scales included, `lib.stacks.FORMATS`, since those
+  engines read the packed blocks and widen them on the fly). Embedding tables no Linear
+  shares are only gathered, a row per token, so they are left out; a tied LM head reads its
+  table whole and is counted. Mixtures of experts read the experts their tokens use: one token uses
   `experts_per_token` of `experts`, and a step of T tokens touches the expected share
   1 - (1 - k/E)^T of the routed weights (uniform routing), so batch 1 decode reads only the
   active parameters and a long prefill reads nearly all.
 - KV cache: prefill writes one entry per prompt token; a decode step reads every entry of its
   context and writes one. MLA counts the latent cache (what a latent-caching engine keeps).
-  int8 keeps the cache in float32, like the app does.
+  Its width is the stack's (`lib.stacks.kv_bytes_per_number`): transformers keeps the model's
+  dtype (float32 for int8), llama.cpp float16 whatever the weights, ONNX Runtime float32.
 - FLOPs, 2 per multiply-add: 2 x (parameters a token multiplies) per token, i.e. the active
   parameters less the gathered embeddings; the prefill runs the LM head for the last token only
   (transformers' `logits_to_keep=1`). Attention: QK^T and AV cost 2 x (key + value width) x
@@ -30,7 +33,9 @@ for the whole batch, at the mean context prompt + new_tokens / 2):
   and FLOPs per device divided by `devices`. The communication between devices is not here: it
   is the estimator's term (lib.estimator).
 Activations are not counted: at these sizes they are small next to weights, and a floor may be
-lower than the truth, never higher. Pure arithmetic, no torch: fast tests assert exact counts.
+lower than the truth, never higher. The arithmetic runs at the rate of `matmul_dtype`'s figure:
+a block format's weights are multiplied in the activations' format. Pure arithmetic, no torch:
+fast tests assert exact counts.
 """
 
 from __future__ import annotations
@@ -40,8 +45,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lib.errors import InvalidSpecError
-from lib.memory import DTYPE_BYTES, FLOAT32_BYTES
+from lib.memory import BLOCK_FORMATS, DTYPE_BYTES, FLOAT32_BYTES
 from lib.metrics import format_bytes, format_number, format_seconds
+from lib.stacks import FORMATS, TRANSFORMERS, kv_bytes_per_number
 
 if TYPE_CHECKING:
     from lib.memory import Shapes
@@ -85,7 +91,7 @@ def costs(shapes: "Shapes", spec: "RunSpec", devices: int = 1,
     """Bytes moved and FLOPs of `spec`'s prefill and of one decode step (see the module).
 
     `weight_bytes_per_param` overrides the weights' width (e.g. 1 for FP8 weights as published);
-    the KV cache keeps the width of `spec.dtype`.
+    the KV cache keeps the width `spec.stack` gives it with weights in `spec.dtype`.
     """
     if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
         raise InvalidSpecError(f"devices must be a whole number of at least 1 (got {devices!r}).")
@@ -102,7 +108,7 @@ def costs(shapes: "Shapes", spec: "RunSpec", devices: int = 1,
     def weights(tokens: int) -> float:
         return _weight_bytes(shapes, spec.dtype, tokens, weight_bytes_per_param) / devices
 
-    kv_per_token = _kv_bytes_per_token(shapes, spec.dtype)
+    kv_per_token = _kv_bytes_per_token(shapes, spec.stack, spec.dtype)
     pair_flops = _attention_flops_per_pair(shapes)
     causal_pairs = prompt * (prompt + 1) / 2 if has_decode else prompt * prompt
     prefill = PhaseCost(
@@ -161,16 +167,35 @@ def _weight_bytes(shapes: "Shapes", dtype: str, tokens: int,
         linear = max(0, shapes.linear_parameters - inactive)
     if weight_bytes_per_param is not None:
         return read * weight_bytes_per_param
+    if dtype in BLOCK_FORMATS:
+        return read * FORMATS[dtype].weight_bits / 8
     if dtype != "int8":
         return read * DTYPE_BYTES[dtype]
     # Dynamic quantization: Linear weights in one byte, the rest float32.
     return (read - linear) * FLOAT32_BYTES + linear
 
 
-def _kv_bytes_per_token(shapes: "Shapes", dtype: str) -> float:
+def _kv_bytes_per_token(shapes: "Shapes", stack: str, dtype: str) -> float:
     if shapes.latent_kv_elements_per_token:
-        return shapes.latent_kv_elements_per_token * DTYPE_BYTES[dtype]
-    return shapes.kv_bytes_per_token(dtype)
+        return shapes.latent_kv_elements_per_token * kv_bytes_per_number(stack, dtype)
+    return shapes.kv_bytes_per_token(dtype, stack)
+
+
+def matmul_dtype(stack: str, dtype: str, accelerator: bool) -> str:
+    """The number format `stack`'s matrix products run in with weights in `dtype`: whose
+    matmul figure (lib.ceilings, lib.hardware) bounds its arithmetic.
+
+    A block format is only storage: the engine widens each block as it reads it and multiplies
+    in its activations' format, float32 on a CPU (llama.cpp, ONNX Runtime) and float16 on an
+    accelerator (their GPU kernels). llama.cpp and ONNX Runtime on a CPU multiply float16 weights
+    in float32 too (widened as read, not torch's slow float16 path); transformers multiplies in
+    the weights' own dtype (int8: its dynamic-quantized kernels, which the int8 figure measures).
+    """
+    if dtype in BLOCK_FORMATS:
+        return "float16" if accelerator else "float32"
+    if stack != TRANSFORMERS and not accelerator:
+        return "float32"
+    return dtype
 
 
 def _attention_flops_per_pair(shapes: "Shapes") -> float:

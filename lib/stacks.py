@@ -12,7 +12,8 @@ without them and say how to add them.
 A weight format is a `dtype` value (`lib.spec.DTYPES`): the torch ones (float32, bfloat16,
 float16, int8), llama.cpp's GGUF types (q8_0, q4_k_m, q4_1; float32 and float16 are its F32 and
 F16) and ONNX Runtime's int4. `FORMATS` says, for each, how many bits a weight takes on average
-(what the memory estimate and the estimator's floors read) and in words what it is.
+(what the memory estimate and the estimator's floors read) and in words what it is;
+`kv_bytes_per_number` how wide each stack keeps its KV cache, which need not be the weights'.
 """
 
 from __future__ import annotations
@@ -146,3 +147,21 @@ def check_format(stack: str, dtype: str) -> None:
     raise UnsupportedError(
         f"{chosen.label} does not run weights in {FORMATS[dtype].label}.{where} one of its own "
         f"formats: {', '.join(chosen.dtypes)}.")
+
+
+def kv_bytes_per_number(stack: str, dtype: str) -> int:
+    """Bytes of one number of the KV cache (and of the attention reading it) when `stack` runs
+    weights in `dtype`: what the memory estimate, the roofline and the estimator count.
+
+    llama.cpp keeps its cache in float16 whatever the weights (its default cache type, F16).
+    ONNX Runtime's models from its builder for the CPU, float32 and int4 alike, keep inputs,
+    outputs and cache in float32. transformers keeps it in the model's dtype, float32 for int8
+    (dynamic quantization touches only the Linear weights).
+    """
+    from lib.memory import DTYPE_BYTES
+
+    if stack == LLAMA_CPP:
+        return 2
+    if stack == ONNXRUNTIME:
+        return 4
+    return DTYPE_BYTES[dtype]

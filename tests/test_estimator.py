@@ -3,6 +3,8 @@ calibration reproduced, the stack and tensor parallelism doing what they should,
 memory verdict against hand numbers, and estimates flowing through the engine, the stats and
 the history marked estimated, with one repetition and no percentiles."""
 
+import re
+
 import pytest
 
 from fakes import declare_ceilings
@@ -192,6 +194,88 @@ def test_float8_is_an_estimate_only_number_format():
     assert "float8" not in RunSpec.__dataclass_fields__["dtype"].metadata["choices"]
 
 
+# --- software stacks and their weight formats ----------------------------------------------
+
+LLAMA_8B = "deepseek-r1-distill-llama-8b"
+
+
+def test_a_block_format_reads_its_bits_and_multiplies_at_the_16_bit_rate_on_an_h200():
+    from lib import roofline
+    from lib.models.shapes import shapes
+
+    f16_spec = RunSpec(model_id=LLAMA_8B, dtype="float16")
+    gguf_spec = f16_spec.replace(stack="llama.cpp", dtype="q4_k_m")
+    f16, gguf = estimator.estimate(f16_spec, H200), estimator.estimate(gguf_spec, H200)
+    # Both caches hold float16 (llama.cpp's whatever the weights): only the weights shrink.
+    c16 = roofline.costs(shapes(LLAMA_8B), f16_spec).decode
+    assert gguf.floor["decode_bytes"] == pytest.approx(c16.weight_bytes * 4.9 / 16 + c16.kv_bytes)
+    # Native: within 3x of its memory floor (eager float16 is overhead-bound, 6x above it).
+    assert (gguf.floor["decode_bound"], f16.floor["decode_bound"]) == ("memory", "overhead")
+    assert gguf.floor["tpot_s"] / f16.floor["tpot_s"] == pytest.approx(
+        gguf.floor["decode_bytes"] / f16.floor["decode_bytes"])
+    assert gguf.breakdown["decode"]["memory_s"] == pytest.approx(
+        gguf.floor["decode_bytes"] / (0.65 * 4.8e12))
+    assert gguf.floor["matmul_flops_per_s"] == hardware.get(H200).peak_flops("float16")
+    # A native engine: compiled code's share of the eager overhead per layer.
+    assert gguf.breakdown["decode"]["overhead_s"] == pytest.approx(
+        32 * 0.63e-3 * estimator.COMPILED_OVERHEAD_FRACTION)
+    assert gguf.weights_dtype == "q4_k_m" and gguf.spec.stack == "llama.cpp"
+    assert gguf.memory_need.weights_bytes < f16.memory_need.weights_bytes / 3
+    words = gguf.assumptions
+    assert ("Q4_K_M weights are read at 4.9 bits each and multiplied in float16 (the estimate "
+            "assumes the engine dequantizes on the fly).") in words
+    assert "llama.cpp keeps its KV cache in float16 (2 bytes a number), whatever the weights." \
+        in words
+    assert any("llama.cpp, a native engine" in sentence for sentence in words)
+
+
+def test_native_engines_on_this_cpu_follow_the_llama_cpp_calibration():
+    # Declared: 12 GB/s, 100 GFLOP/s float32 (20 float16), 0.3 ms per layer.
+    spec = RunSpec(stack="llama.cpp", dtype="q4_1", prompt_tokens=64, new_tokens=32)
+    result = estimator.estimate(spec, "this")
+    decode = result.breakdown["decode"]
+    assert decode["memory_s"] == pytest.approx(result.floor["decode_bytes"] / (0.65 * 12e9))
+    assert decode["overhead_s"] == pytest.approx(30 * 0.3e-3 * 0.1)
+    attention_flops = 4 * 30 * 9 * 64 * (64 + 16)
+    assert decode["compute_s"] == pytest.approx(
+        (result.floor["decode_flops"] - attention_flops) / (0.20 * 100e9)
+        + attention_flops / (0.15 * 100e9))
+    assert decode["total_s"] == pytest.approx(
+        decode["overhead_s"] + max(decode["memory_s"], decode["compute_s"]))
+    # llama.cpp widens F16 weights to float32 on a CPU: the float32 figure, not torch's float16.
+    f16 = estimator.estimate(spec.replace(dtype="float16"), "this")
+    assert f16.floor["matmul_flops_per_s"] == 100e9
+    assert estimator.estimate(RunSpec(dtype="float16"), "this").floor["matmul_flops_per_s"] \
+        == 20e9
+    assert any("measured with llama.cpp" in sentence for sentence in result.assumptions)
+
+
+@pytest.mark.parametrize("changes, weights, message", [
+    ({"stack": "llama.cpp", "dtype": "int8"}, None, "llama.cpp does not run weights in int8"),
+    ({"dtype": "q4_1"}, None, "transformers (PyTorch) does not run weights in Q4_1"),
+    ({"stack": "onnxruntime", "dtype": "q8_0"}, None, "ONNX Runtime does not run weights in Q8_0"),
+    ({"stack": "llama.cpp", "dtype": "bfloat16"}, "float8", "llama.cpp has no float8 format"),
+    ({"stack": "llama.cpp", "dtype": "q4_k_m", "compile": "on"}, None,
+     "llama.cpp has no torch.compile setting"),
+])
+def test_an_estimate_refuses_what_its_stack_cannot_run(changes, weights, message):
+    with pytest.raises(UnsupportedError, match=re.escape(message)):
+        estimator.estimate(RunSpec(**changes), H200, weights=weights)
+
+
+def test_every_weight_format_is_an_estimate_format():
+    from lib import cli
+    from lib.stacks import FORMATS
+    assert set(FORMATS) < set(estimator.ESTIMATE_DTYPES) == set(cli.ESTIMATE_DTYPES)
+    assert estimator.split_dtype("q4_k_m") == ("q4_k_m", None)
+
+
+def test_a_stack_estimate_flows_through_the_engine():
+    measurement = runner.run(RunSpec(stack="onnxruntime", dtype="int4", hardware=H200,
+                                     new_tokens=2))
+    assert not measurement.measured and measurement.spec.stack == "onnxruntime"
+
+
 # --- a spec naming hardware: one computed repetition ---------------------------------------
 
 def test_a_spec_with_hardware_is_one_repetition_without_warm_up():
@@ -318,6 +402,25 @@ def test_cli_estimates_deepseek_r1_in_its_published_float8(capsys):
     assert err.startswith("error: ") and "It needs at least 11 of them: use --gpus 11" in err
 
 
+def test_cli_estimates_a_stacks_format(capsys):
+    import json
+    documents = {}
+    for dtype, stack in (("float16", "transformers"), ("q4_k_m", "llama.cpp")):
+        status, out, err = invoke(["estimate", "--model", LLAMA_8B, "--hardware", H200,
+                                   "--dtype", dtype, "--stack", stack, "--json"], capsys)
+        assert status == 0, err
+        documents[dtype] = json.loads(out)
+    gguf, f16 = documents["q4_k_m"], documents["float16"]
+    assert gguf["weights_dtype"] == "q4_k_m" and gguf["spec"]["stack"] == "llama.cpp"
+    assert gguf["floor"]["tpot_s"] < f16["floor"]["tpot_s"] * 0.35      # 4.9 of 16 bits + cache
+    assert any(s.startswith("Q4_K_M weights are read at 4.9 bits") for s in gguf["assumptions"])
+    status, out, err = invoke(["estimate", "--hardware", H200, "--dtype", "q4_k_m", "--stack",
+                               "llama.cpp"], capsys)
+    assert status == 0 and out.startswith(
+        "ESTIMATE (not measured): smollm2-135m-instruct on NVIDIA H200 SXM 141GB, q4_k_m, batch "
+        "1, prompt 64 tokens, output 32 tokens, llama.cpp\n"), err
+
+
 def test_cli_estimate_text_says_it_is_an_estimate(capsys):
     status, out, err = invoke(["estimate", "--model", "gpt2", "--hardware", "tpu-v6e",
                                "--gpus", "4", "--dtype", "bfloat16"], capsys)
@@ -333,6 +436,10 @@ def test_cli_estimate_text_says_it_is_an_estimate(capsys):
     (["estimate", "--dtype", "float4"], "invalid choice: 'float4'"),
     (["run", "--model", "deepseek-r1"], "is for estimation only"),
     (["run", "--gpus", "2"], "gpus=2 applies to estimates only"),
+    (["estimate", "--stack", "llama.cpp", "--dtype", "int8"],
+     "llama.cpp does not run weights in int8 (dynamic)"),
+    (["run", "--hardware", "h200", "--stack", "llama.cpp", "--dtype", "int4"],
+     "llama.cpp does not run weights in int4"),
     (["sweep", "--hardware", "h300", "--factor", "batch", "--values", "1,2"],
      "No hardware profile 'h300'"),
 ])

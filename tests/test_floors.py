@@ -36,6 +36,41 @@ def test_bfloat16_uses_its_own_peak():
     assert judged["matmul_flops_per_s"] == DECLARED_CEILINGS.peak_flops("bfloat16") == 200e9
 
 
+def test_a_llama_cpp_runs_floor_reads_its_format_and_float16_cache():
+    # A measured llama.cpp Q4_K_M run: its decode floor is the bytes it reads (4.9-bit weights,
+    # a float16 cache) over the recorded bandwidth; its arithmetic runs at the float32 figure.
+    spec = BASE.replace(stack="llama.cpp", dtype="q4_k_m")
+    measurement = with_declared_ceilings(fake_runner(spec))
+    float32 = roofline.costs(shapes(BASE.model_id), BASE).decode
+    weights = float32.weight_bytes * 4.9 / 32
+    kv = float32.kv_bytes / 2
+    judged = floors.judged(measurement, 0.4, 0.05)
+    assert judged["decode_bytes"] == pytest.approx(weights + kv)
+    assert judged["matmul_flops_per_s"] == DECLARED_CEILINGS.peak_flops("float32") == 100e9
+    limits = floors.metric_floors(measurement)
+    assert limits["tpot_s"] == pytest.approx(max((weights + kv) / 10e9, float32.flops / 100e9))
+    words = " ".join(floors.sentences(measurement, 0.4, 0.05))
+    assert "of weights" in words
+    # Against float32 on the same machine: the weights part of the floor scales by 4.9 / 32.
+    plain = floors.judged(with_declared_ceilings(fake_runner(BASE)), 0.4, 0.05)
+    assert judged["decode_bytes"] - kv == pytest.approx((plain["decode_bytes"]
+                                                        - float32.kv_bytes) * 4.9 / 32)
+
+
+def test_an_estimates_floor_multiplies_block_formats_at_the_16_bit_rate():
+    from fakes import measure
+    from lib import hardware
+    from lib.backends.estimator import BACKEND
+    spec = BASE.replace(stack="onnxruntime", dtype="int4", hardware="h200")
+    measurement = measure(spec, BACKEND)
+    assert not measurement.measured
+    h200 = hardware.get("h200")
+    costs = roofline.costs(shapes(BASE.model_id), spec)
+    limits = floors.metric_floors(measurement)
+    assert limits["ttft_s"] == max(costs.prefill.bytes_moved / h200.memory_bandwidth_bytes_per_s,
+                                   costs.prefill.flops / h200.peak_flops("float16"))
+
+
 def test_without_recorded_ceilings_there_is_no_floor():
     measurement = fake_runner(BASE)                 # saved before ceilings were recorded
     assert floors.metric_floors(measurement) == {} and floors.judged(measurement, 1, 1) is None

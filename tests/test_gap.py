@@ -61,3 +61,25 @@ def test_a_busy_machine_is_the_reason_when_it_was_busy():
     compared = gap.compare(busy, stats.summarize(busy), _predicted(
         0.1, 0.015, {"memory_s": 0.015, "compute_s": 0, "overhead_s": 0, "communication_s": 0}))
     assert "other programs used 60% of the CPU" in compared.reason
+
+
+def test_a_llama_cpp_run_is_compared_with_the_estimate_for_llama_cpp(monkeypatch):
+    # Q4_1 on the declared machine (12 GB/s, 100 GFLOP/s float32): its 5-bit weights stream in
+    # less time than its products take at llama.cpp's least share (0.2), so compute leads,
+    # where transformers float32, reading 6.4x the bytes, is led by memory.
+    from fakes import declare_ceilings
+    from lib import estimator, hardware
+
+    declare_ceilings(monkeypatch)
+    try:
+        gguf = SPEC.replace(stack="llama.cpp", dtype="q4_1")
+        measurement = fake_runner(gguf)
+        predicted = estimator.estimate(gguf, hardware.THIS)
+        compared = gap.compare(measurement, stats.summarize(measurement), predicted)
+        plain = estimator.estimate(SPEC, hardware.THIS)
+    finally:
+        hardware.this.cache_clear()
+    decode = predicted.breakdown["decode"]
+    assert decode["memory_s"] < decode["compute_s"]
+    assert "The estimate's largest part is compute" in compared.reason
+    assert plain.breakdown["decode"]["memory_s"] > plain.breakdown["decode"]["compute_s"]

@@ -1,3 +1,4 @@
+import math
 import re
 
 import pytest
@@ -25,6 +26,17 @@ def test_kv_cache_per_token():
     # 2 (keys and values) x 30 layers x 3 KV heads x 64 dims x 4 bytes
     assert SMOL.kv_bytes_per_token("float32") == 46_080
     assert SMOL.kv_bytes_per_token("bfloat16") == 23_040
+
+
+def test_kv_cache_width_is_the_stacks():
+    # llama.cpp keeps float16 whatever the weights, ONNX Runtime float32, transformers the dtype.
+    assert SMOL.kv_bytes_per_token("q4_k_m", "llama.cpp") == 23_040
+    assert SMOL.kv_bytes_per_token("float32", "llama.cpp") == 23_040
+    assert SMOL.kv_bytes_per_token("int4", "onnxruntime") == 46_080
+    assert SMOL.kv_bytes_per_token("int8") == 46_080
+    gguf = memory.estimate(SMOL, "q4_k_m", 2, 100, 28, stack="llama.cpp")
+    assert gguf.kv_cache_bytes == 23_040 * 2 * 128
+    assert gguf.weights_bytes == math.ceil(134_515_008 * 4.9 / 8)
 
 
 def test_estimate_parts():

@@ -100,6 +100,46 @@ def test_weight_width_can_be_given():
     assert fp8.decode.kv_bytes == costs(shapes("llama-3.2-1b"), spec).decode.kv_bytes
 
 
+def test_block_formats_read_their_bits_per_weight_and_the_stacks_cache():
+    llama = shapes("llama-3.2-1b")
+    base = RunSpec(model_id="llama-3.2-1b", prompt_tokens=64, new_tokens=32)
+    float32 = costs(llama, base)
+    gguf = costs(llama, base.replace(stack="llama.cpp", dtype="q4_k_m"))
+    # Q4_K_M: 4.9 of float32's 32 bits per weight; llama.cpp's cache is float16, half float32's.
+    assert gguf.decode.weight_bytes == LLAMA_PARAMETERS * 4.9 / 8
+    assert gguf.decode.weight_bytes == pytest.approx(float32.decode.weight_bytes * 4.9 / 32)
+    assert gguf.prefill.weight_bytes == gguf.decode.weight_bytes
+    assert gguf.decode.kv_bytes == float32.decode.kv_bytes / 2
+    assert gguf.prefill.kv_bytes == 64 * LLAMA_KV_PER_TOKEN_BFLOAT16     # float16: 2 bytes
+    assert gguf.decode.flops == float32.decode.flops            # the same arithmetic
+    f16 = costs(llama, base.replace(stack="llama.cpp", dtype="float16"))
+    assert f16.decode.weight_bytes == LLAMA_PARAMETERS * 2 and f16.decode.kv_bytes == \
+        gguf.decode.kv_bytes
+    for dtype, bits in (("q8_0", 8.5), ("q4_1", 5.0)):
+        assert costs(llama, base.replace(stack="llama.cpp", dtype=dtype)).decode.weight_bytes \
+            == LLAMA_PARAMETERS * bits / 8
+    # ONNX Runtime's int4: 5.1 bits per weight, the cache in float32 like float32's.
+    onnx = costs(llama, base.replace(stack="onnxruntime", dtype="int4"))
+    assert onnx.decode.weight_bytes == LLAMA_PARAMETERS * 5.1 / 8
+    assert onnx.decode.kv_bytes == float32.decode.kv_bytes
+    # Tensor parallelism still divides them.
+    split = costs(llama, base.replace(stack="llama.cpp", dtype="q4_k_m"), devices=4)
+    assert split.decode.bytes_moved == pytest.approx(gguf.decode.bytes_moved / 4)
+
+
+@pytest.mark.parametrize("stack, dtype, accelerator, products", [
+    ("llama.cpp", "q4_k_m", False, "float32"),       # widened to the CPU's activations
+    ("llama.cpp", "q4_k_m", True, "float16"),        # ... and to a GPU kernel's
+    ("onnxruntime", "int4", True, "float16"),
+    ("llama.cpp", "float16", False, "float32"),      # F16 weights multiplied in float32 on a CPU
+    ("llama.cpp", "float16", True, "float16"),
+    ("transformers", "float16", False, "float16"),   # torch's own float16 kernels
+    ("transformers", "int8", False, "int8"),
+])
+def test_the_products_run_in_the_activations_format(stack, dtype, accelerator, products):
+    assert roofline.matmul_dtype(stack, dtype, accelerator) == products
+
+
 def test_mixture_of_experts_reads_only_the_experts_used():
     moe = shapes("deepseek-v3-mini-moe")
     gathered = moe.embedding_parameters                      # untied: the input embedding

@@ -136,7 +136,7 @@ class Backend(ABC):
         return memory.estimate(shapes(spec.model_id), spec.dtype, spec.batch_size,
                                spec.prompt_tokens, new_tokens, weights_loaded=weights_loaded,
                                attention=spec.attention,
-                               kv_cache="static" if static else "dynamic")
+                               kv_cache="static" if static else "dynamic", stack=spec.stack)
 
     def assess_memory(self, spec: RunSpec, weights_loaded: bool,
                       releasable_bytes: int = 0) -> "MemoryVerdict":
