@@ -38,8 +38,15 @@ def _parts(measurement: Measurement):
     except ValueError:
         return None               # not recorded (older runs, estimates), or not readable
     try:
+        from lib.memory import BLOCK_FORMATS
         from lib.models.shapes import shapes
-        costs = roofline.costs(shapes(measurement.spec.model_id), measurement.spec)
+        shape = shapes(measurement.spec.model_id)
+        per_param = None
+        if measurement.spec.dtype in BLOCK_FORMATS and measurement.weights_bytes:
+            # The file's own bytes: a block format's bits depend on the shapes (llama.cpp
+            # stores Q4_K_M rows that aren't a multiple of 256 wide as Q5_0, SmolLM2's 576).
+            per_param = measurement.weights_bytes / shape.parameters
+        costs = roofline.costs(shape, measurement.spec, weight_bytes_per_param=per_param)
     except (ExplorerError, OSError, ValueError):
         return None               # a model folder that is gone, a config that no longer reads
     spec = measurement.spec

@@ -57,6 +57,22 @@ def test_a_llama_cpp_runs_floor_reads_its_format_and_float16_cache():
                                                         - float32.kv_bytes) * 4.9 / 32)
 
 
+def test_a_measured_block_format_floor_reads_the_files_own_bytes():
+    # SmolLM2's Q4_K_M file is 105.5 MB, not 4.9 bits per weight (its 576-wide rows fall back
+    # to Q5_0): a run that recorded its file's size is judged on those bytes.
+    import dataclasses
+    spec = BASE.replace(stack="llama.cpp", dtype="q4_k_m")
+    measurement = dataclasses.replace(with_declared_ceilings(fake_runner(spec)),
+                                      weights_bytes=105_500_000)
+    shape = shapes(BASE.model_id)
+    costs = roofline.costs(shape, spec, weight_bytes_per_param=105_500_000 / shape.parameters)
+    assert floors.judged(measurement, 0.4, 0.05)["decode_bytes"] == pytest.approx(
+        costs.decode.bytes_moved)
+    nominal = roofline.costs(shape, spec).decode.weight_bytes
+    assert costs.decode.weight_bytes / nominal == pytest.approx(
+        105_500_000 / shape.parameters / (4.9 / 8))
+
+
 def test_an_estimates_floor_multiplies_block_formats_at_the_16_bit_rate():
     from fakes import measure
     from lib import hardware
