@@ -215,3 +215,31 @@ class Backend(ABC):
     def versions(self) -> dict[str, str]:
         """Library versions that produced the numbers, saved with every result."""
         return {}
+
+
+class NativeStackBackend(Backend):
+    """An optional native engine of `lib.stacks` (llama.cpp, ONNX Runtime): causal LMs on the
+    CPU, in its stack's own formats, with none of transformers' settings. A subclass sets
+    `stack`; its name, label and formats are that stack's."""
+    kinds = (CAUSAL_LM,)
+    default_for = ()
+    devices = ("cpu",)
+    factors = ()                       # no attention kernel, static cache or torch.compile
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        stack = get_stack(cls.stack)
+        cls.name, cls.label, cls.dtypes = stack.backend, stack.label, stack.dtypes
+
+    def check(self, entry: CatalogEntry, spec: RunSpec) -> None:
+        super().check(entry, spec)
+        self.check_model(entry)
+
+    def check_device(self, device: str, dtype: str) -> None:
+        # Its formats are not torch dtypes: no torch probe, only the device.
+        if device not in self.devices:
+            raise UnsupportedError(f"{self.label} runs on the CPU here, not {device}: choose "
+                                   "cpu, or the transformers stack for the GPU.")
+
+    def versions(self) -> dict[str, str]:
+        return get_stack(self.stack).versions()

@@ -33,14 +33,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lib.backends.base import Backend, Progress, Session, Timing
+from lib.backends.base import NativeStackBackend, Progress, Session, Timing
 from lib.errors import ModelLoadError, StoppedError, UnsupportedError
 from lib.models import gguf_formats
 from lib.models.cache import LoadedModel
-from lib.models.catalog import CAUSAL_LM, OWN, RANDOM, get_entry
+from lib.models.catalog import OWN, RANDOM, get_entry
 from lib.prompts import fit_prompt
 from lib.spec import RunSpec
-from lib.stacks import FORMATS, LLAMA_CPP, STACKS
+from lib.stacks import FORMATS, LLAMA_CPP
 from lib.timing import Clock, DeviceClock
 
 if TYPE_CHECKING:
@@ -135,15 +135,8 @@ class GgufTokenizer:
                                                                         errors="replace")
 
 
-class LlamaCppBackend(Backend):
-    name = "llama.cpp"
-    label = "llama.cpp"
-    kinds = (CAUSAL_LM,)
-    default_for = ()
-    devices = ("cpu",)
+class LlamaCppBackend(NativeStackBackend):
     stack = LLAMA_CPP
-    dtypes = STACKS[LLAMA_CPP].dtypes
-    factors = ()                       # no attention kernel, static cache or torch.compile
 
     def check(self, entry, spec: RunSpec) -> None:
         super().check(entry, spec)
@@ -155,11 +148,6 @@ class LlamaCppBackend(Backend):
     def check_model(self, entry) -> None:
         super().check_model(entry)
         gguf_formats.check_supported(entry, None)
-
-    def check_device(self, device: str, dtype: str) -> None:
-        if device != "cpu":
-            raise UnsupportedError(f"llama.cpp runs on the CPU here, not {device}: choose cpu, "
-                                   "or the transformers stack for the GPU.")
 
     # --- memory ----------------------------------------------------------------------------
 

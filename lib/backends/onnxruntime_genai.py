@@ -38,11 +38,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lib.backends.base import Backend, Progress, Session, Timing
+from lib.backends.base import NativeStackBackend, Progress, Session, Timing
 from lib.errors import ExplorerError, ModelLoadError, StoppedError, UnsupportedError
 from lib.models import onnx_build
 from lib.models.cache import LoadedModel
-from lib.models.catalog import CAUSAL_LM, RANDOM, get_entry
+from lib.models.catalog import RANDOM, get_entry
 from lib.prompts import fit_prompt
 from lib.spec import RunSpec, default_threads
 from lib.stacks import ONNXRUNTIME, STACKS
@@ -93,29 +93,12 @@ class OrtModel:
                 "again to export the model afresh.") from exc
 
 
-class OnnxRuntimeBackend(Backend):
-    name = STACKS[ONNXRUNTIME].backend
-    label = STACKS[ONNXRUNTIME].label
-    kinds = (CAUSAL_LM,)
-    default_for = ()
-    devices = ("cpu",)
+class OnnxRuntimeBackend(NativeStackBackend):
     stack = ONNXRUNTIME
-    dtypes = STACKS[ONNXRUNTIME].dtypes
-    factors = ()                       # no attention kernel, static cache or torch.compile
-
-    def check(self, entry, spec: RunSpec) -> None:
-        super().check(entry, spec)
-        onnx_build.check_supported(entry)
 
     def check_model(self, entry) -> None:
         super().check_model(entry)
         onnx_build.check_supported(entry)
-
-    def check_device(self, device: str, dtype: str) -> None:
-        # Its formats are not torch dtypes, and ONNX Runtime's CPU kernels need no probe.
-        if device not in self.devices:
-            raise UnsupportedError(f"{self.label} runs here on the CPU only: choose cpu instead "
-                                   f"of {device}.")
 
     # --- memory ---------------------------------------------------------------------------
 
@@ -215,9 +198,6 @@ class OnnxRuntimeBackend(Backend):
 
     def session(self, loaded: LoadedModel, spec: RunSpec) -> Session:
         return GeneratorSession(loaded, spec)
-
-    def versions(self) -> dict[str, str]:
-        return STACKS[ONNXRUNTIME].versions()
 
 
 def _tokenizer(folder: Path) -> Any:
