@@ -64,8 +64,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
            "How many whole requests finish per second.", higher_is_better=True),
     Metric("peak_memory_bytes", "Peak memory", "peak memory", BYTES,
            "The most memory in use during a repetition by the model's own process: its "
-           "weights, KV cache, working memory, Python and PyTorch (on a GPU: memory held by "
-           "tensors). The web app and other loaded models are not in it.",
+           "weights, KV cache, working memory, Python and the inference engine (PyTorch, "
+           "llama.cpp or ONNX Runtime; on a GPU: memory held by tensors). The web app and other loaded models are not in it.",
            higher_is_better=False),
     Metric("run_memory_bytes", "Memory added by the run", "run memory", BYTES,
            "What the request itself added on the GPU: KV cache and working memory.",

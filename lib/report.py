@@ -194,12 +194,19 @@ def memory_sentence(measurement: Measurement) -> str | None:
         else "none"
     sentence = (f"Peak memory of the model's own process: {format_bytes(breakdown.peak_bytes)} "
                 f"= weights {format_bytes(breakdown.weights_bytes)} + KV cache {kv} + the rest "
-                f"{format_bytes(breakdown.other_bytes)} (Python and PyTorch themselves, "
-                "activations, allocator slack).")
+                f"{format_bytes(breakdown.other_bytes)} (Python and "
+                f"{_engine_words(measurement.spec.stack)} themselves, activations, allocator "
+                "slack).")
     if breakdown.estimate_bytes:
         sentence += (f" The memory guard's upper bound for this whole process, weights "
                      f"included: {format_bytes(breakdown.estimate_bytes)}.")
     return sentence
+
+
+def _engine_words(stack: str) -> str:
+    """The libraries a run's process holds besides Python: PyTorch, or the stack's engine."""
+    from lib.stacks import STACKS, TRANSFORMERS
+    return "PyTorch" if stack == TRANSFORMERS else f"{STACKS[stack].label} and the libraries it loads"
 
 
 def request_latency_rows(measurement: Measurement) -> list[dict[str, Any]]:

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 from lib.errors import InvalidSpecError
 from lib.memory import BLOCK_FORMATS, DTYPE_BYTES, FLOAT32_BYTES
 from lib.metrics import format_bytes, format_number, format_seconds
-from lib.stacks import FORMATS, TRANSFORMERS, kv_bytes_per_number
+from lib.stacks import FORMATS, STACKS, TRANSFORMERS, kv_bytes_per_number
 
 if TYPE_CHECKING:
     from lib.memory import Shapes
@@ -79,6 +79,7 @@ class Costs:
     devices: int = 1
     has_decode: bool = True              # False for encoders: one pass, no tokens generated
     moe: bool = False                    # weights are those of the experts used
+    stack: str = TRANSFORMERS            # the engine: whose fixed costs the overhead is
 
     def to_dict(self) -> dict[str, Any]:
         return {"prefill_bytes": self.prefill.bytes_moved, "prefill_flops": self.prefill.flops,
@@ -125,7 +126,7 @@ def costs(shapes: "Shapes", spec: "RunSpec", devices: int = 1,
             flops=(2 * batch * per_token + batch * pair_flops * context) / devices)
     return Costs(prefill, decode, shapes.layers, batch, prompt, context if has_decode else 0.0,
                  devices, has_decode, moe=_multiplied_parameters(shapes) < shapes.parameters
-                 - _gathered_parameters(shapes))
+                 - _gathered_parameters(shapes), stack=spec.stack)
 
 
 def _gathered_parameters(shapes: "Shapes") -> int:
@@ -359,5 +360,13 @@ def _phase_sentences(phase: str, costs: Costs, cost: PhaseCost, memory_s: float,
     return [sentence,
             f"That is overhead-bound: the arithmetic and memory traffic would allow "
             f"{format_seconds(physical)} {step}; the other {format_seconds(rest)} is mostly "
-            f"Python and kernel-launch overhead, about {format_seconds(per_layer)} for each of "
+            f"{_overhead_words(costs.stack)}, about {format_seconds(per_layer)} for each of "
             f"the {costs.layers} layers."]
+
+
+def _overhead_words(stack: str) -> str:
+    """What a stack's fixed cost per layer is made of, in words."""
+    if stack == TRANSFORMERS:
+        return "Python and kernel-launch overhead"
+    return (f"{STACKS[stack].label}'s own fixed work per operation (waking and synchronizing its "
+            "threads, dequantizing, small steps between the big products)")

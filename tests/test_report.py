@@ -4,6 +4,7 @@ import datetime
 import re
 
 from lib.report import export_file_name
+from lib.spec import RunSpec
 
 
 def test_names_say_kind_factor_model_and_date():
@@ -40,3 +41,17 @@ def test_cards_follow_the_one_percentile_gate():
                            threads=1), prefill_s=[0.1 * k for k in range(1, 12)])
     cards = {c["label"]: c for c in report.metric_cards(many, stats.summarize(many))}
     assert cards["Time to first token (TTFT)"]["spread"].endswith("(p10–p90, n=10)")
+
+
+def test_a_build_time_is_told_only_by_the_run_that_built_the_file():
+    """The Playground's model note: a stack's converted file built while loading is named with
+    its build time; a later run on the model already in memory doesn't claim it built it."""
+    import dataclasses
+
+    from fakes import fake_runner
+    from lib.ui.running import _model_note
+    measurement = dataclasses.replace(fake_runner(RunSpec(repetitions=1, min_duration_s=0.0)),
+                                      build_s=1.9)
+    assert "built in 1.9 s" in _model_note(measurement, was_loaded=False)
+    later = _model_note(measurement, was_loaded=True)
+    assert "already in memory" in later and "built" not in later

@@ -294,6 +294,15 @@ def test_sentences_name_overhead_in_plain_words():
     assert "each of the 12 layers" in overhead and "6.2 ms" in overhead
 
 
+def test_a_native_stacks_overhead_is_its_engines_not_pythons():
+    spec = RunSpec(stack="llama.cpp", dtype="q8_0", prompt_tokens=64, new_tokens=32)
+    c = costs(shapes(spec.model_id), spec)
+    f = floor(c, 20e9, 200e9)
+    overhead = sentences(c, f, 0.5, 0.5, 20e9, 200e9)[-1]
+    assert "overhead-bound" in overhead and "llama.cpp's own fixed work" in overhead
+    assert "Python" not in overhead
+
+
 def test_a_run_faster_than_its_floor_says_the_ceilings_are_too_low():
     c = costs(shapes("gpt2"), RunSpec(model_id="gpt2"))
     f = floor(c, 20e9, 200e9)

@@ -177,7 +177,7 @@ def _model_note(measurement: Measurement, was_loaded: bool) -> str:
     if measurement.quantize_s is not None:
         note += (f" Its Linear layers were quantized to int8 in {measurement.quantize_s:.1f} s "
                  "(also not counted); int8 answers drift slightly from float32's.")
-    if measurement.build_s is not None:
+    if measurement.build_s is not None and not was_loaded:
         note += (f" First use of {sweep.format_name(measurement.spec.dtype)} on "
                  f"{sweep.stack_name(measurement.spec.stack)}: its copy "
                  f"of the weights was built in {measurement.build_s:.1f} s and saved in the "
