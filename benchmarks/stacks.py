@@ -36,6 +36,8 @@ def main() -> int:
     args = parser.parse_args()
     base = RunSpec(prompt_tokens=64, new_tokens=32, repetitions=args.repetitions,
                    min_duration_s=0.0, warmup_runs=1)
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()           # the loading bars would break the table
     stack, dtype = sweep.get_factor("stack"), sweep.get_factor("dtype")
     grid = [(stack, list(STACKS)), (dtype, sweep.parse_values(dtype, args.dtypes))]
     for name, chosen in STACKS.items():
