@@ -123,6 +123,27 @@ def test_noisy_bars_are_hatched_and_the_legend_says_so():
                    for t in charts.sweep_latency_figure(frame, factor).data)
 
 
+def test_noisy_bars_keep_their_metric_colour_and_floors_sit_over_their_own_bar():
+    frame, factor = frame_for("dtype", ["float32", "bfloat16"])
+    frame["floor_ttft_s"], frame["floor_tpot_s"] = frame["ttft_s"] / 2, frame["tpot_s"] / 2
+    figure = charts.sweep_latency_figure(make_noisy(frame, 0, None), factor)
+    bars = [t for t in figure.data if t.type == "bar" and t.x != (None,)]
+    for bar, (metric, _, color) in zip(bars, charts.LATENCY_SERIES):
+        assert bar.marker.color == color and bar.marker.pattern.fillmode == "overlay"
+        assert list(bar.marker.pattern.fgcolor)[0] == charts.NOISY_HATCH_COLOR
+        assert bar.offsetgroup == metric and not bar.showlegend
+    legend = [t for t in figure.data if t.type == "bar" and t.x == (None,)]
+    assert [(t.name, t.marker.color, t.marker.pattern.shape) for t in legend] == [
+        (name, color, None) for _, name, color in
+        ((m, f"{n} (median)", c) for m, n, c in charts.LATENCY_SERIES)]
+    floor = trace(figure, "TTFT floor (physics limit, an estimate)")
+    assert floor.offsetgroup == "ttft_s" and figure.layout.scattermode == "group"
+    assert {t.offsetgroup for t in figure.data} == {"ttft_s", "tpot_s", "e2e_s"}
+    lines, _ = frame_for("batch", [1, 2])
+    assert charts.sweep_latency_figure(lines, sweep.get_factor("batch")).layout.scattermode \
+        == "overlay"
+
+
 def test_throughput_is_two_charts_one_quantity_per_axis():
     frame, factor = frame_for("batch", [1, 2, 4])
     figure = charts.sweep_throughput_figure(frame, factor)
