@@ -555,10 +555,14 @@ def sweep_heatmap_figure(frame: pd.DataFrame, factor_x: Factor, factor_y: Factor
          "skipped = could not run: hover it for why"),
         (any(is_estimated(row) and row.get("status") == Status.MEASURED for row in records),
          "est. = estimated from a model of the hardware, not measured")) if flag]
-    figure.update_layout(title=f"{metric_label} for each {label_x} x {label_y}"
-                               + (f" ({'; '.join(notes)})" if notes else ""),
-                         xaxis_title=label_x, yaxis_title=label_y, height=460,
+    figure.update_layout(title=f"{metric_label} for each {label_x} x {label_y}",
+                         xaxis_title=label_x, yaxis_title=label_y, height=460 + 20 * len(notes),
                          xaxis_type="category", yaxis_type="category")
+    if notes:       # the key, one line each under the chart: in the title it was cut off
+        figure.add_annotation(text="<br>".join(notes), showarrow=False, align="left",
+                              xref="paper", x=0, xanchor="left", yref="paper", y=0,
+                              yanchor="top", yshift=-60)      # below the x axis's title
+        figure.update_layout(margin={"b": 80 + 20 * len(notes)})
     return figure
 
 

@@ -198,7 +198,8 @@ def test_small_rates_keep_their_digits_in_hovers_and_cells():
     heatmap = charts.sweep_heatmap_figure(make_noisy(grid, 0, 60.0), batch, output,
                                           "requests_per_s")
     assert list(heatmap.data[0].text[0]) == ["0.049 ⚠", "0.049"]
-    assert "⚠ = noisy point" in heatmap.layout.title.text
+    assert "⚠ = noisy point" in heatmap.layout.annotations[0].text    # a key under the chart
+    assert "⚠" not in heatmap.layout.title.text                     # not a title cut off
 
 
 def test_heatmap_and_comparisons():
@@ -355,4 +356,4 @@ def test_heatmap_cells_of_estimates_say_est_and_refused_ones_say_why(fake_backen
     assert cells[0][0] == "50.0" and cells[0][1].endswith(" est.") and cells[1][1] == "skipped"
     assert heatmap.data[0].customdata[1][1] == "skipped: Too big for one H200."
     assert "est. = estimated from a model of the hardware, not measured" in \
-        heatmap.layout.title.text
+        heatmap.layout.annotations[0].text
