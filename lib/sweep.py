@@ -511,4 +511,6 @@ class _Tracker:
 
 
 def _where(values: dict[str, Any]) -> str:
-    return ", ".join(f"{FACTORS[name].label} {value}" for name, value in values.items())
+    """A point in words: 'software stack ONNX Runtime, number format Q4_K_M'."""
+    return ", ".join(f"{FACTORS[name].label} {FACTORS[name].value_label(value)}"
+                     for name, value in values.items())
