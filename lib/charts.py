@@ -315,8 +315,8 @@ def _draw(figure: go.Figure, s: Series, name: str, color: str, factor: Factor,
         name = name.replace("(median)", "(estimate)")
     if not factor.numeric:
         figure.add_trace(go.Bar(
-            x=s.x, y=s.median, name=name, legendgroup=name, offsetgroup=group or name, showlegend=False,
-            error_y=s.errors(),
+            x=s.x, y=s.median, name=name, legendgroup=name, offsetgroup=group or name,
+            showlegend=False, error_y=s.errors(),
             marker={"color": color,
                     "opacity": [ESTIMATE_OPACITY if e else 1.0 for e in s.estimated],
                     "pattern": {"fillmode": "overlay",
