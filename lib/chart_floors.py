@@ -21,6 +21,7 @@ from lib.sweep import Factor
 from lib.table import floor_column
 
 FLOOR_WORDS = "physics limit, an estimate"
+BAR_FLOOR_COLOR = "rgb(40, 40, 40)"
 
 
 def floor_name(metric: str) -> str:
@@ -29,8 +30,11 @@ def floor_name(metric: str) -> str:
 
 
 def add_sweep_floor(figure: go.Figure, measured: pd.DataFrame, factor: Factor, metric: str,
-                    x: list, color: str, **where) -> bool:
-    """Draw `metric`'s floor over the sweep's measured points; False when there is none."""
+                    x: list, color: str, offsetgroup: str | None = None, **where) -> bool:
+    """Draw `metric`'s floor over the sweep's measured points; False when there is none.
+    Over bars, a dark dash as wide as a bar sits over its own bar (`offsetgroup`, the bar's,
+    in a figure whose layout has scattermode="group"): in the bar's colour it would vanish
+    into it."""
     column = floor_column(metric)
     if column not in measured:
         return False
@@ -46,8 +50,9 @@ def add_sweep_floor(figure: go.Figure, measured: pd.DataFrame, factor: Factor, m
         x=x, y=y, name=floor_name(metric), customdata=hover, legendgroup=f"floor-{metric}",
         hovertemplate="%{fullData.name}: %{customdata}<extra></extra>",
         **({"mode": "lines", "line": style} if factor.numeric else
-           {"mode": "markers", "marker": {"symbol": "line-ew-open", "size": 34, "color": color,
-                                          "line": {"width": 3, "color": color}}}))
+           {"mode": "markers", "offsetgroup": offsetgroup,
+            "marker": {"symbol": "line-ew-open", "size": 30, "color": BAR_FLOOR_COLOR,
+                       "line": {"width": 3, "color": BAR_FLOOR_COLOR}}}))
     figure.add_trace(trace, **where)
     return True
 

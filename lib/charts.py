@@ -183,6 +183,7 @@ NOISY_HATCH = "⚠ noisy point (hatched): hover it for why"
 ESTIMATE_HATCH = "estimate (lighter, hatched /): a model of the hardware, not measured"
 ESTIMATE_OPACITY = 0.45
 ESTIMATE_HATCH_COLOR = "rgba(255, 255, 255, 0.9)"      # white stripes over the lighter bar
+NOISY_HATCH_COLOR = "rgba(30, 30, 30, 0.7)"            # dark crosses over the bar's own colour
 ESTIMATE_WORDS = "estimate, not measured: no spread"
 PERCENTILE_SAMPLES = MIN_SAMPLES[10]
 
@@ -303,25 +304,33 @@ def _band(s: Series, color: str, group: str, where: dict) -> list[go.Scatter]:
 
 
 def _draw(figure: go.Figure, s: Series, name: str, color: str, factor: Factor,
-          shaded: bool = True, **where) -> None:
+          shaded: bool = True, group: str | None = None, **where) -> None:
     """One metric: bars with error bars for a categorical factor; for a numeric one a line
     through the medians, with a shaded band (or error bars where several lines overlap) and a
-    ring around each noisy point."""
+    ring around each noisy point. A bar keeps its metric's colour; noise or being an estimate
+    only adds a pattern. `group` names the bars' offsetgroup, for marks drawn over them."""
     hover = "%{fullData.name}: %{customdata}<extra></extra>"
     every_estimate = bool(s.estimated) and all(s.estimated)
     if every_estimate:
         name = name.replace("(median)", "(estimate)")
     if not factor.numeric:
         figure.add_trace(go.Bar(
-            x=s.x, y=s.median, name=name, legendgroup=name, error_y=s.errors(),
+            x=s.x, y=s.median, name=name, legendgroup=name, offsetgroup=group or name,
+            showlegend=False, error_y=s.errors(),
             marker={"color": color,
                     "opacity": [ESTIMATE_OPACITY if e else 1.0 for e in s.estimated],
-                    "pattern": {"shape": ["x" if n else "/" if e else ""
+                    "pattern": {"fillmode": "overlay",
+                                "shape": ["x" if n else "/" if e else ""
                                           for n, e in zip(s.noisy, s.estimated)],
-                                "fgcolor": [NOISY_COLOR if n else ESTIMATE_HATCH_COLOR
+                                "fgcolor": [NOISY_HATCH_COLOR if n else ESTIMATE_HATCH_COLOR
                                             for n in s.noisy]},
                     "line": {"color": NOISY_COLOR, "width": [3 if n else 0 for n in s.noisy]}},
             customdata=s.hover, hovertemplate=hover), **where)
+        # Plotly draws a bar's legend icon like its first bar: a plain one stands in for it.
+        figure.add_trace(go.Bar(x=[None], y=[None], name=name, legendgroup=name,
+                                offsetgroup=group or name, marker={"color": color},
+                                hoverinfo="skip"),
+                         **where)
         return
     if shaded and not every_estimate:
         for trace in _band(s, color, name, where):
@@ -346,16 +355,22 @@ def _draw(figure: go.Figure, s: Series, name: str, color: str, factor: Factor,
 
 def _hatch_legend(figure: go.Figure, factor: Factor, noisy: bool,
                   estimated: bool = False) -> None:
-    """Bars carry their noise, or being estimates, in a pattern: each needs a legend entry."""
-    if noisy and not factor.numeric:
+    """Bars carry their noise, or being estimates, in a pattern: each needs a legend entry.
+    Its empty trace joins the first bars' offsetgroup: alone it would take a slot in each
+    group of bars where scatters are grouped."""
+    if factor.numeric:
+        return
+    group = next((t.offsetgroup for t in figure.data if t.type == "bar"), None)
+    if noisy:
         figure.add_trace(go.Scatter(
             x=[None], y=[None], mode="markers", name=NOISY_HATCH, hoverinfo="skip",
-            legendrank=2000,
+            legendrank=2000, offsetgroup=group,
             marker={"symbol": "square-x-open", "size": 14, "color": NOISY_COLOR}))
-    if estimated and not factor.numeric:
+    if estimated:
         figure.add_trace(go.Scatter(
             x=[None], y=[None], mode="markers", name=ESTIMATE_HATCH, hoverinfo="skip",
-            legendrank=2001, marker={"symbol": "square-open", "size": 14, "color": "gray"}))
+            legendrank=2001, offsetgroup=group,
+            marker={"symbol": "square-open", "size": 14, "color": "gray"}))
 
 
 def axis_note(factor: Factor, values) -> str:
@@ -391,6 +406,11 @@ def _shape(factor: Factor) -> str:
     return "shaded band" if factor.numeric else "error bars"
 
 
+def _scattermode(factor: Factor) -> str:
+    """Over bars, floor marks sit over their own bar (grouped like the bars); lines overlay."""
+    return "overlay" if factor.numeric else "group"
+
+
 def _legend_below(figure: go.Figure) -> None:
     """Under the chart, at the bottom of the whole figure: above it, the subtitle lives."""
     figure.update_layout(legend={"orientation": "h", "yref": "container", "y": 0,
@@ -405,15 +425,17 @@ def sweep_latency_figure(frame: pd.DataFrame, factor: Factor) -> go.Figure:
         if measured[metric].isna().all():
             continue
         s = series(measured, factor, metric)
-        _draw(figure, s, f"{name} (median)", color, factor)
-        chart_floors.add_sweep_floor(figure, measured, factor, metric, s.x, color)
+        _draw(figure, s, f"{name} (median)", color, factor, group=metric)
+        chart_floors.add_sweep_floor(figure, measured, factor, metric, s.x, color,
+                                     offsetgroup=metric)
         kinds += s.kinds
         noisy = noisy or any(s.noisy)
     _hatch_legend(figure, factor, noisy, "estimate" in kinds)
     _axis(figure, factor, _x(measured, factor))
     _title(figure, f"Latency vs {factor.label}", kinds, _shape(factor))
     figure.update_layout(yaxis_title="latency (ms)", yaxis_rangemode="tozero", height=440,
-                         hovermode="x unified", barmode="group", margin={"t": 100})
+                         hovermode="x unified", barmode="group", scattermode=_scattermode(factor),
+                         margin={"t": 100})
     _legend_below(figure)
     return figure
 
@@ -431,8 +453,10 @@ def sweep_throughput_figure(frame: pd.DataFrame, factor: Factor) -> go.Figure:
     kinds, noisy = [], False
     for row, metric, color in ((1, tokens, STRONG), (2, "requests_per_s", TTFT_COLOR)):
         s = series(measured, factor, metric)
-        _draw(figure, s, METRICS[metric].short_label, color, factor, row=row, col=1)
-        chart_floors.add_sweep_floor(figure, measured, factor, metric, s.x, color, row=row, col=1)
+        _draw(figure, s, METRICS[metric].short_label, color, factor, group=metric, row=row,
+              col=1)
+        chart_floors.add_sweep_floor(figure, measured, factor, metric, s.x, color,
+                                     offsetgroup=metric, row=row, col=1)
         figure.update_yaxes(title_text=METRICS[metric].display_unit, rangemode="tozero",
                             row=row, col=1)
         kinds += s.kinds
@@ -440,7 +464,8 @@ def sweep_throughput_figure(frame: pd.DataFrame, factor: Factor) -> go.Figure:
     _hatch_legend(figure, factor, noisy, "estimate" in kinds)
     _axis(figure, factor, _x(measured, factor), rows=2)
     _title(figure, f"Throughput vs {factor.label}", kinds, _shape(factor))
-    figure.update_layout(height=600, hovermode="x unified", margin={"t": 110})
+    figure.update_layout(height=600, hovermode="x unified", scattermode=_scattermode(factor),
+                         margin={"t": 110})
     _legend_below(figure)
     return figure
 
@@ -530,10 +555,14 @@ def sweep_heatmap_figure(frame: pd.DataFrame, factor_x: Factor, factor_y: Factor
          "skipped = could not run: hover it for why"),
         (any(is_estimated(row) and row.get("status") == Status.MEASURED for row in records),
          "est. = estimated from a model of the hardware, not measured")) if flag]
-    figure.update_layout(title=f"{metric_label} for each {label_x} x {label_y}"
-                               + (f" ({'; '.join(notes)})" if notes else ""),
-                         xaxis_title=label_x, yaxis_title=label_y, height=460,
+    figure.update_layout(title=f"{metric_label} for each {label_x} x {label_y}",
+                         xaxis_title=label_x, yaxis_title=label_y, height=460 + 20 * len(notes),
                          xaxis_type="category", yaxis_type="category")
+    if notes:       # the key, one line each under the chart: in the title it was cut off
+        figure.add_annotation(text="<br>".join(notes), showarrow=False, align="left",
+                              xref="paper", x=0, xanchor="left", yref="paper", y=0,
+                              yanchor="top", yshift=-60)      # below the x axis's title
+        figure.update_layout(margin={"b": 80 + 20 * len(notes)})
     return figure
 
 

@@ -32,7 +32,7 @@ from lib.results import Measurement
 from lib.spec import RunSpec, field_info
 from lib.stacks import TRANSFORMERS
 from lib.store import DamagedEntryError, Store, StoreError
-from lib.sweep import FACTORS, PointResult, SweepResult
+from lib.sweep import FACTORS, PointResult, SweepResult, format_name, stack_name
 
 # A run's label names these settings; a stack setting is named only when it isn't the default.
 STACK_FIELDS = ("attention", "kv_cache", "compile")
@@ -225,6 +225,11 @@ def _listed(values: list[Any]) -> str:
     return ", ".join(str(v) for v in values)
 
 
+def _named(words: Callable[[str], str], value: Any) -> str:
+    """A value as people read it ('ONNX Runtime', 'Q4_K_M'); a damaged one as it was saved."""
+    return words(value) if isinstance(value, str) else str(value)
+
+
 def entry_label(entry: dict[str, Any]) -> str:
     """What a History entry is, from what it measured (a `Store.list` entry), e.g.
     'batch size sweep: 1, 8 — smollm2-135m-instruct', 'model sweep: gpt2, smollm2-360m',
@@ -243,13 +248,14 @@ def entry_label(entry: dict[str, Any]) -> str:
         if name == "model":
             values.append(_listed(entry["models"]) or "no model measured yet")
         else:
-            values.append(_listed(_distinct([v.get(name) for v in entry["point_values"]
-                                             if name in v])) or "no points yet")
+            chosen = _distinct([v.get(name) for v in entry["point_values"] if name in v])
+            values.append(_listed([_named(FACTORS[name].value_label, v) for v in chosen])
+                          or "no points yet")
     label = f"{title} sweep: {' × '.join(values)}"
     if "model" not in factors:
         label += f" — {_listed(entry['models'])}"
     if "stack" not in factors and entry.get("stack") not in (None, TRANSFORMERS):
-        label += f" on {entry['stack']}"
+        label += f" on {stack_name(entry['stack'])}"
     if entry.get("skipped"):
         label += f" ({entry['skipped']} skipped)"
     return label
@@ -313,9 +319,9 @@ def run_settings_text(spec: dict[str, Any]) -> str:
         if name in spec:
             parts.append(f"{word} {spec[name]}")
     if "dtype" in spec:
-        parts.append(str(spec["dtype"]))
+        parts.append(_named(format_name, spec["dtype"]))
     if spec.get("stack", TRANSFORMERS) != TRANSFORMERS:
-        parts.append(f"on {spec['stack']}")
+        parts.append(f"on {_named(stack_name, spec['stack'])}")
     defaults = RunSpec().to_dict()
     parts += [f"{name.replace('_', ' ')} {spec[name]}" for name in STACK_FIELDS
               if name in spec and spec[name] != defaults[name]]

@@ -31,7 +31,7 @@ from lib.models.catalog import ENCODER, get_entry
 from lib.results import MEASURED, Measurement, Repetition
 from lib.runlock import Slot, measurement_slot
 from lib.spec import RunSpec, check_threads
-from lib.stacks import TRANSFORMERS
+from lib.stacks import weights_words
 from lib.worker import ModelHandle
 
 Say = Callable[[str], None]
@@ -61,9 +61,11 @@ def preflight(spec: RunSpec) -> backends.Backend:
 
 
 def describe(spec: RunSpec) -> str:
-    stack = "" if spec.stack == TRANSFORMERS else f" with {spec.stack}"
-    return (f"{spec.model_id} on {spec.device} in {spec.dtype}{stack}, batch {spec.batch_size}, "
-            f"{spec.prompt_tokens} prompt + {spec.new_tokens} output tokens")
+    """'gpt2 on cpu in float32, batch 1, ...'; another stack is named: 'in Q4_K_M with
+    llama.cpp'."""
+    return (f"{spec.model_id} on {spec.device} in {weights_words(spec.stack, spec.dtype)}, "
+            f"batch {spec.batch_size}, {spec.prompt_tokens} prompt + {spec.new_tokens} output "
+            "tokens")
 
 
 def memory_verdict(spec: RunSpec, cache: ModelCache):

@@ -136,6 +136,24 @@ def stacks_for(dtype: str) -> tuple[str, ...]:
     return tuple(s.name for s in STACKS.values() if dtype in s.dtypes)
 
 
+def format_name(dtype: str) -> str:
+    """A weight format as charts and sentences name it: 'float32', 'Q4_K_M', 'int8'."""
+    return FORMATS[dtype].label.split(" (")[0] if dtype in FORMATS else str(dtype)
+
+
+def stack_name(stack: str) -> str:
+    """A software stack as charts and sentences name it: 'transformers', 'llama.cpp'."""
+    return STACKS[stack].label.split(" (")[0] if stack in STACKS else str(stack)
+
+
+def weights_words(stack: str | None, dtype: str) -> str:
+    """How weights are held, in words: 'Q4_K_M with llama.cpp', 'int4 with ONNX Runtime';
+    transformers, the default, goes unnamed: 'float32'."""
+    if stack is None or stack == TRANSFORMERS:
+        return format_name(dtype)
+    return f"{format_name(dtype)} with {stack_name(stack)}"
+
+
 def check_format(stack: str, dtype: str) -> None:
     """UnsupportedError saying which stack runs `dtype` when `stack` does not."""
     chosen = get_stack(stack)

@@ -405,7 +405,9 @@ class Store:
                                "json_extract(document, '$.measurement.spec.model_id'), "
                                "json_extract(document, '$.measurement.provenance.kind') "
                                "FROM sweep_points WHERE json_valid(document) "
-                               "ORDER BY entry_id, position").fetchall())
+                               # grid order, the values as chosen, not as they finished
+                               "ORDER BY entry_id, json_extract(document, '$.index'), "
+                               "position").fetchall())
         rows, points = self._run(read)
         keys = ("id", "kind", "created_at", "model_id", "device", "status", "note",
                 "imported_from", "points", "owner", "shared")

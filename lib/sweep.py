@@ -29,7 +29,7 @@ from lib.results import Measurement, Repetition
 from lib.errors import ExplorerError, InvalidSpecError, MemoryGuardError
 from lib.spec import (ATTENTIONS, COMPILES, DEFAULT_MODEL_ID, DEVICES, DTYPES, KV_CACHES,
                       RunSpec, default_threads, field_info)
-from lib.stacks import FORMATS, STACK_NAMES, STACKS, TRANSFORMERS
+from lib.stacks import STACK_NAMES, TRANSFORMERS, format_name, stack_name
 
 STACK_SETTINGS = ("attention", "kv_cache", "compile")    # transformers' (lib.backends.base)
 
@@ -118,16 +118,6 @@ def _device_words(value: str) -> str:
         return "This machine, modelled"
     profile = hardware.table().get(value)
     return profile.name.split(" (")[0] if profile is not None else str(value)
-
-
-def format_name(dtype: str) -> str:
-    """A weight format as charts and sentences name it: 'float32', 'Q4_K_M', 'int8'."""
-    return FORMATS[dtype].label.split(" (")[0] if dtype in FORMATS else str(dtype)
-
-
-def stack_name(stack: str) -> str:
-    """A software stack as charts and sentences name it: 'transformers', 'llama.cpp'."""
-    return STACKS[stack].label.split(" (")[0] if stack in STACKS else str(stack)
 
 
 def _stack_settings(value: str) -> dict[str, Any]:
@@ -511,4 +501,6 @@ class _Tracker:
 
 
 def _where(values: dict[str, Any]) -> str:
-    return ", ".join(f"{FACTORS[name].label} {value}" for name, value in values.items())
+    """A point in words: 'software stack ONNX Runtime, number format Q4_K_M'."""
+    return ", ".join(f"{FACTORS[name].label} {FACTORS[name].value_label(value)}"
+                     for name, value in values.items())

@@ -35,7 +35,7 @@ from lib import floors, stats
 from lib.metrics import METRICS, format_value
 from lib.results import ESTIMATED, MEASURED
 from lib.spec import LATER_FIELDS, field_names
-from lib.sweep import FACTORS, SweepResult
+from lib.sweep import FACTORS, Factor, SweepResult
 
 FACTOR_PREFIX = "factor_"
 TABLE_METRICS = ("ttft_s", "tpot_s", "e2e_s", "itl_s", "decode_tokens_per_s",
@@ -147,17 +147,21 @@ def to_csv(table: list[dict[str, Any]]) -> str:
 
 
 def display_rows(table: list[dict[str, Any]], factors: Sequence[str]) -> list[dict[str, Any]]:
-    """The tidy table for people: factor values, readable medians with n, and why a point was
-    skipped. (The CSV keeps the raw numbers.)"""
+    """The tidy table for people: factor values in words ('ONNX Runtime', 'Q4_K_M'), readable
+    medians with n, and why a point was skipped. (The CSV keeps the raw names and numbers.)"""
     shown = []
     for row in table:
-        out = {FACTORS[name].label: row[factor_column(name)] for name in factors}
+        out = {FACTORS[name].label: _shown(FACTORS[name], row[factor_column(name)])
+               for name in factors}
         out["status"] = (ESTIMATED if is_estimated(row) else str(row["status"])) \
             if is_measured(row) else \
             f"skipped: {row['skipped_reason']}"
         if row.get("stopped_early"):
             out["status"] = "measured, stopped early (fewer repetitions than asked)"
-        out[PROVENANCE_LABEL] = row.get("provenance") or MEASURED
+        # A skipped point was neither measured nor estimated (the CSV keeps which it would
+        # have been).
+        out[PROVENANCE_LABEL] = (row.get("provenance") or MEASURED) if is_measured(row) \
+            else "skipped"
         for metric in DISPLAY_METRICS:
             out[METRICS[metric].label] = format_value(metric, row[metric])
         out["n"] = row[stat_column("e2e_s", "n")]
@@ -169,3 +173,8 @@ def display_rows(table: list[dict[str, Any]], factors: Sequence[str]) -> list[di
         out["First warm-up (untimed)"] = format_value("first_warmup_s", row["first_warmup_s"])
         shown.append(out)
     return shown
+
+
+def _shown(factor: Factor, value: Any) -> Any:
+    """A factor's value in its words, where it has some; numbers stay numbers (they sort)."""
+    return factor.value_label(value) if factor.words else value

@@ -49,14 +49,28 @@ if two and ready and factor_values[0][0].name == factor_values[1][0].name:
 if ready:
     count = len(sweep.grid(factor_values))
     estimates = sweep.estimated_points(spec, factor_values)
-    st.caption(f"{count} point{'s' if count != 1 else ''}, each timed at least {spec.repetitions} times after a warm-up "
+    skips = sidebar.sweep_skips(spec, factor_values)
+    skipped = sum(skips.values())
+    measured = count - skipped - estimates          # the points that take this machine's time
+    plan = f"{count} point{'s' if count != 1 else ''}"
+    if skipped:
+        why = "; ".join(f"{n} because {reason}" if len(skips) > 1 else reason
+                        for reason, n in skips.items())
+        plan += (f": {count - skipped} will run and {skipped} will be skipped "
+                 f"({text.md(why)})")
+    st.caption(f"{plan}. Each is timed at least {spec.repetitions} times after a warm-up "
                f"(repetitions and minimum time are in the sidebar's Measurement section)."
                + (f" {estimates} of them {'is an estimate' if estimates == 1 else 'are estimates'}"
                   ": computed once from a model of the hardware, nothing runs." if estimates
                   else ""))
-    if count > 30:
-        st.warning(f"{count} points will take a while on this machine. Fewer values, or fewer "
-                   "repetitions, make it quicker.")
+    if measured > 30:
+        st.warning(f"{measured} points to measure will take a while on this machine. Fewer "
+                   "values, or fewer repetitions, make it quicker.")
+    if not two and factor_values[0][0].name == "stack":
+        st.caption(f"Every stack runs at the sidebar's number format "
+                   f"({sweep.format_name(spec.dtype)}). To compare each stack in its own "
+                   "formats (llama.cpp's Q4_K_M beside transformers' float32), choose **two "
+                   "factors (heatmap)**: software stack x number format.")
 
 request = [(factor.name, list(values)) for factor, values in factor_values]
 result = st.session_state.get(state.SWEEP)

@@ -123,6 +123,27 @@ def test_noisy_bars_are_hatched_and_the_legend_says_so():
                    for t in charts.sweep_latency_figure(frame, factor).data)
 
 
+def test_noisy_bars_keep_their_metric_colour_and_floors_sit_over_their_own_bar():
+    frame, factor = frame_for("dtype", ["float32", "bfloat16"])
+    frame["floor_ttft_s"], frame["floor_tpot_s"] = frame["ttft_s"] / 2, frame["tpot_s"] / 2
+    figure = charts.sweep_latency_figure(make_noisy(frame, 0, None), factor)
+    bars = [t for t in figure.data if t.type == "bar" and t.x != (None,)]
+    for bar, (metric, _, color) in zip(bars, charts.LATENCY_SERIES):
+        assert bar.marker.color == color and bar.marker.pattern.fillmode == "overlay"
+        assert list(bar.marker.pattern.fgcolor)[0] == charts.NOISY_HATCH_COLOR
+        assert bar.offsetgroup == metric and not bar.showlegend
+    legend = [t for t in figure.data if t.type == "bar" and t.x == (None,)]
+    assert [(t.name, t.marker.color, t.marker.pattern.shape) for t in legend] == [
+        (name, color, None) for _, name, color in
+        ((m, f"{n} (median)", c) for m, n, c in charts.LATENCY_SERIES)]
+    floor = trace(figure, "TTFT floor (physics limit, an estimate)")
+    assert floor.offsetgroup == "ttft_s" and figure.layout.scattermode == "group"
+    assert {t.offsetgroup for t in figure.data} == {"ttft_s", "tpot_s", "e2e_s"}
+    lines, _ = frame_for("batch", [1, 2])
+    assert charts.sweep_latency_figure(lines, sweep.get_factor("batch")).layout.scattermode \
+        == "overlay"
+
+
 def test_throughput_is_two_charts_one_quantity_per_axis():
     frame, factor = frame_for("batch", [1, 2, 4])
     figure = charts.sweep_throughput_figure(frame, factor)
@@ -177,7 +198,8 @@ def test_small_rates_keep_their_digits_in_hovers_and_cells():
     heatmap = charts.sweep_heatmap_figure(make_noisy(grid, 0, 60.0), batch, output,
                                           "requests_per_s")
     assert list(heatmap.data[0].text[0]) == ["0.049 ⚠", "0.049"]
-    assert "⚠ = noisy point" in heatmap.layout.title.text
+    assert "⚠ = noisy point" in heatmap.layout.annotations[0].text    # a key under the chart
+    assert "⚠" not in heatmap.layout.title.text                     # not a title cut off
 
 
 def test_heatmap_and_comparisons():
@@ -334,4 +356,4 @@ def test_heatmap_cells_of_estimates_say_est_and_refused_ones_say_why(fake_backen
     assert cells[0][0] == "50.0" and cells[0][1].endswith(" est.") and cells[1][1] == "skipped"
     assert heatmap.data[0].customdata[1][1] == "skipped: Too big for one H200."
     assert "est. = estimated from a model of the hardware, not measured" in \
-        heatmap.layout.title.text
+        heatmap.layout.annotations[0].text

@@ -117,3 +117,23 @@ def test_a_reopened_sweep_lists_its_points_in_the_grids_order_not_the_finishing_
     older = {**document, "points": [{k: v for k, v in d.items() if k != "index"}
                                     for d in documents[::-1]]}      # saved before `index`
     assert [p.values["batch"] for p in sweep_from_document(older).points] == [4, 2, 1]
+
+
+def test_a_stack_sweep_label_names_stacks_in_words_in_the_order_chosen(tmp_path):
+    from lib.store import Store
+
+    store = Store(tmp_path / "history.sqlite3")
+    sweep_id = store.start_sweep({"base": {"model_id": "smollm2-135m-instruct", "device": "cpu"},
+                                  "factors": ["stack"]})
+    chosen = ["transformers", "llama.cpp", "onnxruntime"]
+    # Saved as they finished: the skipped ONNX Runtime point first.
+    for position, index in enumerate([2, 0, 1]):
+        store.add_sweep_point(sweep_id, position, {"values": {"stack": chosen[index]},
+                                                   "index": index})
+    [listed] = store.list()
+    assert history.entry_label(listed).startswith(
+        "software stack sweep: transformers, llama.cpp, ONNX Runtime")
+    assert history.entry_label(entry(factors=["batch"], stack="onnxruntime")).endswith(
+        "on ONNX Runtime")
+    assert history.run_settings_text({"model_id": "m", "dtype": "q4_k_m", "stack": "llama.cpp"}) \
+        == "m, Q4_K_M, on llama.cpp"

@@ -185,7 +185,7 @@ def test_a_device_sweep_sets_this_machine_beside_an_h200_estimate(app):
     app.button[0].click().run()
     assert not app.exception and not app.error
     table = app.dataframe[0].value
-    assert list(table["device"]) == ["cpu", "h200"]
+    assert list(table["device"]) == ["cpu", "NVIDIA H200 SXM 141GB"]        # in words
     assert list(table["measured / estimated"]) == ["measured", "estimated"]
     findings = " ".join(plain(m.value) for m in app.markdown)
     assert "NVIDIA H200 SXM 141GB (estimated) would write tokens" in findings

@@ -105,6 +105,11 @@ def test_explore_sweeps_the_stack_with_findings_and_the_skipped_reason(app):
     at.selectbox(key="explore_factor_0").set_value("stack").run()
     values = at.multiselect(key="explore_values_0_stack")
     assert values.value == ["transformers", "llama.cpp", "onnxruntime"]
+    captions = [plain(c.value) for c in at.caption]
+    assert any(c.startswith("3 points: 2 will run and 1 will be skipped (ONNX Runtime is not "
+                            "installed on this machine).") for c in captions)
+    assert any("choose **two factors (heatmap)**: software stack x number format" in c
+               for c in captions)
     at.button[0].click().run()
     assert not at.exception and not at.error
     findings = [plain(m.value) for m in at.markdown]
@@ -113,8 +118,11 @@ def test_explore_sweeps_the_stack_with_findings_and_the_skipped_reason(app):
             "token).") in findings
     assert any(f.startswith("- Software stack ONNX Runtime could not run: ONNX Runtime is not "
                             "installed") for f in findings)
-    status = list(at.dataframe[0].value["status"])
+    points = at.dataframe[0].value
+    status = list(points["status"])
     assert status[:2] == ["measured", "measured"] and status[2].startswith("skipped: ONNX")
+    assert list(points["measured / estimated"]) == ["measured", "measured", "skipped"]
+    assert list(points["software stack"]) == ["transformers", "llama.cpp", "ONNX Runtime"]
 
 
 def test_explore_heatmap_of_stack_by_format_leaves_unrun_cells_empty_and_says_why(app):
@@ -126,6 +134,8 @@ def test_explore_heatmap_of_stack_by_format_leaves_unrun_cells_empty_and_says_wh
     assert len(at.multiselect(key="explore_values_1_dtype").options) == 8
     at.multiselect(key="explore_values_0_stack").set_value(["transformers", "llama.cpp"]).run()
     at.multiselect(key="explore_values_1_dtype").set_value(["float32", "int8", "q4_k_m"]).run()
+    assert any(plain(c.value).startswith("6 points: 4 will run and 2 will be skipped (the stack "
+                                         "doesn't run that format).") for c in at.caption)
     at.button[0].click().run()
     assert not at.exception and not at.error
     heatmap = at.get("plotly_chart")[0]

@@ -110,7 +110,7 @@ def test_the_stack_is_in_the_csv_at_the_end_and_in_history_words(stacks):
     row = report.summary_row(measurement, stats.summarize(measurement))
     assert list(row)[-1] == "stack" and row["stack"] == "llama.cpp"
     assert history.run_settings_text(spec.to_dict()) == \
-        "smollm2-135m-instruct, batch 1, prompt 16, output 3, q4_k_m, on llama.cpp"
+        "smollm2-135m-instruct, batch 1, prompt 16, output 3, Q4_K_M, on llama.cpp"
     assert "on " not in history.run_settings_text(RunSpec().to_dict()).split("instruct")[1]
     assert report.stack_sentence(measurement) == \
         "Ran on llama.cpp (llama-cpp-python 0.3.36), weights Q4_K_M."
@@ -150,3 +150,14 @@ def test_a_document_saved_before_stacks_opens_as_transformers(stacks):
     assert from_dict(document).spec.stack == "transformers"
     assert from_saved({"model_id": "gpt2", "dtype": "float32"}).stack == "transformers"
 
+
+
+def test_the_line_before_a_run_names_every_stack_but_the_default_the_same_way():
+    from lib import runner
+
+    words = {stack: runner.describe(RunSpec(stack=stack, dtype=dtype))
+             for stack, dtype in (("transformers", "float32"), ("llama.cpp", "q4_k_m"),
+                                  ("onnxruntime", "int4"))}
+    assert " in float32, batch 1" in words["transformers"]
+    assert " in Q4_K_M with llama.cpp, batch 1" in words["llama.cpp"]
+    assert " in int4 with ONNX Runtime, batch 1" in words["onnxruntime"]

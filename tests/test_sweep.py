@@ -245,3 +245,16 @@ def test_cli_sweeps_this_machine_against_an_h200(fake_backend, tmp_path, capsys)
     parsed = list(csv_module.DictReader(out.open()))
     assert [(r["hardware"], r["provenance"]) for r in parsed] == [("", "measured"),
                                                                   ("h200", "estimated")]
+
+
+def test_people_read_values_in_words_and_a_skipped_point_is_neither_measured_nor_estimated():
+    dtype = sweep.get_factor("dtype")
+    result = sweep.run_sweep(BASE, [(dtype, ["q4_k_m", "float32"])], FakePoints())
+    rows = table.rows(result)
+    rows[0].update(status=table.Status.SKIPPED, skipped_reason="transformers does not run it")
+    shown = table.display_rows(rows, ["dtype"])
+    assert [row[dtype.label] for row in shown] == ["Q4_K_M", "float32"]
+    assert [row["measured / estimated"] for row in shown] == ["skipped", "measured"]
+    assert rows[0]["factor_dtype"] == "q4_k_m"            # the CSV keeps the machine name
+    assert sweep._where({"stack": "onnxruntime", "dtype": "q4_k_m"}) == \
+        "software stack ONNX Runtime, number format Q4_K_M"

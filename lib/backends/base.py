@@ -22,7 +22,7 @@ from lib.errors import UnsupportedError
 from lib.models.catalog import CAUSAL_LM, CatalogEntry, get_entry
 from lib.results import MEASURED
 from lib.spec import DEVICES, RunSpec, field_info
-from lib.stacks import STACKS, TRANSFORMERS, check_format, get_stack
+from lib.stacks import STACKS, TRANSFORMERS, check_format, get_stack, weights_words
 from lib.timing import Clock, DeviceClock
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ class Backend(ABC):
         verdict = memory.assess(
             self.run_need(spec, weights_loaded), spec.device,
             f"batch {spec.batch_size} x {spec.total_tokens} tokens of {entry.display_name} in "
-            f"{spec.dtype}", releasable_bytes=releasable_bytes,
+            f"{weights_words(self.stack, spec.dtype)}", releasable_bytes=releasable_bytes,
             weights_loaded=weights_loaded)
         if verdict.fits:
             return verdict
@@ -181,7 +181,8 @@ class Backend(ABC):
         from lib import memory
         from lib.models.loading import load_advice
         verdict = memory.assess(self.load_need(model_id, dtype), device,
-                                f"loading {get_entry(model_id).display_name} in {dtype}",
+                                f"loading {get_entry(model_id).display_name} in "
+                                f"{weights_words(self.stack, dtype)}",
                                 releasable_bytes=releasable_bytes)
         if not verdict.fits:
             verdict = dataclasses.replace(verdict, advice=load_advice(

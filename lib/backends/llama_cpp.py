@@ -40,7 +40,7 @@ from lib.models.cache import LoadedModel
 from lib.models.catalog import OWN, RANDOM, get_entry
 from lib.prompts import fit_prompt
 from lib.spec import RunSpec
-from lib.stacks import FORMATS, LLAMA_CPP
+from lib.stacks import FORMATS, LLAMA_CPP, weights_words
 from lib.timing import Clock, DeviceClock
 
 if TYPE_CHECKING:
@@ -185,7 +185,7 @@ class LlamaCppBackend(NativeStackBackend):
         verdict = memory.assess(
             self.run_need(spec, weights_loaded), spec.device,
             f"batch {spec.batch_size} x {spec.total_tokens} tokens of {entry.display_name} in "
-            f"{FORMATS[spec.dtype].label} with llama.cpp", releasable_bytes=releasable_bytes,
+            f"{weights_words(self.stack, spec.dtype)}", releasable_bytes=releasable_bytes,
             weights_loaded=weights_loaded)
         if verdict.fits:
             return verdict
@@ -206,7 +206,7 @@ class LlamaCppBackend(NativeStackBackend):
         from lib import memory
         verdict = memory.assess(self.load_need(model_id, dtype), device,
                                 f"loading {get_entry(model_id).display_name} in "
-                                f"{FORMATS[dtype].label} with llama.cpp",
+                                f"{weights_words(self.stack, dtype)}",
                                 releasable_bytes=releasable_bytes)
         if not verdict.fits:
             verdict = dataclasses.replace(verdict, advice=self._load_advice(

@@ -45,7 +45,7 @@ from lib.models.cache import LoadedModel
 from lib.models.catalog import RANDOM, get_entry
 from lib.prompts import fit_prompt
 from lib.spec import RunSpec, default_threads
-from lib.stacks import ONNXRUNTIME, STACKS
+from lib.stacks import ONNXRUNTIME, STACKS, weights_words
 from lib.timing import Clock, DeviceClock
 
 if TYPE_CHECKING:
@@ -149,7 +149,8 @@ class OnnxRuntimeBackend(NativeStackBackend):
 
         verdict = memory.assess(self.load_need(model_id, dtype), device,
                                 f"exporting and opening {get_entry(model_id).display_name} in "
-                                f"{dtype} for ONNX Runtime", releasable_bytes=releasable_bytes)
+                                f"{weights_words(self.stack, dtype)}",
+                                releasable_bytes=releasable_bytes)
         if not verdict.fits:
             verdict = dataclasses.replace(verdict, advice=self._load_advice(
                 model_id, dtype, verdict.available_bytes))

@@ -20,7 +20,7 @@ from lib.metrics import format_bytes
 from lib.models import catalog
 from lib.models.shapes import shapes
 from lib.spec import RunSpec, default_threads, field_info
-from lib.stacks import FORMATS, STACKS, TRANSFORMERS
+from lib.stacks import FORMATS, STACKS, TRANSFORMERS, check_format
 from lib.ui import access, state
 from lib.ui.links import restore_from_link
 from lib.ui.running import model_cache
@@ -267,6 +267,41 @@ def model_card_blocker(spec: RunSpec) -> str | None:
             f"{format_bytes(verdict.available_bytes)} is available. What to change is above.")
 
 
+FORMAT_SKIP = "the stack doesn't run that format"
+
+
+def sweep_skips(base: RunSpec, factor_values: list) -> dict[str, int]:
+    """Explore: the points of the grid that will be skipped before anything runs, counted by
+    why ({"the stack doesn't run that format": 13}), judged quietly as the sweep will judge
+    them (settings, the stack's formats, the backend's check). The memory guard is
+    `sweep_memory_note`'s; an estimate is judged against its hardware, in the sweep."""
+    reasons: dict[str, int] = {}
+    for values in sweep.grid(factor_values):
+        try:
+            spec = sweep.point_spec(base, factor_values, values)
+        except ExplorerError as exc:
+            reasons[_first_sentence(exc)] = reasons.get(_first_sentence(exc), 0) + 1
+            continue
+        if spec.hardware is not None:
+            continue
+        try:
+            check_format(spec.stack, spec.dtype)
+        except ExplorerError:
+            reasons[FORMAT_SKIP] = reasons.get(FORMAT_SKIP, 0) + 1
+            continue
+        try:
+            backends.for_spec(spec).check(catalog.get_entry(spec.model_id), spec)
+        except ExplorerError as exc:
+            reasons[_first_sentence(exc)] = reasons.get(_first_sentence(exc), 0) + 1
+    return reasons
+
+
+def _first_sentence(exc: Exception) -> str:
+    """An error's first sentence, to stand for the points it stops: 'ONNX Runtime is not
+    installed on this machine'."""
+    return str(exc).split(". ")[0].rstrip(".")
+
+
 def sweep_memory_note(base: RunSpec, factor_values: list) -> tuple[int, int, str | None]:
     """Explore: how many points of the grid the memory guard would refuse right now.
 
@@ -291,7 +326,8 @@ def sweep_memory_note(base: RunSpec, factor_values: list) -> tuple[int, int, str
             continue                 # skipped for another reason, which the sweep records
     if not refused:
         return 0, len(points), None
-    names = "; ".join(", ".join(f"{by_name[n].label} {v}" for n, v in values.items())
+    names = "; ".join(", ".join(f"{by_name[n].label} {by_name[n].value_label(v)}"
+                                for n, v in values.items())
                       for values, _verdict in refused[:5])
     more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
     first = refused[0][1]
