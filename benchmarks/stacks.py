@@ -14,12 +14,13 @@ the fastest stack decodes at least 3x faster than transformers float32 here.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib import machine_load, runner, stats, sweep  # noqa: E402
+from lib import runner, stats, sweep  # noqa: E402
 from lib.metrics import format_bytes  # noqa: E402
 from lib.models.cache import ModelCache  # noqa: E402
 from lib.spec import RunSpec  # noqa: E402
@@ -45,7 +46,7 @@ def main() -> int:
         print(f"{chosen.label}: {versions or 'NOT INSTALLED (scripts/setup.sh --stacks)'}")
     cache = ModelCache(max_entries=len(STACKS) * len(grid[1][1]))
     try:
-        with machine_load.watch() as load, runner.SweepPoints(cache, "stacks benchmark") as points:
+        with runner.SweepPoints(cache, "stacks benchmark") as points:
             result = sweep.run_sweep(base, grid, points)
     finally:
         cache.close()
@@ -85,8 +86,12 @@ def main() -> int:
     for note in result.notes:
         print(note)
     fastest = max(rows, key=lambda r: r["decode"])
-    busy = load.other_cpu_percent
-    print(f"\nother programs' CPU share meanwhile: {'?' if busy is None else f'{busy:.0f}%'}"
+    # What other programs took while each repetition ran (the engine records it per
+    # repetition, the sweep's own worker processes excluded): the worst point's median.
+    busy = max((statistics.median(shares) for shares in (
+        [r.other_cpu_percent for r in p.measurement.repetitions if r.other_cpu_percent is not None]
+        for p in result.points if p.measurement) if shares), default=None)
+    print(f"\nother programs' CPU share meanwhile (noisiest point's median): {'?' if busy is None else f'{busy:.0f}%'}"
           + (" -- too busy: rerun when it is quiet" if busy and busy > 25 else ""))
     met = fastest["decode"] >= GOAL
     print(f"fastest decode: {fastest['stack']} {fastest['dtype']}, {fastest['decode']:.2f}x "
