@@ -1,7 +1,8 @@
 """The whole of one run (or one sweep's points), as the CLI and the web app both do it.
 
 Order matters: cheap checks first (settings, model kind, device, dtype, context length), then the
-machine-wide slot (`lib.runlock`), then memory (the load and the run, checked against free memory
+machine-wide slot (`lib.runlock`: measurements only; an estimate runs nothing, so it never
+waits for the slot), then memory (the load and the run, checked against free memory
 before a single weight is allocated), then the model (taken from the cache or loaded in its
 worker process, timed on its own), then the measurement, inside the worker. The backend is the
 one that runs the model by default, or the estimator for a spec naming a hardware profile
@@ -11,7 +12,8 @@ is called a few times a second while the worker measures (a page's live clock, a
 Streamlit's Stop takes effect).
 
 `SweepPoints` measures a sweep's points for `lib.sweep`, which visits them in interleaved rounds:
-it holds the slot for the whole sweep and pins the models of the points being measured.
+it takes the slot when the first measured point starts and holds it to the end of the sweep (a
+sweep of estimates alone never takes it), and pins the models of the points being measured.
 
 While a run holds the slot, the people queued behind it see how long it may take: an estimate
 from its settings first (`rough_duration_s`), then the engine's or the sweep's own estimate
@@ -20,6 +22,7 @@ from the repetitions measured so far (`Slot.update`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections import Counter
 from typing import Callable
@@ -118,20 +121,31 @@ def run(spec: RunSpec, cache: ModelCache | None = None, on_status: Say | None = 
     own_cache = cache is None
     cache = cache if cache is not None else ModelCache(max_entries=1)
     held = cache.holds(backend, spec.model_id, spec.device, spec.dtype)
-    if backend.provenance == MEASURED:
+    measured = backend.provenance == MEASURED
+    if measured:
         measure_ceilings((spec.device,), on_status, on_wait)
     try:
-        with measurement_slot(describe(spec), on_wait=on_wait,
-                              estimate_s=rough_duration_s(spec, weights_loaded=held)) as slot:
+        with _slot_for(measured, describe(spec), on_wait,
+                       rough_duration_s(spec, weights_loaded=held)) as slot:
             handle = prepare(spec, cache, on_status)
             if on_status:
-                on_status(f"Measuring: {describe(spec)}…")
+                on_status(f"{'Measuring' if measured else 'Estimating'}: {describe(spec)}…")
             measurement = handle.measure(spec, on_progress=_telling(slot, spec, on_progress),
                                          on_tick=on_tick)
             return with_ceilings(measurement)
     finally:
         if own_cache:
             cache.close()
+
+
+def _slot_for(measured: bool, description: str, on_wait: Say | None,
+              estimate_s: float | None):
+    """The measurement slot for a measurement; nothing for an estimate: it loads and times
+    nothing, so it can't disturb a run or be disturbed by one, and must not queue behind a
+    long one (the ceilings of `this`, if never measured, were measured in `preflight`)."""
+    if not measured:
+        return contextlib.nullcontext(None)
+    return measurement_slot(description, on_wait=on_wait, estimate_s=estimate_s)
 
 
 def measure_ceilings(devices: tuple[str, ...], on_status: Say | None = None,
@@ -164,23 +178,25 @@ def with_ceilings(measurement: Measurement) -> Measurement:
         measurement, environment={**measurement.environment, "ceilings": found.to_dict()})
 
 
-def _telling(slot: Slot, spec: RunSpec, on_progress: Callable[..., None] | None):
+def _telling(slot: Slot | None, spec: RunSpec, on_progress: Callable[..., None] | None):
     """Progress that also keeps the queue's estimate true: from the settings once the model
     is loaded, then the engine's own from measured repetitions."""
     def progress(stage: str, done: int, total: int, eta_s: float | None = None) -> None:
-        if stage == "warm-up" and done == 0:
-            slot.update(rough_duration_s(spec, weights_loaded=True), source="settings")
-        slot.update(eta_s)
+        if slot is not None:
+            if stage == "warm-up" and done == 0:
+                slot.update(rough_duration_s(spec, weights_loaded=True), source="settings")
+            slot.update(eta_s)
         if on_progress is not None:
             on_progress(stage, done, total, eta_s)
     return progress
 
 
 class SweepPoints:
-    """Sweep points through the cache, for `lib.sweep.run_sweep`: use as a context manager
-    (it takes the measurement slot for the whole sweep, so rounds are not interleaved with
-    other people's runs). `run_sweep` tells it its progress (`progress`), so the queue's
-    estimate follows the sweep's."""
+    """Sweep points through the cache, for `lib.sweep.run_sweep`: use as a context manager.
+    The first point to be measured (not estimated) takes the measurement slot, after this
+    machine's ceilings, and it is held to the end of the sweep, so rounds are not interleaved
+    with other people's runs; estimated points never wait for it. `run_sweep` tells it its
+    progress (`progress`), so the queue's estimate follows the sweep's."""
 
     def __init__(self, cache: ModelCache, description: str, on_status: Say | None = None,
                  on_wait: Say | None = None, on_tick: Callable[[], None] | None = None) -> None:
@@ -194,16 +210,24 @@ class SweepPoints:
         self._measured = False
 
     def __enter__(self) -> "SweepPoints":
-        from lib.devices import available_devices
-        measure_ceilings(tuple(available_devices()), self.on_status, self.on_wait)
-        self._slot = measurement_slot(self.description, on_wait=self.on_wait)
-        self._held = self._slot.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
         for spec in list(self._handles):
             self.forget(spec)
-        self._slot.__exit__(*exc)
+        if self._slot is not None:
+            self._slot.__exit__(*exc)
+
+    def _take_slot(self) -> None:
+        """Before the first measured point: the ceilings (their own slot, once per machine),
+        then the slot for the rest of the sweep."""
+        from lib.devices import available_devices
+        if self._slot is not None:
+            return
+        measure_ceilings(tuple(available_devices()), self.on_status, self.on_wait)
+        slot = measurement_slot(self.description, on_wait=self.on_wait)
+        self._held = slot.__enter__()
+        self._slot = slot
 
     def progress(self, event) -> None:
         """A `lib.sweep.SweepProgress`: its time left (measured) goes to the queue; until
@@ -219,6 +243,8 @@ class SweepPoints:
 
     def start(self, spec: RunSpec, on_progress: Callable[..., None] | None = None) -> None:
         """Check and load (keeping the other points' models), then warm up."""
+        if preflight(spec).provenance == MEASURED:
+            self._take_slot()
         self._point_s = rough_duration_s(spec, weights_loaded=True)
         handle = prepare(spec, self.cache, self.on_status)
         self._pin(handle)

@@ -105,6 +105,38 @@ def test_a_sweep_tells_the_queue_its_estimate(fake):
         sweep.run_sweep(SPEC.replace(repetitions=2), [(sweep.get_factor("batch"), [1, 2])],
                         points, on_progress=lambda event: seen.append(
                             (event, runlock.current_holder())))
-    sources = [holder.get("eta_from") for _, holder in seen]
+    # The slot is taken when the first point starts, just after its "loading" is announced.
+    assert seen[0][0].phase == "loading" and seen[0][1] is None
+    sources = [holder.get("eta_from") for _, holder in seen[1:]]
     assert "settings" in sources and sources[-1] == "measured"
-    assert all(holder["description"] == "sweep of batch size" for _, holder in seen)
+    assert all(holder["description"] == "sweep of batch size" for _, holder in seen[1:])
+
+
+def _never_wait(message):
+    raise AssertionError(f"an estimate waited for the measurement slot: {message}")
+
+
+def test_an_estimate_never_waits_for_the_measurement_slot(fake):
+    """A long measurement holds the slot: an estimate for a hardware profile (or this machine,
+    whose ceilings are known) is computed at once, never queued (`on_wait` would hear it)."""
+    with runlock.measurement_slot("a long measurement"):
+        for hardware in ("h100-sxm", "this"):
+            measurement = runner.run(SPEC.replace(hardware=hardware), on_wait=_never_wait)
+            assert not measurement.measured and measurement.spec.hardware == hardware
+        assert runlock.current_holder()["description"] == "a long measurement"
+
+
+def test_a_sweep_of_estimates_never_waits_and_a_mixed_one_queues_only_its_measured_points(fake):
+    devices = sweep.get_factor("device")
+    with runlock.measurement_slot("a long measurement"):
+        with runner.SweepPoints(ModelCache(max_entries=2), "sweep of device",
+                                on_wait=_never_wait) as points:
+            result = sweep.run_sweep(SPEC, [(devices, ["h100-sxm", "h200"])], points)
+        assert [p.measured for p in result.points] == [True, True]
+    waits = []
+    with runner.SweepPoints(ModelCache(max_entries=2), "sweep of device",
+                            on_wait=waits.append) as points:
+        result = sweep.run_sweep(SPEC, [(devices, ["h100-sxm", "cpu"])], points)
+        assert runlock.current_holder()["description"] == "sweep of device"
+    assert [p.measurement.measured for p in result.points] == [False, True] and not waits
+    assert runlock.current_holder() is None

@@ -126,8 +126,9 @@ def run_with_status(spec: RunSpec) -> Result | None:
 
     def on_status(message: str) -> None:
         panel.queue.empty()
-        phase = "Measuring" if message.startswith("Measuring") else "Loading"
-        panel.show(f"**{phase}**: {text.md(message.removeprefix('Measuring: '))}", keep_eta=True)
+        phase = next((word for word in ("Measuring", "Estimating")
+                      if message.startswith(f"{word}: ")), "Loading")
+        panel.show(f"**{phase}**: {text.md(message.removeprefix(f'{phase}: '))}", keep_eta=True)
 
     def on_progress(stage: str, done: int, total: int, eta_s: float | None = None) -> None:
         panel.queue.empty()
