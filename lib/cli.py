@@ -13,7 +13,8 @@ ceilings) and `--gpus`, and prints one prediction, never saved (`run --hardware 
 to the history, marked estimated); its `--dtype` also takes float8 (1-byte weights, bfloat16
 activations), the number format DeepSeek-R1 is published in, which nothing here runs live; left
 out, it is the model's published one (float8 for DeepSeek-R1), else float32 as for `run`. A
-model that doesn't fit on the devices asked for is refused with how many it needs.
+model that doesn't fit on the devices asked for is refused with how many it needs; with
+`--json` it is printed all the same (status 0), with `fits: false` and `min_gpus`.
 `hardware` lists the profiles with their figures and sources. `load` measures a server under
 load (`lib.cli_load`).
 
@@ -257,8 +258,9 @@ def _hardware(as_json: bool) -> int:
 
 
 def _estimate(args: argparse.Namespace) -> int:
-    """One estimate, printed, never saved: refused (status 2) when the model doesn't fit on
-    the devices asked for, with how many it needs."""
+    """One estimate, printed, never saved: as text, refused (status 2) when the model doesn't
+    fit on the devices asked for, with how many it needs; as JSON, printed with `fits` false
+    and `min_gpus`, so a program can ask again with that many."""
     from lib import estimator
     from lib.models.catalog import get_entry
 
@@ -268,10 +270,10 @@ def _estimate(args: argparse.Namespace) -> int:
     dtype = requested or get_entry(spec.model_id).published_dtype or spec.dtype
     spec_dtype, weights = estimator.split_dtype(dtype)
     spec = spec.replace(dtype=spec_dtype)
-    result = estimator.estimate(spec, spec.hardware, spec.gpus, weights).enforce()
+    result = estimator.estimate(spec, spec.hardware, spec.gpus, weights)
     if args.json:
         return _print_json(result.to_dict())
-    _out(_estimate_text(result))
+    _out(_estimate_text(result.enforce()))
     return 0
 
 
@@ -290,6 +292,7 @@ def _estimate_text(result) -> str:
         lines.append(f"{METRICS[name].label:<30}{METRICS[name].format(value):>14}")
     lines.append("")
     lines += [f"{phase}: limited by {term}" for phase, term in result.bound.items()]
+    lines += ["", f"why: {result.why()['text']}", ""]
     lines += [f"memory: {result.memory_verdict}", "", "assumptions:"]
     lines += [f"- {sentence}" for sentence in result.assumptions]
     return "\n".join(lines)

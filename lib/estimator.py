@@ -185,10 +185,22 @@ class Estimate:
             raise MemoryGuardError(self.memory_verdict)
         return self
 
+    @property
+    def min_gpus(self) -> int | None:
+        """The fewest devices of this hardware the run fits on (None: no number of them)."""
+        return self.devices_needed
+
+    def why(self) -> dict[str, str]:
+        """What limits it on this hardware: `{"limit": ..., "text": ...}` (lib.estimate_why)."""
+        from lib.estimate_why import why
+        return why(self)
+
     def to_dict(self) -> dict[str, Any]:
-        """`python -m lib estimate --json`: one object, its summary keyed like a run's."""
+        """`python -m lib estimate --json`: one object, its summary keyed like a run's, with
+        `fits` and `min_gpus` (also for a run that does not fit) and `why`."""
         return {"spec": self.spec.to_dict(), "hardware": self.hardware.to_dict(),
-                "gpus": self.gpus, "weights_dtype": self.weights_dtype,
+                "gpus": self.gpus, "fits": self.fits, "min_gpus": self.min_gpus,
+                "why": self.why(), "weights_dtype": self.weights_dtype,
                 "summary": dict(self.summary), "bound": dict(self.bound),
                 "breakdown": {phase: dict(terms) for phase, terms in self.breakdown.items()},
                 "floor": dict(self.floor), "assumptions": list(self.assumptions),
