@@ -174,10 +174,11 @@ class Estimate:
     memory_verdict: str = ""
     weights_dtype: str = ""               # spec.dtype, or "float8"
     fits: bool = True
-    devices_needed: int | None = 1        # None: no number of these devices holds it
+    devices_needed: int | None = 1        # None: no number of these devices can hold it
     bound: dict[str, str] = field(default_factory=dict, hash=False)   # phase -> limiting term
     breakdown: dict[str, dict[str, float]] = field(default_factory=dict, hash=False)
     memory_need: "MemoryNeed | None" = None    # the whole model's and run's, all devices
+    app_verdict: str = ""                 # memory_verdict, its advice in a page's words
 
     def enforce(self) -> "Estimate":
         """Raise MemoryGuardError (the verdict) when the model doesn't fit on `gpus` devices."""
@@ -359,8 +360,8 @@ def _estimate(spec: RunSpec, profile: Hardware, gpus: int, weights: str | None) 
     summary["peak_memory_bytes"] = float(per_device)
     needed = need.devices_needed(usable)
     fits = per_device <= usable
-    verdict = _verdict(entry.display_name, spec, weights_dtype, profile, gpus, need, usable,
-                       needed)
+    verdict, app_verdict = (_verdict(entry.display_name, spec, weights_dtype, profile, gpus,
+                                     need, usable, needed, app) for app in (False, True))
 
     floor = roofline.floor(costs, profile.memory_bandwidth_bytes_per_s, peak_flops,
                            source=f"{profile.name}: {profile.source}")
@@ -374,7 +375,8 @@ def _estimate(spec: RunSpec, profile: Hardware, gpus: int, weights: str | None) 
                                overhead_words, overlap, shape, encoder)
     return Estimate(spec=spec, hardware=profile, gpus=gpus, summary=summary, floor=judged,
                     assumptions=assumptions, memory_verdict=verdict,
-                    weights_dtype=weights_dtype, fits=fits, devices_needed=needed,
+                    weights_dtype=weights_dtype, fits=fits,
+                    devices_needed=_min_devices(profile, needed), app_verdict=app_verdict,
                     bound=bound, breakdown=breakdown, memory_need=need)
 
 
@@ -555,7 +557,8 @@ def devices_words(profile: Hardware, gpus: int) -> str:
 
 
 def _verdict(model: str, spec: RunSpec, weights_dtype: str, profile: Hardware, gpus: int,
-             need: MemoryNeed, usable: float, needed: int | None) -> str:
+             need: MemoryNeed, usable: float, needed: int | None, app: bool = False) -> str:
+    """The memory verdict in words; `app`: its advice for a page, not a command line."""
     what = (f"{model} in {weights_dtype}, batch {spec.batch_size} x {spec.total_tokens:,} "
             "tokens")
     total = need.weights_bytes + need.kv_cache_bytes
@@ -575,12 +578,23 @@ def _verdict(model: str, spec: RunSpec, weights_dtype: str, profile: Hardware, g
                 f"{'each holds' if gpus > 1 else 'it needs'} about "
                 f"{format_bytes(need.per_device(gpus))} ({holds}; {room})")
         return fits + (f"; {needed} would do." if needed < gpus else ".")
-    advice = f"use --gpus {needed}" + (
-        " (or --dtype float8, as it is published)" if weights_dtype != "float8" and
-        get_entry(spec.model_id).published_dtype == "float8" else "")
-    return (f"{what} does NOT fit on {devices_words(profile, gpus)}: it needs "
-            f"{format_bytes(total)} ({holds}), and {room}. It needs at least {needed} of "
-            f"them: {advice}.")
+    lacks = (f"{what} does NOT fit on {devices_words(profile, gpus)}: it needs "
+             f"{format_bytes(total)} ({holds}), and {room}.")
+    if profile.interconnect_bytes_per_s is None:
+        return (f"{lacks} {profile.name} is a single device: choose a smaller batch, prompt "
+                "or model, or hardware with more memory.")
+    float8 = weights_dtype != "float8" and get_entry(spec.model_id).published_dtype == "float8"
+    advice = (f"set the number of devices to {needed}" + (
+        " (or choose float8 weights, as it is published)" if float8 else "")) if app else \
+        (f"use --gpus {needed}" + (" (or --dtype float8, as it is published)" if float8 else ""))
+    return f"{lacks} It needs at least {needed} of them: {advice}."
+
+
+def _min_devices(profile: Hardware, needed: int | None) -> int | None:
+    """The fewest devices that hold the run, of a profile that can be several (`min_gpus`)."""
+    if needed is not None and needed > 1 and profile.interconnect_bytes_per_s is None:
+        return None
+    return needed
 
 
 def _assumptions(profile: Hardware, spec: RunSpec, gpus: int, engine: str, weights_dtype: str,

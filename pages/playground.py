@@ -86,13 +86,18 @@ if not measurement.measured:
                "(its memory speed, arithmetic and per-layer costs). Choose *This machine: "
                "measure it live* in the sidebar to measure.")
 why = floors.sentences(measurement, ttft_median, tpot_median)
+limit = running.estimate_why(measurement)      # an estimate: what limits it on that hardware
+if limit is not None:
+    why = [f"**Limited by {limit['limit']}.** {text.md(limit['text'])}", *map(text.md, why)]
+else:
+    why = [text.md(sentence) for sentence in why]
 if why:
     st.subheader("Why it takes this long")
     st.caption("The floor is the least time this machine's memory speed and arithmetic allow "
                "for this model and these settings, worked out from the model's size and the "
                "machine's measured ceilings (below): an estimate, drawn dashed on the charts.")
     for sentence in why:
-        st.markdown(f"- {text.md(sentence)}")
+        st.markdown(f"- {sentence}")
 
 beside = running.estimate_beside(measurement, summary)
 if beside is not None:

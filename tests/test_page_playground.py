@@ -315,3 +315,34 @@ def test_an_estimate_on_other_hardware_is_labelled_and_runs_nothing(app):
     assert not app.exception
     assert "This is an ESTIMATE, not a measurement" in app.warning[0].value
     assert "Measured vs. estimated on this machine" not in [h.value for h in app.subheader]
+
+
+def test_an_estimate_says_what_limits_it_on_that_hardware(app):
+    from lib import estimator
+
+    app.selectbox(key="setting_hardware").set_value("h100-sxm").run()
+    set_settings(app, prompt_tokens=16, new_tokens=3)
+    app.button[0].click().run()
+    assert not app.exception and not app.error
+    assert "Why it takes this long" in [h.value for h in app.subheader]
+    spec = app.session_state["playground_result"].measurement.spec
+    why = estimator.estimate(spec, "h100-sxm", spec.gpus).why()
+    said = [plain(m.value) for m in app.markdown]
+    assert any(s.startswith(f"- **Limited by {why['limit']}.** On one NVIDIA H100")
+               for s in said), said
+
+
+def test_a_model_too_big_for_the_devices_offers_the_fewest_that_hold_it(app):
+    from lib import estimator
+
+    app.selectbox(key="setting_hardware").set_value("h100-sxm").run()
+    app.radio(key="setting_model_group").set_value("random").run()
+    app.selectbox(key="setting_model_id_random").set_value("deepseek-r1").run()
+    needed = estimator.estimate(app.session_state["spec"], "h100-sxm", 1).min_gpus
+    assert needed > 1 and app.button(key="_use_min_gpus").label == f"Use {needed} devices"
+    assert "--gpus" not in " ".join(e.value for e in app.error)     # no command line here
+    run = lambda: next(b for b in app.button if b.label == "Run")    # noqa: E731
+    assert run().disabled
+    app.button(key="_use_min_gpus").click().run()
+    assert not app.exception and app.number_input(key="setting_gpus").value == needed
+    assert not run().disabled and not app.error

@@ -32,6 +32,7 @@ class EstimatedMemoryVerdict(MemoryVerdict):
     """A verdict against the hardware profile's memory, in the estimate's own sentence."""
     sentence: str = ""
     fits_profile: bool = True
+    min_gpus: int | None = 1          # the fewest devices of the profile that hold it
 
     @property
     def fits(self) -> bool:
@@ -78,7 +79,7 @@ class EstimatorBackend(Backend):
             need=_per_device_need(result), free_bytes=usable,
             device=f"each {result.hardware.name}",
             what=f"{result.spec.model_id} on {result.gpus} x {result.hardware.name}",
-            sentence=result.memory_verdict, fits_profile=result.fits)
+            sentence=result.app_verdict, fits_profile=result.fits, min_gpus=result.min_gpus)
 
     def load(self, model_id: str, device: str, dtype: str,
              on_progress: Progress | None = None) -> LoadedModel:

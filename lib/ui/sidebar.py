@@ -263,8 +263,24 @@ def model_card_blocker(spec: RunSpec) -> str | None:
     (st.caption if card.fits else st.error)(text.md(card.memory_verdict))
     if card.fits:
         return None
+    _offer_devices(spec, verdict)
     return (f"Run is off: this run needs about {format_bytes(verdict.need.total_bytes)} and "
             f"{format_bytes(verdict.available_bytes)} is available. What to change is above.")
+
+
+def _offer_devices(spec: RunSpec, verdict) -> None:
+    """An estimate that doesn't fit on the devices chosen: one press sets the fewest that
+    hold it (`min_gpus` of the estimate's memory verdict), where the profile can be several."""
+    needed = getattr(verdict, "min_gpus", None)
+    if spec.hardware is None or needed is None or needed <= spec.gpus:
+        return
+    st.button(f"Use {needed} devices", key=state.USE_MIN_GPUS, on_click=_set_devices,
+              args=(needed,), help=f"The fewest of these devices that hold this model and run: "
+              f"sets the number of devices to {needed}.")
+
+
+def _set_devices(count: int) -> None:
+    st.session_state[state.setting("gpus")] = count      # before the widget is drawn again
 
 
 FORMAT_SKIP = "the stack doesn't run that format"

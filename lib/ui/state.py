@@ -17,6 +17,7 @@ RESULT = "playground_result"       # the last Result shown on the Playground
 SWEEP = "explore_sweep"            # the last SweepResult shown on Explore
 SWEEP_LIVE = "explore_live"        # the sweep in progress: its finished points, kept on Stop
 RUN_LIVE = "playground_live"       # the run in progress (its description): gone when it ends
+USE_MIN_GPUS = "_use_min_gpus"     # the button that sets the devices to the fewest that fit
 LINK_RESTORED = "_link_restored"   # a shared link's settings were applied this session
 EXPLORE_MODE = "explore_mode"      # one factor or two
 HEATMAP_METRIC = "explore_heatmap_metric"
