@@ -49,8 +49,8 @@ def findings(table: list[dict[str, Any]], factor: Factor) -> list[str]:
     skipped = [row for row in table if not is_measured(row)]
     estimated = [row for row in measured if is_estimated(row)]
     if len(measured) < 2:
-        sentences.append("Fewer than two points were measured, so there is nothing to compare "
-                         "yet.")
+        sentences.append(f"Fewer than two points {_have_results(measured)}, so there is "
+                         "nothing to compare yet.")
     elif factor.numeric:
         sentences += _numeric(measured, factor)
     elif factor.name == "stack":
@@ -59,6 +59,8 @@ def findings(table: list[dict[str, Any]], factor: Factor) -> list[str]:
         sentences += _categorical(measured, factor)
         if estimated and len(estimated) < len(measured):
             sentences += _versus(measured, factor)
+    if len(measured) >= 2 and len(estimated) == len(measured):
+        sentences = estimated_words(sentences)
     if estimated:
         sentences.append(ESTIMATES_ARE_NOT_SAMPLES if len(estimated) < len(measured) else
                          "Every point here is an estimate from a model of the hardware, not a "
@@ -81,6 +83,8 @@ def heatmap_findings(table: list[dict[str, Any]], factors: Sequence[Factor]) -> 
     sentences = []
     if {factor.name for factor in factors} == {"stack", "dtype"} and len(measured) >= 2:
         sentences += stack_findings(measured)
+        if all(is_estimated(row) for row in measured):
+            sentences = estimated_words(sentences)
     skipped = [row for row in table if not is_measured(row)]
     unrun = [row for row in skipped if {factor.name for factor in factors} >= {"stack", "dtype"}
              and row.get("stack") in STACKS and row.get("dtype") not in STACKS[row["stack"]].dtypes]
@@ -98,6 +102,32 @@ def heatmap_findings(table: list[dict[str, Any]], factors: Sequence[Factor]) -> 
     for reason, cells in by_reason.items():
         sentences.append(f"{'; '.join(cells)}: could not run: {reason}.")
     return sentences
+
+
+def only_point_words(table: list[dict[str, Any]]) -> str:
+    """What a sweep with a single point with results says instead of a curve."""
+    rows = [row for row in table if is_measured(row)]
+    return (f"Only one point was {_kind(rows)}, so there is no curve to draw: its numbers are "
+            "in the table below.")
+
+
+def _have_results(rows: list[dict[str, Any]]) -> str:
+    return f"were {_kind(rows)}"
+
+
+def _kind(rows: list[dict[str, Any]]) -> str:
+    """'measured', or 'estimated' when every point with results is an estimate (nothing
+    ran, so none was measured)."""
+    return "estimated" if rows and all(is_estimated(row) for row in rows) else "measured"
+
+
+def estimated_words(sentences: list[str]) -> list[str]:
+    """Findings computed from estimates only, each saying so: 'Estimated: from batch size 1
+    to 16, ...'. (Mixed sweeps name each point's kind instead: `_named`.)"""
+    def lowered(sentence: str) -> str:
+        keep = len(sentence) > 1 and sentence[1].isupper()     # 'NVIDIA', 'TTFT'
+        return sentence if keep else sentence[:1].lower() + sentence[1:]
+    return [f"Estimated: {lowered(sentence)}" for sentence in sentences]
 
 
 def skipped_reason_words(row: dict[str, Any]) -> str:

@@ -139,8 +139,9 @@ elif saved_id:
     st.caption(f"Saved in History as #{saved_id}.")
 measured = frame[frame["status"] == table.Status.MEASURED]
 factors = [sweep.FACTORS[name] for name in result.factors]
-st.caption("Measured in interleaved rounds: each round times every point once, starting one "
-           "point later each time, so a slow-down of the machine hits every point alike.")
+if not all(table.is_estimated(row) for row in rows if table.is_measured(row)):
+    st.caption("Measured in interleaved rounds: each round times every point once, starting "
+               "one point later each time, so a slow-down of the machine hits every point alike.")
 for note in result.notes:
     st.caption(text.md(note))
 if any(table.is_estimated(row) for row in rows if table.is_measured(row)):
@@ -165,8 +166,7 @@ if len(factors) == 2 and not measured.empty:
     st.plotly_chart(charts.sweep_heatmap_figure(frame, factors[0], factors[1], chosen),
                     width="stretch")
 elif len(measured) == 1:
-    st.info("Only one point was measured, so there is no curve to draw: its numbers are in "
-            "the table below.")
+    st.info(text.md(insights.only_point_words(rows)))
     for sentence in insights.findings(rows, factors[0])[1:]:
         st.markdown(f"- {text.md(sentence)}")
 elif not measured.empty:

@@ -197,9 +197,21 @@ def test_a_sweep_of_estimates_states_its_ratios_and_says_they_are_estimates():
     estimated = [dict(row(b, 0.1 * b, 0.02, 50.0 * b, spread=0.0), provenance="estimated",
                       noisy=None) for b in (1, 8)]
     sentences = findings(estimated, BATCH)
-    assert sentences[0].startswith("From batch size 1 to 8, decode throughput grew 8.0x")
+    assert sentences[0].startswith("Estimated: from batch size 1 to 8, decode throughput grew "
+                                   "8.0x")
+    assert all(sentence.startswith("Estimated: ") for sentence in sentences[:-1])
     assert sentences[-1].startswith("Every point here is an estimate from a model of the "
                                     "hardware, not a measurement")
+
+
+def test_one_estimate_is_not_called_measured():
+    from lib.insights import only_point_words
+    estimate = dict(row(1, 0.1, 0.02, 50.0, spread=0.0), provenance="estimated", noisy=None)
+    assert findings([estimate], BATCH)[0] == ("Fewer than two points were estimated, so there "
+                                              "is nothing to compare yet.")
+    assert only_point_words([estimate]).startswith("Only one point was estimated, so")
+    measured = row(1, 0.1, 0.02, 50.0)
+    assert only_point_words([measured]).startswith("Only one point was measured, so")
 
 
 def test_a_noisy_measurement_against_an_estimate_keeps_the_ratio_and_says_it_is_noisy():

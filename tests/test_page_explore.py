@@ -191,3 +191,22 @@ def test_a_device_sweep_sets_this_machine_beside_an_h200_estimate(app):
     assert "NVIDIA H200 SXM 141GB (estimated) would write tokens" in findings
     assert any("Estimated points (marked" in plain(c.value) for c in app.caption)
     assert len(app.get("plotly_chart")) == 3          # latency, throughput, memory
+
+
+def test_a_sweep_of_estimates_is_called_estimated_and_never_waits(app):
+    from lib import runlock
+
+    app.selectbox(key="explore_factor_0").set_value("device").run()
+    app.multiselect(key="explore_values_0_device").set_value(["h100-sxm"]).run()
+    with runlock.measurement_slot("a long measurement"):     # estimates don't queue for it
+        app.button[0].click().run()
+    assert not app.exception and not app.error
+    assert not any("Queued" in plain(m.value) for m in app.markdown)
+    info = " ".join(plain(i.value) for i in app.info)
+    assert "Only one point was estimated" in info and "was measured" not in info
+    assert not any("Measured in interleaved rounds" in plain(c.value) for c in app.caption)
+    app.multiselect(key="explore_values_0_device").set_value(["h100-sxm", "h200"]).run()
+    app.button[0].click().run()
+    findings = [plain(m.value) for m in app.markdown if plain(m.value).startswith("- ")]
+    assert findings and all(f.startswith("- Estimated: ") for f in findings[:-1])
+    assert findings[-1].startswith("- Every point here is an estimate")
