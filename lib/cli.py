@@ -448,7 +448,10 @@ def _history(args: argparse.Namespace) -> int:
                     ("created_at", "device", "status", "imported_from", "note")}
             origin = f"  imported from {cell['imported_from']}" if e["imported_from"] else ""
             shared = "  shared" if e["shared"] else ""
-            _out(f"#{e['id']:<5}{cell['created_at']}  {cell['device']:<6}{cell['status']:<9}"
+            # An estimate's device is a hardware profile ('h100-sxm x 8'): say it was modelled.
+            device = cell["device"] + ("" if e["provenance"] == "measured" else
+                                       f" ({one_line(e['provenance'], 40)})")
+            _out(f"#{e['id']:<5}{cell['created_at']}  {device:<6} {cell['status']:<9}"
                  f"{one_line(history.entry_label(e), 300)}{shared}{origin}  {cell['note']}")
         return 0
     if args.command == "share":

@@ -120,6 +120,28 @@ def _models_run(entry: dict[str, Any], points: list[tuple[dict, str | None]]) ->
     return list(dict.fromkeys(models))
 
 
+def _device_label(entry: dict[str, Any], base_hardware: Any, base_gpus: Any) -> str:
+    """Where an entry's numbers come from: the device it ran on ('cpu'), or for an estimate
+    the hardware profile and its device count ('h100-sxm x 8'), since no device of this
+    machine ran it; a device sweep names each of its points' ('cpu, h200 x 1')."""
+    from lib.spec import DEVICES
+
+    def profile(hardware: Any, gpus: Any) -> str:
+        return f"{hardware} x {gpus if isinstance(gpus, int) else 1}"
+    if entry["kind"] == "run":
+        spec = entry.get("spec") or {}
+        if isinstance(spec.get("hardware"), str):
+            return profile(spec["hardware"], spec.get("gpus"))
+    elif entry["kind"] == "sweep":
+        devices = [v["device"] for v in entry["point_values"] if isinstance(v.get("device"), str)]
+        if devices:
+            return ", ".join(dict.fromkeys(
+                value if value in DEVICES else profile(value, base_gpus) for value in devices))
+        if isinstance(base_hardware, str):
+            return profile(base_hardware, base_gpus)
+    return entry["device"]
+
+
 def _provenance(kind: str, run_kind: Any, base_hardware: Any, point_kinds: list[Any]) -> str:
     """"measured", "estimated" or "measured and estimated": what an entry's numbers are. A
     document that doesn't say was measured (written before estimates existed); a sweep with no
@@ -372,6 +394,8 @@ class Store:
         `provenance` says whether its numbers were "measured", "estimated" (a model of the
         hardware: lib.estimator) or, for a sweep mixing both, "measured and estimated".
         `visible_to`: only that owner's entries and the shared ones (a classroom visitor).
+        `device` is where the numbers come from: the device that ran it, or for an estimate its
+        hardware profile and device count ('h100-sxm x 8'); `device=` filters on it.
         """
         query = ("SELECT e.id, e.kind, e.created_at, e.model_id, e.device, e.status, e.note, "
                  "e.imported_from, (SELECT COUNT(*) FROM sweep_points p WHERE p.entry_id = e.id), "
@@ -387,12 +411,11 @@ class Store:
                  "CASE WHEN json_valid(e.document) "
                  "THEN json_extract(e.document, '$.base.hardware') END, "
                  "CASE WHEN json_valid(e.document) "
-                 "THEN json_extract(e.document, '$.base.stack') END "
+                 "THEN json_extract(e.document, '$.base.stack') END, "
+                 "CASE WHEN json_valid(e.document) "
+                 "THEN json_extract(e.document, '$.base.gpus') END "
                  "FROM entries e WHERE 1 = 1")
         args: list[Any] = []
-        if device:
-            query += " AND e.device = ?"
-            args.append(device)
         if since:
             query += " AND e.created_at >= ?"
             args.append(since)
@@ -436,7 +459,9 @@ class Store:
                                               point_kinds.get(entry["id"], []))
             # A sweep's software stack (older ones have none: transformers, as they ran).
             entry["stack"] = row[15] if isinstance(row[15], str) else None
-            if model_id is None or model_id in entry["models"]:
+            entry["device"] = _device_label(entry, row[14], row[16])
+            if (model_id is None or model_id in entry["models"]) and \
+                    (not device or entry["device"] == device):
                 entries.append(entry)
         return entries
 

@@ -82,3 +82,34 @@ def test_a_damaged_entry_exports_a_clear_message_not_a_traceback(capsys):
     assert cli_module.main(["history"]) == 0                 # the list still shows them all
     assert len(capsys.readouterr().out.strip().splitlines()) == 3
     assert cli_module.main(["delete", str(not_json)]) == 0
+
+
+def test_an_estimate_is_listed_on_its_hardware_profile_and_device_count(capsys):
+    """No device of this machine ran an estimate: History names the profile and how many of
+    its devices ('h100-sxm x 8'), marked estimated, and filters on that."""
+    from lib import runner
+
+    store = Store()
+    measurement = runner.run(RunSpec(model_id="gpt2", dtype="bfloat16", new_tokens=2,
+                                     hardware="h100-sxm", gpus=8))
+    run_id = history.save_run(measurement, stats.summarize(measurement), store)[0]
+    base = RunSpec(prompt_tokens=16, new_tokens=3, repetitions=1, min_duration_s=0.0, threads=1)
+    devices = history.SweepRecorder(base, ["device"], 2, store=store)
+    sweep.run_sweep(base, [(sweep.get_factor("device"), ["cpu", "h200"])], FakePoints(),
+                    on_point=devices.add)
+    devices.finish(False)
+    on_h100 = base.replace(hardware="h100-sxm", gpus=2)
+    batches = history.SweepRecorder(on_h100, ["batch"], 2, store=store)
+    sweep.run_sweep(on_h100, [(sweep.get_factor("batch"), [1, 8])], FakePoints(),
+                    on_point=batches.add)
+    batches.finish(False)
+    listed = {e["id"]: e["device"] for e in store.list()}
+    assert listed[run_id] == "h100-sxm x 8"
+    assert listed[devices.entry_id] == "cpu, h200 x 1"
+    assert listed[batches.entry_id] == "h100-sxm x 2"
+    assert [e["id"] for e in store.list(device="h100-sxm x 8")] == [run_id]
+    assert store.list(device="cpu") == []
+    assert cli_module.main(["history"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines()
+                if line.startswith(f"#{run_id} "))
+    assert "  h100-sxm x 8 (estimated) complete" in line
