@@ -287,10 +287,12 @@ def compare_runs(selected: list[dict]) -> None:
     st.caption("Medians over each run's repetitions; n is how many. Latency: lower is better. "
                "Throughput: higher is better. Memory: what the process held at its peak.")
     st.dataframe(pd.DataFrame([{
-        "entry": compared_name(e), "what": history.entry_label(e),
+        "entry": compared_name(e), "what": history.entry_label(e), "device": e["device"],
         **{METRICS[m].label: format_value(m, s.metrics[m].median) if m in s.metrics else "–"
            for m in COMPARE_METRICS},
-        "n": s.metrics["e2e_s"].n if "e2e_s" in s.metrics else 0} for e, s in summaries]),
+        # An estimate is one computed value, not a sample: its n would read as a measurement.
+        "n": "estimate" if e["provenance"] == "estimated" else
+        str(s.metrics["e2e_s"].n if "e2e_s" in s.metrics else 0)} for e, s in summaries]),
         hide_index=True, width="stretch")
     show_settings([(e, opened[e["id"]].measurement.spec.to_dict()) for e in selected], set())
 

@@ -425,3 +425,26 @@ def test_a_load_sweep_opens_with_its_findings_charts_and_table(saved):
     select(at, [0])
     next(b for b in at.button if b.label == "Delete").click().run()
     assert load_id not in [e["id"] for e in store.list()]
+
+
+def test_an_estimate_is_listed_and_compared_on_its_hardware_as_an_estimate():
+    from lib import runner
+
+    store = Store()
+    measurement = fake_runner(BASE)
+    measured_id = history.save_run(measurement, stats.summarize(measurement), store)[0]
+    estimate = runner.run(RunSpec(model_id="gpt2", dtype="bfloat16", new_tokens=4,
+                                  hardware="h100-sxm", gpus=8))
+    estimate_id = history.save_run(estimate, stats.summarize(estimate), store)[0]
+    at = open_history()
+    listing = at.dataframe[0].value
+    assert list(listing["device"]) == ["h100-sxm x 8", "cpu"]
+    assert list(listing["measured / estimated"]) == ["estimated", "measured"]
+    at.selectbox(key="history_device").set_value("h100-sxm x 8").run()
+    assert list(at.dataframe[0].value["id"]) == [estimate_id]
+    at.selectbox(key="history_device").set_value("all").run()
+    select(at, [0, 1])
+    compared = next(d.value for d in at.dataframe if "entry" in d.value.columns)
+    assert list(compared["entry"]) == [f"#{estimate_id} (estimate)", f"#{measured_id}"]
+    assert list(compared["device"]) == ["h100-sxm x 8", "cpu"]
+    assert list(compared["n"]) == ["estimate", str(BASE.repetitions)]
