@@ -423,3 +423,22 @@ def test_the_cli_refuses_a_hostile_folder_in_one_line(tmp_path, capsys, config, 
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "code-ran").exists()
+
+
+def test_shapes_are_kept_so_an_estimate_needs_no_build(monkeypatch):
+    from lib.models import shapes as module
+
+    built, real_build = module.shapes("gpt2"), module._build
+    module.shapes.cache_clear()
+
+    def no_build(entry):
+        raise AssertionError("built again though its shapes were kept")
+    monkeypatch.setattr(module, "_build", no_build)
+    assert module.shapes("gpt2") == built                 # read back, whole
+    module.shapes.cache_clear()
+    path = module._kept_path(module.get_entry("gpt2"))
+    path.write_text("{damaged")
+    monkeypatch.setattr(module, "_build", real_build)
+    assert module.shapes("gpt2") == built                 # a damaged file: built again
+    assert json.loads(path.read_text())["layers"] == built.layers        # and kept again
+    module.shapes.cache_clear()

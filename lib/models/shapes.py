@@ -2,7 +2,10 @@
 
 `shapes(model_id)` gives exact parameter counts (total, active per token for mixtures of
 experts, in Linear layers), layer and head numbers and the KV cache per token, in under a second
-and with no memory: memory is estimated from it before any weight is allocated. `config()` is
+and with no memory: memory is estimated from it before any weight is allocated. What a build
+found is kept in the cache folder, keyed by the configuration and the versions of transformers
+and torch that built it, so an estimate (`python -m lib estimate`) answers without importing
+either: importing them takes seconds of CPU, far more on a busy machine. `config()` is
 the one place a catalog entry's published configuration becomes a transformers config; custom
 code is never run. A user's config.json that transformers can't build from is a `ModelLoadError`,
 never a traceback.
@@ -10,7 +13,12 @@ never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
+import json
+import os
+from pathlib import Path
 
 from lib.errors import ModelLoadError
 from lib.memory import Shapes
@@ -47,10 +55,42 @@ def model_class(entry: CatalogEntry):
 
 @functools.cache
 def shapes(model_id: str) -> Shapes:
-    """Architecture numbers and exact parameter counts, from a build on the meta device."""
+    """Architecture numbers and exact parameter counts, from a build on the meta device
+    (kept: see the module)."""
+    entry = get_entry(model_id)
+    path = _kept_path(entry)
+    try:
+        return Shapes(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        pass                     # never built with these versions, or a damaged file: build
+    found = _build(entry)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(dataclasses.asdict(found)))
+        temporary.replace(path)          # whole or not at all, for a reader in another process
+    except OSError:
+        pass                     # a read-only cache folder: built again next time
+    return found
+
+
+def _kept_path(entry: CatalogEntry) -> Path:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from lib.paths import cache_dir
+
+    try:
+        versions = [version("transformers"), version("torch")]
+    except PackageNotFoundError:
+        versions = []
+    key = json.dumps([entry.kind, entry.context_length, entry.config, versions],
+                     sort_keys=True, default=str)
+    return cache_dir() / "shapes" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+
+
+def _build(entry: CatalogEntry) -> Shapes:
     import torch
 
-    entry = get_entry(model_id)
     cfg = config(entry)
     try:
         with torch.device("meta"):
