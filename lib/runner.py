@@ -65,8 +65,9 @@ def preflight(spec: RunSpec) -> backends.Backend:
 
 def describe(spec: RunSpec) -> str:
     """'gpt2 on cpu in float32, batch 1, ...'; another stack is named: 'in Q4_K_M with
-    llama.cpp'."""
-    return (f"{spec.model_id} on {spec.device} in {weights_words(spec.stack, spec.dtype)}, "
+    llama.cpp'; an estimate is on its hardware profile: 'gpt2 on h100-sxm x 8 in ...'."""
+    where = spec.device if spec.hardware is None else f"{spec.hardware} x {spec.gpus}"
+    return (f"{spec.model_id} on {where} in {weights_words(spec.stack, spec.dtype)}, "
             f"batch {spec.batch_size}, {spec.prompt_tokens} prompt + {spec.new_tokens} output "
             "tokens")
 

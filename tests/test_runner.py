@@ -140,3 +140,9 @@ def test_a_sweep_of_estimates_never_waits_and_a_mixed_one_queues_only_its_measur
         assert runlock.current_holder()["description"] == "sweep of device"
     assert [p.measurement.measured for p in result.points] == [False, True] and not waits
     assert runlock.current_holder() is None
+
+
+def test_an_estimate_is_described_on_its_hardware_not_this_machines_device():
+    assert runner.describe(SPEC).startswith("smollm2-135m-instruct on cpu in float32")
+    assert runner.describe(SPEC.replace(hardware="h100-sxm", gpus=8)).startswith(
+        "smollm2-135m-instruct on h100-sxm x 8 in float32")
