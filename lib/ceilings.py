@@ -176,10 +176,10 @@ def measure(device: str = "cpu", on_progress: Progress | None = None) -> Ceiling
     tell = on_progress or (lambda what, fraction: None)
     clock = DeviceClock(device)
     threads, before = default_threads(), torch.get_num_threads()
+    _wait_for_quiet(tell)
     started = time.perf_counter()
     notes: list[str] = []
     details: dict[str, Any] = {}
-    _wait_for_quiet(tell)
     torch.set_num_threads(threads)
     try:
         with machine_load.watch() as load, probes.failures_explained(device):

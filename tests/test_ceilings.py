@@ -172,8 +172,14 @@ def test_last_level_cache_size_is_read_or_assumed():
     assert probes.last_level_cache_bytes() >= 2**20
 
 
+@pytest.fixture
+def no_waiting(monkeypatch):
+    """Measuring starts at once: no look for a quiet moment (the machine running tests is busy)."""
+    monkeypatch.setattr(ceilings, "_wait_for_quiet", lambda tell: None)
+
+
 @pytest.mark.slow
-def test_real_measurement_is_sane_and_quick(tmp_path, monkeypatch):
+def test_real_measurement_is_sane_and_quick(tmp_path, monkeypatch, no_waiting):
     monkeypatch.setenv("ILE_CACHE_DIR", str(tmp_path))
     started = time.perf_counter()
     found = ceilings.machine_ceilings("cpu", refresh=True)
@@ -184,12 +190,6 @@ def test_real_measurement_is_sane_and_quick(tmp_path, monkeypatch):
     assert found.layer_overhead_s is not None and 0 <= found.layer_overhead_s < 0.05
     assert found.threads >= 1 and "torch" in found.source
     assert ceilings.machine_ceilings("cpu") == found              # kept
-
-
-@pytest.fixture
-def no_waiting(monkeypatch):
-    """Measuring starts at once: no look for a quiet moment (the machine running tests is busy)."""
-    monkeypatch.setattr(ceilings, "_wait_for_quiet", lambda tell: None)
 
 
 def test_a_failing_kernel_is_a_message_not_a_traceback(monkeypatch, no_waiting):
