@@ -11,10 +11,14 @@ A busy reading never replaces or lowers a quiet figure; it is recorded as an att
 the last READINGS_KEPT readings, each with what became of it) and the machine is measured again
 later, when quiet (`measure_again`).
 
-Before any quiet reading exists (a first start on a busy machine) the busy figures are used,
-because an estimate needs some figure and none is more honest than one measured here, but every
-one is flagged provisional (in its record, in `notes`, in the text) and the first quiet reading
-replaces them whatever its values; until then a busier-but-better reading may raise them.
+Before any quiet reading exists (a first start on a busy machine) a busy reading is used,
+scaled to the whole CPU: it had only (100 - share)% of the CPU, so rates are divided and the
+overhead multiplied by that fraction (at most SCALE_AT_MOST times: a reading that got almost
+nothing tells little). Taken raw, 83% other load read 7.7 GB/s and 7.5 GFLOP/s float32 on this
+2-core VM (quiet: 35 and 199), estimates 5-25x too slow; scaled, 45 GB/s and 44 GFLOP/s. It is
+rough, so every such figure is flagged provisional (in its record, with the value measured, in
+`notes`, in the text) and the first quiet reading replaces them whatever its values; until then
+a better busy reading may raise them.
 Pure functions over `lib.ceilings.Ceilings`: no measuring, no files, no torch.
 """
 
@@ -30,6 +34,7 @@ from lib.ceilings import BUSY_NOTE_START, BUSY_PERCENT, BUSY_RETRY_S, Ceilings
 
 QUIET_PERCENT = BUSY_PERCENT      # other programs' CPU share up to which a reading is quiet
 READINGS_KEPT = 6                 # the last readings (quiet or busy) and what became of each
+SCALE_AT_MOST = 10.0              # a busy reading is scaled to the whole CPU by at most this
 OVERHEAD = "layer_overhead_s"     # the one figure where lower is better
 FLOPS = "matmul_flops_per_s"
 BANDWIDTH = "memory_bandwidth_bytes_per_s"
@@ -39,10 +44,23 @@ def is_quiet(other_cpu_percent: float | None) -> bool:
     return other_cpu_percent is None or other_cpu_percent <= QUIET_PERCENT
 
 
-def _record(value: float, reading: Ceilings) -> dict[str, Any]:
-    return {"value": value, "measured_at": reading.measured_at,
-            "other_cpu_percent": reading.other_cpu_percent,
-            "quiet": is_quiet(reading.other_cpu_percent)}
+def scale(other_cpu_percent: float | None) -> float:
+    """How much more of the CPU the whole machine has than a reading taken while other
+    programs took `other_cpu_percent` of it (1 when quiet)."""
+    if is_quiet(other_cpu_percent):
+        return 1.0
+    return min(100.0 / max(100.0 - other_cpu_percent, 1e-9), SCALE_AT_MOST)
+
+
+def _record(value: float, reading: Ceilings, name: str = "") -> dict[str, Any]:
+    record = {"value": value, "measured_at": reading.measured_at,
+              "other_cpu_percent": reading.other_cpu_percent,
+              "quiet": is_quiet(reading.other_cpu_percent)}
+    if not record["quiet"]:            # provisional: scaled to the whole CPU, as read kept
+        factor = scale(reading.other_cpu_percent)
+        record.update(value=value / factor if name == OVERHEAD else value * factor,
+                      measured_value=value, scaled_by=factor)
+    return record
 
 
 def figures_of(ceilings: Ceilings) -> dict[str, Any]:
@@ -55,7 +73,7 @@ def figures_of(ceilings: Ceilings) -> dict[str, Any]:
                              FLOPS: {dtype: _record(value, ceilings)
                                      for dtype, value in ceilings.matmul_flops_per_s.items()}}
     if ceilings.layer_overhead_s is not None:
-        found[OVERHEAD] = _record(ceilings.layer_overhead_s, ceilings)
+        found[OVERHEAD] = _record(ceilings.layer_overhead_s, ceilings, OVERHEAD)
     return found
 
 
@@ -114,26 +132,29 @@ def merge(kept: Ceilings | None, reading: Ceilings) -> Ceilings:
         outcome = (f"measured while busy ({share} other load): kept the quiet figures; will "
                    "measure again when quiet")
     else:
-        outcome = (f"measured while busy ({share} other load): provisional figures, probably "
-                   "too low; the first quiet measurement replaces them")
+        outcome = (f"measured while busy ({share} other load): provisional figures, scaled "
+                   "to the whole CPU; the first quiet measurement replaces them")
     entry = {"measured_at": reading.measured_at, "other_cpu_percent": reading.other_cpu_percent,
              "quiet": quiet, "outcome": outcome,
-             "figures": {name: record["value"] for name, record in new.items()}}
+             "figures": {name: record.get("measured_value", record["value"])
+                         for name, record in new.items()}}
     earlier = list(kept.readings) if kept is not None else []
     if kept is not None and not kept.readings:      # kept before readings were: its one reading
         earlier = [{"measured_at": kept.measured_at, "other_cpu_percent": kept.other_cpu_percent,
                     "quiet": is_quiet(kept.other_cpu_percent), "outcome": "kept before",
-                    "figures": {name: record["value"] for name, record in old.items()}}]
+                    "figures": {name: record.get("measured_value", record["value"])
+                                for name, record in old.items()}}]
     figures = _nested(chosen)
     records = list(chosen.values())
     provisional = [record for record in records if not record["quiet"]]
     shares = [r["other_cpu_percent"] for r in records if r["other_cpu_percent"] is not None]
     notes = [note for note in reading.notes if not note.startswith(BUSY_NOTE_START)]
     if provisional:
+        busiest = max(provisional, key=lambda r: r["other_cpu_percent"] or 0)
         notes.append(f"Provisional: measured while other programs took "
-                     f"{max(r['other_cpu_percent'] or 0 for r in provisional):.0f}% of the CPU, "
-                     "so probably too low; the first quiet measurement replaces them (python "
-                     "-m lib machine --refresh when the machine is quiet).")
+                     f"{busiest['other_cpu_percent']:.0f}% of the CPU and scaled to the whole "
+                     f"CPU (x{busiest['scaled_by']:.1f}), so rough; the first quiet measurement "
+                     "replaces them (python -m lib machine --refresh when the machine is quiet).")
     elif not quiet:
         notes.append(f"The last measurement ({reading.measured_at}) ran while other programs "
                      f"took {share} of the CPU: it was not used, the quiet figures are kept; "
@@ -184,7 +205,9 @@ def describe_figure(record: dict[str, Any]) -> str:
     others = "other programs' share unknown" if share is None else f"other programs {share:.0f}%"
     if record["quiet"]:
         return f"quiet, {when}, {others}"
-    return f"PROVISIONAL (measured while busy, {when}, {others})"
+    return (f"PROVISIONAL (measured while busy, {when}, {others}; scaled "
+            f"x{record.get('scaled_by', 1.0):.1f} to the whole CPU from "
+            f"{record.get('measured_value', record['value']):.3g})")
 
 
 def describe_figures(ceilings: Ceilings) -> dict[str, str]:

@@ -53,14 +53,18 @@ def test_a_better_quiet_reading_raises_each_figure_and_overhead_keeps_the_minimu
     assert lower.layer_overhead_s == 1e-4 and lower.memory_bandwidth_bytes_per_s == 30e9
 
 
-def test_busy_first_is_provisional_and_the_first_quiet_reading_replaces_it():
-    high_but_busy = reading(bandwidth=40e9, busy=50.0)
-    first = capability.merge(None, high_but_busy)
-    assert first.memory_bandwidth_bytes_per_s == 40e9
+def test_busy_first_is_provisional_scaled_and_the_first_quiet_reading_replaces_it():
+    half_the_cpu = reading(bandwidth=40e9, overhead=4e-4, busy=50.0)
+    first = capability.merge(None, half_the_cpu)
+    assert first.memory_bandwidth_bytes_per_s == 80e9            # it had half the CPU
+    assert first.matmul_flops_per_s["float32"] == 2e11 and first.layer_overhead_s == 2e-4
+    record = first.figures["memory_bandwidth_bytes_per_s"]
+    assert record["measured_value"] == 40e9 and record["scaled_by"] == 2.0
+    assert first.readings[-1]["figures"]["memory_bandwidth_bytes_per_s"] == 40e9   # as read
     assert all(not r["quiet"] for r in [first.figures["memory_bandwidth_bytes_per_s"],
                                           *first.figures["matmul_flops_per_s"].values()])
-    assert any(note.startswith("Provisional: measured while other programs took 50%")
-               for note in first.notes)
+    assert any(note.startswith("Provisional: measured while other programs took 50% of the "
+                               "CPU and scaled to the whole CPU (x2.0)") for note in first.notes)
     assert "while busy (provisional)" in first.source
     assert "PROVISIONAL" in capability.describe_figures(first)["memory_bandwidth_bytes_per_s"]
     quiet = capability.merge(first, QUIET)               # lower values, but quiet: they win
@@ -102,3 +106,9 @@ def test_when_to_measure_again(readings, age_s, why):
         kept = capability.merge(kept, one)
     last = calendar.timegm(time.strptime(readings[-1].measured_at, "%Y-%m-%dT%H:%M:%SZ"))
     assert capability.measure_again(kept, now=last + age_s) == why
+
+
+@pytest.mark.parametrize("share, factor", [(None, 1.0), (10.0, 1.0), (50.0, 2.0), (75.0, 4.0),
+                                           (95.0, capability.SCALE_AT_MOST), (100.0, 10.0)])
+def test_a_busy_reading_is_scaled_by_the_cpu_it_had_at_most_ten_times(share, factor):
+    assert capability.scale(share) == pytest.approx(factor)
