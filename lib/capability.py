@@ -133,7 +133,9 @@ def merge(kept: Ceilings | None, reading: Ceilings) -> Ceilings:
                    "measure again when quiet")
     else:
         outcome = (f"measured while busy ({share} other load): provisional figures, scaled "
-                   "to the whole CPU; the first quiet measurement replaces them")
+                   "to the whole CPU" + ("" if not old else "; improved " + (", ".join(
+                       _label(name) for name in taken if name in old) or "none")) +
+                   "; the first quiet measurement replaces them")
     entry = {"measured_at": reading.measured_at, "other_cpu_percent": reading.other_cpu_percent,
              "quiet": quiet, "outcome": outcome,
              "figures": {name: record.get("measured_value", record["value"])

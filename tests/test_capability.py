@@ -67,6 +67,11 @@ def test_busy_first_is_provisional_scaled_and_the_first_quiet_reading_replaces_i
                                "CPU and scaled to the whole CPU (x2.0)") for note in first.notes)
     assert "while busy (provisional)" in first.source
     assert "PROVISIONAL" in capability.describe_figures(first)["memory_bandwidth_bytes_per_s"]
+    busier = capability.merge(first, reading(bandwidth=10e9, float32=0.4e11, busy=75.0))
+    assert busier.memory_bandwidth_bytes_per_s == 80e9
+    assert busier.readings[-1]["outcome"] == (
+        "measured while busy (75% other load): provisional figures, scaled to the whole CPU; "
+        "improved per-layer overhead; the first quiet measurement replaces them")
     quiet = capability.merge(first, QUIET)               # lower values, but quiet: they win
     assert quiet.memory_bandwidth_bytes_per_s == 20e9 and quiet.other_cpu_percent == 2.0
     assert not any(note.startswith("Provisional") for note in quiet.notes)
