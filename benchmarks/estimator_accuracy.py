@@ -17,11 +17,20 @@ goal is met: at most 25% for TPOT and 35% for TTFT on this CPU.
 
 Other programs using the CPU slow the measurements and not the estimates: the load before the
 run and during each point (other processes' share of the CPU, as each repetition recorded it)
-is printed, with a warning above `lib.stats.BUSY_OTHER_CPU_PERCENT`. Run it on a quiet machine.
-The ceilings are measured once more after the grid (not kept): the drift, and the errors the
-estimates would have had with those, tell whether the snapshot they came from was typical.
+is printed, with a warning above `lib.stats.BUSY_OTHER_CPU_PERCENT`. The ceilings are measured
+once more after the grid (not kept): the drift, and the errors the estimates would have had
+with those, tell whether the snapshot they came from was typical.
+
+`--busy N` runs it on a busy machine on purpose: N CPU-bound processes (`benchmarks/busy.py`,
+nice 0, always stopped at exit) run while the ceilings are measured again and the grid is
+measured, as a classroom PC with other programs would. The ceilings are this machine's
+capability (`lib.capability`): a reading taken then never lowers the quiet figures, so the
+estimates stay those of the quiet machine while the measured points slow down. `--both` runs
+the grid quiet first, then with N busy processes (default 2), and prints the median TPOT error
+in both conditions and how the estimates and the measurements moved between them.
 
     .venv/bin/python benchmarks/estimator_accuracy.py [--quick] [--json] [--kept-ceilings]
+        [--busy N] [--both]
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import busy  # noqa: E402
 from lib import ceilings, estimator, machine_load, runlock, runner, stats, sweep  # noqa: E402
 from lib.models.cache import ModelCache  # noqa: E402
 from lib.spec import RunSpec  # noqa: E402
@@ -77,11 +87,10 @@ GRID = (Group(1, 64, (DEFAULT, GPT2)), Group(4, 256, (DEFAULT, GPT2)),
 QUICK = (Group(1, 64, (DEFAULT, GPT2)),)
 
 
-def quiet_load(seconds: float = LOAD_SAMPLE_S) -> machine_load.Load:
-    """Other programs' share of the CPU over `seconds` while this process sleeps."""
-    with machine_load.watch() as load:
-        time.sleep(seconds)
-    return load
+# Between the quiet and the busy run (--both) the median TPOT error may move by this much: the
+# estimates are the quiet machine's capability either way.
+BOTH_GOAL_POINTS = 0.10
+BUSY_DEFAULT = 2
 
 
 def measure_group(group: Group, cache: ModelCache, say) -> list[sweep.PointResult]:
@@ -225,15 +234,57 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     parser.add_argument("--kept-ceilings", action="store_true",
                         help="use the ceilings measured before instead of measuring them now")
+    parser.add_argument("--busy", type=int, default=None, metavar="N",
+                        help="run with N CPU-bound processes (nice 0) taking the CPU meanwhile")
+    parser.add_argument("--both", action="store_true",
+                        help=f"run quiet, then with --busy N processes (default {BUSY_DEFAULT}),"
+                             " and compare the median TPOT errors")
     args = parser.parse_args()
     say = (lambda text: print(text, file=sys.stderr)) if args.json else print
+    if args.busy is not None and args.busy < 0:
+        parser.error("--busy takes a number of processes, 0 or more")
+    count = BUSY_DEFAULT if args.busy is None else args.busy
+    conditions = [0, count] if args.both else [count if args.busy is not None else 0]
+    results = {}
+    for processes in conditions:
+        name = _condition(processes)
+        if len(conditions) > 1:
+            say(f"\n=== {name} ===")
+        with busy.processes(processes):
+            results[name] = run_condition(args, say)
+        if not args.json:
+            print(results[name]["table"])
+    documents = {name: {key: value for key, value in result.items() if key != "table"}
+                 for name, result in results.items()}
+    if len(results) == 1:
+        if args.json:
+            print(json.dumps(next(iter(documents.values())), indent=1))
+        return 0
+    comparison = compare_conditions(*results.values())
+    lines = describe_comparison(comparison, *results)
+    if args.json:
+        for line in lines:
+            say(line)
+        print(json.dumps({"conditions": documents, "comparison": comparison}, indent=1))
+    else:
+        print("\n".join(lines))
+    return 0
 
-    before = quiet_load()
+
+def _condition(processes: int) -> str:
+    return "quiet" if processes == 0 else f"busy ({processes} CPU-bound processes)"
+
+
+def run_condition(args, say) -> dict[str, Any]:
+    """The ceilings (measured now, or kept), the grid measured, each point's estimate beside
+    it: the document --json prints, with the text table under "table"."""
+    before = machine_load.sample(LOAD_SAMPLE_S)
     say(f"other programs' CPU share before the run: {before.other_cpu_percent:.0f}% "
         f"(load average {before.load_average:.2f})")
     if (before.other_cpu_percent or 0) > BUSY_PERCENT:
         say(f"WARNING: other programs take more than {BUSY_PERCENT:.0f}% of the CPU: the "
-            "measurements will be slow and the errors mean little. Rerun when it is quiet.")
+            "measurements will be slow, the estimates (this machine's quiet capability) will "
+            "not.")
     found = ceilings.cached("cpu") if args.kept_ceilings else settled_ceilings(say)
     if found is None:
         say("no ceilings kept yet: measuring them")
@@ -241,9 +292,8 @@ def main() -> int:
     for line in ceilings.describe(found):
         say(line)
     if (found.other_cpu_percent or 0) > ceilings.BUSY_PERCENT:
-        say(f"WARNING: the ceilings were measured while other programs took "
-            f"{found.other_cpu_percent:.0f}% of the CPU: rerun when "
-            "the machine is quiet.")
+        say(f"WARNING: the ceilings are provisional, measured while other programs took "
+            f"{found.other_cpu_percent:.0f}% of the CPU: rerun when the machine is quiet.")
     if args.kept_ceilings:
         say(f"(kept ceilings, measured {found.measured_at})")
 
@@ -263,29 +313,66 @@ def main() -> int:
     summary["seconds"] = seconds
     summary["other_cpu_percent_before"] = before.other_cpu_percent
     summary["ceilings_drift"] = drift(found, after)
-    say("ceilings measured again after the grid: " + ", ".join(
-        f"{name} {change:+.0%}" for name, change in summary["ceilings_drift"].items()))
+    say("ceilings measured again after the grid (a single reading, not the capability): " +
+        ", ".join(f"{name} {change:+.0%}" for name, change in summary["ceilings_drift"].items()))
     moved = [name for name, change in summary["ceilings_drift"].items()
              if abs(change) > DRIFT_WARNING]
     summary["ceilings_moved"] = moved
     if moved:
         say(f"WARNING: {', '.join(moved)} moved by more than {DRIFT_WARNING:.0%} between the "
-            "ceilings measured before and after the grid: the estimates depend on a few "
-            "seconds' snapshot of a machine whose speed drifts. Compare both lines of errors, "
-            "and run again.")
+            "ceilings kept before and one reading after the grid: the machine's speed drifts "
+            "(or it is busy). Compare both lines of errors, and run again.")
     if (summary["other_cpu_percent_max"] or 0) > BUSY_PERCENT:
         say(f"WARNING: other programs took up to {summary['other_cpu_percent_max']:.0f}% of the "
-            "CPU during some points: their measurements are slow, rerun when it is quiet.")
-    if args.json:
-        print(json.dumps({"ceilings": found.to_dict(), "ceilings_after": after.to_dict(),
-                          "points": rows, "summary": summary}, indent=1))
-    else:
-        print(table(rows, summary))
-        print(f"measured in {seconds:.0f} s; other programs' CPU share: "
-              f"{before.other_cpu_percent:.0f}% before, median "
-              f"{_percent(summary['other_cpu_percent_median'])} and at most "
-              f"{_percent(summary['other_cpu_percent_max'])} during the points")
-    return 0
+            "CPU during some points: their measurements are slower than this machine can go.")
+    text = "\n".join([table(rows, summary), (
+        f"measured in {seconds:.0f} s; other programs' CPU share: "
+        f"{before.other_cpu_percent:.0f}% before, median "
+        f"{_percent(summary['other_cpu_percent_median'])} and at most "
+        f"{_percent(summary['other_cpu_percent_max'])} during the points")])
+    return {"ceilings": found.to_dict(), "ceilings_after": after.to_dict(), "points": rows,
+            "summary": summary, "table": text}
+
+
+def compare_conditions(quiet: dict[str, Any], loaded: dict[str, Any]) -> dict[str, Any]:
+    """Median TPOT error in each condition, and per point (matched by settings) how much the
+    estimate and the measurement moved from quiet to busy."""
+    def key(row):
+        return row["model"], row["dtype"], row["batch"], row["prompt"]
+    quiet_rows = {key(row): row for row in quiet["points"] if "skipped" not in row}
+    pairs = [(quiet_rows[key(row)], row) for row in loaded["points"]
+             if "skipped" not in row and key(row) in quiet_rows]
+    errors_of = {name: result["summary"].get("tpot_s", {}).get("median_abs_error")
+                 for name, result in (("quiet", quiet), ("busy", loaded))}
+    found: dict[str, Any] = {"tpot_median_abs_error": errors_of, "goal_points": BOTH_GOAL_POINTS}
+    if None not in errors_of.values():
+        found["difference_points"] = errors_of["busy"] - errors_of["quiet"]
+        found["met"] = abs(found["difference_points"]) <= BOTH_GOAL_POINTS
+    if pairs:
+        found["tpot_estimate_change_median"] = statistics.median(
+            b["tpot_s"]["estimated"] / q["tpot_s"]["estimated"] - 1 for q, b in pairs)
+        found["tpot_measured_slowdown_median"] = statistics.median(
+            b["tpot_s"]["measured"] / q["tpot_s"]["measured"] for q, b in pairs)
+    return found
+
+
+def describe_comparison(comparison: dict[str, Any], quiet_name: str, busy_name: str) -> list[str]:
+    errors_of = comparison["tpot_median_abs_error"]
+    lines = ["", f"median TPOT error |est/meas - 1|: {quiet_name} {_share(errors_of['quiet'])}, "
+                 f"{busy_name} {_share(errors_of['busy'])}"]
+    if "difference_points" in comparison:
+        lines.append(f"difference {comparison['difference_points'] * 100:+.1f} points (goal: "
+                     f"within {BOTH_GOAL_POINTS * 100:.0f}) "
+                     f"{'MET' if comparison['met'] else 'NOT MET'}")
+    if "tpot_estimate_change_median" in comparison:
+        lines.append(f"per point, busy against quiet: estimates moved by a median "
+                     f"{comparison['tpot_estimate_change_median']:+.1%}, measured TPOT by x"
+                     f"{comparison['tpot_measured_slowdown_median']:.2f}")
+    return lines
+
+
+def _share(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1%}"
 
 
 def _percent(value: float | None) -> str:

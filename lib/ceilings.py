@@ -18,17 +18,21 @@ GPU before every clock reading), with the threads the app uses by default
 the CPU meanwhile is recorded (`lib.machine_load`): above BUSY_PERCENT the figures carry a note
 that they are probably low.
 
-`machine_ceilings()` measures once per machine (CPU model, cores, memory, GPU, torch version)
-and keeps the result as JSON in `lib.paths.cache_dir()`; `refresh=True` measures again, and
-figures disturbed by other programs are measured again after BUSY_RETRY_S. A cache file that
-can't be read or makes no sense is measured over, never a traceback. Measuring takes the
+Before measuring it waits up to QUIET_WAIT_S for a quiet moment (then measures anyway).
+
+`machine_ceilings()` gives this machine's capability (`lib.capability`): per machine (CPU model,
+cores, memory, GPU, torch version) the best figures known from quiet readings, kept as JSON in
+`lib.paths.cache_dir()`; a busy reading never lowers them. `refresh=True` measures again (and
+merges); figures only measured while busy are measured again after BUSY_RETRY_S, and after a
+busy attempt the machine is measured again once it is quiet. A cache file that can't be read
+or makes no sense is measured over, never a traceback; the format-1 layout (one reading per
+machine) is read as that one reading. Measuring takes the
 machine-wide measurement slot (`lib.runlock`), so it never overlaps a run. Importing this
 module needs neither torch nor Streamlit.
 """
 
 from __future__ import annotations
 
-import calendar
 import dataclasses
 import json
 import logging
@@ -43,14 +47,19 @@ from lib import machine_load
 from lib.errors import UnsupportedError
 
 CACHE_FILE = "ceilings.json"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2                  # 2: the capability (figures, readings); 1 is still read
 CACHE_MAX_ENTRIES = 20            # machines x torch versions kept; the oldest go first
 
-MEASURE_ESTIMATE_S = 6.0          # what those waiting in the queue are told
+MEASURE_ESTIMATE_S = 8.0          # what those waiting in the queue are told
 # Other programs taking more of the CPU than this while measuring make the figures low (on 2
 # cores, one busy core halved bfloat16 matmul and worse): the ceilings say so.
 BUSY_PERCENT = 10.0
 BUSY_RETRY_S = 600.0              # such figures are measured again, at most this often
+BUSY_NOTE_START = "Other programs used"
+# Before measuring, other programs' share is watched for QUIET_CHECK_S at a time, up to
+# QUIET_WAIT_S in all, for a quiet moment: a short burst (a compile, a page load) passes.
+QUIET_CHECK_S = 1.0
+QUIET_WAIT_S = 4.0
 
 _log = logging.getLogger(__name__)
 Progress = Callable[[str, float], None]     # (what is being measured, fraction done)
@@ -70,6 +79,10 @@ class Ceilings:
     other_cpu_percent: float | None = None       # CPU other programs took meanwhile
     notes: tuple[str, ...] = ()                  # dtypes skipped and why, kernels used
     details: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # The capability's provenance (`lib.capability`): per figure its value, when it was
+    # measured, the other programs' share then and whether that was quiet; the last readings.
+    figures: dict[str, Any] = field(default_factory=dict, hash=False)
+    readings: tuple[dict[str, Any], ...] = field(default=(), hash=False)
 
     def peak_flops(self, dtype: str) -> float:
         """The dtype's matmul FLOP/s, else float32's (the reference every device has)."""
@@ -78,6 +91,7 @@ class Ceilings:
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         values["notes"] = list(self.notes)
+        values["readings"] = list(self.readings)
         return values
 
     @classmethod
@@ -111,7 +125,29 @@ class Ceilings:
         values["notes"] = tuple(notes)
         if not isinstance(values.get("details", {}), dict):
             raise ValueError("details is not an object")
+        _check_provenance(values)
         return cls(**values)
+
+
+def _check_provenance(values: dict[str, Any]) -> None:
+    """`figures` and `readings` as `lib.capability` writes them (ValueError otherwise)."""
+    figures = values.get("figures", {})
+    if not isinstance(figures, dict) or not isinstance(figures.get("matmul_flops_per_s", {}),
+                                                       dict):
+        raise ValueError("figures is not an object of figures")
+    records = [r for name, r in figures.items() if name != "matmul_flops_per_s"]
+    records += list(figures.get("matmul_flops_per_s", {}).values())
+    for record in records:
+        if not (isinstance(record, dict) and _number(record.get("value")) and
+                isinstance(record.get("measured_at"), str) and
+                isinstance(record.get("quiet"), bool)):
+            raise ValueError(f"a figure's record makes no sense: {record!r}")
+    readings = values.get("readings", [])
+    if not isinstance(readings, (list, tuple)) or not all(
+            isinstance(r, dict) and isinstance(r.get("measured_at"), str) and
+            isinstance(r.get("outcome"), str) for r in readings):
+        raise ValueError("readings is not a list of readings")
+    values["readings"] = tuple(readings)
 
 
 def _number(value: Any) -> bool:
@@ -140,6 +176,7 @@ def measure(device: str = "cpu", on_progress: Progress | None = None) -> Ceiling
     tell = on_progress or (lambda what, fraction: None)
     clock = DeviceClock(device)
     threads, before = default_threads(), torch.get_num_threads()
+    _wait_for_quiet(tell)
     started = time.perf_counter()
     notes: list[str] = []
     details: dict[str, Any] = {}
@@ -154,7 +191,7 @@ def measure(device: str = "cpu", on_progress: Progress | None = None) -> Ceiling
     tell("done", 1.0)
     busy = load.other_cpu_percent
     if busy is not None and busy > BUSY_PERCENT:
-        notes.append(f"Other programs used {busy:.0f}% of the CPU while this was measured, so "
+        notes.append(f"{BUSY_NOTE_START} {busy:.0f}% of the CPU while this was measured, so "
                      "these figures are probably too low: measure again when the machine is "
                      "quieter (python -m lib machine --refresh).")
     measured_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -167,6 +204,18 @@ def measure(device: str = "cpu", on_progress: Progress | None = None) -> Ceiling
         device_name=_device_name(device, device_name), threads=threads, measured_at=measured_at,
         measure_s=time.perf_counter() - started, other_cpu_percent=busy, notes=tuple(notes),
         details=details)
+
+
+def _wait_for_quiet(tell: Progress) -> None:
+    """Up to QUIET_WAIT_S for other programs' share to drop to BUSY_PERCENT (a busy reading
+    is kept only as an attempt, `lib.capability`); then measuring goes on either way."""
+    waited = 0.0
+    while waited < QUIET_WAIT_S:
+        busy = machine_load.sample(QUIET_CHECK_S).other_cpu_percent
+        waited += QUIET_CHECK_S
+        if busy is None or busy <= BUSY_PERCENT:
+            return
+        tell(f"waiting for a quieter moment (other programs use {busy:.0f}% of the CPU)", 0.0)
 
 
 def _device_name(device: str, device_name: Callable[[str], str]) -> str:
@@ -220,20 +269,31 @@ def _read_cache() -> list[dict]:
     return [e for e in entries if isinstance(e, dict) and isinstance(e.get("machine"), dict)]
 
 
+def _same_machine(kept: dict[str, Any], identity: dict[str, Any]) -> bool:
+    """The format written beside the identity is not part of it: format 1 entries still count."""
+    return {k: v for k, v in kept.items() if k != "format"} == \
+        {k: v for k, v in identity.items() if k != "format"}
+
+
 def cached(device: str = "cpu") -> Ceilings | None:
-    """The ceilings measured before on this machine, if any (and if they make sense)."""
+    """This machine's capability measured before, if any (and if it makes sense), with each
+    figure's provenance (`figures`) filled in."""
+    from lib import capability
+
     identity = machine_identity(device)
-    for entry in _read_cache():
-        if entry["machine"] == identity:
+    for entry in reversed(_read_cache()):            # the newest entry for this machine
+        if _same_machine(entry["machine"], identity):
             try:
-                return Ceilings.from_dict(entry.get("ceilings"))
-            except (ValueError, TypeError) as exc:
+                found = Ceilings.from_dict(entry.get("ceilings"))
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 _log.warning("ignoring damaged cached ceilings for %s (%s)", device, exc)
+                return None
+            return dataclasses.replace(found, figures=capability.figures_of(found))
     return None
 
 
 def _write_cache(identity: dict[str, Any], ceilings: Ceilings) -> None:
-    entries = [e for e in _read_cache() if e["machine"] != identity]
+    entries = [e for e in _read_cache() if not _same_machine(e["machine"], identity)]
     entries = (entries + [{"machine": identity, "ceilings": ceilings.to_dict()}])
     entries = entries[-CACHE_MAX_ENTRIES:]
     path = cache_path()
@@ -251,36 +311,37 @@ def _write_cache(identity: dict[str, Any], ceilings: Ceilings) -> None:
 def machine_ceilings(device: str = "cpu", refresh: bool = False,
                      on_progress: Progress | None = None,
                      on_wait: Callable[[str], None] | None = None) -> Ceilings:
-    """This machine's ceilings on `device`: from the cache, else measured (and kept).
+    """This machine's capability on `device` (`lib.capability`): from the cache, else
+    measured (and kept); `refresh` measures again and merges the reading in.
 
-    Figures that other programs disturbed are measured again when BUSY_RETRY_S old, until a
-    quiet measurement replaces them. Measuring waits for the measurement slot (`on_wait` hears
-    the waiting notice); figures someone measured meanwhile are used instead, unless
-    `refresh`."""
+    Measuring waits for the measurement slot (`on_wait` hears the waiting notice); figures
+    someone measured meanwhile are used instead, unless `refresh`."""
+    from lib import capability
     from lib.runlock import measurement_slot
 
-    if not refresh:
-        found = cached(device)
-        if found is not None and not _measure_again(found):
-            return found
+    kept = cached(device)
+    if not refresh and kept is not None and not _measure_again(kept, check_quiet=True):
+        return kept
     with measurement_slot(f"measuring this machine's {device} ceilings", on_wait=on_wait,
                           estimate_s=MEASURE_ESTIMATE_S):
-        found = None if refresh else cached(device)
-        if found is None or _measure_again(found):
-            found = measure(device, on_progress)
-            _write_cache(machine_identity(device), found)
+        kept = cached(device)
+        if not refresh and kept is not None and not _measure_again(kept, check_quiet=False):
+            return kept
+        found = capability.merge(kept, measure(device, on_progress))
+        _write_cache(machine_identity(device), found)
     return found
 
 
-def _measure_again(ceilings: Ceilings) -> bool:
-    """Figures measured while other programs were busy, and not measured again for a while."""
-    if ceilings.other_cpu_percent is None or ceilings.other_cpu_percent <= BUSY_PERCENT:
-        return False
-    try:
-        measured = calendar.timegm(time.strptime(ceilings.measured_at, "%Y-%m-%dT%H:%M:%SZ"))
-    except ValueError:
-        return True
-    return time.time() - measured >= BUSY_RETRY_S
+def _measure_again(kept: Ceilings, check_quiet: bool) -> bool:
+    """Provisional figures (measured busy) once BUSY_RETRY_S old; quiet ones after a busy
+    attempt that long ago only when the machine is quiet now (`check_quiet`: a QUIET_CHECK_S
+    look; else taken as decided)."""
+    from lib import capability
+
+    why = capability.measure_again(kept)
+    if why != "after busy" or not check_quiet:
+        return why is not None
+    return capability.is_quiet(machine_load.sample(QUIET_CHECK_S).other_cpu_percent)
 
 
 def available(refresh: bool = False, on_progress: Progress | None = None,
@@ -292,20 +353,28 @@ def available(refresh: bool = False, on_progress: Progress | None = None,
 
 
 def describe(ceilings: Ceilings) -> list[str]:
-    """A few lines for people: the figures with their units, and where they came from."""
+    """A few lines for people: the figures with their units, where each came from (a quiet
+    reading, or provisional: measured while busy), and what became of the last reading."""
+    from lib import capability
     from lib.metrics import format_bytes, format_seconds
     from lib.roofline import format_operations
 
+    origin = capability.describe_figures(ceilings)
     name = f" ({ceilings.device_name})" if ceilings.device_name else ""
     lines = [f"{ceilings.device}{name}: {ceilings.source}",
              f"  memory bandwidth    {format_bytes(ceilings.memory_bandwidth_bytes_per_s)}/s "
-             "(read + written)"]
+             f"(read + written); {origin[capability.BANDWIDTH]}"]
     for dtype, flops in ceilings.matmul_flops_per_s.items():
-        lines.append(f"  matmul {dtype:<12} {format_operations(flops)} operations/s")
+        lines.append(f"  matmul {dtype:<12} {format_operations(flops)} operations/s; "
+                     f"{origin[f'{capability.FLOPS}/{dtype}']}")
     if ceilings.layer_overhead_s is not None:
         lines.append(f"  per-layer overhead  {format_seconds(ceilings.layer_overhead_s)} per "
-                     "decoder layer per decode step (eager transformers)")
+                     "decoder layer per decode step (eager transformers); "
+                     f"{origin[capability.OVERHEAD]}")
     lines += [f"  note: {note}" for note in ceilings.notes]
+    last = capability.last_reading(ceilings)
+    if last:
+        lines.append(f"  {last}")
     if ceilings.measure_s is not None:
         lines.append(f"  measuring took {ceilings.measure_s:.1f} s")
     return lines

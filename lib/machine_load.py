@@ -57,3 +57,10 @@ def watch():
         load.other_cpu_percent = min(max(other / (elapsed * cores) * 100, 0.0), 100.0)
     with contextlib.suppress(OSError, AttributeError):
         load.load_average = os.getloadavg()[0]
+
+
+def sample(seconds: float) -> Load:
+    """Other programs' share of the CPU over the next `seconds`, this process sleeping."""
+    with watch() as load:
+        time.sleep(seconds)
+    return load

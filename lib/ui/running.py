@@ -269,14 +269,15 @@ def machine_panel() -> None:
     """'This machine': its measured ceilings (memory bandwidth, arithmetic per number format,
     the fixed cost per layer), measured once, a few seconds, in the measurement slot so no run
     is disturbed, and refreshable."""
-    from lib import ceilings, devices
+    from lib import capability, ceilings, devices
     from lib.metrics import format_bytes
 
     with st.expander("This machine: how fast its memory and arithmetic are"):
         st.caption("Every latency has a floor: the time to move the model's bytes at this "
                    "machine's memory speed, or to do its arithmetic at its peak, whichever is "
                    "longer. These ceilings are measured here (a large memory copy, large matrix "
-                   "products), once, and kept.")
+                   "products), when the machine is quiet, and kept: a measurement taken while "
+                   "other programs are busy never lowers them.")
         found = {device: ceilings.cached(device) for device in devices.available_devices()}
         for device, measured in found.items():
             if measured is None:
@@ -289,6 +290,9 @@ def machine_panel() -> None:
             st.markdown(text.md(
                 f"{device}: memory {format_bytes(measured.memory_bandwidth_bytes_per_s)}/s; "
                 f"matrix arithmetic {flops}{overhead}. ({measured.source})"))
+            last = capability.last_reading(measured)   # a busy attempt, and what became of it
+            if last:
+                st.caption(text.md(last[0].upper() + last[1:]))
         if st.button("Measure again" if any(found.values()) else "Measure now",
                      help="A few seconds; waits for any run in progress to finish first."):
             panel = LiveProgress()
