@@ -115,6 +115,9 @@ def to_text(measurement: Measurement, summary: Summary) -> str:
                 dist.percentile(90), dist.percentile(99))]
         lines.append(f"{METRICS[name].label:<30}" + "".join(f"{v:>12}" for v in row)
                      + f"{dist.n:>6}")
+    limited = why_section(measurement, summary)
+    if limited:
+        lines.append(f"why ({limited['limit']}): {limited['text']}")
     for warning in summary.warnings:
         lines.append(f"{warning.severity}: {warning.message} {warning.hint}")
     if measurement.prompt_note:
