@@ -122,11 +122,16 @@ def _quiet_figure(measurement: Measurement, metric: str) -> tuple[float | None, 
         predicted = estimator.estimate_on(measurement.spec, ceilings).summary.get(metric)
     except (ExplorerError, OSError, ValueError):
         predicted = None
+    # Figures measured while the machine was busy are low, so the slowdown against them is too.
+    caveat = "" if not is_busy(ceilings.other_cpu_percent) else (
+        f"; those figures were themselves measured while other programs used "
+        f"{ceilings.other_cpu_percent:.0f}% of the CPU, so the true slowdown is larger")
     if predicted:
-        return predicted, "estimate from its quiet figures"
+        return predicted, ("estimate from its measured figures" + caveat if caveat
+                           else "estimate from its quiet figures")
     floor = floors.metric_floors(measurement).get(metric)
-    return (floor, "its physical floor, the least time its memory and arithmetic allow") \
-        if floor else (None, "")
+    return (floor, "its physical floor, the least time its memory and arithmetic allow"
+            + caveat) if floor else (None, "")
 
 
 def _dominant_phase(ttft_s: float | None, tpot_s: float | None, new_tokens: int) -> str:

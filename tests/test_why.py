@@ -28,7 +28,15 @@ def test_a_run_on_a_busy_machine_says_so_first_with_the_share_and_the_slowdown()
     quiet = estimator.estimate_on(measurement.spec, DECLARED_CEILINGS).summary["tpot_s"]
     assert found["slowdown"] == pytest.approx(1.0 / quiet)
     assert f"{1.0 / quiet:.1f}× as long per token" in found["text"]
-    assert "quiet machine" in found["text"]
+    assert "quiet machine" in found["text"] and "estimate from its quiet figures" in found["text"]
+    # Ceilings measured busy are low: the slowdown against them is said to be larger.
+    import dataclasses
+    busy_ceilings = dataclasses.replace(DECLARED_CEILINGS, other_cpu_percent=80.0)
+    measurement = dataclasses.replace(measurement, environment={
+        **measurement.environment, "ceilings": busy_ceilings.to_dict()})
+    found = why.explain(measurement, stats.summarize(measurement))
+    assert "measured while other programs used 80% of the CPU, so the true slowdown is " \
+           "larger" in found.text
 
 
 def test_the_same_run_quiet_names_the_floors_limit_instead():
