@@ -90,12 +90,16 @@ def _busy(measurement: Measurement, summary: stats.Summary, other: float) -> Why
     metric = "tpot_s" if "tpot_s" in summary.metrics else "e2e_s"
     unit = "per token" if metric == "tpot_s" else "per request"
     measured = _median(summary, metric)
-    quiet, source = _quiet_figure(measurement, metric)
+    quiet, source, quiet_figures = _quiet_figure(measurement, metric)
     text = f"Other programs used {other:.0f}% of the CPU during this run; "
     slowdown = measured / quiet if quiet and measured else None
     if slowdown is None:
         text += ("how much slower that made it can't be said: no figures of this machine "
                  "when quiet were recorded with the run.")
+    elif slowdown <= 1 + SAME_SPEED and not quiet_figures:
+        text += (f"how much slower that made it can't be said: it took "
+                 f"{format_seconds(measured)} {unit} against {format_seconds(quiet)} ({source}).")
+        slowdown = None
     elif slowdown > 1 + SAME_SPEED:
         text += (f"it took {slowdown:.1f}× as long {unit} as this machine manages when quiet "
                  f"({format_seconds(measured)} against {format_seconds(quiet)}, {source}).")
@@ -108,16 +112,17 @@ def _busy(measurement: Measurement, summary: stats.Summary, other: float) -> Why
     return Why(BUSY_MACHINE, text, other, slowdown)
 
 
-def _quiet_figure(measurement: Measurement, metric: str) -> tuple[float | None, str]:
+def _quiet_figure(measurement: Measurement, metric: str) -> tuple[float | None, str, bool]:
     """What this machine manages for `metric` when quiet: the estimate from the ceilings
-    recorded with the run, else the floor they give; (None, "") without ceilings."""
+    recorded with the run, else the floor they give; where it comes from; and whether those
+    ceilings were measured quietly. (None, "", False) without ceilings."""
     from lib import estimator, floors
     from lib.ceilings import Ceilings
 
     try:
         ceilings = Ceilings.from_dict((measurement.environment or {}).get("ceilings"))
     except ValueError:
-        return None, ""
+        return None, "", False
     try:
         predicted = estimator.estimate_on(measurement.spec, ceilings).summary.get(metric)
     except (ExplorerError, OSError, ValueError):
@@ -128,10 +133,10 @@ def _quiet_figure(measurement: Measurement, metric: str) -> tuple[float | None, 
         f"{ceilings.other_cpu_percent:.0f}% of the CPU, so the true slowdown is larger")
     if predicted:
         return predicted, ("estimate from its measured figures" + caveat if caveat
-                           else "estimate from its quiet figures")
+                           else "estimate from its quiet figures"), not caveat
     floor = floors.metric_floors(measurement).get(metric)
     return (floor, "its physical floor, the least time its memory and arithmetic allow"
-            + caveat) if floor else (None, "")
+            + caveat, not caveat) if floor else (None, "", False)
 
 
 def _dominant_phase(ttft_s: float | None, tpot_s: float | None, new_tokens: int) -> str:

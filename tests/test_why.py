@@ -37,6 +37,12 @@ def test_a_run_on_a_busy_machine_says_so_first_with_the_share_and_the_slowdown()
     found = why.explain(measurement, stats.summarize(measurement))
     assert "measured while other programs used 80% of the CPU, so the true slowdown is " \
            "larger" in found.text
+    # Against busy figures, a run no slower than them tells nothing about the slowdown.
+    fast = dataclasses.replace(measurement, repetitions=measure(
+        BASE, other_cpu_percent=70.0, decode_s=quiet).repetitions)
+    found = why.explain(fast, stats.summarize(fast))
+    assert found.limit == why.BUSY_MACHINE and found.slowdown is None
+    assert "how much slower that made it can't be said" in found.text
 
 
 def test_the_same_run_quiet_names_the_floors_limit_instead():
