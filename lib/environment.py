@@ -48,6 +48,19 @@ def capture_environment(device: str, threads: int) -> dict[str, Any]:
     return env
 
 
+def cpu_flags() -> frozenset[str]:
+    """The CPU's instruction-set flags (/proc/cpuinfo, Linux), e.g. "avx512_bf16"; empty where
+    the system doesn't say."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:

@@ -67,12 +67,14 @@ def judged(measurement: Measurement, ttft_s: float | None,
 
 
 def sentences(measurement: Measurement, ttft_s: float | None,
-              tpot_s: float | None) -> list[str]:
+              tpot_s: float | None, busy: bool = False) -> list[str]:
+    """`roofline.sentences` for this run; `busy`: other programs took a material share of the
+    CPU meanwhile (`lib.why`), so time above the floor is not called overhead."""
     parts = _parts(measurement)
     if parts is None:
         return []
     costs, floor, bandwidth, flops = parts
-    return roofline.sentences(costs, floor, ttft_s, tpot_s, bandwidth, flops)
+    return roofline.sentences(costs, floor, ttft_s, tpot_s, bandwidth, flops, busy)
 
 
 def _profile_floor(measurement: Measurement):

@@ -6,7 +6,9 @@ ratio within NEGLIGIBLE of 1 is called "about the same". A ratio is only stated 
 carry it: if the two points' spreads overlap (p10–p90, or the range of their samples below the
 percentile gate: `table.band_columns`) or either point is noisy (`stats.point_noise`), the
 sentence says the difference is within the noise instead, and a last sentence names the noisy
-points and why. Noise is never sold as a finding.
+points and why. Noise is never sold as a finding, and when other programs took a material
+share of the CPU during measured points, the first sentence says the differences can't be
+trusted for *why* (`busy_caution`).
 
 The software stack (alone, or against the number format in a heatmap) gets its own findings
 (`stack_findings`): each point's trade-off against a reference point (transformers float32
@@ -48,6 +50,9 @@ def findings(table: list[dict[str, Any]], factor: Factor) -> list[str]:
     sentences = []
     skipped = [row for row in table if not is_measured(row)]
     estimated = [row for row in measured if is_estimated(row)]
+    caution = busy_caution(measured)
+    if caution:
+        sentences.append(caution)
     if len(measured) < 2:
         sentences.append(f"Fewer than two points {_have_results(measured)}, so there is "
                          "nothing to compare yet.")
@@ -80,7 +85,8 @@ def heatmap_findings(table: list[dict[str, Any]], factors: Sequence[Factor]) -> 
     """Sentences about a two-factor sweep: the stack's trade-offs for a stack x number format
     grid, and for any grid the cells that could not run, grouped by why."""
     measured = [row for row in table if is_measured(row)]
-    sentences = []
+    caution = busy_caution(measured)
+    sentences = [caution] if caution else []
     if {factor.name for factor in factors} == {"stack", "dtype"} and len(measured) >= 2:
         sentences += stack_findings(measured)
         if all(is_estimated(row) for row in measured):
@@ -128,6 +134,20 @@ def estimated_words(sentences: list[str]) -> list[str]:
         keep = len(sentence) > 1 and sentence[1].isupper()     # 'NVIDIA', 'TTFT'
         return sentence if keep else sentence[:1].lower() + sentence[1:]
     return [f"Estimated: {lowered(sentence)}" for sentence in sentences]
+
+
+def busy_caution(rows: list[dict[str, Any]]) -> str | None:
+    """First of the findings when other programs took a material share of the CPU while some
+    points were measured (`lib.why.BUSY_PERCENT`): differences between such points may be the
+    other programs' doing, so no finding can say *why* one setting is faster."""
+    shares = [_value(row, "other_cpu_percent") for row in rows if not is_estimated(row)]
+    busy = [share for share in shares if share is not None and share > BUSY_OTHER_CPU_PERCENT]
+    if not busy:
+        return None
+    return (f"{len(busy)} of {len(shares)} measured points ran while other programs used up to "
+            f"{max(busy):.0f}% of the CPU. Speed differences measured on a busy machine can't be "
+            "trusted for why one setting is faster: the other programs slow some points more "
+            "than others. Run the sweep again on a quiet machine to learn why.")
 
 
 def skipped_reason_words(row: dict[str, Any]) -> str:

@@ -4,7 +4,8 @@ The JSON is the output contract of `python -m lib run --json`: `spec`, `environm
 `provenance` (backend, "measured" or "estimated", library versions), `load`, `summary` (metric
 name with unit -> median, spread, percentiles, n; `peak_memory_bytes` is the model's worker
 process's peak), `memory` (that peak split into `weights_bytes`, `kv_cache_bytes` and
-`other_bytes`, beside `estimate_bytes`, the guard's estimate), `repetitions` (each with its raw
+`other_bytes`, beside `estimate_bytes`, the guard's estimate), `floor` (the physical floor),
+`why` (what limited the run: `limit` and `text`, busy machine first), `repetitions` (each with its raw
 token offsets from the request start, its own metrics, KV cache size and the CPU share other
 programs took meanwhile), `warnings` and the generated text. Labels, units and
 meanings come from `lib.metrics`. `export_file_name` names a downloaded file after what it
@@ -36,6 +37,7 @@ def to_dict(measurement: Measurement, summary: Summary) -> dict[str, Any]:
     breakdown = memory_breakdown(measurement)
     document["memory"] = breakdown.to_dict() if breakdown else None
     document["floor"] = floor_section(measurement, summary)
+    document["why"] = why_section(measurement, summary)
     for raw, rep, per_rep in zip(document["repetitions"], measurement.repetitions,
                                  summary.per_repetition):
         raw["itl_s"] = inter_token_latencies(rep)
@@ -52,6 +54,14 @@ def floor_section(measurement: Measurement, summary: Summary) -> dict[str, Any] 
         dist = summary.metrics.get(name)
         return dist.median if dist else None
     return floors.judged(measurement, median("ttft_s") or median("e2e_s"), median("tpot_s"))
+
+
+def why_section(measurement: Measurement, summary: Summary) -> dict[str, Any] | None:
+    """What limited the run (`lib.why`): `limit`, one of "memory bandwidth", "compute",
+    "overhead", "busy machine", "interconnect", and `text`; None when nothing can be said."""
+    from lib import why
+    found = why.explain(measurement, summary)
+    return found.to_dict() if found else None
 
 
 def summary_row(measurement: Measurement, summary: Summary) -> dict[str, Any]:
@@ -105,6 +115,9 @@ def to_text(measurement: Measurement, summary: Summary) -> str:
                 dist.percentile(90), dist.percentile(99))]
         lines.append(f"{METRICS[name].label:<30}" + "".join(f"{v:>12}" for v in row)
                      + f"{dist.n:>6}")
+    limited = why_section(measurement, summary)
+    if limited:
+        lines.append(f"why ({limited['limit']}): {limited['text']}")
     for warning in summary.warnings:
         lines.append(f"{warning.severity}: {warning.message} {warning.hint}")
     if measurement.prompt_note:
@@ -142,7 +155,7 @@ def percentile_rows(summary: Summary) -> list[dict[str, Any]]:
         for q in (90, 95, 99):
             value = dist.percentile(q)
             row[f"p{q}"] = format_value(name, value) if value is not None else \
-                f"needs n ≥ {MIN_SAMPLES[q]}"
+                f"needs {dist.needs(q)}"
         rows.append(row)
     return rows
 

@@ -303,24 +303,26 @@ def format_flops_rate(flops_per_s: float) -> str:
 
 
 def sentences(costs: Costs, floor: Floor, measured_ttft_s: float | None,
-              measured_tpot_s: float | None, bandwidth: float, flops: float) -> list[str]:
+              measured_tpot_s: float | None, bandwidth: float, flops: float,
+              busy: bool = False) -> list[str]:
     """What bounds each phase, in plain words with the numbers, e.g. "Each new token reads all
     538.0 MB of weights: at 20.0 GB/s that takes at least 26.9 ms; this run took 40.0 ms, 67%
     of the way to the floor." An overhead-bound phase gets a second sentence saying where the
-    rest of the time went."""
+    rest of the time went; `busy` (other programs took the CPU meanwhile): that the rest can't
+    be put down to overhead."""
     said = _phase_sentences(
         "prefill", costs, costs.prefill, floor.prefill_memory_s, floor.prefill_compute_s,
-        measured_ttft_s, bandwidth, flops)
+        measured_ttft_s, bandwidth, flops, busy)
     if costs.has_decode:
         said += _phase_sentences(
             "decode", costs, costs.decode, floor.decode_memory_s, floor.decode_compute_s,
-            measured_tpot_s, bandwidth, flops)
+            measured_tpot_s, bandwidth, flops, busy)
     return said
 
 
 def _phase_sentences(phase: str, costs: Costs, cost: PhaseCost, memory_s: float,
                      compute_s: float, measured_s: float | None, bandwidth: float,
-                     flops: float) -> list[str]:
+                     flops: float, busy: bool = False) -> list[str]:
     physical = max(memory_s, compute_s)
     limit = bound(memory_s, compute_s, None)
     requests = f" for each of the {costs.batch_size} requests" if costs.batch_size > 1 else ""
@@ -357,6 +359,14 @@ def _phase_sentences(phase: str, costs: Costs, cost: PhaseCost, memory_s: float,
     per_layer = rest / costs.layers if costs.layers else 0.0
     step = "for the prompt" if phase == "prefill" else \
         "per token" if costs.batch_size == 1 else "per step"
+    if busy:
+        # Other programs' turns on the CPU look exactly like overhead from here: don't blame it.
+        return [sentence,
+                f"The arithmetic and memory traffic would allow {format_seconds(physical)} "
+                f"{step}. Other programs were using the CPU meanwhile, so the other "
+                f"{format_seconds(rest)} can't be put down to "
+                f"{_overhead_words(costs.stack)}: run again on a quiet machine to see how much "
+                "of it is."]
     return [sentence,
             f"That is overhead-bound: the arithmetic and memory traffic would allow "
             f"{format_seconds(physical)} {step}; the other {format_seconds(rest)} is mostly "

@@ -87,7 +87,9 @@ class RunSpec:
     dtype: str = _field(
         "float32", "--dtype", "Number format (dtype)",
         "How many bits each weight uses. float32 is the reference; bfloat16 and float16 use half the "
-        "memory and are often faster, with slightly less precise results. int8 (CPU only) stores "
+        "memory, with slightly less precise results: faster on hardware that multiplies them "
+        "natively, slower on processors that must convert them (the measured rates of this "
+        "machine say which). int8 (CPU only) stores "
         "the big matrices in 8 bits: a quarter of the memory, answers drift slightly. Each "
         "software stack has its own formats: llama.cpp runs float32 (F32), float16 (F16), "
         "q8_0, q4_k_m and q4_1 (GGUF); ONNX Runtime runs float32 and int4. Fewer bits per "
@@ -97,7 +99,7 @@ class RunSpec:
     batch_size: int = _field(
         1, "--batch", "Batch size",
         "How many requests are answered together in one pass. Larger batches raise total throughput "
-        "but make every request wait a little longer per token.", 1, 64, widget="slider")
+        "but make every request wait a little longer per token.", 1, 64)
     prompt_tokens: int = _field(
         64, "--prompt-tokens", "Prompt length (tokens)",
         "How much text goes in, counted in tokens (a token is roughly 3/4 of a word). The model reads "

@@ -35,6 +35,10 @@ from lib.results import Measurement, Repetition
 # 1/(1-p) samples before even one sample lies above it (and p10 as many as p90, its mirror).
 # Below that, a spread is shown as the range of the samples (min to max), labelled as such.
 MIN_SAMPLES = {10: 10, 90: 10, 95: 20, 99: 100}
+# Samples pooled from a few requests (every gap between tokens of 10 requests) are not that many
+# independent samples: a slow request makes all its gaps slow together. So a distribution that
+# knows its `requests` gates its percentiles by them too, with the same numbers: a p99 of the
+# gaps needs 100 requests, as a p99 of the requests' own latencies does.
 TAIL_PERCENTILES = (90, 95, 99)
 # Interquartile range over median above this: the run was noisy (hyperfine and
 # torch.utils.benchmark use the same kind of threshold).
@@ -64,6 +68,8 @@ def percentile(values: Sequence[float], q: float) -> float:
 class Distribution:
     values: tuple[float, ...]
     estimated: bool = False          # computed by a model of the hardware, not measured
+    requests: int | None = None      # the requests the values are pooled from (ITL); None: each
+                                     # value is its own request
 
     @property
     def n(self) -> int:
@@ -90,9 +96,21 @@ class Distribution:
     def percentile(self, q: float) -> float | None:
         """None when there are too few samples for `q` to mean anything (or none at all:
         an estimate)."""
-        if self.estimated or self.n < MIN_SAMPLES.get(int(q), 1):
+        if self.needs(q) is not None:
             return None
         return percentile(self.ordered, q)
+
+    def needs(self, q: float) -> str | None:
+        """Why the q-th percentile is not given ("n ≥ 100", "100 requests (has 10)"), or None
+        when it is."""
+        least = MIN_SAMPLES.get(int(q), 1)
+        if self.estimated:
+            return "a measurement"
+        if self.n < least:
+            return f"n ≥ {least}"
+        if self.requests is not None and self.requests < least:
+            return f"{least} requests (has {self.requests})"
+        return None
 
     def band(self) -> "Band":
         """The spread to draw around the median: p10-p90 with enough samples, else the range."""
@@ -115,6 +133,7 @@ class Distribution:
             "p75": percentile(self.ordered, 75),
             "p90": self.percentile(90), "p95": self.percentile(95), "p99": self.percentile(99),
             "iqr": self.iqr, "n": self.n,
+            **({"requests": self.requests} if self.requests is not None else {}),
         }
 
 
@@ -186,7 +205,10 @@ def summarize(measurement: Measurement) -> Summary:
     itl = [gap for rep in measurement.repetitions for gap in inter_token_latencies(rep)]
     if itl:
         # An estimate's gaps are all one TPOT: its one value, not a distribution of them.
-        metrics["itl_s"] = Distribution(tuple(itl[:1]) if estimated else tuple(itl), estimated)
+        # The sequences of one batch share every step, so its independent requests are the
+        # repetitions, not repetitions x batch.
+        metrics["itl_s"] = Distribution(tuple(itl[:1]) if estimated else tuple(itl), estimated,
+                                        requests=len(measurement.repetitions))
     return Summary(per_rep, metrics, tuple(quality_warnings(metrics, measurement)))
 
 
@@ -291,9 +313,15 @@ def quality_warnings(metrics: dict[str, Distribution], measurement: Measurement)
                         ("Inter-token latency", metrics.get("itl_s"))):
         hidden = [f"p{q}" for q in TAIL_PERCENTILES if dist and dist.percentile(q) is None]
         if hidden:
+            pooled = dist.requests is not None and dist.requests < dist.n
             needs = ", ".join(f"p{q} needs {MIN_SAMPLES[q]}" for q in TAIL_PERCENTILES)
+            counted = f"{dist.n} samples"
+            if pooled:
+                counted += f" pooled from {dist.requests} requests"
+                needs += (" samples and as many requests: the gaps of one request are slow or "
+                          "fast together")
             warnings.append(QualityWarning(
-                "too_few_for_percentile", f"{label}: {dist.n} samples, so "
+                "too_few_for_percentile", f"{label}: {counted}, so "
                 f"{' and '.join(hidden)} {'is' if len(hidden) == 1 else 'are'} not shown "
                 f"({needs}).",
                 "For tail latency, raise repetitions or the minimum measuring time.",

@@ -4,7 +4,7 @@ import json
 
 import streamlit as st
 
-from lib import charts, floors, history, report, text, ui
+from lib import charts, floors, history, report, text, ui, why
 from lib.models.catalog import ENCODER
 from lib.ui import classroom, links, running, sidebar, state
 
@@ -85,19 +85,26 @@ if not measurement.measured:
                f"a model of {text.md(measurement.spec.hardware)} × {measurement.spec.gpus} "
                "(its memory speed, arithmetic and per-layer costs). Choose *This machine: "
                "measure it live* in the sidebar to measure.")
-why = floors.sentences(measurement, ttft_median, tpot_median)
-limit = running.estimate_why(measurement)      # an estimate: what limits it on that hardware
-if limit is not None:
-    why = [f"**Limited by {limit['limit']}.** {text.md(limit['text'])}", *map(text.md, why)]
-else:
-    why = [text.md(sentence) for sentence in why]
-if why:
+limited_by = why.explain(measurement, summary)
+busy = limited_by is not None and limited_by.limit == why.BUSY_MACHINE
+floor_words = floors.sentences(measurement, ttft_median, tpot_median, busy=busy)
+estimated_limit = limited_by if limited_by is not None and not measurement.measured else None
+if floor_words or busy or estimated_limit:
     st.subheader("Why it takes this long")
-    st.caption("The floor is the least time this machine's memory speed and arithmetic allow "
-               "for this model and these settings, worked out from the model's size and the "
-               "machine's measured ceilings (below): an estimate, drawn dashed on the charts.")
-    for sentence in why:
-        st.markdown(f"- {sentence}")
+    if busy:                    # first: nothing below can be read until the machine is quiet
+        st.warning(f"**Busy machine.** {text.md(limited_by.text)}")
+    if estimated_limit:         # an estimate: what limits it on that hardware
+        st.markdown(f"**Limited by {estimated_limit.limit}.** {text.md(estimated_limit.text)}")
+    if floor_words:
+        st.caption("The floor is the least time this machine's memory speed and arithmetic "
+                   "allow for this model and these settings, worked out from the model's size "
+                   "and the machine's measured ceilings (below): an estimate, drawn dashed on "
+                   "the charts.")
+    for sentence in floor_words:
+        st.markdown(f"- {text.md(sentence)}")
+format_here = why.format_speed_of_run(measurement) if measurement.measured else None
+if format_here:
+    st.info(text.md(format_here))
 
 beside = running.estimate_beside(measurement, summary)
 if beside is not None:

@@ -73,7 +73,10 @@ def test_p10_p90_is_used_where_the_point_has_the_samples():
 def test_a_noisy_point_is_named_and_never_sold_as_a_ratio():
     table = [row(1, 0.1, 0.020, 50.0), row(4, 0.3, 0.030, 130.0),
              row(16, 0.8, 0.072, 220.0, noisy=True, other_cpu=41.6, spread=0.9)]
-    sentences = findings(table, BATCH)
+    caution, *sentences = findings(table, BATCH)
+    # Busy first: measured while other programs took the CPU, no finding can say why.
+    assert caution.startswith("1 of 3 measured points ran while other programs used up to "
+                              "42% of the CPU.")
     assert sentences[0] == (
         "Batch size 1 vs 16: the differences in decode throughput (50.0 tokens/s vs 220.0 "
         "tokens/s) and time per token (20 ms vs 72 ms) are within the noise (batch size 16 is a "
@@ -216,7 +219,8 @@ def test_one_estimate_is_not_called_measured():
 
 def test_a_noisy_measurement_against_an_estimate_keeps_the_ratio_and_says_it_is_noisy():
     cpu = dict(device_row("cpu", 0.25, "measured"), noisy=True, other_cpu_percent=42.0)
-    sentences = findings([cpu, device_row("h200", 0.019, "estimated")], DEVICE)
+    caution, *sentences = findings([cpu, device_row("h200", 0.019, "estimated")], DEVICE)
+    assert caution.startswith("1 of 1 measured points ran while other programs used up to 42%")
     assert not any("within the noise" in sentence for sentence in sentences)
     assert sentences[1] == ("NVIDIA H200 SXM 141GB (estimated) would write tokens 13.2x "
                             "faster than this machine's cpu (measured): 19 ms vs 250 ms per "
@@ -273,7 +277,8 @@ def test_a_noisy_stack_point_is_never_a_ratio():
                        spread=0.9),
              ]
     table[1]["tpot_s_max"] = 0.040         # one of its samples as slow as the reference's
-    sentences = findings(table, STACK)
+    caution, *sentences = findings(table, STACK)
+    assert "can't be trusted for why" in caution
     assert sentences[0] == (
         "llama.cpp Q8_0 vs transformers float32: the differences in time per token (15 ms vs "
         "37 ms) and time to first token (400 ms vs 200 ms) are within the noise (llama.cpp Q8_0 "
@@ -340,7 +345,8 @@ def test_a_noisy_point_whose_every_sample_is_apart_still_gives_its_ratio():
              stack_row("llama.cpp", "q4_k_m", 0.21, 0.008, noisy=True, other_cpu=60.0,
                        spread=0.3)]
     from lib.insights import heatmap_findings
-    sentences = heatmap_findings(table, [STACK, FACTORS["dtype"]])
+    caution, *sentences = heatmap_findings(table, [STACK, FACTORS["dtype"]])
+    assert caution.startswith("2 of 2 measured points ran while other programs used up to 60%")
     assert sentences[0].startswith("llama.cpp Q4_K_M writes tokens 7.5x faster than "
                                    "transformers float32 (8.0 ms vs 60 ms per token)")
     assert "time to first token (210 ms vs 200 ms) is within the noise (both points are " \

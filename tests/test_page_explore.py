@@ -160,7 +160,7 @@ def test_points_measured_while_other_programs_took_the_cpu_are_flagged(app, fake
 def test_points_that_cannot_fit_are_named_before_the_sweep(app, monkeypatch):
     from lib import memory
     monkeypatch.setattr(memory, "free_bytes", lambda device: 2 * 10**9)
-    app.slider(key="setting_batch_size").set_value(8).run()
+    app.number_input(key="setting_batch_size").set_value(8).run()
     app.selectbox(key="explore_factor_0").set_value("prompt").run()
     app.text_input(key="explore_values_0_prompt").input("16, 4096, 9000").run()
     # 9000 is skipped for the context (the sweep says why), not counted as a memory refusal.

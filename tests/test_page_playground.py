@@ -36,7 +36,7 @@ def test_page_renders_with_settings_and_no_results(app):
 
 def test_run_shows_metrics_text_chart_and_table(app):
     set_settings(app, prompt_tokens=24, new_tokens=6, repetitions=3, min_duration_s=0.0)
-    app.slider(key="setting_batch_size").set_value(2).run()
+    app.number_input(key="setting_batch_size").set_value(2).run()
     app.button[0].click().run()
     assert not app.exception
     assert not app.error
@@ -83,7 +83,7 @@ def test_own_prompt_is_fitted_with_a_note(app):
 
 def test_batch_that_cannot_fit_is_refused_in_the_page(app):
     set_settings(app, prompt_tokens=8000, new_tokens=100)
-    app.slider(key="setting_batch_size").set_value(64).run()
+    app.number_input(key="setting_batch_size").set_value(64).run()
     # The model card says so before anything runs, with what to change ...
     message = next(plain(e.value) for e in app.error if "does NOT fit" in plain(e.value))
     assert "Not enough memory for batch 64 x 8100 tokens" in message
@@ -162,7 +162,7 @@ def test_shared_link_fills_the_widgets_without_running():
     assert len(at.sidebar.warning) == 1
     assert "Prompt length (tokens) = 'not-a-number': not a whole number" in \
         plain(at.sidebar.warning[0].value)
-    assert at.slider(key="setting_batch_size").value == 4
+    assert at.number_input(key="setting_batch_size").value == 4
     assert at.number_input(key="setting_new_tokens").value == 7
     assert at.selectbox(key="setting_dtype").value == "bfloat16"
     assert at.radio(key="setting_model_group").value == "random"
@@ -183,7 +183,7 @@ def test_out_of_range_link_value_is_moved_into_range_with_a_note():
     assert "Prompt length (tokens) = '9999999': above the highest value 131072, so 131072 " \
         "is used" in note
     assert at.number_input(key="setting_prompt_tokens").value == 131072
-    assert at.slider(key="setting_batch_size").value == 3
+    assert at.number_input(key="setting_batch_size").value == 3
     next(b for b in at.sidebar.button if b.label == "OK, hide this").click().run()
     assert not at.sidebar.warning
 

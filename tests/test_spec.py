@@ -75,7 +75,7 @@ def test_cli_flags_are_generated_from_the_fields():
 
 def test_field_info_carries_what_a_widget_needs():
     batch = field_info("batch_size")
-    assert (batch["min"], batch["max"], batch["default"], batch["widget"]) == (1, 64, 1, "slider")
+    assert (batch["min"], batch["max"], batch["default"], batch["widget"]) == (1, 64, 1, "number")
     assert field_info("dtype")["widget"] == "select"
     assert field_info("prompt_tokens")["step"] == 8
     assert field_info("prompt_text")["widget"] == "text" and field_info("prompt_text")["type"] is str

@@ -65,12 +65,14 @@ SLO_PRESETS = {
 DEFAULT_SLO = "mlperf-server"
 
 
-def distribution(values: Iterable[float]) -> dict[str, Any] | None:
-    """`Distribution.to_dict()` plus `p50` (the median), or None for no values."""
+def distribution(values: Iterable[float], requests: int | None = None) -> dict[str, Any] | None:
+    """`Distribution.to_dict()` plus `p50` (the median), or None for no values. `requests`:
+    how many requests the values are pooled from (the gaps between tokens), which gates the
+    tail percentiles too."""
     values = tuple(values)
     if not values:
         return None
-    summary = Distribution(values).to_dict()
+    summary = Distribution(values, requests=requests).to_dict()
     summary["p50"] = summary["median"]
     return summary
 
@@ -104,7 +106,7 @@ def level_summary(offered: float, records: Iterable[RequestRecord],
         "window_s": seconds,
         "ttft_s": distribution(r.ttft_s for r in done if r.ttft_s is not None),
         "tpot_s": distribution(r.tpot_s for r in done if r.tpot_s is not None),
-        "itl_s": distribution(gap for r in done for gap in r.itl_s()),
+        "itl_s": distribution((gap for r in done for gap in r.itl_s()), requests=len(done)),
         "e2e_s": distribution(r.e2e_s for r in done if r.e2e_s is not None),
         "queue_s": distribution(r.queue_s for r in mine if r.queue_s is not None),
     }

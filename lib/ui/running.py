@@ -324,21 +324,3 @@ def estimate_beside(measurement: Measurement, summary: stats.Summary):
     except ExplorerError:
         return None
     return gap.compare(measurement, summary, predicted)
-
-
-def estimate_why(measurement: Measurement) -> dict | None:
-    """What limits an estimate on its hardware (`lib.estimate_why`: `limit` and `text`); None
-    for a live run, or an estimate this version can no longer make (an unknown profile)."""
-    from lib import estimator, hardware
-
-    spec = measurement.spec
-    if measurement.measured or spec.hardware is None:
-        return None
-    if spec.hardware == hardware.THIS:
-        from lib import ceilings
-        if ceilings.cached(spec.device) is None:
-            return None          # opening a result must never start measuring this machine
-    try:
-        return estimator.estimate(spec, spec.hardware, spec.gpus).why()
-    except ExplorerError:
-        return None

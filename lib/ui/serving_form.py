@@ -110,7 +110,12 @@ def _local_form() -> tuple[session.Target | None, str | None]:
                                    "this computer (listening to this computer only), measures "
                                    "it, then stops it.")
     dtype = middle.radio("Numbers", LOCAL_DTYPES, key=state.SERVING_DTYPE,
-                         help="bfloat16 halves the memory and is often faster on this CPU.")
+                         help="bfloat16 halves the memory; it is faster only where the "
+                              "processor multiplies it natively.")
+    from lib import why
+    format_here = why.format_speed_on_this_machine(dtype, "cpu")
+    if format_here:
+        st.caption(text.md(format_here))
     batching = right.toggle("Continuous batching", key=state.SERVING_BATCHING,
                             help="On: the server runs many requests together, adding new ones "
                                  "as others finish. Off: one request at a time, so the queue "

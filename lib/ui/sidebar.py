@@ -152,6 +152,12 @@ def _dtype_picker(stack: str, device: str) -> str:
     if stack == TRANSFORMERS and device != "cpu":
         st.caption("int8 is offered on the CPU only: torch's dynamic int8 quantization has "
                    "no GPU kernels.")
+    if stack == TRANSFORMERS:
+        # The help's general rule (faster where native) against this machine's measured rates.
+        from lib import why
+        here = why.format_speed_on_this_machine(chosen, device)
+        if here:
+            st.caption(text.md(here))
     return chosen
 
 
