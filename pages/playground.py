@@ -94,7 +94,7 @@ if floor_words or busy or estimated_limit:
     if busy:                    # first: nothing below can be read until the machine is quiet
         st.warning(f"**Busy machine.** {text.md(limited_by.text)}")
     if estimated_limit:         # an estimate: what limits it on that hardware
-        st.markdown(f"**Limited by {estimated_limit.limit}.** {text.md(estimated_limit.text)}")
+        st.markdown(f"- **Limited by {estimated_limit.limit}.** {text.md(estimated_limit.text)}")
     if floor_words:
         st.caption("The floor is the least time this machine's memory speed and arithmetic "
                    "allow for this model and these settings, worked out from the model's size "
