@@ -79,11 +79,15 @@ def test_without_the_stack_the_run_says_how_to_install(monkeypatch, empty_cache,
     from lib import runner
 
     monkeypatch.setattr(stacks, "_found", lambda module: False)
-    with pytest.raises(UnsupportedError, match=r"scripts/setup\.sh --stacks"):
+    with pytest.raises(UnsupportedError, match=r"ONNX Runtime is not installed on this machine") \
+            as raised:
         runner.preflight(onnx_spec())
+    assert "setup.sh" not in str(raised.value) and "scripts/setup.sh" in raised.value.cli_hint
     monkeypatch.setitem(sys.modules, "onnxruntime_genai", None)      # import raises ImportError
-    with pytest.raises(UnsupportedError, match=r"scripts/setup\.sh --stacks"):
+    with pytest.raises(UnsupportedError, match=r"ONNX Runtime is not installed on this machine") \
+            as raised:
         backend().load(DEFAULT, "cpu", "int4")
+    assert "scripts/setup.sh" in raised.value.cli_hint
     assert not (empty_cache / "onnx").exists()
 
 
