@@ -49,6 +49,7 @@ CMAKE_ARGS = ("-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGG
 # A whole build measured on this 2-core machine at nice 19 with the cores otherwise idle
 # (README, "Software stacks"): the time-left guess until cmake prints its first progress.
 TYPICAL_BUILD_S = 330.0
+LOCK_WAIT_S = 3.0                    # how long the app waits for a new builder to start
 MIN_FRACTION = 0.05                  # extrapolate the time left only past the first 5%
 # cmake's progress: Ninja prints "[140/260] Building CXX object ...", Make "[ 45%] Building ...".
 _NINJA_STEP = re.compile(r"^\s*\[\s*(\d+)/(\d+)\]", re.MULTILINE)
@@ -217,6 +218,10 @@ def start_background() -> bool:
     subprocess.Popen(["nice", "-n", "19", sys.executable, "-m", "lib.stack_build"], cwd=REPO,
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                      stderr=subprocess.DEVNULL, start_new_session=True)
+    # Until the builder holds the lock the page would say "not installed": wait for it a little.
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while time.monotonic() < deadline and not _lock_is_held(_paths()[1]):
+        time.sleep(0.05)
     return True
 
 

@@ -2,8 +2,8 @@
 export's staging and failure handling (fast, the builder replaced), then real exports of the
 default model in float32 and int4 and of a random-weight preset, through the engine and the CLI.
 
-The real tests are skipped where onnxruntime-genai is not installed (`scripts/setup.sh
---stacks` installs it); the app itself must refuse cleanly without it.
+The real tests are skipped where onnxruntime-genai is not installed (`scripts/setup.sh` installs
+it); the app itself must refuse cleanly without it.
 """
 
 from __future__ import annotations

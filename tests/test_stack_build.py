@@ -131,6 +131,7 @@ def test_the_app_starts_one_background_build_at_low_priority(cache, monkeypatch)
     monkeypatch.setattr(subprocess, "Popen", lambda command, **kw: started.append(command))
     monkeypatch.setattr(stack_build, "_started_here", False)
     monkeypatch.setattr(stack_build, "wanted", lambda: True)
+    monkeypatch.setattr(stack_build, "LOCK_WAIT_S", 0.0)     # the fake builder never locks
     with hold_lock(cache):                     # another app's build: this one waits for it
         assert not stack_build.start_background()
     assert stack_build.start_background()
