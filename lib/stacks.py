@@ -20,10 +20,10 @@ F16) and ONNX Runtime's int4. `FORMATS` says, for each, how many bits a weight t
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.metadata
 import importlib.util
-import dataclasses
 from dataclasses import dataclass
 
 from lib.errors import UnsupportedError
