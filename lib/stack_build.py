@@ -269,8 +269,12 @@ def main(argv: list[str]) -> int:
     log = _paths()[0]
     if installed_version() == pinned_version():
         return 0
-    print(f"  Compiling llama.cpp ({PACKAGE} {pinned_version()}): several minutes; log: {log}",
-          flush=True)
+    if _lock_is_held(_paths()[1]):
+        print(f"  llama.cpp is being built in the background already: waiting for it; log: "
+              f"{log}", flush=True)
+    else:
+        print(f"  Compiling llama.cpp ({PACKAGE} {pinned_version()}): several minutes; log: "
+              f"{log}", flush=True)
     status = build()
     if status != 0:
         print(f"  llama.cpp could not be built; the end of {log}:", file=sys.stderr)

@@ -177,3 +177,18 @@ def test_importing_a_stack_retries_once_then_says_where_it_stands(monkeypatch):
     with pytest.raises(UnsupportedError, match="llama.cpp is not installed") as raised:
         stacks.import_stack("llama.cpp")
     assert "scripts/setup.sh --stacks" in raised.value.cli_hint
+
+
+def test_setup_builds_in_the_foreground_and_shows_the_log_s_end_when_it_fails(cache, monkeypatch,
+                                                                               capsys):
+    def fake_build():
+        (cache / stack_build.LOG_NAME).write_text("step\nerror: no compiler\n")
+        return 1
+
+    monkeypatch.setattr(stack_build, "build", fake_build)
+    assert stack_build.main(["--foreground"]) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith("  Compiling llama.cpp (llama-cpp-python 0.3.36): several minutes")
+    assert err.endswith("step\nerror: no compiler\n")
+    monkeypatch.setattr(stack_build, "installed_version", stack_build.pinned_version)
+    assert stack_build.main(["--foreground"]) == 0 and capsys.readouterr() == ("", "")
