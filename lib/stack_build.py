@@ -210,9 +210,15 @@ _started_here = False
 
 def start_background() -> bool:
     """Start one background build, once per app process, when `wanted()`; True if started.
-    A build already running elsewhere makes the new builder wait for it and find it done."""
+    None starts while another holds the lock (a later rerun starts one if that build was for
+    another copy of the app); the builder itself waits for the lock, should two start at once."""
     global _started_here
-    if _started_here or not wanted() or _lock_is_held(_paths()[1]):
+    if _started_here:
+        return False
+    if not wanted():          # installed at the pin, or never here: so for this whole process
+        _started_here = True  # (spares the sidebar a package lookup on every rerun)
+        return False
+    if _lock_is_held(_paths()[1]):
         return False
     _started_here = True
     subprocess.Popen(["nice", "-n", "19", sys.executable, "-m", "lib.stack_build"], cwd=REPO,
