@@ -46,8 +46,8 @@ CMAKE_ARGS = ("-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGG
               "-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF "
               "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF "
               "-DLLAMA_CURL=OFF")
-# A whole build measured on this 2-core machine at nice 19 with the cores otherwise idle
-# (README, "Software stacks"): the time-left guess until cmake prints its first progress.
+# A whole build on 2 otherwise quiet cores takes about 5 minutes (README, "Software stacks"):
+# the time-left guess until the compile is 5% done; past that its own pace is the guess.
 TYPICAL_BUILD_S = 330.0
 LOCK_WAIT_S = 3.0                    # how long the app waits for a new builder to start
 MIN_FRACTION = 0.05                  # extrapolate the time left only past the first 5%
