@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         _check_runnable(spec)
         return _run(spec, as_json=args.json)
     except ExplorerError as exc:
-        _say(f"error: {one_line(exc, arguments.ERROR_MAX_CHARS)}")
+        hint = f" {exc.cli_hint}" if exc.cli_hint else ""     # a command: for the CLI only
+        _say(f"error: {one_line(exc, arguments.ERROR_MAX_CHARS)}{hint}")
         return 2
     except KeyboardInterrupt:
         _say("interrupted")

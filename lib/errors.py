@@ -7,7 +7,12 @@ on one line and exits non-zero. Anything else escaping the engine is a bug.
 
 
 class ExplorerError(Exception):
-    """Base class: a problem the user can fix by changing their settings or their machine."""
+    """Base class: a problem the user can fix by changing their settings or their machine.
+
+    The message suits every screen, so it never asks for a terminal command; where one helps,
+    `cli_hint` holds it, and the CLI alone prints it after the message."""
+
+    cli_hint: str | None = None
 
 
 class InvalidSpecError(ExplorerError, ValueError):

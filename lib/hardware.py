@@ -157,9 +157,11 @@ def get(hardware_id: str, device: str = "cpu") -> Hardware:
     try:
         return table()[hardware_id]
     except (KeyError, TypeError):
-        raise UnsupportedError(
+        error = UnsupportedError(
             f"No hardware profile {one_line(repr(hardware_id), 80)}: choose one of "
-            f"{', '.join(ids())} (python -m lib hardware lists them).") from None
+            f"{', '.join(ids())}.")
+        error.cli_hint = "`python -m lib hardware` lists them with their figures and sources."
+        raise error from None
 
 
 def _machine_ceilings(device: str):

@@ -87,9 +87,11 @@ def failures_explained(device: str):
     try:
         yield
     except (RuntimeError, MemoryError) as exc:
-        raise RunFailedError(
+        error = RunFailedError(
             f"Measuring the {device}'s ceilings failed ({first_line(exc)}). Close programs "
-            "that use it and measure again (python -m lib machine --refresh).") from exc
+            "that use it and measure again.")
+        error.cli_hint = "`python -m lib machine --refresh` measures again."
+        raise error from exc
 
 
 def first_line(exc: BaseException) -> str:

@@ -147,8 +147,7 @@ class RunSpec:
     hardware: str | None = _field(
         None, "--hardware", "Hardware to estimate on",
         "Leave empty to measure on this machine. Name a hardware profile instead (h200, "
-        "tpu-v6e, laptop-cpu, 'this' for this machine's measured ceilings; `python -m lib "
-        "hardware` lists them) to get an ESTIMATE from a model of that hardware: nothing is "
+        "tpu-v6e, laptop-cpu, 'this' for this machine's measured ceilings) to get an ESTIMATE from a model of that hardware: nothing is "
         "timed, so it counts as one repetition with no warm-up, and it is marked estimated "
         "everywhere.", widget="text")
     gpus: int = _field(
@@ -162,7 +161,7 @@ class RunSpec:
         "Which inference engine runs the model: transformers (PyTorch, the reference), "
         "llama.cpp (C/C++ kernels on GGUF files) or ONNX Runtime (an exported, optimized graph). "
         "Same model, same prompt and output length; the engine alone changes how fast it goes. "
-        "llama.cpp and ONNX Runtime run on the CPU and are added by `scripts/setup.sh --stacks`.",
+        "llama.cpp and ONNX Runtime run on the CPU.",
         choices=STACK_NAMES)
 
     def __post_init__(self) -> None:

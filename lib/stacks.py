@@ -5,9 +5,11 @@ A stack is a whole inference engine: transformers (PyTorch, the app's reference)
 graph its model builder writes). Each runs through its own backend (`lib.backends`), with the
 same warm-up, repetition and timing rules, so a sweep over stacks is a fair comparison.
 
-The optional stacks are native packages, installed by `scripts/setup.sh --stacks`; this module
-only looks them up (`installed`, `version`), never imports them, so the app and the CLI work
-without them and say how to add them.
+The optional stacks are native packages: ONNX Runtime comes with the plain setup (prebuilt
+wheels), llama.cpp is compiled for this machine in the background once the app is up
+(`lib.stack_build`; `scripts/setup.sh --stacks` does it in the foreground). This module only
+looks them up (`installed`, `version`), never imports them, so the app and the CLI work without
+them and say where they stand; a stack installed while the app runs becomes choosable at once.
 
 A weight format is a `dtype` value (`lib.spec.DTYPES`): the torch ones (float32, bfloat16,
 float16, int8), llama.cpp's GGUF types (q8_0, q4_k_m, q4_1; float32 and float16 are its F32 and
@@ -18,6 +20,7 @@ F16) and ONNX Runtime's int4. `FORMATS` says, for each, how many bits a weight t
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.metadata
 import importlib.util
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 from lib.errors import UnsupportedError
 
 TRANSFORMERS, LLAMA_CPP, ONNXRUNTIME = "transformers", "llama.cpp", "onnxruntime"
-SETUP_COMMAND = "scripts/setup.sh --stacks"
+ONNX_CLI_HINT = "`scripts/setup.sh` installs it (prebuilt, under a minute)."
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class Stack:
     module: str                   # importable when installed
     packages: tuple[str, ...]     # pip distributions whose versions are shown and saved
     dtypes: tuple[str, ...]       # the weight formats it runs (RunSpec dtype values)
-    optional: bool                # installed only by `scripts/setup.sh --stacks`
+    optional: bool                # the app runs without it
     words: str                    # what it is, in a sentence
 
     @property
@@ -55,15 +58,30 @@ class Stack:
         return found
 
     def missing_reason(self) -> str:
-        """Why it can't run here, and how to add it (for an error, an option or a skip)."""
-        return (f"{self.label} is not installed on this machine. Whoever set up the app adds "
-                f"it with `{SETUP_COMMAND}` (it builds native code once, a few minutes), then "
-                "restarts the app.")
+        """Why it can't run here and what happens next, in words for any screen (no command:
+        `missing_error` adds one for the CLI). llama.cpp: being built, failed or not yet."""
+        if self.name == LLAMA_CPP:
+            from lib import stack_build
+
+            build = stack_build.state()
+            if build.status == stack_build.INSTALLED:        # this lookup says otherwise
+                build = dataclasses.replace(build, status=stack_build.MISSING)
+            return build.words()
+        return (f"{self.label} is not installed on this machine. It comes with the app's "
+                "setup, so whoever set up the app adds it by setting it up again.")
+
+    def missing_error(self) -> UnsupportedError:
+        """UnsupportedError with `missing_reason`, and for the CLI the command that adds it."""
+        from lib import stack_build
+
+        error = UnsupportedError(self.missing_reason())
+        error.cli_hint = stack_build.CLI_HINT if self.name == LLAMA_CPP else ONNX_CLI_HINT
+        return error
 
     def require(self) -> None:
-        """Raise UnsupportedError with `missing_reason` unless it is installed."""
+        """Raise `missing_error` unless it is installed."""
         if not self.installed:
-            raise UnsupportedError(self.missing_reason())
+            raise self.missing_error()
 
 
 STACKS: dict[str, Stack] = {s.name: s for s in [
@@ -119,11 +137,39 @@ def get_stack(name: str) -> Stack:
 
 
 @functools.cache
+def _found_once(module: str) -> bool:
+    return _look_up(module)
+
+
 def _found(module: str) -> bool:
+    """Found once is found for good; not found is looked up afresh, so a stack installed while
+    the app runs appears without a restart (the import system notices a changed folder by its
+    modification time)."""
+    if _found_once(module):
+        return True
+    _found_once.cache_clear()
+    return _found_once(module)
+
+
+def _look_up(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
+
+
+def import_stack(name: str):
+    """Import the stack's module (in the process that runs it), or raise `missing_error`. A
+    failed import is retried once with the import caches dropped: a worker that started before
+    the background build finished still finds the new package."""
+    chosen = get_stack(name)
+    for attempt in range(2):
+        try:
+            return importlib.import_module(chosen.module)
+        except ImportError:
+            if attempt:
+                raise chosen.missing_error() from None
+            importlib.invalidate_caches()
 
 
 def installed(name: str) -> bool:

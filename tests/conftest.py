@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+# Tests never compile llama.cpp (lib.stack_build): not the app pages they draw, nor the servers
+# they start, which inherit this.
+os.environ["ILE_BUILD_STACKS"] = "0"
+
 
 @pytest.fixture(scope="session")
 def model_cache_dir(tmp_path_factory) -> Path:

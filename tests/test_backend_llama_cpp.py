@@ -58,15 +58,20 @@ def test_backend_is_found_and_never_the_default():
 
 def test_a_missing_stack_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(stacks, "_found", lambda module: False)
-    with pytest.raises(UnsupportedError, match=r"scripts/setup\.sh --stacks"):
+    with pytest.raises(UnsupportedError, match=r"llama.cpp is not installed on this machine") \
+            as raised:
         runner.preflight(llama_spec(dtype="q4_k_m"))
+    assert "setup.sh" not in str(raised.value)            # the message suits a browser
+    assert "scripts/setup.sh --stacks" in raised.value.cli_hint      # the CLI adds the command
 
 
 def test_without_llama_cpp_loading_says_how_to_install(monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, "llama_cpp", None)       # import raises ImportError
-    with pytest.raises(UnsupportedError, match=r"scripts/setup\.sh --stacks"):
+    with pytest.raises(UnsupportedError, match=r"llama.cpp is not installed on this machine") \
+            as raised:
         backends.get("llama.cpp").load(DEFAULT, "cpu", "float32")
+    assert "scripts/setup.sh --stacks" in raised.value.cli_hint
 
 
 @pytest.mark.parametrize("dtype, stack", [("int8", "transformers"), ("bfloat16", "transformers"),

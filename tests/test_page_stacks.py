@@ -46,7 +46,8 @@ def test_the_stack_select_offers_every_stack_and_marks_a_missing_one(app):
     stack.set_value("onnxruntime").run()
     assert not app.exception
     assert "ONNX Runtime is not installed on this machine" in plain(app.sidebar.error[0].value)
-    assert "scripts/setup.sh --stacks" in plain(app.sidebar.error[0].value)
+    assert "setting it up again" in plain(app.sidebar.error[0].value)
+    assert "setup.sh" not in plain(app.sidebar.error[0].value)      # no command on a screen
     assert app.button[0].label == "Run" and app.button[0].disabled
 
 
@@ -154,3 +155,46 @@ def test_explore_offers_the_sidebar_stack_s_formats_for_a_format_sweep(app):
     dtypes = at.multiselect(key="explore_values_0_dtype")
     assert dtypes.options == ["float32", "float16", "Q8_0", "Q4_K_M", "Q4_1"]
     assert dtypes.value == ["float32", "float16", "q8_0", "q4_k_m", "q4_1"]
+
+
+# --- llama.cpp being compiled in the background (lib.stack_build), its state faked ----------
+
+@pytest.fixture
+def building(monkeypatch):
+    from lib import stack_build
+
+    use_stack_fakes(monkeypatch, {"transformers": StackFake("transformers")},
+                    missing=("llama.cpp",))
+    fake = {"state": stack_build.BuildState(
+        stack_build.BUILDING, stack_build.Progress(0.5, 130, 260), 180.0, 180.0)}
+    monkeypatch.setattr(stack_build, "state", lambda now=None: fake["state"])
+    return fake
+
+
+def test_a_stack_being_built_shows_its_progress_and_keeps_run_off(building):
+    at = small(AppTest.from_file(ENTRY, default_timeout=300).run())
+    stack = at.selectbox(key="setting_stack")
+    assert stack.options[1] == "llama.cpp (being built: about 3 min left)"
+    assert any(plain(c.value).startswith(
+        "llama.cpp is being built for this machine (step 130 of 260, about 3 min left); you can "
+        "use the other stacks meanwhile") for c in at.sidebar.caption)
+    stack.set_value("llama.cpp").run()
+    assert not at.exception and not at.sidebar.error
+    bars = at.sidebar.get("progress")
+    assert len(bars) == 1 and bars[0].proto.value == 50 and "step 130 of 260" in bars[0].proto.text
+    assert at.button[0].disabled
+    explore(at).selectbox(key="explore_factor_0").set_value("stack").run()
+    assert any("llama.cpp is being built" in plain(i.value) for i in at.info)
+
+
+def test_a_failed_build_says_so_in_plain_words_without_a_command(building):
+    from lib import stack_build
+
+    building["state"] = stack_build.BuildState(stack_build.FAILED, error="error: out of memory")
+    at = small(AppTest.from_file(ENTRY, default_timeout=300).run())
+    stack = at.selectbox(key="setting_stack")
+    assert stack.options[1] == "llama.cpp (could not be built here)"
+    stack.set_value("llama.cpp").run()
+    words = plain(at.sidebar.error[0].value)
+    assert words.startswith("llama.cpp could not be built on this machine: error: out of memory.")
+    assert "setup.sh" not in words and at.button[0].disabled

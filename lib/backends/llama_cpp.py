@@ -4,8 +4,8 @@ Every weight format is a GGUF file (`lib.models.gguf_formats`): the default mode
 Q4_1 file as is, the others built once from it (dequantized to F32, then quantized by llama.cpp),
 random-weight Llama/Qwen2 presets written from their configuration, or the user's own .gguf
 file. The time spent building a file is `LoadedModel.build_s`, apart from `load_s` (opening
-it). `llama_cpp` is imported only when a model loads, so the app works without it;
-`scripts/setup.sh --stacks` installs it.
+it). `llama_cpp` is imported only when a model loads, so the app works without it while
+`lib.stack_build` compiles it.
 
 Exact shapes, like every backend: the prompt is fitted to exactly `prompt_tokens` ids by
 `lib.prompts.fit_prompt`, through a small adapter around the GGUF's own tokenizer and chat
@@ -40,14 +40,12 @@ from lib.models.cache import LoadedModel
 from lib.models.catalog import OWN, RANDOM, get_entry
 from lib.prompts import fit_prompt
 from lib.spec import RunSpec
-from lib.stacks import FORMATS, LLAMA_CPP, weights_words
+from lib.stacks import FORMATS, LLAMA_CPP, import_stack, weights_words
 from lib.timing import Clock, DeviceClock
 
 if TYPE_CHECKING:
     from lib.memory import MemoryEstimate, MemoryVerdict
 
-INSTALL_HINT = ("llama.cpp is not installed: run `scripts/setup.sh --stacks` (it installs "
-                "llama-cpp-python), then restart the app.")
 N_BATCH = 512                # prompt tokens per llama.cpp step (its n_batch = n_ubatch)
 CONTEXT_STEP = 256           # llama.cpp allocates its KV cache in multiples of this many tokens
 DEFAULT_CONTEXT = 512        # what `load` opens; a session that needs more reopens the file
@@ -61,11 +59,7 @@ MLP_COPIES, HIDDEN_COPIES = 3, 4
 
 
 def _import_llama() -> Any:
-    try:
-        import llama_cpp
-    except ImportError as exc:
-        raise UnsupportedError(INSTALL_HINT) from exc
-    return llama_cpp
+    return import_stack(LLAMA_CPP)
 
 
 def open_gguf(path: Path, n_ctx: int, threads: int) -> Any:

@@ -4,7 +4,7 @@ The model is exported the first time it is needed, per weight format (float32, o
 blocks in MatMulNBits), by onnxruntime-genai's model builder into the cache folder
 (`lib.models.onnx_build`); that export is timed as `build_s`, and `load_s` covers only opening
 the exported folder (`og.Model`). `onnxruntime_genai` is imported only when a model loads, so
-the app works without it; `scripts/setup.sh --stacks` installs it.
+the app works without it (the plain setup installs it).
 
 Exact shapes, like every backend: the prompt is fitted to exactly `prompt_tokens` ids by
 `lib.prompts.fit_prompt` with the transformers tokenizer the builder copied into the export (the
@@ -39,13 +39,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lib.backends.base import NativeStackBackend, Progress, Session, Timing
-from lib.errors import ExplorerError, ModelLoadError, StoppedError, UnsupportedError
+from lib.errors import ExplorerError, ModelLoadError, StoppedError
 from lib.models import onnx_build
 from lib.models.cache import LoadedModel
 from lib.models.catalog import RANDOM, get_entry
 from lib.prompts import fit_prompt
 from lib.spec import RunSpec, default_threads
-from lib.stacks import ONNXRUNTIME, STACKS, weights_words
+from lib.stacks import ONNXRUNTIME, import_stack, weights_words
 from lib.timing import Clock, DeviceClock
 
 if TYPE_CHECKING:
@@ -55,11 +55,7 @@ KV_BYTES = 4                 # keys and values in float32 on the CPU, int4 weigh
 
 
 def _import_og() -> Any:
-    try:
-        import onnxruntime_genai
-    except ImportError as exc:
-        raise UnsupportedError(STACKS[ONNXRUNTIME].missing_reason()) from exc
-    return onnxruntime_genai
+    return import_stack(ONNXRUNTIME)
 
 
 class OrtModel:

@@ -68,11 +68,13 @@ class CatalogEntry:
         if not self.estimate_only:
             return
         billions = (self.published_parameters or 0) / 1e9
-        raise UnsupportedError(
+        error = UnsupportedError(
             f"{self.display_name} is for estimation only: its {billions:,.0f}B parameters need "
             f"about {billions:,.0f} GB even in float8 ({2 * billions:,.0f} GB in bfloat16), far "
-            "more than one machine here holds, so it is never loaded. Estimate it instead: "
-            f"python -m lib estimate --model {self.model_id} --hardware h200 --gpus 8")
+            "more than one machine here holds, so it is never loaded. Estimate it instead on a "
+            "hardware profile, such as 8 H200 GPUs.")
+        error.cli_hint = f"python -m lib estimate --model {self.model_id} --hardware h200 --gpus 8"
+        raise error
 
     def check_context(self, prompt_tokens: int, new_tokens: int) -> None:
         """The prompt plus the output must fit in the model's context window."""
@@ -215,8 +217,7 @@ _ENTRIES = [
         "work on each token (8 of 256 routed experts plus one shared, in 58 of its 61 layers), "
         "with multi-head latent attention caching 576 numbers per token and layer. Published "
         "in float8: about 700 GB of weights, more than eight 80 GB GPUs hold. Never run here: "
-        "estimate it on hardware profiles (python -m lib estimate --model deepseek-r1 "
-        "--hardware h200 --gpus 8).",
+        "estimate it on hardware profiles (eight H200 GPUs hold it).",
         RANDOM, DEEPSEEK_R1, published_parameters=671_026_404_352, estimate_only=True,
         published_dtype="float8"),
 ]

@@ -145,7 +145,8 @@ def host_sign_in() -> None:
         host_code = codes().host
         if not host_code:
             st.caption(f"No host code is set ({access.HOST_ENV}), so host actions are off in "
-                       "the browser; `python -m lib share ID` works on the machine itself.")
+                       "the browser; whoever runs the app can still share from the machine "
+                       "itself.")
             return
         st.caption("The person running the app enters the host code here to share results, "
                    "manage everyone's entries and use their own model folders.")

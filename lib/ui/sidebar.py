@@ -14,13 +14,13 @@ from typing import Any
 
 import streamlit as st
 
-from lib import backends, devices, modelcard, runner, sweep, text
+from lib import backends, devices, modelcard, runner, stack_build, sweep, text
 from lib.errors import ExplorerError
 from lib.metrics import format_bytes
 from lib.models import catalog
 from lib.models.shapes import shapes
 from lib.spec import RunSpec, default_threads, field_info
-from lib.stacks import FORMATS, STACKS, TRANSFORMERS, check_format
+from lib.stacks import FORMATS, LLAMA_CPP, STACKS, TRANSFORMERS, check_format
 from lib.ui import access, state
 from lib.ui.links import restore_from_link
 from lib.ui.running import model_cache
@@ -110,22 +110,51 @@ def settings_sidebar() -> RunSpec | None:
 
 
 def _stack_option(name: str) -> str:
+    """'llama.cpp (being built: about 3 min left)', 'ONNX Runtime (not installed)'."""
     chosen = STACKS[name]
-    return chosen.label + (" (not installed)" if chosen.optional and not chosen.installed
-                           else "")
+    if not chosen.optional or chosen.installed:
+        return chosen.label
+    if name == LLAMA_CPP:
+        build = stack_build.state()
+        if build.status == stack_build.BUILDING:
+            left = "" if build.left_s is None else \
+                f": {stack_build.minutes_words(build.left_s)} left"
+            return f"{chosen.label} (being built{left})"
+        if build.status == stack_build.FAILED:
+            return f"{chosen.label} (could not be built here)"
+    return f"{chosen.label} (not installed)"
 
 
 def _stack_picker() -> str:
     """The software stack: every one is offered, a missing one marked, so people see what the
-    app can compare; choosing a missing one says how to add it (and the model card keeps Run
-    off)."""
+    app can compare. llama.cpp is compiled in the background once the app is up (started
+    here); while it builds, its progress shows under the select, and choosing a stack that is
+    not ready says where it stands (and the model card keeps Run off)."""
+    stack_build.start_background()
     key = state.setting("stack")
     if st.session_state.get(key) not in STACKS:
         st.session_state.pop(key, None)             # a stale or damaged value: the default
     chosen = widget("stack", options=list(STACKS), format_func=_stack_option)
-    if STACKS[chosen].optional and not STACKS[chosen].installed:
+    if not STACKS[LLAMA_CPP].installed and \
+            stack_build.state().status == stack_build.BUILDING:
+        _build_progress(chosen == LLAMA_CPP)
+    elif STACKS[chosen].optional and not STACKS[chosen].installed:
         st.error(text.md(STACKS[chosen].missing_reason()))
     return chosen
+
+
+@st.fragment(run_every=10)
+def _build_progress(chosen: bool) -> None:
+    """llama.cpp's build, redrawn every 10 s; once it ends, the whole page is drawn again so
+    the stack select offers it (or says why not)."""
+    build = stack_build.state()
+    if build.status != stack_build.BUILDING:
+        st.rerun(scope="app")
+    if chosen:
+        st.progress(build.progress.fraction if build.progress else 0.0,
+                    text=text.md(build.words()))
+    else:
+        st.caption(text.md(build.words()))
 
 
 def dtype_options(stack: str, device: str) -> list[str]:
@@ -180,7 +209,7 @@ def _hardware_picker() -> tuple[str | None, int]:
         if chosen is None:
             st.caption("Runs are measured here, now. Pick a profile to see what other "
                        "hardware would do: an ESTIMATE from a model of that hardware "
-                       "(`python -m lib hardware` lists them with their sources).")
+                       "(its published memory bandwidth and compute).")
             return None, 1
         gpus = widget("gpus")
         st.caption("Estimates are computed, not measured: they are labelled as such on every "
@@ -251,7 +280,7 @@ def model_card_blocker(spec: RunSpec) -> str | None:
     """
     chosen = STACKS[spec.stack]
     if spec.hardware is None and chosen.optional and not chosen.installed:
-        return f"Run is off: {chosen.label} is not installed here (the sidebar says how to add it)."
+        return f"Run is off: {chosen.label} is not ready here (the sidebar says why)."
     try:
         entry = catalog.get_entry(spec.model_id)
         backend = backends.for_spec(spec)
@@ -416,6 +445,9 @@ def factor_values_input(factor: sweep.Factor, index: int, device: str,
             st.caption(ESTIMATE_CAPTION)
         if factor.name == "stack":
             st.caption(STACK_CAPTION)
+            for name in chosen or []:
+                if STACKS[name].optional and not STACKS[name].installed:
+                    st.info(text.md(STACKS[name].missing_reason()))
         return chosen or None
     if key not in st.session_state:
         st.session_state[key] = ", ".join(str(v) for v in factor.default_values())
