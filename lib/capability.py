@@ -156,7 +156,7 @@ def merge(kept: Ceilings | None, reading: Ceilings) -> Ceilings:
         notes.append(f"Provisional: measured while other programs took "
                      f"{busiest['other_cpu_percent']:.0f}% of the CPU and scaled to the whole "
                      f"CPU (x{busiest['scaled_by']:.1f}), so rough; the first quiet measurement "
-                     "replaces them (python -m lib machine --refresh when the machine is quiet).")
+                     "replaces them, by itself, once the machine is quiet.")
     elif not quiet:
         notes.append(f"The last measurement ({reading.measured_at}) ran while other programs "
                      f"took {share} of the CPU: it was not used, the quiet figures are kept; "

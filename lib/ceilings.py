@@ -192,8 +192,8 @@ def measure(device: str = "cpu", on_progress: Progress | None = None) -> Ceiling
     busy = load.other_cpu_percent
     if busy is not None and busy > BUSY_PERCENT:
         notes.append(f"{BUSY_NOTE_START} {busy:.0f}% of the CPU while this was measured, so "
-                     "these figures are probably too low: measure again when the machine is "
-                     "quieter (python -m lib machine --refresh).")
+                     "these figures are probably too low: they are measured again when the "
+                     "machine is quiet.")
     measured_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     threads_used = f", {threads} threads" if device == "cpu" else ""
     return Ceilings(

@@ -116,9 +116,11 @@ def this(device: str = "cpu") -> Hardware:
     from lib import devices
 
     if device not in devices.available_devices():
-        raise UnsupportedError(f"This machine has no {device}: estimate on "
-                               f"{' or '.join(devices.available_devices())}, or pick a "
-                               "hardware profile (python -m lib hardware).")
+        error = UnsupportedError(f"This machine has no {device}: estimate on "
+                                 f"{' or '.join(devices.available_devices())}, or pick a "
+                                 "hardware profile.")
+        error.cli_hint = "`python -m lib hardware` lists the profiles."
+        raise error
     return from_ceilings(_machine_ceilings(device), f"This machine ({_device_label(device)})",
                          float(_memory_bytes(device)), device)
 
@@ -177,10 +179,12 @@ def _machine_ceilings(device: str):
         return found
     holder = runlock.current_holder()
     if holder is not None and holder.get("pid") == os.getpid():
-        raise UnsupportedError(
+        error = UnsupportedError(
             f"This machine's {device} ceilings are not measured yet, and measuring them now "
-            "would wait for the very run that asks: measure them first (python -m lib "
-            "machine), then estimate again.")
+            "would wait for the very run that asks: run once on this machine (that measures "
+            "them), then estimate again.")
+        error.cli_hint = "`python -m lib machine` measures them."
+        raise error
     return ceilings.machine_ceilings(device)
 
 
