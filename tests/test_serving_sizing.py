@@ -65,7 +65,7 @@ def test_a_slow_machine_gets_shorter_answers_or_an_honest_over_budget_plan():
     assert not kept.fits
     assert kept.plan.new_tokens == 32 and len(kept.plan.levels) == 3
     assert kept.plan.requests == 3
-    assert kept.plan.warmup == 1
+    assert kept.plan.warmup == 0                   # the warm-up given up first
     assert kept.estimated_s > 120                  # said as it is, not squeezed into the budget
     assert kept.timeout_s >= sizing.TIMEOUT_ANSWERS * 20.0
 
@@ -123,6 +123,12 @@ def test_the_calibration_keeps_the_slower_answer_and_refuses_when_none_came():
     assert found.answer_s == pytest.approx(3.0) and found.ttft_s == pytest.approx(0.5)
     assert found.spent_s == 5.0 and found.other_cpu_percent == 42.0
     assert found.answer_for(4) == pytest.approx(3.0)
+    sent = []
+    one = sizing.calibrate(lambda i: sent.append(i) or _record(i, 30.0), lambda: 0.0,
+                           new_tokens=16, budget_s=120)
+    assert sent == [0] and one.answer_s == pytest.approx(30.0)   # slow: one is enough
+    assert one.answer_for(32) == pytest.approx(30.0 + 16 * one.tpot_s)
+    assert sizing.calibration_tokens(32) == 16 and sizing.calibration_tokens(8) == 8
     with pytest.raises(sizing.CalibrationError, match="within the 9 s timeout"):
         sizing.calibrate(lambda i: _record(i, 9.0, "failed"), lambda: 0.0)
 

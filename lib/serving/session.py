@@ -169,18 +169,19 @@ def _sized(target: Target, plan: LoadPlan, sizing: sizing_rules.Sizing, endpoint
 
     if not sizing.calibrates:
         return sizing_rules.unsized(plan, sizing.timeout_s, sizing.budget_s)
-    say(f"Timing {sizing_rules.CALIBRATION_REQUESTS} answers of {plan.new_tokens} tokens, one "
-        "at a time, to size the load to this machine…")
+    tokens = sizing_rules.calibration_tokens(plan.new_tokens)
+    say(f"Timing an answer of {tokens} tokens (two where they are quick), one at a time, to "
+        "size the load to this machine…")
     # One answer may not take more than half the budget: a plan needs several.
     probe = _with_timeout(endpoint, max(sizing.budget_s / 2, 10.0))
     share = _OtherShare(server_pid)
 
     def send(number: int):
-        return client.stream(probe, prompts.text(CALIBRATION_PROMPTS + number), plan.new_tokens,
+        return client.stream(probe, prompts.text(CALIBRATION_PROMPTS + number), tokens,
                              index=number, phase=MEASURED, count_tokens=count)
     try:
-        calibration = sizing_rules.calibrate(send, time.perf_counter, share.percent,
-                                             plan.new_tokens)
+        calibration = sizing_rules.calibrate(send, time.perf_counter, share.percent, tokens,
+                                             sizing.budget_s)
     except sizing_rules.CalibrationError:
         if sizing.auto_levels or sizing.auto_requests:
             raise

@@ -46,6 +46,8 @@ TIMEOUT_WAITS = 2.0             # timeout: this many times the longest expected 
 TIMEOUT_ANSWERS = 4.0           # and never under this many answer times
 LEVEL_OVERHEAD_S = 1.0          # per level: threads, the cool-down's cancellation
 CALIBRATION_REQUESTS = 2        # the first may still pay one-off costs; the slower one counts
+CALIBRATION_TOKENS = 16         # answers timed at most this long; longer ones follow the pace
+CALIBRATION_SHARE = 0.1         # a first answer slower than this share of the budget is enough
 
 
 @dataclass(frozen=True)
@@ -175,8 +177,9 @@ def size(plan: LoadPlan, calibration: Calibration, sizing: Sizing) -> SizedPlan:
     counts = LEVEL_COUNTS if sizing.auto_levels else (len(plan.levels),)
     tiers = REQUEST_TIERS if sizing.auto_requests else (plan.requests,)
     most = max(plan.requests, MAX_AUTO_REQUESTS) if sizing.auto_requests else plan.requests
-    # A tight budget gives up a warm-up request before it shortens the answers.
-    warmups = sorted({plan.warmup, min(plan.warmup, 1)}, reverse=True) \
+    # A tight budget gives up warm-up requests before it shortens the answers (the server is
+    # warm from the calibration; they only fill its queue first).
+    warmups = sorted({plan.warmup, min(plan.warmup, 1), 0}, reverse=True) \
         if sizing.auto_requests else [plan.warmup]
     for new_tokens in lengths:
         answer_s = calibration.answer_for(new_tokens)
@@ -236,12 +239,18 @@ def unsized(plan: LoadPlan, timeout_s: float, budget_s: float) -> SizedPlan:
 
 # --- the calibration ---------------------------------------------------------------------------
 
+def calibration_tokens(new_tokens: int) -> int:
+    return min(new_tokens, CALIBRATION_TOKENS)
+
+
 def calibrate(send: Callable[[int], Any], clock: Callable[[], float],
               other_share: Callable[[], Any] | None = None,
-              new_tokens: int = 32) -> Calibration:
-    """`CALIBRATION_REQUESTS` answers, one after another (`send(i)` returns a RequestRecord);
-    the slower one counts. Raises CalibrationError saying what happened when one got no
-    answer."""
+              new_tokens: int = CALIBRATION_TOKENS,
+              budget_s: float = DEFAULT_BUDGET_S) -> Calibration:
+    """Up to `CALIBRATION_REQUESTS` answers of `new_tokens`, one after another (`send(i)`
+    returns a RequestRecord); the slower one counts. One is enough when it alone took more than
+    `CALIBRATION_SHARE` of the budget (a slow machine must keep its budget for the load).
+    Raises CalibrationError saying what happened when one got no answer."""
     from lib.serving.records import OK, SHORT
 
     began = clock()
@@ -250,6 +259,8 @@ def calibrate(send: Callable[[int], Any], clock: Callable[[], float],
         record = send(number)
         if record.status in (OK, SHORT) and record.e2e_s is not None:
             answers.append(record)
+            if record.e2e_s > CALIBRATION_SHARE * budget_s:
+                break
         else:
             # One that got no answer is enough to know: the next would wait as long.
             failures.append(record.reason or record.status)
