@@ -113,8 +113,10 @@ def _mark_knee(figure: go.Figure, load: LoadResult) -> None:
                      x1=found.saturated, y0=0, y1=1, name="knee",
                      line={"color": KNEE_COLOR, "width": 2, "dash": "dash"},
                      # Written down the line: across the top it ran into the panel titles.
-                     label={"text": f"knee: waits grew {found.growth:.1f}x by "
-                                    f"{level_words(load, found.saturated)}",
+                     label={"text": (f"knee: waits grew {found.growth:.1f}x by "
+                                     if found.metric == "ttft_s" else
+                                     f"knee: answers took {found.growth:.1f}x longer by ")
+                                    + level_words(load, found.saturated),
                             "textposition": "middle", "textangle": -90,
                             "font": {"color": KNEE_COLOR}})
 

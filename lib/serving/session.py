@@ -29,7 +29,7 @@ SECONDS_PER_REQUEST_GUESS = 2.0        # for the queue's estimate only
 START_GUESS_S = 40.0                   # starting a local server, for the queue's estimate only
 FALLBACK_TIMEOUT_S = 120.0             # a fixed plan whose calibration got no answer
 CALIBRATION_PROMPTS = 1_000_000        # calibration prompts are numbered apart from the load's
-# The last calibration per (target, prompt, answer length) in this process: the page's time
+# The last calibration per (server, prompt length) in this process: the page's time
 # estimate before a run comes from it when there is one.
 LAST_CALIBRATION: dict[tuple, sizing_rules.Calibration] = {}
 

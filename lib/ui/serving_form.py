@@ -240,7 +240,8 @@ def time_words(target: session.Target | None, plan: LoadPlan, chosen: sizing.Siz
     if chosen.auto_levels:
         return (f"About {_duration(chosen.budget_s)}: the levels and requests are planned to "
                 "fit your time budget from the time one answer takes on the server, measured "
-                "first, so the plan holds on a busy computer too." + start)
+                "first, so the plan holds on a busy computer too. Where even the smallest "
+                "plan needs longer, it says so once that answer is timed." + start)
     total = sum(plan.requests + plan.warmup_at(level) for level in plan.levels)
     calibration = session.LAST_CALIBRATION.get(session.calibration_key(target, plan)) \
         if target is not None else None
