@@ -274,8 +274,10 @@ def _knee_sentence(found: Knee | None, levels: list[dict[str, Any]], mode: str,
     if behind:
         return (f"Above {_level(found.last_ok, unit)} {grew}: the server is saturated. It "
                 f"finished only {after['achieved_requests_per_s']:.2g} requests/s of the "
-                f"{after['offered']:g} offered, so requests wait in a growing queue before it "
-                "starts on them.")
+                f"{after['offered']:g} offered, so "
+                + ("more and more answers share it, each slower than the last."
+                   if found.metric == "e2e_s" else
+                   "requests wait in a growing queue before it starts on them."))
     if more is not None and more < PLATEAU:
         change = (f"fell from {before['output_tokens_per_s']:.3g} to "
                   f"{after['output_tokens_per_s']:.3g} tokens/s" if more < 1 else
