@@ -1,5 +1,6 @@
 """`python -m lib load`: a server under load, from the command line.
 
+    python -m lib load --target local --model smollm2-135m-instruct --budget-s 120 --json
     python -m lib load --target local --model smollm2-135m-instruct --rates 0.5,1,2 \\
         --requests 20 --prompt-tokens 64 --new-tokens 32 --json
     python -m lib load --target http://gpu-box:8000/v1 --model meta-llama/Llama-3.1-8B-Instruct \\
@@ -11,7 +12,11 @@ server's base URL. The key is read from the environment variable `--api-key-env`
 from the command line (a command line is visible to every user of the machine and kept in shell
 histories), and it is never printed or saved.
 
-`--json` prints one object with a `levels` list; each level holds the metrics under `run`'s
+What is not given (the levels: `--rates`/`--concurrency` left out or `auto`; `--requests`,
+`--new-tokens`, `--timeout`) is planned from a calibration against the started server to fit
+`--budget-s` (`lib.serving.sizing`); `plan` in the JSON then holds the calibration, `timeout_s`,
+`estimated_s`, `budget_s`, `fits_budget` and `measured_s`, and `elapsed_s` the whole command's
+time. `--json` prints one object with a `levels` list; each level holds the metrics under `run`'s
 names (`ttft_s`, `tpot_s`, `itl_s`, `e2e_s`, each with p50/p90/p99 where there are enough
 samples) and `offered`, `achieved_requests_per_s`, `output_tokens_per_s`,
 `output_tokens_per_s_per_user`, `goodput_requests_per_s`, `failed`. `--csv` prints one row per
@@ -68,8 +73,9 @@ def add_parser(commands) -> argparse.ArgumentParser:
                         help="measured requests per level (default: as many as fit the "
                              "budget, at most 20; p90 needs 10, p99 100)")
     parser.add_argument("--warmup", default=2, type=_whole,
-                        help="requests per level sent first and left out (default 2; a closed "
-                             "loop warms up with at least its concurrency)")
+                        help="requests per level sent first and left out (default 2, fewer "
+                             "where a tight budget sizes --requests; a closed loop warms up "
+                             "with at least its concurrency)")
     parser.add_argument("--prompt-tokens", default=64, type=_whole,
                         help="prompt length in tokens (default 64)")
     parser.add_argument("--new-tokens", default=None, type=_whole,

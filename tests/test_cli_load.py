@@ -111,6 +111,7 @@ def test_failed_requests_are_counted_with_their_reason(capsys):
     (["--target", "http://x:1/v1", "--concurrency", "2.5"], "whole numbers"),
     (["--target", "http://x:1/v1", "--rates", "1", "--slo-ttft", "1"], "both --slo-ttft"),
     (["--target", "ftp://x/v1", "--rates", "1"], "http"),
+    (["--target", "http://x:1/v1", "--budget-s", "5"], "Time budget 5.0 s: use 20 to 3600"),
     (["--target", closed_port_url(), "--rates", "1"], "Nothing answers"),
 ])
 def test_bad_requests_are_refused_in_one_line_and_nothing_is_saved(argv, words, capsys):

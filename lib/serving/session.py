@@ -4,7 +4,8 @@
 (`lib.serving.local`) and stops it afterwards whatever happens; "url" is any OpenAI-compatible
 server. `measure` then checks the server (`client.probe`: reachable, the model, how to ask for a
 fixed length), takes the machine's measurement slot (so no other run disturbs the numbers, and
-others see the run in the queue), runs the load sweep, and saves the result in the history.
+others see the run in the queue), sizes the plan from a calibration where asked
+(`lib.serving.sizing`), runs the load sweep, and saves the result in the history.
 
 Prompts are counted with the served model's tokenizer for a local server; a URL's model may have
 another tokenizer, so SmolLM2's makes its prompts and the server's own usage report says how long
