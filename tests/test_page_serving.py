@@ -130,6 +130,23 @@ def test_typed_levels_run_as_typed_with_the_timeout_still_from_the_timing(measur
     assert call["sizing"].timeout_s is None and call["sizing"].budget_s == 120.0
 
 
+def test_a_sized_run_says_what_it_was_sized_from_and_how_long_it_took(monkeypatch):
+    import dataclasses
+
+    def measure(target, plan, slo, **kwargs):
+        loaded = dataclasses.replace(load_result(), sizing={
+            "calibration": {"answer_s": 2.0, "other_cpu_percent": 70.0}, "answer_s": 2.0,
+            "timeout_s": 30.0, "estimated_s": 100.0, "budget_s": 120.0, "measured_s": 90.0})
+        return session.Outcome(loaded, None, None, "")
+    monkeypatch.setattr(session, "measure", measure)
+    at = open_page()
+    run_button(at).click().run()
+    assert not at.exception
+    assert ("Sized to this machine: one answer took 2.0 s when timed first (other programs "
+            "used 70% of the CPU); the levels, requests and 30 s timeout follow from it. "
+            "Estimated 100 s, took 90 s (budget 120 s).") in [plain(c.value) for c in at.caption]
+
+
 def test_a_refused_server_is_said_and_the_page_keeps_working(monkeypatch):
     def refused(*args, **kwargs):
         raise ServingError("Nothing answers at http://127.0.0.1:9/v1: is the server running?")
