@@ -1,5 +1,6 @@
 """`python -m lib load`: a server under load, from the command line.
 
+    python -m lib load --target local --model smollm2-135m-instruct --budget-s 120 --json
     python -m lib load --target local --model smollm2-135m-instruct --rates 0.5,1,2 \\
         --requests 20 --prompt-tokens 64 --new-tokens 32 --json
     python -m lib load --target http://gpu-box:8000/v1 --model meta-llama/Llama-3.1-8B-Instruct \\
@@ -11,7 +12,11 @@ server's base URL. The key is read from the environment variable `--api-key-env`
 from the command line (a command line is visible to every user of the machine and kept in shell
 histories), and it is never printed or saved.
 
-`--json` prints one object with a `levels` list; each level holds the metrics under `run`'s
+What is not given (the levels: `--rates`/`--concurrency` left out or `auto`; `--requests`,
+`--new-tokens`, `--timeout`) is planned from a calibration against the started server to fit
+`--budget-s` (`lib.serving.sizing`); `plan` in the JSON then holds the calibration, `timeout_s`,
+`estimated_s`, `budget_s`, `fits_budget` and `measured_s`, and `elapsed_s` the whole command's
+time. `--json` prints one object with a `levels` list; each level holds the metrics under `run`'s
 names (`ttft_s`, `tpot_s`, `itl_s`, `e2e_s`, each with p50/p90/p99 where there are enough
 samples) and `offered`, `achieved_requests_per_s`, `output_tokens_per_s`,
 `output_tokens_per_s_per_user`, `goodput_requests_per_s`, `failed`. `--csv` prints one row per
@@ -33,7 +38,7 @@ Out = Callable[[str], None]
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
-    from lib.serving import load, measures
+    from lib.serving import load, measures, sizing
 
     parser = commands.add_parser(
         "load", help="measure a server under load: a local transformers serve, or any "
@@ -49,32 +54,42 @@ def add_parser(commands) -> argparse.ArgumentParser:
                              "the command line, never saved)")
     parser.add_argument("--api", default="completions", choices=["completions", "chat"],
                         help="/v1/completions (default) or /v1/chat/completions")
-    shape = parser.add_mutually_exclusive_group(required=True)
+    shape = parser.add_mutually_exclusive_group()
     shape.add_argument("--rates", type=arguments.text, metavar="R1,R2,...",
-                       help="open loop: requests per second, one level each")
+                       help="open loop: requests per second, one level each, or 'auto' "
+                            "(the default: sized to this machine from a first answer's time)")
     shape.add_argument("--concurrency", type=arguments.text, metavar="N1,N2,...",
-                       help="closed loop: requests in flight at once, one level each")
+                       help="closed loop: requests in flight at once, one level each, or "
+                            "'auto'")
+    parser.add_argument("--budget-s", default=None, type=_number, metavar="S",
+                        help="time for the calibration and every level, seconds (default "
+                             f"{sizing.DEFAULT_BUDGET_S:g}); what you leave open (levels, "
+                             "--requests, --new-tokens, --timeout) is sized to fit it")
     parser.add_argument("--arrival", default="poisson", choices=list(load.ARRIVALS),
                         help="open loop: how requests arrive (default poisson)")
     parser.add_argument("--burstiness", default=1.0, type=_number, metavar="B",
                         help="gamma arrivals' shape: 1 = Poisson, below 1 burstier")
-    parser.add_argument("--requests", default=20, type=_whole,
-                        help="measured requests per level (default 20; p90 needs 10, p99 100)")
+    parser.add_argument("--requests", default=None, type=_whole,
+                        help="measured requests per level (default: as many as fit the "
+                             "budget, at most 20; p90 needs 10, p99 100)")
     parser.add_argument("--warmup", default=2, type=_whole,
-                        help="requests per level sent first and left out (default 2; a closed "
-                             "loop warms up with at least its concurrency)")
+                        help="requests per level sent first and left out (default 2, fewer "
+                             "where a tight budget sizes --requests; a closed loop warms up "
+                             "with at least its concurrency)")
     parser.add_argument("--prompt-tokens", default=64, type=_whole,
                         help="prompt length in tokens (default 64)")
-    parser.add_argument("--new-tokens", default=32, type=_whole,
-                        help="output length in tokens (default 32)")
+    parser.add_argument("--new-tokens", default=None, type=_whole,
+                        help="output length in tokens (default 32, shorter where a slow "
+                             "machine needs it to fit the budget)")
     parser.add_argument("--seed", default=0, type=_whole, help="arrival schedule seed")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                         help="local: the server's weights and compute")
     parser.add_argument("--continuous-batching", default=True,
                         action=argparse.BooleanOptionalAction,
                         help="local: let the server batch requests as they come (default on)")
-    parser.add_argument("--timeout", default=120.0, type=_number, metavar="S",
-                        help="seconds a request may take before it counts as failed")
+    parser.add_argument("--timeout", default=None, type=_number, metavar="S",
+                        help="seconds a request may take before it counts as failed (default: "
+                             "a few times the longest wait the calibration predicts)")
     parser.add_argument("--slo", default=measures.DEFAULT_SLO,
                         choices=list(measures.SLO_PRESETS),
                         help="latency targets for goodput (default: MLPerf's server targets)")
@@ -120,18 +135,29 @@ def levels(text: str, what: str) -> tuple[float, ...]:
     return tuple(found)
 
 
-def request(args: argparse.Namespace):
-    """(Target, LoadPlan, Slo) from the arguments, every check done, nothing started."""
-    from lib.serving import load, measures, session
+AUTO = "auto"
+PLACEHOLDER_LEVELS = (1.0,)      # replaced by the sized levels
 
-    if args.rates is not None:
-        mode, values = load.RATE, levels(args.rates, "--rates")
+
+def request(args: argparse.Namespace):
+    """(Target, LoadPlan, Slo, Sizing) from the arguments, every check done, nothing started."""
+    from lib.serving import load, measures, session, sizing
+
+    if args.concurrency is not None:
+        mode, typed, flag = load.CONCURRENCY, args.concurrency, "--concurrency"
     else:
-        mode, values = load.CONCURRENCY, levels(args.concurrency, "--concurrency")
-    plan = load.LoadPlan(mode=mode, levels=values, requests=args.requests, warmup=args.warmup,
-                         arrival=args.arrival, burstiness=args.burstiness,
-                         prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens,
+        mode, typed, flag = load.RATE, args.rates or AUTO, "--rates"
+    auto_levels = typed.strip().lower() == AUTO
+    values = PLACEHOLDER_LEVELS if auto_levels else levels(typed, flag)
+    plan = load.LoadPlan(mode=mode, levels=values,
+                         requests=args.requests if args.requests is not None else 10,
+                         warmup=args.warmup, arrival=args.arrival, burstiness=args.burstiness,
+                         prompt_tokens=args.prompt_tokens,
+                         new_tokens=args.new_tokens if args.new_tokens is not None else 32,
                          seed=args.seed)
+    budget = sizing.Sizing(budget_s=args.budget_s or sizing.DEFAULT_BUDGET_S,
+                           auto_levels=auto_levels, auto_requests=args.requests is None,
+                           auto_new_tokens=args.new_tokens is None, timeout_s=args.timeout)
     if (args.slo_ttft is None) != (args.slo_tpot is None):
         raise InvalidSpecError("Give both --slo-ttft and --slo-tpot (or neither, for a preset).")
     slo = measures.Slo(args.slo_ttft, args.slo_tpot) if args.slo_ttft is not None \
@@ -149,29 +175,30 @@ def request(args: argparse.Namespace):
                                    "(python -m lib models lists them).")
         get_entry(args.model)              # an unknown id is refused here, before any start
         target = session.Target(session.LOCAL, model_id=args.model, dtype=args.dtype,
-                                continuous_batching=args.continuous_batching, api=args.api,
-                                timeout_s=args.timeout)
+                                continuous_batching=args.continuous_batching, api=args.api)
     else:
         from lib.serving.client import check_url
         target = session.Target(session.URL, url=check_url(args.target), model=args.model or "",
-                                api=args.api, api_key=key, timeout_s=args.timeout)
-    return target, plan, slo
+                                api=args.api, api_key=key)
+    return target, plan, slo, budget
 
 
 def run(args: argparse.Namespace, out: Out, say: Out, print_json: Callable) -> int:
     from lib.serving import report, session
 
-    target, plan, slo = request(args)
+    target, plan, slo, budget = request(args)
 
     def progress(words: str, fraction: float) -> None:
         say(f"{words} ({fraction:.0%})")
-    outcome = session.measure(target, plan, slo, say=say, on_progress=progress, on_wait=say)
+    outcome = session.measure(target, plan, slo, say=say, on_progress=progress, on_wait=say,
+                              sizing=budget)
     say(outcome.probe_note)
     say(f"saved as #{outcome.entry_id} (python -m lib export {outcome.entry_id})"
         if outcome.entry_id else f"not saved: {outcome.save_error}")
     loaded = outcome.load
     if args.json:
-        return print_json(report.cli_dict(loaded, outcome.entry_id))
+        return print_json({**report.cli_dict(loaded, outcome.entry_id),
+                           "elapsed_s": round(_elapsed_s(), 1)})
     rows = report.level_rows(loaded)
     if args.csv:
         buffer = io.StringIO()
@@ -182,6 +209,14 @@ def run(args: argparse.Namespace, out: Out, say: Out, print_json: Callable) -> i
         return 0
     out(text_table(loaded))
     return 0
+
+
+def _elapsed_s() -> float:
+    """Since this command's process started: imports and the server's start included."""
+    import time
+
+    import psutil
+    return time.time() - psutil.Process().create_time()
 
 
 def text_table(loaded) -> str:

@@ -14,8 +14,12 @@ What the figures promise:
 - the trade-off: each user's streaming speed against the server's total output, one labelled
   point per level;
 - one level's timeline: one bar per request from send to end, split at its first token into
-  "waiting" (light) and "streaming" (strong), failed requests red, warm-up and cool-down grey
-  and named "not counted".
+  "waiting" (light) and "streaming" (strong), failed requests red, warm-up grey and named "not
+  counted". Cool-down requests (sent after the measured ones only to keep the load up, then
+  cancelled) are counted in the title, not drawn: past the knee they run to hundreds and would
+  squeeze the measured ones into a corner. The axes are sized to the bars drawn; with many
+  requests the bars touch, and the picture reads as a density of waiting and streaming.
+- a level where every request failed is not a point of any curve (the findings explain it).
 Server names and models are user text: they reach Plotly only through `lib.text.html`.
 """
 
@@ -31,7 +35,7 @@ from lib import text
 from lib.serving import measures
 from lib.metrics import format_number, format_seconds
 from lib.serving.load import RATE
-from lib.serving.records import CANCELLED, FAILED, MEASURED, RequestRecord
+from lib.serving.records import CANCELLED, COOLDOWN, FAILED, MEASURED, RequestRecord
 from lib.serving.report import Level, LoadResult
 
 LOG_SPAN = 10.0            # a y axis whose largest value is this many times its smallest: log
@@ -71,9 +75,17 @@ def _x_axis_title(load: LoadResult) -> str:
     return f"offered load: {shape}"
 
 
+def plotted_levels(load: LoadResult) -> list[Level]:
+    """The levels with at least one answer, lightest first: a level where every request failed
+    has no latency or throughput to draw (a 0 there would read as a measured point)."""
+    return sorted((level for level in load.levels if level.summary.get("completed")),
+                  key=lambda level: level.offered)
+
+
 def _x_axis(figure: go.Figure, load: LoadResult, rows: int = 1) -> None:
-    """Every panel ticks at the levels; the title goes on the lowest panel."""
-    levels = sorted(level.offered for level in load.levels)
+    """Every panel ticks at the levels drawn; the title goes on the lowest panel."""
+    levels = [level.offered for level in plotted_levels(load)] or \
+        sorted(level.offered for level in load.levels)
     log = len(levels) > 1 and levels[0] > 0 and levels[-1] / levels[0] >= LOG_X_SPAN
     figure.update_xaxes(type="log" if log else "linear", tickvals=levels,
                         ticktext=[f"{v:g}" for v in levels])
@@ -101,8 +113,10 @@ def _mark_knee(figure: go.Figure, load: LoadResult) -> None:
                      x1=found.saturated, y0=0, y1=1, name="knee",
                      line={"color": KNEE_COLOR, "width": 2, "dash": "dash"},
                      # Written down the line: across the top it ran into the panel titles.
-                     label={"text": f"knee: waits grew {found.growth:.1f}x by "
-                                    f"{level_words(load, found.saturated)}",
+                     label={"text": (f"knee: waits grew {found.growth:.1f}x by "
+                                     if found.metric == "ttft_s" else
+                                     f"knee: answers took {found.growth:.1f}x longer by ")
+                                    + level_words(load, found.saturated),
                             "textposition": "middle", "textangle": -90,
                             "font": {"color": KNEE_COLOR}})
 
@@ -112,7 +126,7 @@ def latency_figure(load: LoadResult) -> go.Figure:
     figure = make_subplots(rows=len(LATENCY_PANELS), cols=1, shared_xaxes=True,
                            vertical_spacing=0.08,
                            subplot_titles=[title for _, title, *_ in LATENCY_PANELS])
-    levels = sorted(load.levels, key=lambda level: level.offered)
+    levels = plotted_levels(load)
     x = [level.offered for level in levels]
     for row, (metric, title, unit, scale, color) in enumerate(LATENCY_PANELS, start=1):
         drawn: list[float] = []
@@ -152,7 +166,7 @@ def throughput_figure(load: LoadResult) -> go.Figure:
     figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.14,
                            subplot_titles=("requests finished per second",
                                            "output tokens per second, all users together"))
-    levels = sorted(load.levels, key=lambda level: level.offered)
+    levels = plotted_levels(load)
     x = [level.offered for level in levels]
 
     def line(key: str, name: str, color: str, row: int, what: str, dash: str = "solid") -> None:
@@ -192,7 +206,7 @@ def throughput_figure(load: LoadResult) -> go.Figure:
 
 def tradeoff_figure(load: LoadResult) -> go.Figure:
     """Each user's streaming speed (y) against the server's total output (x), a point per level."""
-    levels = [level for level in sorted(load.levels, key=lambda level: level.offered)
+    levels = [level for level in plotted_levels(load)
               if level.summary.get("output_tokens_per_s") is not None
               and level.summary.get("output_tokens_per_s_per_user") is not None]
     total = [level.summary["output_tokens_per_s"] for level in levels]
@@ -217,8 +231,10 @@ def tradeoff_figure(load: LoadResult) -> go.Figure:
 
 
 def timeline_figure(load: LoadResult, level: Level) -> go.Figure:
-    """One level's requests as bars from send to end, split at the first token."""
-    records = sorted(level.records, key=lambda r: r.index)
+    """One level's requests as bars from send to end, split at the first token: the warm-up and
+    measured ones that were sent (cool-down requests only counted in the title)."""
+    records = sorted((r for r in level.records if _drawn(r)), key=lambda r: r.index)
+    cooldown = sum(r.phase == COOLDOWN for r in level.records)
     start = min((r.sent_s for r in records), default=0.0)
     groups: dict[str, dict[str, list]] = {}
 
@@ -252,8 +268,8 @@ def timeline_figure(load: LoadResult, level: Level) -> go.Figure:
     styles = {
         "wait": ("waiting for the first token", WAIT_COLOR, None),
         "stream": ("streaming the answer", STREAM_COLOR, None),
-        "excluded wait": ("warm-up / cool-down (not counted): waiting", EXCLUDED_WAIT, None),
-        "excluded stream": ("warm-up / cool-down (not counted): streaming", EXCLUDED_STREAM,
+        "excluded wait": ("warm-up (not counted): waiting", EXCLUDED_WAIT, None),
+        "excluded stream": ("warm-up (not counted): streaming", EXCLUDED_STREAM,
                             None),
         "failed": ("failed", FAILED_COLOR, "x"),
     }
@@ -266,19 +282,43 @@ def timeline_figure(load: LoadResult, level: Level) -> go.Figure:
             marker={"color": color, **({"pattern": {"shape": pattern}} if pattern else {})},
             customdata=bars["hover"], hovertemplate="%{customdata}<extra></extra>"))
     indexes = [r.index for r in records]
-    yaxis: dict[str, Any] = {"autorange": "reversed", "title": "requests in the order sent"}
-    if len(records) <= TIMELINE_TICKS:
+    many = len(records) > TIMELINE_TICKS
+    yaxis: dict[str, Any] = {"title": "requests in the order sent"}
+    if indexes:          # sized to the bars drawn, first request at the top
+        yaxis["range"] = [max(indexes) + 0.5, min(indexes) - 0.5]
+    else:
+        yaxis["autorange"] = "reversed"
+    if not many:
         yaxis.update(tickvals=indexes, ticktext=[f"#{r.index}" + ("" if r.phase == MEASURED
                                                                   else f" {r.phase}")
                                                  for r in records])
+    ends = [base + width for bars in groups.values()
+            for base, width in zip(bars["base"], bars["x"])]
+    xaxis: dict[str, Any] = {"title": "seconds since the level's first request"}
+    if ends:
+        xaxis["range"] = [0, max(max(ends), 1e-3) * 1.02]
+    title = f"Every request at {level_words(load, level.offered)}: growing waits are the queue"
+    if cooldown:
+        title += (f"<br><sup>{len(records)} requests drawn; not drawn: {cooldown} cool-down "
+                  f"request{'s' if cooldown != 1 else ''}, sent afterwards only to keep the "
+                  "load up, then cancelled</sup>")
     figure.update_layout(
-        title=f"Every request at {level_words(load, level.offered)}: growing waits are the queue",
-        barmode="overlay", height=max(320, min(900, 120 + 14 * len(records))),
-        xaxis_title="seconds since the level's first request", yaxis=yaxis,
-        hovermode="closest", bargap=0.25,
+        title=title, barmode="overlay",
+        height=max(320, min(900, 120 + (3 if many else 14) * len(records))),
+        xaxis=xaxis, yaxis=yaxis,
+        hovermode="closest", bargap=0.0 if many else 0.25,
         legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0},
         margin={"b": 100})
     return figure
+
+
+def _drawn(record: RequestRecord) -> bool:
+    """Warm-up and measured requests that went out: a cancelled one that never got past its
+    send (its send and end are the same instant) did not load the server."""
+    if record.phase == COOLDOWN:
+        return False
+    return not (record.status == CANCELLED and record.end_s is not None
+                and record.end_s <= record.sent_s and record.http_status is None)
 
 
 def _phase_words(record: RequestRecord) -> str:

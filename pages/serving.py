@@ -44,17 +44,13 @@ serving_form.defaults()
 st.subheader("Where the requests go")
 target, blocker = serving_form.target_form(viewer)
 st.subheader("The load")
+chosen = serving_form.sizing_form(target)
 plan = serving_form.plan_form()
 slo = serving_form.slo_form()
 if plan is None and blocker is None:
     blocker = "Fix the load settings above first."
 if plan is not None:
-    total = sum(plan.requests + plan.warmup_at(level) for level in plan.levels)
-    minutes = plan.estimate_s(session.SECONDS_PER_REQUEST_GUESS) / 60
-    st.caption(f"{total} requests in all ({len(plan.levels)} levels, warm-up included). "
-               + (f"Roughly {minutes:.0f} min" if minutes >= 1.5 else "About a minute")
-               + " or more on this computer: an estimate from a guessed 2 s per request, "
-               "served one after another (starting a local server adds a minute or so).")
+    st.caption(text.md(serving_form.time_words(target, plan, chosen)))
 
 run_column, stop_column, reason_column = st.columns([1, 1, 4])
 start = run_column.button("Run load sweep", type="primary", disabled=blocker is not None)
@@ -70,7 +66,7 @@ if start:
     else:
         with classroom.run_turn(f"a load sweep ({plan.unit})") as allowed:
             if allowed:
-                outcome = serving_run.run_with_status(target, plan, slo)
+                outcome = serving_run.run_with_status(target, plan, slo, chosen)
                 if outcome is not None:
                     st.session_state[state.SERVING_RESULT] = outcome
 else:
@@ -81,8 +77,8 @@ else:
 outcome = st.session_state.get(state.SERVING_RESULT)
 if outcome is None:
     st.info("No load sweep yet: choose where the requests go and the load, then press **Run "
-            "load sweep**. With the defaults (a local server, 1 to 8 users) it takes a few "
-            "minutes here.")
+            "load sweep**. With the defaults (a local server, sized to this computer) it takes "
+            "about the time budget, plus starting the server.")
     st.stop()
 
 st.divider()

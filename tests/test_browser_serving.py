@@ -57,6 +57,12 @@ def _no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
+def _type_own_levels(page) -> None:
+    """The page sizes the load to the machine by default; these tests type their own."""
+    page.get_by_text("Size the load to this machine").click()
+    page.get_by_role("textbox", name="Levels: users at once").wait_for(timeout=30_000)
+
+
 def test_a_url_under_load_shows_the_knee_and_keeps_the_key_out_of_the_address(
         server, browser, one_at_a_time):  # noqa: F811
     page = browser.new_page(viewport={"width": 1400, "height": 5200})
@@ -69,6 +75,7 @@ def test_a_url_under_load_shows_the_knee_and_keeps_the_key_out_of_the_address(
     key.fill(SECRET)
     key.press("Enter")
     page.wait_for_timeout(300)
+    _type_own_levels(page)
     levels = page.get_by_role("textbox", name="Levels: users at once")
     levels.fill("1, 4")
     levels.press("Enter")
@@ -96,6 +103,7 @@ def test_a_newcomer_starts_the_local_server_and_sees_the_load_sweep(server, brow
     pytest.importorskip("lib.serving.local", reason="lib.serving.local is not merged yet")
     page = browser.new_page(viewport={"width": 1400, "height": 5200})
     _open_serving(page, server)
+    _type_own_levels(page)
     levels = page.get_by_role("textbox", name="Levels: users at once")
     levels.fill("1, 4")
     levels.press("Enter")
@@ -126,6 +134,7 @@ def test_killing_the_app_mid_run_leaves_no_server_behind(browser, tmp_path,  # n
                    if "streamlit" in " ".join(p.cmdline()) and str(port) in p.cmdline())
         page = browser.new_page(viewport={"width": 1400, "height": 2000})
         _open_serving(page, f"http://127.0.0.1:{port}")
+        _type_own_levels(page)
         levels = page.get_by_role("textbox", name="Levels: users at once")
         levels.fill("2")
         levels.press("Enter")

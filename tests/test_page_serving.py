@@ -25,8 +25,9 @@ def measured(monkeypatch):
     """`session.measure` replaced: returns the hand-made knee run, saved like the real one."""
     calls = []
 
-    def measure(target, plan, slo, *, say, on_progress, on_wait, stop, owner):
-        calls.append({"target": target, "plan": plan, "slo": slo, "owner": owner})
+    def measure(target, plan, slo, *, say, on_progress, on_wait, stop, owner, sizing=None):
+        calls.append({"target": target, "plan": plan, "slo": slo, "owner": owner,
+                      "sizing": sizing})
         say("Starting the local server…")
         on_progress("1 concurrent: 12 of 12 measured requests done", 0.25)
         loaded = load_result()
@@ -62,8 +63,18 @@ def test_a_newcomer_sees_the_page_explained_and_ready_to_run():
     assert not at.error
     assert "No load sweep yet" in at.info[0].value
     assert at.radio(key=state.SERVING_TARGET).value == "local"
-    assert at.text_input(key=state.serving_levels("concurrency")).value == "1, 2, 4, 8"
+    # Sized to this machine by default: no levels to type, the budget is the time promise.
+    assert at.toggle(key=state.SERVING_SIZED).value is True
+    assert at.number_input(key=state.SERVING_BUDGET).value == 180.0
+    assert not [t for t in at.text_input if t.key == state.serving_levels("concurrency")]
+    assert any("About 3 min: the levels and requests are planned to fit your time budget"
+               in plain(c.value) for c in at.caption)
     assert not run_button(at).disabled
+    # Typed levels instead: the field appears with its defaults, and the estimate says where
+    # its answer time comes from.
+    at.toggle(key=state.SERVING_SIZED).set_value(False).run()
+    assert at.text_input(key=state.serving_levels("concurrency")).value == "1, 2, 4, 8"
+    assert any("a guessed 2 s per answer" in plain(c.value) for c in at.caption)
 
 
 @pytest.mark.parametrize("typed, said", [
@@ -73,6 +84,7 @@ def test_a_newcomer_sees_the_page_explained_and_ready_to_run():
 ])
 def test_bad_levels_are_explained_and_block_the_run(measured, typed, said):
     at = open_page()
+    at.toggle(key=state.SERVING_SIZED).set_value(False).run()
     at.text_input(key=state.serving_levels("concurrency")).input(typed).run()
     assert said in plain(at.error[0].value)
     assert run_button(at).disabled                 # a browser can't press it
@@ -85,7 +97,9 @@ def test_a_run_shows_findings_charts_table_and_where_it_was_saved(measured):
     assert not at.exception and not at.error
     call = measured[0]
     assert call["target"].kind == "local" and call["target"].model_id == "smollm2-135m-instruct"
-    assert call["plan"].levels == (1.0, 2.0, 4.0, 8.0) and call["plan"].mode == "concurrency"
+    assert call["plan"].mode == "concurrency"
+    assert call["sizing"].auto_levels and call["sizing"].auto_requests
+    assert call["sizing"].budget_s == 180.0 and call["sizing"].timeout_s is None
     assert call["slo"].name.startswith("MLPerf server")
     said = words(at)
     assert "Above 2 concurrent requests the p90 time to first token grows 5.0x" in said
@@ -104,6 +118,35 @@ def test_a_run_shows_findings_charts_table_and_where_it_was_saved(measured):
     assert not at.exception and len(at.get("plotly_chart")) == 4
 
 
+def test_typed_levels_run_as_typed_with_the_timeout_still_from_the_timing(measured):
+    at = open_page()
+    at.toggle(key=state.SERVING_SIZED).set_value(False).run()
+    at.number_input(key=state.SERVING_BUDGET).set_value(120.0).run()
+    run_button(at).click().run()
+    assert not at.exception and not at.error
+    call = measured[0]
+    assert call["plan"].levels == (1.0, 2.0, 4.0, 8.0)
+    assert not call["sizing"].auto_levels and not call["sizing"].auto_requests
+    assert call["sizing"].timeout_s is None and call["sizing"].budget_s == 120.0
+
+
+def test_a_sized_run_says_what_it_was_sized_from_and_how_long_it_took(monkeypatch):
+    import dataclasses
+
+    def measure(target, plan, slo, **kwargs):
+        loaded = dataclasses.replace(load_result(), sizing={
+            "calibration": {"answer_s": 2.0, "other_cpu_percent": 70.0}, "answer_s": 2.0,
+            "timeout_s": 30.0, "estimated_s": 100.0, "budget_s": 120.0, "measured_s": 90.0})
+        return session.Outcome(loaded, None, None, "")
+    monkeypatch.setattr(session, "measure", measure)
+    at = open_page()
+    run_button(at).click().run()
+    assert not at.exception
+    assert ("Sized to this machine: one answer took 2.0 s when timed first (other programs "
+            "used 70% of the CPU); the levels, requests and 30 s timeout follow from it. "
+            "Estimated 100 s, took 90 s (budget 120 s).") in [plain(c.value) for c in at.caption]
+
+
 def test_a_refused_server_is_said_and_the_page_keeps_working(monkeypatch):
     def refused(*args, **kwargs):
         raise ServingError("Nothing answers at http://127.0.0.1:9/v1: is the server running?")
@@ -113,6 +156,7 @@ def test_a_refused_server_is_said_and_the_page_keeps_working(monkeypatch):
     assert not at.exception
     assert "Nothing answers at http://127.0.0.1:9/v1" in plain(at.error[0].value)
     assert "No load sweep yet" in at.info[0].value
+    at.toggle(key=state.SERVING_SIZED).set_value(False).run()
     at.text_input(key=state.serving_levels("concurrency")).input("1, 2").run()
     assert not at.exception and not run_button(at).disabled
 
@@ -151,6 +195,7 @@ def test_the_api_key_reaches_the_server_only(monkeypatch):
     at.radio(key=state.SERVING_TARGET).set_value("url").run()
     at.text_input(key=state.SERVING_URL).input("http://127.0.0.1:8000").run()
     at.text_input(key=state.SERVING_API_KEY).input(SECRET).run()
+    at.toggle(key=state.SERVING_SIZED).set_value(False).run()
     at.text_input(key=state.serving_levels("concurrency")).input("1, 2").run()
     at.number_input(key=state.SERVING_REQUESTS).set_value(3).run()
     at.number_input(key=state.SERVING_NEW).set_value(4).run()

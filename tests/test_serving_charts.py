@@ -82,8 +82,8 @@ def test_the_timeline_splits_each_request_at_its_first_token():
     figure = serving_charts.timeline_figure(loaded, level)
     traces = {trace.name: trace for trace in figure.data}
     assert set(traces) == {"waiting for the first token", "streaming the answer",
-                           "warm-up / cool-down (not counted): waiting",
-                           "warm-up / cool-down (not counted): streaming", "failed"}
+                           "warm-up (not counted): waiting",
+                           "warm-up (not counted): streaming", "failed"}
     start = min(r.sent_s for r in level.records)
     wait, stream = traces["waiting for the first token"], traces["streaming the answer"]
     measured = [r for r in level.records if r.phase == "measured" and r.status == "ok"]
@@ -96,7 +96,8 @@ def test_the_timeline_splits_each_request_at_its_first_token():
         assert stream.x[i] == pytest.approx(record.end_s - record.first_token_s)
     assert list(traces["failed"].y) == [14]
     assert "HTTP 503" in traces["failed"].customdata[0]
-    assert list(traces["warm-up / cool-down (not counted): waiting"].y) == [0, 1, 15]
+    assert list(traces["warm-up (not counted): waiting"].y) == [0, 1]   # cool-down: not drawn
+    assert "not drawn: 1 cool-down request," in figure.layout.title.text
     assert figure.layout.barmode == "overlay"
     assert "#0 warm-up" in figure.layout.yaxis.ticktext
 

@@ -116,6 +116,19 @@ def test_few_samples_compare_medians_and_say_so():
     assert found.growth == pytest.approx(5.0)
 
 
+def test_a_knee_in_the_whole_answer_counts_where_the_first_token_stays_flat():
+    """Continuous batching admits every request at once: the first token comes as fast, but
+    each answer's decode is shared, so the end-to-end time grows instead."""
+    light = _level(0.1, [1.0, 1.1, 1.2], tpot=0.1)
+    heavy = _level(1.0, [1.2, 1.3, 1.4], tpot=1.0)
+    found = measures.knee([light, heavy])
+    assert found.metric == "e2e_s" and found.statistic == "median"
+    assert found.growth == pytest.approx(heavy["e2e_s"]["median"] / light["e2e_s"]["median"])
+    sentence = measures.findings([light, heavy], "rate", "requests/s", None)[0]
+    assert sentence.startswith("Above 0.1 requests/s the median end-to-end time grows")
+    assert "the first token still came about as fast" in sentence
+
+
 def test_goodput_finding_names_the_best_level_and_the_targets():
     levels = [_level(1, [0.2] * 10), _level(2, [0.3] * 5 + [3.0] * 5)]
     said = " ".join(measures.findings(levels, "rate", "requests/s", Slo(2.0, 0.2, "test")))

@@ -135,15 +135,20 @@ def _reasons(records: Iterable[RequestRecord]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: -item[1])[:5])
 
 
-def ttft_tail(summary: dict[str, Any]) -> tuple[float, str] | None:
-    """The level's p90 time to first token, or its median (with the label) when p90 needs more
-    samples than the level has."""
-    ttft = summary.get("ttft_s")
+def ttft_tail(summary: dict[str, Any], metric: str = "ttft_s") -> tuple[float, str] | None:
+    """The level's p90 time to first token (or `metric`), or its median (with the label) when
+    p90 needs more samples than the level has."""
+    ttft = summary.get(metric)
     if not ttft:
         return None
     if ttft.get("p90") is not None:
         return ttft["p90"], "p90"
     return ttft["median"], "median"
+
+
+# What grows past the knee: the wait for the first token when requests queue; the whole
+# answer when a continuous-batching server admits them at once and shares its decode instead.
+KNEE_METRICS = {"ttft_s": "time to first token", "e2e_s": "end-to-end time"}
 
 
 @dataclass(frozen=True)
@@ -155,33 +160,50 @@ class Knee:
     statistic: str             # "p90" or "median"
     before_s: float
     after_s: float
+    metric: str = "ttft_s"     # what grew: "ttft_s", or "e2e_s" where the first token didn't
+
+    @property
+    def what(self) -> str:
+        return KNEE_METRICS[self.metric]
 
     def to_dict(self) -> dict[str, Any]:
         return {"last_ok": self.last_ok, "saturated": self.saturated, "growth": self.growth,
-                "statistic": self.statistic, "before_s": self.before_s, "after_s": self.after_s}
+                "statistic": self.statistic, "before_s": self.before_s, "after_s": self.after_s,
+                "metric": self.metric}
 
 
 def knee(summaries: list[dict[str, Any]]) -> Knee | None:
-    """The first level whose tail time to first token is `KNEE_GROWTH` times the lightest
-    level's and clearly apart from it (its median above the lightest level's p90, or max while
-    p90 needs more samples). None when no level is, or fewer than two levels have numbers."""
+    """The first level whose tail time to first token (or, where that stays flat, end-to-end
+    time) is `KNEE_GROWTH` times the lightest level's and clearly apart from it (its median
+    above the lightest level's p90, or max while p90 needs more samples). None when no level
+    is, or fewer than two levels have numbers."""
     levels = sorted((s for s in summaries if s.get("ttft_s")), key=lambda s: s["offered"])
     if len(levels) < 2:
         return None
-    base = levels[0]
-    base_value, statistic = ttft_tail(base)
-    base_top = base["ttft_s"]["p90"] if base["ttft_s"]["p90"] is not None \
-        else base["ttft_s"]["max"]
-    previous = base
+    previous = levels[0]
     for level in levels[1:]:
-        value, level_statistic = ttft_tail(level)
-        # Compare like with like: both p90, else both medians.
-        ours = value if level_statistic == statistic else level["ttft_s"]["median"]
-        theirs = base_value if level_statistic == statistic else base["ttft_s"]["median"]
-        if theirs > 0 and ours / theirs >= KNEE_GROWTH and level["ttft_s"]["median"] > base_top:
-            return Knee(previous["offered"], level["offered"], ours / theirs,
-                        statistic if level_statistic == statistic else "median", theirs, ours)
+        for metric in KNEE_METRICS:
+            found = _grown(levels[0], level, metric)
+            if found is not None:
+                return Knee(previous["offered"], level["offered"], *found, metric=metric)
         previous = level
+    return None
+
+
+def _grown(base: dict[str, Any], level: dict[str, Any],
+           metric: str) -> tuple[float, str, float, float] | None:
+    """(growth, statistic, before, after) where `level`'s `metric` grew clearly past `base`'s."""
+    if not base.get(metric) or not level.get(metric):
+        return None
+    base_value, statistic = ttft_tail(base, metric)
+    value, level_statistic = ttft_tail(level, metric)
+    base_top = base[metric]["p90"] if base[metric]["p90"] is not None else base[metric]["max"]
+    # Compare like with like: both p90, else both medians.
+    ours = value if level_statistic == statistic else level[metric]["median"]
+    theirs = base_value if level_statistic == statistic else base[metric]["median"]
+    if theirs > 0 and ours / theirs >= KNEE_GROWTH and level[metric]["median"] > base_top:
+        return ours / theirs, statistic if level_statistic == statistic else "median", \
+            theirs, ours
     return None
 
 
@@ -241,9 +263,12 @@ def _knee_sentence(found: Knee | None, levels: list[dict[str, Any]], mode: str,
                 "to find where it saturates.")
     after = next(s for s in levels if s["offered"] == found.saturated)
     before = next(s for s in levels if s["offered"] == found.last_ok)
-    grew = f"the {found.statistic} time to first token grows {found.growth:.1f}x " \
+    grew = f"the {found.statistic} {found.what} grows {found.growth:.1f}x " \
            f"({format_seconds(found.before_s)} at the lightest load → " \
-           f"{format_seconds(found.after_s)} at {_level(found.saturated, unit)})"
+           f"{format_seconds(found.after_s)} at {_level(found.saturated, unit)})" + \
+           (" while the first token still came about as fast: the server takes new requests "
+            "in at once and shares its work among them, so each whole answer slows down"
+            if found.metric == "e2e_s" else "")
     behind = mode == "rate" and after["achieved_requests_per_s"] is not None \
         and after["achieved_requests_per_s"] < KEEPS_UP * after["offered"]
     more = (after["output_tokens_per_s"] or 0) / before["output_tokens_per_s"] \
@@ -251,8 +276,10 @@ def _knee_sentence(found: Knee | None, levels: list[dict[str, Any]], mode: str,
     if behind:
         return (f"Above {_level(found.last_ok, unit)} {grew}: the server is saturated. It "
                 f"finished only {after['achieved_requests_per_s']:.2g} requests/s of the "
-                f"{after['offered']:g} offered, so requests wait in a growing queue before it "
-                "starts on them.")
+                f"{after['offered']:g} offered, so "
+                + ("more and more answers share it, each slower than the last."
+                   if found.metric == "e2e_s" else
+                   "requests wait in a growing queue before it starts on them."))
     if more is not None and more < PLATEAU:
         change = (f"fell from {before['output_tokens_per_s']:.3g} to "
                   f"{after['output_tokens_per_s']:.3g} tokens/s" if more < 1 else

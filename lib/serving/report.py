@@ -40,6 +40,8 @@ class LoadResult:
     levels: tuple[Level, ...]
     environment: dict[str, Any]
     stopped: bool = False
+    # The plan sized from a calibration (`SizedPlan.to_dict()` and `measured_s`), or None.
+    sizing: dict[str, Any] | None = None
 
     @property
     def summaries(self) -> list[dict[str, Any]]:
@@ -51,7 +53,11 @@ class LoadResult:
 
     @property
     def findings(self) -> list[str]:
-        said = measures.findings(self.summaries, self.plan.mode, self.plan.unit, self.slo)
+        from lib.serving.sizing import failure_sentences
+        # Failures come first: a level where nothing was answered must not read as a point
+        # beside the levels that were.
+        said = failure_sentences(self.summaries, self.sizing, self.plan.unit)
+        said += measures.findings(self.summaries, self.plan.mode, self.plan.unit, self.slo)
         for level in self.levels:
             if level.late_sends:
                 said.append(
@@ -90,13 +96,13 @@ class LoadResult:
 
 def result(target: dict[str, Any], plan: LoadPlan, slo: Slo | None, origin: float,
            runs: list[LevelRun], environment: dict[str, Any],
-           stopped: bool = False) -> LoadResult:
+           stopped: bool = False, sizing: dict[str, Any] | None = None) -> LoadResult:
     """The measured levels, their clocks made relative to the run's start; `stopped`: Stop
     ended the run (`run_load` says so)."""
     levels = tuple(_level(run.offered, tuple(r.shifted(origin) for r in run.records), slo,
                           run.late_sends, run.max_late_s, run.stopped) for run in runs)
     return LoadResult(target, plan, slo, levels, environment,
-                      stopped=stopped or any(level.stopped for level in levels))
+                      stopped=stopped or any(level.stopped for level in levels), sizing=sizing)
 
 
 def _level(offered: float, records: tuple[RequestRecord, ...], slo: Slo | None,
@@ -111,7 +117,7 @@ def to_dict(load: LoadResult) -> dict[str, Any]:
         "kind": KIND, "load_version": 1, "target": load.target, "plan": load.plan.to_dict(),
         "slo": load.slo.to_dict() if load.slo else None, "environment": load.environment,
         "stopped": load.stopped, "knee": found.to_dict() if found else None,
-        "findings": load.findings,
+        "findings": load.findings, "sizing": load.sizing,
         "levels": [{"offered": level.offered, "late_sends": level.late_sends,
                     "max_late_s": level.max_late_s, "stopped": level.stopped,
                     "summary": level.summary,
@@ -163,9 +169,12 @@ def from_dict(document: Any, path: str = "") -> LoadResult:
                                                  schema.at(here, "max_late_s"), 0)),
                              bool(saved.get("stopped", False))))
     environment = document.get("environment") or {}
+    sizing = document.get("sizing")
+    if sizing is not None:
+        sizing = schema.mapping(sizing, schema.at(path, "sizing"))
     return LoadResult(target, plan, slo, tuple(levels),
                       schema.mapping(environment, schema.at(path, "environment")),
-                      bool(document.get("stopped", False)))
+                      bool(document.get("stopped", False)), sizing)
 
 
 _OPTIONAL_TIMES = ("first_token_s", "end_s", "queue_s")
@@ -253,7 +262,10 @@ def cli_dict(load: LoadResult, entry_id: int | None) -> dict[str, Any]:
         summary.pop("failure_reasons", None)
         levels.append({**summary, "failure_reasons": level.summary["failure_reasons"],
                        "late_sends": level.late_sends})
-    return {"target": load.target, "plan": load.plan.to_dict(),
+    plan = load.plan.to_dict()
+    if load.sizing:
+        plan.update(load.sizing)
+    return {"target": load.target, "plan": plan,
             "slo": load.slo.to_dict() if load.slo else None, "unit": load.plan.unit,
             "levels": levels, "knee": found.to_dict() if found else None,
             "findings": load.findings, "stopped": load.stopped, "history_id": entry_id}

@@ -4,7 +4,8 @@
 (`lib.serving.local`) and stops it afterwards whatever happens; "url" is any OpenAI-compatible
 server. `measure` then checks the server (`client.probe`: reachable, the model, how to ask for a
 fixed length), takes the machine's measurement slot (so no other run disturbs the numbers, and
-others see the run in the queue), runs the load sweep, and saves the result in the history.
+others see the run in the queue), sizes the plan from a calibration where asked
+(`lib.serving.sizing`), runs the load sweep, and saves the result in the history.
 
 Prompts are counted with the served model's tokenizer for a local server; a URL's model may have
 another tokenizer, so SmolLM2's makes its prompts and the server's own usage report says how long
@@ -19,13 +20,19 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lib.errors import InvalidSpecError, StoppedError
-from lib.serving import report
+from lib.serving import report, sizing as sizing_rules
 from lib.serving.load import LoadPlan, run_load
 from lib.serving.measures import Slo
-from lib.serving.records import APIS, Endpoint
+from lib.serving.records import APIS, MEASURED, Endpoint
 
 LOCAL, URL = "local", "url"
 SECONDS_PER_REQUEST_GUESS = 2.0        # for the queue's estimate only
+START_GUESS_S = 40.0                   # starting a local server, for the queue's estimate only
+FALLBACK_TIMEOUT_S = 120.0             # a fixed plan whose calibration got no answer
+CALIBRATION_PROMPTS = 1_000_000        # calibration prompts are numbered apart from the load's
+# The last calibration per (server, prompt length) in this process: the page's time
+# estimate before a run comes from it when there is one.
+LAST_CALIBRATION: dict[tuple, sizing_rules.Calibration] = {}
 
 Say = Callable[[str], None]
 
@@ -40,7 +47,7 @@ class Target:
     model: str = ""                      # url: the served model's name ("" = the first listed)
     api: str = "completions"
     api_key: str | None = field(default=None, repr=False, compare=False)
-    timeout_s: float = 120.0
+    timeout_s: float = FALLBACK_TIMEOUT_S     # used only where the plan is not sized
 
     def __post_init__(self) -> None:
         if self.kind not in (LOCAL, URL):
@@ -61,24 +68,46 @@ class Outcome:
     entry_id: int | None
     save_error: str | None
     probe_note: str
+    measured_s: float | None = None        # calibration and levels, wall time
+
+
+def calibration_key(target: Target, plan: LoadPlan) -> tuple:
+    return (target.kind, target.model_id or target.url, target.dtype,
+            target.continuous_batching, plan.prompt_tokens)
+
+
+def queue_estimate_s(target: Target, plan: LoadPlan,
+                     sizing: sizing_rules.Sizing | None) -> float:
+    """What the queue tells others this run needs: the budget when the plan is sized to it."""
+    start = START_GUESS_S if target.kind == LOCAL else 0.0
+    if sizing is not None and sizing.calibrates:
+        return start + sizing.budget_s
+    return start + plan.estimate_s(SECONDS_PER_REQUEST_GUESS)
 
 
 def measure(target: Target, plan: LoadPlan, slo: Slo | None, *, say: Say = lambda _: None,
             on_progress: Callable[[str, float], None] | None = None,
             on_wait: Say | None = None, stop: threading.Event | None = None,
-            save: bool = True, owner: str | None = None, store=None) -> Outcome:
-    """Start (or reach) the server, run the load sweep in the measurement slot, save it."""
+            save: bool = True, owner: str | None = None, store=None,
+            sizing: sizing_rules.Sizing | None = None) -> Outcome:
+    """Start (or reach) the server, run the load sweep in the measurement slot, save it.
+
+    With `sizing`, the plan's open parts (levels, requests, answer length, timeout) are
+    planned from a calibration against the started server to fit `sizing.budget_s`
+    (`lib.serving.sizing`); the run's result carries that plan."""
     from lib import runlock
     from lib.serving import client
 
     stop = stop or threading.Event()
-    description = _describe(target, plan)
-    estimate = plan.estimate_s(SECONDS_PER_REQUEST_GUESS)
+    description = _describe(target, plan, sizing)
+    estimate = queue_estimate_s(target, plan, sizing)
+    sized = None
+    measured_s = None
     with runlock.measurement_slot(description, on_wait=on_wait, estimate_s=estimate):
         server = None
         try:
             if target.kind == LOCAL:
-                server, endpoint, tokenizer, words = _start_local(target, plan, say)
+                server, endpoint, tokenizer, words = _start_local(target, plan, say, sizing)
             else:
                 endpoint = Endpoint(client.check_url(target.url), target.model, target.api,
                                     target.api_key, timeout_s=target.timeout_s)
@@ -89,10 +118,20 @@ def measure(target: Target, plan: LoadPlan, slo: Slo | None, *, say: Say = lambd
             tokenizer = tokenizer or _default_tokenizer(say)
             count = _counter(tokenizer)
             prompts = _Prompts(tokenizer, plan.prompt_tokens, chat=endpoint.api == "chat")
+            began = time.perf_counter()
+            if sizing is not None:
+                sized = _sized(target, plan, sizing, endpoint, prompts, count, say,
+                               server.pid if server is not None else None)
+                plan = sized.plan
+                endpoint = _with_timeout(endpoint, sized.timeout_s)
+                say(plan_words(sized))
+            if stop.is_set():
+                raise StoppedError("Stopped before any request was sent: nothing was kept.")
             say("Sending requests…")
             origin, runs, stopped = run_load(plan, endpoint, client.stream, prompts.text,
                                              count_tokens=count, on_progress=on_progress,
                                              stop=stop)
+            measured_s = time.perf_counter() - began
         finally:
             if server is not None:
                 say("Stopping the local server…")
@@ -106,12 +145,110 @@ def measure(target: Target, plan: LoadPlan, slo: Slo | None, *, say: Say = lambd
     if target.kind == LOCAL:
         target_words.update(dtype=target.dtype, continuous_batching=target.continuous_batching,
                             started_in_s=getattr(server, "started_in_s", None))
+    sizing_words = None
+    if sized is not None:
+        sizing_words = {**sized.to_dict(), "measured_s": measured_s}
     loaded = report.result(target_words, plan, slo, origin, runs, _environment(),
-                           stopped=stopped)
+                           stopped=stopped, sizing=sizing_words)
     entry_id = save_error = None
     if save:
         entry_id, save_error = save_load(loaded, owner=owner, store=store, on_wait=on_wait)
-    return Outcome(loaded, entry_id, save_error, probe_note)
+    return Outcome(loaded, entry_id, save_error, probe_note, measured_s)
+
+
+def _with_timeout(endpoint: Endpoint, timeout_s: float) -> Endpoint:
+    from dataclasses import replace
+    return replace(endpoint, timeout_s=timeout_s)
+
+
+def _sized(target: Target, plan: LoadPlan, sizing: sizing_rules.Sizing, endpoint: Endpoint,
+           prompts: "_Prompts", count: Callable[[str], int], say: Say,
+           server_pid: int | None) -> sizing_rules.SizedPlan:
+    """The plan sized from a calibration against this server (or as given, when nothing is
+    left open)."""
+    from lib.serving import client
+
+    if not sizing.calibrates:
+        return sizing_rules.unsized(plan, sizing.timeout_s, sizing.budget_s)
+    tokens = sizing_rules.calibration_tokens(plan.new_tokens)
+    say(f"Timing an answer of {tokens} tokens (two where they are quick), one at a time, to "
+        "size the load to this machine…")
+    # One answer may not take more than half the budget: a plan needs several.
+    probe = _with_timeout(endpoint, max(sizing.budget_s / 2, 10.0))
+    share = _OtherShare(server_pid)
+
+    def send(number: int):
+        return client.stream(probe, prompts.text(CALIBRATION_PROMPTS + number), tokens,
+                             index=number, phase=MEASURED, count_tokens=count)
+    try:
+        calibration = sizing_rules.calibrate(send, time.perf_counter, share.percent, tokens,
+                                             sizing.budget_s)
+    except sizing_rules.CalibrationError:
+        if sizing.auto_levels or sizing.auto_requests:
+            raise
+        # A fixed plan runs anyway: its failures will say what the server answered.
+        return sizing_rules.unsized(plan, sizing.timeout_s or FALLBACK_TIMEOUT_S,
+                                    sizing.budget_s)
+    LAST_CALIBRATION[calibration_key(target, plan)] = calibration
+    return sizing_rules.size(plan, calibration, sizing)
+
+
+def plan_words(sized: sizing_rules.SizedPlan) -> str:
+    """The sized plan in one sentence for the progress line and the CLI."""
+    plan = sized.plan
+    levels = ", ".join(f"{level:g}" for level in plan.levels)
+    if sized.calibration is None:
+        return (f"Plan: {levels} {plan.unit}, {plan.requests} measured requests each, "
+                f"timeout {sized.timeout_s:g} s.")
+    calibration = sized.calibration
+    busy = "" if calibration.other_cpu_percent is None else \
+        f" (other programs used {calibration.other_cpu_percent:.0f}% of the CPU meanwhile)"
+    fit = "within" if sized.fits else "over"
+    return (f"One answer of {calibration.new_tokens} tokens took {calibration.answer_s:.1f} s "
+            f"here{busy}. Plan: {levels} {plan.unit}, {plan.requests} measured requests each, "
+            f"answers of {plan.new_tokens} tokens, timeout {sized.timeout_s:g} s; about "
+            f"{sized.estimated_s:.0f} s in all (an estimate, {fit} the {sized.budget_s:g} s "
+            "budget).")
+
+
+class _OtherShare:
+    """Other programs' CPU share from now until `percent()`: the machine's busy time less this
+    process's and the local server's (its whole process tree is ours, not "other")."""
+
+    def __init__(self, server_pid: int | None) -> None:
+        from lib import machine_load
+        self.rules = machine_load
+        self.server_pid = server_pid
+        try:
+            self.start = (machine_load._machine_busy_s(), self._ours(), time.monotonic())
+        except Exception:  # noqa: BLE001 - the share is a note; without it the plan still runs
+            self.start = None
+
+    def _ours(self) -> float:
+        import psutil
+        own = psutil.Process()
+        total = self.rules._own_cpu_s(own)
+        if self.server_pid is not None:
+            try:
+                server = psutil.Process(self.server_pid)
+                for process in [server, *server.children(recursive=True)]:
+                    total += self.rules._own_cpu_s(process)
+            except psutil.Error:
+                pass
+        return total
+
+    def percent(self) -> float | None:
+        import psutil
+        if self.start is None:
+            return None
+        busy, ours, began = self.start
+        elapsed = time.monotonic() - began
+        try:
+            other = (self.rules._machine_busy_s() - busy) - (self._ours() - ours)
+        except (psutil.Error, OSError):
+            return None
+        cores = psutil.cpu_count() or 1
+        return min(max(other / (elapsed * cores) * 100, 0.0), 100.0) if elapsed > 0 else None
 
 
 def save_load(loaded: report.LoadResult, owner: str | None = None, store=None,
@@ -128,16 +265,22 @@ def save_load(loaded: report.LoadResult, owner: str | None = None, store=None,
         return None, str(exc)
 
 
-def _describe(target: Target, plan: LoadPlan) -> str:
+def _describe(target: Target, plan: LoadPlan, sizing: sizing_rules.Sizing | None = None) -> str:
     where = f"local server with {target.model_id}" if target.kind == LOCAL else "a server URL"
+    if sizing is not None and sizing.auto_levels:
+        return f"load sweep on {where} ({plan.unit} sized to this machine)"
     levels = ", ".join(f"{level:g}" for level in plan.levels)
     return f"load sweep on {where} ({levels} {plan.unit})"
 
 
-def _start_local(target: Target, plan: LoadPlan, say: Say):
+def _start_local(target: Target, plan: LoadPlan, say: Say,
+                 sizing: sizing_rules.Sizing | None = None):
     from lib.serving.local import LocalServer
 
-    peak = max(plan.levels) if plan.mode == "concurrency" else None
+    levels = plan.levels
+    if sizing is not None and sizing.auto_levels:      # the most users a sized plan may ask
+        levels = tuple(max(ladder) for ladder in sizing_rules.USER_LADDERS.values())
+    peak = max(levels) if plan.mode == "concurrency" else None
     server = LocalServer(target.model_id, dtype=target.dtype,
                          continuous_batching=target.continuous_batching,
                          max_concurrency=int(peak) if peak else 16,

@@ -18,7 +18,7 @@ import streamlit as st
 from lib import text
 from lib.errors import ExplorerError, InvalidSpecError
 from lib.models import catalog
-from lib.serving import client, measures, session
+from lib.serving import client, measures, session, sizing
 from lib.serving.load import ARRIVALS, CONCURRENCY, RATE, LoadPlan
 from lib.serving.measures import Slo
 from lib.ui import state
@@ -37,6 +37,7 @@ OWN_SLO = "own"
 # value from session state makes Streamlit warn).
 DEFAULTS = {state.SERVING_DTYPE: "float32", state.SERVING_BATCHING: True,
             state.SERVING_TIMEOUT: 120.0, state.SERVING_BURSTINESS: 0.5,
+            state.SERVING_SIZED: True, state.SERVING_BUDGET: sizing.DEFAULT_BUDGET_S,
             state.SERVING_REQUESTS: 10, state.SERVING_WARMUP: 2, state.SERVING_PROMPT: 64,
             state.SERVING_NEW: 32, state.SERVING_SLO: measures.DEFAULT_SLO,
             state.SERVING_SLO_TTFT: 2000.0, state.SERVING_SLO_TPOT: 200.0,
@@ -168,11 +169,15 @@ def plan_form() -> LoadPlan | None:
                          "Open loop: requests arrive on a schedule whatever the server does, as "
                          "on a public service.")
     levels_key = state.serving_levels(mode)
-    typed = st.text_input("Levels: users at once" if mode == CONCURRENCY
-                          else "Levels: requests per second", key=levels_key,
-                          help=f"Separated by commas, lightest first, e.g. "
-                               f"{DEFAULT_LEVELS[mode]}. Doubling each time finds the knee "
-                               "quickly.")
+    sized = bool(st.session_state.get(state.SERVING_SIZED))
+    if sized:
+        typed = "1"           # a placeholder: the sized plan brings its own levels
+    else:
+        typed = st.text_input("Levels: users at once" if mode == CONCURRENCY
+                              else "Levels: requests per second", key=levels_key,
+                              help=f"Separated by commas, lightest first, e.g. "
+                                   f"{DEFAULT_LEVELS[mode]}. Doubling each time finds the knee "
+                                   "quickly.")
     arrival, burstiness = "poisson", 1.0
     if mode == RATE:
         left, right = st.columns(2)
@@ -184,9 +189,13 @@ def plan_form() -> LoadPlan | None:
                                       help="1 is Poisson; below 1 burstier (clumps of "
                                            "requests), above 1 more even.")
     columns = st.columns(4)
-    requests = columns[0].number_input("Requests per level", 1, 10_000,
-                                       key=state.SERVING_REQUESTS,
-                                       help="Measured ones. p90 needs 10, p99 needs 100.")
+    if sized:
+        requests = st.session_state[state.SERVING_REQUESTS]
+        columns[0].caption("Requests per level: as many as fit the time budget.")
+    else:
+        requests = columns[0].number_input("Requests per level", 1, 10_000,
+                                           key=state.SERVING_REQUESTS,
+                                           help="Measured ones. p90 needs 10, p99 needs 100.")
     warmup = columns[1].number_input("Warm-up requests", 0, 1000, key=state.SERVING_WARMUP,
                                      help="Sent first at each level and left out, so the "
                                           "queue is already in its steady state. With a "
@@ -206,6 +215,54 @@ def plan_form() -> LoadPlan | None:
         st.error(text.md(exc))
         return None
     return plan
+
+
+def sizing_form(target: session.Target | None) -> sizing.Sizing:
+    """The time budget, and whether the levels and requests are planned to fit it (from one
+    answer's time measured on the server first) or typed."""
+    left, right = st.columns([2, 1])
+    sized = left.toggle("Size the load to this machine", key=state.SERVING_SIZED,
+                        help="First times two answers on the server, one at a time; then "
+                             "chooses load levels from well under what it can serve to past "
+                             "it, as many requests per level as fit the time budget, and a "
+                             "timeout long enough for this machine.")
+    budget = right.number_input("Time budget (s)", sizing.MIN_BUDGET_S, sizing.MAX_BUDGET_S,
+                                step=30.0, key=state.SERVING_BUDGET,
+                                help="For timing the answers and every level (starting a "
+                                     "local server comes on top).")
+    # A local server's timeout always comes from the timing; a URL's from its box unless sized.
+    own_timeout = target is not None and target.kind == session.URL and not sized
+    return sizing.Sizing(budget_s=float(budget), auto_levels=sized, auto_requests=sized,
+                         auto_new_tokens=False,
+                         timeout_s=target.timeout_s if own_timeout else None)
+
+
+def time_words(target: session.Target | None, plan: LoadPlan, chosen: sizing.Sizing) -> str:
+    """The time promise before a run: the budget when the plan is sized to it; otherwise an
+    estimate from the last answer time measured here, or a labelled guess."""
+    start = " Starting the local server comes on top (often under a minute)." \
+        if target is not None and target.kind == session.LOCAL else ""
+    if chosen.auto_levels:
+        return (f"About {_duration(chosen.budget_s)}: the levels and requests are planned to "
+                "fit your time budget from the time one answer takes on the server, measured "
+                "first, so the plan holds on a busy computer too. Where even the smallest "
+                "plan needs longer, it says so once that answer is timed." + start)
+    total = sum(plan.requests + plan.warmup_at(level) for level in plan.levels)
+    calibration = session.LAST_CALIBRATION.get(session.calibration_key(target, plan)) \
+        if target is not None else None
+    if calibration is None:
+        guess = plan.estimate_s(session.SECONDS_PER_REQUEST_GUESS)
+        return (f"{total} requests in all ({len(plan.levels)} levels, warm-up included): about "
+                f"{_duration(guess)} or more, an estimate from a guessed "
+                f"{session.SECONDS_PER_REQUEST_GUESS:g} s per answer (no answer timed here "
+                "yet: sizing the load to this machine measures it)." + start)
+    seconds = sizing.estimate(plan, calibration.answer_for(plan.new_tokens))[0]
+    return (f"{total} requests in all: about {_duration(seconds)}, an estimate from the "
+            f"{calibration.answer_s:.1f} s one answer took when last timed here." + start)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def slo_form() -> Slo:

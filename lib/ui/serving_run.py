@@ -21,6 +21,7 @@ from lib import text
 from lib.errors import ExplorerError, StoppedError
 from lib.serving import session
 from lib.serving.load import LoadPlan
+from lib.serving.sizing import Sizing
 from lib.serving.measures import Slo
 from lib.ui import classroom, running, state
 
@@ -56,11 +57,12 @@ class LiveLoad:
         self.queue_message = message
 
 
-def run_with_status(target: session.Target, plan: LoadPlan,
-                    slo: Slo | None) -> session.Outcome | None:
+def run_with_status(target: session.Target, plan: LoadPlan, slo: Slo | None,
+                    sizing: Sizing | None = None) -> session.Outcome | None:
     """The load sweep measured and saved, its progress shown; None (the reason on the page)
     when it could not run. A stopped run's outcome is shown by the next page run."""
-    levels = ", ".join(f"{level:g}" for level in plan.levels)
+    levels = "sized to this computer" if sizing is not None and sizing.auto_levels \
+        else ", ".join(f"{level:g}" for level in plan.levels)
     live = LiveLoad(f"load sweep ({levels} {plan.unit})")
     owner = classroom.current_owner()
 
@@ -68,7 +70,7 @@ def run_with_status(target: session.Target, plan: LoadPlan,
         try:
             live.outcome = session.measure(target, plan, slo, say=live.say,
                                            on_progress=live.progress, on_wait=live.waiting,
-                                           stop=live.stop, owner=owner)
+                                           stop=live.stop, owner=owner, sizing=sizing)
         except BaseException as exc:   # noqa: BLE001 - handed to the page, which shows or raises it
             live.error = exc
         finally:

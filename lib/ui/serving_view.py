@@ -76,10 +76,32 @@ def _what_was_measured(load: LoadResult) -> None:
         "before cool-down requests that keep the load up until the last measured one ends "
         "(neither counted); prompts of "
         f"{plan.prompt_tokens} tokens, answers of {plan.new_tokens} tokens."))
+    sized = _sizing_words(load.sizing)
+    if sized:
+        st.caption(text.md(sized))
     if target.get("probe"):
         st.caption(text.md(target["probe"]))
     st.caption(text.md(load.counting + (f" Prompts were made with {target['prompt_tokenizer']} "
                                         "tokenizer." if target.get("prompt_tokenizer") else "")))
+
+
+def _sizing_words(sizing) -> str | None:
+    """How the plan was sized, in one sentence: the calibration, the timeout, the estimate
+    against the time it took."""
+    if not isinstance(sizing, dict) or not isinstance(sizing.get("calibration"), dict):
+        return None
+    calibration = sizing["calibration"]
+    busy = calibration.get("other_cpu_percent")
+    said = (f"Sized to this machine: one answer took {calibration['answer_s']:.1f} s when "
+            "timed first" + (f" (other programs used {busy:.0f}% of the CPU)"
+                             if isinstance(busy, (int, float)) else "")
+            + f"; the levels, requests and {sizing['timeout_s']:g} s timeout follow from it.")
+    if isinstance(sizing.get("estimated_s"), (int, float)):
+        said += f" Estimated {sizing['estimated_s']:.0f} s"
+        if isinstance(sizing.get("measured_s"), (int, float)):
+            said += f", took {sizing['measured_s']:.0f} s"
+        said += f" (budget {sizing['budget_s']:g} s)."
+    return said
 
 
 def _warmup_words(plan) -> str:
@@ -103,8 +125,9 @@ def _timeline(load: LoadResult, where: str) -> None:
     st.caption("One bar per request, in the order sent: the light part is the wait for the "
                "first token (queueing, then reading the prompt), the strong part is the answer "
                "streaming. Under light load the light parts stay short; past the knee they grow "
-               "request after request. Grey bars are warm-up and cool-down requests, not "
-               "counted; red ones failed (hover for why).")
+               "request after request. Grey bars are warm-up requests, not counted; red ones "
+               "failed (hover for why). Cool-down requests, sent after the measured ones "
+               "only to keep the load up, are not drawn.")
 
 
 def _exports(load: LoadResult, where: str, exports: tuple[str, ...], when: str | None) -> None:
