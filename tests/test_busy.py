@@ -51,3 +51,24 @@ def test_the_accuracy_benchmark_compares_quiet_and_busy_point_by_point():
     lines = bench.describe_comparison(found, "quiet", "busy (2 CPU-bound processes)")
     assert "quiet 10.0%, busy (2 CPU-bound processes) 45.0%" in lines[1]
     assert lines[2].startswith("difference +35.0 points (goal: within 10) NOT MET")
+
+
+def test_they_stop_by_themselves_when_the_process_that_started_them_is_killed():
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import sys; sys.path.insert(0, '.'); from benchmarks import busy\n"
+            "with busy.processes(1) as children:\n"
+            "    print(children[0].pid, flush=True); import time; time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    assert psutil.pid_exists(child)
+    parent.send_signal(signal.SIGKILL)                   # no finally, no atexit
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(child) and psutil.Process(child).status() != "zombie" \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == "zombie"
