@@ -7,8 +7,9 @@ call) as well as a quiet one.
 
 Each process is a Python loop at the default priority (nice 0, as a browser or a compile
 would be), started with its own session so it is never left behind: the block's end, an
-exception or Ctrl-C stops every one (SIGTERM, then SIGKILL after a second), and so does this
-process's exit (atexit) should the block never end. `processes(0)` is a quiet machine.
+exception or Ctrl-C stops every one (SIGTERM, then SIGKILL after a second), this process's
+exit (atexit) should the block never end, and each stops by itself once this process is gone
+(killed without any cleanup). `processes(0)` is a quiet machine.
 """
 
 from __future__ import annotations
@@ -16,11 +17,16 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 
-SPIN = "while True: pass"
+# Busy until its parent is gone: a parent killed outright (SIGKILL, a timeout's SIGTERM) runs no
+# cleanup, so each process also checks, every few milliseconds, that it still has its parent.
+# The parent's pid comes as an argument: one that died before the child started is seen too.
+SPIN = ("import os, sys\nparent = int(sys.argv[1])\nwhile os.getppid() == parent:\n"
+        "    for _ in range(100_000): pass")
 STOP_WAIT_S = 1.0
 
 
@@ -47,7 +53,7 @@ def processes(count: int) -> Iterator[list[subprocess.Popen]]:
     try:
         for _ in range(count):
             children.append(subprocess.Popen(
-                [sys.executable, "-c", SPIN], stdin=subprocess.DEVNULL,
+                [sys.executable, "-c", SPIN, str(os.getpid())], stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
         yield children
     finally:
