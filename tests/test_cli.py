@@ -91,6 +91,11 @@ def test_json_run_is_self_consistent():
     assert data["provenance"]["backend"] == "transformers"
     assert data["provenance"]["kind"] == "measured"
     assert data["provenance"]["versions"]["torch"] == data["environment"]["torch"]
+    # What limited it: busy machine exactly when other programs took a material share.
+    from lib import stats, why
+    others = stats.percentile([r["other_cpu_percent"] for r in data["repetitions"]], 50)
+    assert (data["why"]["limit"] == why.BUSY_MACHINE) == why.is_busy(others)
+    assert data["why"]["limit"] in why.LIMITS and data["why"]["text"]
     # The peak is the model's worker process alone, split exactly into its parts.
     memory, spec = data["memory"], data["spec"]
     from lib.models.shapes import shapes

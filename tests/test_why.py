@@ -146,3 +146,15 @@ def test_sidebar_says_how_bfloat16_does_on_this_machine(monkeypatch, fake_backen
     at.selectbox(key="setting_dtype").set_value("bfloat16").run()
     assert not at.exception
     assert any("bfloat16 is slower, not faster" in plain(c.value) for c in at.sidebar.caption)
+
+
+def test_an_estimate_names_the_estimators_largest_term():
+    from lib.backends.estimator import BACKEND
+    spec = BASE.replace(hardware="h200", gpus=8, batch_size=8)
+    measurement = measure(spec, BACKEND)
+    predicted = estimator.estimate(spec, "h200", 8)
+    phase = "decode" if 4 * predicted.summary["tpot_s"] >= predicted.summary["ttft_s"] \
+        else "prefill"
+    found = report.to_dict(measurement, stats.summarize(measurement))["why"]
+    assert found["limit"] == why.LIMIT_OF_TERM[predicted.bound[phase]]
+    assert found["text"].startswith("Estimated on 8")
