@@ -270,7 +270,12 @@ def readings(monkeypatch, tmp_path):
     return queue
 
 
-def test_a_busy_refresh_keeps_the_quiet_capability_and_says_so(readings, capsys):
+def test_a_busy_refresh_keeps_the_quiet_capability_and_says_so(readings, capsys, monkeypatch):
+    from lib import machine_load
+
+    # Still busy when `machine` runs below: the attempt is not repeated (whatever the hour).
+    monkeypatch.setattr(machine_load, "sample",
+                        lambda seconds: machine_load.Load(other_cpu_percent=44.0))
     readings += [(35.0, 3.0, "2026-12-07T04:00:00Z"), (17.9, 44.0, "2026-12-07T04:30:00Z")]
     assert cli.main(["machine", "--refresh", "--json"]) == 0
     capsys.readouterr()

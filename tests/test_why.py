@@ -157,4 +157,4 @@ def test_an_estimate_names_the_estimators_largest_term():
         else "prefill"
     found = report.to_dict(measurement, stats.summarize(measurement))["why"]
     assert found["limit"] == why.LIMIT_OF_TERM[predicted.bound[phase]]
-    assert found["text"].startswith("Estimated on 8")
+    assert found["text"] == predicted.why()["text"]          # worded as estimates are
