@@ -57,3 +57,11 @@ def watch():
         load.other_cpu_percent = min(max(other / (elapsed * cores) * 100, 0.0), 100.0)
     with contextlib.suppress(OSError, AttributeError):
         load.load_average = os.getloadavg()[0]
+
+
+def other_cpu_percent_now(seconds: float = 0.5) -> float | None:
+    """Other programs' CPU share over the next `seconds` (this process idle meanwhile): how
+    busy the machine is right now, before anything of ours runs. None where the OS can't tell."""
+    with watch() as load:
+        time.sleep(seconds)
+    return load.other_cpu_percent

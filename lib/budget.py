@@ -1,0 +1,257 @@
+"""Time promises for a sweep: how long it will take on this machine now, and a budget it keeps.
+
+Before a sweep, `plan_sweep` adds up each point's cost on this machine (loading, warm-up, the
+timed calls), from its measured ceilings through `lib.estimator` (else the settings' rough guess,
+`lib.runner.rough_duration_s`), and stretches it by how busy the machine is right now: other
+programs' CPU share, read for a moment through the backend (`Backend.other_cpu_percent_now`),
+turned into a slowdown by `slowdown()`. When that does not fit the time budget, the plan cuts
+the minimum time per point first, then repetitions, never below `MIN_REPETITIONS` (the fewest
+that still show a spread), and says so. While the sweep runs, `Pace` keeps to the budget with
+the durations actually measured: after each round it lowers the repetitions still to come when
+the rounds left would overrun, and allows extra repetitions for noisy points only while time is
+left. Every figure here is an estimate, and the texts say so.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from lib.spec import RunSpec
+
+DEFAULT_BUDGET_S = 120.0       # a sweep sized for a lesson: about two minutes
+MIN_BUDGET_S = 10.0
+MIN_REPETITIONS = 2            # fewer timed repetitions show no spread at all
+# Starting a worker process and reading the weights (the first load of a catalog model that is
+# converted once is slower: `lib.models.loading` says so while it happens).
+LOAD_S = 12.0
+# Our threads share the cores with other programs' work; each step of a multi-threaded matmul
+# waits for its slowest thread, so a busy core costs more than its share (DESIGN: with one other
+# busy core, two threads ran 1.5-2.5x slower than one).
+SYNC_PENALTY = 1.3
+MAX_SLOWDOWN = 8.0
+
+
+def slowdown(other_cpu_percent: float | None, threads: int, cores: int | None = None) -> float:
+    """How many times longer a run of `threads` threads takes while other programs use
+    `other_cpu_percent` of the machine's `cores`, against a quiet machine: a fair scheduler gives
+    our threads threads/(threads + busy cores) of the cores once they are all taken."""
+    cores = cores or os.cpu_count() or 1
+    if not other_cpu_percent:
+        return 1.0
+    busy_cores = min(max(other_cpu_percent, 0.0), 100.0) / 100 * cores
+    wanted = min(threads, cores)
+    if wanted + busy_cores <= cores:
+        return 1.0
+    share = (wanted + busy_cores) / cores
+    return min(share * (SYNC_PENALTY if wanted > 1 else 1.0), MAX_SLOWDOWN)
+
+
+@dataclass(frozen=True)
+class PointCost:
+    """One point's seconds on this machine when quiet: its model's load (0 when loaded, or for
+    an estimate), its warm-up, and one timed call."""
+    load_s: float
+    warmup_s: float
+    call_s: float
+
+    def seconds(self, repetitions: int, min_duration_s: float) -> float:
+        return self.load_s + self.warmup_s + max(repetitions * self.call_s,
+                                                 min_duration_s if self.call_s else 0.0)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """The promise made before a sweep: `estimated_s` for the repetitions and minimum time per
+    point it will use, which are the settings' own unless the budget cut them."""
+    estimated_s: float
+    budget_s: float | None
+    repetitions: int
+    min_duration_s: float
+    requested_repetitions: int
+    requested_min_duration_s: float
+    other_cpu_percent: float | None
+    slowdown: float
+    basis: str                           # where the quiet speed came from, in words
+    fits: bool = True
+
+    @property
+    def cut(self) -> bool:
+        return (self.repetitions < self.requested_repetitions
+                or self.min_duration_s < self.requested_min_duration_s)
+
+    def promise(self) -> str:
+        """'about 1 min 40 s on this machine right now: other programs are using 60% of the
+        CPU'."""
+        line = f"about {clock_words(self.estimated_s)} on this machine right now"
+        if self.other_cpu_percent is not None and self.slowdown > 1.05:
+            line += (f": other programs are using {self.other_cpu_percent:.0f}% of the CPU, "
+                     f"which makes it about {self.slowdown:.1f}x slower than when quiet")
+        elif self.other_cpu_percent is not None:
+            line += " (the machine is quiet)"
+        return line
+
+    def cut_note(self) -> str | None:
+        """What the budget changed, in words; None when it changed nothing."""
+        if not self.cut and self.fits:
+            return None
+        parts = []
+        if self.repetitions < self.requested_repetitions:
+            parts.append(f"{self.repetitions} timed repetitions per point instead of "
+                         f"{self.requested_repetitions}")
+        if self.min_duration_s < self.requested_min_duration_s:
+            parts.append("no minimum time per point" if not self.min_duration_s else
+                         f"at least {self.min_duration_s:g} s per point instead of "
+                         f"{self.requested_min_duration_s:g} s")
+        note = f"To fit the {clock_words(self.budget_s or 0)} budget: " + "; ".join(parts) \
+            + " (fewer samples: the spreads are rougher)." if parts else ""
+        if not self.fits:
+            note += (f" Even so it needs about {clock_words(self.estimated_s)}, more than the "
+                     "budget: fewer values, or a larger budget, would fit.")
+        return note.strip()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"estimated_s": round(self.estimated_s, 1), "budget_s": self.budget_s,
+                "repetitions": self.repetitions, "min_duration_s": self.min_duration_s,
+                "requested_repetitions": self.requested_repetitions,
+                "requested_min_duration_s": self.requested_min_duration_s,
+                "other_cpu_percent": (None if self.other_cpu_percent is None
+                                      else round(self.other_cpu_percent, 1)),
+                "slowdown": round(self.slowdown, 2), "basis": self.basis, "fits": self.fits,
+                "cut": self.cut}
+
+
+def clock_words(seconds: float) -> str:
+    """'45 s', '1 min 40 s', '2 min'."""
+    seconds = max(int(round(seconds)), 0)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{minutes} min" + (f" {rest} s" if rest else "")
+
+
+def fit(costs: Sequence[PointCost], repetitions: int, min_duration_s: float,
+        budget_s: float | None, factor: float) -> tuple[int, float, float, bool]:
+    """The most repetitions and minimum time per point whose total (times `factor`, the
+    slowdown) fits `budget_s`: (repetitions, min_duration_s, seconds, fits). Minimum time goes
+    first (it only adds samples to fast points), then repetitions, down to MIN_REPETITIONS."""
+    def total(reps: int, minimum: float) -> float:
+        return factor * sum(cost.seconds(reps, minimum) for cost in costs)
+
+    floor = min(MIN_REPETITIONS, repetitions)
+    if budget_s is None:
+        return repetitions, min_duration_s, total(repetitions, min_duration_s), True
+    for reps in range(repetitions, floor - 1, -1):
+        for minimum in (min_duration_s, 0.0) if min_duration_s else (0.0,):
+            if total(reps, minimum) <= budget_s:
+                return reps, minimum, total(reps, minimum), True
+    return floor, 0.0, total(floor, 0.0), False
+
+
+def point_cost(spec: RunSpec, loaded: bool = False) -> tuple[PointCost, str]:
+    """`spec`'s quiet cost and where it came from: this machine's measured ceilings
+    (`lib.estimator`), else the settings' rough guess. An estimate costs nothing."""
+    from lib import runner
+    from lib.errors import ExplorerError
+
+    if spec.hardware is not None:
+        return PointCost(0.0, 0.0, 0.0), "nothing runs for an estimate"
+    load_s = 0.0 if loaded else LOAD_S
+    try:
+        from lib import estimator
+
+        call_s = float(estimator.estimate(spec.replace(hardware=None)).summary["e2e_s"])
+        basis = "this machine's measured speed (its ceilings)"
+    except (ExplorerError, KeyError, TypeError, ValueError):
+        rough = runner.rough_duration_s(spec, weights_loaded=True)
+        if rough is None:
+            return PointCost(load_s, 0.0, 1.0), "a rough guess"
+        call_s = max(rough - spec.min_duration_s, 0.0) / max(spec.warmup_runs + spec.repetitions, 1)
+        basis = "the settings (this machine's speed is not measured yet)"
+    compile_s = runner.ASSUMED_COMPILE_S if spec.compile == "on" else 0.0
+    return PointCost(load_s, compile_s + spec.warmup_runs * call_s, call_s), basis
+
+
+def plan_sweep(base: RunSpec, specs: Sequence[RunSpec], budget_s: float | None,
+               other_cpu_percent: float | None,
+               loaded: Callable[[RunSpec], bool] = lambda spec: False) -> SweepPlan:
+    """The promise before a sweep of the points `specs` (those that will run) within
+    `budget_s` (None: no budget), with other programs on `other_cpu_percent` of the CPU now.
+    Points sharing a model load it once (the cache keeps it)."""
+    costs, bases, seen = [], [], set()
+    for spec in specs:
+        key = (spec.model_id, spec.device, spec.dtype, spec.stack)
+        cost, basis = point_cost(spec, loaded=loaded(spec) or key in seen)
+        seen.add(key)
+        costs.append(cost)
+        bases.append(basis)
+    factor = slowdown(other_cpu_percent, base.threads)
+    reps, minimum, seconds, fits = fit(costs, base.repetitions, base.min_duration_s, budget_s,
+                                       factor)
+    basis = min(bases, key=len) if bases else "nothing to run"
+    return SweepPlan(seconds, budget_s, reps, minimum, base.repetitions, base.min_duration_s,
+                     other_cpu_percent, factor, basis, fits)
+
+
+@dataclass
+class Pace:
+    """Keeps a running sweep within its plan's budget, from measured durations. `clock` is
+    `time.monotonic` (tests pass a fake one). `repetitions` and `min_duration_s` are the targets
+    for every point now; they only go down."""
+    plan: SweepPlan
+    clock: Callable[[], float] = time.monotonic
+    started_s: float = field(default=0.0)
+    repetitions: int = 0
+    min_duration_s: float = 0.0
+    cut_by_pace: bool = False
+
+    def __post_init__(self) -> None:
+        self.started_s = self.clock()
+        self.repetitions = self.plan.repetitions
+        self.min_duration_s = self.plan.min_duration_s
+
+    def elapsed_s(self) -> float:
+        return self.clock() - self.started_s
+
+    def left_s(self) -> float | None:
+        """Seconds of budget left (None without a budget)."""
+        if self.plan.budget_s is None:
+            return None
+        return self.plan.budget_s - self.elapsed_s()
+
+    def planned_left_s(self) -> float:
+        """The first estimate's time left: shown until measured durations replace it."""
+        return max(self.plan.estimated_s - self.elapsed_s(), 1.0)
+
+    def after_round(self, round_s: float, fewest_done: int) -> None:
+        """A round took `round_s`; the least measured point has `fewest_done` repetitions.
+        Lower the target so the rounds still to come fit the budget (never below the floor),
+        and drop the minimum time per point when the budget is short."""
+        left = self.left_s()
+        if left is None or round_s <= 0:
+            return
+        affordable = fewest_done + max(math.floor(left / round_s), 0)
+        floor = min(MIN_REPETITIONS, self.plan.requested_repetitions)
+        target = max(min(self.repetitions, affordable), floor)
+        if target < self.repetitions or (self.min_duration_s and left < 2 * round_s):
+            self.cut_by_pace = True
+            self.repetitions = target
+            self.min_duration_s = 0.0
+
+    def extra_allowed(self, round_s: float) -> bool:
+        """Whether one more round for noisy points still fits the budget."""
+        left = self.left_s()
+        return left is None or left >= round_s
+
+    def note(self) -> str | None:
+        """What keeping the budget changed, in words (None: nothing)."""
+        if not self.cut_by_pace:
+            return self.plan.cut_note()
+        budget = clock_words(self.plan.budget_s or 0)
+        return (f"To end within the {budget} budget on this machine as it ran, each point was "
+                f"timed at least {self.repetitions} times instead of "
+                f"{self.plan.requested_repetitions}, with no minimum time per point (fewer "
+                "samples: the spreads are rougher).")
