@@ -106,11 +106,13 @@ class SweepPlan:
             parts.append("no minimum time per point" if not self.min_duration_s else
                          f"at least {self.min_duration_s:g} s per point instead of "
                          f"{self.requested_min_duration_s:g} s")
-        note = f"To fit the {clock_words(self.budget_s or 0)} budget: " + "; ".join(parts) \
-            + " (fewer samples: the spreads are rougher)." if parts else ""
+        budget = clock_words(self.budget_s or 0)
+        note = (f"To fit the {budget} budget: " + "; ".join(parts)
+                + " (fewer samples: the spreads are rougher).") if parts else ""
         if not self.fits:
-            note += (f" Even so it needs about {clock_words(self.estimated_s)}, more than the "
-                     "budget: fewer values, or a larger budget, would fit.")
+            note += (f" {'Even so it' if parts else 'It'} needs about "
+                     f"{clock_words(self.estimated_s)}, more than the {budget} budget: fewer "
+                     "values, or a larger budget, would fit.")
         return note.strip()
 
     def to_dict(self) -> dict[str, Any]:

@@ -564,10 +564,12 @@ def _where(values: dict[str, Any]) -> str:
 
 def make_plan(base: RunSpec, factor_values: Sequence[tuple[Factor, Sequence[Any]]],
               budget_s: float | None,
-              loaded: Callable[[RunSpec], bool] = lambda spec: False) -> SweepPlan:
+              loaded: Callable[[RunSpec], bool] = lambda spec: False,
+              other_cpu_percent: Callable[[RunSpec], float | None] | None = None) -> SweepPlan:
     """The time promise before running this grid (`lib.budget.plan_sweep`), with other
-    programs' CPU share read now through the backend that will run it (a fake declares it).
-    Points that cannot run are left out: they are skipped in a moment."""
+    programs' CPU share read now through the backend that will run it (a fake declares it;
+    `other_cpu_percent(spec)` instead: a page's recent reading). Points that cannot run are
+    left out: they are skipped in a moment."""
     from lib import backends
     from lib.budget import plan_sweep
 
@@ -581,7 +583,8 @@ def make_plan(base: RunSpec, factor_values: Sequence[tuple[Factor, Sequence[Any]
     measured = [spec for spec in specs if spec.hardware is None]
     if measured:
         try:
-            busy = backends.for_spec(measured[0]).other_cpu_percent_now()
+            busy = (other_cpu_percent(measured[0]) if other_cpu_percent is not None
+                    else backends.for_spec(measured[0]).other_cpu_percent_now())
         except ExplorerError:
             busy = None
     return plan_sweep(base, specs, budget_s, busy, loaded)
