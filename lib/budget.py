@@ -2,7 +2,9 @@
 
 Before a sweep, `plan_sweep` adds up each point's cost on this machine (loading, warm-up, the
 timed calls), from its measured ceilings through `lib.estimator` (else the settings' rough guess,
-`lib.runner.rough_duration_s`), and stretches it by how busy the machine is right now: other
+`lib.runner.rough_duration_s`), corrected by how the last sweep here compared with its own plan
+(`remember`, kept beside the history: `speed.json`, per device and stack, so an estimator that is
+off for this machine is off only once), and stretches it by how busy the machine is right now: other
 programs' CPU share, read for a moment through the backend (`Backend.other_cpu_percent_now`),
 turned into a slowdown by `slowdown()`. When that does not fit the time budget, the plan cuts
 the minimum time per point first, then repetitions, never below `MIN_REPETITIONS` (the fewest
@@ -14,10 +16,13 @@ left. Every figure here is an estimate, and the texts say so.
 
 from __future__ import annotations
 
+import datetime
+import json
 import math
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from lib.spec import RunSpec
@@ -33,6 +38,8 @@ LOAD_S = 12.0
 # busy core, two threads ran 1.5-2.5x slower than one).
 SYNC_PENALTY = 1.3
 MAX_SLOWDOWN = 8.0
+SPEED_FILE = "speed.json"
+RATIO_LIMITS = (0.05, 20.0)      # a correction outside these is a broken reading, not a speed
 
 
 def slowdown(other_cpu_percent: float | None, threads: int, cores: int | None = None) -> float:
@@ -191,9 +198,14 @@ def plan_sweep(base: RunSpec, specs: Sequence[RunSpec], budget_s: float | None,
         costs.append(cost)
         bases.append(basis)
     factor = slowdown(other_cpu_percent, base.threads)
+    basis = min(bases, key=len) if bases else "nothing to run"
+    learned = _learned(specs[0]) if specs else None
+    if learned is not None:
+        costs = [PointCost(c.load_s * learned["starts"], c.warmup_s * learned["calls"],
+                           c.call_s * learned["calls"]) for c in costs]
+        basis = f"this machine's speed in its last sweep ({learned['at']}) and {basis}"
     reps, minimum, seconds, fits = fit(costs, base.repetitions, base.min_duration_s, budget_s,
                                        factor)
-    basis = min(bases, key=len) if bases else "nothing to run"
     return SweepPlan(seconds, budget_s, reps, minimum, base.repetitions, base.min_duration_s,
                      other_cpu_percent, factor, basis, fits)
 
@@ -257,3 +269,70 @@ class Pace:
                 f"timed at least {self.repetitions} times instead of "
                 f"{self.plan.requested_repetitions}, with no minimum time per point (fewer "
                 "samples: the spreads are rougher).")
+
+
+def _speed_path() -> Path:
+    from lib.store import default_path
+    return default_path().parent / SPEED_FILE
+
+
+def _speed_key(spec: RunSpec) -> str:
+    return f"{spec.device}/{spec.stack}"
+
+
+def _learned(spec: RunSpec) -> dict[str, Any] | None:
+    """The corrections the last sweep on `spec`'s device and stack measured, if any."""
+    try:
+        found = json.loads(_speed_path().read_text()).get(_speed_key(spec))
+        low, high = RATIO_LIMITS
+        if all(low <= float(found[name]) <= high for name in ("calls", "starts")):
+            return {"calls": float(found["calls"]), "starts": float(found["starts"]),
+                    "at": str(found.get("at", "earlier"))}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        pass
+    return None
+
+
+def remember(result: Any) -> None:
+    """After a sweep (`lib.sweep.SweepResult` with its plan): how long its timed calls and its
+    loading took against the plan's quiet costs (both divided by the plan's slowdown), kept as
+    the corrections for the next plan on this device and stack. Nothing when it measured
+    nothing or had no plan; a file that can't be written only loses the correction."""
+    plan = getattr(result, "plan", None)
+    points = [p for p in result.points if p.measurement is not None and p.spec is not None
+              and p.spec.hardware is None and p.measurement.repetitions]
+    if plan is None or not points:
+        return
+    calls_actual = calls_planned = starts_actual = warmups = loads = 0.0
+    seen: set = set()
+    previous = _learned(points[0].spec) or {"calls": 1.0, "starts": 1.0}
+    for point in points:
+        key = (point.spec.model_id, point.spec.device, point.spec.dtype, point.spec.stack)
+        cost, _ = point_cost(point.spec, loaded=key in seen)
+        seen.add(key)
+        calls_actual += (point.seconds - point.start_s) / plan.slowdown
+        calls_planned += len(point.measurement.repetitions) * cost.call_s
+        starts_actual += point.start_s / plan.slowdown
+        warmups += cost.warmup_s
+        loads += cost.load_s
+    if calls_planned <= 0:
+        return
+    low, high = RATIO_LIMITS
+    calls = min(max(calls_actual / calls_planned, low), high)
+    starts = previous["starts"]
+    if loads > 0:
+        starts = min(max((starts_actual - warmups * calls) / loads, low), high)
+    path = _speed_path()
+    try:
+        kept = json.loads(path.read_text()) if path.exists() else {}
+        kept = kept if isinstance(kept, dict) else {}
+    except (OSError, ValueError):
+        kept = {}
+    kept[_speed_key(points[0].spec)] = {
+        "calls": round(calls, 4), "starts": round(starts, 4),
+        "at": datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(kept, indent=1))
+    except OSError:
+        pass

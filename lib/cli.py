@@ -391,7 +391,7 @@ def _run_sweep(base: RunSpec, factor_values: list, csv_path: str | None,
                budget_s: float | None = None, as_json: bool = False) -> int:
     import time
 
-    from lib import history, insights, report, runner, sweep, table
+    from lib import budget, history, insights, report, runner, sweep, table
     from lib.models.cache import ModelCache
 
     started = time.monotonic()
@@ -423,11 +423,14 @@ def _run_sweep(base: RunSpec, factor_values: list, csv_path: str | None,
                   f"({len(sweep.grid(factor_values))} points)"
     try:
         with runner.SweepPoints(cache, description, on_wait=_say) as points:
+            # The budget counts from here: waiting for other people's runs is not this sweep's.
+            waited_s = time.monotonic() - started
             result = sweep.run_sweep(base, factor_values, points, on_progress=progress,
                                      on_point=recorder.add, plan=plan)
+            elapsed_s = time.monotonic() - started - waited_s
     finally:
         cache.close()
-    elapsed_s = time.monotonic() - started
+    budget.remember(result)
     recorder.finish(result.stopped)
     for note in result.notes:
         _say(note)
@@ -449,6 +452,7 @@ def _run_sweep(base: RunSpec, factor_values: list, csv_path: str | None,
         _say(f"took {elapsed_s:.0f} s (estimated {plan.estimated_s:.0f} s before measuring)")
         return _print_json({"factors": result.factors, "points": rows,
                             "plan": plan.to_dict(), "elapsed_s": round(elapsed_s, 1),
+                            "waited_s": round(waited_s, 1),
                             "stopped": result.stopped, "notes": list(result.notes),
                             "findings": findings, "saved_id": recorder.entry_id})
     _out(report.sweep_text(rows, result.factors))

@@ -193,6 +193,7 @@ class PointResult:
     summary: stats.Summary | None = None
     skipped_reason: str | None = None
     seconds: float = 0.0                      # wall time spent on the point, loading included
+    start_s: float = 0.0                      # of which loading and warm-up
     index: int = 0                            # its place in the grid
     stopped_early: bool = False               # Stop came before its minimum repetitions
 
@@ -385,6 +386,7 @@ def run_sweep(base: RunSpec, factor_values: Sequence[tuple[Factor, Sequence[Any]
             except ExplorerError as exc:
                 point.skipped_reason = str(exc)
             point.seconds += time.perf_counter() - started
+            point.start_s = point.seconds
             pending.remove(point)
             if point.skipped_reason is not None:
                 finish_point(point)

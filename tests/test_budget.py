@@ -134,3 +134,19 @@ def test_a_bad_budget_is_refused_in_one_line(capsys):
         cli.main(["sweep", "--factor", "batch", "--budget-s", "soon"])
     assert exited.value.code == 2
     assert "is not a time budget" in capsys.readouterr().err
+
+
+def test_the_next_plan_starts_from_how_the_last_sweep_compared_with_its_plan(monkeypatch):
+    _declared_costs(monkeypatch, PointCost(load_s=10, warmup_s=2, call_s=2))
+    backend = FakeBackend(prefill_s=0.2, decode_s=0.2)
+    first = budget.plan_sweep(BASE, [BASE], None, other_cpu_percent=0.0)
+    result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1])], FakePoints(backend),
+                             plan=first, clock=backend.clock_.now)
+    point = result.points[0]
+    # Declared wall times: loading took 30 s, the 3 timed calls 12 s (twice the plan's).
+    point.start_s, point.seconds = 30.0, 42.0
+    budget.remember(result)
+    again = budget.plan_sweep(BASE, [BASE], None, other_cpu_percent=0.0)
+    # Calls: 12 s / 6 s planned = 2x; loading: (30 - 2 s warm-up x 2) / 10 s = 2.6x.
+    assert again.estimated_s == pytest.approx(10 * 2.6 + 2 * 2 + 3 * 2 * 2)
+    assert again.basis.startswith("this machine's speed in its last sweep")

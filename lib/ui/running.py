@@ -17,7 +17,7 @@ from typing import Iterator
 
 import streamlit as st
 
-from lib import backends, history, runner, stats, sweep, text
+from lib import backends, budget, history, runner, stats, sweep, text
 from lib.errors import ExplorerError
 from lib.models.cache import ModelCache
 from lib.results import Measurement
@@ -222,9 +222,7 @@ def sweep_plan(base: RunSpec, factor_values: list[tuple[sweep.Factor, list]],
 def busy_words(other_cpu_percent: float, threads: int, finished: bool = False) -> str:
     """'Busy machine: other programs are using 60% of the CPU ...', the first reason given:
     before a sweep and while it runs, or (`finished`) above its findings."""
-    from lib.budget import slowdown
-
-    factor = slowdown(other_cpu_percent, threads)
+    factor = budget.slowdown(other_cpu_percent, threads)
     using, runs = ("used", "this sweep ran") if finished else ("are using", "this runs")
     line = (f"**Busy machine**: other programs {using} {other_cpu_percent:.0f}% of the CPU, "
             + (f"so {runs} about {factor:.1f}x slower than this machine can (an estimate)"
@@ -302,6 +300,7 @@ def run_sweep_with_status(base: RunSpec,
         finally:
             live["ended"].set()
     panel.done()
+    budget.remember(result)              # the next promise starts from this sweep's speed
     recorder.finish(result.stopped)
     notice.empty()
     st.session_state.pop(state.SWEEP_LIVE, None)
