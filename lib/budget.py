@@ -93,6 +93,8 @@ class SweepPlan:
     def promise(self) -> str:
         """'about 1 min 40 s on this machine right now: other programs are using 60% of the
         CPU'."""
+        if self.estimated_s < 1:
+            return "a moment: nothing in it is timed on this machine"
         line = f"about {clock_words(self.estimated_s)} on this machine right now"
         if self.other_cpu_percent is not None and self.slowdown > 1.05:
             line += (f": other programs are using {self.other_cpu_percent:.0f}% of the CPU, "
