@@ -506,12 +506,12 @@ class _Tracker:
             return
         total = self.result.planned
         minimum = point.spec.repetitions if point.spec else self.result.base.repetitions
-        done_reps = sum(self._share(len(a.repetitions), a.point.spec) for a in active)
-        planned_reps = max(total * self.result.base.repetitions, 1)
-        finished_reps = sum(self._share(len(p.measurement.repetitions), p.spec)
+        target = self.pace.repetitions if self.pace is not None else self.result.base.repetitions
+        done_reps = sum(self._share(len(a.repetitions), a.point.spec, target) for a in active)
+        planned_reps = max(total * target, 1)
+        finished_reps = sum(self._share(len(p.measurement.repetitions), p.spec, target)
                             for p in self.result.points if p.measurement is not None)
-        finished_reps += self.result.base.repetitions * sum(
-            1 for p in self.result.points if p.measurement is None)
+        finished_reps += target * sum(1 for p in self.result.points if p.measurement is None)
         fraction = min((done_reps + finished_reps) / planned_reps, 1.0)
         eta = self._eta(active, pending)
         measured = eta is not None
@@ -521,7 +521,6 @@ class _Tracker:
         reps_done = sum(len(a.repetitions) for a in timed) + sum(
             len(p.measurement.repetitions) for p in self.result.points
             if p.measurement is not None and p.spec is not None and p.spec.hardware is None)
-        target = self.pace.repetitions if self.pace is not None else self.result.base.repetitions
         finished_timed = sum(1 for p in self.result.points
                              if p.measurement is not None and p.spec.hardware is None)
         reps_planned = max(reps_done, target * (len(timed) + finished_timed + len(pending)))
@@ -532,9 +531,11 @@ class _Tracker:
             len(item.repetitions) + 1 if item else 0, minimum, fraction, eta,
             reps_done, reps_planned, self.loaded, measured))
 
-    def _share(self, repetitions: int, spec: RunSpec) -> float:
-        """Repetitions done, in the base's units: an estimate's one repetition is all of it."""
-        return min(repetitions, spec.repetitions) * self.result.base.repetitions / spec.repetitions
+    def _share(self, repetitions: int, spec: RunSpec, target: int) -> float:
+        """Repetitions done, in units of `target` (the base's, or the budget's): an estimate's
+        one repetition is all of it."""
+        needed = spec.repetitions if spec.hardware is not None else min(spec.repetitions, target)
+        return min(repetitions, needed) * target / max(needed, 1)
 
     def _tell(self, event: SweepProgress) -> None:
         for listener in self.listeners:
