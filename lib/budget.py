@@ -5,8 +5,8 @@ timed calls), from its measured ceilings through `lib.estimator` (else the setti
 `lib.runner.rough_duration_s`), corrected by how the last sweep here compared with its own plan
 (`remember`, kept beside the history: `speed.json`, per device and stack, so an estimator that is
 off for this machine is off only once), and stretches it by how busy the machine is right now: other
-programs' CPU share, read for a moment through the backend (`Backend.other_cpu_percent_now`),
-turned into a slowdown by `slowdown()`. When that does not fit the time budget, the plan cuts
+programs' CPU share and threads waiting for a core, read for a moment through the backend
+(`Backend.busy_now`), turned into a slowdown by `slowdown()`. When that does not fit the time budget, the plan cuts
 the minimum time per point first, then repetitions, never below `MIN_REPETITIONS` (the fewest
 that still show a spread), and says so. While the sweep runs, `Pace` keeps to the budget with
 the durations actually measured: after each round it lowers the repetitions still to come when
@@ -42,14 +42,18 @@ SPEED_FILE = "speed.json"
 RATIO_LIMITS = (0.05, 20.0)      # a correction outside these is a broken reading, not a speed
 
 
-def slowdown(other_cpu_percent: float | None, threads: int, cores: int | None = None) -> float:
+def slowdown(other_cpu_percent: float | None, threads: int, cores: int | None = None,
+             other_threads: float | None = None) -> float:
     """How many times longer a run of `threads` threads takes while other programs use
-    `other_cpu_percent` of the machine's `cores`, against a quiet machine: a fair scheduler gives
-    our threads threads/(threads + busy cores) of the cores once they are all taken."""
+    `other_cpu_percent` of the machine's `cores` (and have `other_threads` ready to run), against
+    a quiet machine: a fair scheduler gives our threads threads/(threads + others' threads) of
+    the cores once they are all taken."""
     cores = cores or os.cpu_count() or 1
     if not other_cpu_percent:
         return 1.0
     busy_cores = min(max(other_cpu_percent, 0.0), 100.0) / 100 * cores
+    if other_threads is not None and other_cpu_percent >= 50:
+        busy_cores = max(busy_cores, other_threads)     # more wanting the cores than they hold
     wanted = min(threads, cores)
     if wanted + busy_cores <= cores:
         return 1.0
@@ -84,6 +88,7 @@ class SweepPlan:
     slowdown: float
     basis: str                           # where the quiet speed came from, in words
     fits: bool = True
+    other_threads: float | None = None   # other programs' threads ready to run
 
     @property
     def cut(self) -> bool:
@@ -97,8 +102,10 @@ class SweepPlan:
             return "a moment: nothing in it is timed on this machine"
         line = f"about {clock_words(self.estimated_s)} on this machine right now"
         if self.other_cpu_percent is not None and self.slowdown > 1.05:
-            line += (f": other programs are using {self.other_cpu_percent:.0f}% of the CPU, "
-                     f"which makes it about {self.slowdown:.1f}x slower than when quiet")
+            crowd = (f" ({self.other_threads:.0f} of their threads waiting for a core)"
+                     if self.other_threads and self.other_threads > 1 else "")
+            line += (f": other programs are using {self.other_cpu_percent:.0f}% of the CPU"
+                     f"{crowd}, which makes it about {self.slowdown:.1f}x slower than when quiet")
         elif self.other_cpu_percent is not None:
             line += " (the machine is quiet)"
         return line
@@ -131,6 +138,7 @@ class SweepPlan:
                 "requested_min_duration_s": self.requested_min_duration_s,
                 "other_cpu_percent": (None if self.other_cpu_percent is None
                                       else round(self.other_cpu_percent, 1)),
+                "other_threads": self.other_threads,
                 "slowdown": round(self.slowdown, 2), "basis": self.basis, "fits": self.fits,
                 "cut": self.cut}
 
@@ -188,7 +196,8 @@ def point_cost(spec: RunSpec, loaded: bool = False) -> tuple[PointCost, str]:
 
 def plan_sweep(base: RunSpec, specs: Sequence[RunSpec], budget_s: float | None,
                other_cpu_percent: float | None,
-               loaded: Callable[[RunSpec], bool] = lambda spec: False) -> SweepPlan:
+               loaded: Callable[[RunSpec], bool] = lambda spec: False,
+               other_threads: float | None = None) -> SweepPlan:
     """The promise before a sweep of the points `specs` (those that will run) within
     `budget_s` (None: no budget), with other programs on `other_cpu_percent` of the CPU now.
     Points sharing a model load it once (the cache keeps it)."""
@@ -199,7 +208,7 @@ def plan_sweep(base: RunSpec, specs: Sequence[RunSpec], budget_s: float | None,
         seen.add(key)
         costs.append(cost)
         bases.append(basis)
-    factor = slowdown(other_cpu_percent, base.threads)
+    factor = slowdown(other_cpu_percent, base.threads, other_threads=other_threads)
     basis = min(bases, key=len) if bases else "nothing to run"
     learned = _learned(specs[0]) if specs else None
     if learned is not None:
@@ -209,7 +218,7 @@ def plan_sweep(base: RunSpec, specs: Sequence[RunSpec], budget_s: float | None,
     reps, minimum, seconds, fits = fit(costs, base.repetitions, base.min_duration_s, budget_s,
                                        factor)
     return SweepPlan(seconds, budget_s, reps, minimum, base.repetitions, base.min_duration_s,
-                     other_cpu_percent, factor, basis, fits)
+                     other_cpu_percent, factor, basis, fits, other_threads)
 
 
 @dataclass

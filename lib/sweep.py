@@ -568,11 +568,11 @@ def _where(values: dict[str, Any]) -> str:
 def make_plan(base: RunSpec, factor_values: Sequence[tuple[Factor, Sequence[Any]]],
               budget_s: float | None,
               loaded: Callable[[RunSpec], bool] = lambda spec: False,
-              other_cpu_percent: Callable[[RunSpec], float | None] | None = None) -> SweepPlan:
-    """The time promise before running this grid (`lib.budget.plan_sweep`), with other
-    programs' CPU share read now through the backend that will run it (a fake declares it;
-    `other_cpu_percent(spec)` instead: a page's recent reading). Points that cannot run are
-    left out: they are skipped in a moment."""
+              busy_now: Callable[[RunSpec], Any] | None = None) -> SweepPlan:
+    """The time promise before running this grid (`lib.budget.plan_sweep`), with how busy
+    other programs keep the machine read now through the backend that will run it (a fake
+    declares it; `busy_now(spec)` instead: a page's recent reading, a `lib.machine_load.Load`).
+    Points that cannot run are left out: they are skipped in a moment."""
     from lib import backends
     from lib.budget import plan_sweep
 
@@ -586,8 +586,9 @@ def make_plan(base: RunSpec, factor_values: Sequence[tuple[Factor, Sequence[Any]
     measured = [spec for spec in specs if spec.hardware is None]
     if measured:
         try:
-            busy = (other_cpu_percent(measured[0]) if other_cpu_percent is not None
-                    else backends.for_spec(measured[0]).other_cpu_percent_now())
+            busy = (busy_now(measured[0]) if busy_now is not None
+                    else backends.for_spec(measured[0]).busy_now())
         except ExplorerError:
             busy = None
-    return plan_sweep(base, specs, budget_s, busy, loaded)
+    return plan_sweep(base, specs, budget_s, busy.other_cpu_percent if busy else None, loaded,
+                      other_threads=busy.other_threads if busy else None)

@@ -105,7 +105,8 @@ if ready and not every_point_refused:
     promise = running.sweep_plan(spec, factor_values, budget_s)
     if promise.other_cpu_percent is not None and \
             promise.other_cpu_percent > stats.BUSY_OTHER_CPU_PERCENT:
-        st.warning(running.busy_words(promise.other_cpu_percent, spec.threads))
+        st.warning(running.busy_words(promise.other_cpu_percent, spec.threads,
+                                      factor=promise.slowdown))
     st.caption(f"This sweep should take {text.md(promise.promise())} (an estimate from "
                f"{text.md(promise.basis)}, loading included)."
                + (f" {text.md(promise.cut_note())}" if promise.cut_note() else ""))

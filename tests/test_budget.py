@@ -150,3 +150,13 @@ def test_the_next_plan_starts_from_how_the_last_sweep_compared_with_its_plan(mon
     # Calls: 12 s / 6 s planned = 2x; loading: (30 - 2 s warm-up x 2) / 10 s = 2.6x.
     assert again.estimated_s == pytest.approx(10 * 2.6 + 2 * 2 + 3 * 2 * 2)
     assert again.basis.startswith("this machine's speed in its last sweep")
+
+
+def test_threads_waiting_for_a_core_stretch_a_full_machine_further():
+    # 100% of 2 cores reads the same for 2 busy programs or 12: their waiting threads tell.
+    assert budget.slowdown(100.0, 2, cores=2, other_threads=2) == \
+        pytest.approx(2.0 * budget.SYNC_PENALTY)
+    assert budget.slowdown(100.0, 2, cores=2, other_threads=12) == budget.MAX_SLOWDOWN
+    assert budget.slowdown(100.0, 2, cores=2, other_threads=4) == \
+        pytest.approx(3.0 * budget.SYNC_PENALTY)
+    assert budget.slowdown(20.0, 2, cores=2, other_threads=4) == budget.slowdown(20.0, 2, cores=2)

@@ -213,11 +213,11 @@ class Backend(ABC):
         from lib import machine_load
         return machine_load.watch()
 
-    def other_cpu_percent_now(self) -> float | None:
-        """Other programs' CPU share right now, read for a moment before a sweep to promise
-        its time (`lib.budget`); a fake declares it instead."""
+    def busy_now(self):
+        """How busy other programs keep the machine right now (`lib.machine_load.busy_now`),
+        read for a moment before a sweep to promise its time; a fake declares it instead."""
         from lib import machine_load
-        return machine_load.other_cpu_percent_now()
+        return machine_load.busy_now()
 
     def versions(self) -> dict[str, str]:
         """Library versions that produced the numbers, saved with every result."""

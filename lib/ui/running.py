@@ -191,14 +191,15 @@ def _model_note(measurement: Measurement, was_loaded: bool) -> str:
     return note
 
 
-def other_cpu_percent_now(spec: RunSpec) -> float | None:
-    """Other programs' CPU share now (through the backend that would run `spec`), read at most
-    every BUSY_READING_S per session: each reading waits half a second."""
+def busy_now(spec: RunSpec):
+    """How busy other programs keep the machine now (`lib.machine_load.Load`, through the
+    backend that would run `spec`), read at most every BUSY_READING_S per session: each
+    reading waits half a second."""
     kept = st.session_state.get(state.BUSY_NOW)
     if kept is not None and time.monotonic() - kept[0] < BUSY_READING_S:
         return kept[1]
     try:
-        value = backends.for_spec(spec).other_cpu_percent_now()
+        value = backends.for_spec(spec).busy_now()
     except ExplorerError:
         value = None
     st.session_state[state.BUSY_NOW] = (time.monotonic(), value)
@@ -216,13 +217,15 @@ def sweep_plan(base: RunSpec, factor_values: list[tuple[sweep.Factor, list]],
         except ExplorerError:
             return False
     return sweep.make_plan(base, factor_values, budget_s, loaded=loaded,
-                           other_cpu_percent=other_cpu_percent_now)
+                           busy_now=busy_now)
 
 
-def busy_words(other_cpu_percent: float, threads: int, finished: bool = False) -> str:
+def busy_words(other_cpu_percent: float, threads: int, finished: bool = False,
+               factor: float | None = None) -> str:
     """'Busy machine: other programs are using 60% of the CPU ...', the first reason given:
-    before a sweep and while it runs, or (`finished`) above its findings."""
-    factor = budget.slowdown(other_cpu_percent, threads)
+    before a sweep and while it runs, or (`finished`) above its findings. `factor`: the
+    slowdown, when a plan knows it better (others' waiting threads)."""
+    factor = factor or budget.slowdown(other_cpu_percent, threads)
     using, runs = ("used", "this sweep ran") if finished else ("are using", "this runs")
     line = (f"**Busy machine**: other programs {using} {other_cpu_percent:.0f}% of the CPU, "
             + (f"so {runs} about {factor:.1f}x slower than this machine can (an estimate)"
@@ -287,7 +290,8 @@ def run_sweep_with_status(base: RunSpec,
     plan = sweep_plan(base, factor_values, budget_s)
     if plan.other_cpu_percent is not None and \
             plan.other_cpu_percent > stats.BUSY_OTHER_CPU_PERCENT:
-        panel.busy.warning(busy_words(plan.other_cpu_percent, base.threads))
+        panel.busy.warning(busy_words(plan.other_cpu_percent, base.threads,
+                                      factor=plan.slowdown))
     panel.show(f"**Starting** a sweep of {planned} points: {text.md(plan.promise())}…", 0.0,
                plan.estimated_s, eta_basis=PLANNED_ETA)
     with runner.SweepPoints(model_cache(), description,
