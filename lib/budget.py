@@ -89,6 +89,9 @@ class SweepPlan:
     basis: str                           # where the quiet speed came from, in words
     fits: bool = True
     other_threads: float | None = None   # other programs' threads ready to run
+    # Per point, in grid order, as planned (slowdown included): loading and warm-up, one call.
+    starts_s: tuple[float, ...] = ()
+    calls_s: tuple[float, ...] = ()
 
     @property
     def cut(self) -> bool:
@@ -218,7 +221,9 @@ def plan_sweep(base: RunSpec, specs: Sequence[RunSpec], budget_s: float | None,
     reps, minimum, seconds, fits = fit(costs, base.repetitions, base.min_duration_s, budget_s,
                                        factor)
     return SweepPlan(seconds, budget_s, reps, minimum, base.repetitions, base.min_duration_s,
-                     other_cpu_percent, factor, basis, fits, other_threads)
+                     other_cpu_percent, factor, basis, fits, other_threads,
+                     tuple(factor * (c.load_s + c.warmup_s) for c in costs),
+                     tuple(factor * c.call_s for c in costs))
 
 
 @dataclass
@@ -232,6 +237,7 @@ class Pace:
     repetitions: int = 0
     min_duration_s: float = 0.0
     cut_by_pace: bool = False
+    loaded_at: list[float] = field(default_factory=list)   # elapsed when each point was ready
 
     def __post_init__(self) -> None:
         self.started_s = self.clock()
@@ -247,9 +253,34 @@ class Pace:
             return None
         return self.plan.budget_s - self.elapsed_s()
 
+    def point_ready(self) -> None:
+        """A point is loaded and warmed up: a measured milestone of the plan."""
+        self.loaded_at.append(self.elapsed_s())
+
+    def pace_ratio(self) -> float | None:
+        """How much slower than planned the loading went (measured at the last point ready)."""
+        expected = sum(self.plan.starts_s[:len(self.loaded_at)])
+        if not self.loaded_at or expected <= 0:
+            return None
+        return self.loaded_at[-1] / expected
+
     def planned_left_s(self) -> float:
-        """The first estimate's time left: shown until measured durations replace it."""
-        return max(self.plan.estimated_s - self.elapsed_s(), 1.0)
+        """The time left before any repetition is timed: the plan's, revised by how its
+        loading went so far; shown until measured repetitions replace it."""
+        ratio = self.pace_ratio()
+        if ratio is None:
+            return max(self.plan.estimated_s - self.elapsed_s(), 1.0)
+        expected = sum(self.plan.starts_s[:len(self.loaded_at)])
+        since = self.elapsed_s() - self.loaded_at[-1]
+        return max((self.plan.estimated_s - expected) * ratio - since, 1.0)
+
+    def before_rounds(self) -> None:
+        """Every point is ready: cut the repetitions to the rounds that fit the budget left,
+        each round costing the plan's calls revised by how the loading went."""
+        left, ratio = self.left_s(), self.pace_ratio() or 1.0
+        round_s = sum(self.plan.calls_s) * ratio
+        if left is not None and round_s > 0:
+            self.after_round(round_s, 0)
 
     def after_round(self, round_s: float, fewest_done: int) -> None:
         """A round took `round_s`; the least measured point has `fewest_done` repetitions.
@@ -258,7 +289,7 @@ class Pace:
         left = self.left_s()
         if left is None or round_s <= 0:
             return
-        affordable = fewest_done + max(math.floor(left / round_s), 0)
+        affordable = fewest_done + max(math.floor(left / round_s + 1e-6), 0)   # not 3.9999 -> 3
         floor = min(MIN_REPETITIONS, self.plan.requested_repetitions)
         target = max(min(self.repetitions, affordable), floor)
         if target < self.repetitions or (self.min_duration_s and left < 2 * round_s):

@@ -393,11 +393,15 @@ def run_sweep(base: RunSpec, factor_values: Sequence[tuple[Factor, Sequence[Any]
             else:
                 active.append(_Active(point, pace=pace))
                 tracker.loaded += 1
+                if pace is not None:
+                    pace.point_ready()
         if pending and active and groups == 1:
             result.notes.append(
                 "Some points were measured in a later group, after the others finished, "
                 "because their models don't fit in memory together: slow changes in the "
                 "machine's speed could favour one group.")
+        if pace is not None and groups == 1:
+            pace.before_rounds()
         try:
             _rounds(active, points, tracker, stop, result, finish_point, pending)
         except BaseException:

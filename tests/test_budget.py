@@ -160,3 +160,20 @@ def test_threads_waiting_for_a_core_stretch_a_full_machine_further():
     assert budget.slowdown(100.0, 2, cores=2, other_threads=4) == \
         pytest.approx(3.0 * budget.SYNC_PENALTY)
     assert budget.slowdown(20.0, 2, cores=2, other_threads=4) == budget.slowdown(20.0, 2, cores=2)
+
+
+def test_slow_loading_revises_the_time_left_and_cuts_repetitions_before_round_one():
+    backend = FakeBackend(prefill_s=0.2, decode_s=0.2)        # every call: 1 s of fake time
+    # The plan expected warm-ups and calls of 0.5 s: each takes twice that.
+    plan = SweepPlan(7.0, 8.0, 6, 0.0, 6, 0.0, 0.0, 1.0, "declared",
+                     starts_s=(0.5, 0.5), calls_s=(0.5, 0.5))
+    events = []
+    result = sweep.run_sweep(BASE.replace(repetitions=6), [(sweep.get_factor("batch"), [1, 2])],
+                             FakePoints(backend), on_progress=events.append, plan=plan,
+                             clock=backend.clock_.now)
+    first_round = next(e for e in events if e.phase == "measuring")
+    # Ready at 2 s instead of 1 s: the 6 s of calls planned become 12 s.
+    assert first_round.eta_s == pytest.approx(12.0) and not first_round.eta_measured
+    # 6 s of budget left at 2 s per round: 3 repetitions, not 6, ending on the budget.
+    assert [len(p.measurement.repetitions) for p in result.points] == [3, 3]
+    assert backend.clock_.now() == pytest.approx(8.0)
