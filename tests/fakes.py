@@ -284,6 +284,9 @@ def serve_fake_backend_from_environment() -> FakeBackend:
     ceilings.machine_ceilings = lambda device="cpu", refresh=False, on_progress=None, \
         on_wait=None: DECLARED_CEILINGS
     ceilings.cached = lambda device="cpu": DECLARED_CEILINGS
-    backends.use(backend).__enter__()          # for the life of the server process
-    _served.append(backend)
+    # Kept referenced: a dropped generator-based context manager would run its `finally`
+    # (undoing `use`) when garbage-collected.
+    using = backends.use(backend)
+    using.__enter__()                           # for the life of the server process
+    _served.extend([backend, using])
     return backend
