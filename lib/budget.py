@@ -39,7 +39,7 @@ LOAD_S = 12.0
 SYNC_PENALTY = 1.3
 MAX_SLOWDOWN = 8.0
 SPEED_FILE = "speed.json"
-RATIO_LIMITS = (0.05, 20.0)      # a correction outside these is a broken reading, not a speed
+RATIO_LIMITS = (0.2, 5.0)   # beyond these a correction is a busy moment, not a speed
 
 
 def slowdown(other_cpu_percent: float | None, threads: int, cores: int | None = None,
