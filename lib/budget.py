@@ -1,17 +1,19 @@
 """Time promises for a sweep: how long it will take on this machine now, and a budget it keeps.
 
 Before a sweep, `plan_sweep` adds up each point's cost on this machine (loading, warm-up, the
-timed calls), from its measured ceilings through `lib.estimator` (else the settings' rough guess,
-`lib.runner.rough_duration_s`), corrected by how the last sweep here compared with its own plan
-(`remember`, kept beside the history: `speed.json`, per device and stack, so an estimator that is
-off for this machine is off only once), and stretches it by how busy the machine is right now: other
-programs' CPU share and threads waiting for a core, read for a moment through the backend
-(`Backend.busy_now`), turned into a slowdown by `slowdown()`. When that does not fit the time budget, the plan cuts
-the minimum time per point first, then repetitions, never below `MIN_REPETITIONS` (the fewest
-that still show a spread), and says so. While the sweep runs, `Pace` keeps to the budget with
-the durations actually measured: after each round it lowers the repetitions still to come when
-the rounds left would overrun, and allows extra repetitions for noisy points only while time is
-left. Every figure here is an estimate, and the texts say so.
+timed calls) from its measured ceilings through `lib.estimator` (else the settings' rough
+guess, `lib.runner.rough_duration_s`), corrected by how the last sweep here compared with its
+own plan (`remember`, kept beside the history in `speed.json`, per device and stack, so an
+estimator that is off for this machine is off only once), and stretches it by how busy the
+machine is right now: other programs' CPU share and threads waiting for a core, read for a
+moment through the backend (`Backend.busy_now`), turned into a slowdown by `slowdown()`. When
+that does not fit the time budget, the plan cuts the minimum time per point first, then
+repetitions, never below `MIN_REPETITIONS` (the fewest that still show a spread), and says so.
+While the sweep runs, `Pace` keeps to the budget with the durations actually measured: once
+every point is loaded (by how the loading went against the plan) and after each round, it
+lowers the repetitions still to come when the rounds left would overrun, and allows extra
+repetitions for noisy points only while time is left. Every figure here is an estimate, and
+the texts say so.
 """
 
 from __future__ import annotations
