@@ -42,6 +42,7 @@ from lib.sweep import FACTORS
 from lib.text import one_line, terminal
 
 SWEEP_DEFAULTS = {"repetitions": 3, "min_duration_s": 0.5}    # per point: a sweep has many
+DEFAULT_BUDGET_S = 120.0                   # lib.budget.DEFAULT_BUDGET_S, without importing it
 THIS_MACHINE = "this"                      # lib.hardware.THIS, without importing it here
 ESTIMATE_DTYPES = run_spec.DTYPES + ("float8",)   # lib.estimator.ESTIMATE_DTYPES
 
@@ -66,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="values of the second factor")
     sweep.add_argument("--csv", default=None, type=arguments.csv_path,
                        help="write the tidy table to this CSV file")
+    sweep.add_argument("--budget-s", default=DEFAULT_BUDGET_S, type=arguments.budget_s,
+                       help="end within about this many seconds, loading included: fewer "
+                            "repetitions per point (at least 2) when this machine is too slow "
+                            f"or busy for the settings (default {DEFAULT_BUDGET_S:g})")
+    sweep.add_argument("--json", action="store_true",
+                       help="print one JSON object (points, plan, elapsed_s) instead of a "
+                            "table; progress goes to stderr")
     saved = commands.add_parser("history", help="list saved runs and sweeps")
     saved.add_argument("--model", default=None, type=arguments.text, help="only this model id")
     saved.add_argument("--device", default=None, type=arguments.text, help="only this device")
@@ -158,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             return _history(args)
         spec = run_spec.from_arguments(args)
         if args.command == "sweep":
-            return _run_sweep(spec, _sweep_request(spec, args), args.csv)
+            return _run_sweep(spec, _sweep_request(spec, args), args.csv, args.budget_s,
+                              args.json)
         _check_runnable(spec)
         return _run(spec, as_json=args.json)
     except ExplorerError as exc:
@@ -382,23 +391,35 @@ def _sweep_request(base: RunSpec, args: argparse.Namespace) -> list:
     return factor_values
 
 
-def _run_sweep(base: RunSpec, factor_values: list, csv_path: str | None) -> int:
-    from lib import history, insights, report, runner, sweep, table
+def _run_sweep(base: RunSpec, factor_values: list, csv_path: str | None,
+               budget_s: float | None = None, as_json: bool = False) -> int:
+    import time
+
+    from lib import budget, history, insights, report, runner, sweep, table
     from lib.models.cache import ModelCache
 
+    started = time.monotonic()
     _quiet_transformers()
+    plan = sweep.make_plan(base, factor_values, budget_s)
+    _say(f"this sweep: {plan.promise()} (an estimate from {plan.basis})")
+    if plan.cut_note():
+        _say(plan.cut_note())
     cache = ModelCache(max_entries=1)
     last_round = [0]
 
     def progress(event: sweep.SweepProgress) -> None:
-        eta = f", about {event.eta_s:.0f} s left" if event.eta_s else ""
+        eta = (f", about {event.eta_s:.0f} s left"
+               + ("" if event.eta_measured else " (estimated before measuring)")
+               if event.eta_s else "")
         if event.phase == "loading":
-            _say(f"point {event.values}: checking and loading{eta}")
+            _say(f"point {event.values}: checking and loading ({event.points_loaded} of "
+                 f"{event.total_points} points loaded{eta})")
         elif event.phase == "measuring" and event.round != last_round[0]:
             last_round[0] = event.round
             what = "one repetition of each point being measured" if event.fraction < 1 else \
                 "extra repetitions for points whose repetitions disagree"
-            _say(f"round {event.round}: {what} ({event.fraction:.0%} done{eta})")
+            _say(f"round {event.round}: {what} ({event.repetitions_done} of "
+                 f"{event.repetitions_planned} repetitions done{eta})")
 
     recorder = history.SweepRecorder(base, [f.name for f, _ in factor_values],
                                      len(sweep.grid(factor_values)), on_wait=_say)
@@ -406,10 +427,14 @@ def _run_sweep(base: RunSpec, factor_values: list, csv_path: str | None) -> int:
                   f"({len(sweep.grid(factor_values))} points)"
     try:
         with runner.SweepPoints(cache, description, on_wait=_say) as points:
+            # The budget counts from here: waiting for other people's runs is not this sweep's.
+            waited_s = time.monotonic() - started
             result = sweep.run_sweep(base, factor_values, points, on_progress=progress,
-                                     on_point=recorder.add)
+                                     on_point=recorder.add, plan=plan)
+            elapsed_s = time.monotonic() - started - waited_s
     finally:
         cache.close()
+    budget.remember(result)
     recorder.finish(result.stopped)
     for note in result.notes:
         _say(note)
@@ -424,11 +449,20 @@ def _run_sweep(base: RunSpec, factor_values: list, csv_path: str | None) -> int:
             raise ExplorerError(f"Could not write {csv_path} ({arguments.reason(exc)}); the "
                                 "sweep itself is in the history (python -m lib history).") \
                 from None
-    _out(report.sweep_text(rows, result.factors))
     factors = [FACTORS[name] for name in result.factors]
-    for sentence in (insights.findings(rows, factors[0]) if len(factors) == 1
-                     else insights.heatmap_findings(rows, factors)):
+    findings = (insights.findings(rows, factors[0]) if len(factors) == 1
+                else insights.heatmap_findings(rows, factors))
+    if as_json:
+        _say(f"took {elapsed_s:.0f} s (estimated {plan.estimated_s:.0f} s before measuring)")
+        return _print_json({"factors": result.factors, "points": rows,
+                            "plan": plan.to_dict(), "elapsed_s": round(elapsed_s, 1),
+                            "waited_s": round(waited_s, 1),
+                            "stopped": result.stopped, "notes": list(result.notes),
+                            "findings": findings, "saved_id": recorder.entry_id})
+    _out(report.sweep_text(rows, result.factors))
+    for sentence in findings:
         _out(f"- {sentence}")
+    _out(f"took {elapsed_s:.0f} s (estimated {plan.estimated_s:.0f} s before measuring)")
     if csv_path:
         _out(f"wrote {len(rows)} rows to {csv_path}")
     return 0

@@ -61,6 +61,18 @@ def date(value: str) -> str:
             from None
 
 
+def budget_s(value: str) -> float:
+    """A sweep's time budget in seconds: at least 10 (loading alone takes some)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not 10 <= seconds <= 86400:
+        raise argparse.ArgumentTypeError(
+            f"{_shown(value)} is not a time budget: give seconds from 10 to 86400, like 120")
+    return seconds
+
+
 def entry_id(value: str) -> int:
     """A history entry's id: a whole number from 1 up (one too big for SQLite is simply not
     there, which the store says)."""

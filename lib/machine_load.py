@@ -27,6 +27,9 @@ _NOT_BUSY = ("idle", "iowait", "guest", "guest_nice")   # guest time is already 
 class Load:
     other_cpu_percent: float | None = None
     load_average: float | None = None
+    # Other programs' threads ready to run (`busy_now` only): a share can't pass 100%, but ten
+    # programs wanting two cores slow a run down far more than two do.
+    other_threads: float | None = None
 
 
 def _machine_busy_s() -> float:
@@ -59,8 +62,25 @@ def watch():
         load.load_average = os.getloadavg()[0]
 
 
+SAMPLES = 5
+
+
+def busy_now(seconds: float = 0.5) -> Load:
+    """How busy the machine is right now, before anything of ours runs (this process idle
+    meanwhile): other programs' CPU share over `seconds`, and the median number of their
+    threads ready to run (/proc/loadavg, less the one reading it). Unknowns stay None."""
+    counts = []
+    with watch() as load:
+        for _ in range(SAMPLES):
+            time.sleep(seconds / SAMPLES)
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                with open("/proc/loadavg") as f:
+                    counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+    if counts:
+        load.other_threads = float(sorted(counts)[len(counts) // 2])
+    return load
+
+
 def sample(seconds: float) -> Load:
     """Other programs' share of the CPU over the next `seconds`, this process sleeping."""
-    with watch() as load:
-        time.sleep(seconds)
-    return load
+    return busy_now(seconds)

@@ -82,14 +82,15 @@ def memory_verdict(spec: RunSpec, cache: ModelCache):
                                  releasable_bytes=0 if held else cache.releasable_bytes(spec.device))
 
 
-def prepare(spec: RunSpec, cache: ModelCache, on_status: Say | None = None) -> ModelHandle:
+def prepare(spec: RunSpec, cache: ModelCache, on_status: Say | None = None,
+            on_tick: Callable[[], None] | None = None) -> ModelHandle:
     """Checks, memory (refused before any weight is loaded), then the model from the cache
-    (loaded in a worker if needed): call inside the slot."""
+    (loaded in a worker if needed, `on_tick` called meanwhile): call inside the slot."""
     backend = preflight(spec)
     memory_verdict(spec, cache).enforce()
     if not cache.holds(backend, spec.model_id, spec.device, spec.dtype):
         cache.make_room(backend, spec.model_id, spec.device, spec.dtype)
-    return cache.get(backend, spec.model_id, spec.device, spec.dtype, on_status)
+    return cache.get(backend, spec.model_id, spec.device, spec.dtype, on_status, on_tick=on_tick)
 
 
 def rough_duration_s(spec: RunSpec, weights_loaded: bool = False) -> float | None:
@@ -128,7 +129,7 @@ def run(spec: RunSpec, cache: ModelCache | None = None, on_status: Say | None = 
     try:
         with _slot_for(measured, describe(spec), on_wait,
                        rough_duration_s(spec, weights_loaded=held)) as slot:
-            handle = prepare(spec, cache, on_status)
+            handle = prepare(spec, cache, on_status, on_tick)
             if on_status:
                 on_status(f"{'Measuring' if measured else 'Estimating'}: {describe(spec)}…")
             measurement = handle.measure(spec, on_progress=_telling(slot, spec, on_progress),
@@ -247,7 +248,7 @@ class SweepPoints:
         if preflight(spec).provenance == MEASURED:
             self._take_slot()
         self._point_s = rough_duration_s(spec, weights_loaded=True)
-        handle = prepare(spec, self.cache, self.on_status)
+        handle = prepare(spec, self.cache, self.on_status, self.on_tick)
         self._pin(handle)
         self._handles[spec] = handle
         try:

@@ -14,7 +14,10 @@ the queue, the model cache and the memory guard apply to each point) in interlea
 points measured "one after the other" never meet different conditions: each round visits every
 point once, in a rotating order. It keeps going when a point cannot run (recorded as skipped,
 with the reason), and stops between repetitions when `should_stop()` says so, keeping the points
-that were finished. `lib.table` turns the results into the tidy table.
+that were finished. Given a `lib.budget.SweepPlan`, it keeps to its time budget (`Pace`): the
+repetitions still to come shrink when measured rounds say they would overrun, and the time left
+is the plan's estimate until measured durations replace it. `lib.table` turns the results into
+the tidy table.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
 from lib import stats
+from lib.budget import Pace, SweepPlan
 from lib.results import Measurement, Repetition
 from lib.errors import ExplorerError, InvalidSpecError, MemoryGuardError
 from lib.spec import (ATTENTIONS, COMPILES, DEFAULT_MODEL_ID, DEVICES, DTYPES, KV_CACHES,
@@ -189,6 +193,7 @@ class PointResult:
     summary: stats.Summary | None = None
     skipped_reason: str | None = None
     seconds: float = 0.0                      # wall time spent on the point, loading included
+    start_s: float = 0.0                      # of which loading and warm-up
     index: int = 0                            # its place in the grid
     stopped_early: bool = False               # Stop came before its minimum repetitions
 
@@ -206,13 +211,16 @@ class SweepResult:
     planned: int = 0
     saved: tuple[int | None, str | None] = (None, None)   # (history id, why not saved)
     notes: list[str] = field(default_factory=list)        # how it was measured, in words
+    plan: SweepPlan | None = None                         # the time promise made before it
 
 
 @dataclass(frozen=True)
 class SweepProgress:
     """Where a sweep is, for a progress bar: `fraction` of the minimum work done, the point
-    being worked on and what happens to it (`phase`: "loading", "warm-up", "measuring"), and the
-    time left from the durations measured so far (None until there are some)."""
+    being worked on and what happens to it (`phase`: "loading", "warm-up", "measuring"), the
+    timed repetitions done of those planned, the points loaded, and the time left: from the
+    durations measured so far (`eta_measured`), else the plan's first estimate (None without
+    a plan until something is measured)."""
     phase: str
     values: dict[str, Any]
     round: int
@@ -222,6 +230,10 @@ class SweepProgress:
     minimum_repetitions: int
     fraction: float
     eta_s: float | None
+    repetitions_done: int = 0
+    repetitions_planned: int = 0
+    points_loaded: int = 0
+    eta_measured: bool = True
 
 
 class PointMeasurer(Protocol):
@@ -284,11 +296,21 @@ class _Active:
     measured_s: float = 0.0          # clock time of the repetitions (as the engine counts it)
     call_s: list[float] = field(default_factory=list)   # wall time of each repeat call
     minimum_s: float | None = None   # measured time when the minimum was reached
+    pace: Pace | None = None         # the budget's targets, below the spec's own
+    extra_ok: bool = True            # whether the budget allows another round for noise
+
+    def targets(self) -> tuple[int, float]:
+        """The repetitions and measured seconds this point needs: its spec's, or fewer when
+        the time budget cut them (an estimate runs once whatever the budget)."""
+        spec = self.point.spec
+        if self.pace is None or spec.hardware is not None:
+            return spec.repetitions, spec.min_duration_s
+        return (min(spec.repetitions, self.pace.repetitions),
+                min(spec.min_duration_s, self.pace.min_duration_s))
 
     def minimum_met(self) -> bool:
-        spec = self.point.spec
-        return (len(self.repetitions) >= spec.repetitions
-                and self.measured_s >= spec.min_duration_s)
+        repetitions, minimum_s = self.targets()
+        return len(self.repetitions) >= repetitions and self.measured_s >= minimum_s
 
     def complete(self) -> bool:
         if not self.minimum_met():
@@ -298,9 +320,9 @@ class _Active:
             return True              # an estimate is computed once: it has no noise to settle
         if self.minimum_s is None:
             self.minimum_s = self.measured_s
-        if len(self.repetitions) >= EXTRA_REPETITIONS_FACTOR * spec.repetitions:
+        if len(self.repetitions) >= EXTRA_REPETITIONS_FACTOR * self.targets()[0]:
             return True
-        if self.measured_s - self.minimum_s >= self.minimum_s:
+        if self.measured_s - self.minimum_s >= self.minimum_s or not self.extra_ok:
             return True
         return not stats.repetitions_noise(self.repetitions, spec.batch_size,
                                            spec.prompt_tokens).noisy
@@ -308,29 +330,33 @@ class _Active:
     def remaining_s(self) -> float | None:
         if not self.call_s:
             return None
-        spec = self.point.spec
+        repetitions, minimum_s = self.targets()
         per_call = sum(self.call_s) / len(self.call_s)
         per_rep = self.measured_s / len(self.repetitions) if self.repetitions else 0
-        by_time = (max(spec.min_duration_s - self.measured_s, 0) / per_rep) if per_rep else 0
-        return max(spec.repetitions - len(self.repetitions), by_time, 0) * per_call
+        by_time = (max(minimum_s - self.measured_s, 0) / per_rep) if per_rep else 0
+        return max(repetitions - len(self.repetitions), by_time, 0) * per_call
 
 
 def run_sweep(base: RunSpec, factor_values: Sequence[tuple[Factor, Sequence[Any]]],
               points: PointMeasurer, on_progress: Progress | None = None,
               should_stop: Callable[[], bool] | None = None,
-              on_point: Callable[[PointResult], None] | None = None) -> SweepResult:
+              on_point: Callable[[PointResult], None] | None = None,
+              plan: SweepPlan | None = None,
+              clock: Callable[[], float] = time.monotonic) -> SweepResult:
     """Measure every point in interleaved rounds: each round visits every point being measured
     once, starting one place later each time, so slow drift and other programs' load fall on
     all points alike. A point is done at its minimum count and duration, or later while its
     spread is too wide (see `EXTRA_REPETITIONS_FACTOR`). Points whose models don't fit in memory
-    together with the others' are measured in a later group (and the sweep says so)."""
+    together with the others' are measured in a later group (and the sweep says so). With a
+    `plan`, the budget counts from here, loading included (`clock`: a fake one in tests)."""
     check_grid(factor_values)
     by_name = {factor.name: factor for factor, _ in factor_values}
-    result = SweepResult(base, list(by_name), planned=len(grid(factor_values)))
+    result = SweepResult(base, list(by_name), planned=len(grid(factor_values)), plan=plan)
+    pace = Pace(plan, clock) if plan is not None else None
     pending = [PointResult(values, index=index) for index, values in enumerate(grid(factor_values))]
     stop = should_stop or (lambda: False)
     listeners = [f for f in (getattr(points, "progress", None), on_progress) if f is not None]
-    tracker = _Tracker(result, listeners)
+    tracker = _Tracker(result, listeners, pace)
     groups = 0
 
     def finish_point(point: PointResult) -> None:
@@ -360,16 +386,22 @@ def run_sweep(base: RunSpec, factor_values: Sequence[tuple[Factor, Sequence[Any]
             except ExplorerError as exc:
                 point.skipped_reason = str(exc)
             point.seconds += time.perf_counter() - started
+            point.start_s = point.seconds
             pending.remove(point)
             if point.skipped_reason is not None:
                 finish_point(point)
             else:
-                active.append(_Active(point))
+                active.append(_Active(point, pace=pace))
+                tracker.loaded += 1
+                if pace is not None:
+                    pace.point_ready()
         if pending and active and groups == 1:
             result.notes.append(
                 "Some points were measured in a later group, after the others finished, "
                 "because their models don't fit in memory together: slow changes in the "
                 "machine's speed could favour one group.")
+        if pace is not None and groups == 1:
+            pace.before_rounds()
         try:
             _rounds(active, points, tracker, stop, result, finish_point, pending)
         except BaseException:
@@ -377,14 +409,18 @@ def run_sweep(base: RunSpec, factor_values: Sequence[tuple[Factor, Sequence[Any]
             _keep_what_was_measured(active, points, result, finish_point)
             raise
     tracker.done()
+    target = pace.repetitions if pace is not None else base.repetitions
     extra = [p for p in result.points if p.measurement is not None and p.spec is not None
-             and len(p.measurement.repetitions) > p.spec.repetitions]
+             and len(p.measurement.repetitions) > min(p.spec.repetitions, target)]
     if extra:
         result.notes.append(
             "Points whose repetitions varied a lot were measured again (up to "
             f"{EXTRA_REPETITIONS_FACTOR}x as often) to see if they settle: "
             + ", ".join(f"{_where(p.values)} ({len(p.measurement.repetitions)} times)"
                         for p in extra) + ".")
+    note = pace.note() if pace is not None else None
+    if note:
+        result.notes.insert(0, note)
     return result
 
 
@@ -395,6 +431,8 @@ def _rounds(active: list[_Active], points: PointMeasurer, tracker: "_Tracker",
     while active:
         tracker.round = round_number + 1
         shift = round_number % len(active)
+        # Timed on the pace's clock: the budget's (a fake backend's in tests).
+        round_started = tracker.pace.clock() if tracker.pace is not None else 0.0
         for item in active[shift:] + active[:shift]:
             if stop():
                 _keep_what_was_measured(active, points, result, finish_point)
@@ -413,6 +451,14 @@ def _rounds(active: list[_Active], points: PointMeasurer, tracker: "_Tracker",
             finished = repetition.token_times_s[-1] if repetition.token_times_s else repetition.end_s
             item.measured_s += finished - repetition.start_s
         round_number += 1
+        if tracker.pace is not None:
+            round_s = tracker.pace.clock() - round_started
+            measuring = [len(a.repetitions) for a in active if a.point.skipped_reason is None
+                         and a.point.spec.hardware is None]
+            if measuring:
+                tracker.pace.after_round(round_s, min(measuring))
+            for item in active:
+                item.extra_ok = tracker.pace.extra_allowed(round_s)
         for item in list(active):
             point = item.point
             if point.skipped_reason is None and not item.complete():
@@ -450,9 +496,11 @@ def _keep_what_was_measured(active: list[_Active], points: PointMeasurer, result
 class _Tracker:
     """Turns the sweep's state into `SweepProgress` reports, with an ETA from measured times."""
 
-    def __init__(self, result: SweepResult, listeners: list[Progress]) -> None:
-        self.result, self.listeners = result, listeners
+    def __init__(self, result: SweepResult, listeners: list[Progress],
+                 pace: Pace | None = None) -> None:
+        self.result, self.listeners, self.pace = result, listeners, pace
         self.finished = 0
+        self.loaded = 0
         self.round = 0
         self.point_s: list[float] = []         # wall time of each finished point
 
@@ -462,21 +510,36 @@ class _Tracker:
             return
         total = self.result.planned
         minimum = point.spec.repetitions if point.spec else self.result.base.repetitions
-        done_reps = sum(self._share(len(a.repetitions), a.point.spec) for a in active)
-        planned_reps = max(total * self.result.base.repetitions, 1)
-        finished_reps = sum(self._share(len(p.measurement.repetitions), p.spec)
+        target = self.pace.repetitions if self.pace is not None else self.result.base.repetitions
+        done_reps = sum(self._share(len(a.repetitions), a.point.spec, target) for a in active)
+        planned_reps = max(total * target, 1)
+        finished_reps = sum(self._share(len(p.measurement.repetitions), p.spec, target)
                             for p in self.result.points if p.measurement is not None)
-        finished_reps += self.result.base.repetitions * sum(
-            1 for p in self.result.points if p.measurement is None)
+        finished_reps += target * sum(1 for p in self.result.points if p.measurement is None)
         fraction = min((done_reps + finished_reps) / planned_reps, 1.0)
+        eta = self._eta(active, pending)
+        measured = eta is not None
+        if eta is None and self.pace is not None:
+            eta = self.pace.planned_left_s()
+        timed = [a for a in active if a.point.spec.hardware is None]
+        reps_done = sum(len(a.repetitions) for a in timed) + sum(
+            len(p.measurement.repetitions) for p in self.result.points
+            if p.measurement is not None and p.spec is not None and p.spec.hardware is None)
+        finished_timed = sum(1 for p in self.result.points
+                             if p.measurement is not None and p.spec.hardware is None)
+        reps_planned = max(reps_done, target * (len(timed) + finished_timed + len(pending)))
+        if item is not None:
+            minimum = item.targets()[0]
         self._tell(SweepProgress(
             phase, dict(point.values), self.round, len(self.result.points), total,
-            len(item.repetitions) + 1 if item else 0, minimum, fraction,
-            self._eta(active, pending)))
+            len(item.repetitions) + 1 if item else 0, minimum, fraction, eta,
+            reps_done, reps_planned, self.loaded, measured))
 
-    def _share(self, repetitions: int, spec: RunSpec) -> float:
-        """Repetitions done, in the base's units: an estimate's one repetition is all of it."""
-        return min(repetitions, spec.repetitions) * self.result.base.repetitions / spec.repetitions
+    def _share(self, repetitions: int, spec: RunSpec, target: int) -> float:
+        """Repetitions done, in units of `target` (the base's, or the budget's): an estimate's
+        one repetition is all of it."""
+        needed = spec.repetitions if spec.hardware is not None else min(spec.repetitions, target)
+        return min(repetitions, needed) * target / max(needed, 1)
 
     def _tell(self, event: SweepProgress) -> None:
         for listener in self.listeners:
@@ -504,3 +567,32 @@ def _where(values: dict[str, Any]) -> str:
     """A point in words: 'software stack ONNX Runtime, number format Q4_K_M'."""
     return ", ".join(f"{FACTORS[name].label} {FACTORS[name].value_label(value)}"
                      for name, value in values.items())
+
+
+def make_plan(base: RunSpec, factor_values: Sequence[tuple[Factor, Sequence[Any]]],
+              budget_s: float | None,
+              loaded: Callable[[RunSpec], bool] = lambda spec: False,
+              busy_now: Callable[[RunSpec], Any] | None = None) -> SweepPlan:
+    """The time promise before running this grid (`lib.budget.plan_sweep`), with how busy
+    other programs keep the machine read now through the backend that will run it (a fake
+    declares it; `busy_now(spec)` instead: a page's recent reading, a `lib.machine_load.Load`).
+    Points that cannot run are left out: they are skipped in a moment."""
+    from lib import backends
+    from lib.budget import plan_sweep
+
+    specs = []
+    for values in grid(factor_values):
+        try:
+            specs.append(point_spec(base, factor_values, values))
+        except ExplorerError:
+            continue
+    busy = None
+    measured = [spec for spec in specs if spec.hardware is None]
+    if measured:
+        try:
+            busy = (busy_now(measured[0]) if busy_now is not None
+                    else backends.for_spec(measured[0]).busy_now())
+        except ExplorerError:
+            busy = None
+    return plan_sweep(base, specs, budget_s, busy.other_cpu_percent if busy else None, loaded,
+                      other_threads=busy.other_threads if busy else None)

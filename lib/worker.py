@@ -100,7 +100,7 @@ class WorkerModel(ModelHandle):
     """The model in its own spawned process; every method blocks until the worker answers."""
 
     def __init__(self, backend: "Backend", model_id: str, device: str, dtype: str,
-                 on_status: Callback | None = None) -> None:
+                 on_status: Callback | None = None, on_tick: Callback | None = None) -> None:
         super().__init__(backend)
         context = multiprocessing.get_context("spawn")
         self._conn, child_conn = context.Pipe()
@@ -117,7 +117,8 @@ class WorkerModel(ModelHandle):
             self.process.start()
         child_conn.close()
         try:
-            self.loaded = self._call("load", model_id, device, dtype, on_status=on_status)
+            self.loaded = self._call("load", model_id, device, dtype, on_status=on_status,
+                                     on_tick=on_tick)
         except BaseException:
             self.close()
             raise
@@ -237,9 +238,12 @@ def _bare_main():
 
 
 def handle_for(backend: "Backend", model_id: str, device: str, dtype: str,
-               on_status: Callback | None = None) -> ModelHandle:
-    kind = WorkerModel if backend.isolate else LocalModel
-    return kind(backend, model_id, device, dtype, on_status=on_status)
+               on_status: Callback | None = None, on_tick: Callback | None = None) -> ModelHandle:
+    """The model in a worker process (`on_tick` called while it loads, so a page's clock
+    moves), or in this one for a backend with nothing to isolate."""
+    if backend.isolate:
+        return WorkerModel(backend, model_id, device, dtype, on_status=on_status, on_tick=on_tick)
+    return LocalModel(backend, model_id, device, dtype, on_status=on_status)
 
 
 # --- inside the worker process ---------------------------------------------------------------

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from lib import charts, history, insights, report, sweep, table, text, ui
+from lib import budget, charts, history, insights, report, stats, sweep, table, text, ui
 from lib.metrics import METRICS
 from lib.ui import classroom, links, running, sidebar, state
 from lib.ui.links import HEATMAP_METRICS
@@ -94,8 +94,23 @@ refused, planned, memory_note = sidebar.sweep_memory_note(spec, factor_values) i
     else (0, 0, None)
 if memory_note:
     (st.error if refused == planned else st.warning)(text.md(memory_note))
-run_column, stop_column = st.columns([1, 4])
+budget_s = float(st.number_input(
+    "Time budget (seconds)", min_value=int(budget.MIN_BUDGET_S), max_value=3600,
+    value=int(budget.DEFAULT_BUDGET_S), step=10, key=state.EXPLORE_BUDGET,
+    help="The sweep ends within about this time, loading included: on a slow or busy machine "
+         "each point gets fewer repetitions (at least 2, so its spread still shows), and the "
+         "page says so."))
 every_point_refused = planned > 0 and refused == planned
+if ready and not every_point_refused:
+    promise = running.sweep_plan(spec, factor_values, budget_s)
+    if promise.other_cpu_percent is not None and \
+            promise.other_cpu_percent > stats.BUSY_OTHER_CPU_PERCENT:
+        st.warning(running.busy_words(promise.other_cpu_percent, spec.threads,
+                                      factor=promise.slowdown))
+    st.caption(f"This sweep should take {text.md(promise.promise())} (an estimate from "
+               f"{text.md(promise.basis)}, loading included)."
+               + (f" {text.md(promise.cut_note())}" if promise.cut_note() else ""))
+run_column, stop_column = st.columns([1, 4])
 start = run_column.button("Run sweep", type="primary", disabled=not ready or every_point_refused)
 stop_column.button("Stop", help="Stops the sweep; finished points are kept.")
 
@@ -104,7 +119,8 @@ if start:
             as allowed:
         if allowed:
             st.session_state[state.SWEEP_REQUEST] = request
-            st.session_state[state.SWEEP] = running.run_sweep_with_status(spec, factor_values)
+            st.session_state[state.SWEEP] = running.run_sweep_with_status(spec, factor_values,
+                                                                          budget_s)
             stale = []
 else:
     partial = running.partial_sweep()
@@ -116,8 +132,8 @@ if result is not None and spec is not None:
     stale = history.sweep_changes(result.base, st.session_state.get(state.SWEEP_REQUEST) or
                                   [(name, None) for name in result.factors], spec, request)
 if result is None:
-    st.info("No sweep yet: choose a factor and its values, then press **Run sweep**. A batch "
-            "sweep 1, 2, 4, 8, 16 of the default model takes under a minute here.")
+    st.info("No sweep yet: choose a factor and its values, then press **Run sweep**. The "
+            "estimate above says how long it should take on this machine right now.")
     st.stop()
 
 if stale:
@@ -139,6 +155,12 @@ elif saved_id:
     st.caption(f"Saved in History as #{saved_id}.")
 measured = frame[frame["status"] == table.Status.MEASURED]
 factors = [sweep.FACTORS[name] for name in result.factors]
+shares = [row["other_cpu_percent"] for row in rows if table.is_measured(row)
+          and not table.is_estimated(row) and row.get("other_cpu_percent") is not None]
+busy_share = stats.percentile(shares, 50) if shares else None
+if busy_share is not None and busy_share > stats.BUSY_OTHER_CPU_PERCENT:
+    # The first reason, before any finding: every point ran slower than this machine can.
+    st.warning(running.busy_words(busy_share, result.base.threads, finished=True))
 if not all(table.is_estimated(row) for row in rows if table.is_measured(row)):
     st.caption("Measured in interleaved rounds: each round times every point once, starting "
                "one point later each time, so a slow-down of the machine hits every point alike.")

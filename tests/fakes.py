@@ -247,3 +247,46 @@ def use_stack_fakes(monkeypatch, fakes: dict, missing: tuple = ()) -> dict:
     monkeypatch.setattr(backends, "for_stack", for_stack)
     monkeypatch.setattr(stacks, "installed", lambda name: name not in missing)
     return fakes
+
+
+FAKE_BACKEND_ENV = "ILE_FAKE_BACKEND"
+_served: list = []
+
+
+class SleepingClock:
+    """A `ManualClock` whose time passes for real: a browser sees a fake run take its time."""
+
+    def __init__(self) -> None:
+        import time
+        self._sleep, self.time_s = time.sleep, 0.0
+
+    def now(self) -> float:
+        return self.time_s
+
+    def advance(self, seconds: float) -> None:
+        self._sleep(seconds)
+        self.time_s += seconds
+
+
+def serve_fake_backend_from_environment() -> FakeBackend:
+    """Once per server process (Streamlit re-runs the entry script on every interaction):
+    every model runs on a FakeBackend declared by $ILE_FAKE_BACKEND, in real time, on a
+    machine with DECLARED_CEILINGS (nothing measures this machine)."""
+    import json
+    import os
+
+    from lib import backends, ceilings
+
+    if _served:
+        return _served[0]
+    backend = FakeBackend(**json.loads(os.environ.get(FAKE_BACKEND_ENV) or "{}"))
+    backend.clock_ = SleepingClock()
+    ceilings.machine_ceilings = lambda device="cpu", refresh=False, on_progress=None, \
+        on_wait=None: DECLARED_CEILINGS
+    ceilings.cached = lambda device="cpu": DECLARED_CEILINGS
+    # Kept referenced: a dropped generator-based context manager would run its `finally`
+    # (undoing `use`) when garbage-collected.
+    using = backends.use(backend)
+    using.__enter__()                           # for the life of the server process
+    _served.extend([backend, using])
+    return backend

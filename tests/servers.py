@@ -48,13 +48,14 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def streamlit_app(log_path: Path, env: dict[str, str], args: list[str] = (),
-                  port: int | None = None) -> Iterator[int]:
-    """`streamlit run app.py` from the repository root, as a user starts it, plus `args`;
-    yields its port once /_stcore/health answers (checked on 127.0.0.1)."""
+                  port: int | None = None, script: str = "app.py") -> Iterator[int]:
+    """`streamlit run app.py` from the repository root, as a user starts it, plus `args`
+    (`script`: another entry, such as tests/fake_backend_app.py); yields its port once
+    /_stcore/health answers (checked on 127.0.0.1)."""
     port = port or free_port()
     with open(log_path, "w") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+            [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
              "--server.headless", "true", *args],
             cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent)

@@ -210,3 +210,30 @@ def test_a_sweep_of_estimates_is_called_estimated_and_never_waits(app):
     findings = [plain(m.value) for m in app.markdown if plain(m.value).startswith("- ")]
     assert findings and all(f.startswith("- Estimated: ") for f in findings[:-1])
     assert findings[-1].startswith("- Every point here is an estimate")
+
+
+def test_the_time_promise_uses_this_machine_now_and_a_busy_machine_is_the_first_reason(
+        app, fake_backend):
+    from lib.ui import state
+
+    fake_backend.other_cpu_percent = 60.0
+    app.session_state[state.BUSY_NOW] = (float("-inf"), None)     # read the share again
+    app.text_input(key="explore_values_0_batch").input("1, 2").run()
+    promise = " ".join(plain(c.value) for c in app.caption)
+    assert "This sweep should take about" in promise
+    assert "on this machine right now: other programs are using 60% of the CPU" in promise
+    assert "Busy machine" in plain(app.warning[0].value)
+    app.button[0].click().run()
+    assert not app.exception and not app.error
+    # Above the findings and the noisy-points warning: the share measured while it ran.
+    warnings = [plain(w.value) for w in app.warning]
+    busy = [i for i, w in enumerate(warnings) if "**Busy machine**: other programs used 60%" in w]
+    noisy = [i for i, w in enumerate(warnings) if "points are noisy" in w]
+    assert busy and noisy and busy[0] < noisy[0]
+    assert "measure again when the machine is quieter" in warnings[busy[0]]
+
+
+def test_a_budget_too_small_is_said_before_running(app):
+    app.number_input(key="explore_budget_s").set_value(10).run()
+    promise = " ".join(plain(c.value) for c in app.caption)
+    assert "more than the 10 s budget" in promise and not app.exception

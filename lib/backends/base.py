@@ -213,6 +213,12 @@ class Backend(ABC):
         from lib import machine_load
         return machine_load.watch()
 
+    def busy_now(self):
+        """How busy other programs keep the machine right now (`lib.machine_load.busy_now`),
+        read for a moment before a sweep to promise its time; a fake declares it instead."""
+        from lib import machine_load
+        return machine_load.busy_now()
+
     def versions(self) -> dict[str, str]:
         """Library versions that produced the numbers, saved with every result."""
         return {}

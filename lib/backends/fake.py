@@ -85,6 +85,14 @@ class FakeBackend(Backend):
         load.other_cpu_percent = self.declared(self.other_cpu_percent, self.calls[-1]["spec"])
         load.load_average = 0.5
 
+    def busy_now(self) -> Load:
+        """The declared share before any call (the first of a sequence; a function of the
+        spec can't be asked without one, so it reads as quiet)."""
+        value = self.other_cpu_percent
+        if callable(value):
+            value = 0.0
+        return Load(value[0] if isinstance(value, (list, tuple)) else value, 0.5)
+
     def declared(self, value: Declared, spec: RunSpec) -> float:
         if callable(value):
             return value(spec)

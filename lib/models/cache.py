@@ -70,7 +70,8 @@ class ModelCache:
         self._lock = threading.RLock()
 
     def get(self, backend: "Backend", model_id: str, device: str, dtype: str,
-            on_progress: Progress | None = None) -> "ModelHandle":
+            on_progress: Progress | None = None,
+            on_tick: Callable[[], None] | None = None) -> "ModelHandle":
         from lib.worker import handle_for
 
         key = (backend.name, model_id, device, dtype)
@@ -83,7 +84,8 @@ class ModelCache:
                 return handle
             self.drop(key)                       # a worker that died: start a fresh one
             self.make_room(backend, model_id, device, dtype)
-            handle = handle_for(backend, model_id, device, dtype, on_status=on_progress)
+            handle = handle_for(backend, model_id, device, dtype, on_status=on_progress,
+                                on_tick=on_tick)
             self._models[key] = handle
             return handle
 

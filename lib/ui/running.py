@@ -17,7 +17,7 @@ from typing import Iterator
 
 import streamlit as st
 
-from lib import backends, history, runner, stats, sweep, text
+from lib import backends, budget, history, runner, stats, sweep, text
 from lib.errors import ExplorerError
 from lib.models.cache import ModelCache
 from lib.results import Measurement
@@ -25,6 +25,9 @@ from lib.spec import RunSpec
 from lib.ui import classroom, state
 
 MODEL_CACHE_ENTRIES = 2            # models kept in memory at once (each can be GBs)
+MEASURED_ETA = "from the repetitions measured so far"
+PLANNED_ETA = "estimated from this machine's speed right now"
+BUSY_READING_S = 10.0              # how long a page reuses its reading of other programs' share
 STOP_WAIT_S = 60.0                 # how long a page waits for a stopped sweep to wrap up
 
 
@@ -70,6 +73,7 @@ class LiveProgress:
     def __init__(self) -> None:
         self.slot = st.empty()               # the whole panel goes when the work is done
         box = self.slot.container(border=True)
+        self.busy = box.empty()              # first: other programs slowing this work down
         self.headline = box.empty()
         self.bar = box.progress(0.0)
         self.clock = box.empty()
@@ -77,14 +81,16 @@ class LiveProgress:
         self.started = time.monotonic()
         self.eta_s: float | None = None
         self.eta_at = self.started
+        self.eta_basis = MEASURED_ETA
 
     def show(self, headline: str, fraction: float | None = None,
-             eta_s: float | None = None, keep_eta: bool = False) -> None:
+             eta_s: float | None = None, keep_eta: bool = False,
+             eta_basis: str = MEASURED_ETA) -> None:
         self.headline.markdown(headline)
         if fraction is not None:
             self.bar.progress(min(max(fraction, 0.0), 1.0))
         if not keep_eta:
-            self.eta_s, self.eta_at = eta_s, time.monotonic()
+            self.eta_s, self.eta_at, self.eta_basis = eta_s, time.monotonic(), eta_basis
         self.tick()
 
     def queued(self, message: str) -> None:
@@ -97,7 +103,7 @@ class LiveProgress:
         line = f"Time so far: {_clock(now - self.started)}"
         if self.eta_s is not None:
             left = self.eta_s - (now - self.eta_at)
-            line += (f" · about {_clock(left)} left (from the repetitions measured so far)"
+            line += (f" · about {_clock(left)} left ({self.eta_basis})"
                      if left >= 1 else " · should finish any moment")
         self.clock.caption(line)
 
@@ -186,9 +192,57 @@ def _model_note(measurement: Measurement, was_loaded: bool) -> str:
     return note
 
 
+def busy_now(spec: RunSpec):
+    """How busy other programs keep the machine now (`lib.machine_load.Load`, through the
+    backend that would run `spec`), read at most every BUSY_READING_S per session: each
+    reading waits half a second."""
+    kept = st.session_state.get(state.BUSY_NOW)
+    if kept is not None and time.monotonic() - kept[0] < BUSY_READING_S:
+        return kept[1]
+    try:
+        value = backends.for_spec(spec).busy_now()
+    except ExplorerError:
+        value = None
+    st.session_state[state.BUSY_NOW] = (time.monotonic(), value)
+    return value
+
+
+def sweep_plan(base: RunSpec, factor_values: list[tuple[sweep.Factor, list]],
+               budget_s: float | None) -> sweep.SweepPlan:
+    """The time promise for this sweep on this machine now (models already loaded count no
+    loading time)."""
+    def loaded(spec: RunSpec) -> bool:
+        try:
+            return model_cache().holds(backends.for_spec(spec), spec.model_id, spec.device,
+                                       spec.dtype)
+        except ExplorerError:
+            return False
+    return sweep.make_plan(base, factor_values, budget_s, loaded=loaded,
+                           busy_now=busy_now)
+
+
+def busy_words(other_cpu_percent: float, threads: int, finished: bool = False,
+               factor: float | None = None) -> str:
+    """'Busy machine: other programs are using 60% of the CPU ...', the first reason given:
+    before a sweep and while it runs, or (`finished`) above its findings. `factor`: the
+    slowdown, when a plan knows it better (others' waiting threads)."""
+    factor = factor or budget.slowdown(other_cpu_percent, threads)
+    using, runs = ("used", "this sweep ran") if finished else ("are using", "this runs")
+    line = (f"**Busy machine**: other programs {using} {other_cpu_percent:.0f}% of the CPU, "
+            + (f"so {runs} about {factor:.1f}x slower than this machine can (an estimate)"
+               if factor > 1.05 else "which can slow this down") + ". ")
+    if finished:
+        return line + ("Differences between points smaller than that may come from it, not "
+                       "from the settings: measure again when the machine is quieter before "
+                       "drawing conclusions.")
+    return line + "Closing other programs makes it quicker and its numbers steadier."
+
+
 def run_sweep_with_status(base: RunSpec,
-                          factor_values: list[tuple[sweep.Factor, list]]) -> sweep.SweepResult:
-    """Run a sweep showing the round, the point, its repetitions and the time left.
+                          factor_values: list[tuple[sweep.Factor, list]],
+                          budget_s: float | None = None) -> sweep.SweepResult:
+    """Run a sweep showing the round, the point, its repetitions and the time left: the plan's
+    estimate at first (this machine's speed now, within `budget_s`), then measured.
 
     Finished points go into session state as they finish, so a Stop (which reruns the page and
     interrupts this one) keeps them: see `partial_sweep()`.
@@ -206,38 +260,52 @@ def run_sweep_with_status(base: RunSpec,
     def on_point(point: sweep.PointResult) -> None:
         live["points"].append(point)
         recorder.add(point)
+        share = (stats.point_noise(point.measurement, point.summary).other_cpu_percent
+                 if point.summary is not None else None)
+        if share is not None and share > stats.BUSY_OTHER_CPU_PERCENT:
+            panel.busy.warning(busy_words(share, base.threads))
 
     def on_progress(event: sweep.SweepProgress) -> None:
         panel.queue.empty()
         where = text.md(", ".join(f"{sweep.FACTORS[name].label} {value}"
                                   for name, value in event.values.items()))
-        finished = f"{event.finished_points} of {event.total_points} points finished"
+        counts = (f"{event.repetitions_done} of {event.repetitions_planned} repetitions, "
+                  f"{event.points_loaded} of {event.total_points} points loaded, "
+                  f"{event.finished_points} finished")
         if event.phase == "loading":
-            headline = f"**Loading** {where} ({finished})"
+            headline = f"**Loading** {where} ({counts})"
         elif event.phase == "warm-up":
-            headline = f"**Warm-up** of {where}: untimed ({finished})"
+            headline = f"**Warm-up** of {where}: untimed ({counts})"
         elif event.phase == "measuring":
             extra = " (an extra round: the repetitions of some points disagree)" \
                 if event.fraction >= 1 else ""
             headline = (f"**Measuring**, round {event.round} (each round times every point "
                         f"once, in turn){extra}: {where}, repetition {event.repetition} of at "
-                        f"least {event.minimum_repetitions} ({finished})")
+                        f"least {event.minimum_repetitions} ({counts})")
         else:
             headline = f"**Done**: {event.total_points} points"
-        panel.show(headline, event.fraction, event.eta_s)
+        panel.show(headline, event.fraction, event.eta_s,
+                   eta_basis=MEASURED_ETA if event.eta_measured else PLANNED_ETA)
 
     description = f"sweep of {', '.join(f.label for f, _ in factor_values)} ({planned} points)"
-    panel.show(f"**Starting** a sweep of {planned} points…", 0.0)
+    plan = sweep_plan(base, factor_values, budget_s)
+    if plan.other_cpu_percent is not None and \
+            plan.other_cpu_percent > stats.BUSY_OTHER_CPU_PERCENT:
+        panel.busy.warning(busy_words(plan.other_cpu_percent, base.threads,
+                                      factor=plan.slowdown))
+    panel.show(f"**Starting** a sweep of {planned} points: {text.md(plan.promise())}…", 0.0,
+               plan.estimated_s, eta_basis=PLANNED_ETA)
     with runner.SweepPoints(model_cache(), description,
                             on_status=lambda message: panel.show(
                                 f"**Loading**: {text.md(message)}", keep_eta=True),
                             on_wait=panel.queued, on_tick=panel.tick) as points:
         try:
             result = sweep.run_sweep(base, factor_values, points, on_progress=on_progress,
-                                     on_point=on_point)
+                                     on_point=on_point, plan=plan)
         finally:
             live["ended"].set()
     panel.done()
+    budget.remember(result)              # the next promise starts from this sweep's speed
     recorder.finish(result.stopped)
     notice.empty()
     st.session_state.pop(state.SWEEP_LIVE, None)
