@@ -108,6 +108,19 @@ def test_no_knee_is_claimed_inside_the_spread():
         "No knee up to 1 request/s")
 
 
+def test_no_knee_in_the_times_but_falling_behind_the_offered_rate_is_not_keeping_up():
+    # A busy machine, 3 requests a level: the times stay within the spread, but the heaviest
+    # level finished 3 requests in 30 s where 0.44/s was offered.
+    light = _level(0.044, [7.8, 7.0, 8.1], spacing=1 / 0.044)
+    heavy = _level(0.44, [8.0, 9.0, 14.6], spacing=10.0)
+    assert measures.knee([light, heavy]) is None
+    assert heavy["achieved_requests_per_s"] < measures.FAR_BEHIND * 0.44
+    first = measures.findings([light, heavy], "rate", "requests/s", None)[0]
+    assert first.startswith("No clear knee in the times, but at 0.44 requests/s the server "
+                            "finished only") and "past its capacity" in first
+    assert "kept up" not in first
+
+
 def test_few_samples_compare_medians_and_say_so():
     light = _level(1, [0.2, 0.2, 0.2])
     heavy = _level(4, [0.9, 1.0, 1.1])

@@ -28,6 +28,9 @@ from lib.stats import Distribution
 KNEE_GROWTH = 2.0          # "explodes": p90 TTFT this many times the lightest load's
 PLATEAU = 1.10             # throughput that grows less than 10% between levels has levelled off
 KEEPS_UP = 0.90            # an open loop achieving less than 90% of its offered rate falls behind
+# Achieving less than half the offered rate is past capacity even where the times grew too
+# little to show a knee (few requests a level): the window's last answer can't explain that.
+FAR_BEHIND = 0.5
 LATENCY_METRICS = ("ttft_s", "tpot_s", "itl_s", "e2e_s")
 
 
@@ -252,6 +255,18 @@ _level = level_words
 def _knee_sentence(found: Knee | None, levels: list[dict[str, Any]], mode: str,
                    unit: str) -> str:
     first, last = levels[0], levels[-1]
+    behind = [s for s in levels if mode == "rate" and s["achieved_requests_per_s"] is not None
+              and s["achieved_requests_per_s"] < FAR_BEHIND * s["offered"]]
+    if found is None and behind:
+        # The times did not grow clearly (too few requests for a queue to build up), but the
+        # server finished fewer requests than were offered: it did not keep up, and saying it
+        # did would contradict the throughput below.
+        level = behind[0]
+        return (f"No clear knee in the times, but at {_level(level['offered'], unit)} the server "
+                f"finished only {level['achieved_requests_per_s']:.2g} requests/s of the "
+                f"{level['offered']:g} offered: it was past its capacity there. With "
+                f"{level['requests']} requests per level the queue had little time to grow; a "
+                "larger time budget (more requests per level) shows the knee more clearly.")
     if found is None:
         low, _ = ttft_tail(first)
         high, statistic = ttft_tail(last)
