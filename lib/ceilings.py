@@ -339,7 +339,7 @@ def _measure_again(kept: Ceilings, check_quiet: bool) -> bool:
     from lib import capability
 
     why = capability.measure_again(kept)
-    if why != "after busy" or not check_quiet:
+    if why not in ("after busy", "confirm") or not check_quiet:
         return why is not None
     return capability.is_quiet(machine_load.sample(QUIET_CHECK_S).other_cpu_percent)
 

@@ -97,7 +97,9 @@ def test_kept_figures_before_provenance_count_as_one_reading():
 
 
 @pytest.mark.parametrize("readings, age_s, why", [
-    ([QUIET], 10**6, None),                               # quiet: kept for good
+    ([QUIET], 60, None),                                  # quiet, just measured
+    ([QUIET], 10**6, "confirm"),                          # one quiet reading may still be low
+    ([QUIET, QUIET, QUIET], 10**6, None),                 # the best of three: kept for good
     ([BUSY], 60, None),                                   # provisional, just measured
     ([BUSY], BUSY_RETRY_S + 1, "provisional"),
     ([QUIET, BUSY], 60, None),
