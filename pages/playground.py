@@ -63,7 +63,14 @@ stack_words = report.stack_sentence(measurement)
 if stack_words:
     st.caption(text.md(stack_words))
 
+limited_by = why.explain(measurement, summary)
+busy = limited_by is not None and limited_by.limit == why.BUSY_MACHINE
 st.subheader("Latency and throughput")
+if busy:                        # said first: every number below is slower than this machine can go
+    slower = f" (about {limited_by.slowdown:.1f}x as long per step)" if limited_by.slowdown else ""
+    st.warning(f"**Busy machine:** other programs used {limited_by.other_cpu_percent:.0f}% of the "
+               f"CPU during this run, so these numbers are slower than this machine can go"
+               f"{slower}. *Why it takes this long* below says more.")
 st.caption(f"Median over {len(measurement.repetitions)} timed repetitions; the range below each "
            "number is their spread: the 10th to 90th percentile with 10 or more repetitions, else "
            "the lowest to the highest (\"range\"). " + text.md(result.model_note))
@@ -85,8 +92,6 @@ if not measurement.measured:
                f"a model of {text.md(measurement.spec.hardware)} × {measurement.spec.gpus} "
                "(its memory speed, arithmetic and per-layer costs). Choose *This machine: "
                "measure it live* in the sidebar to measure.")
-limited_by = why.explain(measurement, summary)
-busy = limited_by is not None and limited_by.limit == why.BUSY_MACHINE
 floor_words = floors.sentences(measurement, ttft_median, tpot_median, busy=busy)
 estimated_limit = limited_by if limited_by is not None and not measurement.measured else None
 if floor_words or busy or estimated_limit:
