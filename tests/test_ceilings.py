@@ -34,8 +34,10 @@ def measured(monkeypatch, tmp_path):
         calls.append(device)
         if on_progress:
             on_progress("memory bandwidth", 0.0)
+        # Measured now: a reading from long ago would be due to be confirmed (lib.capability).
         return Ceilings(**{**DECLARED.to_dict(), "device": device,
-                           "notes": (f"measurement {len(calls)}",)})
+                           "notes": (f"measurement {len(calls)}",),
+                           "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     monkeypatch.setattr(ceilings, "measure", fake_measure)
     return calls
 
