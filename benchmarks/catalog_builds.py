@@ -17,11 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib import backends, engine, stats  # noqa: E402
+from lib.measure import backends, engine
+from lib.core import stats
 from lib.models import catalog  # noqa: E402
-from lib.errors import ExplorerError  # noqa: E402
-from lib.modelcard import format_count  # noqa: E402
-from lib.spec import RunSpec  # noqa: E402
+from lib.core.errors import ExplorerError  # noqa: E402
+from lib.estimate.modelcard import format_count  # noqa: E402
+from lib.core.spec import RunSpec  # noqa: E402
 
 
 def main() -> int:

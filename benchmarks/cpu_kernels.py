@@ -1,5 +1,5 @@
 """The CPU kernels behind the estimator's CPU constants, each timed alone against this machine's
-ceilings (`python -m lib machine`), so the fractions in lib/estimator.py can be checked here:
+ceilings (`python -m lib machine`), so the fractions in lib/estimate/estimator.py can be checked here:
 
 1. Matrix products with few rows: every Linear (and GPT-2 Conv1D) of a catalog model, run in
    turn on 1 and on 4 rows (a decode step at batch 1 and 4), as the share of the dtype's matmul
@@ -7,7 +7,7 @@ ceilings (`python -m lib machine`), so the fractions in lib/estimator.py can be 
    (CPU_BANDWIDTH_FRACTION, of the measured bandwidth).
 2. Attention (`scaled_dot_product_attention`, the model's heads and head width): a causal
    prefill of P tokens and one decode step over a cached context, as GFLOP/s (FLOPs counted as
-   lib.roofline counts them) and their share of the float32 matmul ceiling
+   lib.estimate.roofline counts them) and their share of the float32 matmul ceiling
    (CPU_PREFILL_ATTENTION_FRACTION, with its P / (P + 64), and CPU_DECODE_ATTENTION_FRACTION).
 
     .venv/bin/python benchmarks/cpu_kernels.py [--models gpt2 smollm2-360m] [--repeats 5]
@@ -23,8 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib import backends, ceilings, estimator, machine_load  # noqa: E402
-from lib.spec import default_threads  # noqa: E402
+from lib.measure import backends
+from lib.machine import ceilings, activity
+from lib.estimate import estimator
+from lib.core.spec import default_threads  # noqa: E402
 
 DEFAULT_MODELS = ("smollm2-135m-instruct", "gpt2", "smollm2-360m")
 DTYPES = ("float32", "bfloat16")
@@ -123,7 +125,7 @@ def main() -> int:
     found = ceilings.machine_ceilings("cpu")
     for line in ceilings.describe(found):
         print(line)
-    with machine_load.watch() as load:
+    with activity.watch() as load:
         least = estimator.CPU_MIN_COMPUTE_FRACTION
         floors = ", ".join(f"{dtype} {least.get(dtype, least['other']):.0%}" for dtype in DTYPES)
         print(f"products of 1 and 4 rows (estimator: at least {floors} of the ceiling; a "

@@ -1,5 +1,5 @@
 """How close the estimator comes on this machine: measured TTFT and TPOT against
-`lib.estimator.estimate(spec, "this")` over a grid of models, number formats, batch sizes and
+`lib.estimate.estimator.estimate(spec, "this")` over a grid of models, number formats, batch sizes and
 prompt lengths (issue 11, item 5).
 
 This machine's ceilings (`python -m lib machine`) are what the estimate is built from, so they
@@ -8,7 +8,7 @@ uses the ones measured before). On a shared virtual machine the host may take a 
 seconds, which no load figure inside it shows: a snapshot measured then halves the matmul rates.
 So they are measured again (up to SETTLE_ATTEMPTS times) until two in a row agree within
 SETTLED. Then each group of points (one batch size and prompt length, a few models x number
-formats) is measured as the app sweeps it (`lib.runner.SweepPoints`, interleaved rounds, the
+formats) is measured as the app sweeps it (`lib.measure.runner.SweepPoints`, interleaved rounds, the
 sweep defaults of at least 3 repetitions and 0.5 s per point, one warm-up), so the medians are
 what the app would show. Each point's estimate is set beside its median, and the script prints
 per point the ratio estimate / measured, then for TTFT and TPOT the median absolute error |est/meas - 1|, the bias
@@ -17,14 +17,14 @@ goal is met: at most 25% for TPOT and 35% for TTFT on this CPU.
 
 Other programs using the CPU slow the measurements and not the estimates: the load before the
 run and during each point (other processes' share of the CPU, as each repetition recorded it)
-is printed, with a warning above `lib.stats.BUSY_OTHER_CPU_PERCENT`. The ceilings are measured
+is printed, with a warning above `lib.core.stats.BUSY_OTHER_CPU_PERCENT`. The ceilings are measured
 once more after the grid (not kept): the drift, and the errors the estimates would have had
 with those, tell whether the snapshot they came from was typical.
 
 `--busy N` runs it on a busy machine on purpose: N CPU-bound processes (`benchmarks/busy.py`,
 nice 0, always stopped at exit) run while the ceilings are measured again and the grid is
 measured, as a classroom PC with other programs would. The ceilings are this machine's
-capability (`lib.capability`): a reading taken then never lowers the quiet figures, so the
+capability (`lib.machine.capability`): a reading taken then never lowers the quiet figures, so the
 estimates stay those of the quiet machine while the measured points slow down. `--both` runs
 the grid quiet first, then with N busy processes (default 2), and prints the median TPOT error
 in both conditions and how the estimates and the measurements moved between them.
@@ -47,9 +47,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import busy  # noqa: E402
-from lib import ceilings, estimator, machine_load, runlock, runner, stats, sweep  # noqa: E402
-from lib.models.cache import ModelCache  # noqa: E402
-from lib.spec import RunSpec  # noqa: E402
+from lib.machine import ceilings, activity, runlock
+from lib.estimate import estimator
+from lib.measure import runner, sweep
+from lib.core import stats
+from lib.measure.cache import ModelCache  # noqa: E402
+from lib.core.spec import RunSpec  # noqa: E402
 
 GOAL = {"ttft_s": 0.35, "tpot_s": 0.25}        # median |estimate / measured - 1| at most
 METRICS = {"ttft_s": "TTFT", "tpot_s": "TPOT"}
@@ -278,7 +281,7 @@ def _condition(processes: int) -> str:
 def run_condition(args, say) -> dict[str, Any]:
     """The ceilings (measured now, or kept), the grid measured, each point's estimate beside
     it: the document --json prints, with the text table under "table"."""
-    before = machine_load.sample(LOAD_SAMPLE_S)
+    before = activity.sample(LOAD_SAMPLE_S)
     say(f"other programs' CPU share before the run: {before.other_cpu_percent:.0f}% "
         f"(load average {before.load_average:.2f})")
     if (before.other_cpu_percent or 0) > BUSY_PERCENT:

@@ -1,4 +1,4 @@
-"""llama.cpp on this CPU, behind the estimator's "native" constants (lib/estimator.py):
+"""llama.cpp on this CPU, behind the estimator's "native" constants (lib/estimate/estimator.py):
 SmolLM2-135M's shipped Q4_1 GGUF, requantized once into F32, F16, Q8_0 and Q4_K_M (the
 weights' values don't matter to the time, only their format), each decoding 32 tokens after a
 64-token prompt at batch 1, interleaved over rounds. For each format it prints the file size,
@@ -23,10 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib import ceilings, estimator, machine_load, roofline  # noqa: E402
+from lib.machine import ceilings, activity
+from lib.estimate import estimator, roofline
 from lib.models.catalog import get_entry, package_file  # noqa: E402
 from lib.models.shapes import shapes  # noqa: E402
-from lib.spec import RunSpec, default_threads  # noqa: E402
+from lib.core.spec import RunSpec, default_threads  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 PROMPT_TOKENS, NEW_TOKENS = 64, 32
@@ -58,7 +59,7 @@ def gguf_files(folder: Path) -> dict[str, Path]:
 def time_file(path: Path, threads: int) -> tuple[float, list[float]]:
     """(prefill seconds, decode step seconds) of one call with exact lengths."""
     import numpy as np
-    from lib.backends.llama_cpp import open_gguf
+    from lib.measure.backends.llama_cpp import open_gguf
 
     llm = open_gguf(path, 256, threads)
     prompt = [1 + index % 1000 for index in range(PROMPT_TOKENS)]
@@ -91,7 +92,7 @@ def main() -> None:
     files = gguf_files(args.folder)
     prefills = {dtype: [] for dtype in files}
     steps = {dtype: [] for dtype in files}
-    with machine_load.watch() as load:      # llama.cpp's threads spin: sharing cores hurts
+    with activity.watch() as load:      # llama.cpp's threads spin: sharing cores hurts
         for _ in range(args.rounds):
             for dtype, path in files.items():
                 prefill_s, step_s = time_file(path, threads)

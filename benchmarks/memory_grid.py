@@ -1,4 +1,4 @@
-"""Does the memory estimate hold? Real peaks of real runs against `lib.memory` over a grid.
+"""Does the memory estimate hold? Real peaks of real runs against `lib.estimate.memory` over a grid.
 
 Each point runs `python -m lib run --json` in a fresh process (one warm-up-free call, so the
 first call's allocations are the ones measured) and reads two peaks: the run's own
@@ -39,7 +39,7 @@ class Point:
     kv_cache: str = "dynamic"
 
     def spec(self):
-        from lib.spec import RunSpec
+        from lib.core.spec import RunSpec
         return RunSpec(model_id=self.model_id, dtype=self.dtype, attention=self.attention,
                        batch_size=self.batch_size, prompt_tokens=self.prompt_tokens,
                        new_tokens=self.new_tokens, kv_cache=self.kv_cache)
@@ -58,7 +58,7 @@ class Point:
 @dataclass(frozen=True)
 class Outcome:
     point: Point
-    estimate_bytes: int          # lib.memory's need before loading (weights included)
+    estimate_bytes: int          # lib.estimate.memory's need before loading (weights included)
     run_peak_bytes: int          # RSS high-water mark during the timed call
     process_peak_bytes: int      # the whole process, load included
     seconds: float
@@ -69,7 +69,7 @@ class Outcome:
 
 
 def estimate_bytes(point: Point) -> int:
-    from lib import backends
+    from lib.measure import backends
     return backends.for_model(point.model_id).run_need(point.spec(), weights_loaded=False) \
         .total_bytes
 

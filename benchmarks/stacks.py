@@ -20,11 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib import runner, stats, sweep  # noqa: E402
-from lib.metrics import format_bytes  # noqa: E402
-from lib.models.cache import ModelCache  # noqa: E402
-from lib.spec import RunSpec  # noqa: E402
-from lib.stacks import STACKS  # noqa: E402
+from lib.measure import runner, sweep
+from lib.core import stats
+from lib.core.metrics import format_bytes  # noqa: E402
+from lib.measure.cache import ModelCache  # noqa: E402
+from lib.core.spec import RunSpec  # noqa: E402
+from lib.core.stacks import STACKS  # noqa: E402
 
 GOAL = 3.0
 DEFAULT_DTYPES = "float32,float16,int8,q8_0,q4_k_m,q4_1,int4"

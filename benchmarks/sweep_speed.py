@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib import backends, runner, sweep  # noqa: E402
-from lib.models.cache import ModelCache  # noqa: E402
-from lib.spec import RunSpec  # noqa: E402
+from lib.measure import backends, runner, sweep
+from lib.measure.cache import ModelCache  # noqa: E402
+from lib.core.spec import RunSpec  # noqa: E402
 
 BUDGET_S = 60.0
 

@@ -2,11 +2,11 @@
 
 1. Streamed `generate` vs plain `generate`:
 The transformers backend times every token through a tiny streamer
-(lib.backends.transformers_lm.TokenTimestamps). DESIGN.md's
+(lib.measure.backends.transformers_lm.TokenTimestamps). DESIGN.md's
 rule: that must add under 2% to plain `generate`. This script alternates plain and streamed calls
 with identical shapes (so drift on a shared machine hits both alike) and prints the ratio of
 medians, plus the model's first (converting) and cached load times.
-2. The model in a worker process (lib.worker, how the app runs it) vs the same model in this
+2. The model in a worker process (lib.measure.worker, how the app runs it) vs the same model in this
 process: alternating one timed repetition on each, it prints the ratio of median TTFT and of
 median TPOT. Rule (issue 9): the worker adds under 2% to both.
 
@@ -23,10 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib import backends, paths  # noqa: E402
-from lib.backends.transformers_lm import TokenTimestamps  # noqa: E402
-from lib.spec import RunSpec  # noqa: E402
-from lib.timing import DeviceClock  # noqa: E402
+from lib.measure import backends
+from lib.core import paths
+from lib.measure.backends.transformers_lm import TokenTimestamps  # noqa: E402
+from lib.core.spec import RunSpec  # noqa: E402
+from lib.core.timing import DeviceClock  # noqa: E402
 
 MAX_OVERHEAD = 0.02
 
@@ -109,9 +110,9 @@ def main() -> int:
 
 def worker_overhead(backend, loaded, spec: RunSpec, pairs: int) -> None:
     """Alternate one timed repetition in this process and one in the worker, same spec."""
-    from lib import engine
-    from lib.stats import repetition_metrics
-    from lib.worker import WorkerModel
+    from lib.measure import engine
+    from lib.core.stats import repetition_metrics
+    from lib.measure.worker import WorkerModel
 
     local = engine.Measurer(backend, loaded, spec)
     local.warm_up()

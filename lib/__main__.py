@@ -1,7 +1,7 @@
-"""`python -m lib ...`: the headless command line (see lib/cli.py)."""
+"""`python -m lib ...`: the headless command line (see lib/cli/main.py)."""
 
 import sys
 
-from lib.cli import entry
+from lib.cli.main import entry
 
 sys.exit(entry())

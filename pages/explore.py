@@ -3,9 +3,13 @@
 import pandas as pd
 import streamlit as st
 
-from lib import budget, charts, history, insights, report, stats, sweep, table, text, ui
-from lib.metrics import METRICS
-from lib.ui import classroom, links, running, sidebar, state
+from lib.measure import budget, sweep
+from lib.views import charts, insights
+from lib.records import documents, export, table
+from lib.core import stats, text
+from lib import ui
+from lib.core.metrics import METRICS
+from lib.ui import classroom_view, links, running, sidebar, state
 from lib.ui.links import HEATMAP_METRICS
 
 ui.require_router()             # a deep link after a restart runs through the router
@@ -76,7 +80,7 @@ request = [(factor.name, list(values)) for factor, values in factor_values]
 result = st.session_state.get(state.SWEEP)
 stale = []
 if result is not None and spec is not None:
-    stale = history.sweep_changes(result.base, st.session_state.get(state.SWEEP_REQUEST) or
+    stale = documents.sweep_changes(result.base, st.session_state.get(state.SWEEP_REQUEST) or
                                   [(name, None) for name in result.factors], spec, request)
 if spec is not None:
     params = {"mode": "two" if two else "one", "metric": metric} if two else {}
@@ -115,7 +119,7 @@ start = run_column.button("Run sweep", type="primary", disabled=not ready or eve
 stop_column.button("Stop", help="Stops the sweep; finished points are kept.")
 
 if start:
-    with classroom.run_turn(f"a sweep of {', '.join(f.label for f, _ in factor_values)}") \
+    with classroom_view.run_turn(f"a sweep of {', '.join(f.label for f, _ in factor_values)}") \
             as allowed:
         if allowed:
             st.session_state[state.SWEEP_REQUEST] = request
@@ -129,7 +133,7 @@ else:
 
 result = st.session_state.get(state.SWEEP)
 if result is not None and spec is not None:
-    stale = history.sweep_changes(result.base, st.session_state.get(state.SWEEP_REQUEST) or
+    stale = documents.sweep_changes(result.base, st.session_state.get(state.SWEEP_REQUEST) or
                                   [(name, None) for name in result.factors], spec, request)
 if result is None:
     st.info("No sweep yet: choose a factor and its values, then press **Run sweep**. The "
@@ -219,5 +223,5 @@ st.caption("Medians over each point's repetitions (n). The CSV has the lowest an
 st.dataframe(table.display_rows(rows, result.factors), hide_index=True, width="stretch")
 models = [r["model_id"] for r in rows if table.is_measured(r)] or [result.base.model_id]
 st.download_button("Download the table as CSV", table.to_csv(rows),
-                   file_name=report.export_file_name("sweep", models, "csv", result.factors),
+                   file_name=export.export_file_name("sweep", models, "csv", result.factors),
                    mime="text/csv", on_click="ignore")

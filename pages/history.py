@@ -1,9 +1,9 @@
 """History: saved runs and sweeps, opened again, compared, annotated, shared, exported, imported.
 
-In classroom mode (lib.classroom) a visitor sees their own entries and the shared ones, and
+In classroom mode (lib.access.classroom) a visitor sees their own entries and the shared ones, and
 changes only their own; the host sees and manages everything and shares entries with the class.
 Everything an entry holds came from whoever measured or imported it: its text reaches Markdown
-only through `lib.text.md`. An entry that can't be opened (edited by hand, or saved by another
+only through `lib.core.text.md`. An entry that can't be opened (edited by hand, or saved by another
 version) says why, and its note, export and Delete controls are drawn all the same.
 """
 
@@ -12,13 +12,18 @@ import json
 import pandas as pd
 import streamlit as st
 
-from lib import charts, classroom, history, imports, ledger, report, sweep, table, text, ui
-from lib.errors import ExplorerError
-from lib.metrics import METRICS, format_value
+from lib.views import charts
+from lib.access import classroom
+from lib.records import documents as history, imports, ledger, export, table
+from lib.measure import sweep
+from lib.core import text
+from lib import ui
+from lib.core.errors import ExplorerError
+from lib.core.metrics import METRICS, format_value
 from lib.models.catalog import ENCODER
-from lib.spec import field_info
-from lib.store import Store, StoreError
-from lib.ui import classroom as classroom_ui
+from lib.core.spec import field_info
+from lib.records.store import Store, StoreError
+from lib.ui import classroom_view as classroom_ui
 from lib.ui import serving_view, state
 
 ui.require_router()             # a deep link after a restart runs through the router
@@ -54,7 +59,7 @@ def stored(action, *args, **kwargs):
 
 
 def show_ledger(entries: list[dict]) -> None:
-    """The error ledger: every saved live run beside its estimate (lib.ledger), in words and
+    """The error ledger: every saved live run beside its estimate (lib.records.ledger), in words and
     per factor. Judged once per entry per process, so it costs nothing on later clicks."""
     try:
         judged = ledger.build(store, entries)
@@ -222,7 +227,7 @@ def show_controls(entry: dict) -> None:
     factors = entry_opened.sweep.factors if entry_opened and entry_opened.sweep else []
 
     def name(extension: str) -> str:
-        return report.export_file_name(entry["kind"], entry["models"], extension, factors,
+        return export.export_file_name(entry["kind"], entry["models"], extension, factors,
                                        entry["created_at"])
 
     save_col, json_col, csv_col, delete_col = st.columns(4)

@@ -4,9 +4,13 @@ import json
 
 import streamlit as st
 
-from lib import charts, floors, history, report, text, ui, why
+from lib.views import charts
+from lib.estimate import floors, why
+from lib.records import documents, export
+from lib.core import text
+from lib import ui
 from lib.models.catalog import ENCODER
-from lib.ui import classroom, links, running, sidebar, state
+from lib.ui import classroom_view, links, running, sidebar, state
 
 ui.require_router()             # a deep link after a restart runs through the router
 
@@ -29,7 +33,7 @@ if blocker:
 running.stopped_notice()
 running.machine_panel()
 if start:
-    with classroom.run_turn(f"a run of {spec.model_id}") as allowed:
+    with classroom_view.run_turn(f"a run of {spec.model_id}") as allowed:
         if allowed:
             result = running.run_with_status(spec)
             if result is not None:
@@ -44,7 +48,7 @@ if result is None:
 measurement, summary = result.measurement, result.summary
 if spec is not None and measurement.spec != spec:
     st.info("These results are from earlier settings: "
-            + text.md("; ".join(history.spec_changes(measurement.spec, spec)))
+            + text.md("; ".join(documents.spec_changes(measurement.spec, spec)))
             + ". Press **Run** to measure the current ones.")
 if measurement.prompt_note:
     st.info(text.md(measurement.prompt_note))
@@ -59,7 +63,7 @@ if measurement.model_kind != ENCODER:
                f"{measurement.spec.new_tokens} tokens.")
 st.text(measurement.generated_text)
 
-stack_words = report.stack_sentence(measurement)
+stack_words = export.stack_sentence(measurement)
 if stack_words:
     st.caption(text.md(stack_words))
 
@@ -74,13 +78,13 @@ if busy:                        # said first: every number below is slower than 
 st.caption(f"Median over {len(measurement.repetitions)} timed repetitions; the range below each "
            "number is their spread: the 10th to 90th percentile with 10 or more repetitions, else "
            "the lowest to the highest (\"range\"). " + text.md(result.model_note))
-cards = report.metric_cards(measurement, summary)
+cards = export.metric_cards(measurement, summary)
 for row_start in range(0, len(cards), 4):
     for column, card in zip(st.columns(4), cards[row_start:row_start + 4]):
         column.metric(card["label"], card["value"], help=card["meaning"])
         column.caption(f"{card['spread']}  \n{card['meaning']}")
 
-memory_words = report.memory_sentence(measurement)
+memory_words = export.memory_sentence(measurement)
 if memory_words:
     st.caption(text.md(memory_words))
 
@@ -140,7 +144,7 @@ st.subheader("Tail latency")
 st.caption("Percentiles say how slow the slower requests are: p90 means 9 in 10 were faster. "
            "They need many samples to mean anything, so a cell says how many it needs until "
            "there are enough.")
-st.dataframe(report.percentile_rows(summary), hide_index=True, width="stretch")
+st.dataframe(export.percentile_rows(summary), hide_index=True, width="stretch")
 for note in summary.warnings:
     if note.severity == "note":
         st.caption(f"Note: {text.md(note.message)} {text.md(note.hint)}")
@@ -151,7 +155,7 @@ with st.expander("Run details: settings, machine, raw data"):
                 f"**How memory was read:** {text.md(measurement.memory_method)}")
     st.json({"spec": measurement.spec.to_dict(), "environment": measurement.environment})
     st.download_button("Download everything as JSON (raw per-token timestamps included)",
-                       json.dumps(report.to_dict(measurement, summary), indent=2),
-                       file_name=report.export_file_name("run", [measurement.spec.model_id],
+                       json.dumps(export.to_dict(measurement, summary), indent=2),
+                       file_name=export.export_file_name("run", [measurement.spec.model_id],
                                                          "json"),
                        mime="application/json", on_click="ignore")

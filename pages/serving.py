@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from lib import text, ui
+from lib.core import text
+from lib import ui
 from lib.serving import session
-from lib.ui import classroom, serving_form, serving_run, serving_view, state
+from lib.ui import classroom_view, serving_form, serving_run, serving_view, state
 
 ui.require_router()             # a deep link after a restart runs through the router
 
@@ -39,7 +40,7 @@ with st.expander("The words used here"):
 st.caption("The sidebar's settings belong to the Playground and Explore pages: this page has "
            "its own below, and measures a server, not the model in this app's memory.")
 
-viewer = classroom.current_viewer()
+viewer = classroom_view.current_viewer()
 serving_form.defaults()
 st.subheader("Where the requests go")
 target, blocker = serving_form.target_form(viewer)
@@ -64,7 +65,7 @@ if start:
     if target.kind == session.URL and not serving_form.url_allowed(viewer):
         st.error(serving_form.URL_IS_HOST_ONLY)        # checked again: the radio is not a lock
     else:
-        with classroom.run_turn(f"a load sweep ({plan.unit})") as allowed:
+        with classroom_view.run_turn(f"a load sweep ({plan.unit})") as allowed:
             if allowed:
                 outcome = serving_run.run_with_status(target, plan, slo, chosen)
                 if outcome is not None:

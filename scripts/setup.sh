@@ -5,7 +5,7 @@
 # dependencies (a CLI, a llama.cpp binding and sentence-transformers, none of which we use).
 #   scripts/setup.sh           the app with ONNX Runtime (prebuilt: quick); what
 #                              scripts/start.sh runs. The app then compiles llama.cpp in the
-#                              background, at low priority (lib/stack_build.py)
+#                              background, at low priority (lib/core/stack_build.py)
 #   scripts/setup.sh --stacks  plus llama.cpp now, in the foreground (compiled from source:
 #                              several minutes, once; PyPI has no prebuilt wheel of it)
 #   scripts/setup.sh --test    plus llama.cpp, test tools and Debian's Chromium for the
@@ -45,7 +45,7 @@ fi
 if [[ "$stacks" == yes ]]; then
     # One build at a time: this waits for a background build the app started, then finds it
     # done. The build's CMAKE_ARGS (portable kernels for this kind of CPU) live there too.
-    .venv/bin/python -m lib.stack_build --foreground
+    .venv/bin/python -m lib.core.stack_build --foreground
 fi
 
 if [[ "$mode" == test ]] && ! command -v chromium >/dev/null; then

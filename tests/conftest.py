@@ -1,6 +1,6 @@
 """Shared fixtures: one model cache folder for the whole test session.
 
-The measurement queue (lib.runlock) gets a folder of its own per test session. The cache is
+The measurement queue (lib.machine.runlock) gets a folder of its own per test session. The cache is
 `$ILE_TEST_CACHE_DIR` when set (CI sets it so the converted model is reused between
 runs), else a temporary folder; the first test that loads the default model pays the one-off
 conversion.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-# Tests never compile llama.cpp (lib.stack_build): not the app pages they draw, nor the servers
+# Tests never compile llama.cpp (lib.core.stack_build): not the app pages they draw, nor the servers
 # they start, which inherit this.
 os.environ["ILE_BUILD_STACKS"] = "0"
 
@@ -27,7 +27,7 @@ def model_cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def _own_measurement_queue(tmp_path_factory):
-    """This test session's own queue folder (lib.runlock): parallel test runs and the app never
+    """This test session's own queue folder (lib.machine.runlock): parallel test runs and the app never
     wait for each other. Set in os.environ, so servers and CLI processes started by tests
     queue with this session."""
     before = os.environ.get("ILE_RUNTIME_DIR")
@@ -50,11 +50,11 @@ def _isolated_cache(model_cache_dir, monkeypatch, tmp_path_factory):
 def _declared_ceilings(request, monkeypatch):
     """Fast tests run on a machine with declared ceilings (`fakes.DECLARED_CEILINGS`), so no
     run measures this machine's (a few seconds of full load); the slow tests (real models,
-    the browser) and lib.ceilings' own tests measure for real."""
+    the browser) and lib.machine.ceilings' own tests measure for real."""
     if request.node.get_closest_marker("slow") or request.module.__name__ == "test_ceilings":
         return
     from fakes import DECLARED_CEILINGS
-    from lib import ceilings
+    from lib.machine import ceilings
 
     monkeypatch.setattr(ceilings, "machine_ceilings",
                         lambda device="cpu", refresh=False, on_progress=None, on_wait=None:
@@ -65,8 +65,8 @@ def _declared_ceilings(request, monkeypatch):
 @pytest.fixture
 def fake_backend():
     """Every model runs on a fake backend with declared latencies (prefill 0.2 s, 50 ms/token)."""
-    from lib import backends
-    from lib.backends.fake import FakeBackend
+    from lib.measure import backends
+    from lib.measure.backends.fake import FakeBackend
 
     with backends.use(FakeBackend()) as backend:
         yield backend

@@ -1,7 +1,7 @@
-"""Helpers for tests on the fake backend (lib.backends.fake): declared latencies, exact numbers.
+"""Helpers for tests on the fake backend (lib.measure.backends.fake): declared latencies, exact numbers.
 
 `measure(spec, **declared)` times a spec on a fresh FakeBackend; `FakePoints()` measures sweep
-points (lib.sweep's PointMeasurer) on a backend whose latencies grow with the batch size:
+points (lib.measure.sweep's PointMeasurer) on a backend whose latencies grow with the batch size:
 prefill 0.1 s x batch, decode 0.02 + 0.01 x batch seconds per token. It records the order in
 which points were visited. `many_repetitions(count)` is a Measurement with that many repetitions,
 made without measuring (charts and History must stay quick however many there are).
@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import re
 
-from lib import engine
-from lib.backends.fake import FakeBackend, FakeTokenizer  # noqa: F401  (re-exported for tests)
-from lib.ceilings import Ceilings
-from lib.memory import Shapes
+from lib.measure import engine
+from lib.measure.backends.fake import FakeBackend, FakeTokenizer  # noqa: F401  (re-exported for tests)
+from lib.machine.ceilings import Ceilings
+from lib.estimate.memory import Shapes
 from lib.models.catalog import get_entry
-from lib.results import Measurement
-from lib.spec import RunSpec
+from lib.core.results import Measurement
+from lib.core.spec import RunSpec
 
 TINY_SHAPES = Shapes(parameters=1000, layers=2, hidden_size=8, intermediate_size=16,
                      attention_heads=2, kv_heads=1, head_dim=4, vocab_size=100)
@@ -45,7 +45,7 @@ class FakePoints:
         self.forgotten: list[RunSpec] = []
 
     def start(self, spec: RunSpec, on_progress=None, on_tick=None) -> None:
-        from lib.worker import LocalModel
+        from lib.measure.worker import LocalModel
 
         self.backend.check(get_entry(spec.model_id), spec)
         key = (spec.model_id, spec.device, spec.dtype)
@@ -82,7 +82,7 @@ def enter_classroom(at, host: bool = False):
 
 
 def plain(markdown: str) -> str:
-    """What a reader sees of Markdown that `lib.text.md` escaped: the backslashes go."""
+    """What a reader sees of Markdown that `lib.core.text.md` escaped: the backslashes go."""
     return re.sub(r"\\(.)", r"\1", markdown)
 
 
@@ -90,7 +90,7 @@ def many_repetitions(count: int, tokens: int = 5, kind: str | None = None,
                      spec: RunSpec | None = None) -> Measurement:
     """`count` repetitions whose per-token gaps are 20-29 ms, each as often (r % 10); an
     encoder's (`kind="encoder"`) forward passes take 50-59 ms."""
-    from lib.results import Repetition
+    from lib.core.results import Repetition
 
     spec = (spec or RunSpec(prompt_tokens=16, repetitions=2, min_duration_s=0.0, threads=1)
             ).replace(new_tokens=max(tokens, 1))
@@ -116,8 +116,8 @@ def with_declared_ceilings(measurement: Measurement) -> Measurement:
         **measurement.environment, "ceilings": DECLARED_CEILINGS.to_dict()})
 
 
-# This machine's ceilings, declared: measuring them takes seconds (lib.ceilings), and a test
-# needs exact numbers. Shaped like lib.ceilings.Ceilings.
+# This machine's ceilings, declared: measuring them takes seconds (lib.machine.ceilings), and a test
+# needs exact numbers. Shaped like lib.machine.ceilings.Ceilings.
 DECLARED_THIS = dict(
     device="cpu", memory_bandwidth_bytes_per_s=12e9, layer_overhead_s=0.3e-3,
     matmul_flops_per_s={"float32": 100e9, "bfloat16": 60e9, "float16": 20e9, "int8": 150e9},
@@ -129,7 +129,7 @@ def declare_ceilings(monkeypatch, **changes) -> list[str]:
     returns the list of devices it was asked for (each time it would have measured)."""
     import types
 
-    from lib import hardware
+    from lib.estimate import hardware
 
     asked: list[str] = []
 
@@ -143,11 +143,11 @@ def declare_ceilings(monkeypatch, **changes) -> list[str]:
 
 
 def sweep_through_runner(base: RunSpec, factor_values: list):
-    """A sweep as the app and the CLI run it (lib.runner.SweepPoints with a model cache), so a
+    """A sweep as the app and the CLI run it (lib.measure.runner.SweepPoints with a model cache), so a
     point on a hardware profile goes to the estimator while the rest run on whatever backend
     the test installed (`backends.use`, e.g. the `fake_backend` fixture)."""
-    from lib import runner, sweep
-    from lib.models.cache import ModelCache
+    from lib.measure import runner, sweep
+    from lib.measure.cache import ModelCache
 
     # Not closed: its fake and estimator models hold nothing, and closing collects garbage
     # (a third of a second per test).
@@ -188,7 +188,7 @@ def load_result(levels=(1, 2, 4, 8), measured=12, ttfts=None, slo=True, target=N
     """A closed-loop load run, made by hand: per level two warm-up requests, `measured` measured
     ones (TTFT from `ttfts`, rising by 1% a request; 7 tokens 50 ms apart), a cool-down one
     cancelled, and at level `failed_at` one measured request failed with HTTP 503."""
-    from lib.serving import load, measures, report
+    from lib.serving import load, measures, summary
 
     ttfts = ttfts or KNEE_TTFTS
     plan = load.LoadPlan(mode=mode, levels=tuple(float(v) for v in levels), requests=measured,
@@ -211,32 +211,33 @@ def load_result(levels=(1, 2, 4, 8), measured=12, ttfts=None, slo=True, target=N
     target = target or {"kind": "local", "endpoint": dict(SERVING_ENDPOINT),
                         "server": "transformers serve with SmolLM2-135M-Instruct",
                         "model_id": "smollm2-135m-instruct", "probe": "fixed length: yes"}
-    return report.result(target, plan, measures.SLO_PRESETS["mlperf-server"] if slo else None,
+    return summary.result(target, plan, measures.SLO_PRESETS["mlperf-server"] if slo else None,
                          0.0, runs, {"host": "test"})
 
 
 class StackFake(FakeBackend):
-    """A fake that is one software stack (lib.stacks): it runs that stack's formats only,
+    """A fake that is one software stack (lib.core.stacks): it runs that stack's formats only,
     and must be installed, as the stack's real backend does; its versions are that stack's
     packages at `version`."""
 
     def __init__(self, stack: str, version: str = "9.9.9", **declared) -> None:
-        from lib.stacks import STACKS
+        from lib.core.stacks import STACKS
 
         super().__init__(**declared)
         self.stack, self.name, self.version = stack, f"fake-{stack}", version
         self.dtypes = STACKS[stack].dtypes
 
     def versions(self) -> dict[str, str]:
-        from lib.stacks import STACKS
+        from lib.core.stacks import STACKS
         return {package: self.version for package in STACKS[self.stack].packages}
 
 
 def use_stack_fakes(monkeypatch, fakes: dict, missing: tuple = ()) -> dict:
     """Each stack in `fakes` (name -> StackFake) runs on its fake; any other has no backend
     (as ONNX Runtime before its backend), and the stacks in `missing` are not installed."""
-    from lib import backends, stacks
-    from lib.errors import UnsupportedError
+    from lib.measure import backends
+    from lib.core import stacks
+    from lib.core.errors import UnsupportedError
 
     def for_stack(entry, stack):
         if stack not in fakes:
@@ -275,7 +276,8 @@ def serve_fake_backend_from_environment() -> FakeBackend:
     import json
     import os
 
-    from lib import backends, ceilings
+    from lib.measure import backends
+    from lib.machine import ceilings
 
     if _served:
         return _served[0]

@@ -10,12 +10,14 @@ import os
 
 import pytest
 
-from lib import backends, memory, runner, stacks
-from lib.errors import MemoryGuardError, UnsupportedError
+from lib.measure import backends, runner
+from lib.estimate import memory
+from lib.core import stacks
+from lib.core.errors import MemoryGuardError, UnsupportedError
 from lib.models import catalog, gguf_formats
-from lib.models.cache import ModelCache
+from lib.measure.cache import ModelCache
 from lib.models.catalog import OWN, RANDOM, CatalogEntry, get_entry, package_file
-from lib.spec import RunSpec
+from lib.core.spec import RunSpec
 
 DEFAULT = "smollm2-135m-instruct"
 FORMATS = ("float32", "float16", "q8_0", "q4_k_m", "q4_1")
@@ -145,7 +147,7 @@ def test_a_failed_build_leaves_neither_the_file_nor_its_staging_copy(tmp_path):
 
 
 def test_context_is_what_llama_cpp_allocates():
-    from lib.backends.llama_cpp import context_size
+    from lib.measure.backends.llama_cpp import context_size
     assert context_size(llama_spec(prompt_tokens=64, new_tokens=32)) == 512   # never below load's
     assert context_size(llama_spec(prompt_tokens=500, new_tokens=12)) == 512
     assert context_size(llama_spec(prompt_tokens=500, new_tokens=13)) == 768
@@ -213,7 +215,7 @@ def llama_cpp():
 
 
 def _measure(model_id: str, dtype: str, **changes):
-    from lib.engine import measure
+    from lib.measure.engine import measure
 
     backend = backends.get("llama.cpp")
     spec = llama_spec(model_id=model_id, dtype=dtype, **{
@@ -225,7 +227,7 @@ def _measure(model_id: str, dtype: str, **changes):
 
 
 def _assert_exact_timing(measurement, spec):
-    from lib.stats import summarize
+    from lib.core.stats import summarize
 
     assert measurement.provenance.backend == "llama.cpp"
     assert "llama-cpp-python" in measurement.provenance.versions
@@ -301,8 +303,8 @@ def test_a_catalog_preset_runs(llama_cpp):
 
 @pytest.mark.slow
 def test_a_longer_run_reopens_larger_and_earlier_sessions_follow(llama_cpp):
-    from lib.backends.llama_cpp import DEFAULT_CONTEXT
-    from lib.timing import DeviceClock
+    from lib.measure.backends.llama_cpp import DEFAULT_CONTEXT
+    from lib.core.timing import DeviceClock
 
     backend = backends.get("llama.cpp")
     loaded = backend.load(DEFAULT, "cpu", "q4_1")
@@ -321,9 +323,9 @@ def test_a_longer_run_reopens_larger_and_earlier_sessions_follow(llama_cpp):
 
 @pytest.mark.slow
 def test_the_cli_runs_llama_cpp(llama_cpp, capsys):
-    from lib import cli
+    from lib.cli import main
 
-    status = cli.main(["run", "--stack", "llama.cpp", "--dtype", "q4_k_m", "--new-tokens", "8",
+    status = main.main(["run", "--stack", "llama.cpp", "--dtype", "q4_k_m", "--new-tokens", "8",
                        "--repetitions", "2", "--prompt-tokens", "32", "--min-duration", "0",
                        "--threads", "2", "--json"])
     out, err = capsys.readouterr()

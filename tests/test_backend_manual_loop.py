@@ -3,10 +3,10 @@ greedy answer as transformers `generate` on the same weights."""
 
 import pytest
 
-from lib import backends, engine
-from lib.errors import UnsupportedError
+from lib.measure import backends, engine
+from lib.core.errors import UnsupportedError
 from lib.models.catalog import get_entry
-from lib.spec import RunSpec
+from lib.core.spec import RunSpec
 
 DEFAULT = "smollm2-135m-instruct"
 
@@ -60,7 +60,7 @@ def test_times_every_token_and_matches_generate(loaded):
 @pytest.mark.slow
 @pytest.mark.parametrize("prompt_tokens", [24, 48])   # 24: raw text, the model wants to stop
 def test_every_sequence_of_the_batch_matches_generate(loaded, prompt_tokens):
-    from lib.timing import ManualClock
+    from lib.core.timing import ManualClock
 
     spec = _spec(prompt_tokens=prompt_tokens)
     loop = backends.get("manual-loop").session(loaded, spec)

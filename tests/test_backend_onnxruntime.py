@@ -14,12 +14,14 @@ import sys
 
 import pytest
 
-from lib import backends, memory, stacks
-from lib.errors import MemoryGuardError, ModelLoadError, StoppedError, UnsupportedError
+from lib.measure import backends
+from lib.estimate import memory
+from lib.core import stacks
+from lib.core.errors import MemoryGuardError, ModelLoadError, StoppedError, UnsupportedError
 from lib.models import onnx_build
 from lib.models.catalog import get_entry
 from lib.models.shapes import shapes
-from lib.spec import RunSpec
+from lib.core.spec import RunSpec
 
 DEFAULT = "smollm2-135m-instruct"
 PRESET = "smollm2-360m"                # the smallest random-weight Llama-family preset
@@ -76,7 +78,7 @@ def test_a_llama_cpp_format_names_llama_cpp(installed):
 
 
 def test_without_the_stack_the_run_says_how_to_install(monkeypatch, empty_cache, no_export):
-    from lib import runner
+    from lib.measure import runner
 
     monkeypatch.setattr(stacks, "_found", lambda module: False)
     with pytest.raises(UnsupportedError, match=r"ONNX Runtime is not installed on this machine") \
@@ -92,8 +94,8 @@ def test_without_the_stack_the_run_says_how_to_install(monkeypatch, empty_cache,
 
 
 def test_memory_guard_refuses_before_exporting(monkeypatch, installed, empty_cache, no_export):
-    from lib import runner
-    from lib.models.cache import ModelCache
+    from lib.measure import runner
+    from lib.measure.cache import ModelCache
 
     monkeypatch.setattr(memory, "free_bytes", lambda device: 300 * 2**20)
     message = "Exporting it for ONNX Runtime first loads the whole model in float32"
@@ -107,8 +109,8 @@ def test_memory_guard_refuses_before_exporting(monkeypatch, installed, empty_cac
 
 def test_memory_advice_offers_the_format_that_fits(monkeypatch, installed, empty_cache,
                                                   no_export):
-    from lib import runner
-    from lib.models.cache import ModelCache
+    from lib.measure import runner
+    from lib.measure.cache import ModelCache
 
     _fake_export(DEFAULT, "int4")
     monkeypatch.setattr(memory, "free_bytes", lambda device: 2**30)
@@ -207,8 +209,8 @@ def load(loaded_models):
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype, batch", [("float32", 1), ("int4", 2)])
 def test_engine_measures_exact_lengths(load, dtype, batch):
-    from lib.engine import measure
-    from lib.stats import summarize
+    from lib.measure.engine import measure
+    from lib.core.stats import summarize
 
     loaded = load(DEFAULT, dtype)
     spec = onnx_spec(dtype=dtype, batch_size=batch, prompt_tokens=64, new_tokens=16, threads=2,
@@ -241,7 +243,7 @@ def test_prompt_ids_are_the_transformers_stacks(load):
     from transformers import AutoTokenizer
 
     from lib.models import saved
-    from lib.prompts import fit_prompt
+    from lib.core.prompts import fit_prompt
 
     ours = fit_prompt(load(DEFAULT, "int4").tokenizer, 64)
     reference = AutoTokenizer.from_pretrained(
@@ -252,7 +254,7 @@ def test_prompt_ids_are_the_transformers_stacks(load):
 
 @pytest.mark.slow
 def test_threads_reopen_the_graph_and_stop_ends_the_call(load):
-    from lib.timing import DeviceClock
+    from lib.core.timing import DeviceClock
 
     loaded = load(DEFAULT, "int4")
     session = backend().session(loaded, onnx_spec(prompt_tokens=16, new_tokens=8, threads=1))
@@ -290,7 +292,7 @@ def test_export_once_then_reuse(model_cache_dir, tmp_path, monkeypatch, loaded_m
 
 @pytest.mark.slow
 def test_a_random_weight_preset_runs(load):
-    from lib.engine import measure
+    from lib.measure.engine import measure
 
     loaded = load(PRESET, "int4")
     assert "random weights" in loaded.source
@@ -304,9 +306,9 @@ def test_a_random_weight_preset_runs(load):
 @pytest.mark.slow
 def test_cli_run_on_onnx_runtime(capsys):
     pytest.importorskip("onnxruntime_genai")
-    from lib import cli
+    from lib.cli import main
 
-    status = cli.main(["run", "--stack", "onnxruntime", "--dtype", "int4", "--new-tokens", "8",
+    status = main.main(["run", "--stack", "onnxruntime", "--dtype", "int4", "--new-tokens", "8",
                        "--repetitions", "2", "--min-duration", "0", "--json"])
     assert status == 0
     data = json.loads(capsys.readouterr().out)

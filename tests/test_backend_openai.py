@@ -3,13 +3,13 @@
 import pytest
 
 from fakes import FakeTokenizer
-from lib import backends, engine
-from lib.backends.openai_compat import BACKEND, OpenAICompatBackend
-from lib.errors import InvalidSpecError, RunFailedError, ServingError
+from lib.measure import backends, engine
+from lib.measure.backends.openai_compat import BACKEND, OpenAICompatBackend
+from lib.core.errors import InvalidSpecError, RunFailedError, ServingError
 from lib.models.catalog import get_entry
 from lib.serving.records import Endpoint
-from lib.spec import RunSpec
-from lib.stats import summarize
+from lib.core.spec import RunSpec
+from lib.core.stats import summarize
 from sse_server import Reply, ScriptedServer
 
 TTFT_S, GAP_S, NEW_TOKENS = 0.08, 0.03, 4

@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from fakes import FakeBackend, TINY_SHAPES  # noqa: F401
-from lib import backends
-from lib.backends.transformers_lm import TokenTimestamps, generate_arguments
-from lib.errors import UnsupportedError
+from lib.measure import backends
+from lib.measure.backends.transformers_lm import TokenTimestamps, generate_arguments
+from lib.core.errors import UnsupportedError
 from lib.models.catalog import get_entry
-from lib.spec import RunSpec
-from lib.timing import ManualClock
+from lib.core.spec import RunSpec
+from lib.core.timing import ManualClock
 
 
 def test_every_backend_module_is_found_by_its_name():
@@ -57,7 +57,7 @@ def test_streamer_skips_the_prompt():
 
 
 def test_attention_kernel_is_set_on_the_shared_model():
-    from lib.backends.transformers_lm import set_attention
+    from lib.measure.backends.transformers_lm import set_attention
 
     class Model:
         def __init__(self):

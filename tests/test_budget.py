@@ -5,9 +5,10 @@ import json
 import pytest
 
 from fakes import FakeBackend, FakePoints
-from lib import budget, sweep, table
-from lib.budget import PointCost, SweepPlan
-from lib.spec import RunSpec
+from lib.measure import budget, sweep
+from lib.records import table
+from lib.measure.budget import PointCost, SweepPlan
+from lib.core.spec import RunSpec
 
 BASE = RunSpec(prompt_tokens=16, new_tokens=5, repetitions=3, min_duration_s=0.0,
                warmup_runs=1, threads=2)
@@ -111,9 +112,9 @@ def test_time_left_shows_from_the_start_and_counts_repetitions():
 
 
 def test_sweep_json_is_one_object_with_points_plan_and_elapsed(fake_backend, capsys):
-    from lib import cli
+    from lib.cli import main
 
-    status = cli.main(["sweep", "--factor", "batch", "--values", "1,2", "--prompt-tokens", "16",
+    status = main.main(["sweep", "--factor", "batch", "--values", "1,2", "--prompt-tokens", "16",
                        "--new-tokens", "3", "--repetitions", "2", "--min-duration", "0",
                        "--threads", "1", "--budget-s", "90", "--json"])
     captured = capsys.readouterr()
@@ -128,10 +129,10 @@ def test_sweep_json_is_one_object_with_points_plan_and_elapsed(fake_backend, cap
 
 
 def test_a_bad_budget_is_refused_in_one_line(capsys):
-    from lib import cli
+    from lib.cli import main
 
     with pytest.raises(SystemExit) as exited:
-        cli.main(["sweep", "--factor", "batch", "--budget-s", "soon"])
+        main.main(["sweep", "--factor", "batch", "--budget-s", "soon"])
     assert exited.value.code == 2
     assert "is not a time budget" in capsys.readouterr().err
 

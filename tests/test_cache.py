@@ -3,8 +3,8 @@
 import pytest
 
 from fakes import FakeBackend
-from lib import memory
-from lib.models.cache import ModelCache
+from lib.estimate import memory
+from lib.measure.cache import ModelCache
 
 
 def test_loads_once_and_evicts_least_recent():
@@ -38,7 +38,7 @@ def test_makes_room_only_when_that_helps(monkeypatch):
     # 2.8 GB free: Qwen2.5-0.5B (about 3.2 GB with margin) needs older models gone.
     free = {"bytes": 2.8e9}
     monkeypatch.setattr(memory, "free_bytes", lambda device: free["bytes"])
-    from lib.worker import LocalModel
+    from lib.measure.worker import LocalModel
 
     def close_and_free(handle):       # a dropped model gives its weights back
         free["bytes"] += handle.loaded.shapes.weight_bytes("float32")
@@ -67,7 +67,7 @@ def test_a_pinned_model_is_never_dropped_and_the_limit_grows_for_it():
 
 
 def test_a_dead_worker_is_replaced_on_the_next_get(monkeypatch):
-    from lib.worker import LocalModel
+    from lib.measure.worker import LocalModel
     fake = FakeBackend()
     cache = ModelCache(max_entries=2)
     first = cache.get(fake, "gpt2", "cpu", "float32")

@@ -1,4 +1,4 @@
-"""The capability (lib.capability): per figure the best quiet reading, a busy reading kept only
+"""The capability (lib.machine.capability): per figure the best quiet reading, a busy reading kept only
 as an attempt, provisional figures replaced by the first quiet reading. Pure, on declared
 readings."""
 
@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from lib import capability
-from lib.ceilings import BUSY_RETRY_S, Ceilings
+from lib.machine import capability
+from lib.machine.ceilings import BUSY_RETRY_S, Ceilings
 
 
 def reading(bandwidth=20e9, float32=1e11, overhead=2e-4, busy=2.0,

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from lib import ceilings, cli, probes
-from lib.ceilings import Ceilings
-from lib.errors import UnsupportedError
-from lib.timing import ManualClock
+from lib.machine import ceilings, probes
+from lib.cli import main
+from lib.machine.ceilings import Ceilings
+from lib.core.errors import UnsupportedError
+from lib.core.timing import ManualClock
 
 ROOT = Path(__file__).resolve().parent.parent
 DECLARED = Ceilings(device="cpu", memory_bandwidth_bytes_per_s=20e9,
@@ -34,7 +35,7 @@ def measured(monkeypatch, tmp_path):
         calls.append(device)
         if on_progress:
             on_progress("memory bandwidth", 0.0)
-        # Measured now: a reading from long ago would be due to be confirmed (lib.capability).
+        # Measured now: a reading from long ago would be due to be confirmed (lib.machine.capability).
         return Ceilings(**{**DECLARED.to_dict(), "device": device,
                            "notes": (f"measurement {len(calls)}",),
                            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
@@ -116,7 +117,7 @@ def test_round_trip_and_peak_flops_fallback():
 
 
 def test_available_covers_every_device_torch_sees(measured, monkeypatch):
-    from lib import devices
+    from lib.machine import devices
     monkeypatch.setattr(devices, "available_devices", lambda: ["cpu", "cuda"])
     monkeypatch.setattr(devices, "device_name", lambda device: "Test GPU")
     found = ceilings.available()
@@ -127,7 +128,7 @@ def test_available_covers_every_device_torch_sees(measured, monkeypatch):
 
 
 def test_machine_json_via_the_cli(measured, capsys):
-    assert cli.main(["machine", "--json"]) == 0
+    assert main.main(["machine", "--json"]) == 0
     out, err = capsys.readouterr()
     document = json.loads(out)
     cpu = document["cpu"]
@@ -135,15 +136,15 @@ def test_machine_json_via_the_cli(measured, capsys):
     assert cpu["matmul_flops_per_s"] == {"float32": 1e11, "bfloat16": 3e11}
     assert cpu["layer_overhead_s"] == 2e-4 and cpu["source"] == "declared for a test"
     assert "measuring: memory bandwidth" in err              # progress on stderr only
-    assert cli.main(["machine", "--json"]) == 0 and measured == ["cpu"]
-    assert cli.main(["machine", "--refresh"]) == 0 and measured == ["cpu", "cpu"]
+    assert main.main(["machine", "--json"]) == 0 and measured == ["cpu"]
+    assert main.main(["machine", "--refresh"]) == 0 and measured == ["cpu", "cpu"]
     text = capsys.readouterr().out
     assert "memory bandwidth    20.0 GB/s" in text and "0.20 ms per decoder layer" in text
     assert "matmul bfloat16" in text and "300.0 billion operations/s" in text
 
 
 def test_missing_device_is_refused_with_what_to_choose():
-    from lib.devices import available_devices
+    from lib.machine.devices import available_devices
     if "cuda" in available_devices():
         pytest.skip("CUDA present")
     with pytest.raises(UnsupportedError, match="not available on this machine"):
@@ -195,7 +196,7 @@ def test_real_measurement_is_sane_and_quick(tmp_path, monkeypatch, no_waiting):
 
 
 def test_a_failing_kernel_is_a_message_not_a_traceback(monkeypatch, no_waiting):
-    from lib.errors import RunFailedError
+    from lib.core.errors import RunFailedError
 
     def out_of_memory(*args):
         raise RuntimeError("CUDA out of memory. Tried to allocate 1.00 GiB\nmore detail")
@@ -223,12 +224,12 @@ def test_figures_disturbed_by_other_programs_are_measured_again_later(
 def test_a_busy_machine_is_noted_with_what_to_do(monkeypatch, no_waiting):
     import contextlib
 
-    from lib import machine_load
+    from lib.machine import activity
 
     @contextlib.contextmanager
     def busy():
-        yield machine_load.Load(other_cpu_percent=50.0)
-    monkeypatch.setattr(machine_load, "watch", busy)
+        yield activity.Load(other_cpu_percent=50.0)
+    monkeypatch.setattr(activity, "watch", busy)
     monkeypatch.setattr(probes, "measure_all",
                         lambda *args: (2e10, {"float32": 1e11}, 1e-4))
     found = ceilings.measure("cpu")
@@ -242,7 +243,7 @@ def test_kept_ceilings_are_read_without_torch(tmp_path):
     """The app's pages read the kept figures; importing torch there would cost seconds."""
     code = (
         "import json, sys\n"
-        "from lib import ceilings\n"
+        "from lib.machine import ceilings\n"
         "values = {'device': 'cpu', 'memory_bandwidth_bytes_per_s': 2e10,\n"
         "          'matmul_flops_per_s': {'float32': 1e11}}\n"
         "entry = {'machine': ceilings.machine_identity('cpu'), 'ceilings': values}\n"
@@ -273,15 +274,15 @@ def readings(monkeypatch, tmp_path):
 
 
 def test_a_busy_refresh_keeps_the_quiet_capability_and_says_so(readings, capsys, monkeypatch):
-    from lib import machine_load
+    from lib.machine import activity
 
     # Still busy when `machine` runs below: the attempt is not repeated (whatever the hour).
-    monkeypatch.setattr(machine_load, "sample",
-                        lambda seconds: machine_load.Load(other_cpu_percent=44.0))
+    monkeypatch.setattr(activity, "sample",
+                        lambda seconds: activity.Load(other_cpu_percent=44.0))
     readings += [(35.0, 3.0, "2026-12-07T04:00:00Z"), (17.9, 44.0, "2026-12-07T04:30:00Z")]
-    assert cli.main(["machine", "--refresh", "--json"]) == 0
+    assert main.main(["machine", "--refresh", "--json"]) == 0
     capsys.readouterr()
-    assert cli.main(["machine", "--refresh", "--json"]) == 0
+    assert main.main(["machine", "--refresh", "--json"]) == 0
     cpu = json.loads(capsys.readouterr().out)["cpu"]
     assert cpu["memory_bandwidth_bytes_per_s"] == 35e9                  # not 17.9
     bandwidth = cpu["figures"]["memory_bandwidth_bytes_per_s"]
@@ -291,7 +292,7 @@ def test_a_busy_refresh_keeps_the_quiet_capability_and_says_so(readings, capsys,
     assert [r["other_cpu_percent"] for r in cpu["readings"]] == [3.0, 44.0]
     assert cpu["readings"][1]["figures"]["memory_bandwidth_bytes_per_s"] == 17.9e9
     assert ceilings.cached("cpu").memory_bandwidth_bytes_per_s == 35e9    # kept on disk
-    assert cli.main(["machine"]) == 0 and readings == []                 # no third reading
+    assert main.main(["machine"]) == 0 and readings == []                 # no third reading
     text = capsys.readouterr().out
     assert "35.0 GB/s (read + written); quiet, 2026-12-07 04:00:00 UTC, other programs 3%" \
         in text
@@ -300,7 +301,7 @@ def test_a_busy_refresh_keeps_the_quiet_capability_and_says_so(readings, capsys,
 
 
 def test_after_a_busy_attempt_measured_again_only_once_quiet(readings, monkeypatch):
-    from lib import machine_load
+    from lib.machine import activity
 
     long_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ",
                              time.gmtime(time.time() - ceilings.BUSY_RETRY_S - 5))
@@ -309,8 +310,8 @@ def test_after_a_busy_attempt_measured_again_only_once_quiet(readings, monkeypat
     ceilings.machine_ceilings("cpu")
     ceilings.machine_ceilings("cpu", refresh=True)
     share = [60.0]
-    monkeypatch.setattr(machine_load, "sample",
-                        lambda seconds: machine_load.Load(other_cpu_percent=share[0]))
+    monkeypatch.setattr(activity, "sample",
+                        lambda seconds: activity.Load(other_cpu_percent=share[0]))
     assert ceilings.machine_ceilings("cpu").memory_bandwidth_bytes_per_s == 35e9
     assert len(readings) == 1                                  # still busy: not measured
     share[0] = 1.0
@@ -346,8 +347,8 @@ def test_the_format_1_layout_is_read_as_one_reading(readings):
 
 
 def test_the_estimate_for_this_machine_uses_the_capability(readings):
-    from lib import estimator, hardware
-    from lib.spec import RunSpec
+    from lib.estimate import estimator, hardware
+    from lib.core.spec import RunSpec
 
     readings += [(35.0, 3.0, "2026-12-07T04:00:00Z"), (17.9, 44.0, "2026-12-07T04:30:00Z")]
     spec = RunSpec(model_id="smollm2-135m-instruct", hardware="this")
@@ -364,18 +365,18 @@ def test_the_estimate_for_this_machine_uses_the_capability(readings):
 
 
 def test_measuring_waits_a_little_for_a_quiet_moment(monkeypatch):
-    from lib import machine_load
+    from lib.machine import activity
 
     shares = iter([70.0, 40.0, 3.0, 90.0])
-    monkeypatch.setattr(machine_load, "sample",
-                        lambda seconds: machine_load.Load(other_cpu_percent=next(shares)))
+    monkeypatch.setattr(activity, "sample",
+                        lambda seconds: activity.Load(other_cpu_percent=next(shares)))
     told = []
     ceilings._wait_for_quiet(lambda what, fraction: told.append(what))
     assert told == ["waiting for a quieter moment (other programs use 70% of the CPU)",
                     "waiting for a quieter moment (other programs use 40% of the CPU)"]
     assert next(shares) == 90.0                             # stopped at the quiet sample
-    monkeypatch.setattr(machine_load, "sample",
-                        lambda seconds: machine_load.Load(other_cpu_percent=99.0))
+    monkeypatch.setattr(activity, "sample",
+                        lambda seconds: activity.Load(other_cpu_percent=99.0))
     told.clear()
     ceilings._wait_for_quiet(lambda what, fraction: told.append(what))   # then goes on
     assert len(told) == ceilings.QUIET_WAIT_S / ceilings.QUIET_CHECK_S

@@ -7,8 +7,11 @@ import pandas as pd
 import pytest
 
 from fakes import FakePoints, fake_runner, many_repetitions
-from lib import charts, stats, sweep, table
-from lib.spec import RunSpec
+from lib.views import charts
+from lib.core import stats
+from lib.measure import sweep
+from lib.records import table
+from lib.core.spec import RunSpec
 
 BASE = RunSpec(prompt_tokens=16, new_tokens=5, repetitions=2, min_duration_s=0.0, threads=1)
 LATENCY_NAMES = ("TTFT (median)", "TPOT (median)", "end-to-end (median)")
@@ -256,7 +259,7 @@ def test_the_request_chart_is_one_trace_and_a_line_beyond_its_bars():
 def test_an_estimate_is_drawn_as_one_modelled_line_named_estimate():
     import dataclasses
 
-    from lib.results import ESTIMATED, Provenance
+    from lib.core.results import ESTIMATED, Provenance
     estimate = dataclasses.replace(many_repetitions(1, tokens=5),
                                    provenance=Provenance("estimator", ESTIMATED))
     figure = charts.token_latency_figure(estimate)

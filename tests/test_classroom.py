@@ -1,11 +1,11 @@
-"""lib.classroom: who owns a session, who is the host, who sees and changes what, one run each."""
+"""lib.access.classroom: who owns a session, who is the host, who sees and changes what, one run each."""
 
 import threading
 
 import pytest
 
-from lib import classroom
-from lib.classroom import ClassroomError, RunTurns
+from lib.access import classroom
+from lib.access.classroom import ClassroomError, RunTurns
 
 
 def test_enabled_only_when_asked():

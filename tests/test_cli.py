@@ -56,7 +56,7 @@ def test_oversized_batch_is_refused_without_loading_the_model():
     (["run", "--prompt-tokens", "8190", "--new-tokens", "10"], "reads at most 8192 tokens"),
 ])
 def test_bad_arguments_are_refused_before_torch_is_imported(args, message):
-    code = ("import sys\nfrom lib import cli\nstatus = cli.main(sys.argv[1:])\n"
+    code = ("import sys\nfrom lib.cli import main as cli\nstatus = cli.main(sys.argv[1:])\n"
             "print('torch' in sys.modules, 'transformers' in sys.modules)\nsys.exit(status)\n")
     result = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
@@ -92,7 +92,8 @@ def test_json_run_is_self_consistent():
     assert data["provenance"]["kind"] == "measured"
     assert data["provenance"]["versions"]["torch"] == data["environment"]["torch"]
     # What limited it: busy machine exactly when other programs took a material share.
-    from lib import stats, why
+    from lib.core import stats
+    from lib.estimate import why
     others = stats.percentile([r["other_cpu_percent"] for r in data["repetitions"]], 50)
     assert (data["why"]["limit"] == why.BUSY_MACHINE) == why.is_busy(others)
     assert data["why"]["limit"] in why.LIMITS and data["why"]["text"]
@@ -126,12 +127,12 @@ def test_engine_and_cli_import_without_ui_packages():
         "for name in ('streamlit', 'plotly', 'pandas', 'gguf', 'llama_cpp', 'onnxruntime_genai',\n"
         "             'onnxruntime'):\n"
         "    sys.modules[name] = None   # import fails; find_spec says 'not installed'\n"
-        "import lib.cli, lib.runner, lib.report, lib.stats, lib.engine, lib.backends\n"
+        "import lib.cli.main, lib.measure.runner, lib.records.export, lib.core.stats, lib.measure.engine, lib.measure.backends\n"
         "import lib.models.shapes, lib.models.loading\n"
-        "assert set(lib.backends.registry()) >= {'transformers', 'encoder', 'llama.cpp',\n"
+        "assert set(lib.measure.backends.registry()) >= {'transformers', 'encoder', 'llama.cpp',\n"
         "                                         'onnxruntime'}\n"
         "lib.models.shapes.shapes('smollm2-135m-instruct')\n"
-        "sys.exit(lib.cli.main(['run', '--help']))\n")
+        "sys.exit(lib.cli.main.main(['run', '--help']))\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -1,4 +1,4 @@
-"""The CLI's arguments (lib.cli_arguments, lib.cli) against hostile values, in-process on the
+"""The CLI's arguments (lib.cli.arguments, lib.cli.main) against hostile values, in-process on the
 fake backend (fast).
 
 `test_every_argument_survives_hostile_values` builds its argument list from the parsers
@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from lib import cli, cli_arguments, spec as spec_module
-from lib.store import Store
+from lib.cli import main, arguments
+from lib.core import spec as spec_module
+from lib.records.store import Store
 from sse_server import closed_port_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +42,7 @@ BASE = {"run": {}, "sweep": {"--factor": "batch", "--values": "1,2"},
 
 
 def _arguments() -> list[tuple[str, argparse.Action]]:
-    parser = cli.build_parser()
+    parser = main.build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return [(command, action) for command in COMMANDS
             for action in commands.choices[command]._actions
@@ -87,7 +88,7 @@ def _declared_ceilings(monkeypatch):
     """`this` (estimate's default, the first hardware profile) from declared ceilings:
     measuring them takes seconds."""
     from fakes import declare_ceilings
-    from lib import hardware
+    from lib.estimate import hardware
     declare_ceilings(monkeypatch)
     yield
     hardware.this.cache_clear()
@@ -97,14 +98,14 @@ def _declared_ceilings(monkeypatch):
 def _no_garbage_collection(monkeypatch):
     """A fake model holds no memory, so closing the model cache needn't collect garbage (with
     torch imported, a collection takes a quarter of a second: most of a fake run's time)."""
-    from lib.models import cache
+    from lib.measure import cache
     monkeypatch.setattr(cache, "_release_memory", lambda: None)
 
 
 def invoke(argv: list[str], capsys) -> tuple[int, str, str]:
     """`python -m lib ARGV` in this process: (status, stdout, stderr)."""
     try:
-        status = cli.main(argv)
+        status = main.main(argv)
     except SystemExit as exc:           # argparse's own refusals and --help
         status = exc.code if isinstance(exc.code, int) else 1
     out, err = capsys.readouterr()
@@ -113,7 +114,7 @@ def invoke(argv: list[str], capsys) -> tuple[int, str, str]:
 
 def _saved_entries() -> list:
     """The history's entries (opening the database only if it exists: that takes time)."""
-    from lib.store import default_path
+    from lib.records.store import default_path
     return Store().list() if default_path().exists() else []
 
 
@@ -248,7 +249,7 @@ def test_json_output_is_strict():
     buffer = io.StringIO()
     sys_stdout, sys.stdout = sys.stdout, buffer
     try:
-        cli._print_json({"median": float("nan"), "values": [1.0, float("inf"), -float("inf")]})
+        main._print_json({"median": float("nan"), "values": [1.0, float("inf"), -float("inf")]})
     finally:
         sys.stdout = sys_stdout
     assert json.loads(buffer.getvalue()) == {"median": None, "values": [1.0, None, None]}
@@ -256,12 +257,13 @@ def test_json_output_is_strict():
 
 def test_history_shows_hostile_notes_and_ids_without_their_escapes(capsys):
     from fakes import measure
-    from lib import history, stats
-    from lib.spec import RunSpec
+    from lib.records import documents
+    from lib.core import stats
+    from lib.core.spec import RunSpec
 
     measurement = measure(RunSpec(prompt_tokens=16, new_tokens=3, repetitions=1,
                                   min_duration_s=0.0, threads=1))
-    entry_id, _ = history.save_run(measurement, stats.summarize(measurement))
+    entry_id, _ = documents.save_run(measurement, stats.summarize(measurement))
     document = Store().export(entry_id)
     document.update(note="\x1b[2J\x1b]0;pwned\x07cleared\u202e", imported_from="\x1b[31mred")
     document["spec"]["model_id"] = "evil\x1b]0;title\x07-model"
@@ -337,7 +339,7 @@ def test_prompt_and_prompt_file_exclude_each_other(tmp_path, capsys):
 
 
 def test_prompt_file_limit_follows_the_longest_prompt():
-    assert cli_arguments.PROMPT_FILE_MAX_BYTES == 4 * spec_module.MAX_PROMPT_TEXT_CHARS
+    assert arguments.PROMPT_FILE_MAX_BYTES == 4 * spec_module.MAX_PROMPT_TEXT_CHARS
 
 
 # --- the shell around main ------------------------------------------------------------------
@@ -349,13 +351,14 @@ def test_prompt_file_limit_follows_the_longest_prompt():
 def test_a_closed_pipe_ends_quietly(args, status, tmp_path):
     """`python -m lib history | head -1`: the reader left; no BrokenPipeError traceback."""
     from fakes import measure
-    from lib import history, stats
-    from lib.spec import RunSpec
+    from lib.records import documents
+    from lib.core import stats
+    from lib.core.spec import RunSpec
 
     measurement = measure(RunSpec(prompt_tokens=16, new_tokens=3, repetitions=1,
                                   min_duration_s=0.0, threads=1))
     for _ in range(3):
-        history.save_run(measurement, stats.summarize(measurement))
+        documents.save_run(measurement, stats.summarize(measurement))
     read_end, write_end = os.pipe()
     os.close(read_end)                     # nobody will ever read: the first write fails
     try:
@@ -365,4 +368,4 @@ def test_a_closed_pipe_ends_quietly(args, status, tmp_path):
     finally:
         os.close(write_end)
     assert result.stderr == ""
-    assert result.returncode in status     # 1: what Python's docs do on EPIPE (see lib/cli.py)
+    assert result.returncode in status     # 1: what Python's docs do on EPIPE (see lib/cli/main.py)

@@ -7,15 +7,17 @@ import sqlite3
 import pytest
 
 from fakes import FakePoints, fake_runner
-from lib import cli as cli_module
-from lib import history, stats, sweep
-from lib.spec import RunSpec
-from lib.store import Store
+from lib.cli import main as cli_module
+from lib.records import documents
+from lib.core import stats
+from lib.measure import sweep
+from lib.core.spec import RunSpec
+from lib.records.store import Store
 
 
 def test_share_marks_an_entry_and_history_labels_it(capsys):
     base = RunSpec(prompt_tokens=16, new_tokens=3, repetitions=1, min_duration_s=0.0, threads=1)
-    recorder = history.SweepRecorder(base, ["batch"], 2, store=Store())
+    recorder = documents.SweepRecorder(base, ["batch"], 2, store=Store())
     sweep.run_sweep(base, [(sweep.get_factor("batch"), [1, 8])], FakePoints(),
                     on_point=recorder.add)
     recorder.finish(False)
@@ -33,7 +35,7 @@ def test_share_marks_an_entry_and_history_labels_it(capsys):
 def saved_run(store):
     measurement = fake_runner(RunSpec(prompt_tokens=16, new_tokens=3, repetitions=2,
                                       min_duration_s=0.0, threads=1))
-    return history.save_run(measurement, stats.summarize(measurement), store)[0]
+    return documents.save_run(measurement, stats.summarize(measurement), store)[0]
 
 
 def test_delete_removes_an_entry_and_explains_an_unknown_id(capsys):
@@ -87,19 +89,19 @@ def test_a_damaged_entry_exports_a_clear_message_not_a_traceback(capsys):
 def test_an_estimate_is_listed_on_its_hardware_profile_and_device_count(capsys):
     """No device of this machine ran an estimate: History names the profile and how many of
     its devices ('h100-sxm x 8'), marked estimated, and filters on that."""
-    from lib import runner
+    from lib.measure import runner
 
     store = Store()
     measurement = runner.run(RunSpec(model_id="gpt2", dtype="bfloat16", new_tokens=2,
                                      hardware="h100-sxm", gpus=8))
-    run_id = history.save_run(measurement, stats.summarize(measurement), store)[0]
+    run_id = documents.save_run(measurement, stats.summarize(measurement), store)[0]
     base = RunSpec(prompt_tokens=16, new_tokens=3, repetitions=1, min_duration_s=0.0, threads=1)
-    devices = history.SweepRecorder(base, ["device"], 2, store=store)
+    devices = documents.SweepRecorder(base, ["device"], 2, store=store)
     sweep.run_sweep(base, [(sweep.get_factor("device"), ["cpu", "h200"])], FakePoints(),
                     on_point=devices.add)
     devices.finish(False)
     on_h100 = base.replace(hardware="h100-sxm", gpus=2)
-    batches = history.SweepRecorder(on_h100, ["batch"], 2, store=store)
+    batches = documents.SweepRecorder(on_h100, ["batch"], 2, store=store)
     sweep.run_sweep(on_h100, [(sweep.get_factor("batch"), [1, 8])], FakePoints(),
                     on_point=batches.add)
     batches.finish(False)

@@ -12,7 +12,7 @@ import pytest
 
 from fakes import FakeTokenizer
 from lib.serving import session
-from lib.store import Store, default_path
+from lib.records.store import Store, default_path
 from sse_server import Reply, ScriptedServer, closed_port_url
 from test_cli_arguments import invoke
 
@@ -149,7 +149,7 @@ def test_a_rate_sweep_on_the_real_local_server_shows_ttft_growing(capsys):
 def test_stop_pressed_while_the_server_gets_ready_sends_nothing():
     import threading
 
-    from lib.errors import StoppedError
+    from lib.core.errors import StoppedError
     from lib.serving.load import LoadPlan
     stop = threading.Event()
     stop.set()

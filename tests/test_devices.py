@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from lib import devices
-from lib.errors import UnsupportedError
+from lib.machine import devices
+from lib.core.errors import UnsupportedError
 
 
 def test_cpu_is_always_offered_and_gpus_only_when_present():

@@ -3,12 +3,12 @@
 import pytest
 
 from fakes import FakeBackend, TINY_SHAPES, measure
-from lib import engine
-from lib.errors import InvalidSpecError, MemoryGuardError, UnsupportedError
-from lib.memory import Shapes
-from lib.results import MEASURED
-from lib.spec import RunSpec
-from lib.stats import summarize
+from lib.measure import engine
+from lib.core.errors import InvalidSpecError, MemoryGuardError, UnsupportedError
+from lib.estimate.memory import Shapes
+from lib.core.results import MEASURED
+from lib.core.spec import RunSpec
+from lib.core.stats import summarize
 
 
 def spec(**changes):
@@ -91,7 +91,7 @@ def test_prompt_longer_than_context_is_refused_before_running():
 
 
 def test_batch_that_cannot_fit_is_refused_before_running(monkeypatch):
-    from lib import memory
+    from lib.estimate import memory
     monkeypatch.setattr(memory, "free_bytes", lambda device: 2 * 10**9)
     backend = FakeBackend()
     with pytest.raises(MemoryGuardError, match="Not enough memory.*smaller"):
@@ -107,7 +107,7 @@ def test_a_spec_for_another_model_is_refused():
 
 
 def test_a_stack_setting_the_backend_lacks_is_refused():
-    from lib.backends.encoder import BACKEND as encoder
+    from lib.measure.backends.encoder import BACKEND as encoder
     from lib.models.catalog import get_entry
     with pytest.raises(UnsupportedError, match="can't use KV cache = 'static'.*Set KV cache back "
                                                "to 'dynamic'"):
@@ -121,7 +121,7 @@ def test_declared_memory_is_reported():
 
 
 def test_tiny_shapes_give_a_tiny_estimate():
-    from lib import memory
+    from lib.estimate import memory
     estimate = memory.estimate(TINY_SHAPES, "float32", 1, 8, 1)
     assert estimate.weights_bytes == 4000
     assert isinstance(TINY_SHAPES, Shapes)

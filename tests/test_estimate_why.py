@@ -1,4 +1,4 @@
-"""lib.estimate_why: every estimate says what limits it on its hardware (one of the shared
+"""lib.estimate.explain: every estimate says what limits it on its hardware (one of the shared
 limits), in words that carry the estimator's own numbers; `lib estimate --json` gives it, and
 `fits`/`min_gpus` even for a model that does not fit."""
 
@@ -7,10 +7,11 @@ import json
 import pytest
 
 from fakes import declare_ceilings
-from lib import cli, estimator, hardware
-from lib.estimate_why import LIMITS, TERM_LIMITS
-from lib.metrics import format_bytes, format_seconds
-from lib.spec import RunSpec
+from lib.cli import main
+from lib.estimate import estimator, hardware
+from lib.estimate.explain import LIMITS, TERM_LIMITS
+from lib.core.metrics import format_bytes, format_seconds
+from lib.core.spec import RunSpec
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +56,7 @@ def test_this_machine_is_named_as_such_and_its_figures_as_measured():
 
 
 def run_cli(argv, capsys):
-    status = cli.main(argv)
+    status = main.main(argv)
     out, err = capsys.readouterr()
     return status, out, err
 

@@ -1,4 +1,4 @@
-"""The estimator (lib.estimator) and its backend (lib.backends.estimator): the H200
+"""The estimator (lib.estimate.estimator) and its backend (lib.measure.backends.estimated): the H200
 calibration reproduced, the stack and tensor parallelism doing what they should, DeepSeek-R1's
 memory verdict against hand numbers, and estimates flowing through the engine, the stats and
 the history marked estimated, with one repetition and no percentiles."""
@@ -8,10 +8,13 @@ import re
 import pytest
 
 from fakes import declare_ceilings
-from lib import estimator, hardware, history, report, results, runner, stats
-from lib.errors import InvalidSpecError, MemoryGuardError, UnsupportedError
+from lib.estimate import estimator, hardware
+from lib.records import documents as history, export
+from lib.core import results, stats
+from lib.measure import runner
+from lib.core.errors import InvalidSpecError, MemoryGuardError, UnsupportedError
 from lib.models.catalog import get_entry
-from lib.spec import RunSpec, from_saved
+from lib.core.spec import RunSpec, from_saved
 
 H200 = "h200"
 RUN_SUMMARY_KEYS = {"ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "total_tokens_per_s",
@@ -201,7 +204,7 @@ LLAMA_8B = "deepseek-r1-distill-llama-8b"
 
 
 def test_a_block_format_reads_its_bits_and_multiplies_at_the_16_bit_rate_on_an_h200():
-    from lib import roofline
+    from lib.estimate import roofline
     from lib.models.shapes import shapes
 
     f16_spec = RunSpec(model_id=LLAMA_8B, dtype="float16")
@@ -265,9 +268,9 @@ def test_an_estimate_refuses_what_its_stack_cannot_run(changes, weights, message
 
 
 def test_every_weight_format_is_an_estimate_format():
-    from lib import cli
-    from lib.stacks import FORMATS
-    assert set(FORMATS) < set(estimator.ESTIMATE_DTYPES) == set(cli.ESTIMATE_DTYPES)
+    from lib.cli import main
+    from lib.core.stacks import FORMATS
+    assert set(FORMATS) < set(estimator.ESTIMATE_DTYPES) == set(main.ESTIMATE_DTYPES)
     assert estimator.split_dtype("q4_k_m") == ("q4_k_m", None)
 
 
@@ -313,7 +316,7 @@ def test_an_estimate_flows_through_the_engine_marked_estimated():
         assert dist.band().kind == "estimate"
     assert summary.metrics["tpot_s"].median == pytest.approx(tpot)
     assert [w.code for w in summary.warnings] == ["estimated"]
-    document = report.to_dict(measurement, summary)
+    document = export.to_dict(measurement, summary)
     reopened = results.from_dict(document)
     assert reopened.provenance.kind == "estimated" and reopened.spec.hardware == H200
 
@@ -322,7 +325,7 @@ def test_an_estimate_is_saved_and_reopened_as_estimated():
     measurement = runner.run(bf16("gpt2", hardware=H200, new_tokens=2))
     entry_id, problem = history.save_run(measurement, stats.summarize(measurement))
     assert problem is None
-    from lib.store import Store
+    from lib.records.store import Store
     opened = history.open_entry(Store().export(entry_id), entry_id)
     assert opened.measurement.provenance.kind == "estimated"
     assert opened.rows[0]["provenance"] == "estimated"
@@ -336,7 +339,7 @@ def test_an_oversize_estimate_is_refused_by_the_runner_with_the_count():
 
 
 def test_estimates_never_count_as_memory_other_models_would_free():
-    from lib.models.cache import ModelCache
+    from lib.measure.cache import ModelCache
     cache = ModelCache(max_entries=1)
     try:
         runner.run(bf16("deepseek-r1-distill-llama-8b", hardware=H200), cache=cache)
@@ -346,8 +349,8 @@ def test_estimates_never_count_as_memory_other_models_would_free():
 
 
 def test_a_sweep_of_estimates_has_one_repetition_per_point():
-    from lib import sweep
-    from lib.models.cache import ModelCache
+    from lib.measure import sweep
+    from lib.measure.cache import ModelCache
 
     base = bf16("gpt2", hardware=H200, new_tokens=4)
     factors = [(sweep.get_factor("batch"), [1, 4])]
@@ -364,9 +367,9 @@ def test_a_sweep_of_estimates_has_one_repetition_per_point():
 # --- python -m lib estimate -------------------------------------------------------------------
 
 def invoke(argv, capsys):
-    from lib import cli
+    from lib.cli import main
     try:
-        status = cli.main(argv)
+        status = main.main(argv)
     except SystemExit as exc:
         status = exc.code
     out, err = capsys.readouterr()

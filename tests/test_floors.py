@@ -1,4 +1,4 @@
-"""lib.floors and its uses: a run's floor from the ceilings recorded with it, the sweep table's
+"""lib.estimate.floors and its uses: a run's floor from the ceilings recorded with it, the sweep table's
 floor columns, the dashed lines on the charts, the run JSON's `floor` object, and the runner
 recording the ceilings. On the declared machine of `fakes.DECLARED_CEILINGS`: exact numbers."""
 
@@ -6,10 +6,14 @@ import pandas as pd
 import pytest
 
 from fakes import DECLARED_CEILINGS, FakePoints, fake_runner, with_declared_ceilings
-from lib import charts, floors, report, roofline, runner, stats, sweep, table
-from lib.chart_floors import floor_name
+from lib.views import charts
+from lib.estimate import floors, roofline
+from lib.records import export, table
+from lib.measure import runner, sweep
+from lib.core import stats
+from lib.views.floor_charts import floor_name
 from lib.models.shapes import shapes
-from lib.spec import RunSpec
+from lib.core.spec import RunSpec
 
 BASE = RunSpec(prompt_tokens=16, new_tokens=5, repetitions=2, min_duration_s=0.0, threads=1)
 
@@ -75,8 +79,8 @@ def test_a_measured_block_format_floor_reads_the_files_own_bytes():
 
 def test_an_estimates_floor_multiplies_block_formats_at_the_16_bit_rate():
     from fakes import measure
-    from lib import hardware
-    from lib.backends.estimator import BACKEND
+    from lib.estimate import hardware
+    from lib.measure.backends.estimated import BACKEND
     spec = BASE.replace(stack="onnxruntime", dtype="int4", hardware="h200")
     measurement = measure(spec, BACKEND)
     assert not measurement.measured
@@ -91,12 +95,12 @@ def test_without_recorded_ceilings_there_is_no_floor():
     measurement = fake_runner(BASE)                 # saved before ceilings were recorded
     assert floors.metric_floors(measurement) == {} and floors.judged(measurement, 1, 1) is None
     assert floors.sentences(measurement, 1, 1) == []
-    assert report.to_dict(measurement, stats.summarize(measurement))["floor"] is None
+    assert export.to_dict(measurement, stats.summarize(measurement))["floor"] is None
 
 
 def test_the_run_json_has_the_floor_object():
     measurement = with_declared_ceilings(fake_runner(BASE))
-    document = report.to_dict(measurement, stats.summarize(measurement))
+    document = export.to_dict(measurement, stats.summarize(measurement))
     assert {"ttft_s", "tpot_s", "decode_bound", "prefill_bound", "decode_bandwidth_utilisation",
             "prefill_compute_utilisation"} <= set(document["floor"])
     assert document["environment"]["ceilings"]["memory_bandwidth_bytes_per_s"] == 10e9

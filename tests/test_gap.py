@@ -1,18 +1,19 @@
-"""lib.gap: a live run beside the estimate for its settings on this machine, and why they differ."""
+"""lib.estimate.gap: a live run beside the estimate for its settings on this machine, and why they differ."""
 
 import dataclasses
 
 import pytest
 
 from fakes import fake_runner
-from lib import gap, stats
-from lib.spec import RunSpec
+from lib.estimate import gap
+from lib.core import stats
+from lib.core.spec import RunSpec
 
 SPEC = RunSpec(prompt_tokens=16, new_tokens=5, repetitions=2, min_duration_s=0.0, threads=1)
 
 
 @dataclasses.dataclass
-class Predicted:                       # the parts of lib.estimator.Estimate that gap reads
+class Predicted:                       # the parts of lib.estimate.estimator.Estimate that gap reads
     summary: dict
     breakdown: dict
 
@@ -68,7 +69,7 @@ def test_a_llama_cpp_run_is_compared_with_the_estimate_for_llama_cpp(monkeypatch
     # less time than its products take at llama.cpp's least share (0.2), so compute leads,
     # where transformers float32, reading 6.4x the bytes, is led by memory.
     from fakes import declare_ceilings
-    from lib import estimator, hardware
+    from lib.estimate import estimator, hardware
 
     declare_ceilings(monkeypatch)
     try:

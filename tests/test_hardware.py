@@ -1,4 +1,4 @@
-"""Hardware profiles (lib.hardware, lib/data/hardware.json): every row sourced and sane, `this`
+"""Hardware profiles (lib.estimate.hardware, lib/data/hardware.json): every row sourced and sane, `this`
 built from this machine's measured ceilings once, unknown ids refused with the list."""
 
 import json
@@ -6,8 +6,8 @@ import json
 import pytest
 
 from fakes import DECLARED_THIS, declare_ceilings
-from lib import hardware
-from lib.errors import UnsupportedError
+from lib.estimate import hardware
+from lib.core.errors import UnsupportedError
 
 TABLE_IDS = ["laptop-cpu", "apple-m3-max", "phone-npu", "jetson-orin", "a100-80gb", "h100-sxm",
              "h200", "b200", "mi300x", "tpu-v5e", "tpu-v6e"]
@@ -87,7 +87,7 @@ def test_this_machine_is_built_from_its_measured_ceilings_once(measured_here):
 
 
 def test_this_machine_without_the_device_is_refused(measured_here, monkeypatch):
-    from lib import devices
+    from lib.machine import devices
     monkeypatch.setattr(devices, "available_devices", lambda: ["cpu"])
     with pytest.raises(UnsupportedError, match="This machine has no cuda"):
         hardware.this("cuda")
@@ -101,13 +101,13 @@ def test_to_dict_has_what_the_cli_prints():
 
 
 def test_cli_lists_the_profiles(measured_here, capsys):
-    from lib import cli
-    assert cli.main(["hardware", "--json"]) == 0
+    from lib.cli import main
+    assert main.main(["hardware", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [row["id"] for row in rows] == ["this", *TABLE_IDS]
     assert all(row["source"] and row["name"] and row["memory_bandwidth_bytes_per_s"] > 0
                for row in rows)
     assert rows[0]["measured"] and rows[0]["layer_overhead_s"] == 0.3e-3
-    assert cli.main(["hardware"]) == 0
+    assert main.main(["hardware"]) == 0
     table = capsys.readouterr().out
     assert "h200" in table and "NVIDIA H200 SXM 141GB" in table

@@ -1,9 +1,9 @@
-"""lib.history's words: entry labels, settings differences and what changed since a result."""
+"""lib.records.documents's words: entry labels, settings differences and what changed since a result."""
 
 import pytest
 
-from lib import history
-from lib.spec import RunSpec
+from lib.records import documents as history
+from lib.core.spec import RunSpec
 
 
 def entry(**fields):
@@ -51,7 +51,7 @@ def test_settings_differences_and_changes():
 
 
 def test_open_entry_names_what_is_wrong_and_never_raises_anything_else():
-    from lib.store import DamagedEntryError
+    from lib.records.store import DamagedEntryError
 
     sweep_document = {"kind": "sweep", "base": RunSpec().to_dict(), "factors": ["batch"],
                       "points": [{"values": {"batch": 1}, "measurement": {
@@ -68,8 +68,9 @@ def test_open_entry_names_what_is_wrong_and_never_raises_anything_else():
 
 def test_estimates_are_listed_exported_and_named_as_estimates():
     from fakes import fake_runner
-    from lib import runner, stats
-    from lib.store import Store
+    from lib.measure import runner
+    from lib.core import stats
+    from lib.records.store import Store
 
     store = Store()
     estimate = runner.run(RunSpec(model_id="gpt2", hardware="h200", gpus=2, new_tokens=3))
@@ -106,8 +107,8 @@ def test_estimates_are_listed_exported_and_named_as_estimates():
 
 def test_a_reopened_sweep_lists_its_points_in_the_grids_order_not_the_finishing_order():
     from fakes import FakePoints
-    from lib import sweep
-    from lib.history import point_document, sweep_from_document
+    from lib.measure import sweep
+    from lib.records.documents import point_document, sweep_from_document
     base = RunSpec(prompt_tokens=16, new_tokens=3, repetitions=2, min_duration_s=0.0, threads=1)
     result = sweep.run_sweep(base, [(sweep.get_factor("batch"), [1, 2, 4])], FakePoints())
     documents = [point_document(point) for point in result.points]
@@ -120,7 +121,7 @@ def test_a_reopened_sweep_lists_its_points_in_the_grids_order_not_the_finishing_
 
 
 def test_a_stack_sweep_label_names_stacks_in_words_in_the_order_chosen(tmp_path):
-    from lib.store import Store
+    from lib.records.store import Store
 
     store = Store(tmp_path / "history.sqlite3")
     sweep_id = store.start_sweep({"base": {"model_id": "smollm2-135m-instruct", "device": "cpu"},

@@ -1,5 +1,5 @@
-"""lib.imports: an export from elsewhere is checked whole before anything is stored, and what is
-stored opens. The CLI's `import` is driven in-process (lib.cli.main), so every hostile file is
+"""lib.records.imports: an export from elsewhere is checked whole before anything is stored, and what is
+stored opens. The CLI's `import` is driven in-process (lib.cli.main.main), so every hostile file is
 a fast test: exit 2, one line on stderr, no traceback, no entry."""
 
 import copy
@@ -9,9 +9,12 @@ import os
 import pytest
 
 from fakes import FakePoints, fake_runner
-from lib import cli, history, imports, stats, sweep
-from lib.spec import RunSpec
-from lib.store import EXPORT_FORMAT, Store
+from lib.cli import main
+from lib.records import documents, imports
+from lib.core import stats
+from lib.measure import sweep
+from lib.core.spec import RunSpec
+from lib.records.store import EXPORT_FORMAT, Store
 
 BASE = RunSpec(prompt_tokens=16, new_tokens=5, repetitions=2, min_duration_s=0.0, threads=1)
 
@@ -21,7 +24,7 @@ def run_export():
     """A run exported by this version (saved to a throwaway store, then taken out again)."""
     store = Store()
     measurement = fake_runner(BASE)
-    entry_id = history.save_run(measurement, stats.summarize(measurement), store)[0]
+    entry_id = documents.save_run(measurement, stats.summarize(measurement), store)[0]
     document = store.export(entry_id)
     store.delete(entry_id)
     return document
@@ -30,7 +33,7 @@ def run_export():
 @pytest.fixture
 def sweep_export():
     store = Store()
-    recorder = history.SweepRecorder(BASE, ["batch"], 2, store=store)
+    recorder = documents.SweepRecorder(BASE, ["batch"], 2, store=store)
     result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2])], FakePoints(),
                              on_point=recorder.add)
     recorder.finish(result.stopped)
@@ -46,7 +49,7 @@ def as_bytes(document) -> bytes:
 def import_via_cli(path, capsys):
     """`python -m lib import PATH`, in-process: (exit status, stderr lines, stdout)."""
     try:
-        status = cli.main(["import", str(path)])
+        status = main.main(["import", str(path)])
     except SystemExit as exc:             # argparse's way out; import's never is
         status = exc.code
     out, err = capsys.readouterr()
@@ -74,14 +77,14 @@ def test_a_newer_versions_extra_fields_are_ignored(run_export, capsys, tmp_path)
     assert status == 0 and not err and out.startswith("imported as #")
     entry_id = int(out.split("#")[1])
     assert Store().export(entry_id)["format"] == EXPORT_FORMAT   # stored as this version's
-    assert cli.main(["export", str(entry_id), "--csv"]) == 0
+    assert main.main(["export", str(entry_id), "--csv"]) == 0
     assert "ttft_s_median" in capsys.readouterr().out
 
 
 def test_a_run_measured_with_more_threads_than_this_machine_has_opens(run_export):
     run_export["spec"]["threads"] = (os.cpu_count() or 1) * 64
     entry_id = Store().import_document(imports.check_bytes(as_bytes(run_export)).document)
-    opened = history.open_entry(Store().export(entry_id))
+    opened = documents.open_entry(Store().export(entry_id))
     assert opened.measurement.spec.threads == (os.cpu_count() or 1) * 64
 
 
@@ -197,11 +200,11 @@ def test_counts_are_limited_before_anything_is_built(run_export, sweep_export):
 
 def test_a_refused_round_trip_stores_nothing(run_export, monkeypatch):
     """What the checks don't foresee, opening it does: the import is refused, not stored."""
-    from lib import report
+    from lib.records import export
 
     def broken(measurement, summary):
         raise ZeroDivisionError("float division by zero")
-    monkeypatch.setattr(report, "metric_cards", broken)
+    monkeypatch.setattr(export, "metric_cards", broken)
     with pytest.raises(imports.ImportRefusedError,
                        match="ZeroDivisionError: float division by zero"):
         imports.check_bytes(as_bytes(run_export))

@@ -1,5 +1,5 @@
-from lib.insights import findings, spreads_overlap
-from lib.sweep import FACTORS
+from lib.views.insights import findings, spreads_overlap
+from lib.measure.sweep import FACTORS
 
 BATCH, DTYPE, ATTENTION = FACTORS["batch"], FACTORS["dtype"], FACTORS["attention"]
 
@@ -208,7 +208,7 @@ def test_a_sweep_of_estimates_states_its_ratios_and_says_they_are_estimates():
 
 
 def test_one_estimate_is_not_called_measured():
-    from lib.insights import only_point_words
+    from lib.views.insights import only_point_words
     estimate = dict(row(1, 0.1, 0.02, 50.0, spread=0.0), provenance="estimated", noisy=None)
     assert findings([estimate], BATCH)[0] == ("Fewer than two points were estimated, so there "
                                               "is nothing to compare yet.")
@@ -308,7 +308,7 @@ def test_a_skipped_stack_says_why_in_its_own_words():
 
 
 def test_a_stack_by_format_heatmap_has_trade_offs_and_groups_the_formats_not_run():
-    from lib.insights import heatmap_findings
+    from lib.views.insights import heatmap_findings
 
     skipped = {"status": "skipped"}
     table = [stack_row("transformers", "float32", 0.20, 0.040),
@@ -344,7 +344,7 @@ def test_a_noisy_point_whose_every_sample_is_apart_still_gives_its_ratio():
                        spread=0.3),
              stack_row("llama.cpp", "q4_k_m", 0.21, 0.008, noisy=True, other_cpu=60.0,
                        spread=0.3)]
-    from lib.insights import heatmap_findings
+    from lib.views.insights import heatmap_findings
     caution, *sentences = heatmap_findings(table, [STACK, FACTORS["dtype"]])
     assert caution.startswith("2 of 2 measured points ran while other programs used up to 60%")
     assert sentences[0].startswith("llama.cpp Q4_K_M writes tokens 7.5x faster than "

@@ -1,4 +1,4 @@
-"""The error ledger (lib.ledger): saved live runs on the fake backend, on a machine with declared
+"""The error ledger (lib.records.ledger): saved live runs on the fake backend, on a machine with declared
 ceilings, judged against estimates computed here; exact numbers, groups per factor, what is
 left out and why, and estimates never counted as measurements."""
 
@@ -9,10 +9,13 @@ import pytest
 
 from fakes import (DECLARED_CEILINGS, FakePoints, declare_ceilings, fake_runner,
                    with_declared_ceilings)
-from lib import estimator, hardware, history, ledger, runner, stats, sweep
-from lib.ceilings import Ceilings
-from lib.spec import RunSpec
-from lib.store import Store
+from lib.estimate import estimator, hardware
+from lib.records import documents, ledger
+from lib.measure import runner, sweep
+from lib.core import stats
+from lib.machine.ceilings import Ceilings
+from lib.core.spec import RunSpec
+from lib.records.store import Store
 
 BASE = RunSpec(prompt_tokens=16, new_tokens=5, repetitions=2, min_duration_s=0.0, threads=1)
 
@@ -24,7 +27,7 @@ def declared_run(spec: RunSpec):
 
 
 def save(store: Store, measurement) -> int:
-    entry_id, problem = history.save_run(measurement, stats.summarize(measurement), store)
+    entry_id, problem = documents.save_run(measurement, stats.summarize(measurement), store)
     assert problem is None
     return entry_id
 
@@ -125,7 +128,7 @@ def test_runs_without_ceilings_damaged_entries_and_estimates_are_left_out_and_co
 
 def test_sweep_points_count_and_imported_runs_are_judged_on_their_own_machine():
     store = Store()
-    recorder = history.SweepRecorder(BASE, ["batch"], 2, store=store)
+    recorder = documents.SweepRecorder(BASE, ["batch"], 2, store=store)
 
     def add(point):
         point.measurement = with_declared_ceilings(point.measurement)

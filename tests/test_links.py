@@ -41,8 +41,8 @@ def test_no_browser_address_gives_a_relative_link():
 def test_a_link_may_name_hardware_profiles_for_the_device_factor():
     import pytest
 
-    from lib import sweep
-    from lib.errors import ExplorerError
+    from lib.measure import sweep
+    from lib.core.errors import ExplorerError
     from lib.ui import links
     device = sweep.FACTORS["device"]
     assert links._factor_values(device, "cpu, h200,tpu-v6e", False) == ["cpu", "h200", "tpu-v6e"]

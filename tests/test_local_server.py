@@ -20,8 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from lib import memory
-from lib.errors import InvalidSpecError, MemoryGuardError, UnsupportedError
+from lib.estimate import memory
+from lib.core.errors import InvalidSpecError, MemoryGuardError, UnsupportedError
 from lib.serving import local
 from lib.serving.local import LocalServer, LocalServerError
 

@@ -3,11 +3,12 @@ import re
 
 import pytest
 
-from lib import memory, runner
-from lib.errors import MemoryGuardError
-from lib.memory import Shapes
+from lib.estimate import memory
+from lib.measure import runner
+from lib.core.errors import MemoryGuardError
+from lib.estimate.memory import Shapes
 from lib.models.loading import load_advice
-from lib.spec import RunSpec
+from lib.core.spec import RunSpec
 
 SMOL = Shapes(parameters=134_515_008, layers=30, hidden_size=576, intermediate_size=1536,
               attention_heads=9, kv_heads=3, head_dim=64, vocab_size=49152)
@@ -199,7 +200,7 @@ def test_peak_tracking_sees_an_allocation():
 
 
 def test_format_bytes():
-    from lib.metrics import format_bytes
+    from lib.core.metrics import format_bytes
     assert format_bytes(512) == "512 B"
     assert format_bytes(46_080) == "46.1 KB"
     assert format_bytes(3 * 10**9) == "3.0 GB"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from lib import metrics
-from lib.stats import REPETITION_METRICS
+from lib.core import metrics
+from lib.core.stats import REPETITION_METRICS
 
 
 def test_every_computed_metric_is_registered_with_words():

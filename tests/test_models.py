@@ -9,14 +9,14 @@ import time
 import pytest
 import torch
 
-from lib import backends, engine
-from lib.errors import ModelLoadError, UnsupportedError
+from lib.measure import backends, engine
+from lib.core.errors import ModelLoadError, UnsupportedError
 from lib.models import catalog, loading
 from lib.models.gguf import converted_folder
 from lib.models.shapes import shapes
-from lib.prompts import fit_prompt
-from lib.spec import RunSpec
-from lib.stats import summarize
+from lib.core.prompts import fit_prompt
+from lib.core.spec import RunSpec
+from lib.core.stats import summarize
 
 DEFAULT = "smollm2-135m-instruct"
 SMALL_RANDOM = ["gpt2", "smollm2-360m", "qwen2.5-0.5b", "deepseek-v3-mini-moe"]
@@ -111,7 +111,7 @@ def test_missing_package_says_how_to_install(monkeypatch):
 
 
 def test_int8_is_refused_on_a_gpu_with_a_reason(monkeypatch):
-    from lib import devices
+    from lib.machine import devices
     monkeypatch.setattr(devices, "available_devices", lambda: ["cpu", "cuda"])
     monkeypatch.setattr(devices, "device_name", lambda device: "NVIDIA H200")
     with pytest.raises(UnsupportedError, match="only has CPU kernels; NVIDIA H200 can't run it"):
@@ -241,8 +241,8 @@ def test_own_folder_loads_without_remote_code(tmp_path, model_cache_dir):
 def test_worker_memory_is_the_models_own_and_halves_in_bfloat16(model_cache_dir):
     """Two dtypes of the default model in two workers of one cache: each peak is its own
     process's (the other model is not in it), and the weights halve exactly."""
-    from lib import runner
-    from lib.models.cache import ModelCache
+    from lib.measure import runner
+    from lib.measure.cache import ModelCache
 
     cache = ModelCache(max_entries=2)
     spec = RunSpec(batch_size=1, prompt_tokens=32, new_tokens=4, repetitions=2,
@@ -265,8 +265,8 @@ def test_worker_memory_is_the_models_own_and_halves_in_bfloat16(model_cache_dir)
 def test_a_small_run_after_a_big_one_in_the_same_worker_reports_its_own_peak(model_cache_dir):
     """Sweep points share a worker; freed memory is handed back before each repetition, so a
     batch-1 point measured after a batch-8 one does not inherit the bigger peak."""
-    from lib import backends
-    from lib.worker import WorkerModel
+    from lib.measure import backends
+    from lib.measure.worker import WorkerModel
 
     worker = WorkerModel(backends.get("transformers"), DEFAULT, "cpu", "float32")
     try:
@@ -417,9 +417,9 @@ def test_a_damaged_safetensors_file_is_a_model_load_error(tmp_path):
 ])
 def test_the_cli_refuses_a_hostile_folder_in_one_line(tmp_path, capsys, config, weights,
                                                        message):
-    from lib import cli
+    from lib.cli import main
     folder = _folder(tmp_path, config=config, weights=weights)
-    assert cli.main(["run", "--model", str(folder)]) == 2
+    assert main.main(["run", "--model", str(folder)]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "code-ran").exists()

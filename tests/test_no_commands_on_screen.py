@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from lib.models import catalog
-from lib.spec import RunSpec, field_info
-from lib.stacks import FORMATS, STACKS
+from lib.core.spec import RunSpec, field_info
+from lib.core.stacks import FORMATS, STACKS
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREEN_FILES = sorted([ROOT / "app.py", *(ROOT / "pages").glob("*.py"),

@@ -1,4 +1,4 @@
-"""The door (lib.ui.access) and the last line of defence (lib.ui.run_app), through the router."""
+"""The door (lib.ui.door) and the last line of defence (lib.ui.run_app), through the router."""
 
 import logging
 from pathlib import Path
@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import CLASSROOM_ACCESS_CODE, CLASSROOM_HOST_CODE
 from fakes import plain
-from lib.ui import access as access_ui
+from lib.ui import door as access_ui
 from lib.ui import state
 
 ENTRY = str(Path(__file__).with_name("app_entry.py"))
@@ -117,7 +117,7 @@ def test_an_unexpected_error_is_logged_not_shown(monkeypatch, caplog):
 
 
 def test_a_browser_that_entered_the_codes_is_not_asked_again(classroom_on, monkeypatch):
-    from lib.ui import classroom as classroom_ui
+    from lib.ui import classroom_view as classroom_ui
     monkeypatch.setattr(classroom_ui, "_client", lambda: ("dana-cookie", "s1", False))
     at = open_app()
     enter_code(at, CLASSROOM_ACCESS_CODE)

@@ -158,7 +158,7 @@ def test_points_measured_while_other_programs_took_the_cpu_are_flagged(app, fake
 
 
 def test_points_that_cannot_fit_are_named_before_the_sweep(app, monkeypatch):
-    from lib import memory
+    from lib.estimate import memory
     monkeypatch.setattr(memory, "free_bytes", lambda device: 2 * 10**9)
     app.number_input(key="setting_batch_size").set_value(8).run()
     app.selectbox(key="explore_factor_0").set_value("prompt").run()
@@ -194,7 +194,7 @@ def test_a_device_sweep_sets_this_machine_beside_an_h200_estimate(app):
 
 
 def test_a_sweep_of_estimates_is_called_estimated_and_never_waits(app):
-    from lib import runlock
+    from lib.machine import runlock
 
     app.selectbox(key="explore_factor_0").set_value("device").run()
     app.multiselect(key="explore_values_0_device").set_value(["h100-sxm"]).run()

@@ -11,10 +11,13 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fakes import FakePoints, enter_classroom, fake_runner, many_repetitions, plain
-from lib import classroom, history, stats, sweep
-from lib.spec import RunSpec
-from lib.store import Store
-from lib.ui import classroom as classroom_ui
+from lib.access import classroom
+from lib.records import documents
+from lib.core import stats
+from lib.measure import sweep
+from lib.core.spec import RunSpec
+from lib.records.store import Store
+from lib.ui import classroom_view as classroom_ui
 
 BASE = RunSpec(prompt_tokens=16, new_tokens=5, repetitions=2, min_duration_s=0.0, threads=1)
 
@@ -28,7 +31,7 @@ def saved():
     ids = []
     for batch in (1, 2):
         measurement = fake_runner(BASE.replace(batch_size=batch))
-        ids.append(history.save_run(measurement, stats.summarize(measurement), store)[0])
+        ids.append(documents.save_run(measurement, stats.summarize(measurement), store)[0])
     return store, ids
 
 
@@ -43,9 +46,9 @@ def open_history():
 
 @pytest.mark.slow
 def test_locked_history_shows_a_waiting_notice_then_why_instead_of_hanging(saved, monkeypatch):
-    monkeypatch.setattr("lib.store.BUSY_TRY_S", 0.05)
-    monkeypatch.setattr("lib.store.BUSY_NOTICE_S", 0.2)
-    monkeypatch.setattr("lib.store.BUSY_TIMEOUT_S", 0.8)
+    monkeypatch.setattr("lib.records.store.BUSY_TRY_S", 0.05)
+    monkeypatch.setattr("lib.records.store.BUSY_NOTICE_S", 0.2)
+    monkeypatch.setattr("lib.records.store.BUSY_TIMEOUT_S", 0.8)
     store, _ = saved
     holder = sqlite3.connect(store.path)
     holder.execute("PRAGMA locking_mode = EXCLUSIVE")      # keeps even readers out
@@ -69,9 +72,9 @@ def test_locked_history_shows_a_waiting_notice_then_why_instead_of_hanging(saved
 
 @pytest.mark.slow
 def test_a_button_pressed_while_the_history_is_locked_says_why(saved, monkeypatch):
-    monkeypatch.setattr("lib.store.BUSY_TRY_S", 0.05)
-    monkeypatch.setattr("lib.store.BUSY_NOTICE_S", 0.2)
-    monkeypatch.setattr("lib.store.BUSY_TIMEOUT_S", 0.8)
+    monkeypatch.setattr("lib.records.store.BUSY_TRY_S", 0.05)
+    monkeypatch.setattr("lib.records.store.BUSY_NOTICE_S", 0.2)
+    monkeypatch.setattr("lib.records.store.BUSY_TIMEOUT_S", 0.8)
     store, ids = saved
     at = open_history()
     select(at, [0])
@@ -141,7 +144,7 @@ def test_playground_run_is_saved_and_listed(fake_backend):
 
 
 def save_sweep(store, factor, values, base=BASE, owner=None):
-    recorder = history.SweepRecorder(base, [factor], len(values), store=store, owner=owner)
+    recorder = documents.SweepRecorder(base, [factor], len(values), store=store, owner=owner)
     result = sweep.run_sweep(base, [(sweep.get_factor(factor), values)], FakePoints(),
                              on_point=recorder.add)
     recorder.finish(result.stopped)
@@ -165,7 +168,7 @@ def test_compare_runs_shows_throughput_memory_numbers_and_what_differs():
     store = Store()
     for spec in (BASE.replace(batch_size=1), BASE.replace(batch_size=4, dtype="bfloat16")):
         measurement = fake_runner(spec)
-        history.save_run(measurement, stats.summarize(measurement), store)
+        documents.save_run(measurement, stats.summarize(measurement), store)
     at = open_history()
     select(at, [0, 1])
     figure = at.get("plotly_chart")[0].proto.spec
@@ -224,10 +227,10 @@ def classroom_store(classroom_on):
     ids = {}
     for who, batch in (("alice", 1), ("bob", 2)):
         measurement = fake_runner(BASE.replace(batch_size=batch))
-        ids[who] = history.save_run(measurement, stats.summarize(measurement), store,
+        ids[who] = documents.save_run(measurement, stats.summarize(measurement), store,
                                     owner={"alice": alice, "bob": bob}[who])[0]
     measurement = fake_runner(BASE.replace(batch_size=4))
-    ids["host"] = history.save_run(measurement, stats.summarize(measurement), store)[0]
+    ids["host"] = documents.save_run(measurement, stats.summarize(measurement), store)[0]
     return store, ids
 
 
@@ -347,7 +350,7 @@ def test_damaged_entries_say_why_and_can_still_be_deleted(saved):
 @pytest.mark.slow
 def test_an_entry_of_20000_repetitions_opens_with_a_few_traces():
     measurement = many_repetitions(20_000, spec=BASE)
-    history.save_run(measurement, stats.summarize(measurement), Store())
+    documents.save_run(measurement, stats.summarize(measurement), Store())
     at = open_history()
     started = time.perf_counter()
     select(at, [0])
@@ -363,14 +366,14 @@ def test_an_entry_of_20000_repetitions_opens_with_a_few_traces():
 @pytest.mark.slow
 def test_the_error_ledger_and_an_estimate_labelled_as_one():
     from fakes import with_declared_ceilings
-    from lib import runner
+    from lib.measure import runner
 
     store = Store()
     for batch in (1, 2):
         measurement = with_declared_ceilings(fake_runner(BASE.replace(batch_size=batch)))
-        history.save_run(measurement, stats.summarize(measurement), store)
+        documents.save_run(measurement, stats.summarize(measurement), store)
     estimate = runner.run(RunSpec(model_id="gpt2", hardware="h200", new_tokens=4))
-    estimate_id, _ = history.save_run(estimate, stats.summarize(estimate), store)
+    estimate_id, _ = documents.save_run(estimate, stats.summarize(estimate), store)
     at = open_history()
     ledger_box = next(e for e in at.expander
                       if e.label == "How good are the estimates? (error ledger)")
@@ -428,14 +431,14 @@ def test_a_load_sweep_opens_with_its_findings_charts_and_table(saved):
 
 
 def test_an_estimate_is_listed_and_compared_on_its_hardware_as_an_estimate():
-    from lib import runner
+    from lib.measure import runner
 
     store = Store()
     measurement = fake_runner(BASE)
-    measured_id = history.save_run(measurement, stats.summarize(measurement), store)[0]
+    measured_id = documents.save_run(measurement, stats.summarize(measurement), store)[0]
     estimate = runner.run(RunSpec(model_id="gpt2", dtype="bfloat16", new_tokens=4,
                                   hardware="h100-sxm", gpus=8))
-    estimate_id = history.save_run(estimate, stats.summarize(estimate), store)[0]
+    estimate_id = documents.save_run(estimate, stats.summarize(estimate), store)[0]
     at = open_history()
     listing = at.dataframe[0].value
     assert list(listing["device"]) == ["h100-sxm x 8", "cpu"]

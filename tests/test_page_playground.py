@@ -6,7 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fakes import enter_classroom, plain
-from lib import devices
+from lib.machine import devices
 
 ENTRY = str(Path(__file__).with_name("app_entry.py"))
 
@@ -200,7 +200,7 @@ def test_stale_result_names_what_changed(app):
 @pytest.mark.slow
 def test_real_model_run_in_the_page():
     """The same page on the real default model (no fake): real words, a chart, no error."""
-    from lib import backends
+    from lib.measure import backends
     assert backends.for_model("smollm2-135m-instruct").name == "transformers"
     at = AppTest.from_file(ENTRY, default_timeout=300)
     at.run()
@@ -227,8 +227,8 @@ def test_classroom_hides_own_models_and_refuses_them_in_links(classroom_on):
 
 @pytest.mark.slow
 def test_classroom_second_run_of_one_visitor_is_told_to_wait(app, monkeypatch, classroom_on):
-    from lib import classroom
-    from lib.ui import classroom as classroom_ui
+    from lib.access import classroom
+    from lib.ui import classroom_view as classroom_ui
     enter_classroom(app)
     monkeypatch.setattr(classroom_ui, "_client", lambda: ("carol-cookie", "s1", False))
     set_settings(app, prompt_tokens=16, new_tokens=2, repetitions=1, min_duration_s=0.0)
@@ -262,7 +262,7 @@ def test_classroom_second_run_of_one_visitor_is_told_to_wait(app, monkeypatch, c
     ({"batch_size": "9" * 5000}, "batch_size", 1, "not a whole number"),
 ])
 def test_every_link_value_is_checked_like_a_cli_argument(params, setting, value, words):
-    from lib.spec import default_threads
+    from lib.core.spec import default_threads
     at = AppTest.from_file(ENTRY, default_timeout=120)
     at.query_params.update(params)
     at.run()
@@ -318,7 +318,7 @@ def test_an_estimate_on_other_hardware_is_labelled_and_runs_nothing(app):
 
 
 def test_an_estimate_says_what_limits_it_on_that_hardware(app):
-    from lib import estimator
+    from lib.estimate import estimator
 
     app.selectbox(key="setting_hardware").set_value("h100-sxm").run()
     set_settings(app, prompt_tokens=16, new_tokens=3)
@@ -333,7 +333,7 @@ def test_an_estimate_says_what_limits_it_on_that_hardware(app):
 
 
 def test_a_model_too_big_for_the_devices_offers_the_fewest_that_hold_it(app):
-    from lib import estimator
+    from lib.estimate import estimator
 
     app.selectbox(key="setting_hardware").set_value("h100-sxm").run()
     app.radio(key="setting_model_group").set_value("random").run()

@@ -9,10 +9,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fakes import FakeTokenizer, enter_classroom, load_result, plain
-from lib.errors import ServingError
+from lib.core.errors import ServingError
 from lib.serving import client, session
 from lib.serving.records import MEASURED, OK, RequestRecord
-from lib.store import Store
+from lib.records.store import Store
 from lib.ui import state
 
 ENTRY = str(Path(__file__).with_name("app_entry.py"))
@@ -205,10 +205,10 @@ def test_the_api_key_reaches_the_server_only(monkeypatch):
     outcome = at.session_state[state.SERVING_RESULT]
     assert outcome.load.target["endpoint"]["base_url"] == "http://127.0.0.1:8000/v1"
     assert outcome.load.target["endpoint"]["api_key"] == "set"
-    from lib.serving import report
-    for exported in (json.dumps(report.to_dict(outcome.load)),
-                     json.dumps(report.level_rows(outcome.load)),
-                     json.dumps(report.request_rows(outcome.load)),
+    from lib.serving import summary
+    for exported in (json.dumps(summary.to_dict(outcome.load)),
+                     json.dumps(summary.level_rows(outcome.load)),
+                     json.dumps(summary.request_rows(outcome.load)),
                      json.dumps(Store().export(outcome.entry_id)),
                      json.dumps(Store().list())):
         assert SECRET not in exported

@@ -157,11 +157,11 @@ def test_explore_offers_the_sidebar_stack_s_formats_for_a_format_sweep(app):
     assert dtypes.value == ["float32", "float16", "q8_0", "q4_k_m", "q4_1"]
 
 
-# --- llama.cpp being compiled in the background (lib.stack_build), its state faked ----------
+# --- llama.cpp being compiled in the background (lib.core.stack_build), its state faked ----------
 
 @pytest.fixture
 def building(monkeypatch):
-    from lib import stack_build
+    from lib.core import stack_build
 
     use_stack_fakes(monkeypatch, {"transformers": StackFake("transformers")},
                     missing=("llama.cpp",))
@@ -188,7 +188,7 @@ def test_a_stack_being_built_shows_its_progress_and_keeps_run_off(building):
 
 
 def test_a_failed_build_says_so_in_plain_words_without_a_command(building):
-    from lib import stack_build
+    from lib.core import stack_build
 
     building["state"] = stack_build.BuildState(stack_build.FAILED, error="error: out of memory")
     at = small(AppTest.from_file(ENTRY, default_timeout=300).run())

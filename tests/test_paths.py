@@ -6,8 +6,8 @@ import tempfile
 
 import pytest
 
-from lib import paths
-from lib.errors import ExplorerError
+from lib.core import paths
+from lib.core.errors import ExplorerError
 
 
 def _private(path):

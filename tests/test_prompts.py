@@ -1,7 +1,7 @@
 import pytest
 
 from fakes import FakeTokenizer
-from lib.prompts import BUILTIN_QUESTION, fit_prompt
+from lib.core.prompts import BUILTIN_QUESTION, fit_prompt
 
 
 class TemplatedTokenizer(FakeTokenizer):

@@ -1,10 +1,10 @@
-"""lib.report.export_file_name: downloads say what they hold, in safe characters."""
+"""lib.records.export.export_file_name: downloads say what they hold, in safe characters."""
 
 import datetime
 import re
 
-from lib.report import export_file_name
-from lib.spec import RunSpec
+from lib.records.export import export_file_name
+from lib.core.spec import RunSpec
 
 
 def test_names_say_kind_factor_model_and_date():
@@ -29,17 +29,18 @@ def test_paths_and_odd_characters_are_made_safe():
 
 def test_cards_follow_the_one_percentile_gate():
     from fakes import measure
-    from lib import report, stats
-    from lib.spec import RunSpec
+    from lib.records import export
+    from lib.core import stats
+    from lib.core.spec import RunSpec
 
     few = measure(RunSpec(prompt_tokens=16, new_tokens=4, repetitions=3, min_duration_s=0.0,
                           threads=1), prefill_s=[0.1, 0.2, 0.3, 0.4])
-    cards = {c["label"]: c for c in report.metric_cards(few, stats.summarize(few))}
+    cards = {c["label"]: c for c in export.metric_cards(few, stats.summarize(few))}
     # Warm-up took 0.1 s; the timed ones 0.2, 0.3, 0.4: too few for p10/p90, so the range.
     assert cards["Time to first token (TTFT)"]["spread"] == "200.0 ms – 400.0 ms (range, n=3)"
     many = measure(RunSpec(prompt_tokens=16, new_tokens=4, repetitions=10, min_duration_s=0.0,
                            threads=1), prefill_s=[0.1 * k for k in range(1, 12)])
-    cards = {c["label"]: c for c in report.metric_cards(many, stats.summarize(many))}
+    cards = {c["label"]: c for c in export.metric_cards(many, stats.summarize(many))}
     assert cards["Time to first token (TTFT)"]["spread"].endswith("(p10–p90, n=10)")
 
 

@@ -1,4 +1,4 @@
-"""lib.results: one to_dict/from_dict pair, and documents saved before it still open the same.
+"""lib.core.results: one to_dict/from_dict pair, and documents saved before it still open the same.
 
 tests/fixtures/history-0ec4227.sqlite3 was written by the code at commit 0ec4227 (before the
 backend seam): runs of the trained, encoder and random-weight models, a batch sweep, a prompt
@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from fakes import measure
-from lib import history, report, results, stats
+from lib.records import documents, export
+from lib.core import results, stats
 from lib.models.catalog import ENCODER
-from lib.results import MEASURED, Provenance
-from lib.spec import RunSpec
-from lib.store import Store
+from lib.core.results import MEASURED, Provenance
+from lib.core.spec import RunSpec
+from lib.records.store import Store
 
 FIXTURES = Path(__file__).with_name("fixtures")
 OLD_DB = FIXTURES / "history-0ec4227.sqlite3"
@@ -72,7 +73,7 @@ def test_documents_saved_before_the_seam_open_with_their_saved_numbers(old_store
     assert entries[1]["note"] == "before class" and entries[6]["imported_from"]
     for entry_id in (1, 2, 3, 6):
         document = old_store.export(entry_id)
-        measurement = history.measurement_from_document(document)
+        measurement = documents.measurement_from_document(document)
         # No provenance was saved then: it is inferred from the model kind, as measured.
         expected = "encoder" if measurement.model_kind == ENCODER else "transformers"
         assert measurement.provenance.backend == expected
@@ -81,7 +82,7 @@ def test_documents_saved_before_the_seam_open_with_their_saved_numbers(old_store
         # The summary stored that day and the one derived now are the same numbers.
         assert same_numbers(stats.summarize(measurement).to_dict(), document["summary"],
                             gated=True)
-        rewritten = report.to_dict(measurement, stats.summarize(measurement))
+        rewritten = export.to_dict(measurement, stats.summarize(measurement))
         assert same_numbers(rewritten["summary"], document["summary"], gated=True)
         assert [r["token_offsets_s"] for r in rewritten["repetitions"]] == \
             [r["token_offsets_s"] for r in document["repetitions"]]
@@ -89,7 +90,7 @@ def test_documents_saved_before_the_seam_open_with_their_saved_numbers(old_store
 
 @pytest.mark.parametrize("entry_id", [1, 2, 3, 4, 5, 6])
 def test_old_entries_export_the_same_csv_numbers(old_store, entry_id):
-    opened = history.open_entry(old_store.export(entry_id), entry_id)    # as History opens it
+    opened = documents.open_entry(old_store.export(entry_id), entry_id)    # as History opens it
     new = list(csv.DictReader(io.StringIO(opened.csv)))
     old = list(csv.DictReader((FIXTURES / f"history-0ec4227-{entry_id}.csv").open()))
     assert len(new) == len(old)

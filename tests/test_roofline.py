@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from lib import roofline
-from lib.errors import InvalidSpecError
+from lib.estimate import roofline
+from lib.core.errors import InvalidSpecError
 from lib.models.shapes import shapes
-from lib.roofline import Costs, PhaseCost, bound, costs, floor, judge, sentences
-from lib.spec import RunSpec
+from lib.estimate.roofline import Costs, PhaseCost, bound, costs, floor, judge, sentences
+from lib.core.spec import RunSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -325,7 +325,7 @@ def test_operation_counts_in_words(count, words):
 
 
 def test_roofline_imports_without_torch():
-    code = ("import sys\nimport lib.roofline\n"
+    code = ("import sys\nimport lib.estimate.roofline\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
@@ -334,7 +334,7 @@ def test_roofline_imports_without_torch():
 
 def test_hand_built_shapes_without_expert_counts_read_the_active_parameters():
     """What an estimator may build for a model never loaded: no embedding or expert details."""
-    from lib.memory import Shapes
+    from lib.estimate.memory import Shapes
     r1_like = Shapes(parameters=671_000_000_000, active_parameters=37_000_000_000, layers=61,
                      hidden_size=7168, intermediate_size=18432, attention_heads=128,
                      kv_heads=128, head_dim=128, vocab_size=129280,

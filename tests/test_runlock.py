@@ -13,11 +13,12 @@ import time
 
 import pytest
 
-from lib import paths, runlock
+from lib.core import paths
+from lib.machine import runlock
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from lib.runlock import measurement_slot
+    from lib.machine.runlock import measurement_slot
     with measurement_slot("holder run"):
         print("holding", flush=True)
         time.sleep(float(sys.argv[1]))
@@ -54,7 +55,7 @@ def test_free_slot_does_not_wait(model_cache_dir):
 
 
 def test_crashed_holder_releases_the_slot(model_cache_dir):
-    crash = "from lib.runlock import measurement_slot\nimport os\n" \
+    crash = "from lib.machine.runlock import measurement_slot\nimport os\n" \
             "with measurement_slot('doomed'):\n    os._exit(3)\n"
     assert subprocess.run([sys.executable, "-c", crash]).returncode == 3
     assert runlock.current_holder()["description"] == "doomed"     # its note stayed behind
@@ -130,7 +131,7 @@ def test_waiters_are_told_their_place_and_served_first_come_first_served(monkeyp
 
 def test_a_waiter_that_died_keeps_nobody_waiting(monkeypatch):
     monkeypatch.setattr(runlock, "WAIT_UPDATE_S", 0.1)
-    doomed = ("from lib.runlock import measurement_slot\n"
+    doomed = ("from lib.machine.runlock import measurement_slot\n"
               "with measurement_slot('doomed waiter', on_wait=lambda m: print('waiting', "
               "flush=True)):\n    pass\n")
     order = []
@@ -188,7 +189,7 @@ def test_cleaning_the_cache_folder_during_a_run_frees_nothing(tmp_path, monkeypa
 def test_a_holder_puts_back_a_lock_file_removed_under_it(tmp_path, monkeypatch):
     monkeypatch.setattr(runlock, "WAIT_UPDATE_S", 0.1)
     monkeypatch.setenv("ILE_RUNTIME_DIR", str(tmp_path / "run"))
-    keeper = "import lib.runlock\nlib.runlock.KEEP_CHECK_S = 0.05\n" + HOLDER
+    keeper = "import lib.machine.runlock\nlib.runlock.KEEP_CHECK_S = 0.05\n" + HOLDER
     holder = subprocess.Popen([sys.executable, "-c", keeper, "1.0"], stdout=subprocess.PIPE,
                               text=True)
     assert holder.stdout.readline().strip() == "holding"

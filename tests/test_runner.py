@@ -1,12 +1,14 @@
-"""lib.runner on the fake backend: checks and memory before loading, crashes become messages."""
+"""lib.measure.runner on the fake backend: checks and memory before loading, crashes become messages."""
 
 import pytest
 
 from fakes import FakeBackend
-from lib import backends, memory, runlock, runner, sweep
-from lib.errors import InvalidSpecError, MemoryGuardError, RunFailedError
-from lib.models.cache import ModelCache
-from lib.spec import RunSpec
+from lib.measure import backends, runner, sweep
+from lib.estimate import memory
+from lib.machine import runlock
+from lib.core.errors import InvalidSpecError, MemoryGuardError, RunFailedError
+from lib.measure.cache import ModelCache
+from lib.core.spec import RunSpec
 
 SPEC = RunSpec(prompt_tokens=16, new_tokens=3, repetitions=1, min_duration_s=0.0, threads=1)
 

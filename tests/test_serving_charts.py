@@ -1,11 +1,11 @@
-"""The load run's figures (lib.serving_charts): exact traces from hand-made records."""
+"""The load run's figures (lib.views.serving_charts): exact traces from hand-made records."""
 
 import dataclasses
 
 import pytest
 
 from fakes import load_result
-from lib import serving_charts
+from lib.views import serving_charts
 
 
 def names(figure):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from lib.errors import ServingError
+from lib.core.errors import ServingError
 from lib.serving import client
 from lib.serving.records import (CANCELLED, FAILED, FROM_CHUNKS, FROM_TOKENIZER, FROM_USAGE,
                                  OK, SHORT, Endpoint)

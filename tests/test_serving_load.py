@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from lib.errors import InvalidSpecError, StoppedError
-from lib.serving import load, measures, report
+from lib.core.errors import InvalidSpecError, StoppedError
+from lib.serving import load, measures, summary as report
 from lib.serving.load import LoadPlan, run_load
 from lib.serving.measures import Slo
 from lib.serving.records import (CANCELLED, COOLDOWN, FAILED, MEASURED, OK, SHORT, WARMUP,
@@ -336,7 +336,7 @@ def test_the_document_reopens_to_the_same_numbers_and_never_holds_the_key():
     (lambda d: d.pop("target"), "target"),
 ])
 def test_a_damaged_document_names_its_bad_field(damage, field):
-    from lib.schema import DocumentError
+    from lib.core.schema import DocumentError
     document = report.to_dict(_loaded())
     damage(document)
     with pytest.raises(DocumentError, match=field.replace("[", r"\[").replace("]", r"\]")):

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from lib.errors import StoppedError
+from lib.core.errors import StoppedError
 from lib.serving import local, session
 from lib.serving.load import LoadPlan
 

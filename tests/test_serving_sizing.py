@@ -10,8 +10,8 @@ import json
 import pytest
 
 from fakes import FakeTokenizer, load_request, load_result
-from lib import serving_charts
-from lib.serving import load, report, session, sizing
+from lib.views import serving_charts
+from lib.serving import load, summary, session, sizing
 from lib.serving.load import LoadPlan
 from lib.serving.sizing import Calibration, Sizing
 from sse_server import Reply, ScriptedServer
@@ -144,7 +144,7 @@ def _all_failed_at(loaded, offered, sizing_doc):
                 output_tokens=0, reason="no complete answer within the 30 s timeout: the "
                 "server is overloaded or stuck") if r.phase == "measured" else r
                 for r in level.records)
-            level = report._level(offered, records, loaded.slo, 0, 0.0, False)
+            level = summary._level(offered, records, loaded.slo, 0, 0.0, False)
         levels.append(level)
     return dataclasses.replace(loaded, levels=tuple(levels), sizing=sizing_doc)
 
@@ -173,7 +173,7 @@ def test_a_heavy_level_that_timed_out_is_past_the_knee():
 
 def test_a_saved_sizing_survives_the_round_trip_and_a_bad_one_is_ignored_in_words():
     loaded = dataclasses.replace(load_result(), sizing={"answer_s": "x", "timeout_s": None})
-    again = report.from_dict(json.loads(json.dumps(report.to_dict(loaded))))
+    again = summary.from_dict(json.loads(json.dumps(summary.to_dict(loaded))))
     assert again.sizing == loaded.sizing
     assert again.findings == loaded.findings
 
@@ -190,7 +190,7 @@ def _level_of(count, cooldown):
 
 @pytest.mark.parametrize("count, cooldown", [(10, 490), (500, 20)])
 def test_the_timeline_draws_the_sent_requests_with_axes_sized_to_them(count, cooldown):
-    loaded = report.result({"kind": "url", "endpoint": {"model": "m"}}, RATE_PLAN, None, 0.0,
+    loaded = summary.result({"kind": "url", "endpoint": {"model": "m"}}, RATE_PLAN, None, 0.0,
                            [_level_of(count, cooldown)], {})
     figure = serving_charts.timeline_figure(loaded, loaded.levels[0])
     drawn = {index for trace in figure.data for index in trace.y}

@@ -3,8 +3,8 @@ import dataclasses
 
 import pytest
 
-from lib.errors import InvalidSpecError, UnsupportedError
-from lib.spec import (RunSpec, add_arguments, field_info, field_names, from_arguments,
+from lib.core.errors import InvalidSpecError, UnsupportedError
+from lib.core.spec import (RunSpec, add_arguments, field_info, field_names, from_arguments,
                       from_saved)
 
 
@@ -82,7 +82,7 @@ def test_field_info_carries_what_a_widget_needs():
 
 
 def test_parse_value_checks_type_finiteness_and_choices():
-    from lib.spec import parse_value
+    from lib.core.spec import parse_value
     assert parse_value("batch_size", " 8 ") == 8 and parse_value("min_duration_s", "0.5") == 0.5
     for name, raw, words in [("batch_size", "two", "not a whole number"),
                              ("batch_size", "1.5", "not a whole number"),
@@ -94,7 +94,7 @@ def test_parse_value_checks_type_finiteness_and_choices():
 
 
 def test_clamp_moves_values_into_this_machines_range():
-    from lib.spec import clamp, default_threads
+    from lib.core.spec import clamp, default_threads
     assert clamp("batch_size", 8) == (8, None)
     assert clamp("batch_size", 0) == (1, "below the lowest value 1, so 1 is used")
     assert clamp("new_tokens", 10**30)[0] == 512
@@ -126,7 +126,7 @@ def test_a_saved_spec_is_still_checked(fields, message):
 
 def test_threads_beyond_this_machines_cores_are_refused_where_a_run_starts(monkeypatch):
     """Not by RunSpec itself: a run saved on a bigger machine must still open here."""
-    from lib import spec as spec_module
+    from lib.core import spec as spec_module
     monkeypatch.setattr(spec_module, "default_threads", lambda: 2)
     assert RunSpec(threads=4).threads == 4
     spec_module.check_threads(2)
@@ -143,7 +143,7 @@ def test_other_names_of_a_format_are_saved_under_one_name():
 
 def test_a_format_of_another_stack_is_refused_with_the_stack_that_runs_it():
     from lib.models.catalog import get_entry
-    from lib import backends
+    from lib.measure import backends
 
     spec = RunSpec(dtype="q4_k_m")
     backend = backends.for_spec(spec)

@@ -1,4 +1,4 @@
-"""lib.stack_build: llama.cpp's background build, its progress, time left, lock and states, and
+"""lib.core.stack_build: llama.cpp's background build, its progress, time left, lock and states, and
 the stack lookup that notices a stack installed while the app runs. pip never runs here."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from lib import stack_build, stacks
-from lib.errors import UnsupportedError
-from lib.stack_build import (BUILDING, FAILED, INSTALLED, MISSING, BuildState, Progress,
+from lib.core import stack_build, stacks
+from lib.core.errors import UnsupportedError
+from lib.core.stack_build import (BUILDING, FAILED, INSTALLED, MISSING, BuildState, Progress,
                              parse_progress, time_left)
 
 NINJA_LOG = """Processing ./llama-cpp-python
@@ -136,7 +136,7 @@ def test_the_app_starts_one_background_build_at_low_priority(cache, monkeypatch)
         assert not stack_build.start_background()
     assert stack_build.start_background()
     assert not stack_build.start_background()  # once per app process
-    assert started == [["nice", "-n", "19", sys.executable, "-m", "lib.stack_build"]]
+    assert started == [["nice", "-n", "19", sys.executable, "-m", "lib.core.stack_build"]]
 
 
 def test_tests_and_system_pythons_never_build(monkeypatch):

@@ -6,9 +6,12 @@ transformers."""
 import pytest
 
 from fakes import StackFake, measure, use_stack_fakes
-from lib import cli, history, report, stats, sweep
-from lib.results import from_dict, to_dict
-from lib.spec import RunSpec, from_saved
+from lib.cli import main
+from lib.records import documents, export
+from lib.core import stats
+from lib.measure import sweep
+from lib.core.results import from_dict, to_dict
+from lib.core.spec import RunSpec, from_saved
 
 SMALL = ["--prompt-tokens", "16", "--new-tokens", "3", "--repetitions", "1",
          "--min-duration", "0", "--warmup", "0"]
@@ -19,7 +22,7 @@ def stacks(monkeypatch):
     """transformers and llama.cpp on fakes (llama.cpp writes tokens faster but reads the
     prompt slower); ONNX Runtime has no backend."""
     from fakes import declare_ceilings
-    from lib.models import cache
+    from lib.measure import cache
 
     declare_ceilings(monkeypatch)
     monkeypatch.setattr(cache, "_release_memory", lambda: None)
@@ -29,7 +32,7 @@ def stacks(monkeypatch):
 
 
 def invoke(argv, capsys):
-    status = cli.main(argv)
+    status = main.main(argv)
     out, err = capsys.readouterr()
     return status, out, err
 
@@ -77,7 +80,7 @@ def test_a_cli_run_on_a_stack_not_installed_says_how_to_add_it(monkeypatch, caps
 
 def test_run_help_lists_the_stacks_and_every_format(capsys):
     with pytest.raises(SystemExit):
-        cli.main(["run", "--help"])
+        main.main(["run", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "{transformers,llama.cpp,onnxruntime}" in out
     assert "{float32,bfloat16,float16,int8,q8_0,q4_k_m,q4_1,int4}" in out
@@ -107,40 +110,40 @@ def test_the_stack_is_in_the_csv_at_the_end_and_in_history_words(stacks):
     spec = RunSpec(stack="llama.cpp", dtype="q4_k_m", prompt_tokens=16, new_tokens=3,
                    repetitions=1, min_duration_s=0.0)
     measurement = measure(spec, stacks["llama.cpp"])
-    row = report.summary_row(measurement, stats.summarize(measurement))
+    row = export.summary_row(measurement, stats.summarize(measurement))
     assert list(row)[-1] == "stack" and row["stack"] == "llama.cpp"
-    assert history.run_settings_text(spec.to_dict()) == \
+    assert documents.run_settings_text(spec.to_dict()) == \
         "smollm2-135m-instruct, batch 1, prompt 16, output 3, Q4_K_M, on llama.cpp"
-    assert "on " not in history.run_settings_text(RunSpec().to_dict()).split("instruct")[1]
-    assert report.stack_sentence(measurement) == \
+    assert "on " not in documents.run_settings_text(RunSpec().to_dict()).split("instruct")[1]
+    assert export.stack_sentence(measurement) == \
         "Ran on llama.cpp (llama-cpp-python 0.3.36), weights Q4_K_M."
-    assert "q4_k_m on llama.cpp, batch 1" in report.to_text(
+    assert "q4_k_m on llama.cpp, batch 1" in export.to_text(
         measurement, stats.summarize(measurement))
 
 
 def test_a_sweep_entry_label_names_its_stack_unless_it_is_the_factor():
     entry = {"kind": "sweep", "factors": ["batch"], "models": ["gpt2"],
              "point_values": [{"batch": 1}, {"batch": 2}], "skipped": 0, "stack": "llama.cpp"}
-    assert history.entry_label(entry) == "batch size sweep: 1, 2 — gpt2 on llama.cpp"
-    assert history.entry_label({**entry, "stack": None}) == "batch size sweep: 1, 2 — gpt2"
-    assert history.entry_label({**entry, "stack": "transformers"}) == \
+    assert documents.entry_label(entry) == "batch size sweep: 1, 2 — gpt2 on llama.cpp"
+    assert documents.entry_label({**entry, "stack": None}) == "batch size sweep: 1, 2 — gpt2"
+    assert documents.entry_label({**entry, "stack": "transformers"}) == \
         "batch size sweep: 1, 2 — gpt2"
     stack_sweep = {**entry, "factors": ["stack"],
                    "point_values": [{"stack": "transformers"}, {"stack": "llama.cpp"}]}
-    assert history.entry_label(stack_sweep) == \
+    assert documents.entry_label(stack_sweep) == \
         "software stack sweep: transformers, llama.cpp — gpt2"
 
 
 def test_a_saved_sweep_lists_its_stack_in_history(stacks):
-    from lib.store import Store
+    from lib.records.store import Store
 
     base = RunSpec(stack="llama.cpp", prompt_tokens=16, new_tokens=3, repetitions=1,
                    min_duration_s=0.0)
-    recorder = history.SweepRecorder(base, ["batch"], 1)
+    recorder = documents.SweepRecorder(base, ["batch"], 1)
     recorder.finish(stopped=False)
     entry = next(e for e in Store().list() if e["id"] == recorder.entry_id)
     assert entry["stack"] == "llama.cpp"
-    assert history.entry_label(entry).endswith(" on llama.cpp")
+    assert documents.entry_label(entry).endswith(" on llama.cpp")
 
 
 def test_a_document_saved_before_stacks_opens_as_transformers(stacks):
@@ -153,7 +156,7 @@ def test_a_document_saved_before_stacks_opens_as_transformers(stacks):
 
 
 def test_the_line_before_a_run_names_every_stack_but_the_default_the_same_way():
-    from lib import runner
+    from lib.measure import runner
 
     words = {stack: runner.describe(RunSpec(stack=stack, dtype=dtype))
              for stack, dtype in (("transformers", "float32"), ("llama.cpp", "q4_k_m"),

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from lib.results import Measurement, Repetition
-from lib.spec import RunSpec
-from lib.stats import (MIN_SAMPLES, Distribution, inter_token_latencies, percentile,
+from lib.core.results import Measurement, Repetition
+from lib.core.spec import RunSpec
+from lib.core.stats import (MIN_SAMPLES, Distribution, inter_token_latencies, percentile,
                        repetition_metrics, summarize)
 
 

@@ -6,9 +6,10 @@ import io
 import pytest
 
 from fakes import FakePoints, fake_runner
-from lib import sweep, table
-from lib.errors import InvalidSpecError
-from lib.spec import RunSpec
+from lib.measure import sweep
+from lib.records import table
+from lib.core.errors import InvalidSpecError
+from lib.core.spec import RunSpec
 
 BASE = RunSpec(prompt_tokens=16, new_tokens=5, repetitions=2, min_duration_s=0.0,
                warmup_runs=1, threads=1)
@@ -100,7 +101,7 @@ def test_a_noisy_point_gets_more_repetitions_within_its_budget():
 
 
 def test_points_that_do_not_fit_together_are_measured_in_a_later_group(monkeypatch):
-    from lib.errors import MemoryGuardError
+    from lib.core.errors import MemoryGuardError
     points = FakePoints()
     start = points.start
 
@@ -178,7 +179,7 @@ def test_device_values_are_this_machines_devices_or_hardware_profiles():
 
 
 def test_a_device_sweep_measures_cpu_and_estimates_h200(fake_backend):
-    from lib import estimator
+    from lib.estimate import estimator
     from fakes import sweep_through_runner
 
     result = sweep_through_runner(BASE, [(sweep.get_factor("device"), ["cpu", "h200"])])
@@ -230,9 +231,9 @@ def test_a_saved_device_sweep_keeps_its_meaning():
 def test_cli_sweeps_this_machine_against_an_h200(fake_backend, tmp_path, capsys):
     import csv as csv_module
 
-    from lib import cli
+    from lib.cli import main
     out = tmp_path / "devices.csv"
-    status = cli.main(["sweep", "--factor", "device", "--values", "cpu,h200", "--prompt-tokens",
+    status = main.main(["sweep", "--factor", "device", "--values", "cpu,h200", "--prompt-tokens",
                        "16", "--new-tokens", "5", "--repetitions", "2", "--threads", "1",
                        "--csv", str(out)])
     printed, said = capsys.readouterr()

@@ -1,8 +1,8 @@
-"""lib.text: hostile text is shown as written, in Markdown, HTML and a terminal."""
+"""lib.core.text: hostile text is shown as written, in Markdown, HTML and a terminal."""
 
 import pytest
 
-from lib import text
+from lib.core import text
 
 HOSTILE = [
     "[Your session expired - click here](https://evil.example/login)",

@@ -1,4 +1,4 @@
-"""lib.why: the run JSON's `why` (busy machine first, else the floor's limit), the number-format
+"""lib.estimate.why: the run JSON's `why` (busy machine first, else the floor's limit), the number-format
 sentence from declared ceilings, and the Playground showing both. Fake backend, exact numbers."""
 
 from pathlib import Path
@@ -7,8 +7,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fakes import DECLARED_CEILINGS, DECLARED_THIS, measure, plain, with_declared_ceilings
-from lib import estimator, floors, insights, report, stats, sweep, why
-from lib.spec import RunSpec
+from lib.estimate import estimator, floors, why
+from lib.views import insights
+from lib.records import export
+from lib.core import stats
+from lib.measure import sweep
+from lib.core.spec import RunSpec
 
 BASE = RunSpec(prompt_tokens=16, new_tokens=5, repetitions=3, min_duration_s=0.0, threads=1)
 ENTRY = str(Path(__file__).with_name("app_entry.py"))
@@ -17,7 +21,7 @@ ENTRY = str(Path(__file__).with_name("app_entry.py"))
 def run_json(other_cpu_percent, **declared):
     measurement = with_declared_ceilings(
         measure(BASE, other_cpu_percent=other_cpu_percent, **declared))
-    return measurement, report.to_dict(measurement, stats.summarize(measurement))
+    return measurement, export.to_dict(measurement, stats.summarize(measurement))
 
 
 def test_a_run_on_a_busy_machine_says_so_first_with_the_share_and_the_slowdown():
@@ -56,7 +60,7 @@ def test_the_same_run_quiet_names_the_floors_limit_instead():
 
 def test_without_recorded_ceilings_nothing_is_claimed():
     measurement = measure(BASE, other_cpu_percent=0.0)
-    assert report.to_dict(measurement, stats.summarize(measurement))["why"] is None
+    assert export.to_dict(measurement, stats.summarize(measurement))["why"] is None
     busy = measure(BASE, other_cpu_percent=70.0)
     found = why.explain(busy, stats.summarize(busy))
     assert found.limit == why.BUSY_MACHINE and "can't be said" in found.text
@@ -108,7 +112,7 @@ def test_itl_percentiles_are_gated_by_the_number_of_requests():
     assert itl.percentile(99) is None and itl.percentile(95) is None
     assert itl.percentile(90) is not None                 # 10 requests carry a p90
     assert itl.needs(99) == "100 requests (has 10)"
-    row = next(r for r in report.percentile_rows(summary) if r["metric"].startswith("Inter"))
+    row = next(r for r in export.percentile_rows(summary) if r["metric"].startswith("Inter"))
     assert row["p99"] == "needs 100 requests (has 10)"
     note = next(w for w in summary.warnings if w.message.startswith("Inter-token"))
     assert "150 samples pooled from 10 requests" in note.message
@@ -118,8 +122,8 @@ def test_itl_percentiles_are_gated_by_the_number_of_requests():
 
 
 def test_playground_puts_the_busy_reason_first(monkeypatch):
-    from lib import backends
-    from lib.backends.fake import FakeBackend
+    from lib.measure import backends
+    from lib.measure.backends.fake import FakeBackend
 
     with backends.use(FakeBackend(decode_s=1.0, other_cpu_percent=70.0)):
         at = AppTest.from_file(ENTRY, default_timeout=300)
@@ -140,8 +144,8 @@ def test_playground_puts_the_busy_reason_first(monkeypatch):
 
 
 def test_sidebar_says_how_bfloat16_does_on_this_machine(monkeypatch, fake_backend):
-    from lib import ceilings
-    from lib.ceilings import Ceilings
+    from lib.machine import ceilings
+    from lib.machine.ceilings import Ceilings
     monkeypatch.setattr(ceilings, "cached",
                         lambda device="cpu": Ceilings("cpu", 12e9, dict(FLOPS)))
     at = AppTest.from_file(ENTRY, default_timeout=300)
@@ -152,12 +156,12 @@ def test_sidebar_says_how_bfloat16_does_on_this_machine(monkeypatch, fake_backen
 
 
 def test_an_estimate_names_the_estimators_largest_term():
-    from lib.backends.estimator import BACKEND
+    from lib.measure.backends.estimated import BACKEND
     spec = BASE.replace(hardware="h200", gpus=8, batch_size=8)
     measurement = measure(spec, BACKEND)
     predicted = estimator.estimate(spec, "h200", 8)
     phase = "decode" if 4 * predicted.summary["tpot_s"] >= predicted.summary["ttft_s"] \
         else "prefill"
-    found = report.to_dict(measurement, stats.summarize(measurement))["why"]
+    found = export.to_dict(measurement, stats.summarize(measurement))["why"]
     assert found["limit"] == why.LIMIT_OF_TERM[predicted.bound[phase]]
     assert found["text"] == predicted.why()["text"]          # worded as estimates are

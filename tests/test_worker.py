@@ -1,4 +1,4 @@
-"""lib.worker: a model in its own spawned process gives the same exact numbers as in-process,
+"""lib.measure.worker: a model in its own spawned process gives the same exact numbers as in-process,
 a killed worker becomes a clear message (and is replaced), Stop leaves the worker ready.
 
 Each worker imports transformers to read the model's shapes (seconds on 2 busy cores), so the
@@ -10,11 +10,12 @@ import signal
 import pytest
 
 from fakes import FakeBackend
-from lib import engine, stats
-from lib.errors import InvalidSpecError, WorkerDiedError
-from lib.models.cache import ModelCache
-from lib.spec import RunSpec
-from lib.worker import LocalModel, WorkerModel
+from lib.measure import engine
+from lib.core import stats
+from lib.core.errors import InvalidSpecError, WorkerDiedError
+from lib.measure.cache import ModelCache
+from lib.core.spec import RunSpec
+from lib.measure.worker import LocalModel, WorkerModel
 
 SPEC = RunSpec(batch_size=2, prompt_tokens=16, new_tokens=5, repetitions=3, min_duration_s=0.0,
                threads=1)
@@ -112,7 +113,7 @@ def test_closing_ends_the_process(worker):
 
 
 def test_the_engine_stops_between_calls_when_told():
-    from lib.errors import StoppedError
+    from lib.core.errors import StoppedError
     backend = FakeBackend()
     loaded = backend.load(SPEC.model_id, "cpu", "float32")
     calls = []

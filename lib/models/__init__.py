@@ -1,5 +1,8 @@
-"""Models: what they are (catalog), their shapes before loading (shapes), how transformers loads
-their weights (loading, gguf, hub), and the server-wide cache of loaded models (cache).
+"""Models: what they are (catalog), their shapes before loading (shapes), where their files come
+from (files, hub, gguf, gguf_formats, onnx_build, saved) and how transformers loads them (loading).
 
-Nothing here times a request; backends (lib.backends) load through this package and measure.
+Nothing here times a request or starts a process; backends (lib.measure.backends) load through
+this package and measure.
+
+Imports: lib.core, lib.machine.
 """

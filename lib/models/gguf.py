@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from lib.models.catalog import CatalogEntry, package_file
-from lib.paths import cache_dir
+from lib.core.paths import cache_dir
 
 
 def converted_folder(entry: CatalogEntry) -> Path:

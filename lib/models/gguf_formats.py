@@ -1,7 +1,7 @@
 """llama.cpp's weight files: one GGUF file per model and format, built once into the cache.
 
 llama.cpp reads GGUF files and runs their weights as stored, so each weight format
-(`lib.stacks.FORMATS`: F32, F16, Q8_0, Q4_K_M, Q4_1) is its own file. `gguf_file(entry, dtype)`
+(`lib.core.stacks.FORMATS`: F32, F16, Q8_0, Q4_K_M, Q4_1) is its own file. `gguf_file(entry, dtype)`
 finds or builds it:
 - The default model ships a Q4_1 file: Q4_1 is that file as is. Float32 is a GGUF written by
   dequantizing every tensor of it (gguf's own dequantizer) with all its metadata (tokenizer,
@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from lib.errors import ModelLoadError, UnsupportedError
+from lib.core.errors import ModelLoadError, UnsupportedError
 from lib.models.catalog import CATALOG, OWN, RANDOM, CatalogEntry, package_file
-from lib.paths import cache_dir
-from lib.spec import DEFAULT_MODEL_ID
+from lib.core.paths import cache_dir
+from lib.core.spec import DEFAULT_MODEL_ID
 
 Progress = Callable[[str], None]
 # llama.h's `llama_ftype` values (the GGUF key general.file_type) of the formats offered.
@@ -62,7 +62,7 @@ def gguf_file(entry: CatalogEntry, dtype: str, on_progress: Progress | None = No
     ready = existing_file(entry, dtype)
     if ready is not None:
         return GgufFile(ready, None)
-    from lib.stacks import FORMATS
+    from lib.core.stacks import FORMATS
 
     target = cached_path(entry, dtype)
     base_dtype = _base_dtype(entry, dtype)
@@ -194,7 +194,7 @@ def _file_bytes_estimate(entry: CatalogEntry, dtype: str) -> int:
 
 def check_disk(entry: CatalogEntry, writes: list[tuple[Path, str]]) -> None:
     """Refuse before writing when the files would not fit on the cache's disk."""
-    from lib.metrics import format_bytes
+    from lib.core.metrics import format_bytes
 
     folder = writes[0][0].parent
     folder.mkdir(parents=True, exist_ok=True)

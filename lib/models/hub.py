@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from lib.errors import ModelLoadError
+from lib.core.errors import ModelLoadError
 
 PROBE_TIMEOUT_S = 3.0
 

@@ -20,12 +20,12 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from lib.models.cache import LoadedModel
+from lib.measure.cache import LoadedModel
 from lib.models.catalog import CATALOG, RANDOM, CatalogEntry, package_file
 from lib.models.gguf import convert_gguf, converted_folder
 from lib.models.shapes import config, model_class, shapes
-from lib.errors import ModelLoadError
-from lib.spec import DEFAULT_MODEL_ID
+from lib.core.errors import ModelLoadError
+from lib.core.spec import DEFAULT_MODEL_ID
 
 Progress = Callable[[str], None]
 RANDOM_FILL_ELEMENTS = 1 << 20      # one buffer of N(0, 0.02) values, copied into every weight
@@ -34,8 +34,8 @@ RANDOM_FILL_ELEMENTS = 1 << 20      # one buffer of N(0, 0.02) values, copied in
 def load(entry: CatalogEntry, device: str, dtype: str, backend: str,
          on_progress: Progress | None = None) -> LoadedModel:
     """Load `entry` onto `device` in `dtype` (callers check device, dtype and memory first)."""
-    from lib.devices import TORCH_DTYPES
-    from lib.timing import DeviceClock
+    from lib.machine.devices import TORCH_DTYPES
+    from lib.core.timing import DeviceClock
 
     entry.check_live()                      # an estimate-only model is never built
     say = on_progress or (lambda message: None)
@@ -96,9 +96,9 @@ def load_advice(model_id: str, dtype: str, device: str = "cpu",
     """What to try when the weights alone don't fit: another dtype this device offers whose
     loading needs less (and fits, when `available_bytes` is known), with its size; never the
     dtype already chosen."""
-    from lib import memory
-    from lib.devices import supported_dtypes
-    from lib.metrics import format_bytes
+    from lib.estimate import memory
+    from lib.machine.devices import supported_dtypes
+    from lib.core.metrics import format_bytes
 
     shape = shapes(model_id)
     options = []

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from lib.errors import ModelLoadError, UnsupportedError
+from lib.core.errors import ModelLoadError, UnsupportedError
 from lib.models.catalog import RANDOM, TRAINED, CatalogEntry
 
 Say = Callable[[str], None]
@@ -49,7 +49,7 @@ DISK_SLACK = 1.1
 
 
 def onnx_folder(model_id: str, dtype: str) -> Path:
-    from lib.paths import cache_dir
+    from lib.core.paths import cache_dir
     return cache_dir() / "onnx" / model_id / dtype
 
 
@@ -151,7 +151,7 @@ def _run_builder(entry: CatalogEntry, dtype: str, source: Path, staging: Path,
 
 
 def _check_disk(entry: CatalogEntry, dtype: str, folder: Path) -> None:
-    from lib.metrics import format_bytes
+    from lib.core.metrics import format_bytes
     from lib.models.shapes import shapes
 
     need = shapes(entry.model_id).weight_bytes(dtype)

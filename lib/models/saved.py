@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from lib.errors import UnsupportedError
+from lib.core.errors import UnsupportedError
 from lib.models.catalog import CatalogEntry
 
 Say = Callable[[str], None]
@@ -43,11 +43,11 @@ def converted(entry: CatalogEntry, say: Say) -> Path:
 
 def random_folder(entry: CatalogEntry, say: Say) -> Path:
     """A random-weight preset saved once (safetensors) with SmolLM2's tokenizer."""
-    from lib.devices import TORCH_DTYPES
+    from lib.machine.devices import TORCH_DTYPES
     from lib.models.catalog import CATALOG
     from lib.models.loading import build_random
-    from lib.paths import cache_dir
-    from lib.spec import DEFAULT_MODEL_ID
+    from lib.core.paths import cache_dir
+    from lib.core.spec import DEFAULT_MODEL_ID
 
     target = cache_dir() / "random-weights" / entry.model_id
     if (target / "config.json").exists():
@@ -77,7 +77,7 @@ def random_folder(entry: CatalogEntry, say: Say) -> Path:
 
 
 def check_disk(entry: CatalogEntry, folder: Path) -> None:
-    from lib.metrics import format_bytes
+    from lib.core.metrics import format_bytes
     from lib.models.shapes import shapes
 
     need = shapes(entry.model_id).weight_bytes(SAVE_DTYPE)

@@ -20,10 +20,10 @@ import json
 import os
 from pathlib import Path
 
-from lib.errors import ModelLoadError
-from lib.memory import Shapes
+from lib.core.errors import ModelLoadError
+from lib.estimate.memory import Shapes
 from lib.models.catalog import ENCODER, OWN, CatalogEntry, get_entry
-from lib.text import one_line
+from lib.core.text import one_line
 
 
 def config(entry: CatalogEntry):
@@ -77,7 +77,7 @@ def shapes(model_id: str) -> Shapes:
 def _kept_path(entry: CatalogEntry) -> Path:
     from importlib.metadata import PackageNotFoundError, version
 
-    from lib.paths import cache_dir
+    from lib.core.paths import cache_dir
 
     try:
         versions = [version("transformers"), version("torch")]

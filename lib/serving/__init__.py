@@ -11,4 +11,6 @@
   the findings said in words.
 
 Nothing here imports Streamlit: the CLI (`python -m lib load`) and the GPU machine use it too.
+
+Imports: lib.core, lib.machine, lib.models, lib.estimate.
 """

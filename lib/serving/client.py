@@ -38,7 +38,7 @@ import time
 from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
-from lib.errors import ServingError
+from lib.core.errors import ServingError
 from lib.serving.records import (CANCELLED, FAILED, FROM_CHUNKS, FROM_TOKENIZER, FROM_USAGE,
                                  MEASURED, OK, SHORT, Endpoint, RequestRecord)
 

@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from lib.errors import InvalidSpecError, StoppedError
+from lib.core.errors import InvalidSpecError, StoppedError
 from lib.serving import records
 from lib.serving.records import COOLDOWN, MEASURED, WARMUP, Endpoint, RequestRecord
 

@@ -3,7 +3,7 @@ child process, for the load generator to measure like any OpenAI-compatible serv
 
 What it promises:
 - nothing starts that cannot fit: `check_memory` (weights in the chosen dtype, the KV cache of
-  the largest concurrency x (prompt + output) tokens, working memory; `lib.memory`) refuses
+  the largest concurrency x (prompt + output) tokens, working memory; `lib.estimate.memory`) refuses
   with the app's usual explanation before any file is written or process started;
 - it listens on 127.0.0.1 only (the child has no host option at all);
 - no orphans: the child (`lib.serving.child`) reads EOF on a pipe the moment this process ends,
@@ -40,7 +40,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from lib.errors import (ExplorerError, InvalidSpecError, ModelLoadError, StoppedError,
+from lib.core.errors import (ExplorerError, InvalidSpecError, ModelLoadError, StoppedError,
                         UnsupportedError)
 from lib.serving.records import Endpoint
 
@@ -141,7 +141,7 @@ def check_memory(model_id: str, dtype: str, max_concurrency: int, prompt_tokens:
     concurrency counts as the batch. transformers picks the sdpa kernel on CPU, and the
     process's own cost (Python, torch, the HTTP stack) is inside `memory.MARGIN_BYTES`. Saving
     a random preset first needs its bfloat16 weights, less than serving them."""
-    from lib import memory
+    from lib.estimate import memory
     from lib.models.shapes import shapes
 
     shape = shapes(model_id)
@@ -276,8 +276,8 @@ class LocalServer:
         return self
 
     def _spawn(self, port: int) -> None:
-        from lib.paths import runtime_dir
-        from lib.spec import default_threads
+        from lib.core.paths import runtime_dir
+        from lib.core.spec import default_threads
 
         self.port = port
         log_fd, log_name = tempfile.mkstemp(prefix=f"transformers-serve-{port}-", suffix=".log",

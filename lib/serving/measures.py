@@ -2,7 +2,7 @@
 
 Everything is derived from the raw `RequestRecord`s, measured requests only (warm-up and
 cool-down left out). The metric names are `run`'s (`ttft_s`, `tpot_s`, `e2e_s`, `itl_s`), each a
-distribution whose tail percentiles are given only with enough samples (`lib.stats`).
+distribution whose tail percentiles are given only with enough samples (`lib.core.stats`).
 
 Rates are counted over the measuring window: from the first measured request's send to the last
 measured request's end. Goodput (as in DistServe and vLLM's `--goodput`) counts the measured
@@ -21,9 +21,9 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from lib.metrics import format_seconds
+from lib.core.metrics import format_seconds
 from lib.serving.records import (CANCELLED, FAILED, MEASURED, OK, SHORT, RequestRecord)
-from lib.stats import Distribution
+from lib.core.stats import Distribution
 
 KNEE_GROWTH = 2.0          # "explodes": p90 TTFT this many times the lightest load's
 PLATEAU = 1.10             # throughput that grows less than 10% between levels has levelled off

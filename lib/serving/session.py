@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from lib.errors import InvalidSpecError, StoppedError
-from lib.serving import report, sizing as sizing_rules
+from lib.core.errors import InvalidSpecError, StoppedError
+from lib.serving import summary, sizing as sizing_rules
 from lib.serving.load import LoadPlan, run_load
 from lib.serving.measures import Slo
 from lib.serving.records import APIS, MEASURED, Endpoint
@@ -64,7 +64,7 @@ class Target:
 
 @dataclass
 class Outcome:
-    load: report.LoadResult
+    load: summary.LoadResult
     entry_id: int | None
     save_error: str | None
     probe_note: str
@@ -95,7 +95,7 @@ def measure(target: Target, plan: LoadPlan, slo: Slo | None, *, say: Say = lambd
     With `sizing`, the plan's open parts (levels, requests, answer length, timeout) are
     planned from a calibration against the started server to fit `sizing.budget_s`
     (`lib.serving.sizing`); the run's result carries that plan."""
-    from lib import runlock
+    from lib.machine import runlock
     from lib.serving import client
 
     stop = stop or threading.Event()
@@ -148,7 +148,7 @@ def measure(target: Target, plan: LoadPlan, slo: Slo | None, *, say: Say = lambd
     sizing_words = None
     if sized is not None:
         sizing_words = {**sized.to_dict(), "measured_s": measured_s}
-    loaded = report.result(target_words, plan, slo, origin, runs, _environment(),
+    loaded = summary.result(target_words, plan, slo, origin, runs, _environment(),
                            stopped=stopped, sizing=sizing_words)
     entry_id = save_error = None
     if save:
@@ -216,11 +216,11 @@ class _OtherShare:
     process's and the local server's (its whole process tree is ours, not "other")."""
 
     def __init__(self, server_pid: int | None) -> None:
-        from lib import machine_load
-        self.rules = machine_load
+        from lib.machine import activity
+        self.rules = activity
         self.server_pid = server_pid
         try:
-            self.start = (machine_load._machine_busy_s(), self._ours(), time.monotonic())
+            self.start = (activity._machine_busy_s(), self._ours(), time.monotonic())
         except Exception:  # noqa: BLE001 - the share is a note; without it the plan still runs
             self.start = None
 
@@ -251,16 +251,16 @@ class _OtherShare:
         return min(max(other / (elapsed * cores) * 100, 0.0), 100.0) if elapsed > 0 else None
 
 
-def save_load(loaded: report.LoadResult, owner: str | None = None, store=None,
+def save_load(loaded: summary.LoadResult, owner: str | None = None, store=None,
               on_wait: Say | None = None) -> tuple[int | None, str | None]:
     """(entry id, None) when saved; (None, why not) when the history can't be written."""
-    from lib.store import Store, StoreError
+    from lib.records.store import Store, StoreError
 
     store = store or Store()
     if on_wait is not None:
         store.on_wait = on_wait
     try:
-        return store.save_load(report.to_dict(loaded), owner=owner), None
+        return store.save_load(summary.to_dict(loaded), owner=owner), None
     except StoreError as exc:
         return None, str(exc)
 
@@ -323,7 +323,7 @@ class _Prompts:
         self.lock = threading.Lock()
 
     def text(self, number: int) -> str:
-        from lib.prompts import BUILTIN_CONTEXT, BUILTIN_QUESTION, fit_prompt
+        from lib.core.prompts import BUILTIN_CONTEXT, BUILTIN_QUESTION, fit_prompt
 
         with self.lock:
             own = f"Request {number}. {BUILTIN_CONTEXT}{BUILTIN_QUESTION}"
@@ -336,8 +336,8 @@ class _Prompts:
 
 
 def _environment() -> dict[str, Any]:
-    from lib.environment import capture_environment
-    from lib.spec import default_threads
+    from lib.machine.environment import capture_environment
+    from lib.core.spec import default_threads
 
     environment = capture_environment("cpu", default_threads())
     environment["measured_at_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

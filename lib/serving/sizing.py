@@ -28,7 +28,7 @@ import statistics
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from lib.errors import InvalidSpecError, ServingError
+from lib.core.errors import InvalidSpecError, ServingError
 from lib.serving.load import CONCURRENCY, RATE, LoadPlan, intervals
 
 DEFAULT_BUDGET_S = 180.0        # a load sweep sized for a lesson: about 3 minutes

@@ -5,8 +5,10 @@
 - `links`: settings in a shareable URL, restored once per session;
 - `sidebar`: the settings widgets drawn from RunSpec, the model picker and the model card;
 - `running`: the server-wide model cache, running a spec or a sweep with its progress shown,
-  saving through lib.history, and the one error boundary.
+  saving through lib.records.documents, and the one error boundary.
 `run_app()` is the router that app.py calls; every page calls `require_router()` first.
+
+Imports: every layer below (core to access). Never lib.cli.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def run_app() -> None:
     the browser as one plain message with a reference to find it in the log: no server paths or
     code go to the browser (`client.showErrorDetails = "none"` covers what escapes even this).
     """
-    from lib.ui.access import admitted, door, host_sign_in
+    from lib.ui.door import admitted, door, host_sign_in
     from lib.ui.sidebar import settings_sidebar
 
     PagesManager.uses_pages_directory = False      # see require_router

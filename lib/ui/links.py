@@ -21,11 +21,14 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import streamlit as st
 
-from lib import classroom, devices, sweep, text
-from lib.errors import ExplorerError
+from lib.access import classroom
+from lib.machine import devices
+from lib.measure import sweep
+from lib.core import text
+from lib.core.errors import ExplorerError
 from lib.models import catalog
-from lib.spec import RunSpec, clamp, field_info, field_names, parse_value
-from lib.ui import access, state
+from lib.core.spec import RunSpec, clamp, field_info, field_names, parse_value
+from lib.ui import door, state
 
 EXPLORE_MODES = {"one": "one factor", "two": "two factors (heatmap)"}
 HEATMAP_METRICS = ("tpot_s", "ttft_s", "e2e_s", "decode_tokens_per_s", "requests_per_s")
@@ -112,7 +115,7 @@ def restore_from_link() -> None:
 
 def _apply(params: dict[str, str]) -> list[str]:
     notes: list[str] = []
-    in_class = classroom.enabled() and not access.is_host()     # a visitor, not the host
+    in_class = classroom.enabled() and not door.is_host()     # a visitor, not the host
     for name in field_names():
         if name not in params:
             continue

@@ -2,8 +2,8 @@
 
 `model_cache()` is the one `st.cache_resource`: a `ModelCache` shared by every browser session,
 so a model loads once. `run_with_status()` and `run_sweep_with_status()` go through
-`lib.runner` (queue, memory check, loading, measuring), show each stage, and save to history
-through `lib.history`. Every ExplorerError ends in `error_boundary`, which shows its message
+`lib.measure.runner` (queue, memory check, loading, measuring), show each stage, and save to history
+through `lib.records.documents`. Every ExplorerError ends in `error_boundary`, which shows its message
 with `st.error`: a failed run never takes the page down.
 """
 
@@ -17,12 +17,14 @@ from typing import Iterator
 
 import streamlit as st
 
-from lib import backends, budget, history, runner, stats, sweep, text
-from lib.errors import ExplorerError
-from lib.models.cache import ModelCache
-from lib.results import Measurement
-from lib.spec import RunSpec
-from lib.ui import classroom, state
+from lib.measure import backends, budget, runner, sweep
+from lib.records import documents
+from lib.core import stats, text
+from lib.core.errors import ExplorerError
+from lib.measure.cache import ModelCache
+from lib.core.results import Measurement
+from lib.core.spec import RunSpec
+from lib.ui import classroom_view, state
 
 MODEL_CACHE_ENTRIES = 2            # models kept in memory at once (each can be GBs)
 MEASURED_ETA = "from the repetitions measured so far"
@@ -165,7 +167,7 @@ def run_with_status(spec: RunSpec) -> Result | None:
     panel.done()
     summary = stats.summarize(measurement)
     notice = st.empty()                  # a history locked by another program: say we wait
-    saved_id, problem = history.save_run(measurement, summary, owner=classroom.current_owner(),
+    saved_id, problem = documents.save_run(measurement, summary, owner=classroom_view.current_owner(),
                                          on_wait=lambda message: notice.info(text.md(message)))
     notice.empty()
     return Result(measurement, summary, _model_note(measurement, was_loaded), saved_id, problem)
@@ -193,7 +195,7 @@ def _model_note(measurement: Measurement, was_loaded: bool) -> str:
 
 
 def busy_now(spec: RunSpec):
-    """How busy other programs keep the machine now (`lib.machine_load.Load`, through the
+    """How busy other programs keep the machine now (`lib.machine.activity.Load`, through the
     backend that would run `spec`), read at most every BUSY_READING_S per session: each
     reading waits half a second."""
     kept = st.session_state.get(state.BUSY_NOW)
@@ -250,7 +252,7 @@ def run_sweep_with_status(base: RunSpec,
     factors = [f.name for f, _ in factor_values]
     planned = len(sweep.grid(factor_values))
     notice = st.empty()                  # a history locked by another program: say we wait
-    recorder = history.SweepRecorder(base, factors, planned, owner=classroom.current_owner(),
+    recorder = documents.SweepRecorder(base, factors, planned, owner=classroom_view.current_owner(),
                                      on_wait=lambda message: notice.info(text.md(message)))
     live = {"base": base, "planned": planned, "points": [], "factors": factors,
             "recorder": recorder, "ended": threading.Event()}
@@ -337,8 +339,8 @@ def machine_panel() -> None:
     """'This machine': its measured ceilings (memory bandwidth, arithmetic per number format,
     the fixed cost per layer), measured once, a few seconds, in the measurement slot so no run
     is disturbed, and refreshable."""
-    from lib import capability, ceilings, devices
-    from lib.metrics import format_bytes
+    from lib.machine import capability, ceilings, devices
+    from lib.core.metrics import format_bytes
 
     with st.expander("This machine: how fast its memory and arithmetic are"):
         st.caption("Every latency has a floor: the time to move the model's bytes at this "
@@ -380,10 +382,10 @@ def machine_panel() -> None:
 
 
 def estimate_beside(measurement: Measurement, summary: stats.Summary):
-    """The estimate for a live run's settings on this machine, compared with it (`lib.gap`);
+    """The estimate for a live run's settings on this machine, compared with it (`lib.estimate.gap`);
     None for an estimate, or when this machine has no estimate for it."""
-    from lib import estimator, gap
-    from lib.hardware import THIS
+    from lib.estimate import estimator, gap
+    from lib.estimate.hardware import THIS
 
     if not measurement.measured:
         return None

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lib import text
-from lib.errors import ExplorerError, InvalidSpecError
+from lib.core import text
+from lib.core.errors import ExplorerError, InvalidSpecError
 from lib.models import catalog
 from lib.serving import client, measures, session, sizing
 from lib.serving.load import ARRIVALS, CONCURRENCY, RATE, LoadPlan
@@ -113,7 +113,7 @@ def _local_form() -> tuple[session.Target | None, str | None]:
     dtype = middle.radio("Numbers", LOCAL_DTYPES, key=state.SERVING_DTYPE,
                          help="bfloat16 halves the memory; it is faster only where the "
                               "processor multiplies it natively.")
-    from lib import why
+    from lib.estimate import why
     format_here = why.format_speed_on_this_machine(dtype, "cpu")
     if format_here:
         st.caption(text.md(format_here))

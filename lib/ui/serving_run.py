@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from lib import text
-from lib.errors import ExplorerError, StoppedError
+from lib.core import text
+from lib.core.errors import ExplorerError, StoppedError
 from lib.serving import session
 from lib.serving.load import LoadPlan
 from lib.serving.sizing import Sizing
 from lib.serving.measures import Slo
-from lib.ui import classroom, running, state
+from lib.ui import classroom_view, running, state
 
 TICK_S = 0.25               # how often the page redraws the progress (and notices Stop)
 STOP_WAIT_S = 60.0          # how long a page waits for a stopped run to wrap up and save
@@ -64,7 +64,7 @@ def run_with_status(target: session.Target, plan: LoadPlan, slo: Slo | None,
     levels = "sized to this computer" if sizing is not None and sizing.auto_levels \
         else ", ".join(f"{level:g}" for level in plan.levels)
     live = LiveLoad(f"load sweep ({levels} {plan.unit})")
-    owner = classroom.current_owner()
+    owner = classroom_view.current_owner()
 
     def work() -> None:
         try:

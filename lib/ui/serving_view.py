@@ -1,9 +1,9 @@
 """One load run shown in full, the same on the Serving page and in History: what it found in
-words, the four charts (`lib.serving_charts`), the per-level table, and its exports.
+words, the four charts (`lib.views.serving_charts`), the per-level table, and its exports.
 
 Everything a run holds that came from outside (the server's address and words, the model's
-name, failure reasons inside findings) reaches Markdown only through `lib.text.md`. Exports
-are `lib.serving.report`'s: the saved document (never an API key: `Endpoint.public()`), one
+name, failure reasons inside findings) reaches Markdown only through `lib.core.text.md`. Exports
+are `lib.serving.summary`'s: the saved document (never an API key: `Endpoint.public()`), one
 CSV row per level, one per request.
 """
 
@@ -13,10 +13,12 @@ import json
 
 import streamlit as st
 
-from lib import report as run_report
-from lib import serving_charts, table, text
-from lib.serving import report
-from lib.serving.report import LoadResult
+from lib.records import export as run_report
+from lib.views import serving_charts
+from lib.records import table
+from lib.core import text
+from lib.serving import summary
+from lib.serving.summary import LoadResult
 from lib.ui import state
 
 EXPORTS = ("json", "levels", "requests")
@@ -140,16 +142,16 @@ def _exports(load: LoadResult, where: str, exports: tuple[str, ...], when: str |
     for column, what in zip(columns, exports):
         if what == "json":
             column.download_button("Download everything as JSON (every request's timestamps)",
-                                   lambda: json.dumps(report.to_dict(load), indent=2),
+                                   lambda: json.dumps(summary.to_dict(load), indent=2),
                                    file_name=name("json"), mime="application/json",
                                    on_click="ignore", key=f"{where}_export_json")
         elif what == "levels":
             column.download_button("Download the levels as CSV",
-                                   table.to_csv(report.level_rows(load)),
+                                   table.to_csv(summary.level_rows(load)),
                                    file_name=name("csv", ("levels",)), mime="text/csv",
                                    on_click="ignore", key=f"{where}_export_levels")
         elif what == "requests":
             column.download_button("Download every request as CSV",
-                                   lambda: table.to_csv(report.request_rows(load)),
+                                   lambda: table.to_csv(summary.request_rows(load)),
                                    file_name=name("csv", ("requests",)), mime="text/csv",
                                    on_click="ignore", key=f"{where}_export_requests")

@@ -1,6 +1,6 @@
 """The shared settings sidebar, drawn from RunSpec's field metadata, and the model card.
 
-Every widget takes its label, help, bounds, step, choices and default from `lib.spec.field_info`;
+Every widget takes its label, help, bounds, step, choices and default from `lib.core.spec.field_info`;
 only what depends on this machine (devices present, dtypes they can run, cores, software stacks
 installed), on the chosen stack (its own weight formats; attention, KV cache and torch.compile
 are transformers' settings) or on the chosen model (an encoder writes no tokens) is decided
@@ -14,14 +14,17 @@ from typing import Any
 
 import streamlit as st
 
-from lib import backends, devices, modelcard, runner, stack_build, sweep, text
-from lib.errors import ExplorerError
-from lib.metrics import format_bytes
+from lib.measure import backends, runner, sweep
+from lib.machine import devices
+from lib.estimate import modelcard
+from lib.core import stack_build, text
+from lib.core.errors import ExplorerError
+from lib.core.metrics import format_bytes
 from lib.models import catalog
 from lib.models.shapes import shapes
-from lib.spec import RunSpec, default_threads, field_info
-from lib.stacks import FORMATS, LLAMA_CPP, STACKS, TRANSFORMERS, check_format
-from lib.ui import access, state
+from lib.core.spec import RunSpec, default_threads, field_info
+from lib.core.stacks import FORMATS, LLAMA_CPP, STACKS, TRANSFORMERS, check_format
+from lib.ui import door, state
 from lib.ui.links import restore_from_link
 from lib.ui.running import model_cache
 
@@ -183,7 +186,7 @@ def _dtype_picker(stack: str, device: str) -> str:
                    "no GPU kernels.")
     if stack == TRANSFORMERS:
         # The help's general rule (faster where native) against this machine's measured rates.
-        from lib import why
+        from lib.estimate import why
         here = why.format_speed_on_this_machine(chosen, device)
         if here:
             st.caption(text.md(here))
@@ -192,7 +195,7 @@ def _dtype_picker(stack: str, device: str) -> str:
 
 def _hardware_picker() -> tuple[str | None, int]:
     """'What if': measure here (the default), or estimate on a hardware profile."""
-    from lib import hardware
+    from lib.estimate import hardware
 
     key = state.setting("hardware")
     options: list[str | None] = [None, *hardware.ids()]
@@ -224,7 +227,7 @@ def current_spec() -> RunSpec | None:
 def _model_picker() -> tuple[str | None, catalog.CatalogEntry | None]:
     """Group (trained / random / own), then the model; the user's own model is typed in.
     Classroom mode offers visitors the catalog only: paths and hub ids are the host's."""
-    groups = [g for g in catalog.GROUPS if g != catalog.OWN or access.is_host()]
+    groups = [g for g in catalog.GROUPS if g != catalog.OWN or door.is_host()]
     if st.session_state.get(state.MODEL_GROUP) not in groups:
         st.session_state.pop(state.MODEL_GROUP, None)
     group = st.radio("Kind of model", options=groups, format_func=GROUP_LABELS.get,

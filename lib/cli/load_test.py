@@ -1,0 +1,244 @@
+"""`python -m lib load`: a server under load, from the command line.
+
+    python -m lib load --target local --model smollm2-135m-instruct --budget-s 120 --json
+    python -m lib load --target local --model smollm2-135m-instruct --rates 0.5,1,2 \\
+        --requests 20 --prompt-tokens 64 --new-tokens 32 --json
+    python -m lib load --target http://gpu-box:8000/v1 --model meta-llama/Llama-3.1-8B-Instruct \\
+        --api-key-env MY_KEY --concurrency 1,4,16,64 --slo-ttft 0.5 --slo-tpot 0.03 --csv
+
+`--target local` starts `transformers serve` with a catalog model on this computer (stopped when
+done, or when this command is interrupted or killed); anything else is an OpenAI-compatible
+server's base URL. The key is read from the environment variable `--api-key-env` names, never
+from the command line (a command line is visible to every user of the machine and kept in shell
+histories), and it is never printed or saved.
+
+What is not given (the levels: `--rates`/`--concurrency` left out or `auto`; `--requests`,
+`--new-tokens`, `--timeout`) is planned from a calibration against the started server to fit
+`--budget-s` (`lib.serving.sizing`); `plan` in the JSON then holds the calibration, `timeout_s`,
+`estimated_s`, `budget_s`, `fits_budget` and `measured_s`, and `elapsed_s` the whole command's
+time. `--json` prints one object with a `levels` list; each level holds the metrics under `run`'s
+names (`ttft_s`, `tpot_s`, `itl_s`, `e2e_s`, each with p50/p90/p99 where there are enough
+samples) and `offered`, `achieved_requests_per_s`, `output_tokens_per_s`,
+`output_tokens_per_s_per_user`, `goodput_requests_per_s`, `failed`. `--csv` prints one row per
+level. Every argument is checked before anything starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+from typing import Callable
+
+from lib.cli import arguments
+from lib.core.errors import InvalidSpecError
+
+Out = Callable[[str], None]
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    from lib.serving import load, measures, sizing
+
+    parser = commands.add_parser(
+        "load", help="measure a server under load: a local transformers serve, or any "
+        "OpenAI-compatible URL (vLLM, SGLang, TGI, Ollama, ...)")
+    parser.add_argument("--target", default="local", type=arguments.text,
+                        help="'local' (start transformers serve here with --model) or the "
+                             "server's base URL, such as http://host:8000/v1")
+    parser.add_argument("--model", default=None, type=arguments.text,
+                        help="local: a catalog model id (python -m lib models); URL: the served "
+                             "model's name (default: the first the server lists)")
+    parser.add_argument("--api-key-env", default=None, type=arguments.text, metavar="NAME",
+                        help="read the API key from this environment variable (never given on "
+                             "the command line, never saved)")
+    parser.add_argument("--api", default="completions", choices=["completions", "chat"],
+                        help="/v1/completions (default) or /v1/chat/completions")
+    shape = parser.add_mutually_exclusive_group()
+    shape.add_argument("--rates", type=arguments.text, metavar="R1,R2,...",
+                       help="open loop: requests per second, one level each, or 'auto' "
+                            "(the default: sized to this machine from a first answer's time)")
+    shape.add_argument("--concurrency", type=arguments.text, metavar="N1,N2,...",
+                       help="closed loop: requests in flight at once, one level each, or "
+                            "'auto'")
+    parser.add_argument("--budget-s", default=None, type=_number, metavar="S",
+                        help="time for the calibration and every level, seconds (default "
+                             f"{sizing.DEFAULT_BUDGET_S:g}); what you leave open (levels, "
+                             "--requests, --new-tokens, --timeout) is sized to fit it")
+    parser.add_argument("--arrival", default="poisson", choices=list(load.ARRIVALS),
+                        help="open loop: how requests arrive (default poisson)")
+    parser.add_argument("--burstiness", default=1.0, type=_number, metavar="B",
+                        help="gamma arrivals' shape: 1 = Poisson, below 1 burstier")
+    parser.add_argument("--requests", default=None, type=_whole,
+                        help="measured requests per level (default: as many as fit the "
+                             "budget, at most 20; p90 needs 10, p99 100)")
+    parser.add_argument("--warmup", default=2, type=_whole,
+                        help="requests per level sent first and left out (default 2, fewer "
+                             "where a tight budget sizes --requests; a closed loop warms up "
+                             "with at least its concurrency)")
+    parser.add_argument("--prompt-tokens", default=64, type=_whole,
+                        help="prompt length in tokens (default 64)")
+    parser.add_argument("--new-tokens", default=None, type=_whole,
+                        help="output length in tokens (default 32, shorter where a slow "
+                             "machine needs it to fit the budget)")
+    parser.add_argument("--seed", default=0, type=_whole, help="arrival schedule seed")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                        help="local: the server's weights and compute")
+    parser.add_argument("--continuous-batching", default=True,
+                        action=argparse.BooleanOptionalAction,
+                        help="local: let the server batch requests as they come (default on)")
+    parser.add_argument("--timeout", default=None, type=_number, metavar="S",
+                        help="seconds a request may take before it counts as failed (default: "
+                             "a few times the longest wait the calibration predicts)")
+    parser.add_argument("--slo", default=measures.DEFAULT_SLO,
+                        choices=list(measures.SLO_PRESETS),
+                        help="latency targets for goodput (default: MLPerf's server targets)")
+    parser.add_argument("--slo-ttft", default=None, type=_number, metavar="S",
+                        help="your own target for the time to first token, seconds")
+    parser.add_argument("--slo-tpot", default=None, type=_number, metavar="S",
+                        help="your own target for the time per output token, seconds")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON object")
+    output.add_argument("--csv", action="store_true", help="print one CSV row per level")
+    return parser
+
+
+def _number(value: str) -> float:
+    try:
+        number = float(arguments.text(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a number") from None
+    if number != number or number in (float("inf"), float("-inf")) or number <= 0:
+        raise argparse.ArgumentTypeError(f"{value[:40]!r}: give a positive number")
+    return number
+
+
+def _whole(value: str) -> int:
+    text = arguments.text(value).strip()
+    if not text.isdecimal() or len(text) > 9:
+        raise argparse.ArgumentTypeError(f"{value[:40]!r}: give a whole number (0 to "
+                                         "999999999)")
+    return int(text)
+
+
+def levels(text: str, what: str) -> tuple[float, ...]:
+    """'0.5, 1, 2' -> (0.5, 1.0, 2.0); a clear error for anything else."""
+    found = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            value = float(part)
+        except ValueError:
+            raise InvalidSpecError(f"{what}: {part[:40]!r} is not a number; give numbers "
+                                   "separated by commas, such as 1, 2, 4.") from None
+        found.append(value)
+    return tuple(found)
+
+
+AUTO = "auto"
+PLACEHOLDER_LEVELS = (1.0,)      # replaced by the sized levels
+
+
+def request(args: argparse.Namespace):
+    """(Target, LoadPlan, Slo, Sizing) from the arguments, every check done, nothing started."""
+    from lib.serving import load, measures, session, sizing
+
+    if args.concurrency is not None:
+        mode, typed, flag = load.CONCURRENCY, args.concurrency, "--concurrency"
+    else:
+        mode, typed, flag = load.RATE, args.rates or AUTO, "--rates"
+    auto_levels = typed.strip().lower() == AUTO
+    values = PLACEHOLDER_LEVELS if auto_levels else levels(typed, flag)
+    plan = load.LoadPlan(mode=mode, levels=values,
+                         requests=args.requests if args.requests is not None else 10,
+                         warmup=args.warmup, arrival=args.arrival, burstiness=args.burstiness,
+                         prompt_tokens=args.prompt_tokens,
+                         new_tokens=args.new_tokens if args.new_tokens is not None else 32,
+                         seed=args.seed)
+    budget = sizing.Sizing(budget_s=args.budget_s or sizing.DEFAULT_BUDGET_S,
+                           auto_levels=auto_levels, auto_requests=args.requests is None,
+                           auto_new_tokens=args.new_tokens is None, timeout_s=args.timeout)
+    if (args.slo_ttft is None) != (args.slo_tpot is None):
+        raise InvalidSpecError("Give both --slo-ttft and --slo-tpot (or neither, for a preset).")
+    slo = measures.Slo(args.slo_ttft, args.slo_tpot) if args.slo_ttft is not None \
+        else measures.SLO_PRESETS[args.slo]
+    key = None
+    if args.api_key_env is not None:
+        key = os.environ.get(args.api_key_env) if args.api_key_env.isidentifier() else None
+        if not key:
+            raise InvalidSpecError(f"The environment variable {args.api_key_env[:60]!r} is not "
+                                   "set (or empty): export it with the API key, then run again.")
+    if args.target == "local":
+        from lib.models.catalog import get_entry
+        if not args.model:
+            raise InvalidSpecError("--target local needs --model: a catalog model id "
+                                   "(python -m lib models lists them).")
+        get_entry(args.model)              # an unknown id is refused here, before any start
+        target = session.Target(session.LOCAL, model_id=args.model, dtype=args.dtype,
+                                continuous_batching=args.continuous_batching, api=args.api)
+    else:
+        from lib.serving.client import check_url
+        target = session.Target(session.URL, url=check_url(args.target), model=args.model or "",
+                                api=args.api, api_key=key)
+    return target, plan, slo, budget
+
+
+def run(args: argparse.Namespace, out: Out, say: Out, print_json: Callable) -> int:
+    from lib.serving import summary, session
+
+    target, plan, slo, budget = request(args)
+
+    def progress(words: str, fraction: float) -> None:
+        say(f"{words} ({fraction:.0%})")
+    outcome = session.measure(target, plan, slo, say=say, on_progress=progress, on_wait=say,
+                              sizing=budget)
+    say(outcome.probe_note)
+    say(f"saved as #{outcome.entry_id} (python -m lib export {outcome.entry_id})"
+        if outcome.entry_id else f"not saved: {outcome.save_error}")
+    loaded = outcome.load
+    if args.json:
+        return print_json({**summary.cli_dict(loaded, outcome.entry_id),
+                           "elapsed_s": round(_elapsed_s(), 1)})
+    rows = summary.level_rows(loaded)
+    if args.csv:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        out(buffer.getvalue().rstrip("\n"))
+        return 0
+    out(text_table(loaded))
+    return 0
+
+
+def _elapsed_s() -> float:
+    """Since this command's process started: imports and the server's start included."""
+    import time
+
+    import psutil
+    return time.time() - psutil.Process().create_time()
+
+
+def text_table(loaded) -> str:
+    from lib.core.metrics import format_seconds
+
+    def seconds(dist, key):
+        value = (dist or {}).get(key)
+        return format_seconds(value) if value is not None else "-"
+    lines = [f"{loaded.target['server']}",
+             f"{'load':>14}  {'TTFT p50':>9} {'p90':>9} {'p99':>9}  {'TPOT p50':>9}  "
+             f"{'req/s':>6} {'tok/s':>7} {'tok/s/user':>10} {'goodput':>8} {'failed':>6}"]
+    for level in loaded.levels:
+        s = level.summary
+
+        def number(key, digits=3):
+            return f"{s[key]:.{digits}g}" if s.get(key) is not None else "-"
+        lines.append(f"{level.offered:>8g} {'conc' if loaded.plan.mode == 'concurrency' else 'rps':>5}"
+                     f"  {seconds(s['ttft_s'], 'p50'):>9} {seconds(s['ttft_s'], 'p90'):>9} "
+                     f"{seconds(s['ttft_s'], 'p99'):>9}  {seconds(s['tpot_s'], 'p50'):>9}  "
+                     f"{number('achieved_requests_per_s'):>6} {number('output_tokens_per_s'):>7} "
+                     f"{number('output_tokens_per_s_per_user'):>10} "
+                     f"{number('goodput_requests_per_s'):>8} {s['failed']:>6}")
+    lines += ["", "p90 needs 10 requests per level, p99 100 ('-': not enough)."]
+    lines += [f"- {sentence}" for sentence in loaded.findings]
+    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""Which devices and number formats this machine can run, asked of torch, never assumed.
+
+`available_devices()` offers CUDA and MPS only when torch sees them. `check_supported()` runs a
+tiny matrix product in the requested dtype on the device, because support differs by hardware
+generation and torch build in ways no table keeps up with; a failure becomes an `UnsupportedError`
+that says what to pick instead.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from lib.core.errors import UnsupportedError
+from lib.core.spec import DTYPES
+
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def available_devices() -> list[str]:
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def device_name(device: str) -> str:
+    """A human name for the device, e.g. the GPU model."""
+    if device == "cuda":
+        return torch.cuda.get_device_name(0)
+    if device == "mps":
+        return "Apple GPU (MPS)"
+    return "CPU"
+
+
+INT8_DEVICES = ("cpu",)     # torch.ao dynamic quantization has CPU kernels only
+
+
+def supported_dtypes(device: str) -> list[str]:
+    """The number formats to offer on `device`, in the order to show them."""
+    return [d for d in DTYPES if d in TORCH_DTYPES or device in INT8_DEVICES]
+
+
+@functools.cache
+def check_supported(device: str, dtype: str) -> None:
+    """Raise UnsupportedError unless `device` is present and can multiply matrices in `dtype`."""
+    if device not in available_devices():
+        raise UnsupportedError(
+            f"Device {device!r} is not available on this machine (torch sees: "
+            f"{', '.join(available_devices())}). Choose one of those.")
+    if dtype == "int8":
+        if device not in INT8_DEVICES:
+            raise UnsupportedError(
+                f"int8 here means torch's dynamic quantization, which only has CPU kernels; "
+                f"{device_name(device)} can't run it. Choose float16 or bfloat16 on the GPU, or "
+                "int8 on the CPU.")
+        if "qnnpack" not in torch.backends.quantized.supported_engines and \
+                "x86" not in torch.backends.quantized.supported_engines and \
+                "fbgemm" not in torch.backends.quantized.supported_engines:
+            raise UnsupportedError("This torch build has no int8 CPU kernels: choose float32.")
+        return
+    if dtype not in TORCH_DTYPES:
+        raise UnsupportedError(f"Unknown dtype {dtype!r}: choose one of {', '.join(TORCH_DTYPES)}.")
+    try:
+        probe = torch.ones(4, 4, dtype=TORCH_DTYPES[dtype], device=device)
+        (probe @ probe).sum().item()
+    except (RuntimeError, TypeError) as exc:
+        raise UnsupportedError(
+            f"{device_name(device)} cannot compute in {dtype} here ({exc}). Choose float32, "
+            "or another device.") from exc

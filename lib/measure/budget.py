@@ -1,0 +1,382 @@
+"""Time promises for a sweep: how long it will take on this machine now, and a budget it keeps.
+
+Before a sweep, `plan_sweep` adds up each point's cost on this machine (loading, warm-up, the
+timed calls) from its measured ceilings through `lib.estimate.estimator` (else the settings' rough
+guess, `lib.measure.runner.rough_duration_s`), corrected by how the last sweep here compared with its
+own plan (`remember`, kept beside the history in `speed.json`, per device and stack, so an
+estimator that is off for this machine is off only once), and stretches it by how busy the
+machine is right now: other programs' CPU share and threads waiting for a core, read for a
+moment through the backend (`Backend.busy_now`), turned into a slowdown by `slowdown()`. When
+that does not fit the time budget, the plan cuts the minimum time per point first, then
+repetitions, never below `MIN_REPETITIONS` (the fewest that still show a spread), and says so.
+While the sweep runs, `Pace` keeps to the budget with the durations actually measured: once
+every point is loaded (by how the loading went against the plan) and after each round, it
+lowers the repetitions still to come when the rounds left would overrun, and allows extra
+repetitions for noisy points only while time is left. Every figure here is an estimate, and
+the texts say so.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from lib.core.spec import RunSpec
+
+DEFAULT_BUDGET_S = 120.0       # a sweep sized for a lesson: about two minutes
+MIN_BUDGET_S = 10.0
+MIN_REPETITIONS = 2            # fewer timed repetitions show no spread at all
+# Starting a worker process and reading the weights (the first load of a catalog model that is
+# converted once is slower: `lib.models.loading` says so while it happens).
+LOAD_S = 12.0
+# Our threads share the cores with other programs' work; each step of a multi-threaded matmul
+# waits for its slowest thread, so a busy core costs more than its share (DESIGN: with one other
+# busy core, two threads ran 1.5-2.5x slower than one).
+SYNC_PENALTY = 1.3
+MAX_SLOWDOWN = 8.0
+SPEED_FILE = "speed.json"
+RATIO_LIMITS = (0.2, 5.0)   # beyond these a correction is a busy moment, not a speed
+
+
+def slowdown(other_cpu_percent: float | None, threads: int, cores: int | None = None,
+             other_threads: float | None = None) -> float:
+    """How many times longer a run of `threads` threads takes while other programs use
+    `other_cpu_percent` of the machine's `cores` (and have `other_threads` ready to run), against
+    a quiet machine: a fair scheduler gives our threads threads/(threads + others' threads) of
+    the cores once they are all taken."""
+    cores = cores or os.cpu_count() or 1
+    if not other_cpu_percent:
+        return 1.0
+    busy_cores = min(max(other_cpu_percent, 0.0), 100.0) / 100 * cores
+    if other_threads is not None and other_cpu_percent >= 50:
+        busy_cores = max(busy_cores, other_threads)     # more wanting the cores than they hold
+    wanted = min(threads, cores)
+    if wanted + busy_cores <= cores:
+        return 1.0
+    share = (wanted + busy_cores) / cores
+    return min(share * (SYNC_PENALTY if wanted > 1 else 1.0), MAX_SLOWDOWN)
+
+
+@dataclass(frozen=True)
+class PointCost:
+    """One point's seconds on this machine when quiet: its model's load (0 when loaded, or for
+    an estimate), its warm-up, and one timed call."""
+    load_s: float
+    warmup_s: float
+    call_s: float
+
+    def seconds(self, repetitions: int, min_duration_s: float) -> float:
+        return self.load_s + self.warmup_s + max(repetitions * self.call_s,
+                                                 min_duration_s if self.call_s else 0.0)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """The promise made before a sweep: `estimated_s` for the repetitions and minimum time per
+    point it will use, which are the settings' own unless the budget cut them."""
+    estimated_s: float
+    budget_s: float | None
+    repetitions: int
+    min_duration_s: float
+    requested_repetitions: int
+    requested_min_duration_s: float
+    other_cpu_percent: float | None
+    slowdown: float
+    basis: str                           # where the quiet speed came from, in words
+    fits: bool = True
+    other_threads: float | None = None   # other programs' threads ready to run
+    # Per point, in grid order, as planned (slowdown included): loading and warm-up, one call.
+    starts_s: tuple[float, ...] = ()
+    calls_s: tuple[float, ...] = ()
+
+    @property
+    def cut(self) -> bool:
+        return (self.repetitions < self.requested_repetitions
+                or self.min_duration_s < self.requested_min_duration_s)
+
+    def promise(self) -> str:
+        """'about 1 min 40 s on this machine right now: other programs are using 60% of the
+        CPU'."""
+        if self.estimated_s < 1:
+            return "a moment: nothing in it is timed on this machine"
+        line = f"about {clock_words(self.estimated_s)} on this machine right now"
+        if self.other_cpu_percent is not None and self.slowdown > 1.05:
+            crowd = (f" ({self.other_threads:.0f} of their threads waiting for a core)"
+                     if self.other_threads and self.other_threads > 1 else "")
+            line += (f": other programs are using {self.other_cpu_percent:.0f}% of the CPU"
+                     f"{crowd}, which makes it about {self.slowdown:.1f}x slower than when quiet")
+        elif self.other_cpu_percent is not None:
+            line += " (the machine is quiet)"
+        return line
+
+    def cut_note(self) -> str | None:
+        """What the budget changed, in words; None when it changed nothing."""
+        if not self.cut and self.fits:
+            return None
+        parts = []
+        if self.repetitions < self.requested_repetitions:
+            parts.append(f"{self.repetitions} timed repetitions per point instead of "
+                         f"{self.requested_repetitions}")
+        if self.min_duration_s < self.requested_min_duration_s:
+            parts.append("no minimum time per point" if not self.min_duration_s else
+                         f"at least {self.min_duration_s:g} s per point instead of "
+                         f"{self.requested_min_duration_s:g} s")
+        budget = clock_words(self.budget_s or 0)
+        note = (f"To fit the {budget} budget: " + "; ".join(parts)
+                + " (fewer samples: the spreads are rougher).") if parts else ""
+        if not self.fits:
+            note += (f" {'Even so it' if parts else 'It'} needs about "
+                     f"{clock_words(self.estimated_s)}, more than the {budget} budget: fewer "
+                     "values, or a larger budget, would fit.")
+        return note.strip()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"estimated_s": round(self.estimated_s, 1), "budget_s": self.budget_s,
+                "repetitions": self.repetitions, "min_duration_s": self.min_duration_s,
+                "requested_repetitions": self.requested_repetitions,
+                "requested_min_duration_s": self.requested_min_duration_s,
+                "other_cpu_percent": (None if self.other_cpu_percent is None
+                                      else round(self.other_cpu_percent, 1)),
+                "other_threads": self.other_threads,
+                "slowdown": round(self.slowdown, 2), "basis": self.basis, "fits": self.fits,
+                "cut": self.cut}
+
+
+def clock_words(seconds: float) -> str:
+    """'45 s', '1 min 40 s', '2 min'."""
+    seconds = max(int(round(seconds)), 0)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{minutes} min" + (f" {rest} s" if rest else "")
+
+
+def fit(costs: Sequence[PointCost], repetitions: int, min_duration_s: float,
+        budget_s: float | None, factor: float) -> tuple[int, float, float, bool]:
+    """The most repetitions and minimum time per point whose total (times `factor`, the
+    slowdown) fits `budget_s`: (repetitions, min_duration_s, seconds, fits). Minimum time goes
+    first (it only adds samples to fast points), then repetitions, down to MIN_REPETITIONS."""
+    def total(reps: int, minimum: float) -> float:
+        return factor * sum(cost.seconds(reps, minimum) for cost in costs)
+
+    floor = min(MIN_REPETITIONS, repetitions)
+    if budget_s is None:
+        return repetitions, min_duration_s, total(repetitions, min_duration_s), True
+    for reps in range(repetitions, floor - 1, -1):
+        for minimum in (min_duration_s, 0.0) if min_duration_s else (0.0,):
+            if total(reps, minimum) <= budget_s:
+                return reps, minimum, total(reps, minimum), True
+    return floor, 0.0, total(floor, 0.0), False
+
+
+def point_cost(spec: RunSpec, loaded: bool = False) -> tuple[PointCost, str]:
+    """`spec`'s quiet cost and where it came from: this machine's measured ceilings
+    (`lib.estimate.estimator`), else the settings' rough guess. An estimate costs nothing."""
+    from lib.measure import runner
+    from lib.core.errors import ExplorerError
+
+    if spec.hardware is not None:
+        return PointCost(0.0, 0.0, 0.0), "nothing runs for an estimate"
+    load_s = 0.0 if loaded else LOAD_S
+    try:
+        from lib.estimate import estimator
+
+        call_s = float(estimator.estimate(spec.replace(hardware=None)).summary["e2e_s"])
+        basis = "this machine's measured speed (its ceilings)"
+    except (ExplorerError, KeyError, TypeError, ValueError):
+        rough = runner.rough_duration_s(spec, weights_loaded=True)
+        if rough is None:
+            return PointCost(load_s, 0.0, 1.0), "a rough guess"
+        call_s = max(rough - spec.min_duration_s, 0.0) / max(spec.warmup_runs + spec.repetitions, 1)
+        basis = "the settings (this machine's speed is not measured yet)"
+    compile_s = runner.ASSUMED_COMPILE_S if spec.compile == "on" else 0.0
+    return PointCost(load_s, compile_s + spec.warmup_runs * call_s, call_s), basis
+
+
+def plan_sweep(base: RunSpec, specs: Sequence[RunSpec], budget_s: float | None,
+               other_cpu_percent: float | None,
+               loaded: Callable[[RunSpec], bool] = lambda spec: False,
+               other_threads: float | None = None) -> SweepPlan:
+    """The promise before a sweep of the points `specs` (those that will run) within
+    `budget_s` (None: no budget), with other programs on `other_cpu_percent` of the CPU now.
+    Points sharing a model load it once (the cache keeps it)."""
+    costs, bases, seen = [], [], set()
+    for spec in specs:
+        key = (spec.model_id, spec.device, spec.dtype, spec.stack)
+        cost, basis = point_cost(spec, loaded=loaded(spec) or key in seen)
+        seen.add(key)
+        costs.append(cost)
+        bases.append(basis)
+    factor = slowdown(other_cpu_percent, base.threads, other_threads=other_threads)
+    basis = min(bases, key=len) if bases else "nothing to run"
+    learned = _learned(specs[0]) if specs else None
+    if learned is not None:
+        costs = [PointCost(c.load_s * learned["starts"], c.warmup_s * learned["calls"],
+                           c.call_s * learned["calls"]) for c in costs]
+        basis = f"this machine's speed in its last sweep ({learned['at']}) and {basis}"
+    reps, minimum, seconds, fits = fit(costs, base.repetitions, base.min_duration_s, budget_s,
+                                       factor)
+    return SweepPlan(seconds, budget_s, reps, minimum, base.repetitions, base.min_duration_s,
+                     other_cpu_percent, factor, basis, fits, other_threads,
+                     tuple(factor * (c.load_s + c.warmup_s) for c in costs),
+                     tuple(factor * c.call_s for c in costs))
+
+
+@dataclass
+class Pace:
+    """Keeps a running sweep within its plan's budget, from measured durations. `clock` is
+    `time.monotonic` (tests pass a fake one). `repetitions` and `min_duration_s` are the targets
+    for every point now; they only go down."""
+    plan: SweepPlan
+    clock: Callable[[], float] = time.monotonic
+    started_s: float = field(default=0.0)
+    repetitions: int = 0
+    min_duration_s: float = 0.0
+    cut_by_pace: bool = False
+    loaded_at: list[float] = field(default_factory=list)   # elapsed when each point was ready
+
+    def __post_init__(self) -> None:
+        self.started_s = self.clock()
+        self.repetitions = self.plan.repetitions
+        self.min_duration_s = self.plan.min_duration_s
+
+    def elapsed_s(self) -> float:
+        return self.clock() - self.started_s
+
+    def left_s(self) -> float | None:
+        """Seconds of budget left (None without a budget)."""
+        if self.plan.budget_s is None:
+            return None
+        return self.plan.budget_s - self.elapsed_s()
+
+    def point_ready(self) -> None:
+        """A point is loaded and warmed up: a measured milestone of the plan."""
+        self.loaded_at.append(self.elapsed_s())
+
+    def pace_ratio(self) -> float | None:
+        """How much slower than planned the loading went (measured at the last point ready)."""
+        expected = sum(self.plan.starts_s[:len(self.loaded_at)])
+        if not self.loaded_at or expected <= 0:
+            return None
+        return self.loaded_at[-1] / expected
+
+    def planned_left_s(self) -> float:
+        """The time left before any repetition is timed: the plan's, revised by how its
+        loading went so far; shown until measured repetitions replace it."""
+        ratio = self.pace_ratio()
+        if ratio is None:
+            return max(self.plan.estimated_s - self.elapsed_s(), 1.0)
+        expected = sum(self.plan.starts_s[:len(self.loaded_at)])
+        since = self.elapsed_s() - self.loaded_at[-1]
+        return max((self.plan.estimated_s - expected) * ratio - since, 1.0)
+
+    def before_rounds(self) -> None:
+        """Every point is ready: cut the repetitions to the rounds that fit the budget left,
+        each round costing the plan's calls revised by how the loading went."""
+        left, ratio = self.left_s(), self.pace_ratio() or 1.0
+        round_s = sum(self.plan.calls_s) * ratio
+        if left is not None and round_s > 0:
+            self.after_round(round_s, 0)
+
+    def after_round(self, round_s: float, fewest_done: int) -> None:
+        """A round took `round_s`; the least measured point has `fewest_done` repetitions.
+        Lower the target so the rounds still to come fit the budget (never below the floor),
+        and drop the minimum time per point when the budget is short."""
+        left = self.left_s()
+        if left is None or round_s <= 0:
+            return
+        affordable = fewest_done + max(math.floor(left / round_s + 1e-6), 0)   # not 3.9999 -> 3
+        floor = min(MIN_REPETITIONS, self.plan.requested_repetitions)
+        target = max(min(self.repetitions, affordable), floor)
+        if target < self.repetitions or (self.min_duration_s and left < 2 * round_s):
+            self.cut_by_pace = True
+            self.repetitions = target
+            self.min_duration_s = 0.0
+
+    def extra_allowed(self, round_s: float) -> bool:
+        """Whether one more round for noisy points still fits the budget."""
+        left = self.left_s()
+        return left is None or left >= round_s
+
+    def note(self) -> str | None:
+        """What keeping the budget changed, in words (None: nothing)."""
+        if not self.cut_by_pace:
+            return self.plan.cut_note()
+        budget = clock_words(self.plan.budget_s or 0)
+        return (f"To end within the {budget} budget on this machine as it ran, each point was "
+                f"timed at least {self.repetitions} times instead of "
+                f"{self.plan.requested_repetitions}, with no minimum time per point (fewer "
+                "samples: the spreads are rougher).")
+
+
+def _speed_path() -> Path:
+    from lib.records.store import default_path
+    return default_path().parent / SPEED_FILE
+
+
+def _speed_key(spec: RunSpec) -> str:
+    return f"{spec.device}/{spec.stack}"
+
+
+def _learned(spec: RunSpec) -> dict[str, Any] | None:
+    """The corrections the last sweep on `spec`'s device and stack measured, if any."""
+    try:
+        found = json.loads(_speed_path().read_text()).get(_speed_key(spec))
+        low, high = RATIO_LIMITS
+        if all(low <= float(found[name]) <= high for name in ("calls", "starts")):
+            return {"calls": float(found["calls"]), "starts": float(found["starts"]),
+                    "at": str(found.get("at", "earlier"))}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        pass
+    return None
+
+
+def remember(result: Any) -> None:
+    """After a sweep (`lib.measure.sweep.SweepResult` with its plan): how long its timed calls and its
+    loading took against the plan's quiet costs (both divided by the plan's slowdown), kept as
+    the corrections for the next plan on this device and stack. Nothing when it measured
+    nothing or had no plan; a file that can't be written only loses the correction."""
+    plan = getattr(result, "plan", None)
+    points = [p for p in result.points if p.measurement is not None and p.spec is not None
+              and p.spec.hardware is None and p.measurement.repetitions]
+    if plan is None or not points:
+        return
+    calls_actual = calls_planned = starts_actual = warmups = loads = 0.0
+    seen: set = set()
+    previous = _learned(points[0].spec) or {"calls": 1.0, "starts": 1.0}
+    for point in points:
+        key = (point.spec.model_id, point.spec.device, point.spec.dtype, point.spec.stack)
+        cost, _ = point_cost(point.spec, loaded=key in seen)
+        seen.add(key)
+        calls_actual += (point.seconds - point.start_s) / plan.slowdown
+        calls_planned += len(point.measurement.repetitions) * cost.call_s
+        starts_actual += point.start_s / plan.slowdown
+        warmups += cost.warmup_s
+        loads += cost.load_s
+    if calls_planned <= 0:
+        return
+    low, high = RATIO_LIMITS
+    calls = min(max(calls_actual / calls_planned, low), high)
+    starts = previous["starts"]
+    if loads > 0:
+        starts = min(max((starts_actual - warmups * calls) / loads, low), high)
+    path = _speed_path()
+    try:
+        kept = json.loads(path.read_text()) if path.exists() else {}
+        kept = kept if isinstance(kept, dict) else {}
+    except (OSError, ValueError):
+        kept = {}
+    kept[_speed_key(points[0].spec)] = {
+        "calls": round(calls, 4), "starts": round(starts, 4),
+        "at": datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(kept, indent=1))
+    except OSError:
+        pass
