@@ -2,7 +2,7 @@
 
 1. Streamed `generate` vs plain `generate`:
 The transformers backend times every token through a tiny streamer
-(lib.measure.backends.transformers_lm.TokenTimestamps). DESIGN.md's
+(lib.measure.backends.transformers_lm.TokenTimestamps). docs/MEASURING.md's
 rule: that must add under 2% to plain `generate`. This script alternates plain and streamed calls
 with identical shapes (so drift on a shared machine hits both alike) and prints the ratio of
 medians, plus the model's first (converting) and cached load times.

@@ -76,7 +76,7 @@ def test_json_run_is_self_consistent():
         assert summary[key]["n"] >= 1 and summary[key]["median"] > 0
     assert data["spec"]["batch_size"] == 2 and data["spec"]["threads"] == 1
     assert data["environment"]["torch"] and data["environment"]["cpu_model"]
-    # Exact per repetition, and within 2% on the medians (DESIGN.md definitions).
+    # Exact per repetition, and within 2% on the medians (docs/MEASURING.md definitions).
     for rep in data["repetitions"]:
         m = rep["metrics"]
         assert len(rep["token_offsets_s"]) == n

@@ -173,7 +173,7 @@ def test_every_assumption_names_its_source():
     result = estimator.estimate(bf16("smollm2-135m-instruct"), H200, 2)
     words = " ".join(result.assumptions)
     for source in ("nvidia.com/en-us/data-center/h200", "Databricks", "gpt-fast",
-                   "DESIGN.md", "vLLM"):
+                   "docs/MEASURING.md", "vLLM"):
         assert source in words
 
 

@@ -183,7 +183,7 @@ def test_real_run_of_the_default_model(loaded):
         assert len(rep.token_times_s) == 8
         assert rep.start_s < rep.token_times_s[0]
         assert all(a < b for a, b in zip(rep.token_times_s, rep.token_times_s[1:]))
-    # DESIGN.md: ~25-50 ms per token on this machine; allow a wide band for noisy hosts.
+    # docs/MEASURING.md: ~25-50 ms per token on this machine; allow a wide band for noisy hosts.
     assert 0.002 < summary.metrics["tpot_s"].median < 2.0
     assert summary.metrics["ttft_s"].median > 0.002
     assert summary.metrics["peak_memory_bytes"].median > 400 * 2**20     # weights alone ~540 MB

@@ -1,6 +1,6 @@
 """The metric registry: every number the app reports, named once, with its words and unit.
 
-Names follow DESIGN.md (unit in the name); `lib.core.stats` computes them, and the report, the CLI
+Names follow docs/MEASURING.md (unit in the name); `lib.core.stats` computes them, and the report, the CLI
 tables, the charts, the pages and the findings take their labels, units, plain meanings and
 "which way is better" from here, so a metric is explained the same way everywhere.
 `format_value` writes any value for people: seconds as ms or s, bytes in decimal units (1 MB =

@@ -1,6 +1,6 @@
 """Metrics, percentiles and quality warnings, all derived from a Measurement's raw timestamps.
 
-Metric names follow DESIGN.md everywhere (engine, tables, charts, exports), with the unit in the
+Metric names follow docs/MEASURING.md everywhere (engine, tables, charts, exports), with the unit in the
 name. Per timed repetition (a batch of `batch_size` identical requests that run together):
     ttft_s               first token time - start (includes prefill)
     e2e_s                last token time - start

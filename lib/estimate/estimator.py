@@ -54,7 +54,7 @@ ESTIMATE_DTYPES = DTYPES + (FLOAT8,)     # float8: weights only, 1 byte; never r
 
 # --- the software stack ------------------------------------------------------------------------
 # Eager transformers (compile off, dynamic KV cache) on a GPU: decode measured on one H200
-# (DESIGN.md, issue 11) took ~18-20 ms per step for SmolLM2-135M (30 layers), Qwen2.5-1.5B (28)
+# (docs/MEASURING.md) took ~18-20 ms per step for SmolLM2-135M (30 layers), Qwen2.5-1.5B (28)
 # and Llama-3.1-8B (32) at batch 1-8, ~15 ms for SmolLM2-1.7B (24), ~5 ms for GPT-2 (12): the
 # same time for 135M and 8B parameters, so launches, not bandwidth. Per layer: 19/30, 19/28,
 # 19/32, 15/24 -> 0.63 ms for Llama-style layers (RMSNorm and rotary embeddings spelled out in
@@ -84,14 +84,14 @@ NATIVE_STACKS = ("llama.cpp", "onnxruntime")
 # Databricks measured at batch 1 with an optimized engine ("LLM Inference Performance
 # Engineering: Best Practices", databricks.com/blog, 2023) and gpt-fast's 68% (Llama-2-7B bf16
 # on A100-80GB: 1,397 of 2,039 GB/s, github.com/pytorch-labs/gpt-fast). Prefill: 75% of the
-# dense matmul peak (bf16 matmul measured at ~750 of 989 TFLOP/s on one H200, DESIGN.md).
+# dense matmul peak (bf16 matmul measured at ~750 of 989 TFLOP/s on one H200, docs/MEASURING.md).
 DATASHEET_BANDWIDTH_FRACTION = 0.65
 DATASHEET_COMPUTE_FRACTION = 0.75
 # CPUs, calibrated on the development machine (2 cores of an AMD EPYC, torch 2.13) against
 # eager runs of SmolLM2-135M (float32, bfloat16, batch 1-8, prompt 64-256), GPT-2,
 # SmolLM2-360M and Qwen2.5-0.5B: decode streamed the weights at 10-14 GB/s, 18-27% of the
 # 51 GB/s triad lib.machine.ceilings measured (matrix-vector products on 2 threads are far from a
-# streaming copy), so 22%; compiled code gained ~1.4x (DESIGN.md), so 30%. Matrix products
+# streaming copy), so 22%; compiled code gained ~1.4x, so 30%. Matrix products
 # reach a share of the measured matmul rate that grows with their rows (tokens): a 64-token
 # prefill reached ~48%, a 256-token one ~80%, as rows / (rows + 64) gives. A table CPU's
 # theoretical bandwidth is reached at most ~75% by a streaming copy (assumed), so its fraction
@@ -153,11 +153,11 @@ ALL_REDUCE_LATENCY_S = 25e-6
 MEMORY_HEADROOM_FRACTION = 0.10
 
 SOURCES = {
-    "eager_gpu": "decode measured with eager transformers on one H200 (DESIGN.md, issue 11)",
+    "eager_gpu": "decode measured with eager transformers on one H200 (docs/MEASURING.md)",
     "datasheet_fractions": "Databricks, 'LLM Inference Performance Engineering: Best "
                            "Practices' (2023): 55-60% at batch 1; gpt-fast README: 1,397 of "
                            "2,039 GB/s on A100-80GB; H200 bf16 matmul ~750 of 989 TFLOP/s "
-                           "(DESIGN.md)",
+                           "(docs/MEASURING.md)",
     "all_reduce": "github.com/pytorch-labs/gpt-fast, tensor-parallel benchmark table",
     "headroom": "vLLM's default gpu_memory_utilization=0.9",
 }

@@ -18,7 +18,7 @@ A fixed margin covers the Python process, allocator slack and the tokenizer, plu
 everything for allocator fragmentation. Only the last token's logits are computed
 (transformers' `logits_to_keep=1`).
 
-Measured peak memory is defined as in DESIGN.md: process RSS high-water mark on CPU (reset before
+Measured peak memory is defined as in docs/MEASURING.md: process RSS high-water mark on CPU (reset before
 the run through /proc/self/clear_refs, so earlier runs don't count), and
 `torch.cuda.max_memory_allocated` after a reset on CUDA.
 """

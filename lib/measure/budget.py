@@ -36,7 +36,7 @@ MIN_REPETITIONS = 2            # fewer timed repetitions show no spread at all
 # converted once is slower: `lib.models.loading` says so while it happens).
 LOAD_S = 12.0
 # Our threads share the cores with other programs' work; each step of a multi-threaded matmul
-# waits for its slowest thread, so a busy core costs more than its share (DESIGN: with one other
+# waits for its slowest thread, so a busy core costs more than its share (measured here: with one other
 # busy core, two threads ran 1.5-2.5x slower than one).
 SYNC_PENALTY = 1.3
 MAX_SLOWDOWN = 8.0

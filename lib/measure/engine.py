@@ -1,6 +1,6 @@
 """The measuring loop, the same for every backend: RunSpec + loaded model -> Measurement.
 
-How a run is timed (DESIGN.md's timing rules); the backend's `Session` makes each call have the
+How a run is timed (the timing rules of docs/MEASURING.md); the backend's `Session` makes each call have the
 same shapes (exact prompt length, fixed output length) and returns raw clock readings:
 1. The spec is checked against the model, and memory for the run against what is free now.
 2. `warmup_runs` untimed calls with those exact shapes come first (their times are kept, since

@@ -44,7 +44,7 @@ Say = Callable[[str], None]
 # measured repetitions after the first one. Deliberately simple: loading, then per call a
 # prefill at FLOPS_PER_S and one step per output token that reads every weight at
 # WEIGHT_BYTES_PER_S (decode is memory-bound), or at least STEP_FLOOR_S (launch overheads).
-# Numbers of the order measured on the machines in DESIGN.md, not of any one machine.
+# Numbers of the order measured on the machines in docs/MEASURING.md, not of any one machine.
 ASSUMED_LOAD_S = 15.0                  # a worker process starting and reading the weights
 ASSUMED_COMPILE_S = 60.0               # torch.compile's first warm-up on a CPU
 DEVICE_SPEED = {                       # (FLOPS_PER_S, WEIGHT_BYTES_PER_S, STEP_FLOOR_S)

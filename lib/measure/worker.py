@@ -1,4 +1,4 @@
-"""Models in worker processes: one long-lived process per loaded model (DESIGN.md timing rule 8).
+"""Models in worker processes: one long-lived process per loaded model (docs/MEASURING.md, timing rule 8).
 
 Why: the web server's process holds every browser session, its caches and Streamlit itself, so
 its memory says nothing about one model, and a model killed for memory would take every session

@@ -6,7 +6,7 @@ One row per point, measured or skipped:
 - the spec's fields (`SPEC_COLUMNS`), so a row says everything about how it ran;
 - for each metric of `TABLE_METRICS`, its median under the metric's own name, plus `_p10` and
   `_p90` (empty below `stats.MIN_SAMPLES`: the one percentile gate), `_min`, `_max` and `_n`
-  (`stat_column`): the same names as DESIGN.md's metrics. Charts draw p10-p90 where present,
+  (`stat_column`): the metric names of docs/MEASURING.md. Charts draw p10-p90 where present,
   else the labelled min-max range (`band_columns`);
 - `noisy` (True/False: the point's spread or the machine's load makes it doubtful, see
   `stats.point_noise`) and `other_cpu_percent` (CPU used by other processes while it ran), and
