@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from lib.measure import budget, sweep
-from lib.views import charts, insights
+from lib.views import insights, sweep_charts
 from lib.records import documents, export, table
 from lib.core import stats, text
 from lib import ui
@@ -189,7 +189,7 @@ if len(factors) == 2 and not measured.empty:
         st.subheader("What changed")
         for sentence in sentences:
             st.markdown(f"- {text.md(sentence)}")
-    st.plotly_chart(charts.sweep_heatmap_figure(frame, factors[0], factors[1], chosen),
+    st.plotly_chart(sweep_charts.sweep_heatmap_figure(frame, factors[0], factors[1], chosen),
                     width="stretch")
 elif len(measured) == 1:
     st.info(text.md(insights.only_point_words(rows)))
@@ -200,18 +200,18 @@ elif not measured.empty:
     st.subheader("What changed")
     for sentence in insights.findings(rows, factor):
         st.markdown(f"- {text.md(sentence)}")
-    st.plotly_chart(charts.sweep_latency_figure(frame, factor), width="stretch")
+    st.plotly_chart(sweep_charts.sweep_latency_figure(frame, factor), width="stretch")
     st.caption("TTFT: wait for the first token (includes reading the prompt). TPOT: time per "
                "later token. End-to-end: the whole request. The band or error bar is the "
                "spread of the repetitions: the 10th to 90th percentile with 10 or more, else "
                "lowest to highest (the subtitle says which). A ringed or hatched point is noisy: "
                "hover it for why.")
-    st.plotly_chart(charts.sweep_throughput_figure(frame, factor), width="stretch")
+    st.plotly_chart(sweep_charts.sweep_throughput_figure(frame, factor), width="stretch")
     if factor.name == "batch" and measured["tpot_s"].notna().any():
-        st.plotly_chart(charts.sweep_tradeoff_figure(frame), width="stretch")
+        st.plotly_chart(sweep_charts.sweep_tradeoff_figure(frame), width="stretch")
         st.caption("Each point is one batch size. Moving right, every user waits longer per "
                    "token; moving up, the machine produces more tokens in total.")
-    st.plotly_chart(charts.sweep_memory_figure(frame, factor), width="stretch")
+    st.plotly_chart(sweep_charts.sweep_memory_figure(frame, factor), width="stretch")
 else:
     st.error("No point of this sweep could run: " + text.md("; ".join(
         dict.fromkeys(insights.skipped_reason_words(row) for row in rows))) + ".")

@@ -12,7 +12,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from lib.views import charts
+from lib.views import compare_charts, run_charts, sweep_charts
 from lib.access import classroom
 from lib.records import documents as history, imports, ledger, export, table
 from lib.measure import sweep
@@ -203,15 +203,15 @@ def show_run(run: history.Opened) -> None:
         elif warning.code == "estimated":
             st.info(f"**{text.md(warning.message)}** {text.md(warning.hint)}")
     measurement = run.measurement
-    figure = charts.request_latency_figure(measurement) \
-        if measurement.model_kind == ENCODER else charts.token_latency_figure(measurement)
+    figure = run_charts.request_latency_figure(measurement) \
+        if measurement.model_kind == ENCODER else run_charts.token_latency_figure(measurement)
     st.plotly_chart(figure, width="stretch")
 
 
 def show_sweep(opened_sweep: history.Opened) -> None:
     result = opened_sweep.sweep
     if len(result.factors) == 1 and any(table.is_measured(row) for row in opened_sweep.rows):
-        st.plotly_chart(charts.sweep_latency_figure(pd.DataFrame(opened_sweep.rows),
+        st.plotly_chart(sweep_charts.sweep_latency_figure(pd.DataFrame(opened_sweep.rows),
                                                     sweep.FACTORS[result.factors[0]]),
                         width="stretch")
     st.dataframe(opened_sweep.display_rows, hide_index=True, width="stretch")
@@ -287,7 +287,7 @@ def compared_name(entry: dict) -> str:
 
 def compare_runs(selected: list[dict]) -> None:
     summaries = [(e, opened[e["id"]].summary) for e in selected]
-    st.plotly_chart(charts.compare_overview_figure([(compared_name(e), s)
+    st.plotly_chart(compare_charts.compare_overview_figure([(compared_name(e), s)
                                                     for e, s in summaries]), width="stretch")
     st.caption("Medians over each run's repetitions; n is how many. Latency: lower is better. "
                "Throughput: higher is better. Memory: what the process held at its peak.")
@@ -310,9 +310,9 @@ def compare_sweeps(selected: list[dict]) -> None:
         return
     factor = sweep.FACTORS[next(iter(factor_sets))[0]]
     labelled = [(compared_name(e), pd.DataFrame(opened[e["id"]].rows)) for e, _ in results]
-    st.plotly_chart(charts.compare_sweeps_figure(labelled, factor), width="stretch")
+    st.plotly_chart(compare_charts.compare_sweeps_figure(labelled, factor), width="stretch")
     for metric in ("decode_tokens_per_s", "peak_memory_bytes"):
-        st.plotly_chart(charts.compare_sweeps_metric_figure(labelled, factor, metric),
+        st.plotly_chart(compare_charts.compare_sweeps_metric_figure(labelled, factor, metric),
                         width="stretch")
     show_settings([(e, r.base.to_dict()) for e, r in results], {factor.field})
 

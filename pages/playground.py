@@ -4,7 +4,7 @@ import json
 
 import streamlit as st
 
-from lib.views import charts
+from lib.views import run_charts
 from lib.estimate import floors, why
 from lib.records import documents, export
 from lib.core import text
@@ -132,13 +132,13 @@ if measurement.model_kind == ENCODER:
     st.subheader("Every request")
     st.caption("An encoder reads the whole input in one pass and writes no tokens, so there is "
                "no first token and no decode: each bar is one timed request (the whole batch).")
-    st.plotly_chart(charts.request_latency_figure(measurement), width="stretch")
+    st.plotly_chart(run_charts.request_latency_figure(measurement), width="stretch")
 else:
     st.subheader("Every token, one by one")
     st.caption("Token 1 waits for the whole prompt to be read, so it takes longest (TTFT). Every "
                "later token is one decode step: the gap since the token before it (inter-token "
                "latency). Faint lines are single repetitions; the bold line is their median.")
-    st.plotly_chart(charts.token_latency_figure(measurement), width="stretch")
+    st.plotly_chart(run_charts.token_latency_figure(measurement), width="stretch")
 
 st.subheader("Tail latency")
 st.caption("Percentiles say how slow the slower requests are: p90 means 9 in 10 were faster. "

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from fakes import DECLARED_CEILINGS, FakePoints, fake_runner, with_declared_ceilings
-from lib.views import charts
+from lib.views import run_charts, sweep_charts
 from lib.estimate import floors, roofline
 from lib.records import export, table
 from lib.measure import runner, sweep
@@ -134,16 +134,16 @@ def test_the_sweep_table_ends_with_the_floor_columns_then_provenance():
 
 def test_latency_and_throughput_charts_draw_the_floor_dashed_and_name_it_an_estimate():
     _, frame, factor = _sweep_frame([1, 2, 4])
-    latency = charts.sweep_latency_figure(frame, factor)
+    latency = sweep_charts.sweep_latency_figure(frame, factor)
     tpot_floor = next(t for t in latency.data if t.name == floor_name("tpot_s"))
     assert tpot_floor.line.dash == "dash" and "estimate" in tpot_floor.name
     assert list(tpot_floor.y) == pytest.approx([v * 1000 for v in frame["floor_tpot_s"]])
-    throughput = charts.sweep_throughput_figure(frame, factor)
+    throughput = sweep_charts.sweep_throughput_figure(frame, factor)
     names = {t.name for t in throughput.data}
     assert floor_name("decode_tokens_per_s") in names and "ceiling" in \
         floor_name("decode_tokens_per_s")
     _, bare, _ = _sweep_frame([1, 2], with_ceilings=False)
-    assert not [t for t in charts.sweep_latency_figure(bare, factor).data
+    assert not [t for t in sweep_charts.sweep_latency_figure(bare, factor).data
                 if t.name and "estimate" in t.name]
 
 
@@ -152,17 +152,17 @@ def test_a_categorical_factor_gets_a_dash_over_each_bar():
     result = sweep.run_sweep(BASE, [(factor, ["float32", "bfloat16"])], FakePoints())
     for point in result.points:
         point.measurement = with_declared_ceilings(point.measurement)
-    figure = charts.sweep_latency_figure(pd.DataFrame(table.rows(result)), factor)
+    figure = sweep_charts.sweep_latency_figure(pd.DataFrame(table.rows(result)), factor)
     marks = next(t for t in figure.data if t.name == floor_name("tpot_s"))
     assert marks.mode == "markers" and marks.marker.symbol == "line-ew-open"
 
 
 def test_the_per_token_chart_draws_both_floors():
-    figure = charts.token_latency_figure(with_declared_ceilings(fake_runner(BASE)))
+    figure = run_charts.token_latency_figure(with_declared_ceilings(fake_runner(BASE)))
     names = {t.name for t in figure.data}
     assert {floor_name("tpot_s"), floor_name("ttft_s")} <= names
     assert not {floor_name("tpot_s")} & {t.name for t in
-                                         charts.token_latency_figure(fake_runner(BASE)).data}
+                                         run_charts.token_latency_figure(fake_runner(BASE)).data}
 
 
 def test_the_runner_records_the_ceilings_with_every_live_run(fake_backend):

@@ -1,4 +1,5 @@
-from lib.views.insights import findings, spreads_overlap
+from lib.views.comparable import spreads_overlap
+from lib.views.insights import findings
 from lib.measure.sweep import FACTORS
 
 BATCH, DTYPE, ATTENTION = FACTORS["batch"], FACTORS["dtype"], FACTORS["attention"]

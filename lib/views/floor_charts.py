@@ -1,10 +1,10 @@
 """The physical floor drawn on charts: a dashed line (or a dash over each bar) beside the data.
 
 A latency cannot go below what the machine's memory bandwidth and arithmetic allow, and a
-throughput cannot go above it (`lib.estimate.floors`, `lib.estimate.roofline`). Both are estimates from the
-model's shapes and this machine's measured ceilings, so every trace drawn here says
-"estimate" in its name and hover. Charts call `add_sweep_floor` per metric with the sweep
-table's `floor_<metric>` column, and `add_token_floors` on the per-token chart.
+throughput cannot go above it (`lib.estimate.floors`, `lib.estimate.roofline`). Both are
+estimates from the model's shapes and this machine's measured ceilings, so every trace drawn
+here says "estimate" in its name and hover. Sweep charts call `add_sweep_floor` per metric with
+the sweep table's `floor_<metric>` column, and the per-token chart calls `add_token_floors`.
 """
 
 from __future__ import annotations
