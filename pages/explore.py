@@ -9,7 +9,7 @@ from lib.records import documents, export, table
 from lib.core import stats, text
 from lib import ui
 from lib.core.metrics import METRICS
-from lib.ui import classroom_view, links, running, sidebar, state
+from lib.ui import classroom_view, explore_form, links, running, sidebar, state
 from lib.ui.links import HEATMAP_METRICS
 
 ui.require_router()             # a deep link after a restart runs through the router
@@ -35,7 +35,7 @@ for index, column in enumerate(st.columns(2 if two else 1)):
                             format_func=lambda n: sweep.FACTORS[n].title,
                             key=state.explore_factor(index))
         other = st.session_state.get(state.explore_factor(1 - index)) if two else None
-        values = sidebar.factor_values_input(sweep.FACTORS[name], index,
+        values = explore_form.factor_values_input(sweep.FACTORS[name], index,
                                              spec.device if spec else "cpu",
                                              spec.stack if spec else "transformers", other)
         if values:
@@ -53,7 +53,7 @@ if two and ready and factor_values[0][0].name == factor_values[1][0].name:
 if ready:
     count = len(sweep.grid(factor_values))
     estimates = sweep.estimated_points(spec, factor_values)
-    skips = sidebar.sweep_skips(spec, factor_values)
+    skips = explore_form.sweep_skips(spec, factor_values)
     skipped = sum(skips.values())
     measured = count - skipped - estimates          # the points that take this machine's time
     plan = f"{count} point{'s' if count != 1 else ''}"
@@ -94,7 +94,7 @@ if spec is not None:
                              "**Run sweep**." + (" The results below are from earlier "
                                                  "settings, so the link won't reproduce them."
                                                  if stale else ""))
-refused, planned, memory_note = sidebar.sweep_memory_note(spec, factor_values) if ready \
+refused, planned, memory_note = explore_form.sweep_memory_note(spec, factor_values) if ready \
     else (0, 0, None)
 if memory_note:
     (st.error if refused == planned else st.warning)(text.md(memory_note))

@@ -10,7 +10,7 @@ from lib.records import documents, export
 from lib.core import text
 from lib import ui
 from lib.models.catalog import ENCODER
-from lib.ui import classroom_view, links, running, sidebar, state
+from lib.ui import classroom_view, links, model_card_view, running, sidebar, state
 
 ui.require_router()             # a deep link after a restart runs through the router
 
@@ -22,7 +22,7 @@ st.markdown(
     "you see a typical value (the median) and how much it varied.")
 
 spec = sidebar.current_spec()
-blocker = sidebar.model_card_blocker(spec) if spec is not None else "Pick a model first."
+blocker = model_card_view.model_card_blocker(spec) if spec is not None else "Pick a model first."
 if spec is not None:
     links.share_link(spec)
 run_column, stop_column, reason_column = st.columns([1, 1, 4])

@@ -3,7 +3,9 @@
 - `state`: every session-state key;
 - `access`: who may use the app (local only, or a classroom with codes), asked before anything;
 - `links`: settings in a shareable URL, restored once per session;
-- `sidebar`: the settings widgets drawn from RunSpec, the model picker and the model card;
+- `sidebar`: the settings widgets drawn from RunSpec and the model picker;
+- `model_card_view`: the model card, and whether Run may start;
+- `explore_form`: Explore's factor values, and the points a sweep would skip or refuse;
 - `running`: the server-wide model cache, running a spec or a sweep with its progress shown,
   saving through lib.records.documents, and the one error boundary.
 `run_app()` is the router that app.py calls; every page calls `require_router()` first.

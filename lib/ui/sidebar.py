@@ -1,11 +1,12 @@
-"""The shared settings sidebar, drawn from RunSpec's field metadata, and the model card.
+"""The shared settings sidebar, drawn from RunSpec's field metadata, with the model picker.
 
-Every widget takes its label, help, bounds, step, choices and default from `lib.core.spec.field_info`;
-only what depends on this machine (devices present, dtypes they can run, cores, software stacks
-installed), on the chosen stack (its own weight formats; attention, KV cache and torch.compile
-are transformers' settings) or on the chosen model (an encoder writes no tokens) is decided
-here. `settings_sidebar()` returns a
-RunSpec, or None with the reason shown, and stores it for the pages (`current_spec()`).
+Every widget takes its label, help, bounds, step, choices and default from
+`lib.core.spec.field_info`; only what depends on this machine (devices present, dtypes they can
+run, cores, software stacks installed), on the chosen stack (its own weight formats; attention,
+KV cache and torch.compile are transformers' settings) or on the chosen model (an encoder writes
+no tokens) is decided here. `settings_sidebar()` returns a RunSpec, or None with the reason
+shown, and stores it for the pages (`current_spec()`).
+The model card is `lib.ui.model_card_view`'s; Explore's factor values, `lib.ui.explore_form`'s.
 """
 
 from __future__ import annotations
@@ -14,19 +15,15 @@ from typing import Any
 
 import streamlit as st
 
-from lib.measure import backends, runner, sweep
-from lib.machine import devices
-from lib.estimate import modelcard
 from lib.core import stack_build, text
 from lib.core.errors import ExplorerError
-from lib.core.metrics import format_bytes
-from lib.models import catalog
-from lib.models.shapes import shapes
 from lib.core.spec import RunSpec, default_threads, field_info
-from lib.core.stacks import FORMATS, LLAMA_CPP, STACKS, TRANSFORMERS, check_format
+from lib.core.stacks import FORMATS, LLAMA_CPP, STACKS, TRANSFORMERS
+from lib.machine import devices
+from lib.measure import sweep
+from lib.models import catalog
 from lib.ui import door, state
 from lib.ui.links import restore_from_link
-from lib.ui.running import model_cache
 
 GROUP_LABELS = {catalog.TRAINED: "Trained (real text)",
                 catalog.RANDOM: "Famous architectures, random weights",
@@ -112,7 +109,7 @@ def settings_sidebar() -> RunSpec | None:
     return spec
 
 
-def _stack_option(name: str) -> str:
+def stack_option(name: str) -> str:
     """'llama.cpp (being built: about 3 min left)', 'ONNX Runtime (not installed)'."""
     chosen = STACKS[name]
     if not chosen.optional or chosen.installed:
@@ -137,7 +134,7 @@ def _stack_picker() -> str:
     key = state.setting("stack")
     if st.session_state.get(key) not in STACKS:
         st.session_state.pop(key, None)             # a stale or damaged value: the default
-    chosen = widget("stack", options=list(STACKS), format_func=_stack_option)
+    chosen = widget("stack", options=list(STACKS), format_func=stack_option)
     if not STACKS[LLAMA_CPP].installed and \
             stack_build.state().status == stack_build.BUILDING:
         _build_progress(chosen == LLAMA_CPP)
@@ -267,196 +264,3 @@ def _model_picker() -> tuple[str | None, catalog.CatalogEntry | None]:
     entry = catalog.CATALOG[model_id]
     st.caption(entry.description)
     return model_id, entry
-
-
-def model_card(spec: RunSpec) -> bool:
-    """The model card (see `model_card_blocker`); True when the settings can run."""
-    return model_card_blocker(spec) is None
-
-
-def model_card_blocker(spec: RunSpec) -> str | None:
-    """The chosen model's size, shape and memory verdict, shown before anything loads.
-
-    Returns None when the settings can run, else a short reason to show next to a disabled Run
-    button (the card above it holds the whole explanation). The memory verdict is the backend's
-    `assess_memory`, the very one its guard enforces, so the card and a refusal never disagree.
-    """
-    chosen = STACKS[spec.stack]
-    if spec.hardware is None and chosen.optional and not chosen.installed:
-        return f"Run is off: {chosen.label} is not ready here (the sidebar says why)."
-    try:
-        entry = catalog.get_entry(spec.model_id)
-        backend = backends.for_spec(spec)
-        verdict = runner.memory_verdict(spec, model_cache())
-        card = modelcard.model_card(entry, shapes(spec.model_id), spec, verdict)
-        backend.check(entry, spec)           # everything that would refuse the run, up front
-    except ExplorerError as exc:
-        st.error(text.md(exc))
-        return "Run is off until the problem above is fixed."
-    with st.expander(text.md(f"About the model: {card.title} ({card.summary})")):
-        st.markdown(text.md(card.description))
-        st.markdown("\n".join(f"- **{text.md(label)}:** {text.md(value)}"
-                               for label, value in card.rows))
-        st.caption(text.md(f"Weights: {card.source}."))
-    (st.caption if card.fits else st.error)(text.md(card.memory_verdict))
-    if card.fits:
-        return None
-    _offer_devices(spec, verdict)
-    return (f"Run is off: this run needs about {format_bytes(verdict.need.total_bytes)} and "
-            f"{format_bytes(verdict.available_bytes)} is available. What to change is above.")
-
-
-def _offer_devices(spec: RunSpec, verdict) -> None:
-    """An estimate that doesn't fit on the devices chosen: one press sets the fewest that
-    hold it (`min_gpus` of the estimate's memory verdict), where the profile can be several."""
-    needed = getattr(verdict, "min_gpus", None)
-    if spec.hardware is None or needed is None or needed <= spec.gpus:
-        return
-    st.button(f"Use {needed} devices", key=state.USE_MIN_GPUS, on_click=_set_devices,
-              args=(needed,), help=f"The fewest of these devices that hold this model and run: "
-              f"sets the number of devices to {needed}.")
-
-
-def _set_devices(count: int) -> None:
-    st.session_state[state.setting("gpus")] = count      # before the widget is drawn again
-
-
-FORMAT_SKIP = "the stack doesn't run that format"
-
-
-def sweep_skips(base: RunSpec, factor_values: list) -> dict[str, int]:
-    """Explore: the points of the grid that will be skipped before anything runs, counted by
-    why ({"the stack doesn't run that format": 13}), judged quietly as the sweep will judge
-    them (settings, the stack's formats, the backend's check). The memory guard is
-    `sweep_memory_note`'s; an estimate is judged against its hardware, in the sweep."""
-    reasons: dict[str, int] = {}
-    for values in sweep.grid(factor_values):
-        try:
-            spec = sweep.point_spec(base, factor_values, values)
-        except ExplorerError as exc:
-            reasons[_first_sentence(exc)] = reasons.get(_first_sentence(exc), 0) + 1
-            continue
-        if spec.hardware is not None:
-            continue
-        try:
-            check_format(spec.stack, spec.dtype)
-        except ExplorerError:
-            reasons[FORMAT_SKIP] = reasons.get(FORMAT_SKIP, 0) + 1
-            continue
-        try:
-            backends.for_spec(spec).check(catalog.get_entry(spec.model_id), spec)
-        except ExplorerError as exc:
-            reasons[_first_sentence(exc)] = reasons.get(_first_sentence(exc), 0) + 1
-    return reasons
-
-
-def _first_sentence(exc: Exception) -> str:
-    """An error's first sentence, to stand for the points it stops: 'ONNX Runtime is not
-    installed on this machine'."""
-    return str(exc).split(". ")[0].rstrip(".")
-
-
-def sweep_memory_note(base: RunSpec, factor_values: list) -> tuple[int, int, str | None]:
-    """Explore: how many points of the grid the memory guard would refuse right now.
-
-    Returns (refused, total, a sentence naming the refused points or None). Each point is judged
-    by the backend's `assess_memory`, as the sweep's guard will judge it.
-    """
-    refused = []
-    points = sweep.grid(factor_values)
-    by_name = {factor.name: factor for factor, _ in factor_values}
-    for values in points:
-        try:
-            spec = sweep.point_spec(base, factor_values, values)
-            if spec.hardware is not None:
-                continue             # an estimate: judged against its hardware, in the sweep
-            entry = catalog.get_entry(spec.model_id)
-            backend = backends.for_spec(spec)
-            backend.check(entry, spec)
-            verdict = runner.memory_verdict(spec, model_cache())
-            if not verdict.fits:
-                refused.append((values, verdict))
-        except ExplorerError:
-            continue                 # skipped for another reason, which the sweep records
-    if not refused:
-        return 0, len(points), None
-    names = "; ".join(", ".join(f"{by_name[n].label} {by_name[n].value_label(v)}"
-                                for n, v in values.items())
-                      for values, _verdict in refused[:5])
-    more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
-    first = refused[0][1]
-    return len(refused), len(points), (
-        f"{len(refused)} of {len(points)} points don't fit in the memory free now and will be "
-        f"refused: {names}{more}. The first needs about {format_bytes(first.need.total_bytes)} "
-        f"and {format_bytes(first.available_bytes)} is available. {first.advice}")
-
-
-ESTIMATE_CAPTION = (
-    "Values marked **(estimate)** are hardware profiles, not devices of this machine: their "
-    "points are estimates from a model of that hardware (its published bandwidth and FLOP/s "
-    "plus the software stack's overheads), computed in a moment and never measured. This "
-    "machine's devices are measured as usual. The dashed floors still apply: each point's is "
-    "the physics limit of its own hardware.")
-
-
-STACK_CAPTION = (
-    "Each stack runs the same model with the same prompt and output length, timed the same way. "
-    "A stack that isn't installed here, or doesn't run a point's number format, makes that "
-    "point a skipped one: the table and the chart say why. Attention kernel, KV cache and "
-    "torch.compile apply to transformers only.")
-
-
-def factor_options(factor: sweep.Factor, device: str, stack: str = TRANSFORMERS,
-                   other: str | None = None) -> list:
-    """The values Explore offers for a factor picked from a list: for the device factor, this
-    machine's devices (measured) and then every hardware profile (estimated); for the number
-    format, the sidebar's stack's formats, or every format when the other factor is the stack
-    (a stack x format grid: the cells a stack doesn't run are skipped, and say so)."""
-    if factor.name == "dtype":
-        return devices.supported_dtypes(device) if other == "stack" \
-            else dtype_options(stack, device)
-    return {"model": list(catalog.CATALOG), "device": sweep.device_values()}.get(factor.name) \
-        or list(factor.default_values())
-
-
-def option_label(factor: sweep.Factor, value: Any) -> str:
-    """'SmolLM2 135M Instruct', 'cpu', 'NVIDIA H200 SXM 141GB (estimate)', 'llama.cpp'."""
-    if factor.name == "model":
-        return catalog.CATALOG[value].display_name
-    if factor.name == "stack":
-        return _stack_option(value)
-    return factor.value_label(value) + (" (estimate)" if factor.estimated(value) else "")
-
-
-def factor_values_input(factor: sweep.Factor, index: int, device: str,
-                        stack: str = TRANSFORMERS, other: str | None = None) -> list | None:
-    """Explore: the values of one factor, picked from a list or typed as numbers with commas.
-    `stack`: the sidebar's; `other`: the other factor of a two-factor sweep."""
-    key = state.explore_values(index, factor.name)
-    if not factor.numeric:
-        options = factor_options(factor, device, stack, other)
-        if key in st.session_state and not set(st.session_state[key]) <= set(options):
-            # Formats of another stack (the sidebar's changed): keep those still offered.
-            st.session_state[key] = [v for v in st.session_state[key] if v in options]
-        # Values kept from another page or a link are in session state; a default too conflicts.
-        defaults = {} if key in st.session_state else \
-            {"default": [v for v in factor.default_values() if v in options]}
-        chosen = st.multiselect(
-            f"Values of {factor.label}", options, **defaults, key=key,
-            format_func=lambda v: option_label(factor, v))
-        if factor.name == "device":
-            st.caption(ESTIMATE_CAPTION)
-        if factor.name == "stack":
-            st.caption(STACK_CAPTION)
-            for name in chosen or []:
-                if STACKS[name].optional and not STACKS[name].installed:
-                    st.info(text.md(STACKS[name].missing_reason()))
-        return chosen or None
-    if key not in st.session_state:
-        st.session_state[key] = ", ".join(str(v) for v in factor.default_values())
-    typed = st.text_input(f"Values of {factor.label} (comma-separated)", key=key)
-    try:
-        return sweep.parse_values(factor, typed)
-    except ExplorerError as exc:
-        st.error(text.md(exc))
-        return None
