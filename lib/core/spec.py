@@ -373,3 +373,10 @@ def clamp(name: str, value: Any) -> tuple[Any, str | None]:
             f"above the highest value {high}"
         return type(value)(high), f"{why}, so {high} is used"
     return value, None
+
+
+# The RunSpec fields that are settings of the transformers stack itself (attention kernel, KV
+# cache, torch.compile): another stack has none of them and runs with their defaults. Every
+# other field applies to any stack. Backends, the estimator, sweeps, labels and the sidebar
+# read this one list.
+STACK_SETTINGS = ("attention", "kv_cache", "compile")
