@@ -39,14 +39,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lib.estimate import memory
-from lib.measure.backends.base import STACK_FACTORS
 from lib.machine.ceilings import Ceilings
 from lib.core.errors import InvalidSpecError, MemoryGuardError, UnsupportedError
 from lib.estimate.hardware import THIS, Hardware
 from lib.core.metrics import format_bytes
 from lib.models.catalog import ENCODER, get_entry
 from lib.core.results import ESTIMATED
-from lib.core.spec import DTYPES, MAX_DEVICES, RunSpec, field_info, from_saved
+from lib.core.spec import (DTYPES, MAX_DEVICES, STACK_SETTINGS, RunSpec, field_info,
+                           from_saved)
 from lib.core.stacks import FORMATS, STACKS, TRANSFORMERS, check_format, kv_bytes_per_number
 
 FLOAT8 = "float8"
@@ -261,7 +261,7 @@ def _check_stack(spec: RunSpec, weights: str | None) -> None:
     check_format(spec.stack, spec.dtype)
     if spec.stack == TRANSFORMERS:
         return
-    for name in STACK_FACTORS:
+    for name in STACK_SETTINGS:
         default = field_info(name)["default"]
         if getattr(spec, name) != default:
             label = field_info(name)["label"]

@@ -32,10 +32,9 @@ from lib.measure.budget import Pace, SweepPlan
 from lib.core.results import Measurement, Repetition
 from lib.core.errors import ExplorerError, InvalidSpecError, MemoryGuardError
 from lib.core.spec import (ATTENTIONS, COMPILES, DEFAULT_MODEL_ID, DEVICES, DTYPES, KV_CACHES,
-                      RunSpec, default_threads, field_info)
+                           STACK_SETTINGS, RunSpec, default_threads, field_info)
 from lib.core.stacks import STACK_NAMES, TRANSFORMERS, format_name, stack_name
 
-STACK_SETTINGS = ("attention", "kv_cache", "compile")    # transformers' (lib.measure.backends.base)
 
 
 @dataclass(frozen=True)

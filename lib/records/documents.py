@@ -30,13 +30,10 @@ from typing import Any, Callable
 from lib.records import export, table
 from lib.core import results, schema, stats, text
 from lib.core.results import Measurement
-from lib.core.spec import RunSpec, field_info
+from lib.core.spec import STACK_SETTINGS, RunSpec, field_info
 from lib.core.stacks import TRANSFORMERS
 from lib.records.store import DamagedEntryError, Store, StoreError
 from lib.measure.sweep import FACTORS, PointResult, SweepResult, format_name, stack_name
-
-# A run's label names these settings; a stack setting is named only when it isn't the default.
-STACK_FIELDS = ("attention", "kv_cache", "compile")
 
 
 def run_document(measurement: Measurement, summary: stats.Summary) -> dict[str, Any]:
@@ -324,7 +321,8 @@ def run_settings_text(spec: dict[str, Any]) -> str:
     if spec.get("stack", TRANSFORMERS) != TRANSFORMERS:
         parts.append(f"on {_named(stack_name, spec['stack'])}")
     defaults = RunSpec().to_dict()
-    parts += [f"{name.replace('_', ' ')} {spec[name]}" for name in STACK_FIELDS
+    # a stack setting is named only when it isn't the default
+    parts += [f"{name.replace('_', ' ')} {spec[name]}" for name in STACK_SETTINGS
               if name in spec and spec[name] != defaults[name]]
     return ", ".join(parts)
 

@@ -20,7 +20,7 @@ from lib.measure import backends, runner, sweep
 from lib.models import catalog
 from lib.ui import state
 from lib.ui.running import model_cache
-from lib.ui.sidebar import dtype_options, stack_option
+from lib.ui.sidebar import STACK_SETTING_LABELS, dtype_options, stack_option
 
 
 FORMAT_SKIP = "the stack doesn't run that format"
@@ -104,8 +104,8 @@ ESTIMATE_CAPTION = (
 STACK_CAPTION = (
     "Each stack runs the same model with the same prompt and output length, timed the same way. "
     "A stack that isn't installed here, or doesn't run a point's number format, makes that "
-    "point a skipped one: the table and the chart say why. Attention kernel, KV cache and "
-    "torch.compile apply to transformers only.")
+    f"point a skipped one: the table and the chart say why. {STACK_SETTING_LABELS} apply to "
+    "transformers only.")
 
 
 def factor_options(factor: sweep.Factor, device: str, stack: str = TRANSFORMERS,

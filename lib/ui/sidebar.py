@@ -17,7 +17,7 @@ import streamlit as st
 
 from lib.core import stack_build, text
 from lib.core.errors import ExplorerError
-from lib.core.spec import RunSpec, default_threads, field_info
+from lib.core.spec import STACK_SETTINGS, RunSpec, default_threads, field_info
 from lib.core.stacks import FORMATS, LLAMA_CPP, STACKS, TRANSFORMERS
 from lib.machine import devices
 from lib.measure import sweep
@@ -29,7 +29,9 @@ GROUP_LABELS = {catalog.TRAINED: "Trained (real text)",
                 catalog.RANDOM: "Famous architectures, random weights",
                 catalog.OWN: "Your own model"}
 MEASUREMENT_FIELDS = ("repetitions", "threads", "warmup_runs", "min_duration_s")
-STACK_FIELDS = ("attention", "kv_cache", "compile")
+# "Attention kernel, KV cache and torch.compile": the stack-only settings as their widgets say.
+_labels = [field_info(name)["label"] for name in STACK_SETTINGS]
+STACK_SETTING_LABELS = f"{', '.join(_labels[:-1])} and {_labels[-1]}"
 
 
 def widget(name: str, **overrides: Any) -> Any:
@@ -82,13 +84,13 @@ def settings_sidebar() -> RunSpec | None:
                                                if name == "threads" else {}))
         with st.expander("Software stack settings"):
             if values["stack"] != TRANSFORMERS:
-                values.update({name: field_info(name)["default"] for name in STACK_FIELDS})
+                values.update({name: field_info(name)["default"] for name in STACK_SETTINGS})
                 st.caption(text.md(
-                    f"Attention kernel, KV cache and torch.compile are transformers settings: "
+                    f"{STACK_SETTING_LABELS} are transformers settings: "
                     f"{sweep.stack_name(values['stack'])} has its own kernels and cache. "
                     "Choose the transformers stack to change them."))
             else:
-                for name in STACK_FIELDS:
+                for name in STACK_SETTINGS:
                     values[name] = widget(name)
             if values["compile"] == "on":
                 st.warning("Compiling takes about a minute on a CPU before the first run; it is "

@@ -21,7 +21,7 @@ from lib.measure.backends.base import Backend, Progress, Session, Timing
 from lib.measure.cache import LoadedModel
 from lib.models.catalog import CAUSAL_LM, ENCODER, get_entry
 from lib.core.prompts import fit_prompt
-from lib.core.spec import DTYPES, RunSpec
+from lib.core.spec import DTYPES, STACK_SETTINGS, RunSpec
 from lib.core.timing import Clock, ManualClock
 
 Declared = Union[float, Sequence[float], Callable[[RunSpec], float]]
@@ -43,7 +43,7 @@ class FakeBackend(Backend):
     name = "fake"
     label = "fake backend (declared latencies)"
     kinds = (CAUSAL_LM, ENCODER)
-    factors = ("attention", "kv_cache", "compile")
+    factors = STACK_SETTINGS
     stack = None                                   # stands in for any stack, in every format
     dtypes = DTYPES
     measures_memory = False
