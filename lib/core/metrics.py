@@ -40,6 +40,12 @@ class Metric:
         return {SECONDS: 1000, BYTES: 1e-6}.get(self.unit, 1)
 
     @property
+    def words(self) -> str:
+        """Its name inside a sentence: the label in lower case without its abbreviation,
+        'time to first token', 'decode throughput'."""
+        return self.label.split(" (")[0].lower()
+
+    @property
     def titled(self) -> str:
         """The label with its unit, for axes, colour bars and pickers."""
         return f"{self.label}, {self.display_unit}"
