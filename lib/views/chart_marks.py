@@ -167,7 +167,7 @@ def _band(s: Series, color: str, group: str, where: dict) -> list[go.Scatter]:
 
 
 def draw_series(figure: go.Figure, s: Series, name: str, color: str, factor: Factor,
-          shaded: bool = True, group: str | None = None, **where) -> None:
+                shaded: bool = True, group: str | None = None, **where) -> None:
     """One metric: bars with error bars for a categorical factor; for a numeric one a line
     through the medians, with a shaded band (or error bars where several lines overlap) and a
     ring around each noisy point. A bar keeps its metric's colour; noise or being an estimate

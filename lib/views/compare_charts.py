@@ -69,8 +69,8 @@ def compare_sweeps_figure(labelled: list[tuple[str, pd.DataFrame]], factor: Fact
     hatch_legend(figure, factor, noisy, "estimate" in kinds)
     set_x_axis(figure, factor, values)
     metric_info = METRICS[metric]
-    add_title(figure, f"Saved sweeps overlaid: {metric_info.short_label} vs {factor.label}", kinds,
-           "error bars")
+    add_title(figure, f"Saved sweeps overlaid: {metric_info.short_label} vs {factor.label}",
+              kinds, "error bars")
     figure.update_layout(
         yaxis_title=f"{metric_info.short_label} ({metric_info.display_unit})",
         yaxis_rangemode="tozero", height=440,
@@ -88,10 +88,11 @@ def _rgb(hex_color: str) -> str:
 def compare_overview_figure(labelled: list[tuple[str, Summary]]) -> go.Figure:
     """Saved runs side by side in three panels with their own units: latency (TTFT, TPOT,
     end-to-end, ms), throughput (decode and total tokens/s) and peak memory (MB)."""
+    memory = METRICS["peak_memory_bytes"]
     panels = (("Latency (ms, lower is better)", LATENCIES),
               ("Throughput (tokens/s, higher is better)",
                ("decode_tokens_per_s", "total_tokens_per_s")),
-              ("Peak memory (MB)", ("peak_memory_bytes",)))
+              (f"{memory.label} ({memory.display_unit})", ("peak_memory_bytes",)))
     figure = make_subplots(rows=1, cols=3, subplot_titles=[title for title, _ in panels])
     colors = {**COLORS, "decode_tokens_per_s": "rgb(0, 160, 120)",
               "total_tokens_per_s": "rgb(171, 99, 250)", "peak_memory_bytes": "rgb(120, 120, 120)"}

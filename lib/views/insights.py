@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from lib.core.metrics import format_bytes, format_number
+from lib.core.metrics import METRICS, format_bytes, format_number
 from lib.core.stacks import STACKS
 from lib.core.stats import BUSY_OTHER_CPU_PERCENT
 from lib.measure.sweep import Factor, format_name, stack_name
@@ -194,9 +194,9 @@ def _numeric(rows: list[dict[str, Any]], factor: Factor) -> list[str]:
         per_token = finding_ratio(first, last, "tpot_s", factor)
         rates = (format_number(first["decode_tokens_per_s"]),
                  format_number(last["decode_tokens_per_s"]))
-        said = []
+        said, decode = [], METRICS["decode_tokens_per_s"].words
         if throughput is not None:
-            said.append(f"decode throughput {_ratio_words(throughput, 'grew', 'fell')} "
+            said.append(f"{decode} {_ratio_words(throughput, 'grew', 'fell')} "
                         f"({rates[0]} to {rates[1]} tokens/s)")
         if per_token is not None:
             said.append(f"the time per token {_ratio_words(per_token, 'grew', 'shrank')} "
@@ -206,14 +206,15 @@ def _numeric(rows: list[dict[str, Any]], factor: Factor) -> list[str]:
             sentences.append(f"{span}, {' while '.join(said)}.")
         unsaid = []
         if throughput is None:
-            unsaid.append(("decode throughput", f"{rates[0]} tokens/s", f"{rates[1]} tokens/s"))
+            unsaid.append((decode, f"{rates[0]} tokens/s", f"{rates[1]} tokens/s"))
         if per_token is None:
             unsaid.append(("time per token", ms(first["tpot_s"]), ms(last["tpot_s"])))
         if unsaid:
             key = "tpot_s" if per_token is None else "decode_tokens_per_s"
             sentences.append(_within_noise(first, last, unsaid, key, factor))
     if first["ttft_s"] and last["ttft_s"]:
-        sentences.append(_change(first, last, rows, "ttft_s", "the time to first token", factor))
+        sentences.append(_change(first, last, rows, "ttft_s", f"the {METRICS['ttft_s'].words}",
+                                 factor))
     elif first["e2e_s"] and last["e2e_s"]:
         sentences.append(_change(first, last, rows, "e2e_s", "each request's latency", factor))
     if first.get("peak_memory_bytes") and last.get("peak_memory_bytes"):
@@ -283,7 +284,7 @@ def _versus(rows: list[dict[str, Any]], factor: Factor) -> list[str]:
 def _categorical(rows: list[dict[str, Any]], factor: Factor) -> list[str]:
     label = factor.label
     key = "tpot_s" if all(row["tpot_s"] for row in rows) else "e2e_s"
-    what = "time per output token" if key == "tpot_s" else "request latency"
+    what = METRICS["tpot_s"].words if key == "tpot_s" else "request latency"
     ordered = sorted(rows, key=lambda row: row[key])
     fastest, slowest = ordered[0], ordered[-1]
     ratio = finding_ratio(fastest, slowest, key, factor)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lib.core.metrics import format_bytes
+from lib.core.metrics import METRICS, format_bytes
 from lib.core.stacks import TRANSFORMERS, format_name, stack_name
 from lib.views.comparable import NEGLIGIBLE, RERUN, doubt, finding_ratio, ms
 
@@ -45,7 +45,7 @@ def stack_findings(rows: list[dict[str, Any]]) -> list[str]:
 
 # (key, verb phrase, what the difference is in, what its numbers are)
 _DECODE = ("tpot_s", "writes tokens", "time per token", "per token")
-_PREFILL = ("ttft_s", "reads the prompt", "time to first token", "to the first token")
+_PREFILL = ("ttft_s", "reads the prompt", METRICS["ttft_s"].words, "to the first token")
 _REQUEST = ("e2e_s", "answers each request", "request latency", "per request")
 
 
@@ -102,12 +102,13 @@ def _lowest_sentences(rows: list[dict[str, Any]]) -> list[str]:
         return [f"Lowest request latency: {point_name(best)} ({ms(best['e2e_s'])}{caveat})."]
     decode, decode_caveat = _lowest(rows, "tpot_s")
     prefill, prefill_caveat = _lowest(rows, "ttft_s")
+    first_token = METRICS["ttft_s"].words
     if decode is prefill and not decode_caveat and not prefill_caveat:
         return [f"{point_name(decode)} had both the lowest time per token "
-                f"({ms(decode['tpot_s'])}) and the lowest time to first token "
+                f"({ms(decode['tpot_s'])}) and the lowest {first_token} "
                 f"({ms(prefill['ttft_s'])})."]
     return [f"Lowest time per token: {point_name(decode)} ({ms(decode['tpot_s'])}"
-            f"{decode_caveat}); lowest time to first token: {point_name(prefill)} "
+            f"{decode_caveat}); lowest {first_token}: {point_name(prefill)} "
             f"({ms(prefill['ttft_s'])}{prefill_caveat})."]
 
 

@@ -59,8 +59,8 @@ def sweep_throughput_figure(frame: pd.DataFrame, factor: Factor) -> go.Figure:
     kinds, noisy = [], False
     for row, metric, color in ((1, tokens, STRONG), (2, "requests_per_s", TTFT_COLOR)):
         s = series(measured, factor, metric)
-        draw_series(figure, s, METRICS[metric].short_label, color, factor, group=metric, row=row,
-              col=1)
+        draw_series(figure, s, METRICS[metric].short_label, color, factor, group=metric,
+                    row=row, col=1)
         floor_charts.add_sweep_floor(figure, measured, factor, metric, s.x, color,
                                      offsetgroup=metric, row=row, col=1)
         figure.update_yaxes(title_text=METRICS[metric].display_unit, rangemode="tozero",
@@ -82,13 +82,14 @@ def sweep_tradeoff_figure(frame: pd.DataFrame) -> go.Figure:
     measured = measured[measured["tpot_s"].notna()].sort_values("batch_size")
     per_token = series(measured, FACTORS["batch"], "tpot_s")
     throughput = series(measured, FACTORS["batch"], "decode_tokens_per_s")
+    tpot, decode = METRICS["tpot_s"], METRICS["decode_tokens_per_s"]
     labels = [f"batch {b}" + (" (estimate)" if e else "")
               for b, e in zip(measured["batch_size"], per_token.estimated)]
     figure = go.Figure(go.Scatter(
         x=per_token.median, y=throughput.median, mode="lines+markers+text", text=labels,
         textposition="top left", line={"color": STRONG, "width": 2}, marker={"size": 9},
         error_x=per_token.errors(), error_y=throughput.errors(), name="one batch size",
-        customdata=[f"{p}<br>decode throughput: {t}"
+        customdata=[f"{p}<br>{decode.words}: {t}"
                     for p, t in zip(per_token.hover, throughput.hover)],
         hovertemplate="%{text}<br>time per token: %{customdata}<extra></extra>"))
     noisy = [i for i, flag in enumerate(per_token.noisy) if flag]
@@ -99,10 +100,10 @@ def sweep_tradeoff_figure(frame: pd.DataFrame) -> go.Figure:
             marker={"symbol": "circle-open", "size": 20, "color": NOISY_COLOR,
                     "line": {"width": 3}}))
     add_title(figure, "The batching trade-off: more total throughput, slower tokens for each user",
-           per_token.kinds + throughput.kinds, "error bars")
+              per_token.kinds + throughput.kinds, "error bars")
     figure.update_layout(
-        xaxis_title="time per output token for each user (ms)",
-        yaxis_title="decode throughput, all users (tokens/s)", height=440,
+        xaxis_title=f"{tpot.words} for each user ({tpot.display_unit})",
+        yaxis_title=f"{decode.words}, all users ({decode.display_unit})", height=440,
         xaxis_rangemode="tozero", yaxis_rangemode="tozero", showlegend=bool(noisy))
     legend_below(figure)
     return figure
@@ -110,13 +111,13 @@ def sweep_tradeoff_figure(frame: pd.DataFrame) -> go.Figure:
 
 def sweep_memory_figure(frame: pd.DataFrame, factor: Factor) -> go.Figure:
     measured = measured_points(frame)
-    s = series(measured, factor, "peak_memory_bytes")
+    s, memory = series(measured, factor, "peak_memory_bytes"), METRICS["peak_memory_bytes"]
     figure = go.Figure()
-    draw_series(figure, s, "peak memory", MEMORY_COLOR, factor)
+    draw_series(figure, s, memory.short_label, MEMORY_COLOR, factor)
     hatch_legend(figure, factor, any(s.noisy), "estimate" in s.kinds)
     set_x_axis(figure, factor, x_values(measured, factor))
-    add_title(figure, f"Peak memory vs {factor.label}", s.kinds, spread_shape(factor))
-    figure.update_layout(yaxis_title=f"peak memory ({METRICS['peak_memory_bytes'].display_unit}, "
+    add_title(figure, f"{memory.label} vs {factor.label}", s.kinds, spread_shape(factor))
+    figure.update_layout(yaxis_title=f"{memory.words} ({memory.display_unit}, "
                                      "1 MB = 1,000,000 bytes)",
                          height=380, hovermode="x unified", yaxis_rangemode="tozero",
                          margin={"t": 90})
