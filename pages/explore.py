@@ -10,7 +10,7 @@ from lib.core import stats, text
 from lib import ui
 from lib.core.metrics import METRICS
 from lib.ui import classroom_view, explore_form, links, running, sidebar, state
-from lib.ui.links import HEATMAP_METRICS
+from lib.ui.links import EXPLORE_MODES, HEATMAP_METRICS
 
 ui.require_router()             # a deep link after a restart runs through the router
 
@@ -23,8 +23,8 @@ st.markdown(
     "typical value and how much it varied. Points that cannot run are skipped with the reason.")
 
 spec = sidebar.current_spec()
-two = st.radio("Vary", ["one factor", "two factors (heatmap)"], horizontal=True,
-               key=state.EXPLORE_MODE) == "two factors (heatmap)"
+two = st.radio("Vary", list(EXPLORE_MODES.values()), horizontal=True,
+               key=state.EXPLORE_MODE) == EXPLORE_MODES["two"]
 factor_values = []
 defaults = ["batch", "prompt"]
 for index, default in enumerate(defaults):
@@ -36,8 +36,8 @@ for index, column in enumerate(st.columns(2 if two else 1)):
                             key=state.explore_factor(index))
         other = st.session_state.get(state.explore_factor(1 - index)) if two else None
         values = explore_form.factor_values_input(sweep.FACTORS[name], index,
-                                             spec.device if spec else "cpu",
-                                             spec.stack if spec else "transformers", other)
+                                                  spec.device if spec else "cpu",
+                                                  spec.stack if spec else "transformers", other)
         if values:
             factor_values.append((sweep.FACTORS[name], values))
 metric = None

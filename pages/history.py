@@ -12,24 +12,19 @@ import json
 import pandas as pd
 import streamlit as st
 
-from lib.views import compare_charts, run_charts, sweep_charts
+from lib.views import run_charts, sweep_charts
 from lib.access import classroom
-from lib.records import documents as history, imports, ledger, export, table
+from lib.records import documents, export, imports, ledger, table
 from lib.measure import sweep
 from lib.core import text
 from lib import ui
 from lib.core.errors import ExplorerError
-from lib.core.metrics import METRICS, format_value
 from lib.models.catalog import ENCODER
-from lib.core.spec import field_info
 from lib.records.store import Store, StoreError
 from lib.ui import classroom_view as classroom_ui
-from lib.ui import serving_view, state
+from lib.ui import history_compare, serving_view, state
 
 ui.require_router()             # a deep link after a restart runs through the router
-
-COMPARE_METRICS = ("ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "total_tokens_per_s",
-                   "requests_per_s", "peak_memory_bytes")
 
 st.title("History")
 st.markdown("Every run and sweep is saved here automatically, with its settings, the machine it "
@@ -126,7 +121,7 @@ entries = stored(store.list, model_id=None if model == "all" else model,
                      device=None if device == "all" else device,
                      since=since.isoformat() if since else None, visible_to=visible_to)
 listing = pd.DataFrame([{
-    "id": e["id"], "what": history.entry_label(e),
+    "id": e["id"], "what": documents.entry_label(e),
     "measured / estimated": e["provenance"],
     **({"whose": viewer.whose(e)} if viewer.classroom else {}),
     "when (UTC)": e["created_at"].replace("T", " ").rstrip("Z"),
@@ -151,23 +146,23 @@ def forget_selection() -> None:
     st.session_state[state.HISTORY_TABLE_GENERATION] = generation + 1
 
 
-documents, opened, problems = {}, {}, {}
+exported, opened, problems = {}, {}, {}
 for chosen_entry in chosen:
     entry_id = chosen_entry["id"]
     try:
-        documents[entry_id] = store.export(entry_id)
-        opened[entry_id] = history.open_entry(documents[entry_id], entry_id)
+        exported[entry_id] = store.export(entry_id)
+        opened[entry_id] = documents.open_entry(exported[entry_id], entry_id)
     except StoreError as exc:                  # DamagedEntryError: this entry only
         problems[entry_id] = str(exc)
 
 
 def show_one(entry: dict) -> None:
-    estimated = history.estimate_words(opened[entry["id"]]) if entry["id"] in opened else None
+    estimated = documents.estimate_words(opened[entry["id"]]) if entry["id"] in opened else None
     if estimated and opened[entry["id"]].kind == "run":     # no device of this machine ran it
         st.subheader(f"#{entry['id']}: {text.md(estimated)} — "
-                     f"{text.md(history.entry_label(entry))}")
+                     f"{text.md(documents.entry_label(entry))}")
     else:
-        st.subheader(f"#{entry['id']}: {text.md(history.entry_label(entry))}, on "
+        st.subheader(f"#{entry['id']}: {text.md(documents.entry_label(entry))}, on "
                      f"{text.md(entry['device'])}")
         if estimated:
             st.warning(text.md(estimated) + ".")
@@ -191,7 +186,7 @@ def show_one(entry: dict) -> None:
             show_sweep(opened[entry["id"]])
 
 
-def show_run(run: history.Opened) -> None:
+def show_run(run: documents.Opened) -> None:
     for column, card in zip(st.columns(4), run.cards[:4]):
         column.metric(card["label"], card["value"], help=card["meaning"])
         column.caption(card["spread"])
@@ -208,11 +203,11 @@ def show_run(run: history.Opened) -> None:
     st.plotly_chart(figure, width="stretch")
 
 
-def show_sweep(opened_sweep: history.Opened) -> None:
+def show_sweep(opened_sweep: documents.Opened) -> None:
     result = opened_sweep.sweep
     if len(result.factors) == 1 and any(table.is_measured(row) for row in opened_sweep.rows):
         st.plotly_chart(sweep_charts.sweep_latency_figure(pd.DataFrame(opened_sweep.rows),
-                                                    sweep.FACTORS[result.factors[0]]),
+                                                          sweep.FACTORS[result.factors[0]]),
                         width="stretch")
     st.dataframe(opened_sweep.display_rows, hide_index=True, width="stretch")
 
@@ -235,8 +230,8 @@ def show_controls(entry: dict) -> None:
         stored(store.set_note, entry["id"], note,
                only_owner=None if viewer.is_host else viewer.owner)
         st.rerun()
-    if entry["id"] in documents:
-        document = documents[entry["id"]]
+    if entry["id"] in exported:
+        document = exported[entry["id"]]
         # Written on click: a big run's JSON takes a second or two, and tens of MB to send.
         json_col.download_button("Export JSON", lambda: json.dumps(document, indent=2),
                                  file_name=name("json"), mime="application/json",
@@ -261,62 +256,6 @@ def show_controls(entry: dict) -> None:
     st.caption("Charts have a camera icon (top right, on hover) that saves them as PNG.")
 
 
-def show_settings(entries_and_specs: list[tuple[dict, dict]], ignore: set[str]) -> None:
-    """The settings that differ, highlighted one row per entry; the same ones said once."""
-    specs = [{k: v for k, v in spec.items() if k not in ignore} for _, spec in entries_and_specs]
-    same, differing = history.settings_differences(specs)
-    st.subheader("Settings")
-    if differing:
-        frame = pd.DataFrame([{"entry": f"#{e['id']}",
-                               **{field_info(n)["label"]: str(s.get(n)) for n in differing}}
-                              for (e, _), s in zip(entries_and_specs, specs)])
-        st.caption("Only the settings that differ between them, highlighted:")
-        st.dataframe(frame.style.map(lambda _: "background-color: #fff3b0",
-                                     subset=[field_info(n)["label"] for n in differing]),
-                     hide_index=True, width="stretch")
-    else:
-        st.caption("They all used the same settings.")
-    st.caption("Same in all: " + "; ".join(f"{field_info(n)['label']} {text.md(v)}"
-                                           for n, v in same.items() if v is not None) + ".")
-
-
-def compared_name(entry: dict) -> str:
-    """An entry's name where entries are compared: '#4', '#5 (estimate)'."""
-    return f"#{entry['id']}{history.provenance_mark(entry)}"
-
-
-def compare_runs(selected: list[dict]) -> None:
-    summaries = [(e, opened[e["id"]].summary) for e in selected]
-    st.plotly_chart(compare_charts.compare_overview_figure([(compared_name(e), s)
-                                                    for e, s in summaries]), width="stretch")
-    st.caption("Medians over each run's repetitions; n is how many. Latency: lower is better. "
-               "Throughput: higher is better. Memory: what the process held at its peak.")
-    st.dataframe(pd.DataFrame([{
-        "entry": compared_name(e), "what": history.entry_label(e), "device": e["device"],
-        **{METRICS[m].label: format_value(m, s.metrics[m].median) if m in s.metrics else "–"
-           for m in COMPARE_METRICS},
-        # An estimate is one computed value, not a sample: its n would read as a measurement.
-        "n": "estimate" if e["provenance"] == "estimated" else
-        str(s.metrics["e2e_s"].n if "e2e_s" in s.metrics else 0)} for e, s in summaries]),
-        hide_index=True, width="stretch")
-    show_settings([(e, opened[e["id"]].measurement.spec.to_dict()) for e in selected], set())
-
-
-def compare_sweeps(selected: list[dict]) -> None:
-    results = [(e, opened[e["id"]].sweep) for e in selected]
-    factor_sets = {tuple(r.factors) for _, r in results}
-    if len(factor_sets) != 1 or len(next(iter(factor_sets))) != 1:
-        st.warning("To overlay sweeps, select sweeps of the same single factor.")
-        return
-    factor = sweep.FACTORS[next(iter(factor_sets))[0]]
-    labelled = [(compared_name(e), pd.DataFrame(opened[e["id"]].rows)) for e, _ in results]
-    st.plotly_chart(compare_charts.compare_sweeps_figure(labelled, factor), width="stretch")
-    for metric in ("decode_tokens_per_s", "peak_memory_bytes"):
-        st.plotly_chart(compare_charts.compare_sweeps_metric_figure(labelled, factor, metric),
-                        width="stretch")
-    show_settings([(e, r.base.to_dict()) for e, r in results], {factor.field})
-
-
 if len(chosen) == 1:
     show_one(chosen[0])
 else:
@@ -331,8 +270,8 @@ else:
     if len(comparable) < 2:
         st.caption("Select at least two entries that open to compare them.")
     elif kinds == {"run"}:
-        compare_runs(comparable)
+        history_compare.compare_runs(comparable, opened)
     elif kinds == {"sweep"}:
-        compare_sweeps(comparable)
+        history_compare.compare_sweeps(comparable, opened)
     else:
         st.warning("Select only runs, or only sweeps, to compare them.")

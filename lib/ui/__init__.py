@@ -6,6 +6,7 @@
 - `sidebar`: the settings widgets drawn from RunSpec and the model picker;
 - `model_card_view`: the model card, and whether Run may start;
 - `explore_form`: Explore's factor values, and the points a sweep would skip or refuse;
+- `history_compare`: History's comparison of several saved runs or sweeps;
 - `running`: the server-wide model cache, running a spec or a sweep with its progress shown,
   saving through lib.records.documents, and the one error boundary.
 `run_app()` is the router that app.py calls; every page calls `require_router()` first.

@@ -30,6 +30,7 @@ from lib.models import catalog
 from lib.core.spec import RunSpec, clamp, field_info, field_names, parse_value
 from lib.ui import door, state
 
+# Explore's modes: the word a link uses -> the words its radio shows (the page draws these).
 EXPLORE_MODES = {"one": "one factor", "two": "two factors (heatmap)"}
 HEATMAP_METRICS = ("tpot_s", "ttft_s", "e2e_s", "decode_tokens_per_s", "requests_per_s")
 # A UDP "connect" sends nothing; it only asks the OS which interface would reach this address.

@@ -78,7 +78,7 @@ def settings_sidebar() -> RunSpec | None:
             for name in MEASUREMENT_FIELDS:
                 if name == "threads" and default_threads() == 1:
                     values[name] = 1
-                    st.caption("CPU threads: 1 (this machine has one core).")
+                    st.caption(f"{field_info(name)['label']}: 1 (this machine has one core).")
                     continue
                 values[name] = widget(name, **({"max_value": default_threads()}
                                                if name == "threads" else {}))
