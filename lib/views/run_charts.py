@@ -74,13 +74,7 @@ def token_latency_figure(measurement: Measurement) -> go.Figure:
     floor_charts.add_token_floors(figure, measurement, STRONG, TTFT_COLOR)
     figure.add_annotation(x=1, y=ttft_median, text=f"TTFT {ttft_median:.0f} ms", showarrow=True,
                           arrowhead=2, ax=40, ay=-30, font={"color": TTFT_COLOR})
-    figure.update_layout(
-        title="How long each generated token took",
-        xaxis_title="generated token (1 = first token)", yaxis_title="latency (ms)",
-        yaxis_rangemode="tozero", hovermode="closest", height=420,
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
-        margin={"t": 80})
-    return figure
+    return _token_layout(figure, "How long each generated token took")
 
 
 def estimated_token_figure(measurement: Measurement) -> go.Figure:
@@ -104,8 +98,13 @@ def estimated_token_figure(measurement: Measurement) -> go.Figure:
         hovertemplate="TTFT: %{y:.1f} ms (estimated)<extra></extra>"))
     figure.add_annotation(x=1, y=ttft_ms, text=f"TTFT {ttft_ms:.0f} ms (estimate)",
                           showarrow=True, arrowhead=2, ax=40, ay=-30, font={"color": TTFT_COLOR})
+    return _token_layout(figure, "ESTIMATE, not measured: how long each generated token would take")
+
+
+def _token_layout(figure: go.Figure, title: str) -> go.Figure:
+    """The per-token chart's axes and legend, measured or estimated alike."""
     figure.update_layout(
-        title="ESTIMATE, not measured: how long each generated token would take",
+        title=title,
         xaxis_title="generated token (1 = first token)", yaxis_title="latency (ms)",
         yaxis_rangemode="tozero", hovermode="closest", height=420,
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
