@@ -71,10 +71,11 @@ if ready:
         st.warning(f"{measured} points to measure will take a while on this machine. Fewer "
                    "values, or fewer repetitions, make it quicker.")
     if not two and factor_values[0][0].name == "stack":
-        st.caption(f"Every stack runs at the sidebar's number format "
+        stacks, formats = sweep.FACTORS["stack"], sweep.FACTORS["dtype"]
+        st.caption(f"Every stack runs at the sidebar's {formats.label} "
                    f"({sweep.format_name(spec.dtype)}). To compare each stack in its own "
-                   "formats (llama.cpp's Q4_K_M beside transformers' float32), choose **two "
-                   "factors (heatmap)**: software stack x number format.")
+                   "formats (llama.cpp's Q4_K_M beside transformers' float32), choose "
+                   f"**{EXPLORE_MODES['two']}**: {stacks.label} x {formats.label}.")
 
 request = [(factor.name, list(values)) for factor, values in factor_values]
 result = st.session_state.get(state.SWEEP)

@@ -29,9 +29,14 @@ GROUP_LABELS = {catalog.TRAINED: "Trained (real text)",
                 catalog.RANDOM: "Famous architectures, random weights",
                 catalog.OWN: "Your own model"}
 MEASUREMENT_FIELDS = ("repetitions", "threads", "warmup_runs", "min_duration_s")
+
+
+def _listed(words: list[str]) -> str:
+    return f"{', '.join(words[:-1])} and {words[-1]}"
+
+
 # "Attention kernel, KV cache and torch.compile": the stack-only settings as their widgets say.
-_labels = [field_info(name)["label"] for name in STACK_SETTINGS]
-STACK_SETTING_LABELS = f"{', '.join(_labels[:-1])} and {_labels[-1]}"
+STACK_SETTING_LABELS = _listed([field_info(name)["label"] for name in STACK_SETTINGS])
 
 
 def widget(name: str, **overrides: Any) -> Any:

@@ -80,15 +80,16 @@ def sweep_tradeoff_figure(frame: pd.DataFrame) -> go.Figure:
     """Batch sweeps: what each user waits per token vs what the machine produces."""
     measured = measured_points(frame)
     measured = measured[measured["tpot_s"].notna()].sort_values("batch_size")
-    per_token = series(measured, FACTORS["batch"], "tpot_s")
-    throughput = series(measured, FACTORS["batch"], "decode_tokens_per_s")
+    batch = FACTORS["batch"]
+    per_token = series(measured, batch, "tpot_s")
+    throughput = series(measured, batch, "decode_tokens_per_s")
     tpot, decode = METRICS["tpot_s"], METRICS["decode_tokens_per_s"]
     labels = [f"batch {b}" + (" (estimate)" if e else "")
               for b, e in zip(measured["batch_size"], per_token.estimated)]
     figure = go.Figure(go.Scatter(
         x=per_token.median, y=throughput.median, mode="lines+markers+text", text=labels,
         textposition="top left", line={"color": STRONG, "width": 2}, marker={"size": 9},
-        error_x=per_token.errors(), error_y=throughput.errors(), name="one batch size",
+        error_x=per_token.errors(), error_y=throughput.errors(), name=f"one {batch.label}",
         customdata=[f"{p}<br>{decode.words}: {t}"
                     for p, t in zip(per_token.hover, throughput.hover)],
         hovertemplate="%{text}<br>time per token: %{customdata}<extra></extra>"))
