@@ -20,7 +20,7 @@ from lib.core import text
 from lib import ui
 from lib.core.errors import ExplorerError
 from lib.core.metrics import METRICS, format_value
-from lib.models.catalog import ENCODER
+from lib.core.kinds import ENCODER
 from lib.core.spec import field_info
 from lib.records.store import Store, StoreError
 from lib.ui import classroom_view as classroom_ui

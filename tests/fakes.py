@@ -14,7 +14,7 @@ import re
 from lib.measure import engine
 from lib.measure.backends.fake import FakeBackend, FakeTokenizer  # noqa: F401  (re-exported for tests)
 from lib.machine.ceilings import Ceilings
-from lib.estimate.memory import Shapes
+from lib.models.shapes import Shapes
 from lib.models.catalog import get_entry
 from lib.core.results import Measurement
 from lib.core.spec import RunSpec

@@ -334,7 +334,7 @@ def test_roofline_imports_without_torch():
 
 def test_hand_built_shapes_without_expert_counts_read_the_active_parameters():
     """What an estimator may build for a model never loaded: no embedding or expert details."""
-    from lib.estimate.memory import Shapes
+    from lib.models.shapes import Shapes
     r1_like = Shapes(parameters=671_000_000_000, active_parameters=37_000_000_000, layers=61,
                      hidden_size=7168, intermediate_size=18432, attention_heads=128,
                      kv_heads=128, head_dim=128, vocab_size=129280,

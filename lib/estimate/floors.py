@@ -38,11 +38,11 @@ def _parts(measurement: Measurement):
     except ValueError:
         return None               # not recorded (older runs, estimates), or not readable
     try:
-        from lib.estimate.memory import BLOCK_FORMATS
+        from lib.core.stacks import stored_in_blocks
         from lib.models.shapes import shapes
         shape = shapes(measurement.spec.model_id)
         per_param = None
-        if measurement.spec.dtype in BLOCK_FORMATS and measurement.weights_bytes:
+        if stored_in_blocks(measurement.spec.dtype) and measurement.weights_bytes:
             # The file's own bytes: a block format's bits depend on the shapes (llama.cpp
             # stores Q4_K_M rows that aren't a multiple of 256 wide as Q5_0, SmolLM2's 576).
             per_param = measurement.weights_bytes / shape.parameters

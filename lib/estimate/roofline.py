@@ -45,12 +45,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lib.core.errors import InvalidSpecError
-from lib.estimate.memory import BLOCK_FORMATS, DTYPE_BYTES, FLOAT32_BYTES
 from lib.core.metrics import format_bytes, format_number, format_seconds
-from lib.core.stacks import FORMATS, STACKS, TRANSFORMERS, kv_bytes_per_number
+from lib.core.stacks import (FLOAT32_BYTES, FORMATS, STACKS, TRANSFORMERS, kv_bytes_per_number,
+                             stored_in_blocks)
 
 if TYPE_CHECKING:
-    from lib.estimate.memory import Shapes
+    from lib.models.shapes import Shapes
     from lib.core.spec import RunSpec
 
 OVERHEAD_RATIO = 3.0        # measured more than this many times its floor -> "overhead"
@@ -168,10 +168,10 @@ def _weight_bytes(shapes: "Shapes", dtype: str, tokens: int,
         linear = max(0, shapes.linear_parameters - inactive)
     if weight_bytes_per_param is not None:
         return read * weight_bytes_per_param
-    if dtype in BLOCK_FORMATS:
+    if stored_in_blocks(dtype):
         return read * FORMATS[dtype].weight_bits / 8
     if dtype != "int8":
-        return read * DTYPE_BYTES[dtype]
+        return read * FORMATS[dtype].number_bytes
     # Dynamic quantization: Linear weights in one byte, the rest float32.
     return (read - linear) * FLOAT32_BYTES + linear
 
@@ -192,7 +192,7 @@ def matmul_dtype(stack: str, dtype: str, accelerator: bool) -> str:
     in float32 too (widened as read, not torch's slow float16 path); transformers multiplies in
     the weights' own dtype (int8: its dynamic-quantized kernels, which the int8 figure measures).
     """
-    if dtype in BLOCK_FORMATS:
+    if stored_in_blocks(dtype):
         return "float16" if accelerator else "float32"
     if stack != TRANSFORMERS and not accelerator:
         return "float32"

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from lib.core.errors import UnsupportedError
-from lib.models.catalog import CAUSAL_LM, CatalogEntry, get_entry
+from lib.models.catalog import CatalogEntry, get_entry
+from lib.core.kinds import CAUSAL_LM
 from lib.core.results import MEASURED
 from lib.core.spec import DEVICES, RunSpec, field_info
-from lib.core.stacks import STACKS, TRANSFORMERS, check_format, get_stack, weights_words
+from lib.core.stacks import (STACK_SETTINGS, STACKS, TRANSFORMERS, check_format, get_stack,
+                             weights_words)
 from lib.core.timing import Clock, DeviceClock
 
 if TYPE_CHECKING:
@@ -30,8 +32,6 @@ if TYPE_CHECKING:
     from lib.measure.cache import LoadedModel
 
 Progress = Callable[[str], None]
-# Settings of the software stack a backend may not have; all other RunSpec fields apply to any.
-STACK_FACTORS = ("attention", "kv_cache", "compile")
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class Backend(ABC):
     # installed. None: not a stack of its own (the estimator, a fake, a remote server).
     stack: str | None = TRANSFORMERS
     dtypes: tuple[str, ...] = STACKS[TRANSFORMERS].dtypes
-    factors: tuple[str, ...] = STACK_FACTORS  # the software-stack settings it honours
+    factors: tuple[str, ...] = STACK_SETTINGS  # the software-stack settings it honours
     measures_memory: bool = True              # the engine tracks peak memory around each call
     isolate: bool = True                      # run its models in worker processes (lib.measure.worker)
     holds_weights: bool = True                # its loaded models take memory (not an estimate)
@@ -99,7 +99,7 @@ class Backend(ABC):
             raise UnsupportedError(
                 f"{self.label} runs on {', '.join(self.devices)} in {', '.join(self.dtypes)}; "
                 f"choose one of those instead of {spec.device} / {spec.dtype}.")
-        for name in STACK_FACTORS:
+        for name in STACK_SETTINGS:
             default = field_info(name)["default"]
             if name not in self.factors and getattr(spec, name) != default:
                 label = field_info(name)["label"]
@@ -149,7 +149,7 @@ class Backend(ABC):
         import dataclasses
 
         from lib.estimate import memory
-        from lib.models.loading import load_advice
+        from lib.estimate.memory import load_advice
         entry = get_entry(spec.model_id)
         verdict = memory.assess(
             self.run_need(spec, weights_loaded), spec.device,
@@ -179,7 +179,7 @@ class Backend(ABC):
         import dataclasses
 
         from lib.estimate import memory
-        from lib.models.loading import load_advice
+        from lib.estimate.memory import load_advice
         verdict = memory.assess(self.load_need(model_id, dtype), device,
                                 f"loading {get_entry(model_id).display_name} in "
                                 f"{weights_words(self.stack, dtype)}",

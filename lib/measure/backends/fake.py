@@ -19,7 +19,8 @@ from typing import Any, Callable, Sequence, Union
 from lib.machine.activity import Load
 from lib.measure.backends.base import Backend, Progress, Session, Timing
 from lib.measure.cache import LoadedModel
-from lib.models.catalog import CAUSAL_LM, ENCODER, get_entry
+from lib.models.catalog import get_entry
+from lib.core.kinds import CAUSAL_LM, ENCODER
 from lib.core.prompts import fit_prompt
 from lib.core.spec import DTYPES, RunSpec
 from lib.core.timing import Clock, ManualClock
