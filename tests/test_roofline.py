@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from lib.core import metrics
 from lib.estimate import roofline
 from lib.core.errors import InvalidSpecError
 from lib.models.shapes import shapes
@@ -321,7 +322,7 @@ def test_batches_mixtures_and_devices_are_worded():
 @pytest.mark.parametrize("count, words", [(538e6, "538.0 million"), (35.2e9, "35.2 billion"),
                                           (1.25e12, "1.2 trillion"), (999, "999.0")])
 def test_operation_counts_in_words(count, words):
-    assert roofline.format_operations(count) == words
+    assert metrics.format_operations(count) == words
 
 
 def test_roofline_imports_without_torch():

@@ -39,7 +39,7 @@ from typing import Any
 
 from lib.estimate import assumptions, calibration, device_memory
 from lib.estimate.calibration import FLOAT8
-from lib.machine.ceilings import Ceilings
+from lib.machine.capability import Ceilings
 from lib.core.errors import InvalidSpecError, MemoryGuardError, UnsupportedError
 from lib.estimate.hardware import THIS, Hardware
 from lib.models.catalog import get_entry
@@ -171,7 +171,7 @@ def estimate(spec: RunSpec, hardware_id: str = THIS, gpus: int = 1,
 
 def estimate_on(spec: RunSpec, ceilings: Ceilings, memory_bytes: float = 0.0,
                 name: str | None = None) -> Estimate:
-    """Predict `spec` on one device of the machine whose `lib.machine.ceilings.Ceilings` these are
+    """Predict `spec` on one device of the machine whose `lib.machine.capability.Ceilings` these are
     (those recorded with a saved run, `environment["ceilings"]`), as `estimate(spec, "this")`
     does with this machine's: how History's error ledger judges a run measured anywhere.
     `memory_bytes` (that machine's memory) only feeds the memory verdict."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from lib.estimate import roofline
-from lib.machine.ceilings import Ceilings
+from lib.machine.capability import Ceilings
 from lib.core.errors import ExplorerError
 from lib.core.results import Measurement
 

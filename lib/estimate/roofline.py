@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lib.core.errors import InvalidSpecError
-from lib.core.metrics import format_bytes, format_number, format_seconds
+from lib.core.metrics import format_bytes, format_operations, format_seconds
 from lib.core.stacks import (FLOAT32_BYTES, FORMATS, STACKS, TRANSFORMERS, kv_bytes_per_number,
                              stored_in_blocks)
 
@@ -281,18 +281,6 @@ def judge(costs: Costs, floor: Floor, measured_ttft_s: float | None,
 
 
 # --- plain words -------------------------------------------------------------------------------
-
-_SCALES = ((1e15, "quadrillion"), (1e12, "trillion"), (1e9, "billion"), (1e6, "million"),
-           (1e3, "thousand"))
-
-
-def format_operations(count: float) -> str:
-    """A count in words people read: "35.2 billion", never 3.5e10."""
-    for scale, word in _SCALES:
-        if abs(count) >= scale:
-            return f"{format_number(count / scale)} {word}"
-    return format_number(count)
-
 
 def format_bandwidth(bytes_per_s: float) -> str:
     return f"{format_bytes(bytes_per_s)}/s"

@@ -115,7 +115,7 @@ def _quiet_figure(measurement: Measurement, metric: str) -> tuple[float | None, 
     recorded with the run, else the floor they give; where it comes from; and whether those
     ceilings were measured quietly. (None, "", False) without ceilings."""
     from lib.estimate import estimator, floors
-    from lib.machine.ceilings import Ceilings
+    from lib.machine.capability import Ceilings
 
     try:
         ceilings = Ceilings.from_dict((measurement.environment or {}).get("ceilings"))
@@ -231,7 +231,7 @@ def _why_slow(dtype: str, device: str, cpu_flags: frozenset[str] | None) -> str:
 def format_speed_of_run(measurement: Measurement) -> str | None:
     """`format_speed_here` for a run's own format, from the ceilings recorded with it (this
     CPU's flags only when it ran on this CPU)."""
-    from lib.machine.ceilings import Ceilings
+    from lib.machine.capability import Ceilings
     from lib.machine.environment import cpu_flags, cpu_model
 
     environment = measurement.environment or {}
