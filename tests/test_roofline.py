@@ -10,7 +10,8 @@ from lib.core import metrics
 from lib.estimate import roofline
 from lib.core.errors import InvalidSpecError
 from lib.models.shapes import shapes
-from lib.estimate.roofline import Costs, PhaseCost, bound, costs, floor, judge, sentences
+from lib.estimate.roofline import Costs, PhaseCost, bound, costs, floor, judge
+from lib.estimate.roofline_words import sentences
 from lib.core.spec import RunSpec
 
 ROOT = Path(__file__).resolve().parent.parent

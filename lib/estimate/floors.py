@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lib.estimate import roofline
+from lib.estimate import roofline, roofline_words
 from lib.machine.capability import Ceilings
 from lib.core.errors import ExplorerError
 from lib.core.results import Measurement
@@ -68,13 +68,13 @@ def judged(measurement: Measurement, ttft_s: float | None,
 
 def sentences(measurement: Measurement, ttft_s: float | None,
               tpot_s: float | None, busy: bool = False) -> list[str]:
-    """`roofline.sentences` for this run; `busy`: other programs took a material share of the
+    """`roofline_words.sentences` for this run; `busy`: other programs took a material share of the
     CPU meanwhile (`lib.estimate.why`), so time above the floor is not called overhead."""
     parts = _parts(measurement)
     if parts is None:
         return []
     costs, floor, bandwidth, flops = parts
-    return roofline.sentences(costs, floor, ttft_s, tpot_s, bandwidth, flops, busy)
+    return roofline_words.sentences(costs, floor, ttft_s, tpot_s, bandwidth, flops, busy)
 
 
 def _profile_floor(measurement: Measurement):

@@ -188,7 +188,7 @@ def format_speed_here(dtype: str, matmul_flops_per_s: dict[str, float], device: 
     faster: ...", with why (the CPU's native instructions, from `cpu_flags` when they are this
     machine's; None: unknown). None for other formats or without both figures.
     `other_cpu_percent`: other programs' share while the rates were measured."""
-    from lib.estimate.roofline import format_flops_rate
+    from lib.estimate.roofline_words import format_flops_rate
 
     half, float32 = matmul_flops_per_s.get(dtype), matmul_flops_per_s.get("float32")
     if dtype not in NATIVE_FLAGS or not half or not float32:
