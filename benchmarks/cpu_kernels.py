@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lib.measure import backends
 from lib.machine import ceilings, activity
-from lib.estimate import estimator
+from lib.estimate import calibration, estimator
 from lib.core.spec import default_threads  # noqa: E402
 
 DEFAULT_MODELS = ("smollm2-135m-instruct", "gpt2", "smollm2-360m")
@@ -97,8 +97,8 @@ def attention_rates(model_id: str, found, repeats: int) -> None:
             seconds = median_s(lambda: F.scaled_dot_product_attention(
                 q, k, k, is_causal=True, enable_gqa=heads != kv_heads), repeats)
             rate = batch * per_pair * prompt * (prompt + 1) / 2 / seconds
-            model = estimator.CPU_PREFILL_ATTENTION_FRACTION * prompt / (
-                prompt + estimator.CPU_HALF_PEAK_ROWS)
+            model = calibration.CPU_PREFILL_ATTENTION_FRACTION * prompt / (
+                prompt + calibration.CPU_HALF_PEAK_ROWS)
             print(f"  {model_id:<22} {dtype:<9} prefill b{batch} P{prompt:<4} "
                   f"{seconds * 1e3:7.2f} ms per layer, {rate / 1e9:5.1f} GFLOP/s = "
                   f"{rate / float32:5.1%} of float32's (estimator: {model:5.1%})")
@@ -108,7 +108,7 @@ def attention_rates(model_id: str, found, repeats: int) -> None:
             seconds = median_s(lambda: F.scaled_dot_product_attention(
                 q, k, k, enable_gqa=heads != kv_heads), repeats * 10)
             rate = batch * per_pair * context / seconds
-            model = estimator.CPU_DECODE_ATTENTION_FRACTION[dtype]
+            model = calibration.CPU_DECODE_ATTENTION_FRACTION[dtype]
             print(f"  {model_id:<22} {dtype:<9} decode  b{batch} ctx{context:<4} "
                   f"{seconds * 1e6:7.1f} us per layer, {rate / 1e9:5.1f} GFLOP/s = "
                   f"{rate / float32:5.1%} of float32's (estimator: {model:5.1%})")
@@ -126,10 +126,10 @@ def main() -> int:
     for line in ceilings.describe(found):
         print(line)
     with activity.watch() as load:
-        least = estimator.CPU_MIN_COMPUTE_FRACTION
+        least = calibration.CPU_MIN_COMPUTE_FRACTION
         floors = ", ".join(f"{dtype} {least.get(dtype, least['other']):.0%}" for dtype in DTYPES)
         print(f"products of 1 and 4 rows (estimator: at least {floors} of the ceiling; a "
-              f"whole step's weights at {estimator.CPU_BANDWIDTH_FRACTION['eager']:.0%} of the "
+              f"whole step's weights at {calibration.CPU_BANDWIDTH_FRACTION['eager']:.0%} of the "
               "bandwidth)")
         for model_id in args.models:
             for dtype in DTYPES:

@@ -47,7 +47,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import busy  # noqa: E402
-from lib.machine import ceilings, activity, runlock
+from lib.machine import activity, capability, ceilings, runlock
 from lib.estimate import estimator
 from lib.measure import runner, sweep
 from lib.core import stats
@@ -110,7 +110,7 @@ def measure_group(group: Group, cache: ModelCache, say) -> list[sweep.PointResul
     return result.points
 
 
-def compare(point: sweep.PointResult, after: ceilings.Ceilings) -> dict[str, Any]:
+def compare(point: sweep.PointResult, after: capability.Ceilings) -> dict[str, Any]:
     """One point: its settings, medians, estimates (on this machine as the app has it, and
     from the ceilings measured `after` the grid), ratios and the load while it ran."""
     spec = point.spec
@@ -198,13 +198,13 @@ def table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def drift(before: ceilings.Ceilings, after: ceilings.Ceilings) -> dict[str, float]:
+def drift(before: capability.Ceilings, after: capability.Ceilings) -> dict[str, float]:
     """after / before - 1 for the figures the CPU estimate uses."""
     old, new = figures(before), figures(after)
     return {name: new[name] / old[name] - 1 for name in old if name in new}
 
 
-def settled_ceilings(say) -> ceilings.Ceilings:
+def settled_ceilings(say) -> capability.Ceilings:
     """This machine's ceilings measured now and kept (as `python -m lib machine --refresh`),
     again until two in a row agree within SETTLED."""
     previous = None
@@ -221,7 +221,7 @@ def settled_ceilings(say) -> ceilings.Ceilings:
     return found
 
 
-def figures(found: ceilings.Ceilings) -> dict[str, float]:
+def figures(found: capability.Ceilings) -> dict[str, float]:
     """The figures a CPU estimate uses, in GB/s, GFLOP/s and ms."""
     values = {"memory_bandwidth": found.memory_bandwidth_bytes_per_s / 1e9}
     for dtype in DTYPES:
@@ -294,7 +294,7 @@ def run_condition(args, say) -> dict[str, Any]:
         found = settled_ceilings(say)
     for line in ceilings.describe(found):
         say(line)
-    if (found.other_cpu_percent or 0) > ceilings.BUSY_PERCENT:
+    if (found.other_cpu_percent or 0) > capability.BUSY_PERCENT:
         say(f"WARNING: the ceilings are provisional, measured while other programs took "
             f"{found.other_cpu_percent:.0f}% of the CPU: rerun when the machine is quiet.")
     if args.kept_ceilings:

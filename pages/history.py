@@ -19,7 +19,7 @@ from lib.measure import sweep
 from lib.core import text
 from lib import ui
 from lib.core.errors import ExplorerError
-from lib.models.catalog import ENCODER
+from lib.core.kinds import ENCODER
 from lib.records.store import Store, StoreError
 from lib.ui import classroom_view as classroom_ui
 from lib.ui import history_compare, serving_view, state

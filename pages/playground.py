@@ -9,7 +9,7 @@ from lib.estimate import floors, why
 from lib.records import documents, export
 from lib.core import text
 from lib import ui
-from lib.models.catalog import ENCODER
+from lib.core.kinds import ENCODER
 from lib.ui import classroom_view, links, model_card_view, running, sidebar, state
 
 ui.require_router()             # a deep link after a restart runs through the router

@@ -13,8 +13,8 @@ import re
 
 from lib.measure import engine
 from lib.measure.backends.fake import FakeBackend, FakeTokenizer  # noqa: F401  (re-exported for tests)
-from lib.machine.ceilings import Ceilings
-from lib.estimate.memory import Shapes
+from lib.machine.capability import Ceilings
+from lib.models.shapes import Shapes
 from lib.models.catalog import get_entry
 from lib.core.results import Measurement
 from lib.core.spec import RunSpec
@@ -117,7 +117,7 @@ def with_declared_ceilings(measurement: Measurement) -> Measurement:
 
 
 # This machine's ceilings, declared: measuring them takes seconds (lib.machine.ceilings), and a test
-# needs exact numbers. Shaped like lib.machine.ceilings.Ceilings.
+# needs exact numbers. Shaped like lib.machine.capability.Ceilings.
 DECLARED_THIS = dict(
     device="cpu", memory_bandwidth_bytes_per_s=12e9, layer_overhead_s=0.3e-3,
     matmul_flops_per_s={"float32": 100e9, "bfloat16": 60e9, "float16": 20e9, "int8": 150e9},

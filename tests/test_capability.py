@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from lib.machine import capability
-from lib.machine.ceilings import BUSY_RETRY_S, Ceilings
+from lib.machine.capability import BUSY_RETRY_S, Ceilings
 
 
 def reading(bandwidth=20e9, float32=1e11, overhead=2e-4, busy=2.0,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from lib.machine import ceilings, probes
+from lib.machine import capability, ceilings, probes
 from lib.cli import main
-from lib.machine.ceilings import Ceilings
+from lib.machine.capability import Ceilings
 from lib.core.errors import UnsupportedError
 from lib.core.timing import ManualClock
 
@@ -209,7 +209,7 @@ def test_a_failing_kernel_is_a_message_not_a_traceback(monkeypatch, no_waiting):
 @pytest.mark.parametrize("busy_percent, age_s, measured_again", [
     (None, 10**6, False), (5.0, 10**6, False),            # quiet: kept for good
     (60.0, 60, False),                                     # busy, but just measured
-    (60.0, ceilings.BUSY_RETRY_S + 1, True),               # busy and old: tried again
+    (60.0, capability.BUSY_RETRY_S + 1, True),               # busy and old: tried again
 ])
 def test_figures_disturbed_by_other_programs_are_measured_again_later(
         measured, busy_percent, age_s, measured_again):
@@ -304,7 +304,7 @@ def test_after_a_busy_attempt_measured_again_only_once_quiet(readings, monkeypat
     from lib.machine import activity
 
     long_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                             time.gmtime(time.time() - ceilings.BUSY_RETRY_S - 5))
+                             time.gmtime(time.time() - capability.BUSY_RETRY_S - 5))
     readings += [(35.0, 3.0, "2026-12-07T04:00:00Z"), (17.9, 44.0, long_ago),
                  (36.0, 2.0, "2026-12-07T06:00:00Z")]
     ceilings.machine_ceilings("cpu")

@@ -5,7 +5,7 @@ import pytest
 from fakes import FakeBackend, TINY_SHAPES, measure
 from lib.measure import engine
 from lib.core.errors import InvalidSpecError, MemoryGuardError, UnsupportedError
-from lib.estimate.memory import Shapes
+from lib.models.shapes import Shapes
 from lib.core.results import MEASURED
 from lib.core.spec import RunSpec
 from lib.core.stats import summarize

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from fakes import declare_ceilings
-from lib.estimate import estimator, hardware
+from lib.estimate import calibration, estimator, hardware
 from lib.records import documents as history, export
 from lib.core import results, stats
 from lib.measure import runner
@@ -154,12 +154,12 @@ def test_a_cpu_runs_attention_in_a_kernel_of_its_own():
     spec = bf16("smollm2-135m-instruct", batch_size=4, prompt_tokens=256, new_tokens=16)
     float32 = 100e9                                   # the declared float32 ceiling
     result = estimator.estimate(spec, "this")
-    prefill_rate = estimator.CPU_PREFILL_ATTENTION_FRACTION * 256 / (256 + 64) * float32
+    prefill_rate = calibration.CPU_PREFILL_ATTENTION_FRACTION * 256 / (256 + 64) * float32
     assert result.breakdown["prefill"]["attention_s"] == pytest.approx(
         4 * per_pair * 256 * 257 / 2 / prefill_rate)
     decode = result.breakdown["decode"]
     assert decode["attention_s"] == pytest.approx(
-        4 * per_pair * (256 + 8) / (estimator.CPU_DECODE_ATTENTION_FRACTION["bfloat16"] * float32))
+        4 * per_pair * (256 + 8) / (calibration.CPU_DECODE_ATTENTION_FRACTION["bfloat16"] * float32))
     assert decode["attention_s"] < decode["compute_s"]          # a part of the arithmetic
     longer = estimator.estimate(spec.replace(prompt_tokens=512), "this")
     assert longer.breakdown["decode"]["attention_s"] > decode["attention_s"]
@@ -222,7 +222,7 @@ def test_a_block_format_reads_its_bits_and_multiplies_at_the_16_bit_rate_on_an_h
     assert gguf.floor["matmul_flops_per_s"] == hardware.get(H200).peak_flops("float16")
     # A native engine: compiled code's share of the eager overhead per layer.
     assert gguf.breakdown["decode"]["overhead_s"] == pytest.approx(
-        32 * 0.63e-3 * estimator.COMPILED_OVERHEAD_FRACTION)
+        32 * 0.63e-3 * calibration.COMPILED_OVERHEAD_FRACTION)
     assert gguf.weights_dtype == "q4_k_m" and gguf.spec.stack == "llama.cpp"
     assert gguf.memory_need.weights_bytes < f16.memory_need.weights_bytes / 3
     words = gguf.assumptions

@@ -13,7 +13,7 @@ from lib.estimate import estimator, hardware
 from lib.records import documents, ledger
 from lib.measure import runner, sweep
 from lib.core import stats
-from lib.machine.ceilings import Ceilings
+from lib.machine.capability import Ceilings
 from lib.core.spec import RunSpec
 from lib.records.store import Store
 

@@ -4,10 +4,11 @@ import re
 import pytest
 
 from lib.estimate import memory
+from lib.machine import peak_memory
 from lib.measure import runner
 from lib.core.errors import MemoryGuardError
-from lib.estimate.memory import Shapes
-from lib.models.loading import load_advice
+from lib.models.shapes import Shapes
+from lib.estimate.memory import load_advice
 from lib.core.spec import RunSpec
 
 SMOL = Shapes(parameters=134_515_008, layers=30, hidden_size=576, intermediate_size=1536,
@@ -188,7 +189,7 @@ def test_peak_tracking_sees_an_allocation():
     import mmap
 
     import psutil
-    with memory.track_peak("cpu") as peak:
+    with peak_memory.track_peak("cpu") as peak:
         # Read inside the block: other threads may free memory before the peak's reset.
         before = psutil.Process().memory_info().rss
         # Fresh anonymous pages, touched: malloc could instead reuse memory already resident.

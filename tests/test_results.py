@@ -16,7 +16,7 @@ import pytest
 from fakes import measure
 from lib.records import documents, export
 from lib.core import results, stats
-from lib.models.catalog import ENCODER
+from lib.core.kinds import ENCODER
 from lib.core.results import MEASURED, Provenance
 from lib.core.spec import RunSpec
 from lib.records.store import Store

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from lib.core import metrics
 from lib.estimate import roofline
 from lib.core.errors import InvalidSpecError
 from lib.models.shapes import shapes
-from lib.estimate.roofline import Costs, PhaseCost, bound, costs, floor, judge, sentences
+from lib.estimate.roofline import Costs, PhaseCost, bound, costs, floor, judge
+from lib.estimate.roofline_words import sentences
 from lib.core.spec import RunSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -321,7 +323,7 @@ def test_batches_mixtures_and_devices_are_worded():
 @pytest.mark.parametrize("count, words", [(538e6, "538.0 million"), (35.2e9, "35.2 billion"),
                                           (1.25e12, "1.2 trillion"), (999, "999.0")])
 def test_operation_counts_in_words(count, words):
-    assert roofline.format_operations(count) == words
+    assert metrics.format_operations(count) == words
 
 
 def test_roofline_imports_without_torch():
@@ -334,7 +336,7 @@ def test_roofline_imports_without_torch():
 
 def test_hand_built_shapes_without_expert_counts_read_the_active_parameters():
     """What an estimator may build for a model never loaded: no embedding or expert details."""
-    from lib.estimate.memory import Shapes
+    from lib.models.shapes import Shapes
     r1_like = Shapes(parameters=671_000_000_000, active_parameters=37_000_000_000, layers=61,
                      hidden_size=7168, intermediate_size=18432, attention_heads=128,
                      kv_heads=128, head_dim=128, vocab_size=129280,

@@ -145,7 +145,7 @@ def test_playground_puts_the_busy_reason_first(monkeypatch):
 
 def test_sidebar_says_how_bfloat16_does_on_this_machine(monkeypatch, fake_backend):
     from lib.machine import ceilings
-    from lib.machine.ceilings import Ceilings
+    from lib.machine.capability import Ceilings
     monkeypatch.setattr(ceilings, "cached",
                         lambda device="cpu": Ceilings("cpu", 12e9, dict(FLOPS)))
     at = AppTest.from_file(ENTRY, default_timeout=300)

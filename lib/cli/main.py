@@ -288,14 +288,14 @@ def _estimate(args: argparse.Namespace) -> int:
 
 
 def _estimate_text(result) -> str:
-    from lib.estimate import estimator
+    from lib.estimate import device_memory
     from lib.core.metrics import METRICS
 
     spec = result.spec
     # A native stack has no compile setting: it is named instead.
     engine = f"compile {spec.compile}" if spec.stack == "transformers" else spec.stack
     lines = [f"ESTIMATE (not measured): {spec.model_id} on "
-             f"{estimator.devices_words(result.hardware, result.gpus)}, "
+             f"{device_memory.devices_words(result.hardware, result.gpus)}, "
              f"{result.weights_dtype}, batch {spec.batch_size}, prompt "
              f"{spec.prompt_tokens} tokens, output {spec.new_tokens} tokens, {engine}", ""]
     for name, value in result.summary.items():

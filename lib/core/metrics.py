@@ -114,6 +114,18 @@ def format_number(value: float) -> str:
     return f"{value:.{decimals}f}"
 
 
+_SCALES = ((1e15, "quadrillion"), (1e12, "trillion"), (1e9, "billion"), (1e6, "million"),
+           (1e3, "thousand"))
+
+
+def format_operations(count: float) -> str:
+    """A count in words people read: "35.2 billion", never 3.5e10."""
+    for scale, word in _SCALES:
+        if abs(count) >= scale:
+            return f"{format_number(count / scale)} {word}"
+    return format_number(count)
+
+
 def format_seconds(seconds: float) -> str:
     return f"{format_number(seconds * 1000)} ms" if seconds < 1 else f"{seconds:.2f} s"
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from lib.core import schema, text
 from lib.core.errors import InvalidSpecError
-from lib.models.catalog import CAUSAL_LM, ENCODER
+from lib.core.kinds import CAUSAL_LM, ENCODER, MODEL_KINDS
 from lib.core.spec import RunSpec, from_saved
 
 MEASURED, ESTIMATED = "measured", "estimated"
@@ -114,7 +114,7 @@ def from_dict(document: Any, path: str = "") -> Measurement:
     spec = spec_from_saved(schema.member(document, "spec", path, required=True),
                            schema.at(path, "spec"))
     model, model_path = _section(document, "model", path), schema.at(path, "model")
-    kind = schema.optional(model, "kind", model_path, schema.choice, (CAUSAL_LM, ENCODER)) \
+    kind = schema.optional(model, "kind", model_path, schema.choice, MODEL_KINDS) \
         or CAUSAL_LM
     where = schema.at(path, "repetitions")
     listed = schema.items(schema.member(document, "repetitions", path, required=True), where)

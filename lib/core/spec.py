@@ -20,15 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lib.core.errors import InvalidSpecError
-from lib.core.stacks import FORMATS, STACK_NAMES, TRANSFORMERS
+from lib.core.stacks import ALIASES, FORMATS, STACK_NAMES, TRANSFORMERS
 
 DEFAULT_MODEL_ID = "smollm2-135m-instruct"
 DEVICES = ("cpu", "cuda", "mps")
 DTYPES = tuple(FORMATS)   # float32 bfloat16 float16 int8 (torch), q8_0 q4_k_m q4_1 (GGUF), int4
-# Other names people use for the same formats (GGUF's F32/F16, ONNX's fp32/fp16): accepted
-# wherever a dtype is typed, and saved under the name above.
-DTYPE_ALIASES = {"f32": "float32", "fp32": "float32", "f16": "float16", "fp16": "float16",
-                 "bf16": "bfloat16"}
+# Other names people use for the same formats (GGUF's F32/F16, ONNX's fp32/fp16, each Format's
+# `aliases`) are accepted wherever a dtype is typed, and saved under the format's own name.
 ATTENTIONS = ("sdpa", "eager")
 KV_CACHES = ("dynamic", "static")
 COMPILES = ("off", "on")
@@ -165,9 +163,9 @@ class RunSpec:
         choices=STACK_NAMES)
 
     def __post_init__(self) -> None:
-        if isinstance(self.dtype, str) and self.dtype in DTYPE_ALIASES:
+        if isinstance(self.dtype, str) and self.dtype in ALIASES:
             # Frozen: set once, here, before anyone holds it. One name per format is saved.
-            object.__setattr__(self, "dtype", DTYPE_ALIASES[self.dtype])
+            object.__setattr__(self, "dtype", ALIASES[self.dtype])
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, str) and not is_utf8(value):
@@ -320,7 +318,7 @@ def add_arguments(parser: argparse.ArgumentParser, defaults: dict[str, Any] | No
         help_text = (info["help"] + bounds).replace("%", "%%") + " (default: %(default)s)"
         kwargs: dict[str, Any] = {"dest": name, "default": default, "help": help_text}
         if info["choices"]:
-            kwargs["choices"] = info["choices"] + (tuple(DTYPE_ALIASES) if name == "dtype"
+            kwargs["choices"] = info["choices"] + (tuple(ALIASES) if name == "dtype"
                                                    else ())
             kwargs["metavar"] = "{" + ",".join(info["choices"]) + "}"
         elif info["type"] is not str:
@@ -357,7 +355,7 @@ def parse_value(name: str, raw: str) -> Any:
         if not math.isfinite(value):
             raise InvalidSpecError("not a finite number")
     if name == "dtype":
-        value = DTYPE_ALIASES.get(value, value)
+        value = ALIASES.get(value, value)
     if info["choices"] and value not in info["choices"]:
         raise InvalidSpecError(f"choose from {', '.join(info['choices'])}")
     return value
@@ -374,9 +372,3 @@ def clamp(name: str, value: Any) -> tuple[Any, str | None]:
         return type(value)(high), f"{why}, so {high} is used"
     return value, None
 
-
-# The RunSpec fields that are settings of the transformers stack itself (attention kernel, KV
-# cache, torch.compile): another stack has none of them and runs with their defaults. Every
-# other field applies to any stack. Backends, the estimator, sweeps, labels and the sidebar
-# read this one list.
-STACK_SETTINGS = ("attention", "kv_cache", "compile")

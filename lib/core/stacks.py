@@ -13,9 +13,12 @@ them and say where they stand; a stack installed while the app runs becomes choo
 
 A weight format is a `dtype` value (`lib.core.spec.DTYPES`): the torch ones (float32, bfloat16,
 float16, int8), llama.cpp's GGUF types (q8_0, q4_k_m, q4_1; float32 and float16 are its F32 and
-F16) and ONNX Runtime's int4. `FORMATS` says, for each, how many bits a weight takes on average
-(what the memory estimate and the estimator's floors read) and in words what it is;
+F16) and ONNX Runtime's int4. `FORMATS` holds one `Format` record for each: how many bits a
+weight takes on average (what the memory estimate and the estimator's floors read), how wide
+its activations are, the other names people type for it, the stacks that run it (a stack's
+`dtypes` are read from there), torch's name for it, and in words what it is;
 `kv_bytes_per_number` how wide each stack keeps its KV cache, which need not be the weights'.
+`STACK_SETTINGS` are the RunSpec settings only transformers has.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import dataclasses
 import functools
 import importlib.metadata
 import importlib.util
+import math
 from dataclasses import dataclass
 
 from lib.core.errors import UnsupportedError
@@ -39,9 +43,15 @@ class Stack:
     backend: str                  # the backend (lib.measure.backends) that runs it
     module: str                   # importable when installed
     packages: tuple[str, ...]     # pip distributions whose versions are shown and saved
-    dtypes: tuple[str, ...]       # the weight formats it runs (RunSpec dtype values)
     optional: bool                # the app runs without it
     words: str                    # what it is, in a sentence
+    # Bytes of one KV-cache number whatever the weights (None: the weights' `number_bytes`).
+    kv_bytes: int | None = None
+
+    @property
+    def dtypes(self) -> tuple[str, ...]:
+        """The weight formats it runs (RunSpec dtype values), in `FORMATS`' order."""
+        return tuple(f.name for f in FORMATS.values() if self.name in f.stacks)
 
     @property
     def installed(self) -> bool:
@@ -86,46 +96,79 @@ class Stack:
 
 STACKS: dict[str, Stack] = {s.name: s for s in [
     Stack(TRANSFORMERS, "transformers (PyTorch)", "transformers", "transformers",
-          ("transformers", "torch"), ("float32", "bfloat16", "float16", "int8"), False,
+          ("transformers", "torch"), False,
           "Hugging Face transformers on PyTorch: the reference way to run a model, flexible "
           "and readable, one PyTorch operation at a time."),
-    Stack(LLAMA_CPP, "llama.cpp", "llama.cpp", "llama_cpp", ("llama-cpp-python",),
-          ("float32", "float16", "q8_0", "q4_k_m", "q4_1"), True,
+    Stack(LLAMA_CPP, "llama.cpp", "llama.cpp", "llama_cpp", ("llama-cpp-python",), True,
           "llama.cpp, a C/C++ engine built for running language models on ordinary "
-          "computers: hand-written kernels that read quantized weights (GGUF files) directly."),
+          "computers: hand-written kernels that read quantized weights (GGUF files) directly.",
+          kv_bytes=2),
     Stack(ONNXRUNTIME, "ONNX Runtime", "onnxruntime", "onnxruntime_genai",
-          ("onnxruntime-genai", "onnxruntime"), ("float32", "int4"), True,
+          ("onnxruntime-genai", "onnxruntime"), True,
           "Microsoft's ONNX Runtime with its generate() API: the model is exported once to a "
-          "fixed graph of operations, which the runtime fuses and optimizes before running."),
+          "fixed graph of operations, which the runtime fuses and optimizes before running.",
+          kv_bytes=4),
 ]}
 STACK_NAMES = tuple(STACKS)
+# Settings of the software stack (RunSpec fields) that only transformers has; every other field
+# applies to any stack, backend or estimate.
+STACK_SETTINGS = ("attention", "kv_cache", "compile")
 
 
 @dataclass(frozen=True)
 class Format:
+    """One weight number format: every fact about it, read by the spec, the memory estimate,
+    the roofline, the devices and the stacks (no other table restates them)."""
     name: str                     # the dtype value
     label: str                    # for people
     weight_bits: float            # stored bits per weight of the big matrices, scales included
+    number_bytes: int             # one number of activations (and of transformers' KV cache)
+    stacks: tuple[str, ...]       # the stacks that run it
     words: str
+    blocks: bool = False          # weights in blocks of few bits plus scales (GGUF, int4)
+    aliases: tuple[str, ...] = ()     # other names people type for it, saved under `name`
+    torch_dtype: str | None = None    # torch's dtype attribute, where torch computes in it
+
+    def weight_bytes(self, parameters: int) -> int:
+        """Stored bytes of `parameters` weights at the average bits, scales included."""
+        return math.ceil(parameters * self.weight_bits / 8)
 
 
+# int8 (dynamic quantization) keeps activations and the KV cache in float32; only Linear weights
+# are int8. The block formats of llama.cpp (GGUF) and ONNX Runtime (int4) store only the weights
+# in few bits; both compute in float32 on a CPU (the KV cache's width depends on the stack:
+# `kv_bytes_per_number`).
 FORMATS: dict[str, Format] = {f.name: f for f in [
-    Format("float32", "float32 (F32)", 32, "32-bit floating point: the reference."),
-    Format("bfloat16", "bfloat16", 16, "16-bit brain floating point: float32's range, fewer "
-           "digits."),
-    Format("float16", "float16 (F16)", 16, "16-bit floating point."),
-    Format("int8", "int8 (dynamic)", 8, "torch's dynamic quantization: Linear weights in 8 bits, "
-           "the rest float32."),
-    Format("q8_0", "Q8_0", 8.5, "llama.cpp's 8-bit format: blocks of 32 weights, each with its "
-           "own 16-bit scale (8.5 bits per weight)."),
-    Format("q4_k_m", "Q4_K_M", 4.9, "llama.cpp's most deployed 4-bit mix: 4-bit 'k-quant' "
-           "super-blocks, with a few sensitive matrices kept at 6 bits (about 4.9 bits per "
-           "weight)."),
-    Format("q4_1", "Q4_1", 5.0, "llama.cpp's older 4-bit format: blocks of 32 weights with a "
-           "scale and an offset (5 bits per weight). The default model ships in it."),
-    Format("int4", "int4 (block 32)", 5.1, "ONNX Runtime's 4-bit weights (MatMulNBits): blocks "
-           "of 32 with a float scale and a 4-bit zero point (about 5.1 bits per weight)."),
+    Format("float32", "float32 (F32)", 32, 4, (TRANSFORMERS, LLAMA_CPP, ONNXRUNTIME),
+           "32-bit floating point: the reference.", aliases=("f32", "fp32"),
+           torch_dtype="float32"),
+    Format("bfloat16", "bfloat16", 16, 2, (TRANSFORMERS,), "16-bit brain floating point: "
+           "float32's range, fewer digits.", aliases=("bf16",), torch_dtype="bfloat16"),
+    Format("float16", "float16 (F16)", 16, 2, (TRANSFORMERS, LLAMA_CPP),
+           "16-bit floating point.", aliases=("f16", "fp16"), torch_dtype="float16"),
+    Format("int8", "int8 (dynamic)", 8, 4, (TRANSFORMERS,), "torch's dynamic quantization: "
+           "Linear weights in 8 bits, the rest float32."),
+    Format("q8_0", "Q8_0", 8.5, 4, (LLAMA_CPP,), "llama.cpp's 8-bit format: blocks of 32 "
+           "weights, each with its own 16-bit scale (8.5 bits per weight).", blocks=True),
+    Format("q4_k_m", "Q4_K_M", 4.9, 4, (LLAMA_CPP,), "llama.cpp's most deployed 4-bit mix: "
+           "4-bit 'k-quant' super-blocks, with a few sensitive matrices kept at 6 bits (about "
+           "4.9 bits per weight).", blocks=True),
+    Format("q4_1", "Q4_1", 5.0, 4, (LLAMA_CPP,), "llama.cpp's older 4-bit format: blocks of "
+           "32 weights with a scale and an offset (5 bits per weight). The default model ships "
+           "in it.", blocks=True),
+    Format("int4", "int4 (block 32)", 5.1, 4, (ONNXRUNTIME,), "ONNX Runtime's 4-bit weights "
+           "(MatMulNBits): blocks of 32 with a float scale and a 4-bit zero point (about 5.1 "
+           "bits per weight).", blocks=True),
 ]}
+FLOAT32_BYTES = FORMATS["float32"].number_bytes
+# Every name a dtype may be typed as, other than its own, and the format it means.
+ALIASES = {alias: f.name for f in FORMATS.values() for alias in f.aliases}
+
+
+def stored_in_blocks(dtype: str) -> bool:
+    """Whether weights in `dtype` are stored in blocks of few bits plus scales (GGUF, int4);
+    False for any other name (an estimate's float8 too)."""
+    return dtype in FORMATS and FORMATS[dtype].blocks
 
 
 def get_stack(name: str) -> Stack:
@@ -222,10 +265,7 @@ def kv_bytes_per_number(stack: str, dtype: str) -> int:
     outputs and cache in float32. transformers keeps it in the model's dtype, float32 for int8
     (dynamic quantization touches only the Linear weights).
     """
-    from lib.estimate.memory import DTYPE_BYTES
-
-    if stack == LLAMA_CPP:
-        return 2
-    if stack == ONNXRUNTIME:
-        return 4
-    return DTYPE_BYTES[dtype]
+    chosen = STACKS.get(stack)
+    if chosen is not None and chosen.kv_bytes is not None:
+        return chosen.kv_bytes
+    return FORMATS[dtype].number_bytes

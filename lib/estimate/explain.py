@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lib.core.metrics import format_bytes, format_seconds
-from lib.estimate.roofline import format_flops_rate, format_operations
+from lib.core.metrics import format_bytes, format_operations, format_seconds
+from lib.estimate.roofline_words import format_flops_rate
 
 MEMORY_BANDWIDTH, COMPUTE, OVERHEAD = "memory bandwidth", "compute", "overhead"
 BUSY_MACHINE, INTERCONNECT = "busy machine", "interconnect"

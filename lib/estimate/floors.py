@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lib.estimate import roofline
-from lib.machine.ceilings import Ceilings
+from lib.estimate import roofline, roofline_words
+from lib.machine.capability import Ceilings
 from lib.core.errors import ExplorerError
 from lib.core.results import Measurement
 
@@ -38,11 +38,11 @@ def _parts(measurement: Measurement):
     except ValueError:
         return None               # not recorded (older runs, estimates), or not readable
     try:
-        from lib.estimate.memory import BLOCK_FORMATS
+        from lib.core.stacks import stored_in_blocks
         from lib.models.shapes import shapes
         shape = shapes(measurement.spec.model_id)
         per_param = None
-        if measurement.spec.dtype in BLOCK_FORMATS and measurement.weights_bytes:
+        if stored_in_blocks(measurement.spec.dtype) and measurement.weights_bytes:
             # The file's own bytes: a block format's bits depend on the shapes (llama.cpp
             # stores Q4_K_M rows that aren't a multiple of 256 wide as Q5_0, SmolLM2's 576).
             per_param = measurement.weights_bytes / shape.parameters
@@ -68,13 +68,13 @@ def judged(measurement: Measurement, ttft_s: float | None,
 
 def sentences(measurement: Measurement, ttft_s: float | None,
               tpot_s: float | None, busy: bool = False) -> list[str]:
-    """`roofline.sentences` for this run; `busy`: other programs took a material share of the
+    """`roofline_words.sentences` for this run; `busy`: other programs took a material share of the
     CPU meanwhile (`lib.estimate.why`), so time above the floor is not called overhead."""
     parts = _parts(measurement)
     if parts is None:
         return []
     costs, floor, bandwidth, flops = parts
-    return roofline.sentences(costs, floor, ttft_s, tpot_s, bandwidth, flops, busy)
+    return roofline_words.sentences(costs, floor, ttft_s, tpot_s, bandwidth, flops, busy)
 
 
 def _profile_floor(measurement: Measurement):

@@ -27,7 +27,7 @@ from lib.core.errors import UnsupportedError
 from lib.core.text import one_line
 
 if TYPE_CHECKING:
-    from lib.machine.ceilings import Ceilings
+    from lib.machine.capability import Ceilings
 
 TABLE_PATH = Path(__file__).parent / "data" / "hardware.json"
 THIS = "this"
@@ -127,7 +127,7 @@ def this(device: str = "cpu") -> Hardware:
 
 def from_ceilings(ceilings: Ceilings, name: str, memory_bytes: float = 0.0,
                   device: str | None = None) -> Hardware:
-    """A measured profile (id `this`) from a machine's `lib.machine.ceilings.Ceilings`: this machine's,
+    """A measured profile (id `this`) from a machine's `lib.machine.capability.Ceilings`: this machine's,
     or those recorded with a saved run (`environment["ceilings"]`), so a run measured elsewhere
     is estimated on its own machine. `memory_bytes` only feeds the memory verdict; `device`
     (default: the ceilings') says whether it is a CPU or a GPU."""

@@ -1,4 +1,4 @@
-"""Memory: what a run will need (estimated before it starts), whether it fits, and what it used.
+"""Memory a run will need, estimated before it starts, and whether it fits: the verdict and advice.
 
 One estimate, one reading of free memory, one verdict: `assess()` turns a `MemoryEstimate` and
 the memory free now (`free_bytes`, plus what the model cache could release by dropping other
@@ -18,16 +18,12 @@ A fixed margin covers the Python process, allocator slack and the tokenizer, plu
 everything for allocator fragmentation. Only the last token's logits are computed
 (transformers' `logits_to_keep=1`).
 
-Measured peak memory is defined as in docs/MEASURING.md: process RSS high-water mark on CPU (reset before
-the run through /proc/self/clear_refs, so earlier runs don't count), and
-`torch.cuda.max_memory_allocated` after a reset on CUDA.
+The architecture numbers it reads, with the bytes of weights and KV cache, are
+`lib.models.shapes.Shapes`; what a run then used is `lib.machine.peak_memory`'s reading.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -35,6 +31,8 @@ import psutil
 
 from lib.core.errors import MemoryGuardError
 from lib.core.metrics import format_bytes
+from lib.core.stacks import FLOAT32_BYTES, FORMATS
+from lib.models.shapes import Shapes, shapes
 
 if TYPE_CHECKING:
     from lib.core.spec import RunSpec
@@ -44,15 +42,6 @@ if TYPE_CHECKING:
 MARGIN_BYTES = 768 * 2**20
 MARGIN_FRACTION = 0.20              # plus 20% of everything estimated: fragmentation, and
 #                                     what the grid could not explain (see the commit log)
-# Bytes per number of activations and KV cache. int8 (dynamic quantization) keeps activations
-# and the KV cache in float32; only Linear weights are int8.
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 4,
-               # The block formats of llama.cpp (GGUF) and ONNX Runtime (int4) store only the
-               # weights in few bits; both compute in float32 on a CPU. (The KV cache's width
-               # depends on the stack too: lib.core.stacks.kv_bytes_per_number.)
-               "q8_0": 4, "q4_k_m": 4, "q4_1": 4, "int4": 4}
-FLOAT32_BYTES = 4
-BLOCK_FORMATS = ("q8_0", "q4_k_m", "q4_1", "int4")   # weights in blocks of few bits + scales
 # Eager attention holds, per score, at its worst moment: the masked scores in the model's dtype,
 # the float32 copy softmax makes of them (reduced precision only) and softmax's float32 output.
 # In float32 the moment before is as large: the raw product and the scaled copy.
@@ -67,62 +56,6 @@ HIDDEN_FLOAT32_COPIES = 10
 # in units of batch x prompt x heads x head_dim.
 ATTENTION_IO_COPIES = 6
 LOGITS_COPIES = 4                   # last-token logits: float32 copy, processed scores, ...
-
-
-@dataclass(frozen=True)
-class Shapes:
-    """The architecture numbers the estimate needs (from a meta-device build of the config)."""
-    parameters: int
-    layers: int
-    hidden_size: int
-    intermediate_size: int
-    attention_heads: int
-    kv_heads: int
-    head_dim: int
-    vocab_size: int
-    active_parameters: int | None = None       # used per token (mixtures of experts); else all
-    linear_parameters: int = 0                 # weights in nn.Linear layers (int8 quantizes these)
-    untied_linear_parameters: int = 0          # ... not shared with an embedding
-    context_length: int = 0
-    kv_elements_per_token: int | None = None   # keys + values over all layers, one token
-    latent_kv_elements_per_token: int | None = None   # MLA: what a latent-caching engine keeps
-    # For the roofline (lib.estimate.roofline): embedding tables no Linear shares are only gathered, one
-    # row per token, never read whole (None: unknown, then the input embedding if untied).
-    embedding_parameters: int | None = None
-    routed_parameters: int = 0                 # mixtures of experts: all routed experts' weights
-    routed_linear_parameters: int = 0          # ... of them in nn.Linear layers (int8 quantizes)
-    experts: int = 0                           # routed experts per MoE layer
-    experts_per_token: int = 0                 # ... of which each token uses this many
-
-    def kv_bytes_per_token(self, dtype: str, stack: str = "transformers") -> int:
-        """Keys and values, for every layer, for one token of one sequence, as `stack` keeps
-        them with weights in `dtype` (lib.core.stacks.kv_bytes_per_number)."""
-        from lib.core.stacks import kv_bytes_per_number
-
-        elements = self.kv_elements_per_token
-        if elements is None:
-            elements = 2 * self.layers * self.kv_heads * self.head_dim
-        return elements * kv_bytes_per_number(stack, dtype)
-
-    def weight_bytes(self, dtype: str) -> int:
-        """Resident weights once loaded (int8: quantized Linear weights, the rest float32; a
-        block format: every weight at its average bits, scales included, lib.core.stacks.FORMATS)."""
-        from lib.core.stacks import FORMATS
-
-        if dtype == "int8":
-            return (self.parameters - self.untied_linear_parameters) * 4 + self.linear_parameters
-        if dtype in BLOCK_FORMATS:
-            return math.ceil(self.parameters * FORMATS[dtype].weight_bits / 8)
-        return self.parameters * DTYPE_BYTES[dtype]
-
-    def load_peak_bytes(self, dtype: str) -> int:
-        """Most memory while loading. int8 loads float32, then `quantize_dynamic` deep-copies
-        the model before quantizing the copy: two float32 models and the int8 weights at once
-        (and the process keeps most of it: the freed pieces are small, so the C allocator holds
-        on to them)."""
-        if dtype == "int8":
-            return 2 * self.parameters * 4 + self.linear_parameters
-        return self.weight_bytes(dtype)
 
 
 @dataclass(frozen=True)
@@ -170,7 +103,7 @@ def prefill_working_bytes(shapes: Shapes, dtype: str, batch_size: int, prompt_to
                           attention: str, kv_length: int) -> int:
     """The prefill's largest moment beyond weights and KV cache: one layer at a time, so the
     larger of its attention and its MLP, on top of what lives through the whole forward pass."""
-    width = DTYPE_BYTES[dtype]
+    width = FORMATS[dtype].number_bytes   # activations' bytes per number
     tokens = batch_size * prompt_tokens
     eager = attention != "sdpa"
     # The mask lives through every layer: eager adds a float one (batch x prompt x keys); sdpa
@@ -322,77 +255,27 @@ def _largest(low: int, high: int, fits: Callable[[int], bool]) -> int | None:
     return low
 
 
+def load_advice(model_id: str, dtype: str, device: str = "cpu",
+                available_bytes: int | None = None) -> str:
+    """What to try when the weights alone don't fit: another dtype this device offers whose
+    loading needs less (and fits, when `available_bytes` is known), with its size; never the
+    dtype already chosen."""
+    from lib.machine.devices import supported_dtypes     # imports torch
+
+    shape = shapes(model_id)
+    options = []
+    for other in ("bfloat16", "int8"):
+        if other == dtype or other not in supported_dtypes(device) or \
+                shape.load_peak_bytes(other) >= shape.load_peak_bytes(dtype):
+            continue
+        need = estimate(shape, other, 1, 0, 0).total_bytes
+        if available_bytes is None or need <= available_bytes:
+            options.append(f"{other} (weights about {format_bytes(shape.weight_bytes(other))})")
+    return ("The weights alone don't fit. Choose " + (" or ".join(options) + ", or " if options
+                                                      else "") + "a smaller model.")
+
+
 def guard(need: MemoryEstimate, device: str, what: str, advice: str = GENERIC_ADVICE) -> None:
     """Refuse `what` when it would not fit (callers with a spec use `Backend.guard_memory`,
     whose advice comes from the settings)."""
     assess(need, device, what, advice).enforce()
-
-
-# --- measured peak -----------------------------------------------------------------------------
-
-class PeakMemory:
-    """Result holder filled when the `track_peak` block ends.
-
-    `start_bytes` is only set where "peak - start" means what the block added: on CUDA (the
-    allocator counts live tensors). On CPU the C allocator keeps freed memory for reuse, so after
-    a warm-up the RSS barely moves and the difference would read as ~0.
-    """
-    peak_bytes: int | None = None
-    start_bytes: int | None = None
-    method: str = ""
-
-
-@contextlib.contextmanager
-def track_peak(device: str):
-    """Measure peak memory of the block. Yields a `PeakMemory` filled on exit."""
-    result = PeakMemory()
-    if device == "cuda":
-        import torch
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        result.start_bytes = torch.cuda.memory_allocated()
-        result.method = "GPU memory held by tensors (torch.cuda.max_memory_allocated)"
-        yield result
-        torch.cuda.synchronize()
-        result.peak_bytes = torch.cuda.max_memory_allocated()
-        return
-    _give_back_free_memory()
-    resettable = _reset_rss_peak()
-    result.method = ("whole process memory (RSS), highest point" if resettable
-                     else "whole process memory (RSS), at the end")
-    yield result
-    hwm = _read_vm_hwm() if resettable else None
-    result.peak_bytes = hwm if hwm is not None else psutil.Process().memory_info().rss
-
-
-def _give_back_free_memory() -> None:
-    """glibc keeps freed memory for reuse, so after a big repetition the process's RSS stays
-    high and every later, smaller one would report the big one's peak (a sweep's points share
-    one worker). malloc_trim hands the free memory back first; it runs before the timed call."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass                      # not glibc: peaks may include memory kept from earlier calls
-
-
-def _reset_rss_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return _read_vm_hwm() is not None
-    except OSError:
-        return False
-
-
-def _read_vm_hwm() -> int | None:
-    if not os.path.exists("/proc/self/status"):
-        return None
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return None

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lib.estimate.memory import MemoryVerdict, Shapes
+from lib.estimate.memory import MemoryVerdict
+from lib.models.shapes import Shapes
 from lib.core.metrics import format_bytes
-from lib.models.catalog import ENCODER, GROUPS, CatalogEntry
+from lib.models.catalog import GROUPS, CatalogEntry
+from lib.core.kinds import ENCODER
 from lib.core.spec import RunSpec
 from lib.core.stacks import kv_bytes_per_number
 

@@ -33,7 +33,7 @@ for the whole batch, at the mean context prompt + new_tokens / 2):
   and FLOPs per device divided by `devices`. The communication between devices is not here: it
   is the estimator's term (lib.estimate.estimator).
 Activations are not counted: at these sizes they are small next to weights, and a floor may be
-lower than the truth, never higher. The arithmetic runs at the rate of `matmul_dtype`'s figure:
+lower than the truth, never higher. `lib.estimate.roofline_words` says it all in sentences. The arithmetic runs at the rate of `matmul_dtype`'s figure:
 a block format's weights are multiplied in the activations' format. Pure arithmetic, no torch:
 fast tests assert exact counts.
 """
@@ -45,12 +45,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lib.core.errors import InvalidSpecError
-from lib.estimate.memory import BLOCK_FORMATS, DTYPE_BYTES, FLOAT32_BYTES
-from lib.core.metrics import format_bytes, format_number, format_seconds
-from lib.core.stacks import FORMATS, STACKS, TRANSFORMERS, kv_bytes_per_number
+from lib.core.stacks import (FLOAT32_BYTES, FORMATS, TRANSFORMERS, kv_bytes_per_number,
+                             stored_in_blocks)
 
 if TYPE_CHECKING:
-    from lib.estimate.memory import Shapes
+    from lib.models.shapes import Shapes
     from lib.core.spec import RunSpec
 
 OVERHEAD_RATIO = 3.0        # measured more than this many times its floor -> "overhead"
@@ -168,10 +167,10 @@ def _weight_bytes(shapes: "Shapes", dtype: str, tokens: int,
         linear = max(0, shapes.linear_parameters - inactive)
     if weight_bytes_per_param is not None:
         return read * weight_bytes_per_param
-    if dtype in BLOCK_FORMATS:
+    if stored_in_blocks(dtype):
         return read * FORMATS[dtype].weight_bits / 8
     if dtype != "int8":
-        return read * DTYPE_BYTES[dtype]
+        return read * FORMATS[dtype].number_bytes
     # Dynamic quantization: Linear weights in one byte, the rest float32.
     return (read - linear) * FLOAT32_BYTES + linear
 
@@ -192,7 +191,7 @@ def matmul_dtype(stack: str, dtype: str, accelerator: bool) -> str:
     in float32 too (widened as read, not torch's slow float16 path); transformers multiplies in
     the weights' own dtype (int8: its dynamic-quantized kernels, which the int8 figure measures).
     """
-    if dtype in BLOCK_FORMATS:
+    if stored_in_blocks(dtype):
         return "float16" if accelerator else "float32"
     if stack != TRANSFORMERS and not accelerator:
         return "float32"
@@ -278,105 +277,3 @@ def judge(costs: Costs, floor: Floor, measured_ttft_s: float | None,
         "matmul_flops_per_s": floor.matmul_flops_per_s,
         "source": floor.source,
     }
-
-
-# --- plain words -------------------------------------------------------------------------------
-
-_SCALES = ((1e15, "quadrillion"), (1e12, "trillion"), (1e9, "billion"), (1e6, "million"),
-           (1e3, "thousand"))
-
-
-def format_operations(count: float) -> str:
-    """A count in words people read: "35.2 billion", never 3.5e10."""
-    for scale, word in _SCALES:
-        if abs(count) >= scale:
-            return f"{format_number(count / scale)} {word}"
-    return format_number(count)
-
-
-def format_bandwidth(bytes_per_s: float) -> str:
-    return f"{format_bytes(bytes_per_s)}/s"
-
-
-def format_flops_rate(flops_per_s: float) -> str:
-    return f"{format_operations(flops_per_s)} operations a second"
-
-
-def sentences(costs: Costs, floor: Floor, measured_ttft_s: float | None,
-              measured_tpot_s: float | None, bandwidth: float, flops: float,
-              busy: bool = False) -> list[str]:
-    """What bounds each phase, in plain words with the numbers, e.g. "Each new token reads all
-    538.0 MB of weights: at 20.0 GB/s that takes at least 26.9 ms; this run took 40.0 ms, 67%
-    of the way to the floor." An overhead-bound phase gets a second sentence saying where the
-    rest of the time went; `busy` (other programs took the CPU meanwhile): that the rest can't
-    be put down to overhead."""
-    said = _phase_sentences(
-        "prefill", costs, costs.prefill, floor.prefill_memory_s, floor.prefill_compute_s,
-        measured_ttft_s, bandwidth, flops, busy)
-    if costs.has_decode:
-        said += _phase_sentences(
-            "decode", costs, costs.decode, floor.decode_memory_s, floor.decode_compute_s,
-            measured_tpot_s, bandwidth, flops, busy)
-    return said
-
-
-def _phase_sentences(phase: str, costs: Costs, cost: PhaseCost, memory_s: float,
-                     compute_s: float, measured_s: float | None, bandwidth: float,
-                     flops: float, busy: bool = False) -> list[str]:
-    physical = max(memory_s, compute_s)
-    limit = bound(memory_s, compute_s, None)
-    requests = f" for each of the {costs.batch_size} requests" if costs.batch_size > 1 else ""
-    per_device = f" on each of the {costs.devices} devices" if costs.devices > 1 else ""
-    if phase == "prefill":
-        subject = f"Reading the {costs.prompt_tokens:,}-token prompt{requests}"
-        result = "the first token came after" if costs.has_decode else "this run took"
-    else:
-        subject = "Each new token" if costs.batch_size == 1 else \
-            f"Each decode step (one new token{requests})"
-        result = "this run took"
-    if limit == MEMORY:
-        what = f"{format_bytes(cost.weight_bytes)} of weights (only the experts it uses)" \
-            if costs.moe else f"all {format_bytes(cost.weight_bytes)} of weights"
-        if cost.kv_bytes >= 0.005 * cost.weight_bytes:
-            what += f" and {format_bytes(cost.kv_bytes)} of KV cache (what it remembers)"
-        verb = "reads" if phase == "decode" else "has to read"
-        sentence = (f"{subject} {verb} {what}{per_device}: at {format_bandwidth(bandwidth)} "
-                    f"that takes at least {format_seconds(physical)}")
-    else:
-        sentence = (f"{subject} takes {format_operations(cost.flops)} arithmetic operations"
-                    f"{per_device}: at {format_flops_rate(flops)} that takes at least "
-                    f"{format_seconds(physical)}")
-    if measured_s is None:
-        return [sentence + "."]
-    if measured_s < physical:
-        return [sentence + f"; {result} {format_seconds(measured_s)}, faster than this floor, "
-                "so the ceilings it comes from are too low for this case: measure them again."]
-    sentence += (f"; {result} {format_seconds(measured_s)}, {physical / measured_s:.0%} of the "
-                 "way to the floor.")
-    if bound(memory_s, compute_s, measured_s) != OVERHEAD:
-        return [sentence]
-    rest = measured_s - physical
-    per_layer = rest / costs.layers if costs.layers else 0.0
-    step = "for the prompt" if phase == "prefill" else \
-        "per token" if costs.batch_size == 1 else "per step"
-    if busy:
-        # Other programs' turns on the CPU look exactly like overhead from here: don't blame it.
-        return [sentence,
-                f"The arithmetic and memory traffic would allow {format_seconds(physical)} "
-                f"{step}. Other programs were using the CPU meanwhile, so the other "
-                f"{format_seconds(rest)} can't be put down to "
-                f"{_overhead_words(costs.stack)}: run again on a quiet machine to see how much "
-                "of it is."]
-    return [sentence,
-            f"That is overhead-bound: the arithmetic and memory traffic would allow "
-            f"{format_seconds(physical)} {step}; the other {format_seconds(rest)} is mostly "
-            f"{_overhead_words(costs.stack)}, about {format_seconds(per_layer)} for each of "
-            f"the {costs.layers} layers."]
-
-
-def _overhead_words(stack: str) -> str:
-    """What a stack's fixed cost per layer is made of, in words."""
-    if stack == TRANSFORMERS:
-        return "Python and kernel-launch overhead"
-    return (f"{STACKS[stack].label}'s own fixed work per operation (waking and synchronizing its "
-            "threads, dequantizing, small steps between the big products)")

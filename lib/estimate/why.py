@@ -115,7 +115,7 @@ def _quiet_figure(measurement: Measurement, metric: str) -> tuple[float | None, 
     recorded with the run, else the floor they give; where it comes from; and whether those
     ceilings were measured quietly. (None, "", False) without ceilings."""
     from lib.estimate import estimator, floors
-    from lib.machine.ceilings import Ceilings
+    from lib.machine.capability import Ceilings
 
     try:
         ceilings = Ceilings.from_dict((measurement.environment or {}).get("ceilings"))
@@ -188,7 +188,7 @@ def format_speed_here(dtype: str, matmul_flops_per_s: dict[str, float], device: 
     faster: ...", with why (the CPU's native instructions, from `cpu_flags` when they are this
     machine's; None: unknown). None for other formats or without both figures.
     `other_cpu_percent`: other programs' share while the rates were measured."""
-    from lib.estimate.roofline import format_flops_rate
+    from lib.estimate.roofline_words import format_flops_rate
 
     half, float32 = matmul_flops_per_s.get(dtype), matmul_flops_per_s.get("float32")
     if dtype not in NATIVE_FLAGS or not half or not float32:
@@ -231,7 +231,7 @@ def _why_slow(dtype: str, device: str, cpu_flags: frozenset[str] | None) -> str:
 def format_speed_of_run(measurement: Measurement) -> str | None:
     """`format_speed_here` for a run's own format, from the ceilings recorded with it (this
     CPU's flags only when it ran on this CPU)."""
-    from lib.machine.ceilings import Ceilings
+    from lib.machine.capability import Ceilings
     from lib.machine.environment import cpu_flags, cpu_model
 
     environment = measurement.environment or {}

@@ -19,18 +19,121 @@ nothing tells little). Taken raw, 83% other load read 7.7 GB/s and 7.5 GFLOP/s f
 rough, so every such figure is flagged provisional (in its record, with the value measured, in
 `notes`, in the text) and the first quiet reading replaces them whatever its values; until then
 a better busy reading may raise them.
-Pure functions over `lib.machine.ceilings.Ceilings`: no measuring, no files, no torch.
+`Ceilings` is the record itself: one device's figures (memory bandwidth, matmul rate per dtype,
+per-layer overhead) with their provenance, as a reading gives them and as the cache keeps them.
+Here are the record and pure functions over it: no measuring (`lib.machine.ceilings`), no
+files, no torch.
 """
 
 from __future__ import annotations
 
 import calendar
 import dataclasses
+import math
 import re
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
-from lib.machine.ceilings import BUSY_NOTE_START, BUSY_PERCENT, BUSY_RETRY_S, Ceilings
+# Other programs taking more of the CPU than this while measuring make the figures low (on 2
+# cores, one busy core halved bfloat16 matmul and worse): the ceilings say so.
+BUSY_PERCENT = 10.0
+BUSY_RETRY_S = 600.0              # such figures are measured again, at most this often
+BUSY_NOTE_START = "Other programs used"
+
+@dataclass(frozen=True)
+class Ceilings:
+    device: str                                  # "cpu" | "cuda" | "mps"
+    memory_bandwidth_bytes_per_s: float          # sustained: copy/triad, buffers >> LLC
+    matmul_flops_per_s: dict[str, float] = field(hash=False)   # dtype -> dense FLOP/s
+    layer_overhead_s: float | None = None        # eager decode: fixed cost per layer per step
+    source: str = ""                             # "measured on this machine <date>, torch X"
+    device_name: str = ""                        # e.g. the CPU or GPU model
+    threads: int | None = None                   # CPU threads used while measuring
+    measured_at: str = ""                        # UTC, ISO 8601
+    measure_s: float | None = None               # how long measuring took
+    other_cpu_percent: float | None = None       # CPU other programs took meanwhile
+    notes: tuple[str, ...] = ()                  # dtypes skipped and why, kernels used
+    details: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # The capability's provenance (`lib.machine.capability`): per figure its value, when it was
+    # measured, the other programs' share then and whether that was quiet; the last readings.
+    figures: dict[str, Any] = field(default_factory=dict, hash=False)
+    readings: tuple[dict[str, Any], ...] = field(default=(), hash=False)
+
+    def peak_flops(self, dtype: str) -> float:
+        """The dtype's matmul FLOP/s, else float32's (the reference every device has)."""
+        return self.matmul_flops_per_s.get(dtype, self.matmul_flops_per_s["float32"])
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["notes"] = list(self.notes)
+        values["readings"] = list(self.readings)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "Ceilings":
+        """Ceilings from `to_dict`'s output; ValueError for anything that doesn't make sense."""
+        if not isinstance(values, dict):
+            raise ValueError("not an object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in values.items() if key in known}
+        flops = values.get("matmul_flops_per_s")
+        if not isinstance(flops, dict) or "float32" not in flops:
+            raise ValueError("matmul_flops_per_s has no float32 figure")
+        for name, value in [("memory_bandwidth_bytes_per_s",
+                             values.get("memory_bandwidth_bytes_per_s")), *flops.items()]:
+            if not _positive(value):
+                raise ValueError(f"{name} is not a positive number: {value!r}")
+        overhead = values.get("layer_overhead_s")
+        if overhead is not None and not (_number(overhead) and overhead >= 0):
+            raise ValueError(f"layer_overhead_s is not a number of seconds: {overhead!r}")
+        busy = values.get("other_cpu_percent")
+        if busy is not None and not _number(busy):
+            raise ValueError(f"other_cpu_percent is not a number: {busy!r}")
+        if values.get("device") not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"unknown device {values.get('device')!r}")
+        for name in ("source", "device_name", "measured_at"):
+            if not isinstance(values.get(name, ""), str):
+                raise ValueError(f"{name} is not text")
+        notes = values.get("notes", [])
+        if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+            raise ValueError("notes is not a list of text")
+        values["notes"] = tuple(notes)
+        if not isinstance(values.get("details", {}), dict):
+            raise ValueError("details is not an object")
+        _check_provenance(values)
+        return cls(**values)
+
+
+def _check_provenance(values: dict[str, Any]) -> None:
+    """`figures` and `readings` as `lib.machine.capability` writes them (ValueError otherwise)."""
+    figures = values.get("figures", {})
+    if not isinstance(figures, dict) or not isinstance(figures.get("matmul_flops_per_s", {}),
+                                                       dict):
+        raise ValueError("figures is not an object of figures")
+    records = [r for name, r in figures.items() if name != "matmul_flops_per_s"]
+    records += list(figures.get("matmul_flops_per_s", {}).values())
+    for record in records:
+        if not (isinstance(record, dict) and _number(record.get("value")) and
+                isinstance(record.get("measured_at"), str) and
+                isinstance(record.get("quiet"), bool)):
+            raise ValueError(f"a figure's record makes no sense: {record!r}")
+    readings = values.get("readings", [])
+    if not isinstance(readings, (list, tuple)) or not all(
+            isinstance(r, dict) and isinstance(r.get("measured_at"), str) and
+            isinstance(r.get("outcome"), str) for r in readings):
+        raise ValueError("readings is not a list of readings")
+    values["readings"] = tuple(readings)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value)
+
+
+def _positive(value: Any) -> bool:
+    return _number(value) and value > 0
+
 
 QUIET_PERCENT = BUSY_PERCENT      # other programs' CPU share up to which a reading is quiet
 READINGS_KEPT = 6                 # the last readings (quiet or busy) and what became of each

@@ -36,26 +36,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from lib.machine import activity
 from lib.core.errors import UnsupportedError
+from lib.machine import activity, capability
+from lib.machine.capability import BUSY_NOTE_START, BUSY_PERCENT, Ceilings
 
 CACHE_FILE = "ceilings.json"
 CACHE_FORMAT = 2                  # 2: the capability (figures, readings); 1 is still read
 CACHE_MAX_ENTRIES = 20            # machines x torch versions kept; the oldest go first
 
 MEASURE_ESTIMATE_S = 8.0          # what those waiting in the queue are told
-# Other programs taking more of the CPU than this while measuring make the figures low (on 2
-# cores, one busy core halved bfloat16 matmul and worse): the ceilings say so.
-BUSY_PERCENT = 10.0
-BUSY_RETRY_S = 600.0              # such figures are measured again, at most this often
-BUSY_NOTE_START = "Other programs used"
 # Before measuring, other programs' share is watched for QUIET_CHECK_S at a time, up to
 # QUIET_WAIT_S in all, for a quiet moment: a short burst (a compile, a page load) passes.
 QUIET_CHECK_S = 1.0
@@ -63,100 +57,6 @@ QUIET_WAIT_S = 4.0
 
 _log = logging.getLogger(__name__)
 Progress = Callable[[str, float], None]     # (what is being measured, fraction done)
-
-
-@dataclass(frozen=True)
-class Ceilings:
-    device: str                                  # "cpu" | "cuda" | "mps"
-    memory_bandwidth_bytes_per_s: float          # sustained: copy/triad, buffers >> LLC
-    matmul_flops_per_s: dict[str, float] = field(hash=False)   # dtype -> dense FLOP/s
-    layer_overhead_s: float | None = None        # eager decode: fixed cost per layer per step
-    source: str = ""                             # "measured on this machine <date>, torch X"
-    device_name: str = ""                        # e.g. the CPU or GPU model
-    threads: int | None = None                   # CPU threads used while measuring
-    measured_at: str = ""                        # UTC, ISO 8601
-    measure_s: float | None = None               # how long measuring took
-    other_cpu_percent: float | None = None       # CPU other programs took meanwhile
-    notes: tuple[str, ...] = ()                  # dtypes skipped and why, kernels used
-    details: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-    # The capability's provenance (`lib.machine.capability`): per figure its value, when it was
-    # measured, the other programs' share then and whether that was quiet; the last readings.
-    figures: dict[str, Any] = field(default_factory=dict, hash=False)
-    readings: tuple[dict[str, Any], ...] = field(default=(), hash=False)
-
-    def peak_flops(self, dtype: str) -> float:
-        """The dtype's matmul FLOP/s, else float32's (the reference every device has)."""
-        return self.matmul_flops_per_s.get(dtype, self.matmul_flops_per_s["float32"])
-
-    def to_dict(self) -> dict[str, Any]:
-        values = dataclasses.asdict(self)
-        values["notes"] = list(self.notes)
-        values["readings"] = list(self.readings)
-        return values
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "Ceilings":
-        """Ceilings from `to_dict`'s output; ValueError for anything that doesn't make sense."""
-        if not isinstance(values, dict):
-            raise ValueError("not an object")
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {key: value for key, value in values.items() if key in known}
-        flops = values.get("matmul_flops_per_s")
-        if not isinstance(flops, dict) or "float32" not in flops:
-            raise ValueError("matmul_flops_per_s has no float32 figure")
-        for name, value in [("memory_bandwidth_bytes_per_s",
-                             values.get("memory_bandwidth_bytes_per_s")), *flops.items()]:
-            if not _positive(value):
-                raise ValueError(f"{name} is not a positive number: {value!r}")
-        overhead = values.get("layer_overhead_s")
-        if overhead is not None and not (_number(overhead) and overhead >= 0):
-            raise ValueError(f"layer_overhead_s is not a number of seconds: {overhead!r}")
-        busy = values.get("other_cpu_percent")
-        if busy is not None and not _number(busy):
-            raise ValueError(f"other_cpu_percent is not a number: {busy!r}")
-        if values.get("device") not in ("cpu", "cuda", "mps"):
-            raise ValueError(f"unknown device {values.get('device')!r}")
-        for name in ("source", "device_name", "measured_at"):
-            if not isinstance(values.get(name, ""), str):
-                raise ValueError(f"{name} is not text")
-        notes = values.get("notes", [])
-        if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
-            raise ValueError("notes is not a list of text")
-        values["notes"] = tuple(notes)
-        if not isinstance(values.get("details", {}), dict):
-            raise ValueError("details is not an object")
-        _check_provenance(values)
-        return cls(**values)
-
-
-def _check_provenance(values: dict[str, Any]) -> None:
-    """`figures` and `readings` as `lib.machine.capability` writes them (ValueError otherwise)."""
-    figures = values.get("figures", {})
-    if not isinstance(figures, dict) or not isinstance(figures.get("matmul_flops_per_s", {}),
-                                                       dict):
-        raise ValueError("figures is not an object of figures")
-    records = [r for name, r in figures.items() if name != "matmul_flops_per_s"]
-    records += list(figures.get("matmul_flops_per_s", {}).values())
-    for record in records:
-        if not (isinstance(record, dict) and _number(record.get("value")) and
-                isinstance(record.get("measured_at"), str) and
-                isinstance(record.get("quiet"), bool)):
-            raise ValueError(f"a figure's record makes no sense: {record!r}")
-    readings = values.get("readings", [])
-    if not isinstance(readings, (list, tuple)) or not all(
-            isinstance(r, dict) and isinstance(r.get("measured_at"), str) and
-            isinstance(r.get("outcome"), str) for r in readings):
-        raise ValueError("readings is not a list of readings")
-    values["readings"] = tuple(readings)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        math.isfinite(value)
-
-
-def _positive(value: Any) -> bool:
-    return _number(value) and value > 0
 
 
 # --- measuring ---------------------------------------------------------------------------------
@@ -278,8 +178,6 @@ def _same_machine(kept: dict[str, Any], identity: dict[str, Any]) -> bool:
 def cached(device: str = "cpu") -> Ceilings | None:
     """This machine's capability measured before, if any (and if it makes sense), with each
     figure's provenance (`figures`) filled in."""
-    from lib.machine import capability
-
     identity = machine_identity(device)
     for entry in reversed(_read_cache()):            # the newest entry for this machine
         if _same_machine(entry["machine"], identity):
@@ -316,7 +214,6 @@ def machine_ceilings(device: str = "cpu", refresh: bool = False,
 
     Measuring waits for the measurement slot (`on_wait` hears the waiting notice); figures
     someone measured meanwhile are used instead, unless `refresh`."""
-    from lib.machine import capability
     from lib.machine.runlock import measurement_slot
 
     kept = cached(device)
@@ -336,8 +233,6 @@ def _measure_again(kept: Ceilings, check_quiet: bool) -> bool:
     """Provisional figures (measured busy) once BUSY_RETRY_S old; quiet ones after a busy
     attempt that long ago only when the machine is quiet now (`check_quiet`: a QUIET_CHECK_S
     look; else taken as decided)."""
-    from lib.machine import capability
-
     why = capability.measure_again(kept)
     if why not in ("after busy", "confirm") or not check_quiet:
         return why is not None
@@ -355,9 +250,7 @@ def available(refresh: bool = False, on_progress: Progress | None = None,
 def describe(ceilings: Ceilings) -> list[str]:
     """A few lines for people: the figures with their units, where each came from (a quiet
     reading, or provisional: measured while busy), and what became of the last reading."""
-    from lib.machine import capability
-    from lib.core.metrics import format_bytes, format_seconds
-    from lib.estimate.roofline import format_operations
+    from lib.core.metrics import format_bytes, format_operations, format_seconds
 
     origin = capability.describe_figures(ceilings)
     name = f" ({ceilings.device_name})" if ceilings.device_name else ""

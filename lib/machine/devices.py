@@ -14,8 +14,19 @@ import torch
 
 from lib.core.errors import UnsupportedError
 from lib.core.spec import DTYPES
+from lib.core.stacks import FORMATS
 
-TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# The formats torch computes in directly (int8 is a quantization of float32 weights, the block
+# formats belong to other stacks).
+TORCH_FORMATS = tuple(f.name for f in FORMATS.values() if f.torch_dtype is not None)
+
+
+def torch_dtype(dtype: str) -> "torch.dtype":
+    """torch's dtype for a format it computes in (`Format.torch_dtype`); KeyError otherwise."""
+    name = FORMATS[dtype].torch_dtype if dtype in FORMATS else None
+    if name is None:
+        raise KeyError(dtype)
+    return getattr(torch, name)
 
 
 def available_devices() -> list[str]:
@@ -42,7 +53,7 @@ INT8_DEVICES = ("cpu",)     # torch.ao dynamic quantization has CPU kernels only
 
 def supported_dtypes(device: str) -> list[str]:
     """The number formats to offer on `device`, in the order to show them."""
-    return [d for d in DTYPES if d in TORCH_DTYPES or device in INT8_DEVICES]
+    return [d for d in DTYPES if d in TORCH_FORMATS or device in INT8_DEVICES]
 
 
 @functools.cache
@@ -63,10 +74,10 @@ def check_supported(device: str, dtype: str) -> None:
                 "fbgemm" not in torch.backends.quantized.supported_engines:
             raise UnsupportedError("This torch build has no int8 CPU kernels: choose float32.")
         return
-    if dtype not in TORCH_DTYPES:
-        raise UnsupportedError(f"Unknown dtype {dtype!r}: choose one of {', '.join(TORCH_DTYPES)}.")
+    if dtype not in TORCH_FORMATS:
+        raise UnsupportedError(f"Unknown dtype {dtype!r}: choose one of {', '.join(TORCH_FORMATS)}.")
     try:
-        probe = torch.ones(4, 4, dtype=TORCH_DTYPES[dtype], device=device)
+        probe = torch.ones(4, 4, dtype=torch_dtype(dtype), device=device)
         (probe @ probe).sum().item()
     except (RuntimeError, TypeError) as exc:
         raise UnsupportedError(

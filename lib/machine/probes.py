@@ -21,10 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from lib.core.errors import RunFailedError
+from lib.machine.devices import torch_dtype
 
 MATMUL_DTYPES = ("float32", "bfloat16", "float16", "int8")
-TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
 # Bandwidth buffers: this many times the last-level cache, and at least BUFFER_MIN_BYTES, so the
 # cache holds a sliver of them; never more than 1/BUFFER_MEMORY_SHARE of the free memory each.
 LLC_MULTIPLE = 8
@@ -164,8 +163,8 @@ def matmul_flops(device: str, dtype: str, clock, details: dict) -> float:
     """Dense FLOP/s of one square product in `dtype`, at the size `grown_size` picks."""
     def product_of(size: int) -> Callable[[], Any]:
         if dtype != "int8":
-            x = torch.randn(size, size, device=device).to(TORCH_DTYPES[dtype])
-            w = torch.randn(size, size, device=device).to(TORCH_DTYPES[dtype])
+            x = torch.randn(size, size, device=device).to(torch_dtype(dtype))
+            w = torch.randn(size, size, device=device).to(torch_dtype(dtype))
             return lambda: F.linear(x, w)
         if device == "cuda":
             x = torch.randint(-128, 128, (size, size), dtype=torch.int8, device=device)

@@ -21,7 +21,7 @@ from lib.models.catalog import CatalogEntry
 
 if TYPE_CHECKING:
     from lib.measure.backends.base import Backend
-    from lib.estimate.memory import Shapes
+    from lib.models.shapes import Shapes
     from lib.measure.worker import ModelHandle
 
 Progress = Callable[[str], None]

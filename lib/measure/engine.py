@@ -24,6 +24,7 @@ import math
 from typing import Callable
 
 from lib.estimate import memory
+from lib.machine import peak_memory
 from lib.measure.backends.base import Backend
 from lib.machine.environment import capture_environment
 from lib.core.errors import InvalidSpecError, StoppedError
@@ -71,8 +72,8 @@ class Measurer:
         """One timed repetition, with its peak memory and the machine's load meanwhile."""
         self._check_stop()
         backend = self.backend
-        tracker = memory.track_peak(self.spec.device) if backend.measures_memory \
-            else contextlib.nullcontext(memory.PeakMemory())
+        tracker = peak_memory.track_peak(self.spec.device) if backend.measures_memory \
+            else contextlib.nullcontext(peak_memory.PeakMemory())
         with backend.machine_load() as load, tracker as peak:
             timing = self.session.run(self.clock, timed=True)
         self.method = peak.method or "declared by the backend"

@@ -30,7 +30,8 @@ from typing import Callable
 from lib.measure import backends
 from lib.core.errors import ExplorerError
 from lib.measure.cache import ModelCache
-from lib.models.catalog import ENCODER, get_entry
+from lib.models.catalog import get_entry
+from lib.core.kinds import ENCODER
 from lib.core.results import MEASURED, Measurement, Repetition
 from lib.machine.runlock import Slot, measurement_slot
 from lib.core.spec import RunSpec, check_threads

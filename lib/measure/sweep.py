@@ -32,8 +32,8 @@ from lib.measure.budget import Pace, SweepPlan
 from lib.core.results import Measurement, Repetition
 from lib.core.errors import ExplorerError, InvalidSpecError, MemoryGuardError
 from lib.core.spec import (ATTENTIONS, COMPILES, DEFAULT_MODEL_ID, DEVICES, DTYPES, KV_CACHES,
-                           STACK_SETTINGS, RunSpec, default_threads, field_info)
-from lib.core.stacks import STACK_NAMES, TRANSFORMERS, format_name, stack_name
+                           RunSpec, default_threads, field_info)
+from lib.core.stacks import STACK_NAMES, STACK_SETTINGS, TRANSFORMERS, format_name, stack_name
 
 
 

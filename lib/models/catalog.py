@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from lib.core.errors import InvalidSpecError, ModelLoadError, UnsupportedError
+from lib.core.kinds import CAUSAL_LM, ENCODER
 from lib.core.spec import MAX_MODEL_ID_CHARS
 from lib.core.text import one_line
 
 TRAINED, RANDOM, OWN = "trained", "random", "own"
-CAUSAL_LM, ENCODER = "causal-lm", "encoder"
 
 GROUPS = {
     TRAINED: "Trained models (real text, shipped with the app)",

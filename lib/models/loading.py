@@ -23,7 +23,7 @@ from typing import Any, Callable
 from lib.measure.cache import LoadedModel
 from lib.models.catalog import CATALOG, RANDOM, CatalogEntry, package_file
 from lib.models.gguf import convert_gguf, converted_folder
-from lib.models.shapes import config, model_class, shapes
+from lib.models.shapes import config, model_class
 from lib.core.errors import ModelLoadError
 from lib.core.spec import DEFAULT_MODEL_ID
 
@@ -34,13 +34,13 @@ RANDOM_FILL_ELEMENTS = 1 << 20      # one buffer of N(0, 0.02) values, copied in
 def load(entry: CatalogEntry, device: str, dtype: str, backend: str,
          on_progress: Progress | None = None) -> LoadedModel:
     """Load `entry` onto `device` in `dtype` (callers check device, dtype and memory first)."""
-    from lib.machine.devices import TORCH_DTYPES
+    from lib.machine.devices import torch_dtype
     from lib.core.timing import DeviceClock
 
     entry.check_live()                      # an estimate-only model is never built
     say = on_progress or (lambda message: None)
     clock = DeviceClock(device)             # waits for the device: the move is really done
-    build_dtype = TORCH_DTYPES["float32" if dtype == "int8" else dtype]
+    build_dtype = torch_dtype("float32" if dtype == "int8" else dtype)
     started = clock.now()
     if entry.weights == RANDOM:
         say(f"Building {entry.display_name} with random weights in {dtype}…")
@@ -89,28 +89,6 @@ def tensor_bytes(model: Any) -> int:
             seen.add(key)
             total += size
     return total
-
-
-def load_advice(model_id: str, dtype: str, device: str = "cpu",
-                available_bytes: int | None = None) -> str:
-    """What to try when the weights alone don't fit: another dtype this device offers whose
-    loading needs less (and fits, when `available_bytes` is known), with its size; never the
-    dtype already chosen."""
-    from lib.estimate import memory
-    from lib.machine.devices import supported_dtypes
-    from lib.core.metrics import format_bytes
-
-    shape = shapes(model_id)
-    options = []
-    for other in ("bfloat16", "int8"):
-        if other == dtype or other not in supported_dtypes(device) or \
-                shape.load_peak_bytes(other) >= shape.load_peak_bytes(dtype):
-            continue
-        need = memory.estimate(shape, other, 1, 0, 0).total_bytes
-        if available_bytes is None or need <= available_bytes:
-            options.append(f"{other} (weights about {format_bytes(shape.weight_bytes(other))})")
-    return ("The weights alone don't fit. Choose " + (" or ".join(options) + ", or " if options
-                                                      else "") + "a smaller model.")
 
 
 def quantize_int8(model: Any) -> Any:

@@ -43,7 +43,7 @@ def converted(entry: CatalogEntry, say: Say) -> Path:
 
 def random_folder(entry: CatalogEntry, say: Say) -> Path:
     """A random-weight preset saved once (safetensors) with SmolLM2's tokenizer."""
-    from lib.machine.devices import TORCH_DTYPES
+    from lib.machine.devices import torch_dtype
     from lib.models.catalog import CATALOG
     from lib.models.loading import build_random
     from lib.core.paths import cache_dir
@@ -59,7 +59,7 @@ def random_folder(entry: CatalogEntry, say: Say) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{entry.model_id}-", dir=target.parent))
     try:
-        model = build_random(entry, TORCH_DTYPES[SAVE_DTYPE])
+        model = build_random(entry, torch_dtype(SAVE_DTYPE))
         model.save_pretrained(staging)
         del model
         for name in TOKENIZER_FILES:

@@ -1,6 +1,7 @@
 """Model shapes before anything loads: a build of the configuration on the meta device.
 
-`shapes(model_id)` gives exact parameter counts (total, active per token for mixtures of
+`Shapes` is what the estimates need of an architecture, with the bytes its weights and KV cache
+take in each number format. `shapes(model_id)` gives exact parameter counts (total, active per token for mixtures of
 experts, in Linear layers), layer and head numbers and the KV cache per token, in under a second
 and with no memory: memory is estimated from it before any weight is allocated. What a build
 found is kept in the cache folder, keyed by the configuration and the versions of transformers
@@ -18,12 +19,69 @@ import functools
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from lib.core.errors import ModelLoadError
-from lib.estimate.memory import Shapes
-from lib.models.catalog import ENCODER, OWN, CatalogEntry, get_entry
+from lib.core.kinds import ENCODER
+from lib.core.stacks import FLOAT32_BYTES, FORMATS, kv_bytes_per_number
 from lib.core.text import one_line
+from lib.models.catalog import OWN, CatalogEntry, get_entry
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """The architecture numbers the estimates need (from a meta-device build of the config), and
+    what its weights and KV cache take in bytes."""
+    parameters: int
+    layers: int
+    hidden_size: int
+    intermediate_size: int
+    attention_heads: int
+    kv_heads: int
+    head_dim: int
+    vocab_size: int
+    active_parameters: int | None = None       # used per token (mixtures of experts); else all
+    linear_parameters: int = 0                 # weights in nn.Linear layers (int8 quantizes these)
+    untied_linear_parameters: int = 0          # ... not shared with an embedding
+    context_length: int = 0
+    kv_elements_per_token: int | None = None   # keys + values over all layers, one token
+    latent_kv_elements_per_token: int | None = None   # MLA: what a latent-caching engine keeps
+    # For the roofline (lib.estimate.roofline): embedding tables no Linear shares are only gathered, one
+    # row per token, never read whole (None: unknown, then the input embedding if untied).
+    embedding_parameters: int | None = None
+    routed_parameters: int = 0                 # mixtures of experts: all routed experts' weights
+    routed_linear_parameters: int = 0          # ... of them in nn.Linear layers (int8 quantizes)
+    experts: int = 0                           # routed experts per MoE layer
+    experts_per_token: int = 0                 # ... of which each token uses this many
+
+    def kv_bytes_per_token(self, dtype: str, stack: str = "transformers") -> int:
+        """Keys and values, for every layer, for one token of one sequence, as `stack` keeps
+        them with weights in `dtype` (lib.core.stacks.kv_bytes_per_number)."""
+        elements = self.kv_elements_per_token
+        if elements is None:
+            elements = 2 * self.layers * self.kv_heads * self.head_dim
+        return elements * kv_bytes_per_number(stack, dtype)
+
+    def weight_bytes(self, dtype: str) -> int:
+        """Resident weights once loaded (int8: quantized Linear weights, the rest float32; a
+        block format: every weight at its average bits, scales included, lib.core.stacks.FORMATS)."""
+        if dtype == "int8":
+            return (self.parameters - self.untied_linear_parameters) * FLOAT32_BYTES + \
+                self.linear_parameters
+        weight_format = FORMATS[dtype]
+        if weight_format.blocks:
+            return weight_format.weight_bytes(self.parameters)
+        return self.parameters * weight_format.number_bytes
+
+    def load_peak_bytes(self, dtype: str) -> int:
+        """Most memory while loading. int8 loads float32, then `quantize_dynamic` deep-copies
+        the model before quantizing the copy: two float32 models and the int8 weights at once
+        (and the process keeps most of it: the freed pieces are small, so the C allocator holds
+        on to them)."""
+        if dtype == "int8":
+            return 2 * self.parameters * FLOAT32_BYTES + self.linear_parameters
+        return self.weight_bytes(dtype)
 
 
 def config(entry: CatalogEntry):

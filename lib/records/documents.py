@@ -30,7 +30,8 @@ from typing import Any, Callable
 from lib.records import export, table
 from lib.core import results, schema, stats, text
 from lib.core.results import Measurement
-from lib.core.spec import STACK_SETTINGS, RunSpec, field_info
+from lib.core.spec import RunSpec, field_info
+from lib.core.stacks import STACK_SETTINGS
 from lib.core.stacks import TRANSFORMERS
 from lib.records.store import DamagedEntryError, Store, StoreError
 from lib.measure.sweep import FACTORS, PointResult, SweepResult, format_name, stack_name

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lib.records import documents
-from lib.machine.ceilings import Ceilings
+from lib.machine.capability import Ceilings
 from lib.core.errors import ExplorerError
 from lib.core.metrics import METRICS
 from lib.core.results import Measurement

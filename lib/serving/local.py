@@ -94,7 +94,8 @@ def serve_folder(model_id: str, say: Say = print) -> Path:
 
 
 def _servable_entry(model_id: str):
-    from lib.models.catalog import ENCODER, get_entry
+    from lib.models.catalog import get_entry
+    from lib.core.kinds import ENCODER
 
     entry = get_entry(model_id)
     entry.check_live()

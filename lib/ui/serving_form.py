@@ -18,6 +18,7 @@ import streamlit as st
 from lib.core import text
 from lib.core.errors import ExplorerError, InvalidSpecError
 from lib.models import catalog
+from lib.core import kinds
 from lib.serving import client, measures, session, sizing
 from lib.serving.load import ARRIVALS, CONCURRENCY, RATE, LoadPlan
 from lib.serving.measures import Slo
@@ -72,7 +73,7 @@ def parse_levels(typed: str) -> tuple[float, ...]:
 def local_models() -> list[str]:
     """Catalog models a local `transformers serve` can run: text generators, live ones."""
     return [model_id for model_id, entry in catalog.CATALOG.items()
-            if entry.kind == catalog.CAUSAL_LM and not entry.estimate_only]
+            if entry.kind == kinds.CAUSAL_LM and not entry.estimate_only]
 
 
 def _model_words(model_id: str) -> str:

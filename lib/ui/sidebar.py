@@ -17,10 +17,11 @@ import streamlit as st
 
 from lib.core import stack_build, text
 from lib.core.errors import ExplorerError
-from lib.core.spec import STACK_SETTINGS, RunSpec, default_threads, field_info
-from lib.core.stacks import FORMATS, LLAMA_CPP, STACKS, TRANSFORMERS
+from lib.core.spec import RunSpec, default_threads, field_info
+from lib.core.stacks import FORMATS, LLAMA_CPP, STACK_SETTINGS, STACKS, TRANSFORMERS
 from lib.machine import devices
 from lib.measure import sweep
+from lib.core import kinds
 from lib.models import catalog
 from lib.ui import door, state
 from lib.ui.links import restore_from_link
@@ -75,7 +76,7 @@ def settings_sidebar() -> RunSpec | None:
         values["batch_size"] = widget("batch_size")
         # No per-model maximum here: a prompt beyond the model's context gets an explanation.
         values["prompt_tokens"] = widget("prompt_tokens")
-        is_encoder = entry is not None and entry.kind == catalog.ENCODER
+        is_encoder = entry is not None and entry.kind == kinds.ENCODER
         values["new_tokens"] = widget("new_tokens", disabled=is_encoder)
         if is_encoder:
             st.caption("An encoder writes no tokens, so output length is not used.")
@@ -256,7 +257,7 @@ def _model_picker() -> tuple[str | None, catalog.CatalogEntry | None]:
             st.error(text.md(exc))
             return None, None
         st.caption(text.md(f"{entry.description} "
-                           f"{'Encoder' if entry.kind == catalog.ENCODER else ''}"))
+                           f"{'Encoder' if entry.kind == kinds.ENCODER else ''}"))
         return entry.model_id, entry
     estimating = st.session_state.get(state.setting("hardware")) is not None
     # Estimation-only entries (DeepSeek-R1 at full size) are offered when estimating.

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from lib.core.errors import UnsupportedError
-from lib.models.catalog import CAUSAL_LM, CatalogEntry, get_entry
+from lib.models.catalog import CatalogEntry, get_entry
+from lib.core.kinds import CAUSAL_LM
 from lib.core.results import MEASURED
-from lib.core.spec import DEVICES, STACK_SETTINGS, RunSpec, field_info
-from lib.core.stacks import STACKS, TRANSFORMERS, check_format, get_stack, weights_words
+from lib.core.spec import DEVICES, RunSpec, field_info
+from lib.core.stacks import (STACK_SETTINGS, STACKS, TRANSFORMERS, check_format, get_stack,
+                             weights_words)
 from lib.core.timing import Clock, DeviceClock
 
 if TYPE_CHECKING:
@@ -147,7 +149,7 @@ class Backend(ABC):
         import dataclasses
 
         from lib.estimate import memory
-        from lib.models.loading import load_advice
+        from lib.estimate.memory import load_advice
         entry = get_entry(spec.model_id)
         verdict = memory.assess(
             self.run_need(spec, weights_loaded), spec.device,
@@ -177,7 +179,7 @@ class Backend(ABC):
         import dataclasses
 
         from lib.estimate import memory
-        from lib.models.loading import load_advice
+        from lib.estimate.memory import load_advice
         verdict = memory.assess(self.load_need(model_id, dtype), device,
                                 f"loading {get_entry(model_id).display_name} in "
                                 f"{weights_words(self.stack, dtype)}",

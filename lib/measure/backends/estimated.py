@@ -16,12 +16,13 @@ import dataclasses
 import functools
 import time
 
-from lib.estimate import estimator
+from lib.estimate import device_memory, estimator
 from lib.measure.backends.base import Backend, Progress, Session, Timing
 from lib.core.errors import UnsupportedError
 from lib.estimate.memory import MemoryEstimate, MemoryVerdict
 from lib.measure.cache import LoadedModel
-from lib.models.catalog import CAUSAL_LM, ENCODER, CatalogEntry, get_entry
+from lib.models.catalog import CatalogEntry, get_entry
+from lib.core.kinds import CAUSAL_LM, ENCODER
 from lib.core.results import ESTIMATED
 from lib.core.spec import DTYPES, RunSpec
 from lib.core.timing import Clock, ManualClock
@@ -74,7 +75,7 @@ class EstimatorBackend(Backend):
     def assess_memory(self, spec: RunSpec, weights_loaded: bool,
                       releasable_bytes: int = 0) -> MemoryVerdict:
         result = _estimate(spec)
-        usable = int((1 - estimator.MEMORY_HEADROOM_FRACTION) * result.hardware.memory_bytes)
+        usable = int((1 - device_memory.MEMORY_HEADROOM_FRACTION) * result.hardware.memory_bytes)
         return EstimatedMemoryVerdict(
             need=_per_device_need(result), free_bytes=usable,
             device=f"each {result.hardware.name}",

@@ -19,9 +19,11 @@ from typing import Any, Callable, Sequence, Union
 from lib.machine.activity import Load
 from lib.measure.backends.base import Backend, Progress, Session, Timing
 from lib.measure.cache import LoadedModel
-from lib.models.catalog import CAUSAL_LM, ENCODER, get_entry
+from lib.models.catalog import get_entry
+from lib.core.kinds import CAUSAL_LM, ENCODER
 from lib.core.prompts import fit_prompt
-from lib.core.spec import DTYPES, STACK_SETTINGS, RunSpec
+from lib.core.spec import DTYPES, RunSpec
+from lib.core.stacks import STACK_SETTINGS
 from lib.core.timing import Clock, ManualClock
 
 Declared = Union[float, Sequence[float], Callable[[RunSpec], float]]

@@ -23,7 +23,8 @@ from lib.measure.backends.base import Session, Timing
 from lib.measure.backends.transformers_lm import TransformersBackend, cache_bytes, set_attention
 from lib.core.errors import StoppedError
 from lib.measure.cache import LoadedModel
-from lib.models.catalog import CAUSAL_LM, RANDOM
+from lib.models.catalog import RANDOM
+from lib.core.kinds import CAUSAL_LM
 from lib.core.prompts import fit_prompt
 from lib.core.spec import RunSpec
 from lib.core.timing import Clock

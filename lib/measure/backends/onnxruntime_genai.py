@@ -45,7 +45,7 @@ from lib.measure.cache import LoadedModel
 from lib.models.catalog import RANDOM, get_entry
 from lib.core.prompts import fit_prompt
 from lib.core.spec import RunSpec, default_threads
-from lib.core.stacks import ONNXRUNTIME, import_stack, weights_words
+from lib.core.stacks import FLOAT32_BYTES, ONNXRUNTIME, import_stack, weights_words
 from lib.core.timing import Clock, DeviceClock
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ class OnnxRuntimeBackend(NativeStackBackend):
         if prompt:
             activations = (memory.prefill_working_bytes(shape, "float32", batch, prompt, "sdpa",
                                                         prompt)
-                           + batch * prompt * shape.vocab_size * memory.FLOAT32_BYTES)
+                           + batch * prompt * shape.vocab_size * FLOAT32_BYTES)
         if not weights_loaded and not built:
             export = onnx_build.build_need_bytes(get_entry(model_id))
             activations = max(activations, export - weights - kv)
