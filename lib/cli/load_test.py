@@ -184,14 +184,15 @@ def request(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace, out: Out, say: Out, print_json: Callable) -> int:
-    from lib.serving import summary, session
+    from lib.records import load_tests
+    from lib.serving import summary
 
     target, plan, slo, budget = request(args)
 
     def progress(words: str, fraction: float) -> None:
         say(f"{words} ({fraction:.0%})")
-    outcome = session.measure(target, plan, slo, say=say, on_progress=progress, on_wait=say,
-                              sizing=budget)
+    outcome = load_tests.measure_and_save(target, plan, slo, say=say, on_progress=progress,
+                                          on_wait=say, sizing=budget)
     say(outcome.probe_note)
     say(f"saved as #{outcome.entry_id} (python -m lib export {outcome.entry_id})"
         if outcome.entry_id else f"not saved: {outcome.save_error}")
