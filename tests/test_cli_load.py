@@ -150,7 +150,7 @@ def test_stop_pressed_while_the_server_gets_ready_sends_nothing():
     import threading
 
     from lib.core.errors import StoppedError
-    from lib.serving.load import LoadPlan
+    from lib.serving.plan import LoadPlan
     stop = threading.Event()
     stop.set()
     with ScriptedServer(Reply(CHUNKS)) as server:

@@ -11,7 +11,8 @@ import pytest
 
 from lib.core.errors import InvalidSpecError, StoppedError
 from lib.serving import load, measures, summary as report
-from lib.serving.load import LoadPlan, run_load
+from lib.serving.load import run_load
+from lib.serving.plan import LoadPlan
 from lib.serving.measures import Slo
 from lib.serving.records import (CANCELLED, COOLDOWN, FAILED, MEASURED, OK, SHORT, WARMUP,
                                  Endpoint, RequestRecord)

@@ -15,7 +15,7 @@ import pytest
 
 from lib.core.errors import StoppedError
 from lib.serving import local, session
-from lib.serving.load import LoadPlan
+from lib.serving.plan import LoadPlan
 
 ROOT = Path(__file__).resolve().parent.parent
 GONE_WITHIN_S = 15.0

@@ -15,7 +15,7 @@ from typing import Callable
 
 from lib.records.store import Store, StoreError
 from lib.serving import session, summary
-from lib.serving.load import LoadPlan
+from lib.serving.plan import LoadPlan
 from lib.serving.measures import Slo
 from lib.serving.sizing import Sizing
 

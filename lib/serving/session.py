@@ -22,7 +22,8 @@ from typing import Any, Callable
 
 from lib.core.errors import InvalidSpecError, StoppedError
 from lib.serving import summary, sizing as sizing_rules
-from lib.serving.load import LoadPlan, run_load
+from lib.serving.load import run_load
+from lib.serving.plan import LoadPlan
 from lib.serving.measures import Slo
 from lib.serving.records import APIS, MEASURED, Endpoint
 

@@ -29,7 +29,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from lib.core.errors import InvalidSpecError, ServingError
-from lib.serving.load import CONCURRENCY, RATE, LoadPlan, intervals
+from lib.serving.load import intervals
+from lib.serving.plan import CONCURRENCY, RATE, LoadPlan
 
 DEFAULT_BUDGET_S = 180.0        # a load sweep sized for a lesson: about 3 minutes
 MIN_BUDGET_S = 20.0
@@ -48,6 +49,14 @@ LEVEL_OVERHEAD_S = 1.0          # per level: threads, the cool-down's cancellati
 CALIBRATION_REQUESTS = 2        # the first may still pay one-off costs; the slower one counts
 CALIBRATION_TOKENS = 16         # answers timed at most this long; longer ones follow the pace
 CALIBRATION_SHARE = 0.1         # a first answer slower than this share of the budget is enough
+# The plan's fields a run may leave open for the sizing to plan (`Sizing.auto_requests`,
+# `auto_new_tokens`), and what a field's default becomes where the plan is sized, in words for
+# the command line's help (`lib.cli.load_test`).
+OPEN_FIELDS = ("requests", "new_tokens")
+SIZED_DEFAULTS = {
+    "requests": f"as many as fit the budget, at most {MAX_AUTO_REQUESTS}",
+    "warmup": "{default}, fewer where a tight budget sizes the requests",
+    "new_tokens": "{default}, shorter where a slow machine needs it to fit the budget"}
 
 
 @dataclass(frozen=True)

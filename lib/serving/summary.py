@@ -13,7 +13,8 @@ from typing import Any
 
 from lib.core import schema
 from lib.serving import measures
-from lib.serving.load import LevelRun, LoadPlan
+from lib.serving.load import LevelRun
+from lib.serving.plan import LoadPlan
 from lib.serving.measures import Slo
 from lib.serving.records import PHASES, STATUSES, RequestRecord
 

@@ -21,7 +21,7 @@ from lib.core import text
 from lib.core.errors import ExplorerError, StoppedError
 from lib.records import load_tests
 from lib.serving import session
-from lib.serving.load import LoadPlan
+from lib.serving.plan import LoadPlan
 from lib.serving.sizing import Sizing
 from lib.serving.measures import Slo
 from lib.ui import classroom_view, running, state

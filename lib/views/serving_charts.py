@@ -34,7 +34,7 @@ from plotly.subplots import make_subplots
 from lib.core import text
 from lib.serving import measures
 from lib.core.metrics import format_number, format_seconds
-from lib.serving.load import RATE
+from lib.serving.plan import RATE
 from lib.serving.records import CANCELLED, COOLDOWN, FAILED, MEASURED, RequestRecord
 from lib.serving.summary import Level, LoadResult
 
