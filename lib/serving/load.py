@@ -27,7 +27,7 @@ from typing import Callable
 
 from lib.core.errors import StoppedError
 from lib.serving import records
-from lib.serving.plan import CONCURRENCY, RATE, LoadPlan
+from lib.serving.plan import CONCURRENCY, LoadPlan
 from lib.serving.records import COOLDOWN, MEASURED, WARMUP, Endpoint, RequestRecord
 
 MAX_IN_FLIGHT = 512          # open loop: beyond this many unanswered requests, stop sending more
