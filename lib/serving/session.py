@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lib.core.errors import InvalidSpecError, StoppedError
-from lib.serving import summary, sizing as sizing_rules
+from lib.serving import findings, summary, sizing as sizing_rules
 from lib.serving.load import run_load
 from lib.serving.plan import LoadPlan
 from lib.serving.measures import Slo
@@ -124,7 +124,7 @@ def measure(target: Target, plan: LoadPlan, slo: Slo | None, *, say: Say = lambd
                                server.pid if server is not None else None)
                 plan = sized.plan
                 endpoint = _with_timeout(endpoint, sized.timeout_s)
-                say(plan_words(sized))
+                say(findings.plan_words(sized))
             if stop.is_set():
                 raise StoppedError("Stopped before any request was sent: nothing was kept.")
             say("Sending requests…")
@@ -188,24 +188,6 @@ def _sized(target: Target, plan: LoadPlan, sizing: sizing_rules.Sizing, endpoint
                                     sizing.budget_s)
     LAST_CALIBRATION[calibration_key(target, plan)] = calibration
     return sizing_rules.size(plan, calibration, sizing)
-
-
-def plan_words(sized: sizing_rules.SizedPlan) -> str:
-    """The sized plan in one sentence for the progress line and the CLI."""
-    plan = sized.plan
-    levels = ", ".join(f"{level:g}" for level in plan.levels)
-    if sized.calibration is None:
-        return (f"Plan: {levels} {plan.unit}, {plan.requests} measured requests each, "
-                f"timeout {sized.timeout_s:g} s.")
-    calibration = sized.calibration
-    busy = "" if calibration.other_cpu_percent is None else \
-        f" (other programs used {calibration.other_cpu_percent:.0f}% of the CPU meanwhile)"
-    fit = "within" if sized.fits else "over"
-    return (f"One answer of {calibration.new_tokens} tokens took {calibration.answer_s:.1f} s "
-            f"here{busy}. Plan: {levels} {plan.unit}, {plan.requests} measured requests each, "
-            f"answers of {plan.new_tokens} tokens, timeout {sized.timeout_s:g} s; about "
-            f"{sized.estimated_s:.0f} s in all (an estimate, {fit} the {sized.budget_s:g} s "
-            "budget).")
 
 
 class _OtherShare:
