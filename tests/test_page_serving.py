@@ -76,6 +76,19 @@ def test_a_newcomer_sees_the_page_explained_and_ready_to_run():
     assert any("a guessed 2 s per answer" in plain(c.value) for c in at.caption)
 
 
+def test_the_load_boxes_take_their_words_limits_and_first_values_from_the_plan():
+    """One source: each box is the LoadPlan field's (`lib.serving.plan`), as the CLI flag is."""
+    from lib.serving.plan import field_info
+    from lib.ui.serving_form import PLAN_KEYS
+
+    at = open_page()
+    at.toggle(key=state.SERVING_SIZED).set_value(False).run()
+    for name, key in PLAN_KEYS.items():
+        box, info = at.number_input(key=key), field_info(name)
+        assert (box.label, box.min, box.max, box.value) == \
+            (info["label"], info["page_min"], info["page_max"], info["default"]), name
+
+
 @pytest.mark.parametrize("typed, said", [
     ("1, two", "'two' is not a number"),
     ("1, 2.5", "Concurrency 2.5: use whole numbers"),

@@ -192,10 +192,10 @@ def plan_form() -> LoadPlan | None:
         arrival = left.radio(arrivals["label"], ARRIVALS, format_func=ARRIVAL_WORDS.get,
                              key=state.SERVING_ARRIVAL, help=arrivals["help"])
         if arrival == "gamma":
-            shape = field_info("burstiness")
-            burstiness = right.slider(shape["label"], shape["page_min"], shape["page_max"],
-                                      step=shape["step"], key=state.SERVING_BURSTINESS,
-                                      help=shape["help"])
+            bursts = field_info("burstiness")
+            burstiness = right.slider(bursts["label"], bursts["page_min"], bursts["page_max"],
+                                      step=bursts["step"], key=state.SERVING_BURSTINESS,
+                                      help=bursts["help"])
     columns = st.columns(4)
     if sized:
         requests = st.session_state[state.SERVING_REQUESTS]
