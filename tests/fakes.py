@@ -189,10 +189,11 @@ def load_result(levels=(1, 2, 4, 8), measured=12, ttfts=None, slo=True, target=N
     ones (TTFT from `ttfts`, rising by 1% a request; 7 tokens 50 ms apart), a cool-down one
     cancelled, and at level `failed_at` one measured request failed with HTTP 503."""
     from lib.serving import load, measures, summary
+    from lib.serving.plan import LoadPlan
 
     ttfts = ttfts or KNEE_TTFTS
-    plan = load.LoadPlan(mode=mode, levels=tuple(float(v) for v in levels), requests=measured,
-                         warmup=2, prompt_tokens=64, new_tokens=8)
+    plan = LoadPlan(mode=mode, levels=tuple(float(v) for v in levels), requests=measured,
+                    warmup=2, prompt_tokens=64, new_tokens=8)
     runs, clock = [], 100.0
     for level in levels:
         base = ttfts.get(level, 0.2)

@@ -100,6 +100,26 @@ def test_failed_requests_are_counted_with_their_reason(capsys):
     assert any("failed" in sentence for sentence in json.loads(out)["findings"])
 
 
+def test_the_plan_flags_are_the_plan_fields_with_their_limits_and_defaults():
+    """One source: the flags come from LoadPlan's fields (`lib.serving.plan`), as the Serving
+    page's boxes do; what is left open is sized, starting from the field's default."""
+    from lib.cli import load_test, main
+    from lib.serving.plan import field_info
+
+    def plan_of(*argv):
+        args = main.build_parser().parse_args(["load", "--target", "http://x:1/v1", *argv])
+        return load_test.request(args)
+
+    _, plan, _, sizing = plan_of("--prompt-tokens", str(field_info("prompt_tokens")["max"]),
+                                 "--warmup", str(field_info("warmup")["max"]))
+    assert plan.prompt_tokens == 131_072 and plan.warmup == 10_000
+    assert plan.requests == field_info("requests")["default"] and sizing.auto_requests
+    assert plan.new_tokens == field_info("new_tokens")["default"] and sizing.auto_new_tokens
+    _, plan, _, sizing = plan_of("--requests", "7", "--new-tokens", "9")
+    assert (plan.requests, plan.new_tokens) == (7, 9)
+    assert not sizing.auto_requests and not sizing.auto_new_tokens
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--target", "local", "--rates", "1"], "needs --model"),
     (["--target", "local", "--model", "no-such-model", "--rates", "1"], "Unknown model"),
@@ -150,7 +170,7 @@ def test_stop_pressed_while_the_server_gets_ready_sends_nothing():
     import threading
 
     from lib.core.errors import StoppedError
-    from lib.serving.load import LoadPlan
+    from lib.serving.plan import LoadPlan
     stop = threading.Event()
     stop.set()
     with ScriptedServer(Reply(CHUNKS)) as server:

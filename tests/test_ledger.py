@@ -168,10 +168,10 @@ def test_each_entry_is_judged_once_so_history_stays_quick(monkeypatch):
 
 def test_a_load_sweep_is_left_out_of_the_ledger_not_a_crash():
     from fakes import load_result
-    from lib.serving import session
+    from lib.records import load_tests
 
     store = Store()
-    load_id, _ = session.save_load(load_result(), store=store)
+    load_id, _ = load_tests.save(load_result(), store=store)
     assert ledger.judge_entry(store, load_id) == ledger.EntryVerdict()
     built = ledger.build(store, store.list())
     assert not built.judged and not built.skipped

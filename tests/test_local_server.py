@@ -22,7 +22,7 @@ import pytest
 
 from lib.estimate import memory
 from lib.core.errors import InvalidSpecError, MemoryGuardError, UnsupportedError
-from lib.serving import local
+from lib.serving import local, served_model
 from lib.serving.local import LocalServer, LocalServerError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +77,7 @@ def test_int8_is_refused_with_the_dtypes_that_work():
 
 def test_a_folder_without_a_tokenizer_is_refused(tmp_path):
     with pytest.raises(Exception, match="no tokenizer"):
-        local._with_tokenizer(tmp_path, "yours")
+        served_model.with_tokenizer(tmp_path, "yours")
 
 
 def test_free_port_is_a_bindable_loopback_port():
@@ -295,10 +295,10 @@ def test_continuous_batching_answers_on_cpu():
 
 @pytest.mark.slow
 def test_a_random_weight_preset_is_saved_once_and_served():
-    folder = local.serve_folder("gpt2", say=lambda message: None)
+    folder = served_model.serve_folder("gpt2", say=lambda message: None)
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= \
         {path.name for path in folder.iterdir()}
-    assert local.serve_folder("gpt2", say=lambda message: None) == folder
+    assert served_model.serve_folder("gpt2", say=lambda message: None) == folder
     with LocalServer("gpt2", say=lambda message: None) as server:
         server.start()
         assert _completion(server.endpoint, tokens=4)[-1]["usage"]["completion_tokens"] == 4

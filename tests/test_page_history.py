@@ -402,10 +402,10 @@ def test_the_error_ledger_and_an_estimate_labelled_as_one():
 
 def test_a_load_sweep_opens_with_its_findings_charts_and_table(saved):
     from fakes import load_result
-    from lib.serving import session
+    from lib.records import load_tests
 
     store, ids = saved
-    load_id, problem = session.save_load(load_result(), store=store)
+    load_id, problem = load_tests.save(load_result(), store=store)
     assert problem is None
     at = open_history()
     assert list(at.dataframe[0].value["what"])[0].startswith("load sweep: 1, 2, 4, 8")

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from fakes import FakeTokenizer, enter_classroom, load_result, plain
 from lib.core.errors import ServingError
+from lib.records import load_tests
 from lib.serving import client, session
 from lib.serving.records import MEASURED, OK, RequestRecord
 from lib.records.store import Store
@@ -22,17 +23,15 @@ SECRET = "sk-SECRET-key-never-saved-123"
 
 @pytest.fixture
 def measured(monkeypatch):
-    """`session.measure` replaced: returns the hand-made knee run, saved like the real one."""
+    """`session.measure` replaced: returns the hand-made knee run, saved as the real one is
+    (`load_tests.measure_and_save`)."""
     calls = []
 
-    def measure(target, plan, slo, *, say, on_progress, on_wait, stop, owner, sizing=None):
-        calls.append({"target": target, "plan": plan, "slo": slo, "owner": owner,
-                      "sizing": sizing})
+    def measure(target, plan, slo, *, say, on_progress, on_wait, stop, sizing=None):
+        calls.append({"target": target, "plan": plan, "slo": slo, "sizing": sizing})
         say("Starting the local server…")
         on_progress("1 concurrent: 12 of 12 measured requests done", 0.25)
-        loaded = load_result()
-        entry_id, problem = session.save_load(loaded, owner=owner)
-        return session.Outcome(loaded, entry_id, problem, "fixed length: yes")
+        return session.Measured(load_result(), "fixed length: yes")
 
     monkeypatch.setattr(session, "measure", measure)
     return calls
@@ -75,6 +74,19 @@ def test_a_newcomer_sees_the_page_explained_and_ready_to_run():
     at.toggle(key=state.SERVING_SIZED).set_value(False).run()
     assert at.text_input(key=state.serving_levels("concurrency")).value == "1, 2, 4, 8"
     assert any("a guessed 2 s per answer" in plain(c.value) for c in at.caption)
+
+
+def test_the_load_boxes_take_their_words_limits_and_first_values_from_the_plan():
+    """One source: each box is the LoadPlan field's (`lib.serving.plan`), as the CLI flag is."""
+    from lib.serving.plan import field_info
+    from lib.ui.serving_form import PLAN_KEYS
+
+    at = open_page()
+    at.toggle(key=state.SERVING_SIZED).set_value(False).run()
+    for name, key in PLAN_KEYS.items():
+        box, info = at.number_input(key=key), field_info(name)
+        assert (box.label, box.min, box.max, box.value) == \
+            (info["label"], info["page_min"], info["page_max"], info["default"]), name
 
 
 @pytest.mark.parametrize("typed, said", [
@@ -137,7 +149,7 @@ def test_a_sized_run_says_what_it_was_sized_from_and_how_long_it_took(monkeypatc
         loaded = dataclasses.replace(load_result(), sizing={
             "calibration": {"answer_s": 2.0, "other_cpu_percent": 70.0}, "answer_s": 2.0,
             "timeout_s": 30.0, "estimated_s": 100.0, "budget_s": 120.0, "measured_s": 90.0})
-        return session.Outcome(loaded, None, None, "")
+        return session.Measured(loaded, "")
     monkeypatch.setattr(session, "measure", measure)
     at = open_page()
     run_button(at).click().run()
@@ -238,7 +250,7 @@ def test_a_server_url_is_the_host_s_in_classroom_mode_a_local_server_anyone_s(cl
     run_button(host).click().run()
     assert not host.exception
     assert measured[0]["target"].url == "http://10.0.0.5:8000/v1"
-    assert measured[0]["owner"] is not None          # saved as the host's, like other runs
+    assert Store().list()[0]["owner"] is not None    # saved as the host's, like other runs
 
 
 def test_a_stopped_run_shows_what_it_measured_on_the_next_page_run(measured):
@@ -248,7 +260,7 @@ def test_a_stopped_run_shows_what_it_measured_on_the_next_page_run(measured):
 
     at = open_page()
     live = LiveLoad("load sweep (1, 2 concurrent requests)")
-    live.outcome = session.Outcome(load_result(levels=(1, 2)), 7, None, "")
+    live.outcome = load_tests.Outcome(load_result(levels=(1, 2)), 7, None, "")
     live.ended.set()
     at.session_state[state.SERVING_LIVE] = live
     at.run()

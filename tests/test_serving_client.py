@@ -8,7 +8,7 @@ import time
 import pytest
 
 from lib.core.errors import ServingError
-from lib.serving import client
+from lib.serving import answer, client
 from lib.serving.records import (CANCELLED, FAILED, FROM_CHUNKS, FROM_TOKENIZER, FROM_USAGE,
                                  OK, SHORT, Endpoint)
 from sse_server import Reply, ScriptedServer, closed_port_url
@@ -51,12 +51,12 @@ def test_a_chunk_of_three_tokens_is_spread_over_its_gap():
 
 
 def test_usage_surplus_is_shared_by_characters():
-    assert client.chunk_token_counts(["a", "bbbbbb", "cc"], 7, None) == ([1, 4, 2], FROM_USAGE)
-    assert client.chunk_token_counts(["ab", "ab"], 3, None) == ([2, 1], FROM_USAGE)  # tie: earlier
-    assert client.chunk_token_counts(["a", "b", "cc"], 2, None)[0] == [1, 0, 1]
-    assert client.chunk_token_counts(["a", "bbb", "c"], 5, None)[0] == [1, 3, 1]
-    assert client.chunk_token_counts(["ab", "c"], None, len) == ([2, 1], FROM_TOKENIZER)
-    assert client.chunk_token_counts(["ab", "c"], None, None) == ([1, 1], FROM_CHUNKS)
+    assert answer.chunk_token_counts(["a", "bbbbbb", "cc"], 7, None) == ([1, 4, 2], FROM_USAGE)
+    assert answer.chunk_token_counts(["ab", "ab"], 3, None) == ([2, 1], FROM_USAGE)  # tie: earlier
+    assert answer.chunk_token_counts(["a", "b", "cc"], 2, None)[0] == [1, 0, 1]
+    assert answer.chunk_token_counts(["a", "bbb", "c"], 5, None)[0] == [1, 3, 1]
+    assert answer.chunk_token_counts(["ab", "c"], None, len) == ([2, 1], FROM_TOKENIZER)
+    assert answer.chunk_token_counts(["ab", "c"], None, None) == ([1, 1], FROM_CHUNKS)
 
 
 def test_counts_come_from_usage_then_tokenizer_then_chunks():
@@ -180,11 +180,11 @@ def test_the_key_is_sent_but_never_kept_or_shown():
 
 
 def test_queue_time_headers():
-    assert client.queue_seconds({"x-queue-time": "12"}) == pytest.approx(0.012)
-    assert client.queue_seconds({"x-queue-duration": "0.25"}) == 0.25
-    assert client.queue_seconds({"x-queue-time": "40ms"}) == pytest.approx(0.04)
-    assert client.queue_seconds({"x-queue-time": "1.5 s"}) == 1.5
-    assert client.queue_seconds({"x-queue-time": "soon"}) is None
+    assert answer.queue_seconds({"x-queue-time": "12"}) == pytest.approx(0.012)
+    assert answer.queue_seconds({"x-queue-duration": "0.25"}) == 0.25
+    assert answer.queue_seconds({"x-queue-time": "40ms"}) == pytest.approx(0.04)
+    assert answer.queue_seconds({"x-queue-time": "1.5 s"}) == 1.5
+    assert answer.queue_seconds({"x-queue-time": "soon"}) is None
     with ScriptedServer(Reply(steady(2, 0, 0), headers={"x-queue-time": "30"})) as server:
         assert client.stream(endpoint(server), "x", 2).queue_s == pytest.approx(0.03)
 

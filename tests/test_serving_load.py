@@ -10,8 +10,9 @@ import time
 import pytest
 
 from lib.core.errors import InvalidSpecError, StoppedError
-from lib.serving import load, measures, summary as report
-from lib.serving.load import LoadPlan, run_load
+from lib.serving import findings, load, measures, summary as report
+from lib.serving.load import run_load
+from lib.serving.plan import LoadPlan
 from lib.serving.measures import Slo
 from lib.serving.records import (CANCELLED, COOLDOWN, FAILED, MEASURED, OK, SHORT, WARMUP,
                                  Endpoint, RequestRecord)
@@ -94,7 +95,7 @@ def test_the_knee_is_the_first_level_whose_tail_grows_clearly():
     assert found.statistic == "p90"
     assert found.growth == pytest.approx(levels[2]["ttft_s"]["p90"]
                                          / levels[0]["ttft_s"]["p90"])
-    sentence = measures.findings(levels, "rate", "requests/s", None)[0]
+    sentence = findings.findings(levels, "rate", "requests/s", None)[0]
     assert sentence.startswith("Above 1 request/s the p90 time to first token grows")
     assert "saturated" in sentence
 
@@ -104,7 +105,7 @@ def test_no_knee_is_claimed_inside_the_spread():
     light = _level(0.5, [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.9, 1.0])
     heavy = _level(1.0, [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 1.9, 2.0])
     assert measures.knee([light, heavy]) is None
-    assert measures.findings([light, heavy], "rate", "requests/s", None)[0].startswith(
+    assert findings.findings([light, heavy], "rate", "requests/s", None)[0].startswith(
         "No knee up to 1 request/s")
 
 
@@ -114,8 +115,8 @@ def test_no_knee_in_the_times_but_falling_behind_the_offered_rate_is_not_keeping
     light = _level(0.044, [7.8, 7.0, 8.1], spacing=1 / 0.044)
     heavy = _level(0.44, [8.0, 9.0, 14.6], spacing=10.0)
     assert measures.knee([light, heavy]) is None
-    assert heavy["achieved_requests_per_s"] < measures.FAR_BEHIND * 0.44
-    first = measures.findings([light, heavy], "rate", "requests/s", None)[0]
+    assert heavy["achieved_requests_per_s"] < findings.FAR_BEHIND * 0.44
+    first = findings.findings([light, heavy], "rate", "requests/s", None)[0]
     assert first.startswith("No clear knee in the times, but at 0.44 requests/s the server "
                             "finished only") and "past its capacity" in first
     assert "kept up" not in first
@@ -137,14 +138,14 @@ def test_a_knee_in_the_whole_answer_counts_where_the_first_token_stays_flat():
     found = measures.knee([light, heavy])
     assert found.metric == "e2e_s" and found.statistic == "median"
     assert found.growth == pytest.approx(heavy["e2e_s"]["median"] / light["e2e_s"]["median"])
-    sentence = measures.findings([light, heavy], "rate", "requests/s", None)[0]
+    sentence = findings.findings([light, heavy], "rate", "requests/s", None)[0]
     assert sentence.startswith("Above 0.1 requests/s the median end-to-end time grows")
     assert "the first token still came about as fast" in sentence
 
 
 def test_goodput_finding_names_the_best_level_and_the_targets():
     levels = [_level(1, [0.2] * 10), _level(2, [0.3] * 5 + [3.0] * 5)]
-    said = " ".join(measures.findings(levels, "rate", "requests/s", Slo(2.0, 0.2, "test")))
+    said = " ".join(findings.findings(levels, "rate", "requests/s", Slo(2.0, 0.2, "test")))
     assert "peaks at" in said and "at 1 request/s (100% of its requests met them)" in said
     assert "at 2 requests/s 50% did" in said
 
@@ -374,7 +375,7 @@ def test_a_knee_while_throughput_still_grows_is_not_called_saturation():
     finishes twice the tokens per second: busy and sharing, not yet saturated."""
     one = _level(1, [0.2] * 10, spacing=1.0)
     four = _level(4, [0.6] * 10, spacing=0.5)
-    sentence = measures.findings([one, four], "concurrency", "concurrent requests", None)[0]
+    sentence = findings.findings([one, four], "concurrency", "concurrent requests", None)[0]
     assert sentence.startswith("Above 1 concurrent request the p90 time to first token "
                                "grows 3.0x")
     assert "still grew" in sentence and "wait for each other" in sentence
@@ -386,7 +387,7 @@ def test_answers_that_stopped_early_are_named_never_hidden():
                record(1, 1.0, 0.2, [0.1] * 2, status=SHORT, reason="ended early")]
     summary = measures.level_summary(1.0, records, None)
     assert summary["stopped_early"] == 1 and summary["completed"] == 2
-    said = measures.findings([summary], "rate", "requests/s", None)
+    said = findings.findings([summary], "rate", "requests/s", None)
     assert "At 1 request/s, 1 answer of 2 stopped before the asked length" in " ".join(said)
 
 
@@ -401,7 +402,7 @@ def test_throughput_that_falls_under_load_is_said_to_fall():
     one = _level(1, [0.2] * 10, spacing=1.0)
     four = _level(4, [2.0] * 10, spacing=2.0)
     assert four["output_tokens_per_s"] < one["output_tokens_per_s"] / 1.5
-    said = measures.findings([one, four], "concurrency", "concurrent requests", None)
+    said = findings.findings([one, four], "concurrency", "concurrent requests", None)
     assert "while the total output fell from" in said[0] and "saturated" in said[0]
     assert said[1].startswith("Total output fell from")
     assert not any("stayed near" in sentence or "grew only" in sentence for sentence in said)

@@ -15,7 +15,7 @@ import pytest
 
 from lib.core.errors import StoppedError
 from lib.serving import local, session
-from lib.serving.load import LoadPlan
+from lib.serving.plan import LoadPlan
 
 ROOT = Path(__file__).resolve().parent.parent
 GONE_WITHIN_S = 15.0
@@ -58,7 +58,7 @@ def test_the_server_is_gone_after_a_finished_run_and_after_stop():
         seen.extend(p.pid for p in _servers_of(me) if p.pid not in seen)
     plan = LoadPlan(mode="concurrency", levels=(1,), requests=2, warmup=0, prompt_tokens=16,
                     new_tokens=4)
-    outcome = session.measure(TARGET, plan, None, on_progress=watch, save=False)
+    outcome = session.measure(TARGET, plan, None, on_progress=watch)
     assert outcome.load.summaries[0]["completed"] == 2
     assert seen and _gone(seen), "the server outlived a finished run"
     assert not local._RUNNING
@@ -72,8 +72,7 @@ def test_the_server_is_gone_after_a_finished_run_and_after_stop():
                     prompt_tokens=16, new_tokens=8)
     started = time.monotonic()
     try:
-        outcome = session.measure(TARGET, plan, None, on_progress=press_stop, stop=stop,
-                                  save=False)
+        outcome = session.measure(TARGET, plan, None, on_progress=press_stop, stop=stop)
         assert outcome.load.stopped
     except StoppedError:
         pass

@@ -12,7 +12,7 @@ import pytest
 from fakes import FakeTokenizer, load_request, load_result
 from lib.views import serving_charts
 from lib.serving import load, summary, session, sizing
-from lib.serving.load import LoadPlan
+from lib.serving.plan import CONCURRENCY, RATE, LoadPlan
 from lib.serving.sizing import Calibration, Sizing
 from sse_server import Reply, ScriptedServer
 from test_cli_arguments import invoke
@@ -24,7 +24,7 @@ def calibration(answer_s=2.0, new_tokens=32, spent_s=4.0, ttft_s=0.5):
                        spent_s=spent_s, other_cpu_percent=70.0)
 
 
-RATE_PLAN = LoadPlan(mode=load.RATE, levels=(1.0,), requests=10, warmup=2, new_tokens=32)
+RATE_PLAN = LoadPlan(mode=RATE, levels=(1.0,), requests=10, warmup=2, new_tokens=32)
 
 
 @pytest.mark.parametrize("answer_s, budget_s", [(0.5, 60), (2.0, 120), (2.0, 180),
@@ -79,12 +79,12 @@ def test_queue_times_are_exact_for_even_arrivals():
     duration, longest = sizing.queue_times(plan, 1.0, 2.0)
     assert duration == pytest.approx(5 * 2.0)
     assert longest == pytest.approx(2.0 + 4 * (2.0 - 1.0))
-    closed = LoadPlan(mode=load.CONCURRENCY, levels=(4.0,), requests=6, warmup=2)
+    closed = LoadPlan(mode=CONCURRENCY, levels=(4.0,), requests=6, warmup=2)
     assert sizing.queue_times(closed, 4.0, 2.0) == pytest.approx((10 * 2.0, 4 * 2.0))
 
 
 def test_user_counts_come_from_the_ladder_and_the_timeout_covers_the_most_users():
-    plan = LoadPlan(mode=load.CONCURRENCY, levels=(1.0,), requests=10, warmup=2)
+    plan = LoadPlan(mode=CONCURRENCY, levels=(1.0,), requests=10, warmup=2)
     sized = sizing.size(plan, calibration(1.0), Sizing(budget_s=180))
     counts = {len(ladder): ladder for ladder in sizing.USER_LADDERS.values()}
     assert tuple(int(v) for v in sized.plan.levels) == counts[len(sized.plan.levels)]

@@ -38,7 +38,7 @@ Out = Callable[[str], None]
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
-    from lib.serving import load, measures, sizing
+    from lib.serving import measures, sizing
 
     parser = commands.add_parser(
         "load", help="measure a server under load: a local transformers serve, or any "
@@ -65,23 +65,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
                         help="time for the calibration and every level, seconds (default "
                              f"{sizing.DEFAULT_BUDGET_S:g}); what you leave open (levels, "
                              "--requests, --new-tokens, --timeout) is sized to fit it")
-    parser.add_argument("--arrival", default="poisson", choices=list(load.ARRIVALS),
-                        help="open loop: how requests arrive (default poisson)")
-    parser.add_argument("--burstiness", default=1.0, type=_number, metavar="B",
-                        help="gamma arrivals' shape: 1 = Poisson, below 1 burstier")
-    parser.add_argument("--requests", default=None, type=_whole,
-                        help="measured requests per level (default: as many as fit the "
-                             "budget, at most 20; p90 needs 10, p99 100)")
-    parser.add_argument("--warmup", default=2, type=_whole,
-                        help="requests per level sent first and left out (default 2, fewer "
-                             "where a tight budget sizes --requests; a closed loop warms up "
-                             "with at least its concurrency)")
-    parser.add_argument("--prompt-tokens", default=64, type=_whole,
-                        help="prompt length in tokens (default 64)")
-    parser.add_argument("--new-tokens", default=None, type=_whole,
-                        help="output length in tokens (default 32, shorter where a slow "
-                             "machine needs it to fit the budget)")
-    parser.add_argument("--seed", default=0, type=_whole, help="arrival schedule seed")
+    add_plan_arguments(parser)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                         help="local: the server's weights and compute")
     parser.add_argument("--continuous-batching", default=True,
@@ -101,6 +85,27 @@ def add_parser(commands) -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true", help="print one JSON object")
     output.add_argument("--csv", action="store_true", help="print one CSV row per level")
     return parser
+
+
+def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per LoadPlan field that has one (`lib.serving.plan`), with its label, help,
+    limits and default; a field the sizing plans when left open defaults to None (`request`
+    fills it in) and its help says what it becomes."""
+    from lib.serving import plan, sizing
+
+    for name in plan.flagged_fields():
+        info = plan.field_info(name)
+        bounds = f" [{info['min']}..{info['max']}]" if info["min"] is not None else ""
+        default = info["default"]
+        said = sizing.SIZED_DEFAULTS.get(name, "{default}").format(default=default)
+        kwargs = {"dest": name, "default": None if name in sizing.OPEN_FIELDS else default,
+                  "help": f"{info['label']}: {info['help']}{bounds} (default: {said})"
+                  .replace("%", "%%")}
+        if info["choices"]:
+            kwargs["choices"] = list(info["choices"])
+        else:
+            kwargs["type"] = _whole if info["type"] is int else _number
+        parser.add_argument(info["flag"], **kwargs)
 
 
 def _number(value: str) -> float:
@@ -141,23 +146,23 @@ PLACEHOLDER_LEVELS = (1.0,)      # replaced by the sized levels
 
 def request(args: argparse.Namespace):
     """(Target, LoadPlan, Slo, Sizing) from the arguments, every check done, nothing started."""
-    from lib.serving import load, measures, session, sizing
+    from lib.serving import measures, session, sizing
+    from lib.serving.plan import CONCURRENCY, RATE, LoadPlan, field_info, flagged_fields
 
     if args.concurrency is not None:
-        mode, typed, flag = load.CONCURRENCY, args.concurrency, "--concurrency"
+        mode, typed, flag = CONCURRENCY, args.concurrency, "--concurrency"
     else:
-        mode, typed, flag = load.RATE, args.rates or AUTO, "--rates"
+        mode, typed, flag = RATE, args.rates or AUTO, "--rates"
     auto_levels = typed.strip().lower() == AUTO
     values = PLACEHOLDER_LEVELS if auto_levels else levels(typed, flag)
-    plan = load.LoadPlan(mode=mode, levels=values,
-                         requests=args.requests if args.requests is not None else 10,
-                         warmup=args.warmup, arrival=args.arrival, burstiness=args.burstiness,
-                         prompt_tokens=args.prompt_tokens,
-                         new_tokens=args.new_tokens if args.new_tokens is not None else 32,
-                         seed=args.seed)
+    given = {name: getattr(args, name) for name in flagged_fields()}
+    left_open = {name for name in sizing.OPEN_FIELDS if given[name] is None}
+    # A field left open starts from its default; the sizing replaces it.
+    plan = LoadPlan(mode=mode, levels=values,
+                    **{**given, **{name: field_info(name)["default"] for name in left_open}})
     budget = sizing.Sizing(budget_s=args.budget_s or sizing.DEFAULT_BUDGET_S,
-                           auto_levels=auto_levels, auto_requests=args.requests is None,
-                           auto_new_tokens=args.new_tokens is None, timeout_s=args.timeout)
+                           auto_levels=auto_levels, auto_requests="requests" in left_open,
+                           auto_new_tokens="new_tokens" in left_open, timeout_s=args.timeout)
     if (args.slo_ttft is None) != (args.slo_tpot is None):
         raise InvalidSpecError("Give both --slo-ttft and --slo-tpot (or neither, for a preset).")
     slo = measures.Slo(args.slo_ttft, args.slo_tpot) if args.slo_ttft is not None \
@@ -184,14 +189,15 @@ def request(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace, out: Out, say: Out, print_json: Callable) -> int:
-    from lib.serving import summary, session
+    from lib.records import load_tests
+    from lib.serving import summary
 
     target, plan, slo, budget = request(args)
 
     def progress(words: str, fraction: float) -> None:
         say(f"{words} ({fraction:.0%})")
-    outcome = session.measure(target, plan, slo, say=say, on_progress=progress, on_wait=say,
-                              sizing=budget)
+    outcome = load_tests.measure_and_save(target, plan, slo, say=say, on_progress=progress,
+                                          on_wait=say, sizing=budget)
     say(outcome.probe_note)
     say(f"saved as #{outcome.entry_id} (python -m lib export {outcome.entry_id})"
         if outcome.entry_id else f"not saved: {outcome.save_error}")

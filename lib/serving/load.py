@@ -13,117 +13,29 @@ so that every measured request sees the full load to its end; cool-down requests
 once the last measured one ends. Each request's prompt is different (prefix caches can't skip
 the work), with exactly the asked number of tokens by the model's tokenizer.
 
-`run_load` returns raw `RequestRecord`s per level; `lib.serving.measures` derives everything.
+`run_load` returns raw `RequestRecord`s per level for a `LoadPlan` (`lib.serving.plan`);
+`lib.serving.measures` derives everything.
 """
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Callable
 
-from lib.core.errors import InvalidSpecError, StoppedError
+from lib.core.errors import StoppedError
 from lib.serving import records
+from lib.serving.plan import CONCURRENCY, LoadPlan
 from lib.serving.records import COOLDOWN, MEASURED, WARMUP, Endpoint, RequestRecord
 
-CONCURRENCY, RATE = "concurrency", "rate"
-MODES = (CONCURRENCY, RATE)
-ARRIVALS = ("poisson", "gamma", "constant")
-MAX_CONCURRENCY = 256
-MAX_RATE = 1000.0
-MAX_REQUESTS = 10_000
-MAX_LEVELS = 20
-MAX_NEW_TOKENS = 4096
 MAX_IN_FLIGHT = 512          # open loop: beyond this many unanswered requests, stop sending more
 LATE_S = 0.05                # a send this late against its schedule counts as late
 PROGRESS_S = 0.25            # progress is said at least this often while requests run
 JOIN_ON_ABORT_S = 5.0        # an aborted run waits this long for its cancelled requests
 
 Send = Callable[..., RequestRecord]      # lib.serving.client.stream's signature
-
-
-@dataclass(frozen=True)
-class LoadPlan:
-    """One load sweep: the shape of the load, its levels, and what each request asks."""
-    mode: str = RATE
-    levels: tuple[float, ...] = (0.5, 1.0, 2.0)
-    requests: int = 20           # measured requests per level
-    warmup: int = 2              # requests per level sent first and left out
-    arrival: str = "poisson"     # open loop only
-    burstiness: float = 1.0      # gamma arrivals' shape: 1 = Poisson
-    prompt_tokens: int = 64
-    new_tokens: int = 32
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise InvalidSpecError(f"Load shape {self.mode!r}: choose {' or '.join(MODES)}.")
-        if not self.levels:
-            raise InvalidSpecError("Give at least one load level.")
-        if len(self.levels) > MAX_LEVELS:
-            raise InvalidSpecError(f"{len(self.levels)} load levels: use at most {MAX_LEVELS}.")
-        for level in self.levels:
-            if not isinstance(level, (int, float)) or not math.isfinite(level) or level <= 0:
-                shown = f"{level:g}" if isinstance(level, (int, float)) else repr(level)
-                raise InvalidSpecError(f"Load level {shown}: every level must be a positive "
-                                       "number.")
-            if self.mode == CONCURRENCY and (level != int(level) or level > MAX_CONCURRENCY):
-                raise InvalidSpecError(f"Concurrency {level:g}: use whole numbers from 1 to "
-                                       f"{MAX_CONCURRENCY}.")
-            if self.mode == RATE and level > MAX_RATE:
-                raise InvalidSpecError(f"Rate {level:g} requests/s: use at most {MAX_RATE:g}.")
-        if len(set(self.levels)) != len(self.levels):
-            raise InvalidSpecError("Each load level may appear once: remove the repeated one.")
-        _whole(self.requests, "Requests per level", 1, MAX_REQUESTS)
-        _whole(self.warmup, "Warm-up requests", 0, MAX_REQUESTS)
-        _whole(self.prompt_tokens, "Prompt length", 1, 131_072)
-        _whole(self.new_tokens, "Output length", 1, MAX_NEW_TOKENS)
-        _whole(self.seed, "Seed", 0, 2**31 - 1)
-        if self.arrival not in ARRIVALS:
-            raise InvalidSpecError(f"Arrivals {self.arrival!r}: choose one of "
-                                   f"{', '.join(ARRIVALS)}.")
-        if not (isinstance(self.burstiness, (int, float)) and math.isfinite(self.burstiness)
-                and 0.01 <= self.burstiness <= 100):
-            raise InvalidSpecError(f"Burstiness {self.burstiness!r}: use a number from 0.01 to "
-                                   "100 (1 = Poisson, lower = burstier).")
-
-    @property
-    def unit(self) -> str:
-        return "concurrent requests" if self.mode == CONCURRENCY else "requests/s"
-
-    def warmup_at(self, level: float) -> int:
-        """A closed loop's first `level` requests start together into an empty server: at least
-        that many are warm-up, so measured requests find the batch already full."""
-        return max(self.warmup, int(level)) if self.mode == CONCURRENCY else self.warmup
-
-    def estimate_s(self, seconds_per_request: float) -> float:
-        """A rough duration for the queue notice (an estimate, from a guessed request time)."""
-        total = 0.0
-        for level in self.levels:
-            count = self.requests + self.warmup_at(level)
-            # A server rarely serves N users N times as fast: count them one after another
-            # (closed loop), or at least at the rate's own pace (open loop).
-            total += count * seconds_per_request if self.mode == CONCURRENCY \
-                else max(count / level, count * seconds_per_request / 4) + seconds_per_request
-        return total
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "levels": list(self.levels)}
-
-    @classmethod
-    def from_dict(cls, document: dict[str, Any]) -> "LoadPlan":
-        fields = {name: document[name] for name in cls.__dataclass_fields__ if name in document}
-        if "levels" in fields:
-            fields["levels"] = tuple(fields["levels"])
-        return cls(**fields)
-
-
-def _whole(value: Any, what: str, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidSpecError(f"{what} {value!r}: use a whole number from {low} to {high}.")
 
 
 def intervals(plan: LoadPlan, rate: float, count: int) -> list[float]:

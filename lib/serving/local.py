@@ -2,9 +2,8 @@
 child process, for the load generator to measure like any OpenAI-compatible server.
 
 What it promises:
-- nothing starts that cannot fit: `check_memory` (weights in the chosen dtype, the KV cache of
-  the largest concurrency x (prompt + output) tokens, working memory; `lib.estimate.memory`) refuses
-  with the app's usual explanation before any file is written or process started;
+- nothing starts that cannot fit: `lib.serving.served_model.check_memory` refuses with the
+  app's usual explanation before any file is written or process started;
 - it listens on 127.0.0.1 only (the child has no host option at all);
 - no orphans: the child (`lib.serving.child`) reads EOF on a pipe the moment this process ends,
   however it ends (SIGKILL included), and exits; `stop()` ends its whole process group (SIGTERM,
@@ -14,9 +13,8 @@ What it promises:
 - the child's output goes to a log file (a pipe nobody reads would fill and block it), and a
   child that dies early is reported with the last lines of that log.
 
-`serve_folder(model_id)` prepares what the server loads: the default model's converted folder,
-a random-weight preset saved once as safetensors with SmolLM2's tokenizer (lib.models.saved), or
-your own folder. Nothing here imports Streamlit or torch at import time.
+What the server loads is `lib.serving.served_model.serve_folder`'s. Nothing here imports
+Streamlit or torch at import time.
 """
 
 from __future__ import annotations
@@ -40,9 +38,9 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from lib.core.errors import (ExplorerError, InvalidSpecError, ModelLoadError, StoppedError,
-                        UnsupportedError)
+from lib.core.errors import ExplorerError, InvalidSpecError, StoppedError
 from lib.serving.records import Endpoint
+from lib.serving.served_model import check_memory, display_name, servable_entry, serve_folder
 
 Say = Callable[[str], None]
 
@@ -58,7 +56,6 @@ PORT_ATTEMPTS = 3               # a port taken between choosing and binding: try
 # 256-token pages and 60% of the machine's memory on CPU).
 CB_PAGE_TOKENS = 256
 CB_MAX_BATCH_TOKENS = 8192
-VOCABULARY_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Requests to our own child go straight to it, never through an HTTP(S)_PROXY from the
 # environment (which would not reach 127.0.0.1, or would see the traffic).
@@ -67,107 +64,6 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 class LocalServerError(ExplorerError):
     """The local server could not start or answer; the message holds its log's last lines."""
-
-
-# --- what the server loads ---------------------------------------------------------------------
-
-def serve_folder(model_id: str, say: Say = print) -> Path:
-    """A folder `transformers serve` can load for `model_id` (created once where needed)."""
-    from lib.models import saved
-    from lib.models.catalog import OWN, RANDOM
-
-    entry = _servable_entry(model_id)
-    if entry.weights == RANDOM:
-        return saved.random_folder(entry, say)
-    if entry.weights != OWN:
-        return saved.converted(entry, say) if entry.package_path.endswith(".gguf") \
-            else _with_tokenizer(_package_folder(entry), entry.display_name)
-    if entry.hub_id:
-        return _hub_folder(entry.hub_id, say)
-    path = Path(entry.local_path)
-    if path.suffix.lower() == ".gguf":
-        raise UnsupportedError(
-            f"{path.name} is a single .gguf file; the local server loads model folders. Load "
-            "it once in the app's other pages, or convert it into a folder (config.json, "
-            "*.safetensors, tokenizer.json) and give that folder.")
-    return _with_tokenizer(path, entry.display_name)
-
-
-def _servable_entry(model_id: str):
-    from lib.models.catalog import get_entry
-    from lib.core.kinds import ENCODER
-
-    entry = get_entry(model_id)
-    entry.check_live()
-    if entry.kind == ENCODER:
-        raise UnsupportedError(
-            f"{entry.display_name} is an encoder: it reads text and writes no text, so a "
-            "text-generation server cannot serve it. Pick a model that writes text "
-            "(SmolLM2-135M-Instruct, or any random-weight preset).")
-    return entry
-
-
-def _with_tokenizer(folder: Path, name: str) -> Path:
-    if not any((folder / file).exists() for file in VOCABULARY_FILES):
-        raise ModelLoadError(
-            f"{folder} has no tokenizer files, and a server needs one to read prompts. Add the "
-            f"model's tokenizer (tokenizer.json and tokenizer_config.json) to {name}'s folder.")
-    return folder
-
-
-def _hub_folder(hub_id: str, say: Say) -> Path:
-    from lib.models import hub
-
-    hub.check_reachable(hub_id)           # offline: the app's usual refusal, at once
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError
-
-    say(f"Downloading {hub_id} from the hub (safetensors weights only)…")
-    try:
-        path = snapshot_download(hub_id, allow_patterns=[
-            "*.json", "*.safetensors", "*.jinja", "*.model", "*.txt"])
-    except (HfHubHTTPError, OSError, ValueError) as exc:
-        raise ModelLoadError(f"Could not download {hub_id} ({exc}).") from exc
-    return _with_tokenizer(Path(path), hub_id)
-
-
-# --- the memory guard --------------------------------------------------------------------------
-
-def check_memory(model_id: str, dtype: str, max_concurrency: int, prompt_tokens: int,
-                 new_tokens: int):
-    """The server's memory against what is free now; raises `MemoryGuardError` (with the
-    app's usual sentence) unless it fits. Returns the `MemoryVerdict`.
-
-    Concurrent requests each hold a KV cache of prompt + output tokens, so the largest
-    concurrency counts as the batch. transformers picks the sdpa kernel on CPU, and the
-    process's own cost (Python, torch, the HTTP stack) is inside `memory.MARGIN_BYTES`. Saving
-    a random preset first needs its bfloat16 weights, less than serving them."""
-    from lib.estimate import memory
-    from lib.models.shapes import shapes
-
-    shape = shapes(model_id)
-
-    def need(concurrency: int):
-        return memory.estimate(shape, dtype, concurrency, prompt_tokens, new_tokens,
-                               attention="sdpa")
-
-    what = (f"a local server of {_display_name(model_id)} in {dtype} with {max_concurrency} "
-            f"concurrent request{'s' if max_concurrency != 1 else ''} of {prompt_tokens:,} + "
-            f"{new_tokens:,} tokens")
-    verdict = memory.assess(need(max_concurrency), "cpu", what)
-    if not verdict.fits:
-        fitting = next((c for c in range(max_concurrency - 1, 0, -1)
-                        if need(c).total_bytes <= verdict.available_bytes), None)
-        advice = (f"At most {fitting} concurrent requests fit; or try a shorter prompt, fewer "
-                  "output tokens, bfloat16, or a smaller model." if fitting else
-                  "Try bfloat16, a shorter prompt, fewer output tokens, or a smaller model.")
-        verdict = memory.MemoryVerdict(verdict.need, verdict.free_bytes, "cpu", what, advice)
-    return verdict.enforce()
-
-
-def _display_name(model_id: str) -> str:
-    from lib.models.catalog import get_entry
-    return get_entry(model_id).display_name
 
 
 # --- ports and the child process ---------------------------------------------------------------
@@ -240,7 +136,7 @@ class LocalServer:
         """Guard memory, prepare the folder, start the child, wait for health, warm up."""
         if self.running:
             return self
-        entry = _servable_entry(self.model_id)
+        entry = servable_entry(self.model_id)
         entry.check_context(self.prompt_tokens, self.new_tokens)
         check_memory(self.model_id, self.dtype, self.max_concurrency, self.prompt_tokens,
                      self.new_tokens)
@@ -424,7 +320,7 @@ class LocalServer:
     @property
     def description(self) -> str:
         where = f"on this computer ({HOST}:{self.port})" if self.port else "on this computer"
-        return (f"transformers serve {transformers_version()}, {_display_name(self.model_id)}, "
+        return (f"transformers serve {transformers_version()}, {display_name(self.model_id)}, "
                 f"{self.dtype}, continuous batching {'on' if self.continuous_batching else 'off'}"
                 f", {where}")
 

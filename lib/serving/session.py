@@ -1,11 +1,12 @@
-"""One load run from start to saved result, the same for the page and the CLI.
+"""One load run from start to result, the same for the page and the CLI.
 
 `Target` says where the requests go: "local" starts `transformers serve` with a catalog model
 (`lib.serving.local`) and stops it afterwards whatever happens; "url" is any OpenAI-compatible
 server. `measure` then checks the server (`client.probe`: reachable, the model, how to ask for a
 fixed length), takes the machine's measurement slot (so no other run disturbs the numbers, and
 others see the run in the queue), sizes the plan from a calibration where asked
-(`lib.serving.sizing`), runs the load sweep, and saves the result in the history.
+(`lib.serving.sizing`), runs the load sweep, and returns the result. Saving it is the
+caller's (`lib.records.load_tests`): the history sits above serving.
 
 Prompts are counted with the served model's tokenizer for a local server; a URL's model may have
 another tokenizer, so SmolLM2's makes its prompts and the server's own usage report says how long
@@ -20,8 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lib.core.errors import InvalidSpecError, StoppedError
-from lib.serving import summary, sizing as sizing_rules
-from lib.serving.load import LoadPlan, run_load
+from lib.serving import findings, summary, sizing as sizing_rules
+from lib.serving.load import run_load
+from lib.serving.plan import LoadPlan
 from lib.serving.measures import Slo
 from lib.serving.records import APIS, MEASURED, Endpoint
 
@@ -62,11 +64,10 @@ class Target:
             raise InvalidSpecError(f"Request timeout {self.timeout_s!r} s: use 0.1 to 3600.")
 
 
-@dataclass
-class Outcome:
+@dataclass(frozen=True)
+class Measured:
+    """What one load run produced, not yet saved."""
     load: summary.LoadResult
-    entry_id: int | None
-    save_error: str | None
     probe_note: str
     measured_s: float | None = None        # calibration and levels, wall time
 
@@ -88,9 +89,8 @@ def queue_estimate_s(target: Target, plan: LoadPlan,
 def measure(target: Target, plan: LoadPlan, slo: Slo | None, *, say: Say = lambda _: None,
             on_progress: Callable[[str, float], None] | None = None,
             on_wait: Say | None = None, stop: threading.Event | None = None,
-            save: bool = True, owner: str | None = None, store=None,
-            sizing: sizing_rules.Sizing | None = None) -> Outcome:
-    """Start (or reach) the server, run the load sweep in the measurement slot, save it.
+            sizing: sizing_rules.Sizing | None = None) -> Measured:
+    """Start (or reach) the server, run the load sweep in the measurement slot, return it.
 
     With `sizing`, the plan's open parts (levels, requests, answer length, timeout) are
     planned from a calibration against the started server to fit `sizing.budget_s`
@@ -124,7 +124,7 @@ def measure(target: Target, plan: LoadPlan, slo: Slo | None, *, say: Say = lambd
                                server.pid if server is not None else None)
                 plan = sized.plan
                 endpoint = _with_timeout(endpoint, sized.timeout_s)
-                say(plan_words(sized))
+                say(findings.plan_words(sized))
             if stop.is_set():
                 raise StoppedError("Stopped before any request was sent: nothing was kept.")
             say("Sending requests…")
@@ -150,10 +150,7 @@ def measure(target: Target, plan: LoadPlan, slo: Slo | None, *, say: Say = lambd
         sizing_words = {**sized.to_dict(), "measured_s": measured_s}
     loaded = summary.result(target_words, plan, slo, origin, runs, _environment(),
                            stopped=stopped, sizing=sizing_words)
-    entry_id = save_error = None
-    if save:
-        entry_id, save_error = save_load(loaded, owner=owner, store=store, on_wait=on_wait)
-    return Outcome(loaded, entry_id, save_error, probe_note, measured_s)
+    return Measured(loaded, probe_note, measured_s)
 
 
 def _with_timeout(endpoint: Endpoint, timeout_s: float) -> Endpoint:
@@ -191,24 +188,6 @@ def _sized(target: Target, plan: LoadPlan, sizing: sizing_rules.Sizing, endpoint
                                     sizing.budget_s)
     LAST_CALIBRATION[calibration_key(target, plan)] = calibration
     return sizing_rules.size(plan, calibration, sizing)
-
-
-def plan_words(sized: sizing_rules.SizedPlan) -> str:
-    """The sized plan in one sentence for the progress line and the CLI."""
-    plan = sized.plan
-    levels = ", ".join(f"{level:g}" for level in plan.levels)
-    if sized.calibration is None:
-        return (f"Plan: {levels} {plan.unit}, {plan.requests} measured requests each, "
-                f"timeout {sized.timeout_s:g} s.")
-    calibration = sized.calibration
-    busy = "" if calibration.other_cpu_percent is None else \
-        f" (other programs used {calibration.other_cpu_percent:.0f}% of the CPU meanwhile)"
-    fit = "within" if sized.fits else "over"
-    return (f"One answer of {calibration.new_tokens} tokens took {calibration.answer_s:.1f} s "
-            f"here{busy}. Plan: {levels} {plan.unit}, {plan.requests} measured requests each, "
-            f"answers of {plan.new_tokens} tokens, timeout {sized.timeout_s:g} s; about "
-            f"{sized.estimated_s:.0f} s in all (an estimate, {fit} the {sized.budget_s:g} s "
-            "budget).")
 
 
 class _OtherShare:
@@ -249,20 +228,6 @@ class _OtherShare:
             return None
         cores = psutil.cpu_count() or 1
         return min(max(other / (elapsed * cores) * 100, 0.0), 100.0) if elapsed > 0 else None
-
-
-def save_load(loaded: summary.LoadResult, owner: str | None = None, store=None,
-              on_wait: Say | None = None) -> tuple[int | None, str | None]:
-    """(entry id, None) when saved; (None, why not) when the history can't be written."""
-    from lib.records.store import Store, StoreError
-
-    store = store or Store()
-    if on_wait is not None:
-        store.on_wait = on_wait
-    try:
-        return store.save_load(summary.to_dict(loaded), owner=owner), None
-    except StoreError as exc:
-        return None, str(exc)
 
 
 def _describe(target: Target, plan: LoadPlan, sizing: sizing_rules.Sizing | None = None) -> str:

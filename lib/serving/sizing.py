@@ -18,7 +18,9 @@ included), and everything follows from it:
   most that fit `budget_s`; the per-request timeout is `TIMEOUT_WAITS` times the longest wait
   the simulation expects, and never under `TIMEOUT_ANSWERS` answer times.
 
-Everything here is arithmetic on numbers handed in, so tests use a made-up calibration.
+Everything here is arithmetic on numbers handed in, so tests use a made-up calibration. Why
+requests failed, the calibration's answer time in hand, is said by
+`lib.serving.findings.failure_sentences`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from lib.core.errors import InvalidSpecError, ServingError
-from lib.serving.load import CONCURRENCY, RATE, LoadPlan, intervals
+from lib.serving.load import intervals
+from lib.serving.plan import CONCURRENCY, RATE, LoadPlan
 
 DEFAULT_BUDGET_S = 180.0        # a load sweep sized for a lesson: about 3 minutes
 MIN_BUDGET_S = 20.0
@@ -48,6 +51,14 @@ LEVEL_OVERHEAD_S = 1.0          # per level: threads, the cool-down's cancellati
 CALIBRATION_REQUESTS = 2        # the first may still pay one-off costs; the slower one counts
 CALIBRATION_TOKENS = 16         # answers timed at most this long; longer ones follow the pace
 CALIBRATION_SHARE = 0.1         # a first answer slower than this share of the budget is enough
+# The plan's fields a run may leave open for the sizing to plan (`Sizing.auto_requests`,
+# `auto_new_tokens`), and what a field's default becomes where the plan is sized, in words for
+# the command line's help (`lib.cli.load_test`).
+OPEN_FIELDS = ("requests", "new_tokens")
+SIZED_DEFAULTS = {
+    "requests": f"as many as fit the budget, at most {MAX_AUTO_REQUESTS}",
+    "warmup": "{default}, fewer where a tight budget sizes the requests",
+    "new_tokens": "{default}, shorter where a slow machine needs it to fit the budget"}
 
 
 @dataclass(frozen=True)
@@ -278,68 +289,6 @@ def calibrate(send: Callable[[int], Any], clock: Callable[[], float],
     return Calibration(answer_s=slowest.e2e_s, ttft_s=ttft, tpot_s=tpot,
                        new_tokens=new_tokens, spent_s=clock() - began,
                        other_cpu_percent=share)
-
-
-# --- failures explained -------------------------------------------------------------------------
-
-def failure_sentences(summaries: list[dict[str, Any]], sizing: dict[str, Any] | None,
-                      unit: str) -> list[str]:
-    """Why requests failed, for every level where all did and for the lightest level where any
-    did: a timeout at light load is this machine being slower than the timeout allows, not a
-    point of the curve. Reads a saved document's sizing defensively (it may be imported)."""
-    from lib.serving.measures import level_words
-
-    sizing = sizing if isinstance(sizing, dict) else {}
-    calibration = sizing.get("calibration") if isinstance(sizing.get("calibration"), dict) \
-        else {}
-    answer_s = _number(sizing.get("answer_s")) or _number(calibration.get("answer_s"))
-    timeout_s = _number(sizing.get("timeout_s"))
-    busy = _number(calibration.get("other_cpu_percent"))
-    levels = sorted(summaries, key=lambda s: s["offered"])
-    said = []
-    for position, level in enumerate(levels):
-        failed, requests = level.get("failed", 0), level.get("requests", 0)
-        if not failed or (level.get("completed") and position > 0):
-            continue
-        where = level_words(level["offered"], unit)
-        timed_out = any("timeout" in reason for reason in level.get("failure_reasons", {}))
-        head = (f"At {where} every one of the {requests} requests failed, so this level has "
-                "no point on the charts" if not level.get("completed")
-                else f"At {where}, the lightest load, {failed} of {requests} requests failed")
-        if not timed_out:
-            said.append(f"{head}: the server refused or broke off the answers (the reasons "
-                        "are below).")
-        elif answer_s is not None and timeout_s is not None and answer_s >= timeout_s:
-            said.append(f"{head}: each answer takes about {answer_s:.0f} s here, longer than "
-                        f"the {timeout_s:g} s timeout. Raise the timeout to at least "
-                        f"{math.ceil(TIMEOUT_ANSWERS * answer_s)} s, ask for shorter answers, "
-                        "or pick a smaller model.")
-        elif answer_s is not None and position == 0:
-            machine = (f" (other programs used {busy:.0f}% of the CPU while it was timed)"
-                       if busy is not None else "")
-            said.append(f"{head}: one answer alone took {answer_s:.1f} s here{machine}, yet "
-                        f"these got none within the {_seconds(timeout_s)} timeout, so the "
-                        "server or this machine became much slower after it was timed. Run "
-                        "again when the machine is quieter, or raise the timeout.")
-        elif position == 0:
-            said.append(f"{head}: no answer came within the {_seconds(timeout_s)} timeout even "
-                        "at the lightest load, so each answer takes longer than that here. "
-                        "Size the load to this machine (it times one answer first), raise the "
-                        "timeout, or ask for shorter answers.")
-        else:
-            said.append(f"{head}: requests queued longer than the {_seconds(timeout_s)} "
-                        "timeout. Past its capacity the server falls behind and the queue "
-                        "grows without end: this level is past the knee.")
-    return said
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value) and value > 0 else None
-
-
-def _seconds(value: float | None) -> str:
-    return f"{value:g} s" if value is not None else "request's"
 
 
 class CalibrationError(ServingError):

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from lib.core import schema
-from lib.serving import measures
-from lib.serving.load import LevelRun, LoadPlan
+from lib.serving import findings, measures
+from lib.serving.load import LevelRun
+from lib.serving.plan import LoadPlan
 from lib.serving.measures import Slo
 from lib.serving.records import PHASES, STATUSES, RequestRecord
 
@@ -53,11 +54,10 @@ class LoadResult:
 
     @property
     def findings(self) -> list[str]:
-        from lib.serving.sizing import failure_sentences
         # Failures come first: a level where nothing was answered must not read as a point
         # beside the levels that were.
-        said = failure_sentences(self.summaries, self.sizing, self.plan.unit)
-        said += measures.findings(self.summaries, self.plan.mode, self.plan.unit, self.slo)
+        said = findings.failure_sentences(self.summaries, self.sizing, self.plan.unit)
+        said += findings.findings(self.summaries, self.plan.mode, self.plan.unit, self.slo)
         for level in self.levels:
             if level.late_sends:
                 said.append(

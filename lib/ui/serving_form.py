@@ -1,6 +1,9 @@
 """The Serving page's settings, read into lib.serving's own types: where the requests go
 (`session.Target`), the load (`LoadPlan`) and the latency targets (`Slo`).
 
+The load's widgets take their label, help, limits and first value from the plan's field
+metadata (`lib.serving.plan.field_info`), as the command line's flags do.
+
 Each reader draws its widgets and returns the value, or None with the problem shown in words
 (the checks are lib's: `LoadPlan`, `Target`, `client.check_url`), so a bad value blocks Run
 instead of failing it. The API key is a password box whose value lives only in this
@@ -20,7 +23,7 @@ from lib.core.errors import ExplorerError, InvalidSpecError
 from lib.models import catalog
 from lib.core import kinds
 from lib.serving import client, measures, session, sizing
-from lib.serving.load import ARRIVALS, CONCURRENCY, RATE, LoadPlan
+from lib.serving.plan import ARRIVALS, CONCURRENCY, RATE, LoadPlan, field_info
 from lib.serving.measures import Slo
 from lib.ui import state
 
@@ -34,13 +37,19 @@ ARRIVAL_WORDS = {"poisson": "Poisson: independent users, random gaps",
                  "constant": "constant: evenly spaced"}
 LOCAL_DTYPES = ("float32", "bfloat16")
 OWN_SLO = "own"
+# The plan's number boxes, each kept under its own key.
+PLAN_KEYS = {"requests": state.SERVING_REQUESTS, "warmup": state.SERVING_WARMUP,
+             "prompt_tokens": state.SERVING_PROMPT, "new_tokens": state.SERVING_NEW}
+# The burstiness slider appears once gamma arrivals are chosen: it starts burstier than
+# Poisson (the plan's default, 1, would send Poisson arrivals again).
+GAMMA_BURSTINESS = 0.5
 # Widgets' first values, put in session state once (a widget given both a default and a kept
 # value from session state makes Streamlit warn).
 DEFAULTS = {state.SERVING_DTYPE: "float32", state.SERVING_BATCHING: True,
-            state.SERVING_TIMEOUT: 120.0, state.SERVING_BURSTINESS: 0.5,
+            state.SERVING_TIMEOUT: 120.0, state.SERVING_BURSTINESS: GAMMA_BURSTINESS,
             state.SERVING_SIZED: True, state.SERVING_BUDGET: sizing.DEFAULT_BUDGET_S,
-            state.SERVING_REQUESTS: 10, state.SERVING_WARMUP: 2, state.SERVING_PROMPT: 64,
-            state.SERVING_NEW: 32, state.SERVING_SLO: measures.DEFAULT_SLO,
+            **{key: field_info(name)["default"] for name, key in PLAN_KEYS.items()},
+            state.SERVING_SLO: measures.DEFAULT_SLO,
             state.SERVING_SLO_TTFT: 2000.0, state.SERVING_SLO_TPOT: 200.0,
             **{state.serving_levels(mode): levels for mode, levels in DEFAULT_LEVELS.items()}}
 URL_IS_HOST_ONLY = ("In classroom mode only the host can measure a server URL: the requests "
@@ -164,11 +173,9 @@ def _url_form(allowed: bool) -> tuple[session.Target | None, str | None]:
 
 def plan_form() -> LoadPlan | None:
     """The load's widgets; the plan, or None with its problem shown."""
-    mode = st.radio("Load shape", list(SHAPES), format_func=SHAPES.get, key=state.SERVING_MODE,
-                    horizontal=True,
-                    help="Closed loop: N users, each sending again as soon as its answer ends. "
-                         "Open loop: requests arrive on a schedule whatever the server does, as "
-                         "on a public service.")
+    shape = field_info("mode")
+    mode = st.radio(shape["label"], list(SHAPES), format_func=SHAPES.get,
+                    key=state.SERVING_MODE, horizontal=True, help=shape["help"])
     levels_key = state.serving_levels(mode)
     sized = bool(st.session_state.get(state.SERVING_SIZED))
     if sized:
@@ -179,35 +186,27 @@ def plan_form() -> LoadPlan | None:
                               help=f"Separated by commas, lightest first, e.g. "
                                    f"{DEFAULT_LEVELS[mode]}. Doubling each time finds the knee "
                                    "quickly.")
-    arrival, burstiness = "poisson", 1.0
+    arrival, burstiness = field_info("arrival")["default"], field_info("burstiness")["default"]
     if mode == RATE:
         left, right = st.columns(2)
-        arrival = left.radio("Arrivals", ARRIVALS, format_func=ARRIVAL_WORDS.get,
-                             key=state.SERVING_ARRIVAL)
+        arrivals = field_info("arrival")
+        arrival = left.radio(arrivals["label"], ARRIVALS, format_func=ARRIVAL_WORDS.get,
+                             key=state.SERVING_ARRIVAL, help=arrivals["help"])
         if arrival == "gamma":
-            burstiness = right.slider("Burstiness", 0.1, 4.0, step=0.1,
-                                      key=state.SERVING_BURSTINESS,
-                                      help="1 is Poisson; below 1 burstier (clumps of "
-                                           "requests), above 1 more even.")
+            bursts = field_info("burstiness")
+            burstiness = right.slider(bursts["label"], bursts["page_min"], bursts["page_max"],
+                                      step=bursts["step"], key=state.SERVING_BURSTINESS,
+                                      help=bursts["help"])
     columns = st.columns(4)
     if sized:
         requests = st.session_state[state.SERVING_REQUESTS]
-        columns[0].caption("Requests per level: as many as fit the time budget.")
+        columns[0].caption(f"{field_info('requests')['label']}: as many as fit the time "
+                           "budget.")
     else:
-        requests = columns[0].number_input("Requests per level", 1, 10_000,
-                                           key=state.SERVING_REQUESTS,
-                                           help="Measured ones. p90 needs 10, p99 needs 100.")
-    warmup = columns[1].number_input("Warm-up requests", 0, 1000, key=state.SERVING_WARMUP,
-                                     help="Sent first at each level and left out, so the "
-                                          "queue is already in its steady state. With a "
-                                          "fixed number of users, at least one per user. "
-                                          "After the measured ones, cool-down requests keep "
-                                          "the load up until the last measured one ends; they "
-                                          "are cancelled then and not counted either.")
-    prompt = columns[2].number_input("Prompt length per request (tokens)", 1, 8192,
-                                     key=state.SERVING_PROMPT)
-    new = columns[3].number_input("Answer length per request (tokens)", 1, 4096,
-                                  key=state.SERVING_NEW)
+        requests = _plan_number(columns[0], "requests")
+    warmup = _plan_number(columns[1], "warmup")
+    prompt = _plan_number(columns[2], "prompt_tokens")
+    new = _plan_number(columns[3], "new_tokens")
     try:
         plan = LoadPlan(mode=mode, levels=parse_levels(typed), requests=int(requests),
                         warmup=int(warmup), arrival=arrival, burstiness=float(burstiness),
@@ -216,6 +215,13 @@ def plan_form() -> LoadPlan | None:
         st.error(text.md(exc))
         return None
     return plan
+
+
+def _plan_number(place, name: str):
+    """The number box of one LoadPlan field, as its metadata describes it."""
+    info = field_info(name)
+    return place.number_input(info["label"], info["page_min"], info["page_max"],
+                              step=info["step"], key=PLAN_KEYS[name], help=info["help"])
 
 
 def sizing_form(target: session.Target | None) -> sizing.Sizing:

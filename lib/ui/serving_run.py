@@ -1,11 +1,11 @@
 """Running a load sweep from the web app, with its progress shown and Stop honoured.
 
-`lib.serving.session.measure` does the work, in a thread of its own: its load generator calls
+`lib.records.load_tests.measure_and_save` does the work, in a thread of its own: its load generator calls
 back from many request threads, and Streamlit draws only from the page's script thread. The
 script thread polls what the run last said (`LiveLoad`) a few times a second and draws it in the
 usual progress panel (`running.LiveProgress`). Stop, like any rerun, interrupts the script
 thread at its next drawing call: it then sets the run's stop event, and the load generator
-cancels what is in flight and ends with the levels measured so far, which `measure` saves. The
+cancels what is in flight and ends with the levels measured so far, which are saved. The
 next page run picks that outcome up (`stopped_load`), as Explore picks up a stopped sweep.
 Pressed while the run still waits in the queue, Stop ends the wait: nothing runs.
 """
@@ -19,8 +19,9 @@ import streamlit as st
 
 from lib.core import text
 from lib.core.errors import ExplorerError, StoppedError
+from lib.records import load_tests
 from lib.serving import session
-from lib.serving.load import LoadPlan
+from lib.serving.plan import LoadPlan
 from lib.serving.sizing import Sizing
 from lib.serving.measures import Slo
 from lib.ui import classroom_view, running, state
@@ -37,7 +38,7 @@ class LiveLoad:
     fraction: float = 0.0
     queue_message: str | None = None
     started: bool = False          # past the queue: Stop now ends the run, keeping its levels
-    outcome: session.Outcome | None = None
+    outcome: load_tests.Outcome | None = None
     error: BaseException | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     ended: threading.Event = field(default_factory=threading.Event)
@@ -58,7 +59,7 @@ class LiveLoad:
 
 
 def run_with_status(target: session.Target, plan: LoadPlan, slo: Slo | None,
-                    sizing: Sizing | None = None) -> session.Outcome | None:
+                    sizing: Sizing | None = None) -> load_tests.Outcome | None:
     """The load sweep measured and saved, its progress shown; None (the reason on the page)
     when it could not run. A stopped run's outcome is shown by the next page run."""
     levels = "sized to this computer" if sizing is not None and sizing.auto_levels \
@@ -68,9 +69,9 @@ def run_with_status(target: session.Target, plan: LoadPlan, slo: Slo | None,
 
     def work() -> None:
         try:
-            live.outcome = session.measure(target, plan, slo, say=live.say,
-                                           on_progress=live.progress, on_wait=live.waiting,
-                                           stop=live.stop, owner=owner, sizing=sizing)
+            live.outcome = load_tests.measure_and_save(
+                target, plan, slo, say=live.say, on_progress=live.progress,
+                on_wait=live.waiting, stop=live.stop, sizing=sizing, owner=owner)
         except BaseException as exc:   # noqa: BLE001 - handed to the page, which shows or raises it
             live.error = exc
         finally:
@@ -104,7 +105,7 @@ def run_with_status(target: session.Target, plan: LoadPlan, slo: Slo | None,
     return _outcome(live)
 
 
-def stopped_load() -> session.Outcome | None:
+def stopped_load() -> load_tests.Outcome | None:
     """A run interrupted by Stop (or by leaving the page): what it measured and saved, once
     it has wrapped up; None when there was none, or (with the reason shown) it kept nothing."""
     live: LiveLoad | None = st.session_state.pop(state.SERVING_LIVE, None)
@@ -122,7 +123,7 @@ def stopped_load() -> session.Outcome | None:
     return _outcome(live)
 
 
-def _outcome(live: LiveLoad) -> session.Outcome | None:
+def _outcome(live: LiveLoad) -> load_tests.Outcome | None:
     if live.error is None:
         return live.outcome
     if isinstance(live.error, StoppedError):

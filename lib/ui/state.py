@@ -34,7 +34,7 @@ EXPLORE_BUDGET = "explore_budget_s"   # the sweep's time budget, seconds
 BUSY_NOW = "_busy_now"              # (when, other programs' CPU share then): a recent reading
 EXPLORE_WIDGETS = ("explore_mode", "explore_factor_", "explore_values_",
                    "explore_heatmap_metric", EXPLORE_BUDGET)   # every Explore widget key starts with one of these
-SERVING_RESULT = "_serving_result"  # the last load run shown on Serving (lib.serving.session.Outcome)
+SERVING_RESULT = "_serving_result"  # the last load run shown on Serving (lib.records.load_tests.Outcome)
 SERVING_LIVE = "_serving_live"      # the load run in progress: its thread, Stop, what it measured
 SERVING_WIDGETS = ("serving_",)     # every Serving widget key starts with this
 SERVING_TARGET = "serving_target"   # "local" or "url"

@@ -32,9 +32,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from lib.core import text
-from lib.serving import measures
+from lib.serving import findings
 from lib.core.metrics import format_number, format_seconds
-from lib.serving.load import RATE
+from lib.serving.plan import RATE
 from lib.serving.records import CANCELLED, COOLDOWN, FAILED, MEASURED, RequestRecord
 from lib.serving.summary import Level, LoadResult
 
@@ -62,7 +62,7 @@ LATENCY_PANELS = (
 
 def level_words(load: LoadResult, offered: float) -> str:
     """'4 concurrent requests' or '2 requests/s' ('1 request/s')."""
-    return measures.level_words(offered, load.plan.unit)
+    return findings.level_words(offered, load.plan.unit)
 
 
 def short_level(load: LoadResult, offered: float) -> str:
