@@ -26,14 +26,14 @@ VOCABULARY_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.tx
 def serve_folder(model_id: str, say: Say = print) -> Path:
     """A folder `transformers serve` can load for `model_id` (created once where needed)."""
     from lib.models import saved
-    from lib.models.catalog import OWN, RANDOM
+    from lib.models.catalog import OWN, RANDOM, package_file
 
     entry = servable_entry(model_id)
     if entry.weights == RANDOM:
         return saved.random_folder(entry, say)
     if entry.weights != OWN:
         return saved.converted(entry, say) if entry.package_path.endswith(".gguf") \
-            else with_tokenizer(_package_folder(entry), entry.display_name)
+            else with_tokenizer(package_file(entry), entry.display_name)
     if entry.hub_id:
         return _hub_folder(entry.hub_id, say)
     path = Path(entry.local_path)
