@@ -7,7 +7,7 @@ from lib.estimate import memory
 from lib.measure import runner
 from lib.core.errors import MemoryGuardError
 from lib.estimate.memory import Shapes
-from lib.models.loading import load_advice
+from lib.measure.backends.base import load_advice
 from lib.core.spec import RunSpec
 
 SMOL = Shapes(parameters=134_515_008, layers=30, hidden_size=576, intermediate_size=1536,

@@ -20,10 +20,10 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from lib.measure.cache import LoadedModel
+from lib.models.loaded import LoadedModel
 from lib.models.catalog import CATALOG, RANDOM, CatalogEntry, package_file
 from lib.models.gguf import convert_gguf, converted_folder
-from lib.models.shapes import config, model_class, shapes
+from lib.models.shapes import config, model_class
 from lib.core.errors import ModelLoadError
 from lib.core.spec import DEFAULT_MODEL_ID
 
@@ -89,28 +89,6 @@ def tensor_bytes(model: Any) -> int:
             seen.add(key)
             total += size
     return total
-
-
-def load_advice(model_id: str, dtype: str, device: str = "cpu",
-                available_bytes: int | None = None) -> str:
-    """What to try when the weights alone don't fit: another dtype this device offers whose
-    loading needs less (and fits, when `available_bytes` is known), with its size; never the
-    dtype already chosen."""
-    from lib.estimate import memory
-    from lib.machine.devices import supported_dtypes
-    from lib.core.metrics import format_bytes
-
-    shape = shapes(model_id)
-    options = []
-    for other in ("bfloat16", "int8"):
-        if other == dtype or other not in supported_dtypes(device) or \
-                shape.load_peak_bytes(other) >= shape.load_peak_bytes(dtype):
-            continue
-        need = memory.estimate(shape, other, 1, 0, 0).total_bytes
-        if available_bytes is None or need <= available_bytes:
-            options.append(f"{other} (weights about {format_bytes(shape.weight_bytes(other))})")
-    return ("The weights alone don't fit. Choose " + (" or ".join(options) + ", or " if options
-                                                      else "") + "a smaller model.")
 
 
 def quantize_int8(model: Any) -> Any:

@@ -20,7 +20,7 @@ from lib.estimate import estimator
 from lib.measure.backends.base import Backend, Progress, Session, Timing
 from lib.core.errors import UnsupportedError
 from lib.estimate.memory import MemoryEstimate, MemoryVerdict
-from lib.measure.cache import LoadedModel
+from lib.models.loaded import LoadedModel
 from lib.models.catalog import CAUSAL_LM, ENCODER, CatalogEntry, get_entry
 from lib.core.results import ESTIMATED
 from lib.core.spec import DTYPES, RunSpec

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence, Union
 
 from lib.machine.activity import Load
 from lib.measure.backends.base import Backend, Progress, Session, Timing
-from lib.measure.cache import LoadedModel
+from lib.models.loaded import LoadedModel
 from lib.models.catalog import CAUSAL_LM, ENCODER, get_entry
 from lib.core.prompts import fit_prompt
 from lib.core.spec import DTYPES, RunSpec
