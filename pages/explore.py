@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from lib.measure import budget, sweep
+from lib.measure.factors import FACTORS, estimated_points, grid
 from lib.views import charts, insights
 from lib.records import documents, export, table
 from lib.core import stats, text
@@ -31,15 +32,15 @@ for index, default in enumerate(defaults):
     st.session_state.setdefault(state.explore_factor(index), default)
 for index, column in enumerate(st.columns(2 if two else 1)):
     with column:
-        name = st.selectbox(f"Factor {index + 1}" if two else "Factor", list(sweep.FACTORS),
-                            format_func=lambda n: sweep.FACTORS[n].title,
+        name = st.selectbox(f"Factor {index + 1}" if two else "Factor", list(FACTORS),
+                            format_func=lambda n: FACTORS[n].title,
                             key=state.explore_factor(index))
         other = st.session_state.get(state.explore_factor(1 - index)) if two else None
-        values = sidebar.factor_values_input(sweep.FACTORS[name], index,
+        values = sidebar.factor_values_input(FACTORS[name], index,
                                              spec.device if spec else "cpu",
                                              spec.stack if spec else "transformers", other)
         if values:
-            factor_values.append((sweep.FACTORS[name], values))
+            factor_values.append((FACTORS[name], values))
 metric = None
 if two:
     metric = st.selectbox("Heatmap shows", HEATMAP_METRICS,
@@ -51,8 +52,8 @@ if two and ready and factor_values[0][0].name == factor_values[1][0].name:
     st.error("Pick two different factors.")
     ready = False
 if ready:
-    count = len(sweep.grid(factor_values))
-    estimates = sweep.estimated_points(spec, factor_values)
+    count = len(grid(factor_values))
+    estimates = estimated_points(spec, factor_values)
     skips = sidebar.sweep_skips(spec, factor_values)
     skipped = sum(skips.values())
     measured = count - skipped - estimates          # the points that take this machine's time
@@ -158,7 +159,7 @@ if save_problem:
 elif saved_id:
     st.caption(f"Saved in History as #{saved_id}.")
 measured = frame[frame["status"] == table.Status.MEASURED]
-factors = [sweep.FACTORS[name] for name in result.factors]
+factors = [FACTORS[name] for name in result.factors]
 shares = [row["other_cpu_percent"] for row in rows if table.is_measured(row)
           and not table.is_estimated(row) and row.get("other_cpu_percent") is not None]
 busy_share = stats.percentile(shares, 50) if shares else None

@@ -15,7 +15,7 @@ import streamlit as st
 from lib.views import charts
 from lib.access import classroom
 from lib.records import documents as history, imports, ledger, export, table
-from lib.measure import sweep
+from lib.measure.factors import FACTORS
 from lib.core import text
 from lib import ui
 from lib.core.errors import ExplorerError
@@ -78,8 +78,8 @@ def show_ledger(entries: list[dict]) -> None:
     st.caption(f"Per factor: the runs grouped by their value of it. Each sweep point counts as "
                f"one run; fewer than {ledger.MIN_RUNS_TO_JUDGE} runs are too few to judge, and "
                "'within the noise' means the miss is no larger than the runs' own spread.")
-    for tab, name in zip(st.tabs([factor.title for factor in sweep.FACTORS.values()]),
-                         sweep.FACTORS):
+    for tab, name in zip(st.tabs([factor.title for factor in FACTORS.values()]),
+                         FACTORS):
         with tab:
             st.dataframe(pd.DataFrame(judged.factor_rows(name)), hide_index=True,
                          width="stretch")
@@ -212,7 +212,7 @@ def show_sweep(opened_sweep: history.Opened) -> None:
     result = opened_sweep.sweep
     if len(result.factors) == 1 and any(table.is_measured(row) for row in opened_sweep.rows):
         st.plotly_chart(charts.sweep_latency_figure(pd.DataFrame(opened_sweep.rows),
-                                                    sweep.FACTORS[result.factors[0]]),
+                                                    FACTORS[result.factors[0]]),
                         width="stretch")
     st.dataframe(opened_sweep.display_rows, hide_index=True, width="stretch")
 
@@ -308,7 +308,7 @@ def compare_sweeps(selected: list[dict]) -> None:
     if len(factor_sets) != 1 or len(next(iter(factor_sets))) != 1:
         st.warning("To overlay sweeps, select sweeps of the same single factor.")
         return
-    factor = sweep.FACTORS[next(iter(factor_sets))[0]]
+    factor = FACTORS[next(iter(factor_sets))[0]]
     labelled = [(compared_name(e), pd.DataFrame(opened[e["id"]].rows)) for e, _ in results]
     st.plotly_chart(charts.compare_sweeps_figure(labelled, factor), width="stretch")
     for metric in ("decode_tokens_per_s", "peak_memory_bytes"):

@@ -11,6 +11,7 @@ from lib.cli import main as cli_module
 from lib.records import documents
 from lib.core import stats
 from lib.measure import sweep
+from lib.measure.factors import get_factor
 from lib.core.spec import RunSpec
 from lib.records.store import Store
 
@@ -18,7 +19,7 @@ from lib.records.store import Store
 def test_share_marks_an_entry_and_history_labels_it(capsys):
     base = RunSpec(prompt_tokens=16, new_tokens=3, repetitions=1, min_duration_s=0.0, threads=1)
     recorder = documents.SweepRecorder(base, ["batch"], 2, store=Store())
-    sweep.run_sweep(base, [(sweep.get_factor("batch"), [1, 8])], FakePoints(),
+    sweep.run_sweep(base, [(get_factor("batch"), [1, 8])], FakePoints(),
                     on_point=recorder.add)
     recorder.finish(False)
     assert cli_module.main(["share", str(recorder.entry_id)]) == 0
@@ -97,12 +98,12 @@ def test_an_estimate_is_listed_on_its_hardware_profile_and_device_count(capsys):
     run_id = documents.save_run(measurement, stats.summarize(measurement), store)[0]
     base = RunSpec(prompt_tokens=16, new_tokens=3, repetitions=1, min_duration_s=0.0, threads=1)
     devices = documents.SweepRecorder(base, ["device"], 2, store=store)
-    sweep.run_sweep(base, [(sweep.get_factor("device"), ["cpu", "h200"])], FakePoints(),
+    sweep.run_sweep(base, [(get_factor("device"), ["cpu", "h200"])], FakePoints(),
                     on_point=devices.add)
     devices.finish(False)
     on_h100 = base.replace(hardware="h100-sxm", gpus=2)
     batches = documents.SweepRecorder(on_h100, ["batch"], 2, store=store)
-    sweep.run_sweep(on_h100, [(sweep.get_factor("batch"), [1, 8])], FakePoints(),
+    sweep.run_sweep(on_h100, [(get_factor("batch"), [1, 8])], FakePoints(),
                     on_point=batches.add)
     batches.finish(False)
     listed = {e["id"]: e["device"] for e in store.list()}

@@ -350,10 +350,11 @@ def test_estimates_never_count_as_memory_other_models_would_free():
 
 def test_a_sweep_of_estimates_has_one_repetition_per_point():
     from lib.measure import sweep
+    from lib.measure.factors import get_factor
     from lib.measure.cache import ModelCache
 
     base = bf16("gpt2", hardware=H200, new_tokens=4)
-    factors = [(sweep.get_factor("batch"), [1, 4])]
+    factors = [(get_factor("batch"), [1, 4])]
     cache = ModelCache(max_entries=1)
     try:
         with runner.SweepPoints(cache, "test sweep") as points:

@@ -108,9 +108,10 @@ def test_estimates_are_listed_exported_and_named_as_estimates():
 def test_a_reopened_sweep_lists_its_points_in_the_grids_order_not_the_finishing_order():
     from fakes import FakePoints
     from lib.measure import sweep
+    from lib.measure.factors import get_factor
     from lib.records.documents import point_document, sweep_from_document
     base = RunSpec(prompt_tokens=16, new_tokens=3, repetitions=2, min_duration_s=0.0, threads=1)
-    result = sweep.run_sweep(base, [(sweep.get_factor("batch"), [1, 2, 4])], FakePoints())
+    result = sweep.run_sweep(base, [(get_factor("batch"), [1, 2, 4])], FakePoints())
     documents = [point_document(point) for point in result.points]
     document = {"base": base.to_dict(), "factors": ["batch"], "points": documents[::-1]}
     reopened = sweep_from_document(document)

@@ -13,6 +13,7 @@ from lib.cli import main
 from lib.records import documents, imports
 from lib.core import stats
 from lib.measure import sweep
+from lib.measure.factors import get_factor
 from lib.core.spec import RunSpec
 from lib.records.store import EXPORT_FORMAT, Store
 
@@ -34,7 +35,7 @@ def run_export():
 def sweep_export():
     store = Store()
     recorder = documents.SweepRecorder(BASE, ["batch"], 2, store=store)
-    result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2])], FakePoints(),
+    result = sweep.run_sweep(BASE, [(get_factor("batch"), [1, 2])], FakePoints(),
                              on_point=recorder.add)
     recorder.finish(result.stopped)
     document = store.export(recorder.entry_id)

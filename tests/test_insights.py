@@ -1,5 +1,5 @@
 from lib.views.insights import findings, spreads_overlap
-from lib.measure.sweep import FACTORS
+from lib.measure.factors import FACTORS
 
 BATCH, DTYPE, ATTENTION = FACTORS["batch"], FACTORS["dtype"], FACTORS["attention"]
 

@@ -15,6 +15,7 @@ from lib.access import classroom
 from lib.records import documents
 from lib.core import stats
 from lib.measure import sweep
+from lib.measure.factors import FACTORS, get_factor
 from lib.core.spec import RunSpec
 from lib.records.store import Store
 from lib.ui import classroom_view as classroom_ui
@@ -145,7 +146,7 @@ def test_playground_run_is_saved_and_listed(fake_backend):
 
 def save_sweep(store, factor, values, base=BASE, owner=None):
     recorder = documents.SweepRecorder(base, [factor], len(values), store=store, owner=owner)
-    result = sweep.run_sweep(base, [(sweep.get_factor(factor), values)], FakePoints(),
+    result = sweep.run_sweep(base, [(get_factor(factor), values)], FakePoints(),
                              on_point=recorder.add)
     recorder.finish(result.stopped)
     return recorder.entry_id
@@ -381,7 +382,7 @@ def test_the_error_ledger_and_an_estimate_labelled_as_one():
     assert any(line.startswith("- Only 2 saved runs: too few to judge the estimate of the "
                                "time per token") for line in said)
     assert "- 1 estimate is never in it: an estimate is a prediction, not a measurement." in said
-    assert [tab.label for tab in ledger_box.tabs] == [f.title for f in sweep.FACTORS.values()]
+    assert [tab.label for tab in ledger_box.tabs] == [f.title for f in FACTORS.values()]
     by_batch = next(tab for tab in ledger_box.tabs if tab.label == "Batch size")
     assert list(by_batch.dataframe[0].value["Batch size"]) == ["1", "2"]
     assert list(at.dataframe[0].value["measured / estimated"]) == \

@@ -9,7 +9,7 @@ from fakes import StackFake, measure, use_stack_fakes
 from lib.cli import main
 from lib.records import documents, export
 from lib.core import stats
-from lib.measure import sweep
+from lib.measure.factors import FACTORS, get_factor, parse_values, point_spec
 from lib.core.results import from_dict, to_dict
 from lib.core.spec import RunSpec, from_saved
 
@@ -87,20 +87,20 @@ def test_run_help_lists_the_stacks_and_every_format(capsys):
 
 
 def test_the_stack_factor_offers_every_stack_in_words():
-    factor = sweep.get_factor("stack")
+    factor = get_factor("stack")
     assert factor.default_values() == ("transformers", "llama.cpp", "onnxruntime")
     assert [factor.value_label(v) for v in factor.default_values()] == \
         ["transformers", "llama.cpp", "ONNX Runtime"]
-    assert sweep.parse_values(factor, "llama.cpp, transformers") == ["llama.cpp", "transformers"]
+    assert parse_values(factor, "llama.cpp, transformers") == ["llama.cpp", "transformers"]
     with pytest.raises(Exception, match="is not a software stack"):
-        sweep.parse_values(factor, "vllm")
+        parse_values(factor, "vllm")
 
 
 def test_another_stack_s_point_drops_the_transformers_only_settings():
     base = RunSpec(attention="eager", kv_cache="static")
-    factor_values = [(sweep.FACTORS["stack"], ["transformers", "llama.cpp"])]
-    there = sweep.point_spec(base, factor_values, {"stack": "transformers"})
-    other = sweep.point_spec(base, factor_values, {"stack": "llama.cpp"})
+    factor_values = [(FACTORS["stack"], ["transformers", "llama.cpp"])]
+    there = point_spec(base, factor_values, {"stack": "transformers"})
+    other = point_spec(base, factor_values, {"stack": "llama.cpp"})
     assert (there.attention, there.kv_cache) == ("eager", "static")
     assert (other.stack, other.attention, other.kv_cache, other.compile) == \
         ("llama.cpp", "sdpa", "dynamic", "off")

@@ -19,6 +19,7 @@ from fakes import FakePoints, fake_runner
 from lib.records import documents, table
 from lib.core import stats
 from lib.measure import sweep
+from lib.measure.factors import get_factor
 from lib.records import store as store_module
 from lib.core.spec import RunSpec
 from lib.records.store import Store, StoreError
@@ -68,7 +69,7 @@ def test_export_import_export_is_identical_but_for_origin(store, tmp_path):
 
 def test_sweep_points_are_saved_as_they_finish(store):
     recorder = documents.SweepRecorder(BASE, ["batch"], planned=3, store=store)
-    result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2, 4])],
+    result = sweep.run_sweep(BASE, [(get_factor("batch"), [1, 2, 4])],
                              FakePoints(), on_point=recorder.add)
     recorder.finish(result.stopped)
     exported = store.export(recorder.entry_id)
@@ -210,7 +211,7 @@ def test_owners_see_their_own_and_shared_and_change_only_their_own(store):
 
 def test_sweep_owner_and_models_come_from_its_points(store):
     recorder = documents.SweepRecorder(BASE, ["model"], planned=2, store=store, owner="alice")
-    result = sweep.run_sweep(BASE, [(sweep.get_factor("model"), ["gpt2", "smollm2-360m"])],
+    result = sweep.run_sweep(BASE, [(get_factor("model"), ["gpt2", "smollm2-360m"])],
                              FakePoints(), on_point=recorder.add)
     recorder.finish(result.stopped)
     entry = store.list()[0]

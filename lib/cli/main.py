@@ -38,7 +38,8 @@ from lib.cli import arguments
 from lib.core import spec as run_spec
 from lib.core.errors import ExplorerError, InvalidSpecError, UnsupportedError
 from lib.core.spec import RunSpec
-from lib.measure.sweep import FACTORS
+from lib.measure.factors import FACTORS, check_grid, get_factor, grid, parse_values, point_spec
+from lib.measure.sweep_points import SweepProgress
 from lib.core.text import one_line, terminal
 
 SWEEP_DEFAULTS = {"repetitions": 3, "min_duration_s": 0.5}    # per point: a sweep has many
@@ -367,22 +368,20 @@ def _sweep_request(base: RunSpec, args: argparse.Namespace) -> list:
     sweep that can't run is refused before its history entry exists. A point only its model
     can't take (a prompt longer than its context) is skipped by the sweep, as in the app;
     a grid of nothing but such points is refused."""
-    from lib.measure import sweep
-
     if args.values2 is not None and args.factor2 is None:
         raise InvalidSpecError("--values2 needs --factor2: name the factor those values are of.")
     factor_values = []
     for name, text in ((args.factor, args.values), (args.factor2, args.values2)):
         if name is None:
             continue
-        factor = sweep.get_factor(name)
-        values = sweep.parse_values(factor, text) if text is not None \
+        factor = get_factor(name)
+        values = parse_values(factor, text) if text is not None \
             else list(factor.default_values())
         factor_values.append((factor, values))
-    sweep.check_grid(factor_values)
-    points, unrunnable = sweep.grid(factor_values), []
+    check_grid(factor_values)
+    points, unrunnable = grid(factor_values), []
     for values in points:
-        spec = sweep.point_spec(base, factor_values, values)
+        spec = point_spec(base, factor_values, values)
         run_spec.check_threads(spec.threads)
         try:
             _check_point(spec)
@@ -411,7 +410,7 @@ def _run_sweep(base: RunSpec, factor_values: list, csv_path: str | None,
     cache = ModelCache(max_entries=1)
     last_round = [0]
 
-    def progress(event: sweep.SweepProgress) -> None:
+    def progress(event: SweepProgress) -> None:
         eta = (f", about {event.eta_s:.0f} s left"
                + ("" if event.eta_measured else " (estimated before measuring)")
                if event.eta_s else "")
@@ -426,9 +425,9 @@ def _run_sweep(base: RunSpec, factor_values: list, csv_path: str | None,
                  f"{event.repetitions_planned} repetitions done{eta})")
 
     recorder = documents.SweepRecorder(base, [f.name for f, _ in factor_values],
-                                     len(sweep.grid(factor_values)), on_wait=_say)
+                                     len(grid(factor_values)), on_wait=_say)
     description = f"sweep of {', '.join(f.label for f, _ in factor_values)} " \
-                  f"({len(sweep.grid(factor_values))} points)"
+                  f"({len(grid(factor_values))} points)"
     try:
         with runner.SweepPoints(cache, description, on_wait=_say) as points:
             # The budget counts from here: waiting for other people's runs is not this sweep's.

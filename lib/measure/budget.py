@@ -338,7 +338,7 @@ def _learned(spec: RunSpec) -> dict[str, Any] | None:
 
 
 def remember(result: Any) -> None:
-    """After a sweep (`lib.measure.sweep.SweepResult` with its plan): how long its timed calls and its
+    """After a sweep (`lib.measure.sweep_points.SweepResult` with its plan): how long its timed calls and its
     loading took against the plan's quiet costs (both divided by the plan's slowdown), kept as
     the corrections for the next plan on this device and stack. Nothing when it measured
     nothing or had no plan; a file that can't be written only loses the correction."""

@@ -232,7 +232,7 @@ class SweepPoints:
         self._slot = slot
 
     def progress(self, event) -> None:
-        """A `lib.measure.sweep.SweepProgress`: its time left (measured) goes to the queue; until
+        """A `lib.measure.sweep_points.SweepProgress`: its time left (measured) goes to the queue; until
         there is one, the points left times the last point's rough duration."""
         if self._held is None:
             return

@@ -33,7 +33,9 @@ from lib.core.results import Measurement
 from lib.core.spec import RunSpec, field_info
 from lib.core.stacks import TRANSFORMERS
 from lib.records.store import DamagedEntryError, Store, StoreError
-from lib.measure.sweep import FACTORS, PointResult, SweepResult, format_name, stack_name
+from lib.measure.factors import FACTORS
+from lib.measure.sweep_points import PointResult, SweepResult
+from lib.core.stacks import format_name, stack_name
 
 # A run's label names these settings; a stack setting is named only when it isn't the default.
 STACK_FIELDS = ("attention", "kv_cache", "compile")

@@ -80,7 +80,7 @@ def stack_sentence(measurement: Measurement) -> str | None:
     """Which software stack ran, its versions and the weight format, e.g. 'Ran on llama.cpp
     (llama-cpp-python 0.3.36), weights Q4_K_M.'; None for an estimate (nothing ran)."""
     from lib.core.stacks import STACKS
-    from lib.measure.sweep import format_name, stack_name
+    from lib.core.stacks import format_name, stack_name
 
     if not measurement.measured:
         return None

@@ -36,7 +36,8 @@ from lib.core import stats
 from lib.core.metrics import METRICS, format_value
 from lib.core.results import ESTIMATED, MEASURED
 from lib.core.spec import LATER_FIELDS, field_names
-from lib.measure.sweep import FACTORS, Factor, SweepResult
+from lib.measure.factors import FACTORS, Factor
+from lib.measure.sweep_points import SweepResult
 
 FACTOR_PREFIX = "factor_"
 TABLE_METRICS = ("ttft_s", "tpot_s", "e2e_s", "itl_s", "decode_tokens_per_s",

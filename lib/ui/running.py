@@ -18,6 +18,8 @@ from typing import Iterator
 import streamlit as st
 
 from lib.measure import backends, budget, runner, sweep
+from lib.measure.factors import FACTORS, Factor, grid
+from lib.measure.sweep_points import PointResult, SweepProgress, SweepResult
 from lib.records import documents
 from lib.core import stats, text
 from lib.core.errors import ExplorerError
@@ -209,7 +211,7 @@ def busy_now(spec: RunSpec):
     return value
 
 
-def sweep_plan(base: RunSpec, factor_values: list[tuple[sweep.Factor, list]],
+def sweep_plan(base: RunSpec, factor_values: list[tuple[Factor, list]],
                budget_s: float | None) -> sweep.SweepPlan:
     """The time promise for this sweep on this machine now (models already loaded count no
     loading time)."""
@@ -241,8 +243,8 @@ def busy_words(other_cpu_percent: float, threads: int, finished: bool = False,
 
 
 def run_sweep_with_status(base: RunSpec,
-                          factor_values: list[tuple[sweep.Factor, list]],
-                          budget_s: float | None = None) -> sweep.SweepResult:
+                          factor_values: list[tuple[Factor, list]],
+                          budget_s: float | None = None) -> SweepResult:
     """Run a sweep showing the round, the point, its repetitions and the time left: the plan's
     estimate at first (this machine's speed now, within `budget_s`), then measured.
 
@@ -250,7 +252,7 @@ def run_sweep_with_status(base: RunSpec,
     interrupts this one) keeps them: see `partial_sweep()`.
     """
     factors = [f.name for f, _ in factor_values]
-    planned = len(sweep.grid(factor_values))
+    planned = len(grid(factor_values))
     notice = st.empty()                  # a history locked by another program: say we wait
     recorder = documents.SweepRecorder(base, factors, planned, owner=classroom_view.current_owner(),
                                      on_wait=lambda message: notice.info(text.md(message)))
@@ -259,7 +261,7 @@ def run_sweep_with_status(base: RunSpec,
     st.session_state[state.SWEEP_LIVE] = live
     panel = LiveProgress()
 
-    def on_point(point: sweep.PointResult) -> None:
+    def on_point(point: PointResult) -> None:
         live["points"].append(point)
         recorder.add(point)
         share = (stats.point_noise(point.measurement, point.summary).other_cpu_percent
@@ -267,9 +269,9 @@ def run_sweep_with_status(base: RunSpec,
         if share is not None and share > stats.BUSY_OTHER_CPU_PERCENT:
             panel.busy.warning(busy_words(share, base.threads))
 
-    def on_progress(event: sweep.SweepProgress) -> None:
+    def on_progress(event: SweepProgress) -> None:
         panel.queue.empty()
-        where = text.md(", ".join(f"{sweep.FACTORS[name].label} {value}"
+        where = text.md(", ".join(f"{FACTORS[name].label} {value}"
                                   for name, value in event.values.items()))
         counts = (f"{event.repetitions_done} of {event.repetitions_planned} repetitions, "
                   f"{event.points_loaded} of {event.total_points} points loaded, "
@@ -315,7 +317,7 @@ def run_sweep_with_status(base: RunSpec,
     return result
 
 
-def partial_sweep() -> sweep.SweepResult | None:
+def partial_sweep() -> SweepResult | None:
     """A sweep interrupted by Stop (or any rerun): the points it finished, marked stopped.
 
     Streamlit starts the new page run while the interrupted one is still keeping what its
@@ -328,7 +330,7 @@ def partial_sweep() -> sweep.SweepResult | None:
     waiting = st.empty()                 # this page run's, not the stopped one's
     live["recorder"].store.on_wait = lambda message: waiting.info(text.md(message))
     live["recorder"].finish(stopped=True)
-    result = sweep.SweepResult(live["base"], live["factors"],
+    result = SweepResult(live["base"], live["factors"],
                                points=sorted(live["points"], key=lambda p: p.index),
                                stopped=True, planned=live["planned"])
     result.saved = (live["recorder"].entry_id, live["recorder"].problem)

@@ -39,7 +39,7 @@ from lib.core.metrics import LATENCIES, METRICS, format_number, format_value
 from lib.records.export import request_latency_rows, token_latency_rows
 from lib.core.results import Measurement
 from lib.core.stats import MIN_SAMPLES, Summary
-from lib.measure.sweep import FACTORS, Factor
+from lib.measure.factors import FACTORS, Factor
 from lib.records.table import Status, band_columns, is_estimated, stat_column
 
 FAINT = "rgba(99, 110, 250, 0.25)"

@@ -32,7 +32,8 @@ from typing import Any, Callable, Sequence
 from lib.core.metrics import format_bytes, format_number
 from lib.core.stacks import STACKS, TRANSFORMERS
 from lib.core.stats import BUSY_OTHER_CPU_PERCENT, NOISY_RELATIVE_IQR
-from lib.measure.sweep import Factor, format_name, stack_name
+from lib.measure.factors import Factor
+from lib.core.stacks import format_name, stack_name
 from lib.records.table import band_columns, is_estimated, is_measured
 
 NEGLIGIBLE = 0.10      # ratios between 0.9x and 1.1x are "about the same"
