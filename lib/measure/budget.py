@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from lib.core.paths import data_dir
 from lib.core.spec import RunSpec
 
 DEFAULT_BUDGET_S = 120.0       # a sweep sized for a lesson: about two minutes
@@ -316,8 +317,7 @@ class Pace:
 
 
 def _speed_path() -> Path:
-    from lib.records.store import default_path
-    return default_path().parent / SPEED_FILE
+    return data_dir() / SPEED_FILE       # beside the run history
 
 
 def _speed_key(spec: RunSpec) -> str:

@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from lib.core.errors import ExplorerError
+from lib.core.paths import DATA_ENV, data_dir
 from lib.core.results import ESTIMATED, MEASURED
 
-DATA_ENV = "ILE_DATA_DIR"
 EXPORT_FORMAT = "inference-latency-explorer/1"
 BUSY_NOTICE_S = 2.0         # a database locked this long: say that we wait
 BUSY_TIMEOUT_S = 10.0       # ... and give up after this long (the result is still shown)
@@ -90,9 +90,7 @@ _INTACT: dict[str, tuple[int, int, int, int]] = {}
 
 
 def default_path() -> Path:
-    root = os.environ.get(DATA_ENV) or Path.home() / ".local" / "share" / \
-        "inference-latency-explorer"
-    return Path(root) / "history.sqlite3"
+    return data_dir() / "history.sqlite3"
 
 
 def _migrate(connection: sqlite3.Connection) -> None:
