@@ -3,7 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from lib.measure import budget, sweep
+from lib.measure import budget
+from lib.core.stacks import format_name
 from lib.measure.factors import FACTORS, estimated_points, grid
 from lib.views import charts, insights
 from lib.records import documents, export, table
@@ -73,7 +74,7 @@ if ready:
                    "values, or fewer repetitions, make it quicker.")
     if not two and factor_values[0][0].name == "stack":
         st.caption(f"Every stack runs at the sidebar's number format "
-                   f"({sweep.format_name(spec.dtype)}). To compare each stack in its own "
+                   f"({format_name(spec.dtype)}). To compare each stack in its own "
                    "formats (llama.cpp's Q4_K_M beside transformers' float32), choose **two "
                    "factors (heatmap)**: software stack x number format.")
 

@@ -26,6 +26,7 @@ from lib.core.errors import ExplorerError
 from lib.measure.cache import ModelCache
 from lib.core.results import Measurement
 from lib.core.spec import RunSpec
+from lib.core.stacks import format_name, stack_name
 from lib.ui import classroom_view, state
 
 MODEL_CACHE_ENTRIES = 2            # models kept in memory at once (each can be GBs)
@@ -189,8 +190,8 @@ def _model_note(measurement: Measurement, was_loaded: bool) -> str:
         note += (f" Its Linear layers were quantized to int8 in {measurement.quantize_s:.1f} s "
                  "(also not counted); int8 answers drift slightly from float32's.")
     if measurement.build_s is not None and not was_loaded:
-        note += (f" First use of {sweep.format_name(measurement.spec.dtype)} on "
-                 f"{sweep.stack_name(measurement.spec.stack)}: its copy "
+        note += (f" First use of {format_name(measurement.spec.dtype)} on "
+                 f"{stack_name(measurement.spec.stack)}: its copy "
                  f"of the weights was built in {measurement.build_s:.1f} s and saved in the "
                  "cache folder, so later loads skip it (not counted in any latency either).")
     return note
@@ -212,7 +213,7 @@ def busy_now(spec: RunSpec):
 
 
 def sweep_plan(base: RunSpec, factor_values: list[tuple[Factor, list]],
-               budget_s: float | None) -> sweep.SweepPlan:
+               budget_s: float | None) -> budget.SweepPlan:
     """The time promise for this sweep on this machine now (models already loaded count no
     loading time)."""
     def loaded(spec: RunSpec) -> bool:

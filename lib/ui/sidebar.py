@@ -14,7 +14,7 @@ from typing import Any
 
 import streamlit as st
 
-from lib.measure import backends, runner, sweep
+from lib.measure import backends, runner
 from lib.measure.factors import Factor, device_values, grid, parse_values, point_spec
 from lib.machine import devices
 from lib.estimate import modelcard
@@ -24,7 +24,7 @@ from lib.core.metrics import format_bytes
 from lib.models import catalog
 from lib.models.shapes import shapes
 from lib.core.spec import RunSpec, default_threads, field_info
-from lib.core.stacks import FORMATS, LLAMA_CPP, STACKS, TRANSFORMERS, check_format
+from lib.core.stacks import FORMATS, LLAMA_CPP, STACKS, TRANSFORMERS, check_format, stack_name
 from lib.ui import door, state
 from lib.ui.links import restore_from_link
 from lib.ui.running import model_cache
@@ -89,7 +89,7 @@ def settings_sidebar() -> RunSpec | None:
                 values.update({name: field_info(name)["default"] for name in STACK_FIELDS})
                 st.caption(text.md(
                     f"Attention kernel, KV cache and torch.compile are transformers settings: "
-                    f"{sweep.stack_name(values['stack'])} has its own kernels and cache. "
+                    f"{stack_name(values['stack'])} has its own kernels and cache. "
                     "Choose the transformers stack to change them."))
             else:
                 for name in STACK_FIELDS:
@@ -178,7 +178,7 @@ def _dtype_picker(stack: str, device: str) -> str:
     earlier = st.session_state.get(key)
     if earlier is not None and earlier not in options:
         st.session_state[key] = "float32" if "float32" in options else options[0]
-        st.info(text.md(f"{sweep.stack_name(stack)} does not run weights in "
+        st.info(text.md(f"{stack_name(stack)} does not run weights in "
                         f"{FORMATS[earlier].label if earlier in FORMATS else earlier}, so the "
                         f"number format is now {st.session_state[key]}."))
     chosen = widget("dtype", options=options, format_func=lambda d: FORMATS[d].label)
