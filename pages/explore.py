@@ -7,7 +7,7 @@ from lib.measure import budget
 from lib.core.stacks import format_name
 from lib.measure.factors import FACTORS, estimated_points, grid
 from lib.views import charts, insights
-from lib.records import documents, export, table
+from lib.records import wording, export, table
 from lib.core import stats, text
 from lib import ui
 from lib.core.metrics import METRICS
@@ -82,7 +82,7 @@ request = [(factor.name, list(values)) for factor, values in factor_values]
 result = st.session_state.get(state.SWEEP)
 stale = []
 if result is not None and spec is not None:
-    stale = documents.sweep_changes(result.base, st.session_state.get(state.SWEEP_REQUEST) or
+    stale = wording.sweep_changes(result.base, st.session_state.get(state.SWEEP_REQUEST) or
                                   [(name, None) for name in result.factors], spec, request)
 if spec is not None:
     params = {"mode": "two" if two else "one", "metric": metric} if two else {}
@@ -135,7 +135,7 @@ else:
 
 result = st.session_state.get(state.SWEEP)
 if result is not None and spec is not None:
-    stale = documents.sweep_changes(result.base, st.session_state.get(state.SWEEP_REQUEST) or
+    stale = wording.sweep_changes(result.base, st.session_state.get(state.SWEEP_REQUEST) or
                                   [(name, None) for name in result.factors], spec, request)
 if result is None:
     st.info("No sweep yet: choose a factor and its values, then press **Run sweep**. The "

@@ -14,7 +14,8 @@ import streamlit as st
 
 from lib.views import charts
 from lib.access import classroom
-from lib.records import documents as history, imports, ledger, export, table
+from lib.records import wording, imports, ledger, export, table
+from lib.records.documents import Opened, open_entry
 from lib.measure.factors import FACTORS
 from lib.core import text
 from lib import ui
@@ -126,7 +127,7 @@ entries = stored(store.list, model_id=None if model == "all" else model,
                      device=None if device == "all" else device,
                      since=since.isoformat() if since else None, visible_to=visible_to)
 listing = pd.DataFrame([{
-    "id": e["id"], "what": history.entry_label(e),
+    "id": e["id"], "what": wording.entry_label(e),
     "measured / estimated": e["provenance"],
     **({"whose": viewer.whose(e)} if viewer.classroom else {}),
     "when (UTC)": e["created_at"].replace("T", " ").rstrip("Z"),
@@ -156,18 +157,18 @@ for chosen_entry in chosen:
     entry_id = chosen_entry["id"]
     try:
         documents[entry_id] = store.export(entry_id)
-        opened[entry_id] = history.open_entry(documents[entry_id], entry_id)
+        opened[entry_id] = open_entry(documents[entry_id], entry_id)
     except StoreError as exc:                  # DamagedEntryError: this entry only
         problems[entry_id] = str(exc)
 
 
 def show_one(entry: dict) -> None:
-    estimated = history.estimate_words(opened[entry["id"]]) if entry["id"] in opened else None
+    estimated = wording.estimate_words(opened[entry["id"]]) if entry["id"] in opened else None
     if estimated and opened[entry["id"]].kind == "run":     # no device of this machine ran it
         st.subheader(f"#{entry['id']}: {text.md(estimated)} — "
-                     f"{text.md(history.entry_label(entry))}")
+                     f"{text.md(wording.entry_label(entry))}")
     else:
-        st.subheader(f"#{entry['id']}: {text.md(history.entry_label(entry))}, on "
+        st.subheader(f"#{entry['id']}: {text.md(wording.entry_label(entry))}, on "
                      f"{text.md(entry['device'])}")
         if estimated:
             st.warning(text.md(estimated) + ".")
@@ -191,7 +192,7 @@ def show_one(entry: dict) -> None:
             show_sweep(opened[entry["id"]])
 
 
-def show_run(run: history.Opened) -> None:
+def show_run(run: Opened) -> None:
     for column, card in zip(st.columns(4), run.cards[:4]):
         column.metric(card["label"], card["value"], help=card["meaning"])
         column.caption(card["spread"])
@@ -208,7 +209,7 @@ def show_run(run: history.Opened) -> None:
     st.plotly_chart(figure, width="stretch")
 
 
-def show_sweep(opened_sweep: history.Opened) -> None:
+def show_sweep(opened_sweep: Opened) -> None:
     result = opened_sweep.sweep
     if len(result.factors) == 1 and any(table.is_measured(row) for row in opened_sweep.rows):
         st.plotly_chart(charts.sweep_latency_figure(pd.DataFrame(opened_sweep.rows),
@@ -264,7 +265,7 @@ def show_controls(entry: dict) -> None:
 def show_settings(entries_and_specs: list[tuple[dict, dict]], ignore: set[str]) -> None:
     """The settings that differ, highlighted one row per entry; the same ones said once."""
     specs = [{k: v for k, v in spec.items() if k not in ignore} for _, spec in entries_and_specs]
-    same, differing = history.settings_differences(specs)
+    same, differing = wording.settings_differences(specs)
     st.subheader("Settings")
     if differing:
         frame = pd.DataFrame([{"entry": f"#{e['id']}",
@@ -282,7 +283,7 @@ def show_settings(entries_and_specs: list[tuple[dict, dict]], ignore: set[str]) 
 
 def compared_name(entry: dict) -> str:
     """An entry's name where entries are compared: '#4', '#5 (estimate)'."""
-    return f"#{entry['id']}{history.provenance_mark(entry)}"
+    return f"#{entry['id']}{wording.provenance_mark(entry)}"
 
 
 def compare_runs(selected: list[dict]) -> None:
@@ -292,7 +293,7 @@ def compare_runs(selected: list[dict]) -> None:
     st.caption("Medians over each run's repetitions; n is how many. Latency: lower is better. "
                "Throughput: higher is better. Memory: what the process held at its peak.")
     st.dataframe(pd.DataFrame([{
-        "entry": compared_name(e), "what": history.entry_label(e), "device": e["device"],
+        "entry": compared_name(e), "what": wording.entry_label(e), "device": e["device"],
         **{METRICS[m].label: format_value(m, s.metrics[m].median) if m in s.metrics else "–"
            for m in COMPARE_METRICS},
         # An estimate is one computed value, not a sample: its n would read as a measurement.

@@ -6,7 +6,7 @@ import streamlit as st
 
 from lib.views import charts
 from lib.estimate import floors, why
-from lib.records import documents, export
+from lib.records import wording, export
 from lib.core import text
 from lib import ui
 from lib.models.catalog import ENCODER
@@ -48,7 +48,7 @@ if result is None:
 measurement, summary = result.measurement, result.summary
 if spec is not None and measurement.spec != spec:
     st.info("These results are from earlier settings: "
-            + text.md("; ".join(documents.spec_changes(measurement.spec, spec)))
+            + text.md("; ".join(wording.spec_changes(measurement.spec, spec)))
             + ". Press **Run** to measure the current ones.")
 if measurement.prompt_note:
     st.info(text.md(measurement.prompt_note))

@@ -9,7 +9,7 @@ import pytest
 
 from fakes import declare_ceilings
 from lib.estimate import estimator, hardware
-from lib.records import documents as history, export
+from lib.records import documents, saving, export
 from lib.core import results, stats
 from lib.measure import runner
 from lib.core.errors import InvalidSpecError, MemoryGuardError, UnsupportedError
@@ -323,10 +323,10 @@ def test_an_estimate_flows_through_the_engine_marked_estimated():
 
 def test_an_estimate_is_saved_and_reopened_as_estimated():
     measurement = runner.run(bf16("gpt2", hardware=H200, new_tokens=2))
-    entry_id, problem = history.save_run(measurement, stats.summarize(measurement))
+    entry_id, problem = saving.save_run(measurement, stats.summarize(measurement))
     assert problem is None
     from lib.records.store import Store
-    opened = history.open_entry(Store().export(entry_id), entry_id)
+    opened = documents.open_entry(Store().export(entry_id), entry_id)
     assert opened.measurement.provenance.kind == "estimated"
     assert opened.rows[0]["provenance"] == "estimated"
     assert opened.rows[0]["tpot_s_p90"] is None and opened.rows[0]["tpot_s_n"] == 1

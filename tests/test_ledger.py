@@ -10,7 +10,7 @@ import pytest
 from fakes import (DECLARED_CEILINGS, FakePoints, declare_ceilings, fake_runner,
                    with_declared_ceilings)
 from lib.estimate import estimator, hardware
-from lib.records import documents, ledger
+from lib.records import saving, ledger
 from lib.measure import runner, sweep
 from lib.measure.factors import FACTORS, get_factor
 from lib.core import stats
@@ -28,7 +28,7 @@ def declared_run(spec: RunSpec):
 
 
 def save(store: Store, measurement) -> int:
-    entry_id, problem = documents.save_run(measurement, stats.summarize(measurement), store)
+    entry_id, problem = saving.save_run(measurement, stats.summarize(measurement), store)
     assert problem is None
     return entry_id
 
@@ -129,7 +129,7 @@ def test_runs_without_ceilings_damaged_entries_and_estimates_are_left_out_and_co
 
 def test_sweep_points_count_and_imported_runs_are_judged_on_their_own_machine():
     store = Store()
-    recorder = documents.SweepRecorder(BASE, ["batch"], 2, store=store)
+    recorder = saving.SweepRecorder(BASE, ["batch"], 2, store=store)
 
     def add(point):
         point.measurement = with_declared_ceilings(point.measurement)

@@ -341,19 +341,15 @@ def _finite(value):
 
 
 def _run(spec: RunSpec, as_json: bool) -> int:
-    from lib.records import documents, export as report
-    from lib.measure import runner
-    from lib.core import stats
+    from lib.records import export as report, saving
 
     _quiet_transformers()
-    measurement = runner.run(spec, on_status=_say, on_wait=_say)
-    summary = stats.summarize(measurement)
-    entry_id, problem = documents.save_run(measurement, summary, on_wait=_say)
-    _say(f"saved as #{entry_id} (python -m lib export {entry_id})" if entry_id
-         else f"not saved: {problem}")
+    saved = saving.run_and_save(spec, on_status=_say, on_wait=_say, on_save_wait=_say)
+    _say(f"saved as #{saved.entry_id} (python -m lib export {saved.entry_id})" if saved.entry_id
+         else f"not saved: {saved.problem}")
     if as_json:
-        return _print_json(report.to_dict(measurement, summary))
-    _out(report.to_text(measurement, summary))
+        return _print_json(report.to_dict(saved.measurement, saved.summary))
+    _out(report.to_text(saved.measurement, saved.summary))
     return 0
 
 
@@ -396,10 +392,10 @@ def _run_sweep(base: RunSpec, factor_values: list, csv_path: str | None,
                budget_s: float | None = None, as_json: bool = False) -> int:
     import time
 
-    from lib.measure import budget, runner, sweep
-    from lib.records import documents, export as report, table
-    from lib.views import insights
+    from lib.measure import sweep
     from lib.measure.cache import ModelCache
+    from lib.records import export as report, saving, table
+    from lib.views import insights
 
     started = time.monotonic()
     _quiet_transformers()
@@ -424,21 +420,23 @@ def _run_sweep(base: RunSpec, factor_values: list, csv_path: str | None,
             _say(f"round {event.round}: {what} ({event.repetitions_done} of "
                  f"{event.repetitions_planned} repetitions done{eta})")
 
-    recorder = documents.SweepRecorder(base, [f.name for f, _ in factor_values],
-                                     len(grid(factor_values)), on_wait=_say)
-    description = f"sweep of {', '.join(f.label for f, _ in factor_values)} " \
-                  f"({len(grid(factor_values))} points)"
+    recorder = saving.SweepRecorder(base, [f.name for f, _ in factor_values],
+                                    len(grid(factor_values)), on_wait=_say)
+    # The budget counts from the start of the rounds: waiting for other people's runs is not
+    # this sweep's.
+    moments: dict[str, float] = {}
+
+    def mark(moment: str) -> None:
+        moments[moment] = time.monotonic()
+
     try:
-        with runner.SweepPoints(cache, description, on_wait=_say) as points:
-            # The budget counts from here: waiting for other people's runs is not this sweep's.
-            waited_s = time.monotonic() - started
-            result = sweep.run_sweep(base, factor_values, points, on_progress=progress,
-                                     on_point=recorder.add, plan=plan)
-            elapsed_s = time.monotonic() - started - waited_s
+        result = saving.sweep_and_save(base, factor_values, cache, plan, recorder,
+                                       on_progress=progress, on_wait=_say,
+                                       on_start=lambda: mark("start"), on_end=lambda: mark("end"))
     finally:
         cache.close()
-    budget.remember(result)
-    recorder.finish(result.stopped)
+    waited_s = moments["start"] - started
+    elapsed_s = moments["end"] - moments["start"]
     for note in result.notes:
         _say(note)
     _say(f"saved as #{recorder.entry_id}" if recorder.problem is None
@@ -472,7 +470,7 @@ def _run_sweep(base: RunSpec, factor_values: list, csv_path: str | None,
 
 
 def _history(args: argparse.Namespace) -> int:
-    from lib.records import documents
+    from lib.records import documents, wording
     from lib.records.store import DamagedEntryError, Store, StoreError
 
     store = Store(on_wait=_say)
@@ -490,7 +488,7 @@ def _history(args: argparse.Namespace) -> int:
             device = cell["device"] + ("" if e["provenance"] == "measured" else
                                        f" ({one_line(e['provenance'], 40)})")
             _out(f"#{e['id']:<5}{cell['created_at']}  {device:<6} {cell['status']:<9}"
-                 f"{one_line(documents.entry_label(e), 300)}{shared}{origin}  {cell['note']}")
+                 f"{one_line(wording.entry_label(e), 300)}{shared}{origin}  {cell['note']}")
         return 0
     if args.command == "share":
         store.set_shared(args.entry_id, not args.off)

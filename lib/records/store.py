@@ -384,7 +384,7 @@ class Store:
              since: str | None = None, visible_to: str | None = None) -> list[dict[str, Any]]:
         """Entries newest first, without their documents. `since`: an ISO date.
 
-        Each entry also says what it measured, for labels (`lib.records.documents.entry_label`): `spec`
+        Each entry also says what it measured, for labels (`lib.records.wording.entry_label`): `spec`
         (a run's settings), `plan` (a load run's levels), `factors` (a sweep's), `point_values` (each saved point's factor
         values) and `models` (the models it really ran: a model sweep's come from its points,
         not from the settings it started with), `stack` (a sweep's software stack; None when

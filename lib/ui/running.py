@@ -2,9 +2,10 @@
 
 `model_cache()` is the one `st.cache_resource`: a `ModelCache` shared by every browser session,
 so a model loads once. `run_with_status()` and `run_sweep_with_status()` go through
-`lib.measure.runner` (queue, memory check, loading, measuring), show each stage, and save to history
-through `lib.records.documents`. Every ExplorerError ends in `error_boundary`, which shows its message
-with `st.error`: a failed run never takes the page down.
+`lib.records.saving` (the same run-and-save path as the CLI: queue, memory check, loading,
+measuring, saving to history) and show each stage. Every ExplorerError ends in
+`error_boundary`, which shows its message with `st.error`: a failed run never takes the page
+down.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import streamlit as st
 from lib.measure import backends, budget, runner, sweep
 from lib.measure.factors import FACTORS, Factor, grid
 from lib.measure.sweep_points import PointResult, SweepProgress, SweepResult
-from lib.records import documents
+from lib.records import saving
 from lib.core import stats, text
 from lib.core.errors import ExplorerError
 from lib.measure.cache import ModelCache
@@ -156,24 +157,26 @@ def run_with_status(spec: RunSpec) -> Result | None:
         st.session_state.pop(state.RUN_LIVE, None)
         panel.done()
 
+    def measured() -> None:
+        st.session_state.pop(state.RUN_LIVE, None)
+        panel.done()
+
     panel.show("**Starting**: checking the settings and the memory…", 0.0)
+    notice = st.empty()                  # a history locked by another program: say we wait
     try:
         with error_boundary(failed):
             backend = backends.for_spec(spec)
             was_loaded = model_cache().holds(backend, spec.model_id, spec.device, spec.dtype)
-            measurement = runner.run(spec, cache=model_cache(), on_status=on_status,
-                                     on_progress=on_progress, on_wait=panel.queued,
-                                     on_tick=panel.tick)
+            saved = saving.run_and_save(
+                spec, cache=model_cache(), owner=classroom_view.current_owner(),
+                on_status=on_status, on_progress=on_progress, on_wait=panel.queued,
+                on_tick=panel.tick, on_measured=measured,
+                on_save_wait=lambda message: notice.info(text.md(message)))
     except Failed:
         return None
-    st.session_state.pop(state.RUN_LIVE, None)
-    panel.done()
-    summary = stats.summarize(measurement)
-    notice = st.empty()                  # a history locked by another program: say we wait
-    saved_id, problem = documents.save_run(measurement, summary, owner=classroom_view.current_owner(),
-                                         on_wait=lambda message: notice.info(text.md(message)))
     notice.empty()
-    return Result(measurement, summary, _model_note(measurement, was_loaded), saved_id, problem)
+    return Result(saved.measurement, saved.summary,
+                  _model_note(saved.measurement, was_loaded), saved.entry_id, saved.problem)
 
 
 def _model_note(measurement: Measurement, was_loaded: bool) -> str:
@@ -255,16 +258,15 @@ def run_sweep_with_status(base: RunSpec,
     factors = [f.name for f, _ in factor_values]
     planned = len(grid(factor_values))
     notice = st.empty()                  # a history locked by another program: say we wait
-    recorder = documents.SweepRecorder(base, factors, planned, owner=classroom_view.current_owner(),
-                                     on_wait=lambda message: notice.info(text.md(message)))
+    recorder = saving.SweepRecorder(base, factors, planned, owner=classroom_view.current_owner(),
+                                    on_wait=lambda message: notice.info(text.md(message)))
     live = {"base": base, "planned": planned, "points": [], "factors": factors,
             "recorder": recorder, "ended": threading.Event()}
     st.session_state[state.SWEEP_LIVE] = live
     panel = LiveProgress()
 
-    def on_point(point: PointResult) -> None:
+    def on_point(point: PointResult) -> None:      # saved by now (`saving.sweep_and_save`)
         live["points"].append(point)
-        recorder.add(point)
         share = (stats.point_noise(point.measurement, point.summary).other_cpu_percent
                  if point.summary is not None else None)
         if share is not None and share > stats.BUSY_OTHER_CPU_PERCENT:
@@ -292,7 +294,6 @@ def run_sweep_with_status(base: RunSpec,
         panel.show(headline, event.fraction, event.eta_s,
                    eta_basis=MEASURED_ETA if event.eta_measured else PLANNED_ETA)
 
-    description = f"sweep of {', '.join(f.label for f, _ in factor_values)} ({planned} points)"
     plan = sweep_plan(base, factor_values, budget_s)
     if plan.other_cpu_percent is not None and \
             plan.other_cpu_percent > stats.BUSY_OTHER_CPU_PERCENT:
@@ -300,21 +301,14 @@ def run_sweep_with_status(base: RunSpec,
                                       factor=plan.slowdown))
     panel.show(f"**Starting** a sweep of {planned} points: {text.md(plan.promise())}…", 0.0,
                plan.estimated_s, eta_basis=PLANNED_ETA)
-    with runner.SweepPoints(model_cache(), description,
-                            on_status=lambda message: panel.show(
-                                f"**Loading**: {text.md(message)}", keep_eta=True),
-                            on_wait=panel.queued, on_tick=panel.tick) as points:
-        try:
-            result = sweep.run_sweep(base, factor_values, points, on_progress=on_progress,
-                                     on_point=on_point, plan=plan)
-        finally:
-            live["ended"].set()
+    result = saving.sweep_and_save(
+        base, factor_values, model_cache(), plan, recorder, on_progress=on_progress,
+        on_point=on_point,
+        on_status=lambda message: panel.show(f"**Loading**: {text.md(message)}", keep_eta=True),
+        on_wait=panel.queued, on_tick=panel.tick, on_end=live["ended"].set)
     panel.done()
-    budget.remember(result)              # the next promise starts from this sweep's speed
-    recorder.finish(result.stopped)
     notice.empty()
     st.session_state.pop(state.SWEEP_LIVE, None)
-    result.saved = (recorder.entry_id, recorder.problem)
     return result
 
 
