@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from lib.cli import main, arguments
+from lib.cli import main, arguments, output
 from lib.core import spec as spec_module
 from lib.records.store import Store
 from sse_server import closed_port_url
@@ -42,7 +42,7 @@ BASE = {"run": {}, "sweep": {"--factor": "batch", "--values": "1,2"},
 
 
 def _arguments() -> list[tuple[str, argparse.Action]]:
-    parser = main.build_parser()
+    parser = arguments.build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return [(command, action) for command in COMMANDS
             for action in commands.choices[command]._actions
@@ -249,7 +249,7 @@ def test_json_output_is_strict():
     buffer = io.StringIO()
     sys_stdout, sys.stdout = sys.stdout, buffer
     try:
-        main._print_json({"median": float("nan"), "values": [1.0, float("inf"), -float("inf")]})
+        output.print_json({"median": float("nan"), "values": [1.0, float("inf"), -float("inf")]})
     finally:
         sys.stdout = sys_stdout
     assert json.loads(buffer.getvalue()) == {"median": None, "values": [1.0, None, None]}
