@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from lib.cli import main, arguments, output
+from lib.cli.parser import build_parser
 from lib.core import spec as spec_module
 from lib.records.store import Store
 from sse_server import closed_port_url
@@ -42,7 +43,7 @@ BASE = {"run": {}, "sweep": {"--factor": "batch", "--values": "1,2"},
 
 
 def _arguments() -> list[tuple[str, argparse.Action]]:
-    parser = arguments.build_parser()
+    parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return [(command, action) for command in COMMANDS
             for action in commands.choices[command]._actions

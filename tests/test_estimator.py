@@ -268,9 +268,9 @@ def test_an_estimate_refuses_what_its_stack_cannot_run(changes, weights, message
 
 
 def test_every_weight_format_is_an_estimate_format():
-    from lib.cli import arguments
+    from lib.cli import parser
     from lib.core.stacks import FORMATS
-    assert set(FORMATS) < set(estimator.ESTIMATE_DTYPES) == set(arguments.ESTIMATE_DTYPES)
+    assert set(FORMATS) < set(estimator.ESTIMATE_DTYPES) == set(parser.ESTIMATE_DTYPES)
     assert estimator.split_dtype("q4_k_m") == ("q4_k_m", None)
 
 

@@ -5,11 +5,11 @@ Every argument is checked before torch or transformers is imported and before an
 (RunSpec, the model id, the context length, the cores, every point of a sweep, the prompt file,
 the CSV path), so a bad one is refused within a second or two and a refused sweep leaves no
 history entry; bad arguments and refused runs exit with status 2 and one line on stderr, no
-traceback. The parser and the types that refuse hostile values are `lib.cli.arguments`; the
-commands are `lib.cli.measuring` (run, sweep), `lib.cli.lookups` (models, hardware, estimate,
-machine), `lib.cli.saved` (history, export, import, delete, share) and `lib.cli.load_test`
-(load: a server under load); all print through `lib.cli.output`. `entry()`, which
-`python -m lib` runs, ends quietly when the reader of stdout goes away
+traceback. The parser is `lib.cli.parser`, the types that refuse hostile values
+`lib.cli.arguments`; the commands are `lib.cli.measuring` (run, sweep), `lib.cli.lookups`
+(models, hardware, estimate, machine), `lib.cli.saved` (history, export, import, delete, share)
+and `lib.cli.load_test` (load: a server under load); all print through `lib.cli.output`.
+`entry()`, which `python -m lib` runs, ends quietly when the reader of stdout goes away
 (`python -m lib history | head`).
 """
 
@@ -19,6 +19,7 @@ import os
 import sys
 
 from lib.cli import arguments, lookups, measuring, saved
+from lib.cli.parser import build_parser
 from lib.cli.output import out, print_json, quiet_transformers, say
 from lib.core import spec as run_spec
 from lib.core.errors import ExplorerError
@@ -44,7 +45,7 @@ def entry() -> int | str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = arguments.build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         if args.command == "models":
             return lookups.models(as_json=args.json)
