@@ -28,7 +28,7 @@ spec = sidebar.current_spec()
 two = st.radio("Vary", ["one factor", "two factors (heatmap)"], horizontal=True,
                key=state.EXPLORE_MODE) == "two factors (heatmap)"
 factor_values = []
-defaults = ["batch", "prompt"]
+defaults = ["batch", "prompt_tokens"]
 for index, default in enumerate(defaults):
     st.session_state.setdefault(state.explore_factor(index), default)
 for index, column in enumerate(st.columns(2 if two else 1)):

@@ -164,7 +164,7 @@ def test_throughput_is_two_charts_one_quantity_per_axis():
 
 @pytest.mark.parametrize("name, values, note", [
     ("batch", [1, 2, 4, 8], "batch size (log scale: each step doubles)"),
-    ("prompt", [100, 1000], "prompt length (tokens) (log scale: equal distances are equal ratios)"),
+    ("prompt_tokens", [100, 1000], "prompt length (tokens) (log scale: equal distances are equal ratios)"),
     ("batch", [1, 2, 3], "batch size (log scale: equal distances are equal ratios)"),
     ("threads", [1, 2], "CPU threads"),
     ("dtype", ["float32", "bfloat16"], "number format"),
@@ -174,7 +174,7 @@ def test_the_axis_says_doubling_only_when_the_values_double(name, values, note):
 
 
 def test_the_log_note_reaches_the_chart():
-    frame, factor = frame_for("prompt", [100, 1000])
+    frame, factor = frame_for("prompt_tokens", [100, 1000])
     figure = charts.sweep_latency_figure(frame, factor)
     assert figure.layout.xaxis.title.text.endswith("(log scale: equal distances are equal ratios)")
 

@@ -139,3 +139,14 @@ def test_a_stack_sweep_label_names_stacks_in_words_in_the_order_chosen(tmp_path)
         "on ONNX Runtime")
     assert wording.run_settings_text({"model_id": "m", "dtype": "q4_k_m", "stack": "llama.cpp"}) \
         == "m, Q4_K_M, on llama.cpp"
+
+
+def test_a_sweep_saved_under_a_factors_old_name_opens_under_its_new_one():
+    from lib.records.documents import sweep_from_document
+    document = {"base": RunSpec().to_dict(), "factors": ["prompt"],
+                "points": [{"values": {"prompt": 16}, "index": 0}]}
+    reopened = sweep_from_document(document)
+    assert reopened.factors == ["prompt_tokens"]
+    assert [p.values for p in reopened.points] == [{"prompt_tokens": 16}]
+    assert wording.entry_label(entry(factors=["prompt"], point_values=[{"prompt": 16}])) == \
+        "prompt length (tokens) sweep: 16 — smollm2-135m-instruct"

@@ -48,3 +48,9 @@ def test_a_link_may_name_hardware_profiles_for_the_device_factor():
     assert links._factor_values(device, "cpu, h200,tpu-v6e", False) == ["cpu", "h200", "tpu-v6e"]
     with pytest.raises(ExplorerError, match="h300 can't be used: choose from cpu"):
         links._factor_values(device, "cpu,h300", False)
+
+
+def test_a_link_written_before_a_factor_was_renamed_still_names_it():
+    from lib.measure.factors import FACTORS, current_name, get_factor
+    assert current_name("prompt") == "prompt_tokens" and "prompt" not in FACTORS
+    assert get_factor("prompt") is FACTORS["prompt_tokens"]

@@ -40,7 +40,7 @@ def test_batch_sweep_gives_an_exact_tidy_table():
 
 
 def test_a_point_that_cannot_run_is_skipped_and_the_sweep_goes_on():
-    prompt = get_factor("prompt")
+    prompt = get_factor("prompt_tokens")
     result = sweep.run_sweep(BASE, [(prompt, [16, 9000, 32])], FakePoints())
     rows = table.rows(result)
     assert [row["status"] for row in rows] == [table.Status.MEASURED, table.Status.SKIPPED,

@@ -11,7 +11,7 @@ import argparse
 
 from lib.cli import arguments, load_test
 from lib.core import spec as run_spec
-from lib.measure.factors import FACTORS
+from lib.measure.factors import FACTORS, current_name
 
 SWEEP_DEFAULTS = {"repetitions": 3, "min_duration_s": 0.5}    # per point: a sweep has many
 DEFAULT_BUDGET_S = 120.0                   # lib.measure.budget.DEFAULT_BUDGET_S, without importing it
@@ -28,12 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     sweep = commands.add_parser("sweep", help="vary one factor (or two) and tabulate the metrics")
     _add_spec_arguments(sweep, SWEEP_DEFAULTS)
-    sweep.add_argument("--factor", required=True, choices=list(FACTORS), help="what to vary")
+    # `type` first: an old factor name (a script written before a rename) still works.
+    sweep.add_argument("--factor", required=True, type=current_name, choices=list(FACTORS),
+                       help="what to vary")
     sweep.add_argument("--values", default=None, type=arguments.text,
                        help="comma-separated values (default: a sensible range per factor); "
                             "device also takes hardware profile ids (h200, tpu-v6e, ...), "
                             "estimated instead of measured")
-    sweep.add_argument("--factor2", default=None, choices=list(FACTORS),
+    sweep.add_argument("--factor2", default=None, type=current_name, choices=list(FACTORS),
                        help="a second factor, for a grid")
     sweep.add_argument("--values2", default=None, type=arguments.text,
                        help="values of the second factor")

@@ -23,6 +23,9 @@ from lib.core.spec import (ATTENTIONS, COMPILES, DEFAULT_MODEL_ID, DEVICES, DTYP
 from lib.core.stacks import STACK_NAMES, TRANSFORMERS, format_name, stack_name
 
 FACTOR_PREFIX = "factor_"
+# Factors renamed since they were first saved: the old name is still read, never written (saved
+# sweeps, share links, scripts). `prompt` set the prompt's length while `--prompt` sets its text.
+RENAMED = {"prompt": "prompt_tokens"}
 
 
 def factor_column(name: str) -> str:
@@ -137,7 +140,7 @@ FACTORS: dict[str, Factor] = {f.name: f for f in [
     Factor("stack", "stack", "software stack", lambda: STACK_NAMES, settings=_stack_settings,
            words=stack_name),
     Factor("batch", "batch_size", "batch size", lambda: (1, 2, 4, 8, 16), True, True),
-    Factor("prompt", "prompt_tokens", "prompt length (tokens)",
+    Factor("prompt_tokens", "prompt_tokens", "prompt length (tokens)",
            lambda: (16, 32, 64, 128, 256, 512, 1024), True, True),
     Factor("output", "new_tokens", "output length (tokens)", lambda: (8, 16, 32, 64, 128), True,
            True),
@@ -149,9 +152,15 @@ FACTORS: dict[str, Factor] = {f.name: f for f in [
 ]}
 
 
+def current_name(name: str) -> str:
+    """A factor's name as it is now: an old name (`RENAMED`) read from a saved sweep or a link
+    becomes the new one; any other name is left for the caller to check."""
+    return RENAMED.get(name, name)
+
+
 def get_factor(name: str) -> Factor:
     try:
-        return FACTORS[name]
+        return FACTORS[current_name(name)]
     except KeyError:
         raise InvalidSpecError(
             f"Unknown factor {name!r}: choose one of {', '.join(FACTORS)}.") from None

@@ -20,7 +20,7 @@ from typing import Any
 from lib.core import results, schema, stats, text
 from lib.core.results import Measurement
 from lib.core.spec import RunSpec
-from lib.measure.factors import FACTORS
+from lib.measure.factors import FACTORS, current_name
 from lib.measure.sweep_points import PointResult, SweepResult
 from lib.records import export, table
 from lib.records.store import DamagedEntryError
@@ -57,7 +57,8 @@ def sweep_from_document(document: Any, path: str = "") -> SweepResult:
                                    schema.at(path, "base"))
     where = schema.at(path, "factors")
     names = schema.items(schema.member(document, "factors", path, required=True), where)
-    factors = [schema.choice(name, schema.at(where, index), FACTORS)
+    factors = [schema.choice(current_name(name) if isinstance(name, str) else name,
+                             schema.at(where, index), FACTORS)
                for index, name in enumerate(names)]
     if not 1 <= len(set(factors)) == len(factors) <= 2:
         raise schema.DocumentError(f"{where}: expected one factor, or two different ones")
@@ -75,6 +76,7 @@ def _point(document: Any, path: str, factors: list[str], position: int) -> Point
     document = schema.mapping(document, path)
     where = schema.at(path, "values")
     saved = schema.mapping(schema.member(document, "values", path, required=True), where)
+    saved = {current_name(name): value for name, value in saved.items()}   # renamed factors
     values = {}
     for name in factors:
         value = schema.member(saved, name, where, required=True)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from lib.core import results
 from lib.core.spec import RunSpec, field_info
 from lib.core.stacks import TRANSFORMERS, format_name, stack_name
-from lib.measure.factors import FACTORS
+from lib.measure.factors import FACTORS, current_name
 from lib.records.documents import Opened
 
 # A run's label names these settings; a stack setting is named only when it isn't the default.
@@ -48,7 +48,8 @@ def entry_label(entry: dict[str, Any]) -> str:
                                             **(entry.get("spec") or {})})
     if entry["kind"] == "load":
         return "load sweep: " + load_words(entry.get("plan") or {}) + f" — {entry['model_id']}"
-    factors = [name for name in entry.get("factors") or [] if name in FACTORS]
+    factors = [current_name(name) for name in entry.get("factors") or []
+               if isinstance(name, str) and current_name(name) in FACTORS]
     if not factors:
         return f"sweep — {_listed(entry['models'])}"
     title = " × ".join(FACTORS[name].label for name in factors)
@@ -57,7 +58,9 @@ def entry_label(entry: dict[str, Any]) -> str:
         if name == "model":
             values.append(_listed(entry["models"]) or "no model measured yet")
         else:
-            chosen = _distinct([v.get(name) for v in entry["point_values"] if name in v])
+            saved = [{current_name(key): value for key, value in v.items()}
+                     for v in entry["point_values"]]
+            chosen = _distinct([v.get(name) for v in saved if name in v])
             values.append(_listed([_named(FACTORS[name].value_label, v) for v in chosen])
                           or "no points yet")
     label = f"{title} sweep: {' × '.join(values)}"

@@ -23,7 +23,7 @@ import streamlit as st
 
 from lib.access import classroom
 from lib.machine import devices
-from lib.measure.factors import FACTORS, Factor, device_values, parse_values
+from lib.measure.factors import FACTORS, Factor, current_name, device_values, parse_values
 from lib.core import text
 from lib.core.errors import ExplorerError
 from lib.models import catalog
@@ -170,7 +170,7 @@ def _apply_explore(params: dict[str, str], in_class: bool) -> list[str]:
                                                        ("factor2", "values2"))):
         if factor_key not in params:
             continue
-        factor = FACTORS.get(params[factor_key])
+        factor = FACTORS.get(current_name(params[factor_key]))   # an old link's name too
         if factor is None:
             notes.append(f"{factor_key} = {text.one_line(repr(params[factor_key]), 80)}: not a factor "
                          f"({', '.join(FACTORS)}).")
