@@ -10,7 +10,7 @@ from lib.records import wording, export
 from lib.core import text
 from lib import ui
 from lib.models.catalog import ENCODER
-from lib.ui import classroom_view, links, running, sidebar, state
+from lib.ui import classroom_view, links, machine_view, running, sidebar, state
 
 ui.require_router()             # a deep link after a restart runs through the router
 
@@ -31,7 +31,7 @@ stop_column.button("Stop", help="Ends the run being measured (nothing of it is k
 if blocker:
     reason_column.caption(text.md(blocker))
 running.stopped_notice()
-running.machine_panel()
+machine_view.machine_panel()
 if start:
     with classroom_view.run_turn(f"a run of {spec.model_id}") as allowed:
         if allowed:

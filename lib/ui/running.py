@@ -1,20 +1,17 @@
-"""Running from the web app: the server-wide model cache, one run, one sweep, one error boundary.
+"""Running from the web app: the server-wide model cache, one run and one sweep, shown live.
 
 `model_cache()` is the one `st.cache_resource`: a `ModelCache` shared by every browser session,
 so a model loads once. `run_with_status()` and `run_sweep_with_status()` go through
 `lib.records.saving` (the same run-and-save path as the CLI: queue, memory check, loading,
-measuring, saving to history) and show each stage. Every ExplorerError ends in
-`error_boundary`, which shows its message with `st.error`: a failed run never takes the page
-down.
+measuring, saving to history) and show each stage in a `lib.ui.progress.LiveProgress` panel;
+every ExplorerError ends in its `error_boundary`, so a failed run never takes the page down.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterator
 
 import streamlit as st
 
@@ -29,9 +26,9 @@ from lib.core.results import Measurement
 from lib.core.spec import RunSpec
 from lib.core.stacks import format_name, stack_name
 from lib.ui import classroom_view, state
+from lib.ui.progress import MEASURED_ETA, Failed, LiveProgress, error_boundary
 
 MODEL_CACHE_ENTRIES = 2            # models kept in memory at once (each can be GBs)
-MEASURED_ETA = "from the repetitions measured so far"
 PLANNED_ETA = "estimated from this machine's speed right now"
 BUSY_READING_S = 10.0              # how long a page reuses its reading of other programs' share
 STOP_WAIT_S = 60.0                 # how long a page waits for a stopped sweep to wrap up
@@ -50,76 +47,6 @@ class Result:
     model_note: str          # how the model got ready, e.g. "loaded in 1.2 s" or "already in memory"
     saved_id: int | None = None
     save_problem: str | None = None
-
-
-class Failed(Exception):
-    """Raised inside `error_boundary` once the error is shown; callers stop there."""
-
-
-@contextlib.contextmanager
-def error_boundary(on_error=None) -> Iterator[None]:
-    """Show any ExplorerError as `st.error` (after `on_error()` tidies the page) and raise
-    `Failed`, so the caller ends the run while the page keeps working."""
-    try:
-        yield
-    except ExplorerError as exc:
-        if on_error is not None:
-            on_error()
-        st.error(text.md(exc))               # lib's messages are plain text, and may quote input
-        raise Failed from exc
-
-
-class LiveProgress:
-    """The progress panel of a run or a sweep, open while it works: what happens now (queued,
-    loading, warm-up, measuring), a bar, repetition i of n, and a clock line with the time
-    spent and the time left, revised from measured durations and counted down between updates.
-    `tick()` is called a few times a second while the worker measures, so the clock moves, and
-    a Stop press takes effect within a tick."""
-
-    def __init__(self) -> None:
-        self.slot = st.empty()               # the whole panel goes when the work is done
-        box = self.slot.container(border=True)
-        self.busy = box.empty()              # first: other programs slowing this work down
-        self.headline = box.empty()
-        self.bar = box.progress(0.0)
-        self.clock = box.empty()
-        self.queue = box.empty()
-        self.started = time.monotonic()
-        self.eta_s: float | None = None
-        self.eta_at = self.started
-        self.eta_basis = MEASURED_ETA
-
-    def show(self, headline: str, fraction: float | None = None,
-             eta_s: float | None = None, keep_eta: bool = False,
-             eta_basis: str = MEASURED_ETA) -> None:
-        self.headline.markdown(headline)
-        if fraction is not None:
-            self.bar.progress(min(max(fraction, 0.0), 1.0))
-        if not keep_eta:
-            self.eta_s, self.eta_at, self.eta_basis = eta_s, time.monotonic(), eta_basis
-        self.tick()
-
-    def queued(self, message: str) -> None:
-        self.headline.markdown("**Queued**: waiting for the machine")
-        self.queue.info(text.md(message))
-        self.tick()
-
-    def tick(self) -> None:
-        now = time.monotonic()
-        line = f"Time so far: {_clock(now - self.started)}"
-        if self.eta_s is not None:
-            left = self.eta_s - (now - self.eta_at)
-            line += (f" · about {_clock(left)} left ({self.eta_basis})"
-                     if left >= 1 else " · should finish any moment")
-        self.clock.caption(line)
-
-    def done(self) -> None:
-        self.slot.empty()
-
-
-def _clock(seconds: float) -> str:
-    seconds = max(int(round(seconds)), 0)
-    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
 
 
 def stopped_notice() -> None:
@@ -330,52 +257,6 @@ def partial_sweep() -> SweepResult | None:
                                stopped=True, planned=live["planned"])
     result.saved = (live["recorder"].entry_id, live["recorder"].problem)
     return result
-
-
-def machine_panel() -> None:
-    """'This machine': its measured ceilings (memory bandwidth, arithmetic per number format,
-    the fixed cost per layer), measured once, a few seconds, in the measurement slot so no run
-    is disturbed, and refreshable."""
-    from lib.machine import capability, ceilings, devices
-    from lib.core.metrics import format_bytes
-
-    with st.expander("This machine: how fast its memory and arithmetic are"):
-        st.caption("Every latency has a floor: the time to move the model's bytes at this "
-                   "machine's memory speed, or to do its arithmetic at its peak, whichever is "
-                   "longer. These ceilings are measured here (a large memory copy, large matrix "
-                   "products), when the machine is quiet, and kept: a measurement taken while "
-                   "other programs are busy never lowers them.")
-        found = {device: ceilings.cached(device) for device in devices.available_devices()}
-        for device, measured in found.items():
-            if measured is None:
-                st.caption(f"{device}: not measured yet (the first run measures it).")
-                continue
-            flops = ", ".join(f"{dtype} {value / 1e9:,.0f} GFLOP/s"
-                              for dtype, value in measured.matmul_flops_per_s.items())
-            overhead = (f"; about {measured.layer_overhead_s * 1e3:.2f} ms per layer per token "
-                        "in eager transformers" if measured.layer_overhead_s else "")
-            st.markdown(text.md(
-                f"{device}: memory {format_bytes(measured.memory_bandwidth_bytes_per_s)}/s; "
-                f"matrix arithmetic {flops}{overhead}. ({measured.source})"))
-            last = capability.last_reading(measured)   # a busy attempt, and what became of it
-            if last:
-                st.caption(text.md(last[0].upper() + last[1:]))
-        if st.button("Measure again" if any(found.values()) else "Measure now",
-                     help="A few seconds; waits for any run in progress to finish first."):
-            panel = LiveProgress()
-            panel.show("**Measuring** this machine's ceilings (a few seconds)…", 0.0)
-            try:
-                with error_boundary(panel.done):
-                    for device in found:       # each waits for the measurement slot itself
-                        ceilings.machine_ceilings(
-                            device, refresh=True, on_wait=panel.queued,
-                            on_progress=lambda what, fraction: panel.show(
-                                f"**Measuring** this machine's ceilings: {text.md(what)}",
-                                fraction))
-            except Failed:
-                return
-            panel.done()
-            st.rerun()
 
 
 def estimate_beside(measurement: Measurement, summary: stats.Summary):
