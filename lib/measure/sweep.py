@@ -8,10 +8,11 @@ memory guard apply to each point) in interleaved rounds, so points measured "one
 other" never meet different conditions: each round visits every point once, in a rotating
 order. It keeps going when a point cannot run (recorded as skipped, with the reason), and stops
 between repetitions when `should_stop()` says so, keeping the points that were finished. Given
-a `lib.measure.budget.SweepPlan`, it keeps to its time budget (`Pace`): the repetitions still to
-come shrink when measured rounds say they would overrun, and the time left is the plan's
-estimate until measured durations replace it (`lib.measure.sweep_points` keeps each point's
-state and the progress reports). `lib.records.table` turns the results into the tidy table.
+a `lib.measure.budget.SweepPlan`, it keeps to its time budget (`lib.measure.pace.Pace`): the
+repetitions still to come shrink when measured rounds say they would overrun, and the time left
+is the plan's estimate until measured durations replace it (`lib.measure.sweep_points` keeps
+each point's state and the progress reports). `lib.records.table` turns the results into the
+tidy table.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any, Callable, Sequence
 from lib.core import stats
 from lib.core.errors import ExplorerError, MemoryGuardError
 from lib.core.spec import RunSpec
-from lib.measure.budget import Pace, SweepPlan
+from lib.measure.budget import SweepPlan
+from lib.measure.pace import Pace
 from lib.measure.factors import Factor, check_grid, grid, point_spec, point_words
 from lib.measure.sweep_points import (EXTRA_REPETITIONS_FACTOR, MeasuringPoint, PointMeasurer,
                                       PointResult, Progress, ProgressTracker, SweepResult)

@@ -1,4 +1,4 @@
-"""A sweep's points: their results, the state of one being measured, and the progress read from them.
+"""A sweep's points: their results, the state of one being measured, the progress read off them.
 
 `PointResult` is one grid point as measured (or skipped, with the reason) and `SweepResult` the
 whole sweep; `SweepProgress` is what a progress bar shows. `MeasuringPoint` is a point in the
@@ -16,7 +16,8 @@ from typing import Any, Callable, Protocol
 from lib.core import stats
 from lib.core.results import Measurement, Repetition
 from lib.core.spec import RunSpec
-from lib.measure.budget import Pace, SweepPlan
+from lib.measure.budget import SweepPlan
+from lib.measure.pace import Pace
 
 @dataclass
 class PointResult:
