@@ -44,13 +44,13 @@ def models(as_json: bool) -> int:
     if as_json:
         return print_json(rows)
     out(f"{'id':<32}{'params':>9}{'active':>9}{'layers':>7}{'hidden':>7}{'heads':>6}"
-         f"{'kv':>4}{'vocab':>8}{'context':>9}  {'kind/weights':<18}stacks")
+        f"{'kv':>4}{'vocab':>8}{'context':>9}  {'kind/weights':<18}stacks")
     for r in rows:
         active = format_count(r["active_parameters"]) if "active_parameters" in r else "-"
         out(f"{r['id']:<32}{format_count(r['parameters']):>9}{active:>9}{r['layers']:>7}"
-             f"{r['hidden_size']:>7}{r['attention_heads']:>6}{r['kv_heads']:>4}"
-             f"{r['vocab_size']:>8}{r['context_length']:>9}  "
-             f"{r['kind'] + '/' + r['weights']:<18}{', '.join(r['stacks'])}")
+            f"{r['hidden_size']:>7}{r['attention_heads']:>6}{r['kv_heads']:>4}"
+            f"{r['vocab_size']:>8}{r['context_length']:>9}  "
+            f"{r['kind'] + '/' + r['weights']:<18}{', '.join(r['stacks'])}")
     return 0
 
 
@@ -65,9 +65,9 @@ def hardware(as_json: bool) -> int:
     for profile in profiles.values():
         link = profile.interconnect_bytes_per_s
         out(f"{profile.id:<14}{format_bytes(profile.memory_bandwidth_bytes_per_s) + '/s':>12}"
-             f"{profile.peak_flops('bfloat16') / 1e12:>9,.1f} T/s"
-             f"{format_bytes(profile.memory_bytes):>10}"
-             f"{format_bytes(link) + '/s' if link else '-':>13}  {profile.name}")
+            f"{profile.peak_flops('bfloat16') / 1e12:>9,.1f} T/s"
+            f"{format_bytes(profile.memory_bytes):>10}"
+            f"{format_bytes(link) + '/s' if link else '-':>13}  {profile.name}")
     out("sources: python -m lib hardware --json")
     return 0
 

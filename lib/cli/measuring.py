@@ -49,7 +49,7 @@ def run(spec: RunSpec, as_json: bool) -> int:
     quiet_transformers()
     saved = saving.run_and_save(spec, on_status=say, on_wait=say, on_save_wait=say)
     say(f"saved as #{saved.entry_id} (python -m lib export {saved.entry_id})" if saved.entry_id
-         else f"not saved: {saved.problem}")
+        else f"not saved: {saved.problem}")
     if as_json:
         return print_json(report.to_dict(saved.measurement, saved.summary))
     out(report.to_text(saved.measurement, saved.summary))
@@ -109,13 +109,13 @@ def run_sweep(base: RunSpec, factor_values: list, csv_path: str | None,
                if event.eta_s else "")
         if event.phase == "loading":
             say(f"point {event.values}: checking and loading ({event.points_loaded} of "
-                 f"{event.total_points} points loaded{eta})")
+                f"{event.total_points} points loaded{eta})")
         elif event.phase == "measuring" and event.round != last_round[0]:
             last_round[0] = event.round
             what = "one repetition of each point being measured" if event.fraction < 1 else \
                 "extra repetitions for points whose repetitions disagree"
             say(f"round {event.round}: {what} ({event.repetitions_done} of "
-                 f"{event.repetitions_planned} repetitions done{eta})")
+                f"{event.repetitions_planned} repetitions done{eta})")
 
     recorder = saving.SweepRecorder(base, [f.name for f, _ in factor_values],
                                     len(grid(factor_values)), on_wait=say)
@@ -137,7 +137,7 @@ def run_sweep(base: RunSpec, factor_values: list, csv_path: str | None,
     for note in result.notes:
         say(note)
     say(f"saved as #{recorder.entry_id}" if recorder.problem is None
-         else f"not saved: {recorder.problem}")
+        else f"not saved: {recorder.problem}")
     rows = table.rows(result)
     if csv_path:
         try:

@@ -32,7 +32,7 @@ def history(args: argparse.Namespace) -> int:
             device = cell["device"] + ("" if e["provenance"] == "measured" else
                                        f" ({one_line(e['provenance'], 40)})")
             out(f"#{e['id']:<5}{cell['created_at']}  {device:<6} {cell['status']:<9}"
-                 f"{one_line(wording.entry_label(e), 300)}{shared}{origin}  {cell['note']}")
+                f"{one_line(wording.entry_label(e), 300)}{shared}{origin}  {cell['note']}")
         return 0
     if args.command == "share":
         store.set_shared(args.entry_id, not args.off)

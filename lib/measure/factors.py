@@ -29,8 +29,11 @@ RENAMED = {"prompt": "prompt_tokens"}
 
 
 def factor_column(name: str) -> str:
-    """A factor's column in the tidy table (lib.records.table): 'batch' -> 'factor_batch'."""
-    return FACTOR_PREFIX + name
+    """A factor's column in the tidy table (lib.records.table): 'batch' -> 'factor_batch'. A
+    renamed factor keeps the column it was first saved under ('factor_prompt'): spreadsheets
+    read the CSV by its column names."""
+    first = {new: old for old, new in RENAMED.items()}.get(name, name)
+    return FACTOR_PREFIX + first
 
 
 STACK_SETTINGS = ("attention", "kv_cache", "compile")    # transformers' (lib.measure.backends.base)

@@ -230,7 +230,8 @@ def request_latency_rows(measurement: Measurement) -> list[dict[str, Any]]:
 
 def sweep_text(table: list[dict[str, Any]], factors: list[str]) -> str:
     """The tidy table as a text table: factor values, median latencies, throughputs, n."""
-    from lib.records.table import factor_column, is_measured, stat_column
+    from lib.measure.factors import factor_column
+    from lib.records.table import is_measured, stat_column
 
     columns = [factor_column(name) for name in factors]
     widths = {c: max([len(name), 8] + [len(str(row[c])) for row in table])
