@@ -50,6 +50,8 @@ from benchmarks import busy  # noqa: E402
 from lib.machine import activity, capability, ceilings, runlock
 from lib.estimate import estimator
 from lib.measure import runner, sweep
+from lib.measure.factors import get_factor
+from lib.measure.sweep_points import PointResult
 from lib.core import stats
 from lib.measure.cache import ModelCache  # noqa: E402
 from lib.core.spec import RunSpec  # noqa: E402
@@ -96,11 +98,11 @@ BOTH_GOAL_POINTS = 0.10
 BUSY_DEFAULT = 2
 
 
-def measure_group(group: Group, cache: ModelCache, say) -> list[sweep.PointResult]:
+def measure_group(group: Group, cache: ModelCache, say) -> list[PointResult]:
     base = RunSpec(batch_size=group.batch_size, prompt_tokens=group.prompt_tokens,
                    new_tokens=NEW_TOKENS, repetitions=3, min_duration_s=0.5)
-    factors = [(sweep.get_factor("model"), list(group.models)),
-               (sweep.get_factor("dtype"), list(group.dtypes))]
+    factors = [(get_factor("model"), list(group.models)),
+               (get_factor("dtype"), list(group.dtypes))]
     description = f"estimator accuracy, batch {group.batch_size}, prompt {group.prompt_tokens}"
     say(f"measuring {description}: {len(group.models) * len(group.dtypes)} points")
     with runner.SweepPoints(cache, description) as points:
@@ -110,7 +112,7 @@ def measure_group(group: Group, cache: ModelCache, say) -> list[sweep.PointResul
     return result.points
 
 
-def compare(point: sweep.PointResult, after: capability.Ceilings) -> dict[str, Any]:
+def compare(point: PointResult, after: capability.Ceilings) -> dict[str, Any]:
     """One point: its settings, medians, estimates (on this machine as the app has it, and
     from the ceilings measured `after` the grid), ratios and the load while it ran."""
     spec = point.spec
@@ -294,7 +296,7 @@ def run_condition(args, say) -> dict[str, Any]:
         found = settled_ceilings(say)
     for line in ceilings.describe(found):
         say(line)
-    if (found.other_cpu_percent or 0) > capability.BUSY_PERCENT:
+    if (found.other_cpu_percent or 0) > ceilings.BUSY_PERCENT:
         say(f"WARNING: the ceilings are provisional, measured while other programs took "
             f"{found.other_cpu_percent:.0f}% of the CPU: rerun when the machine is quiet.")
     if args.kept_ceilings:

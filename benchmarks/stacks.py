@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lib.measure import runner, sweep
+from lib.measure.factors import get_factor, parse_values
 from lib.core import stats
 from lib.core.metrics import format_bytes  # noqa: E402
 from lib.measure.cache import ModelCache  # noqa: E402
@@ -40,8 +41,8 @@ def main() -> int:
                    min_duration_s=0.0, warmup_runs=1)
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()           # the loading bars would break the table
-    stack, dtype = sweep.get_factor("stack"), sweep.get_factor("dtype")
-    grid = [(stack, list(STACKS)), (dtype, sweep.parse_values(dtype, args.dtypes))]
+    stack, dtype = get_factor("stack"), get_factor("dtype")
+    grid = [(stack, list(STACKS)), (dtype, parse_values(dtype, args.dtypes))]
     for name, chosen in STACKS.items():
         versions = ", ".join(f"{p} {v}" for p, v in chosen.versions().items())
         print(f"{chosen.label}: {versions or 'NOT INSTALLED (scripts/setup.sh --stacks)'}")

@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lib.measure import backends, runner, sweep
+from lib.measure.factors import get_factor, parse_values
 from lib.measure.cache import ModelCache  # noqa: E402
 from lib.core.spec import RunSpec  # noqa: E402
 
@@ -32,11 +33,11 @@ def main() -> int:
     started = time.perf_counter()
     cache.get(backends.for_model(base.model_id), base.model_id, base.device, base.dtype)
     print(f"model ready in {time.perf_counter() - started:.1f} s (not part of the sweep figure)")
-    factor = sweep.get_factor("batch")
+    factor = get_factor("batch")
     started = time.perf_counter()
     try:
         with runner.SweepPoints(cache, "sweep_speed benchmark") as points:
-            result = sweep.run_sweep(base, [(factor, sweep.parse_values(factor, args.values))],
+            result = sweep.run_sweep(base, [(factor, parse_values(factor, args.values))],
                                      points)
     finally:
         cache.close()

@@ -3,14 +3,16 @@
 import pandas as pd
 import streamlit as st
 
-from lib.measure import budget, sweep
+from lib.measure import budget
 from lib.views import insights, sweep_charts
-from lib.records import documents, export, table
+from lib.records import export, table, wording
 from lib.core import stats, text
 from lib import ui
 from lib.core.metrics import METRICS
 from lib.ui import classroom_view, explore_form, links, running, sidebar, state
 from lib.ui.links import EXPLORE_MODES, HEATMAP_METRICS
+from lib.measure.factors import FACTORS, estimated_points, grid
+from lib.core.stacks import format_name
 
 ui.require_router()             # a deep link after a restart runs through the router
 
@@ -26,20 +28,20 @@ spec = sidebar.current_spec()
 two = st.radio("Vary", list(EXPLORE_MODES.values()), horizontal=True,
                key=state.EXPLORE_MODE) == EXPLORE_MODES["two"]
 factor_values = []
-defaults = ["batch", "prompt"]
+defaults = ["batch", "prompt_tokens"]
 for index, default in enumerate(defaults):
     st.session_state.setdefault(state.explore_factor(index), default)
 for index, column in enumerate(st.columns(2 if two else 1)):
     with column:
-        name = st.selectbox(f"Factor {index + 1}" if two else "Factor", list(sweep.FACTORS),
-                            format_func=lambda n: sweep.FACTORS[n].title,
+        name = st.selectbox(f"Factor {index + 1}" if two else "Factor", list(FACTORS),
+                            format_func=lambda n: FACTORS[n].title,
                             key=state.explore_factor(index))
         other = st.session_state.get(state.explore_factor(1 - index)) if two else None
-        values = explore_form.factor_values_input(sweep.FACTORS[name], index,
+        values = explore_form.factor_values_input(FACTORS[name], index,
                                                   spec.device if spec else "cpu",
                                                   spec.stack if spec else "transformers", other)
         if values:
-            factor_values.append((sweep.FACTORS[name], values))
+            factor_values.append((FACTORS[name], values))
 metric = None
 if two:
     metric = st.selectbox("Heatmap shows", HEATMAP_METRICS,
@@ -51,8 +53,8 @@ if two and ready and factor_values[0][0].name == factor_values[1][0].name:
     st.error("Pick two different factors.")
     ready = False
 if ready:
-    count = len(sweep.grid(factor_values))
-    estimates = sweep.estimated_points(spec, factor_values)
+    count = len(grid(factor_values))
+    estimates = estimated_points(spec, factor_values)
     skips = explore_form.sweep_skips(spec, factor_values)
     skipped = sum(skips.values())
     measured = count - skipped - estimates          # the points that take this machine's time
@@ -71,9 +73,9 @@ if ready:
         st.warning(f"{measured} points to measure will take a while on this machine. Fewer "
                    "values, or fewer repetitions, make it quicker.")
     if not two and factor_values[0][0].name == "stack":
-        stacks, formats = sweep.FACTORS["stack"], sweep.FACTORS["dtype"]
+        stacks, formats = FACTORS["stack"], FACTORS["dtype"]
         st.caption(f"Every stack runs at the sidebar's {formats.label} "
-                   f"({sweep.format_name(spec.dtype)}). To compare each stack in its own "
+                   f"({format_name(spec.dtype)}). To compare each stack in its own "
                    "formats (llama.cpp's Q4_K_M beside transformers' float32), choose "
                    f"**{EXPLORE_MODES['two']}**: {stacks.label} x {formats.label}.")
 
@@ -81,7 +83,7 @@ request = [(factor.name, list(values)) for factor, values in factor_values]
 result = st.session_state.get(state.SWEEP)
 stale = []
 if result is not None and spec is not None:
-    stale = documents.sweep_changes(result.base, st.session_state.get(state.SWEEP_REQUEST) or
+    stale = wording.sweep_changes(result.base, st.session_state.get(state.SWEEP_REQUEST) or
                                   [(name, None) for name in result.factors], spec, request)
 if spec is not None:
     params = {"mode": "two" if two else "one", "metric": metric} if two else {}
@@ -134,7 +136,7 @@ else:
 
 result = st.session_state.get(state.SWEEP)
 if result is not None and spec is not None:
-    stale = documents.sweep_changes(result.base, st.session_state.get(state.SWEEP_REQUEST) or
+    stale = wording.sweep_changes(result.base, st.session_state.get(state.SWEEP_REQUEST) or
                                   [(name, None) for name in result.factors], spec, request)
 if result is None:
     st.info("No sweep yet: choose a factor and its values, then press **Run sweep**. The "
@@ -159,7 +161,7 @@ if save_problem:
 elif saved_id:
     st.caption(f"Saved in History as #{saved_id}.")
 measured = frame[frame["status"] == table.Status.MEASURED]
-factors = [sweep.FACTORS[name] for name in result.factors]
+factors = [FACTORS[name] for name in result.factors]
 shares = [row["other_cpu_percent"] for row in rows if table.is_measured(row)
           and not table.is_estimated(row) and row.get("other_cpu_percent") is not None]
 busy_share = stats.percentile(shares, 50) if shares else None

@@ -15,7 +15,6 @@ import streamlit as st
 from lib.views import run_charts, sweep_charts
 from lib.access import classroom
 from lib.records import documents, export, imports, ledger, table
-from lib.measure import sweep
 from lib.core import text
 from lib import ui
 from lib.core.errors import ExplorerError
@@ -23,6 +22,8 @@ from lib.core.kinds import ENCODER
 from lib.records.store import Store, StoreError
 from lib.ui import classroom_view as classroom_ui
 from lib.ui import history_compare, serving_view, state
+from lib.measure.factors import FACTORS
+from lib.records import wording
 
 ui.require_router()             # a deep link after a restart runs through the router
 
@@ -73,8 +74,8 @@ def show_ledger(entries: list[dict]) -> None:
     st.caption(f"Per factor: the runs grouped by their value of it. Each sweep point counts as "
                f"one run; fewer than {ledger.MIN_RUNS_TO_JUDGE} runs are too few to judge, and "
                "'within the noise' means the miss is no larger than the runs' own spread.")
-    for tab, name in zip(st.tabs([factor.title for factor in sweep.FACTORS.values()]),
-                         sweep.FACTORS):
+    for tab, name in zip(st.tabs([factor.title for factor in FACTORS.values()]),
+                         FACTORS):
         with tab:
             st.dataframe(pd.DataFrame(judged.factor_rows(name)), hide_index=True,
                          width="stretch")
@@ -121,7 +122,7 @@ entries = stored(store.list, model_id=None if model == "all" else model,
                      device=None if device == "all" else device,
                      since=since.isoformat() if since else None, visible_to=visible_to)
 listing = pd.DataFrame([{
-    "id": e["id"], "what": documents.entry_label(e),
+    "id": e["id"], "what": wording.entry_label(e),
     "measured / estimated": e["provenance"],
     **({"whose": viewer.whose(e)} if viewer.classroom else {}),
     "when (UTC)": e["created_at"].replace("T", " ").rstrip("Z"),
@@ -157,12 +158,12 @@ for chosen_entry in chosen:
 
 
 def show_one(entry: dict) -> None:
-    estimated = documents.estimate_words(opened[entry["id"]]) if entry["id"] in opened else None
+    estimated = wording.estimate_words(opened[entry["id"]]) if entry["id"] in opened else None
     if estimated and opened[entry["id"]].kind == "run":     # no device of this machine ran it
         st.subheader(f"#{entry['id']}: {text.md(estimated)} — "
-                     f"{text.md(documents.entry_label(entry))}")
+                     f"{text.md(wording.entry_label(entry))}")
     else:
-        st.subheader(f"#{entry['id']}: {text.md(documents.entry_label(entry))}, on "
+        st.subheader(f"#{entry['id']}: {text.md(wording.entry_label(entry))}, on "
                      f"{text.md(entry['device'])}")
         if estimated:
             st.warning(text.md(estimated) + ".")
@@ -207,7 +208,7 @@ def show_sweep(opened_sweep: documents.Opened) -> None:
     result = opened_sweep.sweep
     if len(result.factors) == 1 and any(table.is_measured(row) for row in opened_sweep.rows):
         st.plotly_chart(sweep_charts.sweep_latency_figure(pd.DataFrame(opened_sweep.rows),
-                                                          sweep.FACTORS[result.factors[0]]),
+                                                          FACTORS[result.factors[0]]),
                         width="stretch")
     st.dataframe(opened_sweep.display_rows, hide_index=True, width="stretch")
 

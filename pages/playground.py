@@ -6,11 +6,11 @@ import streamlit as st
 
 from lib.views import run_charts
 from lib.estimate import floors, why
-from lib.records import documents, export
+from lib.records import wording, export
 from lib.core import text
 from lib import ui
 from lib.core.kinds import ENCODER
-from lib.ui import classroom_view, links, model_card_view, running, sidebar, state
+from lib.ui import classroom_view, links, machine_view, model_card_view, running, sidebar, state
 
 ui.require_router()             # a deep link after a restart runs through the router
 
@@ -31,7 +31,7 @@ stop_column.button("Stop", help="Ends the run being measured (nothing of it is k
 if blocker:
     reason_column.caption(text.md(blocker))
 running.stopped_notice()
-running.machine_panel()
+machine_view.machine_panel()
 if start:
     with classroom_view.run_turn(f"a run of {spec.model_id}") as allowed:
         if allowed:
@@ -48,7 +48,7 @@ if result is None:
 measurement, summary = result.measurement, result.summary
 if spec is not None and measurement.spec != spec:
     st.info("These results are from earlier settings: "
-            + text.md("; ".join(documents.spec_changes(measurement.spec, spec)))
+            + text.md("; ".join(wording.spec_changes(measurement.spec, spec)))
             + ". Press **Run** to measure the current ones.")
 if measurement.prompt_note:
     st.info(text.md(measurement.prompt_note))

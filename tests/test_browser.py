@@ -248,7 +248,7 @@ def classroom_server(tmp_path, model_cache_dir):
     one run shared with the class, one kept private."""
     _require_browser()
     from fakes import fake_runner
-    from lib.records import documents
+    from lib.records import saving
     from lib.core import stats
     from lib.core.spec import RunSpec
     from lib.records.store import Store
@@ -263,7 +263,7 @@ def classroom_server(tmp_path, model_cache_dir):
         spec = RunSpec(prompt_tokens=16, new_tokens=3, repetitions=2, min_duration_s=0.0,
                        threads=1, batch_size=batch)
         measurement = fake_runner(spec)
-        ids[name] = documents.save_run(measurement, stats.summarize(measurement), store)[0]
+        ids[name] = saving.save_run(measurement, stats.summarize(measurement), store)[0]
     store.set_shared(ids["shared"], True)
     log = tmp_path / "streamlit.log"
     env = dict(os.environ, ILE_CACHE_DIR=str(model_cache_dir), ILE_CLASSROOM="1",

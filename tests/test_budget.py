@@ -6,6 +6,7 @@ import pytest
 
 from fakes import FakeBackend, FakePoints
 from lib.measure import budget, sweep
+from lib.measure.factors import get_factor
 from lib.records import table
 from lib.measure.budget import PointCost, SweepPlan
 from lib.core.spec import RunSpec
@@ -78,7 +79,7 @@ def test_a_running_sweep_cuts_repetitions_when_measured_rounds_would_overrun():
     points = FakePoints(backend)
     base = BASE.replace(repetitions=6, min_duration_s=0.0)
     plan = _plan(estimated_s=10, budget_s=7, repetitions=6)
-    result = sweep.run_sweep(base, [(sweep.get_factor("batch"), [1, 2])], points,
+    result = sweep.run_sweep(base, [(get_factor("batch"), [1, 2])], points,
                              plan=plan, clock=backend.clock_.now)
     counts = [len(p.measurement.repetitions) for p in result.points]
     # Warm-ups took 2 s; round 1 ends at 4 s with 3 s left: one more round fits, not four.
@@ -89,7 +90,7 @@ def test_a_running_sweep_cuts_repetitions_when_measured_rounds_would_overrun():
 
 def test_without_a_budget_the_settings_hold():
     backend = FakeBackend(prefill_s=0.2, decode_s=0.2)
-    result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2])], FakePoints(backend),
+    result = sweep.run_sweep(BASE, [(get_factor("batch"), [1, 2])], FakePoints(backend),
                              plan=_plan(10, None, repetitions=3), clock=backend.clock_.now)
     assert [len(p.measurement.repetitions) for p in result.points] == [3, 3]
     assert not any("budget" in note for note in result.notes)
@@ -98,7 +99,7 @@ def test_without_a_budget_the_settings_hold():
 def test_time_left_shows_from_the_start_and_counts_repetitions():
     backend = FakeBackend(prefill_s=0.2, decode_s=0.2)
     events = []
-    sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2])], FakePoints(backend),
+    sweep.run_sweep(BASE, [(get_factor("batch"), [1, 2])], FakePoints(backend),
                     on_progress=events.append, plan=_plan(30, 60, repetitions=3),
                     clock=backend.clock_.now)
     first = events[0]
@@ -141,7 +142,7 @@ def test_the_next_plan_starts_from_how_the_last_sweep_compared_with_its_plan(mon
     _declared_costs(monkeypatch, PointCost(load_s=10, warmup_s=2, call_s=2))
     backend = FakeBackend(prefill_s=0.2, decode_s=0.2)
     first = budget.plan_sweep(BASE, [BASE], None, other_cpu_percent=0.0)
-    result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1])], FakePoints(backend),
+    result = sweep.run_sweep(BASE, [(get_factor("batch"), [1])], FakePoints(backend),
                              plan=first, clock=backend.clock_.now)
     point = result.points[0]
     # Declared wall times: loading took 30 s, the 3 timed calls 12 s (twice the plan's).
@@ -169,7 +170,7 @@ def test_slow_loading_revises_the_time_left_and_cuts_repetitions_before_round_on
     plan = SweepPlan(7.0, 8.0, 6, 0.0, 6, 0.0, 0.0, 1.0, "declared",
                      starts_s=(0.5, 0.5), calls_s=(0.5, 0.5))
     events = []
-    result = sweep.run_sweep(BASE.replace(repetitions=6), [(sweep.get_factor("batch"), [1, 2])],
+    result = sweep.run_sweep(BASE.replace(repetitions=6), [(get_factor("batch"), [1, 2])],
                              FakePoints(backend), on_progress=events.append, plan=plan,
                              clock=backend.clock_.now)
     first_round = next(e for e in events if e.phase == "measuring")

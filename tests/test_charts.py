@@ -10,6 +10,7 @@ from fakes import FakePoints, fake_runner, many_repetitions
 from lib.views import chart_marks, compare_charts, run_charts, sweep_charts
 from lib.core import stats
 from lib.measure import sweep
+from lib.measure.factors import get_factor
 from lib.records import table
 from lib.core.spec import RunSpec
 
@@ -18,7 +19,7 @@ LATENCY_NAMES = ("TTFT (median)", "TPOT (median)", "end-to-end (median)")
 
 
 def frame_for(factor_name, values):
-    factor = sweep.get_factor(factor_name)
+    factor = get_factor(factor_name)
     result = sweep.run_sweep(BASE, [(factor, values)], FakePoints())
     return pd.DataFrame(table.rows(result)), factor
 
@@ -143,7 +144,7 @@ def test_noisy_bars_keep_their_metric_colour_and_floors_sit_over_their_own_bar()
     assert floor.offsetgroup == "ttft_s" and figure.layout.scattermode == "group"
     assert {t.offsetgroup for t in figure.data} == {"ttft_s", "tpot_s", "e2e_s"}
     lines, _ = frame_for("batch", [1, 2])
-    assert sweep_charts.sweep_latency_figure(lines, sweep.get_factor("batch")).layout.scattermode \
+    assert sweep_charts.sweep_latency_figure(lines, get_factor("batch")).layout.scattermode \
         == "overlay"
 
 
@@ -163,17 +164,17 @@ def test_throughput_is_two_charts_one_quantity_per_axis():
 
 @pytest.mark.parametrize("name, values, note", [
     ("batch", [1, 2, 4, 8], "batch size (log scale: each step doubles)"),
-    ("prompt", [100, 1000], "prompt length (tokens) (log scale: equal distances are equal ratios)"),
+    ("prompt_tokens", [100, 1000], "prompt length (tokens) (log scale: equal distances are equal ratios)"),
     ("batch", [1, 2, 3], "batch size (log scale: equal distances are equal ratios)"),
     ("threads", [1, 2], "CPU threads"),
     ("dtype", ["float32", "bfloat16"], "number format"),
 ])
 def test_the_axis_says_doubling_only_when_the_values_double(name, values, note):
-    assert chart_marks.axis_note(sweep.get_factor(name), values) == note
+    assert chart_marks.axis_note(get_factor(name), values) == note
 
 
 def test_the_log_note_reaches_the_chart():
-    frame, factor = frame_for("prompt", [100, 1000])
+    frame, factor = frame_for("prompt_tokens", [100, 1000])
     figure = sweep_charts.sweep_latency_figure(frame, factor)
     assert figure.layout.xaxis.title.text.endswith("(log scale: equal distances are equal ratios)")
 
@@ -194,7 +195,7 @@ def test_small_rates_keep_their_digits_in_hovers_and_cells():
     throughput = sweep_charts.sweep_throughput_figure(frame, factor)
     assert [h.split(" (")[0] for h in trace(throughput, "requests/s").customdata] == \
         ["0.049/s", "0.0049/s"]
-    batch, output = sweep.get_factor("batch"), sweep.get_factor("output")
+    batch, output = get_factor("batch"), get_factor("output")
     result = sweep.run_sweep(BASE, [(batch, [1, 2]), (output, [2, 3])], FakePoints())
     grid = pd.DataFrame(table.rows(result))
     grid["requests_per_s"] = 0.049
@@ -206,7 +207,7 @@ def test_small_rates_keep_their_digits_in_hovers_and_cells():
 
 
 def test_heatmap_and_comparisons():
-    batch, output = sweep.get_factor("batch"), sweep.get_factor("output")
+    batch, output = get_factor("batch"), get_factor("output")
     result = sweep.run_sweep(BASE, [(batch, [1, 2]), (output, [2, 3])], FakePoints())
     heatmap = sweep_charts.sweep_heatmap_figure(pd.DataFrame(table.rows(result)), batch, output,
                                           "tpot_s")
@@ -301,7 +302,7 @@ def test_text_from_users_reaches_plotly_escaped():
     for figure in (compare_charts.compare_runs_figure(runs),
                    compare_charts.compare_overview_figure(runs)):
         assert "<a href" not in spec_text(figure) and escaped in spec_text(figure)
-    batch, model = sweep.get_factor("batch"), sweep.get_factor("model")
+    batch, model = get_factor("batch"), get_factor("model")
     result = sweep.run_sweep(BASE, [(batch, [1]), (model, ["gpt2"])], FakePoints())
     grid = pd.DataFrame(table.rows(result))
     grid[model.column] = HOSTILE_MODEL
@@ -314,7 +315,7 @@ def test_text_from_users_reaches_plotly_escaped():
 @pytest.fixture
 def devices_frame(fake_backend):
     from fakes import sweep_through_runner
-    factor = sweep.get_factor("device")
+    factor = get_factor("device")
     result = sweep_through_runner(BASE, [(factor, ["cpu", "h200"])])
     return pd.DataFrame(table.rows(result)), factor
 
@@ -337,7 +338,7 @@ def test_estimated_bars_are_lighter_hatched_and_say_estimate(devices_frame):
 
 def test_a_chart_of_estimates_only_says_no_spread(fake_backend):
     from fakes import sweep_through_runner
-    batch = sweep.get_factor("batch")
+    batch = get_factor("batch")
     result = sweep_through_runner(BASE.replace(hardware="h200"), [(batch, [1, 2, 4])])
     figure = sweep_charts.sweep_latency_figure(pd.DataFrame(table.rows(result)), batch)
     assert figure.layout.title.subtitle.text == (
@@ -352,7 +353,7 @@ def test_a_chart_of_estimates_only_says_no_spread(fake_backend):
 
 def test_heatmap_cells_of_estimates_say_est_and_refused_ones_say_why(fake_backend):
     from fakes import sweep_through_runner
-    device, batch = sweep.get_factor("device"), sweep.get_factor("batch")
+    device, batch = get_factor("device"), get_factor("batch")
     result = sweep_through_runner(BASE, [(device, ["cpu", "h200"]), (batch, [1, 2])])
     frame = pd.DataFrame(table.rows(result))
     frame.loc[3, ["status", "skipped_reason"]] = ["skipped", "Too big for one H200."]

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from lib.cli import main, arguments
+from lib.cli import main, arguments, output
+from lib.cli.parser import build_parser
 from lib.core import spec as spec_module
 from lib.records.store import Store
 from sse_server import closed_port_url
@@ -42,7 +43,7 @@ BASE = {"run": {}, "sweep": {"--factor": "batch", "--values": "1,2"},
 
 
 def _arguments() -> list[tuple[str, argparse.Action]]:
-    parser = main.build_parser()
+    parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return [(command, action) for command in COMMANDS
             for action in commands.choices[command]._actions
@@ -249,7 +250,7 @@ def test_json_output_is_strict():
     buffer = io.StringIO()
     sys_stdout, sys.stdout = sys.stdout, buffer
     try:
-        main._print_json({"median": float("nan"), "values": [1.0, float("inf"), -float("inf")]})
+        output.print_json({"median": float("nan"), "values": [1.0, float("inf"), -float("inf")]})
     finally:
         sys.stdout = sys_stdout
     assert json.loads(buffer.getvalue()) == {"median": None, "values": [1.0, None, None]}
@@ -257,13 +258,13 @@ def test_json_output_is_strict():
 
 def test_history_shows_hostile_notes_and_ids_without_their_escapes(capsys):
     from fakes import measure
-    from lib.records import documents
+    from lib.records import saving
     from lib.core import stats
     from lib.core.spec import RunSpec
 
     measurement = measure(RunSpec(prompt_tokens=16, new_tokens=3, repetitions=1,
                                   min_duration_s=0.0, threads=1))
-    entry_id, _ = documents.save_run(measurement, stats.summarize(measurement))
+    entry_id, _ = saving.save_run(measurement, stats.summarize(measurement))
     document = Store().export(entry_id)
     document.update(note="\x1b[2J\x1b]0;pwned\x07cleared\u202e", imported_from="\x1b[31mred")
     document["spec"]["model_id"] = "evil\x1b]0;title\x07-model"
@@ -351,14 +352,14 @@ def test_prompt_file_limit_follows_the_longest_prompt():
 def test_a_closed_pipe_ends_quietly(args, status, tmp_path):
     """`python -m lib history | head -1`: the reader left; no BrokenPipeError traceback."""
     from fakes import measure
-    from lib.records import documents
+    from lib.records import saving
     from lib.core import stats
     from lib.core.spec import RunSpec
 
     measurement = measure(RunSpec(prompt_tokens=16, new_tokens=3, repetitions=1,
                                   min_duration_s=0.0, threads=1))
     for _ in range(3):
-        documents.save_run(measurement, stats.summarize(measurement))
+        saving.save_run(measurement, stats.summarize(measurement))
     read_end, write_end = os.pipe()
     os.close(read_end)                     # nobody will ever read: the first write fails
     try:

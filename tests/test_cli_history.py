@@ -8,17 +8,18 @@ import pytest
 
 from fakes import FakePoints, fake_runner
 from lib.cli import main as cli_module
-from lib.records import documents
+from lib.records import saving
 from lib.core import stats
 from lib.measure import sweep
+from lib.measure.factors import get_factor
 from lib.core.spec import RunSpec
 from lib.records.store import Store
 
 
 def test_share_marks_an_entry_and_history_labels_it(capsys):
     base = RunSpec(prompt_tokens=16, new_tokens=3, repetitions=1, min_duration_s=0.0, threads=1)
-    recorder = documents.SweepRecorder(base, ["batch"], 2, store=Store())
-    sweep.run_sweep(base, [(sweep.get_factor("batch"), [1, 8])], FakePoints(),
+    recorder = saving.SweepRecorder(base, ["batch"], 2, store=Store())
+    sweep.run_sweep(base, [(get_factor("batch"), [1, 8])], FakePoints(),
                     on_point=recorder.add)
     recorder.finish(False)
     assert cli_module.main(["share", str(recorder.entry_id)]) == 0
@@ -35,7 +36,7 @@ def test_share_marks_an_entry_and_history_labels_it(capsys):
 def saved_run(store):
     measurement = fake_runner(RunSpec(prompt_tokens=16, new_tokens=3, repetitions=2,
                                       min_duration_s=0.0, threads=1))
-    return documents.save_run(measurement, stats.summarize(measurement), store)[0]
+    return saving.save_run(measurement, stats.summarize(measurement), store)[0]
 
 
 def test_delete_removes_an_entry_and_explains_an_unknown_id(capsys):
@@ -94,15 +95,15 @@ def test_an_estimate_is_listed_on_its_hardware_profile_and_device_count(capsys):
     store = Store()
     measurement = runner.run(RunSpec(model_id="gpt2", dtype="bfloat16", new_tokens=2,
                                      hardware="h100-sxm", gpus=8))
-    run_id = documents.save_run(measurement, stats.summarize(measurement), store)[0]
+    run_id = saving.save_run(measurement, stats.summarize(measurement), store)[0]
     base = RunSpec(prompt_tokens=16, new_tokens=3, repetitions=1, min_duration_s=0.0, threads=1)
-    devices = documents.SweepRecorder(base, ["device"], 2, store=store)
-    sweep.run_sweep(base, [(sweep.get_factor("device"), ["cpu", "h200"])], FakePoints(),
+    devices = saving.SweepRecorder(base, ["device"], 2, store=store)
+    sweep.run_sweep(base, [(get_factor("device"), ["cpu", "h200"])], FakePoints(),
                     on_point=devices.add)
     devices.finish(False)
     on_h100 = base.replace(hardware="h100-sxm", gpus=2)
-    batches = documents.SweepRecorder(on_h100, ["batch"], 2, store=store)
-    sweep.run_sweep(on_h100, [(sweep.get_factor("batch"), [1, 8])], FakePoints(),
+    batches = saving.SweepRecorder(on_h100, ["batch"], 2, store=store)
+    sweep.run_sweep(on_h100, [(get_factor("batch"), [1, 8])], FakePoints(),
                     on_point=batches.add)
     batches.finish(False)
     listed = {e["id"]: e["device"] for e in store.list()}

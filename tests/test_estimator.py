@@ -9,7 +9,7 @@ import pytest
 
 from fakes import declare_ceilings
 from lib.estimate import calibration, estimator, hardware
-from lib.records import documents as history, export
+from lib.records import documents, export, saving
 from lib.core import results, stats
 from lib.measure import runner
 from lib.core.errors import InvalidSpecError, MemoryGuardError, UnsupportedError
@@ -268,9 +268,9 @@ def test_an_estimate_refuses_what_its_stack_cannot_run(changes, weights, message
 
 
 def test_every_weight_format_is_an_estimate_format():
-    from lib.cli import main
+    from lib.cli import parser
     from lib.core.stacks import FORMATS
-    assert set(FORMATS) < set(estimator.ESTIMATE_DTYPES) == set(main.ESTIMATE_DTYPES)
+    assert set(FORMATS) < set(estimator.ESTIMATE_DTYPES) == set(parser.ESTIMATE_DTYPES)
     assert estimator.split_dtype("q4_k_m") == ("q4_k_m", None)
 
 
@@ -323,10 +323,10 @@ def test_an_estimate_flows_through_the_engine_marked_estimated():
 
 def test_an_estimate_is_saved_and_reopened_as_estimated():
     measurement = runner.run(bf16("gpt2", hardware=H200, new_tokens=2))
-    entry_id, problem = history.save_run(measurement, stats.summarize(measurement))
+    entry_id, problem = saving.save_run(measurement, stats.summarize(measurement))
     assert problem is None
     from lib.records.store import Store
-    opened = history.open_entry(Store().export(entry_id), entry_id)
+    opened = documents.open_entry(Store().export(entry_id), entry_id)
     assert opened.measurement.provenance.kind == "estimated"
     assert opened.rows[0]["provenance"] == "estimated"
     assert opened.rows[0]["tpot_s_p90"] is None and opened.rows[0]["tpot_s_n"] == 1
@@ -350,10 +350,11 @@ def test_estimates_never_count_as_memory_other_models_would_free():
 
 def test_a_sweep_of_estimates_has_one_repetition_per_point():
     from lib.measure import sweep
+    from lib.measure.factors import get_factor
     from lib.measure.cache import ModelCache
 
     base = bf16("gpt2", hardware=H200, new_tokens=4)
-    factors = [(sweep.get_factor("batch"), [1, 4])]
+    factors = [(get_factor("batch"), [1, 4])]
     cache = ModelCache(max_entries=1)
     try:
         with runner.SweepPoints(cache, "test sweep") as points:

@@ -10,6 +10,7 @@ from lib.views import run_charts, sweep_charts
 from lib.estimate import floors, roofline
 from lib.records import export, table
 from lib.measure import runner, sweep
+from lib.measure.factors import get_factor
 from lib.core import stats
 from lib.views.floor_charts import floor_name
 from lib.models.shapes import shapes
@@ -113,7 +114,7 @@ def test_one_output_token_has_no_decode_floor():
 
 
 def _sweep_frame(values, with_ceilings=True):
-    factor = sweep.get_factor("batch")
+    factor = get_factor("batch")
     result = sweep.run_sweep(BASE, [(factor, values)], FakePoints())
     if with_ceilings:
         for point in result.points:
@@ -148,7 +149,7 @@ def test_latency_and_throughput_charts_draw_the_floor_dashed_and_name_it_an_esti
 
 
 def test_a_categorical_factor_gets_a_dash_over_each_bar():
-    factor = sweep.get_factor("dtype")
+    factor = get_factor("dtype")
     result = sweep.run_sweep(BASE, [(factor, ["float32", "bfloat16"])], FakePoints())
     for point in result.points:
         point.measurement = with_declared_ceilings(point.measurement)

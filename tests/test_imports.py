@@ -10,9 +10,10 @@ import pytest
 
 from fakes import FakePoints, fake_runner
 from lib.cli import main
-from lib.records import documents, imports
+from lib.records import documents, saving, imports
 from lib.core import stats
 from lib.measure import sweep
+from lib.measure.factors import get_factor
 from lib.core.spec import RunSpec
 from lib.records.store import EXPORT_FORMAT, Store
 
@@ -24,7 +25,7 @@ def run_export():
     """A run exported by this version (saved to a throwaway store, then taken out again)."""
     store = Store()
     measurement = fake_runner(BASE)
-    entry_id = documents.save_run(measurement, stats.summarize(measurement), store)[0]
+    entry_id = saving.save_run(measurement, stats.summarize(measurement), store)[0]
     document = store.export(entry_id)
     store.delete(entry_id)
     return document
@@ -33,8 +34,8 @@ def run_export():
 @pytest.fixture
 def sweep_export():
     store = Store()
-    recorder = documents.SweepRecorder(BASE, ["batch"], 2, store=store)
-    result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2])], FakePoints(),
+    recorder = saving.SweepRecorder(BASE, ["batch"], 2, store=store)
+    result = sweep.run_sweep(BASE, [(get_factor("batch"), [1, 2])], FakePoints(),
                              on_point=recorder.add)
     recorder.finish(result.stopped)
     document = store.export(recorder.entry_id)

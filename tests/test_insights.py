@@ -1,6 +1,6 @@
 from lib.views.comparable import spreads_overlap
 from lib.views.insights import findings
-from lib.measure.sweep import FACTORS
+from lib.measure.factors import FACTORS
 
 BATCH, DTYPE, ATTENTION = FACTORS["batch"], FACTORS["dtype"], FACTORS["attention"]
 

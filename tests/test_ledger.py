@@ -10,8 +10,9 @@ import pytest
 from fakes import (DECLARED_CEILINGS, FakePoints, declare_ceilings, fake_runner,
                    with_declared_ceilings)
 from lib.estimate import estimator, hardware
-from lib.records import documents, ledger
+from lib.records import saving, ledger
 from lib.measure import runner, sweep
+from lib.measure.factors import FACTORS, get_factor
 from lib.core import stats
 from lib.machine.capability import Ceilings
 from lib.core.spec import RunSpec
@@ -27,7 +28,7 @@ def declared_run(spec: RunSpec):
 
 
 def save(store: Store, measurement) -> int:
-    entry_id, problem = documents.save_run(measurement, stats.summarize(measurement), store)
+    entry_id, problem = saving.save_run(measurement, stats.summarize(measurement), store)
     assert problem is None
     return entry_id
 
@@ -98,7 +99,7 @@ def test_errors_are_grouped_by_each_factors_value():
         [("1", 2, "too few to judge"), ("2", 2, "too few to judge"), ("4", 1, "too few to judge")]
     assert rows[2]["TPOT off by (median)"] == f"{abs(errors(SPECS[3])['tpot_s']):.0%}"
     assert [row["Model"] for row in result.factor_rows("model")] == ["smollm2-135m-instruct"]
-    assert set(ledger.FACTORS) == set(sweep.FACTORS)
+    assert set(ledger.FACTORS) == set(FACTORS)
 
 
 def test_runs_without_ceilings_damaged_entries_and_estimates_are_left_out_and_counted():
@@ -128,12 +129,12 @@ def test_runs_without_ceilings_damaged_entries_and_estimates_are_left_out_and_co
 
 def test_sweep_points_count_and_imported_runs_are_judged_on_their_own_machine():
     store = Store()
-    recorder = documents.SweepRecorder(BASE, ["batch"], 2, store=store)
+    recorder = saving.SweepRecorder(BASE, ["batch"], 2, store=store)
 
     def add(point):
         point.measurement = with_declared_ceilings(point.measurement)
         recorder.add(point)
-    sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2])], FakePoints(), on_point=add)
+    sweep.run_sweep(BASE, [(get_factor("batch"), [1, 2])], FakePoints(), on_point=add)
     recorder.finish(False)
     # A run measured elsewhere: twice the bandwidth and no per-layer overhead recorded there.
     elsewhere = dataclasses.replace(DECLARED_CEILINGS, memory_bandwidth_bytes_per_s=20e9,

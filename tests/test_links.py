@@ -41,10 +41,16 @@ def test_no_browser_address_gives_a_relative_link():
 def test_a_link_may_name_hardware_profiles_for_the_device_factor():
     import pytest
 
-    from lib.measure import sweep
+    from lib.measure.factors import FACTORS
     from lib.core.errors import ExplorerError
     from lib.ui import links
-    device = sweep.FACTORS["device"]
+    device = FACTORS["device"]
     assert links._factor_values(device, "cpu, h200,tpu-v6e", False) == ["cpu", "h200", "tpu-v6e"]
     with pytest.raises(ExplorerError, match="h300 can't be used: choose from cpu"):
         links._factor_values(device, "cpu,h300", False)
+
+
+def test_a_link_written_before_a_factor_was_renamed_still_names_it():
+    from lib.measure.factors import FACTORS, current_name, get_factor
+    assert current_name("prompt") == "prompt_tokens" and "prompt" not in FACTORS
+    assert get_factor("prompt") is FACTORS["prompt_tokens"]

@@ -51,8 +51,8 @@ def test_bad_values_are_explained_and_block_the_run(app):
 
 
 def test_skipped_point_is_shown_with_its_reason(app):
-    app.selectbox(key="explore_factor_0").set_value("prompt").run()
-    app.text_input(key="explore_values_0_prompt").input("16, 9000").run()
+    app.selectbox(key="explore_factor_0").set_value("prompt_tokens").run()
+    app.text_input(key="explore_values_0_prompt_tokens").input("16, 9000").run()
     app.button[0].click().run()
     assert not app.exception
     table = app.dataframe[0].value
@@ -98,7 +98,7 @@ def test_factor_and_values_survive_a_visit_to_another_page(app):
 def test_results_from_other_settings_say_so(app):
     app.text_input(key="explore_values_0_batch").input("1, 2").run()
     app.button[0].click().run()
-    app.selectbox(key="explore_factor_0").set_value("prompt").run()
+    app.selectbox(key="explore_factor_0").set_value("prompt_tokens").run()
     note = next(plain(i.value) for i in app.info if "earlier settings" in plain(i.value))
     assert note.startswith("These results are from earlier settings: it varied batch size, "
                            "now prompt length (tokens)")
@@ -161,13 +161,13 @@ def test_points_that_cannot_fit_are_named_before_the_sweep(app, monkeypatch):
     from lib.estimate import memory
     monkeypatch.setattr(memory, "free_bytes", lambda device: 2 * 10**9)
     app.number_input(key="setting_batch_size").set_value(8).run()
-    app.selectbox(key="explore_factor_0").set_value("prompt").run()
-    app.text_input(key="explore_values_0_prompt").input("16, 4096, 9000").run()
+    app.selectbox(key="explore_factor_0").set_value("prompt_tokens").run()
+    app.text_input(key="explore_values_0_prompt_tokens").input("16, 4096, 9000").run()
     # 9000 is skipped for the context (the sweep says why), not counted as a memory refusal.
     assert "1 of 3 points don't fit in the memory free now" in plain(app.warning[0].value)
     assert "refused: prompt length (tokens) 4096. The first needs about" in plain(app.warning[0].value)
     assert not app.button[0].disabled
-    app.text_input(key="explore_values_0_prompt").input("4096, 8000").run()
+    app.text_input(key="explore_values_0_prompt_tokens").input("4096, 8000").run()
     assert "2 of 2 points don't fit" in plain(app.error[0].value)
     assert app.button[0].disabled
 
@@ -237,3 +237,12 @@ def test_a_budget_too_small_is_said_before_running(app):
     app.number_input(key="explore_budget_s").set_value(10).run()
     promise = " ".join(plain(c.value) for c in app.caption)
     assert "more than the 10 s budget" in promise and not app.exception
+
+
+def test_a_link_with_a_factors_old_name_opens_that_factor():
+    at = AppTest.from_file(ENTRY, default_timeout=120)
+    at.query_params.update({"factor": "prompt", "values": "16,32"})
+    at.run()
+    at.switch_page(EXPLORE).run()
+    assert not at.exception and not at.sidebar.warning
+    assert at.selectbox(key="explore_factor_0").value == "prompt_tokens"

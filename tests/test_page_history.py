@@ -12,9 +12,10 @@ from streamlit.testing.v1 import AppTest
 
 from fakes import FakePoints, enter_classroom, fake_runner, many_repetitions, plain
 from lib.access import classroom
-from lib.records import documents
+from lib.records import saving
 from lib.core import stats
 from lib.measure import sweep
+from lib.measure.factors import FACTORS, get_factor
 from lib.core.spec import RunSpec
 from lib.records.store import Store
 from lib.ui import classroom_view as classroom_ui
@@ -31,7 +32,7 @@ def saved():
     ids = []
     for batch in (1, 2):
         measurement = fake_runner(BASE.replace(batch_size=batch))
-        ids.append(documents.save_run(measurement, stats.summarize(measurement), store)[0])
+        ids.append(saving.save_run(measurement, stats.summarize(measurement), store)[0])
     return store, ids
 
 
@@ -144,8 +145,8 @@ def test_playground_run_is_saved_and_listed(fake_backend):
 
 
 def save_sweep(store, factor, values, base=BASE, owner=None):
-    recorder = documents.SweepRecorder(base, [factor], len(values), store=store, owner=owner)
-    result = sweep.run_sweep(base, [(sweep.get_factor(factor), values)], FakePoints(),
+    recorder = saving.SweepRecorder(base, [factor], len(values), store=store, owner=owner)
+    result = sweep.run_sweep(base, [(get_factor(factor), values)], FakePoints(),
                              on_point=recorder.add)
     recorder.finish(result.stopped)
     return recorder.entry_id
@@ -168,7 +169,7 @@ def test_compare_runs_shows_throughput_memory_numbers_and_what_differs():
     store = Store()
     for spec in (BASE.replace(batch_size=1), BASE.replace(batch_size=4, dtype="bfloat16")):
         measurement = fake_runner(spec)
-        documents.save_run(measurement, stats.summarize(measurement), store)
+        saving.save_run(measurement, stats.summarize(measurement), store)
     at = open_history()
     select(at, [0, 1])
     figure = at.get("plotly_chart")[0].proto.spec
@@ -227,10 +228,10 @@ def classroom_store(classroom_on):
     ids = {}
     for who, batch in (("alice", 1), ("bob", 2)):
         measurement = fake_runner(BASE.replace(batch_size=batch))
-        ids[who] = documents.save_run(measurement, stats.summarize(measurement), store,
+        ids[who] = saving.save_run(measurement, stats.summarize(measurement), store,
                                     owner={"alice": alice, "bob": bob}[who])[0]
     measurement = fake_runner(BASE.replace(batch_size=4))
-    ids["host"] = documents.save_run(measurement, stats.summarize(measurement), store)[0]
+    ids["host"] = saving.save_run(measurement, stats.summarize(measurement), store)[0]
     return store, ids
 
 
@@ -350,7 +351,7 @@ def test_damaged_entries_say_why_and_can_still_be_deleted(saved):
 @pytest.mark.slow
 def test_an_entry_of_20000_repetitions_opens_with_a_few_traces():
     measurement = many_repetitions(20_000, spec=BASE)
-    documents.save_run(measurement, stats.summarize(measurement), Store())
+    saving.save_run(measurement, stats.summarize(measurement), Store())
     at = open_history()
     started = time.perf_counter()
     select(at, [0])
@@ -371,9 +372,9 @@ def test_the_error_ledger_and_an_estimate_labelled_as_one():
     store = Store()
     for batch in (1, 2):
         measurement = with_declared_ceilings(fake_runner(BASE.replace(batch_size=batch)))
-        documents.save_run(measurement, stats.summarize(measurement), store)
+        saving.save_run(measurement, stats.summarize(measurement), store)
     estimate = runner.run(RunSpec(model_id="gpt2", hardware="h200", new_tokens=4))
-    estimate_id, _ = documents.save_run(estimate, stats.summarize(estimate), store)
+    estimate_id, _ = saving.save_run(estimate, stats.summarize(estimate), store)
     at = open_history()
     ledger_box = next(e for e in at.expander
                       if e.label == "How good are the estimates? (error ledger)")
@@ -381,7 +382,7 @@ def test_the_error_ledger_and_an_estimate_labelled_as_one():
     assert any(line.startswith("- Only 2 saved runs: too few to judge the estimate of the "
                                "time per token") for line in said)
     assert "- 1 estimate is never in it: an estimate is a prediction, not a measurement." in said
-    assert [tab.label for tab in ledger_box.tabs] == [f.title for f in sweep.FACTORS.values()]
+    assert [tab.label for tab in ledger_box.tabs] == [f.title for f in FACTORS.values()]
     by_batch = next(tab for tab in ledger_box.tabs if tab.label == "Batch size")
     assert list(by_batch.dataframe[0].value["Batch size"]) == ["1", "2"]
     assert list(at.dataframe[0].value["measured / estimated"]) == \
@@ -435,10 +436,10 @@ def test_an_estimate_is_listed_and_compared_on_its_hardware_as_an_estimate():
 
     store = Store()
     measurement = fake_runner(BASE)
-    measured_id = documents.save_run(measurement, stats.summarize(measurement), store)[0]
+    measured_id = saving.save_run(measurement, stats.summarize(measurement), store)[0]
     estimate = runner.run(RunSpec(model_id="gpt2", dtype="bfloat16", new_tokens=4,
                                   hardware="h100-sxm", gpus=8))
-    estimate_id = documents.save_run(estimate, stats.summarize(estimate), store)[0]
+    estimate_id = saving.save_run(estimate, stats.summarize(estimate), store)[0]
     at = open_history()
     listing = at.dataframe[0].value
     assert list(listing["device"]) == ["h100-sxm x 8", "cpu"]

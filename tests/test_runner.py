@@ -4,6 +4,7 @@ import pytest
 
 from fakes import FakeBackend
 from lib.measure import backends, runner, sweep
+from lib.measure.factors import get_factor
 from lib.estimate import memory
 from lib.machine import runlock
 from lib.core.errors import InvalidSpecError, MemoryGuardError, RunFailedError
@@ -104,7 +105,7 @@ def test_rough_duration_counts_loading_warm_up_and_the_minimum_time():
 def test_a_sweep_tells_the_queue_its_estimate(fake):
     seen = []
     with runner.SweepPoints(ModelCache(max_entries=2), "sweep of batch size") as points:
-        sweep.run_sweep(SPEC.replace(repetitions=2), [(sweep.get_factor("batch"), [1, 2])],
+        sweep.run_sweep(SPEC.replace(repetitions=2), [(get_factor("batch"), [1, 2])],
                         points, on_progress=lambda event: seen.append(
                             (event, runlock.current_holder())))
     # The slot is taken when the first point starts, just after its "loading" is announced.
@@ -129,7 +130,7 @@ def test_an_estimate_never_waits_for_the_measurement_slot(fake):
 
 
 def test_a_sweep_of_estimates_never_waits_and_a_mixed_one_queues_only_its_measured_points(fake):
-    devices = sweep.get_factor("device")
+    devices = get_factor("device")
     with runlock.measurement_slot("a long measurement"):
         with runner.SweepPoints(ModelCache(max_entries=2), "sweep of device",
                                 on_wait=_never_wait) as points:

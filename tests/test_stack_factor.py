@@ -7,9 +7,9 @@ import pytest
 
 from fakes import StackFake, measure, use_stack_fakes
 from lib.cli import main
-from lib.records import documents, export
+from lib.records import saving, wording, export
 from lib.core import stats
-from lib.measure import sweep
+from lib.measure.factors import FACTORS, get_factor, parse_values, point_spec
 from lib.core.results import from_dict, to_dict
 from lib.core.spec import RunSpec, from_saved
 
@@ -87,20 +87,20 @@ def test_run_help_lists_the_stacks_and_every_format(capsys):
 
 
 def test_the_stack_factor_offers_every_stack_in_words():
-    factor = sweep.get_factor("stack")
+    factor = get_factor("stack")
     assert factor.default_values() == ("transformers", "llama.cpp", "onnxruntime")
     assert [factor.value_label(v) for v in factor.default_values()] == \
         ["transformers", "llama.cpp", "ONNX Runtime"]
-    assert sweep.parse_values(factor, "llama.cpp, transformers") == ["llama.cpp", "transformers"]
+    assert parse_values(factor, "llama.cpp, transformers") == ["llama.cpp", "transformers"]
     with pytest.raises(Exception, match="is not a software stack"):
-        sweep.parse_values(factor, "vllm")
+        parse_values(factor, "vllm")
 
 
 def test_another_stack_s_point_drops_the_transformers_only_settings():
     base = RunSpec(attention="eager", kv_cache="static")
-    factor_values = [(sweep.FACTORS["stack"], ["transformers", "llama.cpp"])]
-    there = sweep.point_spec(base, factor_values, {"stack": "transformers"})
-    other = sweep.point_spec(base, factor_values, {"stack": "llama.cpp"})
+    factor_values = [(FACTORS["stack"], ["transformers", "llama.cpp"])]
+    there = point_spec(base, factor_values, {"stack": "transformers"})
+    other = point_spec(base, factor_values, {"stack": "llama.cpp"})
     assert (there.attention, there.kv_cache) == ("eager", "static")
     assert (other.stack, other.attention, other.kv_cache, other.compile) == \
         ("llama.cpp", "sdpa", "dynamic", "off")
@@ -112,9 +112,9 @@ def test_the_stack_is_in_the_csv_at_the_end_and_in_history_words(stacks):
     measurement = measure(spec, stacks["llama.cpp"])
     row = export.summary_row(measurement, stats.summarize(measurement))
     assert list(row)[-1] == "stack" and row["stack"] == "llama.cpp"
-    assert documents.run_settings_text(spec.to_dict()) == \
+    assert wording.run_settings_text(spec.to_dict()) == \
         "smollm2-135m-instruct, batch 1, prompt 16, output 3, Q4_K_M, on llama.cpp"
-    assert "on " not in documents.run_settings_text(RunSpec().to_dict()).split("instruct")[1]
+    assert "on " not in wording.run_settings_text(RunSpec().to_dict()).split("instruct")[1]
     assert export.stack_sentence(measurement) == \
         "Ran on llama.cpp (llama-cpp-python 0.3.36), weights Q4_K_M."
     assert "q4_k_m on llama.cpp, batch 1" in export.to_text(
@@ -124,13 +124,13 @@ def test_the_stack_is_in_the_csv_at_the_end_and_in_history_words(stacks):
 def test_a_sweep_entry_label_names_its_stack_unless_it_is_the_factor():
     entry = {"kind": "sweep", "factors": ["batch"], "models": ["gpt2"],
              "point_values": [{"batch": 1}, {"batch": 2}], "skipped": 0, "stack": "llama.cpp"}
-    assert documents.entry_label(entry) == "batch size sweep: 1, 2 — gpt2 on llama.cpp"
-    assert documents.entry_label({**entry, "stack": None}) == "batch size sweep: 1, 2 — gpt2"
-    assert documents.entry_label({**entry, "stack": "transformers"}) == \
+    assert wording.entry_label(entry) == "batch size sweep: 1, 2 — gpt2 on llama.cpp"
+    assert wording.entry_label({**entry, "stack": None}) == "batch size sweep: 1, 2 — gpt2"
+    assert wording.entry_label({**entry, "stack": "transformers"}) == \
         "batch size sweep: 1, 2 — gpt2"
     stack_sweep = {**entry, "factors": ["stack"],
                    "point_values": [{"stack": "transformers"}, {"stack": "llama.cpp"}]}
-    assert documents.entry_label(stack_sweep) == \
+    assert wording.entry_label(stack_sweep) == \
         "software stack sweep: transformers, llama.cpp — gpt2"
 
 
@@ -139,11 +139,11 @@ def test_a_saved_sweep_lists_its_stack_in_history(stacks):
 
     base = RunSpec(stack="llama.cpp", prompt_tokens=16, new_tokens=3, repetitions=1,
                    min_duration_s=0.0)
-    recorder = documents.SweepRecorder(base, ["batch"], 1)
+    recorder = saving.SweepRecorder(base, ["batch"], 1)
     recorder.finish(stopped=False)
     entry = next(e for e in Store().list() if e["id"] == recorder.entry_id)
     assert entry["stack"] == "llama.cpp"
-    assert documents.entry_label(entry).endswith(" on llama.cpp")
+    assert wording.entry_label(entry).endswith(" on llama.cpp")
 
 
 def test_a_document_saved_before_stacks_opens_as_transformers(stacks):

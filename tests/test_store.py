@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from fakes import FakePoints, fake_runner
-from lib.records import documents, table
+from lib.records import documents, saving, wording, table
 from lib.core import stats
 from lib.measure import sweep
+from lib.measure.factors import get_factor
 from lib.records import store as store_module
 from lib.core.spec import RunSpec
 from lib.records.store import Store, StoreError
@@ -40,7 +41,7 @@ def _measured():
 
 def test_run_round_trip_keeps_raw_samples_and_derived_numbers(store):
     measurement, summary = _measured()
-    entry_id, problem = documents.save_run(measurement, summary, store)
+    entry_id, problem = saving.save_run(measurement, summary, store)
     assert problem is None
     exported = store.export(entry_id)
     rebuilt = documents.measurement_from_document(exported)
@@ -54,7 +55,7 @@ def test_run_round_trip_keeps_raw_samples_and_derived_numbers(store):
 
 def test_export_import_export_is_identical_but_for_origin(store, tmp_path):
     measurement, summary = _measured()
-    entry_id, _ = documents.save_run(measurement, summary, store)
+    entry_id, _ = saving.save_run(measurement, summary, store)
     store.set_note(entry_id, "before class")
     first = store.export(entry_id)
     other = Store(tmp_path / "other.sqlite3")
@@ -67,8 +68,8 @@ def test_export_import_export_is_identical_but_for_origin(store, tmp_path):
 
 
 def test_sweep_points_are_saved_as_they_finish(store):
-    recorder = documents.SweepRecorder(BASE, ["batch"], planned=3, store=store)
-    result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2, 4])],
+    recorder = saving.SweepRecorder(BASE, ["batch"], planned=3, store=store)
+    result = sweep.run_sweep(BASE, [(get_factor("batch"), [1, 2, 4])],
                              FakePoints(), on_point=recorder.add)
     recorder.finish(result.stopped)
     exported = store.export(recorder.entry_id)
@@ -126,7 +127,7 @@ def test_damaged_file_gives_a_clear_message_and_measuring_goes_on(tmp_path):
     path = tmp_path / "history.sqlite3"
     path.write_bytes(b"this is not a database" * 100)
     measurement, summary = _measured()
-    entry_id, problem = documents.save_run(measurement, summary, Store(path))
+    entry_id, problem = saving.save_run(measurement, summary, Store(path))
     assert entry_id is None
     assert "damaged" in problem and str(path) in problem
 
@@ -192,9 +193,9 @@ def test_old_database_gains_owner_and_shared_and_still_opens(tmp_path):
 
 def test_owners_see_their_own_and_shared_and_change_only_their_own(store):
     measurement, summary = _measured()
-    mine, _ = documents.save_run(measurement, summary, store, owner="alice")
-    theirs, _ = documents.save_run(measurement, summary, store, owner="bob")
-    legacy, _ = documents.save_run(measurement, summary, store)
+    mine, _ = saving.save_run(measurement, summary, store, owner="alice")
+    theirs, _ = saving.save_run(measurement, summary, store, owner="bob")
+    legacy, _ = saving.save_run(measurement, summary, store)
     assert [e["id"] for e in store.list(visible_to="alice")] == [mine]
     store.set_shared(theirs, True)
     assert [e["id"] for e in store.list(visible_to="alice")] == [theirs, mine]
@@ -209,8 +210,8 @@ def test_owners_see_their_own_and_shared_and_change_only_their_own(store):
 
 
 def test_sweep_owner_and_models_come_from_its_points(store):
-    recorder = documents.SweepRecorder(BASE, ["model"], planned=2, store=store, owner="alice")
-    result = sweep.run_sweep(BASE, [(sweep.get_factor("model"), ["gpt2", "smollm2-360m"])],
+    recorder = saving.SweepRecorder(BASE, ["model"], planned=2, store=store, owner="alice")
+    result = sweep.run_sweep(BASE, [(get_factor("model"), ["gpt2", "smollm2-360m"])],
                              FakePoints(), on_point=recorder.add)
     recorder.finish(result.stopped)
     entry = store.list()[0]
@@ -223,7 +224,7 @@ def test_sweep_owner_and_models_come_from_its_points(store):
 
 def test_import_belongs_to_the_importer(store, tmp_path):
     measurement, summary = _measured()
-    entry_id, _ = documents.save_run(measurement, summary, store, owner="alice")
+    entry_id, _ = saving.save_run(measurement, summary, store, owner="alice")
     other = Store(tmp_path / "other.sqlite3")
     imported = other.import_document(store.export(entry_id), owner="bob")
     assert other.list()[0]["owner"] == "bob" and other.list()[0]["id"] == imported
@@ -231,7 +232,7 @@ def test_import_belongs_to_the_importer(store, tmp_path):
 
 
 def test_entries_edited_by_hand_are_still_listed_and_labelled(store):
-    entry_id, _ = documents.save_run(*_measured(), store)
+    entry_id, _ = saving.save_run(*_measured(), store)
     hand_edited = [
         "not JSON at all",
         json.dumps({"spec": "hello"}),
@@ -252,9 +253,9 @@ def test_entries_edited_by_hand_are_still_listed_and_labelled(store):
     listed = {e["id"]: e for e in store.list()}
     assert set(listed) == {entry_id, sweep_id, *ids}
     assert [listed[i]["spec"] for i in ids] == [None, None, {"batch_size": [1]}]
-    assert documents.entry_label(listed[ids[2]]) == "run: m, batch [1]"
+    assert wording.entry_label(listed[ids[2]]) == "run: m, batch [1]"
     assert listed[sweep_id]["factors"] == ["batch"] and listed[sweep_id]["models"] == ["m"]
-    assert documents.entry_label(listed[sweep_id]) == "batch size sweep: [1] — m (2 skipped)"
+    assert wording.entry_label(listed[sweep_id]) == "batch size sweep: [1] — m (2 skipped)"
     assert store.list(model_id="m")
 
 
@@ -274,7 +275,7 @@ def _fill_and_damage(path: Path) -> bytes:
     store = Store(path)
     measurement, summary = _measured()
     for _ in range(20):
-        documents.save_run(measurement, summary, store)
+        saving.save_run(measurement, summary, store)
     data = bytearray(path.read_bytes())
     assert len(data) >= 16 * 4096 and not Path(f"{path}-wal").exists()   # all in the file
     start, end = len(data) // 3, 2 * len(data) // 3
@@ -288,7 +289,7 @@ def test_damaged_pages_are_never_reported_as_saved(tmp_path):
     path = tmp_path / "history.sqlite3"
     damaged = _fill_and_damage(path)
     measurement, summary = _measured()
-    entry_id, problem = documents.save_run(measurement, summary, Store(path))
+    entry_id, problem = saving.save_run(measurement, summary, Store(path))
     assert entry_id is None
     assert f"The history file {path} is damaged" in problem and "move it aside" in problem
     with pytest.raises(StoreError, match="is damaged"):
@@ -318,7 +319,7 @@ def test_integrity_is_checked_once_per_version_of_the_file(store, monkeypatch):
     store.list()
     assert checks == []                              # unchanged since the last check
     measurement, summary = _measured()
-    documents.save_run(measurement, summary, store)    # the file changes: checked again next time
+    saving.save_run(measurement, summary, store)    # the file changes: checked again next time
     store.list()
     assert len(checks) == 1
 
@@ -354,7 +355,7 @@ def test_locked_database_says_it_waits_then_gives_up_unsaved(tmp_path, quick_bus
     started = time.monotonic()
     try:
         measurement, summary = _measured()
-        entry_id, problem = documents.save_run(
+        entry_id, problem = saving.save_run(
             measurement, summary, Store(path),
             on_wait=lambda message: told.append((time.monotonic() - started, message)))
     finally:
@@ -377,7 +378,7 @@ def test_a_lock_released_while_waiting_still_saves(tmp_path, quick_busy):
     release.start()
     told = []
     measurement, summary = _measured()
-    entry_id, problem = documents.save_run(measurement, summary, Store(path), on_wait=told.append)
+    entry_id, problem = saving.save_run(measurement, summary, Store(path), on_wait=told.append)
     release.join()
     assert problem is None and entry_id == 1
     assert len(told) == 1
@@ -391,7 +392,7 @@ def test_sweep_recorder_passes_the_waiting_notice_on(tmp_path, quick_busy):
     holder = _lock_exclusively(path)
     told = []
     try:
-        recorder = documents.SweepRecorder(BASE, ["batch"], 2, store=Store(path, on_wait=told.append))
+        recorder = saving.SweepRecorder(BASE, ["batch"], 2, store=Store(path, on_wait=told.append))
     finally:
         holder.rollback()
         holder.close()
@@ -406,7 +407,7 @@ def test_read_only_file_is_named(tmp_path):
     Store(path).list()
     os.chmod(path, 0o400)
     measurement, summary = _measured()
-    _, problem = documents.save_run(measurement, summary, Store(path))
+    _, problem = saving.save_run(measurement, summary, Store(path))
     assert f"The history file {path} is read-only" in problem
 
 
@@ -418,7 +419,7 @@ def test_read_only_folder_is_named(tmp_path):
     os.chmod(folder, 0o500)
     try:
         measurement, summary = _measured()
-        _, problem = documents.save_run(measurement, summary, Store(folder / "history.sqlite3"))
+        _, problem = saving.save_run(measurement, summary, Store(folder / "history.sqlite3"))
         assert f"The history folder {folder} is read-only" in problem
         assert "ILE_DATA_DIR" in problem
     finally:
@@ -438,7 +439,7 @@ def test_full_disk_is_named(tmp_path, monkeypatch):
                         lambda *args, **kwargs: real_connect(*args, factory=_FullDisk, **kwargs))
     measurement, summary = _measured()
     path = tmp_path / "history.sqlite3"
-    entry_id, problem = documents.save_run(measurement, summary, Store(path))
+    entry_id, problem = saving.save_run(measurement, summary, Store(path))
     assert entry_id is None
     assert f"The disk holding {path} is full" in problem and "free some space" in problem
 

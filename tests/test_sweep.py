@@ -7,6 +7,8 @@ import pytest
 
 from fakes import FakePoints, fake_runner
 from lib.measure import sweep
+from lib.measure.factors import estimated_points, get_factor, parse_values, point_spec, point_words
+from lib.measure.sweep_points import PointResult, SweepResult
 from lib.records import table
 from lib.core.errors import InvalidSpecError
 from lib.core.spec import RunSpec
@@ -16,7 +18,7 @@ BASE = RunSpec(prompt_tokens=16, new_tokens=5, repetitions=2, min_duration_s=0.0
 
 
 def test_batch_sweep_gives_an_exact_tidy_table():
-    batch = sweep.get_factor("batch")
+    batch = get_factor("batch")
     result = sweep.run_sweep(BASE, [(batch, [1, 2, 4])], FakePoints())
     rows = table.rows(result)
     assert [row["factor_batch"] for row in rows] == [1, 2, 4]
@@ -38,7 +40,7 @@ def test_batch_sweep_gives_an_exact_tidy_table():
 
 
 def test_a_point_that_cannot_run_is_skipped_and_the_sweep_goes_on():
-    prompt = sweep.get_factor("prompt")
+    prompt = get_factor("prompt_tokens")
     result = sweep.run_sweep(BASE, [(prompt, [16, 9000, 32])], FakePoints())
     rows = table.rows(result)
     assert [row["status"] for row in rows] == [table.Status.MEASURED, table.Status.SKIPPED,
@@ -50,7 +52,7 @@ def test_a_point_that_cannot_run_is_skipped_and_the_sweep_goes_on():
 def test_stop_keeps_what_each_point_measured_marked_as_stopped_early():
     points = FakePoints()
     # Round 1 visits 1, 2, 4, 8; round 2 starts one later: 2, 4, then Stop.
-    result = sweep.run_sweep(BASE.replace(repetitions=3), [(sweep.get_factor("batch"), [1, 2, 4, 8])],
+    result = sweep.run_sweep(BASE.replace(repetitions=3), [(get_factor("batch"), [1, 2, 4, 8])],
                              points, should_stop=lambda: len(points.visits) >= 6)
     assert result.stopped and result.planned == 4
     assert [len(p.measurement.repetitions) for p in result.points] == [1, 2, 2, 1]
@@ -68,7 +70,7 @@ def test_an_interrupt_keeps_what_was_measured_then_goes_on_up():
         if event.phase == "measuring" and len(points.visits) >= 3:
             raise KeyboardInterrupt        # what Streamlit's Stop does inside a callback
     with pytest.raises(KeyboardInterrupt):
-        sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2])], points,
+        sweep.run_sweep(BASE, [(get_factor("batch"), [1, 2])], points,
                         on_progress=interrupt, on_point=kept.append)
     # Rounds: 1, 2 then 2, 1: batch 2 had its 2 repetitions, batch 1 one.
     assert [(p.values["batch"], len(p.measurement.repetitions)) for p in kept] == [(1, 1), (2, 2)]
@@ -77,7 +79,7 @@ def test_an_interrupt_keeps_what_was_measured_then_goes_on_up():
 
 def test_rounds_visit_every_point_once_in_a_rotating_order():
     points = FakePoints()
-    result = sweep.run_sweep(BASE.replace(repetitions=3), [(sweep.get_factor("batch"), [1, 2, 4])],
+    result = sweep.run_sweep(BASE.replace(repetitions=3), [(get_factor("batch"), [1, 2, 4])],
                              points)
     order = [spec.batch_size for spec in points.visits]
     assert order == [1, 2, 4, 2, 4, 1, 4, 1, 2]
@@ -92,7 +94,7 @@ def test_a_noisy_point_gets_more_repetitions_within_its_budget():
                         (0.1, 0.4)[sum(1 for c in noisy.calls if c["spec"].batch_size == 2) % 2],
                         decode_s=0.02)
     points = FakePoints(noisy)
-    result = sweep.run_sweep(BASE.replace(repetitions=3), [(sweep.get_factor("batch"), [1, 2])],
+    result = sweep.run_sweep(BASE.replace(repetitions=3), [(get_factor("batch"), [1, 2])],
                              points)
     counts = {p.values["batch"]: len(p.measurement.repetitions) for p in result.points}
     assert counts == {1: 3, 2: 6}                 # at most twice its minimum
@@ -110,7 +112,7 @@ def test_points_that_do_not_fit_together_are_measured_in_a_later_group(monkeypat
             raise MemoryGuardError("Not enough memory for batch 4 while the others are loaded.")
         start(spec, on_progress)
     points.start = refuse_while_others_are_loaded
-    result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2, 4])], points)
+    result = sweep.run_sweep(BASE, [(get_factor("batch"), [1, 2, 4])], points)
     assert [p.measured for p in result.points] == [True, True, True]
     assert [s.batch_size for s in points.visits] == [1, 2, 2, 1, 4, 4]
     assert "later group" in result.notes[0]
@@ -118,8 +120,8 @@ def test_points_that_do_not_fit_together_are_measured_in_a_later_group(monkeypat
 
 def test_two_factor_grid_and_progress():
     seen = []
-    result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2]),
-                                    (sweep.get_factor("output"), [2, 3])], FakePoints(),
+    result = sweep.run_sweep(BASE, [(get_factor("batch"), [1, 2]),
+                                    (get_factor("output"), [2, 3])], FakePoints(),
                              on_progress=seen.append)
     assert [p.values for p in result.points] == [
         {"batch": 1, "output": 2}, {"batch": 1, "output": 3},
@@ -134,7 +136,7 @@ def test_two_factor_grid_and_progress():
 
 
 def test_csv_round_trips_the_table():
-    result = sweep.run_sweep(BASE, [(sweep.get_factor("batch"), [1, 2])], FakePoints())
+    result = sweep.run_sweep(BASE, [(get_factor("batch"), [1, 2])], FakePoints())
     rows = table.rows(result)
     parsed = list(csv.DictReader(io.StringIO(table.to_csv(rows))))
     assert [float(r["ttft_s"]) for r in parsed] == pytest.approx([0.1, 0.2])
@@ -148,41 +150,41 @@ def test_csv_round_trips_the_table():
 ])
 def test_bad_values_are_explained(name, text, message):
     with pytest.raises(InvalidSpecError, match=message):
-        sweep.parse_values(sweep.get_factor(name), text)
+        parse_values(get_factor(name), text)
 
 
 def test_unknown_factor_is_explained():
     with pytest.raises(InvalidSpecError, match="Unknown factor 'colour'.*batch"):
-        sweep.get_factor("colour")
+        get_factor("colour")
 
 
 # --- the device factor: this machine's devices (measured) and hardware profiles (estimated) ----
 
 def test_device_values_are_this_machines_devices_or_hardware_profiles():
-    device = sweep.get_factor("device")
-    assert sweep.parse_values(device, "cpu,h200,tpu-v6e") == ["cpu", "h200", "tpu-v6e"]
+    device = get_factor("device")
+    assert parse_values(device, "cpu,h200,tpu-v6e") == ["cpu", "h200", "tpu-v6e"]
     with pytest.raises(InvalidSpecError, match="h300 is not a device: choose from cpu, cuda, "
                                                "mps, this, laptop-cpu"):
-        sweep.parse_values(device, "cpu,h300")
+        parse_values(device, "cpu,h300")
     factors = [(device, ["cpu", "h200"])]
-    live, estimated = (sweep.point_spec(BASE, factors, {"device": d}) for d in ("cpu", "h200"))
+    live, estimated = (point_spec(BASE, factors, {"device": d}) for d in ("cpu", "h200"))
     assert (live.device, live.hardware) == ("cpu", None)
     assert (estimated.device, estimated.hardware, estimated.repetitions) == ("cpu", "h200", 1)
     # From an estimate's base, a device of this machine is measured again, on one device.
-    back = sweep.point_spec(BASE.replace(hardware="h200", gpus=8), factors, {"device": "cpu"})
+    back = point_spec(BASE.replace(hardware="h200", gpus=8), factors, {"device": "cpu"})
     assert (back.hardware, back.gpus) == (None, 1)
     assert [device.estimated(v) for v in ("cpu", "cuda", "h200", "this")] == \
         [False, False, True, True]
     assert device.value_label("h200") == "NVIDIA H200 SXM 141GB"
     assert device.value_label("cpu") == "cpu"
-    assert sweep.estimated_points(BASE, [(device, ["cpu", "h200", "tpu-v6e"])]) == 2
+    assert estimated_points(BASE, [(device, ["cpu", "h200", "tpu-v6e"])]) == 2
 
 
 def test_a_device_sweep_measures_cpu_and_estimates_h200(fake_backend):
     from lib.estimate import estimator
     from fakes import sweep_through_runner
 
-    result = sweep_through_runner(BASE, [(sweep.get_factor("device"), ["cpu", "h200"])])
+    result = sweep_through_runner(BASE, [(get_factor("device"), ["cpu", "h200"])])
     rows = table.rows(result)
     cpu, h200 = rows
     assert [row["provenance"] for row in rows] == ["measured", "estimated"]
@@ -209,7 +211,7 @@ def test_device_by_batch_skips_what_a_profile_cannot_hold_with_the_reason(fake_b
 
     # 64 x 8,005 tokens of KV cache: an H200 holds it, a 16 GB TPU v5e doesn't.
     result = sweep_through_runner(BASE.replace(prompt_tokens=8000), [
-        (sweep.get_factor("device"), ["h200", "tpu-v5e"]), (sweep.get_factor("batch"), [1, 64])])
+        (get_factor("device"), ["h200", "tpu-v5e"]), (get_factor("batch"), [1, 64])])
     rows = table.rows(result)
     assert [(r["factor_device"], r["factor_batch"], r["status"]) for r in rows] == [
         ("h200", 1, "measured"), ("h200", 64, "measured"),
@@ -221,8 +223,8 @@ def test_device_by_batch_skips_what_a_profile_cannot_hold_with_the_reason(fake_b
 
 def test_a_saved_device_sweep_keeps_its_meaning():
     # Saved before profiles existed: plain device names, a skipped point without its spec.
-    result = sweep.SweepResult(BASE, ["device"], points=[
-        sweep.PointResult({"device": "cuda"}, skipped_reason="This machine has no cuda.")])
+    result = SweepResult(BASE, ["device"], points=[
+        PointResult({"device": "cuda"}, skipped_reason="This machine has no cuda.")])
     row = table.rows(result)[0]
     assert (row["device"], row["hardware"], row["provenance"]) == ("cuda", None, "measured")
 
@@ -249,7 +251,7 @@ def test_cli_sweeps_this_machine_against_an_h200(fake_backend, tmp_path, capsys)
 
 
 def test_people_read_values_in_words_and_a_skipped_point_is_neither_measured_nor_estimated():
-    dtype = sweep.get_factor("dtype")
+    dtype = get_factor("dtype")
     result = sweep.run_sweep(BASE, [(dtype, ["q4_k_m", "float32"])], FakePoints())
     rows = table.rows(result)
     rows[0].update(status=table.Status.SKIPPED, skipped_reason="transformers does not run it")
@@ -257,5 +259,5 @@ def test_people_read_values_in_words_and_a_skipped_point_is_neither_measured_nor
     assert [row[dtype.label] for row in shown] == ["Q4_K_M", "float32"]
     assert [row["measured / estimated"] for row in shown] == ["skipped", "measured"]
     assert rows[0]["factor_dtype"] == "q4_k_m"            # the CSV keeps the machine name
-    assert sweep._where({"stack": "onnxruntime", "dtype": "q4_k_m"}) == \
+    assert point_words({"stack": "onnxruntime", "dtype": "q4_k_m"}) == \
         "software stack ONNX Runtime, number format Q4_K_M"

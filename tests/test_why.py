@@ -11,7 +11,7 @@ from lib.estimate import estimator, floors, why
 from lib.views import insights
 from lib.records import export
 from lib.core import stats
-from lib.measure import sweep
+from lib.measure.factors import get_factor
 from lib.core.spec import RunSpec
 
 BASE = RunSpec(prompt_tokens=16, new_tokens=5, repetitions=3, min_duration_s=0.0, threads=1)
@@ -100,7 +100,7 @@ def test_sweep_findings_from_busy_points_say_they_cannot_tell_why():
     assert caution.startswith("1 of 2 measured points ran while other programs used up to 70%")
     assert "can't be trusted for why" in caution
     assert insights.busy_caution([{**rows[1]}]) is None
-    assert insights.heatmap_findings([], [sweep.get_factor("batch")]) == []
+    assert insights.heatmap_findings([], [get_factor("batch")]) == []
 
 
 def test_itl_percentiles_are_gated_by_the_number_of_requests():

@@ -4,6 +4,10 @@
 Set the variable to move it (a faster disk, a shared cache in CI); deleting it costs a
 conversion, nothing more.
 
+`data_dir()`: `$ILE_DATA_DIR` or `~/.local/share/inference-latency-explorer`, what the app keeps
+for good: the run history (`lib.records.store`) and what sweeps learned of this machine's speed
+(`lib.measure.budget`). Not created here: reading an absent history is not an error.
+
 `runtime_dir()`: the measurement queue (`lib.machine.runlock`), kept out of the cache because people
 clean caches, and a lock deleted mid-run would let a second run start alongside. It is
 `$ILE_RUNTIME_DIR` when set; else `$XDG_RUNTIME_DIR/inference-latency-explorer` (the login
@@ -25,6 +29,7 @@ from pathlib import Path
 from lib.core.errors import QueueError
 
 CACHE_ENV = "ILE_CACHE_DIR"
+DATA_ENV = "ILE_DATA_DIR"
 RUNTIME_ENV = "ILE_RUNTIME_DIR"
 APP_FOLDER = "inference-latency-explorer"
 
@@ -34,6 +39,10 @@ def cache_dir() -> Path:
     path = Path(root)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get(DATA_ENV) or Path.home() / ".local" / "share" / APP_FOLDER)
 
 
 def runtime_dir() -> Path:

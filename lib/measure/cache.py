@@ -1,11 +1,10 @@
 """Loaded models kept in memory, shared by every browser session of the server.
 
-A `LoadedModel` is whatever a backend loaded (a transformers module and its tokenizer, or a
-backend's own handle), with how long loading took and where the weights came from. The
-`ModelCache` keeps a few of them, keyed by (backend, model, device, dtype), so a model loads
-once; the least recently used is dropped before a new one loads, so its memory is free for it.
-What it holds are `lib.measure.worker` handles: each model lives in its own worker process (or in this
-one, for backends with nothing to isolate), so dropping a model ends its process and gives all
+The `ModelCache` keeps a few loaded models (`lib.models.loaded.LoadedModel`), keyed by (backend,
+model, device, dtype), so a model loads once; the least recently used is dropped before a new
+one loads, so its memory is free for it. What it holds are `lib.measure.worker` handles: each
+model lives in its own worker process (or in this one, for backends with nothing to isolate),
+so dropping a model ends its process and gives all
 of its memory back, and a worker that died is replaced on the next `get`. A sweep `pin`s the
 models it visits in turn, so loading one of them never drops another.
 """
@@ -14,49 +13,15 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
-from lib.models.catalog import CatalogEntry
+from lib.models.loaded import CacheKey
 
 if TYPE_CHECKING:
     from lib.measure.backends.base import Backend
-    from lib.models.shapes import Shapes
     from lib.measure.worker import ModelHandle
 
 Progress = Callable[[str], None]
-CacheKey = tuple[str, str, str, str]       # backend, model id, device, dtype
-
-
-@dataclass
-class LoadedModel:
-    backend: str                      # the name of the backend that loaded it
-    entry: CatalogEntry
-    model: Any
-    tokenizer: Any
-    device: str
-    dtype: str
-    load_s: float                     # until the model was ready on the device
-    source: str                       # how the weights got here, in words
-    loaded_at: float = 0.0            # time.time() when loading finished
-    quantize_s: float | None = None   # int8 only: time spent quantizing, after load_s
-    weights_bytes: int | None = None  # resident weights, summed over the model's tensors
-    # Time spent building the stack's own copy of the weights (a GGUF or ONNX file in another
-    # format) the first time it was needed, before load_s; None when a cached copy was read.
-    build_s: float | None = None
-
-    @property
-    def model_id(self) -> str:
-        return self.entry.model_id
-
-    @property
-    def shapes(self) -> "Shapes":
-        from lib.models.shapes import shapes
-        return shapes(self.model_id)
-
-    @property
-    def key(self) -> CacheKey:
-        return (self.backend, self.model_id, self.device, self.dtype)
 
 
 class ModelCache:

@@ -28,7 +28,7 @@ from lib.machine import peak_memory
 from lib.measure.backends.base import Backend
 from lib.machine.environment import capture_environment
 from lib.core.errors import InvalidSpecError, StoppedError
-from lib.measure.cache import LoadedModel
+from lib.models.loaded import LoadedModel
 from lib.core.results import Measurement, Provenance, Repetition
 from lib.core.spec import RunSpec
 from lib.core.timing import Clock

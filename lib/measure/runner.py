@@ -25,12 +25,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections import Counter
+from dataclasses import dataclass
 from typing import Callable
 
 from lib.measure import backends
 from lib.core.errors import ExplorerError
 from lib.measure.cache import ModelCache
-from lib.models.catalog import get_entry
+from lib.models.catalog import CatalogEntry, get_entry
 from lib.core.kinds import ENCODER
 from lib.core.results import MEASURED, Measurement, Repetition
 from lib.machine.runlock import Slot, measurement_slot
@@ -55,13 +56,28 @@ DEVICE_SPEED = {                       # (FLOPS_PER_S, WEIGHT_BYTES_PER_S, STEP_
 }
 
 
-def preflight(spec: RunSpec) -> backends.Backend:
-    """Checks that need no model; returns the backend that will run it."""
+@dataclass(frozen=True)
+class ResolvedRun:
+    """A spec with what it names looked up once, near the top, and passed down: its catalog
+    entry and the backend that produces its result (checked against it)."""
+    spec: RunSpec
+    entry: CatalogEntry
+    backend: backends.Backend
+
+
+def resolve(spec: RunSpec) -> ResolvedRun:
+    """Checks that need no model (threads, model kind, device, dtype, context): the spec with
+    its catalog entry and backend."""
     check_threads(spec.threads)
     entry = get_entry(spec.model_id)
-    backend = backends.for_spec(spec)
+    backend = backends.for_spec(spec, entry)
     backend.check(entry, spec)
-    return backend
+    return ResolvedRun(spec, entry, backend)
+
+
+def preflight(spec: RunSpec) -> backends.Backend:
+    """Checks that need no model; returns the backend that will run it."""
+    return resolve(spec).backend
 
 
 def describe(spec: RunSpec) -> str:
@@ -73,37 +89,41 @@ def describe(spec: RunSpec) -> str:
             "tokens")
 
 
-def memory_verdict(spec: RunSpec, cache: ModelCache):
+def memory_verdict(spec: RunSpec, cache: ModelCache, backend: backends.Backend | None = None):
     """The one memory verdict for `spec` with this cache: the model card shows it, `prepare`
     enforces it. A model the cache holds needs no room for its weights; otherwise the cache
-    may drop the models nobody is using to make room (`releasable_bytes`)."""
-    backend = backends.for_spec(spec)
+    may drop the models nobody is using to make room (`releasable_bytes`). `backend`: the
+    spec's, when the caller resolved it already."""
+    backend = backend or backends.for_spec(spec)
     held = cache.holds(backend, spec.model_id, spec.device, spec.dtype)
     return backend.assess_memory(spec, weights_loaded=held,
                                  releasable_bytes=0 if held else cache.releasable_bytes(spec.device))
 
 
 def prepare(spec: RunSpec, cache: ModelCache, on_status: Say | None = None,
-            on_tick: Callable[[], None] | None = None) -> ModelHandle:
-    """Checks, memory (refused before any weight is loaded), then the model from the cache
-    (loaded in a worker if needed, `on_tick` called meanwhile): call inside the slot."""
-    backend = preflight(spec)
-    memory_verdict(spec, cache).enforce()
+            on_tick: Callable[[], None] | None = None,
+            resolved: ResolvedRun | None = None) -> ModelHandle:
+    """Checks (unless `resolved` did them), memory (refused before any weight is loaded), then
+    the model from the cache (loaded in a worker if needed, `on_tick` called meanwhile): call
+    inside the slot."""
+    backend = (resolved or resolve(spec)).backend
+    memory_verdict(spec, cache, backend).enforce()
     if not cache.holds(backend, spec.model_id, spec.device, spec.dtype):
         cache.make_room(backend, spec.model_id, spec.device, spec.dtype)
     return cache.get(backend, spec.model_id, spec.device, spec.dtype, on_status, on_tick=on_tick)
 
 
-def rough_duration_s(spec: RunSpec, weights_loaded: bool = False) -> float | None:
+def rough_duration_s(spec: RunSpec, weights_loaded: bool = False,
+                     entry: CatalogEntry | None = None) -> float | None:
     """A guess of how long `spec` holds the machine (see ASSUMED_LOAD_S); None if its shapes
-    can't be known without loading it."""
+    can't be known without loading it. `entry`: the spec's, when the caller has it."""
     from lib.models.shapes import shapes
 
     if spec.hardware is not None:
         return 0.0                     # an estimate is computed in a moment: nothing runs
     try:
         shape = shapes(spec.model_id)
-        encoder = get_entry(spec.model_id).kind == ENCODER
+        encoder = (entry or get_entry(spec.model_id)).kind == ENCODER
     except ExplorerError:
         return None
     flops, weight_bytes_per_s, step_floor_s = DEVICE_SPEED.get(spec.device, DEVICE_SPEED["cpu"])
@@ -120,7 +140,8 @@ def rough_duration_s(spec: RunSpec, weights_loaded: bool = False) -> float | Non
 def run(spec: RunSpec, cache: ModelCache | None = None, on_status: Say | None = None,
         on_progress: Callable[..., None] | None = None, on_wait: Say | None = None,
         on_tick: Callable[[], None] | None = None) -> Measurement:
-    backend = preflight(spec)
+    resolved = resolve(spec)             # looked up once here, passed down from here on
+    backend = resolved.backend
     own_cache = cache is None
     cache = cache if cache is not None else ModelCache(max_entries=1)
     held = cache.holds(backend, spec.model_id, spec.device, spec.dtype)
@@ -129,11 +150,11 @@ def run(spec: RunSpec, cache: ModelCache | None = None, on_status: Say | None = 
         measure_ceilings((spec.device,), on_status, on_wait)
     try:
         with _slot_for(measured, describe(spec), on_wait,
-                       rough_duration_s(spec, weights_loaded=held)) as slot:
-            handle = prepare(spec, cache, on_status, on_tick)
+                       rough_duration_s(spec, weights_loaded=held, entry=resolved.entry)) as slot:
+            handle = prepare(spec, cache, on_status, on_tick, resolved)
             if on_status:
                 on_status(f"{'Measuring' if measured else 'Estimating'}: {describe(spec)}…")
-            measurement = handle.measure(spec, on_progress=_telling(slot, spec, on_progress),
+            measurement = handle.measure(spec, on_progress=_telling(slot, resolved, on_progress),
                                          on_tick=on_tick)
             return with_ceilings(measurement)
     finally:
@@ -181,13 +202,14 @@ def with_ceilings(measurement: Measurement) -> Measurement:
         measurement, environment={**measurement.environment, "ceilings": found.to_dict()})
 
 
-def _telling(slot: Slot | None, spec: RunSpec, on_progress: Callable[..., None] | None):
+def _telling(slot: Slot | None, resolved: ResolvedRun, on_progress: Callable[..., None] | None):
     """Progress that also keeps the queue's estimate true: from the settings once the model
     is loaded, then the engine's own from measured repetitions."""
     def progress(stage: str, done: int, total: int, eta_s: float | None = None) -> None:
         if slot is not None:
             if stage == "warm-up" and done == 0:
-                slot.update(rough_duration_s(spec, weights_loaded=True), source="settings")
+                slot.update(rough_duration_s(resolved.spec, weights_loaded=True,
+                                             entry=resolved.entry), source="settings")
             slot.update(eta_s)
         if on_progress is not None:
             on_progress(stage, done, total, eta_s)
@@ -233,7 +255,7 @@ class SweepPoints:
         self._slot = slot
 
     def progress(self, event) -> None:
-        """A `lib.measure.sweep.SweepProgress`: its time left (measured) goes to the queue; until
+        """A `lib.measure.sweep_points.SweepProgress`: its time left (measured) goes to the queue; until
         there is one, the points left times the last point's rough duration."""
         if self._held is None:
             return
@@ -246,10 +268,11 @@ class SweepPoints:
 
     def start(self, spec: RunSpec, on_progress: Callable[..., None] | None = None) -> None:
         """Check and load (keeping the other points' models), then warm up."""
-        if preflight(spec).provenance == MEASURED:
+        resolved = resolve(spec)
+        if resolved.backend.provenance == MEASURED:
             self._take_slot()
-        self._point_s = rough_duration_s(spec, weights_loaded=True)
-        handle = prepare(spec, self.cache, self.on_status, self.on_tick)
+        self._point_s = rough_duration_s(spec, weights_loaded=True, entry=resolved.entry)
+        handle = prepare(spec, self.cache, self.on_status, self.on_tick, resolved)
         self._pin(handle)
         self._handles[spec] = handle
         try:

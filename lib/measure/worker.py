@@ -35,7 +35,7 @@ from lib.core.errors import ExplorerError, RunFailedError, WorkerDiedError
 
 if TYPE_CHECKING:
     from lib.measure.backends.base import Backend
-    from lib.measure.cache import LoadedModel
+    from lib.models.loaded import LoadedModel
     from lib.core.results import Measurement, Repetition
     from lib.core.spec import RunSpec
 

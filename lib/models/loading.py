@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from lib.measure.cache import LoadedModel
+from lib.models.loaded import LoadedModel
 from lib.models.catalog import CATALOG, RANDOM, CatalogEntry, package_file
 from lib.models.gguf import convert_gguf, converted_folder
 from lib.models.shapes import config, model_class

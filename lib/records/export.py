@@ -80,7 +80,7 @@ def stack_sentence(measurement: Measurement) -> str | None:
     """Which software stack ran, its versions and the weight format, e.g. 'Ran on llama.cpp
     (llama-cpp-python 0.3.36), weights Q4_K_M.'; None for an estimate (nothing ran)."""
     from lib.core.stacks import STACKS
-    from lib.measure.sweep import format_name, stack_name
+    from lib.core.stacks import format_name, stack_name
 
     if not measurement.measured:
         return None
@@ -230,7 +230,8 @@ def request_latency_rows(measurement: Measurement) -> list[dict[str, Any]]:
 
 def sweep_text(table: list[dict[str, Any]], factors: list[str]) -> str:
     """The tidy table as a text table: factor values, median latencies, throughputs, n."""
-    from lib.records.table import factor_column, is_measured, stat_column
+    from lib.measure.factors import factor_column
+    from lib.records.table import is_measured, stat_column
 
     columns = [factor_column(name) for name in factors]
     widths = {c: max([len(name), 8] + [len(str(row[c])) for row in table])

@@ -10,7 +10,7 @@ judged against that machine, never against this one) and compares it with the me
 for TTFT, TPOT and the end-to-end latency. `Ledger.overall(metric)` and
 `Ledger.by_factor(name)` summarize the errors as the median |error| (the typical miss), the
 median signed error (the bias) and their count: over everything, or grouped by each value of a
-factor of `lib.measure.sweep.FACTORS`. Each also carries the measurements' own run-to-run spread, so a
+factor of `lib.measure.factors.FACTORS`. Each also carries the measurements' own run-to-run spread, so a
 miss no larger than the noise is said to be so, and fewer than MIN_RUNS_TO_JUDGE runs are said
 to be too few to judge. Estimates in the history are never counted (they are what is judged,
 not a measurement); runs saved without ceilings, entries that can't be opened and models the
@@ -35,7 +35,7 @@ from lib.core.results import Measurement
 from lib.core.spec import RunSpec
 from lib.core.stats import Summary, summarize
 from lib.records.store import DamagedEntryError, Store
-from lib.measure.sweep import FACTORS
+from lib.measure.factors import FACTORS
 
 JUDGED_METRICS = ("ttft_s", "tpot_s", "e2e_s")
 # Below this many runs a median error says more about the runs picked than about the estimator.

@@ -21,12 +21,13 @@ explorer`). Promises:
 - Each entry has an owner (a one-way browser id from `lib.access.classroom`, or NULL for the host, the
   CLI and databases written before owners existed) and a shared flag. Older databases gain both
   columns the first time they are opened (`_migrate`); nothing else about them changes.
+What each problem is called and what to do about it is `lib.records.store_problems`; how a
+listed entry is described (its models, device, provenance), `lib.records.listing`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -36,9 +37,9 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from lib.core.errors import ExplorerError
-from lib.core.results import ESTIMATED, MEASURED
+from lib.core.paths import data_dir
+from lib.records import listing, store_problems
 
-DATA_ENV = "ILE_DATA_DIR"
 EXPORT_FORMAT = "inference-latency-explorer/1"
 BUSY_NOTICE_S = 2.0         # a database locked this long: say that we wait
 BUSY_TIMEOUT_S = 10.0       # ... and give up after this long (the result is still shown)
@@ -90,9 +91,7 @@ _INTACT: dict[str, tuple[int, int, int, int]] = {}
 
 
 def default_path() -> Path:
-    root = os.environ.get(DATA_ENV) or Path.home() / ".local" / "share" / \
-        "inference-latency-explorer"
-    return Path(root) / "history.sqlite3"
+    return data_dir() / "history.sqlite3"
 
 
 def _migrate(connection: sqlite3.Connection) -> None:
@@ -107,59 +106,6 @@ def _migrate(connection: sqlite3.Connection) -> None:
                     raise
 
 
-def _models_run(entry: dict[str, Any], points: list[tuple[dict, str | None]]) -> list[str]:
-    """The models an entry really measured, in order of first appearance."""
-    if entry["kind"] in ("run", "load"):
-        return [entry["model_id"]]
-    models = [model for _, model in points if model]
-    if not models and "model" in entry["factors"]:
-        models = [values["model"] for values, _ in points
-                  if isinstance(values.get("model"), str) and values["model"]]
-    if not models and "model" not in entry["factors"]:
-        models = [entry["model_id"]]
-    return list(dict.fromkeys(models))
-
-
-def _device_label(entry: dict[str, Any], base_hardware: Any, base_gpus: Any) -> str:
-    """Where an entry's numbers come from: the device it ran on ('cpu'), or for an estimate
-    the hardware profile and its device count ('h100-sxm x 8'), since no device of this
-    machine ran it; a device sweep names each of its points' ('cpu, h200 x 1')."""
-    from lib.core.spec import DEVICES
-
-    def profile(hardware: Any, gpus: Any) -> str:
-        return f"{hardware} x {gpus if isinstance(gpus, int) else 1}"
-    if entry["kind"] == "run":
-        spec = entry.get("spec") or {}
-        if isinstance(spec.get("hardware"), str):
-            return profile(spec["hardware"], spec.get("gpus"))
-    elif entry["kind"] == "sweep":
-        devices = [v["device"] for v in entry["point_values"] if isinstance(v.get("device"), str)]
-        if devices:
-            return ", ".join(dict.fromkeys(
-                value if value in DEVICES else profile(value, base_gpus) for value in devices))
-        if isinstance(base_hardware, str):
-            return profile(base_hardware, base_gpus)
-    return entry["device"]
-
-
-def _provenance(kind: str, run_kind: Any, base_hardware: Any, point_kinds: list[Any]) -> str:
-    """"measured", "estimated" or "measured and estimated": what an entry's numbers are. A
-    document that doesn't say was measured (written before estimates existed); a sweep with no
-    point yet is what its settings ask for (a hardware profile: estimated)."""
-    if kind == "load":                   # a server under load: always measured
-        return MEASURED
-    if kind == "run":
-        kinds = {run_kind}
-    elif point_kinds:
-        kinds = set(point_kinds)
-    else:
-        kinds = {ESTIMATED if isinstance(base_hardware, str) else MEASURED}
-    estimated, measured = ESTIMATED in kinds, bool(kinds - {ESTIMATED})
-    if estimated and measured:
-        return f"{MEASURED} and {ESTIMATED}"
-    return ESTIMATED if estimated else MEASURED
-
-
 def _load_model(document: dict[str, Any]) -> str:
     """The model a load run's server ran: the catalog id for a local server, else the name the
     server gave it."""
@@ -167,18 +113,6 @@ def _load_model(document: dict[str, Any]) -> str:
     endpoint = target.get("endpoint") if isinstance(target.get("endpoint"), dict) else {}
     model = target.get("model_id") or endpoint.get("model") or "?"
     return model if isinstance(model, str) else "?"
-
-
-def _decoded(fragment: Any, kind: type, default: Any) -> Any:
-    """A JSON value `json_extract` returned, if it is a `kind` (an array or object comes back as
-    JSON text): an entry edited by hand may hold anything there, and must not stop the list."""
-    if not isinstance(fragment, str):
-        return default
-    try:
-        value = json.loads(fragment)
-    except ValueError:
-        return default
-    return value if isinstance(value, kind) else default
 
 
 def _storable(entry_id: int) -> bool:
@@ -189,13 +123,6 @@ def _storable(entry_id: int) -> bool:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _busy(exc: Exception) -> bool:
-    """Another connection holds a lock this statement needs (worth trying again)."""
-    name = getattr(exc, "sqlite_errorname", None) or ""
-    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in str(exc) \
-        or "table is locked" in str(exc) or "busy" in str(exc)
 
 
 def _quick_check(connection: sqlite3.Connection) -> list[str]:
@@ -221,8 +148,8 @@ class Store:
             try:
                 return self._try(work)
             except sqlite3.OperationalError as exc:
-                if not _busy(exc):
-                    raise StoreError(self._advice(exc)) from exc
+                if not store_problems.busy(exc):
+                    raise StoreError(store_problems.advice(self.path, exc)) from exc
                 waited = time.monotonic() - started
                 if waited >= BUSY_TIMEOUT_S:
                     raise StoreError(
@@ -234,7 +161,7 @@ class Store:
                     told = True
                     self._tell_waiting()
             except (OSError, sqlite3.Error) as exc:
-                raise StoreError(self._advice(exc)) from exc
+                raise StoreError(store_problems.advice(self.path, exc)) from exc
             time.sleep(BUSY_PAUSE_S)
 
     def _try(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -269,7 +196,7 @@ class Store:
         if verdict != ["ok"]:
             problem = next((line for text in verdict for line in text.splitlines()
                             if line and not line.startswith("***")), "failed its check")
-            raise StoreError(self._damaged(problem))
+            raise StoreError(store_problems.damaged(self.path, problem))
         _INTACT[key] = version
 
     def _tell_waiting(self) -> None:
@@ -280,44 +207,6 @@ class Store:
             self.on_wait(notice)
         else:
             _log.warning(notice)
-
-    def _damaged(self, detail: str) -> str:
-        return (f"The history file {self.path} is damaged ({detail[:120]}), so nothing can be "
-                "saved to it. Nothing was deleted: move it aside (rename it, for example to "
-                f"{self.path.name}.damaged) and the app starts a new, empty history there; "
-                f"`sqlite3 {self.path.name}.damaged .recover` may rescue past results.")
-
-    def _advice(self, exc: Exception) -> str:
-        text = str(exc)
-        name = getattr(exc, "sqlite_errorname", None) or ""
-        if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text \
-                or "not a database" in text:
-            return self._damaged(text)
-        if name.startswith("SQLITE_FULL") or "disk is full" in text \
-                or getattr(exc, "errno", None) == errno.ENOSPC:
-            return (f"The disk holding {self.path} is full ({text}): free some space, or set "
-                    f"{DATA_ENV} to a folder on another disk.")
-        if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")) \
-                or "readonly" in text or "read-only" in text or "unable to open" in text \
-                or isinstance(exc, PermissionError) or getattr(exc, "errno", None) == errno.EROFS:
-            return self._read_only(text)
-        if _busy(exc):
-            return (f"The history database {self.path} is locked by another program ({text}): "
-                    "close the program that holds it, then try again.")
-        return f"Run history unavailable ({text}). Set {DATA_ENV} to another folder if this " \
-            "keeps happening."
-
-    def _read_only(self, text: str) -> str:
-        folder = next(f for f in (self.path.parent, *self.path.parent.parents) if f.is_dir())
-        if not os.access(folder, os.W_OK | os.X_OK):      # the folder, or where it would go
-            return (f"The history folder {folder} is read-only ({text}), so the history can't "
-                    f"be written there: make it writable, or set {DATA_ENV} to a writable "
-                    "folder.")
-        if self.path.exists() and not os.access(self.path, os.W_OK):
-            return (f"The history file {self.path} is read-only ({text}): make it writable "
-                    f"(chmod u+w), or set {DATA_ENV} to another folder.")
-        return (f"The history in {self.path} can't be written here ({text}): make "
-                f"{self.path.parent} writable, or set {DATA_ENV} to a writable folder.")
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -386,7 +275,7 @@ class Store:
              since: str | None = None, visible_to: str | None = None) -> list[dict[str, Any]]:
         """Entries newest first, without their documents. `since`: an ISO date.
 
-        Each entry also says what it measured, for labels (`lib.records.documents.entry_label`): `spec`
+        Each entry also says what it measured, for labels (`lib.records.wording.entry_label`): `spec`
         (a run's settings), `plan` (a load run's levels), `factors` (a sweep's), `point_values` (each saved point's factor
         values) and `models` (the models it really ran: a model sweep's come from its points,
         not from the settings it started with), `stack` (a sweep's software stack; None when
@@ -432,38 +321,7 @@ class Store:
                                "ORDER BY entry_id, json_extract(document, '$.index'), "
                                "position").fetchall())
         rows, points = self._run(read)
-        keys = ("id", "kind", "created_at", "model_id", "device", "status", "note",
-                "imported_from", "points", "owner", "shared")
-        per_entry: dict[int, list[tuple[dict, str | None]]] = {}
-        point_kinds: dict[int, list[Any]] = {}
-        for entry_id, values, measured_model, kind in points:
-            per_entry.setdefault(entry_id, []).append((
-                _decoded(values, dict, {}),
-                measured_model if isinstance(measured_model, str) else None))
-            if isinstance(measured_model, str):         # a measured (not skipped) point
-                point_kinds.setdefault(entry_id, []).append(kind)
-        entries = []
-        for row in rows:
-            entry = dict(zip(keys, row[:11]))
-            entry["shared"] = bool(entry["shared"])
-            entry["factors"] = [name for name in _decoded(row[11], list, [])
-                                if isinstance(name, str)]
-            entry["spec"] = _decoded(row[12], dict, None)
-            if entry["kind"] == "load":      # the column holds a load run's plan, not a spec
-                entry["plan"], entry["spec"] = entry["spec"], None
-            saved_points = per_entry.get(entry["id"], [])
-            entry["point_values"] = [values for values, _ in saved_points]
-            entry["skipped"] = sum(1 for _, model in saved_points if model is None)
-            entry["models"] = _models_run(entry, saved_points)
-            entry["provenance"] = _provenance(entry["kind"], row[13], row[14],
-                                              point_kinds.get(entry["id"], []))
-            # A sweep's software stack (older ones have none: transformers, as they ran).
-            entry["stack"] = row[15] if isinstance(row[15], str) else None
-            entry["device"] = _device_label(entry, row[14], row[16])
-            if (model_id is None or model_id in entry["models"]) and \
-                    (not device or entry["device"] == device):
-                entries.append(entry)
-        return entries
+        return listing.entries(rows, points, model_id, device)
 
     def export(self, entry_id: int) -> dict[str, Any]:
         """Everything about one entry, as one JSON-ready document. DamagedEntryError when what

@@ -1,7 +1,8 @@
 """The tidy table of a sweep: its row schema, written down once.
 
 One row per point, measured or skipped:
-- `factor_<name>` for each factor varied (`factor_column`), the point's value;
+- `factor_<name>` for each factor varied (`lib.measure.factors.factor_column`), the point's
+  value;
 - `status` (`Status.MEASURED` or `Status.SKIPPED`) and `skipped_reason`;
 - the spec's fields (`SPEC_COLUMNS`), so a row says everything about how it ran;
 - for each metric of `TABLE_METRICS`, its median under the metric's own name, plus `_p10` and
@@ -36,9 +37,9 @@ from lib.core import stats
 from lib.core.metrics import METRICS, format_value
 from lib.core.results import ESTIMATED, MEASURED
 from lib.core.spec import LATER_FIELDS, field_names
-from lib.measure.sweep import FACTORS, Factor, SweepResult
+from lib.measure.factors import FACTORS, Factor, factor_column
+from lib.measure.sweep_points import SweepResult
 
-FACTOR_PREFIX = "factor_"
 TABLE_METRICS = ("ttft_s", "tpot_s", "e2e_s", "itl_s", "decode_tokens_per_s",
                  "total_tokens_per_s", "requests_per_s", "peak_memory_bytes")
 SPREAD = ("p10", "p90")
@@ -57,10 +58,6 @@ DISPLAY_METRICS = ("ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "requests
 class Status(enum.StrEnum):
     MEASURED = "measured"
     SKIPPED = "skipped"
-
-
-def factor_column(name: str) -> str:
-    return FACTOR_PREFIX + name
 
 
 def floor_column(metric: str) -> str:

@@ -37,7 +37,7 @@ def current_viewer() -> Viewer:
 
 
 def current_owner() -> str | None:
-    """What `lib.records.documents.save_run(..., owner=)` and `SweepRecorder(..., owner=)` take."""
+    """What `lib.records.saving.save_run(..., owner=)` and `SweepRecorder(..., owner=)` take."""
     return current_viewer().owner
 
 

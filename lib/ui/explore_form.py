@@ -1,7 +1,7 @@
 """Explore's form: the values of each factor (picked from a list, or numbers typed with
 commas), and what a sweep would meet before it runs: the points that will be skipped, by why
 (`sweep_skips`), and those the memory guard would refuse now (`sweep_memory_note`). Labels
-come from the factor (`lib.measure.sweep.Factor`), values in words as the sidebar names them.
+come from the factor (`lib.measure.Factor`), values in words as the sidebar names them.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from lib.core.metrics import format_bytes
 from lib.core.spec import RunSpec
 from lib.core.stacks import STACKS, TRANSFORMERS, check_format
 from lib.machine import devices
-from lib.measure import backends, runner, sweep
+from lib.measure import backends, runner
 from lib.models import catalog
 from lib.ui import state
 from lib.ui.running import model_cache
 from lib.ui.sidebar import STACK_SETTING_LABELS, dtype_options, stack_option
+from lib.measure.factors import Factor, device_values, grid, parse_values, point_spec
 
 
 FORMAT_SKIP = "the stack doesn't run that format"
@@ -32,9 +33,9 @@ def sweep_skips(base: RunSpec, factor_values: list) -> dict[str, int]:
     them (settings, the stack's formats, the backend's check). The memory guard is
     `sweep_memory_note`'s; an estimate is judged against its hardware, in the sweep."""
     reasons: dict[str, int] = {}
-    for values in sweep.grid(factor_values):
+    for values in grid(factor_values):
         try:
-            spec = sweep.point_spec(base, factor_values, values)
+            spec = point_spec(base, factor_values, values)
         except ExplorerError as exc:
             reasons[_first_sentence(exc)] = reasons.get(_first_sentence(exc), 0) + 1
             continue
@@ -65,11 +66,11 @@ def sweep_memory_note(base: RunSpec, factor_values: list) -> tuple[int, int, str
     by the backend's `assess_memory`, as the sweep's guard will judge it.
     """
     refused = []
-    points = sweep.grid(factor_values)
+    points = grid(factor_values)
     by_name = {factor.name: factor for factor, _ in factor_values}
     for values in points:
         try:
-            spec = sweep.point_spec(base, factor_values, values)
+            spec = point_spec(base, factor_values, values)
             if spec.hardware is not None:
                 continue             # an estimate: judged against its hardware, in the sweep
             entry = catalog.get_entry(spec.model_id)
@@ -108,7 +109,7 @@ STACK_CAPTION = (
     "transformers only.")
 
 
-def factor_options(factor: sweep.Factor, device: str, stack: str = TRANSFORMERS,
+def factor_options(factor: Factor, device: str, stack: str = TRANSFORMERS,
                    other: str | None = None) -> list:
     """The values Explore offers for a factor picked from a list: for the device factor, this
     machine's devices (measured) and then every hardware profile (estimated); for the number
@@ -117,11 +118,11 @@ def factor_options(factor: sweep.Factor, device: str, stack: str = TRANSFORMERS,
     if factor.name == "dtype":
         return devices.supported_dtypes(device) if other == "stack" \
             else dtype_options(stack, device)
-    return {"model": list(catalog.CATALOG), "device": sweep.device_values()}.get(factor.name) \
+    return {"model": list(catalog.CATALOG), "device": device_values()}.get(factor.name) \
         or list(factor.default_values())
 
 
-def option_label(factor: sweep.Factor, value: Any) -> str:
+def option_label(factor: Factor, value: Any) -> str:
     """'SmolLM2 135M Instruct', 'cpu', 'NVIDIA H200 SXM 141GB (estimate)', 'llama.cpp'."""
     if factor.name == "model":
         return catalog.CATALOG[value].display_name
@@ -130,7 +131,7 @@ def option_label(factor: sweep.Factor, value: Any) -> str:
     return factor.value_label(value) + (" (estimate)" if factor.estimated(value) else "")
 
 
-def factor_values_input(factor: sweep.Factor, index: int, device: str,
+def factor_values_input(factor: Factor, index: int, device: str,
                         stack: str = TRANSFORMERS, other: str | None = None) -> list | None:
     """Explore: the values of one factor, picked from a list or typed as numbers with commas.
     `stack`: the sidebar's; `other`: the other factor of a two-factor sweep."""
@@ -158,7 +159,7 @@ def factor_values_input(factor: sweep.Factor, index: int, device: str,
         st.session_state[key] = ", ".join(str(v) for v in factor.default_values())
     typed = st.text_input(f"Values of {factor.label} (comma-separated)", key=key)
     try:
-        return sweep.parse_values(factor, typed)
+        return parse_values(factor, typed)
     except ExplorerError as exc:
         st.error(text.md(exc))
         return None

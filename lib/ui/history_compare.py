@@ -12,9 +12,10 @@ import streamlit as st
 from lib.core import text
 from lib.core.metrics import METRICS, format_value
 from lib.core.spec import field_info
-from lib.measure import sweep
 from lib.records import documents
 from lib.views import compare_charts
+from lib.measure.factors import FACTORS
+from lib.records import wording
 
 COMPARE_METRICS = ("ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "total_tokens_per_s",
                    "requests_per_s", "peak_memory_bytes")
@@ -23,7 +24,7 @@ COMPARE_METRICS = ("ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "total_to
 def show_settings(entries_and_specs: list[tuple[dict, dict]], ignore: set[str]) -> None:
     """The settings that differ, highlighted one row per entry; the same ones said once."""
     specs = [{k: v for k, v in spec.items() if k not in ignore} for _, spec in entries_and_specs]
-    same, differing = documents.settings_differences(specs)
+    same, differing = wording.settings_differences(specs)
     st.subheader("Settings")
     if differing:
         frame = pd.DataFrame([{"entry": f"#{e['id']}",
@@ -41,7 +42,7 @@ def show_settings(entries_and_specs: list[tuple[dict, dict]], ignore: set[str]) 
 
 def compared_name(entry: dict) -> str:
     """An entry's name where entries are compared: '#4', '#5 (estimate)'."""
-    return f"#{entry['id']}{documents.provenance_mark(entry)}"
+    return f"#{entry['id']}{wording.provenance_mark(entry)}"
 
 
 def compare_runs(selected: list[dict], opened: dict[int, documents.Opened]) -> None:
@@ -53,7 +54,7 @@ def compare_runs(selected: list[dict], opened: dict[int, documents.Opened]) -> N
     st.caption("Medians over each run's repetitions; n is how many. Latency: lower is better. "
                "Throughput: higher is better. Memory: what the process held at its peak.")
     st.dataframe(pd.DataFrame([{
-        "entry": compared_name(e), "what": documents.entry_label(e), "device": e["device"],
+        "entry": compared_name(e), "what": wording.entry_label(e), "device": e["device"],
         **{METRICS[m].label: format_value(m, s.metrics[m].median) if m in s.metrics else "–"
            for m in COMPARE_METRICS},
         # An estimate is one computed value, not a sample: its n would read as a measurement.
@@ -70,7 +71,7 @@ def compare_sweeps(selected: list[dict], opened: dict[int, documents.Opened]) ->
     if len(factor_sets) != 1 or len(next(iter(factor_sets))) != 1:
         st.warning("To overlay sweeps, select sweeps of the same single factor.")
         return
-    factor = sweep.FACTORS[next(iter(factor_sets))[0]]
+    factor = FACTORS[next(iter(factor_sets))[0]]
     labelled = [(compared_name(e), pd.DataFrame(opened[e["id"]].rows)) for e, _ in results]
     st.plotly_chart(compare_charts.compare_sweeps_figure(labelled, factor), width="stretch")
     for metric in ("decode_tokens_per_s", "peak_memory_bytes"):

@@ -23,7 +23,7 @@ import streamlit as st
 
 from lib.access import classroom
 from lib.machine import devices
-from lib.measure import sweep
+from lib.measure.factors import FACTORS, Factor, current_name, device_values, parse_values
 from lib.core import text
 from lib.core.errors import ExplorerError
 from lib.models import catalog
@@ -171,10 +171,10 @@ def _apply_explore(params: dict[str, str], in_class: bool) -> list[str]:
                                                        ("factor2", "values2"))):
         if factor_key not in params:
             continue
-        factor = sweep.FACTORS.get(params[factor_key])
+        factor = FACTORS.get(current_name(params[factor_key]))   # an old link's name too
         if factor is None:
             notes.append(f"{factor_key} = {text.one_line(repr(params[factor_key]), 80)}: not a factor "
-                         f"({', '.join(sweep.FACTORS)}).")
+                         f"({', '.join(FACTORS)}).")
             continue
         state.keep(state.explore_factor(index), factor.name)
         if values_key not in params:
@@ -202,7 +202,7 @@ def _apply_explore(params: dict[str, str], in_class: bool) -> list[str]:
     return notes
 
 
-def _clamped_values(factor: sweep.Factor, values: list) -> tuple[list, str | None]:
+def _clamped_values(factor: Factor, values: list) -> tuple[list, str | None]:
     """Numeric factor values moved into this machine's range (duplicates dropped), and a note
     naming the ones that moved."""
     kept, moved = [], []
@@ -215,11 +215,11 @@ def _clamped_values(factor: sweep.Factor, values: list) -> tuple[list, str | Non
     return kept, "; ".join(moved) or None
 
 
-def _factor_values(factor: sweep.Factor, typed: str, in_class: bool) -> list:
+def _factor_values(factor: Factor, typed: str, in_class: bool) -> list:
     if factor.numeric:
-        return sweep.parse_values(factor, typed)
+        return parse_values(factor, typed)
     values = [v.strip() for v in typed.split(",") if v.strip()]
-    options = {"model": list(catalog.CATALOG), "device": sweep.device_values(),
+    options = {"model": list(catalog.CATALOG), "device": device_values(),
                "dtype": devices.supported_dtypes("cpu")}.get(factor.name) \
         or list(factor.default_values())
     unknown = [v for v in values if v not in options]

@@ -1,33 +1,34 @@
-"""Running from the web app: the server-wide model cache, one run, one sweep, one error boundary.
+"""Running from the web app: the server-wide model cache, one run and one sweep, shown live.
 
 `model_cache()` is the one `st.cache_resource`: a `ModelCache` shared by every browser session,
 so a model loads once. `run_with_status()` and `run_sweep_with_status()` go through
-`lib.measure.runner` (queue, memory check, loading, measuring), show each stage, and save to history
-through `lib.records.documents`. Every ExplorerError ends in `error_boundary`, which shows its message
-with `st.error`: a failed run never takes the page down.
+`lib.records.saving` (the same run-and-save path as the CLI: queue, memory check, loading,
+measuring, saving to history) and show each stage in a `lib.ui.progress.LiveProgress` panel;
+every ExplorerError ends in its `error_boundary`, so a failed run never takes the page down.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterator
 
 import streamlit as st
 
 from lib.measure import backends, budget, runner, sweep
-from lib.records import documents
+from lib.measure.factors import FACTORS, Factor, grid
+from lib.measure.sweep_points import PointResult, SweepProgress, SweepResult
+from lib.records import saving
 from lib.core import stats, text
 from lib.core.errors import ExplorerError
 from lib.measure.cache import ModelCache
 from lib.core.results import Measurement
 from lib.core.spec import RunSpec
+from lib.core.stacks import format_name, stack_name
 from lib.ui import classroom_view, state
+from lib.ui.progress import MEASURED_ETA, Failed, LiveProgress, error_boundary
 
 MODEL_CACHE_ENTRIES = 2            # models kept in memory at once (each can be GBs)
-MEASURED_ETA = "from the repetitions measured so far"
 PLANNED_ETA = "estimated from this machine's speed right now"
 BUSY_READING_S = 10.0              # how long a page reuses its reading of other programs' share
 STOP_WAIT_S = 60.0                 # how long a page waits for a stopped sweep to wrap up
@@ -46,76 +47,6 @@ class Result:
     model_note: str          # how the model got ready, e.g. "loaded in 1.2 s" or "already in memory"
     saved_id: int | None = None
     save_problem: str | None = None
-
-
-class Failed(Exception):
-    """Raised inside `error_boundary` once the error is shown; callers stop there."""
-
-
-@contextlib.contextmanager
-def error_boundary(on_error=None) -> Iterator[None]:
-    """Show any ExplorerError as `st.error` (after `on_error()` tidies the page) and raise
-    `Failed`, so the caller ends the run while the page keeps working."""
-    try:
-        yield
-    except ExplorerError as exc:
-        if on_error is not None:
-            on_error()
-        st.error(text.md(exc))               # lib's messages are plain text, and may quote input
-        raise Failed from exc
-
-
-class LiveProgress:
-    """The progress panel of a run or a sweep, open while it works: what happens now (queued,
-    loading, warm-up, measuring), a bar, repetition i of n, and a clock line with the time
-    spent and the time left, revised from measured durations and counted down between updates.
-    `tick()` is called a few times a second while the worker measures, so the clock moves, and
-    a Stop press takes effect within a tick."""
-
-    def __init__(self) -> None:
-        self.slot = st.empty()               # the whole panel goes when the work is done
-        box = self.slot.container(border=True)
-        self.busy = box.empty()              # first: other programs slowing this work down
-        self.headline = box.empty()
-        self.bar = box.progress(0.0)
-        self.clock = box.empty()
-        self.queue = box.empty()
-        self.started = time.monotonic()
-        self.eta_s: float | None = None
-        self.eta_at = self.started
-        self.eta_basis = MEASURED_ETA
-
-    def show(self, headline: str, fraction: float | None = None,
-             eta_s: float | None = None, keep_eta: bool = False,
-             eta_basis: str = MEASURED_ETA) -> None:
-        self.headline.markdown(headline)
-        if fraction is not None:
-            self.bar.progress(min(max(fraction, 0.0), 1.0))
-        if not keep_eta:
-            self.eta_s, self.eta_at, self.eta_basis = eta_s, time.monotonic(), eta_basis
-        self.tick()
-
-    def queued(self, message: str) -> None:
-        self.headline.markdown("**Queued**: waiting for the machine")
-        self.queue.info(text.md(message))
-        self.tick()
-
-    def tick(self) -> None:
-        now = time.monotonic()
-        line = f"Time so far: {_clock(now - self.started)}"
-        if self.eta_s is not None:
-            left = self.eta_s - (now - self.eta_at)
-            line += (f" · about {_clock(left)} left ({self.eta_basis})"
-                     if left >= 1 else " · should finish any moment")
-        self.clock.caption(line)
-
-    def done(self) -> None:
-        self.slot.empty()
-
-
-def _clock(seconds: float) -> str:
-    seconds = max(int(round(seconds)), 0)
-    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
 
 
 def stopped_notice() -> None:
@@ -153,24 +84,26 @@ def run_with_status(spec: RunSpec) -> Result | None:
         st.session_state.pop(state.RUN_LIVE, None)
         panel.done()
 
+    def measured() -> None:
+        st.session_state.pop(state.RUN_LIVE, None)
+        panel.done()
+
     panel.show("**Starting**: checking the settings and the memory…", 0.0)
+    notice = st.empty()                  # a history locked by another program: say we wait
     try:
         with error_boundary(failed):
             backend = backends.for_spec(spec)
             was_loaded = model_cache().holds(backend, spec.model_id, spec.device, spec.dtype)
-            measurement = runner.run(spec, cache=model_cache(), on_status=on_status,
-                                     on_progress=on_progress, on_wait=panel.queued,
-                                     on_tick=panel.tick)
+            saved = saving.run_and_save(
+                spec, cache=model_cache(), owner=classroom_view.current_owner(),
+                on_status=on_status, on_progress=on_progress, on_wait=panel.queued,
+                on_tick=panel.tick, on_measured=measured,
+                on_save_wait=lambda message: notice.info(text.md(message)))
     except Failed:
         return None
-    st.session_state.pop(state.RUN_LIVE, None)
-    panel.done()
-    summary = stats.summarize(measurement)
-    notice = st.empty()                  # a history locked by another program: say we wait
-    saved_id, problem = documents.save_run(measurement, summary, owner=classroom_view.current_owner(),
-                                         on_wait=lambda message: notice.info(text.md(message)))
     notice.empty()
-    return Result(measurement, summary, _model_note(measurement, was_loaded), saved_id, problem)
+    return Result(saved.measurement, saved.summary,
+                  _model_note(saved.measurement, was_loaded), saved.entry_id, saved.problem)
 
 
 def _model_note(measurement: Measurement, was_loaded: bool) -> str:
@@ -187,8 +120,8 @@ def _model_note(measurement: Measurement, was_loaded: bool) -> str:
         note += (f" Its Linear layers were quantized to int8 in {measurement.quantize_s:.1f} s "
                  "(also not counted); int8 answers drift slightly from float32's.")
     if measurement.build_s is not None and not was_loaded:
-        note += (f" First use of {sweep.format_name(measurement.spec.dtype)} on "
-                 f"{sweep.stack_name(measurement.spec.stack)}: its copy "
+        note += (f" First use of {format_name(measurement.spec.dtype)} on "
+                 f"{stack_name(measurement.spec.stack)}: its copy "
                  f"of the weights was built in {measurement.build_s:.1f} s and saved in the "
                  "cache folder, so later loads skip it (not counted in any latency either).")
     return note
@@ -209,8 +142,8 @@ def busy_now(spec: RunSpec):
     return value
 
 
-def sweep_plan(base: RunSpec, factor_values: list[tuple[sweep.Factor, list]],
-               budget_s: float | None) -> sweep.SweepPlan:
+def sweep_plan(base: RunSpec, factor_values: list[tuple[Factor, list]],
+               budget_s: float | None) -> budget.SweepPlan:
     """The time promise for this sweep on this machine now (models already loaded count no
     loading time)."""
     def loaded(spec: RunSpec) -> bool:
@@ -241,8 +174,8 @@ def busy_words(other_cpu_percent: float, threads: int, finished: bool = False,
 
 
 def run_sweep_with_status(base: RunSpec,
-                          factor_values: list[tuple[sweep.Factor, list]],
-                          budget_s: float | None = None) -> sweep.SweepResult:
+                          factor_values: list[tuple[Factor, list]],
+                          budget_s: float | None = None) -> SweepResult:
     """Run a sweep showing the round, the point, its repetitions and the time left: the plan's
     estimate at first (this machine's speed now, within `budget_s`), then measured.
 
@@ -250,26 +183,25 @@ def run_sweep_with_status(base: RunSpec,
     interrupts this one) keeps them: see `partial_sweep()`.
     """
     factors = [f.name for f, _ in factor_values]
-    planned = len(sweep.grid(factor_values))
+    planned = len(grid(factor_values))
     notice = st.empty()                  # a history locked by another program: say we wait
-    recorder = documents.SweepRecorder(base, factors, planned, owner=classroom_view.current_owner(),
-                                     on_wait=lambda message: notice.info(text.md(message)))
+    recorder = saving.SweepRecorder(base, factors, planned, owner=classroom_view.current_owner(),
+                                    on_wait=lambda message: notice.info(text.md(message)))
     live = {"base": base, "planned": planned, "points": [], "factors": factors,
             "recorder": recorder, "ended": threading.Event()}
     st.session_state[state.SWEEP_LIVE] = live
     panel = LiveProgress()
 
-    def on_point(point: sweep.PointResult) -> None:
+    def on_point(point: PointResult) -> None:      # saved by now (`saving.sweep_and_save`)
         live["points"].append(point)
-        recorder.add(point)
         share = (stats.point_noise(point.measurement, point.summary).other_cpu_percent
                  if point.summary is not None else None)
         if share is not None and share > stats.BUSY_OTHER_CPU_PERCENT:
             panel.busy.warning(busy_words(share, base.threads))
 
-    def on_progress(event: sweep.SweepProgress) -> None:
+    def on_progress(event: SweepProgress) -> None:
         panel.queue.empty()
-        where = text.md(", ".join(f"{sweep.FACTORS[name].label} {value}"
+        where = text.md(", ".join(f"{FACTORS[name].label} {value}"
                                   for name, value in event.values.items()))
         counts = (f"{event.repetitions_done} of {event.repetitions_planned} repetitions, "
                   f"{event.points_loaded} of {event.total_points} points loaded, "
@@ -289,7 +221,6 @@ def run_sweep_with_status(base: RunSpec,
         panel.show(headline, event.fraction, event.eta_s,
                    eta_basis=MEASURED_ETA if event.eta_measured else PLANNED_ETA)
 
-    description = f"sweep of {', '.join(f.label for f, _ in factor_values)} ({planned} points)"
     plan = sweep_plan(base, factor_values, budget_s)
     if plan.other_cpu_percent is not None and \
             plan.other_cpu_percent > stats.BUSY_OTHER_CPU_PERCENT:
@@ -297,25 +228,18 @@ def run_sweep_with_status(base: RunSpec,
                                       factor=plan.slowdown))
     panel.show(f"**Starting** a sweep of {planned} points: {text.md(plan.promise())}…", 0.0,
                plan.estimated_s, eta_basis=PLANNED_ETA)
-    with runner.SweepPoints(model_cache(), description,
-                            on_status=lambda message: panel.show(
-                                f"**Loading**: {text.md(message)}", keep_eta=True),
-                            on_wait=panel.queued, on_tick=panel.tick) as points:
-        try:
-            result = sweep.run_sweep(base, factor_values, points, on_progress=on_progress,
-                                     on_point=on_point, plan=plan)
-        finally:
-            live["ended"].set()
+    result = saving.sweep_and_save(
+        base, factor_values, model_cache(), plan, recorder, on_progress=on_progress,
+        on_point=on_point,
+        on_status=lambda message: panel.show(f"**Loading**: {text.md(message)}", keep_eta=True),
+        on_wait=panel.queued, on_tick=panel.tick, on_end=live["ended"].set)
     panel.done()
-    budget.remember(result)              # the next promise starts from this sweep's speed
-    recorder.finish(result.stopped)
     notice.empty()
     st.session_state.pop(state.SWEEP_LIVE, None)
-    result.saved = (recorder.entry_id, recorder.problem)
     return result
 
 
-def partial_sweep() -> sweep.SweepResult | None:
+def partial_sweep() -> SweepResult | None:
     """A sweep interrupted by Stop (or any rerun): the points it finished, marked stopped.
 
     Streamlit starts the new page run while the interrupted one is still keeping what its
@@ -328,57 +252,11 @@ def partial_sweep() -> sweep.SweepResult | None:
     waiting = st.empty()                 # this page run's, not the stopped one's
     live["recorder"].store.on_wait = lambda message: waiting.info(text.md(message))
     live["recorder"].finish(stopped=True)
-    result = sweep.SweepResult(live["base"], live["factors"],
+    result = SweepResult(live["base"], live["factors"],
                                points=sorted(live["points"], key=lambda p: p.index),
                                stopped=True, planned=live["planned"])
     result.saved = (live["recorder"].entry_id, live["recorder"].problem)
     return result
-
-
-def machine_panel() -> None:
-    """'This machine': its measured ceilings (memory bandwidth, arithmetic per number format,
-    the fixed cost per layer), measured once, a few seconds, in the measurement slot so no run
-    is disturbed, and refreshable."""
-    from lib.machine import capability, ceilings, devices
-    from lib.core.metrics import format_bytes
-
-    with st.expander("This machine: how fast its memory and arithmetic are"):
-        st.caption("Every latency has a floor: the time to move the model's bytes at this "
-                   "machine's memory speed, or to do its arithmetic at its peak, whichever is "
-                   "longer. These ceilings are measured here (a large memory copy, large matrix "
-                   "products), when the machine is quiet, and kept: a measurement taken while "
-                   "other programs are busy never lowers them.")
-        found = {device: ceilings.cached(device) for device in devices.available_devices()}
-        for device, measured in found.items():
-            if measured is None:
-                st.caption(f"{device}: not measured yet (the first run measures it).")
-                continue
-            flops = ", ".join(f"{dtype} {value / 1e9:,.0f} GFLOP/s"
-                              for dtype, value in measured.matmul_flops_per_s.items())
-            overhead = (f"; about {measured.layer_overhead_s * 1e3:.2f} ms per layer per token "
-                        "in eager transformers" if measured.layer_overhead_s else "")
-            st.markdown(text.md(
-                f"{device}: memory {format_bytes(measured.memory_bandwidth_bytes_per_s)}/s; "
-                f"matrix arithmetic {flops}{overhead}. ({measured.source})"))
-            last = capability.last_reading(measured)   # a busy attempt, and what became of it
-            if last:
-                st.caption(text.md(last[0].upper() + last[1:]))
-        if st.button("Measure again" if any(found.values()) else "Measure now",
-                     help="A few seconds; waits for any run in progress to finish first."):
-            panel = LiveProgress()
-            panel.show("**Measuring** this machine's ceilings (a few seconds)…", 0.0)
-            try:
-                with error_boundary(panel.done):
-                    for device in found:       # each waits for the measurement slot itself
-                        ceilings.machine_ceilings(
-                            device, refresh=True, on_wait=panel.queued,
-                            on_progress=lambda what, fraction: panel.show(
-                                f"**Measuring** this machine's ceilings: {text.md(what)}",
-                                fraction))
-            except Failed:
-                return
-            panel.done()
-            st.rerun()
 
 
 def estimate_beside(measurement: Measurement, summary: stats.Summary):

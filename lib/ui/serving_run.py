@@ -3,7 +3,7 @@
 `lib.records.load_tests.measure_and_save` does the work, in a thread of its own: its load generator calls
 back from many request threads, and Streamlit draws only from the page's script thread. The
 script thread polls what the run last said (`LiveLoad`) a few times a second and draws it in the
-usual progress panel (`running.LiveProgress`). Stop, like any rerun, interrupts the script
+usual progress panel (`lib.ui.progress.LiveProgress`). Stop, like any rerun, interrupts the script
 thread at its next drawing call: it then sets the run's stop event, and the load generator
 cancels what is in flight and ends with the levels measured so far, which are saved. The
 next page run picks that outcome up (`stopped_load`), as Explore picks up a stopped sweep.
@@ -24,7 +24,7 @@ from lib.serving import session
 from lib.serving.plan import LoadPlan
 from lib.serving.sizing import Sizing
 from lib.serving.measures import Slo
-from lib.ui import classroom_view, running, state
+from lib.ui import classroom_view, progress, state
 
 TICK_S = 0.25               # how often the page redraws the progress (and notices Stop)
 STOP_WAIT_S = 60.0          # how long a page waits for a stopped run to wrap up and save
@@ -78,7 +78,7 @@ def run_with_status(target: session.Target, plan: LoadPlan, slo: Slo | None,
             live.ended.set()
 
     st.session_state[state.SERVING_LIVE] = live
-    panel = running.LiveProgress()
+    panel = progress.LiveProgress()
     panel.show(f"**Starting** the {text.md(live.description)}…", 0.0)
     thread = threading.Thread(target=work, name="serving-load", daemon=True)
     thread.start()
@@ -131,8 +131,8 @@ def _outcome(live: LiveLoad) -> load_tests.Outcome | None:
         return None
     if isinstance(live.error, ExplorerError):
         try:
-            with running.error_boundary():
+            with progress.error_boundary():
                 raise live.error
-        except running.Failed:
+        except progress.Failed:
             return None
     raise live.error                  # unexpected: the router's boundary logs it in full

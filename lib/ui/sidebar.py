@@ -20,11 +20,11 @@ from lib.core.errors import ExplorerError
 from lib.core.spec import RunSpec, default_threads, field_info
 from lib.core.stacks import FORMATS, LLAMA_CPP, STACK_SETTINGS, STACKS, TRANSFORMERS
 from lib.machine import devices
-from lib.measure import sweep
 from lib.core import kinds
 from lib.models import catalog
 from lib.ui import door, state
 from lib.ui.links import restore_from_link
+from lib.core.stacks import stack_name
 
 GROUP_LABELS = {catalog.TRAINED: "Trained (real text)",
                 catalog.RANDOM: "Famous architectures, random weights",
@@ -93,7 +93,7 @@ def settings_sidebar() -> RunSpec | None:
                 values.update({name: field_info(name)["default"] for name in STACK_SETTINGS})
                 st.caption(text.md(
                     f"{STACK_SETTING_LABELS} are transformers settings: "
-                    f"{sweep.stack_name(values['stack'])} has its own kernels and cache. "
+                    f"{stack_name(values['stack'])} has its own kernels and cache. "
                     "Choose the transformers stack to change them."))
             else:
                 for name in STACK_SETTINGS:
@@ -182,7 +182,7 @@ def _dtype_picker(stack: str, device: str) -> str:
     earlier = st.session_state.get(key)
     if earlier is not None and earlier not in options:
         st.session_state[key] = "float32" if "float32" in options else options[0]
-        st.info(text.md(f"{sweep.stack_name(stack)} does not run weights in "
+        st.info(text.md(f"{stack_name(stack)} does not run weights in "
                         f"{FORMATS[earlier].label if earlier in FORMATS else earlier}, so the "
                         f"number format is now {st.session_state[key]}."))
     chosen = widget("dtype", options=options, format_func=lambda d: FORMATS[d].label)

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from lib.estimate import floors
 from lib.core.metrics import LATENCIES, METRICS, format_value
 from lib.core.results import Measurement
-from lib.measure.sweep import Factor
+from lib.measure.factors import Factor
 from lib.records.table import floor_column
 
 FLOOR_WORDS = "physics limit, an estimate"

@@ -21,7 +21,8 @@ from typing import Any, Sequence
 from lib.core.metrics import METRICS, format_bytes, format_number
 from lib.core.stacks import STACKS
 from lib.core.stats import BUSY_OTHER_CPU_PERCENT
-from lib.measure.sweep import Factor, format_name, stack_name
+from lib.core.stacks import format_name, stack_name
+from lib.measure.factors import Factor
 from lib.records.table import is_estimated, is_measured
 from lib.views.comparable import (NEGLIGIBLE, RERUN, cell, doubt, finding_ratio, is_noisy, ms,
                                   noise_reason)

@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 
 from lib.core import text
 from lib.core.metrics import METRICS, format_number, format_value
-from lib.measure.sweep import FACTORS, Factor
+from lib.measure.factors import FACTORS, Factor
 from lib.records.table import Status, is_estimated
 from lib.views import floor_charts
 from lib.views.chart_marks import (ESTIMATE_WORDS, LATENCY_SERIES, MEMORY_COLOR, NOISY_COLOR,

@@ -102,13 +102,14 @@ def stacks_for(entry: CatalogEntry) -> tuple[str, ...]:
     return tuple(found)
 
 
-def for_spec(spec: "RunSpec") -> Backend:
+def for_spec(spec: "RunSpec", entry: CatalogEntry | None = None) -> Backend:
     """The backend that produces `spec`'s result: the estimator when it names a hardware
     profile (even under `use`: an estimate loads nothing, so tests need no fake for it),
-    else the one that runs its model on its software stack."""
+    else the one that runs its model on its software stack. `entry`: the spec's catalog
+    entry, when the caller has it already (`lib.measure.runner.resolve`)."""
     if spec.hardware is not None:
         return registry()["estimator"]
-    return for_stack(get_entry(spec.model_id), spec.stack)
+    return for_stack(entry or get_entry(spec.model_id), spec.stack)
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ any backend that runs a torch model on this machine.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
@@ -29,7 +30,7 @@ from lib.core.timing import Clock, DeviceClock
 
 if TYPE_CHECKING:
     from lib.estimate.memory import MemoryEstimate, MemoryVerdict
-    from lib.measure.cache import LoadedModel
+    from lib.models.loaded import LoadedModel
 
 Progress = Callable[[str], None]
 
@@ -82,6 +83,7 @@ class Backend(ABC):
     measures_memory: bool = True              # the engine tracks peak memory around each call
     isolate: bool = True                      # run its models in worker processes (lib.measure.worker)
     holds_weights: bool = True                # its loaded models take memory (not an estimate)
+    load_words: str = "loading"               # what loading takes, in a refusal's words
 
     # --- before loading -------------------------------------------------------------------
 
@@ -146,10 +148,8 @@ class Backend(ABC):
         would free by dropping other models first (`ModelCache` computes it). When it does not
         fit, the advice names only changes from these settings that would make it fit.
         """
-        import dataclasses
-
         from lib.estimate import memory
-        from lib.estimate.memory import load_advice
+
         entry = get_entry(spec.model_id)
         verdict = memory.assess(
             self.run_need(spec, weights_loaded), spec.device,
@@ -160,11 +160,10 @@ class Backend(ABC):
             return verdict
         if not weights_loaded and \
                 self.load_need(spec.model_id, spec.dtype).total_bytes > verdict.available_bytes:
-            advice = load_advice(spec.model_id, spec.dtype, spec.device, verdict.available_bytes)
+            advice = self.load_advice(spec.model_id, spec.dtype, spec.device,
+                                      verdict.available_bytes)
         else:
-            advice = memory.run_advice(spec, self.run_need, verdict.available_bytes,
-                                       weights_loaded, self._offered_dtypes(spec.device),
-                                       can_switch_attention="attention" in self.factors)
+            advice = self.run_advice(spec, weights_loaded, verdict.available_bytes)
         return dataclasses.replace(verdict, advice=advice)
 
     def guard_memory(self, spec: RunSpec, weights_loaded: bool,
@@ -176,18 +175,28 @@ class Backend(ABC):
                    releasable_bytes: int = 0) -> "MemoryVerdict":
         """Refuse loading weights that alone would not fit (the run is checked by
         `guard_memory`, which includes them)."""
-        import dataclasses
-
         from lib.estimate import memory
-        from lib.estimate.memory import load_advice
+
         verdict = memory.assess(self.load_need(model_id, dtype), device,
-                                f"loading {get_entry(model_id).display_name} in "
+                                f"{self.load_words} {get_entry(model_id).display_name} in "
                                 f"{weights_words(self.stack, dtype)}",
                                 releasable_bytes=releasable_bytes)
         if not verdict.fits:
-            verdict = dataclasses.replace(verdict, advice=load_advice(
+            verdict = dataclasses.replace(verdict, advice=self.load_advice(
                 model_id, dtype, device, verdict.available_bytes))
         return verdict.enforce()
+
+    def load_advice(self, model_id: str, dtype: str, device: str, available_bytes: int) -> str:
+        """What to try when the weights alone don't fit in `available_bytes`."""
+        from lib.estimate.memory import load_advice
+        return load_advice(model_id, dtype, device, available_bytes)
+
+    def run_advice(self, spec: RunSpec, weights_loaded: bool, available_bytes: int) -> str:
+        """What to change when the run (not the weights alone) doesn't fit."""
+        from lib.estimate import memory
+        return memory.run_advice(spec, self.run_need, available_bytes, weights_loaded,
+                                 self._offered_dtypes(spec.device),
+                                 can_switch_attention="attention" in self.factors)
 
     def _offered_dtypes(self, device: str) -> tuple[str, ...]:
         from lib.machine import devices
@@ -250,3 +259,4 @@ class NativeStackBackend(Backend):
 
     def versions(self) -> dict[str, str]:
         return get_stack(self.stack).versions()
+

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from lib.measure.backends.base import Session, Timing
 from lib.measure.backends.transformers_lm import TransformersBackend, set_attention
-from lib.measure.cache import LoadedModel
+from lib.models.loaded import LoadedModel
 from lib.core.kinds import ENCODER
 from lib.core.prompts import fit_prompt
 from lib.core.spec import RunSpec

@@ -20,7 +20,7 @@ from lib.estimate import device_memory, estimator
 from lib.measure.backends.base import Backend, Progress, Session, Timing
 from lib.core.errors import UnsupportedError
 from lib.estimate.memory import MemoryEstimate, MemoryVerdict
-from lib.measure.cache import LoadedModel
+from lib.models.loaded import LoadedModel
 from lib.models.catalog import CatalogEntry, get_entry
 from lib.core.kinds import CAUSAL_LM, ENCODER
 from lib.core.results import ESTIMATED

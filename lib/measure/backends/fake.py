@@ -18,12 +18,11 @@ from typing import Any, Callable, Sequence, Union
 
 from lib.machine.activity import Load
 from lib.measure.backends.base import Backend, Progress, Session, Timing
-from lib.measure.cache import LoadedModel
+from lib.models.loaded import LoadedModel
 from lib.models.catalog import get_entry
 from lib.core.kinds import CAUSAL_LM, ENCODER
 from lib.core.prompts import fit_prompt
 from lib.core.spec import DTYPES, RunSpec
-from lib.core.stacks import STACK_SETTINGS
 from lib.core.timing import Clock, ManualClock
 
 Declared = Union[float, Sequence[float], Callable[[RunSpec], float]]
@@ -45,7 +44,7 @@ class FakeBackend(Backend):
     name = "fake"
     label = "fake backend (declared latencies)"
     kinds = (CAUSAL_LM, ENCODER)
-    factors = STACK_SETTINGS
+    factors = ("attention", "kv_cache", "compile")
     stack = None                                   # stands in for any stack, in every format
     dtypes = DTYPES
     measures_memory = False

@@ -27,7 +27,6 @@ buffers, and the margin; the engine reports the allocated KV cache with each rep
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from pathlib import Path
@@ -36,15 +35,15 @@ from typing import TYPE_CHECKING, Any
 from lib.measure.backends.base import NativeStackBackend, Progress, Session, Timing
 from lib.core.errors import ModelLoadError, StoppedError, UnsupportedError
 from lib.models import gguf_formats
-from lib.measure.cache import LoadedModel
+from lib.models.loaded import LoadedModel
 from lib.models.catalog import OWN, RANDOM, get_entry
 from lib.core.prompts import fit_prompt
 from lib.core.spec import RunSpec
-from lib.core.stacks import FORMATS, LLAMA_CPP, import_stack, weights_words
+from lib.core.stacks import FORMATS, LLAMA_CPP, import_stack
 from lib.core.timing import Clock, DeviceClock
 
 if TYPE_CHECKING:
-    from lib.estimate.memory import MemoryEstimate, MemoryVerdict
+    from lib.estimate.memory import MemoryEstimate
 
 N_BATCH = 512                # prompt tokens per llama.cpp step (its n_batch = n_ubatch)
 CONTEXT_STEP = 256           # llama.cpp allocates its KV cache in multiples of this many tokens
@@ -171,43 +170,15 @@ class LlamaCppBackend(NativeStackBackend):
             + HIDDEN_COPIES * shape.hidden_size + shape.attention_heads * context)
         return memory.MemoryEstimate(weights, kv, compute, _margin(weights + kv + compute))
 
-    def assess_memory(self, spec: RunSpec, weights_loaded: bool,
-                      releasable_bytes: int = 0) -> "MemoryVerdict":
+    def run_advice(self, spec: RunSpec, weights_loaded: bool, available_bytes: int) -> str:
         from lib.estimate import memory
 
-        entry = get_entry(spec.model_id)
-        verdict = memory.assess(
-            self.run_need(spec, weights_loaded), spec.device,
-            f"batch {spec.batch_size} x {spec.total_tokens} tokens of {entry.display_name} in "
-            f"{weights_words(self.stack, spec.dtype)}", releasable_bytes=releasable_bytes,
-            weights_loaded=weights_loaded)
-        if verdict.fits:
-            return verdict
-        available = verdict.available_bytes
-        if not weights_loaded and \
-                self.load_need(spec.model_id, spec.dtype).total_bytes > available:
-            advice = self._load_advice(spec.model_id, spec.dtype, available)
-        else:
-            advice = memory.run_advice(spec, self.run_need, available, weights_loaded, (),
-                                       can_switch_attention=False)
-            formats = self._smaller_formats(spec, available)
-            if formats:
-                advice = f"Smaller weights fit: {formats}. {advice}"
-        return dataclasses.replace(verdict, advice=advice)
+        advice = memory.run_advice(spec, self.run_need, available_bytes, weights_loaded, (),
+                                   can_switch_attention=False)
+        formats = self._smaller_formats(spec, available_bytes)
+        return f"Smaller weights fit: {formats}. {advice}" if formats else advice
 
-    def guard_load(self, model_id: str, device: str, dtype: str,
-                   releasable_bytes: int = 0) -> "MemoryVerdict":
-        from lib.estimate import memory
-        verdict = memory.assess(self.load_need(model_id, dtype), device,
-                                f"loading {get_entry(model_id).display_name} in "
-                                f"{weights_words(self.stack, dtype)}",
-                                releasable_bytes=releasable_bytes)
-        if not verdict.fits:
-            verdict = dataclasses.replace(verdict, advice=self._load_advice(
-                model_id, dtype, verdict.available_bytes))
-        return verdict.enforce()
-
-    def _load_advice(self, model_id: str, dtype: str, available_bytes: int) -> str:
+    def load_advice(self, model_id: str, dtype: str, device: str, available_bytes: int) -> str:
         from lib.core.metrics import format_bytes
 
         options = [f"{FORMATS[other].label} (weights about "

@@ -22,7 +22,7 @@ from typing import Any
 from lib.measure.backends.base import Session, Timing
 from lib.measure.backends.transformers_lm import TransformersBackend, cache_bytes, set_attention
 from lib.core.errors import StoppedError
-from lib.measure.cache import LoadedModel
+from lib.models.loaded import LoadedModel
 from lib.models.catalog import RANDOM
 from lib.core.kinds import CAUSAL_LM
 from lib.core.prompts import fit_prompt

@@ -32,7 +32,6 @@ the estimate below counts both, and the export's own peak before anything is bui
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -41,15 +40,15 @@ from typing import TYPE_CHECKING, Any
 from lib.measure.backends.base import NativeStackBackend, Progress, Session, Timing
 from lib.core.errors import ExplorerError, ModelLoadError, StoppedError
 from lib.models import onnx_build
-from lib.measure.cache import LoadedModel
+from lib.models.loaded import LoadedModel
 from lib.models.catalog import RANDOM, get_entry
 from lib.core.prompts import fit_prompt
 from lib.core.spec import RunSpec, default_threads
-from lib.core.stacks import FLOAT32_BYTES, ONNXRUNTIME, import_stack, weights_words
+from lib.core.stacks import FLOAT32_BYTES, ONNXRUNTIME, import_stack
 from lib.core.timing import Clock, DeviceClock
 
 if TYPE_CHECKING:
-    from lib.estimate.memory import MemoryEstimate, MemoryVerdict
+    from lib.estimate.memory import MemoryEstimate
 
 KV_BYTES = 4                 # keys and values in float32 on the CPU, int4 weights or not
 
@@ -91,6 +90,7 @@ class OrtModel:
 
 class OnnxRuntimeBackend(NativeStackBackend):
     stack = ONNXRUNTIME
+    load_words = "exporting and opening"      # a first load exports the model in float32
 
     def check_model(self, entry) -> None:
         super().check_model(entry)
@@ -130,29 +130,7 @@ class OnnxRuntimeBackend(NativeStackBackend):
         margin = memory.MARGIN_BYTES + int(memory.MARGIN_FRACTION * (weights + kv + activations))
         return memory.MemoryEstimate(weights, kv, activations, margin)
 
-    def assess_memory(self, spec: RunSpec, weights_loaded: bool,
-                      releasable_bytes: int = 0) -> "MemoryVerdict":
-        verdict = super().assess_memory(spec, weights_loaded, releasable_bytes)
-        if verdict.fits or weights_loaded or \
-                self.load_need(spec.model_id, spec.dtype).total_bytes <= verdict.available_bytes:
-            return verdict
-        return dataclasses.replace(verdict, advice=self._load_advice(
-            spec.model_id, spec.dtype, verdict.available_bytes))
-
-    def guard_load(self, model_id: str, device: str, dtype: str,
-                   releasable_bytes: int = 0) -> "MemoryVerdict":
-        from lib.estimate import memory
-
-        verdict = memory.assess(self.load_need(model_id, dtype), device,
-                                f"exporting and opening {get_entry(model_id).display_name} in "
-                                f"{weights_words(self.stack, dtype)}",
-                                releasable_bytes=releasable_bytes)
-        if not verdict.fits:
-            verdict = dataclasses.replace(verdict, advice=self._load_advice(
-                model_id, dtype, verdict.available_bytes))
-        return verdict.enforce()
-
-    def _load_advice(self, model_id: str, dtype: str, available_bytes: int) -> str:
+    def load_advice(self, model_id: str, dtype: str, device: str, available_bytes: int) -> str:
         from lib.core.metrics import format_bytes
         from lib.models.shapes import shapes
 

@@ -25,7 +25,7 @@ from lib.measure.backends.base import Backend, Progress, Session, Timing
 from lib.core.errors import InvalidSpecError, RunFailedError, ServingError
 from lib.machine.activity import Load
 from lib.estimate.memory import MemoryEstimate
-from lib.measure.cache import LoadedModel
+from lib.models.loaded import LoadedModel
 from lib.models.catalog import CatalogEntry, get_entry
 from lib.core.prompts import fit_prompt
 from lib.serving import client

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from lib.measure.backends.base import Backend, Progress, Session, Timing
 from lib.core.errors import ExplorerError, StoppedError, UnsupportedError
-from lib.measure.cache import LoadedModel
+from lib.models.loaded import LoadedModel
 from lib.models.catalog import RANDOM, get_entry
 from lib.core.kinds import CAUSAL_LM
 from lib.core.prompts import fit_prompt

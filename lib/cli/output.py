@@ -1,0 +1,48 @@
+"""What the command line prints: every line cleaned for a terminal, JSON strict.
+
+What it prints is text from outside the app too (model ids, notes of imported entries, a
+model's generated text), so every line goes through `out` (stdout) or `say` (stderr), which
+pass it through `lib.core.text.terminal`: nothing printed can move the cursor, clear the screen
+or retitle the window. JSON output is strict: a number that is not finite (NaN, infinity) is
+written as null, "no value", never as the `NaN` strict parsers reject.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+from lib.core.text import terminal
+
+
+def out(text: str) -> None:
+    """Everything printed on stdout goes through here: cleaned for a terminal."""
+    print(terminal(text))
+
+
+def say(message: str) -> None:
+    """Everything printed on stderr goes through here: cleaned for a terminal."""
+    print(terminal(message), file=sys.stderr)
+
+
+def print_json(value) -> int:
+    out(json.dumps(finite(value), indent=2, allow_nan=False))
+    return 0
+
+
+def finite(value):
+    """`value` with every non-finite number as None: JSON has no NaN or infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    return value
+
+
+def quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
