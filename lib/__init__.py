@@ -1,8 +1,8 @@
-"""Inference Latency Explorer engine.
+"""Inference Latency Explorer engine, in layers (LAYERS below; docs/ARCHITECTURE.md).
 
-Everything that measures lives here and imports only torch, transformers and the standard library
-(plus psutil), so `python -m lib` runs on a bare GPU box. Two modules are the exception and are
-only imported by the web app: `lib.views.charts` (plotly) and `lib.ui` (Streamlit).
+Everything that measures imports only torch, transformers and the standard library (plus
+psutil), so `python -m lib` runs on a bare GPU box. Two packages are the exception and are only
+imported by the web app: `lib.views` (plotly) and `lib.ui` (Streamlit).
 """
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""Hardware profiles (lib.estimate.hardware, lib/data/hardware.json): every row sourced and sane, `this`
+"""Hardware profiles (lib.estimate.hardware, lib/estimate/data/hardware.json): every row sourced and sane, `this`
 built from this machine's measured ceilings once, unknown ids refused with the list."""
 
 import json

@@ -162,3 +162,12 @@ def test_no_file_refers_to_documents_outside_the_repo():
     cited = [f"{path.relative_to(ROOT)}: {name}" for path in tracked
              for name in outside if name in path.read_text(errors="replace")]
     assert cited == []
+
+
+def test_the_architecture_and_the_readme_name_every_package():
+    architecture = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    for package in FLOOR:
+        assert f"| `{package}` |" in architecture, f"docs/ARCHITECTURE.md: the {package} row"
+        assert f"{package}/" in layout, f"README's Layout: lib/{package}/"

@@ -2,7 +2,7 @@
 
 `profiles()` is every profile by id: `this` (this machine, built from `lib.machine.ceilings`: sustained
 bandwidth and matmul rates measured here, and the eager per-layer overhead, cached per machine
-and never re-measured per call) followed by the rows of `lib/data/hardware.json` (laptop CPU,
+and never re-measured per call) followed by the rows of `lib/estimate/data/hardware.json` (laptop CPU,
 Apple M-series, phone NPU, Jetson, A100 ... TPU v6e), each with its source. Table figures are
 the vendor's published peaks (dense, per device); `measured` tells the estimator which kind of
 number it holds, since a datasheet peak is never reached and a measured ceiling already is what
@@ -90,7 +90,7 @@ class Hardware:
 
 @functools.cache
 def table() -> dict[str, Hardware]:
-    """The profiles of lib/data/hardware.json, by id, in the file's order."""
+    """The profiles of lib/estimate/data/hardware.json, by id, in the file's order."""
     rows = json.loads(TABLE_PATH.read_text(encoding="utf-8"))["profiles"]
     found = {}
     for row in rows:

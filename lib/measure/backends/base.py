@@ -219,14 +219,14 @@ class Backend(ABC):
     def machine_load(self):
         """A context manager yielding what the rest of the machine did during a call
         (`lib.machine.activity.watch`); a fake declares it instead."""
-        from lib.machine import activity as machine_load
-        return machine_load.watch()
+        from lib.machine import activity
+        return activity.watch()
 
     def busy_now(self):
         """How busy other programs keep the machine right now (`lib.machine.activity.busy_now`),
         read for a moment before a sweep to promise its time; a fake declares it instead."""
-        from lib.machine import activity as machine_load
-        return machine_load.busy_now()
+        from lib.machine import activity
+        return activity.busy_now()
 
     def versions(self) -> dict[str, str]:
         """Library versions that produced the numbers, saved with every result."""
