@@ -39,6 +39,17 @@ class StoppedError(ExplorerError):
     """The person pressed Stop: the run ended early on purpose and nothing of it was kept."""
 
 
+RUN_STOPPED = ("Stopped: the run was ended before it finished, so nothing of it was kept. "
+               "Press Run to measure again.")
+
+
+def stop_if_asked(should_stop) -> None:
+    """Raise StoppedError (RUN_STOPPED) once `should_stop()` says the person pressed Stop: what
+    the engine checks between calls and a backend between tokens."""
+    if should_stop():
+        raise StoppedError(RUN_STOPPED)
+
+
 class WorkerDiedError(ExplorerError):
     """The process that held the model ended (killed for memory, or crashed); the app is fine."""
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence

@@ -23,11 +23,10 @@ import contextlib
 import math
 from typing import Callable
 
-from lib.estimate import memory
 from lib.machine import peak_memory
 from lib.measure.backends.base import Backend
 from lib.machine.environment import capture_environment
-from lib.core.errors import InvalidSpecError, StoppedError
+from lib.core.errors import InvalidSpecError, stop_if_asked
 from lib.models.loaded import LoadedModel
 from lib.core.results import Measurement, Provenance, Repetition
 from lib.core.spec import RunSpec
@@ -119,9 +118,7 @@ class Measurer:
             memory_estimate_bytes=backend.run_need(self.spec, weights_loaded=False).total_bytes)
 
     def _check_stop(self) -> None:
-        if self.should_stop():
-            raise StoppedError("Stopped: the run was ended before it finished, so nothing of it "
-                               "was kept. Press Run to measure again.")
+        stop_if_asked(self.should_stop)
 
 
 def measure(backend: Backend, loaded: LoadedModel, spec: RunSpec, clock: Clock | None = None,

@@ -25,7 +25,7 @@ from lib.core.metrics import METRICS, format_bytes, format_value
 from lib.core.results import Measurement
 from lib.core.spec import LATER_FIELDS
 from lib.core.stacks import TRANSFORMERS
-from lib.core.stats import MIN_SAMPLES, Summary, inter_token_latencies, memory_breakdown
+from lib.core.stats import Summary, inter_token_latencies, memory_breakdown
 
 
 def to_dict(measurement: Measurement, summary: Summary) -> dict[str, Any]:

@@ -51,7 +51,7 @@ class Session(ABC):
     used_chat_template: bool = False
     warmup_runs: int = 1                      # untimed calls before the first timed one
     # Set by the engine: True once the person pressed Stop. A session that can stop between
-    # tokens checks it and raises lib.core.errors.StoppedError; the engine checks between calls.
+    # tokens calls lib.core.errors.stop_if_asked(self.should_stop); the engine checks between calls.
     should_stop: Callable[[], bool] = staticmethod(lambda: False)
 
     @abstractmethod

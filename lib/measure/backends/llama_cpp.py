@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lib.measure.backends.base import NativeStackBackend, Progress, Session, Timing
-from lib.core.errors import ModelLoadError, StoppedError, UnsupportedError
+from lib.core.errors import ModelLoadError, UnsupportedError, stop_if_asked
 from lib.models import gguf_formats
 from lib.models.loaded import LoadedModel
 from lib.models.catalog import OWN, RANDOM, get_entry
@@ -268,9 +268,7 @@ class LlamaSession(Session):
             out.append(_greedy(llm, n_vocab))               # EOS is never looked at
             if timed:
                 times.append(clock.now())
-            if self.should_stop():
-                raise StoppedError("Stopped: the run was ended before it finished, so nothing "
-                                   "of it was kept. Press Run to measure again.")
+            stop_if_asked(self.should_stop)
         end_s = clock.now()
         self.output = out
         kv = llm.n_ctx() * self.kv_bytes_per_token           # allocated whole when opened

@@ -21,7 +21,7 @@ from typing import Any
 
 from lib.measure.backends.base import Session, Timing
 from lib.measure.backends.transformers_lm import TransformersBackend, cache_bytes, set_attention
-from lib.core.errors import StoppedError
+from lib.core.errors import stop_if_asked
 from lib.models.loaded import LoadedModel
 from lib.models.catalog import RANDOM
 from lib.core.kinds import CAUSAL_LM
@@ -90,9 +90,7 @@ class DecodeLoopSession(Session):
                 produced.append(tokens)
                 if timed:
                     times.append(clock.now())   # waits for the device: the token exists
-                if self.should_stop():
-                    raise StoppedError("Stopped: the run was ended before it finished, so "
-                                       "nothing of it was kept. Press Run to measure again.")
+                stop_if_asked(self.should_stop)
             self.generated = torch.cat(produced, dim=1)
         if not timed:
             return Timing(start_s, end_s=clock.now())

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lib.measure.backends.base import NativeStackBackend, Progress, Session, Timing
-from lib.core.errors import ExplorerError, ModelLoadError, StoppedError
+from lib.core.errors import ExplorerError, ModelLoadError, stop_if_asked
 from lib.models import onnx_build
 from lib.models.loaded import LoadedModel
 from lib.models.catalog import RANDOM, get_entry
@@ -219,9 +219,7 @@ class GeneratorSession(Session):
             out.append(int(generator.get_next_tokens()[0]))
             if timed:
                 times.append(clock.now())
-            if self.should_stop():
-                raise StoppedError("Stopped: the run was ended before it finished, so nothing "
-                                   "of it was kept. Press Run to measure again.")
+            stop_if_asked(self.should_stop)
         end_s = clock.now()
         del generator                                      # its KV cache goes back now
         self.output = out

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from lib.measure.backends.base import Backend, Progress, Session, Timing
-from lib.core.errors import ExplorerError, StoppedError, UnsupportedError
+from lib.core.errors import ExplorerError, UnsupportedError, stop_if_asked
 from lib.models.loaded import LoadedModel
 from lib.models.catalog import RANDOM, get_entry
 from lib.core.kinds import CAUSAL_LM
@@ -46,9 +46,7 @@ class TokenTimestamps:
             return
         if self.record:
             self.times_s.append(self.clock.now())
-        if self.should_stop():
-            raise StoppedError("Stopped: the run was ended before it finished, so nothing of it "
-                               "was kept. Press Run to measure again.")
+        stop_if_asked(self.should_stop)
 
     def end(self) -> None:
         pass
