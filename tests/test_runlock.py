@@ -189,7 +189,7 @@ def test_cleaning_the_cache_folder_during_a_run_frees_nothing(tmp_path, monkeypa
 def test_a_holder_puts_back_a_lock_file_removed_under_it(tmp_path, monkeypatch):
     monkeypatch.setattr(runlock, "WAIT_UPDATE_S", 0.1)
     monkeypatch.setenv("ILE_RUNTIME_DIR", str(tmp_path / "run"))
-    keeper = "import lib.machine.runlock\nlib.runlock.KEEP_CHECK_S = 0.05\n" + HOLDER
+    keeper = "import lib.machine.runlock\nlib.machine.runlock.KEEP_CHECK_S = 0.05\n" + HOLDER
     holder = subprocess.Popen([sys.executable, "-c", keeper, "1.0"], stdout=subprocess.PIPE,
                               text=True)
     assert holder.stdout.readline().strip() == "holding"
