@@ -1,14 +1,18 @@
-"""Shared fixtures: one model cache folder for the whole test session.
+"""Shared fixtures: one model cache folder and one loaded default model for the whole session.
 
 The measurement queue (lib.machine.runlock) gets a folder of its own per test session. The cache is
-`$ILE_TEST_CACHE_DIR` when set (CI sets it so the converted model is reused between
-runs), else a temporary folder; the first test that loads the default model pays the one-off
-conversion.
+`$ILE_TEST_CACHE_DIR` when set (`scripts/test.sh` sets it to the git-ignored `.cache/tests`, so
+converted models, built llama.cpp and ONNX files and this machine's measured ceilings are
+reused between runs; CI can keep that folder), else a temporary folder; the first test that
+loads the default model pays the one-off conversion. Tests that only read the default model
+share one load of it (`default_model`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +27,22 @@ def model_cache_dir(tmp_path_factory) -> Path:
     path = Path(os.environ.get("ILE_TEST_CACHE_DIR") or tmp_path_factory.mktemp("ile-cache"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="session")
+def default_model(model_cache_dir):
+    """The default model, loaded once per session (float32 on CPU, transformers backend), for
+    the tests that run it without changing it."""
+    from lib.measure import backends
+
+    # Session-scoped, so it runs before the per-test cache fixture: point at the same folder.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ILE_CACHE_DIR", str(model_cache_dir))
+        loaded = backends.get("transformers").load(DEFAULT_MODEL, "cpu", "float32")
+    yield loaded
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -63,13 +83,34 @@ def _declared_ceilings(request, monkeypatch):
 
 
 @pytest.fixture
-def fake_backend():
-    """Every model runs on a fake backend with declared latencies (prefill 0.2 s, 50 ms/token)."""
-    from lib.measure import backends
+def fake_backend(monkeypatch):
+    """Every model runs on a fake backend with declared latencies (prefill 0.2 s, 50 ms/token).
+
+    A fake model holds no memory, so dropping it from the model cache needn't collect garbage
+    (with torch imported, a collection takes a quarter of a second: most of a fake run's time)."""
+    from lib.measure import backends, cache
     from lib.measure.backends.fake import FakeBackend
 
+    monkeypatch.setattr(cache, "_release_memory", lambda: None)
     with backends.use(FakeBackend()) as backend:
         yield backend
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _streamlit_components_scanned_once():
+    """Every AppTest starts a Streamlit runtime, which reads the metadata of every installed
+    package looking for components (a third of a second each time, about a hundred times);
+    what it finds can't change during a test session, so it is read once."""
+    if "streamlit" not in sys.modules:        # no page test collected: nothing to speed up
+        yield
+        return
+    from streamlit.components.v2 import manifest_scanner
+
+    scan = functools.cache(manifest_scanner.scan_component_manifests)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(manifest_scanner, "scan_component_manifests",
+                      lambda max_workers=None: list(scan()))
+        yield
 
 
 CLASSROOM_ACCESS_CODE, CLASSROOM_HOST_CODE = "class-code-1", "host-code-1"

@@ -141,11 +141,9 @@ def run(loaded, spec):
     return engine.measure(backends.get(loaded.backend), loaded, spec)
 
 
-@pytest.fixture(scope="module")
-def loaded(model_cache_dir):
-    import os
-    os.environ["ILE_CACHE_DIR"] = str(model_cache_dir)
-    return load(DEFAULT)
+@pytest.fixture
+def loaded(default_model):
+    return default_model
 
 
 @pytest.mark.slow
