@@ -17,6 +17,12 @@ from pathlib import Path
 
 import pytest
 
+# The app's settings in the environment of whoever runs the tests (a classroom, an access
+# code, a history folder) don't reach them: each test sets the ones it depends on.
+for _setting in [name for name in os.environ if name.startswith("ILE_")]:
+    if _setting != "ILE_TEST_CACHE_DIR":
+        del os.environ[_setting]
+
 # Tests never compile llama.cpp (lib.core.stack_build): not the app pages they draw, nor the servers
 # they start, which inherit this.
 os.environ["ILE_BUILD_STACKS"] = "0"
@@ -111,6 +117,17 @@ def _streamlit_components_scanned_once():
         patch.setattr(manifest_scanner, "scan_component_manifests",
                       lambda max_workers=None: list(scan()))
         yield
+
+
+@pytest.fixture
+def hub_unreachable(monkeypatch):
+    """The Hugging Face hub can't be reached, whatever this machine's network and environment:
+    hub access is not switched off (no HF_HUB_OFFLINE) and the hub's address is a closed port."""
+    from huggingface_hub import constants
+    from sse_server import closed_port_url
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "ENDPOINT", closed_port_url().removesuffix("/v1"))
 
 
 CLASSROOM_ACCESS_CODE, CLASSROOM_HOST_CODE = "class-code-1", "host-code-1"
