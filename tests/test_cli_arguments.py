@@ -26,6 +26,7 @@ import pytest
 from lib.cli import main, arguments
 from lib.core import spec as spec_module
 from lib.records.store import Store
+from fakes import run_cli as invoke
 from sse_server import closed_port_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,16 +96,6 @@ def _declared_ceilings(monkeypatch):
     declare_ceilings(monkeypatch)
     yield
     hardware.this.cache_clear()
-
-
-def invoke(argv: list[str], capsys) -> tuple[int, str, str]:
-    """`python -m lib ARGV` in this process: (status, stdout, stderr)."""
-    try:
-        status = main.main(argv)
-    except SystemExit as exc:           # argparse's own refusals and --help
-        status = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def _saved_entries() -> list:
