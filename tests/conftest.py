@@ -103,19 +103,24 @@ def fake_backend(monkeypatch):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _streamlit_components_scanned_once():
-    """Every AppTest starts a Streamlit runtime, which reads the metadata of every installed
-    package looking for components (a third of a second each time, about a hundred times);
-    what it finds can't change during a test session, so it is read once."""
+def _streamlit_prepared_once():
+    """What every AppTest run repeats that can't change during a test session is done once:
+    reading the metadata of every installed package for Streamlit components (a third of a
+    second, at each AppTest's start) and compiling each page script (at each run)."""
     if "streamlit" not in sys.modules:        # no page test collected: nothing to speed up
         yield
         return
     from streamlit.components.v2 import manifest_scanner
+    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+    from streamlit.testing.v1 import app_test, local_script_runner
 
     scan = functools.cache(manifest_scanner.scan_component_manifests)
+    compiled = ScriptCache()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(manifest_scanner, "scan_component_manifests",
                       lambda max_workers=None: list(scan()))
+        for module in (app_test, local_script_runner):
+            patch.setattr(module, "ScriptCache", lambda: compiled)
         yield
 
 
