@@ -124,6 +124,43 @@ def _streamlit_prepared_once():
         yield
 
 
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory, model_cache_dir):
+    """The app as a user starts it (`streamlit run app.py`, the project's config: 127.0.0.1),
+    started once for every browser test that only needs it running (a start takes seconds)."""
+    import servers
+    from test_browser import require_browser
+
+    require_browser()
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    env = dict(os.environ, ILE_CACHE_DIR=str(model_cache_dir))
+    with servers.streamlit_app(log, env) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def _chromium():
+    """One headless Chromium for the session (a launch takes a second or two)."""
+    from test_browser import CHROMIUM, CHROMIUM_ARGS, require_browser
+
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def browser(_chromium):
+    """The session's Chromium; the pages and contexts a test opened are closed after it, so
+    no page of one test is left talking to a server during the next."""
+    yield _chromium
+    for context in _chromium.contexts:
+        context.close()
+
+
 @pytest.fixture
 def hub_unreachable(monkeypatch):
     """The Hugging Face hub can't be reached, whatever this machine's network and environment:
