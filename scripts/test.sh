@@ -4,4 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
+# Converted models, llama.cpp and ONNX files and measured ceilings are kept between runs (in a
+# git-ignored folder that CI can cache): only the first run pays the conversions.
+export ILE_TEST_CACHE_DIR="${ILE_TEST_CACHE_DIR:-$PWD/.cache/tests}"
 exec .venv/bin/python -m pytest "$@"

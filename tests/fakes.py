@@ -73,6 +73,19 @@ def fake_runner(spec: RunSpec) -> Measurement:
     return measure(spec, batch_scaling_backend())
 
 
+def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    """`python -m lib ARGV` in this process: (exit status, stdout, stderr). For what the
+    command says and returns; a test of the process itself starts one."""
+    from lib.cli import main
+
+    try:
+        status = main.main(argv)
+    except SystemExit as exc:           # argparse's own refusals and --help
+        status = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
 def enter_classroom(at, host: bool = False):
     """This AppTest session has entered the access code (and the host code when `host`)."""
     from lib.ui import state

@@ -126,6 +126,9 @@ def test_a_file_that_would_not_fit_on_disk_is_never_started(tiny_presets, tmp_pa
     import shutil
     from collections import namedtuple
 
+    from lib.models.shapes import shapes
+
+    shapes("tiny-qwen2")        # read from the session's cache (kept between runs), not rebuilt
     monkeypatch.setenv("ILE_CACHE_DIR", str(tmp_path))
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(2**30, 2**30, 10 * 2**20))

@@ -26,13 +26,10 @@ def test_refuses_stack_settings_it_does_not_have(setting):
     backend.check(get_entry(DEFAULT), RunSpec(attention="eager"))   # the one it honours
 
 
-@pytest.fixture(scope="module")
-def loaded(model_cache_dir):
-    # Module-scoped, so it runs before the per-test cache fixture: point at the same folder.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ILE_CACHE_DIR", str(model_cache_dir))
-        # Both backends run the same weights, so one load serves both.
-        yield backends.get("transformers").load(DEFAULT, "cpu", "float32")
+@pytest.fixture
+def loaded(default_model):
+    # Both backends run the same weights, so the session's one load serves both.
+    return default_model
 
 
 def _spec(**changes):

@@ -25,7 +25,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def _require_browser() -> None:
+def require_browser() -> None:
     missing = not Path(CHROMIUM).exists()
     try:
         import playwright  # noqa: F401
@@ -37,24 +37,10 @@ def _require_browser() -> None:
         pytest.skip("Chromium or Playwright not installed (scripts/setup.sh --test installs them)")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, model_cache_dir):
-    _require_browser()
-    log = tmp_path_factory.mktemp("server") / "streamlit.log"
-    env = dict(os.environ, ILE_CACHE_DIR=str(model_cache_dir))
-    with servers.streamlit_app(log, env) as port:          # the project's config: 127.0.0.1
-        yield f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture
-def browser():
-    _require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
+def server(app_server):
+    """The session's app server (conftest.app_server), shared with test_browser_serving."""
+    return app_server
 
 
 def _set_number(page, label: str, value: int) -> None:
@@ -246,7 +232,7 @@ def test_history_lists_what_was_run(server, browser):
 def classroom_server(tmp_path, model_cache_dir):
     """A classroom server listening on the network, with a history the host wrote earlier:
     one run shared with the class, one kept private."""
-    _require_browser()
+    require_browser()
     from fakes import fake_runner
     from lib.records import saving
     from lib.core import stats

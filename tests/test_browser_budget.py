@@ -14,7 +14,7 @@ import time
 import pytest
 
 import servers
-from test_browser import ARTIFACTS, _require_browser, _set_number, browser  # noqa: F401
+from test_browser import ARTIFACTS, _set_number, require_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 BUSY = {"prefill_s": 0.4, "decode_s": 0.3, "load_s": 0.0, "other_cpu_percent": 60.0}
@@ -22,7 +22,7 @@ BUSY = {"prefill_s": 0.4, "decode_s": 0.3, "load_s": 0.0, "other_cpu_percent": 6
 
 @pytest.fixture(scope="module")
 def busy_server(tmp_path_factory, model_cache_dir):
-    _require_browser()
+    require_browser()
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
     env = dict(os.environ, ILE_CACHE_DIR=str(model_cache_dir),
                ILE_FAKE_BACKEND=json.dumps(BUSY))

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 import servers
-from test_browser import ARTIFACTS, _require_browser, browser  # noqa: F401  (fixture)
+from test_browser import ARTIFACTS, require_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 @pytest.fixture
 def fresh_server(tmp_path, model_cache_dir):
     """A server nobody has opened yet, started with the project's own config."""
-    _require_browser()
+    require_browser()
     env = dict(os.environ, ILE_CACHE_DIR=str(model_cache_dir),
                ILE_DATA_DIR=str(tmp_path / "data"))
     with servers.streamlit_app(tmp_path / "streamlit.log", env) as port:

@@ -16,20 +16,17 @@ import pytest
 
 import servers
 from sse_server import Reply, ScriptedServer
-from test_browser import ARTIFACTS, _require_browser, _set_number, browser  # noqa: F401
+from test_browser import ARTIFACTS, _set_number
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SECRET = "sk-browser-SECRET-42"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, model_cache_dir):
-    _require_browser()
-    log = tmp_path_factory.mktemp("server") / "streamlit.log"
-    env = dict(os.environ, ILE_CACHE_DIR=str(model_cache_dir))
-    with servers.streamlit_app(log, env) as port:
-        yield f"http://127.0.0.1:{port}"
+@pytest.fixture
+def server(app_server):
+    """The session's app server (conftest.app_server), shared with test_browser."""
+    return app_server
 
 
 @pytest.fixture
@@ -64,7 +61,7 @@ def _type_own_levels(page) -> None:
 
 
 def test_a_url_under_load_shows_the_knee_and_keeps_the_key_out_of_the_address(
-        server, browser, one_at_a_time):  # noqa: F811
+        server, browser, one_at_a_time):
     page = browser.new_page(viewport={"width": 1400, "height": 5200})
     _open_serving(page, server)
     page.get_by_text("A server URL (any OpenAI-compatible server)").click()
@@ -99,7 +96,7 @@ def test_a_url_under_load_shows_the_knee_and_keeps_the_key_out_of_the_address(
     _no_exception(page)
 
 
-def test_a_newcomer_starts_the_local_server_and_sees_the_load_sweep(server, browser):  # noqa: F811
+def test_a_newcomer_starts_the_local_server_and_sees_the_load_sweep(server, browser):
     pytest.importorskip("lib.serving.local", reason="lib.serving.local is not merged yet")
     page = browser.new_page(viewport={"width": 1400, "height": 5200})
     _open_serving(page, server)
@@ -118,7 +115,7 @@ def test_a_newcomer_starts_the_local_server_and_sees_the_load_sweep(server, brow
     page.screenshot(path=str(ARTIFACTS / "serving-local.png"), full_page=True)
 
 
-def test_killing_the_app_mid_run_leaves_no_server_behind(browser, tmp_path,  # noqa: F811
+def test_killing_the_app_mid_run_leaves_no_server_behind(browser, tmp_path,
                                                         model_cache_dir):
     """The app started `transformers serve`, then dies without warning (SIGKILL: no atexit,
     no finally): its child server must go too, and free its port."""

@@ -1,11 +1,14 @@
 """The CLI's arguments (lib.cli.arguments, lib.cli.main) against hostile values, in-process on the
 fake backend (fast).
 
-`test_every_argument_survives_hostile_values` builds its argument list from the parsers
-themselves, so a new flag is covered the day it is added: every invocation ends with status 0
-(it passed validation and measured, instantly, on the fake backend) or 2 (one line on stderr,
-no traceback, nothing saved). Every command is in it, `import`, `export` and `delete` too
-(their file checks are tested in detail in test_imports.py).
+The hostile matrix builds its argument list from the parsers themselves, so a new flag is
+covered the day it is added: every invocation ends with status 0 (it passed validation and
+measured, instantly, on the fake backend) or 2 (one line on stderr, no traceback, nothing
+saved). Every command is in it, `import`, `export` and `delete` too (their file checks are
+tested in detail in test_imports.py). It has one row per type of argument (its converter, or
+its list of choices), where every hostile value meets that converter; and one row per
+argument, where the values its converter lets through meet that argument's own checks (a
+value the converter refuses is refused by argparse alike for every argument of the type).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from lib.cli import main, arguments, output
 from lib.cli.parser import build_parser
 from lib.core import spec as spec_module
 from lib.records.store import Store
+from fakes import run_cli as invoke
 from sse_server import closed_port_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,24 +99,6 @@ def _declared_ceilings(monkeypatch):
     hardware.this.cache_clear()
 
 
-@pytest.fixture(autouse=True)
-def _no_garbage_collection(monkeypatch):
-    """A fake model holds no memory, so closing the model cache needn't collect garbage (with
-    torch imported, a collection takes a quarter of a second: most of a fake run's time)."""
-    from lib.measure import cache
-    monkeypatch.setattr(cache, "_release_memory", lambda: None)
-
-
-def invoke(argv: list[str], capsys) -> tuple[int, str, str]:
-    """`python -m lib ARGV` in this process: (status, stdout, stderr)."""
-    try:
-        status = main.main(argv)
-    except SystemExit as exc:           # argparse's own refusals and --help
-        status = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
 def _saved_entries() -> list:
     """The history's entries (opening the database only if it exists: that takes time)."""
     from lib.records.store import default_path
@@ -132,29 +118,75 @@ def assert_clean_outcome(argv, status, out, err):
 
 
 ARGUMENTS = _arguments()
-# Hundreds of invocations, about 10 ms each: a refusal is quick, and a run measures instantly.
-MATRIX = [(command, action, value, argument + place) for argument, (command, action)
-          in enumerate(ARGUMENTS)
-          for place, value in enumerate([None] if action.nargs == 0 else HOSTILE + PATHS)]
 
 
-# The fast lane tries one value in FAST_SHARE of each argument, a different one for the next
-# argument; the slow lane all the others.
-FAST_SHARE = 5
+def _type(action: argparse.Action) -> str:
+    """An argument's type as a hostile value meets it: a flag takes no value, a choice is looked
+    up in its list, anything else goes through its converter (`str` when it has none)."""
+    if action.nargs == 0:
+        return "flag"
+    if action.choices:
+        return "choice"
+    return action.type.__name__ if action.type else "str"
 
 
-@pytest.mark.parametrize("command, action, value", [
-    pytest.param(command, action, value, id=f"{command} {_name(action)} {value!r:.20}",
-                 marks=() if turn % FAST_SHARE == 0 else pytest.mark.slow)
-    for command, action, value, turn in MATRIX])
-def test_every_argument_survives_hostile_values(command, action, value, fake_backend, capsys,
-                                                 tmp_path, monkeypatch):
+TYPES: dict[str, list[tuple[str, argparse.Action]]] = {}
+for _command, _action in ARGUMENTS:
+    TYPES.setdefault(_type(_action), []).append((_command, _action))
+
+
+def _lets_through(action: argparse.Action, value: str) -> bool:
+    """Whether argparse's own checks (the converter, the choices) accept `value`: only then
+    does it reach the argument's own validation."""
+    try:
+        converted = action.type(value) if action.type else value
+    except (argparse.ArgumentTypeError, TypeError, ValueError):
+        return False
+    return not action.choices or converted in action.choices
+
+
+@pytest.fixture
+def hostile(fake_backend, tmp_path, monkeypatch, capsys):
+    """Invoke the CLI with one argument set to each of the hostile values in turn, each time
+    from empty standard input and with an empty history (so a refusal after an accepted run
+    can still be seen to save nothing)."""
     monkeypatch.chdir(tmp_path)             # a --csv that is accepted writes here
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
-    if value in PATHS:
-        value = _hostile_path(value, tmp_path)
-    argv = _argv(command, action, value)
-    assert_clean_outcome(argv, *invoke(argv, capsys))
+    folder = tmp_path / "hostile-paths"
+    folder.mkdir()
+    paths = {kind: _hostile_path(kind, folder) for kind in PATHS}
+
+    def invoke_each(command, action, values, keep=lambda value: True):
+        tried = 0
+        for turn, value in enumerate(values):
+            value = paths.get(value, value)
+            if not keep(value):
+                continue
+            monkeypatch.setenv("ILE_DATA_DIR", str(tmp_path / f"data-{turn}"))
+            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+            argv = _argv(command, action, value)
+            assert_clean_outcome(argv, *invoke(argv, capsys))
+            tried += 1
+        return tried
+    return invoke_each
+
+
+@pytest.mark.parametrize("kind", sorted(set(TYPES) - {"flag"}))    # a flag takes no value
+def test_every_type_of_argument_survives_hostile_values(kind, hostile):
+    """Each type's first argument, with every hostile value: all of them meet its converter."""
+    command, action = TYPES[kind][0]
+    assert hostile(command, action, HOSTILE + PATHS) == len(HOSTILE + PATHS)
+
+
+@pytest.mark.parametrize("command, action", [
+    pytest.param(command, action, id=f"{command} {_name(action)}")
+    for command, action in ARGUMENTS])
+def test_every_argument_survives_the_hostile_values_its_type_lets_through(command, action,
+                                                                          hostile):
+    """A flag once; any other argument with each hostile value argparse lets through."""
+    if action.nargs == 0:
+        assert hostile(command, action, [None]) == 1
+    else:
+        hostile(command, action, HOSTILE + PATHS, keep=lambda value: _lets_through(action, value))
 
 
 def test_the_matrix_covers_every_argument():
@@ -165,6 +197,13 @@ def test_the_matrix_covers_every_argument():
             ("estimate", "--gpus"), ("run", "--hardware"), ("hardware", "--json"),
             ("run", "--stack"), ("sweep", "--stack"), ("estimate", "--stack")} <= names
     assert {command for command, _ in names} == set(COMMANDS)
+    # Every argument has a row of its own and a type (whose row has every hostile value).
+    typed = [(command, _name(action)) for arguments in TYPES.values()
+             for command, action in arguments]
+    assert sorted(typed) == sorted(names) and len(typed) == len(ARGUMENTS)
+    assert all(action.nargs == 0 for command, action in TYPES["flag"])
+    assert {"flag", "choice", "str", "int", "float", "prompt_file", "csv_path", "date",
+            "entry_id"} <= set(TYPES)
 
 
 # --- each finding of issue 10, on its own ---------------------------------------------------

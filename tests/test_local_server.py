@@ -197,28 +197,54 @@ def _ended(pid: int) -> bool:
         return True
 
 
+class _Impostor(http.server.BaseHTTPRequestHandler):
+    """Another program on the port: it even answers /health, but it is not our server."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b'{"status": "ok"}')
+
+    def log_message(self, *args):
+        pass
+
+
 @pytest.mark.slow
-def test_a_real_server_answers_on_loopback_only_and_stop_frees_its_port():
-    with LocalServer(DEFAULT, max_concurrency=2, prompt_tokens=64, new_tokens=16,
-                     say=lambda message: None) as server:
-        # Started from a thread that then ends, as Streamlit does: the server stays up.
-        starter = threading.Thread(target=server.start)
-        starter.start()
-        starter.join()
-        time.sleep(1.0)
-        assert server.running
-        pid, port = server.pid, server.port
-        print(f"started in {server.started_in_s:.1f} s, warmed in {server.warmed_in_s:.2f} s")
-        with local._DIRECT.open(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
-            assert json.loads(answer.read()) == {"status": "ok"}
-        events = _completion(server.endpoint, tokens=5)
-        assert events[-1]["usage"]["completion_tokens"] == 5
-        assert "".join(e["choices"][0].get("text", "") for e in events)
-        listening = [c for c in psutil.Process(pid).net_connections(kind="inet")
-                     if c.status == psutil.CONN_LISTEN]
-        assert {(c.laddr.ip, c.laddr.port) for c in listening} == {("127.0.0.1", port)}
-        assert local.listening_addresses(pid) == {("127.0.0.1", port)}
-        log_path = server.log_path
+def test_a_real_server_answers_on_loopback_only_and_stop_frees_its_port(monkeypatch):
+    """One real start (they take seconds each) for the whole life of a server: another program
+    takes the first port it picks before the child binds it (it retries on another), it is
+    started from a thread that then ends, answers on 127.0.0.1 only, and stop() frees it."""
+    impostor = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Impostor)
+    threading.Thread(target=impostor.serve_forever, daemon=True).start()
+    taken = impostor.server_address[1]
+    ports = iter([taken])
+    real_free_port = local.free_port
+    monkeypatch.setattr(local, "free_port", lambda: next(ports, None) or real_free_port())
+    try:
+        with LocalServer(DEFAULT, max_concurrency=2, prompt_tokens=64, new_tokens=16,
+                         say=lambda message: None) as server:
+            # Started from a thread that then ends, as Streamlit does: the server stays up.
+            starter = threading.Thread(target=server.start)
+            starter.start()
+            starter.join()
+            time.sleep(1.0)
+            assert server.running
+            assert server.port != taken
+            pid, port = server.pid, server.port
+            print(f"started in {server.started_in_s:.1f} s, warmed in {server.warmed_in_s:.2f} s")
+            with local._DIRECT.open(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
+                assert json.loads(answer.read()) == {"status": "ok"}
+            events = _completion(server.endpoint, tokens=5)
+            assert events[-1]["usage"]["completion_tokens"] == 5
+            assert "".join(e["choices"][0].get("text", "") for e in events)
+            listening = [c for c in psutil.Process(pid).net_connections(kind="inet")
+                         if c.status == psutil.CONN_LISTEN]
+            assert {(c.laddr.ip, c.laddr.port) for c in listening} == {("127.0.0.1", port)}
+            assert local.listening_addresses(pid) == {("127.0.0.1", port)}
+            log_path = server.log_path
+    finally:
+        impostor.shutdown()
+        impostor.server_close()
     assert not psutil.pid_exists(pid)
     assert _refused(port)
     assert not log_path.exists()
@@ -254,34 +280,6 @@ def test_the_server_dies_with_the_process_that_started_it(tmp_path, parent_ends)
     finally:
         parent.kill()
         parent.wait()
-
-
-@pytest.mark.slow
-def test_a_port_taken_before_the_child_binds_it_is_retried_on_another(monkeypatch):
-    """Another program that takes the port first and even answers /health is not our server."""
-    class Impostor(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b'{"status": "ok"}')
-
-        def log_message(self, *args):
-            pass
-
-    impostor = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Impostor)
-    threading.Thread(target=impostor.serve_forever, daemon=True).start()
-    taken = impostor.server_address[1]
-    ports = iter([taken])
-    real_free_port = local.free_port
-    monkeypatch.setattr(local, "free_port", lambda: next(ports, None) or real_free_port())
-    try:
-        with LocalServer(DEFAULT, say=lambda message: None) as server:
-            server.start()
-            assert server.port != taken
-            assert _completion(server.endpoint, tokens=2)[-1]["usage"]["completion_tokens"] == 2
-    finally:
-        impostor.shutdown()
-        impostor.server_close()
 
 
 @pytest.mark.slow

@@ -93,8 +93,7 @@ def test_an_own_folder_is_described_afresh_after_it_changes(tmp_path):
     assert catalog.get_entry(str(folder)).context_length == 1024
 
 
-def test_hub_id_offline_fails_fast_with_advice(monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+def test_hub_id_offline_fails_fast_with_advice(hub_unreachable, monkeypatch):
     started = time.monotonic()
     with pytest.raises(ModelLoadError, match="can't reach the Hugging Face hub.*local folder"):
         catalog.get_entry("meta-llama/Llama-3.2-1B")
@@ -141,11 +140,9 @@ def run(loaded, spec):
     return engine.measure(backends.get(loaded.backend), loaded, spec)
 
 
-@pytest.fixture(scope="module")
-def loaded(model_cache_dir):
-    import os
-    os.environ["ILE_CACHE_DIR"] = str(model_cache_dir)
-    return load(DEFAULT)
+@pytest.fixture
+def loaded(default_model):
+    return default_model
 
 
 @pytest.mark.slow

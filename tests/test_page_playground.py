@@ -135,7 +135,7 @@ def test_a_stack_setting_the_model_cannot_use_is_refused_before_run():
     assert not app.error and not app.button[0].disabled
 
 
-def test_own_model_offline_hub_id_is_explained(app):
+def test_own_model_offline_hub_id_is_explained(app, hub_unreachable):
     app.radio(key="setting_model_group").set_value("own").run()
     app.text_input(key="setting_own_model").input("someone/some-model").run()
     assert not app.exception
