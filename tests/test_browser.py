@@ -86,12 +86,11 @@ def test_bad_input_shows_message_and_page_keeps_working(server, browser):
 def test_second_session_waits_in_the_queue_and_is_told(server, browser):
     first = browser.new_context().new_page()
     second = browser.new_context().new_page()
-    for page in (first, second):
+    # Two timed repetitions each (from a shared link): long enough for the second to queue.
+    for page, tokens in ((first, 80), (second, 4)):
         page.set_viewport_size({"width": 1400, "height": 2400})
-        page.goto(server)
+        page.goto(server + f"/?new_tokens={tokens}&repetitions=2&min_duration_s=0")
         page.get_by_role("button", name="Run").wait_for(timeout=60_000)
-    _set_number(first, "Output length (tokens)", 120)
-    _set_number(second, "Output length (tokens)", 4)
     first.get_by_role("button", name="Run").click()
     first.get_by_text("timed repetition").first.wait_for(timeout=120_000)
     second.get_by_role("button", name="Run").click()
@@ -106,7 +105,7 @@ def test_second_session_waits_in_the_queue_and_is_told(server, browser):
 
 def test_playground_stop_ends_the_run_and_says_so(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 2000})
-    page.goto(server)
+    page.goto(server + "/?warmup_runs=0")          # timed from the first call: stopped sooner
     page.get_by_role("button", name="Run").wait_for(timeout=60_000)
     _set_number(page, "Output length (tokens)", 200)
     page.get_by_role("button", name="Run").click()
@@ -141,18 +140,16 @@ def test_pick_a_random_weight_model_and_run_it(server, browser):
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
-def _open_explore(page, server, output_tokens: int) -> None:
-    page.goto(server)
+def _open_explore(page, server, output_tokens: int, link: str = "") -> None:
+    page.goto(server + f"/?new_tokens={output_tokens}&prompt_tokens=16{link}")
     page.get_by_role("button", name="Run").wait_for(timeout=60_000)
-    _set_number(page, "Output length (tokens)", output_tokens)
-    _set_number(page, "Prompt length (tokens)", 16)
     page.get_by_role("link", name="Explore factors").click()
     page.get_by_role("button", name="Run sweep").wait_for(timeout=60_000)
 
 
 def test_explore_sweep_draws_every_chart(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 4200})
-    _open_explore(page, server, output_tokens=4)
+    _open_explore(page, server, output_tokens=4, link="&min_duration_s=0")   # 5 repetitions
     values = page.get_by_label("Values of batch size (comma-separated)")
     values.fill("1, 2, 4")
     values.press("Enter")
@@ -171,7 +168,7 @@ def test_explore_sweep_draws_every_chart(server, browser):
 
 def test_stop_keeps_the_finished_points(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 3000})
-    _open_explore(page, server, output_tokens=48)
+    _open_explore(page, server, output_tokens=16)
     values = page.get_by_label("Values of batch size (comma-separated)")
     values.fill("1, 2, 4, 8")
     values.press("Enter")

@@ -100,13 +100,14 @@ def test_concurrent_writers_from_several_processes(tmp_path):
 
 @pytest.mark.slow
 def test_a_killed_sweep_keeps_its_finished_points(tmp_path):
-    # Rounds visit every point; a point leaves them when it has its minimum: 5 s of timed
-    # repetitions. The 128- and 256-token points have it after one repetition each; the 2-token
-    # point needs dozens, alone, for about 5 s more: the kill lands in those.
+    # Rounds visit every point; a point leaves them when it has its minimum: 2 s of timed
+    # repetitions. The 64- and 96-token points have it after a repetition or two each; the
+    # 2-token point needs dozens, for about 2 s more: the kill lands in those.
     env = dict(os.environ, ILE_DATA_DIR=str(tmp_path))
     process = subprocess.Popen(
-        [sys.executable, "-m", "lib", "sweep", "--factor", "output", "--values", "2,128,256",
-         "--prompt-tokens", "16", "--repetitions", "1", "--min-duration", "5", "--threads", "1"],
+        [sys.executable, "-m", "lib", "sweep", "--factor", "output", "--values", "2,64,96",
+         "--prompt-tokens", "16", "--repetitions", "1", "--min-duration", "2", "--warmup", "0",
+         "--threads", "1"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = Store(tmp_path / "history.sqlite3")
     deadline = time.monotonic() + 240
@@ -120,7 +121,7 @@ def test_a_killed_sweep_keeps_its_finished_points(tmp_path):
     assert entry["kind"] == "sweep" and entry["status"] == "partial"
     assert entry["points"] == 2
     rebuilt = documents.sweep_from_document(store.export(entry["id"]))
-    assert sorted(p.values["output"] for p in rebuilt.points) == [128, 256]
+    assert sorted(p.values["output"] for p in rebuilt.points) == [64, 96]
 
 
 def test_damaged_file_gives_a_clear_message_and_measuring_goes_on(tmp_path):
