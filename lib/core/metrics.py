@@ -40,10 +40,16 @@ class Metric:
         return {SECONDS: 1000, BYTES: 1e-6}.get(self.unit, 1)
 
     @property
+    def plain_label(self) -> str:
+        """The label without its abbreviation, to start a sentence or name a target: 'Time to
+        first token', 'Inter-token latency'."""
+        return self.label.split(" (")[0]
+
+    @property
     def words(self) -> str:
         """Its name inside a sentence: the label in lower case without its abbreviation,
         'time to first token', 'decode throughput'."""
-        return self.label.split(" (")[0].lower()
+        return self.plain_label.lower()
 
     @property
     def titled(self) -> str:

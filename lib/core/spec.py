@@ -245,11 +245,23 @@ def is_utf8(text: str) -> bool:
 
 def field_info(name: str) -> dict[str, Any]:
     """Flag, label, help, bounds, choices, step and widget kind of one RunSpec field, plus its
-    default: everything a widget or a CLI flag needs."""
+    default: everything a widget or a CLI flag needs; and its `words` (`label_words`)."""
     spec_field = next(f for f in dataclasses.fields(RunSpec) if f.name == name)
     default = spec_field.default_factory() if callable(spec_field.default_factory) \
         else spec_field.default
-    return {**spec_field.metadata, "default": default, "type": _value_type(spec_field)}
+    return {**spec_field.metadata, "default": default, "type": _value_type(spec_field),
+            "words": label_words(name, spec_field.metadata["label"])}
+
+
+def label_words(name: str, label: str) -> str:
+    """A field's label inside a sentence and on a chart's axis: 'batch size', 'CPU threads',
+    'KV cache', 'number format'. Lower-cased unless it starts with an acronym, and without the
+    field's own name in parentheses (the widget shows 'Number format (dtype)' so the flag's word
+    can be found; a sentence names the setting once). Other parentheses stay: they carry a unit,
+    'prompt length (tokens)'."""
+    words = label.removesuffix(f" ({name})")
+    first_word = words.split(" ")[0]
+    return words if first_word[:2].isupper() else words[:1].lower() + words[1:]
 
 
 def field_names() -> tuple[str, ...]:

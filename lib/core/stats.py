@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Sequence
 
+from lib.core.metrics import METRICS
 from lib.core.results import Measurement, Repetition
 
 # The percentile gate, the same for every page, chart and export: the p-th percentile needs about
@@ -212,7 +213,7 @@ def summarize(measurement: Measurement) -> Summary:
     return Summary(per_rep, metrics, tuple(quality_warnings(metrics, measurement)))
 
 
-NOISE_METRICS = {"ttft_s": "TTFT", "tpot_s": "TPOT", "e2e_s": "end-to-end"}
+NOISE_METRICS = {name: METRICS[name].short_label for name in ("ttft_s", "tpot_s", "e2e_s")}
 
 
 @dataclass(frozen=True)
@@ -310,7 +311,7 @@ def quality_warnings(metrics: dict[str, Distribution], measurement: Measurement)
             "Something else is probably using the machine. Close other programs, use fewer CPU "
             "threads than cores, or add repetitions; then run again."))
     for label, dist in (("Per-request metrics (TTFT, TPOT, e2e)", metrics.get("e2e_s")),
-                        ("Inter-token latency", metrics.get("itl_s"))):
+                        (METRICS["itl_s"].plain_label, metrics.get("itl_s"))):
         hidden = [f"p{q}" for q in TAIL_PERCENTILES if dist and dist.percentile(q) is None]
         if hidden:
             pooled = dist.requests is not None and dist.requests < dist.n

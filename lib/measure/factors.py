@@ -42,7 +42,6 @@ def factor_column(name: str) -> str:
 class Factor:
     name: str                    # as typed on the command line
     field: str                   # the RunSpec field it sets
-    label: str                   # as shown on axes and in sentences
     default_values: Callable[[], tuple]
     numeric: bool = False        # whole numbers, typed with commas; else picked from a list
     doubling: bool = False       # values grow by doubling: draw on a log axis
@@ -56,6 +55,13 @@ class Factor:
     def column(self) -> str:
         """Its column in the tidy table (lib.records.table)."""
         return factor_column(self.name)
+
+    @property
+    def label(self) -> str:
+        """As shown on axes and in sentences: its RunSpec field's label in a sentence's words
+        ('batch size', 'KV cache', 'number format'), so the widget and the chart name one
+        setting alike."""
+        return field_info(self.field)["words"]
 
     @property
     def title(self) -> str:
@@ -133,24 +139,20 @@ def _stack_settings(value: str) -> dict[str, Any]:
 
 
 FACTORS: dict[str, Factor] = {f.name: f for f in [
-    Factor("model", "model_id", "model",
-           lambda: (DEFAULT_MODEL_ID, "gpt2", "smollm2-360m", "qwen2.5-0.5b")),
-    Factor("device", "device", "device", _devices, settings=_device_settings,
+    Factor("model", "model_id", lambda: (DEFAULT_MODEL_ID, "gpt2", "smollm2-360m", "qwen2.5-0.5b")),
+    Factor("device", "device", _devices, settings=_device_settings,
            more_choices=_profile_ids, words=_device_words),
-    Factor("dtype", "dtype", "number format", lambda: DTYPES,
-           words=lambda value: format_name(value)),
-    Factor("stack", "stack", "software stack", lambda: STACK_NAMES, settings=_stack_settings,
+    Factor("dtype", "dtype", lambda: DTYPES, words=lambda value: format_name(value)),
+    Factor("stack", "stack", lambda: STACK_NAMES, settings=_stack_settings,
            words=stack_name),
-    Factor("batch", "batch_size", "batch size", lambda: (1, 2, 4, 8, 16), True, True),
-    Factor("prompt_tokens", "prompt_tokens", "prompt length (tokens)",
-           lambda: (16, 32, 64, 128, 256, 512, 1024), True, True),
-    Factor("output", "new_tokens", "output length (tokens)", lambda: (8, 16, 32, 64, 128), True,
+    Factor("batch", "batch_size", lambda: (1, 2, 4, 8, 16), True, True),
+    Factor("prompt_tokens", "prompt_tokens", lambda: (16, 32, 64, 128, 256, 512, 1024), True,
            True),
-    Factor("threads", "threads", "CPU threads",
-           lambda: tuple(range(1, default_threads() + 1)), True),
-    Factor("attention", "attention", "attention kernel", lambda: ATTENTIONS),
-    Factor("kv_cache", "kv_cache", "KV cache", lambda: KV_CACHES),
-    Factor("compile", "compile", "torch.compile", lambda: COMPILES),
+    Factor("output", "new_tokens", lambda: (8, 16, 32, 64, 128), True, True),
+    Factor("threads", "threads", lambda: tuple(range(1, default_threads() + 1)), True),
+    Factor("attention", "attention", lambda: ATTENTIONS),
+    Factor("kv_cache", "kv_cache", lambda: KV_CACHES),
+    Factor("compile", "compile", lambda: COMPILES),
 ]}
 
 

@@ -55,9 +55,10 @@ SKIPPED = {
     NOT_MODELLED: "the estimator can't model them (their model's configuration can no longer "
                   "be read here)",
 }
-# How the page names each metric in a sentence.
-METRIC_WORDS = {"ttft_s": "the time to first token", "tpot_s": "the time per token",
-                "e2e_s": "the end-to-end latency"}
+# How the page names each metric in a sentence: the registry's words, but the time per output
+# token is "the time per token", as the run pages' findings say it (lib.views.insights).
+METRIC_WORDS = {"ttft_s": f"the {METRICS['ttft_s'].words}", "tpot_s": "the time per token",
+                "e2e_s": f"the {METRICS['e2e_s'].words}"}
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from lib.core.metrics import format_seconds
+from lib.core.metrics import METRICS, format_seconds
 from lib.serving.records import (CANCELLED, FAILED, MEASURED, OK, SHORT, RequestRecord)
 from lib.core.stats import Distribution
 
@@ -43,8 +43,8 @@ class Slo:
         return record.ttft_s <= self.ttft_s and (tpot is None or tpot <= self.tpot_s)
 
     def words(self) -> str:
-        return (f"time to first token ≤ {format_seconds(self.ttft_s)} and time per output token "
-                f"≤ {format_seconds(self.tpot_s)} ({self.name})")
+        return (f"{METRICS['ttft_s'].words} ≤ {format_seconds(self.ttft_s)} and "
+                f"{METRICS['tpot_s'].words} ≤ {format_seconds(self.tpot_s)} ({self.name})")
 
     def to_dict(self) -> dict[str, Any]:
         return {"ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "name": self.name}
@@ -145,8 +145,9 @@ def ttft_tail(summary: dict[str, Any], metric: str = "ttft_s") -> tuple[float, s
 
 
 # What grows past the knee: the wait for the first token when requests queue; the whole
-# answer when a continuous-batching server admits them at once and shares its decode instead.
-KNEE_METRICS = {"ttft_s": "time to first token", "e2e_s": "end-to-end time"}
+# answer when a continuous-batching server admits them at once and shares its decode instead
+# (said "end-to-end time" here: the whole answer's time, as a load test's findings say it).
+KNEE_METRICS = {"ttft_s": METRICS["ttft_s"].words, "e2e_s": "end-to-end time"}
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from lib.core import text
 from lib.core.errors import ExplorerError, InvalidSpecError
 from lib.models import catalog
 from lib.core import kinds
+from lib.core.metrics import METRICS
 from lib.serving import client, measures, session, sizing
 from lib.serving.plan import ARRIVALS, CONCURRENCY, RATE, LoadPlan, field_info
 from lib.serving.measures import Slo
@@ -285,8 +286,8 @@ def slo_form() -> Slo:
     if chosen != OWN_SLO:
         return measures.SLO_PRESETS[chosen]
     left, right = st.columns(2)
-    ttft_ms = left.number_input("Time to first token at most (ms)", 1.0, 600_000.0,
+    ttft_ms = left.number_input(f"{METRICS['ttft_s'].plain_label} at most (ms)", 1.0, 600_000.0,
                                 key=state.SERVING_SLO_TTFT)
-    tpot_ms = right.number_input("Time per output token at most (ms)", 0.1, 60_000.0,
+    tpot_ms = right.number_input(f"{METRICS['tpot_s'].plain_label} at most (ms)", 0.1, 60_000.0,
                                  key=state.SERVING_SLO_TPOT)
     return Slo(ttft_ms / 1000, tpot_ms / 1000)

@@ -33,7 +33,7 @@ from plotly.subplots import make_subplots
 
 from lib.core import text
 from lib.serving import findings
-from lib.core.metrics import format_number, format_seconds
+from lib.core.metrics import METRICS, format_number, format_seconds
 from lib.serving.plan import RATE
 from lib.serving.records import CANCELLED, COOLDOWN, FAILED, MEASURED, RequestRecord
 from lib.serving.summary import Level, LoadResult
@@ -50,14 +50,14 @@ OFFERED_COLOR = "rgb(150, 150, 150)"
 # (statistic, legend words, dash): the median always, the tails where their samples allow.
 PERCENTILES = (("p50", "median (p50)", "solid"), ("p90", "p90: 9 in 10 were faster", "dash"),
                ("p99", "p99: 99 in 100 were faster", "dot"))
-# (summary key, subplot title, unit, scale to that unit, colour)
-LATENCY_PANELS = (
-    ("ttft_s", "Time to first token (TTFT): the wait before the answer starts", "s", 1.0,
-     TTFT_COLOR),
-    ("tpot_s", "Time per output token (TPOT): the pace once it streams", "ms", 1000.0,
-     TPOT_COLOR),
-    ("e2e_s", "End-to-end: the whole answer", "s", 1.0, E2E_COLOR),
-)
+# (summary key, subplot title, unit, scale to that unit, colour): titled with the registry's
+# label and what it means under load.
+LATENCY_PANELS = tuple(
+    (name, f"{METRICS[name].label}: {gloss}", unit, scale, color)
+    for name, gloss, unit, scale, color in (
+        ("ttft_s", "the wait before the answer starts", "s", 1.0, TTFT_COLOR),
+        ("tpot_s", "the pace once it streams", "ms", 1000.0, TPOT_COLOR),
+        ("e2e_s", "the whole answer", "s", 1.0, E2E_COLOR)))
 
 
 def level_words(load: LoadResult, offered: float) -> str:
