@@ -37,6 +37,7 @@ def test_registry_lists_it_but_never_picks_it():
         BACKEND.check(get_entry("smollm2-135m-instruct"), spec())
 
 
+@pytest.mark.slow
 def test_engine_measures_the_server():
     chunks = [(TTFT_S, "a", 1), (GAP_S, "bb", 2), (GAP_S, "c", 1)]     # 2 tokens in one chunk
     with ScriptedServer(Reply(chunks)) as server:

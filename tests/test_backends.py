@@ -33,6 +33,7 @@ def test_use_swaps_every_choice_for_the_fake():
     assert backends.for_model("gpt2").name == "transformers"
 
 
+@pytest.mark.slow
 def test_generate_arguments_fix_the_output_length():
     ids = torch.ones(2, 16, dtype=torch.long)
     kwargs = generate_arguments(RunSpec(new_tokens=11), ids, tokenizer=None)

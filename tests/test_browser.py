@@ -168,7 +168,7 @@ def test_explore_sweep_draws_every_chart(server, browser):
 
 def test_stop_keeps_the_finished_points(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 3000})
-    _open_explore(page, server, output_tokens=16)
+    _open_explore(page, server, output_tokens=48)
     values = page.get_by_label("Values of batch size (comma-separated)")
     values.fill("1, 2, 4, 8")
     values.press("Enter")

@@ -27,6 +27,7 @@ def _fake_tokenizer(monkeypatch):
     monkeypatch.setattr(session, "_default_tokenizer", lambda say: FakeTokenizer())
 
 
+@pytest.mark.slow
 def test_load_prints_one_json_object_with_a_level_per_value(capsys, monkeypatch):
     monkeypatch.setenv("MY_KEY", KEY)
     with ScriptedServer(Reply(CHUNKS)) as server:
@@ -65,6 +66,7 @@ def test_load_prints_one_json_object_with_a_level_per_value(capsys, monkeypatch)
             assert KEY.encode() not in path.read_bytes(), path
 
 
+@pytest.mark.slow
 def test_load_csv_has_one_row_per_level(capsys):
     with ScriptedServer(Reply(CHUNKS)) as server:
         status, out, err = invoke(["load", "--target", server.base_url, "--rates", "20,40",

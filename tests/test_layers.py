@@ -7,6 +7,7 @@ packages, not a pile of flat modules.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import lib
@@ -39,8 +40,10 @@ def _known(name: str) -> str | None:
     return name or None
 
 
+@functools.cache
 def imports_of(module: str) -> list[tuple[str, int]]:
-    """(imported module, line) for every import of ours in `module`, at any depth."""
+    """(imported module, line) for every import of ours in `module`, at any depth (read once
+    per session: two tests walk the graph)."""
     path = MODULES[module]
     package_parts = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
     found = []

@@ -332,6 +332,7 @@ def _folder(tmp_path, config=GPT2_TINY, weights=("model.safetensors", b""), name
 PICKLE = ("pytorch_model.bin", "pickle")
 
 
+@pytest.mark.slow
 def test_pickle_weights_are_refused_before_anything_reads_them(tmp_path):
     folder = _folder(tmp_path, weights=PICKLE)
     with pytest.raises(ModelLoadError, match=r"weights in .* \(pytorch_model.bin\) are in pickle "
@@ -383,6 +384,7 @@ def test_a_config_json_that_is_not_text_or_too_big_is_explained(tmp_path):
         catalog.get_entry(str(folder))
 
 
+@pytest.mark.slow
 def test_settings_transformers_cannot_build_are_a_model_load_error(tmp_path):
     folder = _folder(tmp_path, config={**GPT2_TINY, "model_type": "evil"}, name="unknown")
     with pytest.raises(ModelLoadError, match="transformers does not know the architecture"):

@@ -401,6 +401,7 @@ def test_the_error_ledger_and_an_estimate_labelled_as_one():
     assert list(at.dataframe[-2].value["entry"]) == [f"#{estimate_id} (estimate)", "#2"]
 
 
+@pytest.mark.slow
 def test_a_load_sweep_opens_with_its_findings_charts_and_table(saved):
     from fakes import load_result
     from lib.records import load_tests

@@ -110,6 +110,7 @@ class _Waiter:
         self.thread.start()
 
 
+@pytest.mark.slow
 def test_waiters_are_told_their_place_and_served_first_come_first_served(monkeypatch):
     monkeypatch.setattr(runlock, "WAIT_UPDATE_S", 0.1)
     order = []

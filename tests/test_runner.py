@@ -42,6 +42,7 @@ def test_weights_that_cannot_fit_are_refused_with_a_smaller_dtype(fake, monkeypa
     assert fake.loads == []
 
 
+@pytest.mark.slow
 def test_runtime_error_in_the_model_becomes_run_failed(fake):
     def explode(spec):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore details")
@@ -119,6 +120,7 @@ def _never_wait(message):
     raise AssertionError(f"an estimate waited for the measurement slot: {message}")
 
 
+@pytest.mark.slow
 def test_an_estimate_never_waits_for_the_measurement_slot(fake):
     """A long measurement holds the slot: an estimate for a hardware profile (or this machine,
     whose ceilings are known) is computed at once, never queued (`on_wait` would hear it)."""

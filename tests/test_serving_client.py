@@ -27,6 +27,7 @@ def steady(n=4, first_s=0.15, gap_s=0.05, tokens=1):
 
 
 @pytest.mark.parametrize("chunked,split,keepalive", [(True, False, False), (False, True, True)])
+@pytest.mark.slow
 def test_ttft_and_chunk_gaps_come_back_as_scripted(chunked, split, keepalive):
     reply = Reply(steady(), chunked=chunked, split_events=split, keepalive=keepalive)
     with ScriptedServer(reply) as server:
@@ -99,6 +100,7 @@ def test_mid_stream_error_and_abrupt_close_are_failed():
     assert closed.status == FAILED and closed.reason
 
 
+@pytest.mark.slow
 def test_a_server_that_hangs_fails_within_the_timeout():
     with ScriptedServer(Reply(steady(1, 0, 0), hang=True)) as server:
         started = time.perf_counter()

@@ -225,6 +225,7 @@ class OneAtATime:
                 self.in_flight -= 1
 
 
+@pytest.mark.slow
 def test_a_closed_loop_keeps_exactly_n_requests_in_flight_and_excludes_warm_up():
     server = OneAtATime()
     plan = LoadPlan(mode="concurrency", levels=(3,), requests=6, warmup=1, new_tokens=4)
@@ -243,6 +244,7 @@ def test_a_closed_loop_keeps_exactly_n_requests_in_flight_and_excludes_warm_up()
             assert r.status == CANCELLED or r.end_s <= last_measured_end + 0.05
 
 
+@pytest.mark.slow
 def test_an_open_loop_past_capacity_queues_and_the_knee_shows():
     server = OneAtATime(prefill=0.01, step=0.002)           # ~0.025 s each: 40 requests/s max
     plan = LoadPlan(mode="rate", levels=(10, 200), requests=6, warmup=1, new_tokens=8,
@@ -344,6 +346,7 @@ def test_a_damaged_document_names_its_bad_field(damage, field):
         report.from_dict(document)
 
 
+@pytest.mark.slow
 def test_progress_is_said_on_the_calling_thread_and_leaving_cancels_the_requests():
     """A page draws progress only from its own script thread; when the person leaves the page
     mid-run, Streamlit raises in that thread, and no request may go on loading the server."""

@@ -215,6 +215,7 @@ def fake_tokenizer(monkeypatch):
     monkeypatch.setattr(session, "_default_tokenizer", lambda say: FakeTokenizer())
 
 
+@pytest.mark.slow
 def test_lib_load_with_a_budget_prints_the_sized_plan_and_its_time(capsys, fake_tokenizer):
     with ScriptedServer(Reply(CHUNKS)) as server:
         status, out, err = invoke(["load", "--target", server.base_url, "--requests", "3",

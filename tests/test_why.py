@@ -121,6 +121,7 @@ def test_itl_percentiles_are_gated_by_the_number_of_requests():
     assert distribution([0.01] * 150)["p99"] == 0.01
 
 
+@pytest.mark.slow
 def test_playground_puts_the_busy_reason_first(monkeypatch):
     from lib.measure import backends
     from lib.measure.backends.fake import FakeBackend
