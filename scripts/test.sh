@@ -7,7 +7,7 @@ scripts/setup.sh --test
 # Converted models, llama.cpp and ONNX files and measured ceilings are kept between runs (in a
 # git-ignored folder that CI can cache): only the first run pays the conversions.
 export ILE_TEST_CACHE_DIR="${ILE_TEST_CACHE_DIR:-$PWD/.cache/tests}"
-# Compiled bytecode is kept there too, even where the environment says not to write it
+# Compiled bytecode is kept in .cache as well, even where the environment says not to write it
 # (PYTHONDONTWRITEBYTECODE): the tests start dozens of app, CLI, worker and server processes,
 # and each would otherwise compile lib/ again.
 unset PYTHONDONTWRITEBYTECODE

@@ -43,6 +43,22 @@ def server(app_server):
     return app_server
 
 
+# Where the page's flow is under test (queueing, stopping, a sweep's charts), not the model:
+# every model on a fake backend whose latencies pass in real time (tests/fake_backend_app.py).
+QUIET = {"prefill_s": 0.05, "decode_s": 0.02, "load_s": 0.0, "other_cpu_percent": 0.0}
+
+
+@pytest.fixture(scope="module")
+def fake_server(tmp_path_factory, model_cache_dir):
+    import json
+
+    require_browser()
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    env = dict(os.environ, ILE_CACHE_DIR=str(model_cache_dir), ILE_FAKE_BACKEND=json.dumps(QUIET))
+    with servers.streamlit_app(log, env, script="tests/fake_backend_app.py") as port:
+        yield f"http://127.0.0.1:{port}"
+
+
 def _set_number(page, label: str, value: int) -> None:
     box = page.get_by_label(label, exact=True)
     box.fill(str(value))
@@ -83,7 +99,8 @@ def test_bad_input_shows_message_and_page_keeps_working(server, browser):
     page.screenshot(path=str(ARTIFACTS / "playground-bad-input.png"), full_page=True)
 
 
-def test_second_session_waits_in_the_queue_and_is_told(server, browser):
+def test_second_session_waits_in_the_queue_and_is_told(fake_server, browser):
+    server = fake_server
     first = browser.new_context().new_page()
     second = browser.new_context().new_page()
     # Two timed repetitions each (from a shared link): long enough for the second to queue.
@@ -103,7 +120,8 @@ def test_second_session_waits_in_the_queue_and_is_told(server, browser):
         assert page.locator('[data-testid="stException"]').count() == 0
 
 
-def test_playground_stop_ends_the_run_and_says_so(server, browser):
+def test_playground_stop_ends_the_run_and_says_so(fake_server, browser):
+    server = fake_server
     page = browser.new_page(viewport={"width": 1400, "height": 2000})
     page.goto(server + "/?warmup_runs=0")          # timed from the first call: stopped sooner
     page.get_by_role("button", name="Run").wait_for(timeout=60_000)
@@ -147,7 +165,8 @@ def _open_explore(page, server, output_tokens: int, link: str = "") -> None:
     page.get_by_role("button", name="Run sweep").wait_for(timeout=60_000)
 
 
-def test_explore_sweep_draws_every_chart(server, browser):
+def test_explore_sweep_draws_every_chart(fake_server, browser):
+    server = fake_server
     page = browser.new_page(viewport={"width": 1400, "height": 4200})
     _open_explore(page, server, output_tokens=4, link="&min_duration_s=0")   # 5 repetitions
     values = page.get_by_label("Values of batch size (comma-separated)")
@@ -166,7 +185,8 @@ def test_explore_sweep_draws_every_chart(server, browser):
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
-def test_stop_keeps_the_finished_points(server, browser):
+def test_stop_keeps_the_finished_points(fake_server, browser):
+    server = fake_server
     page = browser.new_page(viewport={"width": 1400, "height": 3000})
     _open_explore(page, server, output_tokens=48)
     values = page.get_by_label("Values of batch size (comma-separated)")
