@@ -8,6 +8,7 @@ beside `--prompt`; the argument types that refuse hostile values are `lib.cli.ar
 from __future__ import annotations
 
 import argparse
+import functools
 
 from lib.cli import arguments, load_test
 from lib.core import spec as run_spec
@@ -19,7 +20,10 @@ THIS_MACHINE = "this"                      # lib.estimate.hardware.THIS, without
 ESTIMATE_DTYPES = run_spec.DTYPES + ("float8",)   # lib.estimate.estimator.ESTIMATE_DTYPES
 
 
+@functools.cache
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, built once per process: it reads only constants (RunSpec's and
+    LoadPlan's fields, the factors), and parsing leaves it unchanged."""
     parser = arguments.Parser(prog="python -m lib",
                               description="Inference Latency Explorer, headless.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=arguments.Parser)
