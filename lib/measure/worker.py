@@ -106,7 +106,7 @@ class WorkerModel(ModelHandle):
         self._conn, child_conn = context.Pipe()
         self._stop = context.Event()
         self._lock = threading.Lock()
-        self.process = context.Process(target=serve, args=(child_conn, self._stop, backend),
+        self.process = context.Process(target=_worker_main, args=(child_conn, self._stop, backend),
                                        name=f"ile-worker {model_id} {dtype}",
                                        # ended by multiprocessing when the app exits
                                        daemon=True)
@@ -247,6 +247,20 @@ def handle_for(backend: "Backend", model_id: str, device: str, dtype: str,
 
 
 # --- inside the worker process ---------------------------------------------------------------
+
+def _worker_main(conn: Any, stop: Any, backend: "Backend") -> None:
+    """The worker process: serve, then end at once. An interpreter's normal shutdown with
+    torch and a model loaded takes about a second, which every closed worker made its caller
+    wait; nothing in the worker needs it (no files of its own, results already sent)."""
+    from multiprocessing import util
+
+    serve(conn, stop, backend)
+    util._exit_function()           # what multiprocessing runs as a child ends: its finalizers
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
+
 
 def serve(conn: Any, stop: Any, backend: "Backend") -> None:
     """The worker's main loop: one command at a time until "close" or the parent is gone."""
