@@ -63,7 +63,7 @@ def test_the_tokenizer_folder_is_made_again_after_the_cache_is_cleaned(tmp_path,
     monkeypatch.setenv("ILE_CACHE_DIR", str(tmp_path / "cache"))
     made = []
 
-    def convert(entry):                        # the real one takes ~20 s: its result, in short
+    def convert(entry):                        # the real one takes ~15 s: its result, in short
         folder = converted_folder(entry)
         folder.mkdir(parents=True)
         (folder / "tokenizer.json").write_text("{}")
@@ -284,7 +284,7 @@ def test_random_preset_builds_again_after_the_cache_folder_is_deleted(loaded, mo
     monkeypatch.setenv("ILE_CACHE_DIR", str(cache))
     conversions = []
 
-    def convert(entry):     # the real conversion (~20 s) is tested above; its result, copied
+    def convert(entry):     # the real conversion (~15 s) is tested above; its result, copied
         target = converted_folder(entry)
         shutil.copytree(model_cache_dir / "models" / entry.model_id, target,
                         ignore=shutil.ignore_patterns("*.safetensors"))

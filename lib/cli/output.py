@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 
 from lib.core.text import terminal
@@ -43,6 +44,12 @@ def finite(value):
 
 
 def quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    """transformers' warnings and progress bars off, here and in every process started from here
+    (workers, servers), through the environment variables transformers reads at import: the
+    command itself need not import transformers (half a second) to quiet it."""
+    os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()

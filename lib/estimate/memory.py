@@ -260,7 +260,7 @@ def load_advice(model_id: str, dtype: str, device: str = "cpu",
     """What to try when the weights alone don't fit: another dtype this device offers whose
     loading needs less (and fits, when `available_bytes` is known), with its size; never the
     dtype already chosen."""
-    from lib.machine.devices import supported_dtypes     # imports torch
+    from lib.machine.devices import supported_dtypes
 
     shape = shapes(model_id)
     options = []

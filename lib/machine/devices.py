@@ -4,13 +4,17 @@
 tiny matrix product in the requested dtype on the device, because support differs by hardware
 generation and torch build in ways no table keeps up with; a failure becomes an `UnsupportedError`
 that says what to pick instead.
+
+torch is imported only where a question needs it: on a CPU-only torch build (its version ends in
+`+cpu`) the CPU is the only device and float32 always multiplies, so the CLI's checks of a plain
+CPU run cost no torch import (about 1.5 s) in the parent process that only starts the worker.
 """
 
 from __future__ import annotations
 
 import functools
-
-import torch
+import importlib.metadata
+import sys
 
 from lib.core.errors import UnsupportedError
 from lib.core.spec import DTYPES
@@ -26,10 +30,25 @@ def torch_dtype(dtype: str) -> "torch.dtype":
     name = FORMATS[dtype].torch_dtype if dtype in FORMATS else None
     if name is None:
         raise KeyError(dtype)
+    import torch
     return getattr(torch, name)
 
 
+@functools.cache
+def _cpu_only_build() -> bool:
+    """True when the installed torch cannot see a GPU at all: a CPU build, not on a Mac (MPS)."""
+    if sys.platform == "darwin":
+        return False
+    try:
+        return importlib.metadata.version("torch").endswith("+cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
 def available_devices() -> list[str]:
+    if _cpu_only_build():
+        return ["cpu"]
+    import torch
     devices = ["cpu"]
     if torch.cuda.is_available():
         devices.append("cuda")
@@ -42,6 +61,7 @@ def available_devices() -> list[str]:
 def device_name(device: str) -> str:
     """A human name for the device, e.g. the GPU model."""
     if device == "cuda":
+        import torch
         return torch.cuda.get_device_name(0)
     if device == "mps":
         return "Apple GPU (MPS)"
@@ -63,6 +83,9 @@ def check_supported(device: str, dtype: str) -> None:
         raise UnsupportedError(
             f"Device {device!r} is not available on this machine (torch sees: "
             f"{', '.join(available_devices())}). Choose one of those.")
+    if device == "cpu" and dtype == "float32":
+        return                      # every torch build multiplies float32 on the CPU
+    import torch
     if dtype == "int8":
         if device not in INT8_DEVICES:
             raise UnsupportedError(

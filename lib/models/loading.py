@@ -133,7 +133,7 @@ def _load_weights(entry: CatalogEntry, torch_dtype: Any, say: Progress):
             source = "converted copy in the local cache"
         else:
             say(f"First use of {entry.display_name}: converting it from its GGUF file to plain "
-                "weights (about 20 s, once; later loads take a second or two)…")
+                "weights (about 15 s, once; later loads take a second or two)…")
             folder = convert_gguf(entry)
             source = "converted from the packaged GGUF file (first load)"
         return _from_folder(entry, folder, common, source, say)
@@ -211,5 +211,5 @@ def _default_tokenizer(say: Progress):
     from transformers import AutoTokenizer
 
     if not converted_folder(CATALOG[DEFAULT_MODEL_ID]).exists():
-        say("Preparing the tokenizer (converting the embedded model once, about 20 s)…")
+        say("Preparing the tokenizer (converting the embedded model once, about 15 s)…")
     return AutoTokenizer.from_pretrained(_default_tokenizer_folder(), local_files_only=True)

@@ -37,7 +37,7 @@ def converted(entry: CatalogEntry, say: Say) -> Path:
     if (folder / "config.json").exists():
         return folder
     say(f"First use of {entry.display_name}: converting it from its GGUF file to plain weights "
-        "(about 20 s, once)…")
+        "(about 15 s, once)…")
     return convert_gguf(entry)
 
 
