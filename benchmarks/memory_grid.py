@@ -3,7 +3,8 @@
 Each point runs `python -m lib run --json` in a fresh process (one warm-up-free call, so the
 first call's allocations are the ones measured) and reads two peaks: the run's own
 (`summary.peak_memory_bytes`, the RSS high-water mark during the timed call) and the whole
-process's (`ru_maxrss` from `wait4`: Python, torch, loading and the run together). The
+process's (`ru_maxrss` of the command and its worker: Python, torch, loading and the run
+together). The
 estimate is what the guard compares with free memory before anything loads (weights
 included), so the process peak must stay under it: with no swap, an underestimate is an OOM
 kill. The ratio estimate / process peak shows how pessimistic it is.
@@ -74,25 +75,35 @@ def estimate_bytes(point: Point) -> int:
         .total_bytes
 
 
+# Runs the command and writes its descendants' peak RSS to argv[1]. Linux gives a process the
+# peak RSS of the memory it replaced at exec, so a command started straight from a big process
+# (a test session holding models) would report that process's peak, not its own: this small
+# launcher is what the command replaces.
+LAUNCHER = ("import resource, subprocess, sys; status = subprocess.call(sys.argv[2:]); "
+            "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN)"
+            ".ru_maxrss)); sys.exit(status)")
+
+
 def measure(point: Point, env: dict[str, str] | None = None) -> Outcome:
     """Run `point` in a fresh CLI process; raises with its stderr if the run failed."""
     started = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        process = subprocess.Popen([sys.executable, "-m", "lib", "run", "--json", *point.flags()],
-                                   cwd=ROOT, env=env, stdout=out, stderr=err, text=True)
-        # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would keep the largest child's).
-        _pid, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.NamedTemporaryFile("r") as peak:
+        # The CLI process and its worker: RUSAGE_CHILDREN keeps the larger of their peaks.
+        status = subprocess.call(
+            [sys.executable, "-c", LAUNCHER, peak.name,
+             sys.executable, "-m", "lib", "run", "--json", *point.flags()],
+            cwd=ROOT, env=env, stdout=out, stderr=err)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
+        process_peak_kib = int(peak.read() or 0)
     seconds = time.perf_counter() - started
-    if process.returncode != 0:
-        raise RuntimeError(f"{point} failed ({process.returncode}): {stderr[-2000:]}")
+    if status != 0:
+        raise RuntimeError(f"{point} failed ({status}): {stderr[-2000:]}")
     document = json.loads(stdout)
     run_peak = int(document["summary"]["peak_memory_bytes"]["max"])
-    return Outcome(point, estimate_bytes(point), run_peak,
-                   usage.ru_maxrss * 1024, seconds)
+    return Outcome(point, estimate_bytes(point), run_peak, process_peak_kib * 1024, seconds)
 
 
 def grid(models: list[str], quick: bool) -> list[Point]:

@@ -2,8 +2,9 @@
 
 Each point runs `python -m lib run --json` in a fresh process, with no warm-up, so the first
 call's allocations are measured, and compares the whole process's peak RSS (Python, torch,
-loading and the run: `wait4`'s `ru_maxrss`) and the run's own peak (`summary.peak_memory_bytes`)
-with what the guard estimates before loading. With no swap, a peak above the estimate is a run
+loading and the run: `ru_maxrss` of the command and its worker, through a small launcher, as
+a process started straight from this big one would inherit its peak) and the run's own peak
+(`summary.peak_memory_bytes`) with what the guard estimates before loading. With no swap, a peak above the estimate is a run
 the guard lets through into an OOM kill. The grid covers what moves the estimate: eager and
 sdpa attention, float32, bfloat16 and int8, a static cache, a trained model and a random-weight
 preset; shapes are small enough for the whole file to take a few minutes on 2 cores
