@@ -15,10 +15,14 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import sys
+from typing import TYPE_CHECKING
 
 from lib.core.errors import UnsupportedError
 from lib.core.spec import DTYPES
 from lib.core.stacks import FORMATS
+
+if TYPE_CHECKING:
+    import torch
 
 # The formats torch computes in directly (int8 is a quantization of float32 weights, the block
 # formats belong to other stacks).
