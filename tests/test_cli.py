@@ -130,11 +130,11 @@ def test_bad_arguments_are_refused_before_torch_is_imported():
 def test_json_run_is_self_consistent(capsys):
     status, out, err = run_cli(
         ["run", "--model", "smollm2-135m-instruct", "--device", "cpu", "--dtype", "float32",
-         "--batch", "2", "--prompt-tokens", "64", "--new-tokens", "16", "--repetitions", "5",
-         "--min-duration", "0", "--threads", "1", "--json"], capsys)
+         "--batch", "2", "--prompt-tokens", "64", "--new-tokens", "8", "--repetitions", "3",
+         "--min-duration", "0", "--warmup", "1", "--threads", "1", "--json"], capsys)
     assert status == 0, err
     data = json.loads(out)
-    summary, n, batch = data["summary"], 16, 2
+    summary, n, batch = data["summary"], 8, 2
     for key in ("ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "total_tokens_per_s",
                 "requests_per_s", "peak_memory_bytes", "itl_s"):
         assert summary[key]["n"] >= 1 and summary[key]["median"] > 0

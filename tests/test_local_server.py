@@ -252,8 +252,9 @@ def test_a_real_server_answers_on_loopback_only_and_stop_frees_its_port(monkeypa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("parent_ends", ["killed with SIGKILL", "exits normally"])
-def test_the_server_dies_with_the_process_that_started_it(tmp_path, parent_ends):
+def test_the_server_dies_with_the_process_that_started_it(tmp_path):
+    """Two parents, each starting a server, side by side (the starts overlap): one is killed
+    with SIGKILL, the other exits normally (atexit); neither server outlives its parent."""
     script = tmp_path / "parent.py"
     script.write_text(textwrap.dedent(f"""
         import sys, time
@@ -263,23 +264,28 @@ def test_the_server_dies_with_the_process_that_started_it(tmp_path, parent_ends)
         print(server.pid, server.port, flush=True)
         sys.stdin.readline()          # a line: exit normally (atexit); else killed meanwhile
     """))
-    parent = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    parents = {how: subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+               for how in ("killed with SIGKILL", "exits normally")}
     try:
-        pid, port = map(int, parent.stdout.readline().split())
-        assert psutil.pid_exists(pid) and not _refused(port)
-        ended = time.monotonic()
-        if parent_ends == "killed with SIGKILL":
-            parent.send_signal(signal.SIGKILL)
-        else:
-            parent.stdin.write("exit\n")
-            parent.stdin.flush()
-        parent.wait(timeout=15)
-        assert _gone(pid, port), "the server outlived the process that started it"
-        print(f"server gone {time.monotonic() - ended:.2f} s after its parent was {parent_ends}")
+        servers = {how: tuple(map(int, parent.stdout.readline().split()))
+                   for how, parent in parents.items()}
+        for pid, port in servers.values():
+            assert psutil.pid_exists(pid) and not _refused(port)
+        for how, parent in parents.items():
+            ended = time.monotonic()
+            if how == "killed with SIGKILL":
+                parent.send_signal(signal.SIGKILL)
+            else:
+                parent.stdin.write("exit\n")
+                parent.stdin.flush()
+            parent.wait(timeout=15)
+            assert _gone(*servers[how]), f"the server outlived its parent, {how}"
+            print(f"server gone {time.monotonic() - ended:.2f} s after its parent was {how}")
     finally:
-        parent.kill()
-        parent.wait()
+        for parent in parents.values():
+            parent.kill()
+            parent.wait()
 
 
 @pytest.mark.slow

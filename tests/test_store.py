@@ -100,14 +100,17 @@ def test_concurrent_writers_from_several_processes(tmp_path):
 
 @pytest.mark.slow
 def test_a_killed_sweep_keeps_its_finished_points(tmp_path):
-    # Rounds visit every point; a point leaves them when it has its minimum: 2 s of timed
-    # repetitions. The 64- and 96-token points have it after a repetition or two each; the
-    # 2-token point needs dozens, for about 2 s more: the kill lands in those.
-    env = dict(os.environ, ILE_DATA_DIR=str(tmp_path))
+    # A real process killed with -9, on the fake backend (tests/fake_backend_cli.py: 20 ms a
+    # token in real time, no model to load). Rounds visit every point; a point leaves them when
+    # it has its minimum: 2 s of timed repetitions. The 64- and 96-token points have it after a
+    # repetition or two each; the 2-token point needs dozens, for about 2 s more: the kill
+    # lands in those.
+    env = dict(os.environ, ILE_DATA_DIR=str(tmp_path),
+               ILE_FAKE_BACKEND=json.dumps({"prefill_s": 0.02, "decode_s": 0.02}))
     process = subprocess.Popen(
-        [sys.executable, "-m", "lib", "sweep", "--factor", "output", "--values", "2,64,96",
-         "--prompt-tokens", "16", "--repetitions", "1", "--min-duration", "2", "--warmup", "0",
-         "--threads", "1"],
+        [sys.executable, "tests/fake_backend_cli.py", "sweep", "--factor", "output", "--values",
+         "2,64,96", "--prompt-tokens", "16", "--repetitions", "1", "--min-duration", "2",
+         "--warmup", "0", "--threads", "1"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = Store(tmp_path / "history.sqlite3")
     deadline = time.monotonic() + 240
