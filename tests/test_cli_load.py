@@ -152,7 +152,7 @@ def test_a_rate_sweep_on_the_real_local_server_shows_ttft_growing(capsys):
     The timeout is given (sized ones are tested on a fake clock): the suite's other tests may
     make the machine several times slower between the first answer and the last level."""
     status, out, err = invoke(["load", "--target", "local", "--model", "smollm2-135m-instruct",
-                               "--no-continuous-batching", "--budget-s", "60", "--timeout", "60",
+                               "--no-continuous-batching", "--budget-s", "20", "--timeout", "60",
                                "--arrival", "constant", "--requests", "3", "--warmup", "0",
                                "--prompt-tokens", "32", "--new-tokens", "8", "--json"], capsys)
     assert status == 0, err
