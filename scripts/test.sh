@@ -12,4 +12,7 @@ export ILE_TEST_CACHE_DIR="${ILE_TEST_CACHE_DIR:-$PWD/.cache/tests}"
 # and each would otherwise compile lib/ again.
 unset PYTHONDONTWRITEBYTECODE
 export PYTHONPYCACHEPREFIX="${PYTHONPYCACHEPREFIX:-$PWD/.cache/pycache}"
-exec .venv/bin/python -m pytest "$@"
+# Two workers (pytest-xdist), the browser tests together on one of them (tests/conftest.py):
+# they mostly wait on pages and servers, so the other worker's CPU-bound tests run meanwhile.
+# `-n 0` after these runs everything in one process.
+exec .venv/bin/python -m pytest -n 2 --dist loadgroup "$@"

@@ -182,3 +182,16 @@ def classroom_on(monkeypatch):
     monkeypatch.setenv("ILE_ACCESS_CODE", CLASSROOM_ACCESS_CODE)
     monkeypatch.setenv("ILE_HOST_CODE", CLASSROOM_HOST_CODE)
 
+
+def pytest_collection_modifyitems(items):
+    """With pytest-xdist (scripts/test.sh runs two workers, `--dist loadgroup`): the browser
+    tests go to one worker together. They mostly wait (on pages, servers and the fake backend's
+    real-time latencies), so the other worker's CPU-bound tests run meanwhile, and they share
+    one app server and one Chromium. A file whose tests share state in the test cache stays
+    on one worker too."""
+    one_file = {"test_backend_onnxruntime.py"}   # rebuilds the int4 export the others load
+    for item in items:
+        if item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.xdist_group("browser"))
+        elif item.path.name in one_file:
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
