@@ -14,5 +14,10 @@ unset PYTHONDONTWRITEBYTECODE
 export PYTHONPYCACHEPREFIX="${PYTHONPYCACHEPREFIX:-$PWD/.cache/pycache}"
 # Two workers (pytest-xdist), the browser tests together on one of them (tests/conftest.py):
 # they mostly wait on pages and servers, so the other worker's CPU-bound tests run meanwhile.
-# `-n 0` after these runs everything in one process.
+# `-n 0` after these runs everything in one process. Two workers running torch side by side
+# are more threads than cores: OpenMP threads that spin while they wait (its default) then
+# burn the time the other worker needs (a local load test beside a busy torch loop: 40 s
+# spinning, 20 s passive, the same as on a quiet machine). The tests compare no timings with
+# this machine's quiet speed, so they wait passively.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 exec .venv/bin/python -m pytest -n 2 --dist loadgroup "$@"
