@@ -3,8 +3,9 @@
 `ScriptedServer(replies, ...)` is a context manager serving on 127.0.0.1 (a free port) in a
 thread. Each POST takes the next `Reply` (the last one repeats): its status, a delay before the
 headers, the content chunks as (delay_s, text, tokens), then a usage report, a mid-stream error,
-a hang (until the server stops) or an abrupt close. `fields` mimics how servers treat the
-fixed-length fields: "vllm" takes them all; "transformers" answers 422 "Unexpected fields in
+a hang (until the server stops) or an abrupt close; or, as a hostile server, `raw_events` sent
+as they are (with the request's Authorization header where they say so). `fields` mimics how
+servers treat the fixed-length fields: "vllm" takes them all; "transformers" answers 422 "Unexpected fields in
 the request" for vLLM's (like `transformers serve`); "plain" refuses both kinds with 400.
 Every request's path, headers and JSON body are kept in `requests`, so tests assert what was
 sent. GET /v1/models lists `models`.
@@ -39,6 +40,9 @@ class Reply:
     keepalive: bool = False               # an SSE comment before each event
     headers: dict[str, str] = field(default_factory=dict)
     echo_auth: bool = False               # put the Authorization header in the error body
+    # A hostile server: these data fields sent as they are, then [DONE]; "{auth}" in one becomes
+    # the request's Authorization header, "{auth_json}" the same as a JSON string's inside.
+    raw_events: list[str] | None = None
 
 
 class ScriptedServer:
@@ -127,6 +131,17 @@ def _handler_for(server: ScriptedServer):
             self.close_connection = True
 
         def _stream(self, reply: Reply, chat: bool) -> None:
+            if reply.raw_events is not None:
+                auth = self.headers.get("Authorization", "")
+                for data in reply.raw_events:
+                    data = data.replace("{auth}", auth).replace(
+                        "{auth_json}", json.dumps(auth)[1:-1])
+                    self._write(b"data: " + data.encode() + b"\n\n", reply)
+                self._write(b"data: [DONE]\n\n", reply)
+                if reply.chunked:
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                return
             for number, (delay_s, text, _) in enumerate(reply.chunks):
                 if reply.error_after == number:
                     return self._event({"error": {"message": "the engine ran out of memory"}},

@@ -210,3 +210,103 @@ def test_check_url_normalises(given, expected):
 def test_check_url_refuses_with_advice(given, words):
     with pytest.raises(ServingError, match=words):
         client.check_url(given)
+
+
+# --- a hostile server: every field checked, the key never kept, bounded work per reply -------
+
+def _pieces_of(key: str, size: int = 8) -> set[str]:
+    return {key[i:i + size] for i in range(len(key) - size + 1)}
+
+
+def _hostile(raw_events, **reply) -> tuple:
+    with ScriptedServer(Reply(raw_events=raw_events, **reply)) as server:
+        started = time.monotonic()
+        record = client.stream(endpoint(server, api_key=KEY), "x", 4)
+        return record, time.monotonic() - started
+
+
+def _text(n: int) -> str:
+    return json.dumps({"choices": [{"index": 0, "text": f"w{n} ", "finish_reason": None}]})
+
+
+@pytest.mark.parametrize("usage, words", [
+    ("5", "'usage' that is not an object"),
+    ('{"completion_tokens": [1]}', "usage.completion_tokens [1], not a token count"),
+    ('{"completion_tokens": 1e400}', "usage.completion_tokens inf, not a token count"),
+    ('{"completion_tokens": 9999999}', "9999999, not a token count from 0 to 32 (for 4 asked"),
+    ('{"completion_tokens": true}', "usage.completion_tokens True"),
+    ('{"completion_tokens": 4, "prompt_tokens": 1000000000000000000000000000000}',
+     "usage.prompt_tokens 1000000000000000000000000000000, not a token count"),
+])
+def test_a_malformed_usage_fails_that_request_in_words(usage, words):
+    record, seconds = _hostile([_text(i) for i in range(4)] + [
+        '{"choices": [], "usage": %s}' % usage])
+    assert record.status == FAILED and words in record.reason, record.reason
+    assert seconds < 2
+    json.dumps(record.to_dict(), allow_nan=False)          # nothing unsaveable kept
+
+
+@pytest.mark.parametrize("event, words", [
+    ('{"choices": "abc"}', "'choices' that is not a list"),
+    ('{"choices": [5]}', "a choice that is not an object"),
+    ('{"choices": [{"text": 7}]}', "answer text that is not a string"),
+    ('{"choices": [{"text": "a", "finish_reason": {"x": 1}}]}', "finish_reason that is not"),
+    ('[' * 100_000, "not JSON"),
+])
+def test_a_malformed_event_fails_that_request_in_words(event, words):
+    record, _ = _hostile([event])
+    assert record.status == FAILED and words in record.reason, record.reason
+
+
+def test_the_probe_of_a_malformed_server_is_a_message_not_a_traceback():
+    with ScriptedServer(Reply(raw_events=['{"choices": "abc"}'])) as server:
+        with pytest.raises(ServingError, match="'choices' that is not a list"):
+            client.probe(endpoint(server, fixed_length="auto"))
+
+
+def test_the_key_echoed_anywhere_is_scrubbed_before_any_cut():
+    # In finish_reason (after "stop-"), and in an error body padded so the key straddles the
+    # 200-character excerpt: no 8-character piece of it is kept anywhere.
+    record, _ = _hostile([_text(0), json.dumps({"choices": [
+        {"index": 0, "text": "", "finish_reason": "stop-{auth_json}"}]})])
+    kept = json.dumps(record.to_dict())
+    assert record.finish_reason and not _pieces_of(KEY) & _pieces_in(kept)
+    for pad in (178, 185, 192):                   # the key straddles the 200-character cut
+        with ScriptedServer(Reply(status=500, body="x" * pad, echo_auth=True)) as server:
+            refused = client.stream(endpoint(server, api_key=KEY), "x", 2)
+        assert refused.status == FAILED
+        assert not _pieces_of(KEY) & _pieces_in(json.dumps(refused.to_dict())), pad
+    error, _ = _hostile(['{"error": {"message": "bad token {auth_json}"}}'])
+    assert "[API key]" in error.reason and not _pieces_of(KEY) & _pieces_in(error.reason)
+
+
+def _pieces_in(text: str) -> set[str]:
+    return _pieces_of(text)
+
+
+def test_scrub_replaces_the_key_and_its_long_pieces_only():
+    key = "sk-abcdefghijklmnopqrstuvwxyz"
+    assert answer.scrub(f"got Bearer {key}!", key) == "got Bearer [API key]!"
+    assert answer.scrub(f"cut {key[:12]}…", key) == "cut [API key]…"
+    assert answer.scrub(f"..{key[9:17]}..", key) == "..[API key].."
+    assert answer.scrub(f"..{key[9:16]}..", key) == f"..{key[9:16]}.."     # 7 characters
+    assert answer.scrub("nothing here", key) == "nothing here"
+
+
+def test_a_reply_without_event_boundaries_is_too_large_and_ends_at_once():
+    record, seconds = _hostile(["x" * 3_000_000])
+    assert record.status == FAILED and "reply too large" in record.reason
+    assert seconds < 5
+
+
+def test_endless_small_chunks_are_too_large_for_the_tokens_asked():
+    record, seconds = _hostile([_text(i) for i in range(200)])     # 4 tokens asked for
+    assert record.status == FAILED and "reply too large" in record.reason
+    assert seconds < 5
+
+
+def test_a_queue_time_no_number_can_hold_is_ignored():
+    assert answer.queue_seconds({"x-queue-time": "9" * 400}) is None
+    assert answer.queue_seconds({"x-queue-time": "99999999s"}) is None
+    record, _ = _hostile([_text(i) for i in range(4)], headers={"X-Queue-Time": "9" * 400})
+    assert record.queue_s is None and record.status == OK

@@ -15,13 +15,23 @@ Queueing delay is read from the response headers `x-queue-time` or `x-queue-dura
 a value with a unit (`12ms`, `0.012s`) is taken as written; a bare integer is milliseconds (TGI
 writes those); a bare decimal number is seconds.
 
-The API key never reaches a reason: `scrub` replaces it wherever a server echoed it.
+Everything in an event is checked before it is used (`take`): `usage` an object, token counts
+whole numbers no larger than `Answer.most_tokens` (a count is what the heap in `_shares` spreads,
+so a claimed 9,999,999 tokens can't cost seconds), `choices` a list of objects, texts strings,
+`finish_reason` a short string; more content chunks than `Answer.most_tokens` (a few times the
+tokens asked for) end the request as "reply too large". A field that fails is that request's
+failure reason in words.
+
+The API key never reaches a reason or a saved field: `scrub` replaces it, and any piece of it
+`KEY_PIECE_CHARS` long or longer, in every text that came from the server, before the text is
+cut to an excerpt (a key straddling the cut would otherwise leave most of itself behind).
 """
 
 from __future__ import annotations
 
 import heapq
 import json
+import math
 import re
 from typing import Callable
 
@@ -30,6 +40,11 @@ from lib.serving.records import (FAILED, FROM_CHUNKS, FROM_TOKENIZER, FROM_USAGE
 from lib.serving.wire import excerpt
 
 MAX_USAGE_TOKENS = 10_000_000   # a usage report beyond this is not believed
+MAX_PROMPT_TOKENS = 10_000_000  # a prompt count beyond this is not a count
+MAX_CHUNKS_PER_TOKEN = 4        # content chunks per token asked for, plus a few, at most
+MAX_FINISH_REASON_CHARS = 100
+MAX_QUEUE_S = 86_400.0          # a queueing delay over a day is not one
+KEY_PIECE_CHARS = 8             # this long a piece of the key is scrubbed too
 
 
 class Answer:
@@ -50,37 +65,80 @@ class Answer:
         self.reason = ""
 
     def take(self, data: str, arrived: float) -> bool:
-        """One event; True when the stream is over ([DONE] or an error)."""
+        """One event; True when the stream is over ([DONE], an error or a malformed field)."""
         if data.strip() == "[DONE]":
             self.finished = True
             return True
+        data = scrub(data, self.endpoint.api_key)
         try:
             event = json.loads(data)
-        except json.JSONDecodeError:
-            self.fail(f"the stream sent something that is not JSON: {excerpt(data)}")
-            return True
+        except (json.JSONDecodeError, RecursionError):
+            return self._malformed(f"something that is not JSON: {excerpt(data)}")
         if not isinstance(event, dict):
-            self.fail(f"the stream sent an unexpected event: {excerpt(data)}")
-            return True
+            return self._malformed(f"an unexpected event: {excerpt(data)}")
         if event.get("error"):
             error = event["error"]
             message = error.get("message", error) if isinstance(error, dict) else error
-            self.fail(f"the server reported an error mid-answer: {excerpt(str(message))}")
+            self.fail("the server reported an error mid-answer: "
+                      f"{excerpt(scrub(str(message), self.endpoint.api_key))}")
             return True
-        usage = event.get("usage") or {}
-        if usage.get("completion_tokens") is not None:
-            self.usage_tokens = int(usage["completion_tokens"])
-            self.prompt_tokens = usage.get("prompt_tokens")
-        for choice in event.get("choices") or ():
+        usage = event.get("usage")
+        if usage is not None:
+            if not isinstance(usage, dict):
+                return self._malformed(f"'usage' that is not an object: {excerpt(data)}")
+            if usage.get("completion_tokens") is not None:
+                tokens = _count(usage["completion_tokens"], self.most_tokens)
+                if tokens is None:
+                    return self._malformed(
+                        f"usage.completion_tokens {excerpt(repr(usage['completion_tokens']))}, "
+                        f"not a token count from 0 to {self.most_tokens} (for "
+                        f"{self.new_tokens} asked for)")
+                self.usage_tokens = tokens
+            if usage.get("prompt_tokens") is not None:
+                prompt = _count(usage["prompt_tokens"], MAX_PROMPT_TOKENS)
+                if prompt is None:
+                    return self._malformed(
+                        f"usage.prompt_tokens {excerpt(repr(usage['prompt_tokens']))}, not a "
+                        "token count")
+                self.prompt_tokens = prompt
+        choices = event.get("choices")
+        if choices is not None and not isinstance(choices, list):
+            return self._malformed(f"'choices' that is not a list: {excerpt(data)}")
+        for choice in choices or ():
+            if not isinstance(choice, dict):
+                return self._malformed(f"a choice that is not an object: {excerpt(data)}")
+            delta = choice.get("delta") if self.endpoint.api == "chat" else None
+            if delta is not None and not isinstance(delta, dict):
+                return self._malformed(f"a 'delta' that is not an object: {excerpt(data)}")
             text = choice.get("text") if self.endpoint.api == "completions" \
-                else (choice.get("delta") or {}).get("content")
+                else (delta or {}).get("content")
+            if text is not None and not isinstance(text, str):
+                return self._malformed(f"answer text that is not a string: {excerpt(data)}")
             if text:
+                if len(self.texts) >= self.most_tokens:
+                    self.fail(f"reply too large: more than {len(self.texts)} pieces of text for "
+                              f"{self.new_tokens} tokens asked for")
+                    return True
                 self.chunk_s.append(arrived)
                 self.texts.append(text)
-            if choice.get("finish_reason"):
-                self.finish_reason = choice["finish_reason"]
+            reason = choice.get("finish_reason")
+            if reason:
+                if not isinstance(reason, str) or len(reason) > MAX_FINISH_REASON_CHARS:
+                    return self._malformed(f"a finish_reason that is not a short word: "
+                                           f"{excerpt(repr(reason))}")
+                self.finish_reason = reason
                 self.finished = True
         return False
+
+    @property
+    def most_tokens(self) -> int:
+        """The most tokens, or pieces of text, an answer may bring: a few times those asked
+        for (a server may ignore max_tokens), never millions."""
+        return MAX_CHUNKS_PER_TOKEN * self.new_tokens + 16
+
+    def _malformed(self, what: str) -> bool:
+        self.fail(f"the stream sent {what}")
+        return True
 
     def fail(self, reason: str) -> None:
         self.stop(FAILED, reason)
@@ -148,10 +206,41 @@ def queue_seconds(headers: dict[str, str]) -> float | None:
             continue
         number, unit = float(match[1]), match[2]
         if unit == "ms" or (unit is None and "." not in match[1]):
-            return number / 1000
-        return number
+            number /= 1000
+        return number if math.isfinite(number) and number <= MAX_QUEUE_S else None
     return None
 
 
+def _count(value, most: int) -> int | None:
+    """`value` as a token count from 0 to `most`, else None (a bool, a float, a list, 1e400)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+        return None
+    return value
+
+
 def scrub(text: str, key: str | None) -> str:
-    return text.replace(key, "[API key]") if key else text
+    """`text` with the key, and every piece of it at least KEY_PIECE_CHARS long, replaced."""
+    if not key or not text:
+        return text
+    text = text.replace(key, "[API key]")
+    if len(key) < KEY_PIECE_CHARS:
+        return text
+    pieces = {key[i:i + KEY_PIECE_CHARS] for i in range(len(key) - KEY_PIECE_CHARS + 1)}
+    covered = bytearray(len(text))
+    found = False
+    for i in range(len(text) - KEY_PIECE_CHARS + 1):
+        if text[i:i + KEY_PIECE_CHARS] in pieces:
+            covered[i:i + KEY_PIECE_CHARS] = b"\x01" * KEY_PIECE_CHARS
+            found = True
+    if not found:
+        return text
+    out, i = [], 0
+    while i < len(text):
+        if covered[i]:
+            while i < len(text) and covered[i]:
+                i += 1
+            out.append("[API key]")
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)

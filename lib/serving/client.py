@@ -28,6 +28,7 @@ from lib.serving.answer import Answer, queue_seconds, scrub
 from lib.serving.records import FAILED, MEASURED, Endpoint, RequestRecord
 
 PROBE_TOKENS = 2
+MAX_MODEL_CHARS = 4096          # a model name the server lists (a path, at most)
 _VERSION_SEGMENT = re.compile(r"v\d+[a-z0-9]*")
 # Words in a 400/422 body that say the request's extra fields were refused (not, say, a prompt
 # too long): transformers serve says "Unexpected fields", pydantic "extra fields not permitted".
@@ -137,7 +138,8 @@ def _stream(endpoint: Endpoint, prompt: str, new_tokens: int, index: int, phase:
         answer.queue_s = queue_seconds(response_headers)
         pieces = wire.body(connection, response_headers, rest, clock)
         if answer.http_status >= 400:
-            error_body = wire.collect(pieces).decode("utf-8", "replace")
+            error_body = scrub(wire.collect(pieces).decode("utf-8", "replace"),
+                               endpoint.api_key)
             answer.fail(f"HTTP {answer.http_status}: "
                         f"{wire.excerpt(error_body) or 'no reason given'}")
         else:
@@ -157,11 +159,11 @@ def _stream(endpoint: Endpoint, prompt: str, new_tokens: int, index: int, phase:
     except (socket.timeout, TimeoutError):
         answer.fail(f"could not connect to {endpoint.base_url} within {endpoint.timeout_s:g} s")
     except (OSError, ValueError, ConnectionError) as error:
-        answer.fail(f"{type(error).__name__}: {error}")
+        answer.fail(f"{type(error).__name__}: {scrub(str(error), endpoint.api_key)}")
     finally:
         connection.close()
     end_s = connection.last_byte_s if connection.last_byte_s is not None else clock()
-    return answer.record(end_s, count_tokens), scrub(error_body, endpoint.api_key)
+    return answer.record(end_s, count_tokens), error_body
 
 
 # --- probing -------------------------------------------------------------------------------
@@ -192,8 +194,9 @@ def _checked_model(endpoint: Endpoint) -> Endpoint:
     if status in (401, 403):
         raise ServingError(_key_refused(endpoint, status))
     try:
-        offered = [str(item["id"]) for item in json.loads(body)["data"]]
-    except (ValueError, KeyError, TypeError):
+        offered = [scrub(item["id"], endpoint.api_key) for item in json.loads(body)["data"]
+                   if isinstance(item["id"], str) and 0 < len(item["id"]) <= MAX_MODEL_CHARS]
+    except (ValueError, KeyError, TypeError, RecursionError):
         offered = None                   # no model list here: the first request will tell
     if offered is None or status >= 400:
         if not endpoint.model:

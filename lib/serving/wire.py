@@ -21,6 +21,8 @@ from lib.serving.records import CANCELLED, FAILED
 POLL_S = 0.1                  # longest wait for one read: how late Cancel and the deadline act
 EXCERPT_CHARS = 200           # of what a server sent, in a reason
 MAX_ERROR_BODY_BYTES = 64_000
+MAX_HEAD_BYTES = 64_000       # status line and headers
+MAX_EVENT_BYTES = 1_000_000   # one server-sent event, or one chunk-size line: "reply too large"
 
 Clock = Callable[[], float]
 
@@ -92,6 +94,8 @@ def read_head(connection: Connection, clock: Clock) -> tuple[int, dict[str, str]
     """Status, headers (lower-case names) and the body bytes that came with them."""
     buffer = b""
     while b"\r\n\r\n" not in buffer:
+        if len(buffer) > MAX_HEAD_BYTES:
+            raise ConnectionError(f"reply too large: headers over {MAX_HEAD_BYTES:,} bytes")
         data = connection.receive(clock)
         if not data:
             raise ConnectionError("the server closed the connection without an answer")
@@ -148,6 +152,8 @@ def body(connection: Connection, headers: dict[str, str], rest: bytes,
                     return
                 left_in_chunk = size
                 continue
+        if len(buffer) > MAX_EVENT_BYTES:
+            raise ConnectionError(f"reply too large: a chunk over {MAX_EVENT_BYTES:,} bytes")
         data = connection.receive(clock)
         if not data:
             raise ConnectionError("the server closed the connection mid-answer")
@@ -167,6 +173,8 @@ def events(pieces: Iterator[tuple[bytes, float]]) -> Iterator[tuple[str, float]]
                      if line.startswith("data:")]
             if lines:
                 yield "\n".join(line[5:].removeprefix(" ") for line in lines), arrived
+        if len(buffer) > MAX_EVENT_BYTES:      # bounded, so joining pieces stays cheap
+            raise ValueError(f"reply too large: an event over {MAX_EVENT_BYTES:,} bytes")
     if buffer.strip():
         raise ValueError(f"the stream ended inside an event: {excerpt(buffer.decode())}")
 
