@@ -284,3 +284,24 @@ def test_an_upload_over_the_limit_is_refused_before_parsing(monkeypatch, run_exp
     monkeypatch.setattr(imports, "MAX_FILE_BYTES", 1000)
     with pytest.raises(imports.ImportRefusedError, match="is larger than"):
         imports.check_bytes(as_bytes(run_export), "big.json")
+
+
+def test_a_load_result_that_would_not_open_again_is_not_saved(tmp_path, monkeypatch):
+    """A live load run goes through an import's checks before it is saved: a number no JSON
+    reader takes (a server's 400-digit queue time read as infinity, say) is refused with its
+    reason, and nothing is stored."""
+    from fakes import load_result
+    from lib.records import load_tests
+    from lib.serving import summary
+
+    store = Store(tmp_path / "history.sqlite3")
+    good = summary.to_dict(load_result())
+    bad = copy.deepcopy(good)
+    bad["levels"][0]["records"][0]["queue_s"] = float("inf")
+    monkeypatch.setattr(load_tests.summary, "to_dict", lambda loaded: bad)
+    entry_id, problem = load_tests.save(load_result(), store=store)
+    assert entry_id is None and problem.startswith("it would not open again")
+    assert "Infinity" in problem and store.list() == []
+    monkeypatch.setattr(load_tests.summary, "to_dict", lambda loaded: good)
+    entry_id, problem = load_tests.save(load_result(), store=store)
+    assert problem is None and documents.open_entry(store.export(entry_id))

@@ -102,6 +102,19 @@ def check_bytes(data: bytes, name: str = "the file") -> Checked:
         raise ImportRefusedError(f"Can't import {name}: {exc.reason}") from None
 
 
+def check_saving(kind: str, document: dict[str, Any]) -> None:
+    """The checks of an import, for a live result about to be saved: a load run holds what a
+    server sent, as untrusted as any file, and an entry saved must be an entry that opens.
+    ImportRefusedError says what is wrong; nothing is saved then."""
+    try:
+        _checked(_parse(json.dumps({"format": EXPORT_FORMAT, "kind": kind, **document})
+                        .encode()))
+    except (schema.DocumentError, ImportRefusedError) as exc:
+        raise ImportRefusedError(f"it would not open again ({exc})") from None
+    except DamagedEntryError as exc:
+        raise ImportRefusedError(f"it would not open again ({exc.reason})") from None
+
+
 def _check_size(size: int, name: str) -> None:
     if size > MAX_FILE_BYTES:
         raise ImportRefusedError(

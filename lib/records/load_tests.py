@@ -3,8 +3,9 @@ and the Serving page turn a load sweep into a history entry.
 
 `lib.serving.session.measure` runs the sweep and hands its result back without touching the
 history (serving sits below records); `measure_and_save` saves whatever it returns, a stopped
-run's levels included, and says where the entry went or, when the history can't be written,
-why not. A run that keeps nothing (it raised) saves nothing.
+run's levels included, once it passes an import's checks (`lib.records.imports.check_saving`:
+what a server sent is untrusted, and a saved entry must open), and says where the entry went
+or, when it can't be saved, why not. A run that keeps nothing (it raised) saves nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
+from lib.records import imports
 from lib.records.store import Store, StoreError
 from lib.serving import session, summary
 from lib.serving.plan import LoadPlan
@@ -51,10 +53,15 @@ def measure_and_save(target: session.Target, plan: LoadPlan, slo: Slo | None, *,
 def save(loaded: summary.LoadResult, owner: str | None = None, store: Store | None = None,
          on_wait: Say | None = None) -> tuple[int | None, str | None]:
     """(entry id, None) when saved; (None, why not) when the history can't be written."""
+    document = summary.to_dict(loaded)
+    try:
+        imports.check_saving("load", document)
+    except imports.ImportRefusedError as exc:
+        return None, str(exc)
     store = store or Store()
     if on_wait is not None:
         store.on_wait = on_wait
     try:
-        return store.save_load(summary.to_dict(loaded), owner=owner), None
+        return store.save_load(document, owner=owner), None
     except StoreError as exc:
         return None, str(exc)
