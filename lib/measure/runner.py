@@ -146,6 +146,10 @@ def run(spec: RunSpec, cache: ModelCache | None = None, on_status: Say | None = 
     cache = cache if cache is not None else ModelCache(max_entries=1)
     held = cache.holds(backend, spec.model_id, spec.device, spec.dtype)
     measured = backend.provenance == MEASURED
+    # A run that can't fit is refused first, from the model's shapes alone: before the
+    # ceilings are measured (torch, seconds) or the queue is joined; `prepare` checks again
+    # in the slot, where the memory free may have changed.
+    memory_verdict(spec, cache, backend).enforce()
     if measured:
         measure_ceilings((spec.device,), on_status, on_wait)
     try:

@@ -6,7 +6,10 @@ experts, in Linear layers), layer and head numbers and the KV cache per token, i
 and with no memory: memory is estimated from it before any weight is allocated. What a build
 found is kept in the cache folder, keyed by the configuration and the versions of transformers
 and torch that built it, so an estimate (`python -m lib estimate`) answers without importing
-either: importing them takes seconds of CPU, far more on a busy machine. `config()` is
+either: importing them takes seconds of CPU, far more on a busy machine. The catalog's own
+models come with their shapes (`catalog_shapes.json`, written by `scripts/catalog_shapes.py`
+and kept true by a test), used while the entry's configuration is the one they were built from:
+on a fresh machine, refusing a model too big for it needs no import of torch either. `config()` is
 the one place a catalog entry's published configuration becomes a transformers config; custom
 code is never run. A user's config.json that transformers can't build from is a `ModelLoadError`,
 never a traceback.
@@ -121,7 +124,7 @@ def shapes(model_id: str) -> Shapes:
         return Shapes(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         pass                     # never built with these versions, or a damaged file: build
-    found = _build(entry)
+    found = _shipped(entry) or _build(entry)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
@@ -130,6 +133,29 @@ def shapes(model_id: str) -> Shapes:
     except OSError:
         pass                     # a read-only cache folder: built again next time
     return found
+
+
+SHIPPED = Path(__file__).with_name("catalog_shapes.json")
+
+
+def config_key(entry: CatalogEntry) -> str:
+    """What a build depends on, besides the library versions."""
+    key = json.dumps([entry.kind, entry.context_length, entry.config], sort_keys=True,
+                     default=str)
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _shipped(entry: CatalogEntry) -> Shapes | None:
+    """The catalog entry's shapes as shipped, if built from its current configuration."""
+    if entry.weights == OWN:
+        return None
+    try:
+        shipped = json.loads(SHIPPED.read_text()).get(entry.model_id)
+        if shipped and shipped["config_key"] == config_key(entry):
+            return Shapes(**shipped["shapes"])
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    return None
 
 
 def _kept_path(entry: CatalogEntry) -> Path:
