@@ -189,6 +189,7 @@ def request(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace, out: Out, say: Out, print_json: Callable) -> int:
+    from lib.cli.output import waiting
     from lib.records import load_tests
     from lib.serving import summary
 
@@ -197,7 +198,7 @@ def run(args: argparse.Namespace, out: Out, say: Out, print_json: Callable) -> i
     def progress(words: str, fraction: float) -> None:
         say(f"{words} ({fraction:.0%})")
     outcome = load_tests.measure_and_save(target, plan, slo, say=say, on_progress=progress,
-                                          on_wait=say, sizing=budget)
+                                          on_wait=waiting(), sizing=budget)
     say(outcome.probe_note)
     say(f"saved as #{outcome.entry_id} (python -m lib export {outcome.entry_id})"
         if outcome.entry_id else f"not saved: {outcome.save_error}")

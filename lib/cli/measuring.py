@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from lib.cli import arguments
-from lib.cli.output import out, print_json, quiet_transformers, say
+from lib.cli.output import out, print_json, quiet_transformers, say, waiting
 from lib.core import spec as run_spec
 from lib.core.errors import ExplorerError, InvalidSpecError, UnsupportedError
 from lib.core.spec import RunSpec
@@ -47,7 +47,8 @@ def run(spec: RunSpec, as_json: bool) -> int:
     from lib.records import export as report, saving
 
     quiet_transformers()
-    saved = saving.run_and_save(spec, on_status=say, on_wait=say, on_save_wait=say)
+    saved = saving.run_and_save(spec, on_status=say, on_wait=waiting(),
+                                 on_save_wait=waiting())
     say(f"saved as #{saved.entry_id} (python -m lib export {saved.entry_id})" if saved.entry_id
         else f"not saved: {saved.problem}")
     if as_json:
@@ -118,7 +119,7 @@ def run_sweep(base: RunSpec, factor_values: list, csv_path: str | None,
                 f"{event.repetitions_planned} repetitions done{eta})")
 
     recorder = saving.SweepRecorder(base, [f.name for f, _ in factor_values],
-                                    len(grid(factor_values)), on_wait=say)
+                                    len(grid(factor_values)), on_wait=waiting())
     # The budget counts from the start of the rounds: waiting for other people's runs is not
     # this sweep's.
     moments: dict[str, float] = {}
@@ -128,7 +129,7 @@ def run_sweep(base: RunSpec, factor_values: list, csv_path: str | None,
 
     try:
         result = saving.sweep_and_save(base, factor_values, cache, plan, recorder,
-                                       on_progress=progress, on_wait=say,
+                                       on_progress=progress, on_wait=waiting(),
                                        on_start=lambda: mark("start"), on_end=lambda: mark("end"))
     finally:
         cache.close()

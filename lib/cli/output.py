@@ -12,7 +12,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
+import time
+from typing import Callable
 
 from lib.core.text import terminal
 
@@ -25,6 +28,27 @@ def out(text: str) -> None:
 def say(message: str) -> None:
     """Everything printed on stderr goes through here: cleaned for a terminal."""
     print(terminal(message), file=sys.stderr)
+
+
+NOTICE_EVERY_S = 30.0          # a waiting notice that only counts up, on a non-terminal
+_NUMBERS = re.compile(r"\d+(\.\d+)?")
+
+
+def waiting(stream=None, clock: Callable[[], float] = time.monotonic) -> Callable[[str], None]:
+    """`on_wait` for a command: every notice on a terminal; elsewhere (a log file, a pipe) a
+    notice only when it says something new, not just a higher count, or every
+    NOTICE_EVERY_S: a wait of minutes writes a few lines, not one a second."""
+    stream = stream or sys.stderr
+    if stream.isatty():
+        return say
+    last: dict[str, object] = {"words": None, "at": None}
+
+    def notice(message: str) -> None:
+        words, now = _NUMBERS.sub("#", message), clock()
+        if words != last["words"] or last["at"] is None or now - last["at"] >= NOTICE_EVERY_S:
+            print(terminal(message), file=stream, flush=True)
+            last["words"], last["at"] = words, now
+    return notice
 
 
 def print_json(value) -> int:
