@@ -448,6 +448,23 @@ def test_full_disk_is_named(tmp_path, monkeypatch):
     assert f"The disk holding {path} is full" in problem and "free some space" in problem
 
 
+@pytest.mark.parametrize("free_bytes, words", [
+    (4096, "is full"),                         # a journal write that hit a full disk
+    (50 * 2**30, "failed to read or write it"),     # room enough: the disk itself
+])
+def test_a_disk_io_error_is_named_by_the_free_space(tmp_path, free_bytes, words, monkeypatch):
+    """SQLite reports a full disk met while writing its journal as "disk I/O error"."""
+    import shutil
+
+    from lib.records import store_problems
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(store_problems.shutil, "disk_usage",
+                        lambda folder: usage._replace(free=free_bytes))
+    path = tmp_path / "history.sqlite3"
+    problem = store_problems.advice(path, sqlite3.OperationalError("disk I/O error"))
+    assert f"The disk holding {path} {words}" in problem and "ILE_DATA_DIR" in problem
+
+
 def test_no_space_for_the_folder_is_named(tmp_path, monkeypatch):
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 from pathlib import Path
 
 from lib.core.paths import DATA_ENV
@@ -36,10 +37,15 @@ def advice(path: Path, exc: Exception) -> str:
     if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text \
             or "not a database" in text:
         return damaged(path, text)
+    io_error = name.startswith("SQLITE_IOERR") or "disk I/O error" in text
     if name.startswith("SQLITE_FULL") or "disk is full" in text \
-            or getattr(exc, "errno", None) == errno.ENOSPC:
+            or getattr(exc, "errno", None) == errno.ENOSPC or (io_error and _nearly_full(path)):
+        # SQLite says "disk I/O error" when writing its journal hits a full disk.
         return (f"The disk holding {path} is full ({text}): free some space, or set "
                 f"{DATA_ENV} to a folder on another disk.")
+    if io_error:
+        return (f"The disk holding {path} failed to read or write it ({text}): check the "
+                f"disk, or set {DATA_ENV} to a folder on another disk.")
     if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")) \
             or "readonly" in text or "read-only" in text or "unable to open" in text \
             or isinstance(exc, PermissionError) or getattr(exc, "errno", None) == errno.EROFS:
@@ -49,6 +55,17 @@ def advice(path: Path, exc: Exception) -> str:
                 "close the program that holds it, then try again.")
     return f"Run history unavailable ({text}). Set {DATA_ENV} to another folder if this " \
         "keeps happening."
+
+
+FULL_BELOW_BYTES = 16 * 2**20      # free space under this, after a failed write: a full disk
+
+
+def _nearly_full(path: Path) -> bool:
+    folder = next((f for f in (path.parent, *path.parent.parents) if f.is_dir()), None)
+    try:
+        return folder is not None and shutil.disk_usage(folder).free < FULL_BELOW_BYTES
+    except OSError:
+        return False
 
 
 def read_only(path: Path, text: str) -> str:
