@@ -95,8 +95,9 @@ def enter_classroom(at, host: bool = False):
 
 
 def plain(markdown: str) -> str:
-    """What a reader sees of Markdown that `lib.core.text.md` escaped: the backslashes go."""
-    return re.sub(r"\\(.)", r"\1", markdown)
+    """What a reader sees of Markdown that `lib.core.text.md` escaped: the backslashes go, and
+    the invisible word joiners that keep bare addresses from becoming links."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")
 
 
 def many_repetitions(count: int, tokens: int = 5, kind: str | None = None,

@@ -10,7 +10,8 @@ One rule, one helper per medium:
 - `md(value)`: for Streamlit calls that render Markdown (`st.error`, `st.caption`,
   `st.markdown`, headers, expander labels). Every ASCII punctuation character is
   backslash-escaped (CommonMark renders `\\x` as `x`), which also disarms Streamlit's own
-  extensions (`:red[...]`, `:material/...:`, `$...$`) and bare-URL autolinks (`https\\://`).
+  extensions (`:red[...]`, `:material/...:`, `$...$`); bare addresses (`www.`, `http://`,
+  `name@host`), which Streamlit links after unescaping, get an invisible word joiner inside.
 - `html(value)`: for Plotly labels, legends and hover text, which render a subset of HTML
   (`<a href>`, `<img>` is not, but `<b>`, `<br>` are).
 - `terminal(value)`: for everything the CLI prints: escape sequences and other control
@@ -36,6 +37,7 @@ _ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)
                      r"|\x9b[0-?]*[ -/]*[@-~]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _MD_SPECIAL = re.compile("([" + re.escape(string.punctuation) + "])")
+_WWW = re.compile(r"(?i)(w)(ww\.)")
 
 
 def clean(value: object) -> str:
@@ -45,8 +47,12 @@ def clean(value: object) -> str:
 
 
 def md(value: object) -> str:
-    """Shown by a Markdown renderer exactly as written: no links, images, formatting or icons."""
-    return _MD_SPECIAL.sub(r"\\\1", clean(value))
+    """Shown by a Markdown renderer exactly as written: no links, images, formatting or icons.
+    Escaping is not enough for bare addresses: Streamlit's Markdown links `www.`, `http://`
+    and `name@host` in the text it has already unescaped, so an invisible word joiner
+    (U+2060) goes inside each of those patterns first."""
+    text = clean(value).replace("://", ":\u2060//").replace("@", "\u2060@")
+    return _MD_SPECIAL.sub(r"\\\1", _WWW.sub("\\1\u2060\\2", text))
 
 
 def html(value: object) -> str:
