@@ -29,6 +29,7 @@ cut to an excerpt (a key straddling the cut would otherwise leave most of itself
 
 from __future__ import annotations
 
+import functools
 import heapq
 import json
 import math
@@ -218,6 +219,13 @@ def _count(value, most: int) -> int | None:
     return value
 
 
+@functools.lru_cache(maxsize=8)
+def _key_pieces(key: str) -> tuple[frozenset[str], re.Pattern]:
+    """The key's pieces of KEY_PIECE_CHARS characters, and a pattern that finds any of them."""
+    pieces = frozenset(key[i:i + KEY_PIECE_CHARS] for i in range(len(key) - KEY_PIECE_CHARS + 1))
+    return pieces, re.compile("|".join(re.escape(piece) for piece in sorted(pieces)))
+
+
 def scrub(text: str, key: str | None) -> str:
     """`text` with the key, and every piece of it at least KEY_PIECE_CHARS long, replaced."""
     if not key or not text:
@@ -225,7 +233,9 @@ def scrub(text: str, key: str | None) -> str:
     text = text.replace(key, "[API key]")
     if len(key) < KEY_PIECE_CHARS:
         return text
-    pieces = {key[i:i + KEY_PIECE_CHARS] for i in range(len(key) - KEY_PIECE_CHARS + 1)}
+    pieces, anywhere = _key_pieces(key)
+    if not anywhere.search(text):
+        return text                  # the usual case, in one pass of the regex engine
     covered = bytearray(len(text))
     found = False
     for i in range(len(text) - KEY_PIECE_CHARS + 1):
