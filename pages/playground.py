@@ -42,7 +42,7 @@ if start:
 result = st.session_state.get(state.RESULT)
 if result is None:
     st.info("No results yet: press **Run**. The first run of a model also loads it (the embedded "
-            "model takes about 20 s the very first time, then a second or two).")
+            "model takes about 15 s the very first time, then a second or two).")
     st.stop()
 
 measurement, summary = result.measurement, result.summary
