@@ -16,6 +16,7 @@ import functools
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 from lib.models.catalog import CatalogEntry, package_file
@@ -57,6 +58,9 @@ def convert_gguf(entry: CatalogEntry) -> Path:
     return target
 
 
+_SWAPPING = threading.Lock()     # two threads converting must not swap over each other
+
+
 @contextlib.contextmanager
 def _read_once():
     """While converting: one parsed reader per GGUF file and one tensor-name table per
@@ -65,7 +69,6 @@ def _read_once():
     (its tensors are a read-only memory map), so sharing it changes no result."""
     import gguf
 
-    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
     readers = {}
 
     def shared_reader(path, *args, **kwargs):
@@ -74,8 +77,10 @@ def _read_once():
             readers[key] = reader(path, *args, **kwargs)
         return readers[key]
 
-    gguf.GGUFReader, gguf.get_tensor_name_map = shared_reader, functools.cache(name_map)
-    try:
-        yield
-    finally:
-        gguf.GGUFReader, gguf.get_tensor_name_map = reader, name_map
+    with _SWAPPING:
+        reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+        gguf.GGUFReader, gguf.get_tensor_name_map = shared_reader, functools.cache(name_map)
+        try:
+            yield
+        finally:
+            gguf.GGUFReader, gguf.get_tensor_name_map = reader, name_map
