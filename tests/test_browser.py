@@ -303,7 +303,14 @@ def test_classroom_host_and_student_see_and_do_different_things(classroom_server
 
     # The student (another computer): the access code first; then no "your own model", and
     # only the shared entry.
-    student.goto(server["student"])
+    # The first visit since the server started: nothing lists the pages before the door.
+    student.goto(server["student"], wait_until="commit")
+    seen = []
+    while not student.get_by_label("Access code").is_visible():
+        seen.append(student.inner_text("body").lower())
+        student.wait_for_timeout(50)
+    pages = {"app", "explore", "history", "playground", "serving", "explore factors"}
+    assert seen and not [text for text in seen if pages & set(text.split("\n"))]
     assert student.get_by_role("button", name="Run").count() == 0
     _enter_code(student, "Access code", "wrong-code", "Enter")
     student.get_by_text("That is not the access code").wait_for(timeout=30_000)

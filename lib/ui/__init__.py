@@ -43,18 +43,23 @@ def run_app() -> None:
     PagesManager.uses_pages_directory = False      # see require_router
     st.set_page_config(page_title="Inference Latency Explorer", page_icon="⏱️", layout="wide")
     admitted_now = admitted()
-    page = st.navigation([
+    pages = [
         st.Page(PAGES_DIR / "playground.py", title="Playground", icon=":material/play_arrow:",
                 default=True),
         st.Page(PAGES_DIR / "explore.py", title="Explore factors", icon=":material/show_chart:"),
         st.Page(PAGES_DIR / "serving.py", title="Serving under load", icon=":material/group:"),
         st.Page(PAGES_DIR / "history.py", title="History", icon=":material/history:"),
-    ], position="sidebar" if admitted_now else "hidden")
+    ]
+    # Streamlit's own page list stays hidden (and `client.showSidebarNavigation = false` hides
+    # the list of pages/ files it would otherwise show while the first run after a start gets
+    # here): the menu below is drawn only for a session let in at the door.
+    page = st.navigation(pages, position="hidden")
     door(admitted_now)
     if not admitted_now:
         return
     _routing.active = True
     try:
+        _menu(pages)
         settings_sidebar()
         host_sign_in()
         page.run()
@@ -67,6 +72,14 @@ def run_app() -> None:
                  "server's log under that reference.")
     finally:
         _routing.active = False
+
+
+def _menu(pages: list) -> None:
+    """The page menu at the top of the sidebar, the current page highlighted."""
+    with st.sidebar.container(key="page_menu"):
+        for each in pages:
+            st.page_link(each)
+        st.divider()
 
 
 def require_router() -> None:
