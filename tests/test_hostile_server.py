@@ -6,6 +6,7 @@ piece of the API key reaches the output, the data folder or an export; every sav
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -46,6 +47,7 @@ HOSTILE = {
     "Markdown links in the text": Reply(raw_events=[json.dumps({"choices": [
         {"index": 0, "text": "[x](http://evil.example/a) www.evil.example", "finish_reason":
          None}]})] + [_text(i) for i in range(3)]),
+    "an event over the size cap": Reply(raw_events=["x" * 2_000_000]),
 }
 
 
@@ -72,6 +74,7 @@ def test_a_hostile_server_gets_words_and_keeps_nothing_of_the_key(case, first, c
                                    "--new-tokens", "4", "--json"], capsys)
     assert time.monotonic() - started < 60
     assert status in (0, 2) and "Traceback" not in err, err
+    assert not re.search(r"[A-Z][a-z]+Error\b", out + err), err      # words, not exception names
     secret = _pieces(KEY)
     assert not secret & _pieces(out + err)
     store = Store()

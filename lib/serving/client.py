@@ -158,6 +158,8 @@ def _stream(endpoint: Endpoint, prompt: str, new_tokens: int, index: int, phase:
         answer.fail(f"the server name in {endpoint.base_url} could not be found (DNS)")
     except (socket.timeout, TimeoutError):
         answer.fail(f"could not connect to {endpoint.base_url} within {endpoint.timeout_s:g} s")
+    except wire.BadReply as error:
+        answer.fail(scrub(str(error), endpoint.api_key))
     except (OSError, ValueError, ConnectionError) as error:
         answer.fail(f"{type(error).__name__}: {scrub(str(error), endpoint.api_key)}")
     finally:
@@ -235,5 +237,9 @@ def _failure_advice(endpoint: Endpoint, record: RequestRecord) -> str:
         return _key_refused(endpoint, record.http_status)
     if "connection refused" in record.reason:
         return _nothing_answers(endpoint)
+    if record.http_status == 200:
+        return (f"A test request to {endpoint.base_url} failed: {record.reason}. The server "
+                "answered, but not as an OpenAI-compatible server does: check that this address "
+                "is one (vLLM, SGLang, llama.cpp's server, transformers serve).")
     return (f"A test request to {endpoint.base_url} failed: {record.reason}. Check the model "
             "name and the API (completions or chat) this server offers.")

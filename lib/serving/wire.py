@@ -27,6 +27,11 @@ MAX_EVENT_BYTES = 1_000_000   # one server-sent event, or one chunk-size line: "
 Clock = Callable[[], float]
 
 
+class BadReply(ConnectionError):
+    """The server's bytes are not a reply this client can read (too large, not HTTP, cut inside
+    an event): the request fails with this message alone, in plain words."""
+
+
 class Interrupted(Exception):
     """The deadline passed or Cancel was pressed while waiting for bytes."""
 
@@ -95,7 +100,7 @@ def read_head(connection: Connection, clock: Clock) -> tuple[int, dict[str, str]
     buffer = b""
     while b"\r\n\r\n" not in buffer:
         if len(buffer) > MAX_HEAD_BYTES:
-            raise ConnectionError(f"reply too large: headers over {MAX_HEAD_BYTES:,} bytes")
+            raise BadReply(f"reply too large: headers over {MAX_HEAD_BYTES:,} bytes")
         data = connection.receive(clock)
         if not data:
             raise ConnectionError("the server closed the connection without an answer")
@@ -105,7 +110,7 @@ def read_head(connection: Connection, clock: Clock) -> tuple[int, dict[str, str]
     try:
         status = int(status_line.split()[1])
     except (IndexError, ValueError):
-        raise ConnectionError(f"the server's answer is not HTTP: {excerpt(status_line)}") \
+        raise BadReply(f"the server's answer is not HTTP: {excerpt(status_line)}") \
             from None
     headers = {}
     for line in header_lines:
@@ -153,7 +158,7 @@ def body(connection: Connection, headers: dict[str, str], rest: bytes,
                 left_in_chunk = size
                 continue
         if len(buffer) > MAX_EVENT_BYTES:
-            raise ConnectionError(f"reply too large: a chunk over {MAX_EVENT_BYTES:,} bytes")
+            raise BadReply(f"reply too large: a chunk over {MAX_EVENT_BYTES:,} bytes")
         data = connection.receive(clock)
         if not data:
             raise ConnectionError("the server closed the connection mid-answer")
@@ -174,9 +179,9 @@ def events(pieces: Iterator[tuple[bytes, float]]) -> Iterator[tuple[str, float]]
             if lines:
                 yield "\n".join(line[5:].removeprefix(" ") for line in lines), arrived
         if len(buffer) > MAX_EVENT_BYTES:      # bounded, so joining pieces stays cheap
-            raise ValueError(f"reply too large: an event over {MAX_EVENT_BYTES:,} bytes")
+            raise BadReply(f"reply too large: an event over {MAX_EVENT_BYTES:,} bytes")
     if buffer.strip():
-        raise ValueError(f"the stream ended inside an event: {excerpt(buffer.decode())}")
+        raise BadReply(f"the stream ended inside an event: {excerpt(buffer.decode())}")
 
 
 def collect(pieces: Iterator[tuple[bytes, float]]) -> bytes:
