@@ -2,6 +2,7 @@
 `export` of ids that aren't there or entries that can't be opened (`import` is in
 test_imports.py)."""
 
+import re
 import sqlite3
 
 import pytest
@@ -27,6 +28,7 @@ def test_share_marks_an_entry_and_history_labels_it(capsys):
     assert cli_module.main(["history"]) == 0
     line = capsys.readouterr().out.strip()
     assert "batch size sweep: 1, 8 — smollm2-135m-instruct  shared" in line
+    assert re.search(r"cpu {2,}complete {2,}batch size sweep", line)   # columns never touch
     assert cli_module.main(["share", str(recorder.entry_id), "--off"]) == 0
     assert Store().list()[0]["shared"] is False
     assert cli_module.main(["share", "4242"]) == 2
@@ -115,4 +117,4 @@ def test_an_estimate_is_listed_on_its_hardware_profile_and_device_count(capsys):
     assert cli_module.main(["history"]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines()
                 if line.startswith(f"#{run_id} "))
-    assert "  h100-sxm x 8 (estimated) complete" in line
+    assert "  h100-sxm x 8 (estimated)  complete" in line

@@ -31,8 +31,10 @@ def history(args: argparse.Namespace) -> int:
             # An estimate's device is a hardware profile ('h100-sxm x 8'): say it was modelled.
             device = cell["device"] + ("" if e["provenance"] == "measured" else
                                        f" ({one_line(e['provenance'], 40)})")
-            out(f"#{e['id']:<5}{cell['created_at']}  {device:<6} {cell['status']:<9}"
-                f"{one_line(wording.entry_label(e), 300)}{shared}{origin}  {cell['note']}")
+            # Two spaces between columns whatever their widths ('cancelled', a long device).
+            out("  ".join([f"#{e['id']:<4}", cell["created_at"], f"{device:<6}",
+                           f"{cell['status']:<9}", one_line(wording.entry_label(e), 300)])
+                + f"{shared}{origin}  {cell['note']}")
         return 0
     if args.command == "share":
         store.set_shared(args.entry_id, not args.off)
