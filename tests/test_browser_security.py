@@ -33,6 +33,7 @@ def test_a_deep_link_opened_first_after_a_start_goes_through_the_router(fresh_se
     page.get_by_role("heading", name="Settings").wait_for(timeout=30_000)   # the sidebar
     assert page.locator('[data-testid="stSidebarNav"]').count() == 0    # Streamlit's own list
     navigation = page.locator(".st-key-page_menu")                         # the router's menu
+    navigation.get_by_text("Serving under load", exact=True).wait_for(timeout=30_000)
     for title in ("Playground", "Explore factors", "History"):
         assert navigation.get_by_text(title, exact=True).count() == 1
     assert navigation.get_by_text("app", exact=True).count() == 0
