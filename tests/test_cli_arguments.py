@@ -89,9 +89,10 @@ def _hostile_path(kind: str, folder: Path) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _declared_ceilings(monkeypatch):
+def _this_from_declared_ceilings(monkeypatch):
     """`this` (estimate's default, the first hardware profile) from declared ceilings:
-    measuring them takes seconds."""
+    measuring them takes seconds. (Named apart from conftest's `_declared_ceilings`, which it
+    adds to: under the same name it replaced it, and every sweep here measured this machine.)"""
     from fakes import declare_ceilings
     from lib.estimate import hardware
     declare_ceilings(monkeypatch)
