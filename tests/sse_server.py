@@ -4,9 +4,11 @@
 thread. Each POST takes the next `Reply` (the last one repeats): its status, a delay before the
 headers, the content chunks as (delay_s, text, tokens), then a usage report, a mid-stream error,
 a hang (until the server stops) or an abrupt close; or, as a hostile server, `raw_events` sent
-as they are (with the request's Authorization header where they say so). `fields` mimics how
-servers treat the fixed-length fields: "vllm" takes them all; "transformers" answers 422 "Unexpected fields in
-the request" for vLLM's (like `transformers serve`); "plain" refuses both kinds with 400.
+as they are (with the request's Authorization header where they say so). Like every
+OpenAI-compatible server, it sends no more chunks than the request's max_tokens allows.
+`fields` mimics how servers treat the fixed-length fields: "vllm" takes them all;
+"transformers" answers 422 "Unexpected fields in the request" for vLLM's (like `transformers
+serve`); "plain" refuses both kinds with 400.
 Every request's path, headers and JSON body are kept in `requests`, so tests assert what was
 sent. GET /v1/models lists `models`.
 """
@@ -125,12 +127,12 @@ def _handler_for(server: ScriptedServer):
             self.end_headers()
             chat = body.get("messages") is not None
             try:
-                self._stream(reply, chat)
+                self._stream(reply, chat, body)
             except (BrokenPipeError, ConnectionResetError):
                 pass                                 # the client hung up: that is its right
             self.close_connection = True
 
-        def _stream(self, reply: Reply, chat: bool) -> None:
+        def _stream(self, reply: Reply, chat: bool, body: dict) -> None:
             if reply.raw_events is not None:
                 auth = self.headers.get("Authorization", "")
                 for data in reply.raw_events:
@@ -142,7 +144,8 @@ def _handler_for(server: ScriptedServer):
                     self.wfile.write(b"0\r\n\r\n")
                     self.wfile.flush()
                 return
-            for number, (delay_s, text, _) in enumerate(reply.chunks):
+            chunks = _within(reply.chunks, body.get("max_tokens"))
+            for number, (delay_s, text, _) in enumerate(chunks):
                 if reply.error_after == number:
                     return self._event({"error": {"message": "the engine ran out of memory"}},
                                        reply, done=True)
@@ -161,7 +164,7 @@ def _handler_for(server: ScriptedServer):
             final.update({"delta": {}} if chat else {"text": ""})
             self._event({"choices": [final]}, reply)
             if reply.usage:
-                tokens = sum(chunk[2] for chunk in reply.chunks)
+                tokens = sum(chunk[2] for chunk in chunks)
                 self._event({"choices": [], "usage": {"prompt_tokens": 7,
                                                       "completion_tokens": tokens}}, reply)
             self._write(b"data: [DONE]\n\n", reply)
@@ -204,6 +207,20 @@ def _handler_for(server: ScriptedServer):
                                         "headers": dict(self.headers), "body": body})
 
     return Handler
+
+
+def _within(chunks: list[tuple[float, str, int]], max_tokens) -> list[tuple[float, str, int]]:
+    """The chunks a server keeping to max_tokens sends: those that fit, as every
+    OpenAI-compatible server does (a hostile one sends `raw_events`)."""
+    if not isinstance(max_tokens, int):
+        return chunks
+    kept, total = [], 0
+    for chunk in chunks:
+        if total + chunk[2] > max_tokens:
+            break
+        kept.append(chunk)
+        total += chunk[2]
+    return kept
 
 
 def closed_port_url() -> str:

@@ -246,6 +246,23 @@ def test_a_malformed_usage_fails_that_request_in_words(usage, words):
     json.dumps(record.to_dict(), allow_nan=False)          # nothing unsaveable kept
 
 
+@pytest.mark.parametrize("usage, count_tokens, status", [
+    ('{"completion_tokens": 4}', None, OK),
+    ('{"completion_tokens": 5}', None, FAILED),       # the server's count: max_tokens exactly
+    (None, lambda text: 1, OK),
+    (None, lambda text: 2 if text == "w3 " else 1, OK),   # counted here: a little slack
+    (None, lambda text: 25 if text == "w3 " else 1, FAILED),
+])
+def test_an_answer_longer_than_asked_fails_in_words(usage, count_tokens, status):
+    events = [_text(i) for i in range(4)]
+    events += ['{"choices": [], "usage": %s}' % usage] if usage else []
+    with ScriptedServer(Reply(raw_events=events)) as server:
+        record = client.stream(endpoint(server), "x", 4, count_tokens=count_tokens)
+    assert record.status == status, record.reason
+    if status == FAILED:
+        assert "where 4 were asked for" in record.reason and "max_tokens" in record.reason
+
+
 @pytest.mark.parametrize("event, words", [
     ('{"choices": "abc"}', "'choices' that is not a list"),
     ('{"choices": [5]}', "a choice that is not an object"),

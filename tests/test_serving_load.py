@@ -396,8 +396,21 @@ def test_answers_that_stopped_early_are_named_never_hidden():
 
 def test_the_result_says_how_tokens_were_counted():
     loaded = _loaded()
-    assert loaded.counting.startswith("Output tokens were counted from one token per chunk")
+    assert loaded.counting.startswith("Output tokens were counted from the chunks, one token each")
     assert "spread evenly" in loaded.counting
+
+
+def test_answers_counted_different_ways_are_counted_in_the_words():
+    from dataclasses import replace
+    from lib.serving.records import FROM_TOKENIZER, FROM_USAGE
+    plan = LoadPlan(mode="rate", levels=(1.0,), requests=3, warmup=0)
+    records = [replace(record(i, 100 + i, 0.2, [0.05] * 3),
+                       token_source=FROM_TOKENIZER if i == 0 else FROM_USAGE) for i in range(3)]
+    target = {"kind": "url", "endpoint": ENDPOINT.public(), "server": "test"}
+    said = report.result(target, plan, None, 100.0, [load.LevelRun(1.0, records)],
+                         {"host": "here"}).counting
+    assert "the server's own usage report for 2 answers" in said
+    assert "the tokenizer, run on each chunk's text (no usage report came) for 1 answer" in said
 
 
 def test_throughput_that_falls_under_load_is_said_to_fall():

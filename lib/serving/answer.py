@@ -20,7 +20,8 @@ whole numbers no larger than `Answer.most_tokens` (a count is what the heap in `
 so a claimed 9,999,999 tokens can't cost seconds), `choices` a list of objects, texts strings,
 `finish_reason` a short string; more content chunks than `Answer.most_tokens` (a few times the
 tokens asked for) end the request as "reply too large". A field that fails is that request's
-failure reason in words.
+failure reason in words. An answer longer than asked (`Answer.most_counted`) fails too: its
+tokens would inflate the throughput, and its timing per token is not the asked answer's.
 
 The API key never reaches a reason or a saved field: `scrub` replaces it, and any piece of it
 `KEY_PIECE_CHARS` long or longer, in every text that came from the server, before the text is
@@ -137,6 +138,13 @@ class Answer:
         for (a server may ignore max_tokens), never millions."""
         return MAX_CHUNKS_PER_TOKEN * self.new_tokens + 16
 
+    def most_counted(self, source: str) -> int:
+        """The most output tokens an answer may count and still be the asked one: exactly those
+        asked for by the server's own count (every OpenAI-compatible server keeps to
+        max_tokens); a little more when its text was counted here, piece by piece."""
+        return self.new_tokens if source == FROM_USAGE \
+            else self.new_tokens + max(2, self.new_tokens // 4)
+
     def _malformed(self, what: str) -> bool:
         self.fail(f"the stream sent {what}")
         return True
@@ -152,6 +160,10 @@ class Answer:
         counts, source = chunk_token_counts(self.texts, self.usage_tokens, count_tokens)
         output = sum(counts)
         status, reason = self.status, self.reason
+        if status is None and output > self.most_counted(source):
+            status, reason = FAILED, (
+                f"the server sent {output} tokens where {self.new_tokens} were asked for (it "
+                "did not keep to max_tokens), so the time per token can't be told")
         if status is None:
             status = OK if output >= self.new_tokens else SHORT
             if status == SHORT:

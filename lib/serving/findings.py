@@ -169,7 +169,7 @@ def _goodput_sentences(levels: list[dict[str, Any]], unit: str, slo: Slo) -> lis
     if best["goodput_requests_per_s"] == 0:
         return [f"No request met the targets ({slo.words()}) at any level."]
     said = f"Goodput, requests per second that met {slo.words()}, peaks at " \
-           f"{best['goodput_requests_per_s']:.2g} at {_level(best['offered'], unit)} " \
+           f"{best['goodput_requests_per_s']:.2g} requests/s at {_level(best['offered'], unit)} " \
            f"({best['good_fraction']:.0%} of its requests met them)"
     worse = [s for s in rated if s["offered"] > best["offered"]]
     if worse:

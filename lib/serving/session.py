@@ -141,7 +141,7 @@ def measure(target: Target, plan: LoadPlan, slo: Slo | None, *, say: Say = lambd
                     "model_id": target.model_id if target.kind == LOCAL else None,
                     "probe": probe_note,
                     "prompt_tokenizer": "the served model's" if target.kind == LOCAL
-                    else "SmolLM2's (the server's usage report gives its own count)"}
+                    else "SmolLM2's"}
     if target.kind == LOCAL:
         target_words.update(dtype=target.dtype, continuous_batching=target.continuous_batching,
                             started_in_s=getattr(server, "started_in_s", None))

@@ -76,15 +76,21 @@ class LoadResult:
     @property
     def counting(self) -> str:
         """How the output tokens were counted and timed, in words (the issue's "say which")."""
+        from collections import Counter
+
         from lib.serving.records import FROM_CHUNKS, FROM_TOKENIZER, FROM_USAGE, MEASURED
-        sources = {r.token_source for level in self.levels for r in level.records
-                   if r.phase == MEASURED and r.chunk_s}
+        sources = Counter(r.token_source for level in self.levels for r in level.records
+                          if r.phase == MEASURED and r.chunk_s)
         words = {FROM_USAGE: "the server's own usage report",
-                 FROM_TOKENIZER: "counting each chunk's text with the tokenizer (the server sent "
-                                 "no usage report)",
-                 FROM_CHUNKS: "one token per chunk (neither a usage report nor a tokenizer was "
-                              "available)"}
-        said = " and ".join(words.get(source, source) for source in sorted(sources)) or "none"
+                 FROM_TOKENIZER: "the tokenizer, run on each chunk's text (no usage report "
+                                 "came)",
+                 FROM_CHUNKS: "the chunks, one token each (neither a usage report nor a "
+                              "tokenizer was available)"}
+        each = [words.get(source, str(source)) for source in sorted(sources)]
+        if len(each) > 1:             # answers counted differently: say how many each way
+            each = [f"{said} for {sources[source]} answer{'s' if sources[source] > 1 else ''}"
+                    for said, source in zip(each, sorted(sources))]
+        said = "; ".join(each) or "none"
         return (f"Output tokens were counted from {said}. A chunk that carries several tokens "
                 "has them spread evenly over the time since the chunk before it, since only "
                 "their number is known.")

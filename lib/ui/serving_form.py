@@ -260,7 +260,8 @@ def time_words(target: session.Target | None, plan: LoadPlan, chosen: sizing.Siz
         if target is not None else None
     if calibration is None:
         guess = plan.estimate_s(session.SECONDS_PER_REQUEST_GUESS)
-        return (f"{total} requests in all ({len(plan.levels)} levels, warm-up included): about "
+        levels = f"{len(plan.levels)} level{'' if len(plan.levels) == 1 else 's'}"
+        return (f"{total} requests in all ({levels}, warm-up included): about "
                 f"{_duration(guess)} or more, an estimate from a guessed "
                 f"{session.SECONDS_PER_REQUEST_GUESS:g} s per answer (no answer timed here "
                 "yet: sizing the load to this machine measures it)." + start)

@@ -83,8 +83,17 @@ def _what_was_measured(load: LoadResult) -> None:
         st.caption(text.md(sized))
     if target.get("probe"):
         st.caption(text.md(target["probe"]))
-    st.caption(text.md(load.counting + (f" Prompts were made with {target['prompt_tokenizer']} "
-                                        "tokenizer." if target.get("prompt_tokenizer") else "")))
+    st.caption(text.md(load.counting + _prompt_words(target)))
+
+
+def _prompt_words(target: dict) -> str:
+    maker = target.get("prompt_tokenizer")
+    if not isinstance(maker, str) or not maker:
+        return ""
+    said = f" Prompts were made with {maker.split(' (')[0]} tokenizer"      # older entries: "(...)"
+    if target.get("kind") != "local":
+        said += ", so the server's own tokenizer may count them a little differently"
+    return said + "."
 
 
 def _sizing_words(sizing) -> str | None:
@@ -108,8 +117,9 @@ def _sizing_words(sizing) -> str | None:
 
 def _warmup_words(plan) -> str:
     if plan.mode == "concurrency":
-        return f"at least {plan.warmup} warm-up requests (at least one per user)"
-    return f"{plan.warmup} warm-up requests"
+        return (f"{plan.warmup} warm-up requests or one per user, whichever is more"
+                if plan.warmup else "one warm-up request per user")
+    return f"{plan.warmup} warm-up request{'' if plan.warmup == 1 else 's'}"
 
 
 def _timeline(load: LoadResult, where: str) -> None:
