@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from lib.cli import main, arguments, output
+from lib.cli import arguments, output
 from lib.cli.parser import build_parser
 from lib.core import spec as spec_module
 from lib.records.store import Store
