@@ -246,8 +246,17 @@ def _assert_exact_timing(measurement, spec):
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", FORMATS)
 def test_each_format_runs_the_default_model(llama_cpp, dtype):
-    loaded, measurement, spec = _measure(DEFAULT, dtype)
+    # Quality from llama.cpp's own logits: its float32 is the reference's weights (perplexity
+    # within 1%), Q4_K_M's 4 bits cost agreement and perplexity.
+    asked = "on" if dtype in ("float32", "q4_k_m") else "off"
+    loaded, measurement, spec = _measure(DEFAULT, dtype, quality=asked)
     _assert_exact_timing(measurement, spec)
+    measured = measurement.quality
+    if dtype == "float32":
+        assert measured.perplexity == pytest.approx(measured.reference_perplexity, rel=0.01)
+        assert measured.agreement > 0.99
+    elif dtype == "q4_k_m":
+        assert measured.agreement < 1 and measured.perplexity > measured.reference_perplexity
     path = loaded.model.path
     assert gguf_formats.file_type(path) == dtype
     assert measurement.weights_bytes == path.stat().st_size

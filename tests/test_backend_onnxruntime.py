@@ -237,8 +237,14 @@ def test_engine_measures_exact_lengths(load, dtype, batch):
 
     loaded = load(DEFAULT, dtype)
     spec = onnx_spec(dtype=dtype, batch_size=batch, prompt_tokens=64, new_tokens=16, threads=2,
-                     warmup_runs=1, repetitions=2, min_duration_s=0.0)
+                     warmup_runs=1, repetitions=2, min_duration_s=0.0, quality="on")
     measurement = measure(backend(), loaded, spec)
+    # Quality from ONNX Runtime's own logits: float32 is the reference's weights; int4 drifts.
+    measured = measurement.quality
+    if dtype == "float32":
+        assert measured.perplexity == pytest.approx(measured.reference_perplexity, rel=0.01)
+    else:
+        assert measured.agreement < 0.99 and measured.perplexity > measured.reference_perplexity
     assert measurement.provenance.backend == "onnxruntime"
     assert set(measurement.provenance.versions) == {"onnxruntime-genai", "onnxruntime"}
     assert measurement.weights_bytes == onnx_build.model_bytes(loaded.model.folder) > 0

@@ -122,11 +122,14 @@ def _sweep_frame(values, with_ceilings=True):
     return result, pd.DataFrame(table.rows(result)), factor
 
 
-def test_the_sweep_table_ends_with_the_floor_columns_then_provenance():
+def test_the_sweep_table_ends_with_the_floor_columns_provenance_then_quality():
     result, frame, _ = _sweep_frame([1, 4])
     columns = list(frame.columns)
     floor_columns = [f"floor_{m}" for m in floors.FLOOR_METRICS]
-    assert columns[-len(floor_columns) - 1:] == floor_columns + ["provenance"]
+    quality_columns = [f"quality_{name}" for name in table.QUALITY_FIELDS] + \
+        ["quality_unavailable"]
+    assert columns[-len(floor_columns) - 1 - len(quality_columns):] == \
+        floor_columns + ["provenance"] + quality_columns
     for point, row in zip(result.points, table.rows(result)):
         limits = floors.metric_floors(point.measurement)
         assert row["floor_tpot_s"] == limits["tpot_s"]

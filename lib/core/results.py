@@ -47,6 +47,60 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class Quality:
+    """What a run's settings cost in quality (`lib.measure.quality`), measured apart from its
+    timing on a fixed evaluation text, against the reference (transformers, float32).
+
+    `agreement`: the share of next-token predictions equal to the reference's; `perplexity`:
+    exp of the mean negative log-likelihood of the text's own next tokens (and the reference's,
+    for the change); `unavailable`: why nothing was measured (random weights have no quality)."""
+    text: str
+    tokens: int = 0                          # predictions compared
+    agreement: float | None = None
+    perplexity: float | None = None
+    reference_perplexity: float | None = None
+    reference: str = ""
+    seconds: float | None = None             # how long measuring it took (not in any latency)
+    unavailable: str | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.unavailable is None and self.agreement is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "tokens": self.tokens, "agreement": self.agreement,
+                "perplexity": self.perplexity,
+                "reference_perplexity": self.reference_perplexity,
+                "reference": self.reference, "seconds": self.seconds,
+                "unavailable": self.unavailable}
+
+
+def quality_from_dict(value: Any, path: str) -> Quality:
+    """A saved `Quality`, every field checked (`lib.core.schema`)."""
+    document = schema.mapping(value, path)
+
+    def short(key: str) -> str | None:
+        return schema.optional(document, key, path, schema.string, 300)
+
+    return Quality(
+        text=short("text") or "", reference=short("reference") or "",
+        tokens=schema.optional(document, "tokens", path, schema.number, 0, whole=True) or 0,
+        agreement=schema.optional(document, "agreement", path, _share),
+        perplexity=schema.optional(document, "perplexity", path, schema.number, 1),
+        reference_perplexity=schema.optional(document, "reference_perplexity", path,
+                                             schema.number, 1),
+        seconds=schema.optional(document, "seconds", path, schema.number, 0),
+        unavailable=short("unavailable"))
+
+
+def _share(value: Any, path: str) -> float:
+    share = schema.number(value, path, 0)
+    if share > 1:
+        raise schema.DocumentError(f"{path}: expected a share from 0 to 1, not {share}")
+    return share
+
+
+@dataclass(frozen=True)
 class Measurement:
     spec: RunSpec
     environment: dict[str, Any]
@@ -66,6 +120,7 @@ class Measurement:
     weights: str = "trained"                     # "trained", "random" or "own"
     weights_bytes: int | None = None             # resident weights, summed over the tensors
     memory_estimate_bytes: int | None = None     # what the guard estimated for the whole run
+    quality: Quality | None = None               # measured only when the spec asks for it
 
     @property
     def measured(self) -> bool:
@@ -100,6 +155,7 @@ def to_dict(measurement: Measurement) -> dict[str, Any]:
              "other_cpu_percent": rep.other_cpu_percent,
              "load_average": rep.load_average}
             for rep in measurement.repetitions],
+        **({"quality": measurement.quality.to_dict()} if measurement.quality else {}),
     }
 
 
@@ -159,7 +215,8 @@ def from_dict(document: Any, path: str = "") -> Measurement:
         quantize_s=number(load, "quantize_s", load_path),
         build_s=number(load, "build_s", load_path), model_kind=kind,
         weights=schema.optional(model, "weights", model_path, schema.string) or "trained",
-        weights_bytes=number(model, "weights_bytes", model_path))
+        weights_bytes=number(model, "weights_bytes", model_path),
+        quality=schema.optional(document, "quality", path, quality_from_dict))
 
 
 def spec_from_saved(fields: Any, path: str) -> RunSpec:

@@ -30,6 +30,7 @@ DTYPES = tuple(FORMATS)   # float32 bfloat16 float16 int8 (torch), q8_0 q4_k_m q
 ATTENTIONS = ("sdpa", "eager")
 KV_CACHES = ("dynamic", "static")
 COMPILES = ("off", "on")
+SWITCH = ("off", "on")           # a setting that is on or off: `--flag` alone turns it on
 MAX_PROMPT_TEXT_CHARS = 100_000
 MAX_PROMPT_TOKENS = 131_072      # the longest context in the catalog
 MAX_MODEL_ID_CHARS = 4096        # Linux's longest path (PATH_MAX); ids are far shorter
@@ -37,7 +38,7 @@ MAX_HARDWARE_ID_CHARS = 100      # profile ids are short words ("h200"); lib.est
 MAX_DEVICES = 1024               # the most devices an estimate spreads a model over
 # Fields added after CSV exports existed: their columns go at the end of a row, since people's
 # spreadsheets read columns by position (lib.records.export.summary_row, lib.records.table.rows).
-LATER_FIELDS = ("hardware", "gpus", "stack")
+LATER_FIELDS = ("hardware", "gpus", "stack", "quality")
 # An estimate (a spec with `hardware`) is computed, not timed: once, with nothing to warm up.
 ESTIMATE_SETTINGS = {"repetitions": 1, "warmup_runs": 0, "min_duration_s": 0.0}
 
@@ -161,6 +162,13 @@ class RunSpec:
         "Same model, same prompt and output length; the engine alone changes how fast it goes. "
         "llama.cpp and ONNX Runtime run on the CPU.",
         choices=STACK_NAMES)
+    quality: str = _field(
+        "off", "--quality", "Measure quality too",
+        "Also measure what these settings cost in quality, apart from the timing (a few "
+        "seconds more): over a fixed text, how often the model's next-word guess agrees with "
+        "the original model (transformers, float32) and its perplexity (how surprised it is by "
+        "the text; lower is better). Only models with trained weights have a quality to "
+        "measure.", choices=SWITCH)
 
     def __post_init__(self) -> None:
         if isinstance(self.dtype, str) and self.dtype in ALIASES:
@@ -333,6 +341,8 @@ def add_arguments(parser: argparse.ArgumentParser, defaults: dict[str, Any] | No
             kwargs["choices"] = info["choices"] + (tuple(ALIASES) if name == "dtype"
                                                    else ())
             kwargs["metavar"] = "{" + ",".join(info["choices"]) + "}"
+            if info["choices"] == SWITCH:                  # `--quality` alone means on
+                kwargs.update(nargs="?", const="on")
         elif info["type"] is not str:
             kwargs["type"] = info["type"]
         (groups or {}).get(name, parser).add_argument(info["flag"], **kwargs)

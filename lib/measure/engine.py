@@ -58,6 +58,7 @@ class Measurer:
         self.repetitions: list[Repetition] = []
         self.measured_s = 0.0
         self.method = ""
+        self._quality = None
 
     def warm_up(self, report: Progress | None = None) -> None:
         for index in range(self.session.warmup_runs):
@@ -115,7 +116,18 @@ class Measurer:
             kv_cache_bytes_estimate=self.need.kv_cache_bytes or None, quantize_s=loaded.quantize_s,
             build_s=loaded.build_s, model_kind=loaded.entry.kind, weights=loaded.entry.weights,
             weights_bytes=loaded.weights_bytes,
-            memory_estimate_bytes=backend.run_need(self.spec, weights_loaded=False).total_bytes)
+            memory_estimate_bytes=backend.run_need(self.spec, weights_loaded=False).total_bytes,
+            quality=self.quality())
+
+    def quality(self):
+        """What the settings cost in quality, measured now, after the timed calls (once)."""
+        if self.spec.quality != "on":
+            return None
+        if self._quality is None:
+            from lib.measure import quality
+            self._check_stop()
+            self._quality = quality.measure(self.backend, self.session, self.loaded, self.spec)
+        return self._quality
 
     def _check_stop(self) -> None:
         stop_if_asked(self.should_stop)

@@ -67,13 +67,33 @@ def why_section(measurement: Measurement, summary: Summary) -> dict[str, Any] | 
 def summary_row(measurement: Measurement, summary: Summary) -> dict[str, Any]:
     """One flat row for a single run's CSV: the spec, `<metric>_<statistic>` columns, then
     where the numbers came from (new columns go last, so existing columns keep their place)."""
+    from lib.records.table import quality_columns
+
     spec = measurement.spec.to_dict()
     later = {name: spec.pop(name) for name in LATER_FIELDS}
     return {**spec,
             **{f"{name}_{key}": value for name, dist in summary.metrics.items()
                for key, value in dist.to_dict().items()},
             "backend": measurement.provenance.backend,
-            "provenance": measurement.provenance.kind, **later}
+            "provenance": measurement.provenance.kind, **later,
+            **quality_columns(measurement.quality)}
+
+
+def quality_sentence(quality: results.Quality | None) -> str | None:
+    """What the settings cost in quality, in one sentence (None when not asked for)."""
+    if quality is None:
+        return None
+    if not quality.measured:
+        return f"Quality not measured: {quality.unavailable}."
+    said = (f"Quality: agrees with the original model ({quality.reference}) on "
+            f"{quality.agreement:.1%} of next words over {quality.tokens:,} tokens of "
+            f"{quality.text}; perplexity {quality.perplexity:.2f}")
+    if quality.reference_perplexity and quality.agreement < 1:
+        change = quality.perplexity / quality.reference_perplexity - 1
+        said += f" (original {quality.reference_perplexity:.2f}, {change:+.1%})"
+    seconds = f", measured in {quality.seconds:.1f} s apart from the timing" \
+        if quality.seconds is not None else ""
+    return said + seconds + "."
 
 
 def stack_sentence(measurement: Measurement) -> str | None:
@@ -115,6 +135,9 @@ def to_text(measurement: Measurement, summary: Summary) -> str:
                 dist.percentile(90), dist.percentile(99))]
         lines.append(f"{METRICS[name].label:<30}" + "".join(f"{v:>12}" for v in row)
                      + f"{dist.n:>6}")
+    said = quality_sentence(measurement.quality)
+    if said:
+        lines.append(said)
     limited = why_section(measurement, summary)
     if limited:
         lines.append(f"why ({limited['limit']}): {limited['text']}")

@@ -20,7 +20,10 @@ One row per point, measured or skipped:
   an estimated point, the floor of its hardware profile);
 - `provenance` (`measured`, or `estimated` for a point on a hardware profile: one computed
   value, so no p10/p90, a min and max equal to it, n = 1 and no `noisy` verdict; a skipped
-  point says which it would have been). Added last, after the floors.
+  point says which it would have been). Added after the floors;
+- `quality_agreement`, `quality_perplexity`, `quality_reference_perplexity` and
+  `quality_unavailable` (`quality_columns`, from `lib.measure.quality`: empty unless the spec
+  asked for quality). Added last.
 The CLI writes it as CSV with the standard library; the web app builds a DataFrame from it, and
 charts and findings read it by these names only. No pandas here.
 """
@@ -35,7 +38,7 @@ from typing import Any, Sequence
 from lib.estimate import floors
 from lib.core import stats
 from lib.core.metrics import METRICS, format_value
-from lib.core.results import ESTIMATED, MEASURED
+from lib.core.results import ESTIMATED, MEASURED, Quality
 from lib.core.spec import LATER_FIELDS, field_names
 from lib.measure.factors import FACTORS, Factor, factor_column
 from lib.measure.sweep_points import SweepResult
@@ -51,6 +54,7 @@ SPEC_COLUMNS = tuple(name for name in field_names()
                      if name not in PROCEDURE_FIELDS + ("prompt_text",) + LATER_FIELDS) \
     + PROCEDURE_FIELDS
 PROVENANCE_LABEL = "measured / estimated"
+QUALITY_FIELDS = ("agreement", "perplexity", "reference_perplexity")
 DISPLAY_METRICS = ("ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "requests_per_s",
                    "peak_memory_bytes")
 
@@ -58,6 +62,15 @@ DISPLAY_METRICS = ("ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "requests
 class Status(enum.StrEnum):
     MEASURED = "measured"
     SKIPPED = "skipped"
+
+
+def quality_columns(quality: Quality | None) -> dict[str, Any]:
+    """`quality_agreement`, `quality_perplexity`, `quality_reference_perplexity` (empty when
+    quality was not measured) and `quality_unavailable` (why not, when asked for)."""
+    measured = quality is not None and quality.measured
+    return {f"quality_{name}": getattr(quality, name) if measured else None
+            for name in QUALITY_FIELDS} | \
+        {"quality_unavailable": quality.unavailable if quality is not None else None}
 
 
 def floor_column(metric: str) -> str:
@@ -130,6 +143,7 @@ def rows(result: SweepResult) -> list[dict[str, Any]]:
         for metric in floors.FLOOR_METRICS:
             row[floor_column(metric)] = limits.get(metric)
         row["provenance"] = ESTIMATED if estimated else MEASURED
+        row.update(quality_columns(point.measurement.quality if point.measurement else None))
         table.append(row)
     return table
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from lib.core.errors import UnsupportedError
 from lib.models.catalog import CatalogEntry, get_entry
@@ -66,6 +66,27 @@ class Session(ABC):
     @abstractmethod
     def output_text(self) -> str:
         """What the last call wrote, for people (or why it is not shown)."""
+
+    def next_token_scores(self, windows: list[list[int]]) -> list[tuple[list[int], list[float]]]:
+        """Teacher-forced over each window of token ids, from this stack's own runtime: per
+        position, the most likely next token and the negative log-likelihood of the window's
+        actual next token (`lib.measure.quality`). A stack that can't report logits says so."""
+        raise UnsupportedError("This software stack does not report the model's next-token "
+                               "scores, so its quality can't be measured here.")
+
+
+def numpy_scores(logits: "Any", window: list[int]) -> tuple[list[int], list[float]]:
+    """`Session.next_token_scores` of one window from its logits (a numpy array, one row per
+    position but the last): each row's most likely token, and the negative log-likelihood of
+    the window's next token (a log-softmax, the row's maximum taken out first)."""
+    import numpy as np
+
+    logits = np.asarray(logits, dtype=np.float64)
+    top = logits.max(axis=1, keepdims=True)
+    log_total = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+    following = np.asarray(window[1:len(logits) + 1])
+    nll = log_total - logits[np.arange(len(logits)), following]
+    return logits.argmax(axis=1).tolist(), nll.tolist()
 
 
 class Backend(ABC):
@@ -231,6 +252,20 @@ class Backend(ABC):
     def versions(self) -> dict[str, str]:
         """Library versions that produced the numbers, saved with every result."""
         return {}
+
+    # --- quality (lib.measure.quality) ----------------------------------------------------
+
+    def reference_scores(self, entry: CatalogEntry,
+                         windows: list[list[int]]) -> tuple[list[int], list[float]]:
+        """The reference model's scores over `windows` (kept, else computed and kept)."""
+        from lib.measure import quality
+        return quality.reference_scores(entry, windows)
+
+    def keep_reference(self, model_id: str, windows: list[list[int]],
+                       scores: tuple[list[int], list[float]]) -> None:
+        """A reference run's own scores, kept for the runs compared with it."""
+        from lib.measure import quality
+        quality.keep_reference(model_id, windows, scores)
 
 
 class NativeStackBackend(Backend):

@@ -13,6 +13,7 @@ chosen for a user: tests install it with `lib.measure.backends.use(FakeBackend(.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from typing import Any, Callable, Sequence, Union
 
@@ -26,6 +27,7 @@ from lib.core.spec import DTYPES, RunSpec
 from lib.core.timing import Clock, ManualClock
 
 Declared = Union[float, Sequence[float], Callable[[RunSpec], float]]
+REFERENCE_PERPLEXITY = 10.0
 
 
 class FakeTokenizer:
@@ -53,8 +55,12 @@ class FakeBackend(Backend):
 
     def __init__(self, prefill_s: Declared = 0.2, decode_s: Declared = 0.05,
                  load_s: float = 1.5, memory_bytes: Declared = 600 * 2**20,
-                 other_cpu_percent: Declared = 0.0) -> None:
+                 other_cpu_percent: Declared = 0.0, agreement: Declared = 1.0,
+                 perplexity: Declared = 10.0) -> None:
         self.prefill_s, self.decode_s, self.load_s = prefill_s, decode_s, load_s
+        # Quality: the share of next tokens predicted as the reference does, and the
+        # perplexity (the reference's is REFERENCE_PERPLEXITY).
+        self.agreement, self.perplexity = agreement, perplexity
         self.memory_bytes, self.other_cpu_percent = memory_bytes, other_cpu_percent
         self.clock_ = ManualClock()
         self.calls: list[dict[str, Any]] = []     # every call, for tests to inspect
@@ -104,6 +110,14 @@ class FakeBackend(Backend):
     def versions(self) -> dict[str, str]:
         return {"fake": "1"}
 
+    def reference_scores(self, entry, windows: list[list[int]]):
+        """The reference predicts every next token of the text, at REFERENCE_PERPLEXITY."""
+        predicted = [token for window in windows for token in window[1:]]
+        return predicted, [math.log(REFERENCE_PERPLEXITY)] * len(predicted)
+
+    def keep_reference(self, model_id: str, windows, scores) -> None:
+        pass                                       # nothing real to keep
+
 
 class FakeSession(Session):
     def __init__(self, backend: FakeBackend, loaded: LoadedModel, spec: RunSpec) -> None:
@@ -127,6 +141,20 @@ class FakeSession(Session):
             backend.clock_.advance(backend.declared(declared, spec))
             times.append(clock.now())
         return Timing(start_s, tuple(times), peak_memory_bytes=memory)
+
+    def next_token_scores(self, windows: list[list[int]]):
+        """The declared agreement's share of each window's next tokens predicted (the rest
+        one off), at the declared perplexity."""
+        agreement = self.backend.declared(self.backend.agreement, self.spec)
+        nll = math.log(self.backend.declared(self.backend.perplexity, self.spec))
+        scores = []
+        for window in windows:
+            following = window[1:]
+            right = round(agreement * len(following))
+            predicted = [token if index < right else token + 1
+                         for index, token in enumerate(following)]
+            scores.append((predicted, [nll] * len(following)))
+        return scores
 
     def output_text(self) -> str:
         if self.loaded.entry.kind == ENCODER:

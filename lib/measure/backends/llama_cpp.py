@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lib.measure.backends.base import NativeStackBackend, Progress, Session, Timing
+from lib.measure.backends.base import (NativeStackBackend, Progress, Session, Timing,
+                                       numpy_scores)
 from lib.core.errors import ModelLoadError, UnsupportedError, stop_if_asked
 from lib.models import gguf_formats
 from lib.models.loaded import LoadedModel
@@ -61,13 +62,14 @@ def _import_llama() -> Any:
     return import_stack(LLAMA_CPP)
 
 
-def open_gguf(path: Path, n_ctx: int, threads: int) -> Any:
-    """The GGUF file as a llama.cpp model with a context of `n_ctx` tokens."""
+def open_gguf(path: Path, n_ctx: int, threads: int, logits_all: bool = False) -> Any:
+    """The GGUF file as a llama.cpp model with a context of `n_ctx` tokens (`logits_all`: it
+    keeps every position's logits, for quality; the timed runs read only the last)."""
     llama_cpp = _import_llama()
     try:
         return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=N_BATCH,
                                n_threads=threads, n_threads_batch=threads, verbose=False,
-                               logits_all=False)
+                               logits_all=logits_all)
     except (ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"llama.cpp could not open {path}: {exc}") from exc
 
@@ -278,6 +280,22 @@ class LlamaSession(Session):
 
     def output_text(self) -> str:
         return self.loaded.tokenizer.decode(self.output) if self.output else ""
+
+    def next_token_scores(self, windows: list[list[int]]) -> list[tuple[list[int], list[float]]]:
+        """llama.cpp's own logits at every position: the file opened apart, keeping them all."""
+        longest = max(len(window) for window in windows)
+        llm = open_gguf(self.model.path, -(-longest // CONTEXT_STEP) * CONTEXT_STEP,
+                        self.spec.threads, logits_all=True)
+        try:
+            scores = []
+            for window in windows:
+                llm.reset()
+                llm.eval(window)
+                scores.append(numpy_scores(llm.scores[:len(window) - 1], window))
+                stop_if_asked(self.should_stop)
+            return scores
+        finally:
+            llm.close()
 
 
 def _greedy(llm: Any, n_vocab: int) -> int:

@@ -105,5 +105,9 @@ class DecodeLoopSession(Session):
         return self.loaded.tokenizer.decode(self.generated[0].tolist(),
                                             skip_special_tokens=True)
 
+    def next_token_scores(self, windows: list[list[int]]) -> list[tuple[list[int], list[float]]]:
+        from lib.measure.quality import torch_scores
+        return torch_scores(self.loaded.model, windows, self.spec.device)
+
 
 BACKEND = ManualLoopBackend()

@@ -37,7 +37,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lib.measure.backends.base import NativeStackBackend, Progress, Session, Timing
+from lib.measure.backends.base import (NativeStackBackend, Progress, Session, Timing,
+                                       numpy_scores)
 from lib.core.errors import ExplorerError, ModelLoadError, stop_if_asked
 from lib.models import onnx_build
 from lib.models.loaded import LoadedModel
@@ -233,6 +234,24 @@ class GeneratorSession(Session):
             return (f"(Random weights: the {self.spec.new_tokens} generated tokens are "
                     "meaningless, so they are not shown. The timing is real.)")
         return self.loaded.tokenizer.decode(self.output, skip_special_tokens=True)
+
+    def next_token_scores(self, windows: list[list[int]]) -> list[tuple[list[int], list[float]]]:
+        """ONNX Runtime's own logits: after the prompt is appended, the graph's `logits`
+        output holds every position's."""
+        import numpy as np
+
+        og = _import_og()
+        scores = []
+        for window in windows:
+            params = og.GeneratorParams(self.handle.model)
+            params.set_search_options(max_length=len(window) + 1, batch_size=1)
+            generator = og.Generator(self.handle.model, params)
+            generator.append_tokens(np.array([window], dtype=np.int32))
+            logits = np.asarray(generator.get_output("logits"))[0, :len(window) - 1]
+            del generator
+            scores.append(numpy_scores(logits, window))
+            stop_if_asked(self.should_stop)
+        return scores
 
 
 BACKEND = OnnxRuntimeBackend()

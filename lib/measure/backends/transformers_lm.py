@@ -121,6 +121,11 @@ class GenerateSession(Session):
         generated = self.output[0, self.spec.prompt_tokens:].tolist()
         return self.loaded.tokenizer.decode(generated, skip_special_tokens=True)
 
+    def next_token_scores(self, windows: list[list[int]]) -> list[tuple[list[int], list[float]]]:
+        from lib.measure.quality import torch_scores
+        return torch_scores(self.loaded.model, windows, self.spec.device)
+
+
 
 def generate_arguments(spec: RunSpec, input_ids: Any, tokenizer: Any) -> dict[str, Any]:
     """The exact `generate` arguments every call of this spec uses."""
