@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from lib.measure import budget
-from lib.views import insights, sweep_charts
+from lib.views import insights, quality_insights, sweep_charts
 from lib.records import export, table, wording
 from lib.core import stats, text
 from lib import ui
@@ -215,6 +215,19 @@ elif not measured.empty:
         st.caption("Each point is one batch size. Moving right, every user waits longer per "
                    "token; moving up, the machine produces more tokens in total.")
     st.plotly_chart(sweep_charts.sweep_memory_figure(frame, factor), width="stretch")
+    traded = quality_insights.quality_findings(rows, factor)
+    if traded:
+        st.subheader("What it costs in quality")
+        for sentence in traded:
+            st.markdown(f"- {text.md(sentence)}")
+        st.plotly_chart(quality_insights.quality_tradeoff_figure(rows, factor), width="stretch")
+        st.caption("Agreement: how often the model's most likely next word is the original "
+                   "model's (transformers, float32), over a fixed text; perplexity: how "
+                   "surprised it is by that text (lower is better). Measured apart from the "
+                   "timing, from each stack's own output.")
+    elif any(row.get("quality_unavailable") for row in rows):
+        st.caption("Quality not measured: " + text.md(next(
+            row["quality_unavailable"] for row in rows if row.get("quality_unavailable"))) + ".")
 else:
     st.error("No point of this sweep could run: " + text.md("; ".join(
         dict.fromkeys(insights.skipped_reason_words(row) for row in rows))) + ".")

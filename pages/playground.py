@@ -66,6 +66,10 @@ st.text(measurement.generated_text)
 stack_words = export.stack_sentence(measurement)
 if stack_words:
     st.caption(text.md(stack_words))
+quality_words = export.quality_sentence(measurement.quality)
+if quality_words:
+    st.subheader("What these settings cost in quality")
+    (st.info if measurement.quality.measured else st.caption)(text.md(quality_words))
 
 limited_by = why.explain(measurement, summary)
 busy = limited_by is not None and limited_by.limit == why.BUSY_MACHINE

@@ -246,3 +246,15 @@ def test_a_link_with_a_factors_old_name_opens_that_factor():
     at.switch_page(EXPLORE).run()
     assert not at.exception and not at.sidebar.warning
     assert at.selectbox(key="explore_factor_0").value == "prompt_tokens"
+
+
+def test_a_sweep_with_quality_adds_the_trade_and_its_chart(app):
+    app.checkbox(key="setting_quality").check().run()
+    app.selectbox(key="explore_factor_0").select("dtype").run()
+    app.multiselect(key="explore_values_0_dtype").set_value(["float32", "bfloat16"]).run()
+    app.button[0].click().run()
+    assert not app.exception and not app.error
+    assert "What it costs in quality" in [h.value for h in app.subheader]
+    findings = " ".join(plain(m.value) for m in app.markdown)
+    assert "agrees with the original model on 100% of next words" in findings
+    assert len(app.get("plotly_chart")) == 4          # latency, throughput, memory, quality

@@ -138,3 +138,32 @@ def test_the_default_model_agrees_with_itself_and_bfloat16_drifts(default_model)
     drifted = quality.summarize(halved, own)
     assert 0.8 < drifted.agreement < 1.0
     assert drifted.perplexity == pytest.approx(measured.perplexity, rel=0.05)
+
+
+def _row(value, tpot, agreement, perplexity, noisy=False):
+    spread = 0.5 if noisy else 0.0           # a noisy point's samples scatter widely
+    return {"factor_dtype": value, "status": "measured", "provenance": "measured",
+            "tpot_s": tpot, "e2e_s": tpot * 4, "noisy": noisy, "quality_agreement": agreement,
+            "quality_perplexity": perplexity, "tpot_s_min": tpot * (1 - spread),
+            "tpot_s_max": tpot * (1 + spread)}
+
+
+def test_the_frontier_keeps_only_points_nothing_beats_in_both():
+    from lib.views.quality_insights import frontier
+    rows = [_row("float32", 0.060, 1.0, 19.8), _row("q8_0", 0.030, 0.97, 19.9),
+            _row("q4_1", 0.025, 0.70, 27.0), _row("worse", 0.040, 0.90, 22.0)]
+    assert frontier(rows) == [2, 1, 0]              # fastest first; 'worse' is beaten by q8_0
+
+
+def test_the_trade_is_one_sentence_per_point_within_the_noise_rules():
+    from lib.measure.factors import FACTORS
+    from lib.views.quality_insights import quality_findings
+    factor = FACTORS["dtype"]
+    rows = [_row("float32", 0.060, 1.0, 19.75), _row("q4_k_m", 0.020, 0.80, 24.65),
+            _row("q8_0", 0.059, 0.99, 19.80, noisy=True)]
+    said = quality_findings(rows, factor)
+    assert said[0] == ("Speed against quality: Number format Q4_K_M: 3.0x faster per token "
+                       "(20 ms vs 60 ms), agrees with the original model on 80% of next words "
+                       "(perplexity 24.65 vs 19.75).")
+    assert "no clear change per token (within the noise)" in said[1]    # a noisy point
+    assert quality_findings(rows[:1], factor) == []

@@ -94,6 +94,7 @@ def run_sweep(base: RunSpec, factor_values: list, csv_path: str | None,
     from lib.measure.cache import ModelCache
     from lib.records import export as report, saving, table
     from lib.views import insights
+    from lib.views.quality_insights import quality_findings
 
     started = time.monotonic()
     quiet_transformers()
@@ -149,8 +150,8 @@ def run_sweep(base: RunSpec, factor_values: list, csv_path: str | None,
                                 "sweep itself is in the history (python -m lib history).") \
                 from None
     factors = [FACTORS[name] for name in result.factors]
-    findings = (insights.findings(rows, factors[0]) if len(factors) == 1
-                else insights.heatmap_findings(rows, factors))
+    findings = (insights.findings(rows, factors[0]) + quality_findings(rows, factors[0])
+                if len(factors) == 1 else insights.heatmap_findings(rows, factors))
     if as_json:
         say(f"took {elapsed_s:.0f} s (estimated {plan.estimated_s:.0f} s before measuring)")
         return print_json({"factors": result.factors, "points": rows,

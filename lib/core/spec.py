@@ -68,7 +68,7 @@ def _field(default: Any, flag: str, label: str, help: str, minimum: float | None
     """A RunSpec field with everything the CLI flag and the sidebar widget are made from."""
     metadata = {"flag": flag, "label": label, "help": help, "min": minimum, "max": maximum,
                 "choices": choices, "step": step,
-                "widget": "select" if choices else widget}
+                "widget": "select" if choices and widget != "checkbox" else widget}
     if callable(default):
         return field(default_factory=default, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -168,7 +168,7 @@ class RunSpec:
         "seconds more): over a fixed text, how often the model's next-word guess agrees with "
         "the original model (transformers, float32) and its perplexity (how surprised it is by "
         "the text; lower is better). Only models with trained weights have a quality to "
-        "measure.", choices=SWITCH)
+        "measure.", choices=SWITCH, widget="checkbox")
 
     def __post_init__(self) -> None:
         if isinstance(self.dtype, str) and self.dtype in ALIASES:

@@ -49,6 +49,11 @@ def widget(name: str, **overrides: Any) -> Any:
     value = {} if state.setting(name) in st.session_state else \
         {"value": "" if info["default"] is None else info["default"]}
     kind = info["widget"]
+    if kind == "checkbox":                   # an off/on setting: ticked is "on"
+        if isinstance(st.session_state.get(common["key"]), str):    # from a shared link
+            st.session_state[common["key"]] = st.session_state[common["key"]] == "on"
+        value = {} if common["key"] in st.session_state else {"value": info["default"] == "on"}
+        return "on" if st.checkbox(**common, **value) else "off"
     if kind == "select":
         return st.selectbox(options=overrides.get("options", list(info["choices"])),
                             format_func=overrides.get("format_func", str), **common)
@@ -80,6 +85,7 @@ def settings_sidebar() -> RunSpec | None:
         values["new_tokens"] = widget("new_tokens", disabled=is_encoder)
         if is_encoder:
             st.caption("An encoder writes no tokens, so output length is not used.")
+        values["quality"] = widget("quality")
         with st.expander("Measurement"):
             for name in MEASUREMENT_FIELDS:
                 if name == "threads" and default_threads() == 1:
