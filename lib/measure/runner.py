@@ -30,6 +30,7 @@ from typing import Callable
 
 from lib.measure import backends
 from lib.core.errors import ExplorerError
+from lib.measure.quality import EVALUATION_TOKENS
 from lib.measure.cache import ModelCache
 from lib.models.catalog import CatalogEntry, get_entry
 from lib.core.kinds import ENCODER
@@ -132,9 +133,13 @@ def rough_duration_s(spec: RunSpec, weights_loaded: bool = False,
     step_s = max(shape.weight_bytes(spec.dtype) / weight_bytes_per_s,
                  2 * active * spec.batch_size / flops, step_floor_s)
     call_s = prefill_s + (0 if encoder else spec.new_tokens * step_s)
+    # Quality: teacher-forced passes over the evaluation text, as many tokens as a long prefill.
+    quality_s = 2 * active * EVALUATION_TOKENS / flops \
+        if spec.quality == "on" and not encoder else 0.0
     return ((0.0 if weights_loaded else ASSUMED_LOAD_S)
             + (ASSUMED_COMPILE_S if spec.compile == "on" else 0.0)
-            + spec.warmup_runs * call_s + max(spec.repetitions * call_s, spec.min_duration_s))
+            + spec.warmup_runs * call_s + max(spec.repetitions * call_s, spec.min_duration_s)
+            + quality_s)
 
 
 def run(spec: RunSpec, cache: ModelCache | None = None, on_status: Say | None = None,
