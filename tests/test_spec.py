@@ -4,8 +4,8 @@ import dataclasses
 import pytest
 
 from lib.core.errors import InvalidSpecError, UnsupportedError
-from lib.core.spec import (RunSpec, add_arguments, field_info, field_names, from_arguments,
-                      from_saved)
+from lib.core.spec import RunSpec, field_info, field_names, from_saved
+from lib.core.spec_text import add_arguments, from_arguments
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -82,7 +82,7 @@ def test_field_info_carries_what_a_widget_needs():
 
 
 def test_parse_value_checks_type_finiteness_and_choices():
-    from lib.core.spec import parse_value
+    from lib.core.spec_text import parse_value
     assert parse_value("batch_size", " 8 ") == 8 and parse_value("min_duration_s", "0.5") == 0.5
     for name, raw, words in [("batch_size", "two", "not a whole number"),
                              ("batch_size", "1.5", "not a whole number"),
@@ -94,7 +94,8 @@ def test_parse_value_checks_type_finiteness_and_choices():
 
 
 def test_clamp_moves_values_into_this_machines_range():
-    from lib.core.spec import clamp, default_threads
+    from lib.core.spec import default_threads
+    from lib.core.spec_text import clamp
     assert clamp("batch_size", 8) == (8, None)
     assert clamp("batch_size", 0) == (1, "below the lowest value 1, so 1 is used")
     assert clamp("new_tokens", 10**30)[0] == 512

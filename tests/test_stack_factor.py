@@ -112,7 +112,7 @@ def test_the_stack_is_in_the_csv_at_the_end_and_in_history_words(stacks):
     measurement = measure(spec, stacks["llama.cpp"])
     row = export.summary_row(measurement, stats.summarize(measurement))
     # Columns added later go last: the stack, then quality (asked for, then measured).
-    assert list(row)[-6:] == ["stack", "quality"] + ["quality_agreement", "quality_perplexity", "quality_reference_perplexity", "quality_unavailable"]
+    assert list(row)[-8:] == ["stack", "quality", "prune", "exit_layer"] + ["quality_agreement", "quality_perplexity", "quality_reference_perplexity", "quality_unavailable"]
     assert row["stack"] == "llama.cpp"
     assert wording.run_settings_text(spec.to_dict()) == \
         "smollm2-135m-instruct, batch 1, prompt 16, output 3, Q4_K_M, on llama.cpp"

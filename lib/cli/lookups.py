@@ -16,6 +16,7 @@ import argparse
 
 from lib.cli.output import out, print_json, say
 from lib.core import spec as run_spec
+from lib.core import spec_text
 
 
 def models(as_json: bool) -> int:
@@ -81,7 +82,7 @@ def estimate(args: argparse.Namespace) -> int:
 
     requested = args.dtype
     args.dtype = run_spec.field_info("dtype")["default"]      # checked below, once known
-    spec = run_spec.from_arguments(args)
+    spec = spec_text.from_arguments(args)
     dtype = requested or get_entry(spec.model_id).published_dtype or spec.dtype
     spec_dtype, weights = estimator.split_dtype(dtype)
     spec = spec.replace(dtype=spec_dtype)

@@ -21,7 +21,7 @@ import sys
 from lib.cli import arguments, lookups, measuring, saved
 from lib.cli.parser import build_parser
 from lib.cli.output import out, print_json, quiet_transformers, say
-from lib.core import spec as run_spec
+from lib.core import spec_text
 from lib.core.errors import ExplorerError
 from lib.core.text import one_line
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             return load_test.run(args, out, say, print_json)
         if args.command in {"history", "export", "import", "delete", "share"}:
             return saved.history(args)
-        spec = run_spec.from_arguments(args)
+        spec = spec_text.from_arguments(args)
         if args.command == "sweep":
             return measuring.run_sweep(spec, measuring.sweep_request(spec, args), args.csv,
                                        args.budget_s, args.json)

@@ -1,6 +1,6 @@
 """The command line's parser: every command and its flags.
 
-The run flags are generated from RunSpec (`lib.core.spec.add_arguments`), with `--prompt-file`
+The run flags are generated from RunSpec (`lib.core.spec_text.add_arguments`), with `--prompt-file`
 beside `--prompt`; the argument types that refuse hostile values are `lib.cli.arguments`, and
 `load`'s flags are `lib.cli.load_test`'s.
 """
@@ -12,6 +12,7 @@ import functools
 
 from lib.cli import arguments, load_test
 from lib.core import spec as run_spec
+from lib.core import spec_text
 from lib.measure.factors import FACTORS, current_name
 
 SWEEP_DEFAULTS = {"repetitions": 3, "min_duration_s": 0.5}    # per point: a sweep has many
@@ -97,7 +98,7 @@ def _add_spec_arguments(parser: argparse.ArgumentParser, defaults: dict | None =
                         choices: dict | None = None) -> None:
     """RunSpec's flags, plus --prompt-file: the prompt from a file, instead of --prompt."""
     prompt = parser.add_mutually_exclusive_group()
-    run_spec.add_arguments(parser, defaults, groups={"prompt_text": prompt}, choices=choices)
+    spec_text.add_arguments(parser, defaults, groups={"prompt_text": prompt}, choices=choices)
     prompt.add_argument(
         "--prompt-file", dest="prompt_text", type=arguments.prompt_file, default=argparse.SUPPRESS,
         metavar="PATH", help="read the prompt from this UTF-8 text file ('-': standard input), "

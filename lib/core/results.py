@@ -75,6 +75,11 @@ class Quality:
                 "unavailable": self.unavailable}
 
 
+def format_perplexity(value: float) -> str:
+    """'19.75', '454', '2,718,118,525': two decimals while they mean something."""
+    return f"{value:.2f}" if value < 100 else f"{value:,.0f}"
+
+
 def quality_from_dict(value: Any, path: str) -> Quality:
     """A saved `Quality`, every field checked (`lib.core.schema`)."""
     document = schema.mapping(value, path)

@@ -5,14 +5,13 @@ carries its label, help text and bounds in `metadata`; the widgets and the CLI r
 there, so the explanation a user sees is written once. `__post_init__` rejects impossible values
 with a message that says what to choose instead. Checks that need the model (prompt + output longer
 than its context) or the machine (free memory, device present) live with the catalog entry and
-the backends, since a spec must be describable on any machine. `add_arguments` / `from_arguments`
-make the CLI's flags from the fields, and the sidebar draws its widgets from `field_info`: no
+the backends, since a spec must be describable on any machine. `lib.core.spec_text` makes
+the CLI's flags from the fields, and the sidebar draws its widgets from `field_info`: no
 other file restates a default, a bound or a choice.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import os
@@ -31,6 +30,8 @@ ATTENTIONS = ("sdpa", "eager")
 KV_CACHES = ("dynamic", "static")
 COMPILES = ("off", "on")
 SWITCH = ("off", "on")           # a setting that is on or off: `--flag` alone turns it on
+PRUNE_METHODS = ("magnitude", "layers", "mlp")
+MAX_EXIT_LAYER = 1000            # the deepest catalog model has far fewer layers
 MAX_PROMPT_TEXT_CHARS = 100_000
 MAX_PROMPT_TOKENS = 131_072      # the longest context in the catalog
 MAX_MODEL_ID_CHARS = 4096        # Linux's longest path (PATH_MAX); ids are far shorter
@@ -38,7 +39,7 @@ MAX_HARDWARE_ID_CHARS = 100      # profile ids are short words ("h200"); lib.est
 MAX_DEVICES = 1024               # the most devices an estimate spreads a model over
 # Fields added after CSV exports existed: their columns go at the end of a row, since people's
 # spreadsheets read columns by position (lib.records.export.summary_row, lib.records.table.rows).
-LATER_FIELDS = ("hardware", "gpus", "stack", "quality")
+LATER_FIELDS = ("hardware", "gpus", "stack", "quality", "prune", "exit_layer")
 # An estimate (a spec with `hardware`) is computed, not timed: once, with nothing to warm up.
 ESTIMATE_SETTINGS = {"repetitions": 1, "warmup_runs": 0, "min_duration_s": 0.0}
 
@@ -169,6 +170,21 @@ class RunSpec:
         "the original model (transformers, float32) and its perplexity (how surprised it is by "
         "the text; lower is better). Only models with trained weights have a quality to "
         "measure.", choices=SWITCH, widget="checkbox")
+    prune: str | None = _field(
+        None, "--prune", "Pruning",
+        "Remove part of the model before running it, to see what each kind of pruning buys in "
+        "speed and costs in quality. magnitude:0.5 sets the smallest half of each weight "
+        "matrix to zero (the matrices keep their size, so dense kernels are just as slow); "
+        "layers:10 removes 10 whole decoder layers, middle ones first; mlp:0.5 removes the "
+        "least important half of each MLP's channels (smaller matrices). Applied once to a "
+        "copy of the model (transformers stack). Leave empty for the whole model.",
+        widget="text")
+    exit_layer: int | None = _field(
+        None, "--exit-layer", "Early exit after layer",
+        "Write every token from the first K decoder layers only (then the final norm and the "
+        "output head), skipping the rest: less work per token, and the quality shows what "
+        "the skipped layers did. Leave empty to use every layer (transformers stack).",
+        1, MAX_EXIT_LAYER)
 
     def __post_init__(self) -> None:
         if isinstance(self.dtype, str) and self.dtype in ALIASES:
@@ -185,11 +201,11 @@ class RunSpec:
                 raise InvalidSpecError(
                     f"{f.name} must be one of {', '.join(choices)} (got {value!r}).")
             lo, hi = f.metadata["min"], f.metadata["max"]
-            if lo is None and hi is None:
+            if (lo is None and hi is None) or (value is None and _optional(f.name)):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InvalidSpecError(f"{f.name} must be a number (got {value!r}).")
-            if f.type == "int" and not isinstance(value, int):
+            if str(f.type).startswith("int") and not isinstance(value, int):
                 raise InvalidSpecError(f"{f.name} must be a whole number (got {value!r}).")
             if isinstance(value, float) and not math.isfinite(value):   # NaN passes any bound
                 raise InvalidSpecError(f"{f.name} must be a finite number (got {value}).")
@@ -219,6 +235,8 @@ class RunSpec:
             raise InvalidSpecError(
                 f"gpus={self.gpus} applies to estimates only: name a hardware profile too "
                 "(e.g. --hardware h200 --gpus 8), or use 1 to measure on this machine.")
+        if self.prune is not None:
+            object.__setattr__(self, "prune", check_prune(self.prune))
         if self.prompt_text is not None:
             if not self.prompt_text.strip():
                 raise InvalidSpecError("Your prompt is empty: type some text, or clear the box to "
@@ -239,6 +257,34 @@ class RunSpec:
 
     def replace(self, **changes: Any) -> "RunSpec":
         return dataclasses.replace(self, **changes)
+
+
+def check_prune(value: str) -> str | None:
+    """'magnitude:0.5', 'layers:10', 'mlp:0.5' as written canonically ('none' and '' are no
+    pruning); InvalidSpecError saying what to write otherwise."""
+    written = value.strip().lower()
+    if written in ("", "none"):
+        return None
+    method, _, amount = written.partition(":")
+    how = ("Write pruning as METHOD:AMOUNT: magnitude:0.5 (the smallest half of each weight "
+           "matrix set to zero), layers:10 (ten decoder layers removed) or mlp:0.5 (half of "
+           "each MLP's channels removed)")
+    if method not in PRUNE_METHODS:
+        raise InvalidSpecError(f"Unknown pruning method {method!r}. {how}.")
+    try:
+        number = float(amount) if method != "layers" else int(amount)
+    except ValueError:
+        raise InvalidSpecError(f"{value!r}: the amount after the colon must be "
+                               f"{'a whole number of layers' if method == 'layers' else 'a share such as 0.5'}. "
+                               f"{how}.") from None
+    if method == "layers":
+        if number < 1:
+            raise InvalidSpecError(f"layers:{number} removes no layer: remove at least 1.")
+        return f"layers:{number}"
+    if not (math.isfinite(number) and 0 < number < 1):
+        raise InvalidSpecError(f"{method}:{amount} must remove a share between 0 and 1 "
+                               "(such as 0.5 for half).")
+    return f"{method}:{number:g}"
 
 
 def is_utf8(text: str) -> bool:
@@ -313,84 +359,5 @@ def _optional(name: str) -> bool:
 
 
 def _value_type(spec_field: dataclasses.Field) -> type:
-    annotation = str(spec_field.type)
+    annotation = str(spec_field.type).removesuffix(" | None")
     return int if annotation == "int" else float if annotation == "float" else str
-
-
-def add_arguments(parser: argparse.ArgumentParser, defaults: dict[str, Any] | None = None,
-                  groups: dict[str, Any] | None = None,
-                  choices: dict[str, tuple] | None = None) -> None:
-    """One CLI flag per RunSpec field, with its choices, default and help (bounds included).
-
-    `defaults` overrides a field's default for this command (sweeps repeat less per point);
-    `groups` puts a field's flag in an argument group of the parser (e.g. a mutually exclusive
-    one, for another way to give the same value); `choices` widens a field's choices for this
-    command (estimates take float8, which the command maps onto a spec itself).
-    """
-    for name in field_names():
-        info = {**field_info(name), **({"choices": choices[name]} if name in (choices or {})
-                                       else {})}
-        default = (defaults or {}).get(name, info["default"])
-        bounds = ""
-        if info["min"] is not None:
-            bounds = f" [{info['min']}..{info['max']}]" if info["max"] is not None \
-                else f" [>= {info['min']}]"
-        help_text = (info["help"] + bounds).replace("%", "%%") + " (default: %(default)s)"
-        kwargs: dict[str, Any] = {"dest": name, "default": default, "help": help_text}
-        if info["choices"]:
-            kwargs["choices"] = info["choices"] + (tuple(ALIASES) if name == "dtype"
-                                                   else ())
-            kwargs["metavar"] = "{" + ",".join(info["choices"]) + "}"
-            if info["choices"] == SWITCH:                  # `--quality` alone means on
-                kwargs.update(nargs="?", const="on")
-        elif info["type"] is not str:
-            kwargs["type"] = info["type"]
-        (groups or {}).get(name, parser).add_argument(info["flag"], **kwargs)
-
-
-def from_arguments(args: argparse.Namespace) -> RunSpec:
-    """The RunSpec that `add_arguments`' flags describe; InvalidSpecError if impossible."""
-    return RunSpec(**{name: getattr(args, name) for name in field_names()})
-
-
-
-def machine_bounds(name: str) -> tuple[float | None, float | None]:
-    """A numeric setting's lowest and highest value on this machine: the field's bounds, with
-    threads capped at the cores present."""
-    info = field_info(name)
-    high = default_threads() if name == "threads" else info["max"]
-    return info["min"], high
-
-
-def parse_value(name: str, raw: str) -> Any:
-    """One setting written as text (a link's query parameter), checked like a CLI argument:
-    its type (finite numbers only) and its choices. Bounds are `clamp`'s job."""
-    info = field_info(name)
-    kind = info["type"]
-    value: Any = raw
-    if kind is not str:
-        try:
-            value = kind(raw.strip())
-        except (ValueError, OverflowError):
-            raise InvalidSpecError(f"not {'a whole number' if kind is int else 'a number'}") \
-                from None
-        if not math.isfinite(value):
-            raise InvalidSpecError("not a finite number")
-    if name == "dtype":
-        value = ALIASES.get(value, value)
-    if info["choices"] and value not in info["choices"]:
-        raise InvalidSpecError(f"choose from {', '.join(info['choices'])}")
-    return value
-
-
-def clamp(name: str, value: Any) -> tuple[Any, str | None]:
-    """A numeric value moved into this machine's range, with a note saying so (None if kept)."""
-    low, high = machine_bounds(name)
-    if low is not None and value < low:
-        return type(value)(low), f"below the lowest value {low}, so {low} is used"
-    if high is not None and value > high:
-        why = f"this machine has {high} cores" if name == "threads" else \
-            f"above the highest value {high}"
-        return type(value)(high), f"{why}, so {high} is used"
-    return value, None
-

@@ -153,7 +153,13 @@ FACTORS: dict[str, Factor] = {f.name: f for f in [
     Factor("attention", "attention", lambda: ATTENTIONS),
     Factor("kv_cache", "kv_cache", lambda: KV_CACHES),
     Factor("compile", "compile", lambda: COMPILES),
+    Factor("prune", "prune", lambda: ("none", "magnitude:0.5", "layers:10", "mlp:0.25"),
+           settings=lambda value: {"prune": None if value == "none" else value},
+           words=lambda value: "none" if value in (None, "none") else str(value)),
+    Factor("exit_layer", "exit_layer", lambda: (10, 15, 20, 30), True),
 ]}
+PRUNE_OPTIONS = ("none", "magnitude:0.3", "magnitude:0.5", "magnitude:0.7", "layers:5",
+                 "layers:10", "layers:15", "mlp:0.1", "mlp:0.25", "mlp:0.5")
 
 
 def current_name(name: str) -> str:

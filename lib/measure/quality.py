@@ -76,9 +76,10 @@ def unavailable_reason(entry: Any, spec: RunSpec) -> str | None:
 
 
 def is_reference(spec: RunSpec) -> bool:
-    """The run is the reference itself: transformers, float32, the model unmodified."""
+    """The run is the reference itself: transformers, float32, the model unmodified (neither
+    pruned nor exiting early)."""
     return spec.stack == TRANSFORMERS and spec.dtype == REFERENCE_DTYPE and \
-        spec.device == "cpu"
+        spec.device == "cpu" and spec.prune is None and spec.exit_layer is None
 
 
 def measure(backend: Any, session: Any, loaded: Any, spec: RunSpec) -> Quality:

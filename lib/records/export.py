@@ -87,10 +87,12 @@ def quality_sentence(quality: results.Quality | None) -> str | None:
         return f"Quality not measured: {quality.unavailable}."
     said = (f"Quality: agrees with the original model ({quality.reference}) on "
             f"{quality.agreement:.1%} of next words over {quality.tokens:,} tokens of "
-            f"{quality.text}; perplexity {quality.perplexity:.2f}")
+            f"{quality.text}; perplexity {results.format_perplexity(quality.perplexity)}")
     if quality.reference_perplexity and quality.agreement < 1:
         change = quality.perplexity / quality.reference_perplexity - 1
-        said += f" (original {quality.reference_perplexity:.2f}, {change:+.1%})"
+        said += (f" (original {results.format_perplexity(quality.reference_perplexity)}, "
+                 f"{change:+.0%})" if change > 10 else f" (original "
+                 f"{results.format_perplexity(quality.reference_perplexity)}, {change:+.1%})")
     seconds = f", measured in {quality.seconds:.1f} s apart from the timing" \
         if quality.seconds is not None else ""
     return said + seconds + "."

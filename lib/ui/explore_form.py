@@ -21,7 +21,8 @@ from lib.models import catalog
 from lib.ui import state
 from lib.ui.running import model_cache
 from lib.ui.sidebar import STACK_SETTING_LABELS, dtype_options, stack_option
-from lib.measure.factors import Factor, device_values, grid, parse_values, point_spec
+from lib.measure.factors import (PRUNE_OPTIONS, Factor, device_values, grid, parse_values,
+                                 point_spec)
 
 
 FORMAT_SKIP = "the stack doesn't run that format"
@@ -118,8 +119,8 @@ def factor_options(factor: Factor, device: str, stack: str = TRANSFORMERS,
     if factor.name == "dtype":
         return devices.supported_dtypes(device) if other == "stack" \
             else dtype_options(stack, device)
-    return {"model": list(catalog.CATALOG), "device": device_values()}.get(factor.name) \
-        or list(factor.default_values())
+    return {"model": list(catalog.CATALOG), "device": device_values(),
+            "prune": list(PRUNE_OPTIONS)}.get(factor.name) or list(factor.default_values())
 
 
 def option_label(factor: Factor, value: Any) -> str:

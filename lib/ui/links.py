@@ -27,7 +27,8 @@ from lib.measure.factors import FACTORS, Factor, current_name, device_values, pa
 from lib.core import text
 from lib.core.errors import ExplorerError
 from lib.models import catalog
-from lib.core.spec import RunSpec, clamp, field_info, field_names, parse_value
+from lib.core.spec import RunSpec, field_info, field_names
+from lib.core.spec_text import clamp, parse_value
 from lib.ui import door, state
 
 # Explore's modes: the word a link uses -> the words its radio shows (the page draws these).

@@ -107,6 +107,7 @@ def settings_sidebar() -> RunSpec | None:
             if values["compile"] == "on":
                 st.warning("Compiling takes about a minute on a CPU before the first run; it is "
                            "timed in the warm-up, never in a latency.")
+        values["prune"], values["exit_layer"] = _techniques(values["stack"])
         values["hardware"], values["gpus"] = _hardware_picker()
         with st.expander("Your own prompt"):
             prompt = widget("prompt_text")
@@ -121,6 +122,28 @@ def settings_sidebar() -> RunSpec | None:
             st.sidebar.error(text.md(exc))
     st.session_state[state.SPEC] = spec
     return spec
+
+
+def _techniques(stack: str) -> tuple[str | None, int | None]:
+    """Pruning and early exit: what they buy in speed and cost in quality (transformers)."""
+    with st.expander("Pruning and early exit"):
+        if stack != TRANSFORMERS:
+            st.caption(text.md(f"They change the torch model itself, so they apply to the "
+                               f"transformers stack, not {stack_name(stack)}."))
+            return None, None
+        prune_info, exit_info = field_info("prune"), field_info("exit_layer")
+        typed = st.text_input(prune_info["label"], key=state.setting("prune"),
+                              help=prune_info["help"],
+                              placeholder="none (e.g. magnitude:0.5, layers:10, mlp:0.25)")
+        exit_layer = st.number_input(exit_info["label"], min_value=exit_info["min"],
+                                     max_value=exit_info["max"], step=1,
+                                     key=state.setting("exit_layer"), help=exit_info["help"],
+                                     placeholder="every layer",
+                                     **({} if state.setting("exit_layer") in st.session_state
+                                        else {"value": None}))
+        if typed.strip() or exit_layer is not None:
+            st.caption("Tick *Measure quality too* to see what it costs.")
+        return (typed.strip() or None), (int(exit_layer) if exit_layer is not None else None)
 
 
 def stack_option(name: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lib.core.results import format_perplexity
 from lib.measure.factors import Factor
 from lib.records.table import is_measured
 from lib.views.comparable import NEGLIGIBLE, finding_ratio, ms
@@ -66,7 +67,8 @@ def quality_findings(rows: list[dict[str, Any]], factor: Factor) -> list[str]:
             f"{factor.title} {factor.value_label(row[factor.column])}: {speed} "
             f"({ms(row[key])} vs {ms(reference[key])}), agrees with the original model on "
             f"{row['quality_agreement']:.0%} of next words (perplexity "
-            f"{row['quality_perplexity']:.2f} vs {reference['quality_perplexity']:.2f}).")
+            f"{format_perplexity(row['quality_perplexity'])} vs "
+            f"{format_perplexity(reference['quality_perplexity'])}).")
     best = [rated[index] for index in frontier(rated)]
     if 1 < len(best) < len(rated):
         named = ", ".join(factor.value_label(row[factor.column]) for row in best)
@@ -92,7 +94,8 @@ def quality_tradeoff_figure(rows: list[dict[str, Any]], factor: Factor):
         x=[row[key] * scale for row in rated], y=[row["quality_agreement"] * 100 for row in rated],
         mode="markers+text", text=labels, textposition="top center", name="a point",
         marker={"size": 11, "color": STRONG},
-        customdata=[f"perplexity {row['quality_perplexity']:.2f}" for row in rated],
+        customdata=[f"perplexity {format_perplexity(row['quality_perplexity'])}"
+                    for row in rated],
         hovertemplate="%{text}<br>%{x:.1f} " + metric.display_unit
         + "<br>agrees on %{y:.1f}% of next words<br>%{customdata}<extra></extra>"))
     best = [rated[index] for index in frontier(rated)]

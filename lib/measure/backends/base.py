@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from lib.models.loaded import LoadedModel
 
 Progress = Callable[[str], None]
+TECHNIQUES = ("prune", "exit_layer")         # RunSpec fields that change the model itself
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class Backend(ABC):
     stack: str | None = TRANSFORMERS
     dtypes: tuple[str, ...] = STACKS[TRANSFORMERS].dtypes
     factors: tuple[str, ...] = STACK_SETTINGS  # the software-stack settings it honours
+    techniques: tuple[str, ...] = ()         # pruning / early exit it can apply (RunSpec fields)
     measures_memory: bool = True              # the engine tracks peak memory around each call
     isolate: bool = True                      # run its models in worker processes (lib.measure.worker)
     holds_weights: bool = True                # its loaded models take memory (not an estimate)
@@ -130,6 +132,17 @@ class Backend(ABC):
                     f"{entry.display_name} can't use {label} = {getattr(spec, name)!r}: the way "
                     f"it runs here ({self.label}) has no such setting. Set {label} back to "
                     f"{default!r} (Software stack, in the sidebar).")
+        for name in TECHNIQUES:
+            if getattr(spec, name) is not None and name not in self.techniques:
+                label = field_info(name)["label"]
+                raise UnsupportedError(
+                    f"{label} is applied to a torch model of the transformers stack; "
+                    f"{self.label} can't apply it. Choose the transformers stack, or leave "
+                    f"{label} empty.")
+        if self.techniques and (spec.prune is not None or spec.exit_layer is not None):
+            from lib.measure.techniques import kept_layers
+            from lib.models.shapes import shapes
+            kept_layers(shapes(spec.model_id).layers, spec)      # refuses before loading
         self.check_device(spec.device, spec.dtype)
         entry.check_context(spec.prompt_tokens, spec.new_tokens)
 
@@ -155,9 +168,12 @@ class Backend(ABC):
         from lib.estimate import memory
         from lib.models.shapes import shapes
         new_tokens = spec.new_tokens if get_entry(spec.model_id).kind == CAUSAL_LM else 0
+        from lib.measure.techniques import copies_weights
         static = spec.kv_cache == "static" or spec.compile == "on"    # compiling uses it too
+        # A pruned copy holds weights of its own beside the shared model's: counted again.
         return memory.estimate(shapes(spec.model_id), spec.dtype, spec.batch_size,
-                               spec.prompt_tokens, new_tokens, weights_loaded=weights_loaded,
+                               spec.prompt_tokens, new_tokens,
+                               weights_loaded=weights_loaded and not copies_weights(spec),
                                attention=spec.attention,
                                kv_cache="static" if static else "dynamic", stack=spec.stack)
 

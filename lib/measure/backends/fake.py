@@ -47,6 +47,7 @@ class FakeBackend(Backend):
     label = "fake backend (declared latencies)"
     kinds = (CAUSAL_LM, ENCODER)
     factors = ("attention", "kv_cache", "compile")
+    techniques = ("prune", "exit_layer")
     stack = None                                   # stands in for any stack, in every format
     dtypes = DTYPES
     measures_memory = False

@@ -57,6 +57,7 @@ class TransformersBackend(Backend):
     label = "transformers (generate)"
     kinds = (CAUSAL_LM,)
     default_for = (CAUSAL_LM,)
+    techniques = ("prune", "exit_layer")
 
     def load(self, model_id: str, device: str, dtype: str,
              on_progress: Progress | None = None) -> LoadedModel:
@@ -83,7 +84,10 @@ class GenerateSession(Session):
     def __init__(self, loaded: LoadedModel, spec: RunSpec) -> None:
         import torch
 
+        from lib.measure import techniques
+
         self.loaded, self.spec = loaded, spec
+        self.model = techniques.variant(loaded.model, spec)     # pruned or exiting early
         prompt = fit_prompt(loaded.tokenizer, spec.prompt_tokens, spec.prompt_text)
         self.prompt_note, self.used_chat_template = prompt.note, prompt.used_chat_template
         input_ids = torch.tensor([prompt.token_ids] * spec.batch_size, device=spec.device)
@@ -98,7 +102,7 @@ class GenerateSession(Session):
         streamer = TokenTimestamps(clock, record=timed, should_stop=self.should_stop)
         with torch.inference_mode():
             start_s = clock.now()
-            output = self.loaded.model.generate(**self.kwargs, streamer=streamer)
+            output = self.model.generate(**self.kwargs, streamer=streamer)
         self.output = output.sequences
         # `cache` since transformers 5.2x, `past_key_values` before (5.17 on the GPU machine).
         kv_bytes = cache_bytes(output["cache"] if "cache" in output
@@ -123,7 +127,7 @@ class GenerateSession(Session):
 
     def next_token_scores(self, windows: list[list[int]]) -> list[tuple[list[int], list[float]]]:
         from lib.measure.quality import torch_scores
-        return torch_scores(self.loaded.model, windows, self.spec.device)
+        return torch_scores(self.model, windows, self.spec.device)
 
 
 

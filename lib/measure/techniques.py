@@ -1,0 +1,167 @@
+"""Pruning and early exit, applied to a loaded torch causal LM (the transformers stack).
+
+Each makes a variant of the shared model, once per worker process (kept while the model is):
+- `layers:N` and early exit (`exit_layer`) keep a subset of the decoder layers. The variant
+  shares every weight with the original (no copy): its layer and attention modules are light
+  copies renumbered for the KV cache, its configuration says how many layers it has;
+- `mlp:S` removes the share S of each MLP's channels with the least importance (the product of
+  the norms of a channel's gate, up and down weights), making three smaller matrices per layer;
+- `magnitude:S` sets the share S of each decoder weight matrix with the smallest magnitudes to
+  zero, in a copy of the model: the matrices keep their size, so dense kernels do as much work.
+Layers are removed from the middle out (the first and last layers matter most, as pruning
+studies find); early exit keeps the first K.
+"""
+
+from __future__ import annotations
+
+import copy
+import weakref
+from typing import Any
+
+from lib.core.errors import UnsupportedError
+from lib.core.spec import RunSpec
+
+_VARIANTS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+COPIES_WEIGHTS = ("magnitude", "mlp")     # these variants hold weights of their own
+
+
+def applies(spec: RunSpec) -> bool:
+    return spec.prune is not None or spec.exit_layer is not None
+
+
+def copies_weights(spec: RunSpec) -> bool:
+    """The variant holds a copy of (some of) the weights: memory beyond the shared model."""
+    return spec.prune is not None and spec.prune.split(":")[0] in COPIES_WEIGHTS
+
+
+def kept_layers(total: int, spec: RunSpec) -> list[int]:
+    """Which decoder layers (by index) run for `spec`; UnsupportedError when it would remove
+    them all or asks for more than the model has."""
+    kept = list(range(total))
+    if spec.prune is not None and spec.prune.startswith("layers:"):
+        remove = int(spec.prune.split(":")[1])
+        if remove >= total:
+            raise UnsupportedError(f"The model has {total} decoder layers: layers:{remove} would "
+                                   f"remove them all. Remove at most {total - 1}.")
+        middle = (total - 1) / 2
+        dropped = sorted(kept, key=lambda index: (abs(index - middle), index))[:remove]
+        kept = [index for index in kept if index not in dropped]
+    if spec.exit_layer is not None:
+        if spec.exit_layer > len(kept):
+            raise UnsupportedError(
+                f"Early exit after layer {spec.exit_layer}, but the model has "
+                f"{len(kept)} decoder layers{' left after pruning' if len(kept) < total else ''}"
+                f": choose at most {len(kept)}.")
+        kept = kept[:spec.exit_layer]
+    return kept
+
+
+def variant(model: Any, spec: RunSpec) -> Any:
+    """The model as `spec` runs it: itself, or its pruned / early-exit variant (made once)."""
+    if not applies(spec):
+        return model
+    key = (spec.prune, spec.exit_layer)
+    made = _VARIANTS.setdefault(model, {})
+    if key not in made:
+        if any(copies_weights_key(other) for other in made) and copies_weights(spec):
+            for other in [other for other in made if copies_weights_key(other)]:
+                del made[other]            # one weight-copying variant at a time: memory
+        made[key] = _make(model, spec)
+    return made[key]
+
+
+def copies_weights_key(key: tuple) -> bool:
+    return key[0] is not None and key[0].split(":")[0] in COPIES_WEIGHTS
+
+
+def _decoder(model: Any) -> Any:
+    inner = getattr(model, "model", None)
+    if inner is None or not hasattr(inner, "layers"):
+        raise UnsupportedError("Pruning and early exit work on decoder models whose layers are "
+                               "at model.model.layers (Llama, Qwen, SmolLM, Mistral and the "
+                               "like); this architecture keeps them elsewhere.")
+    return inner
+
+
+def _light(module: Any) -> Any:
+    """A copy of a module object sharing its parameters, with its own child table."""
+    twin = copy.copy(module)
+    twin._modules = dict(module._modules)
+    return twin
+
+
+def _make(model: Any, spec: RunSpec) -> Any:
+    import torch
+
+    method, _, amount = (spec.prune or "").partition(":")
+    source = copy.deepcopy(model) if method == "magnitude" else model
+    decoder = _decoder(source)
+    layers = list(decoder.layers)
+    kept = kept_layers(len(layers), spec)
+    config = copy.deepcopy(source.config)
+    config.num_hidden_layers = len(kept)
+    if isinstance(getattr(config, "layer_types", None), list):
+        config.layer_types = [config.layer_types[index] for index in kept]
+    new_layers = []
+    for position, index in enumerate(kept):
+        layer = _light(layers[index])
+        attention = _light(layer.self_attn)
+        attention.layer_idx = position                 # the KV cache is indexed by it
+        layer._modules["self_attn"] = attention
+        new_layers.append(layer)
+    with torch.no_grad():
+        if method == "magnitude":
+            for layer in new_layers:
+                _zero_smallest(layer, float(amount))
+        elif method == "mlp":
+            for layer in new_layers:
+                _shrink_mlp(layer, float(amount))
+    outer = _light(source)
+    inner = _light(decoder)
+    inner._modules["layers"] = torch.nn.ModuleList(new_layers)
+    inner.config = config
+    outer._modules["model"] = inner
+    outer.config = config
+    return outer
+
+
+def _zero_smallest(layer: Any, share: float) -> None:
+    import torch
+
+    for module in layer.modules():
+        if isinstance(module, torch.nn.Linear):
+            weight = module.weight
+            count = int(share * weight.numel())
+            if count:
+                threshold = weight.abs().flatten().kthvalue(count).values
+                weight.masked_fill_(weight.abs() <= threshold, 0.0)
+
+
+def _shrink_mlp(layer: Any, share: float) -> None:
+    import torch
+
+    mlp = getattr(layer, "mlp", None)
+    names = ("gate_proj", "up_proj", "down_proj")
+    if mlp is None or not all(hasattr(mlp, name) for name in names):
+        raise UnsupportedError("mlp pruning needs a gated MLP (gate_proj, up_proj, down_proj), "
+                               "as Llama-style models have; this one has another kind.")
+    gate, up, down = (getattr(mlp, name) for name in names)
+    channels = gate.weight.shape[0]
+    keep = max(1, channels - int(share * channels))
+    importance = gate.weight.float().norm(dim=1) * up.weight.float().norm(dim=1) * \
+        down.weight.float().norm(dim=0)
+    chosen = importance.topk(keep).indices.sort().values
+    smaller = _light(mlp)
+    for name, weight, bias in (
+            ("gate_proj", gate.weight[chosen], None if gate.bias is None else gate.bias[chosen]),
+            ("up_proj", up.weight[chosen], None if up.bias is None else up.bias[chosen]),
+            ("down_proj", down.weight[:, chosen], down.bias)):
+        linear = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None,
+                                 dtype=weight.dtype, device=weight.device)
+        linear.weight.copy_(weight)
+        if bias is not None:
+            linear.bias.copy_(bias)
+        smaller._modules[name] = linear
+    if hasattr(smaller, "intermediate_size"):
+        smaller.intermediate_size = keep
+    layer._modules["mlp"] = smaller
