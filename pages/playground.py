@@ -66,6 +66,9 @@ st.text(measurement.generated_text)
 stack_words = export.stack_sentence(measurement)
 if stack_words:
     st.caption(text.md(stack_words))
+speculative_words = export.speculative_sentence(measurement.speculative)
+if speculative_words:
+    st.caption(text.md(speculative_words))
 quality_words = export.quality_sentence(measurement.quality)
 if quality_words:
     st.subheader("What these settings cost in quality")

@@ -127,7 +127,7 @@ def test_the_sweep_table_ends_with_the_floor_columns_provenance_then_quality():
     columns = list(frame.columns)
     floor_columns = [f"floor_{m}" for m in floors.FLOOR_METRICS]
     quality_columns = [f"quality_{name}" for name in table.QUALITY_FIELDS] + \
-        ["quality_unavailable"]
+        ["quality_unavailable"] + [f"speculative_{name}" for name in table.SPECULATIVE_FIELDS]
     assert columns[-len(floor_columns) - 1 - len(quality_columns):] == \
         floor_columns + ["provenance"] + quality_columns
     for point, row in zip(result.points, table.rows(result)):

@@ -7,7 +7,7 @@ import pytest
 
 from fakes import StackFake, measure, use_stack_fakes
 from lib.cli import main
-from lib.records import saving, wording, export
+from lib.records import table, saving, wording, export
 from lib.core import stats
 from lib.measure.factors import FACTORS, get_factor, parse_values, point_spec
 from lib.core.results import from_dict, to_dict
@@ -112,7 +112,9 @@ def test_the_stack_is_in_the_csv_at_the_end_and_in_history_words(stacks):
     measurement = measure(spec, stacks["llama.cpp"])
     row = export.summary_row(measurement, stats.summarize(measurement))
     # Columns added later go last: the stack, then quality (asked for, then measured).
-    assert list(row)[-8:] == ["stack", "quality", "prune", "exit_layer"] + ["quality_agreement", "quality_perplexity", "quality_reference_perplexity", "quality_unavailable"]
+    later = ["stack", "quality", "prune", "exit_layer", "speculative", "prompt_kind"]
+    assert list(row)[-13:] == later + [f"quality_{name}" for name in table.QUALITY_FIELDS] + \
+        ["quality_unavailable"] + [f"speculative_{name}" for name in table.SPECULATIVE_FIELDS]
     assert row["stack"] == "llama.cpp"
     assert wording.run_settings_text(spec.to_dict()) == \
         "smollm2-135m-instruct, batch 1, prompt 16, output 3, Q4_K_M, on llama.cpp"

@@ -189,7 +189,8 @@ def test_a_device_sweep_measures_cpu_and_estimates_h200(fake_backend):
     cpu, h200 = rows
     assert [row["provenance"] for row in rows] == ["measured", "estimated"]
     # After the floor columns (old ones keep their place), then the quality columns.
-    assert list(cpu)[-5:] == ["provenance"] + ["quality_agreement", "quality_perplexity", "quality_reference_perplexity", "quality_unavailable"]
+    assert list(cpu)[-8:] == ["provenance"] + ["quality_agreement", "quality_perplexity", "quality_reference_perplexity", "quality_unavailable"] + \
+        ["speculative_acceptance_rate", "speculative_tokens_per_step", "speculative_tokens_identical"]
     assert (cpu["device"], cpu["hardware"], cpu["ttft_s_n"]) == ("cpu", None, 2)
     assert cpu["tpot_s"] == pytest.approx(0.05) and cpu["noisy"] is False
     expected = estimator.estimate(BASE.replace(hardware="h200"), "h200").summary

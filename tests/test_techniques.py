@@ -105,3 +105,79 @@ def test_variants_of_the_real_model_share_or_copy_weights_and_leave_it_untouched
         out = early.generate(input_ids=ids, max_new_tokens=3, min_new_tokens=3,
                              do_sample=False, pad_token_id=0)
     assert out.shape == (1, 9)
+
+
+# --- speculative decoding ---------------------------------------------------------------------
+
+def test_accepted_tokens_handed_over_at_once_get_one_clock_reading_each():
+    import torch
+
+    from lib.core.timing import ManualClock
+    from lib.measure.backends.transformers_lm import TokenTimestamps
+
+    clock = ManualClock()
+    streamer = TokenTimestamps(clock)
+    streamer.put(torch.tensor([[1, 2, 3, 4]]))           # the prompt: no reading
+    clock.advance(0.5)
+    streamer.put(torch.tensor([7]))                        # plain decoding: one token
+    clock.advance(0.25)
+    streamer.put(torch.tensor([[8, 9, 10]]))               # three accepted at once
+    assert streamer.times_s == [0.5, 0.75, 0.75, 0.75] and streamer.steps == 2
+
+
+def test_the_speculation_report_counts_steps_guesses_and_acceptance():
+    from lib.measure.speculative import Speculation
+
+    speculation = Speculation("prompt-lookup")
+    speculation.proposed = 40
+    speculation.add_call(tokens=32, steps=12)
+    report = speculation.report(identical=True)
+    assert report["accepted"] == 20 and report["acceptance_rate"] == 0.5
+    assert report["tokens_per_step"] == pytest.approx(32 / 12)
+    assert report["tokens_identical"] is True
+
+
+def test_speculative_decoding_is_refused_where_it_cannot_run():
+    backend = backends.get("transformers")
+    entry = get_entry("smollm2-135m-instruct")
+    with pytest.raises(UnsupportedError, match="set the batch size to 1"):
+        backend.check(entry, RunSpec(**QUICK, speculative="prompt-lookup", batch_size=2))
+    with pytest.raises(UnsupportedError, match="static cache"):
+        backend.check(entry, RunSpec(**QUICK, speculative="early-exit", kv_cache="static"))
+    with pytest.raises(UnsupportedError, match="back to none"):
+        backends.get("llama.cpp").check(entry, RunSpec(**QUICK, stack="llama.cpp",
+                                                       dtype="q4_k_m", speculative="early-exit"))
+
+
+def test_the_report_is_saved_and_checked(fake_backend, capsys):
+    import json
+
+    from lib.core import schema
+    from lib.core.results import from_dict
+
+    status, out, err = run_cli(["run", "--speculative", "prompt-lookup", "--prompt-kind",
+                                "quote", "--json", "--prompt-tokens", "16", "--new-tokens", "4",
+                                "--repetitions", "1", "--min-duration", "0"], capsys)
+    assert status == 0, err
+    document = json.loads(out)
+    assert document["speculative"]["tokens_identical"] is True
+    assert document["spec"]["prompt_kind"] == "quote"
+    assert from_dict(document).speculative == document["speculative"]
+    document["speculative"]["acceptance_rate"] = 2
+    with pytest.raises(schema.DocumentError, match="speculative.acceptance_rate"):
+        from_dict(document)
+
+
+@pytest.mark.slow
+def test_prompt_lookup_on_a_quote_writes_the_plain_tokens_in_fewer_steps(default_model):
+    from lib.core.timing import DeviceClock
+    from lib.measure.backends.transformers_lm import GenerateSession
+
+    spec = RunSpec(prompt_tokens=96, new_tokens=24, threads=2, speculative="prompt-lookup",
+                   prompt_kind="quote")
+    session = GenerateSession(default_model, spec)
+    timing = session.run(DeviceClock("cpu"), timed=True)
+    assert len(timing.token_times_s) == 24                 # one reading per emitted token
+    report = session.speculative_report()
+    assert report["tokens_identical"] is True
+    assert report["tokens_per_step"] > 1.5 and 0 < report["acceptance_rate"] <= 1

@@ -19,6 +19,10 @@ BUILTIN_CONTEXT = (
     "each decode step must read every weight of the model from memory again. "
 )
 BUILTIN_QUESTION = "In two sentences, explain why answering a question takes a computer some time."
+# The "quote" kind is the passage repeated as plain text, no question and no chat template: the
+# model goes on copying it, so the answer repeats the prompt, which is where speculative decoding
+# by prompt lookup pays (a small chat model asked to quote paraphrases instead).
+QUOTE = "quote"
 MIN_TEMPLATE_ROOM = 8     # below this many tokens for the text itself, skip the chat template
 _PLACEHOLDER = "\u2063CONTENT\u2063"
 
@@ -31,7 +35,14 @@ class FittedPrompt:
     note: str | None           # what was done to reach the exact length, in plain words
 
 
-def fit_prompt(tokenizer: Any, prompt_tokens: int, text: str | None = None) -> FittedPrompt:
+def fit_prompt(tokenizer: Any, prompt_tokens: int, text: str | None = None,
+               kind: str = "chat") -> FittedPrompt:
+    """`kind`: the built-in prompt's (chat, or QUOTE); ignored for your own text."""
+    if text is None and kind == QUOTE:
+        body = _repeat_to(_encode(tokenizer, BUILTIN_CONTEXT), prompt_tokens)
+        return FittedPrompt(tuple(body), len(_encode(tokenizer, BUILTIN_CONTEXT)), False,
+                            "The quote prompt is the built-in passage repeated as plain text, "
+                            "without the chat template: the model goes on copying it.")
     prefix, suffix = _template_parts(tokenizer)
     template_tokens = len(prefix) + len(suffix)
     room = prompt_tokens - template_tokens

@@ -98,6 +98,23 @@ def quality_from_dict(value: Any, path: str) -> Quality:
         unavailable=short("unavailable"))
 
 
+def speculative_from_dict(value: Any, path: str) -> dict[str, Any]:
+    """A saved speculative-decoding report (`lib.measure.speculative`), every field checked."""
+    document = schema.mapping(value, path)
+    counts = {key: schema.optional(document, key, path, schema.number, 0, whole=True)
+              for key in ("steps", "tokens", "proposed", "accepted")}
+    identical = document.get("tokens_identical")
+    if identical is not None and not isinstance(identical, bool):
+        raise schema.DocumentError(f"{schema.at(path, 'tokens_identical')}: expected true or "
+                                   "false")
+    return {"method": schema.optional(document, "method", path, schema.string, 40) or "",
+            **counts, "acceptance_rate": schema.optional(document, "acceptance_rate", path,
+                                                         _share),
+            "tokens_per_step": schema.optional(document, "tokens_per_step", path,
+                                               schema.number, 0),
+            "tokens_identical": identical}
+
+
 def _share(value: Any, path: str) -> float:
     share = schema.number(value, path, 0)
     if share > 1:
@@ -126,6 +143,7 @@ class Measurement:
     weights_bytes: int | None = None             # resident weights, summed over the tensors
     memory_estimate_bytes: int | None = None     # what the guard estimated for the whole run
     quality: Quality | None = None               # measured only when the spec asks for it
+    speculative: dict[str, Any] | None = field(default=None, hash=False, compare=False)
 
     @property
     def measured(self) -> bool:
@@ -161,6 +179,7 @@ def to_dict(measurement: Measurement) -> dict[str, Any]:
              "load_average": rep.load_average}
             for rep in measurement.repetitions],
         **({"quality": measurement.quality.to_dict()} if measurement.quality else {}),
+        **({"speculative": dict(measurement.speculative)} if measurement.speculative else {}),
     }
 
 
@@ -221,7 +240,8 @@ def from_dict(document: Any, path: str = "") -> Measurement:
         build_s=number(load, "build_s", load_path), model_kind=kind,
         weights=schema.optional(model, "weights", model_path, schema.string) or "trained",
         weights_bytes=number(model, "weights_bytes", model_path),
-        quality=schema.optional(document, "quality", path, quality_from_dict))
+        quality=schema.optional(document, "quality", path, quality_from_dict),
+        speculative=schema.optional(document, "speculative", path, speculative_from_dict))
 
 
 def spec_from_saved(fields: Any, path: str) -> RunSpec:

@@ -32,6 +32,8 @@ COMPILES = ("off", "on")
 SWITCH = ("off", "on")           # a setting that is on or off: `--flag` alone turns it on
 PRUNE_METHODS = ("magnitude", "layers", "mlp")
 MAX_EXIT_LAYER = 1000            # the deepest catalog model has far fewer layers
+SPECULATIVE = ("none", "prompt-lookup", "early-exit")
+PROMPT_KINDS = ("chat", "quote")
 MAX_PROMPT_TEXT_CHARS = 100_000
 MAX_PROMPT_TOKENS = 131_072      # the longest context in the catalog
 MAX_MODEL_ID_CHARS = 4096        # Linux's longest path (PATH_MAX); ids are far shorter
@@ -39,7 +41,8 @@ MAX_HARDWARE_ID_CHARS = 100      # profile ids are short words ("h200"); lib.est
 MAX_DEVICES = 1024               # the most devices an estimate spreads a model over
 # Fields added after CSV exports existed: their columns go at the end of a row, since people's
 # spreadsheets read columns by position (lib.records.export.summary_row, lib.records.table.rows).
-LATER_FIELDS = ("hardware", "gpus", "stack", "quality", "prune", "exit_layer")
+LATER_FIELDS = ("hardware", "gpus", "stack", "quality", "prune", "exit_layer", "speculative",
+                "prompt_kind")
 # An estimate (a spec with `hardware`) is computed, not timed: once, with nothing to warm up.
 ESTIMATE_SETTINGS = {"repetitions": 1, "warmup_runs": 0, "min_duration_s": 0.0}
 
@@ -185,6 +188,19 @@ class RunSpec:
         "output head), skipping the rest: less work per token, and the quality shows what "
         "the skipped layers did. Leave empty to use every layer (transformers stack).",
         1, MAX_EXIT_LAYER)
+    speculative: str = _field(
+        "none", "--speculative", "Speculative decoding",
+        "Guess several next tokens cheaply, then check them all in one pass of the model: "
+        "every guess it agrees with is a token for free. prompt-lookup guesses by copying "
+        "what followed the same words earlier in the prompt (pays when the answer repeats the "
+        "prompt); early-exit guesses with the model's own first layers. The output is exactly "
+        "the same; only the speed changes (transformers stack, batch 1).",
+        choices=SPECULATIVE)
+    prompt_kind: str = _field(
+        "chat", "--prompt-kind", "Built-in prompt",
+        "What the built-in prompt asks: chat (explain something in two sentences) or quote "
+        "(repeat the text word for word, where prompt lookup pays). Your own prompt replaces "
+        "it.", choices=PROMPT_KINDS)
 
     def __post_init__(self) -> None:
         if isinstance(self.dtype, str) and self.dtype in ALIASES:

@@ -117,7 +117,12 @@ class Measurer:
             build_s=loaded.build_s, model_kind=loaded.entry.kind, weights=loaded.entry.weights,
             weights_bytes=loaded.weights_bytes,
             memory_estimate_bytes=backend.run_need(self.spec, weights_loaded=False).total_bytes,
-            quality=self.quality())
+            quality=self.quality(), speculative=self.speculative())
+
+    def speculative(self):
+        """How speculative decoding went, if the spec asked for it (its session says)."""
+        report = getattr(self.session, "speculative_report", None)
+        return report() if report is not None and self.spec.speculative != "none" else None
 
     def quality(self):
         """What the settings cost in quality, measured now, after the timed calls (once)."""

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 from lib.core.errors import ExplorerError, InvalidSpecError
 from lib.core.spec import (ATTENTIONS, COMPILES, DEFAULT_MODEL_ID, DEVICES, DTYPES, KV_CACHES,
-                           RunSpec, default_threads, field_info)
+                           PROMPT_KINDS, SPECULATIVE, RunSpec, default_threads, field_info)
 from lib.core.stacks import STACK_NAMES, STACK_SETTINGS, TRANSFORMERS, format_name, stack_name
 
 FACTOR_PREFIX = "factor_"
@@ -157,6 +157,8 @@ FACTORS: dict[str, Factor] = {f.name: f for f in [
            settings=lambda value: {"prune": None if value == "none" else value},
            words=lambda value: "none" if value in (None, "none") else str(value)),
     Factor("exit_layer", "exit_layer", lambda: (10, 15, 20, 30), True),
+    Factor("speculative", "speculative", lambda: SPECULATIVE),
+    Factor("prompt_kind", "prompt_kind", lambda: PROMPT_KINDS),
 ]}
 PRUNE_OPTIONS = ("none", "magnitude:0.3", "magnitude:0.5", "magnitude:0.7", "layers:5",
                  "layers:10", "layers:15", "mlp:0.1", "mlp:0.25", "mlp:0.5")

@@ -122,6 +122,8 @@ def _make(model: Any, spec: RunSpec) -> Any:
     inner.config = config
     outer._modules["model"] = inner
     outer.config = config
+    # Its own generation settings: a speculative draft's are changed by generate as it runs.
+    outer.generation_config = copy.deepcopy(source.generation_config)
     return outer
 
 

@@ -23,7 +23,8 @@ One row per point, measured or skipped:
   point says which it would have been). Added after the floors;
 - `quality_agreement`, `quality_perplexity`, `quality_reference_perplexity` and
   `quality_unavailable` (`quality_columns`, from `lib.measure.quality`: empty unless the spec
-  asked for quality). Added last.
+  asked for quality); `speculative_acceptance_rate`, `speculative_tokens_per_step` and
+  `speculative_tokens_identical` (`lib.measure.speculative`, empty without it). Added last.
 The CLI writes it as CSV with the standard library; the web app builds a DataFrame from it, and
 charts and findings read it by these names only. No pandas here.
 """
@@ -55,6 +56,7 @@ SPEC_COLUMNS = tuple(name for name in field_names()
     + PROCEDURE_FIELDS
 PROVENANCE_LABEL = "measured / estimated"
 QUALITY_FIELDS = ("agreement", "perplexity", "reference_perplexity")
+SPECULATIVE_FIELDS = ("acceptance_rate", "tokens_per_step", "tokens_identical")
 DISPLAY_METRICS = ("ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "requests_per_s",
                    "peak_memory_bytes")
 
@@ -71,6 +73,11 @@ def quality_columns(quality: Quality | None) -> dict[str, Any]:
     return {f"quality_{name}": getattr(quality, name) if measured else None
             for name in QUALITY_FIELDS} | \
         {"quality_unavailable": quality.unavailable if quality is not None else None}
+
+
+def speculative_columns(report: dict[str, Any] | None) -> dict[str, Any]:
+    """`speculative_<field>` for SPECULATIVE_FIELDS (empty without speculative decoding)."""
+    return {f"speculative_{name}": (report or {}).get(name) for name in SPECULATIVE_FIELDS}
 
 
 def floor_column(metric: str) -> str:
@@ -144,6 +151,8 @@ def rows(result: SweepResult) -> list[dict[str, Any]]:
             row[floor_column(metric)] = limits.get(metric)
         row["provenance"] = ESTIMATED if estimated else MEASURED
         row.update(quality_columns(point.measurement.quality if point.measurement else None))
+        row.update(speculative_columns(point.measurement.speculative if point.measurement
+                                       else None))
         table.append(row)
     return table
 

@@ -107,9 +107,11 @@ def settings_sidebar() -> RunSpec | None:
             if values["compile"] == "on":
                 st.warning("Compiling takes about a minute on a CPU before the first run; it is "
                            "timed in the warm-up, never in a latency.")
-        values["prune"], values["exit_layer"] = _techniques(values["stack"])
+        values["prune"], values["exit_layer"], values["speculative"] = \
+            _techniques(values["stack"])
         values["hardware"], values["gpus"] = _hardware_picker()
         with st.expander("Your own prompt"):
+            values["prompt_kind"] = widget("prompt_kind")
             prompt = widget("prompt_text")
             if prompt and not prompt.strip():
                 st.caption("The box holds only spaces, so the built-in prompt is used.")
@@ -124,13 +126,18 @@ def settings_sidebar() -> RunSpec | None:
     return spec
 
 
-def _techniques(stack: str) -> tuple[str | None, int | None]:
-    """Pruning and early exit: what they buy in speed and cost in quality (transformers)."""
-    with st.expander("Pruning and early exit"):
+def _techniques(stack: str) -> tuple[str | None, int | None, str]:
+    """Pruning, early exit and speculative decoding: what they buy in speed and cost in
+    quality (transformers)."""
+    with st.expander("Speed-ups: pruning, early exit, speculative decoding"):
         if stack != TRANSFORMERS:
-            st.caption(text.md(f"They change the torch model itself, so they apply to the "
+            st.caption(text.md(f"They work on the torch model itself, so they apply to the "
                                f"transformers stack, not {stack_name(stack)}."))
-            return None, None
+            return None, None, "none"
+        chosen = widget("speculative")
+        if chosen != "none":
+            st.caption("Batch 1, dynamic KV cache. Try the quote prompt (under *Your own "
+                       "prompt*) with prompt-lookup: the answer repeats the prompt.")
         prune_info, exit_info = field_info("prune"), field_info("exit_layer")
         typed = st.text_input(prune_info["label"], key=state.setting("prune"),
                               help=prune_info["help"],
@@ -143,7 +150,8 @@ def _techniques(stack: str) -> tuple[str | None, int | None]:
                                         else {"value": None}))
         if typed.strip() or exit_layer is not None:
             st.caption("Tick *Measure quality too* to see what it costs.")
-        return (typed.strip() or None), (int(exit_layer) if exit_layer is not None else None)
+        return (typed.strip() or None), (int(exit_layer) if exit_layer is not None else None), \
+            chosen
 
 
 def stack_option(name: str) -> str:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from lib.models.loaded import LoadedModel
 
 Progress = Callable[[str], None]
-TECHNIQUES = ("prune", "exit_layer")         # RunSpec fields that change the model itself
+TECHNIQUES = ("prune", "exit_layer", "speculative")   # RunSpec fields that change how it runs
 
 
 @dataclass(frozen=True)
@@ -133,12 +133,13 @@ class Backend(ABC):
                     f"it runs here ({self.label}) has no such setting. Set {label} back to "
                     f"{default!r} (Software stack, in the sidebar).")
         for name in TECHNIQUES:
-            if getattr(spec, name) is not None and name not in self.techniques:
+            if getattr(spec, name) != field_info(name)["default"] and \
+                    name not in self.techniques:
                 label = field_info(name)["label"]
                 raise UnsupportedError(
-                    f"{label} is applied to a torch model of the transformers stack; "
-                    f"{self.label} can't apply it. Choose the transformers stack, or leave "
-                    f"{label} empty.")
+                    f"{label} works on a torch model of the transformers stack; "
+                    f"{self.label} can't apply it. Choose the transformers stack, or set "
+                    f"{label} back to {field_info(name)['default'] or 'empty'}.")
         if self.techniques and (spec.prune is not None or spec.exit_layer is not None):
             from lib.measure.techniques import kept_layers
             from lib.models.shapes import shapes

@@ -47,7 +47,7 @@ class FakeBackend(Backend):
     label = "fake backend (declared latencies)"
     kinds = (CAUSAL_LM, ENCODER)
     factors = ("attention", "kv_cache", "compile")
-    techniques = ("prune", "exit_layer")
+    techniques = ("prune", "exit_layer", "speculative")
     stack = None                                   # stands in for any stack, in every format
     dtypes = DTYPES
     measures_memory = False
@@ -123,7 +123,8 @@ class FakeBackend(Backend):
 class FakeSession(Session):
     def __init__(self, backend: FakeBackend, loaded: LoadedModel, spec: RunSpec) -> None:
         self.backend, self.loaded, self.spec = backend, loaded, spec
-        prompt = fit_prompt(loaded.tokenizer, spec.prompt_tokens, spec.prompt_text)
+        prompt = fit_prompt(loaded.tokenizer, spec.prompt_tokens, spec.prompt_text,
+                            spec.prompt_kind)
         self.prompt_note, self.used_chat_template = prompt.note, prompt.used_chat_template
         self.warmup_runs = max(spec.warmup_runs, 2) if spec.compile == "on" else spec.warmup_runs
 
@@ -156,6 +157,16 @@ class FakeSession(Session):
                          for index, token in enumerate(following)]
             scores.append((predicted, [nll] * len(following)))
         return scores
+
+    def speculative_report(self) -> dict[str, Any] | None:
+        """Declared: two tokens per step, half of the guesses accepted, identical output."""
+        tokens = self.spec.new_tokens * len([c for c in self.backend.calls if c["timed"] and
+                                             c["spec"] == self.spec])
+        steps = -(-tokens // 2)
+        return {"method": self.spec.speculative, "steps": steps, "tokens": tokens,
+                "proposed": 2 * (tokens - steps), "accepted": tokens - steps,
+                "acceptance_rate": 0.5 if tokens > steps else None,
+                "tokens_per_step": tokens / steps if steps else None, "tokens_identical": True}
 
     def output_text(self) -> str:
         if self.loaded.entry.kind == ENCODER:

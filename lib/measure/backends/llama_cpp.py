@@ -247,7 +247,8 @@ class LlamaSession(Session):
         self.loaded, self.spec = loaded, spec
         self.model: GgufModel = loaded.model
         self.model.ensure_context(context_size(spec), spec.threads)
-        prompt = fit_prompt(loaded.tokenizer, spec.prompt_tokens, spec.prompt_text)
+        prompt = fit_prompt(loaded.tokenizer, spec.prompt_tokens, spec.prompt_text,
+                            spec.prompt_kind)
         self.prompt_note, self.used_chat_template = prompt.note, prompt.used_chat_template
         self.prompt_ids = list(prompt.token_ids)
         self.kv_bytes_per_token = loaded.shapes.kv_bytes_per_token(KV_DTYPE)

@@ -50,7 +50,8 @@ class DecodeLoopSession(Session):
         import torch
 
         self.loaded, self.spec = loaded, spec
-        prompt = fit_prompt(loaded.tokenizer, spec.prompt_tokens, spec.prompt_text)
+        prompt = fit_prompt(loaded.tokenizer, spec.prompt_tokens, spec.prompt_text,
+                            spec.prompt_kind)
         self.prompt_note, self.used_chat_template = prompt.note, prompt.used_chat_template
         self.input_ids = torch.tensor([prompt.token_ids] * spec.batch_size, device=spec.device)
         self.warmup_runs = spec.warmup_runs

@@ -195,7 +195,8 @@ class GeneratorSession(Session):
         self.loaded, self.spec = loaded, spec
         self.handle: OrtModel = loaded.model
         self.handle.use_threads(spec.threads)
-        prompt = fit_prompt(loaded.tokenizer, spec.prompt_tokens, spec.prompt_text)
+        prompt = fit_prompt(loaded.tokenizer, spec.prompt_tokens, spec.prompt_text,
+                            spec.prompt_kind)
         self.prompt_note, self.used_chat_template = prompt.note, prompt.used_chat_template
         self.input_ids = np.array([prompt.token_ids] * spec.batch_size, dtype=np.int32)
         self.warmup_runs = spec.warmup_runs

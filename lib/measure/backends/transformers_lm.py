@@ -14,8 +14,10 @@ may recompile).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable
 
+from lib.measure import speculative
 from lib.measure.backends.base import Backend, Progress, Session, Timing
 from lib.core.errors import ExplorerError, UnsupportedError, stop_if_asked
 from lib.models.loaded import LoadedModel
@@ -38,14 +40,20 @@ class TokenTimestamps:
                  should_stop: Callable[[], bool] = lambda: False) -> None:
         self.clock, self.record, self.should_stop = clock, record, should_stop
         self.times_s: list[float] = []
+        self.steps = 0                 # generation steps (speculative: several tokens each)
         self._seen_prompt = False
 
     def put(self, value: Any) -> None:
         if not self._seen_prompt:
             self._seen_prompt = True
             return
+        self.steps += 1
+        # One token per sequence per step; speculative decoding hands over (1, n) accepted
+        # tokens at once: they all reached the host now, one clock reading each.
+        tokens = value.shape[-1] if getattr(value, "dim", lambda: 1)() == 2 else 1
         if self.record:
-            self.times_s.append(self.clock.now())
+            now = self.clock.now()
+            self.times_s.extend([now] * tokens)
         stop_if_asked(self.should_stop)
 
     def end(self) -> None:
@@ -57,7 +65,19 @@ class TransformersBackend(Backend):
     label = "transformers (generate)"
     kinds = (CAUSAL_LM,)
     default_for = (CAUSAL_LM,)
-    techniques = ("prune", "exit_layer")
+    techniques = ("prune", "exit_layer", "speculative")
+
+    def check(self, entry, spec: RunSpec) -> None:
+        super().check(entry, spec)
+        if spec.speculative == "none":
+            return
+        if spec.batch_size != 1:
+            raise UnsupportedError("Speculative decoding in transformers runs one request at a "
+                                   "time: set the batch size to 1.")
+        if spec.kv_cache == "static" or spec.compile == "on":
+            raise UnsupportedError("Speculative decoding rewinds the KV cache after each check, "
+                                   "which a static cache or torch.compile can't: set KV cache "
+                                   "to dynamic and torch.compile off.")
 
     def load(self, model_id: str, device: str, dtype: str,
              on_progress: Progress | None = None) -> LoadedModel:
@@ -88,10 +108,16 @@ class GenerateSession(Session):
 
         self.loaded, self.spec = loaded, spec
         self.model = techniques.variant(loaded.model, spec)     # pruned or exiting early
-        prompt = fit_prompt(loaded.tokenizer, spec.prompt_tokens, spec.prompt_text)
+        prompt = fit_prompt(loaded.tokenizer, spec.prompt_tokens, spec.prompt_text,
+                            spec.prompt_kind)
         self.prompt_note, self.used_chat_template = prompt.note, prompt.used_chat_template
         input_ids = torch.tensor([prompt.token_ids] * spec.batch_size, device=spec.device)
         self.kwargs = generate_arguments(spec, input_ids, loaded.tokenizer)
+        self.plain_kwargs = dict(self.kwargs)
+        self.speculation = speculative.Speculation(spec.speculative) \
+            if spec.speculative != "none" else None
+        if self.speculation is not None:
+            self.kwargs.update(speculative.arguments(self.model, spec))
         # Compiling happens in the first call and may recompile in the second: warm up twice.
         self.warmup_runs = max(spec.warmup_runs, 2) if spec.compile == "on" else spec.warmup_runs
         self.output = None
@@ -100,9 +126,13 @@ class GenerateSession(Session):
         import torch
 
         streamer = TokenTimestamps(clock, record=timed, should_stop=self.should_stop)
-        with torch.inference_mode():
+        counting = self.speculation.counting(self.model, timed) if self.speculation \
+            else contextlib.nullcontext()
+        with torch.inference_mode(), counting:
             start_s = clock.now()
             output = self.model.generate(**self.kwargs, streamer=streamer)
+        if self.speculation is not None and timed:
+            self.speculation.add_call(self.spec.new_tokens, streamer.steps)
         self.output = output.sequences
         # `cache` since transformers 5.2x, `past_key_values` before (5.17 on the GPU machine).
         kv_bytes = cache_bytes(output["cache"] if "cache" in output
@@ -128,6 +158,18 @@ class GenerateSession(Session):
     def next_token_scores(self, windows: list[list[int]]) -> list[tuple[list[int], list[float]]]:
         from lib.measure.quality import torch_scores
         return torch_scores(self.model, windows, self.spec.device)
+
+    def speculative_report(self) -> dict[str, Any] | None:
+        """How speculation went, and whether the output is plain greedy decoding's, token for
+        token (one untimed plain call, made now)."""
+        import torch
+
+        if self.speculation is None or self.output is None:
+            return None
+        with torch.inference_mode():
+            plain = self.model.generate(**self.plain_kwargs).sequences
+        identical = bool(torch.equal(plain, self.output))
+        return self.speculation.report(identical)
 
 
 
