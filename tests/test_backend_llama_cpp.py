@@ -121,6 +121,7 @@ def test_your_gguf_file_runs_only_in_the_format_it_is_stored_in():
         gguf_formats.check_supported(folder, "q4_1")
 
 
+@pytest.mark.slow      # imports transformers' model code: seconds
 def test_a_file_that_would_not_fit_on_disk_is_never_started(tiny_presets, tmp_path,
                                                            monkeypatch):
     import shutil

@@ -403,6 +403,7 @@ def test_odd_model_paths_are_explained(path):
         catalog.get_entry(path)
 
 
+@pytest.mark.slow      # imports transformers' model code: seconds
 def test_a_damaged_safetensors_file_is_a_model_load_error(tmp_path):
     folder = _folder(tmp_path, weights=("model.safetensors", b"\xff" * 64))
     entry = catalog.get_entry(str(folder))
