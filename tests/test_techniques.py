@@ -181,3 +181,16 @@ def test_prompt_lookup_on_a_quote_writes_the_plain_tokens_in_fewer_steps(default
     report = session.speculative_report()
     assert report["tokens_identical"] is True
     assert report["tokens_per_step"] > 1.5 and 0 < report["acceptance_rate"] <= 1
+
+
+def test_estimates_refuse_techniques_and_history_names_them():
+    from lib.records import wording
+
+    with pytest.raises(UnsupportedError, match="Estimates don't model pruning yet"):
+        backends.get("estimator").check(get_entry("smollm2-135m-instruct"),
+                                        RunSpec(prune="layers:10", hardware="h200"))
+    said = wording.run_settings_text(RunSpec(prune="layers:10", exit_layer=12,
+                                             speculative="prompt-lookup",
+                                             quality="on").to_dict())
+    assert said.endswith("pruned layers:10, exit after layer 12, speculative prompt-lookup, "
+                         "quality on")

@@ -4,8 +4,11 @@ Each makes a variant of the shared model, once per worker process (kept while th
 - `layers:N` and early exit (`exit_layer`) keep a subset of the decoder layers. The variant
   shares every weight with the original (no copy): its layer and attention modules are light
   copies renumbered for the KV cache, its configuration says how many layers it has;
-- `mlp:S` removes the share S of each MLP's channels with the least importance (the product of
-  the norms of a channel's gate, up and down weights), making three smaller matrices per layer;
+- `mlp:S` removes the share S of each MLP's channels with the least importance, making three
+  smaller matrices per layer. Importance is activation-aware, as in NVIDIA's Minitron: a
+  channel's mean magnitude on a short calibration text (the built-in prompt's passage, never
+  the evaluation text) times its output weights' norm. Weights alone mislead: removing 2% of
+  the channels by weight norms left SmolLM2-135M agreeing on 14% of next words;
 - `magnitude:S` sets the share S of each decoder weight matrix with the smallest magnitudes to
   zero, in a copy of the model: the matrices keep their size, so dense kernels do as much work.
 Layers are removed from the middle out (the first and last layers matter most, as pruning
@@ -23,6 +26,7 @@ from lib.core.spec import RunSpec
 
 _VARIANTS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 COPIES_WEIGHTS = ("magnitude", "mlp")     # these variants hold weights of their own
+CALIBRATION_TOKENS = 256
 
 
 def applies(spec: RunSpec) -> bool:
@@ -56,8 +60,9 @@ def kept_layers(total: int, spec: RunSpec) -> list[int]:
     return kept
 
 
-def variant(model: Any, spec: RunSpec) -> Any:
-    """The model as `spec` runs it: itself, or its pruned / early-exit variant (made once)."""
+def variant(model: Any, spec: RunSpec, tokenizer: Any = None) -> Any:
+    """The model as `spec` runs it: itself, or its pruned / early-exit variant (made once).
+    `tokenizer`: for mlp pruning's calibration text."""
     if not applies(spec):
         return model
     key = (spec.prune, spec.exit_layer)
@@ -66,7 +71,7 @@ def variant(model: Any, spec: RunSpec) -> Any:
         if any(copies_weights_key(other) for other in made) and copies_weights(spec):
             for other in [other for other in made if copies_weights_key(other)]:
                 del made[other]            # one weight-copying variant at a time: memory
-        made[key] = _make(model, spec)
+        made[key] = _make(model, spec, tokenizer)
     return made[key]
 
 
@@ -90,7 +95,7 @@ def _light(module: Any) -> Any:
     return twin
 
 
-def _make(model: Any, spec: RunSpec) -> Any:
+def _make(model: Any, spec: RunSpec, tokenizer: Any = None) -> Any:
     import torch
 
     method, _, amount = (spec.prune or "").partition(":")
@@ -114,8 +119,9 @@ def _make(model: Any, spec: RunSpec) -> Any:
             for layer in new_layers:
                 _zero_smallest(layer, float(amount))
         elif method == "mlp":
-            for layer in new_layers:
-                _shrink_mlp(layer, float(amount))
+            activity = _channel_activity(source, tokenizer)
+            for layer, index in zip(new_layers, kept):
+                _shrink_mlp(layer, float(amount), activity.get(index))
     outer = _light(source)
     inner = _light(decoder)
     inner._modules["layers"] = torch.nn.ModuleList(new_layers)
@@ -139,7 +145,37 @@ def _zero_smallest(layer: Any, share: float) -> None:
                 weight.masked_fill_(weight.abs() <= threshold, 0.0)
 
 
-def _shrink_mlp(layer: Any, share: float) -> None:
+def _channel_activity(model: Any, tokenizer: Any) -> dict[int, Any]:
+    """Each layer's mean |activation| per MLP channel (the input of down_proj) over the
+    calibration text; {} without a tokenizer (weights alone then)."""
+    import torch
+
+    from lib.core.prompts import BUILTIN_CONTEXT
+
+    if tokenizer is None:
+        return {}
+    ids = list(tokenizer.encode(BUILTIN_CONTEXT * 3,
+                                add_special_tokens=False))[:CALIBRATION_TOKENS]
+    seen: dict[int, Any] = {}
+    hooks = []
+    for index, layer in enumerate(_decoder(model).layers):
+        down = getattr(getattr(layer, "mlp", None), "down_proj", None)
+        if down is None:
+            continue
+
+        def keep(module: Any, inputs: tuple, index: int = index) -> None:
+            seen[index] = inputs[0].detach().float().abs().mean(dim=(0, 1))
+        hooks.append(down.register_forward_pre_hook(keep))
+    try:
+        with torch.inference_mode():
+            model(input_ids=torch.tensor([ids], device=next(model.parameters()).device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+def _shrink_mlp(layer: Any, share: float, activity: Any = None) -> None:
     import torch
 
     mlp = getattr(layer, "mlp", None)
@@ -150,8 +186,11 @@ def _shrink_mlp(layer: Any, share: float) -> None:
     gate, up, down = (getattr(mlp, name) for name in names)
     channels = gate.weight.shape[0]
     keep = max(1, channels - int(share * channels))
-    importance = gate.weight.float().norm(dim=1) * up.weight.float().norm(dim=1) * \
-        down.weight.float().norm(dim=0)
+    if activity is not None:
+        importance = activity.to(down.weight.device) * down.weight.float().norm(dim=0)
+    else:
+        importance = gate.weight.float().norm(dim=1) * up.weight.float().norm(dim=1) * \
+            down.weight.float().norm(dim=0)
     chosen = importance.topk(keep).indices.sort().values
     smaller = _light(mlp)
     for name, weight, bias in (

@@ -136,6 +136,12 @@ def run_settings_text(spec: dict[str, Any]) -> str:
     defaults = RunSpec().to_dict()
     parts += [f"{name.replace('_', ' ')} {spec[name]}" for name in STACK_SETTINGS
               if name in spec and spec[name] != defaults[name]]
+    # The techniques (pruning, early exit, speculative decoding, the quote prompt) and quality.
+    for name, word in (("prune", "pruned"), ("exit_layer", "exit after layer"),
+                       ("speculative", "speculative"), ("prompt_kind", "prompt"),
+                       ("quality", "quality")):
+        if spec.get(name) is not None and spec.get(name) != defaults[name]:
+            parts.append(f"{word} {spec[name]}")
     return ", ".join(parts)
 
 

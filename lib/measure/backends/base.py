@@ -136,6 +136,11 @@ class Backend(ABC):
             if getattr(spec, name) != field_info(name)["default"] and \
                     name not in self.techniques:
                 label = field_info(name)["label"]
+                if self.provenance != MEASURED:
+                    raise UnsupportedError(
+                        f"Estimates don't model {label.lower()} yet: set it back to "
+                        f"{field_info(name)['default'] or 'empty'} to estimate, or measure it "
+                        "on this machine.")
                 raise UnsupportedError(
                     f"{label} works on a torch model of the transformers stack; "
                     f"{self.label} can't apply it. Choose the transformers stack, or set "

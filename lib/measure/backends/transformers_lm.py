@@ -107,7 +107,7 @@ class GenerateSession(Session):
         from lib.measure import techniques
 
         self.loaded, self.spec = loaded, spec
-        self.model = techniques.variant(loaded.model, spec)     # pruned or exiting early
+        self.model = techniques.variant(loaded.model, spec, loaded.tokenizer)   # pruned, exiting
         prompt = fit_prompt(loaded.tokenizer, spec.prompt_tokens, spec.prompt_text,
                             spec.prompt_kind)
         self.prompt_note, self.used_chat_template = prompt.note, prompt.used_chat_template
