@@ -73,6 +73,30 @@ def budget_s(value: str) -> float:
     return seconds
 
 
+def count(value: str) -> int:
+    """A small whole number of things (layers, steps): from 1 to 100,000."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 100_000:
+        raise argparse.ArgumentTypeError(
+            f"{_shown(value)} is not a count: give a whole number from 1 to 100000, like 10")
+    return number
+
+
+def minutes(value: str) -> float:
+    """A time budget in minutes: from 0.1 to 120."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0.1 <= number <= 120:
+        raise argparse.ArgumentTypeError(
+            f"{_shown(value)} is not a time budget: give minutes from 0.1 to 120, like 8")
+    return number
+
+
 def entry_id(value: str) -> int:
     """A history entry's id: a whole number from 1 up (one too big for SQLite is simply not
     there, which the store says)."""

@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             return lookups.hardware(as_json=args.json)
         if args.command == "estimate":
             return lookups.estimate(args)
+        if args.command == "distill":
+            return measuring.distill(args)
         if args.command == "load":
             from lib.cli import load_test
             quiet_transformers()

@@ -166,3 +166,33 @@ def run_sweep(base: RunSpec, factor_values: list, csv_path: str | None,
     if csv_path:
         out(f"wrote {len(rows)} rows to {csv_path}")
     return 0
+
+
+def distill(args) -> int:
+    """`python -m lib distill`: train a student in the measurement slot, then say how to run it."""
+    from lib.machine.runlock import measurement_slot
+    from lib.measure import distill as distilling
+    from lib.core.spec import check_threads, default_threads
+
+    quiet_transformers()
+    threads = default_threads()
+    check_threads(threads)
+    with measurement_slot(f"distilling {args.model}", on_wait=waiting(),
+                          estimate_s=args.minutes * 60 + 30):
+        provenance = distilling.distill(args.model, args.layers, args.steps,
+                                        args.minutes * 60, threads, say)
+    if args.json:
+        return print_json(provenance)
+    out(f"Distilled {provenance['teacher']} into {provenance['layers']} layers in "
+        f"{provenance['seconds']:.0f} s ({provenance['steps']} steps on {provenance['data']}; "
+        f"loss {provenance['loss_first']:.3f} -> {provenance['loss_last']:.3f}).")
+    out(f"Saved in {provenance['folder']}. Compare it with the teacher and the same-size pruned "
+        f"model:\n  python -m lib run --model {provenance['folder']} --quality\n"
+        f"  python -m lib run --model {provenance['teacher']} --prune "
+        f"layers:{len_layers_removed(provenance)} --quality")
+    return 0
+
+
+def len_layers_removed(provenance: dict) -> int:
+    from lib.models.shapes import shapes
+    return shapes(provenance["teacher"]).layers - provenance["layers"]

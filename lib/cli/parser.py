@@ -84,6 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("models", help="list the model catalog with sizes and shapes")
     listing.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     load_test.add_parser(commands)
+    distilled = commands.add_parser(
+        "distill", help="train a smaller student to match a model (a few minutes on a CPU), "
+        "saved as a model folder you can run and compare")
+    distilled.add_argument("--model", default=run_spec.DEFAULT_MODEL_ID,
+                           help="the teacher: a catalog model with trained weights")
+    distilled.add_argument("--layers", type=arguments.count, default=10,
+                           help="decoder layers the student keeps, spread evenly (default 10)")
+    distilled.add_argument("--steps", type=arguments.count, default=300,
+                           help="training steps at most (default 300)")
+    distilled.add_argument("--minutes", type=arguments.minutes, default=8.0,
+                           help="time budget for training; it stops at the budget (default 8)")
+    distilled.add_argument("--json", action="store_true", help="print its provenance as JSON")
     machine = commands.add_parser(
         "machine", help="this machine's ceilings: memory bandwidth, matmul FLOP/s per dtype, "
         "per-layer overhead (measured once, a few seconds, then kept)")

@@ -9,7 +9,7 @@ its most likely next token and the negative log-likelihood of the text's actual 
 
 - *agreement*: the share of positions where the most likely next token equals the reference's,
   the reference being the same model in transformers, float32, unmodified ("agrees with the
-  original model on 96% of next words");
+  original model on 96% of next words"), or a distilled student's teacher;
 - *perplexity*: exp(mean negative log-likelihood), beside the reference's (lower is better).
 
 The reference's predictions are computed once per model and token ids and kept in the cache
@@ -31,7 +31,8 @@ from lib.core.kinds import CAUSAL_LM
 from lib.core.results import Quality
 from lib.core.spec import RunSpec
 from lib.core.stacks import TRANSFORMERS
-from lib.models.catalog import RANDOM
+from lib.models.catalog import RANDOM, get_entry
+from lib.models.files import teacher_of
 
 TEXT_FILE = Path(__file__).resolve().parent / "data" / "evaluation_text.txt"
 TEXT_NAME = "founding texts"
@@ -97,12 +98,18 @@ def measure(backend: Any, session: Any, loaded: Any, spec: RunSpec) -> Quality:
         scores = _joined(session.next_token_scores(parts))
     except UnsupportedError as exc:
         return Quality(text=TEXT_NAME, unavailable=str(exc))
-    if is_reference(spec):
+    teacher = teacher_of(loaded.entry.local_path)         # a distilled student's reference
+    if is_reference(spec) and teacher is None:
         backend.keep_reference(loaded.entry.model_id, parts, scores)
         reference = scores
     else:
-        reference = backend.reference_scores(loaded.entry, parts)
-    return summarize(scores, reference, time.perf_counter() - started)
+        reference = backend.reference_scores(get_entry(teacher) if teacher else loaded.entry,
+                                             parts)
+    measured = summarize(scores, reference, time.perf_counter() - started)
+    if teacher:
+        import dataclasses
+        measured = dataclasses.replace(measured, reference=f"its teacher {teacher}, {REFERENCE}")
+    return measured
 
 
 def summarize(scores: Scores, reference: Scores, seconds: float | None = None) -> Quality:

@@ -108,3 +108,21 @@ def _json_type(value: Any) -> str:
 
 def _shown(value: Any) -> str:
     return f"{_json_type(value)} {one_line(json.dumps(value), 60)}"
+
+
+DISTILLED_FILE = "distilled.json"      # a distilled student's provenance (lib.measure.distill)
+DISTILLED_MAX_BYTES = 64 * 1024
+
+
+def teacher_of(folder: "str | Path | None") -> str | None:
+    """The teacher's model id when `folder` holds a distilled student, else None (a damaged
+    or oversized provenance file is no provenance)."""
+    if folder is None:
+        return None
+    try:
+        with open(Path(folder) / DISTILLED_FILE, "rb") as handle:
+            document = json.loads(handle.read(DISTILLED_MAX_BYTES + 1)[:DISTILLED_MAX_BYTES])
+    except (OSError, ValueError):
+        return None
+    teacher = document.get("teacher") if isinstance(document, dict) else None
+    return teacher if isinstance(teacher, str) and len(teacher) < 200 else None

@@ -86,7 +86,10 @@ def quality_sentence(quality: results.Quality | None) -> str | None:
         return None
     if not quality.measured:
         return f"Quality not measured: {quality.unavailable}."
-    said = (f"Quality: agrees with the original model ({quality.reference}) on "
+    student = quality.reference.startswith("its teacher ")
+    original = "its teacher" if student else "the original model"
+    against = quality.reference.removeprefix("its teacher ")
+    said = (f"Quality: agrees with {original} ({against}) on "
             f"{quality.agreement:.1%} of next words over {quality.tokens:,} tokens of "
             f"{quality.text}; perplexity {results.format_perplexity(quality.perplexity)}")
     if quality.reference_perplexity and quality.agreement < 1:
