@@ -22,7 +22,10 @@ st.markdown(
     "you see a typical value (the median) and how much it varied.")
 
 spec = sidebar.current_spec()
-blocker = model_card_view.model_card_blocker(spec) if spec is not None else "Pick a model first."
+problem = st.session_state.get(state.SPEC_PROBLEM)
+blocker = model_card_view.model_card_blocker(spec) if spec is not None else (
+    f"A setting needs fixing first (see the sidebar): {problem}" if problem
+    else "Pick a model first.")
 if spec is not None:
     links.share_link(spec)
 run_column, stop_column, reason_column = st.columns([1, 1, 4])

@@ -357,3 +357,18 @@ def test_quality_ticked_shows_what_the_settings_cost(app):
     said = " ".join(plain(i.value) for i in app.info)
     assert "agrees with the original model (transformers, float32) on 100.0% of next words" \
         in said
+
+
+def test_early_exit_empties_again_and_a_bad_setting_says_what_to_fix(app):
+    from lib.ui import state
+
+    box = app.text_input(key="setting_exit_layer")
+    box.input("15").run()
+    assert app.session_state[state.SPEC].exit_layer == 15
+    app.text_input(key="setting_exit_layer").input("").run()
+    assert app.session_state[state.SPEC].exit_layer is None       # every layer again
+    app.text_input(key="setting_prune").input("cut:0.5").run()
+    assert app.button[0].disabled
+    said = " ".join(plain(c.value) for c in app.caption)
+    assert "A setting needs fixing first (see the sidebar): Unknown pruning method 'cut'" in said
+    assert "Pick a model first" not in said

@@ -167,3 +167,11 @@ def test_the_trade_is_one_sentence_per_point_within_the_noise_rules():
                        "(perplexity 24.65 vs 19.75).")
     assert "no clear change per token (within the noise)" in said[1]    # a noisy point
     assert quality_findings(rows[:1], factor) == []
+
+
+def test_a_huge_perplexity_change_is_said_as_a_factor():
+    from lib.records.export import quality_sentence
+
+    said = quality_sentence(Quality(text="t", tokens=10, agreement=0.14, perplexity=2.7e9,
+                                    reference_perplexity=19.75, reference="r"))
+    assert "perplexity 2,700,000,000 (original 19.75, 136,708,861x as high)" in said

@@ -194,3 +194,14 @@ def test_estimates_refuse_techniques_and_history_names_them():
                                              quality="on").to_dict())
     assert said.endswith("pruned layers:10, exit after layer 12, speculative prompt-lookup, "
                          "quality on")
+
+
+def test_no_floor_is_claimed_for_a_run_that_does_not_run_the_whole_model_per_token():
+    from fakes import with_declared_ceilings, fake_runner
+    from lib.estimate import floors
+
+    whole = with_declared_ceilings(fake_runner(RunSpec(**QUICK)))
+    assert floors.metric_floors(whole)
+    for changes in ({"prune": "layers:10"}, {"exit_layer": 5}, {"speculative": "prompt-lookup"}):
+        pruned = with_declared_ceilings(fake_runner(RunSpec(**QUICK, **changes)))
+        assert floors.metric_floors(pruned) == {} and floors.sentences(pruned, 0.2, 0.05) == []

@@ -32,7 +32,11 @@ FLOOR_METRICS = ("ttft_s", "tpot_s", "e2e_s", "decode_tokens_per_s", "total_toke
 
 
 def _parts(measurement: Measurement):
-    """(costs, floor, bandwidth, flops) for this measurement, or None."""
+    """(costs, floor, bandwidth, flops) for this measurement, or None. None too for a pruned,
+    early-exit or speculative run: the floor assumes the whole model runs once per token."""
+    spec = measurement.spec
+    if spec.prune is not None or spec.exit_layer is not None or spec.speculative != "none":
+        return None
     try:
         limits = Ceilings.from_dict((measurement.environment or {}).get("ceilings"))
     except ValueError:

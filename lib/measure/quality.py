@@ -35,7 +35,7 @@ from lib.models.catalog import RANDOM, get_entry
 from lib.models.files import teacher_of
 
 TEXT_FILE = Path(__file__).resolve().parent / "data" / "evaluation_text.txt"
-TEXT_NAME = "founding texts"
+TEXT_NAME = "a fixed text (the Declaration of Independence and two Lincoln speeches)"
 TEXT_SOURCE = ("The Declaration of Independence (1776, excerpts), the Gettysburg Address (1863) "
                "and Abraham Lincoln's Second Inaugural Address (1865): public domain")
 WINDOW_TOKENS = 512

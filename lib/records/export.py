@@ -94,9 +94,11 @@ def quality_sentence(quality: results.Quality | None) -> str | None:
             f"{quality.text}; perplexity {results.format_perplexity(quality.perplexity)}")
     if quality.reference_perplexity and quality.agreement < 1:
         change = quality.perplexity / quality.reference_perplexity - 1
-        said += (f" (original {results.format_perplexity(quality.reference_perplexity)}, "
-                 f"{change:+.0%})" if change > 10 else f" (original "
-                 f"{results.format_perplexity(quality.reference_perplexity)}, {change:+.1%})")
+        original = results.format_perplexity(quality.reference_perplexity)
+        said += (f" (original {original}, {change + 1:,.0f}x as high)" if change > 9
+                 else f" (original {original}, {change:+.1%})")
+    if quality.agreement == 1 and quality.perplexity == quality.reference_perplexity:
+        said += " (this run is the original model itself: the reference others are judged by)"
     seconds = f", measured in {quality.seconds:.1f} s apart from the timing" \
         if quality.seconds is not None else ""
     return said + seconds + "."

@@ -108,7 +108,7 @@ def settings_sidebar() -> RunSpec | None:
                 st.warning("Compiling takes about a minute on a CPU before the first run; it is "
                            "timed in the warm-up, never in a latency.")
         values["prune"], values["exit_layer"], values["speculative"] = \
-            _techniques(values["stack"])
+            _techniques(values["stack"], values["quality"] == "on")
         values["hardware"], values["gpus"] = _hardware_picker()
         with st.expander("Your own prompt"):
             values["prompt_kind"] = widget("prompt_kind")
@@ -117,16 +117,18 @@ def settings_sidebar() -> RunSpec | None:
                 st.caption("The box holds only spaces, so the built-in prompt is used.")
             values["prompt_text"] = prompt if prompt and prompt.strip() else None
     spec = None
+    st.session_state[state.SPEC_PROBLEM] = None
     if values["model_id"] is not None:
         try:
             spec = RunSpec(**values)
         except ExplorerError as exc:
             st.sidebar.error(text.md(exc))
+            st.session_state[state.SPEC_PROBLEM] = str(exc)
     st.session_state[state.SPEC] = spec
     return spec
 
 
-def _techniques(stack: str) -> tuple[str | None, int | None, str]:
+def _techniques(stack: str, quality_on: bool) -> tuple[str | None, int | str | None, str]:
     """Pruning, early exit and speculative decoding: what they buy in speed and cost in
     quality (transformers)."""
     with st.expander("Speed-ups: pruning, early exit, speculative decoding"):
@@ -142,16 +144,18 @@ def _techniques(stack: str) -> tuple[str | None, int | None, str]:
         typed = st.text_input(prune_info["label"], key=state.setting("prune"),
                               help=prune_info["help"],
                               placeholder="none (e.g. magnitude:0.5, layers:10, mlp:0.25)")
-        exit_layer = st.number_input(exit_info["label"], min_value=exit_info["min"],
-                                     max_value=exit_info["max"], step=1,
-                                     key=state.setting("exit_layer"), help=exit_info["help"],
-                                     placeholder="every layer",
-                                     **({} if state.setting("exit_layer") in st.session_state
-                                        else {"value": None}))
-        if typed.strip() or exit_layer is not None:
+        key = state.setting("exit_layer")
+        if isinstance(st.session_state.get(key), int):          # from a shared link
+            st.session_state[key] = str(st.session_state[key])
+        # A text box, not a number box: emptied, a number box goes back to its lowest value.
+        exit_typed = st.text_input(exit_info["label"], key=key, help=exit_info["help"],
+                                   placeholder="every layer (or a number, e.g. 15)").strip()
+        exit_layer: int | str | None = None
+        if exit_typed:
+            exit_layer = int(exit_typed) if exit_typed.isdigit() else exit_typed
+        if (typed.strip() or exit_layer is not None) and not quality_on:
             st.caption("Tick *Measure quality too* to see what it costs.")
-        return (typed.strip() or None), (int(exit_layer) if exit_layer is not None else None), \
-            chosen
+        return (typed.strip() or None), exit_layer, chosen
 
 
 def stack_option(name: str) -> str:

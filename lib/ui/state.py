@@ -13,6 +13,7 @@ from __future__ import annotations
 import streamlit as st
 
 SPEC = "spec"                      # the RunSpec built from the sidebar this rerun
+SPEC_PROBLEM = "spec_problem"      # why the sidebar's settings make no RunSpec (None: they do)
 RESULT = "playground_result"       # the last Result shown on the Playground
 SWEEP = "explore_sweep"            # the last SweepResult shown on Explore
 SWEEP_LIVE = "explore_live"        # the sweep in progress: its finished points, kept on Stop
