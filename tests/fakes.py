@@ -307,3 +307,22 @@ def serve_fake_backend_from_environment() -> FakeBackend:
     using.__enter__()                           # for the life of the server process
     _served.extend([backend, using])
     return backend
+
+
+def make_student(teacher="smollm2-135m-instruct", layers=2, provenance=None):
+    """A student folder as distill leaves it (its weights file is only a name here), in the
+    cache folder of the moment."""
+    import json
+
+    from lib.models import catalog, students
+    from lib.models.files import DISTILLED_FILE
+
+    folder = students.student_folder(teacher, layers)
+    folder.mkdir(parents=True)
+    config = dict(catalog.CATALOG[teacher].config, num_hidden_layers=layers)
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "model.safetensors").write_bytes(b"")
+    if provenance is not False:
+        (folder / DISTILLED_FILE).write_text(json.dumps(
+            provenance or {"teacher": teacher, "layers": layers, "steps": 5, "seconds": 12.3}))
+    return folder

@@ -179,3 +179,23 @@ def test_slow_loading_revises_the_time_left_and_cuts_repetitions_before_round_on
     # 6 s of budget left at 2 s per round: 3 repetitions, not 6, ending on the budget.
     assert [len(p.measurement.repetitions) for p in result.points] == [3, 3]
     assert backend.clock_.now() == pytest.approx(8.0)
+
+
+def test_a_pruned_copy_and_measuring_quality_are_part_of_a_point_s_time():
+    from lib.estimate import estimator
+    from lib.measure.quality import EVALUATION_TOKENS, WINDOW_TOKENS
+    from lib.models.shapes import shapes
+
+    plain, _ = budget.point_cost(BASE, loaded=True)
+    copied, _ = budget.point_cost(BASE.replace(prune="magnitude:0.5"), loaded=True)
+    shared, _ = budget.point_cost(BASE.replace(prune="layers:10"), loaded=True)
+    parameters = shapes(BASE.model_id).parameters
+    assert copied.warmup_s - plain.warmup_s == pytest.approx(
+        budget.TECHNIQUE_SETUP_S_PER_PARAMETER["magnitude"] * parameters
+        + BASE.warmup_runs * (copied.call_s - plain.call_s))
+    assert shared.warmup_s < plain.warmup_s and shared.call_s < plain.call_s   # fewer layers
+    rated, _ = budget.point_cost(BASE.replace(quality="on"), loaded=True)
+    window = estimator.estimate(BASE.replace(prompt_tokens=WINDOW_TOKENS, new_tokens=2,
+                                             batch_size=1)).summary["ttft_s"]
+    assert rated.warmup_s - plain.warmup_s == pytest.approx(
+        EVALUATION_TOKENS / WINDOW_TOKENS * window)

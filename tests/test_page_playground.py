@@ -372,3 +372,28 @@ def test_early_exit_empties_again_and_a_bad_setting_says_what_to_fix(app):
     said = " ".join(plain(c.value) for c in app.caption)
     assert "A setting needs fixing first (see the sidebar): Unknown pruning method 'cut'" in said
     assert "Pick a model first" not in said
+
+
+def test_a_draft_model_comes_from_a_student_trained_from_the_sidebar(app, tmp_path, monkeypatch):
+    from fakes import make_student
+    from lib.measure import distill_job
+    from lib.ui import door
+
+    monkeypatch.setenv("ILE_CACHE_DIR", str(tmp_path))
+    started = []
+    monkeypatch.setattr(distill_job, "start", lambda *asked: started.append(asked) or True)
+    app.selectbox(key="setting_speculative").set_value("draft").run()
+    said = " ".join(plain(c.value) for c in app.caption)
+    assert "No draft model for SmolLM2-135M-Instruct yet" in said and "Train one below" in said
+    assert "python -m lib" not in said                          # no command on a page
+    app.button(key="distill_start").click().run()
+    assert started == [("smollm2-135m-instruct", 10)]
+    make_student(layers=10)
+    app.run()
+    said = " ".join(plain(c.value) for c in app.caption)
+    assert "The draft: SmolLM2-135M-Instruct student, 10 layers (distilled here)" in said
+    assert "SmolLM2-135M-Instruct student, 10 layers (distilled here)" in app.selectbox(
+        key="setting_model_id_trained").options          # and in the model list
+    monkeypatch.setattr(door, "is_host", lambda: False)          # a classroom visitor
+    app.run()
+    assert not [b for b in app.button if b.key == "distill_start"]

@@ -183,17 +183,87 @@ def test_prompt_lookup_on_a_quote_writes_the_plain_tokens_in_fewer_steps(default
     assert report["tokens_per_step"] > 1.5 and 0 < report["acceptance_rate"] <= 1
 
 
-def test_estimates_refuse_techniques_and_history_names_them():
+def test_history_names_the_techniques():
     from lib.records import wording
 
-    with pytest.raises(UnsupportedError, match="Estimates don't model pruning yet"):
-        backends.get("estimator").check(get_entry("smollm2-135m-instruct"),
-                                        RunSpec(prune="layers:10", hardware="h200"))
     said = wording.run_settings_text(RunSpec(prune="layers:10", exit_layer=12,
                                              speculative="prompt-lookup",
                                              quality="on").to_dict())
     assert said.endswith("pruned layers:10, exit after layer 12, speculative prompt-lookup, "
                          "quality on")
+
+
+def _estimated(hardware="h200", **changes):
+    from lib.estimate import estimator
+    return estimator.estimate(RunSpec(**changes), hardware)
+
+
+def test_estimates_shrink_the_shapes_that_pruning_and_early_exit_remove():
+    from lib.estimate import techniques as modelled
+    from lib.models.shapes import shapes
+
+    full = shapes("smollm2-135m-instruct")
+    half = modelled.shaped(full, RunSpec(exit_layer=15))
+    outside = full.vocab_size * full.hidden_size + full.hidden_size     # tied head, final norm
+    assert half.layers == 15 and half.parameters - outside == \
+        pytest.approx((full.parameters - outside) / 2, abs=1)
+    assert half.kv_elements_per_token * 2 == full.kv_elements_per_token
+    assert modelled.shaped(full, RunSpec(prune="layers:10")).layers == 20
+    narrow = modelled.shaped(full, RunSpec(prune="mlp:0.25"))
+    assert narrow.intermediate_size == full.intermediate_size - full.intermediate_size // 4
+    assert full.parameters - narrow.parameters == \
+        30 * 3 * full.hidden_size * (full.intermediate_size // 4)
+    assert modelled.shaped(full, RunSpec(prune="magnitude:0.5")) == full
+    with pytest.raises(UnsupportedError, match="mixture of experts"):
+        _estimated(model_id="deepseek-v3-mini-moe", prune="mlp:0.25")
+
+
+def test_estimates_of_pruned_and_exiting_models_are_faster_magnitude_is_not():
+    plain = _estimated("this")                # the declared ceilings of a CPU
+    assert _estimated("this", prune="magnitude:0.5").summary == plain.summary
+    for changes in ({"prune": "layers:10"}, {"exit_layer": 15}, {"prune": "mlp:0.25"}):
+        smaller = _estimated("this", **changes)
+        assert smaller.summary["tpot_s"] < plain.summary["tpot_s"]
+        assert smaller.summary["peak_memory_bytes"] < plain.summary["peak_memory_bytes"]
+        assert any(words.startswith(str(next(iter(changes.values()))).split(":")[0])
+                   or "early exit" in words for words in smaller.assumptions)
+    # On an H200, eager transformers waits on its kernel launches, one set per layer: narrower
+    # MLPs in as many layers change nothing there, fewer layers do.
+    assert _estimated(prune="mlp:0.25").summary["tpot_s"] == _estimated().summary["tpot_s"]
+    assert _estimated(prune="layers:10").summary["tpot_s"] < _estimated().summary["tpot_s"]
+
+
+def test_speculative_estimates_divide_a_step_by_the_tokens_it_yields():
+    from lib.estimate import estimator
+
+    plain = _estimated(prompt_kind="quote")
+    lookup = _estimated(speculative="prompt-lookup", prompt_kind="quote")
+    said = lookup.speculative
+    assert said["source"].startswith("measured")
+    assert said["tokens_per_step"] == 1 + said["acceptance_rate"] * said["guesses_per_step"]
+    assert said["draft_step_s"] == 0                   # prompt lookup runs no model to guess
+    assert lookup.summary["tpot_s"] == pytest.approx(said["verify_s"] / said["tokens_per_step"])
+    assert said["plain_step_s"] == pytest.approx(plain.summary["tpot_s"])
+    assert lookup.summary["tpot_s"] < plain.summary["tpot_s"] / 3
+    assert "That is one plain step" in lookup.why()["text"]
+    stated = estimator.estimate(RunSpec(speculative="early-exit"), "h200",
+                                acceptance_rate=0.5)
+    guessed = stated.speculative
+    assert guessed["source"].startswith("stated") and guessed["draft_step_s"] > 0
+    assert stated.summary["tpot_s"] == pytest.approx(
+        (guessed["guesses_per_step"] * guessed["draft_step_s"] + guessed["verify_s"])
+        / (1 + 0.5 * guessed["guesses_per_step"]))
+    draft = _estimated(speculative="draft")
+    assert draft.memory_need.weights_bytes > plain.memory_need.weights_bytes   # a second model
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["estimate", "--acceptance-rate", "0.5"], "add --speculative"),
+    (["estimate", "--speculative", "draft", "--acceptance-rate", "1.5"], "is not a share"),
+])
+def test_the_acceptance_rate_is_checked(argv, words, capsys):
+    status, out, err = run_cli(argv, capsys)
+    assert status == 2 and words in err and "Traceback" not in err
 
 
 def test_no_floor_is_claimed_for_a_run_that_does_not_run_the_whole_model_per_token():

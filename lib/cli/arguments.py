@@ -97,6 +97,18 @@ def minutes(value: str) -> float:
     return number
 
 
+def share(value: str) -> float:
+    """A share from 0 to 1 (an acceptance rate)."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(
+            f"{_shown(value)} is not a share: give a number from 0 to 1, like 0.6")
+    return number
+
+
 def entry_id(value: str) -> int:
     """A history entry's id: a whole number from 1 up (one too big for SQLite is simply not
     there, which the store says)."""

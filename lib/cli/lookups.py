@@ -17,6 +17,7 @@ import argparse
 from lib.cli.output import out, print_json, say
 from lib.core import spec as run_spec
 from lib.core import spec_text
+from lib.core.errors import InvalidSpecError
 
 
 def models(as_json: bool) -> int:
@@ -86,7 +87,10 @@ def estimate(args: argparse.Namespace) -> int:
     dtype = requested or get_entry(spec.model_id).published_dtype or spec.dtype
     spec_dtype, weights = estimator.split_dtype(dtype)
     spec = spec.replace(dtype=spec_dtype)
-    result = estimator.estimate(spec, spec.hardware, spec.gpus, weights)
+    if args.acceptance_rate is not None and spec.speculative == "none":
+        raise InvalidSpecError("--acceptance-rate is speculative decoding's: add --speculative "
+                               "prompt-lookup, early-exit or draft.")
+    result = estimator.estimate(spec, spec.hardware, spec.gpus, weights, args.acceptance_rate)
     if args.json:
         return print_json(result.to_dict())
     out(estimate_text(result.enforce()))

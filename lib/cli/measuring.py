@@ -186,10 +186,12 @@ def distill(args) -> int:
     out(f"Distilled {provenance['teacher']} into {provenance['layers']} layers in "
         f"{provenance['seconds']:.0f} s ({provenance['steps']} steps on {provenance['data']}; "
         f"loss {provenance['loss_first']:.3f} -> {provenance['loss_last']:.3f}).")
-    out(f"Saved in {provenance['folder']}. Compare it with the teacher and the same-size pruned "
-        f"model:\n  python -m lib run --model {provenance['folder']} --quality\n"
+    out(f"Saved in {provenance['folder']}, listed as the model {provenance['model_id']}. "
+        "Compare it with the same-size pruned model, and use it as a draft:\n"
+        f"  python -m lib run --model {provenance['model_id']} --quality\n"
         f"  python -m lib run --model {provenance['teacher']} --prune "
-        f"layers:{len_layers_removed(provenance)} --quality")
+        f"layers:{len_layers_removed(provenance)} --quality\n"
+        f"  python -m lib run --model {provenance['teacher']} --speculative draft")
     return 0
 
 

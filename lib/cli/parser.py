@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                         choices={"dtype": ESTIMATE_DTYPES})
     estimated.add_argument("--json", action="store_true",
                            help="print one JSON object instead of text")
+    estimated.add_argument("--acceptance-rate", type=arguments.share, default=None,
+                           help="with --speculative: the share of guesses accepted (0-1); "
+                                "default: the rate measured here for that method and prompt")
     profiles = commands.add_parser("hardware", help="list the hardware profiles for estimates")
     profiles.add_argument("--json", action="store_true",
                           help="print a JSON list instead of a table")

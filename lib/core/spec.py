@@ -32,7 +32,7 @@ COMPILES = ("off", "on")
 SWITCH = ("off", "on")           # a setting that is on or off: `--flag` alone turns it on
 PRUNE_METHODS = ("magnitude", "layers", "mlp")
 MAX_EXIT_LAYER = 1000            # the deepest catalog model has far fewer layers
-SPECULATIVE = ("none", "prompt-lookup", "early-exit")
+SPECULATIVE = ("none", "prompt-lookup", "early-exit", "draft")
 PROMPT_KINDS = ("chat", "quote")
 MAX_PROMPT_TEXT_CHARS = 100_000
 MAX_PROMPT_TOKENS = 131_072      # the longest context in the catalog
@@ -194,8 +194,9 @@ class RunSpec:
         "Guess several next tokens cheaply, then check them all in one pass of the model: "
         "every guess it agrees with is a token for free. prompt-lookup guesses by copying "
         "what followed the same words earlier in the prompt (pays when the answer repeats the "
-        "prompt); early-exit guesses with the model's own first layers. The output is exactly "
-        "the same; only the speed changes (transformers stack, batch 1).",
+        "prompt); early-exit guesses with the model's own first layers; draft with a smaller "
+        "model trained to imitate it (a student distilled here). The output is exactly the "
+        "same; only the speed changes (transformers stack, batch 1).",
         choices=SPECULATIVE)
     prompt_kind: str = _field(
         "chat", "--prompt-kind", "Built-in prompt",

@@ -148,7 +148,7 @@ def _paths() -> tuple[Path, Path, Path]:
     return folder / LOG_NAME, folder / LOCK_NAME, folder / RESULT_NAME
 
 
-def _lock_is_held(lock: Path) -> bool:
+def lock_is_held(lock: Path) -> bool:
     """Whether a builder holds the lock now (a dead builder's lock is free: the OS drops it)."""
     try:
         with lock.open("a") as handle:
@@ -172,7 +172,7 @@ def _read_result(path: Path) -> dict:
 def state(now: float | None = None) -> BuildState:
     log, lock, result_path = _paths()
     now = time.time() if now is None else now
-    if _lock_is_held(lock):
+    if lock_is_held(lock):
         result = _read_result(result_path)
         started = result.get("started", now)
         try:
@@ -192,7 +192,7 @@ def state(now: float | None = None) -> BuildState:
 def busy_words() -> str | None:
     """'llama.cpp is being built' while a build runs (for a busy-machine note), else None."""
     _log, lock, _result = _paths()
-    return "llama.cpp is being built" if _lock_is_held(lock) else None
+    return "llama.cpp is being built" if lock_is_held(lock) else None
 
 
 def wanted() -> bool:
@@ -218,7 +218,7 @@ def start_background() -> bool:
     if not wanted():          # installed at the pin, or never here: so for this whole process
         _started_here = True  # (spares the sidebar a package lookup on every rerun)
         return False
-    if _lock_is_held(_paths()[1]):
+    if lock_is_held(_paths()[1]):
         return False
     _started_here = True
     subprocess.Popen(["nice", "-n", "19", sys.executable, "-m", "lib.core.stack_build"], cwd=REPO,
@@ -226,7 +226,7 @@ def start_background() -> bool:
                      stderr=subprocess.DEVNULL, start_new_session=True)
     # Until the builder holds the lock the page would say "not installed": wait for it a little.
     deadline = time.monotonic() + LOCK_WAIT_S
-    while time.monotonic() < deadline and not _lock_is_held(_paths()[1]):
+    while time.monotonic() < deadline and not lock_is_held(_paths()[1]):
         time.sleep(0.05)
     return True
 
@@ -275,7 +275,7 @@ def main(argv: list[str]) -> int:
     log = _paths()[0]
     if installed_version() == pinned_version():
         return 0
-    if _lock_is_held(_paths()[1]):
+    if lock_is_held(_paths()[1]):
         print(f"  llama.cpp is being built in the background already: waiting for it; log: "
               f"{log}", flush=True)
     else:

@@ -119,3 +119,41 @@ def listed(profile: Hardware, spec: RunSpec, gpus: int, engine: str, weights_dty
                 f"{device_memory.MEMORY_HEADROOM_FRACTION:.0%} of each device kept free "
                 f"({calibration.SOURCES['headroom']}).")
     return said
+
+
+def technique_words(spec: RunSpec, full: Shapes, shape: Shapes,
+                    speculated: dict | None) -> list[str]:
+    """What pruning, early exit and speculative decoding change (lib.estimate.techniques)."""
+    from lib.core.metrics import format_seconds
+
+    said = []
+    if shape.layers != full.layers:
+        why = f"early exit after layer {spec.exit_layer}" if spec.exit_layer is not None \
+            and spec.prune is None else spec.prune if spec.exit_layer is None else \
+            f"{spec.prune} and early exit after layer {spec.exit_layer}"
+        said.append(f"{why}: {shape.layers} of {full.layers} decoder layers run, so their "
+                    f"weights, FLOPs and KV cache shrink in proportion "
+                    f"({shape.parameters / 1e6:,.0f}M of {full.parameters / 1e6:,.0f}M "
+                    "parameters); the embeddings and the output head stay whole.")
+    if spec.prune is not None and spec.prune.startswith("mlp:"):
+        said.append(f"{spec.prune}: each MLP keeps {shape.intermediate_size:,} of "
+                    f"{full.intermediate_size:,} channels (three matrices per layer: gate, "
+                    "up, down).")
+    if spec.prune is not None and spec.prune.startswith("magnitude:"):
+        said.append(f"{spec.prune}: the zeroed weights stay in dense matrices, read and "
+                    "multiplied like any number, so nothing gets faster (sparse kernels "
+                    "would need structured sparsity, which this pruning is not).")
+    if speculated:
+        draft = {"prompt-lookup": "copied from the prompt (no model runs)",
+                 "early-exit": "from the model's own first quarter of layers",
+                 "draft": "from a draft model of a third of the layers (a distilled student)"
+                 }[speculated["method"]]
+        said.append(
+            f"Speculative decoding ({speculated['method']}): each step guesses "
+            f"{speculated['guesses_per_step']:g} tokens {draft}, then one pass of the model "
+            f"checks them together ({format_seconds(speculated['verify_s'])} against "
+            f"{format_seconds(speculated['plain_step_s'])} for one token); "
+            f"{speculated['acceptance_rate']:.0%} of guesses are accepted "
+            f"({speculated['source']}), so a step yields {speculated['tokens_per_step']:.2f} "
+            f"tokens: {format_seconds(speculated['per_token_s'])} per token.")
+    return said

@@ -77,6 +77,11 @@ CPU_DATASHEET_SUSTAINED_FRACTION = 0.75
 # bound by the weight stream, so 10% stays a safe floor). The old 10% for every dtype made
 # float32 decode at batch 4 ~25% too fast (benchmarks/estimator_accuracy.py).
 CPU_MIN_COMPUTE_FRACTION = {"float32": 0.08, "other": 0.10}
+# Speculative decoding's check of k guesses is one pass over k + 1 tokens: few rows, where a CPU
+# kernel's time grows far slower than its arithmetic. Measured (benchmarks/quality.py, prompt
+# lookup on the quote prompt, SmolLM2-135M float32, 10 guesses a step): 126 ms a step against
+# 68 ms for a plain one, so each guess checked adds 8.5% of a plain step.
+CPU_VERIFY_EXTRA_PER_GUESS = 0.085
 # llama.cpp's block formats were no faster for fewer bytes: Q8_0, Q4_K_M and Q4_1 (145, 105 and
 # 98 MB) all took 7.6-8.5 ms per step, bound by widening and multiplying the blocks: 0.27 GFLOP
 # in ~7.5 ms (less the overhead), 0.2 of the 183 GFLOP/s float32 figure. Its 64-token prefill

@@ -34,6 +34,7 @@ marked "estimated", and nothing derives percentiles from it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,8 @@ class Estimate:
     breakdown: dict[str, dict[str, float]] = field(default_factory=dict, hash=False)
     memory_need: "device_memory.MemoryNeed | None" = None    # the whole model's and run's, all devices
     app_verdict: str = ""                 # memory_verdict, its advice in a page's words
+    # Speculative decoding as modelled (lib.estimate.techniques): guesses, acceptance, steps.
+    speculative: dict[str, Any] | None = field(default=None, hash=False)
 
     def enforce(self) -> "Estimate":
         """Raise MemoryGuardError (the verdict) when the model doesn't fit on `gpus` devices."""
@@ -96,6 +99,7 @@ class Estimate:
                 "floor": dict(self.floor), "assumptions": list(self.assumptions),
                 "memory_verdict": self.memory_verdict,
                 "memory": {"fits": self.fits, "devices_needed": self.devices_needed},
+                "speculative": self.speculative,
                 "provenance": {"kind": ESTIMATED, "backend": "estimator",
                                "hardware": self.hardware.id, "gpus": self.gpus}}
 
@@ -160,13 +164,15 @@ def _check_stack(spec: RunSpec, weights: str | None) -> None:
 
 
 def estimate(spec: RunSpec, hardware_id: str = THIS, gpus: int = 1,
-             weights: str | None = None) -> Estimate:
+             weights: str | None = None, acceptance_rate: float | None = None) -> Estimate:
     """Predict `spec` on `gpus` devices of the profile `hardware_id` (`this`: this machine's
-    measured ceilings, on spec.device). `weights="float8"` stores weights in 1 byte."""
+    measured ceilings, on spec.device). `weights="float8"` stores weights in 1 byte;
+    `acceptance_rate` states speculative decoding's (else the measured one)."""
     from lib.estimate import hardware
 
     check(spec, hardware_id, gpus, weights)
-    return _estimate(spec, hardware.get(hardware_id, spec.device), gpus, weights)
+    return _estimate(spec, hardware.get(hardware_id, spec.device), gpus, weights,
+                     acceptance_rate)
 
 
 def estimate_on(spec: RunSpec, ceilings: Ceilings, memory_bytes: float = 0.0,
@@ -182,15 +188,18 @@ def estimate_on(spec: RunSpec, ceilings: Ceilings, memory_bytes: float = 0.0,
     return _estimate(spec, hardware.from_ceilings(ceilings, label, memory_bytes), 1, None)
 
 
-def _estimate(spec: RunSpec, profile: Hardware, gpus: int, weights: str | None) -> Estimate:
-    from lib.estimate import roofline
+def _estimate(spec: RunSpec, profile: Hardware, gpus: int, weights: str | None,
+              acceptance_rate: float | None = None) -> Estimate:
+    from lib.estimate import roofline, techniques
     from lib.models.shapes import shapes
 
     # As a saved spec is read: a run measured with more threads than this machine has is
     # estimated all the same.
     spec = from_saved({**spec.to_dict(), "hardware": profile.id, "gpus": gpus})
     entry = get_entry(spec.model_id)
-    shape = shapes(spec.model_id)
+    full_shape = shapes(spec.model_id)
+    shape = techniques.shaped(full_shape, spec)         # pruned, exiting early: fewer weights
+    speculation = techniques.speculation(spec, acceptance_rate)
     encoder = entry.kind == ENCODER
     weights_dtype = weights or spec.dtype
     engine = calibration.engine_of(spec)
@@ -217,6 +226,7 @@ def _estimate(spec: RunSpec, profile: Hardware, gpus: int, weights: str | None) 
                      calibration.attention_rate(profile, spec, products, "prefill"))
     breakdown = {"prefill": prefill}
     summary: dict[str, float] = {}
+    speculated = None
     if encoder or spec.new_tokens == 1:
         tpot = None
         e2e = prefill["total_s"]
@@ -231,6 +241,11 @@ def _estimate(spec: RunSpec, profile: Hardware, gpus: int, weights: str | None) 
                         calibration.attention_rate(profile, spec, products, "decode"))
         breakdown["decode"] = decode
         tpot = decode["total_s"]
+        if speculation is not None:
+            tpot, speculated = _speculative_token_s(
+                spec, speculation, full_shape, shape, costs, decode, profile, gpus, weights,
+                products, engine, bandwidth, peak_flops, layer_overhead_s, overlap,
+                activation_bytes)
         e2e = prefill["total_s"] + (spec.new_tokens - 1) * tpot
     if not encoder:
         summary["ttft_s"] = prefill["total_s"]
@@ -244,6 +259,10 @@ def _estimate(spec: RunSpec, profile: Hardware, gpus: int, weights: str | None) 
     summary["requests_per_s"] = spec.batch_size / e2e
 
     need = device_memory.memory_need(shape, spec, weights == FLOAT8, encoder)
+    draft = techniques.draft_shapes(full_shape, spec) if spec.speculative == "draft" else None
+    if draft is not None:       # a separate draft model's weights sit beside the model's
+        extra = draft.parameters if weights == FLOAT8 else draft.weight_bytes(spec.dtype)
+        need = dataclasses.replace(need, weights_bytes=need.weights_bytes + extra)
     usable = (1 - device_memory.MEMORY_HEADROOM_FRACTION) * profile.memory_bytes
     per_device = need.per_device(gpus)
     summary["peak_memory_bytes"] = float(per_device)
@@ -262,14 +281,58 @@ def _estimate(spec: RunSpec, profile: Hardware, gpus: int, weights: str | None) 
     said = assumptions.listed(profile, spec, gpus, engine, weights_dtype, products,
                                peak_flops, bandwidth_fraction, layer_overhead_s,
                                overhead_words, overlap, shape, encoder)
+    said += assumptions.technique_words(spec, full_shape, shape, speculated)
     return Estimate(spec=spec, hardware=profile, gpus=gpus, summary=summary, floor=judged,
                     assumptions=said, memory_verdict=verdict,
                     weights_dtype=weights_dtype, fits=fits,
                     devices_needed=device_memory.min_devices(profile, needed), app_verdict=app_verdict,
-                    bound=bound, breakdown=breakdown, memory_need=need)
+                    bound=bound, breakdown=breakdown, memory_need=need,
+                    speculative=speculated)
 
 
 # --- the pieces -----------------------------------------------------------------------------------
+
+def _speculative_token_s(spec: RunSpec, speculation: Any, full_shape: Shapes, shape: Shapes,
+                         costs: Any, decode: dict[str, Any], profile: Hardware, gpus: int,
+                         weights: str | None, products: str, engine: str, bandwidth: float,
+                         peak_flops: float, layer_overhead_s: float, overlap: bool,
+                         activation_bytes: float) -> tuple[float, dict[str, Any]]:
+    """Time per emitted token with speculative decoding (lib.estimate.techniques): k guesses
+    from the draft, one pass checking k + 1 tokens, 1 + a k tokens out."""
+    from lib.estimate import roofline, techniques
+
+    guesses = speculation.guesses_per_step
+    checked = 1 + guesses
+    if profile.kind == "cpu":     # few rows: measured, see calibration
+        verify = {"total_s": decode["total_s"]
+                  * (1 + calibration.CPU_VERIFY_EXTRA_PER_GUESS * guesses)}
+    else:                         # the weights are read once for all k + 1 tokens
+        verify_cost = roofline.PhaseCost(
+            weight_bytes=costs.decode.weight_bytes, kv_bytes=costs.decode.kv_bytes,
+            flops=costs.decode.flops * checked)
+        verify = _phase(verify_cost, bandwidth,
+                        calibration.compute_fraction(profile, round(checked), products, engine)
+                        * peak_flops, shape.layers * layer_overhead_s,
+                        _communication_s(profile, gpus, shape, checked * activation_bytes),
+                        overlap)
+    draft_s = 0.0
+    draft_shape = techniques.draft_shapes(full_shape, spec)
+    if draft_shape is not None and guesses:
+        draft_costs = roofline.costs(draft_shape, spec, devices=gpus,
+                                     weight_bytes_per_param=1.0 if weights == FLOAT8 else None)
+        draft_s = _phase(draft_costs.decode, bandwidth,
+                         calibration.compute_fraction(profile, 1, products, engine) * peak_flops,
+                         draft_shape.layers * layer_overhead_s,
+                         _communication_s(profile, gpus, draft_shape, activation_bytes),
+                         overlap)["total_s"]
+    per_token = (guesses * draft_s + verify["total_s"]) / speculation.tokens_per_step
+    return per_token, {"method": speculation.method, "guesses_per_step": guesses,
+                       "acceptance_rate": speculation.acceptance_rate,
+                       "tokens_per_step": speculation.tokens_per_step,
+                       "source": speculation.source, "draft_step_s": draft_s,
+                       "verify_s": verify["total_s"], "plain_step_s": decode["total_s"],
+                       "per_token_s": per_token}
+
 
 def _attention_flops(shape: Shapes, costs: Any) -> dict[str, float]:
     """The attention part of each phase's FLOPs, as lib.estimate.roofline counts it inside them: QK^T

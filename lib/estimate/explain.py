@@ -31,7 +31,15 @@ def why(estimate) -> dict[str, Any]:
     decode = "decode" in estimate.breakdown
     phase = estimate.breakdown["decode" if decode else "prefill"]
     limit = TERM_LIMITS[phase["limited_by"]]
-    return {"limit": limit, "text": _text(estimate, decode, phase, limit)}
+    text = _text(estimate, decode, phase, limit)
+    speculated = estimate.speculative
+    if decode and speculated:
+        text += (f" That is one plain step. With speculative decoding ({speculated['method']}) "
+                 f"a step checks {speculated['guesses_per_step']:g} guesses in one pass "
+                 f"({format_seconds(speculated['verify_s'])}) and yields "
+                 f"{speculated['tokens_per_step']:.2f} tokens on average, so a token costs "
+                 f"{format_seconds(speculated['per_token_s'])}.")
+    return {"limit": limit, "text": text}
 
 
 def _text(estimate, decode: bool, phase: dict[str, Any], limit: str) -> str:
@@ -43,8 +51,8 @@ def _text(estimate, decode: bool, phase: dict[str, Any], limit: str) -> str:
     figures = "measured here" if profile.measured else "its datasheet figure"
     step = "each new token" if decode else f"the {spec.prompt_tokens}-token prompt's pass"
     each = "" if gpus == 1 else " (each device its share)"
-    took = estimate.summary["tpot_s"] if decode else estimate.summary.get(
-        "ttft_s", estimate.summary["e2e_s"])
+    took = (phase["total_s"] if estimate.speculative else estimate.summary["tpot_s"]) \
+        if decode else estimate.summary.get("ttft_s", estimate.summary["e2e_s"])
     per = " per token" if decode else ""
     floor_s = floor["tpot_s"] if decode else floor["ttft_s"]
     said = f"estimated {format_seconds(took)}{per}"

@@ -37,6 +37,10 @@ LOAD_S = 12.0
 SYNC_PENALTY = 1.3
 MAX_SLOWDOWN = 8.0
 SPEED_FILE = "speed.json"
+# Making a pruned copy, per parameter of the model, on this 2-core PC (SmolLM2-135M float32,
+# quiet): magnitude:S copies the model and finds each matrix's threshold (kthvalue), 2.2-2.5 s;
+# mlp:S runs the calibration text and builds smaller matrices, 0.9-1.1 s.
+TECHNIQUE_SETUP_S_PER_PARAMETER = {"magnitude": 1.8e-8, "mlp": 0.8e-8}
 RATIO_LIMITS = (0.2, 5.0)   # beyond these a correction is a busy moment, not a speed
 
 
@@ -184,15 +188,42 @@ def point_cost(spec: RunSpec, loaded: bool = False) -> tuple[PointCost, str]:
         from lib.estimate import estimator
 
         call_s = float(estimator.estimate(spec.replace(hardware=None)).summary["e2e_s"])
+        extra_s = _quality_s(spec) + technique_setup_s(spec)
         basis = "this machine's measured speed (its ceilings)"
     except (ExplorerError, KeyError, TypeError, ValueError):
         rough = runner.rough_duration_s(spec, weights_loaded=True)
         if rough is None:
             return PointCost(load_s, 0.0, 1.0), "a rough guess"
         call_s = max(rough - spec.min_duration_s, 0.0) / max(spec.warmup_runs + spec.repetitions, 1)
+        extra_s = technique_setup_s(spec)            # the rough guess counts quality already
         basis = "the settings (this machine's speed is not measured yet)"
     compile_s = runner.ASSUMED_COMPILE_S if spec.compile == "on" else 0.0
-    return PointCost(load_s, compile_s + spec.warmup_runs * call_s, call_s), basis
+    return PointCost(load_s, compile_s + spec.warmup_runs * call_s + extra_s, call_s), basis
+
+
+def _quality_s(spec: RunSpec) -> float:
+    """Measuring quality: teacher-forced passes over the evaluation text, window by window,
+    each a prompt's pass of that length (lib.measure.quality)."""
+    from lib.estimate import estimator
+    from lib.measure.quality import EVALUATION_TOKENS, WINDOW_TOKENS
+
+    if spec.quality != "on" or spec.hardware is not None:
+        return 0.0
+    window = spec.replace(batch_size=1, prompt_tokens=WINDOW_TOKENS, new_tokens=2,
+                          prompt_text=None, speculative="none")
+    return EVALUATION_TOKENS / WINDOW_TOKENS * \
+        float(estimator.estimate(window).summary.get("ttft_s", 0.0))
+
+
+def technique_setup_s(spec: RunSpec) -> float:
+    """Making a pruned copy before the first call: per parameter, as measured here (module
+    constants); layer removal and early exit share the weights, so they cost nothing."""
+    from lib.models.shapes import shapes
+
+    method = (spec.prune or "").split(":")[0]
+    if method not in TECHNIQUE_SETUP_S_PER_PARAMETER or spec.hardware is not None:
+        return 0.0
+    return TECHNIQUE_SETUP_S_PER_PARAMETER[method] * shapes(spec.model_id).parameters
 
 
 def plan_sweep(base: RunSpec, specs: Sequence[RunSpec], budget_s: float | None,

@@ -7,9 +7,10 @@ probabilities as soft targets) on the evaluation text's training split, never it
 split (`lib.measure.quality`). The teacher's probabilities are computed once; the student
 trains with AdamW until `steps` or the time budget, whichever comes first, reporting its loss
 and the time left after each step. The result is saved as a model folder in the cache
-(`distilled_folder`), with `distilled.json` saying where it came from (teacher, layers, steps,
-tokens, seconds, losses); `--model FOLDER` runs it like any model folder, and its quality is
-measured against its teacher (`lib.models.files.teacher_of`).
+(`lib.models.catalog.student_folder`), with `distilled.json` saying where it came from (teacher, layers, steps,
+tokens, seconds, losses); The catalog lists it (`lib.models.catalog.students`, id `<teacher>-distilled-<layers>`), it runs
+like any model, its quality is measured against its teacher (`lib.models.files.teacher_of`),
+and it can be the draft of speculative decoding (`--speculative draft`).
 """
 
 from __future__ import annotations
@@ -17,22 +18,17 @@ from __future__ import annotations
 import json
 import math
 import time
-from pathlib import Path
 from typing import Any, Callable
 
-from lib.core import paths
 from lib.core.errors import ExplorerError
 from lib.models.catalog import get_entry
+from lib.models.students import student_folder, student_id
 from lib.models.files import DISTILLED_FILE as PROVENANCE_FILE
 
 WINDOW_TOKENS = 256
 LEARNING_RATE = 2e-4
 
 Progress = Callable[[str], None]
-
-
-def distilled_folder(teacher_id: str, layers: int) -> Path:
-    return paths.cache_dir() / "distilled" / f"{teacher_id}-{layers}-layers"
 
 
 def spread_layers(total: int, layers: int) -> list[int]:
@@ -105,7 +101,7 @@ def distill(teacher_id: str, layers: int, steps: int, budget_s: float, threads: 
                    (spent / step) * (steps - step) if step else math.inf)
         say(f"step {step}/{steps}: loss {losses[-1]:.3f}, about {max(left, 0):.0f} s left")
     student.eval()
-    folder = distilled_folder(teacher_id, layers)
+    folder = student_folder(teacher_id, layers)
     folder.mkdir(parents=True, exist_ok=True)
     student.save_pretrained(folder, safe_serialization=True)
     teacher.tokenizer.save_pretrained(folder)
@@ -114,6 +110,7 @@ def distill(teacher_id: str, layers: int, steps: int, budget_s: float, threads: 
                   "data": f"the training split of {quality.TEXT_NAME} ({len(training):,} tokens)",
                   "seconds": round(time.monotonic() - started, 1),
                   "loss_first": losses[0] if losses else None,
-                  "loss_last": losses[-1] if losses else None, "folder": str(folder)}
+                  "loss_last": losses[-1] if losses else None, "folder": str(folder),
+                  "model_id": student_id(teacher_id, layers)}
     (folder / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=1), encoding="utf-8")
     return provenance

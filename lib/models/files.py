@@ -12,6 +12,7 @@ problem is a `ModelLoadError`; nothing here imports torch or transformers.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -114,9 +115,9 @@ DISTILLED_FILE = "distilled.json"      # a distilled student's provenance (lib.m
 DISTILLED_MAX_BYTES = 64 * 1024
 
 
-def teacher_of(folder: "str | Path | None") -> str | None:
-    """The teacher's model id when `folder` holds a distilled student, else None (a damaged
-    or oversized provenance file is no provenance)."""
+def provenance_of(folder: "str | Path | None") -> dict[str, Any] | None:
+    """A distilled student's provenance (`distilled.json`) when `folder` holds one, else None
+    (a damaged or oversized file is no provenance)."""
     if folder is None:
         return None
     try:
@@ -124,5 +125,23 @@ def teacher_of(folder: "str | Path | None") -> str | None:
             document = json.loads(handle.read(DISTILLED_MAX_BYTES + 1)[:DISTILLED_MAX_BYTES])
     except (OSError, ValueError):
         return None
-    teacher = document.get("teacher") if isinstance(document, dict) else None
+    return document if isinstance(document, dict) else None
+
+
+def teacher_of(folder: "str | Path | None") -> str | None:
+    """The teacher's model id when `folder` holds a distilled student, else None."""
+    teacher = (provenance_of(folder) or {}).get("teacher")
     return teacher if isinstance(teacher, str) and len(teacher) < 200 else None
+
+
+def version(reference: str) -> tuple | None:
+    """What identifies the file or folder `reference` names now (its config.json for a
+    folder): path, device, inode, size, modification time; None when there is nothing."""
+    path = Path(reference).expanduser()
+    for candidate in (path / "config.json", path):
+        try:
+            info = os.stat(candidate)
+        except OSError:
+            continue
+        return (str(candidate), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    return None

@@ -109,7 +109,13 @@ def speculative_sentence(report: dict[str, Any] | None) -> str | None:
     (44%); the output is plain greedy decoding's, token for token.'"""
     if not report:
         return None
-    said = f"Speculative decoding ({report['method']})"
+    method = report['method']
+    if isinstance(report.get("draft"), str):
+        from lib.core.text import one_line
+        from lib.models.catalog import listed_entry
+        entry = listed_entry(report["draft"])
+        method = f"draft: {entry.display_name if entry else one_line(report['draft'], 80)}"
+    said = f"Speculative decoding ({method})"
     if report.get("tokens_per_step") is not None:
         said += f": {report['tokens_per_step']:.2f} tokens per step"
     if report.get("proposed"):

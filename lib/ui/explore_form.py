@@ -119,14 +119,14 @@ def factor_options(factor: Factor, device: str, stack: str = TRANSFORMERS,
     if factor.name == "dtype":
         return devices.supported_dtypes(device) if other == "stack" \
             else dtype_options(stack, device)
-    return {"model": list(catalog.CATALOG), "device": device_values(),
+    return {"model": catalog.listed_ids(), "device": device_values(),
             "prune": list(PRUNE_OPTIONS)}.get(factor.name) or list(factor.default_values())
 
 
 def option_label(factor: Factor, value: Any) -> str:
     """'SmolLM2 135M Instruct', 'cpu', 'NVIDIA H200 SXM 141GB (estimate)', 'llama.cpp'."""
     if factor.name == "model":
-        return catalog.CATALOG[value].display_name
+        return catalog.get_entry(value).display_name
     if factor.name == "stack":
         return stack_option(value)
     return factor.value_label(value) + (" (estimate)" if factor.estimated(value) else "")

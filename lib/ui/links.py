@@ -125,7 +125,7 @@ def _apply(params: dict[str, str]) -> list[str]:
         shown = text.one_line(repr(raw), 80)
         label = field_info(name)["label"]
         if name == "model_id":
-            entry = catalog.CATALOG.get(raw)
+            entry = catalog.listed_entry(raw)
             if entry is None and in_class:
                 notes.append(f"model {shown}: classroom mode runs only the listed models.")
                 continue
@@ -220,7 +220,7 @@ def _factor_values(factor: Factor, typed: str, in_class: bool) -> list:
     if factor.numeric:
         return parse_values(factor, typed)
     values = [v.strip() for v in typed.split(",") if v.strip()]
-    options = {"model": list(catalog.CATALOG), "device": device_values(),
+    options = {"model": catalog.listed_ids(), "device": device_values(),
                "dtype": devices.supported_dtypes("cpu")}.get(factor.name) \
         or list(factor.default_values())
     unknown = [v for v in values if v not in options]

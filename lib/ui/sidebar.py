@@ -108,7 +108,7 @@ def settings_sidebar() -> RunSpec | None:
                 st.warning("Compiling takes about a minute on a CPU before the first run; it is "
                            "timed in the warm-up, never in a latency.")
         values["prune"], values["exit_layer"], values["speculative"] = \
-            _techniques(values["stack"], values["quality"] == "on")
+            _techniques(values["stack"], values["quality"] == "on", entry)
         values["hardware"], values["gpus"] = _hardware_picker()
         with st.expander("Your own prompt"):
             values["prompt_kind"] = widget("prompt_kind")
@@ -128,10 +128,11 @@ def settings_sidebar() -> RunSpec | None:
     return spec
 
 
-def _techniques(stack: str, quality_on: bool) -> tuple[str | None, int | str | None, str]:
-    """Pruning, early exit and speculative decoding: what they buy in speed and cost in
-    quality (transformers)."""
-    with st.expander("Speed-ups: pruning, early exit, speculative decoding"):
+def _techniques(stack: str, quality_on: bool, entry: catalog.CatalogEntry | None
+                ) -> tuple[str | None, int | str | None, str]:
+    """Pruning, early exit, speculative decoding and distillation: what they buy in speed and
+    cost in quality (transformers)."""
+    with st.expander("Speed-ups: pruning, early exit, speculative decoding, distillation"):
         if stack != TRANSFORMERS:
             st.caption(text.md(f"They work on the torch model itself, so they apply to the "
                                f"transformers stack, not {stack_name(stack)}."))
@@ -140,6 +141,8 @@ def _techniques(stack: str, quality_on: bool) -> tuple[str | None, int | str | N
         if chosen != "none":
             st.caption("Batch 1, dynamic KV cache. Try the quote prompt (under *Your own "
                        "prompt*) with prompt-lookup: the answer repeats the prompt.")
+        if chosen == "draft" and entry is not None:
+            _draft_words(entry)
         prune_info, exit_info = field_info("prune"), field_info("exit_layer")
         typed = st.text_input(prune_info["label"], key=state.setting("prune"),
                               help=prune_info["help"],
@@ -155,7 +158,67 @@ def _techniques(stack: str, quality_on: bool) -> tuple[str | None, int | str | N
             exit_layer = int(exit_typed) if exit_typed.isdigit() else exit_typed
         if (typed.strip() or exit_layer is not None) and not quality_on:
             st.caption("Tick *Measure quality too* to see what it costs.")
+        if entry is not None and entry.model_id in catalog.CATALOG and \
+                entry.weights == catalog.TRAINED and entry.kind == kinds.CAUSAL_LM:
+            _distillation(entry)
         return (typed.strip() or None), exit_layer, chosen
+
+
+def _draft_words(entry: catalog.CatalogEntry) -> None:
+    from lib.measure import speculative
+    try:
+        draft = speculative.draft_entry(entry.model_id)
+    except ExplorerError:
+        can_train = entry.model_id in catalog.CATALOG and entry.weights == catalog.TRAINED
+        st.caption(text.md(
+            f"No draft model for {entry.display_name} yet: it needs a smaller trained model "
+            "that shares its tokenizer. "
+            + ("Train one below (*Distillation*), or choose prompt-lookup or early-exit."
+               if can_train else "Choose prompt-lookup or early-exit.")))
+        return
+    st.caption(text.md(f"The draft: {draft.display_name}, a separate model that shares its "
+                       "tokenizer."))
+
+
+DISTILL_LAYERS = 10
+
+
+def _distillation(entry: catalog.CatalogEntry) -> None:
+    """A button that trains a smaller student of this model in the background, and how far
+    it got (the fragment refreshes itself while it runs)."""
+    from lib.measure import distill_job
+
+    st.markdown("**Distillation**")
+    job = distill_job.state()
+    if job.status == distill_job.RUNNING:
+        _distill_progress()
+        return
+    found = catalog.students(entry.model_id)
+    if found:
+        st.caption(text.md(f"Students of this model, in the model list: "
+                           f"{', '.join(e.display_name for e in found)}."))
+    if job.status == distill_job.FAILED:
+        st.caption(text.md(job.words()))
+    st.caption(f"Train a {DISTILL_LAYERS}-layer student to imitate {entry.display_name}: "
+               "about 7 minutes on a quiet 2-core PC; it trains for at most 8, so a busy PC "
+               "gets fewer steps, not a longer wait. It runs in the background; measurements "
+               "wait meanwhile.")
+    if not door.is_host():
+        st.caption("In classroom mode only the host starts a training.")
+        return
+    if st.button(f"Train a {DISTILL_LAYERS}-layer student", key="distill_start"):
+        distill_job.start(entry.model_id, DISTILL_LAYERS)
+        st.rerun()
+
+
+@st.fragment(run_every=3)
+def _distill_progress() -> None:
+    from lib.measure import distill_job
+
+    job = distill_job.state()
+    st.caption(text.md(job.words()))
+    if job.status != distill_job.RUNNING:
+        st.rerun()          # done or failed: the whole page, so the model list has it
 
 
 def stack_option(name: str) -> str:
@@ -302,14 +365,17 @@ def _model_picker() -> tuple[str | None, catalog.CatalogEntry | None]:
         return entry.model_id, entry
     estimating = st.session_state.get(state.setting("hardware")) is not None
     # Estimation-only entries (DeepSeek-R1 at full size) are offered when estimating.
-    options = [m for m, e in catalog.CATALOG.items()
-               if e.weights == group and (estimating or not e.estimate_only)]
+    entries = {m: e for m, e in catalog.CATALOG.items()
+               if e.weights == group and (estimating or not e.estimate_only)}
+    if group == catalog.TRAINED:                  # students distilled on this machine
+        entries.update((e.model_id, e) for e in catalog.students())
+    options = list(entries)
     if st.session_state.get(state.model_choice(group)) not in options:
         st.session_state.pop(state.model_choice(group), None)
     info = field_info("model_id")
     model_id = st.selectbox(info["label"], options=options, help=info["help"],
                             key=state.model_choice(group),
-                            format_func=lambda m: catalog.CATALOG[m].display_name)
-    entry = catalog.CATALOG[model_id]
+                            format_func=lambda m: entries[m].display_name)
+    entry = entries[model_id]
     st.caption(entry.description)
     return model_id, entry

@@ -92,7 +92,10 @@ def quality_tradeoff_figure(rows: list[dict[str, Any]], factor: Factor):
     labels = [factor.value_label(row[factor.column]) for row in rated]
     figure = go.Figure(go.Scatter(
         x=[row[key] * scale for row in rated], y=[row["quality_agreement"] * 100 for row in rated],
-        mode="markers+text", text=labels, textposition="top center", name="a point",
+        mode="markers+text", text=labels, name="a point", cliponaxis=False,
+        # Labels under the points near 100%, where one above would run off the plot.
+        textposition=["bottom center" if row["quality_agreement"] > 0.9 else "top center"
+                      for row in rated],
         marker={"size": 11, "color": STRONG},
         customdata=[f"perplexity {format_perplexity(row['quality_perplexity'])}"
                     for row in rated],

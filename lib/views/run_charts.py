@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 from lib.core.results import Measurement
 from lib.records.export import request_latency_rows, token_latency_rows
 from lib.views import floor_charts
-from lib.views.chart_marks import STRONG, TTFT_COLOR
+from lib.views.chart_marks import STRONG, TTFT_COLOR, legend_below
 
 FAINT = "rgba(99, 110, 250, 0.25)"
 # Up to this many repetitions each is its own faint line; beyond, one p10–p90 band stands for
@@ -106,9 +106,8 @@ def _token_layout(figure: go.Figure, title: str) -> go.Figure:
     figure.update_layout(
         title=title,
         xaxis_title="generated token (1 = first token)", yaxis_title="latency (ms)",
-        yaxis_rangemode="tozero", hovermode="closest", height=420,
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
-        margin={"t": 80})
+        yaxis_rangemode="tozero", hovermode="closest", height=460, margin={"t": 80})
+    legend_below(figure)              # above the plot, a long title ran into it
     return figure
 
 

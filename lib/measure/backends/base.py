@@ -146,7 +146,7 @@ class Backend(ABC):
                     f"{self.label} can't apply it. Choose the transformers stack, or set "
                     f"{label} back to {field_info(name)['default'] or 'empty'}.")
         if self.techniques and (spec.prune is not None or spec.exit_layer is not None):
-            from lib.measure.techniques import kept_layers
+            from lib.core.techniques import kept_layers
             from lib.models.shapes import shapes
             kept_layers(shapes(spec.model_id).layers, spec)      # refuses before loading
         self.check_device(spec.device, spec.dtype)

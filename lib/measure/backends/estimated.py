@@ -54,6 +54,7 @@ class EstimatorBackend(Backend):
     measures_memory = False
     isolate = False
     holds_weights = False
+    techniques = ("prune", "exit_layer", "speculative")   # lib.estimate.techniques models them
 
     def check(self, entry: CatalogEntry, spec: RunSpec) -> None:
         if spec.hardware is None:

@@ -15,7 +15,8 @@ may recompile).
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable
+import dataclasses
+from typing import TYPE_CHECKING, Any, Callable
 
 from lib.measure import speculative
 from lib.measure.backends.base import Backend, Progress, Session, Timing
@@ -26,6 +27,9 @@ from lib.core.kinds import CAUSAL_LM
 from lib.core.prompts import fit_prompt
 from lib.core.spec import RunSpec
 from lib.core.timing import Clock
+
+if TYPE_CHECKING:
+    from lib.estimate.memory import MemoryEstimate
 
 
 class TokenTimestamps:
@@ -78,6 +82,18 @@ class TransformersBackend(Backend):
             raise UnsupportedError("Speculative decoding rewinds the KV cache after each check, "
                                    "which a static cache or torch.compile can't: set KV cache "
                                    "to dynamic and torch.compile off.")
+        if spec.speculative == "draft":
+            speculative.draft_entry(spec.model_id)          # refuses before anything loads
+
+    def run_need(self, spec: RunSpec, weights_loaded: bool) -> "MemoryEstimate":
+        """The base need, and a draft model's weights (loaded beside the model)."""
+        need = super().run_need(spec, weights_loaded)
+        if spec.speculative != "draft":
+            return need
+        from lib.models.shapes import shapes
+        draft = shapes(speculative.draft_entry(spec.model_id).model_id)
+        return dataclasses.replace(need, weights_bytes=need.weights_bytes
+                                   + draft.load_peak_bytes(spec.dtype))
 
     def load(self, model_id: str, device: str, dtype: str,
              on_progress: Progress | None = None) -> LoadedModel:
@@ -114,7 +130,9 @@ class GenerateSession(Session):
         input_ids = torch.tensor([prompt.token_ids] * spec.batch_size, device=spec.device)
         self.kwargs = generate_arguments(spec, input_ids, loaded.tokenizer)
         self.plain_kwargs = dict(self.kwargs)
-        self.speculation = speculative.Speculation(spec.speculative) \
+        draft = speculative.draft_entry(spec.model_id).model_id \
+            if spec.speculative == "draft" else None
+        self.speculation = speculative.Speculation(spec.speculative, draft) \
             if spec.speculative != "none" else None
         if self.speculation is not None:
             self.kwargs.update(speculative.arguments(self.model, spec))
