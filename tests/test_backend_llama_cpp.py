@@ -183,6 +183,7 @@ def test_the_guard_refuses_with_the_formats_that_would_fit(installed, monkeypatc
         runner.prepare(llama_spec(model_id=model_id, dtype="float32"), ModelCache())
 
 
+@pytest.mark.slow           # imports torch (the tiny presets' shapes): 4 s of a fast lane
 def test_loading_refuses_before_any_file_is_built(llama_cpp, tiny_presets, tmp_path,
                                                   monkeypatch):
     monkeypatch.setenv("ILE_CACHE_DIR", str(tmp_path))

@@ -20,6 +20,7 @@ def test_every_catalog_model_ships_its_shapes_for_its_configuration():
     assert not stale, f"run scripts/catalog_shapes.py: no shipped shapes for {stale}"
 
 
+@pytest.mark.slow           # builds on torch's meta device: imports torch and transformers' models
 @pytest.mark.parametrize("model_id", ["smollm2-135m-instruct", "gpt2", "all-minilm-l6-v2"])
 def test_shipped_shapes_are_what_a_build_gives(model_id):
     entry = CATALOG[model_id]

@@ -204,7 +204,7 @@ def _distillation(entry: catalog.CatalogEntry) -> None:
                "gets fewer steps, not a longer wait. It runs in the background; measurements "
                "wait meanwhile.")
     if not door.is_host():
-        st.caption("In classroom mode only the host starts a training.")
+        st.caption("Only the host can start a training here.")
         return
     if st.button(f"Train a {DISTILL_LAYERS}-layer student", key="distill_start"):
         distill_job.start(entry.model_id, DISTILL_LAYERS)
