@@ -41,6 +41,11 @@ CONFIGURATIONS = [          # (label, RunSpec changes)
     ("early exit after layer 15", {"exit_layer": 15}),
     ("speculative prompt-lookup (chat)", {"speculative": "prompt-lookup"}),
     ("speculative early-exit draft (chat)", {"speculative": "early-exit"}),
+    # A student distilled here (python -m lib distill: skipped until there is one), alone, as
+    # the teacher's draft, and the same-size model pruned without training.
+    ("distilled student, 10 layers", {"model_id": "smollm2-135m-instruct-distilled-10"}),
+    ("prune layers:20 (the student's size)", {"prune": "layers:20"}),
+    ("speculative draft: the student (chat)", {"speculative": "draft"}),
     # The quote prompt repeats its passage: at 160 tokens it holds it twice, so the model copies.
     ("plain decoding (quote, prompt 160)", {"prompt_kind": "quote", "prompt_tokens": 160}),
     ("speculative prompt-lookup (quote, 160)", {"speculative": "prompt-lookup",

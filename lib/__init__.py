@@ -20,5 +20,6 @@ LAYERS = (
     ("records",),
     ("views",),
     ("access",),
+    ("lessons",),
     ("cli", "ui"),
 )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 
-from lib.cli import arguments, lookups, measuring, saved
+from lib.cli import arguments, lessons, lookups, measuring, saved
 from lib.cli.parser import build_parser
 from lib.cli.output import out, print_json, quiet_transformers, say
 from lib.core import spec_text
@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
             return lookups.estimate(args)
         if args.command == "distill":
             return measuring.distill(args)
+        if args.command == "lessons":
+            return lessons.list_lessons(args)
+        if args.command == "lesson":
+            return lessons.take_lesson(args)
         if args.command == "load":
             from lib.cli import load_test
             quiet_transformers()

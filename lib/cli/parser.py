@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 
-from lib.cli import arguments, load_test
+from lib.cli import arguments, lessons, load_test
 from lib.core import spec as run_spec
 from lib.core import spec_text
 from lib.measure.factors import FACTORS, current_name
@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("models", help="list the model catalog with sizes and shapes")
     listing.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     load_test.add_parser(commands)
+    lessons.add_parsers(commands)
     distilled = commands.add_parser(
         "distill", help="train a smaller student to match a model (a few minutes on a CPU), "
         "saved as a model folder you can run and compare")

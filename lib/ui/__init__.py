@@ -44,6 +44,7 @@ def run_app() -> None:
     st.set_page_config(page_title="Inference Latency Explorer", page_icon="⏱️", layout="wide")
     admitted_now = admitted()
     pages = [
+        st.Page(PAGES_DIR / "lessons.py", title="Lessons", icon=":material/school:"),
         st.Page(PAGES_DIR / "playground.py", title="Playground", icon=":material/play_arrow:",
                 default=True),
         st.Page(PAGES_DIR / "explore.py", title="Explore factors", icon=":material/show_chart:"),

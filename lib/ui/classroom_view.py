@@ -31,6 +31,13 @@ def _client() -> tuple[str | None, str | None, bool]:
             bool(st.session_state.get(state.HOST_GRANTED)))
 
 
+def visitor_id() -> str:
+    """This browser, as the lessons' progress knows it (classroom mode on or off): the same
+    salted hash of its cookie that classroom mode calls its owner."""
+    cookie, session_id, _host = _client()
+    return classroom.owner_id(cookie, session_id)
+
+
 def current_viewer() -> Viewer:
     cookie, session_id, host = _client()
     return classroom.viewer(cookie, session_id, host)

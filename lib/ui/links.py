@@ -14,6 +14,8 @@ the student's own computer, from this machine's network address instead, with th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import socket
 from dataclasses import dataclass
 from functools import lru_cache
@@ -232,6 +234,17 @@ def _factor_values(factor: Factor, typed: str, in_class: bool) -> list:
 
 
 # --- making a link --------------------------------------------------------------------------------
+
+def apply_params(params: dict[str, str]) -> None:
+    """Set the sidebar and Explore's widgets from these link parameters now (what a page's
+    "try this next" does before switching page); what can't be used is noted as a link's."""
+    st.session_state[state.LINK_NOTES] = _apply(params)
+
+
+def page_path(page: str) -> str:
+    """The file of a page, for st.switch_page ("explore", "playground", ...)."""
+    return str(Path(__file__).resolve().parents[2] / "pages" / f"{page}.py")
+
 
 def spec_params(spec: RunSpec) -> dict[str, str]:
     """The settings that differ from the defaults, as query parameters."""

@@ -1,0 +1,168 @@
+"""A lesson's answer, computed from the measured points (a sweep's tidy rows).
+
+The measured number is the lesson's ratio or value (`lib.lessons.book`); its choice is the
+range it falls in. The answer is trusted only when the data carries it, by the rule every
+finding keeps to (`lib.views.comparable.finding_ratio`): two points whose spreads overlap, or a
+noisy point, give no ratio, and the answer says why and asks for another measurement instead
+of stating one. A lone value (a quality share, a percentile over a median) has no such
+doubt but a noisy point, and a busy machine is named first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from lib.core.metrics import METRICS, format_number, format_value
+from lib.lessons.book import Lesson
+from lib.measure.factors import FACTORS
+from lib.views.comparable import cell, doubt, finding_ratio, is_noisy, ms, noise_reason
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str                          # the answer in plain words, numbers from the data
+    choice: int | None                 # the index of the choice the data says; None: untold
+    measured: float | None             # the ratio or value the choice comes from
+    trusted: bool                      # False: measure again (the reason is in `text`)
+    points: list[dict[str, Any]] = field(default_factory=list)
+
+    def verdict(self, lesson: Lesson, predicted: int | None) -> str:
+        """'You predicted X; measured: Y.' (and whether they agree)."""
+        if predicted is None:
+            return ""
+        said = f"You predicted: {lesson.choices[predicted]}."
+        if self.choice is None:
+            return said + " The measurement can't tell yet (see why below)."
+        if self.choice == predicted:
+            return said + f" Measured: {lesson.choices[self.choice]}. Right."
+        return said + f" Measured: {lesson.choices[self.choice]}."
+
+    def to_dict(self, lesson: Lesson) -> dict[str, Any]:
+        return {"text": self.text, "trusted": self.trusted, "measured": self.measured,
+                "choice": None if self.choice is None else lesson.choices[self.choice],
+                "choice_index": self.choice}
+
+
+def answer(lesson: Lesson, rows: list[dict[str, Any]]) -> Answer:
+    """The answer `rows` (the lesson's points, in its values' order) give."""
+    ran = [row for row in rows if cell(row, lesson.metric) is not None]
+    if len(ran) < (2 if lesson.compare == "values" else 1):
+        reasons = [row.get("skipped_reason") for row in rows if row.get("skipped_reason")]
+        why = f": {reasons[0]}" if reasons else ""
+        return Answer(f"Not enough points were measured to answer{why}", None, None, False,
+                      rows)
+    factor = FACTORS[lesson.factor]
+    first, last = ran[0], ran[-1]
+    if lesson.compare == "values":
+        measured = finding_ratio(first, last, lesson.metric, factor)
+        told = _values_words(lesson, first, last)
+        if measured is None:
+            reason = doubt(first, last, lesson.metric, factor) or "the points are noisy"
+            return Answer(f"{told} That difference is within the noise ({reason}): measure "
+                          "again, on a quieter machine, to tell.", None, None, False, rows)
+    elif lesson.compare == "metrics":
+        measured = last[lesson.metric] / last[lesson.versus]
+        told = (f"Measured at {_point(factor, last)}: {_metric_words(lesson.metric)} "
+                f"{_value(lesson.metric, last[lesson.metric])} against "
+                f"{_metric_words(lesson.versus)} {_value(lesson.versus, last[lesson.versus])} "
+                f"({format_number(measured)}x).")
+    else:
+        measured = float(last[lesson.metric])
+        told = (f"Measured at {_point(factor, last)}: {_metric_words(lesson.metric)} "
+                f"{_value(lesson.metric, measured)}.")
+    if lesson.compare != "values" and is_noisy(last):
+        return Answer(f"{told} But that point is noisy ({noise_reason(last)}): measure again "
+                      "to trust it.", None, measured, False, rows)
+    choice = lesson.choice_for(measured)
+    text = f"{told} {_also(lesson, first, last)}".strip()
+    return Answer(f"{text} So: {lesson.choices[choice]}.", choice, measured, True, rows)
+
+
+def _point(factor: Any, row: dict[str, Any]) -> str:
+    return f"{factor.label} {factor.value_label(row[factor.column])}"
+
+
+def _values_words(lesson: Lesson, first: dict[str, Any], last: dict[str, Any]) -> str:
+    factor = FACTORS[lesson.factor]
+    a, b = first[lesson.metric], last[lesson.metric]
+    return (f"Measured: {_metric_words(lesson.metric)} went from {_value(lesson.metric, a)} "
+            f"({_point(factor, first)}) to {_value(lesson.metric, b)} "
+            f"({_point(factor, last)}), {format_number(b / a)}x.")
+
+
+def _also(lesson: Lesson, first: dict[str, Any], last: dict[str, Any]) -> str:
+    said = []
+    for key in lesson.also:
+        a, b = cell(first, key), cell(last, key)
+        if a is None or b is None:
+            continue
+        words = _metric_words(key).replace("the typical ", "")
+        if lesson.compare == "values" and first is not last:
+            said.append(f"{words} went from {_value(key, a)} to {_value(key, b)}")
+        else:
+            said.append(f"{words} was {_value(key, b)}")
+    return f"Meanwhile {'; '.join(said)}." if said else ""
+
+
+def _metric_words(key: str) -> str:
+    base, _, percentile = key.rpartition("_p") if key.endswith(("_p10", "_p90")) \
+        else (key, "", "")
+    if key == "quality_agreement":
+        return "agreement with the original model on next words"
+    if key == "quality_perplexity":
+        return "perplexity"
+    if key == "speculative_tokens_per_step":
+        return "tokens per step"
+    name = METRICS[base].words if base in METRICS else base
+    return f"the slowest tenth of runs' {name} (p{percentile})" if percentile == "90" \
+        else f"the fastest tenth of runs' {name} (p{percentile})" if percentile else \
+        f"the typical {name}"
+
+
+def _value(key: str, value: float) -> str:
+    base = key.rsplit("_p", 1)[0] if key.endswith(("_p10", "_p90")) else key
+    if key == "quality_agreement":
+        return f"{value:.0%}"
+    if base.endswith("_s") and not base.endswith("_per_s"):
+        return ms(value)
+    if base in METRICS:
+        return format_value(base, value)
+    return format_number(value)
+
+
+def chart(lesson: Lesson, rows: list[dict[str, Any]], large: bool = False):
+    """The lesson's one chart: its metric at each point (or its two metrics at the point)."""
+    from lib.records.table import band_columns, is_estimated
+    from lib.views.lesson_charts import Bar, lesson_figure
+
+    factor = FACTORS[lesson.factor]
+    ran = [row for row in rows if cell(row, lesson.metric) is not None]
+    keys = [lesson.metric, lesson.versus] if lesson.compare == "metrics" else [lesson.metric]
+    scale, unit = _display(lesson.metric)
+    bars = []
+    for row in ran:
+        for key in keys:
+            value = row[key]
+            low = high = None
+            if not key.endswith(("_p10", "_p90")) and key in METRICS:
+                low_key, high_key, _ = band_columns(row, key)
+                low, high = cell(row, low_key), cell(row, high_key)
+            label = _metric_words(key).replace("the typical ", "") if len(keys) > 1 \
+                else factor.value_label(row[factor.column])
+            bars.append(Bar(label, value * scale, None if low is None else low * scale,
+                            None if high is None else high * scale, is_estimated(row),
+                            _value(key, value)))
+    title = lesson.title
+    axis = f"{_metric_words(lesson.metric).replace('the typical ', '')} ({unit})" \
+        if len(keys) == 1 else f"time ({unit})"
+    return lesson_figure(bars, title, axis, large)
+
+
+def _display(key: str) -> tuple[float, str]:
+    base = key.rsplit("_p", 1)[0] if key.endswith(("_p10", "_p90")) else key
+    if key == "quality_agreement":
+        return 100.0, "%"
+    if base in METRICS:
+        return METRICS[base].display_scale, METRICS[base].display_unit
+    return 1.0, ""

@@ -1,0 +1,66 @@
+"""AppTest of the Lessons page through the real router, on the fake backend (exact)."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fakes import plain
+
+ENTRY = str(Path(__file__).with_name("app_entry.py"))
+LESSONS = str(Path(__file__).resolve().parent.parent / "pages" / "lessons.py")
+
+
+@pytest.fixture
+def app(fake_backend):
+    at = AppTest.from_file(ENTRY, default_timeout=300)
+    at.run()
+    at.switch_page(LESSONS).run()
+    assert not at.exception
+    return at
+
+
+def _choose(app, lesson_id):
+    app.selectbox(key="lesson_chosen").set_value(lesson_id).run()
+
+
+def test_a_lesson_goes_from_prediction_to_answer_and_why(app, fake_backend):
+    fake_backend.decode_s = lambda spec: 0.05 * (1 + 0.2 * (spec.batch_size - 1))
+    _choose(app, "batch-size")
+    measure = app.button(key="lesson_measure_batch-size")
+    assert measure.disabled                                 # predict first
+    app.radio(key="lesson_predict_batch-size").set_value(0).run()
+    assert not app.button(key="lesson_measure_batch-size").disabled
+    app.button(key="lesson_measure_batch-size").click().run()
+    assert not app.exception and not app.error
+    said = " ".join(plain(i.value) for i in app.info)
+    assert "You predicted: less than 1.5x slower. Measured: 1.5 to 4 times slower." in said
+    text = " ".join(plain(m.value) for m in app.markdown)
+    assert "to 120 ms (batch size 8), 2.4x" in text and "A decode step reads every" in text
+    assert [h.value for h in app.subheader] == ["Why"]
+    assert app.selectbox(key="lesson_chosen").format_func("batch-size").endswith("✓")
+    assert app.get("download_button")                      # the handout and the whole path
+
+
+def test_presenter_mode_shows_one_step_at_a_time(app):
+    _choose(app, "latency")
+    app.toggle(key="lesson_presenter").set_value(True).run()
+    captions = " ".join(c.value for c in app.caption)
+    assert "Step 1 of 4: The question" in captions
+    app.button(key="lesson_next_step_latency").click().run()
+    assert "Step 2 of 4: Measure" in " ".join(c.value for c in app.caption)
+    app.button(key="lesson_prev_latency").click().run()
+    assert "Step 1 of 4" in " ".join(c.value for c in app.caption)
+    assert not app.exception
+
+
+def test_try_this_next_opens_explore_with_the_lesson_s_factor(app):
+    from lib.ui import state
+
+    _choose(app, "output-length")
+    app.radio(key="lesson_predict_output-length").set_value(1).run()
+    app.button(key="lesson_measure_output-length").click().run()
+    app.button(key="lesson_next_output-length").click().run()
+    assert not app.exception
+    assert app.session_state[state.explore_factor(0)] == "output"
+    assert app.session_state[state.explore_values(0, "output")] == "8, 16, 32, 64, 128"
