@@ -9,7 +9,7 @@ from lib.records import export, table, wording
 from lib.core import stats, text
 from lib import ui
 from lib.core.metrics import METRICS
-from lib.ui import classroom_view, explore_form, links, running, sidebar, state
+from lib.ui import classroom_view, explore_form, glossary_view, links, running, sidebar, state
 from lib.ui.links import EXPLORE_MODES, HEATMAP_METRICS
 from lib.measure.factors import FACTORS, estimated_points, grid
 from lib.core.stacks import format_name
@@ -19,7 +19,7 @@ ui.require_router()             # a deep link after a restart runs through the r
 state.restore_page_settings()           # Streamlit forgets them while another page shows
 
 st.title("Explore factors")
-st.markdown(
+glossary_view.own(
     "Pick **what to vary** and its values; every other setting comes from the sidebar. Each "
     "point is a real, repeated measurement (after an untimed warm-up), so the charts show the "
     "typical value and how much it varied. Points that cannot run are skipped with the reason.")

@@ -20,7 +20,7 @@ from lib import ui
 from lib.core.errors import ExplorerError
 from lib.core.kinds import ENCODER
 from lib.records.store import Store, StoreError
-from lib.ui import classroom_view as classroom_ui
+from lib.ui import classroom_view as classroom_ui, glossary_view
 from lib.ui import history_compare, serving_view, state
 from lib.measure.factors import FACTORS
 from lib.records import wording
@@ -28,8 +28,9 @@ from lib.records import wording
 ui.require_router()             # a deep link after a restart runs through the router
 
 st.title("History")
-st.markdown("Every run and sweep is saved here automatically, with its settings, the machine it "
-            "ran on and every raw timing. Select one to open it, or several to compare them.")
+glossary_view.own("Every run and sweep is saved here automatically, with its settings, the "
+                  "machine it ran on and every raw timing. Select one to open it, or several to "
+                  "compare them.")
 viewer = classroom_ui.current_viewer()
 if (explanation := classroom_ui.explain(viewer)) is not None:
     st.info(explanation)

@@ -10,12 +10,13 @@ from lib.records import wording, export
 from lib.core import text
 from lib import ui
 from lib.core.kinds import ENCODER
-from lib.ui import classroom_view, links, machine_view, model_card_view, running, sidebar, state
+from lib.ui import (classroom_view, glossary_view, links, machine_view, model_card_view,
+                    running, sidebar, state)
 
 ui.require_router()             # a deep link after a restart runs through the router
 
 st.title("Playground")
-st.markdown(
+glossary_view.own(
     "Pick settings in the sidebar and press **Run**. The model really runs now, on this machine. "
     "It first reads the whole prompt at once (**prefill**), then writes the answer one token at "
     "a time (**decode**). Each request is repeated several times after an untimed warm-up, so "

@@ -5,14 +5,14 @@ import streamlit as st
 from lib.core import text
 from lib import ui
 from lib.serving import session
-from lib.ui import classroom_view, serving_form, serving_run, serving_view, state
+from lib.ui import classroom_view, glossary_view, serving_form, serving_run, serving_view, state
 
 ui.require_router()             # a deep link after a restart runs through the router
 
 state.restore_page_settings(state.SERVING_WIDGETS)   # Streamlit forgets them on other pages
 
 st.title("Serving under load")
-st.markdown(
+glossary_view.own(
     "One request at a time shows how fast a **model** is. The people using a **service** feel "
     "the **server**: many of them send requests at once, and a request that arrives while the "
     "server is busy waits in a queue. This page sends requests at several levels of load and "

@@ -199,3 +199,12 @@ def test_a_pruned_copy_and_measuring_quality_are_part_of_a_point_s_time():
                                              batch_size=1)).summary["ttft_s"]
     assert rated.warmup_s - plain.warmup_s == pytest.approx(
         EVALUATION_TOKENS / WINDOW_TOKENS * window)
+
+
+def test_speculative_decoding_s_check_against_plain_decoding_is_part_of_its_time():
+    from lib.estimate import estimator
+
+    plain, _ = budget.point_cost(BASE, loaded=True)
+    guessed, _ = budget.point_cost(BASE.replace(speculative="prompt-lookup"), loaded=True)
+    check_s = estimator.estimate(BASE).summary["e2e_s"]
+    assert guessed.warmup_s == pytest.approx(BASE.warmup_runs * guessed.call_s + check_s)

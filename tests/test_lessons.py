@@ -117,9 +117,9 @@ def test_a_lesson_taken_headless_answers_from_its_points(fake_backend, capsys):
     tpots = [point["tpot_s"] for point in taken["points"]]
     assert tpots == pytest.approx([0.05, 0.05 * 2.4])            # declared: exact
     assert taken["answer"]["measured"] == pytest.approx(2.4)
-    assert taken["answer"]["choice"] == "1.5 to 4 times slower"
-    assert taken["prediction"]["verdict"] == ("You predicted: less than 1.5x slower. "
-                                              "Measured: 1.5 to 4 times slower.")
+    assert taken["answer"]["choice"] == "2 to 5 times slower"
+    assert taken["prediction"]["verdict"] == ("You predicted: less than 2 times slower. "
+                                              "Measured: 2 to 5 times slower.")
     assert "went from 50 ms (batch size 1) to 120 ms (batch size 8), 2.4x. Meanwhile decode " \
         "throughput went from 20.0/s to 66.7/s." in taken["answer"]["text"]
     assert taken["why"].startswith("A decode step reads every weight")
@@ -152,3 +152,30 @@ def test_a_handout_is_a_pdf_with_the_lesson_on_it():
     whole = handouts.path_pdf([(lesson, rows, 0)], [book.get("latency")])
     assert whole.startswith(b"%PDF") and len(whole) > len(pdf)
     assert handouts.plain("TTFT – 3× “fast” ✓") == "TTFT - 3x \"fast\" v"
+
+
+def test_the_readme_s_glossary_is_the_app_s():
+    from pathlib import Path
+
+    from lib.core import glossary
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert glossary.markdown_section() in readme
+    assert [term for _, _, term in glossary.find("The KV cache and the cache; TTFT, p99.")] \
+        == ["KV cache", "TTFT", "p99"]
+
+
+def test_a_number_on_a_border_or_a_noisy_point_s_spread_across_one_is_no_answer():
+    lesson = book.check(_document(**{"measurement.compare": "metrics",
+                                     "measurement.metric": "ttft_s",
+                                     "measurement.versus": "tpot_s",
+                                     "measurement.values": [256]}))
+    border = answers.answer(lesson, [_row(0.05, 0.049, 0.051, ttft_s=0.0535)])   # 1.07 ~ 1.1
+    assert not border.trusted and "on the border between \"same\" and \"more\"" in border.text
+    band = dict(ttft_s_p10=0.30, ttft_s_p90=0.50, ttft_s_min=0.30, ttft_s_max=0.50)
+    clear = answers.answer(lesson, [_row(0.05, 0.049, 0.051, noisy=True, ttft_s=0.4, **band)])
+    assert clear.trusted and clear.choice == 2 and "all of its spread gives the same" in \
+        clear.text
+    wide = dict(ttft_s_p10=0.03, ttft_s_p90=0.50, ttft_s_min=0.03, ttft_s_max=0.50)
+    unsure = answers.answer(lesson, [_row(0.05, 0.049, 0.051, noisy=True, ttft_s=0.4, **wide)])
+    assert not unsure.trusted and "reaches into another answer" in unsure.text

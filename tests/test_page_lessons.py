@@ -1,5 +1,6 @@
 """AppTest of the Lessons page through the real router, on the fake backend (exact)."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,12 @@ def app(fake_backend):
     return at
 
 
+def shown(markdown):
+    """What a reader sees of a Markdown element with hover terms: no style, no spans."""
+    markdown = re.sub(r"<style>.*?</style>", "", markdown, flags=re.S)
+    return plain(re.sub(r"<span[^>]*>|</span>", "", markdown))
+
+
 def _choose(app, lesson_id):
     app.selectbox(key="lesson_chosen").set_value(lesson_id).run()
 
@@ -34,8 +41,8 @@ def test_a_lesson_goes_from_prediction_to_answer_and_why(app, fake_backend):
     app.button(key="lesson_measure_batch-size").click().run()
     assert not app.exception and not app.error
     said = " ".join(plain(i.value) for i in app.info)
-    assert "You predicted: less than 1.5x slower. Measured: 1.5 to 4 times slower." in said
-    text = " ".join(plain(m.value) for m in app.markdown)
+    assert "You predicted: less than 2 times slower. Measured: 2 to 5 times slower." in said
+    text = " ".join(shown(m.value) for m in app.markdown)
     assert "to 120 ms (batch size 8), 2.4x" in text and "A decode step reads every" in text
     assert [h.value for h in app.subheader] == ["Why"]
     assert app.selectbox(key="lesson_chosen").format_func("batch-size").endswith("✓")
@@ -64,3 +71,14 @@ def test_try_this_next_opens_explore_with_the_lesson_s_factor(app):
     assert not app.exception
     assert app.session_state[state.explore_factor(0)] == "output"
     assert app.session_state[state.explore_values(0, "output")] == "8, 16, 32, 64, 128"
+
+
+def test_glossary_terms_carry_their_explanation_and_text_stays_text():
+    from lib.core.glossary import GLOSSARY
+    from lib.ui import glossary_view
+
+    said = glossary_view.hovered("The KV cache grows; <b>TTFT</b> [x](http://evil) too.")
+    assert '<span class="ile-term" data-tip="KV cache: What the model keeps' in said
+    assert said.count('class="ile-term"') == 2                     # KV cache, TTFT
+    assert "<b>" not in said and "\\<b\\>" in said and "](http" not in said
+    assert GLOSSARY["TTFT"].startswith("How long until the first word")

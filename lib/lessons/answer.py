@@ -10,6 +10,7 @@ doubt but a noisy point, and a busy machine is named first.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,9 @@ from lib.core.metrics import METRICS, format_number, format_value
 from lib.lessons.book import Lesson
 from lib.measure.factors import FACTORS
 from lib.views.comparable import cell, doubt, finding_ratio, is_noisy, ms, noise_reason
+
+
+BORDER = 0.05      # a measured number within 5% of a threshold is too close to call
 
 
 @dataclass(frozen=True)
@@ -71,16 +75,57 @@ def answer(lesson: Lesson, rows: list[dict[str, Any]]) -> Answer:
         measured = float(last[lesson.metric])
         told = (f"Measured at {_point(factor, last)}: {_metric_words(lesson.metric)} "
                 f"{_value(lesson.metric, measured)}.")
-    if lesson.compare != "values" and is_noisy(last):
-        return Answer(f"{told} But that point is noisy ({noise_reason(last)}): measure again "
-                      "to trust it.", None, measured, False, rows)
+    # Noise is the timings' (and memory's): quality is computed once, exactly.
+    timed = lesson.metric.rsplit("_p", 1)[0] in METRICS or lesson.metric in METRICS
+    if lesson.compare != "values" and is_noisy(last) and timed and not lesson.measures_spread:
+        low, high = _spread(lesson, last)
+        if low is None or lesson.choice_for(low) != lesson.choice_for(high):
+            return Answer(f"{told} But that point is noisy ({noise_reason(last)}) and its "
+                          "spread reaches into another answer: measure again to trust it.",
+                          None, measured, False, rows)
+        told += (f" (That point is noisy: {noise_reason(last)}; but all of its spread gives "
+                 "the same answer.)")
+    border = next((t for t in lesson.thresholds if abs(measured / t - 1) < BORDER), None)
+    if border is not None:
+        below, above = lesson.choice_for(border * 0.999), lesson.choice_for(border)
+        return Answer(f"{told} That is on the border between \"{lesson.choices[below]}\" and "
+                      f"\"{lesson.choices[above]}\" (within {BORDER:.0%} of "
+                      f"{format_number(border)}): too close to call. Measure again, with more "
+                      "repetitions or on a quieter machine, to tell.", None, measured, False,
+                      rows)
     choice = lesson.choice_for(measured)
     text = f"{told} {_also(lesson, first, last)}".strip()
     return Answer(f"{text} So: {lesson.choices[choice]}.", choice, measured, True, rows)
 
 
+def _spread(lesson: Lesson, row: dict[str, Any]) -> tuple[float | None, float | None]:
+    """The measured quantity's lowest and highest over the point's spread (p10-p90, or the
+    samples' range): (None, None) where the table keeps no spread for it."""
+    from lib.records.table import band_columns
+
+    def band(key: str) -> tuple[float | None, float | None]:
+        if key not in METRICS:
+            return None, None
+        low, high, _ = band_columns(row, key)
+        return cell(row, low), cell(row, high)
+    low, high = band(lesson.metric)
+    if lesson.compare == "metrics":
+        v_low, v_high = band(lesson.versus)
+        if None in (low, high, v_low, v_high) or not v_low:
+            return None, None
+        return low / v_high, high / v_low
+    return low, high
+
+
 def _point(factor: Any, row: dict[str, Any]) -> str:
-    return f"{factor.label} {factor.value_label(row[factor.column])}"
+    """'batch size 8', 'prompt length 512 tokens' (a unit in the label goes after)."""
+    value = factor.value_label(row[factor.column])
+    if factor.name == "model":
+        from lib.models.catalog import listed_entry
+        entry = listed_entry(row[factor.column])
+        value = entry.display_name if entry else value
+    named, unit = re.match(r"^(.*?)(?: \((\w+)\))?$", factor.label).groups()
+    return f"{named} {value} {unit}" if unit else f"{named} {value}"
 
 
 def _values_words(lesson: Lesson, first: dict[str, Any], last: dict[str, Any]) -> str:

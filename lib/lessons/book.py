@@ -19,6 +19,8 @@ A lesson file says (see any file in data/ for the whole shape):
     versus = "ttft_s"                       # compare = "metrics": metric / versus, one point
     thresholds = [0.9, 1.1]                 # the borders between the choices
     also = ["decode_tokens_per_s"]          # reported beside it
+    measures_spread = false                 # true: the number is a spread (p90 / median),
+                                            # so a noisy point is no reason to doubt it
     [next]
     page = "explore"                        # or "playground"
     factor = "batch"
@@ -68,6 +70,7 @@ class Lesson:
     also: tuple[str, ...] = ()
     next: dict[str, Any] = field(default_factory=dict, hash=False)
     source: str = ""                          # the file it came from
+    measures_spread: bool = False             # its number is the spread (a tail percentile)
 
     def choice_for(self, measured: float) -> int:
         """The index of the choice whose range holds `measured`."""
@@ -171,7 +174,8 @@ def check(document: dict[str, Any], name: str = "a lesson") -> Lesson:
                                                         "why")}
     return Lesson(texts["id"], int(need(document, "order", int)), texts["chapter"],
                   texts["title"], texts["question"], texts["why"], choices, factor, values,
-                  settings, compare, metric, thresholds, versus, also, next_step, name)
+                  settings, compare, metric, thresholds, versus, also, next_step, name,
+                  bool(measurement.get("measures_spread", False)))
 
 
 def _columns(metrics: Any) -> set[str]:

@@ -61,6 +61,19 @@ def plan(lesson: Lesson, busy_now: Callable[[RunSpec], Any] | None = None,
                            busy_now=busy_now)
 
 
+def at_most_s(plan) -> float:
+    """The longest it may take: a point whose repetitions disagree gets extra ones, at most as
+    much timing again (lib.measure.sweep_points), and never past the budget."""
+    return min(BUDGET_S, 2 * plan.estimated_s)
+
+
+def promise_words(plan) -> str:
+    """'about 12 s on this machine right now (...), up to 24 s if its repetitions disagree'."""
+    from lib.measure.budget import clock_words
+    return (f"{plan.promise()}, up to {clock_words(at_most_s(plan))} if its repetitions "
+            "disagree and it measures more")
+
+
 def quiet_estimate_s(lesson: Lesson) -> float:
     """How long it takes on this machine when nothing else runs (its measured speed)."""
     from lib.measure.budget import plan_sweep
@@ -83,7 +96,8 @@ def take(lesson: Lesson, say: Say, on_wait: Say | None = None, cache: Any = None
 
     base, values = base_spec(lesson), factor_values(lesson)
     planned = plan(lesson)
-    say(f"this lesson's measurement: {planned.promise()} (an estimate from {planned.basis})")
+    say(f"this lesson's measurement: {promise_words(planned)} (an estimate from "
+        f"{planned.basis})")
     own_cache = cache is None
     cache = cache or ModelCache(max_entries=1)
     recorder = saving.SweepRecorder(base, [lesson.factor], len(grid(values)), on_wait=on_wait)

@@ -189,6 +189,9 @@ def point_cost(spec: RunSpec, loaded: bool = False) -> tuple[PointCost, str]:
 
         call_s = float(estimator.estimate(spec.replace(hardware=None)).summary["e2e_s"])
         extra_s = _quality_s(spec) + technique_setup_s(spec)
+        if spec.speculative != "none":     # one untimed plain call checks the tokens
+            extra_s += float(estimator.estimate(spec.replace(
+                hardware=None, speculative="none")).summary["e2e_s"])
         basis = "this machine's measured speed (its ceilings)"
     except (ExplorerError, KeyError, TypeError, ValueError):
         rough = runner.rough_duration_s(spec, weights_loaded=True)

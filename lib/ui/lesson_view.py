@@ -20,7 +20,7 @@ from lib.core.errors import ExplorerError
 from lib.lessons import answer as answers
 from lib.lessons import book, progress, taking
 from lib.lessons.book import Lesson
-from lib.ui import classroom_view, door, running, state
+from lib.ui import classroom_view, door, glossary_view, running, state
 from lib.ui.progress import Failed, error_boundary
 
 STEPS = ("The question", "Measure", "The answer", "Why")
@@ -103,7 +103,7 @@ def picker(done: dict[str, tuple[int | None, int | None]]) -> Lesson:
 def question(lesson: Lesson) -> int | None:
     """The question and the learner's prediction (kept, with their progress)."""
     st.caption(lesson.chapter)
-    st.header(lesson.question)
+    glossary_view.markdown(lesson.question, heading=3)
     key = prediction_key(lesson)
     chosen = st.radio("Your prediction, before measuring:", range(len(lesson.choices)),
                       format_func=lambda index: lesson.choices[index], index=None, key=key)
@@ -132,9 +132,8 @@ def measure(lesson: Lesson, predicted: int | None) -> None:
     if plan.other_cpu_percent is not None and plan.slowdown > 1.05:
         st.warning(running.busy_words(plan.other_cpu_percent, base.threads,
                                       factor=plan.slowdown))
-    st.caption(f"Measuring takes {text.md(plan.promise())} on this machine now (an estimate "
-               f"from {text.md(plan.basis)}). It runs {_what(lesson)}, and is saved in the "
-               "History.")
+    st.caption(f"Measuring takes {text.md(taking.promise_words(plan))} (an estimate from "
+               f"{text.md(plan.basis)}). It runs {_what(lesson)}, and is saved in the History.")
     again = rows_key(lesson) in st.session_state
     pressed = st.button("Measure again" if again else "Measure", type="primary",
                         disabled=predicted is None, key=f"lesson_measure_{lesson.id}",
@@ -182,13 +181,13 @@ def result(lesson: Lesson, predicted: int | None, large: bool = False,
         if verdict:
             (st.success if found.choice == predicted else st.info)(text.md(verdict))
         if found.trusted:
-            st.markdown(text.md(found.text))
+            glossary_view.markdown(found.text)
         else:
             st.warning(text.md(found.text))
         st.plotly_chart(answers.chart(lesson, rows, large), key=f"lesson_chart_{lesson.id}")
     if only in (None, "why"):
         st.subheader("Why")
-        st.markdown(text.md(taking.why(lesson, rows)))
+        glossary_view.markdown(taking.why(lesson, rows))
     return True
 
 
@@ -243,14 +242,14 @@ def presenter_steps(lesson: Lesson, predicted: int | None) -> None:
     if step == 0:
         question(lesson)
     elif step == 1:
-        st.header(lesson.question)
+        glossary_view.markdown(lesson.question, heading=3)
         measure(lesson, predicted)
     elif step == 2:
         if not result(lesson, predicted, large=True, only="answer"):
             st.info("Nothing measured yet: go back one step and press Measure.")
     else:
         if not result(lesson, predicted, large=True, only="why"):
-            st.markdown(text.md(lesson.why))
+            glossary_view.markdown(lesson.why)
     back, forward = st.columns(2)
     if back.button("Previous", disabled=step == 0, key=f"lesson_prev_{lesson.id}"):
         st.session_state[key] = step - 1

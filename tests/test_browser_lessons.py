@@ -1,0 +1,71 @@
+"""The Lessons page in headless Chromium, on the fake backend (real-time declared latencies):
+a lesson from prediction to answer with a glossary term's hover and the handout, and presenter
+mode on a 1280x720 projector screen."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+import servers
+from test_browser import ARTIFACTS, QUIET, require_browser
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def lessons_server(tmp_path_factory, model_cache_dir):
+    require_browser()
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    env = dict(os.environ, ILE_CACHE_DIR=str(model_cache_dir), ILE_FAKE_BACKEND=json.dumps(QUIET))
+    with servers.streamlit_app(log, env, script="tests/fake_backend_app.py") as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+def test_a_lesson_from_prediction_to_answer_with_a_term_explained_and_a_handout(
+        lessons_server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 2400}, accept_downloads=True)
+    page.goto(lessons_server + "/lessons?lesson=batch-size")
+    page.get_by_text("Your prediction, before measuring").wait_for(timeout=60_000)
+    page.get_by_text("less than 2 times slower").click()
+    page.get_by_role("button", name="Measure").click()
+    page.get_by_text("You predicted: less than 2 times slower.").wait_for(timeout=120_000)
+    page.get_by_text("Why", exact=True).wait_for()
+    assert page.locator(".js-plotly-plot").count() == 1
+    term = page.locator(".ile-term", has_text="decode").first
+    term.hover()
+    tip = term.evaluate("el => getComputedStyle(el, '::after').content")
+    assert "Writing the answer one token at a time" in tip
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download the handout (PDF)").click()
+    path = download.value.path()
+    assert download.value.suggested_filename == "lesson-batch-size.pdf"
+    assert open(path, "rb").read(4) == b"%PDF"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "lesson-batch-size.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_presenter_mode_fits_a_projector_one_chart_no_sidebar_arrow_keys(lessons_server,
+                                                                         browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.goto(lessons_server + "/lessons?present=1&lesson=latency")
+    page.get_by_text("Step 1 of 4: The question").wait_for(timeout=60_000)
+    assert not page.locator('section[data-testid="stSidebar"]').is_visible()
+    page.get_by_text("the first token takes longer").click()
+    page.keyboard.press("ArrowRight")
+    page.get_by_text("Step 2 of 4: Measure").wait_for(timeout=30_000)
+    page.get_by_role("button", name="Measure").click()
+    page.get_by_role("button", name="Measure again").wait_for(timeout=120_000)
+    page.keyboard.press("ArrowRight")
+    page.get_by_text("Step 3 of 4: The answer").wait_for(timeout=30_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+    assert page.locator(".js-plotly-plot").count() == 1
+    assert not page.locator('section[data-testid="stSidebar"]').is_visible()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "lesson-presenter.png"))
+    page.keyboard.press("ArrowLeft")
+    page.get_by_text("Step 2 of 4: Measure").wait_for(timeout=30_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
