@@ -21,7 +21,7 @@ if not present:
         "press **Measure**: the lesson runs a small real measurement on this machine (about a "
         "minute), sets the answer computed from it beside your prediction, and explains why. "
         "Every number is measured now, or marked as an estimate.")
-lesson = lesson_view.picker(done)
+lesson = lesson_view.picker(done, compact=present)
 if present:
     predicted = st.session_state.get(lesson_view.prediction_key(lesson))
     lesson_view.presenter_steps(lesson, predicted)

@@ -8,6 +8,7 @@ import json
 import os
 
 import pytest
+from playwright.sync_api import expect
 
 import servers
 from test_browser import ARTIFACTS, QUIET, require_browser
@@ -29,10 +30,13 @@ def test_a_lesson_from_prediction_to_answer_with_a_term_explained_and_a_handout(
     page = browser.new_page(viewport={"width": 1400, "height": 2400}, accept_downloads=True)
     page.goto(lessons_server + "/lessons?lesson=batch-size")
     page.get_by_text("Your prediction, before measuring").wait_for(timeout=60_000)
-    page.get_by_text("less than 2 times slower").click()
-    page.get_by_role("button", name="Measure").click()
+    page.get_by_text("less than 2 times slower", exact=True).click()
+    measure = page.get_by_role("button", name="Measure", exact=True)
+    expect(measure).to_be_enabled(timeout=30_000)        # the rerun that keeps the prediction
+    measure.click()
     page.get_by_text("You predicted: less than 2 times slower.").wait_for(timeout=120_000)
     page.get_by_text("Why", exact=True).wait_for()
+    page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
     assert page.locator(".js-plotly-plot").count() == 1
     term = page.locator(".ile-term", has_text="decode").first
     term.hover()
@@ -53,17 +57,17 @@ def test_presenter_mode_fits_a_projector_one_chart_no_sidebar_arrow_keys(lessons
     page = browser.new_page(viewport={"width": 1280, "height": 720})
     page.goto(lessons_server + "/lessons?present=1&lesson=latency")
     page.get_by_text("Step 1 of 4: The question").wait_for(timeout=60_000)
-    assert not page.locator('section[data-testid="stSidebar"]').is_visible()
-    page.get_by_text("the first token takes longer").click()
+    page.locator('[data-testid="stSidebar"]').wait_for(state="hidden", timeout=30_000)
+    page.get_by_text("the first token takes longer", exact=True).click()
     page.keyboard.press("ArrowRight")
     page.get_by_text("Step 2 of 4: Measure").wait_for(timeout=30_000)
-    page.get_by_role("button", name="Measure").click()
+    page.get_by_role("button", name="Measure", exact=True).click()
     page.get_by_role("button", name="Measure again").wait_for(timeout=120_000)
     page.keyboard.press("ArrowRight")
     page.get_by_text("Step 3 of 4: The answer").wait_for(timeout=30_000)
     page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
     assert page.locator(".js-plotly-plot").count() == 1
-    assert not page.locator('section[data-testid="stSidebar"]').is_visible()
+    assert not page.locator('[data-testid="stSidebar"]').is_visible()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "lesson-presenter.png"))
     page.keyboard.press("ArrowLeft")

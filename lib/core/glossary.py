@@ -78,8 +78,14 @@ _PATTERN = re.compile(
 
 
 def find(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, term) of each glossary term in `text`, whole words, in order."""
-    return [(m.start(), m.end(), m.group(1)) for m in _PATTERN.finditer(text)]
+    """(start, end, term) of the first use of each glossary term in `text`, whole words, in
+    order (one explanation per term is enough)."""
+    found, seen = [], set()
+    for match in _PATTERN.finditer(text):
+        if match.group(1) not in seen:
+            seen.add(match.group(1))
+            found.append((match.start(), match.end(), match.group(1)))
+    return found
 
 
 def markdown_section() -> str:

@@ -15,6 +15,7 @@ from typing import Any
 import streamlit as st
 import streamlit.components.v1 as components
 
+from lib.access import classroom
 from lib.core import text
 from lib.core.errors import ExplorerError
 from lib.lessons import answer as answers
@@ -26,7 +27,7 @@ from lib.ui.progress import Failed, error_boundary
 STEPS = ("The question", "Measure", "The answer", "Why")
 PRESENTER_CSS = """
 <style>
-section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
+[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
 [data-testid="stExpandSidebarButton"] { display: none !important; }
 .stMainBlockContainer, .block-container { max-width: 1200px; padding-top: 1.5rem; }
 .stMarkdown p, .stMarkdown li, .stRadio label p, .stAlert p { font-size: 1.6rem !important;
@@ -35,21 +36,27 @@ h1 { font-size: 2.6rem !important; } h2, h3 { font-size: 2.1rem !important; }
 button p { font-size: 1.3rem !important; }
 </style>
 """
-# Arrow keys press the page's Next / Previous buttons (the component's frame shares the
-# page's origin, so it can reach them).
+# Arrow keys (and a presenter remote's page keys) press the page's Next / Previous buttons (the
+# component's frame shares the page's origin, so it can reach them). Not while typing; on a
+# prediction's radio buttons the arrows move between steps too, never change the prediction.
 KEYS_JS = """
 <script>
 const doc = window.parent.document;
 if (!doc.__lessonKeys) {
   doc.__lessonKeys = true;
   doc.addEventListener("keydown", (event) => {
-    if (["INPUT", "TEXTAREA"].includes(event.target.tagName)) return;
+    const target = event.target;
+    const typing = target.tagName === "TEXTAREA" || (target.tagName === "INPUT" &&
+      !["radio", "checkbox"].includes(target.type));
+    if (typing) return;
     const name = event.key === "ArrowRight" || event.key === "PageDown" ? "Next"
       : event.key === "ArrowLeft" || event.key === "PageUp" ? "Previous" : null;
     if (!name) return;
     const button = [...doc.querySelectorAll("button")].find(b => b.innerText.trim() === name);
-    if (button && !button.disabled) { button.click(); event.preventDefault(); }
-  });
+    if (button && !button.disabled) {
+      button.click(); event.preventDefault(); event.stopPropagation();
+    }
+  }, true);   // capturing: the radio group would keep the arrows to itself
 }
 </script>
 """
@@ -83,7 +90,7 @@ def presenter_mode() -> bool:
     return on
 
 
-def picker(done: dict[str, tuple[int | None, int | None]]) -> Lesson:
+def picker(done: dict[str, tuple[int | None, int | None]], compact: bool = False) -> Lesson:
     lessons = book.lessons()
     ids = [lesson.id for lesson in lessons]
     wanted = st.query_params.get("lesson")
@@ -94,9 +101,11 @@ def picker(done: dict[str, tuple[int | None, int | None]]) -> Lesson:
         lesson = book.get(lesson_id)
         mark = " ✓" if done.get(lesson_id, (None, None))[1] is not None else ""
         return f"{ids.index(lesson_id) + 1}. {lesson.chapter}: {lesson.title}{mark}"
-    chosen = st.selectbox("Lesson", ids, format_func=label, key=state.LESSON)
-    finished = sum(1 for _, measured in done.values() if measured is not None)
-    st.caption(f"{finished} of {len(ids)} lessons done in this browser (a ✓ marks them).")
+    chosen = st.selectbox("Lesson", ids, format_func=label, key=state.LESSON,
+                          label_visibility="collapsed" if compact else "visible")
+    if not compact:
+        finished = sum(1 for _, measured in done.values() if measured is not None)
+        st.caption(f"{finished} of {len(ids)} lessons done in this browser (a ✓ marks them).")
     return book.get(chosen)
 
 
@@ -113,7 +122,7 @@ def question(lesson: Lesson) -> int | None:
         except Exception:        # noqa: BLE001 - a locked or read-only store loses no lesson
             st.caption("Your prediction could not be kept in this browser's progress.")
         st.session_state[f"{key}_kept"] = chosen
-    if door.is_host():
+    if classroom.enabled() and door.is_host():
         counts = progress.class_counts(lesson.id, len(lesson.choices))
         if sum(counts) > 1:
             st.caption("The room's predictions: " + "; ".join(
@@ -178,13 +187,22 @@ def result(lesson: Lesson, predicted: int | None, large: bool = False,
     found = answers.answer(lesson, rows)
     if only in (None, "answer"):
         verdict = found.verdict(lesson, predicted)
-        if verdict:
-            (st.success if found.choice == predicted else st.info)(text.md(verdict))
-        if found.trusted:
-            glossary_view.markdown(found.text)
-        else:
+        if not verdict and found.choice is not None:
+            verdict = f"Measured: {lesson.choices[found.choice]}."
+        if only == "answer" and not found.trusted:          # one sentence: why no answer
             st.warning(text.md(found.text))
-        st.plotly_chart(answers.chart(lesson, rows, large), key=f"lesson_chart_{lesson.id}")
+        elif verdict:
+            (st.success if found.choice == predicted else st.info)(text.md(verdict))
+        if only is None:
+            if found.trusted:
+                glossary_view.markdown(found.text)
+            else:
+                st.warning(text.md(found.text))
+        # A projector's chart keeps its own large type (Streamlit's theme would shrink it).
+        st.plotly_chart(answers.chart(lesson, rows, large), key=f"lesson_chart_{lesson.id}",
+                        theme=None if large else "streamlit")
+    if only == "why" and found.trusted:                     # the numbers, then why
+        glossary_view.markdown(found.text)
     if only in (None, "why"):
         st.subheader("Why")
         glossary_view.markdown(taking.why(lesson, rows))
@@ -196,7 +214,8 @@ def handout(lesson: Lesson, predicted: int | None) -> None:
     if not rows:
         return
     from lib.lessons import handouts
-    counts = progress.class_counts(lesson.id, len(lesson.choices)) if door.is_host() else None
+    counts = progress.class_counts(lesson.id, len(lesson.choices)) \
+        if classroom.enabled() and door.is_host() else None
     st.download_button("Download the handout (PDF)",
                        handouts.lesson_pdf(lesson, rows, predicted, counts),
                        file_name=f"lesson-{lesson.id}.pdf", mime="application/pdf",

@@ -47,7 +47,7 @@ def lesson_figure(bars: list[Bar], title: str, axis_title: str, large: bool = Fa
         figure.add_trace(go.Bar(x=[None], y=[None], name="hatched: an estimate, not measured",
                                 marker={"color": "lightgray", "pattern": {"shape": "/"}}))
     figure.update_layout(title={"text": title, "font": {"size": font + 4}},
-                         yaxis_title=axis_title, font={"size": font}, height=520 if large
+                         yaxis_title=axis_title, font={"size": font}, height=430 if large
                          else 400, yaxis_rangemode="tozero", bargap=0.45, showlegend=True)
     legend_below(figure)
     return figure
