@@ -190,19 +190,16 @@ if len(factors) == 2 and not measured.empty:
     sentences = insights.heatmap_findings(rows, factors)
     if sentences:
         st.subheader("What changed")
-        for sentence in sentences:
-            st.markdown(f"- {text.md(sentence)}")
+        glossary_view.bullets(sentences)
     st.plotly_chart(sweep_charts.sweep_heatmap_figure(frame, factors[0], factors[1], chosen),
                     width="stretch")
 elif len(measured) == 1:
     st.info(text.md(insights.only_point_words(rows)))
-    for sentence in insights.findings(rows, factors[0])[1:]:
-        st.markdown(f"- {text.md(sentence)}")
+    glossary_view.bullets(insights.findings(rows, factors[0])[1:])
 elif not measured.empty:
     factor = factors[0]
     st.subheader("What changed")
-    for sentence in insights.findings(rows, factor):
-        st.markdown(f"- {text.md(sentence)}")
+    glossary_view.bullets(insights.findings(rows, factor))
     st.plotly_chart(sweep_charts.sweep_latency_figure(frame, factor), width="stretch")
     st.caption("TTFT: wait for the first token (includes reading the prompt). TPOT: time per "
                "later token. End-to-end: the whole request. The band or error bar is the "
@@ -218,8 +215,7 @@ elif not measured.empty:
     traded = quality_insights.quality_findings(rows, factor)
     if traded:
         st.subheader("What it costs in quality")
-        for sentence in traded:
-            st.markdown(f"- {text.md(sentence)}")
+        glossary_view.bullets(traded)
         st.plotly_chart(quality_insights.quality_tradeoff_figure(rows, factor), width="stretch")
         st.caption("Agreement: how often the model's most likely next word is the original "
                    "model's (transformers, float32), over a fixed text; perplexity: how "

@@ -96,7 +96,10 @@ def enter_classroom(at, host: bool = False):
 
 def plain(markdown: str) -> str:
     """What a reader sees of Markdown that `lib.core.text.md` escaped: the backslashes go, and
-    the invisible word joiners that keep bare addresses from becoming links."""
+    the invisible word joiners that keep bare addresses from becoming links; of text with
+    glossary terms (lib.ui.glossary_view), the style and the terms' spans go too."""
+    markdown = re.sub(r"<style>.*?</style>", "", markdown, flags=re.S)
+    markdown = re.sub(r'<span class="ile-term" data-tip="[^"]*">|</span>', "", markdown)
     return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")
 
 

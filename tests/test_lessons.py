@@ -67,7 +67,7 @@ def test_the_answer_is_the_measured_range_or_says_it_cannot_tell():
     lesson = book.check(_document())
     apart = answers.answer(lesson, [_row(0.050, 0.049, 0.051), _row(0.080, 0.078, 0.082, 8)])
     assert apart.trusted and apart.choice == 2 and apart.measured == pytest.approx(1.6)
-    assert "went from 50 ms (batch size 1) to 80 ms (batch size 8), 1.6x" in apart.text
+    assert "went from 50 ms (batch size 1) to 80 ms (batch size 8), 1.60x" in apart.text
     assert apart.verdict(lesson, 2).endswith("Measured: more. Right.")
     assert apart.verdict(lesson, 0) == "You predicted: less. Measured: more."
     overlap = answers.answer(lesson, [_row(0.050, 0.040, 0.070), _row(0.060, 0.045, 0.075, 8)])
@@ -120,7 +120,7 @@ def test_a_lesson_taken_headless_answers_from_its_points(fake_backend, capsys):
     assert taken["answer"]["choice"] == "2 to 5 times slower"
     assert taken["prediction"]["verdict"] == ("You predicted: less than 2 times slower. "
                                               "Measured: 2 to 5 times slower.")
-    assert "went from 50 ms (batch size 1) to 120 ms (batch size 8), 2.4x. Meanwhile decode " \
+    assert "went from 50 ms (batch size 1) to 120 ms (batch size 8), 2.40x. Meanwhile decode " \
         "throughput went from 20.0/s to 66.7/s." in taken["answer"]["text"]
     assert taken["why"].startswith("A decode step reads every weight")
     assert taken["saved_id"] is not None

@@ -207,7 +207,8 @@ def test_a_sweep_of_estimates_is_called_estimated_and_never_waits(app):
     assert not any("Measured in interleaved rounds" in plain(c.value) for c in app.caption)
     app.multiselect(key="explore_values_0_device").set_value(["h100-sxm", "h200"]).run()
     app.button[0].click().run()
-    findings = [plain(m.value) for m in app.markdown if plain(m.value).startswith("- ")]
+    findings = [line for m in app.markdown for line in plain(m.value).strip().split("\n")
+                if line.startswith("- ")]
     assert findings and all(f.startswith("- Estimated: ") for f in findings[:-1])
     assert findings[-1].startswith("- Every point here is an estimate")
 

@@ -43,9 +43,11 @@ def test_a_lesson_goes_from_prediction_to_answer_and_why(app, fake_backend):
     said = " ".join(plain(i.value) for i in app.info)
     assert "You predicted: less than 2 times slower. Measured: 2 to 5 times slower." in said
     text = " ".join(shown(m.value) for m in app.markdown)
-    assert "to 120 ms (batch size 8), 2.4x" in text and "A decode step reads every" in text
+    assert "to 120 ms (batch size 8), 2.40x" in text and "A decode step reads every" in text
     assert [h.value for h in app.subheader] == ["Why"]
-    assert app.selectbox(key="lesson_chosen").format_func("batch-size").endswith("✓")
+    assert "1 of 13 lessons measured in this browser: 4." in " ".join(c.value for c in app.caption)
+    app.radio(key="lesson_predict_batch-size").set_value(1).run()    # the next interaction
+    assert app.selectbox(key="lesson_chosen").value == "batch-size"  # stays on this lesson
     assert app.get("download_button")                      # the handout and the whole path
 
 

@@ -30,6 +30,7 @@ class Answer:
     measured: float | None             # the ratio or value the choice comes from
     trusted: bool                      # False: measure again (the reason is in `text`)
     points: list[dict[str, Any]] = field(default_factory=list)
+    estimated: bool = False            # a point is an estimate: "found", never "measured"
 
     def verdict(self, lesson: Lesson, predicted: int | None) -> str:
         """'You predicted X; measured: Y.' (and whether they agree)."""
@@ -38,9 +39,10 @@ class Answer:
         said = f"You predicted: {lesson.choices[predicted]}."
         if self.choice is None:
             return said + " The measurement can't tell yet (see why below)."
+        found = "With the estimate" if self.estimated else "Measured"
         if self.choice == predicted:
-            return said + f" Measured: {lesson.choices[self.choice]}. Right."
-        return said + f" Measured: {lesson.choices[self.choice]}."
+            return said + f" {found}: {lesson.choices[self.choice]}. Right."
+        return said + f" {found}: {lesson.choices[self.choice]}."
 
     def to_dict(self, lesson: Lesson) -> dict[str, Any]:
         return {"text": self.text, "trusted": self.trusted, "measured": self.measured,
@@ -56,21 +58,29 @@ def answer(lesson: Lesson, rows: list[dict[str, Any]]) -> Answer:
         why = f": {reasons[0]}" if reasons else ""
         return Answer(f"Not enough points were measured to answer{why}", None, None, False,
                       rows)
+    from lib.records.table import is_estimated
+
     factor = FACTORS[lesson.factor]
     first, last = ran[0], ran[-1]
+    estimated = any(is_estimated(row) for row in (first, last))
+    also = _also(lesson, first, last)
+
+    def untold(words: str, measured: float | None) -> Answer:
+        return Answer(f"{words} {also}".strip(), None, measured, False, rows, estimated)
+
     if lesson.compare == "values":
         measured = finding_ratio(first, last, lesson.metric, factor)
         told = _values_words(lesson, first, last)
         if measured is None:
             reason = doubt(first, last, lesson.metric, factor) or "the points are noisy"
-            return Answer(f"{told} That difference is within the noise ({reason}): measure "
-                          "again, on a quieter machine, to tell.", None, None, False, rows)
+            return untold(f"{told} That difference is within the noise ({reason}): measure "
+                          "again, on a quieter machine, to tell.", None)
     elif lesson.compare == "metrics":
         measured = last[lesson.metric] / last[lesson.versus]
         told = (f"Measured at {_point(factor, last)}: {_metric_words(lesson.metric)} "
                 f"{_value(lesson.metric, last[lesson.metric])} against "
                 f"{_metric_words(lesson.versus)} {_value(lesson.versus, last[lesson.versus])} "
-                f"({format_number(measured)}x).")
+                f"({_ratio(measured)}).")
     else:
         measured = float(last[lesson.metric])
         told = (f"Measured at {_point(factor, last)}: {_metric_words(lesson.metric)} "
@@ -80,22 +90,21 @@ def answer(lesson: Lesson, rows: list[dict[str, Any]]) -> Answer:
     if lesson.compare != "values" and is_noisy(last) and timed and not lesson.measures_spread:
         low, high = _spread(lesson, last)
         if low is None or lesson.choice_for(low) != lesson.choice_for(high):
-            return Answer(f"{told} But that point is noisy ({noise_reason(last)}) and its "
+            return untold(f"{told} But that point is noisy ({noise_reason(last)}) and its "
                           "spread reaches into another answer: measure again to trust it.",
-                          None, measured, False, rows)
+                          measured)
         told += (f" (That point is noisy: {noise_reason(last)}; but all of its spread gives "
                  "the same answer.)")
     border = next((t for t in lesson.thresholds if abs(measured / t - 1) < BORDER), None)
     if border is not None:
         below, above = lesson.choice_for(border * 0.999), lesson.choice_for(border)
-        return Answer(f"{told} That is on the border between \"{lesson.choices[below]}\" and "
+        return untold(f"{told} That is on the border between \"{lesson.choices[below]}\" and "
                       f"\"{lesson.choices[above]}\" (within {BORDER:.0%} of "
                       f"{format_number(border)}): too close to call. Measure again, with more "
-                      "repetitions or on a quieter machine, to tell.", None, measured, False,
-                      rows)
+                      "repetitions or on a quieter machine, to tell.", measured)
     choice = lesson.choice_for(measured)
-    text = f"{told} {_also(lesson, first, last)}".strip()
-    return Answer(f"{text} So: {lesson.choices[choice]}.", choice, measured, True, rows)
+    return Answer(f"{told} {also} So: {lesson.choices[choice]}.".replace("  ", " "), choice,
+                  measured, True, rows, estimated)
 
 
 def _spread(lesson: Lesson, row: dict[str, Any]) -> tuple[float | None, float | None]:
@@ -129,11 +138,22 @@ def _point(factor: Any, row: dict[str, Any]) -> str:
 
 
 def _values_words(lesson: Lesson, first: dict[str, Any], last: dict[str, Any]) -> str:
+    from lib.records.table import is_estimated
+
     factor = FACTORS[lesson.factor]
     a, b = first[lesson.metric], last[lesson.metric]
-    return (f"Measured: {_metric_words(lesson.metric)} went from {_value(lesson.metric, a)} "
+    kinds = ["estimated" if is_estimated(row) else "measured" for row in (first, last)]
+    lead = "Measured" if kinds == ["measured"] * 2 else \
+        f"{kinds[0].capitalize()} and {kinds[1]} (an estimate is a model of the hardware, " \
+        "not a measurement)"
+    return (f"{lead}: {_metric_words(lesson.metric)} went from {_value(lesson.metric, a)} "
             f"({_point(factor, first)}) to {_value(lesson.metric, b)} "
-            f"({_point(factor, last)}), {format_number(b / a)}x.")
+            f"({_point(factor, last)}), {_ratio(b / a)}.")
+
+
+def _ratio(value: float) -> str:
+    """'1.15x', '8.6x', '0.31x': two decimals where a border may be near."""
+    return f"{value:.2f}x" if value < 10 else f"{value:.0f}x"
 
 
 def _also(lesson: Lesson, first: dict[str, Any], last: dict[str, Any]) -> str:
@@ -194,7 +214,7 @@ def chart(lesson: Lesson, rows: list[dict[str, Any]], large: bool = False):
                 low_key, high_key, _ = band_columns(row, key)
                 low, high = cell(row, low_key), cell(row, high_key)
             label = _metric_words(key).replace("the typical ", "") if len(keys) > 1 \
-                else factor.value_label(row[factor.column])
+                else _point(factor, row)
             bars.append(Bar(label, value * scale, None if low is None else low * scale,
                             None if high is None else high * scale, is_estimated(row),
                             _value(key, value)))

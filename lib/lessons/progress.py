@@ -48,15 +48,19 @@ def predict(visitor: str, lesson_id: str, choice: int) -> None:
                    (visitor, lesson_id, choice, time.time()))
 
 
+UNTOLD = -1          # measured, but the data could not tell which choice
+
+
 def answered(visitor: str, lesson_id: str, choice: int | None) -> None:
-    """Keep the choice `visitor`'s measurement gave (None: it could not tell)."""
+    """Keep the choice `visitor`'s measurement gave (None: it measured but could not tell)."""
     with _connection() as db:
         db.execute("UPDATE answers SET measured = ?, at = ? WHERE visitor = ? AND lesson = ?",
-                   (choice, time.time(), visitor, lesson_id))
+                   (UNTOLD if choice is None else choice, time.time(), visitor, lesson_id))
 
 
 def of(visitor: str) -> dict[str, tuple[int | None, int | None]]:
-    """{lesson id: (predicted, measured)} for `visitor`."""
+    """{lesson id: (predicted, measured)} for `visitor`: measured None before a measurement,
+    UNTOLD after one that could not tell."""
     with _connection() as db:
         rows = db.execute("SELECT lesson, predicted, measured FROM answers WHERE visitor = ?",
                           (visitor,)).fetchall()

@@ -21,6 +21,7 @@ from lib.lessons.book import Lesson
 from lib.measure.factors import FACTORS, grid, point_spec
 
 BUDGET_S = 75.0             # "about a minute": the plan fits its repetitions into this
+LATENCIES = ("ttft_s", "tpot_s", "e2e_s")    # what the estimator's why explains
 
 Say = Callable[[str], None]
 
@@ -61,10 +62,13 @@ def plan(lesson: Lesson, busy_now: Callable[[RunSpec], Any] | None = None,
                            busy_now=busy_now)
 
 
+START_ALLOWANCE_S = 10.0    # a worker process to start, the page to draw: not in the plan
+
+
 def at_most_s(plan) -> float:
     """The longest it may take: a point whose repetitions disagree gets extra ones, at most as
-    much timing again (lib.measure.sweep_points), and never past the budget."""
-    return min(BUDGET_S, 2 * plan.estimated_s)
+    much timing again (lib.measure.sweep_points), plus starting up; never past the budget."""
+    return min(BUDGET_S, 2 * plan.estimated_s + START_ALLOWANCE_S)
 
 
 def promise_words(plan) -> str:
@@ -125,7 +129,7 @@ def why(lesson: Lesson, rows: list[dict[str, Any]]) -> str:
 
     said = lesson.why
     measured = [row for row in rows if is_measured(row)]
-    if not measured:
+    if not measured or lesson.metric not in LATENCIES:
         return said
     last = measured[-1]
     factor = FACTORS[lesson.factor]
@@ -136,4 +140,6 @@ def why(lesson: Lesson, rows: list[dict[str, Any]]) -> str:
     except ExplorerError:
         return said
     where = f"{factor.label} {factor.value_label(last[factor.column])}"
-    return f"{said}\n\nThe estimator, for {where}: {estimate.why()['text']}"
+    return (f"{said}\n\nThe estimator (a model of this machine when quiet; where it and the "
+            f"measurement differ, the measurement is what happened), for {where}: "
+            f"{estimate.why()['text']}")

@@ -244,7 +244,10 @@ def plan_sweep(base: RunSpec, specs: Sequence[RunSpec], budget_s: float | None,
         costs.append(cost)
         bases.append(basis)
     factor = slowdown(other_cpu_percent, base.threads, other_threads=other_threads)
-    basis = min(bases, key=len) if bases else "nothing to run"
+    # What the measured points' costs come from (an estimated point's "nothing runs" is no
+    # basis for the time of the others).
+    ran = [basis for spec, basis in zip(specs, bases) if spec.hardware is None] or bases
+    basis = min(ran, key=len) if ran else "nothing to run"
     learned = _learned(specs[0]) if specs else None
     if learned is not None:
         costs = [PointCost(c.load_s * learned["starts"], c.warmup_s * learned["calls"],

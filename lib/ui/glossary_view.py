@@ -60,3 +60,10 @@ def own(markdown_text: str, container=st) -> None:
         at = end
     pieces.append(markdown_text[at:])
     container.markdown(CSS + "".join(pieces), unsafe_allow_html=True)
+
+
+def bullets(sentences: list[str], container=st) -> None:
+    """Plain sentences (findings) as a list, their terms explained on hover."""
+    if sentences:
+        container.markdown(CSS + "\n".join(f"- {hovered(sentence)}" for sentence in sentences),
+                           unsafe_allow_html=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import streamlit as st
-import streamlit.components.v1 as components
 
 from lib.access import classroom
 from lib.core import text
@@ -86,7 +85,7 @@ def presenter_mode() -> bool:
                         "arrow keys go to the next and previous step.")
     if on:
         st.markdown(PRESENTER_CSS, unsafe_allow_html=True)      # our own constant, no input
-        components.html(KEYS_JS, height=0)
+        st.iframe(KEYS_JS, height=1)                             # our own constant script
     return on
 
 
@@ -98,14 +97,19 @@ def picker(done: dict[str, tuple[int | None, int | None]], compact: bool = False
         st.session_state[state.LESSON] = wanted
 
     def label(lesson_id: str) -> str:
+        # Never changes with progress: a new label is a new widget to Streamlit, which would
+        # go back to the first lesson.
         lesson = book.get(lesson_id)
-        mark = " ✓" if done.get(lesson_id, (None, None))[1] is not None else ""
-        return f"{ids.index(lesson_id) + 1}. {lesson.chapter}: {lesson.title}{mark}"
+        return f"{ids.index(lesson_id) + 1}. {lesson.chapter}: {lesson.title}"
     chosen = st.selectbox("Lesson", ids, format_func=label, key=state.LESSON,
                           label_visibility="collapsed" if compact else "visible")
     if not compact:
-        finished = sum(1 for _, measured in done.values() if measured is not None)
-        st.caption(f"{finished} of {len(ids)} lessons done in this browser (a ✓ marks them).")
+        finished = [str(ids.index(lesson_id) + 1) for lesson_id in ids
+                    if done.get(lesson_id, (None, None))[1] is not None]
+        st.caption(f"{len(finished)} of {len(ids)} lessons measured in this browser"
+                   + (f": {', '.join(finished)}." if finished else ".")
+                   + " Lessons use their own settings; the sidebar's are for the Playground "
+                     "and Explore.")
     return book.get(chosen)
 
 
@@ -130,25 +134,43 @@ def question(lesson: Lesson) -> int | None:
     return chosen
 
 
-def measure(lesson: Lesson, predicted: int | None) -> None:
-    """The time promise and the Measure button; the rows kept when it ends."""
+def measure(lesson: Lesson, predicted: int | None, compact: bool = False) -> None:
+    """The time promise and the Measure button; the rows kept when it ends. `compact`
+    (presenter mode): the button first, the promise in one line, and no prediction needed
+    (the room predicts out loud)."""
+    from lib.measure.budget import clock_words
+
     base, values = taking.base_spec(lesson), taking.factor_values(lesson)
     try:
         plan = running.sweep_plan(base, values, taking.BUDGET_S)
     except ExplorerError as exc:
         st.error(text.md(exc))
         return
-    if plan.other_cpu_percent is not None and plan.slowdown > 1.05:
-        st.warning(running.busy_words(plan.other_cpu_percent, base.threads,
-                                      factor=plan.slowdown))
-    st.caption(f"Measuring takes {text.md(taking.promise_words(plan))} (an estimate from "
-               f"{text.md(plan.basis)}). It runs {_what(lesson)}, and is saved in the History.")
+    busy = plan.other_cpu_percent is not None and plan.slowdown > 1.05
     again = rows_key(lesson) in st.session_state
-    pressed = st.button("Measure again" if again else "Measure", type="primary",
-                        disabled=predicted is None, key=f"lesson_measure_{lesson.id}",
-                        help=None if predicted is not None else "Predict first.")
-    if predicted is None:
-        st.caption("Make your prediction first: the point is to see whether it holds.")
+    blocked = predicted is None and not compact
+    if compact:
+        pressed = st.button("Measure again" if again else "Measure", type="primary",
+                            key=f"lesson_measure_{lesson.id}")
+        st.caption(f"About {clock_words(plan.estimated_s)}, at most "
+                   f"{clock_words(taking.at_most_s(plan))}"
+                   + (f"; other programs are using {plan.other_cpu_percent:.0f}% of the CPU"
+                      if busy else "") + ".")
+    else:
+        if busy:
+            st.warning(running.busy_words(plan.other_cpu_percent, base.threads,
+                                          factor=plan.slowdown))
+        st.caption(f"Measuring takes about {clock_words(plan.estimated_s)}, at most "
+                   f"{clock_words(taking.at_most_s(plan))} (an estimate from "
+                   f"{text.md(plan.basis)}"
+                   + (f", with other programs on {plan.other_cpu_percent:.0f}% of the CPU"
+                      if busy else "") + f"). It runs {text.md(_what(lesson))} and is saved in "
+                   "the History.")
+        pressed = st.button("Measure again" if again else "Measure", type="primary",
+                            disabled=blocked, key=f"lesson_measure_{lesson.id}",
+                            help="Predict first." if blocked else None)
+        if blocked:
+            st.caption("Make your prediction first: the point is to see whether it holds.")
     if not pressed:
         return
     with classroom_view.run_turn(f"the lesson {lesson.title!r}") as allowed:
@@ -173,8 +195,9 @@ def measure(lesson: Lesson, predicted: int | None) -> None:
 def _what(lesson: Lesson) -> str:
     from lib.measure.factors import FACTORS
     factor = FACTORS[lesson.factor]
-    shown = ", ".join(factor.value_label(value) for value in lesson.values)
-    return f"{factor.label} {shown}"
+    shown = ", ".join(factor.value_label(value) + (" (an estimate)" if factor.estimated(value)
+                                                    else "") for value in lesson.values)
+    return f"{factor.label}: {shown}"
 
 
 def result(lesson: Lesson, predicted: int | None, large: bool = False,
@@ -261,8 +284,8 @@ def presenter_steps(lesson: Lesson, predicted: int | None) -> None:
     if step == 0:
         question(lesson)
     elif step == 1:
-        glossary_view.markdown(lesson.question, heading=3)
-        measure(lesson, predicted)
+        glossary_view.markdown(lesson.question, heading=4)
+        measure(lesson, predicted, compact=True)
     elif step == 2:
         if not result(lesson, predicted, large=True, only="answer"):
             st.info("Nothing measured yet: go back one step and press Measure.")

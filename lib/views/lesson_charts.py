@@ -31,7 +31,9 @@ def lesson_figure(bars: list[Bar], title: str, axis_title: str, large: bool = Fa
     has_spread = any(bar.low is not None and bar.high is not None for bar in bars)
     figure = go.Figure(go.Bar(
         x=[bar.label for bar in bars], y=[bar.value for bar in bars],
-        text=[bar.text for bar in bars], textposition="outside", cliponaxis=False,
+        # The value inside the bar's top: above it, the whisker would cross it out.
+        text=[bar.text for bar in bars], textposition="inside", insidetextanchor="end",
+        textfont={"color": "white", "size": font}, cliponaxis=False,
         marker={"color": colors,
                 "opacity": [ESTIMATE_OPACITY if bar.estimated else 1.0 for bar in bars],
                 "pattern": {"shape": ["/" if bar.estimated else "" for bar in bars],
@@ -48,6 +50,7 @@ def lesson_figure(bars: list[Bar], title: str, axis_title: str, large: bool = Fa
                                 marker={"color": "lightgray", "pattern": {"shape": "/"}}))
     figure.update_layout(title={"text": title, "font": {"size": font + 4}},
                          yaxis_title=axis_title, font={"size": font}, height=430 if large
-                         else 400, yaxis_rangemode="tozero", bargap=0.45, showlegend=True)
+                         else 400, yaxis_rangemode="tozero", bargap=0.45, showlegend=True,
+                         xaxis_type="category")
     legend_below(figure)
     return figure
