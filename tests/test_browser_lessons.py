@@ -60,12 +60,10 @@ def test_presenter_mode_fits_a_projector_one_chart_no_sidebar_arrow_keys(lessons
     page.get_by_text("Step 1 of 4: The question").wait_for(timeout=60_000)
     page.locator('[data-testid="stSidebar"]').wait_for(state="hidden", timeout=30_000)
     page.get_by_text("less than 1.5 times more", exact=True).click()
-    page.keyboard.press("ArrowRight")
-    page.get_by_text("Step 2 of 4: Measure").wait_for(timeout=30_000)
+    _next_step(page, "Step 2 of 4: Measure")
     page.get_by_role("button", name="Measure", exact=True).click()
     page.get_by_role("button", name="Measure again").wait_for(timeout=120_000)
-    page.keyboard.press("ArrowRight")
-    page.get_by_text("Step 3 of 4: The answer").wait_for(timeout=30_000)
+    _next_step(page, "Step 3 of 4: The answer")
     page.get_by_text("You predicted: less than 1.5 times more.").wait_for(timeout=30_000)
     page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
     assert page.locator(".js-plotly-plot").count() == 1
@@ -75,3 +73,16 @@ def test_presenter_mode_fits_a_projector_one_chart_no_sidebar_arrow_keys(lessons
     page.keyboard.press("ArrowLeft")
     page.get_by_text("Step 2 of 4: Measure").wait_for(timeout=30_000)
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def _next_step(page, shown: str) -> None:
+    """ArrowRight until `shown` appears: a key pressed while the page is still redrawing
+    after the previous click may reach a Next button that is being replaced."""
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+        try:
+            page.get_by_text(shown).wait_for(timeout=10_000)
+            return
+        except Exception:          # noqa: BLE001 - Playwright's timeout: press again
+            continue
+    page.get_by_text(shown).wait_for(timeout=10_000)

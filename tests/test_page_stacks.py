@@ -113,7 +113,7 @@ def test_explore_sweeps_the_stack_with_findings_and_the_skipped_reason(app):
                for c in captions)
     at.button[0].click().run()
     assert not at.exception and not at.error
-    findings = [plain(m.value) for m in at.markdown]
+    findings = [line for m in at.markdown for line in plain(m.value).strip().split("\n")]
     assert ("- llama.cpp float32 writes tokens 4.0x faster than transformers float32 (10 ms vs "
             "40 ms per token), but reads the prompt 2.0x slower (400 ms vs 200 ms to the first "
             "token).") in findings
@@ -143,7 +143,7 @@ def test_explore_heatmap_of_stack_by_format_leaves_unrun_cells_empty_and_says_wh
     figure = heatmap.proto.spec
     assert "skipped = could not run: hover it for why" in figure
     assert "llama.cpp does not run weights in int8 (dynamic)" in figure
-    findings = [plain(m.value) for m in at.markdown]
+    findings = [line for m in at.markdown for line in plain(m.value).strip().split("\n")]
     assert ("- Not run, since the stack doesn't run that format: transformers Q4_K_M; "
             "llama.cpp int8.") in findings
 
