@@ -44,8 +44,17 @@ def add_parser(commands) -> argparse.ArgumentParser:
         "load", help="measure a server under load: a local transformers serve, or any "
         "OpenAI-compatible URL (vLLM, SGLang, TGI, Ollama, ...)")
     parser.add_argument("--target", default="local", type=arguments.text,
-                        help="'local' (start transformers serve here with --model) or the "
-                             "server's base URL, such as http://host:8000/v1")
+                        help="'local' (start transformers serve here with --model), the "
+                             "server's base URL, such as http://host:8000/v1, or 'simulate' "
+                             "(a continuous-batching engine on --hardware x --gpus, simulated: "
+                             "nothing runs)")
+    parser.add_argument("--hardware", default=None, type=arguments.text,
+                        help="simulate: a hardware profile id (python -m lib hardware)")
+    parser.add_argument("--gpus", default=1, type=arguments.count,
+                        help="simulate: how many devices serve the model (tensor parallel)")
+    parser.add_argument("--price-per-hour", default=None, type=_number, metavar="USD",
+                        help="simulate: your price of one device-hour, for the cost of a "
+                             "million tokens (default: the profile's listed on-demand price)")
     parser.add_argument("--model", default=None, type=arguments.text,
                         help="local: a catalog model id (python -m lib models); URL: the served "
                              "model's name (default: the first the server lists)")
@@ -66,8 +75,11 @@ def add_parser(commands) -> argparse.ArgumentParser:
                              f"{sizing.DEFAULT_BUDGET_S:g}); what you leave open (levels, "
                              "--requests, --new-tokens, --timeout) is sized to fit it")
     add_plan_arguments(parser)
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
-                        help="local: the server's weights and compute")
+    parser.add_argument("--dtype", default=None,
+                        choices=["float32", "bfloat16", "float16", "float8"],
+                        help="local: the server's weights and compute, float32 (default) or "
+                             "bfloat16; simulate: the weights (default: as the model is "
+                             "published, else bfloat16)")
     parser.add_argument("--continuous-batching", default=True,
                         action=argparse.BooleanOptionalAction,
                         help="local: let the server batch requests as they come (default on)")
@@ -179,7 +191,11 @@ def request(args: argparse.Namespace):
             raise InvalidSpecError("--target local needs --model: a catalog model id "
                                    "(python -m lib models lists them).")
         get_entry(args.model)              # an unknown id is refused here, before any start
-        target = session.Target(session.LOCAL, model_id=args.model, dtype=args.dtype,
+        if args.dtype not in (None, "float32", "bfloat16"):
+            raise InvalidSpecError(f"--dtype {args.dtype} is for simulations: a local server "
+                                   "runs float32 or bfloat16.")
+        target = session.Target(session.LOCAL, model_id=args.model,
+                                dtype=args.dtype or "float32",
                                 continuous_batching=args.continuous_batching, api=args.api)
     else:
         from lib.serving.client import check_url
@@ -193,6 +209,11 @@ def run(args: argparse.Namespace, out: Out, say: Out, print_json: Callable) -> i
     from lib.records import load_tests
     from lib.serving import summary
 
+    if args.target == "simulate":
+        return simulated(args, out, say, print_json)
+    for name in ("hardware", "price_per_hour"):
+        if getattr(args, name) is not None:
+            raise InvalidSpecError(f"--{name.replace('_', '-')} is for --target simulate.")
     target, plan, slo, budget = request(args)
 
     def progress(words: str, fraction: float) -> None:
@@ -215,6 +236,95 @@ def run(args: argparse.Namespace, out: Out, say: Out, print_json: Callable) -> i
         out(buffer.getvalue().rstrip("\n"))
         return 0
     out(text_table(loaded))
+    return 0
+
+
+def add_capacity_parser(commands) -> None:
+    parser = commands.add_parser(
+        "plan", help="how many devices of each data-centre profile serve a rate within "
+        "latency targets, and what it costs (simulated)")
+    parser.add_argument("--model", required=True, type=arguments.text,
+                        help="a catalog model id (python -m lib models)")
+    parser.add_argument("--rate", required=True, type=_number, help="requests per second")
+    parser.add_argument("--ttft-p90", required=True, type=_number, metavar="S",
+                        help="p90 time to first token to meet, seconds")
+    parser.add_argument("--tpot-p90", required=True, type=_number, metavar="S",
+                        help="p90 time per output token to meet, seconds")
+    parser.add_argument("--prompt-tokens", type=arguments.count, default=1024)
+    parser.add_argument("--new-tokens", type=arguments.count, default=256)
+    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16",
+                                                          "float8"])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def capacity(args: argparse.Namespace, out: Out, print_json: Callable) -> int:
+    """`python -m lib plan`: the cheapest count of each profile (lib.serving.capacity)."""
+    from lib.serving import capacity as sizing_up
+
+    best = sizing_up.options(args.model, args.rate, args.ttft_p90, args.tpot_p90,
+                             args.prompt_tokens, args.new_tokens, args.dtype)
+    said = sizing_up.words(best, args.rate)
+    if args.json:
+        return print_json({"provenance": "simulated", "model": args.model, "rate": args.rate,
+                           "targets": {"ttft_p90_s": args.ttft_p90,
+                                       "tpot_p90_s": args.tpot_p90},
+                           "options": [o.to_dict() for o in best], "findings": said})
+    out(f"SIMULATED: {args.model} at {args.rate:g} requests/s, p90 TTFT <= {args.ttft_p90:g} s, "
+        f"p90 TPOT <= {args.tpot_p90:g} s")
+    for option in best:
+        out(f"  {option.name:<40} "
+            + (f"{option.gpus:>2} devices" if option.gpus else "   none up to 16")
+            + (f"  ${option.usd_per_hour:.2f}/hour" if option.usd_per_hour else ""))
+    for sentence in said:
+        out(f"- {sentence}")
+    return 0
+
+
+SIMULATED_REQUESTS = 200        # per level, when --requests is not given: p99 needs 100
+
+
+def simulated(args: argparse.Namespace, out: Out, say: Out, print_json: Callable) -> int:
+    """`load --target simulate`: the plan's levels through the simulated engine (nothing
+    runs, nothing is saved yet), with the cost of a million tokens at each level."""
+    from lib.serving import measures, simulate, summary
+    from lib.serving.plan import CONCURRENCY, RATE, LoadPlan, field_info, flagged_fields
+
+    if not args.model or not args.hardware:
+        raise InvalidSpecError("--target simulate needs --model (a catalog model id) and "
+                               "--hardware (a profile id: python -m lib hardware lists them).")
+    if args.concurrency is not None:
+        mode, typed, flag = CONCURRENCY, args.concurrency, "--concurrency"
+    elif args.rates is not None and args.rates.strip().lower() != AUTO:
+        mode, typed, flag = RATE, args.rates, "--rates"
+    else:
+        raise InvalidSpecError("A simulation needs its levels: --rates R1,R2,... or "
+                               "--concurrency N1,N2,... (nothing runs to size them).")
+    given = {name: getattr(args, name) for name in flagged_fields()}
+    defaults = {"requests": SIMULATED_REQUESTS}
+    plan = LoadPlan(mode=mode, levels=levels(typed, flag),
+                    **{name: value if value is not None else
+                       defaults.get(name, field_info(name)["default"])
+                       for name, value in given.items()})
+    if (args.slo_ttft is None) != (args.slo_tpot is None):
+        raise InvalidSpecError("Give both --slo-ttft and --slo-tpot (or neither, for a preset).")
+    slo = measures.Slo(args.slo_ttft, args.slo_tpot) if args.slo_ttft is not None \
+        else measures.SLO_PRESETS[args.slo]
+    loaded = simulate.simulate(args.model, args.hardware, args.gpus, plan, slo, args.dtype,
+                               args.price_per_hour)
+    if args.json:
+        document = summary.cli_dict(loaded, None)
+        document["provenance"] = simulate.SIMULATED
+        document["elapsed_s"] = round(_elapsed_s(), 1)
+        return print_json(document)
+    out("SIMULATED, not measured: " + text_table(loaded))
+    for level in loaded.levels:
+        cost = level.summary.get("cost_per_million_tokens")
+        good = level.summary.get("cost_per_million_good_tokens")
+        out(f"  {level.offered:g} {plan.unit}: "
+            + (f"${cost:.2f} per million output tokens"
+               + (f", ${good:.2f} per million within the targets" if good else
+                  ", none within the targets") if cost is not None else
+               "no price for this hardware: give --price-per-hour"))
     return 0
 
 

@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             return lessons.list_lessons(args)
         if args.command == "lesson":
             return lessons.take_lesson(args)
+        if args.command == "plan":
+            from lib.cli import load_test
+            return load_test.capacity(args, out, print_json)
         if args.command == "load":
             from lib.cli import load_test
             quiet_transformers()

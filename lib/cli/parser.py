@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("models", help="list the model catalog with sizes and shapes")
     listing.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     load_test.add_parser(commands)
+    load_test.add_capacity_parser(commands)
     lessons.add_parsers(commands)
     distilled = commands.add_parser(
         "distill", help="train a smaller student to match a model (a few minutes on a CPU), "

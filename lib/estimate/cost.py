@@ -1,0 +1,62 @@
+"""What serving costs: a device-hour's price (`data/prices.json`, with its source and date, or
+the user's own) and the cost of a million output tokens at a throughput.
+
+    cost per million tokens = price per device-hour x devices / (tokens per second x 3600) x 1e6
+
+At a load level, the throughput is the tokens actually delivered per second; "within target"
+counts only the tokens of requests that met the latency targets (goodput), so a setup that is
+cheap per token but late costs more per token that arrives in time.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from lib.core.errors import InvalidSpecError
+
+PRICES_PATH = Path(__file__).with_name("data") / "prices.json"
+
+
+@dataclass(frozen=True)
+class Price:
+    usd_per_hour: float               # per device
+    source: str
+
+    def words(self) -> str:
+        return f"${self.usd_per_hour:.2f} per device-hour ({self.source})"
+
+
+@functools.cache
+def _table() -> tuple[str, dict]:
+    document = json.loads(PRICES_PATH.read_text(encoding="utf-8"))
+    return document["about"], document["prices"]
+
+
+def price(hardware_id: str, override: float | None = None) -> Price | None:
+    """The price of one device-hour of `hardware_id`: `override` when given (the user's), else
+    the table's; None when neither is known."""
+    if override is not None:
+        if not (isinstance(override, (int, float)) and math.isfinite(override)
+                and 0 < override <= 10_000):
+            raise InvalidSpecError(f"A price per device-hour is a dollar amount from 0 to "
+                                   f"10,000 (got {override!r}).")
+        return Price(float(override), "your price")
+    about, prices = _table()
+    row = prices.get(hardware_id)
+    if row is None:
+        return None
+    return Price(float(row["usd_per_hour"]),
+                 f"on-demand, specialty clouds' range ${row['range']}, {row['date']}; "
+                 "Mercatus GPU pricing survey")
+
+
+def per_million_tokens(price_per_hour: float, devices: int,
+                       tokens_per_s: float | None) -> float | None:
+    """Dollars per million tokens at `tokens_per_s` (None when nothing was delivered)."""
+    if not tokens_per_s:
+        return None
+    return price_per_hour * devices / (tokens_per_s * 3600) * 1e6

@@ -1,0 +1,263 @@
+"""Serving many users on hardware that is not here, by simulation: a continuous-batching engine
+stepped through time, each step's length from the estimator (`lib.estimate.steps`).
+
+The engine mirrors vLLM's scheduler (V1): each step has a token budget (`max_batched_tokens`)
+and at most `max_seqs` running requests. Running requests that decode take one token each
+first; prompts still being read take chunks of what is left (chunked prefill); then waiting
+requests are admitted in arrival order while the budget, the sequence limit and the KV cache
+allow. The KV cache is blocks of `BLOCK_TOKENS` tokens, as many as the devices' memory holds at
+`MEMORY_UTILIZATION` once the weights are in; when a decoding request needs a block and none is
+free, the latest admitted request is preempted (its blocks freed, its prompt and the tokens it
+wrote read again later: vLLM's recompute). A request's first token comes at the end of the step
+that reads its prompt's last chunk; each later one at the end of each step it decodes in.
+
+Arrivals are the live load test's (`lib.serving.load.intervals`: Poisson, gamma, constant, the
+same seed), or a closed loop of N users; the first `warmup` requests of a level are warm-up,
+as live. The result is a `lib.serving.summary.LoadResult` like a live run's, levels, knee and
+findings alike, its target marked `simulated`. Nothing here is measured.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from lib.core.errors import InvalidSpecError
+from lib.serving.plan import CONCURRENCY, LoadPlan
+from lib.serving.records import MEASURED, OK, WARMUP, RequestRecord
+
+SIMULATED = "simulated"
+BLOCK_TOKENS = 16                 # vLLM's KV cache block
+MEMORY_UTILIZATION = 0.9          # vLLM's gpu_memory_utilization default
+MAX_SEQS = 256                    # vLLM's max_num_seqs default
+MAX_BATCHED_TOKENS = 8192         # vLLM V1's per-step token budget for online serving
+ENGINE_WORDS = ("a vLLM-like engine: continuous batching, chunked prefill, a budget of "
+                f"{MAX_BATCHED_TOKENS} tokens and {MAX_SEQS} requests per step, KV blocks of "
+                f"{BLOCK_TOKENS} tokens in {MEMORY_UTILIZATION:.0%} of the memory, preemption "
+                "by recompute")
+
+
+@dataclass
+class _Request:
+    index: int
+    arrival: float
+    prompt: int
+    new: int
+    read: int = 0                       # prompt tokens read so far (all of them again after
+    written: int = 0                    # a preemption, plus the tokens written)
+    first: float | None = None
+    times: list[float] = field(default_factory=list)
+    blocks: int = 0
+    preempted: int = 0
+
+    @property
+    def to_read(self) -> int:
+        """Prompt tokens (and, after a preemption, written tokens) still to read."""
+        return self.prompt + (self.written if self.preempted else 0) - self.read
+
+    @property
+    def context(self) -> int:
+        return self.read + (0 if self.preempted else self.written)
+
+
+@dataclass
+class Engine:
+    step: Any                           # lib.estimate.steps.StepCost
+    kv_tokens: int                      # KV cache capacity, tokens, all devices
+    max_seqs: int = MAX_SEQS
+    max_batched_tokens: int = MAX_BATCHED_TOKENS
+
+    @property
+    def blocks(self) -> int:
+        return self.kv_tokens // BLOCK_TOKENS
+
+
+def engine_for(model_id: str, hardware_id: str, gpus: int, dtype: str | None = None,
+               eager: bool = False) -> tuple[Engine, dict[str, Any]]:
+    """The engine for `model_id` on `gpus` devices of `hardware_id`, and what it assumes (for
+    the result's target). InvalidSpecError when the weights leave no room for a KV cache."""
+    from lib.core.metrics import format_bytes
+    from lib.core.spec import RunSpec
+    from lib.estimate import estimator, hardware
+    from lib.estimate.steps import StepCost
+    from lib.models.catalog import get_entry
+    from lib.models.shapes import shapes
+
+    entry = get_entry(model_id)
+    dtype = dtype or entry.published_dtype or "bfloat16"
+    spec_dtype, weights = estimator.split_dtype(dtype)
+    spec = RunSpec(model_id=model_id, dtype=spec_dtype)
+    estimator.check(spec.replace(hardware=hardware_id, gpus=gpus), hardware_id, gpus, weights)
+    profile = hardware.get(hardware_id, spec.device)
+    shape = shapes(model_id)
+    step = StepCost(profile, gpus, shape, spec, weights, eager=eager)
+    weight_bytes = shape.parameters if weights else shape.weight_bytes(spec_dtype)
+    free = MEMORY_UTILIZATION * profile.memory_bytes * gpus - weight_bytes
+    kv_tokens = int(free // step.kv_bytes_per_token) if free > 0 else 0
+    if kv_tokens < BLOCK_TOKENS:
+        raise InvalidSpecError(
+            f"{entry.display_name}'s weights ({format_bytes(weight_bytes)}) leave no room for "
+            f"a KV cache in {MEMORY_UTILIZATION:.0%} of {gpus} x {profile.name}: use more "
+            "devices.")
+    said = {"kind": SIMULATED, "model_id": model_id, "hardware": profile.id,
+            "hardware_name": profile.name, "gpus": gpus, "dtype": dtype,
+            "engine": ENGINE_WORDS, "kv_cache_tokens": kv_tokens,
+            "weights_bytes": weight_bytes, "server": f"simulated: {gpus} x {profile.name}, "
+            f"{entry.display_name} in {dtype}, KV cache for {kv_tokens:,} tokens"}
+    return Engine(step, kv_tokens), said
+
+
+def simulate_level(engine: Engine, plan: LoadPlan, level: float) -> list[RequestRecord]:
+    """One level: its warm-up and measured requests through the engine, as records."""
+    warmup = plan.warmup_at(level)
+    total = warmup + plan.requests
+    for_each = math.ceil((plan.prompt_tokens + plan.new_tokens) / BLOCK_TOKENS)
+    if for_each > engine.blocks:
+        raise InvalidSpecError(
+            f"One request ({plan.prompt_tokens} + {plan.new_tokens} tokens) needs more KV "
+            f"cache than the devices hold ({engine.kv_tokens:,} tokens): shorten it or add "
+            "devices.")
+    arrivals: list[tuple[float, int]] = []         # (time, index): a heap of requests to come
+    if plan.mode == CONCURRENCY:
+        users = int(level)
+        for index in range(min(users, total)):
+            heapq.heappush(arrivals, (0.0, index))
+        sent = min(users, total)
+    else:
+        from lib.serving.load import intervals
+        at = 0.0
+        for index, gap in enumerate(intervals(plan, level, total)):
+            heapq.heappush(arrivals, (at, index))
+            at += gap
+        sent = total
+    waiting: list[_Request] = []
+    running: list[_Request] = []
+    done: list[_Request] = []
+    free = engine.blocks
+    now = 0.0
+    while len(done) < total:
+        while arrivals and arrivals[0][0] <= now:
+            when, index = heapq.heappop(arrivals)
+            waiting.append(_Request(index, when, plan.prompt_tokens, plan.new_tokens))
+        if not running and not waiting:
+            now = arrivals[0][0]
+            continue
+        budget = engine.max_batched_tokens
+        decoding, reading = [], []                 # (request, tokens this step)
+        for request in list(running):              # decode first, oldest first
+            if request.to_read > 0:
+                continue
+            need = math.ceil((request.context + 1) / BLOCK_TOKENS) - request.blocks
+            while need > free and running:
+                victim = running[-1]               # the latest admitted gives way
+                if victim is request:
+                    break
+                running.remove(victim)
+                free += victim.blocks
+                victim.blocks = victim.read = 0
+                victim.preempted += 1
+                if victim in [r for r, _ in decoding]:
+                    decoding = [(r, n) for r, n in decoding if r is not victim]
+                    budget += 1
+                waiting.insert(0, victim)
+            if need > free or budget < 1:
+                continue
+            free -= max(need, 0)
+            request.blocks += max(need, 0)
+            decoding.append((request, 1))
+            budget -= 1
+        for request in running:                    # prompts being read, in chunks
+            if request.to_read > 0 and budget > 0:
+                chunk = min(request.to_read, budget)
+                need = math.ceil((request.read + chunk) / BLOCK_TOKENS) - request.blocks
+                if need > free:
+                    continue
+                free -= need
+                request.blocks += need
+                reading.append((request, chunk))
+                budget -= chunk
+        while waiting and budget > 0 and len(running) < engine.max_seqs:
+            request = waiting[0]
+            chunk = min(request.to_read, budget)
+            need = math.ceil(chunk / BLOCK_TOKENS)
+            if need > free:
+                break
+            waiting.pop(0)
+            free -= need
+            request.blocks = need
+            running.append(request)
+            reading.append((request, chunk))
+            budget -= chunk
+        if not decoding and not reading:           # nothing fits: wait for an arrival
+            if not arrivals:
+                raise InvalidSpecError("The simulated engine could not schedule a request: "
+                                       "its KV cache is too small for this load.")
+            now = max(now, arrivals[0][0])
+            continue
+        context = sum(r.context for r, _ in decoding)
+        pairs = sum(n * r.read + n * (n + 1) / 2 for r, n in reading)
+        now += engine.step.seconds(len(decoding), context, sum(n for _, n in reading), pairs)
+        for request, _ in decoding:
+            request.written += 1
+            request.times.append(now)
+        for request, chunk in reading:
+            request.read += chunk
+            if request.to_read == 0:
+                if request.preempted:              # caught up again: back to decoding
+                    request.preempted, request.read = 0, request.prompt
+                    continue
+                request.first = now
+                request.written = 1
+                request.times.append(now)
+        for request in [r for r in running if r.written >= r.new and r.to_read == 0]:
+            running.remove(request)
+            free += request.blocks
+            done.append(request)
+            if plan.mode == CONCURRENCY and sent < total:
+                heapq.heappush(arrivals, (now, sent))
+                sent += 1
+    done.sort(key=lambda r: r.index)
+    return [RequestRecord(index=r.index, phase=WARMUP if r.index < warmup else MEASURED,
+                          sent_s=r.arrival, status=OK, first_token_s=r.first,
+                          chunk_s=tuple(r.times), chunk_tokens=(1,) * len(r.times),
+                          end_s=r.times[-1], asked_tokens=r.new, output_tokens=len(r.times),
+                          prompt_tokens=r.prompt, token_source="simulated",
+                          finish_reason="length") for r in done]
+
+
+def simulate(model_id: str, hardware_id: str, gpus: int, plan: LoadPlan, slo=None,
+             dtype: str | None = None, price_per_hour: float | None = None):
+    """Every level of `plan`, as a `LoadResult` marked simulated, each level with its cost
+    (`with_cost`) where the hardware's price is known or given."""
+    from lib.estimate import cost
+    from lib.serving.summary import LoadResult, _level
+
+    engine, target = engine_for(model_id, hardware_id, gpus, dtype)
+    price = cost.price(hardware_id, price_per_hour)
+    target["price"] = None if price is None else {"usd_per_device_hour": price.usd_per_hour,
+                                                  "source": price.source}
+    levels = []
+    for level in plan.levels:
+        made = _level(level, tuple(simulate_level(engine, plan, level)), slo, 0, 0.0, False)
+        levels.append(replace(made, summary=with_cost(made.summary, price, gpus,
+                                                       plan.new_tokens)))
+    return LoadResult(target, plan, slo, tuple(levels),
+                      {"provenance": SIMULATED, "engine": ENGINE_WORDS})
+
+
+def with_cost(summary: dict[str, Any], price, devices: int, new_tokens: int) -> dict[str, Any]:
+    """A level's summary with `cost_per_million_tokens` (at its output throughput) and
+    `cost_per_million_good_tokens` (only the answers within the targets), in dollars."""
+    from lib.estimate.cost import per_million_tokens
+
+    if price is None:
+        return {**summary, "cost_per_million_tokens": None,
+                "cost_per_million_good_tokens": None}
+    good = summary.get("goodput_requests_per_s")
+    return {**summary,
+            "cost_per_million_tokens": per_million_tokens(
+                price.usd_per_hour, devices, summary.get("output_tokens_per_s")),
+            "cost_per_million_good_tokens": per_million_tokens(
+                price.usd_per_hour, devices, good * new_tokens if good else None)}

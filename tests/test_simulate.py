@@ -1,0 +1,119 @@
+"""The serving simulator (lib.serving.simulate): exact scheduling on a declared step time, the
+CLI's simulated load test with its cost, and its refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fakes import run_cli
+from lib.serving import simulate
+from lib.serving.plan import LoadPlan
+
+
+class DeclaredStep:
+    """A step takes `fixed` seconds plus `per_token` per token scheduled in it."""
+
+    def __init__(self, fixed=0.01, per_token=0.001):
+        self.fixed, self.per_token, self.steps = fixed, per_token, []
+
+    def seconds(self, decode_seqs, decode_context, prefill_tokens, prefill_pairs):
+        self.steps.append((decode_seqs, prefill_tokens))
+        return self.fixed + self.per_token * (decode_seqs + prefill_tokens)
+
+
+def _plan(**changes):
+    base = dict(levels=(1.0,), requests=1, warmup=0, prompt_tokens=100, new_tokens=5,
+                arrival="constant")
+    return LoadPlan(**{**base, **changes})
+
+
+def test_one_request_alone_reads_its_prompt_in_one_step_then_writes_a_token_a_step():
+    step = DeclaredStep()
+    engine = simulate.Engine(step, kv_tokens=10_000)
+    [record] = simulate.simulate_level(engine, _plan(), 1.0)
+    assert step.steps == [(0, 100)] + [(1, 0)] * 4          # prefill, then 4 decode steps
+    assert record.ttft_s == pytest.approx(0.01 + 0.1)
+    assert record.tpot_s == pytest.approx(0.011)
+    assert record.output_tokens == 5 and record.status == "ok"
+
+
+def test_a_long_prompt_is_read_in_chunks_beside_the_decoding_requests():
+    step = DeclaredStep()
+    engine = simulate.Engine(step, kv_tokens=100_000, max_batched_tokens=64)
+    records = simulate.simulate_level(engine, _plan(mode="concurrency", levels=(2.0,),
+                                                    requests=2, prompt_tokens=100), 2.0)
+    assert step.steps[0] == (0, 64) and step.steps[1] == (0, 64)      # both prompts, chunked
+    assert all(decode + prefill <= 64 for decode, prefill in step.steps)
+    assert [r.output_tokens for r in records] == [5] * 4      # 2 of them warm-up (one a user)
+
+
+def test_a_full_kv_cache_preempts_the_latest_request_and_reads_it_again():
+    step = DeclaredStep()
+    # 2 requests of 32 + 40 tokens need 5 blocks each at the end: 8 blocks hold both prompts
+    # (2 blocks each) but not both answers.
+    engine = simulate.Engine(step, kv_tokens=8 * simulate.BLOCK_TOKENS)
+    records = simulate.simulate_level(
+        engine, _plan(mode="concurrency", levels=(2.0,), requests=2, prompt_tokens=32,
+                      new_tokens=40), 2.0)
+    assert [r.output_tokens for r in records] == [40] * 4
+    reread = [prefill for decode, prefill in step.steps[1:] if prefill]
+    assert reread and max(reread) > 32                      # prompt and written tokens again
+
+
+def test_more_load_means_longer_waits_and_the_cli_prices_each_level(capsys):
+    status, out, err = run_cli(["load", "--target", "simulate", "--hardware", "h200", "--gpus",
+                                "8", "--model", "deepseek-r1", "--rates", "1,16,64",
+                                "--prompt-tokens", "1024", "--new-tokens", "128", "--json"],
+                               capsys)
+    assert status == 0, err
+    document = json.loads(out)
+    assert document["provenance"] == "simulated" and document["target"]["kind"] == "simulated"
+    ttft = [level["ttft_s"]["p50"] for level in document["levels"]]
+    assert ttft == sorted(ttft) and ttft[-1] > ttft[0]
+    price = document["target"]["price"]["usd_per_device_hour"]
+    for level in document["levels"]:
+        assert level["cost_per_million_tokens"] == pytest.approx(
+            price * 8 / (level["output_tokens_per_s"] * 3600) * 1e6)
+    status, out, err = run_cli(["load", "--target", "simulate", "--hardware", "mi300x",
+                                "--gpus", "8", "--model", "deepseek-r1", "--rates", "1"],
+                               capsys)
+    assert status == 0 and "no price for this hardware: give --price-per-hour" in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--hardware", "h200", "--gpus", "8", "--model", "deepseek-r1"], "needs its levels"),
+    (["--gpus", "8", "--model", "deepseek-r1", "--rates", "1"], "needs --model"),
+    (["--hardware", "h200", "--gpus", "1", "--model", "deepseek-r1", "--rates", "1"],
+     "leave no room for a KV cache"),
+    (["--hardware", "h200", "--model", "smollm2-135m-instruct", "--rates", "1",
+      "--price-per-hour", "20000"], "dollar amount"),
+])
+def test_a_simulation_that_cannot_be_made_says_why(argv, words, capsys):
+    status, out, err = run_cli(["load", "--target", "simulate", *argv], capsys)
+    assert status == 2 and words in err and "Traceback" not in err
+
+
+def test_simulation_flags_are_refused_for_a_real_server(capsys):
+    status, out, err = run_cli(["load", "--target", "local", "--model", "smollm2-135m-instruct",
+                                "--hardware", "h200"], capsys)
+    assert status == 2 and "--hardware is for --target simulate" in err
+
+
+def test_plan_names_the_cheapest_count_per_profile_and_why_others_miss(capsys):
+    status, out, err = run_cli(["plan", "--model", "deepseek-r1", "--rate", "8", "--ttft-p90",
+                                "2", "--tpot-p90", "0.08", "--json"], capsys)
+    assert status == 0, err
+    answer = json.loads(out)
+    options = {option["hardware"]: option for option in answer["options"]}
+    h200 = options["h200"]
+    assert h200["gpus"] == 8 and h200["usd_per_hour"] == pytest.approx(8 * 4.00)
+    assert h200["ttft_p90_s"] <= 2 and h200["tpot_p90_s"] <= 0.08
+    assert "leave no room for a KV cache" in h200["why_not"]          # 4 don't hold R1
+    priced = [o for o in answer["options"] if o["usd_per_hour"] is not None]
+    assert [o["usd_per_hour"] for o in priced] == sorted(o["usd_per_hour"] for o in priced)
+    assert answer["findings"][0].startswith("Cheapest: ")
+    status, out, err = run_cli(["plan", "--model", "deepseek-r1", "--rate", "0",
+                                "--ttft-p90", "2", "--tpot-p90", "0.08"], capsys)
+    assert status == 2 and "positive number" in err
