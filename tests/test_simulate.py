@@ -117,3 +117,27 @@ def test_plan_names_the_cheapest_count_per_profile_and_why_others_miss(capsys):
     status, out, err = run_cli(["plan", "--model", "deepseek-r1", "--rate", "0",
                                 "--ttft-p90", "2", "--tpot-p90", "0.08"], capsys)
     assert status == 2 and "positive number" in err
+
+
+def test_this_machine_s_server_is_simulated_with_its_own_sizing_and_measured_steps():
+    from lib.serving.local import CB_PAGE_TOKENS
+    from lib.serving.step_fit import FittedStep
+
+    fitted = FittedStep(0.08, 0.0, 0.0017, 5e-6, 11)
+    plan = _plan(mode="concurrency", levels=(1.0, 4.0), requests=4, prompt_tokens=64,
+                 new_tokens=32)
+    engine, target = simulate.engine_for_this("smollm2-135m-instruct", plan, fitted=fitted)
+    assert engine.max_seqs == 4 and engine.max_batched_tokens == CB_PAGE_TOKENS
+    assert engine.kv_tokens % CB_PAGE_TOKENS == 0 and engine.kv_tokens >= 4 * 96
+    assert target["step_fit"]["fixed_s"] == 0.08 and "measured here" in target["server"]
+    [first, *_] = simulate.simulate_level(engine, plan, 1.0)
+    assert first.ttft_s == pytest.approx(0.08 + 0.0017 * 64 + 5e-6 * 0)
+
+
+@pytest.mark.slow
+def test_this_machine_s_steps_are_measured_on_the_model_in_seconds(default_model):
+    from lib.serving import step_fit
+
+    fitted = step_fit.measure("smollm2-135m-instruct")
+    assert fitted.samples == 11 and 0.005 < fitted.fixed_s < 2 and fitted.per_prompt_s > 0
+    assert fitted.seconds(1, 100, 0, 0) < fitted.seconds(1, 100, 128, 0)

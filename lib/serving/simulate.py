@@ -109,6 +109,35 @@ def engine_for(model_id: str, hardware_id: str, gpus: int, dtype: str | None = N
     return Engine(step, kv_tokens), said
 
 
+def engine_for_this(model_id: str, plan: LoadPlan, dtype: str = "float32",
+                    fitted: Any = None) -> tuple[Engine, dict[str, Any]]:
+    """The engine of this machine's own local server (`lib.serving.local`: transformers serve
+    with continuous batching, sized for the plan's largest level as the app sizes it), its
+    step times measured on the model here (`lib.serving.step_fit`, a few seconds; `fitted`:
+    measured already)."""
+    from lib.models.catalog import get_entry
+    from lib.serving import step_fit
+    from lib.serving.local import CB_MAX_BATCH_TOKENS, CB_PAGE_TOKENS
+
+    entry = get_entry(model_id)
+    entry.check_live()
+    fitted = fitted or step_fit.measure(model_id, dtype)
+    most = max(1, int(max(plan.levels))) if plan.mode == CONCURRENCY else MAX_SEQS
+    pages = math.ceil(most * (plan.prompt_tokens + plan.new_tokens) / CB_PAGE_TOKENS) + most
+    engine = Engine(fitted, kv_tokens=pages * CB_PAGE_TOKENS, max_seqs=most,
+                    max_batched_tokens=min(CB_MAX_BATCH_TOKENS,
+                                           max(CB_PAGE_TOKENS, most * plan.prompt_tokens)))
+    said = {"kind": SIMULATED, "model_id": model_id, "hardware": "this",
+            "hardware_name": "this machine", "gpus": 1, "dtype": dtype,
+            "engine": "this machine's transformers serve (continuous batching), step times "
+                      "measured on the model here", "step_fit": fitted.to_dict(),
+            "kv_cache_tokens": engine.kv_tokens,
+            "server": f"simulated: this machine's transformers serve, {entry.display_name} in "
+                      f"{dtype}, step = {fitted.fixed_s * 1e3:.1f} ms + "
+                      f"{fitted.per_prompt_s * 1e3:.2f} ms per prompt token (measured here)"}
+    return engine, said
+
+
 def simulate_level(engine: Engine, plan: LoadPlan, level: float) -> list[RequestRecord]:
     """One level: its warm-up and measured requests through the engine, as records."""
     warmup = plan.warmup_at(level)
@@ -234,7 +263,12 @@ def simulate(model_id: str, hardware_id: str, gpus: int, plan: LoadPlan, slo=Non
     from lib.estimate import cost
     from lib.serving.summary import LoadResult, _level
 
-    engine, target = engine_for(model_id, hardware_id, gpus, dtype)
+    if hardware_id == "this":
+        if gpus != 1:
+            raise InvalidSpecError("This machine is one device: simulate it with --gpus 1.")
+        engine, target = engine_for_this(model_id, plan, dtype or "float32")
+    else:
+        engine, target = engine_for(model_id, hardware_id, gpus, dtype)
     price = cost.price(hardware_id, price_per_hour)
     target["price"] = None if price is None else {"usd_per_device_hour": price.usd_per_hour,
                                                   "source": price.source}

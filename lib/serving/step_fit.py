@@ -1,0 +1,89 @@
+"""This machine's own step times, measured in a few seconds, for simulating its local server.
+
+The simulator's step time on a hardware profile comes from the estimator; for the server this
+machine runs (`transformers serve`, eager PyTorch on the CPU) it comes from timing the model
+itself: forward passes of a few decode batches (each sequence one new token over a KV cache)
+and a few prompt chunks, fitted by least squares to
+
+    step = fixed + per_decode x decode sequences + per_prompt x prompt tokens
+           + per_context x context tokens the decode steps attend to
+
+`FittedStep.seconds` has the simulator's step signature. It is measured on the model alone,
+never from a load test's curve, so comparing the simulation with a measured load test
+(`benchmarks/serving_simulator.py`) is a test of the simulation, not a fit of it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+DECODE_BATCHES = (1, 2, 4, 8)
+CONTEXTS = (64, 192)
+PROMPTS = (32, 128, 256)
+REPEATS = 3
+
+
+@dataclass(frozen=True)
+class FittedStep:
+    fixed_s: float
+    per_decode_s: float
+    per_prompt_s: float
+    per_context_s: float
+    samples: int
+
+    def seconds(self, decode_seqs: int, decode_context: float, prefill_tokens: int,
+                prefill_pairs: float) -> float:
+        if decode_seqs + prefill_tokens == 0:
+            return 0.0
+        return (self.fixed_s + self.per_decode_s * decode_seqs
+                + self.per_prompt_s * prefill_tokens + self.per_context_s * decode_context)
+
+    def to_dict(self) -> dict[str, float]:
+        return dict(self.__dict__)
+
+
+def measure(model_id: str, dtype: str = "float32", threads: int | None = None) -> FittedStep:
+    """Time the model's forward passes here and fit the step (see the module)."""
+    import warnings
+
+    import numpy
+    import torch
+
+    from lib.core.spec import default_threads
+    from lib.models import loading
+    from lib.models.catalog import get_entry
+
+    torch.set_num_threads(threads or default_threads())
+    loaded = loading.load(get_entry(model_id), "cpu", dtype, "transformers")
+    model = loaded.model
+    rows, times = [], []
+
+    def timed(call) -> float:
+        best = float("inf")
+        for _ in range(REPEATS):
+            started = time.perf_counter()
+            call()
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)      # past_key_values' new name
+        for prompt in PROMPTS:
+            ids = torch.randint(100, 1000, (1, prompt))
+            rows.append((1.0, 0.0, prompt, 0.0))
+            times.append(timed(lambda: model(input_ids=ids, use_cache=True)))
+        for context in CONTEXTS:
+            for batch in DECODE_BATCHES:
+                ids = torch.randint(100, 1000, (batch, context))
+                cache = model(input_ids=ids, use_cache=True).past_key_values
+                one = torch.randint(100, 1000, (batch, 1))
+
+                def step(cache=cache, one=one):
+                    model(input_ids=one, past_key_values=cache, use_cache=True)
+                    cache.crop(-1)                 # back to the same context each time
+                rows.append((1.0, batch, 0.0, batch * context))
+                times.append(timed(step))
+    solution, *_ = numpy.linalg.lstsq(numpy.array(rows), numpy.array(times), rcond=None)
+    fixed, per_decode, per_prompt, per_context = (max(float(v), 0.0) for v in solution)
+    return FittedStep(fixed, per_decode, per_prompt, per_context, len(times))
