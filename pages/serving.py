@@ -46,7 +46,7 @@ st.subheader("Where the requests go")
 target, blocker = serving_form.target_form(viewer)
 st.subheader("The load")
 chosen = serving_form.sizing_form(target)
-plan = serving_form.plan_form()
+plan = serving_form.plan_form(chosen.auto_levels)
 slo = serving_form.slo_form()
 if plan is None and blocker is None:
     blocker = "Fix the load settings above first."

@@ -268,3 +268,22 @@ def test_a_stopped_run_shows_what_it_measured_on_the_next_page_run(measured):
     assert live.stop.is_set()
     assert "Saved as #7 in History." in [c.value for c in at.caption]
     assert state.SERVING_LIVE not in at.session_state
+
+
+def test_a_simulation_on_other_hardware_is_labelled_priced_and_saved():
+    at = open_page()
+    at.radio(key=state.SERVING_TARGET).set_value("simulate").run()
+    assert not at.exception
+    assert "A second or two: nothing runs" in " ".join(plain(c.value) for c in at.caption)
+    at.radio(key=state.SERVING_MODE).set_value("rate").run()
+    at.text_input(key=state.serving_levels("rate")).input("1, 16, 64").run()
+    at.number_input(key=state.SERVING_REQUESTS).set_value(100).run()
+    run_button(at).click().run()
+    assert not at.exception and not at.error
+    warned = " ".join(plain(w.value) for w in at.warning)
+    assert "SIMULATED, not measured: simulated: 8 x NVIDIA H200" in warned
+    said = words(at)
+    assert "per device-hour" in said and "64 requests/s: $" in said
+    assert "Saved as #" in " ".join(c.value for c in at.caption)
+    [entry] = [e for e in Store().list() if e["kind"] == "load"][:1]
+    assert entry["model_id"] == "deepseek-r1"

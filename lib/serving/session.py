@@ -27,7 +27,7 @@ from lib.serving.plan import LoadPlan
 from lib.serving.measures import Slo
 from lib.serving.records import APIS, MEASURED, Endpoint
 
-LOCAL, URL = "local", "url"
+LOCAL, URL, SIMULATE = "local", "url", "simulate"
 SECONDS_PER_REQUEST_GUESS = 2.0        # for the queue's estimate only
 START_GUESS_S = 40.0                   # starting a local server, for the queue's estimate only
 FALLBACK_TIMEOUT_S = 120.0             # a fixed plan whose calibration got no answer
@@ -50,10 +50,16 @@ class Target:
     api: str = "completions"
     api_key: str | None = field(default=None, repr=False, compare=False)
     timeout_s: float = FALLBACK_TIMEOUT_S     # used only where the plan is not sized
+    hardware: str | None = None          # simulate: a hardware profile id
+    gpus: int = 1                        # simulate: devices serving the model
+    price_per_hour: float | None = None  # simulate: the user's price per device-hour
 
     def __post_init__(self) -> None:
-        if self.kind not in (LOCAL, URL):
-            raise InvalidSpecError(f"Target {self.kind!r}: choose {LOCAL} or {URL}.")
+        if self.kind not in (LOCAL, URL, SIMULATE):
+            raise InvalidSpecError(f"Target {self.kind!r}: choose {LOCAL}, {URL} or "
+                                   f"{SIMULATE}.")
+        if self.kind == SIMULATE and not (self.model_id and self.hardware):
+            raise InvalidSpecError("A simulation needs a model and a hardware profile.")
         if self.kind == LOCAL and not self.model_id:
             raise InvalidSpecError("Choose a model for the local server.")
         if self.kind == URL and not self.url:

@@ -102,6 +102,7 @@ def engine_for(model_id: str, hardware_id: str, gpus: int, dtype: str | None = N
             f"a KV cache in {MEMORY_UTILIZATION:.0%} of {gpus} x {profile.name}: use more "
             "devices.")
     said = {"kind": SIMULATED, "model_id": model_id, "hardware": profile.id,
+            "endpoint": {"base_url": "simulated", "model": model_id, "api": "completions"},
             "hardware_name": profile.name, "gpus": gpus, "dtype": dtype,
             "engine": ENGINE_WORDS, "kv_cache_tokens": kv_tokens,
             "weights_bytes": weight_bytes, "server": f"simulated: {gpus} x {profile.name}, "
@@ -128,6 +129,7 @@ def engine_for_this(model_id: str, plan: LoadPlan, dtype: str = "float32",
                     max_batched_tokens=min(CB_MAX_BATCH_TOKENS,
                                            max(CB_PAGE_TOKENS, most * plan.prompt_tokens)))
     said = {"kind": SIMULATED, "model_id": model_id, "hardware": "this",
+            "endpoint": {"base_url": "simulated", "model": model_id, "api": "completions"},
             "hardware_name": "this machine", "gpus": 1, "dtype": dtype,
             "engine": "this machine's transformers serve (continuous batching), step times "
                       "measured on the model here", "step_fit": fitted.to_dict(),
@@ -279,6 +281,19 @@ def simulate(model_id: str, hardware_id: str, gpus: int, plan: LoadPlan, slo=Non
                                                        plan.new_tokens)))
     return LoadResult(target, plan, slo, tuple(levels),
                       {"provenance": SIMULATED, "engine": ENGINE_WORDS})
+
+
+def costs(load) -> list[dict[str, Any]]:
+    """Each level's cost (`with_cost`) from a simulated load's target, reopened or not."""
+    from lib.estimate.cost import Price
+
+    saved = load.target.get("price")
+    price = Price(float(saved["usd_per_device_hour"]), str(saved.get("source", ""))) \
+        if isinstance(saved, dict) and isinstance(saved.get("usd_per_device_hour"),
+                                                  (int, float)) else None
+    gpus = load.target.get("gpus") if isinstance(load.target.get("gpus"), int) else 1
+    return [with_cost(level.summary, price, gpus, load.plan.new_tokens)
+            for level in load.levels]
 
 
 def with_cost(summary: dict[str, Any], price, devices: int, new_tokens: int) -> dict[str, Any]:

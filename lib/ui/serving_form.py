@@ -20,6 +20,7 @@ import streamlit as st
 
 from lib.core import text
 from lib.core.errors import ExplorerError, InvalidSpecError
+from lib.core.kinds import CAUSAL_LM
 from lib.models import catalog
 from lib.core import kinds
 from lib.core.metrics import METRICS
@@ -29,7 +30,8 @@ from lib.serving.measures import Slo
 from lib.ui import state
 
 TARGETS = {session.LOCAL: "Start a local server on this computer",
-           session.URL: "A server URL (any OpenAI-compatible server)"}
+           session.URL: "A server URL (any OpenAI-compatible server)",
+           session.SIMULATE: "Simulate on other hardware (nothing runs)"}
 SHAPES = {CONCURRENCY: "fixed number of users (closed loop)",
           RATE: "requests per second (open loop)"}
 DEFAULT_LEVELS = {CONCURRENCY: "1, 2, 4, 8", RATE: "0.5, 1, 2, 4"}
@@ -108,7 +110,40 @@ def target_form(viewer) -> tuple[session.Target | None, str | None]:
                     key=state.SERVING_TARGET, horizontal=True)
     if kind == session.LOCAL:
         return _local_form()
+    if kind == session.SIMULATE:
+        return _simulate_form()
     return _url_form(url_allowed(viewer))
+
+
+def _simulate_form() -> tuple[session.Target | None, str | None]:
+    """A model on N devices of a hardware profile, simulated: nothing runs, nothing is
+    measured (lib.serving.simulate)."""
+    from lib.estimate import cost, hardware
+
+    models = [m for m, e in catalog.CATALOG.items() if e.kind == CAUSAL_LM]
+    profiles = list(hardware.table())
+    left, middle, right, far = st.columns([3, 3, 1, 2])
+    model_id = left.selectbox("Model", models, key="serving_sim_model",
+                              index=models.index("deepseek-r1") if "deepseek-r1" in models
+                              else 0, format_func=lambda m: catalog.CATALOG[m].display_name)
+    profile = middle.selectbox("Hardware", profiles, key="serving_sim_hardware",
+                               index=profiles.index("h200") if "h200" in profiles else 0,
+                               format_func=lambda p: hardware.table()[p].name)
+    gpus = right.number_input("Devices", 1, 16, 8, key="serving_sim_gpus",
+                              help="Tensor parallel: the model split over this many.")
+    listed = cost.price(profile)
+    price = far.number_input("Price per device-hour ($)", 0.0, 10_000.0,
+                             value=listed.usd_per_hour if listed else 0.0, step=0.5,
+                             key=f"serving_sim_price_{profile}",
+                             help="For the cost of a million tokens. "
+                                  + (listed.source if listed else "No listed price for this "
+                                     "hardware: give one, or leave 0 for no cost."))
+    st.caption(text.md(
+        "A simulation of a vLLM-like engine (continuous batching, chunked prefill, a KV cache "
+        "in 90% of the memory the weights leave): each step's time comes from the estimator, "
+        "so every number is an estimate, never a measurement. It takes a second or two."))
+    return session.Target(kind=session.SIMULATE, model_id=model_id, hardware=profile,
+                          gpus=int(gpus), price_per_hour=float(price) or None), None
 
 
 def _local_form() -> tuple[session.Target | None, str | None]:
@@ -172,13 +207,14 @@ def _url_form(allowed: bool) -> tuple[session.Target | None, str | None]:
         return None, "Fix the address first."
 
 
-def plan_form() -> LoadPlan | None:
-    """The load's widgets; the plan, or None with its problem shown."""
+def plan_form(sized: bool | None = None) -> LoadPlan | None:
+    """The load's widgets; the plan, or None with its problem shown. `sized`: whether the
+    levels are planned (default: the sizing toggle's value)."""
     shape = field_info("mode")
     mode = st.radio(shape["label"], list(SHAPES), format_func=SHAPES.get,
                     key=state.SERVING_MODE, horizontal=True, help=shape["help"])
     levels_key = state.serving_levels(mode)
-    sized = bool(st.session_state.get(state.SERVING_SIZED))
+    sized = bool(st.session_state.get(state.SERVING_SIZED)) if sized is None else sized
     if sized:
         typed = "1"           # a placeholder: the sized plan brings its own levels
     else:
@@ -228,6 +264,9 @@ def _plan_number(place, name: str):
 def sizing_form(target: session.Target | None) -> sizing.Sizing:
     """The time budget, and whether the levels and requests are planned to fit it (from one
     answer's time measured on the server first) or typed."""
+    if target is not None and target.kind == session.SIMULATE:
+        return sizing.Sizing(budget_s=float(sizing.DEFAULT_BUDGET_S), auto_levels=False,
+                             auto_requests=False, auto_new_tokens=False, timeout_s=None)
     left, right = st.columns([2, 1])
     sized = left.toggle("Size the load to this machine", key=state.SERVING_SIZED,
                         help="First times two answers on the server, one at a time; then "
@@ -248,6 +287,9 @@ def sizing_form(target: session.Target | None) -> sizing.Sizing:
 def time_words(target: session.Target | None, plan: LoadPlan, chosen: sizing.Sizing) -> str:
     """The time promise before a run: the budget when the plan is sized to it; otherwise an
     estimate from the last answer time measured here, or a labelled guess."""
+    if target is not None and target.kind == session.SIMULATE:
+        return ("A second or two: nothing runs, and every number is simulated. More requests "
+                "per level (a few hundred) give the simulation steadier tails.")
     start = " Starting the local server comes on top (often under a minute)." \
         if target is not None and target.kind == session.LOCAL else ""
     if chosen.auto_levels:

@@ -62,6 +62,8 @@ def run_with_status(target: session.Target, plan: LoadPlan, slo: Slo | None,
                     sizing: Sizing | None = None) -> load_tests.Outcome | None:
     """The load sweep measured and saved, its progress shown; None (the reason on the page)
     when it could not run. A stopped run's outcome is shown by the next page run."""
+    if target.kind == session.SIMULATE:
+        return _simulated(target, plan, slo)
     levels = "sized to this computer" if sizing is not None and sizing.auto_levels \
         else ", ".join(f"{level:g}" for level in plan.levels)
     live = LiveLoad(f"load sweep ({levels} {plan.unit})")
@@ -136,3 +138,19 @@ def _outcome(live: LiveLoad) -> load_tests.Outcome | None:
         except progress.Failed:
             return None
     raise live.error                  # unexpected: the router's boundary logs it in full
+
+
+def _simulated(target: session.Target, plan: LoadPlan,
+               slo: Slo | None) -> load_tests.Outcome | None:
+    """The simulation (a second or two, in this page run), saved like a load run."""
+    from lib.serving import simulate
+
+    try:
+        with st.spinner("Simulating…"):
+            loaded = simulate.simulate(target.model_id, target.hardware, target.gpus, plan,
+                                       slo, price_per_hour=target.price_per_hour)
+    except ExplorerError as exc:
+        st.error(text.md(exc))
+        return None
+    entry_id, error = load_tests.save(loaded, owner=classroom_view.current_owner())
+    return load_tests.Outcome(loaded, entry_id, error, "")

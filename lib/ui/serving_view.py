@@ -63,6 +63,9 @@ def show(load: LoadResult, where: str, entry_id: int | None = None,
 
 def _what_was_measured(load: LoadResult) -> None:
     target = load.target
+    if target.get("kind") == "simulated":
+        _what_was_simulated(load)
+        return
     endpoint = target.get("endpoint") or {}
     where = target.get("server") or f"the server at {endpoint.get('base_url', '?')}"
     if target.get("kind") != "local":           # a local server's words already name it
@@ -84,6 +87,34 @@ def _what_was_measured(load: LoadResult) -> None:
     if target.get("probe"):
         st.caption(text.md(target["probe"]))
     st.caption(text.md(load.counting + _prompt_words(target)))
+
+
+def _what_was_simulated(load: LoadResult) -> None:
+    """A simulation's banner: what was simulated, on what, and each level's cost."""
+    from lib.serving import simulate
+
+    target, plan = load.target, load.plan
+    st.warning(text.md(f"SIMULATED, not measured: {target.get('server', '')}. "
+                       f"{target.get('engine', '')}. Every number here is an estimate."))
+    lines = []
+    for level, priced in zip(load.levels, simulate.costs(load)):
+        each = priced.get("cost_per_million_tokens")
+        good = priced.get("cost_per_million_good_tokens")
+        if each is None:
+            continue
+        lines.append(f"- {level.offered:g} {plan.unit}: ${each:.2f} per million output tokens"
+                     + (f", ${good:.2f} per million within the targets" if good else
+                        ", none within the targets"))
+    price = target.get("price")
+    if lines and isinstance(price, dict):
+        st.markdown(text.md(f"Cost at ${price.get('usd_per_device_hour', 0):.2f} per "
+                            f"device-hour ({price.get('source', '')}), "
+                            f"{target.get('gpus', 1)} devices:") + "\n" + "\n".join(
+                                text.md(line).replace("\\-", "-", 1) for line in lines))
+    st.caption(text.md(f"Load: {', '.join(f'{v:g}' for v in plan.levels)} {plan.unit}; "
+                       f"{plan.requests} requests per level after {plan.warmup} warm-up; "
+                       f"prompts of {plan.prompt_tokens} tokens, answers of "
+                       f"{plan.new_tokens} tokens."))
 
 
 def _prompt_words(target: dict) -> str:
