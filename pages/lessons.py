@@ -23,8 +23,7 @@ if not present:
         "Every number is measured now, or marked as an estimate.")
 lesson = lesson_view.picker(done, compact=present)
 if present:
-    predicted = st.session_state.get(lesson_view.prediction_key(lesson))
-    lesson_view.presenter_steps(lesson, predicted)
+    lesson_view.presenter_steps(lesson, lesson_view.predicted_of(lesson))
     st.stop()
 
 predicted = lesson_view.question(lesson)
@@ -33,8 +32,7 @@ if lesson_view.result(lesson, predicted):
     lesson_view.try_next(lesson)
     lesson_view.handout(lesson, predicted)
 
-taken = [(each, st.session_state[lesson_view.rows_key(each)],
-          st.session_state.get(lesson_view.prediction_key(each)))
+taken = [(each, st.session_state[lesson_view.rows_key(each)], lesson_view.predicted_of(each))
          for each in book.lessons() if lesson_view.rows_key(each) in st.session_state]
 if taken:
     st.download_button(

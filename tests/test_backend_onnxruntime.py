@@ -230,7 +230,9 @@ def test_export_once_then_reuse(loaded_models):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dtype, batch", [("float32", 1), ("int4", 2)])
+# int4 only (the export the other tests reuse): float32's quality against the reference is
+# benchmarks/quality.py's, and its exact lengths are the same code path.
+@pytest.mark.parametrize("dtype, batch", [("int4", 2)])
 def test_engine_measures_exact_lengths(load, dtype, batch):
     from lib.measure.engine import measure
     from lib.core.stats import summarize
@@ -239,12 +241,9 @@ def test_engine_measures_exact_lengths(load, dtype, batch):
     spec = onnx_spec(dtype=dtype, batch_size=batch, prompt_tokens=64, new_tokens=16, threads=2,
                      warmup_runs=1, repetitions=2, min_duration_s=0.0, quality="on")
     measurement = measure(backend(), loaded, spec)
-    # Quality from ONNX Runtime's own logits: float32 is the reference's weights; int4 drifts.
+    # Quality from ONNX Runtime's own logits: int4 drifts from the reference.
     measured = measurement.quality
-    if dtype == "float32":
-        assert measured.perplexity == pytest.approx(measured.reference_perplexity, rel=0.01)
-    else:
-        assert measured.agreement < 0.99 and measured.perplexity > measured.reference_perplexity
+    assert measured.agreement < 0.99 and measured.perplexity > measured.reference_perplexity
     assert measurement.provenance.backend == "onnxruntime"
     assert set(measurement.provenance.versions) == {"onnxruntime-genai", "onnxruntime"}
     assert measurement.weights_bytes == onnx_build.model_bytes(loaded.model.folder) > 0

@@ -25,8 +25,9 @@ def lessons_server(tmp_path_factory, model_cache_dir):
         yield f"http://127.0.0.1:{port}"
 
 
-def test_a_lesson_from_prediction_to_answer_with_a_term_explained_and_a_handout(
-        lessons_server, browser):
+def test_a_lesson_from_prediction_to_answer_and_on_a_projector(lessons_server, browser):
+    """A term's hover and the handout on the way; then presenter mode (one browser session
+    each: a server start costs more than both)."""
     page = browser.new_page(viewport={"width": 1400, "height": 2400}, accept_downloads=True)
     page.goto(lessons_server + "/lessons?lesson=batch-size")
     page.get_by_text("Your prediction, before measuring").wait_for(timeout=60_000)
@@ -51,9 +52,7 @@ def test_a_lesson_from_prediction_to_answer_with_a_term_explained_and_a_handout(
     page.screenshot(path=str(ARTIFACTS / "lesson-batch-size.png"), full_page=True)
     assert page.locator('[data-testid="stException"]').count() == 0
 
-
-def test_presenter_mode_fits_a_projector_one_chart_no_sidebar_arrow_keys(lessons_server,
-                                                                         browser):
+    # Presenter mode on a projector's 1280x720: no sidebar, one chart, the arrow keys.
     page = browser.new_page(viewport={"width": 1280, "height": 720})
     # Not the first lesson: after a measurement the page once went back to it.
     page.goto(lessons_server + "/lessons?present=1&lesson=memory")

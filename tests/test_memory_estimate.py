@@ -18,11 +18,10 @@ from benchmarks.memory_grid import Point, measure
 pytestmark = pytest.mark.slow
 
 SMOL = "smollm2-135m-instruct"
-# Four points, each a fresh process (15-20 s): float32 eager scores are bfloat16's without
-# the float32 copy, so bfloat16 stands for both; the random-weight preset carries the static
-# cache. benchmarks/memory_grid.py runs the rest.
+# Three points, each a fresh process (15-20 s): int8 runs the eager scores (in float32) and
+# the quantizing copy; the random-weight preset carries the static cache.
+# benchmarks/memory_grid.py runs the rest (bfloat16's softmax copy among them).
 GRID = [
-    Point(SMOL, "bfloat16", "eager", 1, 1024),     # scores + softmax's float32 copy and output
     Point(SMOL, "float32", "sdpa", 4, 512, 16),    # fused kernel, KV cache growing by copies
     Point(SMOL, "int8", "eager", 1, 1024),         # float32 twice while quantizing
     Point("smollm2-360m", "bfloat16", "sdpa", 2, 512, 8, "static"),   # random weights, built

@@ -51,15 +51,22 @@ def test_a_lesson_goes_from_prediction_to_answer_and_why(app, fake_backend):
     assert app.get("download_button")                      # the handout and the whole path
 
 
-def test_presenter_mode_shows_one_step_at_a_time(app):
+def test_presenter_mode_shows_one_step_at_a_time_and_keeps_the_prediction(app):
     _choose(app, "latency")
     app.toggle(key="lesson_presenter").set_value(True).run()
     captions = " ".join(c.value for c in app.caption)
     assert "Step 1 of 4: The question" in captions
+    app.radio(key="lesson_predict_latency").set_value(2).run()
     app.button(key="lesson_next_step_latency").click().run()
     assert "Step 2 of 4: Measure" in " ".join(c.value for c in app.caption)
+    app.button(key="lesson_measure_latency").click().run()       # no radio on this step
+    app.button(key="lesson_next_step_latency").click().run()
+    said = " ".join(plain(s.value) for s in app.success)
+    assert "You predicted: the first token takes longer." in said
+    app.button(key="lesson_prev_latency").click().run()
     app.button(key="lesson_prev_latency").click().run()
     assert "Step 1 of 4" in " ".join(c.value for c in app.caption)
+    assert app.radio(key="lesson_predict_latency").value == 2       # shown again as chosen
     assert not app.exception
 
 

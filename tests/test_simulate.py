@@ -76,6 +76,12 @@ def test_more_load_means_longer_waits_and_the_cli_prices_each_level(capsys):
     for level in document["levels"]:
         assert level["cost_per_million_tokens"] == pytest.approx(
             price * 8 / (level["output_tokens_per_s"] * 3600) * 1e6)
+    best = max(document["levels"], key=lambda level: level["goodput_requests_per_s"])
+    assert document["cost_finding"].startswith(
+        "Simulated: 8 x NVIDIA H200 SXM 141GB serve DeepSeek-R1 within the targets (goodput) "
+        f"up to {best['goodput_requests_per_s']:.3g} requests/s")
+    assert f"${best['cost_per_million_good_tokens']:.2f} per million tokens" in \
+        document["cost_finding"]
     status, out, err = run_cli(["load", "--target", "simulate", "--hardware", "mi300x",
                                 "--gpus", "8", "--model", "deepseek-r1", "--rates", "1"],
                                capsys)

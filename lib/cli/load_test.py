@@ -311,9 +311,11 @@ def simulated(args: argparse.Namespace, out: Out, say: Out, print_json: Callable
         else measures.SLO_PRESETS[args.slo]
     loaded = simulate.simulate(args.model, args.hardware, args.gpus, plan, slo, args.dtype,
                                args.price_per_hour)
+    said = simulate.cost_finding(loaded)
     if args.json:
         document = summary.cli_dict(loaded, None)
         document["provenance"] = simulate.SIMULATED
+        document["cost_finding"] = said
         document["elapsed_s"] = round(_elapsed_s(), 1)
         return print_json(document)
     out("SIMULATED, not measured: " + text_table(loaded))
@@ -325,6 +327,8 @@ def simulated(args: argparse.Namespace, out: Out, say: Out, print_json: Callable
                + (f", ${good:.2f} per million within the targets" if good else
                   ", none within the targets") if cost is not None else
                "no price for this hardware: give --price-per-hour"))
+    if said:
+        out(f"- {said}")
     return 0
 
 

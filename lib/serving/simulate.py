@@ -296,6 +296,30 @@ def costs(load) -> list[dict[str, Any]]:
             for level in load.levels]
 
 
+def cost_finding(load) -> str | None:
+    """'8 x H200 serve DeepSeek-R1 within the targets up to 11 requests/s, at $3.16 per million
+    tokens that meet them': the level with the most goodput, in one sentence (None without a
+    price or any good request)."""
+    from lib.models.catalog import get_entry
+
+    priced = costs(load)
+    best = max(range(len(priced)), default=None,
+               key=lambda i: priced[i].get("goodput_requests_per_s") or 0.0)
+    if best is None or not priced[best].get("goodput_requests_per_s") or \
+            priced[best].get("cost_per_million_good_tokens") is None:
+        return None
+    level, target = priced[best], load.target
+    try:
+        model = get_entry(target["model_id"]).display_name.split(" (")[0]
+    except Exception:                 # noqa: BLE001 - a reopened entry's model may be gone
+        model = str(target.get("model_id"))
+    where = f"{target.get('gpus', 1)} x {target.get('hardware_name', target.get('hardware'))}"
+    return (f"Simulated: {where} serve {model} within the targets (goodput) up to "
+            f"{level['goodput_requests_per_s']:.3g} requests/s (at {load.levels[best].offered:g} "
+            f"{load.plan.unit} offered), at ${level['cost_per_million_good_tokens']:.2f} per "
+            "million tokens that meet them.")
+
+
 def with_cost(summary: dict[str, Any], price, devices: int, new_tokens: int) -> dict[str, Any]:
     """A level's summary with `cost_per_million_tokens` (at its output throughput) and
     `cost_per_million_good_tokens` (only the answers within the targets), in dollars."""

@@ -69,6 +69,12 @@ def prediction_key(lesson: Lesson) -> str:
     return f"lesson_predict_{lesson.id}"
 
 
+def predicted_of(lesson: Lesson) -> int | None:
+    """The prediction made for `lesson` in this session, kept apart from its radio (Streamlit
+    forgets a widget's value on the runs it is not drawn: presenter steps, other lessons)."""
+    return st.session_state.get(f"{prediction_key(lesson)}_kept")
+
+
 def step_key(lesson: Lesson) -> str:
     return f"lesson_step_{lesson.id}"
 
@@ -118,9 +124,14 @@ def question(lesson: Lesson) -> int | None:
     st.caption(lesson.chapter)
     glossary_view.markdown(lesson.question, heading=3)
     key = prediction_key(lesson)
+    kept = predicted_of(lesson)
+    if key not in st.session_state and kept is not None:
+        st.session_state[key] = kept      # a widget not drawn in a run loses its state
+    # No default beside a value set through session state (Streamlit warns about both).
+    default = {} if key in st.session_state else {"index": None}
     chosen = st.radio("Your prediction, before measuring:", range(len(lesson.choices)),
-                      format_func=lambda index: lesson.choices[index], index=None, key=key)
-    if chosen is not None and st.session_state.get(f"{key}_kept") != chosen:
+                      format_func=lambda index: lesson.choices[index], key=key, **default)
+    if chosen is not None and kept != chosen:
         try:
             progress.predict(visitor(), lesson.id, chosen)
         except Exception:        # noqa: BLE001 - a locked or read-only store loses no lesson

@@ -111,6 +111,9 @@ def _what_was_simulated(load: LoadResult) -> None:
                             f"device-hour ({price.get('source', '')}), "
                             f"{target.get('gpus', 1)} devices:") + "\n" + "\n".join(
                                 text.md(line).replace("\\-", "-", 1) for line in lines))
+    finding = simulate.cost_finding(load)
+    if finding:
+        st.markdown(text.md(finding))
     st.caption(text.md(f"Load: {', '.join(f'{v:g}' for v in plan.levels)} {plan.unit}; "
                        f"{plan.requests} requests per level after {plan.warmup} warm-up; "
                        f"prompts of {plan.prompt_tokens} tokens, answers of "
