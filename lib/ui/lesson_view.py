@@ -75,6 +75,20 @@ def predicted_of(lesson: Lesson) -> int | None:
     return st.session_state.get(f"{prediction_key(lesson)}_kept")
 
 
+def _keep_prediction(lesson: Lesson) -> None:
+    """The radio's callback: runs before the next page run whatever interrupts it (a Next
+    pressed at once), so the prediction is kept even if no run draws the radio again."""
+    key = prediction_key(lesson)
+    chosen = st.session_state.get(key)
+    st.session_state[f"{key}_kept"] = chosen
+    if chosen is None:
+        return
+    try:
+        progress.predict(visitor(), lesson.id, chosen)
+    except Exception:            # noqa: BLE001 - a locked or read-only store loses no lesson
+        st.session_state[f"{key}_unkept"] = True
+
+
 def step_key(lesson: Lesson) -> str:
     return f"lesson_step_{lesson.id}"
 
@@ -130,13 +144,10 @@ def question(lesson: Lesson) -> int | None:
     # No default beside a value set through session state (Streamlit warns about both).
     default = {} if key in st.session_state else {"index": None}
     chosen = st.radio("Your prediction, before measuring:", range(len(lesson.choices)),
-                      format_func=lambda index: lesson.choices[index], key=key, **default)
-    if chosen is not None and kept != chosen:
-        try:
-            progress.predict(visitor(), lesson.id, chosen)
-        except Exception:        # noqa: BLE001 - a locked or read-only store loses no lesson
-            st.caption("Your prediction could not be kept in this browser's progress.")
-        st.session_state[f"{key}_kept"] = chosen
+                      format_func=lambda index: lesson.choices[index], key=key,
+                      on_change=_keep_prediction, args=(lesson,), **default)
+    if st.session_state.pop(f"{key}_unkept", False):
+        st.caption("Your prediction could not be kept in this browser's progress.")
     if classroom.enabled() and door.is_host():
         counts = progress.class_counts(lesson.id, len(lesson.choices))
         if sum(counts) > 1:
