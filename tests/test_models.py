@@ -269,7 +269,7 @@ def test_a_small_run_after_a_big_one_in_the_same_worker_reports_its_own_peak(mod
     try:
         def peak(batch):
             spec = RunSpec(batch_size=batch, prompt_tokens=256, new_tokens=2, repetitions=1,
-                           min_duration_s=0.0, threads=2)
+                           min_duration_s=0.0, threads=2, warmup_runs=0)
             return summarize(worker.measure(spec)).metrics["peak_memory_bytes"].median
         big, small = peak(8), peak(1)
     finally:

@@ -144,6 +144,6 @@ def test_this_machine_s_server_is_simulated_with_its_own_sizing_and_measured_ste
 def test_this_machine_s_steps_are_measured_on_the_model_in_seconds(default_model):
     from lib.serving import step_fit
 
-    fitted = step_fit.measure("smollm2-135m-instruct")
+    fitted = step_fit.measure("smollm2-135m-instruct", repeats=1)
     assert fitted.samples == 11 and 0.005 < fitted.fixed_s < 2 and fitted.per_prompt_s > 0
     assert fitted.seconds(1, 100, 0, 0) < fitted.seconds(1, 100, 128, 0)

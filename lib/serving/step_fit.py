@@ -43,8 +43,10 @@ class FittedStep:
         return dict(self.__dict__)
 
 
-def measure(model_id: str, dtype: str = "float32", threads: int | None = None) -> FittedStep:
-    """Time the model's forward passes here and fit the step (see the module)."""
+def measure(model_id: str, dtype: str = "float32", threads: int | None = None,
+            repeats: int = REPEATS) -> FittedStep:
+    """Time the model's forward passes here and fit the step (see the module); the best of
+    `repeats` timings of each."""
     import warnings
 
     import numpy
@@ -61,7 +63,7 @@ def measure(model_id: str, dtype: str = "float32", threads: int | None = None) -
 
     def timed(call) -> float:
         best = float("inf")
-        for _ in range(REPEATS):
+        for _ in range(repeats):
             started = time.perf_counter()
             call()
             best = min(best, time.perf_counter() - started)
