@@ -283,7 +283,7 @@ def test_a_simulation_on_other_hardware_is_labelled_priced_and_saved():
     warned = " ".join(plain(w.value) for w in at.warning)
     assert "SIMULATED, not measured: simulated: 8 x NVIDIA H200" in warned
     said = words(at)
-    assert "per device-hour" in said and "64 requests/s: $" in said
+    assert "per device-hour (on-demand" in said and "64 requests/s: $" in said    # listed, sourced
     assert "Saved as #" in " ".join(c.value for c in at.caption)
     [entry] = [e for e in Store().list() if e["kind"] == "load"][:1]
     assert entry["model_id"] == "deepseek-r1"

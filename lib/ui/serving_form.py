@@ -142,8 +142,11 @@ def _simulate_form() -> tuple[session.Target | None, str | None]:
         "A simulation of a vLLM-like engine (continuous batching, chunked prefill, a KV cache "
         "in 90% of the memory the weights leave): each step's time comes from the estimator, "
         "so every number is an estimate, never a measurement. It takes a second or two."))
+    # The listed price left as it is stays the listed one (with its source), not "yours".
+    own = None if listed is not None and float(price) == listed.usd_per_hour \
+        else (float(price) or None)
     return session.Target(kind=session.SIMULATE, model_id=model_id, hardware=profile,
-                          gpus=int(gpus), price_per_hour=float(price) or None), None
+                          gpus=int(gpus), price_per_hour=own), None
 
 
 def _local_form() -> tuple[session.Target | None, str | None]:

@@ -94,8 +94,9 @@ def _what_was_simulated(load: LoadResult) -> None:
     from lib.serving import simulate
 
     target, plan = load.target, load.plan
+    engine = str(target.get("engine", ""))
     st.warning(text.md(f"SIMULATED, not measured: {target.get('server', '')}. "
-                       f"{target.get('engine', '')}. Every number here is an estimate."))
+                       f"{engine[:1].upper()}{engine[1:]}. Every number here is an estimate."))
     lines = []
     for level, priced in zip(load.levels, simulate.costs(load)):
         each = priced.get("cost_per_million_tokens")
