@@ -5,7 +5,8 @@ import streamlit as st
 from lib.core import text
 from lib import ui
 from lib.serving import session
-from lib.ui import classroom_view, glossary_view, serving_form, serving_run, serving_view, state
+from lib.ui import (capacity_view, classroom_view, glossary_view, serving_form, serving_run,
+                    serving_view, state)
 
 ui.require_router()             # a deep link after a restart runs through the router
 
@@ -39,6 +40,9 @@ with st.expander("The words used here"):
 
 st.caption("The sidebar's settings belong to the Playground and Explore pages: this page has "
            "its own below, and measures a server, not the model in this app's memory.")
+
+with st.expander("How many devices do I need? Plan a service by simulation"):
+    capacity_view.show()
 
 viewer = classroom_view.current_viewer()
 serving_form.defaults()

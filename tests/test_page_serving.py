@@ -287,3 +287,23 @@ def test_a_simulation_on_other_hardware_is_labelled_priced_and_saved():
     assert "Saved as #" in " ".join(c.value for c in at.caption)
     [entry] = [e for e in Store().list() if e["kind"] == "load"][:1]
     assert entry["model_id"] == "deepseek-r1"
+
+
+def test_how_many_devices_answers_per_hardware_with_the_setups_side_by_side(monkeypatch):
+    from lib.serving import capacity
+
+    monkeypatch.setattr(capacity, "REQUESTS", 100)
+    at = open_page()
+    at.number_input(key="capacity_rate").set_value(4.0).run()
+    at.button(key="capacity_go").click().run()
+    assert not at.exception and not at.error
+    warned = " ".join(plain(w.value) for w in at.warning)
+    assert "SIMULATED, not measured: DeepSeek-R1" in warned and "at 4 requests/s" in warned
+    table = at.dataframe[0].value
+    h200 = table[table["hardware"] == "NVIDIA H200 SXM 141GB"].iloc[0]
+    assert str(h200["devices"]) == "8" and h200["$ per hour"] == "$32.00"
+    said = words(at)
+    assert "Cheapest: " in said and "Within p90 time to first token 2 s" in said
+    assert "Mercatus" in said                          # where the prices come from
+    at.number_input(key=state.SERVING_PROMPT).set_value(32).run()   # the rest of the page
+    assert at.dataframe[0].value.equals(table)         # the answer stays while it is used

@@ -76,16 +76,17 @@ def test_more_load_means_longer_waits_and_the_cli_prices_each_level(capsys):
     for level in document["levels"]:
         assert level["cost_per_million_tokens"] == pytest.approx(
             price * 8 / (level["output_tokens_per_s"] * 3600) * 1e6)
+        assert level["joules_per_token"] == pytest.approx(     # 8 boards at their stated 700 W
+            700 * 8 / level["output_tokens_per_s"])
     best = max(document["levels"], key=lambda level: level["goodput_requests_per_s"])
     assert document["cost_finding"].startswith(
         "Simulated: 8 x NVIDIA H200 SXM 141GB serve DeepSeek-R1 within the targets (goodput) "
         f"up to {best['goodput_requests_per_s']:.3g} requests/s")
     assert f"${best['cost_per_million_good_tokens']:.2f} per million tokens" in \
         document["cost_finding"]
-    status, out, err = run_cli(["load", "--target", "simulate", "--hardware", "mi300x",
-                                "--gpus", "8", "--model", "deepseek-r1", "--rates", "1"],
-                               capsys)
-    assert status == 0 and "no price for this hardware: give --price-per-hour" in out
+    status, out, err = run_cli(["load", "--target", "simulate", "--hardware", "tpu-v6e",
+                                "--model", "smollm2-135m-instruct", "--rates", "1"], capsys)
+    assert status == 0 and "No price for this server: give --price-per-hour" in out
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -107,7 +108,10 @@ def test_simulation_flags_are_refused_for_a_real_server(capsys):
     assert status == 2 and "--hardware is for --target simulate" in err
 
 
-def test_plan_names_the_cheapest_count_per_profile_and_why_others_miss(capsys):
+def test_plan_names_the_cheapest_count_per_profile_and_why_others_miss(capsys, monkeypatch):
+    from lib.serving import capacity
+
+    monkeypatch.setattr(capacity, "REQUESTS", 100)         # a p90 still has 10 above it
     status, out, err = run_cli(["plan", "--model", "deepseek-r1", "--rate", "8", "--ttft-p90",
                                 "2", "--tpot-p90", "0.08", "--json"], capsys)
     assert status == 0, err
@@ -120,6 +124,13 @@ def test_plan_names_the_cheapest_count_per_profile_and_why_others_miss(capsys):
     priced = [o for o in answer["options"] if o["usd_per_hour"] is not None]
     assert [o["usd_per_hour"] for o in priced] == sorted(o["usd_per_hour"] for o in priced)
     assert answer["findings"][0].startswith("Cheapest: ")
+    for option in answer["options"]:          # each count stretches at least to the rate asked
+        assert option["gpus"] is None or option["most_rate"] >= 8
+    side_by_side = answer["findings"][-1]
+    assert side_by_side.startswith("Within p90 time to first token 2 s and p90 time per "
+                                   "output token 80 ms: ")
+    assert f"8 x NVIDIA H200 SXM 141GB up to {h200['most_rate']:.3g} requests/s at " \
+           f"${h200['usd_per_million_at_most']:.2f} per million tokens" in side_by_side
     status, out, err = run_cli(["plan", "--model", "deepseek-r1", "--rate", "0",
                                 "--ttft-p90", "2", "--tpot-p90", "0.08"], capsys)
     assert status == 2 and "positive number" in err

@@ -53,8 +53,10 @@ def add_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--gpus", default=1, type=arguments.count,
                         help="simulate: how many devices serve the model (tensor parallel)")
     parser.add_argument("--price-per-hour", default=None, type=_number, metavar="USD",
-                        help="simulate: your price of one device-hour, for the cost of a "
-                             "million tokens (default: the profile's listed on-demand price)")
+                        help="your price of an hour, for the cost of a million tokens: per "
+                             "device for a simulation (default: the profile's listed on-demand "
+                             "price), the whole server's for a live one (default for a local "
+                             "server: a cloud VM with this machine's cores)")
     parser.add_argument("--model", default=None, type=arguments.text,
                         help="local: a catalog model id (python -m lib models); URL: the served "
                              "model's name (default: the first the server lists)")
@@ -196,11 +198,12 @@ def request(args: argparse.Namespace):
                                    "runs float32 or bfloat16.")
         target = session.Target(session.LOCAL, model_id=args.model,
                                 dtype=args.dtype or "float32",
-                                continuous_batching=args.continuous_batching, api=args.api)
+                                continuous_batching=args.continuous_batching, api=args.api,
+                                price_per_hour=args.price_per_hour)
     else:
         from lib.serving.client import check_url
         target = session.Target(session.URL, url=check_url(args.target), model=args.model or "",
-                                api=args.api, api_key=key)
+                                api=args.api, api_key=key, price_per_hour=args.price_per_hour)
     return target, plan, slo, budget
 
 
@@ -211,9 +214,8 @@ def run(args: argparse.Namespace, out: Out, say: Out, print_json: Callable) -> i
 
     if args.target == "simulate":
         return simulated(args, out, say, print_json)
-    for name in ("hardware", "price_per_hour"):
-        if getattr(args, name) is not None:
-            raise InvalidSpecError(f"--{name.replace('_', '-')} is for --target simulate.")
+    if args.hardware is not None:
+        raise InvalidSpecError("--hardware is for --target simulate.")
     target, plan, slo, budget = request(args)
 
     def progress(words: str, fraction: float) -> None:
@@ -236,6 +238,7 @@ def run(args: argparse.Namespace, out: Out, say: Out, print_json: Callable) -> i
         out(buffer.getvalue().rstrip("\n"))
         return 0
     out(text_table(loaded))
+    _cost_lines(loaded, out)
     return 0
 
 
@@ -263,7 +266,7 @@ def capacity(args: argparse.Namespace, out: Out, print_json: Callable) -> int:
 
     best = sizing_up.options(args.model, args.rate, args.ttft_p90, args.tpot_p90,
                              args.prompt_tokens, args.new_tokens, args.dtype)
-    said = sizing_up.words(best, args.rate)
+    said = sizing_up.words(best, args.rate, args.ttft_p90, args.tpot_p90)
     if args.json:
         return print_json({"provenance": "simulated", "model": args.model, "rate": args.rate,
                            "targets": {"ttft_p90_s": args.ttft_p90,
@@ -274,7 +277,8 @@ def capacity(args: argparse.Namespace, out: Out, print_json: Callable) -> int:
     for option in best:
         out(f"  {option.name:<40} "
             + (f"{option.gpus:>2} devices" if option.gpus else "   none up to 16")
-            + (f"  ${option.usd_per_hour:.2f}/hour" if option.usd_per_hour else ""))
+            + (f"  ${option.usd_per_hour:.2f}/hour" if option.usd_per_hour else "")
+            + (f"  up to {option.most_rate:.3g} requests/s" if option.most_rate else ""))
     for sentence in said:
         out(f"- {sentence}")
     return 0
@@ -311,25 +315,28 @@ def simulated(args: argparse.Namespace, out: Out, say: Out, print_json: Callable
         else measures.SLO_PRESETS[args.slo]
     loaded = simulate.simulate(args.model, args.hardware, args.gpus, plan, slo, args.dtype,
                                args.price_per_hour)
-    said = simulate.cost_finding(loaded)
     if args.json:
-        document = summary.cli_dict(loaded, None)
-        document["provenance"] = simulate.SIMULATED
-        document["cost_finding"] = said
-        document["elapsed_s"] = round(_elapsed_s(), 1)
-        return print_json(document)
+        return print_json({**summary.cli_dict(loaded, None),
+                           "elapsed_s": round(_elapsed_s(), 1)})
     out("SIMULATED, not measured: " + text_table(loaded))
-    for level in loaded.levels:
-        cost = level.summary.get("cost_per_million_tokens")
-        good = level.summary.get("cost_per_million_good_tokens")
-        out(f"  {level.offered:g} {plan.unit}: "
-            + (f"${cost:.2f} per million output tokens"
-               + (f", ${good:.2f} per million within the targets" if good else
-                  ", none within the targets") if cost is not None else
-               "no price for this hardware: give --price-per-hour"))
-    if said:
-        out(f"- {said}")
+    _cost_lines(loaded, out)
     return 0
+
+
+def _cost_lines(loaded, out: Out) -> None:
+    """Each level's cost (and energy) and the goodput sentence, or how to get them."""
+    from lib.serving import pricing
+
+    said = pricing.price_words(loaded)
+    if said is None:
+        out("No price for this server: give --price-per-hour for the cost of a million tokens.")
+        return
+    out(said)
+    for line in pricing.level_lines(loaded):
+        out(f"  {line}")
+    finding = pricing.finding(loaded)
+    if finding:
+        out(f"- {finding}")
 
 
 def _elapsed_s() -> float:

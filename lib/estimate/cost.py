@@ -1,5 +1,6 @@
 """What serving costs: a device-hour's price (`data/prices.json`, with its source and date, or
-the user's own) and the cost of a million output tokens at a throughput.
+the user's own), the cost of a million output tokens at a throughput, and the energy of a token
+at the boards' stated power (`Hardware.board_power_w`).
 
     cost per million tokens = price per device-hour x devices / (tokens per second x 3600) x 1e6
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,27 +33,31 @@ class Price:
 
 
 @functools.cache
-def _table() -> tuple[str, dict]:
+def _table() -> tuple[dict, dict]:
     document = json.loads(PRICES_PATH.read_text(encoding="utf-8"))
-    return document["about"], document["prices"]
+    return document["this"], document["prices"]
 
 
 def price(hardware_id: str, override: float | None = None) -> Price | None:
     """The price of one device-hour of `hardware_id`: `override` when given (the user's), else
-    the table's; None when neither is known."""
+    the table's (`this`: a cloud VM with this machine's cores); None when neither is known."""
     if override is not None:
         if not (isinstance(override, (int, float)) and math.isfinite(override)
                 and 0 < override <= 10_000):
             raise InvalidSpecError(f"A price per device-hour is a dollar amount from 0 to "
                                    f"10,000 (got {override!r}).")
         return Price(float(override), "your price")
-    about, prices = _table()
+    this, prices = _table()
+    if hardware_id == "this":
+        cores = os.cpu_count() or 1
+        return Price(float(this["usd_per_core_hour"]) * cores,
+                     f"a cloud VM with this machine's {cores} cores, on demand: "
+                     f"{this['source']}")
     row = prices.get(hardware_id)
     if row is None:
         return None
     return Price(float(row["usd_per_hour"]),
-                 f"on-demand, specialty clouds' range ${row['range']}, {row['date']}; "
-                 "Mercatus GPU pricing survey")
+                 f"on-demand, range ${row['range']}, {row['date']}; {row['source']}")
 
 
 def per_million_tokens(price_per_hour: float, devices: int,
@@ -60,3 +66,13 @@ def per_million_tokens(price_per_hour: float, devices: int,
     if not tokens_per_s:
         return None
     return price_per_hour * devices / (tokens_per_s * 3600) * 1e6
+
+
+def joules_per_token(board_power_w: float | None, devices: int,
+                     tokens_per_s: float | None) -> float | None:
+    """Energy per output token at the boards' stated maximum draw: an upper bound (boards
+    rarely draw their maximum; the host, network and cooling are not counted). None without a
+    stated power or any tokens."""
+    if not board_power_w or not tokens_per_s:
+        return None
+    return board_power_w * devices / tokens_per_s

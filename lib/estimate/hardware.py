@@ -58,6 +58,8 @@ class Hardware:
     notes: str = ""                            # how figures a vendor doesn't publish were derived
     measured: bool = False                     # sustained, measured here (not datasheet peaks)
     layer_overhead_s: float | None = None      # measured eager per-layer overhead (`this` only)
+    board_power_w: float | None = None         # the vendor's stated maximum draw, per device
+    power_source: str = ""
 
     def flops_dtype(self, dtype: str) -> str:
         """The dtype whose figure answers for `dtype` (itself when the device has one)."""
@@ -85,6 +87,7 @@ class Hardware:
                 "interconnect": self.interconnect,
                 "interconnect_bytes_per_s": self.interconnect_bytes_per_s,
                 "layer_overhead_s": self.layer_overhead_s,
+                "board_power_w": self.board_power_w, "power_source": self.power_source,
                 "measured": self.measured, "source": self.source, "notes": self.notes}
 
 
@@ -102,7 +105,9 @@ def table() -> dict[str, Hardware]:
             interconnect_bytes_per_s=None if row["interconnect_bytes_per_s"] is None
             else float(row["interconnect_bytes_per_s"]),
             source=row["source"], interconnect=row.get("interconnect"),
-            notes=row.get("notes", ""))
+            notes=row.get("notes", ""),
+            board_power_w=None if row.get("board_power_w") is None
+            else float(row["board_power_w"]), power_source=row.get("power_source", ""))
         if profile.id in found or profile.id == THIS or profile.kind not in KINDS:
             raise ValueError(f"{TABLE_PATH}: bad or repeated profile {profile.id!r}")
         found[profile.id] = profile

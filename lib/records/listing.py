@@ -14,6 +14,8 @@ import json
 from typing import Any
 
 from lib.core.results import ESTIMATED, MEASURED
+
+SIMULATED = "simulated"              # a load run's target kind when nothing ran
 from lib.core.spec import DEVICES
 
 # The columns `Store.list` selects first, in order; then factors, spec (or a load run's plan),
@@ -81,6 +83,9 @@ def device_label(entry: dict[str, Any], base_hardware: Any, base_gpus: Any) -> s
         spec = entry.get("spec") or {}
         if isinstance(spec.get("hardware"), str):
             return profile(spec["hardware"], spec.get("gpus"))
+    elif entry["kind"] == "load":
+        if entry.get("provenance") == SIMULATED and isinstance(base_hardware, str):
+            return profile(base_hardware, base_gpus)
     elif entry["kind"] == "sweep":
         devices = [v["device"] for v in entry["point_values"] if isinstance(v.get("device"), str)]
         if devices:
@@ -92,11 +97,12 @@ def device_label(entry: dict[str, Any], base_hardware: Any, base_gpus: Any) -> s
 
 
 def provenance(kind: str, run_kind: Any, base_hardware: Any, point_kinds: list[Any]) -> str:
-    """"measured", "estimated" or "measured and estimated": what an entry's numbers are. A
+    """"measured", "estimated", "measured and estimated", or for a load "simulated": what an
+    entry's numbers are. A
     document that doesn't say was measured (written before estimates existed); a sweep with no
     point yet is what its settings ask for (a hardware profile: estimated)."""
-    if kind == "load":                   # a server under load: always measured
-        return MEASURED
+    if kind == "load":                   # a server under load, or its simulation
+        return SIMULATED if run_kind == SIMULATED else MEASURED
     if kind == "run":
         kinds = {run_kind}
     elif point_kinds:

@@ -295,14 +295,19 @@ class Store:
                  "THEN json_extract(e.document, '$.spec') "
                  "WHEN e.kind = 'load' AND json_valid(e.document) "
                  "THEN json_extract(e.document, '$.plan') END, "
-                 "CASE WHEN json_valid(e.document) "
-                 "THEN json_extract(e.document, '$.provenance.kind') END, "
-                 "CASE WHEN json_valid(e.document) "
-                 "THEN json_extract(e.document, '$.base.hardware') END, "
+                 # A load run's target kind ('simulated': nothing ran), hardware and devices
+                 # stand where a run's provenance and a sweep's base hardware and count do.
+                 "CASE WHEN NOT json_valid(e.document) THEN NULL WHEN e.kind = 'load' "
+                 "THEN json_extract(e.document, '$.target.kind') "
+                 "ELSE json_extract(e.document, '$.provenance.kind') END, "
+                 "CASE WHEN NOT json_valid(e.document) THEN NULL WHEN e.kind = 'load' "
+                 "THEN json_extract(e.document, '$.target.hardware') "
+                 "ELSE json_extract(e.document, '$.base.hardware') END, "
                  "CASE WHEN json_valid(e.document) "
                  "THEN json_extract(e.document, '$.base.stack') END, "
-                 "CASE WHEN json_valid(e.document) "
-                 "THEN json_extract(e.document, '$.base.gpus') END "
+                 "CASE WHEN NOT json_valid(e.document) THEN NULL WHEN e.kind = 'load' "
+                 "THEN json_extract(e.document, '$.target.gpus') "
+                 "ELSE json_extract(e.document, '$.base.gpus') END "
                  "FROM entries e WHERE 1 = 1")
         args: list[Any] = []
         if since:

@@ -46,7 +46,8 @@ def entry_label(entry: dict[str, Any]) -> str:
         return "run: " + run_settings_text({"model_id": entry["model_id"],
                                             **(entry.get("spec") or {})})
     if entry["kind"] == "load":
-        return "load sweep: " + load_words(entry.get("plan") or {}) + f" — {entry['model_id']}"
+        return ("simulated load sweep: " if entry.get("provenance") == "simulated" else
+                "load sweep: ") + load_words(entry.get("plan") or {}) + f" — {entry['model_id']}"
     factors = [current_name(name) for name in entry.get("factors") or []
                if isinstance(name, str) and current_name(name) in FACTORS]
     if not factors:

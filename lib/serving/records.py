@@ -18,6 +18,7 @@ APIS = ("completions", "chat")
 # so a request may stop early (reported, never hidden); "auto": find out with a probe request.
 FIXED_LENGTH_MODES = ("auto", "vllm", "transformers", "max_tokens")
 
+SIMULATED = "simulated"   # a load's target kind and provenance when nothing ran (simulate)
 OK = "ok"                 # wrote every token asked for
 SHORT = "stopped early"   # finished normally but wrote fewer tokens than asked (an end-of-text)
 FAILED = "failed"         # no answer: refused, timed out, HTTP error, broken stream

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lib.core.errors import InvalidSpecError, StoppedError
-from lib.serving import findings, summary, sizing as sizing_rules
+from lib.estimate import cost
+from lib.serving import findings, pricing, summary, sizing as sizing_rules
 from lib.serving.load import run_load
 from lib.serving.plan import LoadPlan
 from lib.serving.measures import Slo
@@ -52,7 +53,8 @@ class Target:
     timeout_s: float = FALLBACK_TIMEOUT_S     # used only where the plan is not sized
     hardware: str | None = None          # simulate: a hardware profile id
     gpus: int = 1                        # simulate: devices serving the model
-    price_per_hour: float | None = None  # simulate: the user's price per device-hour
+    # The user's price per hour: per device for a simulation, the whole server's for a live one.
+    price_per_hour: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in (LOCAL, URL, SIMULATE):
@@ -66,6 +68,8 @@ class Target:
             raise InvalidSpecError("Give the server's URL, such as http://host:8000/v1.")
         if self.api not in APIS:
             raise InvalidSpecError(f"API {self.api!r}: choose {' or '.join(APIS)}.")
+        if self.price_per_hour is not None:
+            cost.price("", self.price_per_hour)        # InvalidSpecError for a bad amount
         if not 0.1 <= self.timeout_s <= 3600:
             raise InvalidSpecError(f"Request timeout {self.timeout_s!r} s: use 0.1 to 3600.")
 
@@ -148,6 +152,9 @@ def measure(target: Target, plan: LoadPlan, slo: Slo | None, *, say: Say = lambd
                     "probe": probe_note,
                     "prompt_tokenizer": "the served model's" if target.kind == LOCAL
                     else "SmolLM2's"}
+    price = cost.price("this", target.price_per_hour) if target.kind == LOCAL else \
+        (cost.price("", target.price_per_hour) if target.price_per_hour is not None else None)
+    target_words["price"] = pricing.saved_price(price)
     if target.kind == LOCAL:
         target_words.update(dtype=target.dtype, continuous_batching=target.continuous_batching,
                             started_in_s=getattr(server, "started_in_s", None))

@@ -26,9 +26,8 @@ from typing import Any
 
 from lib.core.errors import InvalidSpecError
 from lib.serving.plan import CONCURRENCY, LoadPlan
-from lib.serving.records import MEASURED, OK, WARMUP, RequestRecord
+from lib.serving.records import MEASURED, OK, SIMULATED, WARMUP, RequestRecord
 
-SIMULATED = "simulated"
 BLOCK_TOKENS = 16                 # vLLM's KV cache block
 MEMORY_UTILIZATION = 0.9          # vLLM's gpu_memory_utilization default
 MAX_SEQS = 256                    # vLLM's max_num_seqs default
@@ -260,9 +259,10 @@ def simulate_level(engine: Engine, plan: LoadPlan, level: float) -> list[Request
 
 def simulate(model_id: str, hardware_id: str, gpus: int, plan: LoadPlan, slo=None,
              dtype: str | None = None, price_per_hour: float | None = None):
-    """Every level of `plan`, as a `LoadResult` marked simulated, each level with its cost
-    (`with_cost`) where the hardware's price is known or given."""
+    """Every level of `plan`, as a `LoadResult` marked simulated, each level with its cost and
+    energy (`lib.serving.pricing.with_cost`) where the hardware's price and power are known."""
     from lib.estimate import cost
+    from lib.serving import pricing
     from lib.serving.summary import LoadResult, _level
 
     if hardware_id == "this":
@@ -271,66 +271,11 @@ def simulate(model_id: str, hardware_id: str, gpus: int, plan: LoadPlan, slo=Non
         engine, target = engine_for_this(model_id, plan, dtype or "float32")
     else:
         engine, target = engine_for(model_id, hardware_id, gpus, dtype)
-    price = cost.price(hardware_id, price_per_hour)
-    target["price"] = None if price is None else {"usd_per_device_hour": price.usd_per_hour,
-                                                  "source": price.source}
-    levels = []
-    for level in plan.levels:
-        made = _level(level, tuple(simulate_level(engine, plan, level)), slo, 0, 0.0, False)
-        levels.append(replace(made, summary=with_cost(made.summary, price, gpus,
-                                                       plan.new_tokens)))
+    target["price"] = pricing.saved_price(cost.price(hardware_id, price_per_hour))
+    levels = [_level(level, tuple(simulate_level(engine, plan, level)), slo, 0, 0.0, False)
+              for level in plan.levels]
+    levels = [replace(made, summary=priced)
+              for made, priced in zip(levels, pricing.levels(LoadResult(target, plan, slo,
+                                                                         tuple(levels), {})))]
     return LoadResult(target, plan, slo, tuple(levels),
                       {"provenance": SIMULATED, "engine": ENGINE_WORDS})
-
-
-def costs(load) -> list[dict[str, Any]]:
-    """Each level's cost (`with_cost`) from a simulated load's target, reopened or not."""
-    from lib.estimate.cost import Price
-
-    saved = load.target.get("price")
-    price = Price(float(saved["usd_per_device_hour"]), str(saved.get("source", ""))) \
-        if isinstance(saved, dict) and isinstance(saved.get("usd_per_device_hour"),
-                                                  (int, float)) else None
-    gpus = load.target.get("gpus") if isinstance(load.target.get("gpus"), int) else 1
-    return [with_cost(level.summary, price, gpus, load.plan.new_tokens)
-            for level in load.levels]
-
-
-def cost_finding(load) -> str | None:
-    """'8 x H200 serve DeepSeek-R1 within the targets up to 11 requests/s, at $3.16 per million
-    tokens that meet them': the level with the most goodput, in one sentence (None without a
-    price or any good request)."""
-    from lib.models.catalog import get_entry
-
-    priced = costs(load)
-    best = max(range(len(priced)), default=None,
-               key=lambda i: priced[i].get("goodput_requests_per_s") or 0.0)
-    if best is None or not priced[best].get("goodput_requests_per_s") or \
-            priced[best].get("cost_per_million_good_tokens") is None:
-        return None
-    level, target = priced[best], load.target
-    try:
-        model = get_entry(target["model_id"]).display_name.split(" (")[0]
-    except Exception:                 # noqa: BLE001 - a reopened entry's model may be gone
-        model = str(target.get("model_id"))
-    where = f"{target.get('gpus', 1)} x {target.get('hardware_name', target.get('hardware'))}"
-    return (f"Simulated: {where} serve {model} within the targets (goodput) up to "
-            f"{level['goodput_requests_per_s']:.3g} requests/s (at {load.levels[best].offered:g} "
-            f"{load.plan.unit} offered), at ${level['cost_per_million_good_tokens']:.2f} per "
-            "million tokens that meet them.")
-
-
-def with_cost(summary: dict[str, Any], price, devices: int, new_tokens: int) -> dict[str, Any]:
-    """A level's summary with `cost_per_million_tokens` (at its output throughput) and
-    `cost_per_million_good_tokens` (only the answers within the targets), in dollars."""
-    from lib.estimate.cost import per_million_tokens
-
-    if price is None:
-        return {**summary, "cost_per_million_tokens": None,
-                "cost_per_million_good_tokens": None}
-    good = summary.get("goodput_requests_per_s")
-    return {**summary,
-            "cost_per_million_tokens": per_million_tokens(
-                price.usd_per_hour, devices, summary.get("output_tokens_per_s")),
-            "cost_per_million_good_tokens": per_million_tokens(
-                price.usd_per_hour, devices, good * new_tokens if good else None)}

@@ -16,7 +16,7 @@ from lib.serving import findings, measures
 from lib.serving.load import LevelRun
 from lib.serving.plan import LoadPlan
 from lib.serving.measures import Slo
-from lib.serving.records import PHASES, STATUSES, RequestRecord
+from lib.serving.records import PHASES, SIMULATED, STATUSES, RequestRecord
 
 KIND = "load"
 MAX_LOAD_RECORDS = 100_000       # requests in one imported load run
@@ -223,18 +223,30 @@ RATES = ("achieved_requests_per_s", "output_tokens_per_s", "output_tokens_per_s_
 COUNTS = ("requests", "completed", "failed", "stopped_early", "cancelled", "window_s")
 
 
+def provenance_of(load: LoadResult) -> str:
+    """"simulated" (nothing ran) or "measured"."""
+    return SIMULATED if load.target.get("kind") == SIMULATED else "measured"
+
+
 def level_rows(load: LoadResult) -> list[dict[str, Any]]:
-    """One row per level: the load, the counts, each latency's p50/p90/p99, the rates."""
+    """One row per level: where the numbers come from (measured or simulated), the load, the
+    counts, each latency's p50/p90/p99, the rates, and the cost and energy of a token
+    (`lib.serving.pricing`: empty without a price or a stated power)."""
+    from lib.serving import pricing
+
     rows = []
-    for level in load.levels:
+    provenance = provenance_of(load)
+    for level, priced in zip(load.levels, pricing.levels(load)):
         summary = level.summary
-        row: dict[str, Any] = {"model": load.model, "mode": load.plan.mode,
-                               "offered": level.offered, "unit": load.plan.unit}
+        row: dict[str, Any] = {"provenance": provenance, "model": load.model,
+                               "mode": load.plan.mode, "offered": level.offered,
+                               "unit": load.plan.unit}
         row.update({name: summary[name] for name in COUNTS})
         for metric in (*measures.LATENCY_METRICS, "queue_s"):
             dist = summary.get(metric) or {}
             row.update({f"{metric}_{stat}": dist.get(stat) for stat in STATISTICS})
         row.update({name: summary[name] for name in RATES})
+        row.update({name: priced[name] for name in pricing.PRICED})
         row["late_sends"] = level.late_sends
         rows.append(row)
     return rows
@@ -261,10 +273,12 @@ def request_rows(load: LoadResult) -> list[dict[str, Any]]:
 def cli_dict(load: LoadResult, entry_id: int | None) -> dict[str, Any]:
     """`python -m lib load --json`: one object with a `levels` list, metrics named as `run`
     names them."""
+    from lib.serving import pricing
+
     found = load.knee
     levels = []
-    for level in load.levels:
-        summary = dict(level.summary)
+    for level, priced in zip(load.levels, pricing.levels(load)):
+        summary = dict(priced)
         summary.pop("failure_reasons", None)
         levels.append({**summary, "failure_reasons": level.summary["failure_reasons"],
                        "late_sends": level.late_sends})
@@ -274,4 +288,6 @@ def cli_dict(load: LoadResult, entry_id: int | None) -> dict[str, Any]:
     return {"target": load.target, "plan": plan,
             "slo": load.slo.to_dict() if load.slo else None, "unit": load.plan.unit,
             "levels": levels, "knee": found.to_dict() if found else None,
-            "findings": load.findings, "stopped": load.stopped, "history_id": entry_id}
+            "findings": load.findings, "stopped": load.stopped, "history_id": entry_id,
+            "provenance": provenance_of(load),
+            "cost_finding": pricing.finding(load)}

@@ -173,7 +173,25 @@ def _local_form() -> tuple[session.Target | None, str | None]:
     right.caption("On: requests share the model's passes. Off: one at a time, the others wait.")
     left.caption(text.md(catalog.CATALOG[model_id].description))
     return session.Target(kind=session.LOCAL, model_id=model_id, dtype=dtype,
-                          continuous_batching=batching), None
+                          continuous_batching=batching,
+                          price_per_hour=_price_box(st, "this")), None
+
+
+def _price_box(place, listed_for: str | None) -> float | None:
+    """What an hour of the server costs, for the cost of a million tokens: the listed price
+    filled in (`lib.estimate.cost`), None while it is left as listed or at 0 (no price)."""
+    from lib.estimate import cost
+
+    listed = cost.price(listed_for) if listed_for else None
+    price = place.number_input(
+        "Price per hour ($, for the cost per token)", 0.0, 10_000.0,
+        value=listed.usd_per_hour if listed else 0.0, step=0.05, format="%.4g",
+        key=f"serving_price_{listed_for or 'url'}",
+        help=(f"Filled in: {listed.source}. Type what an hour of it costs you instead."
+              if listed else "What an hour of that server costs you; 0: no cost shown."))
+    if listed is not None and float(price) == listed.usd_per_hour:
+        return None                   # the listed one, with its source
+    return float(price) or None
 
 
 def _url_form(allowed: bool) -> tuple[session.Target | None, str | None]:
@@ -197,6 +215,7 @@ def _url_form(allowed: bool) -> tuple[session.Target | None, str | None]:
                         help="Sent to the server with each request and nowhere else.")
     st.caption("The API key stays in this browser session's memory only: it is never saved, "
                "exported, put in a link or written to a log.")
+    price = _price_box(st, None) if allowed else None
     if not allowed:
         return None, URL_IS_HOST_ONLY
     if not url.strip():
@@ -204,7 +223,8 @@ def _url_form(allowed: bool) -> tuple[session.Target | None, str | None]:
     try:
         checked = client.check_url(url)
         return session.Target(kind=session.URL, url=checked, model=model.strip(), api=api,
-                              api_key=key or None, timeout_s=float(timeout)), None
+                              api_key=key or None, timeout_s=float(timeout),
+                              price_per_hour=price), None
     except ExplorerError as exc:
         st.error(text.md(exc))
         return None, "Fix the address first."

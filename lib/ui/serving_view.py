@@ -18,6 +18,7 @@ from lib.views import serving_charts
 from lib.records import table
 from lib.core import text
 from lib.serving import summary
+from lib.serving.records import SIMULATED
 from lib.serving.summary import LoadResult
 from lib.ui import state
 
@@ -29,6 +30,7 @@ def show(load: LoadResult, where: str, entry_id: int | None = None,
          when: str | None = None) -> None:
     """Draw `load`; `where` keeps this place's widgets apart ("serving", "history_12")."""
     _what_was_measured(load)
+    _cost(load)
     if load.stopped:
         st.warning("**Stopped.** The run was ended early: the levels below are the ones "
                    "measured before Stop, the last one perhaps with fewer requests.")
@@ -63,7 +65,7 @@ def show(load: LoadResult, where: str, entry_id: int | None = None,
 
 def _what_was_measured(load: LoadResult) -> None:
     target = load.target
-    if target.get("kind") == "simulated":
+    if target.get("kind") == SIMULATED:
         _what_was_simulated(load)
         return
     endpoint = target.get("endpoint") or {}
@@ -90,35 +92,37 @@ def _what_was_measured(load: LoadResult) -> None:
 
 
 def _what_was_simulated(load: LoadResult) -> None:
-    """A simulation's banner: what was simulated, on what, and each level's cost."""
-    from lib.serving import simulate
-
+    """A simulation's banner: what was simulated, on what."""
     target, plan = load.target, load.plan
     engine = str(target.get("engine", ""))
     st.warning(text.md(f"SIMULATED, not measured: {target.get('server', '')}. "
                        f"{engine[:1].upper()}{engine[1:]}. Every number here is an estimate."))
-    lines = []
-    for level, priced in zip(load.levels, simulate.costs(load)):
-        each = priced.get("cost_per_million_tokens")
-        good = priced.get("cost_per_million_good_tokens")
-        if each is None:
-            continue
-        lines.append(f"- {level.offered:g} {plan.unit}: ${each:.2f} per million output tokens"
-                     + (f", ${good:.2f} per million within the targets" if good else
-                        ", none within the targets"))
-    price = target.get("price")
-    if lines and isinstance(price, dict):
-        st.markdown(text.md(f"Cost at ${price.get('usd_per_device_hour', 0):.2f} per "
-                            f"device-hour ({price.get('source', '')}), "
-                            f"{target.get('gpus', 1)} devices:") + "\n" + "\n".join(
-                                text.md(line).replace("\\-", "-", 1) for line in lines))
-    finding = simulate.cost_finding(load)
-    if finding:
-        st.markdown(text.md(finding))
     st.caption(text.md(f"Load: {', '.join(f'{v:g}' for v in plan.levels)} {plan.unit}; "
                        f"{plan.requests} requests per level after {plan.warmup} warm-up; "
                        f"prompts of {plan.prompt_tokens} tokens, answers of "
                        f"{plan.new_tokens} tokens."))
+
+
+def _cost(load: LoadResult) -> None:
+    """Each level's cost of a million tokens (and energy of a token where the hardware states
+    its power), the price it assumes, and the goodput sentence; or how to get a price."""
+    from lib.serving import pricing
+
+    said = pricing.price_words(load)
+    if said is None:
+        st.caption("No price for this server, so no cost per token: give what an hour of it "
+                   "costs you (the Serving page's Price per hour) and run again.")
+        return
+    lines = "\n".join(f"- {text.md(line)}" for line in pricing.level_lines(load))
+    with st.expander("What it costs", expanded=load.target.get("kind") == SIMULATED):
+        st.markdown(text.md(said) + "\n\n" + lines)
+        if load.target.get("kind") == "local":
+            st.caption("This machine is priced as a rented cloud machine with the same number "
+                       "of cores: a classroom PC costs its owner less per hour, and a GPU "
+                       "server costs more per hour but writes far more tokens in it.")
+    finding = pricing.finding(load)
+    if finding:
+        st.markdown(text.md(finding))
 
 
 def _prompt_words(target: dict) -> str:

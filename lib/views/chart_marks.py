@@ -47,6 +47,8 @@ ESTIMATE_OPACITY = 0.45
 ESTIMATE_HATCH_COLOR = "rgba(255, 255, 255, 0.9)"      # white stripes over the lighter bar
 NOISY_HATCH_COLOR = "rgba(30, 30, 30, 0.7)"            # dark crosses over the bar's own colour
 ESTIMATE_WORDS = "estimate, not measured: no spread"
+SIMULATED_LEGEND = "simulated (hatched, open diamonds): estimates, nothing ran"
+SIMULATED_HATCH_COLOR = "rgba(255, 255, 255, 0.8)"
 PERCENTILE_SAMPLES = MIN_SAMPLES[10]
 
 
@@ -279,3 +281,30 @@ def legend_below(figure: go.Figure) -> None:
     figure.update_layout(legend={"orientation": "h", "yref": "container", "y": 0,
                                  "yanchor": "bottom", "x": 0})
     figure.update_layout(margin={"b": 110})
+
+
+def simulated_marks(figure: go.Figure, simulated: bool) -> go.Figure:
+    """A simulated load's figure (`lib.views.serving_charts`) made unmistakable: 'SIMULATED'
+    before its title, the area under each solid line hatched, open diamonds for its points,
+    hatched bars, "(simulated, not measured)" on hover, and a legend entry saying what the
+    hatching means. A measured load's figure is returned as it is."""
+    if not simulated:
+        return figure
+    for trace in figure.data:
+        if trace.type == "bar":
+            trace.marker.pattern = {"shape": "/", "fgcolor": SIMULATED_HATCH_COLOR}
+        elif trace.mode and "lines" in trace.mode and trace.line.dash in (None, "solid"):
+            trace.update(fill="tozeroy", fillcolor="rgba(0, 0, 0, 0)",
+                         fillpattern={"shape": "/", "fgcolor": trace.line.color,
+                                      "fgopacity": 0.35, "size": 8})
+        if trace.type == "scatter" and trace.mode and "markers" in trace.mode:
+            trace.marker.symbol = "diamond-open"
+        if trace.hovertemplate:
+            trace.hovertemplate = trace.hovertemplate.replace(
+                "<extra>", " (simulated, not measured)<extra>", 1)
+    figure.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=SIMULATED_LEGEND,
+                                marker={"symbol": "diamond-open", "color": "grey"},
+                                hoverinfo="skip"))
+    title = figure.layout.title.text or ""
+    figure.update_layout(title=f"SIMULATED, not measured — {title}")
+    return figure

@@ -35,8 +35,10 @@ from lib.core import text
 from lib.serving import findings
 from lib.core.metrics import METRICS, format_number, format_seconds
 from lib.serving.plan import RATE
-from lib.serving.records import CANCELLED, COOLDOWN, FAILED, MEASURED, RequestRecord
+from lib.serving.records import (CANCELLED, COOLDOWN, FAILED, MEASURED, SIMULATED,
+                                 RequestRecord)
 from lib.serving.summary import Level, LoadResult
+from lib.views.chart_marks import simulated_marks
 
 LOG_SPAN = 10.0            # a y axis whose largest value is this many times its smallest: log
 LOG_X_SPAN = 4.0           # levels spanning this ratio are drawn on a log x axis
@@ -157,7 +159,7 @@ def latency_figure(load: LoadResult) -> go.Figure:
         title=f"Latency as the load grows: {text.html(load.model)}", height=820,
         hovermode="closest", margin={"t": 90, "b": 110},
         legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0})
-    return figure
+    return simulated_marks(figure, load.target.get("kind") == SIMULATED)
 
 
 def throughput_figure(load: LoadResult) -> go.Figure:
@@ -201,7 +203,7 @@ def throughput_figure(load: LoadResult) -> go.Figure:
         title="Throughput as the load grows: does the server keep up?", height=600,
         hovermode="closest", margin={"t": 90, "b": 110},
         legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0})
-    return figure
+    return simulated_marks(figure, load.target.get("kind") == SIMULATED)
 
 
 def tradeoff_figure(load: LoadResult) -> go.Figure:
@@ -227,7 +229,7 @@ def tradeoff_figure(load: LoadResult) -> go.Figure:
         # Room on the right and at the top for the labels of the outermost points.
         xaxis_range=[0, max(total, default=1) * 1.2 or 1],
         yaxis_range=[0, max(per_user, default=1) * 1.2 or 1], showlegend=False)
-    return figure
+    return simulated_marks(figure, load.target.get("kind") == SIMULATED)
 
 
 def timeline_figure(load: LoadResult, level: Level) -> go.Figure:
@@ -309,7 +311,7 @@ def timeline_figure(load: LoadResult, level: Level) -> go.Figure:
         hovermode="closest", bargap=0.0 if many else 0.25,
         legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0},
         margin={"b": 100})
-    return figure
+    return simulated_marks(figure, load.target.get("kind") == SIMULATED)
 
 
 def _drawn(record: RequestRecord) -> bool:
@@ -337,10 +339,14 @@ def _seconds(value: float | None) -> str:
 def display_rows(load: LoadResult) -> list[dict[str, Any]]:
     """One row per level for people: the load, the counts, latency percentiles formatted (a
     dash where a percentile needs more samples), and the rates."""
+    from lib.serving import pricing
+
     rows = []
     late = any(level.late_sends for level in load.levels)
+    priced = dict(zip((level.offered for level in load.levels), pricing.levels(load)))
     for level in sorted(load.levels, key=lambda level: level.offered):
         summary = level.summary
+        cost = priced[level.offered]
 
         def stat(metric: str, name: str) -> str:
             return _seconds((summary.get(metric) or {}).get(name))
@@ -363,7 +369,18 @@ def display_rows(load: LoadResult) -> list[dict[str, Any]]:
             row["goodput (requests/s)"] = rate("goodput_requests_per_s")
             fraction = summary.get("good_fraction")
             row["met the targets"] = "-" if fraction is None else f"{fraction:.0%}"
+        if pricing.price_of(load.target) is not None:
+            row["$ per million tokens"] = _dollars(cost["cost_per_million_tokens"])
+            if load.slo is not None:
+                row["$ per million within targets"] = _dollars(
+                    cost["cost_per_million_good_tokens"])
+        if cost["joules_per_token"] is not None:
+            row["J per token (at most)"] = f"{cost['joules_per_token']:.2g}"
         if late:
             row["sent late"] = level.late_sends
         rows.append(row)
     return rows
+
+
+def _dollars(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.2f}"
