@@ -98,6 +98,9 @@ for row_start in range(0, len(cards), 4):
 memory_words = export.memory_sentence(measurement)
 if memory_words:
     st.caption(text.md(memory_words))
+cost_words = export.cost_sentence(measurement, summary)
+if cost_words:
+    st.caption(text.md(cost_words))
 
 ttft_median = summary.metrics["ttft_s"].median if "ttft_s" in summary.metrics else \
     summary.metrics["e2e_s"].median

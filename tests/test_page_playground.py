@@ -55,6 +55,12 @@ def test_run_shows_metrics_text_chart_and_table(app):
     assert len(app.get("plotly_chart")) == 1
     assert len(app.dataframe) == 2           # the percentiles, and measured vs. estimated
     assert any("p99" in c.value for c in app.caption)      # why tail percentiles are hidden
+    from lib.estimate import cost
+    per_hour = cost.price("this").usd_per_hour      # 2 answers of 6 tokens in 0.2 + 5 x 0.05 s
+    dollars = per_hour / (2 / 0.45 * 6 * 3600) * 1e6
+    assert any(plain(c.value).startswith(f"If this machine were rented by the hour: "
+                                         f"${dollars:,.2f} per million output tokens")
+               for c in app.caption)
     # Results persist across reruns (e.g. touching a widget) until the next Run.
     app.number_input(key="setting_new_tokens").set_value(7).run()
     assert len(app.get("plotly_chart")) == 1
@@ -315,6 +321,8 @@ def test_an_estimate_on_other_hardware_is_labelled_and_runs_nothing(app):
     assert not app.exception
     assert "This is an ESTIMATE, not a measurement" in app.warning[0].value
     assert "Measured vs. estimated on this machine" not in [h.value for h in app.subheader]
+    [priced] = [plain(c.value) for c in app.caption if "Estimated cost: $" in plain(c.value)]
+    assert "at $4.00 per device-hour x 1" in priced and "stated 700 W" in priced
 
 
 def test_an_estimate_says_what_limits_it_on_that_hardware(app):
@@ -397,3 +405,4 @@ def test_a_draft_model_comes_from_a_student_trained_from_the_sidebar(app, tmp_pa
     monkeypatch.setattr(door, "is_host", lambda: False)          # a classroom visitor
     app.run()
     assert not [b for b in app.button if b.key == "distill_start"]
+

@@ -109,6 +109,19 @@ def share(value: str) -> float:
     return number
 
 
+def price(value: str) -> float:
+    """A price per hour in dollars, more than 0 and at most 10,000."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0 < number <= 10_000:
+        raise argparse.ArgumentTypeError(
+            f"{_shown(value)} is not a price: give dollars per hour, more than 0 and at most "
+            "10,000, like 3.5")
+    return number
+
+
 def entry_id(value: str) -> int:
     """A history entry's id: a whole number from 1 up (one too big for SQLite is simply not
     there, which the store says)."""

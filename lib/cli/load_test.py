@@ -52,7 +52,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
                         help="simulate: a hardware profile id (python -m lib hardware)")
     parser.add_argument("--gpus", default=1, type=arguments.count,
                         help="simulate: how many devices serve the model (tensor parallel)")
-    parser.add_argument("--price-per-hour", default=None, type=_number, metavar="USD",
+    parser.add_argument("--price-per-hour", default=None, type=arguments.price, metavar="USD",
                         help="your price of an hour, for the cost of a million tokens: per "
                              "device for a simulation (default: the profile's listed on-demand "
                              "price), the whole server's for a live one (default for a local "

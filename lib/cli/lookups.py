@@ -92,12 +92,12 @@ def estimate(args: argparse.Namespace) -> int:
                                "prompt-lookup, early-exit or draft.")
     result = estimator.estimate(spec, spec.hardware, spec.gpus, weights, args.acceptance_rate)
     if args.json:
-        return print_json(result.to_dict())
-    out(estimate_text(result.enforce()))
+        return print_json({**result.to_dict(), "cost": result.cost(args.price_per_hour)})
+    out(estimate_text(result.enforce(), args.price_per_hour))
     return 0
 
 
-def estimate_text(result) -> str:
+def estimate_text(result, price_per_hour: float | None = None) -> str:
     from lib.estimate import device_memory
     from lib.core.metrics import METRICS
 
@@ -113,7 +113,11 @@ def estimate_text(result) -> str:
     lines.append("")
     lines += [f"{phase}: limited by {term}" for phase, term in result.bound.items()]
     lines += ["", f"why: {result.why()['text']}", ""]
-    lines += [f"memory: {result.memory_verdict}", "", "assumptions:"]
+    lines += [f"memory: {result.memory_verdict}", ""]
+    if result.spec.new_tokens:
+        from lib.estimate import cost
+        lines += [f"cost: {cost.words(result.cost(price_per_hour), result.gpus)}", ""]
+    lines += ["assumptions:"]
     lines += [f"- {sentence}" for sentence in result.assumptions]
     return "\n".join(lines)
 

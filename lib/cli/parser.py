@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     estimated.add_argument("--acceptance-rate", type=arguments.share, default=None,
                            help="with --speculative: the share of guesses accepted (0-1); "
                                 "default: the rate measured here for that method and prompt")
+    estimated.add_argument("--price-per-hour", type=arguments.price, default=None,
+                           metavar="USD", help="your price of one device-hour, for the cost of "
+                           "a million tokens (default: the profile's listed on-demand price)")
     profiles = commands.add_parser("hardware", help="list the hardware profiles for estimates")
     profiles.add_argument("--json", action="store_true",
                           help="print a JSON list instead of a table")

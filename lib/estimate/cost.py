@@ -76,3 +76,32 @@ def joules_per_token(board_power_w: float | None, devices: int,
     if not board_power_w or not tokens_per_s:
         return None
     return board_power_w * devices / tokens_per_s
+
+
+def at_throughput(hardware_id: str, devices: int, tokens_per_s: float | None,
+                  board_power_w: float | None, override: float | None = None) -> dict:
+    """An estimate's cost of a million output tokens and energy of a token, writing
+    `tokens_per_s` on `devices` devices of `hardware_id` (`price`: the listed one, or
+    `override`), with the price's source; None where no price or power is known."""
+    found = price(hardware_id, override)
+    return {"usd_per_device_hour": found.usd_per_hour if found else None,
+            "price_source": found.source if found else None,
+            "cost_per_million_tokens": per_million_tokens(found.usd_per_hour, devices,
+                                                          tokens_per_s) if found else None,
+            "joules_per_token": joules_per_token(board_power_w, devices, tokens_per_s),
+            "board_power_w": board_power_w}
+
+
+def words(priced: dict, devices: int) -> str:
+    """`at_throughput`'s answer in one sentence."""
+    if priced["cost_per_million_tokens"] is None:
+        said = ("no listed price for this hardware (give one: --price-per-hour)"
+                if priced["usd_per_device_hour"] is None else "no tokens written")
+    else:
+        said = (f"${priced['cost_per_million_tokens']:,.2f} per million output tokens at "
+                f"${priced['usd_per_device_hour']:.2f} per device-hour x {devices} "
+                f"({priced['price_source']})")
+    if priced["joules_per_token"] is not None:
+        said += (f"; at most {priced['joules_per_token']:.2g} J per token (each device at "
+                 f"its stated {priced['board_power_w']:g} W)")
+    return said

@@ -88,6 +88,17 @@ class Estimate:
         from lib.estimate.explain import why
         return why(self)
 
+    def cost(self, price_per_hour: float | None = None) -> dict[str, Any]:
+        """The cost of a million output tokens at this estimate's pace (its requests per
+        second x the tokens each writes) and the energy of one (`lib.estimate.cost`)."""
+        from lib.estimate import cost
+
+        requests = self.summary.get("requests_per_s")
+        return cost.at_throughput(
+            self.hardware.id, self.gpus,
+            requests * self.spec.new_tokens if requests else None,
+            self.hardware.board_power_w, price_per_hour)
+
     def to_dict(self) -> dict[str, Any]:
         """`python -m lib estimate --json`: one object, its summary keyed like a run's, with
         `fits` and `min_gpus` (also for a run that does not fit) and `why`."""

@@ -255,6 +255,31 @@ def metric_cards(measurement: Measurement, summary: Summary) -> list[dict[str, s
     return cards
 
 
+def cost_sentence(measurement: Measurement, summary) -> str | None:
+    """What a million output tokens cost at this run's pace (its requests per second x the
+    tokens each writes): an estimate's on its hardware's listed price, a live run's as if this
+    machine were a rented cloud machine with its cores (`lib.estimate.cost`). None for an
+    encoder (no output tokens) or without a price."""
+    from lib.estimate import cost, hardware
+
+    spec = measurement.spec
+    requests = summary.metrics.get("requests_per_s")
+    if not spec.new_tokens or requests is None or not requests.median:
+        return None
+    estimated = not measurement.measured and isinstance(spec.hardware, str)
+    hardware_id = spec.hardware if estimated else "this"
+    devices = spec.gpus if estimated else 1
+    power = hardware.table()[hardware_id].board_power_w \
+        if hardware_id in hardware.table() else None
+    priced = cost.at_throughput(hardware_id, devices, requests.median * spec.new_tokens, power)
+    if priced["cost_per_million_tokens"] is None:
+        return None
+    if estimated:
+        return "Estimated cost: " + cost.words(priced, devices) + "."
+    return (f"If this machine were rented by the hour: {cost.words(priced, devices)}, at this "
+            f"run's pace of {requests.median * spec.new_tokens:,.3g} output tokens/s.")
+
+
 def memory_sentence(measurement: Measurement) -> str | None:
     """The peak memory split in words, beside the estimate made before the run."""
     breakdown = memory_breakdown(measurement)
