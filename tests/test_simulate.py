@@ -95,7 +95,7 @@ def test_more_load_means_longer_waits_and_the_cli_prices_each_level(capsys):
     (["--hardware", "h200", "--gpus", "1", "--model", "deepseek-r1", "--rates", "1"],
      "leave no room for a KV cache"),
     (["--hardware", "h200", "--model", "smollm2-135m-instruct", "--rates", "1",
-      "--price-per-hour", "20000"], "dollar amount"),
+      "--price-per-hour", "20000"], "is not a price: give dollars per hour"),
 ])
 def test_a_simulation_that_cannot_be_made_says_why(argv, words, capsys):
     status, out, err = run_cli(["load", "--target", "simulate", *argv], capsys)
@@ -112,6 +112,7 @@ def test_plan_names_the_cheapest_count_per_profile_and_why_others_miss(capsys, m
     from lib.serving import capacity
 
     monkeypatch.setattr(capacity, "REQUESTS", 100)         # a p90 still has 10 above it
+    monkeypatch.setattr(capacity, "PRECISION", 0.3)
     status, out, err = run_cli(["plan", "--model", "deepseek-r1", "--rate", "8", "--ttft-p90",
                                 "2", "--tpot-p90", "0.08", "--json"], capsys)
     assert status == 0, err
