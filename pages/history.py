@@ -265,15 +265,20 @@ else:
         st.error(text.md(f"{problems[damaged['id']].rstrip('.')}. Select it alone to export "
                          "or delete it."))
     comparable = [e for e in chosen if e["id"] in opened]
-    if any(opened[e["id"]].kind == "load" for e in comparable):
-        st.caption("Load sweeps are not compared here yet: select one alone to open it.")
-        comparable = [e for e in comparable if opened[e["id"]].kind != "load"]
-    kinds = {opened[e["id"]].kind for e in comparable}
-    if len(comparable) < 2:
-        st.caption("Select at least two entries that open to compare them.")
+    loads = [e for e in comparable if opened[e["id"]].kind == "load"]
+    others = [e for e in comparable if opened[e["id"]].kind != "load"]
+    kinds = {opened[e["id"]].kind for e in others}
+    if len(loads) >= 2:
+        history_compare.compare_loads(loads, opened)
+    elif loads:
+        st.caption("A load sweep compares with other load sweeps only: select another, or "
+                   "select it alone to open it.")
+    if len(others) < 2:
+        if not loads:
+            st.caption("Select at least two entries that open to compare them.")
     elif kinds == {"run"}:
-        history_compare.compare_runs(comparable, opened)
+        history_compare.compare_runs(others, opened)
     elif kinds == {"sweep"}:
-        history_compare.compare_sweeps(comparable, opened)
+        history_compare.compare_sweeps(others, opened)
     else:
         st.warning("Select only runs, or only sweeps, to compare them.")

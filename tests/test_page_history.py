@@ -453,3 +453,29 @@ def test_an_estimate_is_listed_and_compared_on_its_hardware_as_an_estimate():
     assert list(compared["entry"]) == [f"#{estimate_id} (estimate)", f"#{measured_id}"]
     assert list(compared["device"]) == ["h100-sxm x 8", "cpu"]
     assert list(compared["n"]) == ["estimate", str(BASE.repetitions)]
+
+
+def test_load_sweeps_live_and_simulated_are_compared_by_their_cost_within_targets():
+    from fakes import load_result
+    from lib.serving import simulate, summary
+    from lib.serving.plan import LoadPlan
+
+    store = Store()
+    plan = LoadPlan(levels=(1.0, 8.0), requests=40, warmup=4, prompt_tokens=512, new_tokens=64)
+    slo = load_result().slo
+    ids = [store.save_load(summary.to_dict(simulate.simulate("deepseek-r1", hardware, 8, plan,
+                                                             slo)))
+           for hardware in ("h200", "mi300x")]
+    ids.append(store.save_load(summary.to_dict(load_result(levels=(1, 2)))))
+    at = open_history()
+    select(at, [0, 1, 2])                   # newest first: the live one and both simulations
+    assert not at.exception and not at.error
+    table = at.dataframe[1].value
+    assert list(table["entry"]) == [f"#{i}" for i in ids[::-1]]
+    assert list(table["numbers"]) == ["measured", "simulated", "simulated"]
+    assert list(table["where"])[1:] == ["8 x AMD Instinct MI300X (192GB)",
+                                        "8 x NVIDIA H200 SXM 141GB"]
+    said = " ".join(plain(m.value) for m in at.markdown)
+    assert "Within the targets (time to first token ≤ 2.00 s" in said
+    assert "this machine's server (measured) up to " in said
+    assert "8 x NVIDIA H200 SXM 141GB (simulated) up to " in said

@@ -78,3 +78,35 @@ def compare_sweeps(selected: list[dict], opened: dict[int, documents.Opened]) ->
         st.plotly_chart(compare_charts.compare_sweeps_metric_figure(labelled, factor, metric),
                         width="stretch")
     show_settings([(e, r.base.to_dict()) for e, r in results], {factor.field})
+
+
+def compare_loads(selected: list[dict], opened: dict[int, documents.Opened]) -> None:
+    """Load sweeps, live or simulated, side by side: each at its level with the most goodput,
+    its cost per million tokens that met the targets, and the setups in one sentence."""
+    from lib.serving import pricing
+
+    loads = [(e, opened[e["id"]].load) for e in selected]
+    rows = []
+    for entry, load in loads:
+        found = pricing.best_level(load)
+        knee = load.knee
+        rows.append({
+            "entry": f"#{entry['id']}", "what": wording.entry_label(entry),
+            "where": pricing.setup_words(load.target), "numbers": entry["provenance"],
+            "most goodput (requests/s)": "-" if found is None
+            else f"{found[1]['goodput_requests_per_s']:.3g}",
+            "$ per million within targets": "-" if found is None
+            else f"${found[1]['cost_per_million_good_tokens']:,.2f}",
+            "knee": "none seen" if knee is None else f"{knee.saturated:g} {load.plan.unit}"})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    targets = {load.slo.words() if load.slo else None for _, load in loads}
+    if len(targets) > 1:
+        st.caption("They were judged against different latency targets, so their goodput is "
+                   "not comparable: run them again with the same targets.")
+        return
+    said = pricing.load_comparison([load for _, load in loads])
+    if said:
+        st.markdown(text.md(said))
+    else:
+        st.caption("No two of them have both a price and requests within the targets, so "
+                   "there is no cost to set side by side.")
