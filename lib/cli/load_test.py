@@ -289,7 +289,8 @@ SIMULATED_REQUESTS = 200        # per level, when --requests is not given: p99 n
 
 def simulated(args: argparse.Namespace, out: Out, say: Out, print_json: Callable) -> int:
     """`load --target simulate`: the plan's levels through the simulated engine (nothing
-    runs, nothing is saved yet), with the cost of a million tokens at each level."""
+    runs), with the cost of a million tokens at each level, saved in History marked
+    simulated."""
     from lib.serving import measures, simulate, summary
     from lib.serving.plan import CONCURRENCY, RATE, LoadPlan, field_info, flagged_fields
 
@@ -315,8 +316,12 @@ def simulated(args: argparse.Namespace, out: Out, say: Out, print_json: Callable
         else measures.SLO_PRESETS[args.slo]
     loaded = simulate.simulate(args.model, args.hardware, args.gpus, plan, slo, args.dtype,
                                args.price_per_hour)
+    from lib.records import load_tests
+    entry_id, save_error = load_tests.save(loaded)         # in History, as the page saves it
+    say(f"saved as #{entry_id} (python -m lib export {entry_id})" if entry_id
+        else f"not saved: {save_error}")
     if args.json:
-        return print_json({**summary.cli_dict(loaded, None),
+        return print_json({**summary.cli_dict(loaded, entry_id),
                            "elapsed_s": round(_elapsed_s(), 1)})
     out("SIMULATED, not measured: " + text_table(loaded))
     _cost_lines(loaded, out)
