@@ -425,7 +425,8 @@ def test_a_load_sweep_opens_with_its_findings_charts_and_table(saved):
     next(b for b in at.button if b.label == "Save note").click().run()
     assert next(e for e in store.list() if e["id"] == load_id)["note"] == "8 users is too many"
     select(at, [0, 1])                             # a load sweep beside a run: not compared
-    assert any("Load sweeps are not compared here yet" in c.value for c in at.caption)
+    assert any("A load sweep compares with other load sweeps only" in c.value
+               for c in at.caption)
     assert not at.exception
     select(at, [0])
     next(b for b in at.button if b.label == "Delete").click().run()

@@ -281,7 +281,7 @@ def test_a_simulation_on_other_hardware_is_labelled_priced_and_saved():
     run_button(at).click().run()
     assert not at.exception and not at.error
     warned = " ".join(plain(w.value) for w in at.warning)
-    assert "SIMULATED, not measured: simulated: 8 x NVIDIA H200" in warned
+    assert "SIMULATED, not measured: 8 x NVIDIA H200" in warned
     said = words(at)
     assert "per device-hour (on-demand" in said and "64 requests/s: $" in said    # listed, sourced
     assert "Saved as #" in " ".join(c.value for c in at.caption)
@@ -304,7 +304,7 @@ def test_how_many_devices_answers_per_hardware_with_the_setups_side_by_side(monk
     h200 = table[table["hardware"] == "NVIDIA H200 SXM 141GB"].iloc[0]
     assert str(h200["devices"]) == "8" and h200["$ per hour"] == "$32.00"
     said = words(at)
-    assert "Cheapest: " in said and "Within p90 time to first token 2 s" in said
+    assert "Cheapest: " in said and "At 4 requests/s within p90 time to first token 2 s" in said
     assert "Mercatus" in said                          # where the prices come from
     at.number_input(key=state.SERVING_PROMPT).set_value(32).run()   # the rest of the page
     assert at.dataframe[0].value.equals(table)         # the answer stays while it is used

@@ -323,7 +323,7 @@ def simulated(args: argparse.Namespace, out: Out, say: Out, print_json: Callable
     if args.json:
         return print_json({**summary.cli_dict(loaded, entry_id),
                            "elapsed_s": round(_elapsed_s(), 1)})
-    out("SIMULATED, not measured: " + text_table(loaded))
+    out("SIMULATED, not measured: " + text_table(loaded).removeprefix("simulated: "))
     _cost_lines(loaded, out)
     return 0
 

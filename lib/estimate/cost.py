@@ -102,6 +102,9 @@ def words(priced: dict, devices: int) -> str:
                 f"${priced['usd_per_device_hour']:.2f} per device-hour x {devices} "
                 f"({priced['price_source']})")
     if priced["joules_per_token"] is not None:
-        said += (f"; at most {priced['joules_per_token']:.2g} J per token (each device at "
+        value = priced["joules_per_token"]
+        shown = f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 1 \
+            else f"{value:.2g}"
+        said += (f"; at most {shown} J per token (each device at "
                  f"its stated {priced['board_power_w']:g} W)")
     return said

@@ -45,6 +45,7 @@ def options(model_id: str, rate: float, ttft_p90_s: float, tpot_p90_s: float,
     """Every data-centre profile's cheapest count, best first (see the module)."""
     from lib.estimate import cost, hardware
     from lib.serving import simulate
+    from lib.serving.measures import level_summary
     from lib.serving.plan import LoadPlan
 
     for value, name in ((rate, "rate"), (ttft_p90_s, "TTFT target"),
@@ -53,45 +54,42 @@ def options(model_id: str, rate: float, ttft_p90_s: float, tpot_p90_s: float,
             raise InvalidSpecError(f"The {name} must be a positive number (got {value!r}).")
     plan = LoadPlan(levels=(rate,), requests=REQUESTS, warmup=WARMUP,
                     prompt_tokens=prompt_tokens, new_tokens=new_tokens)
-    def meets(engine, at: float) -> tuple[bool, dict]:
+
+    def meets(engine, at: float) -> tuple[bool, float | None, float | None]:
+        """Whether `at` requests/s meet both p90 targets, and the two p90s."""
         summary = level_summary(at, simulate.simulate_level(engine, plan, at), None)
         ttft = summary["ttft_s"]["p90"] if summary["ttft_s"] else None
         tpot = summary["tpot_s"]["p90"] if summary["tpot_s"] else None
-        return (ttft is not None and tpot is not None and ttft <= ttft_p90_s and
-                tpot <= tpot_p90_s), summary
+        return (ttft is not None and tpot is not None and ttft <= ttft_p90_s
+                and tpot <= tpot_p90_s), ttft, tpot
 
-    from lib.serving.measures import level_summary
     found = []
     for profile in hardware.table().values():
         if profile.interconnect_bytes_per_s is None:       # not a data-centre device
             continue
         price = cost.price(profile.id)
-        missed = ""
-        chosen = None
+
+        def per_million(gpus: int, at: float) -> float | None:
+            # Meeting the targets, the devices keep up: they write `at` x the answer's
+            # tokens a second, steadily (a finite run's window would undercount them).
+            return cost.per_million_tokens(price.usd_per_hour, gpus, at * new_tokens) \
+                if price else None
+        missed, chosen = "", None
         for gpus in COUNTS:
             try:
                 engine, _ = simulate.engine_for(model_id, profile.id, gpus, dtype)
-                records = simulate.simulate_level(engine, plan, rate)
+                ok, ttft, tpot = meets(engine, rate)
             except ExplorerError as exc:
-                missed = str(exc).split(": use")[0]
+                missed = _refusal_words(gpus, str(exc))
                 continue
-            summary = level_summary(rate, records, None)
-            ttft = summary["ttft_s"]["p90"] if summary["ttft_s"] else None
-            tpot = summary["tpot_s"]["p90"] if summary["tpot_s"] else None
-            if ttft is not None and tpot is not None and ttft <= ttft_p90_s and \
-                    tpot <= tpot_p90_s:
-                per_hour = price.usd_per_hour * gpus if price else None
-                most, at_most = _most_rate(lambda at: meets(engine, at), rate, summary)
-                chosen = Option(profile.id, profile.name, gpus, ttft, tpot, per_hour,
-                                cost.per_million_tokens(price.usd_per_hour, gpus,
-                                                        summary["output_tokens_per_s"])
-                                if price else None, missed, most,
-                                cost.per_million_tokens(price.usd_per_hour, gpus,
-                                                        at_most["output_tokens_per_s"])
-                                if price else None)
+            if ok:
+                most = _most_rate(lambda at: meets(engine, at)[0], rate)
+                chosen = Option(profile.id, profile.name, gpus, ttft, tpot,
+                                price.usd_per_hour * gpus if price else None,
+                                per_million(gpus, rate), missed, most, per_million(gpus, most))
                 break
-            missed = (f"{gpus} device{'s' if gpus > 1 else ''}: p90 TTFT "
-                      f"{ttft * 1000:.0f} ms, p90 TPOT {tpot * 1000:.1f} ms"
+            missed = (f"{gpus} device{'s' if gpus > 1 else ''} reach p90 TTFT "
+                      f"{ttft * 1000:,.0f} ms and p90 TPOT {tpot * 1000:.1f} ms"
                       if ttft is not None and tpot is not None else
                       f"{gpus} devices: too few answers to tell")
         found.append(chosen or Option(profile.id, profile.name, None, why_not=missed))
@@ -99,36 +97,50 @@ def options(model_id: str, rate: float, ttft_p90_s: float, tpot_p90_s: float,
                                         o.usd_per_hour or 0, o.gpus or 0))
 
 
-def _most_rate(meets, rate: float, summary: dict) -> tuple[float, dict]:
+def _refusal_words(gpus: int, said: str) -> str:
+    """Why a count was refused, short: the weights leave no KV cache, or the simulator's own
+    sentence."""
+    if "leave no room for a KV cache" in said:
+        return f"{gpus} device{'s' if gpus > 1 else ''} can't hold the weights and a KV cache"
+    return said.split(": use")[0]
+
+
+def _most_rate(meets, rate: float) -> float:
     """The highest rate that still meets the targets, to within `PRECISION` (doubling from
-    `rate`, which meets them, then halving the gap), and its level's summary."""
-    good, good_summary, bad = rate, summary, None
+    `rate`, which meets them, then halving the gap)."""
+    good, bad = rate, None
     for _ in range(MAX_DOUBLINGS):
-        ok, found = meets(good * 2)
-        if not ok:
+        if not meets(good * 2):
             bad = good * 2
             break
-        good, good_summary = good * 2, found
+        good *= 2
     while bad is not None and bad / good > 1 + PRECISION:
         middle = (good + bad) / 2
-        ok, found = meets(middle)
-        if ok:
-            good, good_summary = middle, found
+        if meets(middle):
+            good = middle
         else:
             bad = middle
-    return good, good_summary
+    return good
 
 
-def comparison(best: list[Option], ttft_p90_s: float, tpot_p90_s: float) -> str | None:
-    """The options that meet the targets side by side in one sentence: the most each serves
-    within the targets and a million tokens' cost there."""
-    from lib.serving import pricing
+def comparison(best: list[Option], rate: float, ttft_p90_s: float,
+               tpot_p90_s: float) -> str | None:
+    """The options that meet the targets side by side in one sentence, in the table's order
+    (cheapest hour first, so cheapest per token at `rate` too): each one's cost per million
+    output tokens at `rate`, and how far it stretches within the targets at what cost there.
+    None with fewer than two."""
+    met = [o for o in best if o.gpus is not None]
+    if len(met) < 2:
+        return None
 
-    return pricing.comparison(
-        [(f"{o.gpus} x {o.name}", o.most_rate, o.usd_per_million_at_most)
-         for o in best if o.gpus is not None],
-        f"p90 time to first token {ttft_p90_s:g} s and p90 time per output token "
-        f"{tpot_p90_s * 1000:g} ms")
+    def dollars(value: float | None) -> str:
+        return "no price" if value is None else f"${value:.2f} per million output tokens"
+    parts = [f"{o.gpus} x {o.name} at {dollars(o.usd_per_million_tokens)}"
+             + (f" (up to {o.most_rate:.3g} requests/s, {dollars(o.usd_per_million_at_most)}"
+                " there)" if o.most_rate else "") for o in met]
+    return (f"At {rate:g} requests/s within p90 time to first token {ttft_p90_s:g} s and p90 "
+            f"time per output token {tpot_p90_s * 1000:g} ms, cheapest first: "
+            + "; ".join(parts) + ".")
 
 
 def words(best: list[Option], rate: float, ttft_p90_s: float, tpot_p90_s: float) -> list[str]:
@@ -152,7 +164,7 @@ def words(best: list[Option], rate: float, ttft_p90_s: float, tpot_p90_s: float)
         if option.gpus is None:
             said.append(f"{option.name}: no count up to 16 meets the targets"
                         + (f" ({option.why_not})." if option.why_not else "."))
-    side_by_side = comparison(best, ttft_p90_s, tpot_p90_s)
+    side_by_side = comparison(best, rate, ttft_p90_s, tpot_p90_s)
     if side_by_side:
         said.append(side_by_side)
     return said

@@ -183,12 +183,19 @@ def level_lines(load) -> list[str]:
     for level, priced in zip(load.levels, levels(load)):
         each, good = priced["cost_per_million_tokens"], priced["cost_per_million_good_tokens"]
         energy = priced["joules_per_token"]
-        line = f"{level.offered:g} {load.plan.unit}: " + (
+        unit = load.plan.unit if level.offered != 1 else load.plan.unit.replace("requests",
+                                                                                 "request")
+        line = f"{level.offered:g} {unit}: " + (
             "no tokens delivered" if each is None else
             f"${each:.2f} per million output tokens"
             + ((f", ${good:.2f} per million within the targets" if good else
                 ", none within the targets") if load.slo is not None else ""))
         if energy is not None:
-            line += f"; at most {energy:.2g} J per token"
+            line += f"; at most {joules(energy)} J per token"
         lines.append(line)
     return lines
+
+
+def joules(value: float) -> str:
+    """Joules in plain digits: '160', '5.5', '0.22' (never '1.6e+02')."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 1 else f"{value:.2g}"

@@ -71,21 +71,26 @@ def _answer(kept) -> None:
                        f"prompts of {asked['prompt']} tokens, answers of {asked['new']}."))
     st.dataframe([{
         "hardware": option.name,
-        "devices": str(option.gpus) if option.gpus else "none up to 16",
+        "devices": str(option.gpus) if option.gpus else "none",
         "$ per hour": "-" if option.usd_per_hour is None else f"${option.usd_per_hour:,.2f}",
         "p90 first token": "-" if option.ttft_p90_s is None
         else f"{option.ttft_p90_s * 1000:,.0f} ms",
         "p90 per token": "-" if option.tpot_p90_s is None
         else f"{option.tpot_p90_s * 1000:.1f} ms",
-        "$ per million tokens": "-" if option.usd_per_million_tokens is None
+        "$ per million output tokens": "-" if option.usd_per_million_tokens is None
         else f"${option.usd_per_million_tokens:,.2f}",
         "most requests/s within targets": "-" if option.most_rate is None
-        else f"{option.most_rate:.3g}"} for option in best], hide_index=True, width="stretch")
+        else f"{option.most_rate:.3g}",
+        "$ per million there": "-" if option.usd_per_million_at_most is None
+        else f"${option.usd_per_million_at_most:,.2f}"} for option in best],
+        hide_index=True, width="stretch")
     for sentence in said:
         st.markdown(f"- {text.md(sentence)}")
-    st.caption("Cheapest first, by the price of an hour of all the devices (device types "
-               "without a listed price come last). 'Most requests/s' is how far those devices "
-               "stretch within the targets, to 10%: headroom for growth.")
+    st.caption(f"Cheapest first, by the price of an hour of all the devices (device types "
+               f"without a listed price come last; 'none': no count up to 16 meets the "
+               f"targets). Each million output tokens is priced at {asked['rate']:g} requests/s "
+               "and at the most those devices serve within the targets (to 10%: headroom "
+               "for growth), where the same hour writes more tokens.")
     with st.expander("Where the prices come from"):
         from lib.estimate import cost
 

@@ -183,10 +183,13 @@ def _price_box(place, listed_for: str | None) -> float | None:
     from lib.estimate import cost
 
     listed = cost.price(listed_for) if listed_for else None
+    key = f"serving_price_{listed_for or 'url'}"
+    # Its first value through session state only: the page's kept settings put it back there
+    # after another page, and a widget given a value too makes Streamlit warn.
+    st.session_state.setdefault(key, listed.usd_per_hour if listed else 0.0)
     price = place.number_input(
-        "Price per hour ($, for the cost per token)", 0.0, 10_000.0,
-        value=listed.usd_per_hour if listed else 0.0, step=0.05, format="%.4g",
-        key=f"serving_price_{listed_for or 'url'}",
+        "Price per hour ($, for the cost per token)", 0.0, 10_000.0, step=0.05, format="%.4g",
+        key=key,
         help=(f"Filled in: {listed.source}. Type what an hour of it costs you instead."
               if listed else "What an hour of that server costs you; 0: no cost shown."))
     if listed is not None and float(price) == listed.usd_per_hour:

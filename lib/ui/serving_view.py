@@ -95,7 +95,8 @@ def _what_was_simulated(load: LoadResult) -> None:
     """A simulation's banner: what was simulated, on what."""
     target, plan = load.target, load.plan
     engine = str(target.get("engine", ""))
-    st.warning(text.md(f"SIMULATED, not measured: {target.get('server', '')}. "
+    server = str(target.get("server", "")).removeprefix("simulated: ")
+    st.warning(text.md(f"SIMULATED, not measured: {server}. "
                        f"{engine[:1].upper()}{engine[1:]}. Every number here is an estimate."))
     st.caption(text.md(f"Load: {', '.join(f'{v:g}' for v in plan.levels)} {plan.unit}; "
                        f"{plan.requests} requests per level after {plan.warmup} warm-up; "
@@ -116,6 +117,9 @@ def _cost(load: LoadResult) -> None:
     lines = "\n".join(f"- {text.md(line)}" for line in pricing.level_lines(load))
     with st.expander("What it costs", expanded=load.target.get("kind") == SIMULATED):
         st.markdown(text.md(said) + "\n\n" + lines)
+        st.caption("A million tokens cost less the busier the devices are: at a light load "
+                   "most of each hour is idle, and the hour is paid all the same. The prompt and "
+                   "answer lengths (The load, above) change the cost as much.")
         if load.target.get("kind") == "local":
             st.caption("This machine is priced as a rented cloud machine with the same number "
                        "of cores: a classroom PC costs its owner less per hour, and a GPU "

@@ -292,7 +292,8 @@ def simulated_marks(figure: go.Figure, simulated: bool) -> go.Figure:
         return figure
     for trace in figure.data:
         if trace.type == "bar":
-            trace.marker.pattern = {"shape": "/", "fgcolor": SIMULATED_HATCH_COLOR}
+            trace.marker.pattern = {"shape": "/", "fgcolor": SIMULATED_HATCH_COLOR,
+                                    "fillmode": "overlay"}      # over the bar's own colour
         elif trace.mode and "lines" in trace.mode and trace.line.dash in (None, "solid"):
             trace.update(fill="tozeroy", fillcolor="rgba(0, 0, 0, 0)",
                          fillpattern={"shape": "/", "fgcolor": trace.line.color,

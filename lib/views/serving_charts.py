@@ -39,6 +39,7 @@ from lib.serving.records import (CANCELLED, COOLDOWN, FAILED, MEASURED, SIMULATE
                                  RequestRecord)
 from lib.serving.summary import Level, LoadResult
 from lib.views.chart_marks import simulated_marks
+from lib.serving.pricing import joules
 
 LOG_SPAN = 10.0            # a y axis whose largest value is this many times its smallest: log
 LOG_X_SPAN = 4.0           # levels spanning this ratio are drawn on a log x axis
@@ -88,9 +89,18 @@ def _x_axis(figure: go.Figure, load: LoadResult, rows: int = 1) -> None:
     """Every panel ticks at the levels drawn; the title goes on the lowest panel."""
     levels = [level.offered for level in plotted_levels(load)] or \
         sorted(level.offered for level in load.levels)
+    if not levels:
+        return
     log = len(levels) > 1 and levels[0] > 0 and levels[-1] / levels[0] >= LOG_X_SPAN
+    # A margin on both sides, set here: hatched areas (a simulation's) leave autorange none,
+    # and the outermost points and their tick labels would sit on the edges.
+    if log:
+        span = [math.log10(levels[0]) - 0.08, math.log10(levels[-1]) + 0.08]
+    else:
+        pad = (levels[-1] - levels[0]) * 0.05 or 0.5
+        span = [levels[0] - pad, levels[-1] + pad]
     figure.update_xaxes(type="log" if log else "linear", tickvals=levels,
-                        ticktext=[f"{v:g}" for v in levels])
+                        ticktext=[f"{v:g}" for v in levels], range=span)
     figure.update_xaxes(title_text=_x_axis_title(load) + (" (log scale)" if log else ""),
                         row=rows, col=1)
 
@@ -192,7 +202,7 @@ def throughput_figure(load: LoadResult) -> go.Figure:
          "requests finished per second")
     if load.slo is not None:
         line("goodput_requests_per_s", "goodput: finished within the targets", E2E_COLOR, 1,
-             "requests per second met the latency targets")
+             "requests per second met the latency targets", dash="dot")   # often on achieved
     line("output_tokens_per_s", "output tokens per second", TTFT_COLOR, 2,
          "tokens per second written for all users together")
     figure.update_yaxes(title_text="requests/s", rangemode="tozero", row=1, col=1)
@@ -306,7 +316,8 @@ def timeline_figure(load: LoadResult, level: Level) -> go.Figure:
                   "load up, then cancelled</sup>")
     figure.update_layout(
         title=title, barmode="overlay",
-        height=max(320, min(900, 120 + (3 if many else 14) * len(records))),
+        # Room for the title, the legend and the axis (about 220 px) and the bars themselves.
+        height=max(380, min(900, 220 + (3 if many else 22) * len(records))),
         xaxis=xaxis, yaxis=yaxis,
         hovermode="closest", bargap=0.0 if many else 0.25,
         legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0},
@@ -375,7 +386,7 @@ def display_rows(load: LoadResult) -> list[dict[str, Any]]:
                 row["$ per million within targets"] = _dollars(
                     cost["cost_per_million_good_tokens"])
         if cost["joules_per_token"] is not None:
-            row["J per token (at most)"] = f"{cost['joules_per_token']:.2g}"
+            row["J per token (at most)"] = joules(cost["joules_per_token"])
         if late:
             row["sent late"] = level.late_sends
         rows.append(row)
