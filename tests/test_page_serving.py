@@ -282,6 +282,8 @@ def test_a_simulation_on_other_hardware_is_labelled_priced_and_saved():
     assert not at.exception and not at.error
     warned = " ".join(plain(w.value) for w in at.warning)
     assert "SIMULATED, not measured: 8 x NVIDIA H200" in warned
+    assert any("Simulated 200 requests per level, not 100" in i.value for i in at.info)
+    assert "200 requests per level after" in " ".join(plain(c.value) for c in at.caption)
     said = words(at)
     assert "per device-hour (on-demand" in said and "64 requests/s: $" in said    # listed, sourced
     assert "Saved as #" in " ".join(c.value for c in at.caption)

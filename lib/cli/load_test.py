@@ -284,7 +284,6 @@ def capacity(args: argparse.Namespace, out: Out, print_json: Callable) -> int:
     return 0
 
 
-SIMULATED_REQUESTS = 200        # per level, when --requests is not given: p99 needs 100
 
 
 def simulated(args: argparse.Namespace, out: Out, say: Out, print_json: Callable) -> int:
@@ -305,7 +304,7 @@ def simulated(args: argparse.Namespace, out: Out, say: Out, print_json: Callable
         raise InvalidSpecError("A simulation needs its levels: --rates R1,R2,... or "
                                "--concurrency N1,N2,... (nothing runs to size them).")
     given = {name: getattr(args, name) for name in flagged_fields()}
-    defaults = {"requests": SIMULATED_REQUESTS}
+    defaults = {"requests": simulate.STEADY_REQUESTS}
     plan = LoadPlan(mode=mode, levels=levels(typed, flag),
                     **{name: value if value is not None else
                        defaults.get(name, field_info(name)["default"])

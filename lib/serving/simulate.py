@@ -32,6 +32,10 @@ BLOCK_TOKENS = 16                 # vLLM's KV cache block
 MEMORY_UTILIZATION = 0.9          # vLLM's gpu_memory_utilization default
 MAX_SEQS = 256                    # vLLM's max_num_seqs default
 MAX_BATCHED_TOKENS = 8192         # vLLM V1's per-step token budget for online serving
+# Requests per level a simulation uses when none are asked for (the command line) or fewer (the
+# page, whose box is sized for live runs): a p99 needs 100, and a level needs time for its
+# queue to build; simulating them costs a fraction of a second.
+STEADY_REQUESTS = 200
 ENGINE_WORDS = ("a vLLM-like engine: continuous batching, chunked prefill, a budget of "
                 f"{MAX_BATCHED_TOKENS} tokens and {MAX_SEQS} requests per step, KV blocks of "
                 f"{BLOCK_TOKENS} tokens in {MEMORY_UTILIZATION:.0%} of the memory, preemption "

@@ -142,9 +142,18 @@ def _outcome(live: LiveLoad) -> load_tests.Outcome | None:
 
 def _simulated(target: session.Target, plan: LoadPlan,
                slo: Slo | None) -> load_tests.Outcome | None:
-    """The simulation (a second or two, in this page run), saved like a load run."""
+    """The simulation (a second or two, in this page run), saved like a load run. Fewer
+    requests per level than `simulate.STEADY_REQUESTS` (the box is sized for live runs) are
+    raised to it, and the page says so."""
+    from dataclasses import replace
+
     from lib.serving import simulate
 
+    if plan.requests < simulate.STEADY_REQUESTS:
+        st.info(f"Simulated {simulate.STEADY_REQUESTS} requests per level, not "
+                f"{plan.requests}: a simulation costs a fraction of a second, and with few "
+                "requests a level ends before its queue can build, so it would hide the knee.")
+        plan = replace(plan, requests=simulate.STEADY_REQUESTS)
     try:
         with st.spinner("Simulating…"):
             loaded = simulate.simulate(target.model_id, target.hardware, target.gpus, plan,

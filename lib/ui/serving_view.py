@@ -54,7 +54,7 @@ def show(load: LoadResult, where: str, entry_id: int | None = None,
 
     st.subheader("Every level")
     st.dataframe(serving_charts.display_rows(load), hide_index=True, width="stretch")
-    st.caption("Measured requests only (warm-up and cool-down left out). A dash means that "
+    st.caption("Counted requests only (warm-up and cool-down left out). A dash means that "
                "percentile needs more requests than the level had (p90: 10, p99: 100).")
     _exports(load, where, exports, when)
     if save_error:
