@@ -162,10 +162,25 @@ def test_this_machine_s_server_is_simulated_with_its_own_sizing_and_measured_ste
     assert first.ttft_s == pytest.approx(0.08 + 0.0017 * 64 + 5e-6 * 0)
 
 
+def test_the_step_fit_keeps_every_term_non_negative_and_exact_where_the_data_allow():
+    from lib.serving.step_fit import FittedStep, non_negative_fit
+
+    truth = FittedStep(0.06, 0.002, 0.0015, 1e-6, 0, prefill_fixed_s=0.03)
+    rows = [(1.0, 1.0, 0.0, p, 0.0) for p in (32, 64, 128)] + \
+        [(1.0, 0.0, b, 0.0, b * c) for b in (1, 2, 4) for c in (64, 192)]
+    times = [truth.seconds(int(r[2]), r[4], int(r[3]), 0) for r in rows]
+    assert non_negative_fit(rows, times) == pytest.approx([0.06, 0.03, 0.002, 0.0015, 1e-6])
+    # A decode cost that falls with the batch would need a negative term: it is zero, and
+    # the rest fit without it (an unconstrained fit clipped afterwards moved the intercept).
+    falling = [t - 0.004 * r[2] if r[1] == 0 else t for r, t in zip(rows, times)]
+    fitted = non_negative_fit(rows, falling)
+    assert min(fitted) >= 0 and fitted[2] == 0.0
+
+
 @pytest.mark.slow
 def test_this_machine_s_steps_are_measured_on_the_model_in_seconds(default_model):
     from lib.serving import step_fit
 
     fitted = step_fit.measure("smollm2-135m-instruct", repeats=1)
-    assert fitted.samples == 11 and 0.005 < fitted.fixed_s < 2 and fitted.per_prompt_s > 0
+    assert fitted.samples == 12 and 0.005 < fitted.fixed_s < 2 and fitted.per_prompt_s > 0
     assert fitted.seconds(1, 100, 0, 0) < fitted.seconds(1, 100, 128, 0)

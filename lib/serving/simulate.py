@@ -139,6 +139,7 @@ def engine_for_this(model_id: str, plan: LoadPlan, dtype: str = "float32",
             "kv_cache_tokens": engine.kv_tokens,
             "server": f"simulated: this machine's transformers serve, {entry.display_name} in "
                       f"{dtype}, step = {fitted.fixed_s * 1e3:.1f} ms + "
+                      f"{fitted.prefill_fixed_s * 1e3:.1f} ms with a prompt + "
                       f"{fitted.per_prompt_s * 1e3:.2f} ms per prompt token (measured here)"}
     return engine, said
 

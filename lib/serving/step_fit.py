@@ -3,10 +3,17 @@
 The simulator's step time on a hardware profile comes from the estimator; for the server this
 machine runs (`transformers serve`, eager PyTorch on the CPU) it comes from timing the model
 itself: forward passes of a few decode batches (each sequence one new token over a KV cache)
-and a few prompt chunks, fitted by least squares to
+and a few prompt chunks, fitted by least squares with no negative term to
 
-    step = fixed + per_decode x decode sequences + per_prompt x prompt tokens
+    step = fixed + prefill_fixed (when the step reads any prompt tokens)
+           + per_decode x decode sequences + per_prompt x prompt tokens
            + per_context x context tokens the decode steps attend to
+
+A step that reads a prompt has its own fixed cost: on a CPU a prompt chunk's first tokens
+cost more than later ones (its matrix products are too small to use the cores well), and one
+shared intercept made every decode step look a third slower than it is. Terms are kept
+non-negative by solving every subset of them and keeping the best that has none below zero
+(clipping a negative one after an unconstrained fit moved the others).
 
 `FittedStep.seconds` has the simulator's step signature. It is measured on the model alone,
 never from a load test's curve, so comparing the simulation with a measured load test
@@ -20,8 +27,8 @@ from dataclasses import dataclass
 
 DECODE_BATCHES = (1, 2, 4, 8)
 CONTEXTS = (64, 192)
-PROMPTS = (32, 128, 256)
-REPEATS = 3
+PROMPTS = (32, 64, 128, 256)
+REPEATS = 5
 
 
 @dataclass(frozen=True)
@@ -31,13 +38,15 @@ class FittedStep:
     per_prompt_s: float
     per_context_s: float
     samples: int
+    prefill_fixed_s: float = 0.0
 
     def seconds(self, decode_seqs: int, decode_context: float, prefill_tokens: int,
                 prefill_pairs: float) -> float:
         if decode_seqs + prefill_tokens == 0:
             return 0.0
-        return (self.fixed_s + self.per_decode_s * decode_seqs
-                + self.per_prompt_s * prefill_tokens + self.per_context_s * decode_context)
+        return (self.fixed_s + (self.prefill_fixed_s if prefill_tokens else 0.0)
+                + self.per_decode_s * decode_seqs + self.per_prompt_s * prefill_tokens
+                + self.per_context_s * decode_context)
 
     def to_dict(self) -> dict[str, float]:
         return dict(self.__dict__)
@@ -73,8 +82,9 @@ def measure(model_id: str, dtype: str = "float32", threads: int | None = None,
         warnings.simplefilter("ignore", FutureWarning)      # past_key_values' new name
         for prompt in PROMPTS:
             ids = torch.randint(100, 1000, (1, prompt))
-            rows.append((1.0, 0.0, prompt, 0.0))
-            times.append(timed(lambda: model(input_ids=ids, use_cache=True)))
+            rows.append((1.0, 1.0, 0.0, prompt, 0.0))
+            # A server computes the next-token logits of a prompt's last position only.
+            times.append(timed(lambda: model(input_ids=ids, use_cache=True, logits_to_keep=1)))
         for context in CONTEXTS:
             for batch in DECODE_BATCHES:
                 ids = torch.randint(100, 1000, (batch, context))
@@ -84,8 +94,32 @@ def measure(model_id: str, dtype: str = "float32", threads: int | None = None,
                 def step(cache=cache, one=one):
                     model(input_ids=one, past_key_values=cache, use_cache=True)
                     cache.crop(-1)                 # back to the same context each time
-                rows.append((1.0, batch, 0.0, batch * context))
+                rows.append((1.0, 0.0, batch, 0.0, batch * context))
                 times.append(timed(step))
-    solution, *_ = numpy.linalg.lstsq(numpy.array(rows), numpy.array(times), rcond=None)
-    fixed, per_decode, per_prompt, per_context = (max(float(v), 0.0) for v in solution)
-    return FittedStep(fixed, per_decode, per_prompt, per_context, len(times))
+    fixed, prefill_fixed, per_decode, per_prompt, per_context = non_negative_fit(rows, times)
+    return FittedStep(fixed, per_decode, per_prompt, per_context, len(times), prefill_fixed)
+
+
+def non_negative_fit(rows: list[tuple[float, ...]], times: list[float]) -> list[float]:
+    """Least squares with every term >= 0: the best of the unconstrained fits on each subset
+    of the columns whose terms all come out non-negative (the rest zero). Exact, and cheap for
+    a handful of columns."""
+    import itertools
+
+    import numpy
+
+    matrix, target = numpy.array(rows, dtype=float), numpy.array(times, dtype=float)
+    width = matrix.shape[1]
+    best, best_error = [0.0] * width, float(numpy.sum(target ** 2))
+    for size in range(1, width + 1):
+        for columns in itertools.combinations(range(width), size):
+            solution, *_ = numpy.linalg.lstsq(matrix[:, columns], target, rcond=None)
+            if (solution < 0).any():
+                continue
+            error = float(numpy.sum((matrix[:, columns] @ solution - target) ** 2))
+            if error < best_error:
+                best_error = error
+                best = [0.0] * width
+                for column, value in zip(columns, solution):
+                    best[column] = float(value)
+    return best
