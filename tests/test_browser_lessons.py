@@ -58,7 +58,17 @@ def test_a_lesson_from_prediction_to_answer_and_on_a_projector(lessons_server, b
     page.goto(lessons_server + "/lessons?present=1&lesson=memory")
     page.get_by_text("Step 1 of 4: The question").wait_for(timeout=60_000)
     page.locator('[data-testid="stSidebar"]').wait_for(state="hidden", timeout=30_000)
-    page.get_by_text("less than 1.5 times more", exact=True).click()
+    # A click while the page still redraws after loading can be lost: a presenter sees the
+    # radio unselected and clicks again, and so does the test, before moving on.
+    choice = page.get_by_role("radio", name="less than 1.5 times more")
+    for _ in range(3):
+        page.get_by_text("less than 1.5 times more", exact=True).click()
+        try:
+            expect(choice).to_be_checked(timeout=10_000)
+            break
+        except AssertionError:
+            continue
+    expect(choice).to_be_checked(timeout=10_000)
     _next_step(page, "Step 2 of 4: Measure")
     page.get_by_role("button", name="Measure", exact=True).click()
     page.get_by_role("button", name="Measure again").wait_for(timeout=120_000)
