@@ -87,7 +87,7 @@ def test_more_load_means_longer_waits_and_the_cli_prices_each_level(capsys):
     from lib.records.store import Store                  # saved as the page saves it
     [entry] = [e for e in Store().list() if e["id"] == document["history_id"]]
     assert entry["provenance"] == "simulated" and entry["device"] == "h200 x 8"
-    status, out, err = run_cli(["load", "--target", "simulate", "--hardware", "tpu-v6e",
+    status, out, err = run_cli(["load", "--target", "simulate", "--hardware", "tpu-v5e",
                                 "--model", "smollm2-135m-instruct", "--rates", "1"], capsys)
     assert status == 0 and "No price for this server: give --price-per-hour" in out
 

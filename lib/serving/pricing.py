@@ -124,8 +124,8 @@ def finding(load) -> str | None:
     said = "Simulated" if target.get("kind") == SIMULATED else "Measured"
     verb = "serve" if target.get("kind") == SIMULATED else "serves"
     return (f"{said}: {setup_words(target)} {verb} {model_words(target)} within the targets (goodput) up to "
-            f"{level['goodput_requests_per_s']:.3g} requests/s (at {load.levels[best].offered:g} "
-            f"{load.plan.unit} offered), at ${level['cost_per_million_good_tokens']:.2f} per "
+            f"{level['goodput_requests_per_s']:.3g} requests/s (at "
+            f"{_level_words(load, load.levels[best].offered)} offered), at ${level['cost_per_million_good_tokens']:.2f} per "
             "million tokens that meet them.")
 
 
@@ -183,9 +183,7 @@ def level_lines(load) -> list[str]:
     for level, priced in zip(load.levels, levels(load)):
         each, good = priced["cost_per_million_tokens"], priced["cost_per_million_good_tokens"]
         energy = priced["joules_per_token"]
-        unit = load.plan.unit if level.offered != 1 else load.plan.unit.replace("requests",
-                                                                                 "request")
-        line = f"{level.offered:g} {unit}: " + (
+        line = f"{_level_words(load, level.offered)}: " + (
             "no tokens delivered" if each is None else
             f"${each:.2f} per million output tokens"
             + ((f", ${good:.2f} per million within the targets" if good else
@@ -194,6 +192,12 @@ def level_lines(load) -> list[str]:
             line += f"; at most {joules(energy)} J per token"
         lines.append(line)
     return lines
+
+
+def _level_words(load, offered: float) -> str:
+    """'1 request/s', '4 requests/s', '8 concurrent'."""
+    unit = load.plan.unit.replace("requests", "request") if offered == 1 else load.plan.unit
+    return f"{offered:g} {unit}"
 
 
 def joules(value: float) -> str:
