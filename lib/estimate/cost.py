@@ -102,9 +102,12 @@ def words(priced: dict, devices: int) -> str:
                 f"${priced['usd_per_device_hour']:.2f} per device-hour x {devices} "
                 f"({priced['price_source']})")
     if priced["joules_per_token"] is not None:
-        value = priced["joules_per_token"]
-        shown = f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 1 \
-            else f"{value:.2g}"
-        said += (f"; at most {shown} J per token (each device at "
+        said += (f"; at most {joules_words(priced['joules_per_token'])} J per token (each "
+                 "device at "
                  f"its stated {priced['board_power_w']:g} W)")
     return said
+
+
+def joules_words(value: float) -> str:
+    """Joules in plain digits: '160', '5.5', '0.22' (never '1.6e+02')."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 1 else f"{value:.2g}"

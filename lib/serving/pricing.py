@@ -2,12 +2,12 @@
 level's achieved throughput, per million tokens within the latency targets (goodput), and the
 energy of a token at the boards' stated power (an upper bound), from the run's target.
 
-Where the price comes from (`source_of`): a simulation keeps the price it was priced with (its
+Where the price comes from (`price_of`): a simulation keeps the price it was priced with (its
 profile's listed one, or the user's); a local server on this machine is priced as a cloud VM
 with this machine's cores (`lib.estimate.cost`), or the user's price when given; a server URL
 only has the price its user gave (what an hour of that server costs them). A live run's
 `devices` is 1: its price is the whole server's. Energy needs a stated board power: only
-simulated data-centre and edge profiles have one.
+simulated profiles that state one have it.
 
 `finding` says one level in one sentence (the most goodput, and its price per good token);
 `comparison` sets several setups side by side in one sentence (the plan's options, or saved
@@ -121,18 +121,18 @@ def finding(load) -> str | None:
         return None
     best, level = found
     target = load.target
-    said = "Simulated" if target.get("kind") == SIMULATED else "Measured"
-    verb = "serve" if target.get("kind") == SIMULATED else "serves"
-    return (f"{said}: {setup_words(target)} {verb} {model_words(target)} within the targets (goodput) up to "
-            f"{level['goodput_requests_per_s']:.3g} requests/s (at "
-            f"{_level_words(load, load.levels[best].offered)} offered), at ${level['cost_per_million_good_tokens']:.2f} per "
-            "million tokens that meet them.")
+    said, verb = ("Simulated", "serve") if target.get("kind") == SIMULATED else \
+        ("Measured", "serves")
+    return (f"{said}: {setup_words(target)} {verb} {model_words(target)} within the targets "
+            f"(goodput) up to {level['goodput_requests_per_s']:.3g} requests/s (at "
+            f"{_level_words(load, load.levels[best].offered)} offered), at "
+            f"${level['cost_per_million_good_tokens']:.2f} per million tokens that meet them.")
 
 
 def comparison(setups: list[tuple[str, float | None, float | None]], targets: str) -> str | None:
     """Setups side by side in one sentence: each (name, requests/s within the targets, dollars
-    per million tokens that meet them), most goodput per dollar first; None with fewer than
-    two."""
+    per million tokens that meet them), the cheapest per good token first; None with fewer
+    than two."""
     known = [s for s in setups if s[1]]
     if len(known) < 2:
         return None
@@ -189,7 +189,7 @@ def level_lines(load) -> list[str]:
             + ((f", ${good:.2f} per million within the targets" if good else
                 ", none within the targets") if load.slo is not None else ""))
         if energy is not None:
-            line += f"; at most {joules(energy)} J per token"
+            line += f"; at most {cost.joules_words(energy)} J per token"
         lines.append(line)
     return lines
 
@@ -199,7 +199,3 @@ def _level_words(load, offered: float) -> str:
     unit = load.plan.unit.replace("requests", "request") if offered == 1 else load.plan.unit
     return f"{offered:g} {unit}"
 
-
-def joules(value: float) -> str:
-    """Joules in plain digits: '160', '5.5', '0.22' (never '1.6e+02')."""
-    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 1 else f"{value:.2g}"

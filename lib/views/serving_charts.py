@@ -34,12 +34,12 @@ from plotly.subplots import make_subplots
 from lib.core import text
 from lib.serving import findings
 from lib.core.metrics import METRICS, format_number, format_seconds
+from lib.estimate.cost import joules_words
 from lib.serving.plan import RATE
 from lib.serving.records import (CANCELLED, COOLDOWN, FAILED, MEASURED, SIMULATED,
                                  RequestRecord)
 from lib.serving.summary import Level, LoadResult
 from lib.views.chart_marks import simulated_marks
-from lib.serving.pricing import joules
 
 LOG_SPAN = 10.0            # a y axis whose largest value is this many times its smallest: log
 LOG_X_SPAN = 4.0           # levels spanning this ratio are drawn on a log x axis
@@ -386,7 +386,7 @@ def display_rows(load: LoadResult) -> list[dict[str, Any]]:
                 row["$ per million within targets"] = _dollars(
                     cost["cost_per_million_good_tokens"])
         if cost["joules_per_token"] is not None:
-            row["J per token (at most)"] = joules(cost["joules_per_token"])
+            row["J per token (at most)"] = joules_words(cost["joules_per_token"])
         if late:
             row["sent late"] = level.late_sends
         rows.append(row)
