@@ -154,7 +154,7 @@ def load_comparison(loads: list) -> str | None:
         setups.append((name, found[1]["goodput_requests_per_s"] if found else None,
                        found[1]["cost_per_million_good_tokens"] if found else None))
     slo = loads[0].slo if loads else None
-    return comparison(setups, f"the targets ({slo.words()})" if slo else "the targets")
+    return comparison(setups, slo.words() if slo else "the targets")
 
 
 def price_words(load) -> str | None:
