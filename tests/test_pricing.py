@@ -109,3 +109,24 @@ def test_history_names_a_simulated_load_and_its_hardware():
     assert listed[measured_id]["provenance"] == "measured"
     assert listed[measured_id]["device"] == "server"
     assert wording.entry_label(listed[measured_id]).startswith("load sweep: 1 concurrent")
+
+
+@pytest.mark.parametrize("saved", [{"usd_per_device_hour": -3}, {"usd_per_device_hour": 1e308},
+                                   {"usd_per_device_hour": float("nan")},
+                                   {"usd_per_device_hour": True},
+                                   {"usd_per_device_hour": "4.00"}, {"usd_per_device_hour": None}])
+def test_a_price_edited_into_a_saved_load_prices_nothing(saved):
+    target = {"kind": "local", "endpoint": {"base_url": "http://127.0.0.1:1/v1", "model": "m",
+                                            "api": "completions"},
+              "server": "x", "model_id": "smollm2-135m-instruct",
+              "price": {**saved, "source": "[click](javascript:alert(1))\n# big"}}
+    load = load_result(levels=(1,), target=target)
+    assert pricing.price_of(target) is None and pricing.level_lines(load) == []
+    assert summary.level_rows(load)[0]["cost_per_million_tokens"] is None
+
+
+def test_a_saved_price_s_source_is_one_line_of_text():
+    target = {"kind": "url", "price": {"usd_per_device_hour": 2.0,
+                                       "source": "line one\n# heading" + "x" * 500}}
+    price = pricing.price_of(target)
+    assert price.usd_per_hour == 2.0 and "\n" not in price.source and len(price.source) <= 300

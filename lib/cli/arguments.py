@@ -110,12 +110,14 @@ def share(value: str) -> float:
 
 
 def price(value: str) -> float:
-    """A price per hour in dollars, more than 0 and at most 10,000."""
+    """A price per hour in dollars, more than 0 and at most `cost.MOST_PER_HOUR`."""
+    from lib.estimate.cost import MOST_PER_HOUR
+
     try:
         number = float(value)
     except ValueError:
         number = float("nan")
-    if not 0 < number <= 10_000:
+    if not 0 < number <= MOST_PER_HOUR:
         raise argparse.ArgumentTypeError(
             f"{_shown(value)} is not a price: give dollars per hour, more than 0 and at most "
             "10,000, like 3.5")

@@ -21,6 +21,7 @@ from pathlib import Path
 from lib.core.errors import InvalidSpecError
 
 PRICES_PATH = Path(__file__).with_name("data") / "prices.json"
+MOST_PER_HOUR = 10_000.0        # dollars per device-hour: more is a typing slip
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def price(hardware_id: str, override: float | None = None) -> Price | None:
     the table's (`this`: a cloud VM with this machine's cores); None when neither is known."""
     if override is not None:
         if not (isinstance(override, (int, float)) and math.isfinite(override)
-                and 0 < override <= 10_000):
+                and 0 < override <= MOST_PER_HOUR):
             raise InvalidSpecError(f"A price per device-hour is a dollar amount from 0 to "
                                    f"10,000 (got {override!r}).")
         return Price(float(override), "your price")

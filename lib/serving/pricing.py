@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lib.core.text import one_line
 from lib.estimate import cost
 from lib.serving.records import SIMULATED
 
@@ -28,9 +29,13 @@ def price_of(target: dict[str, Any]) -> cost.Price | None:
     """The price a load's `target` was priced with (saved in it), else the default for its kind
     (this machine's for a local server; none for a URL)."""
     saved = target.get("price")
-    if isinstance(saved, dict) and isinstance(saved.get("usd_per_device_hour"), int | float) \
-            and not isinstance(saved.get("usd_per_device_hour"), bool):
-        return cost.Price(float(saved["usd_per_device_hour"]), str(saved.get("source", "")))
+    if isinstance(saved, dict) and "usd_per_device_hour" in saved:
+        amount = saved["usd_per_device_hour"]
+        # An imported document may hold anything here: only a real price prices anything.
+        if isinstance(amount, int | float) and not isinstance(amount, bool) and \
+                0 < amount <= cost.MOST_PER_HOUR:
+            return cost.Price(float(amount), one_line(str(saved.get("source", "")), 300))
+        return None
     if target.get("kind") == "local":
         return cost.price("this")
     return None

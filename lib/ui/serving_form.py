@@ -132,7 +132,7 @@ def _simulate_form() -> tuple[session.Target | None, str | None]:
     gpus = right.number_input("Devices", 1, 16, 8, key="serving_sim_gpus",
                               help="Tensor parallel: the model split over this many.")
     listed = cost.price(profile)
-    price = far.number_input("Price per device-hour ($)", 0.0, 10_000.0,
+    price = far.number_input("Price per device-hour ($)", 0.0, cost.MOST_PER_HOUR,
                              value=listed.usd_per_hour if listed else 0.0, step=0.5,
                              key=f"serving_sim_price_{profile}",
                              help="For the cost of a million tokens. "
@@ -188,7 +188,8 @@ def _price_box(place, listed_for: str | None) -> float | None:
     # after another page, and a widget given a value too makes Streamlit warn.
     st.session_state.setdefault(key, listed.usd_per_hour if listed else 0.0)
     price = place.number_input(
-        "Price per hour ($, for the cost per token)", 0.0, 10_000.0, step=0.05, format="%.4g",
+        "Price per hour ($, for the cost per token)", 0.0, cost.MOST_PER_HOUR, step=0.05,
+        format="%.4g",
         key=key,
         help=(f"Filled in: {listed.source}. Type what an hour of it costs you instead."
               if listed else "What an hour of that server costs you; 0: no cost shown."))
