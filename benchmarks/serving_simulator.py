@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lib.serving import simulate, step_fit  # noqa: E402
-from lib.serving.measures import knee, level_summary  # noqa: E402
+from lib.serving.measures import KNEE_GROWTH, knee, level_summary  # noqa: E402
 from lib.serving.plan import CONCURRENCY, LoadPlan  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
@@ -37,7 +37,8 @@ def main() -> int:
     fitted = step_fit.measure(MODEL)
     print(f"step fit (measured on the model alone, {fitted.samples} timings): "
           f"{fitted.fixed_s * 1e3:.1f} ms (+ {fitted.prefill_fixed_s * 1e3:.1f} ms when it "
-          f"reads a prompt) + {fitted.per_decode_s * 1e3:.2f} ms/sequence + "
+          f"reads a prompt, + {fitted.batched_fixed_s * 1e3:.1f} ms when it decodes 2 or more) "
+          f"+ {fitted.per_decode_s * 1e3:.2f} ms/sequence + "
           f"{fitted.per_prompt_s * 1e3:.3f} ms/prompt token + "
           f"{fitted.per_context_s * 1e6:.2f} us/context token", flush=True)
     command = [sys.executable, "-m", "lib", "load", "--target", "local", "--model", MODEL,
@@ -68,6 +69,16 @@ def main() -> int:
             line += (f" {a * scale:>12.1f}{unit:>2} {b * scale:>6.1f}{unit:>2} "
                      f"{err:>+6.0%} " if a and b else "  -")
         print(line)
+    # The knee is the first level whose p90 TTFT reaches KNEE_GROWTH x the lightest level's:
+    # each level's growth, so a knee at the threshold shows as one (a level could go either way).
+    base_real = (measured["levels"][0].get("ttft_s") or {}).get("p90")
+    base_sim = (simulated[0].get("ttft_s") or {}).get("p90")
+    print("p90 TTFT growth over the lightest level (knee at "
+          f"{KNEE_GROWTH:g}x): measured " + ", ".join(
+              f"{(r.get('ttft_s') or {}).get('p90', 0) / base_real:.2f}x"
+              for r in measured["levels"][1:]) + "; simulated " + ", ".join(
+              f"{(s_.get('ttft_s') or {}).get('p90', 0) / base_sim:.2f}x"
+              for s_ in simulated[1:]))
     real_knee, sim_knee = measured.get("knee"), knee(simulated)
     print(f"knee: measured {real_knee and real_knee['saturated']}"
           + (f" (p90 TTFT {real_knee['growth']:.2f}x the lightest level's)" if real_knee else "")

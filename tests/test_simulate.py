@@ -165,16 +165,20 @@ def test_this_machine_s_server_is_simulated_with_its_own_sizing_and_measured_ste
 def test_the_step_fit_keeps_every_term_non_negative_and_exact_where_the_data_allow():
     from lib.serving.step_fit import FittedStep, non_negative_fit
 
-    truth = FittedStep(0.06, 0.002, 0.0015, 1e-6, 0, prefill_fixed_s=0.03)
-    rows = [(1.0, 1.0, 0.0, p, 0.0) for p in (32, 64, 128)] + \
-        [(1.0, 0.0, b, 0.0, b * c) for b in (1, 2, 4) for c in (64, 192)]
-    times = [truth.seconds(int(r[2]), r[4], int(r[3]), 0) for r in rows]
-    assert non_negative_fit(rows, times) == pytest.approx([0.06, 0.03, 0.002, 0.0015, 1e-6])
+    truth = FittedStep(0.06, 0.002, 0.0015, 1e-6, 0, prefill_fixed_s=0.03, batched_fixed_s=0.02)
+    rows = [(1.0, 1.0, 0.0, 0.0, p, 0.0) for p in (32, 64, 128)] + \
+        [(1.0, 0.0, float(b >= 2), b, 0.0, b * c) for b in (1, 2, 4) for c in (64, 192)]
+    times = [truth.seconds(int(r[3]), r[5], int(r[4]), 0) for r in rows]
+    assert non_negative_fit(rows, times) == pytest.approx([0.06, 0.03, 0.02, 0.002, 0.0015,
+                                                           1e-6])
+    # One sequence alone pays no batched cost; a mixed step pays the prompt's, not both.
+    assert truth.seconds(1, 64, 0, 0) == pytest.approx(0.06 + 0.002 + 64e-6)
+    assert truth.seconds(2, 64, 10, 0) == pytest.approx(0.06 + 0.03 + 0.004 + 0.015 + 64e-6)
     # A decode cost that falls with the batch would need a negative term: it is zero, and
     # the rest fit without it (an unconstrained fit clipped afterwards moved the intercept).
-    falling = [t - 0.004 * r[2] if r[1] == 0 else t for r, t in zip(rows, times)]
+    falling = [t - 0.004 * r[3] if r[1] == 0 else t for r, t in zip(rows, times)]
     fitted = non_negative_fit(rows, falling)
-    assert min(fitted) >= 0 and fitted[2] == 0.0
+    assert min(fitted) >= 0 and fitted[3] == 0.0
 
 
 @pytest.mark.slow

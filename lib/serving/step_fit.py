@@ -6,12 +6,17 @@ itself: forward passes of a few decode batches (each sequence one new token over
 and a few prompt chunks, fitted by least squares with no negative term to
 
     step = fixed + prefill_fixed (when the step reads any prompt tokens)
+                 or batched_fixed (when it decodes two sequences or more, and reads no prompt)
            + per_decode x decode sequences + per_prompt x prompt tokens
            + per_context x context tokens the decode steps attend to
 
 A step that reads a prompt has its own fixed cost: on a CPU a prompt chunk's first tokens
 cost more than later ones (its matrix products are too small to use the cores well), and one
-shared intercept made every decode step look a third slower than it is. Terms are kept
+shared intercept made every decode step look a third slower than it is. So does a step that
+decodes two sequences or more: one sequence multiplies a vector by each weight matrix (a fast,
+memory-bound kernel), two or more multiply a thin matrix (another kernel, slower per step
+here: 55 ms for one sequence, about 90 for two to eight on this machine's 2 cores), which a
+cost growing evenly with the sequences cannot follow. Terms are kept
 non-negative by solving every subset of them and keeping the best that has none below zero
 (clipping a negative one after an unconstrained fit moved the others).
 
@@ -26,9 +31,9 @@ import time
 from dataclasses import dataclass
 
 DECODE_BATCHES = (1, 2, 4, 8)
-CONTEXTS = (64, 192)
+CONTEXTS = (16, 80)
 PROMPTS = (32, 64, 128, 256)
-REPEATS = 5
+REPEATS = 3
 
 
 @dataclass(frozen=True)
@@ -39,14 +44,16 @@ class FittedStep:
     per_context_s: float
     samples: int
     prefill_fixed_s: float = 0.0
+    batched_fixed_s: float = 0.0
 
     def seconds(self, decode_seqs: int, decode_context: float, prefill_tokens: int,
                 prefill_pairs: float) -> float:
         if decode_seqs + prefill_tokens == 0:
             return 0.0
-        return (self.fixed_s + (self.prefill_fixed_s if prefill_tokens else 0.0)
-                + self.per_decode_s * decode_seqs + self.per_prompt_s * prefill_tokens
-                + self.per_context_s * decode_context)
+        extra = self.prefill_fixed_s if prefill_tokens else \
+            self.batched_fixed_s if decode_seqs >= 2 else 0.0
+        return (self.fixed_s + extra + self.per_decode_s * decode_seqs
+                + self.per_prompt_s * prefill_tokens + self.per_context_s * decode_context)
 
     def to_dict(self) -> dict[str, float]:
         return dict(self.__dict__)
@@ -82,22 +89,24 @@ def measure(model_id: str, dtype: str = "float32", threads: int | None = None,
         warnings.simplefilter("ignore", FutureWarning)      # past_key_values' new name
         for prompt in PROMPTS:
             ids = torch.randint(100, 1000, (1, prompt))
-            rows.append((1.0, 1.0, 0.0, prompt, 0.0))
+            rows.append((1.0, 1.0, 0.0, 0.0, prompt, 0.0))
             # A server computes the next-token logits of a prompt's last position only.
             times.append(timed(lambda: model(input_ids=ids, use_cache=True, logits_to_keep=1)))
         for context in CONTEXTS:
             for batch in DECODE_BATCHES:
                 ids = torch.randint(100, 1000, (batch, context))
-                cache = model(input_ids=ids, use_cache=True).past_key_values
+                cache = model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
                 one = torch.randint(100, 1000, (batch, 1))
 
                 def step(cache=cache, one=one):
                     model(input_ids=one, past_key_values=cache, use_cache=True)
                     cache.crop(-1)                 # back to the same context each time
-                rows.append((1.0, 0.0, batch, 0.0, batch * context))
+                rows.append((1.0, 0.0, float(batch >= 2), batch, 0.0, batch * context))
                 times.append(timed(step))
-    fixed, prefill_fixed, per_decode, per_prompt, per_context = non_negative_fit(rows, times)
-    return FittedStep(fixed, per_decode, per_prompt, per_context, len(times), prefill_fixed)
+    fixed, prefill_fixed, batched_fixed, per_decode, per_prompt, per_context = \
+        non_negative_fit(rows, times)
+    return FittedStep(fixed, per_decode, per_prompt, per_context, len(times), prefill_fixed,
+                      batched_fixed)
 
 
 def non_negative_fit(rows: list[tuple[float, ...]], times: list[float]) -> list[float]:
